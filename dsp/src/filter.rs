@@ -1,0 +1,278 @@
+//! Biquad IIR filters designed at run time (RBJ audio-EQ cookbook, i.e. bilinear
+//! transform with pre-warping) and the monitor-grade cascade [`MonitorFilter`].
+//!
+//! Coefficients and state are `f64` so that very low corner frequencies (0.5 Hz at
+//! 1 kHz) stay accurate; samples are `f32` millivolts.
+
+use std::f64::consts::PI;
+
+/// Butterworth quality factor of a second-order section.
+pub const BUTTERWORTH_Q: f64 = std::f64::consts::FRAC_1_SQRT_2;
+/// Quality factors of the two sections of a fourth-order Butterworth filter.
+pub const BUTTERWORTH4_Q: [f64; 2] = [0.541_196_100_146_197, 1.306_562_964_876_376_7];
+
+/// One second-order IIR section, transposed direct form II.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Biquad {
+    b: [f64; 3],
+    a: [f64; 2],
+    s: [f64; 2],
+}
+
+impl Biquad {
+    fn normalised(b: [f64; 3], a0: f64, a1: f64, a2: f64) -> Self {
+        Self {
+            b: [b[0] / a0, b[1] / a0, b[2] / a0],
+            a: [a1 / a0, a2 / a0],
+            s: [0.0; 2],
+        }
+    }
+
+    fn parts(f0: f64, fs: f64, q: f64) -> (f64, f64) {
+        let w0 = 2.0 * PI * f0 / fs;
+        (w0.cos(), w0.sin() / (2.0 * q))
+    }
+
+    /// Second-order low-pass with corner `f0` Hz (−3 dB when `q` is [`BUTTERWORTH_Q`]).
+    pub fn low_pass(f0: f64, fs: f64, q: f64) -> Self {
+        let (c, al) = Self::parts(f0, fs, q);
+        Self::normalised(
+            [(1.0 - c) / 2.0, 1.0 - c, (1.0 - c) / 2.0],
+            1.0 + al,
+            -2.0 * c,
+            1.0 - al,
+        )
+    }
+
+    /// Second-order high-pass with corner `f0` Hz.
+    pub fn high_pass(f0: f64, fs: f64, q: f64) -> Self {
+        let (c, al) = Self::parts(f0, fs, q);
+        Self::normalised(
+            [(1.0 + c) / 2.0, -(1.0 + c), (1.0 + c) / 2.0],
+            1.0 + al,
+            -2.0 * c,
+            1.0 - al,
+        )
+    }
+
+    /// Notch at `f0` Hz with bandwidth `f0 / q`.
+    pub fn notch(f0: f64, fs: f64, q: f64) -> Self {
+        let (c, al) = Self::parts(f0, fs, q);
+        Self::normalised([1.0, -2.0 * c, 1.0], 1.0 + al, -2.0 * c, 1.0 - al)
+    }
+
+    /// Filters one sample.
+    #[inline]
+    pub fn step(&mut self, x: f64) -> f64 {
+        let y = self.b[0] * x + self.s[0];
+        self.s[0] = self.b[1] * x - self.a[0] * y + self.s[1];
+        self.s[1] = self.b[2] * x - self.a[1] * y;
+        y
+    }
+
+    /// Sets the state to the steady state for a constant input `x` (avoids the start
+    /// transient of a signal with a DC offset).
+    pub fn settle(&mut self, x: f64) {
+        let g = self.dc_gain();
+        let y = g * x;
+        self.s[1] = self.b[2] * x - self.a[1] * y;
+        self.s[0] = self.b[1] * x - self.a[0] * y + self.s[1];
+    }
+
+    fn dc_gain(&self) -> f64 {
+        let den = 1.0 + self.a[0] + self.a[1];
+        if den.abs() < 1e-300 {
+            0.0
+        } else {
+            (self.b[0] + self.b[1] + self.b[2]) / den
+        }
+    }
+
+    /// Magnitude of the frequency response at `f` Hz.
+    pub fn magnitude(&self, f: f64, fs: f64) -> f64 {
+        let w = 2.0 * PI * f / fs;
+        let (c1, s1, c2, s2) = (w.cos(), w.sin(), (2.0 * w).cos(), (2.0 * w).sin());
+        let nr = self.b[0] + self.b[1] * c1 + self.b[2] * c2;
+        let ni = -(self.b[1] * s1 + self.b[2] * s2);
+        let dr = 1.0 + self.a[0] * c1 + self.a[1] * c2;
+        let di = -(self.a[0] * s1 + self.a[1] * s2);
+        ((nr * nr + ni * ni) / (dr * dr + di * di)).sqrt()
+    }
+}
+
+/// A cascade of biquads.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Cascade {
+    sections: Vec<Biquad>,
+    started: bool,
+}
+
+impl Cascade {
+    /// A cascade of these sections, in order.
+    pub fn new(sections: Vec<Biquad>) -> Self {
+        Self {
+            sections,
+            started: false,
+        }
+    }
+
+    /// Filters one sample; the first sample settles the state (no start transient).
+    #[inline]
+    pub fn step(&mut self, x: f32) -> f32 {
+        let mut v = f64::from(x);
+        if !self.started {
+            self.started = true;
+            let mut u = v;
+            for s in &mut self.sections {
+                s.settle(u);
+                u *= s.dc_gain();
+            }
+        }
+        for s in &mut self.sections {
+            v = s.step(v);
+        }
+        v as f32
+    }
+
+    /// Filters `x` in place.
+    pub fn process(&mut self, x: &mut [f32]) {
+        for v in x {
+            *v = self.step(*v);
+        }
+    }
+
+    /// Magnitude response at `f` Hz.
+    pub fn magnitude(&self, f: f64, fs: f64) -> f64 {
+        self.sections.iter().map(|s| s.magnitude(f, fs)).product()
+    }
+}
+
+/// Default baseline-wander high-pass corner (Hz).
+pub const HIGH_PASS_HZ: f64 = 0.5;
+/// Default low-pass corner (Hz).
+pub const LOW_PASS_HZ: f64 = 40.0;
+/// Quality factor of the mains notch (bandwidth = mains / Q).
+pub const NOTCH_Q: f64 = 5.0;
+
+/// Monitor-bandwidth filter: second-order Butterworth high-pass at 0.5 Hz (baseline
+/// wander), a notch at the mains frequency (50 Hz by default; skipped when at or
+/// above Nyquist or 0), and a fourth-order Butterworth low-pass at 40 Hz (clamped
+/// to 0.45 × fs). Passband 1–30 Hz flat within 1 dB; the first sample settles the
+/// state so a DC offset causes no start transient.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MonitorFilter {
+    fs: f64,
+    cascade: Cascade,
+}
+
+impl MonitorFilter {
+    /// The monitor filter at sampling rate `fs` Hz with a 50 Hz notch.
+    pub fn new(fs: f64) -> Self {
+        Self::with_mains(fs, 50.0)
+    }
+
+    /// The monitor filter with a notch at `mains_hz` (0 for none).
+    pub fn with_mains(fs: f64, mains_hz: f64) -> Self {
+        let mut s = vec![Biquad::high_pass(HIGH_PASS_HZ, fs, BUTTERWORTH_Q)];
+        if mains_hz > 0.0 && mains_hz < 0.5 * fs {
+            s.push(Biquad::notch(mains_hz, fs, NOTCH_Q));
+        }
+        let lp = LOW_PASS_HZ.min(0.45 * fs);
+        for q in BUTTERWORTH4_Q {
+            s.push(Biquad::low_pass(lp, fs, q));
+        }
+        Self {
+            fs,
+            cascade: Cascade::new(s),
+        }
+    }
+
+    /// Filters `x` (mV) in place.
+    pub fn process(&mut self, x: &mut [f32]) {
+        self.cascade.process(x);
+    }
+
+    /// Filters one sample.
+    #[inline]
+    pub fn step(&mut self, x: f32) -> f32 {
+        self.cascade.step(x)
+    }
+
+    /// Magnitude response at `f` Hz, in dB.
+    pub fn magnitude_db(&self, f: f64) -> f64 {
+        20.0 * self.cascade.magnitude(f, self.fs).log10()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn db(x: f64) -> f64 {
+        20.0 * x.log10()
+    }
+
+    #[test]
+    fn sections_have_their_corners() {
+        for fs in [125.0, 250.0, 360.0, 500.0, 1000.0] {
+            let hp = Biquad::high_pass(0.5, fs, BUTTERWORTH_Q);
+            assert!((db(hp.magnitude(0.5, fs)) + 3.01).abs() < 0.05, "{fs}");
+            assert!(db(hp.magnitude(0.05, fs)) < -35.0);
+            let lp = Biquad::low_pass(40.0, fs, BUTTERWORTH_Q);
+            assert!((db(lp.magnitude(40.0, fs)) + 3.01).abs() < 0.05);
+            let n = Biquad::notch(50.0, fs, NOTCH_Q);
+            assert!(db(n.magnitude(50.0, fs)) < -60.0);
+        }
+    }
+
+    #[test]
+    fn monitor_filter_response() {
+        for fs in [125.0, 250.0, 300.0, 360.0, 500.0, 1000.0] {
+            for mains in [50.0, 60.0] {
+                let f = MonitorFilter::with_mains(fs, mains);
+                // -3 dB at the high-pass corner.
+                assert!(
+                    (f.magnitude_db(0.5) + 3.0).abs() < 0.3,
+                    "{fs} {}",
+                    f.magnitude_db(0.5)
+                );
+                // Flat within 1 dB over 1–30 Hz.
+                for k in 0..=290 {
+                    let fr = 1.0 + f64::from(k) * 0.1;
+                    let m = f.magnitude_db(fr);
+                    assert!(m.abs() < 1.0, "fs {fs} mains {mains}: {m} dB at {fr} Hz");
+                }
+                // Mains rejected by at least 30 dB (also ±0.2 Hz off).
+                for d in [-0.2, 0.0, 0.2] {
+                    assert!(f.magnitude_db(mains + d) < -30.0, "fs {fs} mains {mains}");
+                }
+                // -3 dB near 40 Hz (within the LP Butterworth plus notch skirt).
+                if fs >= 250.0 {
+                    let m = f.magnitude_db(40.0);
+                    assert!(m < -3.0 && m > -12.0, "fs {fs}: {m} at 40 Hz");
+                    assert!(f.magnitude_db(100.0) < -25.0);
+                }
+                assert!(f.magnitude_db(0.05) < -35.0);
+            }
+        }
+        // Without a notch the -3 dB point is at 40 Hz.
+        let f = MonitorFilter::with_mains(500.0, 0.0);
+        assert!((f.magnitude_db(40.0) + 3.0).abs() < 0.2);
+    }
+
+    #[test]
+    fn dc_offset_has_no_transient_and_is_removed() {
+        let mut f = MonitorFilter::new(360.0);
+        let mut x = vec![-1.5f32; 3600];
+        f.process(&mut x);
+        assert!(x.iter().all(|v| v.abs() < 1e-3), "{:?}", &x[..5]);
+        // A sinusoid in the passband passes with its amplitude.
+        let mut f = MonitorFilter::new(360.0);
+        let mut s: Vec<f32> = (0..7200)
+            .map(|i| (2.0 * std::f32::consts::PI * 10.0 * i as f32 / 360.0).sin())
+            .collect();
+        f.process(&mut s);
+        let peak = s[3600..].iter().fold(0.0f32, |m, v| m.max(v.abs()));
+        assert!((peak - 1.0).abs() < 0.1, "{peak}");
+    }
+}

@@ -1,0 +1,21 @@
+//! Streaming ECG signal processing for cardiostream: a pure, synchronous library.
+//!
+//! - [`filter`]: run-time designed biquad filters (baseline high-pass, mains notch,
+//!   low-pass) and the [`filter::MonitorFilter`] cascade;
+//! - [`qrs`]: a streaming QRS detector with a fixed, stated latency;
+//! - [`rhythm`]: RR-interval statistics and atrial-fibrillation features;
+//! - [`stream`]: [`stream::StreamDsp`], the per-stream state tying them together and
+//!   emitting rhythm windows and pause events.
+//!
+//! Every stage works sample by sample, so outputs do not depend on how the input is
+//! split into blocks.
+
+pub mod filter;
+pub mod qrs;
+pub mod rhythm;
+pub mod stream;
+
+pub use filter::MonitorFilter;
+pub use qrs::QrsDetector;
+pub use rhythm::{af_features, rr_irregular, IrregularityThresholds, AF_FEATURES};
+pub use stream::{DspConfig, DspEvent, RhythmWindow, StreamDsp};

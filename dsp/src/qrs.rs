@@ -1,0 +1,489 @@
+//! Streaming QRS detector, after Pan & Tompkins (1985) and Hamilton & Tompkins'
+//! open-source detector (OSEA, 2002), generalised to any sampling rate.
+//!
+//! Stages, all linear-phase with integer delays so the QRS time is known exactly:
+//! 1. low-pass: two cascaded 30 ms moving averages (first zero at 33 Hz);
+//! 2. high-pass: the signal minus its 125 ms moving average (≈5 Hz corner), so
+//!    1 + 2 form a ≈5–15 Hz band-pass;
+//! 3. derivative over 10 ms, absolute value;
+//! 4. 80 ms moving-window integration (MWI).
+//!
+//! Decision rules on MWI peaks: a peak is a local maximum followed by a fall to half
+//! of it (or 95 ms); peaks within 200 ms of a bigger one are discarded (refractory);
+//! a peak is a QRS when it exceeds `noise + 0.3125 (qrs − noise)`, with `qrs` and
+//! `noise` the medians of the last 8 QRS and noise peaks. Baseline shifts are
+//! rejected (the 10 ms derivative of the low-passed signal must swing both ways
+//! within 150 ms around the peak); a candidate within 360 ms of the previous QRS
+//! with less than half its steepest slope is a T wave. When no QRS follows for
+//! 1.5 × the median RR interval (at most 1.8 s), the largest noise peak that lies at
+//! least 360 ms after the last QRS and exceeds half the threshold is taken as a
+//! missed beat (search-back). After 8 s without a QRS the thresholds restart from
+//! the per-second maxima of the last 8 s. Detections are finally placed on the
+//! largest deflection of the band-passed signal within ±80 ms (the R wave, or the
+//! deepest wave of a QS complex).
+//!
+//! Latency: each beat is reported at most [`QrsDetector::latency_samples`] samples
+//! after it occurs (≈2.05 s whatever the rate, e.g. 737 samples at 360 Hz; typical
+//! beats come out after ≈0.6 s, beats recovered by search-back later). Beats come out in increasing order.
+
+use std::collections::VecDeque;
+
+/// Threshold fraction between the noise and QRS peak levels.
+const TH: f32 = 0.3125;
+/// Peak buffers length.
+const NBUF: usize = 8;
+/// Smallest MWI value (mV per 10 ms) that can start timing a peak.
+const MIN_PEAK: f32 = 1e-3;
+
+#[derive(Debug, Clone)]
+struct MovSum {
+    buf: Vec<f32>,
+    pos: usize,
+    sum: f64,
+}
+
+impl MovSum {
+    fn new(len: usize) -> Self {
+        Self {
+            buf: vec![0.0; len.max(1)],
+            pos: 0,
+            sum: 0.0,
+        }
+    }
+
+    fn fill(&mut self, x: f32) {
+        self.buf.fill(x);
+        self.sum = f64::from(x) * self.buf.len() as f64;
+    }
+
+    /// Pushes `x`, returns the mean of the last `len` values.
+    fn push(&mut self, x: f32) -> f32 {
+        self.sum += f64::from(x) - f64::from(self.buf[self.pos]);
+        self.buf[self.pos] = x;
+        self.pos = (self.pos + 1) % self.buf.len();
+        (self.sum / self.buf.len() as f64) as f32
+    }
+
+    /// The value pushed `k` steps ago (0 = the last one), `k < len`.
+    fn back(&self, k: usize) -> f32 {
+        let n = self.buf.len();
+        self.buf[(self.pos + n - 1 - (k % n)) % n]
+    }
+}
+
+/// A ring of values indexed by absolute step number.
+#[derive(Debug, Clone)]
+struct Hist {
+    data: Vec<f32>,
+}
+
+impl Hist {
+    fn new(cap: usize) -> Self {
+        Self {
+            data: vec![0.0; cap.max(1)],
+        }
+    }
+
+    fn set(&mut self, step: u64, v: f32) {
+        let n = self.data.len() as u64;
+        self.data[(step % n) as usize] = v;
+    }
+
+    fn get(&self, step: u64) -> f32 {
+        let n = self.data.len() as u64;
+        self.data[(step % n) as usize]
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Peak {
+    val: f32,
+    /// Estimated QRS time in the raw signal's time base.
+    loc: i64,
+}
+
+fn median(v: &VecDeque<f32>) -> f32 {
+    if v.is_empty() {
+        return 0.0;
+    }
+    let mut s: Vec<f32> = v.iter().copied().collect();
+    s.sort_unstable_by(f32::total_cmp);
+    let m = s.len() / 2;
+    if s.len() % 2 == 1 {
+        s[m]
+    } else {
+        0.5 * (s[m - 1] + s[m])
+    }
+}
+
+fn push_buf(b: &mut VecDeque<f32>, v: f32) {
+    if b.len() == NBUF {
+        b.pop_back();
+    }
+    b.push_front(v);
+}
+
+/// Streaming QRS detector for one lead. See the module documentation.
+#[derive(Debug, Clone)]
+pub struct QrsDetector {
+    fs: f64,
+    n: u64,
+    // Durations in samples.
+    ms80: i64,
+    ms95: u32,
+    ms100: i64,
+    ms120: i64,
+    ms150: i64,
+    ms360: i64,
+    pre_blank: u32,
+    hold: i64,
+    sb_cap: i64,
+    sec: u64,
+    latency: usize,
+    // Filter stages.
+    lp1: MovSum,
+    lp2: MovSum,
+    hp: MovSum,
+    hp_center: usize,
+    k: usize,
+    bp_recent: MovSum,
+    lp_recent: MovSum,
+    mwi: MovSum,
+    /// Delay of the band-passed signal, of the low-passed derivative and of the MWI.
+    d_bp: i64,
+    d_der: i64,
+    d_mwi: i64,
+    bp_hist: Hist,
+    der_hist: Hist,
+    // Peak finder.
+    last_mwi: f32,
+    pk_max: f32,
+    pk_step: u64,
+    since_max: u32,
+    // Pre-blank hold.
+    held: Option<Peak>,
+    pre_cnt: u32,
+    // Decision state.
+    qrs: VecDeque<f32>,
+    noise: VecDeque<f32>,
+    rr: VecDeque<f32>,
+    init_max: f32,
+    last_qrs: Option<i64>,
+    last_maxder: f32,
+    sb: Option<Peak>,
+    sb_der: f32,
+    last_reset: i64,
+    sec_max: VecDeque<f32>,
+    cur_sec_max: f32,
+    last_out: Option<u64>,
+}
+
+impl QrsDetector {
+    /// A detector for a signal sampled at `fs` Hz (designed for 125–1000 Hz).
+    pub fn new(fs: f64) -> QrsDetector {
+        let fs = if fs.is_finite() && fs >= 50.0 {
+            fs
+        } else {
+            250.0
+        };
+        let s = |sec: f64| (sec * fs).round().max(1.0) as usize;
+        let l = s(0.030);
+        let mut h = s(0.125);
+        if h % 2 == 0 {
+            h += 1;
+        }
+        let k = s(0.010);
+        let w = s(0.080);
+        let d_bp2 = 2 * (l as i64 - 1) + (h as i64 - 1); // twice the delay
+        let d_bp = d_bp2 / 2;
+        let d_der = ((2 * (l as i64 - 1) + k as i64) as f64 / 2.0).round() as i64;
+        let d_mwi = ((d_bp2 + k as i64 + w as i64 - 1) as f64 / 2.0).round() as i64;
+        let ms = |m: f64| s(m / 1000.0) as i64;
+        let ms95 = ms(95.0) as u32;
+        // Hold a declared peak 200 ms plus the longest declaration delay, so that a
+        // bigger peak whose maximum lies within 200 ms of it always replaces it.
+        let pre_blank = ms(200.0) as u32 + ms95;
+        let hold = i64::from(pre_blank) + i64::from(ms95);
+        let sb_cap = ms(1800.0);
+        let ms80 = ms(80.0);
+        let ms360 = ms(360.0);
+        // Normal path: peak declared ≤ 95 ms after its maximum, held 200 ms, plus the
+        // MWI delay and the ±80 ms placement. Search-back path: see `search_back`.
+        let normal = d_mwi + i64::from(ms95) + 2 + i64::from(pre_blank) + ms80;
+        let sb = d_mwi + sb_cap + hold + 2 - ms360 + ms80;
+        let latency = normal.max(sb).max(1) as usize;
+        let cap = latency + s(1.0);
+        let mut det = QrsDetector {
+            fs,
+            n: 0,
+            ms80,
+            ms95,
+            ms100: ms(100.0),
+            ms120: ms(120.0),
+            ms150: ms(150.0),
+            ms360,
+            pre_blank,
+            hold,
+            sb_cap,
+            sec: s(1.0) as u64,
+            latency,
+            lp1: MovSum::new(l),
+            lp2: MovSum::new(l),
+            hp: MovSum::new(h),
+            hp_center: (h - 1) / 2,
+            k,
+            bp_recent: MovSum::new(k + 1),
+            lp_recent: MovSum::new(k + 1),
+            mwi: MovSum::new(w),
+            d_bp,
+            d_der,
+            d_mwi,
+            bp_hist: Hist::new(cap),
+            der_hist: Hist::new(cap),
+            last_mwi: 0.0,
+            pk_max: 0.0,
+            pk_step: 0,
+            since_max: 0,
+            held: None,
+            pre_cnt: 0,
+            qrs: VecDeque::with_capacity(NBUF),
+            noise: VecDeque::with_capacity(NBUF),
+            rr: VecDeque::with_capacity(NBUF),
+            init_max: 0.0,
+            last_qrs: None,
+            last_maxder: 0.0,
+            sb: None,
+            sb_der: 0.0,
+            last_reset: 0,
+            sec_max: VecDeque::with_capacity(NBUF),
+            cur_sec_max: 0.0,
+            last_out: None,
+        };
+        det.rr.push_front(fs as f32);
+        det
+    }
+
+    /// Sampling rate (Hz).
+    pub fn fs(&self) -> f64 {
+        self.fs
+    }
+
+    /// Samples pushed so far.
+    pub fn samples_seen(&self) -> u64 {
+        self.n
+    }
+
+    /// Fixed upper bound of the delay between a beat's sample and the `push` call
+    /// whose input contains the sample that many samples later: once sample `t` has
+    /// been pushed, every beat at or before `t - latency_samples()` has been output.
+    pub fn latency_samples(&self) -> usize {
+        self.latency
+    }
+
+    /// Feeds raw samples (mV, one lead) and appends the absolute sample indices of
+    /// newly detected beats to `out`, in increasing order.
+    pub fn push(&mut self, x: &[f32], out: &mut Vec<u64>) {
+        for &v in x {
+            self.step(v, out);
+        }
+    }
+
+    fn threshold(&self) -> f32 {
+        let q = if self.qrs.is_empty() {
+            self.init_max
+        } else {
+            median(&self.qrs)
+        };
+        let nz = median(&self.noise);
+        nz + TH * (q - nz)
+    }
+
+    fn step(&mut self, x: f32, out: &mut Vec<u64>) {
+        let x = if x.is_finite() { x } else { self.lp1.back(0) };
+        if self.n == 0 {
+            self.lp1.fill(x);
+            self.lp2.fill(x);
+            self.hp.fill(x);
+            self.lp_recent.fill(x);
+            self.bp_recent.fill(0.0);
+        }
+        let n = self.n;
+        let a = self.lp1.push(x);
+        let b = self.lp2.push(a);
+        let _ = self.lp_recent.push(b);
+        let der_lp = b - self.lp_recent.back(self.k);
+        let mean = self.hp.push(b);
+        let bp = self.hp.back(self.hp_center) - mean;
+        let _ = self.bp_recent.push(bp);
+        let d = bp - self.bp_recent.back(self.k);
+        let m = self.mwi.push(d.abs());
+        self.bp_hist.set(n, bp);
+        self.der_hist.set(n, der_lp);
+        self.n += 1;
+
+        // Background maxima for threshold (re)initialisation.
+        self.init_max = self.init_max.max(m);
+        self.cur_sec_max = self.cur_sec_max.max(m);
+        if (n + 1).is_multiple_of(self.sec) {
+            push_buf(&mut self.sec_max, self.cur_sec_max);
+            self.cur_sec_max = 0.0;
+        }
+
+        // Peak finder on the MWI.
+        let mut apk = None;
+        if self.since_max > 0 {
+            self.since_max += 1;
+        }
+        if m > self.last_mwi && m > self.pk_max {
+            self.pk_max = m;
+            self.pk_step = n;
+            if m > MIN_PEAK {
+                self.since_max = 1;
+            }
+        } else if m < 0.5 * self.pk_max || self.since_max > self.ms95 {
+            apk = Some(Peak {
+                val: self.pk_max,
+                loc: self.pk_step as i64 - self.d_mwi,
+            });
+            self.pk_max = 0.0;
+            self.since_max = 0;
+        }
+        self.last_mwi = m;
+
+        // 200 ms hold: only the largest peak of any 200 ms stretch goes on.
+        let mut new_peak = None;
+        match (apk, self.pre_cnt) {
+            (Some(p), 0) => {
+                self.held = Some(p);
+                self.pre_cnt = self.pre_blank;
+            }
+            (None, 0) => {}
+            (None, _) => {
+                self.pre_cnt -= 1;
+                if self.pre_cnt == 0 {
+                    new_peak = self.held.take();
+                }
+            }
+            (Some(p), _) => {
+                if self.held.is_none_or(|h| p.val > h.val) {
+                    self.held = Some(p);
+                    self.pre_cnt = self.pre_blank;
+                } else {
+                    self.pre_cnt -= 1;
+                    if self.pre_cnt == 0 {
+                        new_peak = self.held.take();
+                    }
+                }
+            }
+        }
+
+        if let Some(p) = new_peak {
+            self.classify(p, out);
+        }
+        self.search_back(out);
+        self.maybe_reset();
+    }
+
+    /// Baseline-shift check around `loc`: returns the steepest slope when the
+    /// low-passed derivative swings both ways within 150 ms, `None` otherwise.
+    fn slope_check(&self, loc: i64) -> Option<f32> {
+        let (mut max, mut min) = (0.0f32, 0.0f32);
+        let (mut tmax, mut tmin) = (0i64, 0i64);
+        let newest = self.n as i64 - 1;
+        for t in (loc - self.ms100)..(loc + self.ms120) {
+            let step = t + self.d_der;
+            if step < 0 || step > newest || newest - step >= self.bp_hist.data.len() as i64 {
+                continue;
+            }
+            let v = self.der_hist.get(step as u64);
+            if v > max {
+                max = v;
+                tmax = t;
+            } else if v < min {
+                min = v;
+                tmin = t;
+            }
+        }
+        let min = -min;
+        (max > min / 8.0 && min > max / 8.0 && (tmax - tmin).abs() < self.ms150)
+            .then_some(max.max(min))
+    }
+
+    fn classify(&mut self, p: Peak, out: &mut Vec<u64>) {
+        let Some(maxder) = self.slope_check(p.loc) else {
+            return;
+        };
+        let since = self.last_qrs.map(|l| p.loc - l);
+        let t_limit = self.ms360.max((0.5 * median(&self.rr)) as i64);
+        let t_wave = since.is_some_and(|s| s < t_limit) && maxder < 0.5 * self.last_maxder;
+        if p.val > self.threshold() && !t_wave {
+            self.accept(p, maxder, out);
+        } else {
+            push_buf(&mut self.noise, p.val);
+            if since.is_none_or(|s| s >= self.ms360) && self.sb.is_none_or(|s| p.val > s.val) {
+                self.sb = Some(p);
+                self.sb_der = maxder;
+            }
+        }
+    }
+
+    fn accept(&mut self, p: Peak, maxder: f32, out: &mut Vec<u64>) {
+        push_buf(&mut self.qrs, p.val);
+        if let Some(last) = self.last_qrs {
+            push_buf(&mut self.rr, (p.loc - last) as f32);
+        }
+        self.last_qrs = Some(p.loc);
+        self.last_reset = p.loc;
+        self.last_maxder = maxder;
+        self.sb = None;
+        // Place the beat on the largest band-passed deflection within ±80 ms.
+        let newest = self.n as i64 - 1;
+        let mut best = p.loc;
+        let mut best_v = -1.0f32;
+        for t in (p.loc - self.ms80)..=(p.loc + self.ms80) {
+            let step = t + self.d_bp;
+            if t < 0 || step > newest || newest - step >= self.bp_hist.data.len() as i64 {
+                continue;
+            }
+            let v = self.bp_hist.get(step as u64).abs();
+            if v > best_v {
+                best_v = v;
+                best = t;
+            }
+        }
+        let Ok(beat) = u64::try_from(best) else {
+            return;
+        };
+        let too_old = self.n.saturating_sub(1).saturating_sub(beat) > self.latency as u64;
+        if too_old || self.last_out.is_some_and(|l| beat <= l) {
+            return;
+        }
+        self.last_out = Some(beat);
+        out.push(beat);
+    }
+
+    fn search_back(&mut self, out: &mut Vec<u64>) {
+        let (Some(last), Some(sb)) = (self.last_qrs, self.sb) else {
+            return;
+        };
+        let now = self.n as i64 - 1 - self.d_mwi;
+        let rr = (1.5 * median(&self.rr)) as i64;
+        if now - last > rr.min(self.sb_cap) + self.hold && sb.val > 0.5 * self.threshold() {
+            let der = self.sb_der;
+            self.accept(sb, der, out);
+        }
+    }
+
+    fn maybe_reset(&mut self) {
+        let now = self.n as i64 - 1 - self.d_mwi;
+        let eight = 8 * self.sec as i64;
+        if now - self.last_reset > eight && self.sec_max.len() == NBUF {
+            self.qrs = self.sec_max.clone();
+            self.noise.clear();
+            self.rr.clear();
+            self.rr.push_front(self.fs as f32);
+            self.sb = None;
+            self.last_reset = now;
+        }
+    }
+}

@@ -1,0 +1,196 @@
+//! The model manifest: the contract between the DSP stage and a model.
+//!
+//! ```toml
+//! id = "af-rr"
+//! version = "1.0.0"
+//! onnx = "af_rr.onnx"
+//! model_card = "MODEL_CARD.md"
+//! license = "Apache-2.0"
+//! intended_use = "decision support: flags possible atrial fibrillation for clinician review"
+//! window_s = 30.0
+//!
+//! [input]
+//! name = "features"
+//! kind = "af_rr_v1"        # a feature set the DSP stage computes per window
+//! len = 12
+//!
+//! [output]
+//! name = "probabilities"
+//! labels = ["N", "A", "O", "~"]
+//!
+//! [[findings]]
+//! label = "A"
+//! condition = "atrial_fibrillation"
+//! threshold = 0.5
+//! ```
+
+use std::path::{Path, PathBuf};
+
+use ecg_types::Condition;
+use serde::Deserialize;
+
+/// A model contract, read from `NAME.toml` beside the `.onnx` file.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    /// Stable model id (used in finding sources and metric labels).
+    pub id: String,
+    /// Model version.
+    pub version: String,
+    /// The ONNX file, relative to the manifest.
+    pub onnx: PathBuf,
+    /// The model card, relative to the manifest.
+    pub model_card: PathBuf,
+    /// License of the weights.
+    pub license: String,
+    /// What the model is for, and what it is not for.
+    pub intended_use: String,
+    /// Seconds of signal per window.
+    pub window_s: f32,
+    /// The model input.
+    pub input: InputSpec,
+    /// The model output.
+    pub output: OutputSpec,
+    /// Which output labels become findings.
+    #[serde(default)]
+    pub findings: Vec<FindingRule>,
+    /// Where the manifest was read from (set by [`Manifest::load`]).
+    #[serde(skip)]
+    pub dir: PathBuf,
+}
+
+/// The model input.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InputSpec {
+    /// Input tensor name in the ONNX graph.
+    pub name: String,
+    /// What the DSP stage feeds it.
+    pub kind: InputKind,
+    /// Values per window (the second dimension of a `[batch, len]` float32 tensor).
+    pub len: usize,
+}
+
+/// What a model eats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InputKind {
+    /// The RR-irregularity feature vector of `ecg_dsp::rhythm::af_features`, computed
+    /// over the beats of each window (`Window::features`).
+    AfRrV1,
+}
+
+/// The model output.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutputSpec {
+    /// Output tensor name in the ONNX graph (`[batch, labels]` float32 probabilities).
+    pub name: String,
+    /// Class labels, in output order.
+    pub labels: Vec<String>,
+}
+
+/// Turns one output label into a finding.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FindingRule {
+    /// The label whose probability is read.
+    pub label: String,
+    /// The condition reported.
+    pub condition: Condition,
+    /// Present at or above this probability, absent below.
+    pub threshold: f32,
+}
+
+/// Why a manifest is unusable.
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    /// The file could not be read.
+    #[error("cannot read manifest {path}: {source}")]
+    Io {
+        /// The manifest.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// The TOML does not parse into a manifest.
+    #[error("manifest {path} is invalid: {message}")]
+    Parse {
+        /// The manifest.
+        path: PathBuf,
+        /// The parser's message.
+        message: String,
+    },
+    /// A value breaks a rule.
+    #[error("manifest {path}: {problem}")]
+    Invalid {
+        /// The manifest.
+        path: PathBuf,
+        /// What is wrong.
+        problem: String,
+    },
+}
+
+impl Manifest {
+    /// Reads and checks a manifest.
+    ///
+    /// # Errors
+    /// A [`ManifestError`] naming the file and the problem.
+    pub fn load(path: &Path) -> Result<Manifest, ManifestError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ManifestError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
+        let mut m: Manifest = toml::from_str(&text).map_err(|e| ManifestError::Parse {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })?;
+        m.dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        let invalid = |problem: String| ManifestError::Invalid {
+            path: path.to_owned(),
+            problem,
+        };
+        if m.input.len == 0 {
+            return Err(invalid("input.len must be at least 1".into()));
+        }
+        if !(m.window_s > 0.0 && m.window_s <= 300.0) {
+            return Err(invalid(format!(
+                "window_s {} is outside (0, 300]",
+                m.window_s
+            )));
+        }
+        if m.output.labels.is_empty() {
+            return Err(invalid("output.labels is empty".into()));
+        }
+        for f in &m.findings {
+            if !m.output.labels.contains(&f.label) {
+                return Err(invalid(format!(
+                    "finding label {:?} is not among output.labels {:?}",
+                    f.label, m.output.labels
+                )));
+            }
+            if !(0.0..=1.0).contains(&f.threshold) {
+                return Err(invalid(format!(
+                    "threshold {} of {:?} is outside 0..=1",
+                    f.threshold, f.label
+                )));
+            }
+        }
+        Ok(m)
+    }
+
+    /// Absolute path of the ONNX file.
+    pub fn onnx_path(&self) -> PathBuf {
+        self.dir.join(&self.onnx)
+    }
+
+    /// Absolute path of the model card.
+    pub fn model_card_path(&self) -> PathBuf {
+        self.dir.join(&self.model_card)
+    }
+
+    /// Index of a label in the output.
+    pub fn label_index(&self, label: &str) -> Option<usize> {
+        self.output.labels.iter().position(|l| l == label)
+    }
+}

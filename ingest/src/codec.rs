@@ -1,0 +1,529 @@
+//! Wire format v1 for device gateways: protobuf (`cardiostream.wire.v1.Frame`, see
+//! `proto/frame_v1.proto`) and an equivalent JSON form. Both decode to the same
+//! validated [`Frame`]; every rule is documented in `docs/wire-format.md`.
+//!
+//! Decoding never panics: any byte string yields either a frame or a [`DecodeError`]
+//! that names the offending field, and whose [`DecodeError::kind`] is a short, fixed
+//! label for dead-letter headers and metrics.
+
+use std::fmt;
+
+use ecg_types::{
+    DeviceId, DeviceTimeUs, Frame, Lead, NanovoltsPerCount, PatientId, SampleRate, StreamId,
+};
+use prost::Message;
+use serde::{Deserialize, Serialize};
+
+/// The only schema version this build reads and writes.
+pub const SCHEMA_VERSION: u32 = 1;
+/// Largest encoded frame accepted, in bytes.
+pub const MAX_FRAME_BYTES: usize = 4 << 20;
+/// Most leads in one frame.
+pub const MAX_LEADS: usize = 16;
+/// Longest frame, in seconds of signal.
+pub const MAX_FRAME_SECONDS: u32 = 10;
+/// Largest absolute amplitude accepted on a connected lead, in millivolts.
+pub const MAX_ABS_MV: f64 = 100.0;
+/// Largest sequence number: 2^53 − 1, so the JSON form is exact in every language.
+pub const MAX_SEQ: u64 = (1 << 53) - 1;
+/// Earliest device time accepted: 2000-01-01T00:00:00Z, µs since the epoch.
+pub const MIN_T0_US: i64 = 946_684_800_000_000;
+/// Latest device time accepted: 2100-01-01T00:00:00Z, µs since the epoch.
+pub const MAX_T0_US: i64 = 4_102_444_800_000_000;
+/// Largest scale accepted: 1 mV per count.
+pub const MAX_SCALE_NV: u32 = 1_000_000;
+/// Content type of the protobuf form (Kafka header `content-type`).
+pub const CONTENT_TYPE_PROTOBUF: &str = "application/x-protobuf";
+/// Content type of the JSON form (Kafka header `content-type`).
+pub const CONTENT_TYPE_JSON: &str = "application/json";
+
+/// The protobuf messages, written with prost's derive so that no `protoc` is needed
+/// at build time. `proto/frame_v1.proto` is the same schema for gateway engineers;
+/// a test checks the two agree on field numbers.
+pub mod pb {
+    /// One block of samples of one stream.
+    #[derive(Clone, PartialEq, ::prost::Message)]
+    pub struct Frame {
+        /// Must be 1.
+        #[prost(uint32, tag = "1")]
+        pub schema_version: u32,
+        /// Stream id (Kafka key).
+        #[prost(string, tag = "2")]
+        pub stream_id: ::prost::alloc::string::String,
+        /// Device id.
+        #[prost(string, tag = "3")]
+        pub device_id: ::prost::alloc::string::String,
+        /// Pseudonymous patient id.
+        #[prost(string, tag = "4")]
+        pub patient_id: ::prost::alloc::string::String,
+        /// Per-stream sequence number.
+        #[prost(uint64, tag = "5")]
+        pub seq: u64,
+        /// Device time of the first sample, µs since the Unix epoch.
+        #[prost(int64, tag = "6")]
+        pub t0_us: i64,
+        /// Samples per second per lead.
+        #[prost(uint32, tag = "7")]
+        pub sample_rate_hz: u32,
+        /// Nanovolts per count.
+        #[prost(uint32, tag = "8")]
+        pub scale_nv: u32,
+        /// One entry per lead.
+        #[prost(message, repeated, tag = "9")]
+        pub channels: ::prost::alloc::vec::Vec<Channel>,
+    }
+
+    /// The samples of one lead.
+    #[derive(Clone, PartialEq, ::prost::Message)]
+    pub struct Channel {
+        /// IEEE 11073-10102 lead number.
+        #[prost(uint32, tag = "1")]
+        pub lead: u32,
+        /// Electrode detached.
+        #[prost(bool, tag = "2")]
+        pub lead_off: bool,
+        /// Integer samples (zig-zag varints, packed).
+        #[prost(sint32, repeated, tag = "3")]
+        pub samples: ::prost::alloc::vec::Vec<i32>,
+    }
+}
+
+/// The JSON form: the same fields as protobuf, leads by name (`"II"`) or lead number.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JsonFrame {
+    /// Must be 1.
+    pub schema_version: u32,
+    /// Stream id.
+    pub stream_id: String,
+    /// Device id.
+    pub device_id: String,
+    /// Pseudonymous patient id.
+    pub patient_id: String,
+    /// Per-stream sequence number.
+    pub seq: u64,
+    /// Device time of the first sample, µs since the Unix epoch.
+    pub t0_us: i64,
+    /// Samples per second per lead.
+    pub sample_rate_hz: u32,
+    /// Nanovolts per count.
+    pub scale_nv: u32,
+    /// One entry per lead.
+    pub channels: Vec<JsonChannel>,
+}
+
+/// One lead in the JSON form.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JsonChannel {
+    /// Lead name (`"II"`, `"aVF"`, `"MDC_ECG_LEAD_V1"`) or IEEE 11073 lead number.
+    pub lead: JsonLead,
+    /// Electrode detached.
+    #[serde(default)]
+    pub lead_off: bool,
+    /// Integer samples.
+    pub samples: Vec<i32>,
+}
+
+/// A lead as JSON gives it: a name or a number.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum JsonLead {
+    /// IEEE 11073-10102 lead number.
+    Code(u32),
+    /// Lead name.
+    Name(String),
+}
+
+/// Which field of a frame is wrong.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Field {
+    /// `schema_version`
+    SchemaVersion,
+    /// `stream_id`
+    StreamId,
+    /// `device_id`
+    DeviceId,
+    /// `patient_id`
+    PatientId,
+    /// `seq`
+    Seq,
+    /// `t0_us`
+    T0Us,
+    /// `sample_rate_hz`
+    SampleRateHz,
+    /// `scale_nv`
+    ScaleNv,
+    /// `channels`
+    Channels,
+    /// `channels[].lead`
+    Lead,
+    /// `channels[].samples`
+    Samples,
+}
+
+impl Field {
+    /// The field's name on the wire.
+    pub fn name(self) -> &'static str {
+        match self {
+            Field::SchemaVersion => "schema_version",
+            Field::StreamId => "stream_id",
+            Field::DeviceId => "device_id",
+            Field::PatientId => "patient_id",
+            Field::Seq => "seq",
+            Field::T0Us => "t0_us",
+            Field::SampleRateHz => "sample_rate_hz",
+            Field::ScaleNv => "scale_nv",
+            Field::Channels => "channels",
+            Field::Lead => "channels.lead",
+            Field::Samples => "channels.samples",
+        }
+    }
+}
+
+impl fmt::Display for Field {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Why bytes are not a valid frame. Messages are lowercase and name the field.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum DecodeError {
+    /// Larger than [`MAX_FRAME_BYTES`].
+    #[error("frame is {0} bytes, more than the {MAX_FRAME_BYTES} allowed")]
+    TooLarge(usize),
+    /// The `content-type` header names an encoding this build does not read.
+    #[error("unsupported content type {0:?}")]
+    UnsupportedContentType(String),
+    /// Not a protobuf message of this schema.
+    #[error("undecodable protobuf: {0}")]
+    Protobuf(String),
+    /// Not JSON of this schema.
+    #[error("undecodable json: {0}")]
+    Json(String),
+    /// A schema version other than [`SCHEMA_VERSION`].
+    #[error("unsupported schema_version {0} (this build reads {SCHEMA_VERSION})")]
+    UnsupportedVersion(u32),
+    /// A field that decoded but breaks a rule.
+    #[error("field {field} {problem}")]
+    Invalid {
+        /// The field.
+        field: Field,
+        /// What is wrong with it.
+        problem: String,
+    },
+}
+
+impl DecodeError {
+    /// A short fixed label for dead-letter headers and metric labels.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            DecodeError::TooLarge(_) => "too_large",
+            DecodeError::UnsupportedContentType(_) => "unsupported_content_type",
+            DecodeError::Protobuf(_) | DecodeError::Json(_) => "undecodable",
+            DecodeError::UnsupportedVersion(_) => "unsupported_version",
+            DecodeError::Invalid { field, .. } => match field {
+                Field::SchemaVersion => "missing_schema_version",
+                Field::StreamId | Field::DeviceId | Field::PatientId => "bad_id",
+                Field::Seq => "bad_sequence",
+                Field::T0Us => "bad_device_time",
+                Field::SampleRateHz => "bad_sample_rate",
+                Field::ScaleNv => "bad_scale",
+                Field::Channels => "bad_lead_count",
+                Field::Lead => "bad_lead",
+                Field::Samples => "bad_samples",
+            },
+        }
+    }
+
+    /// Every label [`kind`](Self::kind) can return, for pre-registering metrics.
+    pub const KINDS: [&'static str; 13] = [
+        "too_large",
+        "unsupported_content_type",
+        "undecodable",
+        "unsupported_version",
+        "missing_schema_version",
+        "bad_id",
+        "bad_sequence",
+        "bad_device_time",
+        "bad_sample_rate",
+        "bad_scale",
+        "bad_lead_count",
+        "bad_lead",
+        "bad_samples",
+    ];
+}
+
+fn invalid(field: Field, problem: impl Into<String>) -> DecodeError {
+    DecodeError::Invalid {
+        field,
+        problem: problem.into(),
+    }
+}
+
+/// The encoding of a payload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encoding {
+    /// `cardiostream.wire.v1.Frame` protobuf.
+    Protobuf,
+    /// The JSON form.
+    Json,
+}
+
+impl Encoding {
+    /// Chooses the encoding from a `content-type` header, or, without one, from the
+    /// first non-blank byte (`{` means JSON).
+    ///
+    /// # Errors
+    /// [`DecodeError::UnsupportedContentType`] for any other content type.
+    pub fn detect(content_type: Option<&str>, bytes: &[u8]) -> Result<Encoding, DecodeError> {
+        match content_type.map(|c| c.split(';').next().unwrap_or("").trim()) {
+            Some(CONTENT_TYPE_JSON) => Ok(Encoding::Json),
+            Some(
+                CONTENT_TYPE_PROTOBUF | "application/protobuf" | "application/vnd.google.protobuf",
+            ) => Ok(Encoding::Protobuf),
+            Some(other) => Err(DecodeError::UnsupportedContentType(other.to_owned())),
+            None => {
+                let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
+                Ok(if first == Some(&b'{') {
+                    Encoding::Json
+                } else {
+                    Encoding::Protobuf
+                })
+            }
+        }
+    }
+
+    /// The `content-type` header value for this encoding.
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Encoding::Protobuf => CONTENT_TYPE_PROTOBUF,
+            Encoding::Json => CONTENT_TYPE_JSON,
+        }
+    }
+}
+
+/// Decodes and validates one frame.
+///
+/// # Errors
+/// A [`DecodeError`] naming the first rule the payload breaks.
+pub fn decode(bytes: &[u8], content_type: Option<&str>) -> Result<Frame, DecodeError> {
+    if bytes.len() > MAX_FRAME_BYTES {
+        return Err(DecodeError::TooLarge(bytes.len()));
+    }
+    match Encoding::detect(content_type, bytes)? {
+        Encoding::Protobuf => {
+            let m = pb::Frame::decode(bytes).map_err(|e| DecodeError::Protobuf(e.to_string()))?;
+            validate(m)
+        }
+        Encoding::Json => {
+            let j: JsonFrame =
+                serde_json::from_slice(bytes).map_err(|e| DecodeError::Json(e.to_string()))?;
+            validate(json_to_pb(j)?)
+        }
+    }
+}
+
+/// Encodes a frame in the given encoding.
+pub fn encode(frame: &Frame, encoding: Encoding) -> Vec<u8> {
+    match encoding {
+        Encoding::Protobuf => to_pb(frame).encode_to_vec(),
+        Encoding::Json => {
+            let j = to_json(frame);
+            // Serialising plain strings and integers cannot fail.
+            serde_json::to_vec(&j).unwrap_or_default()
+        }
+    }
+}
+
+/// The protobuf message of a frame.
+pub fn to_pb(frame: &Frame) -> pb::Frame {
+    let n = frame.samples_per_lead();
+    pb::Frame {
+        schema_version: SCHEMA_VERSION,
+        stream_id: frame.stream.to_string(),
+        device_id: frame.device.to_string(),
+        patient_id: frame.patient.to_string(),
+        seq: frame.seq,
+        t0_us: frame.t0.0,
+        sample_rate_hz: frame.sample_rate.0,
+        scale_nv: frame.scale.0,
+        channels: frame
+            .leads
+            .iter()
+            .enumerate()
+            .map(|(i, l)| pb::Channel {
+                lead: u32::from(l.mdc_code()),
+                lead_off: frame.lead_off.get(i).copied().unwrap_or(false),
+                samples: frame.samples[i * n..(i + 1) * n].to_vec(),
+            })
+            .collect(),
+    }
+}
+
+/// The JSON form of a frame.
+pub fn to_json(frame: &Frame) -> JsonFrame {
+    let m = to_pb(frame);
+    JsonFrame {
+        schema_version: m.schema_version,
+        stream_id: m.stream_id,
+        device_id: m.device_id,
+        patient_id: m.patient_id,
+        seq: m.seq,
+        t0_us: m.t0_us,
+        sample_rate_hz: m.sample_rate_hz,
+        scale_nv: m.scale_nv,
+        channels: m
+            .channels
+            .into_iter()
+            .zip(&frame.leads)
+            .map(|(c, l)| JsonChannel {
+                lead: JsonLead::Name(l.name().to_owned()),
+                lead_off: c.lead_off,
+                samples: c.samples,
+            })
+            .collect(),
+    }
+}
+
+fn json_to_pb(j: JsonFrame) -> Result<pb::Frame, DecodeError> {
+    let channels = j
+        .channels
+        .into_iter()
+        .map(|c| {
+            let lead = match c.lead {
+                JsonLead::Code(code) => code,
+                JsonLead::Name(name) => name
+                    .parse::<Lead>()
+                    .map_err(|e| invalid(Field::Lead, e.to_string()))?
+                    .mdc_code()
+                    .into(),
+            };
+            Ok(pb::Channel {
+                lead,
+                lead_off: c.lead_off,
+                samples: c.samples,
+            })
+        })
+        .collect::<Result<Vec<_>, DecodeError>>()?;
+    Ok(pb::Frame {
+        schema_version: j.schema_version,
+        stream_id: j.stream_id,
+        device_id: j.device_id,
+        patient_id: j.patient_id,
+        seq: j.seq,
+        t0_us: j.t0_us,
+        sample_rate_hz: j.sample_rate_hz,
+        scale_nv: j.scale_nv,
+        channels,
+    })
+}
+
+/// Applies every rule of wire format v1 to a decoded message.
+///
+/// # Errors
+/// A [`DecodeError`] naming the first rule the message breaks.
+pub fn validate(m: pb::Frame) -> Result<Frame, DecodeError> {
+    match m.schema_version {
+        SCHEMA_VERSION => {}
+        0 => return Err(invalid(Field::SchemaVersion, "is missing (must be 1)")),
+        v => return Err(DecodeError::UnsupportedVersion(v)),
+    }
+    let stream = StreamId::new(m.stream_id).map_err(|e| invalid(Field::StreamId, e.to_string()))?;
+    let device = DeviceId::new(m.device_id).map_err(|e| invalid(Field::DeviceId, e.to_string()))?;
+    let patient =
+        PatientId::new(m.patient_id).map_err(|e| invalid(Field::PatientId, e.to_string()))?;
+    if m.seq > MAX_SEQ {
+        return Err(invalid(Field::Seq, format!("is {}, above 2^53-1", m.seq)));
+    }
+    if !(MIN_T0_US..MAX_T0_US).contains(&m.t0_us) {
+        return Err(invalid(
+            Field::T0Us,
+            format!("is {}, outside years 2000 to 2099", m.t0_us),
+        ));
+    }
+    if !(SampleRate::MIN..=SampleRate::MAX).contains(&m.sample_rate_hz) {
+        return Err(invalid(
+            Field::SampleRateHz,
+            format!(
+                "is {} Hz, outside {}..={} Hz",
+                m.sample_rate_hz,
+                SampleRate::MIN,
+                SampleRate::MAX
+            ),
+        ));
+    }
+    if !(1..=MAX_SCALE_NV).contains(&m.scale_nv) {
+        return Err(invalid(
+            Field::ScaleNv,
+            format!("is {} nV per count, outside 1..={MAX_SCALE_NV}", m.scale_nv),
+        ));
+    }
+    let nlead = m.channels.len();
+    if !(1..=MAX_LEADS).contains(&nlead) {
+        return Err(invalid(
+            Field::Channels,
+            format!("has {nlead} leads, outside 1..={MAX_LEADS}"),
+        ));
+    }
+    let n = m.channels[0].samples.len();
+    let max_n = (m.sample_rate_hz * MAX_FRAME_SECONDS) as usize;
+    if n == 0 || n > max_n {
+        return Err(invalid(
+            Field::Samples,
+            format!("has {n} samples per lead, outside 1..={max_n} ({MAX_FRAME_SECONDS} s)"),
+        ));
+    }
+    let max_count = MAX_ABS_MV * 1e6 / f64::from(m.scale_nv);
+    let mut leads = Vec::with_capacity(nlead);
+    let mut lead_off = Vec::with_capacity(nlead);
+    let mut samples = Vec::with_capacity(nlead * n);
+    for (i, c) in m.channels.into_iter().enumerate() {
+        let lead = Lead::from_mdc_code(c.lead).ok_or_else(|| {
+            invalid(
+                Field::Lead,
+                format!("{} (channel {i}) is not a known lead number", c.lead),
+            )
+        })?;
+        if leads.contains(&lead) {
+            return Err(invalid(Field::Lead, format!("{lead} appears twice")));
+        }
+        if c.samples.len() != n {
+            return Err(invalid(
+                Field::Samples,
+                format!(
+                    "lead {lead} has {} samples, lead {} has {n}",
+                    c.samples.len(),
+                    leads.first().copied().unwrap_or(lead)
+                ),
+            ));
+        }
+        if !c.lead_off {
+            if let Some(bad) = c.samples.iter().find(|&&s| f64::from(s).abs() > max_count) {
+                return Err(invalid(
+                    Field::Samples,
+                    format!(
+                        "lead {lead} holds {bad} counts = {:.1} mV, beyond ±{MAX_ABS_MV} mV",
+                        f64::from(*bad) * f64::from(m.scale_nv) * 1e-6
+                    ),
+                ));
+            }
+        }
+        leads.push(lead);
+        lead_off.push(c.lead_off);
+        samples.extend_from_slice(&c.samples);
+    }
+    Ok(Frame {
+        stream,
+        device,
+        patient,
+        seq: m.seq,
+        t0: DeviceTimeUs(m.t0_us),
+        sample_rate: SampleRate(m.sample_rate_hz),
+        scale: NanovoltsPerCount(m.scale_nv),
+        leads,
+        lead_off,
+        samples,
+    })
+}

@@ -1,0 +1,9 @@
+//! Ingest: how frames get into cardiostream.
+//!
+//! - [`codec`]: wire format v1 (protobuf and JSON) with full validation;
+//! - [`wfdb`]: PhysioNet WFDB records and annotations, for replay and evaluation;
+//! - [`kafka`]: Kafka client settings, the dead-letter producer and header helpers.
+
+pub mod codec;
+pub mod kafka;
+pub mod wfdb;

@@ -1,0 +1,1054 @@
+//! WFDB record reader: header (`.hea`) parsing, signal files in formats 8, 16, 24,
+//! 32, 61, 80, 160, 212, 310 and 311 (including the MATLAB v4 `.mat` signal files of
+//! the PhysioNet/CinC challenges), and MIT-format annotation files (`.atr`, `.qrs`…).
+//!
+//! The reader is strict about structure and lenient about content: malformed input
+//! yields a [`WfdbError`] naming the file and the problem, never a panic.
+//!
+//! Not supported (reported as [`WfdbError::Unsupported`]): multi-segment records,
+//! FLAC formats (508/516/524) and formats 0 (null signals) or unknown codes. Skew is
+//! parsed but not applied. Signals with several samples per frame keep all their
+//! samples (so their `samples` vector is `samples_per_frame` times longer).
+
+use std::collections::HashMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+/// Why a record or annotation file could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum WfdbError {
+    /// The file could not be read.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The header file is malformed.
+    #[error("{path}: line {line}: {msg}")]
+    Header {
+        /// The header file.
+        path: PathBuf,
+        /// 1-based line number.
+        line: usize,
+        /// What is wrong.
+        msg: String,
+    },
+    /// The record uses a feature this reader does not implement.
+    #[error("{path}: unsupported: {what}")]
+    Unsupported {
+        /// The file.
+        path: PathBuf,
+        /// The feature.
+        what: String,
+    },
+    /// A signal file is malformed (too short, bad MAT header…).
+    #[error("{path}: {msg}")]
+    Signal {
+        /// The signal file.
+        path: PathBuf,
+        /// What is wrong.
+        msg: String,
+    },
+    /// An annotation file is malformed.
+    #[error("{path}: byte {offset}: {msg}")]
+    Annotation {
+        /// The annotation file.
+        path: PathBuf,
+        /// Byte offset of the problem.
+        offset: usize,
+        /// What is wrong.
+        msg: String,
+    },
+}
+
+/// Default ADC gain (adu per physical unit) when the header gives none or zero.
+pub const DEFAULT_GAIN: f64 = 200.0;
+/// Default sampling frequency (Hz) when the header gives none.
+pub const DEFAULT_FS: f64 = 250.0;
+
+/// One signal as described by its header line.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SignalInfo {
+    /// Signal file name, relative to the header's directory.
+    pub file_name: String,
+    /// Storage format code (16, 212, …).
+    pub format: u32,
+    /// Samples per frame (the `x` modifier; 1 by default).
+    pub samples_per_frame: usize,
+    /// Skew in frames (the `:` modifier; parsed, not applied).
+    pub skew: u64,
+    /// Byte offset of the first sample in the file (the `+` modifier; for `.mat`
+    /// files without it, taken from the MAT v4 header).
+    pub byte_offset: u64,
+    /// ADC gain, adu per physical unit (default 200).
+    pub gain: f64,
+    /// Baseline, the adu value of 0 physical units (default: `adc_zero`).
+    pub baseline: i32,
+    /// Physical units (default `mV`).
+    pub units: String,
+    /// ADC resolution in bits (0 if not given).
+    pub adc_res: u32,
+    /// ADC zero (default 0).
+    pub adc_zero: i32,
+    /// Initial value (first sample; the start of format 8 differences).
+    pub init_value: i32,
+    /// 16-bit checksum of all samples as given by the header, if any.
+    pub checksum: Option<i16>,
+    /// Block size (0 for ordinary files).
+    pub block_size: u32,
+    /// Description (lead name, e.g. `MLII`).
+    pub description: String,
+}
+
+/// A WFDB record held in memory.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Record {
+    /// Record name from the header.
+    pub name: String,
+    /// Sampling frequency (Hz) of frames.
+    pub fs: f64,
+    /// Number of frames (samples per signal when each has one sample per frame).
+    pub n_samples: usize,
+    /// One entry per signal, header order.
+    pub signals: Vec<SignalInfo>,
+    /// Digital samples, per signal.
+    pub samples: Vec<Vec<i32>>,
+    /// Comment lines of the header, without the leading `#`.
+    pub comments: Vec<String>,
+}
+
+/// Digital value WFDB uses to flag a missing sample in 16-bit formats.
+const INVALID_16: i32 = -32768;
+
+impl Record {
+    /// Physical values of signal `sig`: `(d - baseline) / gain`, converted to
+    /// millivolts when the units are `uV`/`µV` (or `V`); other units are returned
+    /// unconverted. Missing samples (the WFDB invalid value for the format) become
+    /// NaN. Returns an empty vector when `sig` is out of range.
+    pub fn physical(&self, sig: usize) -> Vec<f32> {
+        let (Some(info), Some(d)) = (self.signals.get(sig), self.samples.get(sig)) else {
+            return Vec::new();
+        };
+        let scale = match info.units.as_str() {
+            "uV" | "µV" | "microvolts" => 1e-3,
+            "V" => 1e3,
+            _ => 1.0,
+        };
+        let invalid = invalid_value(info.format);
+        let gain = if info.gain == 0.0 {
+            DEFAULT_GAIN
+        } else {
+            info.gain
+        };
+        d.iter()
+            .map(|&v| {
+                if Some(v) == invalid {
+                    f32::NAN
+                } else {
+                    ((f64::from(v) - f64::from(info.baseline)) / gain * scale) as f32
+                }
+            })
+            .collect()
+    }
+
+    /// True when the sum of signal `sig`'s samples, truncated to 16 bits, matches the
+    /// header checksum (or the header has none).
+    pub fn checksum_ok(&self, sig: usize) -> bool {
+        match (self.signals.get(sig), self.samples.get(sig)) {
+            (Some(info), Some(d)) => match info.checksum {
+                None => true,
+                Some(c) => {
+                    let s = d.iter().fold(0i64, |a, &v| a.wrapping_add(i64::from(v)));
+                    (s as u16) as i16 == c
+                }
+            },
+            _ => false,
+        }
+    }
+}
+
+fn invalid_value(format: u32) -> Option<i32> {
+    match format {
+        16 | 61 | 160 => Some(INVALID_16),
+        212 => Some(-2048),
+        310 | 311 => Some(-512),
+        80 => Some(-128),
+        24 => Some(-(1 << 23)),
+        32 => Some(i32::MIN),
+        _ => None,
+    }
+}
+
+/// The parsed contents of a header file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Header {
+    /// Record name.
+    pub name: String,
+    /// Sampling frequency (Hz).
+    pub fs: f64,
+    /// Number of frames, if given (and non-zero).
+    pub n_samples: Option<usize>,
+    /// Signals.
+    pub signals: Vec<SignalInfo>,
+    /// Comment lines.
+    pub comments: Vec<String>,
+}
+
+fn path_with_suffix(p: &Path, suffix: &str) -> PathBuf {
+    let mut s = p.as_os_str().to_os_string();
+    s.push(suffix);
+    PathBuf::from(s)
+}
+
+fn read_bytes(path: &Path) -> Result<Vec<u8>, WfdbError> {
+    fs::read(path).map_err(|source| WfdbError::Io {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// Parses the text of a header file; `path` is only used in error messages.
+///
+/// # Errors
+/// [`WfdbError::Header`] for a malformed line, [`WfdbError::Unsupported`] for a
+/// multi-segment record.
+pub fn parse_header(text: &str, path: &Path) -> Result<Header, WfdbError> {
+    let herr = |line: usize, msg: String| WfdbError::Header {
+        path: path.to_path_buf(),
+        line,
+        msg,
+    };
+    let mut comments = Vec::new();
+    let mut lines = Vec::new();
+    for (i, raw) in text.lines().enumerate() {
+        let l = raw.trim();
+        if let Some(c) = l.strip_prefix('#') {
+            comments.push(c.trim().to_string());
+        } else if !l.is_empty() {
+            lines.push((i + 1, l));
+        }
+    }
+    let Some(&(rec_line_no, rec_line)) = lines.first() else {
+        return Err(herr(1, "no record line".into()));
+    };
+    let mut f = rec_line.split_whitespace();
+    let name_field = f.next().unwrap_or_default();
+    if name_field.contains('/') {
+        return Err(WfdbError::Unsupported {
+            path: path.to_path_buf(),
+            what: format!("multi-segment record {name_field:?}"),
+        });
+    }
+    let nsig: usize = f
+        .next()
+        .ok_or_else(|| herr(rec_line_no, "missing number of signals".into()))?
+        .parse()
+        .map_err(|e| herr(rec_line_no, format!("bad number of signals: {e}")))?;
+    let fs = match f.next() {
+        None => DEFAULT_FS,
+        Some(s) => {
+            let s = s.split(['/', '(']).next().unwrap_or(s);
+            let v: f64 = s
+                .parse()
+                .map_err(|e| herr(rec_line_no, format!("bad sampling frequency {s:?}: {e}")))?;
+            if !(v.is_finite() && v > 0.0) {
+                return Err(herr(rec_line_no, format!("bad sampling frequency {v}")));
+            }
+            v
+        }
+    };
+    let n_samples = match f.next() {
+        None => None,
+        Some(s) => {
+            let v: usize = s
+                .parse()
+                .map_err(|e| herr(rec_line_no, format!("bad number of samples {s:?}: {e}")))?;
+            (v > 0).then_some(v)
+        }
+    };
+    if lines.len() < nsig + 1 {
+        return Err(herr(
+            rec_line_no,
+            format!(
+                "header declares {nsig} signals but has {} signal lines",
+                lines.len() - 1
+            ),
+        ));
+    }
+    let mut signals = Vec::with_capacity(nsig);
+    for &(ln, l) in &lines[1..=nsig] {
+        signals.push(parse_signal_line(l).map_err(|m| herr(ln, m))?);
+    }
+    Ok(Header {
+        name: name_field.to_string(),
+        fs,
+        n_samples,
+        signals,
+        comments,
+    })
+}
+
+fn parse_num<T: std::str::FromStr>(s: &str, what: &str) -> Result<T, String>
+where
+    T::Err: std::fmt::Display,
+{
+    s.parse().map_err(|e| format!("bad {what} {s:?}: {e}"))
+}
+
+fn parse_signal_line(l: &str) -> Result<SignalInfo, String> {
+    let mut f = l.split_whitespace();
+    let file_name = f.next().ok_or("empty signal line")?.to_string();
+    let fmt_field = f.next().ok_or("missing format")?;
+    // format[xspf][:skew][+offset]
+    let (fmt_skew_spf, offset) = match fmt_field.split_once('+') {
+        Some((a, b)) => (a, parse_num::<u64>(b, "byte offset")?),
+        None => (fmt_field, 0),
+    };
+    let (fmt_spf, skew) = match fmt_skew_spf.split_once(':') {
+        Some((a, b)) => (a, parse_num::<u64>(b, "skew")?),
+        None => (fmt_skew_spf, 0),
+    };
+    let (fmt, spf) = match fmt_spf.split_once('x') {
+        Some((a, b)) => (a, parse_num::<usize>(b, "samples per frame")?),
+        None => (fmt_spf, 1),
+    };
+    let format: u32 = parse_num(fmt, "format")?;
+    if spf == 0 {
+        return Err("samples per frame is 0".into());
+    }
+    // gain[(baseline)][/units]
+    let mut gain = DEFAULT_GAIN;
+    let mut baseline: Option<i32> = None;
+    let mut units = "mV".to_string();
+    let mut explicit_offset = offset;
+    if let Some(g) = f.next() {
+        let (gb, u) = match g.split_once('/') {
+            Some((a, b)) => (a, Some(b)),
+            None => (g, None),
+        };
+        if let Some(u) = u {
+            units = u.to_string();
+        }
+        let (gs, bs) = match gb.split_once('(') {
+            Some((a, b)) => (a, Some(b.trim_end_matches(')'))),
+            None => (gb, None),
+        };
+        let gv: f64 = parse_num(gs, "gain")?;
+        if !gv.is_finite() {
+            return Err(format!("bad gain {gs:?}"));
+        }
+        gain = if gv == 0.0 { DEFAULT_GAIN } else { gv };
+        if let Some(b) = bs {
+            baseline = Some(parse_num(b, "baseline")?);
+        }
+    }
+    let adc_res: u32 = match f.next() {
+        Some(s) => parse_num(s, "ADC resolution")?,
+        None => 0,
+    };
+    let adc_zero: i32 = match f.next() {
+        Some(s) => parse_num(s, "ADC zero")?,
+        None => 0,
+    };
+    let init_value: i32 = match f.next() {
+        Some(s) => parse_num(s, "initial value")?,
+        None => adc_zero,
+    };
+    let checksum: Option<i16> = match f.next() {
+        Some(s) => Some(parse_num::<i32>(s, "checksum")? as i16),
+        None => None,
+    };
+    let block_size: u32 = match f.next() {
+        Some(s) => parse_num(s, "block size")?,
+        None => 0,
+    };
+    let description = f.collect::<Vec<_>>().join(" ");
+    if explicit_offset == 0 && format == 0 {
+        explicit_offset = 0;
+    }
+    Ok(SignalInfo {
+        file_name,
+        format,
+        samples_per_frame: spf,
+        skew,
+        byte_offset: explicit_offset,
+        gain,
+        baseline: baseline.unwrap_or(adc_zero),
+        units,
+        adc_res,
+        adc_zero,
+        init_value,
+        checksum,
+        block_size,
+        description,
+    })
+}
+
+/// Reads a record: `path_without_ext` is the record path without `.hea` (e.g.
+/// `…/mitdb/100`); signal files are looked up next to the header.
+///
+/// # Errors
+/// A [`WfdbError`] naming the file and the problem.
+pub fn read_record(path_without_ext: &Path) -> Result<Record, WfdbError> {
+    let hea = path_with_suffix(path_without_ext, ".hea");
+    let bytes = read_bytes(&hea)?;
+    let text = String::from_utf8_lossy(&bytes);
+    let mut header = parse_header(&text, &hea)?;
+    let dir = hea.parent().map(Path::to_path_buf).unwrap_or_default();
+
+    // Group signals by file, keeping first-appearance order.
+    let mut order: Vec<String> = Vec::new();
+    let mut groups: HashMap<String, Vec<usize>> = HashMap::new();
+    for (i, s) in header.signals.iter().enumerate() {
+        if !groups.contains_key(&s.file_name) {
+            order.push(s.file_name.clone());
+        }
+        groups.entry(s.file_name.clone()).or_default().push(i);
+    }
+    let mut samples: Vec<Vec<i32>> = vec![Vec::new(); header.signals.len()];
+    let mut n_frames_min: Option<usize> = None;
+    for file in &order {
+        let idx = &groups[file];
+        let path = dir.join(file);
+        let first = &header.signals[idx[0]];
+        let format = first.format;
+        if let Some(&bad) = idx.iter().find(|&&i| header.signals[i].format != format) {
+            return Err(WfdbError::Unsupported {
+                path,
+                what: format!(
+                    "signals {} and {bad} share the file with different formats",
+                    idx[0]
+                ),
+            });
+        }
+        if format == 0 {
+            continue;
+        }
+        if matches!(format, 508 | 516 | 524) {
+            return Err(WfdbError::Unsupported {
+                path,
+                what: format!("FLAC signal format {format}"),
+            });
+        }
+        let data = read_bytes(&path)?;
+        let mut offset = first.byte_offset as usize;
+        if offset == 0 && file.to_ascii_lowercase().ends_with(".mat") {
+            offset = mat4_data_offset(&data, &path)?;
+            for &i in idx {
+                header.signals[i].byte_offset = offset as u64;
+            }
+        }
+        let body = data.get(offset..).ok_or_else(|| WfdbError::Signal {
+            path: path.clone(),
+            msg: format!("byte offset {offset} beyond the end of the file"),
+        })?;
+        let frame: usize = idx
+            .iter()
+            .map(|&i| header.signals[i].samples_per_frame)
+            .sum();
+        let avail = samples_in_bytes(format, body.len()).ok_or_else(|| WfdbError::Unsupported {
+            path: path.clone(),
+            what: format!("signal format {format}"),
+        })?;
+        let n_frames = match header.n_samples {
+            Some(n) => {
+                if avail / frame < n {
+                    return Err(WfdbError::Signal {
+                        path,
+                        msg: format!("holds {} frames, header says {n}", avail / frame),
+                    });
+                }
+                n
+            }
+            None => avail / frame,
+        };
+        let flat = decode(format, body, n_frames * frame);
+        // Demultiplex.
+        let mut outs: Vec<Vec<i32>> = idx
+            .iter()
+            .map(|&i| Vec::with_capacity(n_frames * header.signals[i].samples_per_frame))
+            .collect();
+        let mut pos = 0;
+        for _ in 0..n_frames {
+            for (k, &i) in idx.iter().enumerate() {
+                let spf = header.signals[i].samples_per_frame;
+                outs[k].extend_from_slice(&flat[pos..pos + spf]);
+                pos += spf;
+            }
+        }
+        if format == 8 {
+            for (k, &i) in idx.iter().enumerate() {
+                let mut acc = header.signals[i].init_value;
+                for v in &mut outs[k] {
+                    acc = acc.wrapping_add(*v);
+                    *v = acc;
+                }
+            }
+        }
+        for (k, &i) in idx.iter().enumerate() {
+            samples[i] = std::mem::take(&mut outs[k]);
+        }
+        n_frames_min = Some(n_frames_min.map_or(n_frames, |m: usize| m.min(n_frames)));
+    }
+    let n_samples = header.n_samples.or(n_frames_min).unwrap_or(0);
+    Ok(Record {
+        name: header.name,
+        fs: header.fs,
+        n_samples,
+        signals: header.signals,
+        samples,
+        comments: header.comments,
+    })
+}
+
+/// Byte offset of the data of a MATLAB v4 file holding one int16 matrix.
+fn mat4_data_offset(data: &[u8], path: &Path) -> Result<usize, WfdbError> {
+    let bad = |msg: &str| WfdbError::Signal {
+        path: path.to_path_buf(),
+        msg: format!("MAT v4 header: {msg}"),
+    };
+    if data.len() < 20 {
+        return Err(bad("file shorter than 20 bytes"));
+    }
+    let word = |i: usize| u32::from_le_bytes([data[i], data[i + 1], data[i + 2], data[i + 3]]);
+    let ty = word(0);
+    if ty >= 10000 {
+        return Err(bad("not a little-endian MAT v4 file"));
+    }
+    if (ty / 10) % 10 != 3 {
+        return Err(bad("data type is not int16"));
+    }
+    let namlen = word(16) as usize;
+    let off = 20usize
+        .checked_add(namlen)
+        .filter(|&o| o <= data.len())
+        .ok_or_else(|| bad("name runs past the end of the file"))?;
+    Ok(off)
+}
+
+/// How many samples of `format` fit in `n` bytes (`None`: unknown format).
+fn samples_in_bytes(format: u32, n: usize) -> Option<usize> {
+    Some(match format {
+        8 | 80 => n,
+        16 | 61 | 160 => n / 2,
+        24 => n / 3,
+        32 => n / 4,
+        212 => n / 3 * 2 + usize::from(n % 3 >= 2),
+        310 => {
+            n / 4 * 3
+                + match n % 4 {
+                    0 | 1 => 0,
+                    2 | 3 => 1,
+                    _ => 0,
+                }
+        }
+        311 => {
+            n / 4 * 3
+                + match n % 4 {
+                    0 | 1 => 0,
+                    2 => 1,
+                    _ => 2,
+                }
+        }
+        _ => return None,
+    })
+}
+
+fn sext(v: i32, bits: u32) -> i32 {
+    let s = 32 - bits;
+    (v << s) >> s
+}
+
+/// Decodes the first `count` samples of a byte stream. Callers guarantee the bytes
+/// hold at least `count` samples (see [`samples_in_bytes`]); missing bytes read as 0.
+fn decode(format: u32, b: &[u8], count: usize) -> Vec<i32> {
+    let byte = |i: usize| i32::from(b.get(i).copied().unwrap_or(0));
+    let mut out = Vec::with_capacity(count);
+    match format {
+        8 => out.extend((0..count).map(|i| sext(byte(i), 8))),
+        80 => out.extend((0..count).map(|i| byte(i) - 128)),
+        16 => out.extend((0..count).map(|i| sext(byte(2 * i) | byte(2 * i + 1) << 8, 16))),
+        61 => out.extend((0..count).map(|i| sext(byte(2 * i) << 8 | byte(2 * i + 1), 16))),
+        160 => out.extend((0..count).map(|i| (byte(2 * i) | byte(2 * i + 1) << 8) - 32768)),
+        24 => out.extend((0..count).map(|i| {
+            sext(
+                byte(3 * i) | byte(3 * i + 1) << 8 | byte(3 * i + 2) << 16,
+                24,
+            )
+        })),
+        32 => out.extend((0..count).map(|i| {
+            (byte(4 * i) | byte(4 * i + 1) << 8 | byte(4 * i + 2) << 16) | (byte(4 * i + 3) << 24)
+        })),
+        212 => {
+            for i in 0..count {
+                let p = 3 * (i / 2);
+                let v = if i % 2 == 0 {
+                    byte(p) | (byte(p + 1) & 0x0f) << 8
+                } else {
+                    byte(p + 2) | (byte(p + 1) & 0xf0) << 4
+                };
+                out.push(sext(v, 12));
+            }
+        }
+        310 => {
+            for i in 0..count {
+                let p = 4 * (i / 3);
+                let w0 = byte(p) | byte(p + 1) << 8;
+                let w1 = byte(p + 2) | byte(p + 3) << 8;
+                let v = match i % 3 {
+                    0 => (w0 >> 1) & 0x3ff,
+                    1 => (w1 >> 1) & 0x3ff,
+                    _ => ((w0 >> 11) & 0x1f) | ((w1 >> 11) & 0x1f) << 5,
+                };
+                out.push(sext(v, 10));
+            }
+        }
+        311 => {
+            for i in 0..count {
+                let p = 4 * (i / 3);
+                let w = byte(p) | byte(p + 1) << 8 | byte(p + 2) << 16 | byte(p + 3) << 24;
+                let v = (w >> (10 * (i % 3))) & 0x3ff;
+                out.push(sext(v, 10));
+            }
+        }
+        _ => out.resize(count, 0),
+    }
+    out
+}
+
+/// One annotation of an MIT-format annotation file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Annotation {
+    /// Sample index (frame number) it refers to.
+    pub sample: u64,
+    /// WFDB annotation code (`anntyp`, 1 = NORMAL …).
+    pub code: u8,
+    /// The code's mnemonic (`N`, `V`, `A`, `+`, `~` …; `' '` for codes without one).
+    pub symbol: char,
+    /// Subtype (`subtyp`), 0 unless given.
+    pub subtype: i8,
+    /// Channel (`chan`), persists until changed.
+    pub chan: u8,
+    /// Annotator number (`num`), persists until changed.
+    pub num: i8,
+    /// Auxiliary string (e.g. rhythm `(AFIB`), trailing NULs removed.
+    pub aux: Option<String>,
+}
+
+const SYMBOLS: [char; 50] = [
+    ' ', 'N', 'L', 'R', 'a', 'V', 'F', 'J', 'A', 'S', // 0-9
+    'E', 'j', '/', 'Q', '~', ' ', '|', ' ', 's', 'T', // 10-19
+    '*', 'D', '"', '=', 'p', 'B', '^', 't', '+', 'u', // 20-29
+    '?', '!', '[', ']', 'e', 'n', '@', 'x', 'f', '(', // 30-39
+    ')', 'r', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', // 40-49
+];
+
+/// The mnemonic of an annotation code (`' '` when it has none).
+pub fn symbol(code: u8) -> char {
+    SYMBOLS.get(usize::from(code)).copied().unwrap_or(' ')
+}
+
+/// True for beat annotations, as PhysioNet `bxb` counts them: N L R B A a J S V r F e
+/// j n E / f Q ?. Rhythm changes (`+`), noise (`~`), artifacts (`|`), comments (`"`)
+/// and the other non-beat codes are not beats.
+pub fn is_beat(code: u8) -> bool {
+    matches!(
+        code,
+        1 | 2 | 3 | 4 | 5 | 6 | 7 | 8 | 9 | 10 | 11 | 12 | 13 | 25 | 30 | 34 | 35 | 38 | 41
+    )
+}
+
+const SKIP: u16 = 59;
+const NUM: u16 = 60;
+const SUB: u16 = 61;
+const CHN: u16 = 62;
+const AUX: u16 = 63;
+
+/// Reads an MIT-format annotation file (`path` is the full file name, e.g.
+/// `…/mitdb/100.atr`).
+///
+/// # Errors
+/// [`WfdbError::Io`] or [`WfdbError::Annotation`] (truncated SKIP or AUX, modifier
+/// before any annotation, time overflow).
+pub fn read_annotations(path: &Path) -> Result<Vec<Annotation>, WfdbError> {
+    let bytes = read_bytes(path)?;
+    parse_annotations(&bytes, path)
+}
+
+/// Parses the bytes of an MIT-format annotation file; `path` is for error messages.
+///
+/// # Errors
+/// [`WfdbError::Annotation`] naming the byte offset of the problem.
+pub fn parse_annotations(b: &[u8], path: &Path) -> Result<Vec<Annotation>, WfdbError> {
+    let err = |offset: usize, msg: &str| WfdbError::Annotation {
+        path: path.to_path_buf(),
+        offset,
+        msg: msg.to_string(),
+    };
+    let word = |i: usize| -> Option<u16> { Some(u16::from_le_bytes([*b.get(i)?, *b.get(i + 1)?])) };
+    let mut out: Vec<Annotation> = Vec::new();
+    let mut time: i64 = 0;
+    let mut num: i8 = 0;
+    let mut chan: u8 = 0;
+    let mut i = 0usize;
+    while i + 1 < b.len() {
+        let Some(w) = word(i) else { break };
+        let a = w >> 10;
+        let v = w & 0x3ff;
+        if w == 0 {
+            break;
+        }
+        match a {
+            SKIP => {
+                let (Some(hi), Some(lo)) = (word(i + 2), word(i + 4)) else {
+                    return Err(err(i, "truncated SKIP"));
+                };
+                let inc = ((u32::from(hi) << 16) | u32::from(lo)) as i32;
+                time += i64::from(inc);
+                i += 6;
+            }
+            NUM | SUB | CHN | AUX => {
+                let Some(last) = out.last_mut() else {
+                    return Err(err(i, "modifier before any annotation"));
+                };
+                match a {
+                    NUM => {
+                        num = v as i8;
+                        last.num = num;
+                        i += 2;
+                    }
+                    SUB => {
+                        last.subtype = v as i8;
+                        i += 2;
+                    }
+                    CHN => {
+                        chan = v as u8;
+                        last.chan = chan;
+                        i += 2;
+                    }
+                    _ => {
+                        let n = usize::from(v);
+                        let s = b
+                            .get(i + 2..i + 2 + n)
+                            .ok_or_else(|| err(i, "truncated AUX string"))?;
+                        let s = String::from_utf8_lossy(s)
+                            .trim_end_matches('\0')
+                            .to_string();
+                        last.aux = Some(s);
+                        i += 2 + n + (n & 1);
+                    }
+                }
+            }
+            _ => {
+                time += i64::from(v);
+                let sample = u64::try_from(time).map_err(|_| err(i, "negative annotation time"))?;
+                let code = a as u8;
+                out.push(Annotation {
+                    sample,
+                    code,
+                    symbol: symbol(code),
+                    subtype: 0,
+                    chan,
+                    num,
+                    aux: None,
+                });
+                i += 2;
+            }
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn data_dir() -> Option<PathBuf> {
+        if let Ok(d) = std::env::var("CARDIOSTREAM_DATA") {
+            let p = PathBuf::from(d);
+            if p.is_dir() {
+                return Some(p);
+            }
+        }
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/unpack");
+        if !script.exists() {
+            return None;
+        }
+        let out = std::process::Command::new(&script).output().ok()?;
+        if !out.status.success() {
+            return None;
+        }
+        let s = String::from_utf8_lossy(&out.stdout);
+        let p = PathBuf::from(s.lines().last()?.trim());
+        p.is_dir().then_some(p)
+    }
+
+    fn tmp(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("wfdb-test-{}-{name}", std::process::id()));
+        fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    #[test]
+    fn parses_header_fields_and_defaults() {
+        let h = parse_header(
+            "rec 2 360 100\n# a comment\nrec.dat 212 200(10)/mV 11 1024 995 -22131 0 MLII\nrec.dat 212 0 11 1024 1011 20052\n",
+            Path::new("rec.hea"),
+        )
+        .unwrap();
+        assert_eq!(h.name, "rec");
+        assert_eq!(h.fs, 360.0);
+        assert_eq!(h.n_samples, Some(100));
+        assert_eq!(h.comments, vec!["a comment"]);
+        let s = &h.signals[0];
+        assert_eq!(
+            (s.format, s.gain, s.baseline, s.adc_zero),
+            (212, 200.0, 10, 1024)
+        );
+        assert_eq!((s.init_value, s.checksum), (995, Some(-22131)));
+        assert_eq!(s.description, "MLII");
+        let s = &h.signals[1];
+        assert_eq!((s.gain, s.baseline, s.units.as_str()), (200.0, 1024, "mV"));
+        assert_eq!(s.description, "");
+        let h = parse_header("x 1 300\nx.mat 16x2:3+24 1000/uV 16 0 5\n", Path::new("x")).unwrap();
+        let s = &h.signals[0];
+        assert_eq!((s.samples_per_frame, s.skew, s.byte_offset), (2, 3, 24));
+        assert_eq!(s.units, "uV");
+        assert_eq!(h.n_samples, None);
+    }
+
+    #[test]
+    fn rejects_malformed_headers() {
+        let p = Path::new("bad.hea");
+        for text in [
+            "",
+            "rec\n",
+            "rec two 360\n",
+            "rec 2 360 10\nrec.dat 212 200 11 0 0 0 0 x\n",
+            "rec 1 abc\nrec.dat 16\n",
+            "rec 1 360\nrec.dat sixteen\n",
+            "rec 1 360\nrec.dat 16 2x0/mV\n",
+            "rec/2 1 360\n",
+        ] {
+            let e = parse_header(text, p);
+            assert!(e.is_err(), "{text:?} parsed");
+            assert!(e.unwrap_err().to_string().contains("bad.hea"));
+        }
+    }
+
+    #[test]
+    fn reads_212_and_16_fixtures() {
+        let d = tmp("fmt");
+        // Format 212, two signals, 2 frames: (1, -1), (2047, -2048).
+        let s = [1i32, -1, 2047, -2048];
+        let mut bytes = Vec::new();
+        for p in s.chunks(2) {
+            let (a, b) = (p[0] & 0xfff, p[1] & 0xfff);
+            bytes.extend([
+                (a & 0xff) as u8,
+                ((a >> 8) | ((b >> 8) << 4)) as u8,
+                (b & 0xff) as u8,
+            ]);
+        }
+        fs::write(d.join("r.dat"), &bytes).unwrap();
+        fs::write(
+            d.join("r.hea"),
+            "r 2 360 2\nr.dat 212 100(1)/mV 12 0 1 2048 0 A\nr.dat 212 200 12 0 -1 -2049 0 B\n",
+        )
+        .unwrap();
+        let r = read_record(&d.join("r")).unwrap();
+        assert_eq!(r.samples, vec![vec![1, 2047], vec![-1, -2048]]);
+        assert!(r.checksum_ok(0) && r.checksum_ok(1));
+        assert_eq!(r.physical(0)[0], 0.0);
+        assert_eq!(r.physical(0)[1], 20.46);
+        assert!(r.physical(1)[1].is_nan());
+        // Format 16 in a MAT v4 file without explicit offset.
+        let mut m = Vec::new();
+        for w in [30u32, 1, 3, 0, 4] {
+            m.extend(w.to_le_bytes());
+        }
+        m.extend(b"val\0");
+        for v in [100i16, -200, 300] {
+            m.extend(v.to_le_bytes());
+        }
+        fs::write(d.join("m.mat"), &m).unwrap();
+        fs::write(
+            d.join("m.hea"),
+            "m 1 300 3\nm.mat 16 1000/mV 16 0 100 0 0 ECG\n",
+        )
+        .unwrap();
+        let r = read_record(&d.join("m")).unwrap();
+        assert_eq!(r.samples[0], vec![100, -200, 300]);
+        assert_eq!(r.signals[0].byte_offset, 24);
+        assert_eq!(r.physical(0), vec![0.1, -0.2, 0.3]);
+        // Too short a file is an error naming it.
+        fs::write(d.join("s.hea"), "s 1 300 10\nr.dat 16\n").unwrap();
+        let e = read_record(&d.join("s")).unwrap_err().to_string();
+        assert!(e.contains("r.dat") && e.contains("header says 10"), "{e}");
+        let e = read_record(&d.join("nope")).unwrap_err().to_string();
+        assert!(e.contains("nope.hea"), "{e}");
+        fs::remove_dir_all(&d).ok();
+    }
+
+    fn ann_word(a: u16, i: u16) -> [u8; 2] {
+        ((a << 10) | (i & 0x3ff)).to_le_bytes()
+    }
+
+    #[test]
+    fn parses_annotation_bytes() {
+        let mut b = Vec::new();
+        b.extend(ann_word(28, 18)); // '+' at 18
+        b.extend(ann_word(63, 5)); // AUX "(AFIB" (odd length -> pad)
+        b.extend(b"(AFIB\0");
+        b.extend(ann_word(1, 100)); // N at 118
+        b.extend(ann_word(62, 1)); // CHN 1
+        b.extend(ann_word(59, 0)); // SKIP 70000
+        b.extend(1u16.to_le_bytes());
+        b.extend(((70000u32 - 65536) as u16).to_le_bytes());
+        b.extend(ann_word(5, 2)); // V at 118 + 70000 + 2
+        b.extend(ann_word(61, 3)); // SUB 3
+        b.extend(ann_word(14, 10)); // ~
+        b.extend([0, 0]);
+        let a = parse_annotations(&b, Path::new("t.atr")).unwrap();
+        assert_eq!(a.len(), 4);
+        assert_eq!(
+            (a[0].sample, a[0].symbol, a[0].aux.as_deref()),
+            (18, '+', Some("(AFIB"))
+        );
+        assert_eq!((a[1].sample, a[1].symbol, a[1].chan), (118, 'N', 1));
+        assert_eq!((a[2].sample, a[2].symbol, a[2].subtype), (70120, 'V', 3));
+        assert_eq!((a[3].symbol, a[3].chan, a[3].subtype), ('~', 1, 0));
+        assert!(is_beat(a[1].code) && is_beat(a[2].code));
+        assert!(!is_beat(a[0].code) && !is_beat(a[3].code));
+        // Malformed: truncated AUX, modifier first, truncated SKIP.
+        let mut t = ann_word(1, 1).to_vec();
+        t.extend(ann_word(63, 10));
+        t.extend(b"ab");
+        assert!(parse_annotations(&t, Path::new("t.atr")).is_err());
+        assert!(parse_annotations(&ann_word(61, 1), Path::new("t.atr")).is_err());
+        let mut t = ann_word(59, 0).to_vec();
+        t.push(1);
+        assert!(parse_annotations(&t, Path::new("t.atr")).is_err());
+        assert!(parse_annotations(&[], Path::new("t.atr"))
+            .unwrap()
+            .is_empty());
+    }
+
+    #[test]
+    fn beat_codes() {
+        let beats: String = (0..=60u8).filter(|&c| is_beat(c)).map(symbol).collect();
+        let mut v: Vec<char> = beats.chars().collect();
+        v.sort_unstable();
+        let mut want: Vec<char> = "NLRBAaJSVrFejnE/fQ?".chars().collect();
+        want.sort_unstable();
+        assert_eq!(v, want);
+    }
+
+    #[test]
+    fn fuzzed_inputs_do_not_panic() {
+        let mut x: u64 = 0x1234_5678;
+        for _ in 0..2000 {
+            let n = (x % 64) as usize;
+            let mut b = Vec::with_capacity(n);
+            for _ in 0..n {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                b.push(x as u8);
+            }
+            let _ = parse_annotations(&b, Path::new("f.atr"));
+            let _ = parse_header(&String::from_utf8_lossy(&b), Path::new("f.hea"));
+        }
+    }
+
+    #[test]
+    fn mitdb_record_and_annotations() {
+        let Some(dir) = data_dir() else {
+            println!("skipping: shared ECG data not found (set CARDIOSTREAM_DATA or provide ../shared/data/unpack)");
+            return;
+        };
+        // Record 100 is not in the shared subset; 101 is.
+        let rec = dir.join("mitdb/101");
+        if !path_with_suffix(&rec, ".hea").exists() {
+            println!("skipping: {} absent", rec.display());
+            return;
+        }
+        let r = read_record(&rec).unwrap();
+        assert_eq!((r.fs, r.n_samples, r.signals.len()), (360.0, 650_000, 2));
+        assert_eq!(r.samples[0].len(), 650_000);
+        assert_eq!(r.signals[0].description, "MLII");
+        assert_eq!(r.samples[0][0], r.signals[0].init_value);
+        assert_eq!(r.samples[1][0], r.signals[1].init_value);
+        assert!(r.checksum_ok(0) && r.checksum_ok(1));
+        let mv = r.physical(0);
+        assert!((mv[0] - (955.0 - 1024.0) / 200.0).abs() < 1e-6);
+        let a = read_annotations(&dir.join("mitdb/101.atr")).unwrap();
+        assert_eq!(a[0].symbol, '+');
+        assert_eq!(a[0].aux.as_deref(), Some("(N"));
+        let beats: Vec<&Annotation> = a.iter().filter(|x| is_beat(x.code)).collect();
+        assert_eq!(beats[0].symbol, 'N');
+        assert_eq!(beats[0].sample, 83);
+        assert!(beats.len() > 1800 && beats.len() < 1900, "{}", beats.len());
+        assert!(beats.windows(2).all(|w| w[0].sample <= w[1].sample));
+    }
+
+    #[test]
+    fn format_fixtures_match_checksums() {
+        let Some(dir) = data_dir() else {
+            println!("skipping: shared ECG data not found (set CARDIOSTREAM_DATA or provide ../shared/data/unpack)");
+            return;
+        };
+        let f = dir.join("wfdb-formats");
+        for name in [
+            "binformats",
+            "310derive",
+            "311derive",
+            "3000003_0003",
+            "test01_00s",
+            "a103l",
+            "p10143",
+            "03700181",
+        ] {
+            let r = read_record(&f.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+            for (i, s) in r.signals.iter().enumerate() {
+                assert!(
+                    r.checksum_ok(i),
+                    "{name} signal {i} ({}) checksum",
+                    s.format
+                );
+                assert_eq!(
+                    r.samples[i].first(),
+                    Some(&s.init_value),
+                    "{name} signal {i} initval"
+                );
+            }
+        }
+        let r = read_record(&f.join("a103l")).unwrap();
+        assert_eq!(r.signals[0].byte_offset, 24);
+        assert_eq!(r.samples[0].len(), 82_500);
+        let a = read_annotations(&f.join("1003.atr")).unwrap();
+        assert!(!a.is_empty());
+        assert!(read_record(&f.join("flacformats")).is_err());
+    }
+
+    #[test]
+    fn cinc2017_record() {
+        let Some(dir) = data_dir() else {
+            println!("skipping: shared ECG data not found (set CARDIOSTREAM_DATA or provide ../shared/data/unpack)");
+            return;
+        };
+        let rec = dir.join("cinc2017/A00002");
+        if !path_with_suffix(&rec, ".hea").exists() {
+            println!("skipping: {} absent", rec.display());
+            return;
+        }
+        let r = read_record(&rec).unwrap();
+        assert_eq!((r.fs, r.n_samples), (300.0, 9000));
+        assert_eq!(r.samples[0][0], 128);
+        let mv = r.physical(0);
+        assert!((mv[0] - 0.128).abs() < 1e-6);
+        assert!(mv.iter().all(|v| v.abs() < 10.0));
+    }
+}

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# The test command: installs what the tests need, then runs the format check,
+# clippy and the whole test suite. CI (.ci/run) runs exactly this.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+
+# ONNX Runtime (the shared library from the onnxruntime PyPI wheel).
+scripts/setup-onnxruntime.sh
+
+# Shared annotated ECG records, when ../shared is beside the project; tests that need
+# them skip with a printed reason otherwise.
+if [ -x ../shared/data/unpack ]; then
+  CARDIOSTREAM_DATA=$(../shared/data/unpack)
+  export CARDIOSTREAM_DATA
+  echo "test: shared records in $CARDIOSTREAM_DATA" >&2
+else
+  echo "test: ../shared/data not found; tests on shared records will skip" >&2
+fi
+
+cargo fmt --all --check
+cargo clippy --locked --workspace --all-targets -- -D warnings
+cargo test --locked --workspace

@@ -1,0 +1,355 @@
+//! `cardiostream demo`: the whole flow in one process, on production code.
+//!
+//! An in-process Kafka cluster (librdkafka's mock cluster) stands in for the
+//! broker; simulated patients publish wire-format frames to `ecg.frames.v1` as
+//! device gateways would; the pipeline consumes them through a real consumer
+//! group, runs the DSP chain and the bundled ONNX models, and publishes findings to
+//! `ecg.findings.v1`; the alert service consumes those and routes alerts to Kafka
+//! `ecg.alerts.v1`, stdout (`--alerts-json`) and the web console.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context as _;
+use ecg_alerts::{AlertEngine, RuleSet};
+use ecg_inference::Model;
+use ecg_ingest::codec::{self, Encoding};
+use ecg_sim::{FrameSource, Preset};
+use ecg_types::{Alert, DeviceId, Lead, PatientId, StreamId};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::mocking::MockCluster;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::ClientConfig;
+use tokio::sync::{mpsc, watch};
+
+use crate::alerting::{self, AlertsConfig, Receivers};
+use crate::http::{self, AppState};
+use crate::pipeline::{self, PipelineConfig};
+use crate::telemetry::Metrics;
+
+/// The mix of simulated patients, repeated when more than its length are asked for.
+/// Twenty patients: half in sinus rhythm (some noisy, one with a lead coming off),
+/// the rest with the rhythms a monitoring service exists to catch.
+pub const PATIENT_MIX: [Preset; 20] = [
+    Preset::NormalSinus,
+    Preset::AtrialFibrillation,
+    Preset::NormalSinus,
+    Preset::Bradycardia,
+    Preset::NormalSinus,
+    Preset::Asystole,
+    Preset::NormalSinus,
+    Preset::Tachycardia,
+    Preset::NoisyNormalSinus,
+    Preset::AtrialFibrillation,
+    Preset::NormalSinus,
+    Preset::Pvcs,
+    Preset::NormalSinus,
+    Preset::VentricularTachycardia,
+    Preset::LeadOffNormalSinus,
+    Preset::Bradycardia,
+    Preset::NormalSinus,
+    Preset::AtrialFibrillation,
+    Preset::NoisyNormalSinus,
+    Preset::Asystole,
+];
+
+/// Settings of a demo run.
+#[derive(Debug, Clone)]
+pub struct DemoConfig {
+    /// Simulated patients.
+    pub patients: usize,
+    /// Stop after this long (wall clock); run until Ctrl-C if unset.
+    pub duration: Option<Duration>,
+    /// Where the console and `/metrics` listen.
+    pub http_addr: SocketAddr,
+    /// Write alerts as JSON lines on stdout.
+    pub alerts_json: bool,
+    /// Simulated seconds per wall-clock second.
+    pub speed: f64,
+    /// Seed of the simulated patients.
+    pub seed: u64,
+    /// Sampling rate of the simulated devices.
+    pub sample_rate: u32,
+    /// Directory searched for model manifests (`*/*.toml`).
+    pub models_dir: PathBuf,
+}
+
+/// A simulated patient of the demo.
+#[derive(Debug, Clone)]
+pub struct DemoPatient {
+    /// Pseudonymous id.
+    pub patient: PatientId,
+    /// Its stream.
+    pub stream: StreamId,
+    /// The simulated rhythm.
+    pub preset: Preset,
+}
+
+/// What a demo run did.
+#[derive(Debug)]
+pub struct DemoReport {
+    /// The simulated patients.
+    pub patients: Vec<DemoPatient>,
+    /// Every alert state change, in order.
+    pub alerts: Vec<Alert>,
+    /// The metrics at the end.
+    pub metrics: Metrics,
+}
+
+/// The bundled models directory of this source tree.
+pub fn default_models_dir() -> PathBuf {
+    let local = PathBuf::from("models");
+    if local.is_dir() {
+        local
+    } else {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models")
+    }
+}
+
+/// Loads every model manifest under `dir` (`dir/*/*.toml`).
+///
+/// # Errors
+/// When a manifest or its ONNX file cannot be loaded, or ONNX Runtime is missing.
+pub fn load_models(dir: &std::path::Path) -> anyhow::Result<Vec<Model>> {
+    let mut manifests = Vec::new();
+    for entry in
+        std::fs::read_dir(dir).with_context(|| format!("reading models dir {}", dir.display()))?
+    {
+        let sub = entry?.path();
+        if !sub.is_dir() {
+            continue;
+        }
+        for f in std::fs::read_dir(&sub)? {
+            let p = f?.path();
+            if p.extension().is_some_and(|e| e == "toml") {
+                manifests.push(p);
+            }
+        }
+    }
+    manifests.sort();
+    manifests
+        .iter()
+        .map(|p| Model::load(p, 1).with_context(|| format!("loading model {}", p.display())))
+        .collect()
+}
+
+fn patients(n: usize) -> Vec<DemoPatient> {
+    (0..n)
+        .map(|i| {
+            let preset = PATIENT_MIX[i % PATIENT_MIX.len()];
+            DemoPatient {
+                // Pseudonyms only; the demo has no identifiers to protect, but shows the habit.
+                patient: PatientId::new(format!("pt-{:04}", i + 1))
+                    .unwrap_or_else(|_| unreachable_id()),
+                stream: StreamId::new(format!("bed-{:02}.ecg", i + 1))
+                    .unwrap_or_else(|_| unreachable_id()),
+                preset,
+            }
+        })
+        .collect()
+}
+
+fn unreachable_id<T>() -> T {
+    panic!("demo ids are valid by construction")
+}
+
+/// Runs the demo until `duration` has passed or `stop` resolves.
+///
+/// # Errors
+/// When a component fails to start (ONNX Runtime missing, HTTP address taken, …).
+pub async fn run(
+    cfg: DemoConfig,
+    stop: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<DemoReport> {
+    let metrics = Metrics::new();
+    let models = Arc::new(load_models(&cfg.models_dir)?);
+    let cluster = MockCluster::new(1).context("starting the in-process kafka cluster")?;
+    let bootstrap = cluster.bootstrap_servers();
+    for (topic, partitions) in [
+        ("ecg.frames.v1", 4),
+        ("ecg.findings.v1", 4),
+        ("ecg.frames.dlq", 1),
+        ("ecg.alerts.v1", 1),
+    ] {
+        cluster
+            .create_topic(topic, partitions, 1)
+            .with_context(|| format!("creating topic {topic}"))?;
+    }
+    let listener = http::bind(cfg.http_addr).await?;
+    let http_addr = listener.local_addr().context("reading the http address")?;
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let engine = Arc::new(Mutex::new(AlertEngine::new(RuleSet::default())));
+    let statuses = Arc::new(Mutex::new(HashMap::new()));
+    let (alert_tx, mut alert_rx) = mpsc::unbounded_channel();
+
+    let pats = patients(cfg.patients);
+    eprintln!(
+        "cardiostream demo: {} simulated patients at {} Hz, speed {}x, models: {}",
+        pats.len(),
+        cfg.sample_rate,
+        cfg.speed,
+        models
+            .iter()
+            .map(|m| format!("{}@{}", m.manifest().id, m.manifest().version))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    eprintln!("  console:  http://{http_addr}/");
+    eprintln!("  metrics:  http://{http_addr}/metrics");
+    eprintln!("  alerts:   http://{http_addr}/api/v1/alerts");
+    eprintln!("  kafka:    {bootstrap} (in-process mock cluster)");
+
+    let mut tasks = tokio::task::JoinSet::new();
+    tasks.spawn(pipeline::run(
+        PipelineConfig::new(&bootstrap),
+        models,
+        metrics.clone(),
+        statuses.clone(),
+        shutdown_rx.clone(),
+    ));
+    tasks.spawn(alerting::run(
+        AlertsConfig::new(&bootstrap),
+        engine.clone(),
+        Receivers {
+            stdout_json: cfg.alerts_json,
+            channel: Some(alert_tx),
+        },
+        metrics.clone(),
+        shutdown_rx.clone(),
+    ));
+    {
+        let state = AppState {
+            metrics: metrics.clone(),
+            engine,
+            statuses,
+        };
+        let rx = shutdown_rx.clone();
+        tasks.spawn(async move { http::serve(listener, state, rx).await.map_err(Into::into) });
+    }
+    tasks.spawn(simulate(
+        bootstrap.clone(),
+        pats.clone(),
+        cfg.clone(),
+        metrics.clone(),
+        shutdown_rx.clone(),
+    ));
+
+    let timer = async {
+        match cfg.duration {
+            Some(d) => tokio::time::sleep(d).await,
+            None => std::future::pending().await,
+        }
+    };
+    let mut failed = None;
+    tokio::select! {
+        _ = timer => {}
+        _ = stop => eprintln!("cardiostream demo: stopping"),
+        r = tasks.join_next() => failed = Some(r),
+    }
+    let _ = shutdown_tx.send(true);
+    if let Some(Some(r)) = failed {
+        r.context("a demo task panicked")?
+            .context("a demo task failed")?;
+    }
+    while let Some(r) = tasks.join_next().await {
+        r.context("a demo task panicked")?
+            .context("a demo task failed")?;
+    }
+    drop(cluster);
+    let mut alerts = Vec::new();
+    while let Ok(a) = alert_rx.try_recv() {
+        alerts.push(a);
+    }
+    Ok(DemoReport {
+        patients: pats,
+        alerts,
+        metrics,
+    })
+}
+
+/// Publishes simulated frames as device gateways would: protobuf, keyed by stream,
+/// at the simulated real-time rate (times `speed`). One malformed frame from a
+/// misconfigured gateway is sent first, to show the dead-letter path.
+async fn simulate(
+    bootstrap: String,
+    pats: Vec<DemoPatient>,
+    cfg: DemoConfig,
+    metrics: Metrics,
+    mut shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .set("linger.ms", "5")
+        .create()
+        .context("creating the simulator producer")?;
+    let frame_samples = (cfg.sample_rate / 5).max(1) as usize; // 200 ms frames
+    let t0_us = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as i64)
+        .unwrap_or(0);
+    let mut sources = Vec::with_capacity(pats.len());
+    for (i, p) in pats.iter().enumerate() {
+        let device = ecg_sim::Device::new(p.preset.config(
+            cfg.seed.wrapping_add(i as u64),
+            cfg.sample_rate,
+            vec![Lead::II, Lead::V5],
+        ))
+        .with_context(|| format!("configuring simulated device {}", p.stream))?;
+        sources.push(FrameSource::new(
+            device,
+            p.stream.clone(),
+            DeviceId::new(format!("sim-{:04}", i + 1)).context("device id")?,
+            p.patient.clone(),
+            t0_us,
+            frame_samples,
+            1000,
+        ));
+    }
+    // A gateway that reports a sample rate of 0 Hz: dead-lettered, nothing else stops.
+    if let Some(src) = sources.first() {
+        let mut bad = codec::to_pb(&src.clone().next_frame());
+        bad.sample_rate_hz = 0;
+        let payload = prost::Message::encode_to_vec(&bad);
+        let _ = producer
+            .send(
+                FutureRecord::to("ecg.frames.v1")
+                    .key("bed-misconfigured.ecg")
+                    .payload(&payload),
+                Duration::from_secs(5),
+            )
+            .await;
+    }
+    let period = Duration::from_secs_f64(
+        frame_samples as f64 / f64::from(cfg.sample_rate) / cfg.speed.max(0.01),
+    );
+    let mut tick = tokio::time::interval(period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    loop {
+        tokio::select! {
+            _ = shutdown.changed() => break,
+            _ = tick.tick() => {}
+        }
+        for src in &mut sources {
+            let frame = src.next_frame();
+            let payload = codec::encode(&frame, Encoding::Protobuf);
+            let headers = OwnedHeaders::new().insert(Header {
+                key: "content-type",
+                value: Some(Encoding::Protobuf.content_type()),
+            });
+            let rec = FutureRecord::to("ecg.frames.v1")
+                .key(frame.stream.as_str())
+                .payload(&payload)
+                .headers(headers);
+            // Enqueue only; librdkafka delivers in the background.
+            if let Err((e, _)) = producer.send_result(rec) {
+                tracing::warn!(error = %e, "simulator could not enqueue a frame");
+            } else {
+                metrics.sim_frames_produced.inc();
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,164 @@
+//! Prometheus metrics of the process. Labels never carry patient, device or stream
+//! ids: only fixed sets (error kind, model id, condition, priority, state).
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
+    Registry, TextEncoder,
+};
+
+/// Every metric the binary exports.
+#[derive(Debug, Clone)]
+pub struct Metrics {
+    registry: Registry,
+    /// Frames read from `ecg.frames.v1` (valid or not).
+    pub frames_consumed: IntCounter,
+    /// Frames sent to the dead-letter topic, by error kind.
+    pub frames_dead_lettered: IntCounterVec,
+    /// Samples (per lead) that went through the DSP stage.
+    pub samples_processed: IntCounter,
+    /// Rhythm windows closed by the DSP stage, by quality (good, poor).
+    pub dsp_windows: IntCounterVec,
+    /// Model windows, by model and outcome (scored, indeterminate).
+    pub windows_scored: IntCounterVec,
+    /// Windows per ONNX Runtime run, by model.
+    pub inference_batch_size: HistogramVec,
+    /// Seconds per ONNX Runtime run, by model.
+    pub inference_seconds: HistogramVec,
+    /// Findings published to `ecg.findings.v1`, by condition and status.
+    pub findings_published: IntCounterVec,
+    /// Seconds from the end of a window (device time) to its finding being published.
+    pub window_to_finding_seconds: Histogram,
+    /// Alert state changes, by priority and state.
+    pub alerts: IntCounterVec,
+    /// Streams with DSP state in this process.
+    pub streams_active: IntGauge,
+    /// Frames produced by the simulator (demo and `sim`).
+    pub sim_frames_produced: IntCounter,
+}
+
+impl Metrics {
+    /// Creates and registers every metric.
+    ///
+    /// # Panics
+    /// Never in practice: names are static and unique (checked by a test).
+    #[allow(clippy::expect_used)]
+    pub fn new() -> Metrics {
+        let registry = Registry::new();
+        let c = |name: &str, help: &str| {
+            let m = IntCounter::new(name, help).expect("valid metric");
+            registry
+                .register(Box::new(m.clone()))
+                .expect("unique metric");
+            m
+        };
+        let cv = |name: &str, help: &str, labels: &[&str]| {
+            let m = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
+            registry
+                .register(Box::new(m.clone()))
+                .expect("unique metric");
+            m
+        };
+        let hv = |name: &str, help: &str, labels: &[&str], buckets: Vec<f64>| {
+            let m = HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets), labels)
+                .expect("valid metric");
+            registry
+                .register(Box::new(m.clone()))
+                .expect("unique metric");
+            m
+        };
+        let latency = vec![
+            0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+        ];
+        let window_to_finding = Histogram::with_opts(
+            HistogramOpts::new(
+                "cardiostream_window_to_finding_seconds",
+                "Seconds from the end of a window (device time) to its finding being published.",
+            )
+            .buckets(latency.clone()),
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(window_to_finding.clone()))
+            .expect("unique metric");
+        let streams_active = IntGauge::new(
+            "cardiostream_streams_active",
+            "Streams with DSP state in this process.",
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(streams_active.clone()))
+            .expect("unique metric");
+        let m = Metrics {
+            frames_consumed: c(
+                "cardiostream_ingest_frames_consumed_total",
+                "Frames read from the frames topic, valid or not.",
+            ),
+            frames_dead_lettered: cv(
+                "cardiostream_ingest_frames_dead_lettered_total",
+                "Frames sent to the dead-letter topic, by error kind.",
+                &["kind"],
+            ),
+            samples_processed: c(
+                "cardiostream_dsp_samples_total",
+                "Samples per lead that went through the DSP stage.",
+            ),
+            dsp_windows: cv(
+                "cardiostream_dsp_windows_total",
+                "Rhythm windows closed by the DSP stage, by signal quality.",
+                &["quality"],
+            ),
+            windows_scored: cv(
+                "cardiostream_inference_windows_total",
+                "Model windows, by model and outcome (scored or indeterminate).",
+                &["model", "outcome"],
+            ),
+            inference_batch_size: hv(
+                "cardiostream_inference_batch_size",
+                "Windows per ONNX Runtime run.",
+                &["model"],
+                vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0],
+            ),
+            inference_seconds: hv(
+                "cardiostream_inference_seconds",
+                "Seconds per ONNX Runtime run.",
+                &["model"],
+                latency,
+            ),
+            findings_published: cv(
+                "cardiostream_findings_published_total",
+                "Findings published to the findings topic, by condition and status.",
+                &["condition", "status"],
+            ),
+            window_to_finding_seconds: window_to_finding,
+            alerts: cv(
+                "cardiostream_alerts_total",
+                "Alert state changes, by priority and state.",
+                &["priority", "state"],
+            ),
+            streams_active,
+            sim_frames_produced: c(
+                "cardiostream_sim_frames_produced_total",
+                "Frames produced by the device simulator.",
+            ),
+            registry,
+        };
+        for kind in ecg_ingest::codec::DecodeError::KINDS {
+            m.frames_dead_lettered.with_label_values(&[kind]);
+        }
+        m
+    }
+
+    /// The metrics in Prometheus text exposition format.
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        // Encoding into a Vec cannot fail for well-formed metrics.
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
+        String::from_utf8(buf).unwrap_or_default()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}

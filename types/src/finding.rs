@@ -1,0 +1,146 @@
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::{DeviceTimeUs, PatientId, StreamId};
+
+/// What a finding is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Condition {
+    /// Heart rate below the bradycardia threshold.
+    Bradycardia,
+    /// Heart rate above the tachycardia threshold.
+    Tachycardia,
+    /// No beat for longer than the pause threshold.
+    Pause,
+    /// No beat for longer than the asystole threshold.
+    Asystole,
+    /// Atrial fibrillation (irregularly irregular rhythm).
+    AtrialFibrillation,
+    /// Ventricular tachycardia.
+    VentricularTachycardia,
+    /// Frequent premature ventricular contractions.
+    FrequentPvcs,
+    /// One or more electrodes detached.
+    LeadOff,
+    /// Samples missing from the stream.
+    SignalGap,
+    /// Signal too noisy to analyse.
+    PoorSignal,
+    /// AI screen for low left-ventricular ejection fraction.
+    LowEjectionFraction,
+}
+
+impl Condition {
+    /// Stable snake_case name, as in JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Condition::Bradycardia => "bradycardia",
+            Condition::Tachycardia => "tachycardia",
+            Condition::Pause => "pause",
+            Condition::Asystole => "asystole",
+            Condition::AtrialFibrillation => "atrial_fibrillation",
+            Condition::VentricularTachycardia => "ventricular_tachycardia",
+            Condition::FrequentPvcs => "frequent_pvcs",
+            Condition::LeadOff => "lead_off",
+            Condition::SignalGap => "signal_gap",
+            Condition::PoorSignal => "poor_signal",
+            Condition::LowEjectionFraction => "low_ejection_fraction",
+        }
+    }
+
+    /// Technical conditions are about the signal, not the patient.
+    pub fn is_technical(self) -> bool {
+        matches!(
+            self,
+            Condition::LeadOff | Condition::SignalGap | Condition::PoorSignal
+        )
+    }
+}
+
+impl fmt::Display for Condition {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Whether the condition was found in the window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FindingStatus {
+    /// The condition is present.
+    Present,
+    /// The condition was looked for on good signal and is absent (lets alerts resolve).
+    Absent,
+    /// The signal was not good enough to decide.
+    Indeterminate,
+}
+
+/// Who produced a finding.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum FindingSource {
+    /// A DSP detector (rule-based, e.g. heart-rate thresholds).
+    Detector {
+        /// Detector name, e.g. `rhythm`.
+        name: String,
+    },
+    /// An AI model scored by the inference stage.
+    Model {
+        /// Model id from its manifest.
+        id: String,
+        /// Model version from its manifest.
+        version: String,
+    },
+}
+
+impl FindingSource {
+    /// `detector:NAME` or `model:ID@VERSION`.
+    pub fn label(&self) -> String {
+        match self {
+            FindingSource::Detector { name } => format!("detector:{name}"),
+            FindingSource::Model { id, version } => format!("model:{id}@{version}"),
+        }
+    }
+}
+
+/// One conclusion about one window of one stream, published to `ecg.findings.v1`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Finding {
+    /// Idempotency key `stream/source/condition/window-start-µs`: a replayed window
+    /// yields a finding with the same key.
+    pub key: String,
+    /// The stream.
+    pub stream: StreamId,
+    /// The pseudonymous patient.
+    pub patient: PatientId,
+    /// Detector or model.
+    pub source: FindingSource,
+    /// What it is about.
+    pub condition: Condition,
+    /// Present, absent or indeterminate.
+    pub status: FindingStatus,
+    /// Device time of the start of the window it covers.
+    pub window_start: DeviceTimeUs,
+    /// Device time of the end of that window.
+    pub window_end: DeviceTimeUs,
+    /// Model probability (0–1), if a model produced it.
+    pub score: Option<f32>,
+    /// A measured value that goes with it, e.g. heart rate in bpm or pause length in s.
+    pub value: Option<f32>,
+    /// Findings from AI models are decision support for clinicians, not diagnoses.
+    pub decision_support: bool,
+}
+
+impl Finding {
+    /// Builds the idempotency key for a finding.
+    pub fn make_key(
+        stream: &StreamId,
+        source: &FindingSource,
+        condition: Condition,
+        window_start: DeviceTimeUs,
+    ) -> String {
+        format!("{stream}/{}/{condition}/{}", source.label(), window_start.0)
+    }
+}

@@ -1,0 +1,57 @@
+use serde::{Deserialize, Serialize};
+
+use crate::{DeviceId, DeviceTimeUs, Lead, NanovoltsPerCount, PatientId, SampleRate, StreamId};
+
+/// A block of consecutive samples from one device stream, as validated by the ingest
+/// codec. All leads share the sample clock; `samples` is lead-major: lead `l`'s samples
+/// are `samples[l * n .. (l + 1) * n]` with `n = samples_per_lead()`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Frame {
+    /// The stream (Kafka key).
+    pub stream: StreamId,
+    /// The device that recorded it.
+    pub device: DeviceId,
+    /// The pseudonymous patient.
+    pub patient: PatientId,
+    /// Per-stream sequence number, incremented by one per frame by the gateway.
+    pub seq: u64,
+    /// Device time of the first sample.
+    pub t0: DeviceTimeUs,
+    /// Sampling rate shared by all leads.
+    pub sample_rate: SampleRate,
+    /// Amplitude resolution of the integer samples.
+    pub scale: NanovoltsPerCount,
+    /// Leads in the order their samples appear.
+    pub leads: Vec<Lead>,
+    /// Per-lead lead-off flags (electrode detached), same order as `leads`.
+    pub lead_off: Vec<bool>,
+    /// Integer samples, lead-major.
+    pub samples: Vec<i32>,
+}
+
+impl Frame {
+    /// Samples per lead in this frame.
+    pub fn samples_per_lead(&self) -> usize {
+        self.samples
+            .len()
+            .checked_div(self.leads.len())
+            .unwrap_or(0)
+    }
+
+    /// The samples of the `i`-th lead.
+    ///
+    /// # Panics
+    /// Panics if `i >= self.leads.len()`.
+    pub fn lead_samples(&self, i: usize) -> &[i32] {
+        let n = self.samples_per_lead();
+        &self.samples[i * n..(i + 1) * n]
+    }
+
+    /// Device time just after the last sample (start of the next frame).
+    pub fn end(&self) -> DeviceTimeUs {
+        self.t0.plus_us(
+            self.sample_rate
+                .samples_to_us(self.samples_per_lead() as u64),
+        )
+    }
+}
