@@ -139,7 +139,12 @@ async fn demo_topology_raises_the_right_alerts_for_the_right_patients() {
                     "asystole must inhibit bradycardia"
                 );
             }
-            Preset::Pvcs => {}
+            // Isolated PVCs with compensatory pauses are not atrial fibrillation.
+            Preset::Pvcs => assert!(
+                !has(Condition::AtrialFibrillation),
+                "{}: {got:?}",
+                p.patient
+            ),
         }
     }
     // The ONNX model raised AI screening notifications for AF patients only.

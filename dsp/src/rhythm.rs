@@ -184,6 +184,11 @@ pub struct IrregularityThresholds {
     pub min_nrmssd: f32,
     /// Smallest turning-point ratio (rejects smooth, slowly varying rhythms).
     pub min_tpr: f32,
+    /// Prematurity (fraction of the median RR) that marks a beat as ectopic when it
+    /// is followed by a compensatory pause; the two intervals around such beats are
+    /// left out before the rule is applied, so frequent isolated PVCs or PACs in an
+    /// otherwise regular rhythm do not look like AF. 0 turns the filter off.
+    pub ectopic_prematurity: f32,
 }
 
 impl Default for IrregularityThresholds {
@@ -193,6 +198,7 @@ impl Default for IrregularityThresholds {
             min_nmad_drr: 0.08,
             min_nrmssd: 0.10,
             min_tpr: 0.35,
+            ectopic_prematurity: 0.15,
         }
     }
 }
@@ -202,21 +208,71 @@ pub fn rr_irregular(rr_s: &[f32]) -> bool {
     rr_irregular_with(rr_s, &IrregularityThresholds::default())
 }
 
-/// Irregularly irregular RR series: at least `min_intervals` intervals and
+/// Irregularly irregular RR series: after leaving out the intervals around
+/// premature beats ([`without_ectopic_pairs`]), at least `min_intervals` intervals and
 /// median-based irregularity, normalised RMSSD and turning-point ratio all at or
 /// above their thresholds.
 pub fn rr_irregular_with(rr_s: &[f32], t: &IrregularityThresholds) -> bool {
-    let n = rr_s.iter().filter(|v| v.is_finite() && **v > 0.0).count();
-    if n < t.min_intervals.max(2) {
+    let rr: Vec<f32> = rr_s
+        .iter()
+        .copied()
+        .filter(|v| v.is_finite() && *v > 0.0)
+        .collect();
+    let rr = without_ectopic_pairs(&rr, t.ectopic_prematurity);
+    if rr.len() < t.min_intervals.max(2) {
         return false;
     }
-    let f = af_features(rr_s);
+    let f = af_features(&rr);
     f[3] >= t.min_nmad_drr && f[1] >= t.min_nrmssd && f[5] >= t.min_tpr
+}
+
+/// The RR series without the coupling and compensatory intervals of premature
+/// beats: an interval shorter than `(1 − p)` × median followed by one longer than
+/// `(1 + p)` × median. Returns the series unchanged when `p` is 0.
+pub fn without_ectopic_pairs(rr: &[f32], p: f32) -> Vec<f32> {
+    if p <= 0.0 || rr.len() < 3 {
+        return rr.to_vec();
+    }
+    let med = median(rr);
+    let mut keep = vec![true; rr.len()];
+    for i in 0..rr.len() - 1 {
+        if rr[i] < (1.0 - p) * med && rr[i + 1] > (1.0 + p) * med {
+            keep[i] = false;
+            keep[i + 1] = false;
+        }
+    }
+    rr.iter()
+        .zip(keep)
+        .filter_map(|(&r, k)| k.then_some(r))
+        .collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn frequent_isolated_pvcs_are_not_af() {
+        // 75 bpm with a PVC every fourth beat: coupling 0.5 s, compensatory 1.1 s.
+        let mut rr = Vec::new();
+        for i in 0..40 {
+            if i % 4 == 3 {
+                rr.extend([0.5, 1.1]);
+            } else {
+                rr.push(0.8 + 0.01 * ((i % 3) as f32 - 1.0));
+            }
+        }
+        let off = IrregularityThresholds {
+            ectopic_prematurity: 0.0,
+            ..IrregularityThresholds::default()
+        };
+        assert!(
+            rr_irregular_with(&rr, &off),
+            "without the filter PVCs look irregular"
+        );
+        assert!(!rr_irregular(&rr), "with it they do not");
+        assert_eq!(without_ectopic_pairs(&rr, 0.15).len(), rr.len() - 20);
+    }
     use rand::{Rng, SeedableRng};
     use rand_chacha::ChaCha8Rng;
 
