@@ -1,0 +1,118 @@
+//! The bundled AF model through ONNX Runtime: contract checks, batching, the quality
+//! gate and the findings it yields. Needs the library `scripts/setup-onnxruntime.sh`
+//! installs (the test command runs it first).
+#![allow(clippy::unwrap_used)]
+
+use std::path::{Path, PathBuf};
+
+use ecg_inference::{Model, ModelError, Scored};
+use ecg_types::{Condition, DeviceTimeUs, FindingStatus, PatientId, SampleRate, StreamId, Window};
+
+fn manifest() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/af-rr/af_rr.toml")
+}
+
+fn window(features: Vec<f32>, quality_ok: bool) -> Window {
+    Window {
+        stream: StreamId::new("s1").unwrap(),
+        patient: PatientId::new("p1").unwrap(),
+        start: DeviceTimeUs(1_800_000_000_000_000),
+        end: DeviceTimeUs(1_800_000_030_000_000),
+        sample_rate: SampleRate(250),
+        leads: vec![],
+        samples_mv: vec![],
+        rr_s: vec![],
+        features,
+        quality_ok,
+    }
+}
+
+// af_rr_v1 features (see ecg_dsp::rhythm::af_features) of a regular 75 bpm rhythm and
+// of an irregularly irregular one.
+fn regular() -> Vec<f32> {
+    vec![0.8, 0.02, 0.02, 0.015, 0.0, 0.5, 0.4, -1.5]
+}
+fn irregular() -> Vec<f32> {
+    vec![0.65, 0.35, 0.25, 0.25, 0.6, 0.7, 1.0, 1.2]
+}
+
+#[test]
+fn scores_a_batch_and_gates_bad_windows() {
+    let model = Model::load(&manifest(), 1).unwrap();
+    let (a, b, c) = (window(regular(), true), window(irregular(), true), window(irregular(), false));
+    let scored = model.score(&[&a, &b, &c]).unwrap();
+    let p = |s: &Scored| match s {
+        Scored::Probabilities(p) => p.clone(),
+        Scored::Indeterminate => panic!("scored window came back indeterminate"),
+    };
+    let (pa, pb) = (p(&scored[0]), p(&scored[1]));
+    for probs in [&pa, &pb] {
+        assert_eq!(probs.len(), 4);
+        assert!((probs.iter().sum::<f32>() - 1.0).abs() < 1e-4);
+    }
+    assert!(pb[1] > 0.5, "irregular rhythm should score as AF: {pb:?}");
+    assert!(pa[1] < 0.2, "regular rhythm should not: {pa:?}");
+    assert_eq!(scored[2], Scored::Indeterminate);
+    // Batched and one-by-one scoring agree.
+    let single = model.score(&[&b]).unwrap();
+    assert_eq!(p(&single[0]).len(), 4);
+    for (x, y) in p(&single[0]).iter().zip(&pb) {
+        assert!((x - y).abs() < 1e-5);
+    }
+
+    let f = model.findings(&b, &scored[1]);
+    assert_eq!(f.len(), 1);
+    assert_eq!(f[0].condition, Condition::AtrialFibrillation);
+    assert_eq!(f[0].status, FindingStatus::Present);
+    assert!(f[0].decision_support);
+    assert!(f[0].key.contains("model:af-rr@1.0.0"), "{}", f[0].key);
+    let g = model.findings(&c, &scored[2]);
+    assert_eq!(g[0].status, FindingStatus::Indeterminate);
+    assert_eq!(g[0].score, None);
+}
+
+#[test]
+fn wrong_input_size_is_a_clear_error() {
+    let model = Model::load(&manifest(), 1).unwrap();
+    let w = window(vec![0.0; 3], true);
+    match model.score(&[&w]) {
+        Err(ModelError::BadInput { got: 3, want: 8, .. }) => {}
+        other => panic!("expected BadInput, got {other:?}"),
+    }
+}
+
+#[test]
+fn contract_mismatches_are_all_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = std::fs::read_to_string(manifest()).unwrap();
+    let bad = src
+        .replace("name = \"features\"", "name = \"x\"")
+        .replace("len = 8", "len = 9")
+        .replace("onnx = \"af_rr.onnx\"", &format!("onnx = {:?}", manifest().with_file_name("af_rr.onnx")));
+    let bad = bad.replace("labels = [\"N\", \"A\", \"O\", \"~\"]", "labels = [\"N\", \"A\", \"O\"]");
+    let path = dir.path().join("bad.toml");
+    std::fs::write(&path, bad).unwrap();
+    let err = Model::load(&path, 1).unwrap_err();
+    let msg = err.to_string();
+    assert!(matches!(err, ModelError::Contract { .. }), "{msg}");
+    assert!(msg.contains("no input named \"x\""), "{msg}");
+    assert!(msg.contains("output \"probabilities\" has shape"), "{msg}");
+}
+
+#[test]
+fn manifest_rules_are_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = std::fs::read_to_string(manifest()).unwrap();
+    for (from, to, expect) in [
+        ("label = \"A\"", "label = \"AF\"", "not among output.labels"),
+        ("threshold = 0.5", "threshold = 1.5", "outside 0..=1"),
+        ("window_s = 30.0", "window_s = 0.0", "window_s"),
+        ("len = 8", "len = 0", "input.len"),
+        ("id = \"af-rr\"", "id = \"af-rr\"\nsurprise = 1", "unknown field"),
+    ] {
+        let path = dir.path().join("m.toml");
+        std::fs::write(&path, src.replace(from, to)).unwrap();
+        let msg = ecg_inference::Manifest::load(&path).unwrap_err().to_string();
+        assert!(msg.contains(expect), "{from} -> {to}: {msg}");
+    }
+}
