@@ -6,11 +6,11 @@ use std::time::{Duration, SystemTime};
 
 use anyhow::Context as _;
 use ecg_alerts::AlertEngine;
+use ecg_ingest::kafka;
 use ecg_types::{Alert, AlertState, Finding};
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::ClientConfig;
 use tokio::sync::{mpsc, watch};
 
 use crate::telemetry::Metrics;
@@ -60,20 +60,13 @@ pub async fn run(
     metrics: Metrics,
     mut shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
-    let consumer: StreamConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &cfg.bootstrap_servers)
-        .set("group.id", &cfg.group_id)
-        .set("enable.auto.commit", "true")
-        .set("enable.auto.offset.store", "false")
-        .set("auto.offset.reset", "earliest")
+    let consumer: StreamConsumer = kafka::consumer_config(&cfg.bootstrap_servers, &cfg.group_id)
         .create()
         .context("creating the findings consumer")?;
     consumer
         .subscribe(&[&cfg.findings_topic])
         .with_context(|| format!("subscribing to {}", cfg.findings_topic))?;
-    let producer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", &cfg.bootstrap_servers)
-        .set("linger.ms", "0")
+    let producer: FutureProducer = kafka::producer_config(&cfg.bootstrap_servers, 0)
         .create()
         .context("creating the alerts producer")?;
     tracing::info!(topic = %cfg.findings_topic, "alert service consuming");

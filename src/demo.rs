@@ -22,7 +22,6 @@ use ecg_types::{Alert, DeviceId, Lead, PatientId, StreamId};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::ClientConfig;
 use tokio::sync::{mpsc, watch};
 
 use crate::alerting::{self, AlertsConfig, Receivers};
@@ -280,9 +279,7 @@ async fn simulate(
     metrics: Metrics,
     mut shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
-    let producer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", &bootstrap)
-        .set("linger.ms", "5")
+    let producer: FutureProducer = ecg_ingest::kafka::producer_config(&bootstrap, 5)
         .create()
         .context("creating the simulator producer")?;
     let frame_samples = (cfg.sample_rate / 5).max(1) as usize; // 200 ms frames
@@ -336,7 +333,7 @@ async fn simulate(
             let frame = src.next_frame();
             let payload = codec::encode(&frame, Encoding::Protobuf);
             let headers = OwnedHeaders::new().insert(Header {
-                key: "content-type",
+                key: ecg_ingest::kafka::CONTENT_TYPE,
                 value: Some(Encoding::Protobuf.content_type()),
             });
             let rec = FutureRecord::to("ecg.frames.v1")

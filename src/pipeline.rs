@@ -15,15 +15,14 @@ use anyhow::Context as _;
 use ecg_dsp::rhythm::af_features;
 use ecg_dsp::stream::{DspConfig, DspEvent, RhythmWindow, StreamDsp};
 use ecg_inference::{InputKind, Model, Scored};
-use ecg_ingest::codec;
+use ecg_ingest::{codec, kafka};
 use ecg_types::{
     Condition, DeviceTimeUs, Finding, FindingSource, FindingStatus, Frame, PatientId, SampleRate,
     StreamId, Window,
 };
 use rdkafka::consumer::{Consumer, StreamConsumer};
-use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
+use rdkafka::message::{Header, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::ClientConfig;
 use serde::Serialize;
 use tokio::sync::watch;
 
@@ -145,6 +144,23 @@ struct StreamState {
 }
 
 impl StreamState {
+    fn new(cfg: &DspConfig, first: &Frame) -> Self {
+        Self {
+            dsp: StreamDsp::new(cfg, first.sample_rate.0, first.leads.len()),
+            patient: first.patient.clone(),
+            sample_rate: first.sample_rate,
+            n_leads: first.leads.len(),
+            t_origin: first.t0,
+            samples_seen: 0,
+            beats: VecDeque::new(),
+            last_model_end: 0,
+            bad_until: 0,
+            lead_off_in_window: false,
+            scratch: Vec::new(),
+            events: Vec::new(),
+        }
+    }
+
     fn time_of(&self, sample: u64) -> DeviceTimeUs {
         self.t_origin
             .plus_us(self.sample_rate.samples_to_us(sample))
@@ -225,40 +241,15 @@ impl Processor {
         model_windows: &mut Vec<Window>,
     ) {
         let n = frame.samples_per_lead();
+        let dsp_cfg = &self.dsp;
         let st = self
             .streams
             .entry(frame.stream.clone())
-            .or_insert_with(|| StreamState {
-                dsp: StreamDsp::new(&self.dsp, frame.sample_rate.0, frame.leads.len()),
-                patient: frame.patient.clone(),
-                sample_rate: frame.sample_rate,
-                n_leads: frame.leads.len(),
-                t_origin: frame.t0,
-                samples_seen: 0,
-                beats: VecDeque::new(),
-                last_model_end: 0,
-                bad_until: 0,
-                lead_off_in_window: false,
-                scratch: Vec::new(),
-                events: Vec::new(),
-            });
+            .or_insert_with(|| StreamState::new(dsp_cfg, frame));
         if st.sample_rate != frame.sample_rate || st.n_leads != frame.leads.len() {
             // A device that changes rate or lead count starts a new stream state.
             tracing::debug!("stream configuration changed; dsp state reset");
-            *st = StreamState {
-                dsp: StreamDsp::new(&self.dsp, frame.sample_rate.0, frame.leads.len()),
-                patient: frame.patient.clone(),
-                sample_rate: frame.sample_rate,
-                n_leads: frame.leads.len(),
-                t_origin: frame.t0,
-                samples_seen: 0,
-                beats: VecDeque::new(),
-                last_model_end: 0,
-                bad_until: 0,
-                lead_off_in_window: false,
-                scratch: std::mem::take(&mut st.scratch),
-                events: std::mem::take(&mut st.events),
-            };
+            *st = StreamState::new(dsp_cfg, frame);
         }
         st.scratch.clear();
         st.scratch
@@ -531,22 +522,13 @@ pub async fn run(
     statuses: Arc<Mutex<HashMap<StreamId, StreamStatus>>>,
     mut shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
-    let consumer: StreamConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &cfg.bootstrap_servers)
-        .set("group.id", &cfg.group_id)
-        .set("enable.auto.commit", "true")
-        .set("auto.commit.interval.ms", "1000")
-        .set("enable.auto.offset.store", "false")
-        .set("auto.offset.reset", "earliest")
-        .set("enable.partition.eof", "false")
+    let consumer: StreamConsumer = kafka::consumer_config(&cfg.bootstrap_servers, &cfg.group_id)
         .create()
         .context("creating the frames consumer")?;
     consumer
         .subscribe(&[&cfg.frames_topic])
         .with_context(|| format!("subscribing to {}", cfg.frames_topic))?;
-    let producer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", &cfg.bootstrap_servers)
-        .set("linger.ms", "5")
+    let producer: FutureProducer = kafka::producer_config(&cfg.bootstrap_servers, 5)
         .set("enable.idempotence", "true")
         .create()
         .context("creating the findings producer")?;
@@ -616,15 +598,9 @@ pub async fn run(
 }
 
 fn to_input(m: &rdkafka::message::BorrowedMessage<'_>) -> Input {
-    let content_type = m.headers().and_then(|h| {
-        h.iter()
-            .find(|h| h.key.eq_ignore_ascii_case("content-type"))
-            .and_then(|h| h.value)
-            .map(|v| String::from_utf8_lossy(v).into_owned())
-    });
     Input {
         payload: m.payload().unwrap_or_default().to_vec(),
-        content_type,
+        content_type: kafka::content_type(m),
         topic: m.topic().to_owned(),
         partition: m.partition(),
         offset: m.offset(),
@@ -649,7 +625,7 @@ async fn publish(
         };
         let key = f.stream.as_str().to_owned();
         let record_headers = OwnedHeaders::new().insert(Header {
-            key: "content-type",
+            key: kafka::CONTENT_TYPE,
             value: Some("application/json"),
         });
         let producer = producer.clone();

@@ -1,1 +1,86 @@
-//! Kafka helpers.
+//! Kafka client settings and header conventions shared by every cardiostream
+//! consumer and producer.
+
+use rdkafka::message::{Headers, Message};
+use rdkafka::ClientConfig;
+
+/// Header carrying a payload's encoding (`application/x-protobuf`, `application/json`).
+pub const CONTENT_TYPE: &str = "content-type";
+/// Dead-letter header: the short error kind (`DecodeError::kind`).
+pub const DLQ_ERROR_KIND: &str = "error.kind";
+/// Dead-letter header: the full error message, naming the field.
+pub const DLQ_ERROR_MESSAGE: &str = "error.message";
+/// Dead-letter header: topic the frame was read from.
+pub const DLQ_SOURCE_TOPIC: &str = "source.topic";
+/// Dead-letter header: partition the frame was read from.
+pub const DLQ_SOURCE_PARTITION: &str = "source.partition";
+/// Dead-letter header: offset the frame was read from.
+pub const DLQ_SOURCE_OFFSET: &str = "source.offset";
+
+/// Settings of an at-least-once consumer in `group_id`: offsets are stored by the
+/// application only after everything a message contributed to has been published
+/// (`enable.auto.offset.store = false`) and committed in the background; a new group
+/// starts from the earliest offset.
+pub fn consumer_config(bootstrap_servers: &str, group_id: &str) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", bootstrap_servers)
+        .set("group.id", group_id)
+        .set("enable.auto.commit", "true")
+        .set("auto.commit.interval.ms", "1000")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("enable.partition.eof", "false");
+    c
+}
+
+/// Settings of a producer that waits at most `linger_ms` to batch records.
+pub fn producer_config(bootstrap_servers: &str, linger_ms: u32) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", bootstrap_servers)
+        .set("linger.ms", linger_ms.to_string());
+    c
+}
+
+/// The value of a message's `content-type` header, if it has one.
+pub fn content_type<M: Message>(m: &M) -> Option<String> {
+    m.headers().and_then(|h| {
+        h.iter()
+            .find(|h| h.key.eq_ignore_ascii_case(CONTENT_TYPE))
+            .and_then(|h| h.value)
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rdkafka::message::{Header, OwnedHeaders, OwnedMessage, Timestamp};
+
+    #[test]
+    fn at_least_once_settings() {
+        let c = consumer_config("b:9092", "g");
+        assert_eq!(c.get("enable.auto.offset.store"), Some("false"));
+        assert_eq!(c.get("group.id"), Some("g"));
+        assert_eq!(producer_config("b:9092", 5).get("linger.ms"), Some("5"));
+    }
+
+    #[test]
+    fn reads_content_type_case_insensitively() {
+        let h = OwnedHeaders::new().insert(Header {
+            key: "Content-Type",
+            value: Some("application/json"),
+        });
+        let m = OwnedMessage::new(
+            None,
+            None,
+            "t".into(),
+            Timestamp::NotAvailable,
+            0,
+            0,
+            Some(h),
+        );
+        assert_eq!(content_type(&m).as_deref(), Some("application/json"));
+        let bare = OwnedMessage::new(None, None, "t".into(), Timestamp::NotAvailable, 0, 0, None);
+        assert_eq!(content_type(&bare), None);
+    }
+}
