@@ -19,12 +19,12 @@ use ecg_inference::Model;
 use ecg_ingest::codec::{self, Encoding};
 use ecg_sim::{FrameSource, Preset};
 use ecg_types::{Alert, DeviceId, Lead, PatientId, StreamId};
-use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use tokio::sync::{mpsc, watch};
 
 use crate::alerting::{self, AlertsConfig, Receivers};
+use crate::devices::{publish, PublishOptions, Source};
 use crate::http::{self, AppState};
 use crate::pipeline::{self, PipelineConfig};
 use crate::telemetry::Metrics;
@@ -277,7 +277,7 @@ async fn simulate(
     pats: Vec<DemoPatient>,
     cfg: DemoConfig,
     metrics: Metrics,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     let producer: FutureProducer = ecg_ingest::kafka::producer_config(&bootstrap, 5)
         .create()
@@ -319,34 +319,23 @@ async fn simulate(
             )
             .await;
     }
-    let period = Duration::from_secs_f64(
-        frame_samples as f64 / f64::from(cfg.sample_rate) / cfg.speed.max(0.01),
-    );
-    let mut tick = tokio::time::interval(period);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
-    loop {
-        tokio::select! {
-            _ = shutdown.changed() => break,
-            _ = tick.tick() => {}
-        }
-        for src in &mut sources {
-            let frame = src.next_frame();
-            let payload = codec::encode(&frame, Encoding::Protobuf);
-            let headers = OwnedHeaders::new().insert(Header {
-                key: ecg_ingest::kafka::CONTENT_TYPE,
-                value: Some(Encoding::Protobuf.content_type()),
-            });
-            let rec = FutureRecord::to("ecg.frames.v1")
-                .key(frame.stream.as_str())
-                .payload(&payload)
-                .headers(headers);
-            // Enqueue only; librdkafka delivers in the background.
-            if let Err((e, _)) = producer.send_result(rec) {
-                tracing::warn!(error = %e, "simulator could not enqueue a frame");
-            } else {
-                metrics.sim_frames_produced.inc();
-            }
-        }
-    }
+    let sources = sources
+        .into_iter()
+        .map(|s| Source::Sim(Box::new(s)))
+        .collect();
+    let opts = PublishOptions {
+        topic: "ecg.frames.v1".into(),
+        encoding: Encoding::Protobuf,
+        speed: cfg.speed,
+        duration: None,
+    };
+    publish(
+        &producer,
+        sources,
+        &opts,
+        || metrics.sim_frames_produced.inc(),
+        shutdown,
+    )
+    .await?;
     Ok(())
 }

@@ -1,6 +1,7 @@
 //! `cardiostream`: streaming ECG and remote-monitoring diagnostics.
 
-use cardiostream::{demo, eval};
+use anyhow::Context as _;
+use cardiostream::{demo, devices, eval};
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -31,6 +32,10 @@ enum Command {
     /// Everything in one process: simulated patients, an in-process Kafka cluster,
     /// the pipeline, the bundled models, the alert service, console and metrics.
     Demo(DemoArgs),
+    /// Simulated patients' devices publishing frames to a Kafka cluster.
+    Sim(SimArgs),
+    /// Recorded ECG (WFDB records) published to a Kafka cluster as device streams.
+    Replay(ReplayArgs),
     /// Model tools.
     #[command(subcommand)]
     Model(ModelCommand),
@@ -67,6 +72,77 @@ struct DemoArgs {
     models: Option<PathBuf>,
 }
 
+/// Where and how device frames are published.
+#[derive(Debug, clap::Args)]
+struct PublishArgs {
+    /// Kafka bootstrap servers.
+    #[arg(
+        long,
+        env = "CARDIOSTREAM_BOOTSTRAP_SERVERS",
+        default_value = "127.0.0.1:9092"
+    )]
+    bootstrap_servers: String,
+    /// Topic of frames.
+    #[arg(long, default_value = "ecg.frames.v1")]
+    topic: String,
+    /// Wire encoding: protobuf or json.
+    #[arg(long, default_value = "protobuf", value_parser = parse_encoding)]
+    encoding: ecg_ingest::codec::Encoding,
+    /// Device seconds per wall-clock second; 0 sends as fast as the broker takes them.
+    #[arg(long, default_value_t = 1.0)]
+    speed: f64,
+    /// Stop after this many seconds (wall clock).
+    #[arg(long)]
+    duration: Option<f64>,
+}
+
+fn parse_encoding(s: &str) -> Result<ecg_ingest::codec::Encoding, String> {
+    match s {
+        "protobuf" | "pb" => Ok(ecg_ingest::codec::Encoding::Protobuf),
+        "json" => Ok(ecg_ingest::codec::Encoding::Json),
+        other => Err(format!("unknown encoding {other:?} (protobuf or json)")),
+    }
+}
+
+#[derive(Debug, clap::Args)]
+struct SimArgs {
+    #[command(flatten)]
+    publish: PublishArgs,
+    /// Simulated patients (the demo's mix of rhythms, repeated).
+    #[arg(long, default_value_t = 20)]
+    patients: usize,
+    /// Sampling rate, Hz.
+    #[arg(long, default_value_t = 250)]
+    sample_rate: u32,
+    /// Leads, comma-separated (e.g. `II,V5` or the 12 standard leads `I,II,III,aVR,aVL,aVF,V1,V2,V3,V4,V5,V6`).
+    #[arg(long, value_delimiter = ',', default_value = "II,V5")]
+    leads: Vec<ecg_types::Lead>,
+    /// Seed of the simulated patients.
+    #[arg(long, default_value_t = 7)]
+    seed: u64,
+    /// Frame length, milliseconds.
+    #[arg(long, default_value_t = 200)]
+    frame_ms: u32,
+}
+
+#[derive(Debug, clap::Args)]
+struct ReplayArgs {
+    #[command(flatten)]
+    publish: PublishArgs,
+    /// Folder of WFDB records.
+    #[arg(long)]
+    db: PathBuf,
+    /// Record names, comma-separated (default: every `*.hea` in the folder).
+    #[arg(long, value_delimiter = ',')]
+    records: Vec<String>,
+    /// Frame length, milliseconds.
+    #[arg(long, default_value_t = 200)]
+    frame_ms: u32,
+    /// At most this many seconds of each record.
+    #[arg(long)]
+    seconds: Option<f64>,
+}
+
 #[derive(Debug, Subcommand)]
 enum ModelCommand {
     /// Load a manifest and its ONNX file, verify the contract, score one window.
@@ -96,6 +172,8 @@ fn main() -> ExitCode {
     init_tracing(&cli);
     let result = match cli.command {
         Command::Demo(args) => run_demo(args),
+        Command::Sim(args) => run_sim(args),
+        Command::Replay(args) => run_replay(args),
         Command::Model(ModelCommand::Check { manifest }) => model_check(&manifest),
         Command::Eval(cmd) => eval::run(cmd),
     };
@@ -138,6 +216,93 @@ fn run_demo(args: DemoArgs) -> anyhow::Result<()> {
     }
     eprintln!("cardiostream demo: stopped cleanly; alerts raised by condition: {by_condition:?}");
     Ok(())
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
+}
+
+fn now_us() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as i64)
+        .unwrap_or(0)
+}
+
+/// Publishes `sources` as `args` says, stopping on Ctrl-C.
+fn publish_sources(args: &PublishArgs, sources: Vec<devices::Source>) -> anyhow::Result<()> {
+    if !(args.speed >= 0.0 && args.speed.is_finite()) {
+        anyhow::bail!("--speed must be 0 or a positive number, got {}", args.speed);
+    }
+    let n = sources.len();
+    let opts = devices::PublishOptions {
+        topic: args.topic.clone(),
+        encoding: args.encoding,
+        speed: args.speed,
+        duration: args.duration.map(Duration::from_secs_f64),
+    };
+    let rt = runtime()?;
+    let sent = rt.block_on(async {
+        let producer: rdkafka::producer::FutureProducer =
+            ecg_ingest::kafka::producer_config(&args.bootstrap_servers, 5).create()?;
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            let _ = tokio::signal::ctrl_c().await;
+            let _ = tx.send(true);
+        });
+        devices::publish(&producer, sources, &opts, || {}, rx).await
+    })?;
+    eprintln!(
+        "published {sent} frames of {n} streams to {} on {}",
+        args.topic, args.bootstrap_servers
+    );
+    Ok(())
+}
+
+fn run_sim(args: SimArgs) -> anyhow::Result<()> {
+    let t0 = now_us();
+    let mut sources = Vec::with_capacity(args.patients);
+    for i in 0..args.patients {
+        let preset = demo::PATIENT_MIX[i % demo::PATIENT_MIX.len()];
+        let dev = ecg_sim::Device::new(preset.config(
+            args.seed.wrapping_add(i as u64),
+            args.sample_rate,
+            args.leads.clone(),
+        ))
+        .map_err(|e| anyhow::anyhow!("simulated device {}: {e}", i + 1))?;
+        let frame_samples =
+            (u64::from(args.sample_rate) * u64::from(args.frame_ms.max(1)) / 1000).max(1) as usize;
+        sources.push(devices::Source::Sim(Box::new(ecg_sim::FrameSource::new(
+            dev,
+            ecg_types::StreamId::new(format!("sim-{:05}.ecg", i + 1))?,
+            ecg_types::DeviceId::new(format!("sim-{:05}", i + 1))?,
+            ecg_types::PatientId::new(format!("pt-{:05}", i + 1))?,
+            t0,
+            frame_samples,
+            1000,
+        ))));
+    }
+    publish_sources(&args.publish, sources)
+}
+
+fn run_replay(args: ReplayArgs) -> anyhow::Result<()> {
+    let names = if args.records.is_empty() {
+        eval::record_names(&args.db)?
+    } else {
+        args.records.clone()
+    };
+    let t0 = now_us();
+    let mut sources = Vec::with_capacity(names.len());
+    for name in &names {
+        let rec = ecg_ingest::wfdb::read_record(&args.db.join(name))
+            .with_context(|| format!("reading record {name}"))?;
+        sources.push(devices::Source::Record(Box::new(
+            devices::RecordSource::new(&rec, t0, args.frame_ms, args.seconds)?,
+        )));
+    }
+    publish_sources(&args.publish, sources)
 }
 
 fn model_check(manifest: &std::path::Path) -> anyhow::Result<()> {
