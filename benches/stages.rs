@@ -15,7 +15,8 @@ use ecg_sim::{Device, FrameSource, Preset};
 use ecg_types::{DeviceId, Lead, PatientId, StreamId};
 
 fn source(rate: u32, leads: Vec<Lead>, frame_samples: usize) -> FrameSource {
-    let dev = Device::new(Preset::NoisyNormalSinus.config(3, rate, leads)).expect("valid sim config");
+    let dev =
+        Device::new(Preset::NoisyNormalSinus.config(3, rate, leads)).expect("valid sim config");
     FrameSource::new(
         dev,
         StreamId::new("bench").expect("id"),
@@ -37,9 +38,11 @@ fn codec(c: &mut Criterion) {
         for enc in [Encoding::Protobuf, Encoding::Json] {
             let bytes = codec::encode(&frame, enc);
             g.throughput(Throughput::Elements(frame.samples.len() as u64));
-            g.bench_with_input(BenchmarkId::new(format!("{enc:?}"), name), &bytes, |b, bytes| {
-                b.iter(|| codec::decode(black_box(bytes), None).expect("valid frame"))
-            });
+            g.bench_with_input(
+                BenchmarkId::new(format!("{enc:?}"), name),
+                &bytes,
+                |b, bytes| b.iter(|| codec::decode(black_box(bytes), None).expect("valid frame")),
+            );
         }
     }
     g.finish();
@@ -53,7 +56,8 @@ fn dsp(c: &mut Criterion) {
     ] {
         let n_leads = leads.len();
         let seconds = 60usize;
-        let mut dev = Device::new(Preset::NoisyNormalSinus.config(5, rate, leads)).expect("valid sim config");
+        let mut dev =
+            Device::new(Preset::NoisyNormalSinus.config(5, rate, leads)).expect("valid sim config");
         // One-second blocks, lead-major, as frames deliver them.
         let blocks: Vec<Vec<f32>> = (0..seconds)
             .map(|_| {
@@ -63,7 +67,9 @@ fn dsp(c: &mut Criterion) {
             })
             .collect();
         let lead_off = vec![false; n_leads];
-        g.throughput(Throughput::Elements((seconds * rate as usize * n_leads) as u64));
+        g.throughput(Throughput::Elements(
+            (seconds * rate as usize * n_leads) as u64,
+        ));
         g.bench_function(name, |b| {
             b.iter(|| {
                 let mut s = StreamDsp::new(&DspConfig::default(), rate, n_leads);

@@ -51,7 +51,8 @@ impl RuleSet {
 
 impl Default for RuleSet {
     /// Defaults after common monitor practice: asystole and ventricular tachycardia
-    /// high; atrial fibrillation, brady- and tachycardia medium; technical low; AI
+    /// high; atrial fibrillation, brady- and tachycardia medium; frequent PVCs and
+    /// technical conditions low; AI
     /// screening notifications low and labelled decision support.
     fn default() -> Self {
         use AlertKind::*;
@@ -77,6 +78,7 @@ impl Default for RuleSet {
                 r(AtrialFibrillation, Medium, Physiological, 2, 2),
                 r(Bradycardia, Medium, Physiological, 2, 2),
                 r(Tachycardia, Medium, Physiological, 2, 2),
+                r(FrequentPvcs, Low, Physiological, 2, 2),
                 r(LeadOff, Low, Technical, 1, 1),
                 r(SignalGap, Low, Technical, 1, 1),
                 Rule {

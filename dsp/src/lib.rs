@@ -11,9 +11,13 @@
 //! split into blocks.
 
 pub mod filter;
+pub mod fir;
 pub mod qrs;
+pub mod quality;
+pub mod resample;
 pub mod rhythm;
 pub mod stream;
+pub mod window;
 
 pub use filter::MonitorFilter;
 pub use qrs::QrsDetector;

@@ -13,10 +13,12 @@
 //! a peak is a QRS when it exceeds `noise + 0.3125 (qrs − noise)`, with `qrs` and
 //! `noise` the medians of the last 8 QRS and noise peaks. Baseline shifts are
 //! rejected (the 10 ms derivative of the low-passed signal must swing both ways
-//! within 150 ms around the peak); a candidate within 360 ms of the previous QRS
+//! within 150 ms around the peak, the smaller swing at least 1/8 of the larger, or
+//! 1/30 for peaks of at least 0.3 × the median QRS peak, so that broad, nearly
+//! monophasic ventricular complexes pass); a candidate within 360 ms of the previous QRS
 //! with less than half its steepest slope is a T wave. When no QRS follows for
 //! 1.5 × the median RR interval (at most 1.8 s), the largest noise peak that lies at
-//! least 360 ms after the last QRS and exceeds half the threshold is taken as a
+//! least 360 ms after the last QRS and exceeds 0.4 × the threshold is taken as a
 //! missed beat (search-back). After 8 s without a QRS the thresholds restart from
 //! the per-second maxima of the last 8 s. Detections are finally placed on the
 //! largest deflection of the band-passed signal within ±80 ms (the R wave, or the
@@ -32,6 +34,13 @@ use std::collections::VecDeque;
 const TH: f32 = 0.3125;
 /// Peak buffers length.
 const NBUF: usize = 8;
+/// Search-back accepts the largest skipped peak above this fraction of the threshold.
+const SB_FRAC: f32 = 0.4;
+/// Baseline-shift check: smallest ratio between the derivative's two swings, 1 : BALANCE.
+const BALANCE: f32 = 8.0;
+/// The same for peaks above `STRONG` × the median QRS peak.
+const BALANCE_STRONG: f32 = 30.0;
+const STRONG: f32 = 0.3;
 /// Smallest MWI value (mV per 10 ms) that can start timing a peak.
 const MIN_PEAK: f32 = 1e-3;
 
@@ -386,7 +395,7 @@ impl QrsDetector {
 
     /// Baseline-shift check around `loc`: returns the steepest slope when the
     /// low-passed derivative swings both ways within 150 ms, `None` otherwise.
-    fn slope_check(&self, loc: i64) -> Option<f32> {
+    fn slope_check(&self, loc: i64, r: f32) -> Option<f32> {
         let (mut max, mut min) = (0.0f32, 0.0f32);
         let (mut tmax, mut tmin) = (0i64, 0i64);
         let newest = self.n as i64 - 1;
@@ -405,12 +414,18 @@ impl QrsDetector {
             }
         }
         let min = -min;
-        (max > min / 8.0 && min > max / 8.0 && (tmax - tmin).abs() < self.ms150)
-            .then_some(max.max(min))
+        (max > min / r && min > max / r && (tmax - tmin).abs() < self.ms150).then_some(max.max(min))
     }
 
     fn classify(&mut self, p: Peak, out: &mut Vec<u64>) {
-        let Some(maxder) = self.slope_check(p.loc) else {
+        // Wide, nearly monophasic (ventricular) complexes fail the 1:8 balance of
+        // the derivative; a peak of at least 0.3 of the typical QRS gets 1:30.
+        let strong = p.val > STRONG * median(&self.qrs);
+        let Some(maxder) = self.slope_check(p.loc, BALANCE).or_else(|| {
+            strong
+                .then(|| self.slope_check(p.loc, BALANCE_STRONG))
+                .flatten()
+        }) else {
             return;
         };
         let since = self.last_qrs.map(|l| p.loc - l);
@@ -468,7 +483,7 @@ impl QrsDetector {
         };
         let now = self.n as i64 - 1 - self.d_mwi;
         let rr = (1.5 * median(&self.rr)) as i64;
-        if now - last > rr.min(self.sb_cap) + self.hold && sb.val > 0.5 * self.threshold() {
+        if now - last > rr.min(self.sb_cap) + self.hold && sb.val > SB_FRAC * self.threshold() {
             let der = self.sb_der;
             self.accept(sb, der, out);
         }

@@ -4,6 +4,8 @@
 //! All functions take RR intervals in seconds and never panic; with too few
 //! intervals they return 0 (documented per function).
 
+use std::collections::VecDeque;
+
 use serde::{Deserialize, Serialize};
 
 /// Length of the [`af_features`] vector. Stable: the AF model's input contract.
@@ -245,6 +247,245 @@ pub fn without_ectopic_pairs(rr: &[f32], p: f32) -> Vec<f32> {
         .zip(keep)
         .filter_map(|(&r, k)| k.then_some(r))
         .collect()
+}
+
+/// Settings of the PVC (premature ventricular contraction) detector
+/// [`PvcClassifier`] and of the frequent-PVC call.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PvcConfig {
+    /// Beat segment before the beat's fiducial point (ms).
+    pub pre_ms: f32,
+    /// Beat segment after the fiducial point (ms).
+    pub post_ms: f32,
+    /// Largest alignment shift searched when comparing a beat with the template (ms).
+    pub max_lag_ms: f32,
+    /// A beat whose best correlation with the running normal-beat template is below
+    /// this has a different morphology.
+    pub max_corr: f32,
+    /// Below this correlation a beat differs so much that it is a PVC even without
+    /// being premature, if it is also wide.
+    pub max_corr_not_premature: f32,
+    /// A beat is premature when its RR interval is shorter than `(1 − prematurity)`
+    /// times the reference RR (median of the last 8 normal-to-normal intervals).
+    pub prematurity: f32,
+    /// A beat is wide when its share of 5–15 Hz energy is below this fraction of the
+    /// template's.
+    pub wide_ratio: f32,
+    /// Correlation above which a normal beat updates the template.
+    pub template_update_corr: f32,
+    /// After this many consecutive beats unlike the template, the template restarts
+    /// from the latest beat (the dominant morphology changed).
+    pub relearn_after: usize,
+    /// Frequent PVCs: at least this many PVCs per minute over the last `span_s`.
+    pub frequent_per_min: f32,
+    /// Look-back of the frequent-PVC rate (s).
+    pub span_s: f32,
+    /// Fewest PVCs in the look-back for a frequent-PVC call.
+    pub min_count: usize,
+}
+
+impl Default for PvcConfig {
+    fn default() -> Self {
+        Self {
+            pre_ms: 100.0,
+            post_ms: 150.0,
+            max_lag_ms: 40.0,
+            max_corr: 0.8,
+            max_corr_not_premature: 0.5,
+            prematurity: 0.1,
+            wide_ratio: 0.7,
+            template_update_corr: 0.9,
+            relearn_after: 4,
+            frequent_per_min: 6.0,
+            span_s: 60.0,
+            min_count: 3,
+        }
+    }
+}
+
+/// What [`PvcClassifier::classify`] found about one beat.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+pub struct BeatMorphology {
+    /// Best correlation with the template (1 when there is no template yet).
+    pub corr: f32,
+    /// RR before the beat over the reference RR (0 when unknown).
+    pub rr_ratio: f32,
+    /// Share of 5–15 Hz energy relative to the template's (1 = same).
+    pub width_ratio: f32,
+    /// Classified as a PVC.
+    pub pvc: bool,
+}
+
+/// Streaming PVC classifier: compares each beat's filtered-lead segment with a
+/// running template of normal beats (best Pearson correlation within ± `max_lag_ms`)
+/// and its RR interval with the reference RR. A beat is a PVC when its morphology
+/// differs (`corr < max_corr`) and it is premature or wide, or when it differs very
+/// much (`corr < max_corr_not_premature`) and is wide. Beats must be given in order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PvcClassifier {
+    cfg: PvcConfig,
+    fs: f64,
+    pre: usize,
+    post: usize,
+    lag: usize,
+    template: Vec<f32>,
+    tmpl_share: f32,
+    candidate: Vec<f32>,
+    candidate_share: f32,
+    mismatch_run: usize,
+    rr_ref: VecDeque<f32>,
+    last_beat: Option<u64>,
+    last_normal: bool,
+}
+
+fn pearson(a: &[f32], b: &[f32]) -> f32 {
+    let n = a.len().min(b.len());
+    if n < 2 {
+        return 0.0;
+    }
+    let ma = a[..n].iter().sum::<f32>() / n as f32;
+    let mb = b[..n].iter().sum::<f32>() / n as f32;
+    let (mut sab, mut saa, mut sbb) = (0.0f32, 0.0f32, 0.0f32);
+    for i in 0..n {
+        let (x, y) = (a[i] - ma, b[i] - mb);
+        sab += x * y;
+        saa += x * x;
+        sbb += y * y;
+    }
+    if saa <= 1e-12 || sbb <= 1e-12 {
+        0.0
+    } else {
+        sab / (saa * sbb).sqrt()
+    }
+}
+
+impl PvcClassifier {
+    /// A classifier for `fs` Hz.
+    pub fn new(cfg: &PvcConfig, fs: f64) -> Self {
+        let s = |ms: f32| ((f64::from(ms) / 1000.0 * fs).round().max(1.0)) as usize;
+        Self {
+            cfg: cfg.clone(),
+            fs,
+            pre: s(cfg.pre_ms),
+            post: s(cfg.post_ms),
+            lag: s(cfg.max_lag_ms),
+            template: Vec::new(),
+            tmpl_share: 0.0,
+            candidate: Vec::new(),
+            candidate_share: 0.0,
+            mismatch_run: 0,
+            rr_ref: VecDeque::new(),
+            last_beat: None,
+            last_normal: false,
+        }
+    }
+
+    /// Samples needed before the beat (segment plus alignment search).
+    pub fn samples_before(&self) -> usize {
+        self.pre + self.lag
+    }
+
+    /// Samples needed after the beat (segment plus alignment search).
+    pub fn samples_after(&self) -> usize {
+        self.post + self.lag
+    }
+
+    /// Classifies the beat at sample `beat`. `filtered` and `qrs_band` hold the
+    /// filtered lead and its 5–15 Hz band from `beat − samples_before()` to
+    /// `beat + samples_after()` (inclusive); when shorter (signal missing) only the
+    /// RR interval is updated and the beat counts as normal.
+    pub fn classify(&mut self, beat: u64, filtered: &[f32], qrs_band: &[f32]) -> BeatMorphology {
+        let need = self.pre + self.post + 2 * self.lag + 1;
+        let rr = self
+            .last_beat
+            .map(|p| (beat.saturating_sub(p) as f64 / self.fs) as f32);
+        let ref_rr = median(&self.rr_ref.iter().copied().collect::<Vec<_>>());
+        let rr_ratio = match rr {
+            Some(r) if ref_rr > 0.0 => r / ref_rr,
+            _ => 0.0,
+        };
+        let mut m = BeatMorphology {
+            corr: 1.0,
+            rr_ratio,
+            width_ratio: 1.0,
+            pvc: false,
+        };
+        if filtered.len() >= need && qrs_band.len() >= need {
+            let len = self.pre + self.post + 1;
+            let seg = &filtered[self.lag..self.lag + len];
+            let share = {
+                let q: f32 = qrs_band[self.lag..self.lag + len]
+                    .iter()
+                    .map(|v| v * v)
+                    .sum();
+                let f: f32 = seg.iter().map(|v| v * v).sum();
+                if f > 1e-12 {
+                    q / f
+                } else {
+                    0.0
+                }
+            };
+            if self.template.len() == len {
+                m.corr = (0..=2 * self.lag)
+                    .map(|k| pearson(&self.template, &filtered[k..k + len]))
+                    .fold(f32::NEG_INFINITY, f32::max);
+                m.width_ratio = if self.tmpl_share > 1e-9 {
+                    share / self.tmpl_share
+                } else {
+                    1.0
+                };
+                let c = &self.cfg;
+                let premature = rr_ratio > 0.0 && rr_ratio < 1.0 - c.prematurity;
+                let wide = m.width_ratio < c.wide_ratio;
+                m.pvc = (m.corr < c.max_corr && (premature || wide))
+                    || (m.corr < c.max_corr_not_premature && wide);
+                if m.corr >= c.template_update_corr {
+                    for (t, &v) in self.template.iter_mut().zip(seg) {
+                        *t = 0.9 * *t + 0.1 * v;
+                    }
+                    self.tmpl_share = 0.9 * self.tmpl_share + 0.1 * share;
+                }
+                if m.corr < c.max_corr {
+                    // Relearn when the dominant morphology changed: several
+                    // consecutive non-premature beats unlike the template but alike
+                    // each other.
+                    let like_last = self.candidate.len() == len
+                        && pearson(&self.candidate, seg) >= c.template_update_corr;
+                    self.mismatch_run = if like_last && !premature {
+                        self.mismatch_run + 1
+                    } else {
+                        usize::from(!premature)
+                    };
+                    self.candidate = seg.to_vec();
+                    self.candidate_share = share;
+                    if self.mismatch_run >= c.relearn_after.max(1) {
+                        self.template = self.candidate.clone();
+                        self.tmpl_share = self.candidate_share;
+                        self.mismatch_run = 0;
+                        m.pvc = false;
+                    }
+                } else {
+                    self.mismatch_run = 0;
+                }
+            } else {
+                self.template = seg.to_vec();
+                self.tmpl_share = share;
+            }
+        }
+        // Reference RR from normal-to-normal intervals.
+        if let Some(r) = rr {
+            if !m.pvc && self.last_normal {
+                if self.rr_ref.len() == 8 {
+                    self.rr_ref.pop_front();
+                }
+                self.rr_ref.push_back(r);
+            }
+        }
+        self.last_beat = Some(beat);
+        self.last_normal = !m.pvc;
+        m
+    }
 }
 
 #[cfg(test)]

@@ -15,11 +15,14 @@ use std::collections::VecDeque;
 use ecg_types::{Condition, FindingStatus};
 use serde::{Deserialize, Serialize};
 
-use crate::filter::{Biquad, Cascade, MonitorFilter, BUTTERWORTH4_Q};
+use crate::filter::MonitorFilter;
 use crate::qrs::QrsDetector;
+use crate::quality::{
+    QualityConfig, QualityFilters, QualityIndices, QualitySample, SecondDetector, WindowSignals,
+};
 use crate::rhythm::{
     af_features, heart_rate_bpm, irregularity, rmssd, rr_intervals, rr_irregular_with, sdnn,
-    IrregularityThresholds, AF_FEATURES,
+    IrregularityThresholds, PvcClassifier, PvcConfig, AF_FEATURES,
 };
 
 /// Configuration of [`StreamDsp`]; every field has a default.
@@ -42,17 +45,10 @@ pub struct DspConfig {
     pub mains_hz: f32,
     /// AF (RR irregularity) rule thresholds.
     pub af: IrregularityThresholds,
-    /// Signal quality: filtered lead-0 peak-to-peak below this is a flat line (mV).
-    pub flat_mv: f32,
-    /// Signal quality: raw samples at or beyond ± this are saturated (mV).
-    pub saturation_mv: f32,
-    /// Signal quality: largest tolerated fraction of saturated samples.
-    pub max_saturated_frac: f32,
-    /// Signal quality: largest tolerated ratio of high-frequency (> 40 Hz, mains
-    /// removed) RMS to the filtered signal's robust peak-to-peak amplitude.
-    pub max_hf_noise_ratio: f32,
-    /// Signal quality: highest plausible heart rate (bpm); more beats is noise.
-    pub max_plausible_bpm: f32,
+    /// Signal-quality indices and verdict thresholds ([`crate::quality`]).
+    pub quality: QualityConfig,
+    /// PVC detection and the frequent-PVC call ([`crate::rhythm::PvcClassifier`]).
+    pub pvc: PvcConfig,
 }
 
 impl Default for DspConfig {
@@ -66,11 +62,8 @@ impl Default for DspConfig {
             asystole_s: 4.0,
             mains_hz: 50.0,
             af: IrregularityThresholds::default(),
-            flat_mv: 0.1,
-            saturation_mv: 5.0,
-            max_saturated_frac: 0.01,
-            max_hf_noise_ratio: 0.1,
-            max_plausible_bpm: 300.0,
+            quality: QualityConfig::default(),
+            pvc: PvcConfig::default(),
         }
     }
 }
@@ -100,15 +93,27 @@ pub struct RhythmWindow {
     pub quality_ok: bool,
     /// Why not (empty when `quality_ok`).
     pub quality_reason: String,
+    /// Quality score, 0 (unusable) … 1 (clean) ([`crate::quality::QualityVerdict`]).
+    pub quality_score: f32,
+    /// The quality indices behind the verdict.
+    pub quality: QualityIndices,
+    /// Beats of the window classified as PVCs (absolute sample indices). A beat is
+    /// classified when it is final, so every beat of the window is.
+    pub pvc_beats: Vec<u64>,
+    /// PVCs per minute over the last `pvc.span_s` up to the window's end.
+    pub pvc_per_min: f32,
     /// Filtered lead-0 samples of the window (mV), for display.
     pub filtered_mv: Vec<f32>,
-    /// Rhythm calls: bradycardia, tachycardia (value: bpm) and atrial fibrillation
-    /// (value: irregularity); Indeterminate with no value on bad signal.
+    /// Rhythm calls: bradycardia, tachycardia (value: bpm), atrial fibrillation
+    /// (value: irregularity) and frequent PVCs (value: PVCs per minute);
+    /// Indeterminate with no value on bad signal.
     pub calls: Vec<(Condition, FindingStatus, Option<f32>)>,
 }
 
 /// What [`StreamDsp::push`] emits.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+// One window every few seconds per stream: boxing it would buy nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum DspEvent {
     /// A closed rhythm window.
     Window(RhythmWindow),
@@ -127,7 +132,7 @@ pub enum DspEvent {
 struct Sample {
     raw: f32,
     filtered: f32,
-    hf: f32,
+    bands: QualitySample,
     lead_off: bool,
 }
 
@@ -139,8 +144,14 @@ pub struct StreamDsp {
     n_leads: usize,
     n: u64,
     filter: MonitorFilter,
-    hf: Cascade,
+    qf: QualityFilters,
     det: QrsDetector,
+    det2: SecondDetector,
+    /// Beats of the second detector (for bSQI).
+    beats2: VecDeque<u64>,
+    pvc: PvcClassifier,
+    /// PVCs of the last `pvc.span_s` (and of windows still open).
+    pvcs: VecDeque<u64>,
     latency: u64,
     win: u64,
     hop: u64,
@@ -164,23 +175,19 @@ impl StreamDsp {
         let latency = det.latency_samples() as u64;
         let win = ((f64::from(cfg.window_s) * fs).round() as u64).max(1);
         let hop = ((f64::from(cfg.hop_s) * fs).round() as u64).max(1);
-        let hf_corner = 40.0f64.min(0.4 * fs);
-        let mut hf_sections: Vec<Biquad> = BUTTERWORTH4_Q
-            .iter()
-            .map(|&q| Biquad::high_pass(hf_corner, fs, q))
-            .collect();
         let mains = f64::from(cfg.mains_hz);
-        if mains > 0.0 && mains < 0.5 * fs {
-            hf_sections.push(Biquad::notch(mains, fs, 2.0));
-        }
         Self {
             cfg: cfg.clone(),
             fs,
             n_leads: n_leads.max(1),
             n: 0,
             filter: MonitorFilter::with_mains(fs, mains),
-            hf: Cascade::new(hf_sections),
+            qf: QualityFilters::new(fs, mains),
             det,
+            det2: SecondDetector::new(fs),
+            beats2: VecDeque::new(),
+            pvc: PvcClassifier::new(&cfg.pvc, fs),
+            pvcs: VecDeque::new(),
             latency,
             win,
             hop,
@@ -221,13 +228,16 @@ impl StreamDsp {
     fn step(&mut self, x: f32, lead_off: bool, out: &mut Vec<DspEvent>) {
         let x = if x.is_finite() { x } else { 0.0 };
         let filtered = self.filter.step(x);
-        let hf = self.hf.step(x);
+        let bands = self.qf.step(x);
         self.hist.push_back(Sample {
             raw: x,
             filtered,
-            hf,
+            bands,
             lead_off,
         });
+        self.scratch.clear();
+        self.det2.step(bands.qrs, &mut self.scratch);
+        self.beats2.extend(self.scratch.iter().copied());
         self.scratch.clear();
         self.det.push(&[x], &mut self.scratch);
         self.pending.extend(self.scratch.iter().copied());
@@ -239,6 +249,7 @@ impl StreamDsp {
         };
         while self.pending.front().is_some_and(|&b| b <= t) {
             if let Some(b) = self.pending.pop_front() {
+                self.classify_beat(b);
                 self.beats.push_back(b);
                 self.pause_ref = self.pause_ref.max(b);
                 self.pause_sent = false;
@@ -275,13 +286,46 @@ impl StreamDsp {
             self.next_end += self.hop;
         }
         // Forget what no future window needs.
-        let keep_from = (self.next_end.saturating_sub(self.win)).min(t.saturating_sub(1));
+        let keep_from = (self.next_end.saturating_sub(self.win))
+            .min(t.saturating_sub(self.pvc.samples_before().max(1) as u64));
         while self.base < keep_from && self.hist.len() > 1 {
             self.hist.pop_front();
             self.base += 1;
         }
         while self.beats.len() > 1 && self.beats.get(1).is_some_and(|&b| b < keep_from) {
             self.beats.pop_front();
+        }
+        let tol = self.match_tol();
+        while self.beats2.front().is_some_and(|&b| b + tol < keep_from) {
+            self.beats2.pop_front();
+        }
+        let span = (f64::from(self.cfg.pvc.span_s.max(0.0)) * self.fs) as u64;
+        let pvc_from = keep_from.min(t.saturating_sub(span));
+        while self.pvcs.front().is_some_and(|&b| b < pvc_from) {
+            self.pvcs.pop_front();
+        }
+    }
+
+    fn match_tol(&self) -> u64 {
+        (f64::from(self.cfg.quality.match_ms.max(0.0)) / 1000.0 * self.fs).round() as u64
+    }
+
+    /// PVC classification of a beat that just became final; the samples around it
+    /// are in the history (the decision latency exceeds the segment).
+    fn classify_beat(&mut self, b: u64) {
+        let from = b.checked_sub(self.pvc.samples_before() as u64);
+        let to = b + self.pvc.samples_after() as u64;
+        let (mut f, mut q) = (Vec::new(), Vec::new());
+        if let Some(from) = from {
+            for t in from..=to {
+                if let Some(s) = self.sample(t) {
+                    f.push(s.filtered);
+                    q.push(s.bands.qrs);
+                }
+            }
+        }
+        if self.pvc.classify(b, &f, &q).pvc {
+            self.pvcs.push_back(b);
         }
     }
 
@@ -308,9 +352,51 @@ impl StreamDsp {
             heart_rate_bpm(&rr)
         };
         let feats = af_features(&rr);
-        let reason = self.quality(&samples, hr);
-        let ok = reason.is_empty();
-        let mut calls = Vec::with_capacity(3);
+        let tol = self.match_tol();
+        let beats2: Vec<u64> = self
+            .beats2
+            .iter()
+            .copied()
+            .filter(|&b| b + tol >= start && b < end + tol)
+            .collect();
+        let raw: Vec<f32> = samples.iter().map(|s| s.raw).collect();
+        let filtered: Vec<f32> = samples.iter().map(|s| s.filtered).collect();
+        let bands: Vec<QualitySample> = samples.iter().map(|s| s.bands).collect();
+        let indices = QualityIndices::compute(
+            &WindowSignals {
+                fs: self.fs,
+                raw: &raw,
+                filtered: &filtered,
+                bands: &bands,
+                lead_off: samples.iter().any(|s| s.lead_off),
+                beats: &beats,
+                beats2: &beats2,
+                start,
+                settled_from: self.det2.learning_samples(),
+            },
+            &self.cfg.quality,
+        );
+        let verdict = self.cfg.quality.verdict(&indices);
+        let ok = verdict.ok;
+        let pvc_beats: Vec<u64> = self
+            .pvcs
+            .iter()
+            .copied()
+            .filter(|&b| b >= start && b < end)
+            .collect();
+        let span = ((f64::from(self.cfg.pvc.span_s.max(0.0)) * self.fs) as u64).min(end);
+        let recent = self
+            .pvcs
+            .iter()
+            .filter(|&&b| b < end && b + span >= end)
+            .count();
+        let span_min = (span as f64 / self.fs / 60.0) as f32;
+        let pvc_per_min = if span_min > 0.0 {
+            recent as f32 / span_min
+        } else {
+            0.0
+        };
+        let mut calls = Vec::with_capacity(4);
         if ok {
             let st = |b: bool| {
                 if b {
@@ -334,11 +420,18 @@ impl StreamDsp {
                 st(rr_irregular_with(&rr, &self.cfg.af)),
                 Some(irregularity(&rr)),
             ));
+            calls.push((
+                Condition::FrequentPvcs,
+                st(pvc_per_min >= self.cfg.pvc.frequent_per_min
+                    && recent >= self.cfg.pvc.min_count),
+                Some(pvc_per_min),
+            ));
         } else {
             for c in [
                 Condition::Bradycardia,
                 Condition::Tachycardia,
                 Condition::AtrialFibrillation,
+                Condition::FrequentPvcs,
             ] {
                 calls.push((c, FindingStatus::Indeterminate, None));
             }
@@ -353,53 +446,14 @@ impl StreamDsp {
             irregularity: irregularity(&rr),
             af_features: feats,
             quality_ok: ok,
-            quality_reason: reason,
-            filtered_mv: samples.iter().map(|s| s.filtered).collect(),
+            quality_reason: verdict.reason,
+            quality_score: verdict.score,
+            quality: indices,
+            pvc_beats,
+            pvc_per_min,
+            filtered_mv: filtered,
             rr_s: rr,
             calls,
         }
-    }
-
-    /// Empty when the window is good; otherwise the (first) reason.
-    fn quality(&self, s: &[Sample], hr: f32) -> String {
-        if s.is_empty() {
-            return "no samples".into();
-        }
-        if s.iter().any(|v| v.lead_off) {
-            return "lead 0 off".into();
-        }
-        let sat = s
-            .iter()
-            .filter(|v| v.raw.abs() >= self.cfg.saturation_mv)
-            .count();
-        if sat as f32 > self.cfg.max_saturated_frac * s.len() as f32 {
-            return format!(
-                "saturation ({sat} samples at ±{} mV)",
-                self.cfg.saturation_mv
-            );
-        }
-        let mut f: Vec<f32> = s.iter().map(|v| v.filtered).collect();
-        f.sort_unstable_by(f32::total_cmp);
-        let ptp = f[f.len() - 1] - f[0];
-        if ptp < self.cfg.flat_mv {
-            return format!("flat line ({ptp:.3} mV peak to peak)");
-        }
-        // Robust amplitude: 99.5th minus 0.5th percentile.
-        let k = f.len() / 200;
-        let robust = (f[f.len() - 1 - k] - f[k]).max(1e-6);
-        let hf_rms = (s
-            .iter()
-            .map(|v| f64::from(v.hf) * f64::from(v.hf))
-            .sum::<f64>()
-            / s.len() as f64)
-            .sqrt() as f32;
-        let ratio = hf_rms / robust;
-        if ratio > self.cfg.max_hf_noise_ratio {
-            return format!("high-frequency noise ({ratio:.3} of the QRS amplitude)");
-        }
-        if hr > self.cfg.max_plausible_bpm {
-            return format!("implausible beat count ({hr:.0} bpm)");
-        }
-        String::new()
     }
 }

@@ -39,7 +39,11 @@ fn irregular() -> Vec<f32> {
 #[test]
 fn scores_a_batch_and_gates_bad_windows() {
     let model = Model::load(&manifest(), 1).unwrap();
-    let (a, b, c) = (window(regular(), true), window(irregular(), true), window(irregular(), false));
+    let (a, b, c) = (
+        window(regular(), true),
+        window(irregular(), true),
+        window(irregular(), false),
+    );
     let scored = model.score(&[&a, &b, &c]).unwrap();
     let p = |s: &Scored| match s {
         Scored::Probabilities(p) => p.clone(),
@@ -76,7 +80,9 @@ fn wrong_input_size_is_a_clear_error() {
     let model = Model::load(&manifest(), 1).unwrap();
     let w = window(vec![0.0; 3], true);
     match model.score(&[&w]) {
-        Err(ModelError::BadInput { got: 3, want: 8, .. }) => {}
+        Err(ModelError::BadInput {
+            got: 3, want: 8, ..
+        }) => {}
         other => panic!("expected BadInput, got {other:?}"),
     }
 }
@@ -88,8 +94,14 @@ fn contract_mismatches_are_all_reported() {
     let bad = src
         .replace("name = \"features\"", "name = \"x\"")
         .replace("len = 8", "len = 9")
-        .replace("onnx = \"af_rr.onnx\"", &format!("onnx = {:?}", manifest().with_file_name("af_rr.onnx")));
-    let bad = bad.replace("labels = [\"N\", \"A\", \"O\", \"~\"]", "labels = [\"N\", \"A\", \"O\"]");
+        .replace(
+            "onnx = \"af_rr.onnx\"",
+            &format!("onnx = {:?}", manifest().with_file_name("af_rr.onnx")),
+        );
+    let bad = bad.replace(
+        "labels = [\"N\", \"A\", \"O\", \"~\"]",
+        "labels = [\"N\", \"A\", \"O\"]",
+    );
     let path = dir.path().join("bad.toml");
     std::fs::write(&path, bad).unwrap();
     let err = Model::load(&path, 1).unwrap_err();
@@ -108,11 +120,17 @@ fn manifest_rules_are_checked() {
         ("threshold = 0.5", "threshold = 1.5", "outside 0..=1"),
         ("window_s = 30.0", "window_s = 0.0", "window_s"),
         ("len = 8", "len = 0", "input.len"),
-        ("id = \"af-rr\"", "id = \"af-rr\"\nsurprise = 1", "unknown field"),
+        (
+            "id = \"af-rr\"",
+            "id = \"af-rr\"\nsurprise = 1",
+            "unknown field",
+        ),
     ] {
         let path = dir.path().join("m.toml");
         std::fs::write(&path, src.replace(from, to)).unwrap();
-        let msg = ecg_inference::Manifest::load(&path).unwrap_err().to_string();
+        let msg = ecg_inference::Manifest::load(&path)
+            .unwrap_err()
+            .to_string();
         assert!(msg.contains(expect), "{from} -> {to}: {msg}");
     }
 }

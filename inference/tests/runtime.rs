@@ -10,6 +10,9 @@ fn missing_library_error_says_how_to_install_it() {
     assert!(matches!(err, RuntimeError::NotFound { .. }), "{err}");
     let msg = err.to_string();
     assert!(msg.contains("scripts/setup-onnxruntime.sh"), "{msg}");
-    assert!(msg.contains("CARDIOSTREAM_ORT_LIB=/nonexistent/libonnxruntime.so"), "{msg}");
+    assert!(
+        msg.contains("CARDIOSTREAM_ORT_LIB=/nonexistent/libonnxruntime.so"),
+        "{msg}"
+    );
     assert!(msg.contains("onnxruntime PyPI wheel"), "{msg}");
 }

@@ -1,4 +1,7 @@
-//! `cardiostream eval …`: the DSP chain on annotated records, offline.
+//! `cardiostream eval …`: the DSP chain and the models on annotated records, offline.
+
+pub mod af;
+pub mod qrs;
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -13,6 +16,12 @@ use ecg_types::{DeviceTimeUs, Lead, PatientId, SampleRate, StreamId, Window};
 /// Evaluation subcommands.
 #[derive(Debug, Subcommand)]
 pub enum EvalCommand {
+    /// Streaming QRS detection on lead 0 of every WFDB record in a folder, fed frame
+    /// by frame, scored beat by beat against the `.atr` reference annotations.
+    Qrs(qrs::QrsArgs),
+    /// Rhythm class (N, A, O, ~) of every record of a CinC 2017-style folder, from RR
+    /// irregularity or, with `--model`, from an AF model; scored against REFERENCE.csv.
+    Af(af::AfArgs),
     /// Writes the `af_rr_v1` feature vector of every record of a CinC 2017-style
     /// folder (the training input of the bundled AF model), computed from the beats
     /// of the streaming DSP chain exactly as the pipeline computes them.
@@ -35,6 +44,8 @@ pub enum EvalCommand {
 /// When records cannot be read or the output cannot be written.
 pub fn run(cmd: EvalCommand) -> anyhow::Result<()> {
     match cmd {
+        EvalCommand::Qrs(args) => qrs::run(&args),
+        EvalCommand::Af(args) => af::run(&args),
         EvalCommand::AfFeatures { db, out, window_s } => af_features_cmd(&db, &out, window_s),
     }
 }
@@ -72,7 +83,8 @@ pub fn rr_before(beats: &[u64], end_sample: u64, fs: u32) -> Vec<f32> {
         .collect()
 }
 
-fn read_reference(db: &Path) -> std::collections::HashMap<String, String> {
+/// `record -> label` from a folder's `REFERENCE.csv`, empty when it has none.
+pub fn read_reference(db: &Path) -> std::collections::HashMap<String, String> {
     std::fs::read_to_string(db.join("REFERENCE.csv"))
         .map(|t| {
             t.lines()

@@ -1,0 +1,132 @@
+"""NeuroKit2's default QRS detector on the same records, lead and scoring as
+`cardiostream eval qrs`, printed side by side with cardiostream's detections.
+
+Usage: eval-qrs-neurokit.py --db DIR --cardiostream DIR [--records 100,101]
+       [--tolerance-ms 150]
+
+`--cardiostream DIR` holds the `REC.csv` files written by `cardiostream eval qrs
+--out DIR` (one detected beat per line, sample index); both detectors are scored
+here by the same code, a port of `score` in src/eval/qrs.rs (EC57 / bxb style:
+greedy beat-by-beat matching within the window; EC57 variant = ventricular
+flutter/fibrillation episodes between `[` and `]` excluded, reference beats and
+detections alike; whole = nothing excluded). Whole records, lead 0.
+"""
+
+import argparse
+import os
+import sys
+
+import neurokit2 as nk
+import numpy as np
+import wfdb
+
+# Beat annotation codes, as ecg_ingest::wfdb::is_beat.
+BEAT_CODES = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 25, 30, 34, 35, 38, 41}
+
+
+def score(reference, detected, win):
+    i = j = tp = fn = fp = 0
+    while i < len(reference) and j < len(detected):
+        r, d = reference[i], detected[j]
+        if d + win < r:
+            fp += 1
+            j += 1
+        elif r + win < d:
+            fn += 1
+            i += 1
+        elif j + 1 < len(detected) and abs(detected[j + 1] - r) < abs(d - r):
+            fp += 1
+            j += 1
+        else:
+            tp += 1
+            i += 1
+            j += 1
+    fn += len(reference) - i
+    fp += len(detected) - j
+    return np.array([tp, fn, fp])
+
+
+def vf_episodes(ann):
+    eps, on = [], None
+    for s, sym in zip(ann.sample, ann.symbol):
+        if sym == "[":
+            on = s
+        elif sym == "]" and on is not None:
+            eps.append((on, s))
+            on = None
+    if on is not None:
+        eps.append((on, 2**63))
+    return eps
+
+
+def outside(v, eps):
+    return [b for b in v if not any(s <= b <= e for s, e in eps)]
+
+
+def se_pp(c):
+    tp, fn, fp = c
+    return 100.0 * tp / max(tp + fn, 1), 100.0 * tp / max(tp + fp, 1)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--db", required=True)
+    ap.add_argument("--cardiostream", required=True)
+    ap.add_argument("--records", default="")
+    ap.add_argument("--tolerance-ms", type=float, default=150.0)
+    a = ap.parse_args()
+    if a.records:
+        names = a.records.split(",")
+    else:
+        names = sorted(
+            f[:-4] for f in os.listdir(a.db)
+            if f.endswith(".atr") and os.path.exists(os.path.join(a.db, f[:-4] + ".hea"))
+        )
+    print(f"lead 0, whole records, match window ±{a.tolerance_ms:g} ms; "
+          f"EC57 = VF/VFL episodes excluded; NeuroKit2 {nk.__version__} "
+          "ecg_peaks(ecg_clean(x, fs), fs) defaults (method 'neurokit')")
+    hdr = (f"{'record':<8} {'beats':>6} | {'cardiostream EC57':^27} | {'NeuroKit2 EC57':^27}"
+           f" | {'cs whole':^13} | {'nk whole':^13}")
+    print(hdr)
+    print(f"{'':<8} {'':>6} | {'FN':>5} {'FP':>5} {'Se%':>7} {'+P%':>7} | {'FN':>5} {'FP':>5} "
+          f"{'Se%':>7} {'+P%':>7} | {'Se%':>6} {'+P%':>6} | {'Se%':>6} {'+P%':>6}")
+    gross = {k: np.zeros(3, dtype=np.int64) for k in ("cs", "nk", "csw", "nkw")}
+    for name in names:
+        rec = wfdb.rdrecord(os.path.join(a.db, name), channels=[0])
+        fs = float(rec.fs)
+        x = np.nan_to_num(rec.p_signal[:, 0].astype(np.float64))
+        ann = wfdb.rdann(os.path.join(a.db, name), "atr",
+                         return_label_elements=["symbol", "label_store"])
+        ref = [int(s) for s, code in zip(ann.sample, ann.label_store) if code in BEAT_CODES]
+        _, info = nk.ecg_peaks(nk.ecg_clean(x, sampling_rate=fs), sampling_rate=fs)
+        nkb = sorted(int(p) for p in info["ECG_R_Peaks"])
+        csv = os.path.join(a.cardiostream, f"{name}.csv")
+        with open(csv) as f:
+            csb = sorted(int(line) for line in f if line.strip())
+        win = int(round(a.tolerance_ms / 1000.0 * fs))
+        eps = vf_episodes(ann)
+        ref_o = outside(ref, eps)
+        c = {
+            "cs": score(ref_o, outside(csb, eps), win),
+            "nk": score(ref_o, outside(nkb, eps), win),
+            "csw": score(ref, csb, win),
+            "nkw": score(ref, nkb, win),
+        }
+        for k in c:
+            gross[k] += c[k]
+        print(row(name, c))
+        sys.stdout.flush()
+    print(row("gross", gross))
+
+
+def row(name, c):
+    cs, nk_ = se_pp(c["cs"]), se_pp(c["nk"])
+    csw, nkw = se_pp(c["csw"]), se_pp(c["nkw"])
+    beats = c["cs"][0] + c["cs"][1]
+    return (f"{name:<8} {beats:>6} | {c['cs'][1]:>5} {c['cs'][2]:>5} {cs[0]:>7.2f} {cs[1]:>7.2f} | "
+            f"{c['nk'][1]:>5} {c['nk'][2]:>5} {nk_[0]:>7.2f} {nk_[1]:>7.2f} | "
+            f"{csw[0]:>6.2f} {csw[1]:>6.2f} | {nkw[0]:>6.2f} {nkw[1]:>6.2f}")
+
+
+if __name__ == "__main__":
+    main()
