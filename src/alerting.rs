@@ -18,8 +18,8 @@ use crate::telemetry::Metrics;
 /// Settings of the alert service.
 #[derive(Debug, Clone)]
 pub struct AlertsConfig {
-    /// Kafka bootstrap servers.
-    pub bootstrap_servers: String,
+    /// Kafka connection settings (bootstrap servers, security).
+    pub connection: rdkafka::ClientConfig,
     /// Consumer group id.
     pub group_id: String,
     /// Topic of findings.
@@ -29,10 +29,10 @@ pub struct AlertsConfig {
 }
 
 impl AlertsConfig {
-    /// Defaults for a given broker.
-    pub fn new(bootstrap_servers: impl Into<String>) -> Self {
+    /// Defaults for a given cluster connection.
+    pub fn new(connection: rdkafka::ClientConfig) -> Self {
         Self {
-            bootstrap_servers: bootstrap_servers.into(),
+            connection,
             group_id: "cardiostream-alerts".into(),
             findings_topic: "ecg.findings.v1".into(),
             alerts_topic: "ecg.alerts.v1".into(),
@@ -60,13 +60,13 @@ pub async fn run(
     metrics: Metrics,
     mut shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
-    let consumer: StreamConsumer = kafka::consumer_config(&cfg.bootstrap_servers, &cfg.group_id)
+    let consumer: StreamConsumer = kafka::consumer_config(&cfg.connection, &cfg.group_id)
         .create()
         .context("creating the findings consumer")?;
     consumer
         .subscribe(&[&cfg.findings_topic])
         .with_context(|| format!("subscribing to {}", cfg.findings_topic))?;
-    let producer: FutureProducer = kafka::producer_config(&cfg.bootstrap_servers, 0)
+    let producer: FutureProducer = kafka::producer_config(&cfg.connection, 0)
         .create()
         .context("creating the alerts producer")?;
     tracing::info!(topic = %cfg.findings_topic, "alert service consuming");

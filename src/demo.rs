@@ -112,7 +112,7 @@ pub fn default_models_dir() -> PathBuf {
 ///
 /// # Errors
 /// When a manifest or its ONNX file cannot be loaded, or ONNX Runtime is missing.
-pub fn load_models(dir: &std::path::Path) -> anyhow::Result<Vec<Model>> {
+pub fn load_models(dir: &std::path::Path, threads: usize) -> anyhow::Result<Vec<Model>> {
     let mut manifests = Vec::new();
     for entry in
         std::fs::read_dir(dir).with_context(|| format!("reading models dir {}", dir.display()))?
@@ -131,7 +131,7 @@ pub fn load_models(dir: &std::path::Path) -> anyhow::Result<Vec<Model>> {
     manifests.sort();
     manifests
         .iter()
-        .map(|p| Model::load(p, 1).with_context(|| format!("loading model {}", p.display())))
+        .map(|p| Model::load(p, threads).with_context(|| format!("loading model {}", p.display())))
         .collect()
 }
 
@@ -164,7 +164,7 @@ pub async fn run(
     stop: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<DemoReport> {
     let metrics = Metrics::new();
-    let models = Arc::new(load_models(&cfg.models_dir)?);
+    let models = Arc::new(load_models(&cfg.models_dir, 1)?);
     let cluster = MockCluster::new(1).context("starting the in-process kafka cluster")?;
     let bootstrap = cluster.bootstrap_servers();
     for (topic, partitions) in [
@@ -203,14 +203,14 @@ pub async fn run(
 
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(pipeline::run(
-        PipelineConfig::new(&bootstrap),
+        PipelineConfig::new(ecg_ingest::kafka::connection(&bootstrap)),
         models,
         metrics.clone(),
         statuses.clone(),
         shutdown_rx.clone(),
     ));
     tasks.spawn(alerting::run(
-        AlertsConfig::new(&bootstrap),
+        AlertsConfig::new(ecg_ingest::kafka::connection(&bootstrap)),
         engine.clone(),
         Receivers {
             stdout_json: cfg.alerts_json,
@@ -222,8 +222,8 @@ pub async fn run(
     {
         let state = AppState {
             metrics: metrics.clone(),
-            engine,
-            statuses,
+            engine: Some(engine),
+            statuses: Some(statuses),
         };
         let rx = shutdown_rx.clone();
         tasks.spawn(async move { http::serve(listener, state, rx).await.map_err(Into::into) });
@@ -279,9 +279,10 @@ async fn simulate(
     metrics: Metrics,
     shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
-    let producer: FutureProducer = ecg_ingest::kafka::producer_config(&bootstrap, 5)
-        .create()
-        .context("creating the simulator producer")?;
+    let producer: FutureProducer =
+        ecg_ingest::kafka::producer_config(&ecg_ingest::kafka::connection(&bootstrap), 5)
+            .create()
+            .context("creating the simulator producer")?;
     let frame_samples = (cfg.sample_rate / 5).max(1) as usize; // 200 ms frames
     let t0_us = SystemTime::now()
         .duration_since(UNIX_EPOCH)

@@ -228,7 +228,7 @@ pub async fn publish(
                 sent += 1;
                 progressed = true;
                 pending[i] = src.next_frame();
-                if opts.speed <= 0.0 && sent % 256 == 0 {
+                if opts.speed <= 0.0 && sent.is_multiple_of(256) {
                     break; // let other sources and shutdown have a turn
                 }
             }

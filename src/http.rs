@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use axum::extract::State;
-use axum::http::header;
+use axum::http::{header, StatusCode};
 use axum::response::{Html, IntoResponse};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -21,10 +21,10 @@ use crate::telemetry::Metrics;
 pub struct AppState {
     /// Process metrics.
     pub metrics: Metrics,
-    /// The alert engine (for its view).
-    pub engine: Arc<Mutex<AlertEngine>>,
-    /// Live stream statuses from the pipeline.
-    pub statuses: Arc<Mutex<HashMap<StreamId, StreamStatus>>>,
+    /// The alert engine, where this process runs the alert service.
+    pub engine: Option<Arc<Mutex<AlertEngine>>>,
+    /// Live stream statuses, where this process runs the pipeline.
+    pub statuses: Option<Arc<Mutex<HashMap<StreamId, StreamStatus>>>>,
 }
 
 /// The router.
@@ -78,23 +78,26 @@ async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
     )
 }
 
-async fn alerts(State(s): State<AppState>) -> Json<AlertView> {
-    let view = s
-        .engine
+async fn alerts(State(s): State<AppState>) -> Result<Json<AlertView>, StatusCode> {
+    let engine = s.engine.ok_or(StatusCode::NOT_FOUND)?;
+    let view = engine
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
         .view();
-    Json(view)
+    Ok(Json(view))
 }
 
 async fn streams(State(s): State<AppState>) -> Json<Vec<StreamStatus>> {
     let mut v: Vec<StreamStatus> = s
         .statuses
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .values()
-        .cloned()
-        .collect();
+        .map(|st| {
+            st.lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .values()
+                .cloned()
+                .collect()
+        })
+        .unwrap_or_default();
     v.sort_by(|a, b| a.stream.cmp(&b.stream));
     Json(v)
 }

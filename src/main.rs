@@ -32,6 +32,10 @@ enum Command {
     /// Everything in one process: simulated patients, an in-process Kafka cluster,
     /// the pipeline, the bundled models, the alert service, console and metrics.
     Demo(DemoArgs),
+    /// The pipeline deployable: frames from Kafka → DSP → models → findings to Kafka.
+    Pipeline(ConfigArgs),
+    /// The alerts deployable: findings from Kafka → alerts to care teams.
+    Alerts(ConfigArgs),
     /// Simulated patients' devices publishing frames to a Kafka cluster.
     Sim(SimArgs),
     /// Recorded ECG (WFDB records) published to a Kafka cluster as device streams.
@@ -70,6 +74,17 @@ struct DemoArgs {
     /// Models directory (manifests at `DIR/*/*.toml`).
     #[arg(long)]
     models: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
+struct ConfigArgs {
+    /// Configuration file (TOML) over the embedded defaults; environment variables
+    /// `CARDIOSTREAM_SECTION__KEY` override both. See config/default.toml.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Print the effective configuration's validation result and exit.
+    #[arg(long)]
+    check: bool,
 }
 
 /// Where and how device frames are published.
@@ -172,6 +187,8 @@ fn main() -> ExitCode {
     init_tracing(&cli);
     let result = match cli.command {
         Command::Demo(args) => run_demo(args),
+        Command::Pipeline(args) => run_deployable(&args, Deployable::Pipeline),
+        Command::Alerts(args) => run_deployable(&args, Deployable::Alerts),
         Command::Sim(args) => run_sim(args),
         Command::Replay(args) => run_replay(args),
         Command::Model(ModelCommand::Check { manifest }) => model_check(&manifest),
@@ -218,6 +235,28 @@ fn run_demo(args: DemoArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+#[derive(Debug, Clone, Copy)]
+enum Deployable {
+    Pipeline,
+    Alerts,
+}
+
+fn run_deployable(args: &ConfigArgs, which: Deployable) -> anyhow::Result<()> {
+    let cfg = cardiostream::config::Config::load(args.config.as_deref())?;
+    if args.check {
+        eprintln!("configuration is valid");
+        return Ok(());
+    }
+    let rt = runtime()?;
+    rt.block_on(async {
+        let stop = cardiostream::deployables::termination();
+        match which {
+            Deployable::Pipeline => cardiostream::deployables::run_pipeline(cfg, stop).await,
+            Deployable::Alerts => cardiostream::deployables::run_alerts(cfg, stop).await,
+        }
+    })
+}
+
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -245,8 +284,11 @@ fn publish_sources(args: &PublishArgs, sources: Vec<devices::Source>) -> anyhow:
     };
     let rt = runtime()?;
     let sent = rt.block_on(async {
-        let producer: rdkafka::producer::FutureProducer =
-            ecg_ingest::kafka::producer_config(&args.bootstrap_servers, 5).create()?;
+        let producer: rdkafka::producer::FutureProducer = ecg_ingest::kafka::producer_config(
+            &ecg_ingest::kafka::connection(&args.bootstrap_servers),
+            5,
+        )
+        .create()?;
         let (tx, rx) = tokio::sync::watch::channel(false);
         tokio::spawn(async move {
             let _ = tokio::signal::ctrl_c().await;

@@ -31,8 +31,8 @@ use crate::telemetry::Metrics;
 /// Settings of the pipeline deployable.
 #[derive(Debug, Clone)]
 pub struct PipelineConfig {
-    /// Kafka bootstrap servers.
-    pub bootstrap_servers: String,
+    /// Kafka connection settings (bootstrap servers, security).
+    pub connection: rdkafka::ClientConfig,
     /// Consumer group id.
     pub group_id: String,
     /// Topic of incoming frames.
@@ -52,10 +52,10 @@ pub struct PipelineConfig {
 }
 
 impl PipelineConfig {
-    /// Defaults for a given broker.
-    pub fn new(bootstrap_servers: impl Into<String>) -> Self {
+    /// Defaults for a given cluster connection.
+    pub fn new(connection: rdkafka::ClientConfig) -> Self {
         Self {
-            bootstrap_servers: bootstrap_servers.into(),
+            connection,
             group_id: "cardiostream-pipeline".into(),
             frames_topic: "ecg.frames.v1".into(),
             findings_topic: "ecg.findings.v1".into(),
@@ -522,13 +522,13 @@ pub async fn run(
     statuses: Arc<Mutex<HashMap<StreamId, StreamStatus>>>,
     mut shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
-    let consumer: StreamConsumer = kafka::consumer_config(&cfg.bootstrap_servers, &cfg.group_id)
+    let consumer: StreamConsumer = kafka::consumer_config(&cfg.connection, &cfg.group_id)
         .create()
         .context("creating the frames consumer")?;
     consumer
         .subscribe(&[&cfg.frames_topic])
         .with_context(|| format!("subscribing to {}", cfg.frames_topic))?;
-    let producer: FutureProducer = kafka::producer_config(&cfg.bootstrap_servers, 5)
+    let producer: FutureProducer = kafka::producer_config(&cfg.connection, 5)
         .set("enable.idempotence", "true")
         .create()
         .context("creating the findings producer")?;

@@ -28,7 +28,9 @@ fn data_dir() -> Option<PathBuf> {
 }
 
 async fn consume(bootstrap: &str, topic: &str, n: usize) -> Vec<(String, Frame, Option<String>)> {
-    let c: StreamConsumer = kafka::consumer_config(bootstrap, "test-reader").create().unwrap();
+    let c: StreamConsumer = kafka::consumer_config(&kafka::connection(bootstrap), "test-reader")
+        .create()
+        .unwrap();
     c.subscribe(&[topic]).unwrap();
     let mut out = Vec::new();
     while out.len() < n {
@@ -54,7 +56,9 @@ async fn replayed_record_arrives_sample_for_sample() {
     let cluster = MockCluster::new(1).unwrap();
     cluster.create_topic("frames", 2, 1).unwrap();
     let bootstrap = cluster.bootstrap_servers();
-    let producer: FutureProducer = kafka::producer_config(&bootstrap, 5).create().unwrap();
+    let producer: FutureProducer = kafka::producer_config(&kafka::connection(&bootstrap), 5)
+        .create()
+        .unwrap();
     let src = RecordSource::new(&rec, 1_800_000_000_000_000, 200, Some(20.0)).unwrap();
     let opts = PublishOptions {
         topic: "frames".into(),
@@ -63,20 +67,32 @@ async fn replayed_record_arrives_sample_for_sample() {
         duration: None,
     };
     let (_tx, rx) = watch::channel(false);
-    let sent = devices::publish(&producer, vec![Source::Record(Box::new(src))], &opts, || {}, rx)
-        .await
-        .unwrap();
+    let sent = devices::publish(
+        &producer,
+        vec![Source::Record(Box::new(src))],
+        &opts,
+        || {},
+        rx,
+    )
+    .await
+    .unwrap();
     assert_eq!(sent, 100, "20 s in 200 ms frames");
     let got = consume(&bootstrap, "frames", 100).await;
     let mut samples: HashMap<Lead, Vec<i32>> = HashMap::new();
     for (i, (key, f, ct)) in got.iter().enumerate() {
         assert_eq!(key, "rec-101");
         assert_eq!(ct.as_deref(), Some("application/x-protobuf"));
-        assert_eq!(f.seq, i as u64, "one partition per key keeps frames in order");
+        assert_eq!(
+            f.seq, i as u64,
+            "one partition per key keeps frames in order"
+        );
         assert_eq!(f.t0.0, 1_800_000_000_000_000 + i as i64 * 200_000);
         assert_eq!(f.leads, vec![Lead::II, Lead::V1], "MLII and V1");
         for (l, lead) in f.leads.iter().enumerate() {
-            samples.entry(*lead).or_default().extend_from_slice(f.lead_samples(l));
+            samples
+                .entry(*lead)
+                .or_default()
+                .extend_from_slice(f.lead_samples(l));
         }
     }
     for (sig, lead) in [(0, Lead::II), (1, Lead::V1)] {
@@ -93,10 +109,14 @@ async fn simulated_devices_publish_json_frames_keyed_by_stream() {
     let cluster = MockCluster::new(1).unwrap();
     cluster.create_topic("frames", 3, 1).unwrap();
     let bootstrap = cluster.bootstrap_servers();
-    let producer: FutureProducer = kafka::producer_config(&bootstrap, 5).create().unwrap();
+    let producer: FutureProducer = kafka::producer_config(&kafka::connection(&bootstrap), 5)
+        .create()
+        .unwrap();
     let sources = (0..3)
         .map(|i| {
-            let dev = ecg_sim::Device::new(ecg_sim::Preset::NormalSinus.config(i, 250, vec![Lead::I])).unwrap();
+            let dev =
+                ecg_sim::Device::new(ecg_sim::Preset::NormalSinus.config(i, 250, vec![Lead::I]))
+                    .unwrap();
             Source::Sim(Box::new(ecg_sim::FrameSource::new(
                 dev,
                 ecg_types::StreamId::new(format!("s{i}")).unwrap(),
@@ -115,9 +135,14 @@ async fn simulated_devices_publish_json_frames_keyed_by_stream() {
         duration: Some(Duration::from_millis(1500)),
     };
     let (_tx, rx) = watch::channel(false);
-    let sent = devices::publish(&producer, sources, &opts, || {}, rx).await.unwrap();
+    let sent = devices::publish(&producer, sources, &opts, || {}, rx)
+        .await
+        .unwrap();
     // 1.5 s at 20x is 30 device seconds: about 150 frames of 200 ms per stream.
-    assert!((3 * 120..=3 * 160).contains(&(sent as usize)), "sent {sent}");
+    assert!(
+        (3 * 120..=3 * 160).contains(&(sent as usize)),
+        "sent {sent}"
+    );
     let got = consume(&bootstrap, "frames", sent as usize).await;
     let mut next_seq: HashMap<String, u64> = HashMap::new();
     for (key, f, ct) in got {

@@ -17,14 +17,21 @@ pub const DLQ_SOURCE_PARTITION: &str = "source.partition";
 /// Dead-letter header: offset the frame was read from.
 pub const DLQ_SOURCE_OFFSET: &str = "source.offset";
 
+/// Connection settings for a cluster reachable in plaintext at `bootstrap_servers`
+/// (the deployables build theirs, security included, from their configuration).
+pub fn connection(bootstrap_servers: &str) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", bootstrap_servers);
+    c
+}
+
 /// Settings of an at-least-once consumer in `group_id`: offsets are stored by the
 /// application only after everything a message contributed to has been published
 /// (`enable.auto.offset.store = false`) and committed in the background; a new group
 /// starts from the earliest offset.
-pub fn consumer_config(bootstrap_servers: &str, group_id: &str) -> ClientConfig {
-    let mut c = ClientConfig::new();
-    c.set("bootstrap.servers", bootstrap_servers)
-        .set("group.id", group_id)
+pub fn consumer_config(connection: &ClientConfig, group_id: &str) -> ClientConfig {
+    let mut c = connection.clone();
+    c.set("group.id", group_id)
         .set("enable.auto.commit", "true")
         .set("auto.commit.interval.ms", "1000")
         .set("enable.auto.offset.store", "false")
@@ -34,10 +41,9 @@ pub fn consumer_config(bootstrap_servers: &str, group_id: &str) -> ClientConfig 
 }
 
 /// Settings of a producer that waits at most `linger_ms` to batch records.
-pub fn producer_config(bootstrap_servers: &str, linger_ms: u32) -> ClientConfig {
-    let mut c = ClientConfig::new();
-    c.set("bootstrap.servers", bootstrap_servers)
-        .set("linger.ms", linger_ms.to_string());
+pub fn producer_config(connection: &ClientConfig, linger_ms: u32) -> ClientConfig {
+    let mut c = connection.clone();
+    c.set("linger.ms", linger_ms.to_string());
     c
 }
 
@@ -58,10 +64,14 @@ mod tests {
 
     #[test]
     fn at_least_once_settings() {
-        let c = consumer_config("b:9092", "g");
+        let c = consumer_config(&connection("b:9092"), "g");
         assert_eq!(c.get("enable.auto.offset.store"), Some("false"));
         assert_eq!(c.get("group.id"), Some("g"));
-        assert_eq!(producer_config("b:9092", 5).get("linger.ms"), Some("5"));
+        assert_eq!(c.get("bootstrap.servers"), Some("b:9092"));
+        assert_eq!(
+            producer_config(&connection("b:9092"), 5).get("linger.ms"),
+            Some("5")
+        );
     }
 
     #[test]

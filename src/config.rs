@@ -1,0 +1,417 @@
+//! Layered configuration of the deployables: the embedded `config/default.toml`, then
+//! a file (`--config`), then environment variables `CARDIOSTREAM_SECTION__KEY`.
+//! Everything is validated at start, with errors that name the setting.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use ecg_dsp::stream::DspConfig;
+use figment::providers::{Env, Format, Toml};
+use figment::Figment;
+use rdkafka::ClientConfig;
+use serde::Deserialize;
+
+/// The embedded defaults.
+pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
+
+/// The whole configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Kafka connection.
+    pub kafka: KafkaSettings,
+    /// Topic names.
+    pub topics: Topics,
+    /// The pipeline deployable.
+    pub pipeline: PipelineSettings,
+    /// The alerts deployable.
+    pub alerts: AlertsSettings,
+    /// HTTP endpoints.
+    pub http: HttpSettings,
+}
+
+/// How to reach Kafka.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaSettings {
+    /// Comma-separated `host:port` list.
+    pub bootstrap_servers: String,
+    /// Transport security.
+    pub security_protocol: SecurityProtocol,
+    /// SASL mechanism (`SCRAM-SHA-256`, `SCRAM-SHA-512`, `PLAIN`).
+    #[serde(default)]
+    pub sasl_mechanism: Option<String>,
+    /// SASL user name.
+    #[serde(default)]
+    pub sasl_username: Option<String>,
+    /// SASL password (from a secret; never logged).
+    #[serde(default)]
+    pub sasl_password: Option<String>,
+    /// CA certificate file for TLS.
+    #[serde(default)]
+    pub ssl_ca_location: Option<PathBuf>,
+    /// Client certificate file for mutual TLS.
+    #[serde(default)]
+    pub ssl_certificate_location: Option<PathBuf>,
+    /// Client key file for mutual TLS.
+    #[serde(default)]
+    pub ssl_key_location: Option<PathBuf>,
+    /// Other librdkafka properties, passed through.
+    #[serde(default)]
+    pub client_properties: BTreeMap<String, String>,
+}
+
+/// Kafka `security.protocol`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SecurityProtocol {
+    /// No TLS, no SASL.
+    Plaintext,
+    /// TLS.
+    Ssl,
+    /// SASL without TLS.
+    SaslPlaintext,
+    /// SASL over TLS.
+    SaslSsl,
+}
+
+impl SecurityProtocol {
+    fn as_str(self) -> &'static str {
+        match self {
+            SecurityProtocol::Plaintext => "plaintext",
+            SecurityProtocol::Ssl => "ssl",
+            SecurityProtocol::SaslPlaintext => "sasl_plaintext",
+            SecurityProtocol::SaslSsl => "sasl_ssl",
+        }
+    }
+}
+
+/// Topic names.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Topics {
+    /// Device frames.
+    pub frames: String,
+    /// Findings.
+    pub findings: String,
+    /// Dead letters.
+    pub dlq: String,
+    /// Alerts.
+    pub alerts: String,
+}
+
+/// The pipeline deployable.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineSettings {
+    /// Consumer group.
+    pub group_id: String,
+    /// Most frames per processing batch.
+    pub batch_max: usize,
+    /// Longest wait to fill a batch, ms.
+    pub batch_wait_ms: u64,
+    /// Models directory (`DIR/*/*.toml`).
+    pub models_dir: PathBuf,
+    /// Seconds between model windows of one stream.
+    pub model_hop_s: f32,
+    /// ONNX Runtime intra-op threads per model.
+    pub model_threads: usize,
+    /// DSP settings.
+    #[serde(default)]
+    pub dsp: DspConfig,
+}
+
+/// The alerts deployable.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertsSettings {
+    /// Consumer group.
+    pub group_id: String,
+}
+
+/// HTTP endpoints.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpSettings {
+    /// Listen address.
+    pub addr: SocketAddr,
+}
+
+impl Config {
+    /// Defaults, then `file`, then the environment.
+    ///
+    /// # Errors
+    /// A message naming the setting (and where it came from) that is missing, unknown
+    /// or of the wrong type, or that breaks a rule of [`Config::validate`].
+    pub fn load(file: Option<&Path>) -> anyhow::Result<Config> {
+        let mut fig = Figment::from(Toml::string(DEFAULT_TOML));
+        if let Some(f) = file {
+            if !f.is_file() {
+                anyhow::bail!("config file {} does not exist", f.display());
+            }
+            fig = fig.merge(Toml::file(f));
+        }
+        Self::from_figment(fig.merge(env_provider()))
+    }
+
+    fn from_figment(fig: Figment) -> anyhow::Result<Config> {
+        let cfg: Config = fig
+            .extract()
+            .map_err(|e| anyhow::anyhow!("invalid configuration: {}", describe(&e)))?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Checks the rules that types alone do not.
+    ///
+    /// # Errors
+    /// A message naming the setting that is wrong.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        let k = &self.kafka;
+        if k.bootstrap_servers.trim().is_empty() {
+            anyhow::bail!("kafka.bootstrap_servers is empty");
+        }
+        for server in k.bootstrap_servers.split(',') {
+            let server = server.trim();
+            let port = server.rsplit_once(':').map(|(_, p)| p);
+            if !port.is_some_and(|p| p.parse::<u16>().is_ok_and(|p| p > 0)) {
+                anyhow::bail!("kafka.bootstrap_servers: {server:?} is not host:port");
+            }
+        }
+        let sasl = matches!(
+            k.security_protocol,
+            SecurityProtocol::SaslPlaintext | SecurityProtocol::SaslSsl
+        );
+        if sasl {
+            match k.sasl_mechanism.as_deref() {
+                Some("SCRAM-SHA-256" | "SCRAM-SHA-512" | "PLAIN") => {}
+                Some(other) => anyhow::bail!(
+                    "kafka.sasl_mechanism {other:?} is not one of SCRAM-SHA-256, SCRAM-SHA-512, PLAIN"
+                ),
+                None => anyhow::bail!(
+                    "kafka.sasl_mechanism is required with security_protocol = {}",
+                    k.security_protocol.as_str()
+                ),
+            }
+            if k.sasl_username.as_deref().is_none_or(str::is_empty) {
+                anyhow::bail!("kafka.sasl_username is required with SASL");
+            }
+            if k.sasl_password.as_deref().is_none_or(str::is_empty) {
+                anyhow::bail!("kafka.sasl_password is required with SASL");
+            }
+        } else if k.sasl_mechanism.is_some() || k.sasl_username.is_some() {
+            anyhow::bail!(
+                "kafka.sasl_* is set but kafka.security_protocol = {} does not use SASL",
+                k.security_protocol.as_str()
+            );
+        }
+        let needs_openssl = matches!(
+            k.security_protocol,
+            SecurityProtocol::Ssl | SecurityProtocol::SaslSsl
+        ) || k
+            .sasl_mechanism
+            .as_deref()
+            .is_some_and(|m| m.starts_with("SCRAM"));
+        if needs_openssl && !cfg!(feature = "tls") {
+            anyhow::bail!(
+                "kafka.security_protocol = {} needs TLS/SCRAM support: build with `cargo build --release --features tls`",
+                k.security_protocol.as_str()
+            );
+        }
+        for (name, path) in [
+            ("kafka.ssl_ca_location", &k.ssl_ca_location),
+            (
+                "kafka.ssl_certificate_location",
+                &k.ssl_certificate_location,
+            ),
+            ("kafka.ssl_key_location", &k.ssl_key_location),
+        ] {
+            if let Some(p) = path {
+                if !p.is_file() {
+                    anyhow::bail!("{name}: {} does not exist", p.display());
+                }
+            }
+        }
+        for (name, topic) in [
+            ("topics.frames", &self.topics.frames),
+            ("topics.findings", &self.topics.findings),
+            ("topics.dlq", &self.topics.dlq),
+            ("topics.alerts", &self.topics.alerts),
+        ] {
+            let ok = !topic.is_empty()
+                && topic.len() <= 249
+                && topic
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+            if !ok {
+                anyhow::bail!("{name}: {topic:?} is not a valid Kafka topic name");
+            }
+        }
+        let p = &self.pipeline;
+        if p.group_id.is_empty() {
+            anyhow::bail!("pipeline.group_id is empty");
+        }
+        if self.alerts.group_id.is_empty() {
+            anyhow::bail!("alerts.group_id is empty");
+        }
+        if !(1..=100_000).contains(&p.batch_max) {
+            anyhow::bail!("pipeline.batch_max {} is outside 1..=100000", p.batch_max);
+        }
+        if p.batch_wait_ms > 10_000 {
+            anyhow::bail!("pipeline.batch_wait_ms {} is above 10000", p.batch_wait_ms);
+        }
+        if !(p.model_hop_s > 0.0 && p.model_hop_s <= 3600.0) {
+            anyhow::bail!(
+                "pipeline.model_hop_s {} is outside (0, 3600]",
+                p.model_hop_s
+            );
+        }
+        if !(1..=64).contains(&p.model_threads) {
+            anyhow::bail!(
+                "pipeline.model_threads {} is outside 1..=64",
+                p.model_threads
+            );
+        }
+        Ok(())
+    }
+
+    /// librdkafka settings for this connection (security included), on top of `base`.
+    pub fn kafka_client(&self, mut base: ClientConfig) -> ClientConfig {
+        let k = &self.kafka;
+        base.set("bootstrap.servers", &k.bootstrap_servers)
+            .set("security.protocol", k.security_protocol.as_str());
+        if let Some(m) = &k.sasl_mechanism {
+            base.set("sasl.mechanism", m);
+        }
+        if let Some(u) = &k.sasl_username {
+            base.set("sasl.username", u);
+        }
+        if let Some(p) = &k.sasl_password {
+            base.set("sasl.password", p);
+        }
+        for (key, path) in [
+            ("ssl.ca.location", &k.ssl_ca_location),
+            ("ssl.certificate.location", &k.ssl_certificate_location),
+            ("ssl.key.location", &k.ssl_key_location),
+        ] {
+            if let Some(p) = path {
+                base.set(key, p.display().to_string());
+            }
+        }
+        for (key, v) in &k.client_properties {
+            base.set(key, v);
+        }
+        base
+    }
+}
+
+fn env_provider() -> Env {
+    // Only nested keys (SECTION__KEY): CARDIOSTREAM_ORT_LIB and friends are not settings.
+    Env::prefixed("CARDIOSTREAM_")
+        .filter(|k| k.as_str().contains("__"))
+        .split("__")
+}
+
+fn describe(e: &figment::Error) -> String {
+    e.clone()
+        .into_iter()
+        .map(|e| {
+            let path = e.path.join(".");
+            let src = e
+                .metadata
+                .as_ref()
+                .map(|m| match &m.source {
+                    Some(s) => format!(" (from {s})"),
+                    None => format!(" (from {})", m.name),
+                })
+                .unwrap_or_default();
+            if path.is_empty() {
+                format!("{}{src}", e.kind)
+            } else {
+                format!("{path}: {}{src}", e.kind)
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use figment::Jail;
+
+    fn err(toml: &str) -> String {
+        let fig = Figment::from(Toml::string(DEFAULT_TOML)).merge(Toml::string(toml));
+        Config::from_figment(fig).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        let c = Config::from_figment(Figment::from(Toml::string(DEFAULT_TOML))).unwrap();
+        assert_eq!(c.topics.frames, "ecg.frames.v1");
+        assert_eq!(c.pipeline.dsp, DspConfig::default());
+        let k = c.kafka_client(ClientConfig::new());
+        assert_eq!(k.get("security.protocol"), Some("plaintext"));
+    }
+
+    #[test]
+    fn errors_name_the_setting() {
+        for (toml, expect) in [
+            ("[kafka]\nbootstrap_servers = \"\"", "kafka.bootstrap_servers is empty"),
+            ("[kafka]\nbootstrap_servers = \"broker\"", "kafka.bootstrap_servers: \"broker\" is not host:port"),
+            ("[kafka]\nbootstrap_sever = \"b:1\"", "unknown field"),
+            ("[kafka]\nsecurity_protocol = \"tls\"", "kafka.security_protocol"),
+            ("[kafka]\nsecurity_protocol = \"sasl_plaintext\"", "kafka.sasl_mechanism is required"),
+            (
+                "[kafka]\nsecurity_protocol = \"sasl_plaintext\"\nsasl_mechanism = \"PLAIN\"\nsasl_username = \"u\"",
+                "kafka.sasl_password is required",
+            ),
+            ("[kafka]\nsasl_username = \"u\"", "does not use SASL"),
+            ("[kafka]\nssl_ca_location = \"/nonexistent/ca.pem\"", "kafka.ssl_ca_location"),
+            ("[topics]\nframes = \"a topic\"", "topics.frames"),
+            ("[pipeline]\nbatch_max = 0", "pipeline.batch_max"),
+            ("[pipeline]\nbatch_max = \"lots\"", "pipeline.batch_max"),
+            ("[pipeline.dsp]\nbrady = 40", "unknown field"),
+            ("[http]\naddr = \"nowhere\"", "http.addr"),
+        ] {
+            let e = err(toml);
+            assert!(e.contains(expect), "{toml:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn tls_needs_the_feature() {
+        let e = err("[kafka]\nsecurity_protocol = \"ssl\"");
+        if cfg!(feature = "tls") {
+            assert!(!e.contains("--features tls"), "{e}");
+        } else {
+            assert!(e.contains("--features tls"), "{e}");
+        }
+    }
+
+    #[test]
+    #[allow(clippy::result_large_err)] // figment's Jail API returns figment::Error
+    fn file_then_environment_override_defaults() {
+        Jail::expect_with(|jail| {
+            jail.create_file(
+                "c.toml",
+                "[pipeline]\nbatch_max = 64\n[kafka]\nbootstrap_servers = \"file:1\"",
+            )?;
+            jail.set_env(
+                "CARDIOSTREAM_KAFKA__BOOTSTRAP_SERVERS",
+                "env-a:9092,env-b:9092",
+            );
+            jail.set_env("CARDIOSTREAM_ORT_LIB", "/not/a/setting");
+            let c = Config::load(Some(Path::new("c.toml"))).map_err(|e| e.to_string())?;
+            assert_eq!(c.pipeline.batch_max, 64);
+            assert_eq!(c.kafka.bootstrap_servers, "env-a:9092,env-b:9092");
+            jail.set_env("CARDIOSTREAM_PIPELINE__BATCH_MAX", "0");
+            let e = Config::load(Some(Path::new("c.toml")))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("pipeline.batch_max"), "{e}");
+            Ok(())
+        });
+    }
+}

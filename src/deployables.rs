@@ -1,0 +1,150 @@
+//! `cardiostream pipeline` and `cardiostream alerts`: the two deployables against a
+//! real Kafka cluster, configured from `config/default.toml`, a file and the
+//! environment. Each serves `/metrics` and `/healthz` (the alerts service also its
+//! API and console) and stops cleanly on Ctrl-C or SIGTERM, committing its offsets.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use ecg_alerts::{AlertEngine, RuleSet};
+use rdkafka::ClientConfig;
+use tokio::sync::watch;
+
+use crate::alerting::{self, AlertsConfig, Receivers};
+use crate::config::Config;
+use crate::demo::load_models;
+use crate::http::{self, AppState};
+use crate::pipeline::{self, PipelineConfig};
+use crate::telemetry::Metrics;
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn termination() {
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = tokio::signal::ctrl_c().await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// Runs the pipeline deployable until `stop` resolves.
+///
+/// # Errors
+/// When models, Kafka clients or the HTTP listener cannot be set up, or a component fails.
+pub async fn run_pipeline(
+    cfg: Config,
+    stop: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let metrics = Metrics::new();
+    let models = Arc::new(load_models(
+        &cfg.pipeline.models_dir,
+        cfg.pipeline.model_threads,
+    )?);
+    let statuses = Arc::new(Mutex::new(HashMap::new()));
+    let listener = http::bind(cfg.http.addr).await?;
+    let mut pc = PipelineConfig::new(cfg.kafka_client(ClientConfig::new()));
+    pc.group_id = cfg.pipeline.group_id.clone();
+    pc.frames_topic = cfg.topics.frames.clone();
+    pc.findings_topic = cfg.topics.findings.clone();
+    pc.dlq_topic = cfg.topics.dlq.clone();
+    pc.batch_max = cfg.pipeline.batch_max;
+    pc.batch_wait = Duration::from_millis(cfg.pipeline.batch_wait_ms);
+    pc.dsp = cfg.pipeline.dsp.clone();
+    pc.model_hop_s = cfg.pipeline.model_hop_s;
+    let state = AppState {
+        metrics: metrics.clone(),
+        engine: None,
+        statuses: Some(statuses.clone()),
+    };
+    tracing::info!(addr = %cfg.http.addr, models = models.len(), "pipeline starting");
+    supervise(stop, |rx| {
+        let mut set = tokio::task::JoinSet::new();
+        set.spawn(pipeline::run(pc, models, metrics, statuses, rx.clone()));
+        set.spawn(async move { http::serve(listener, state, rx).await.map_err(Into::into) });
+        set
+    })
+    .await
+}
+
+/// Runs the alerts deployable until `stop` resolves.
+///
+/// # Errors
+/// When Kafka clients or the HTTP listener cannot be set up, or a component fails.
+pub async fn run_alerts(
+    cfg: Config,
+    stop: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let metrics = Metrics::new();
+    let engine = Arc::new(Mutex::new(AlertEngine::new(RuleSet::default())));
+    let listener = http::bind(cfg.http.addr).await?;
+    let mut ac = AlertsConfig::new(cfg.kafka_client(ClientConfig::new()));
+    ac.group_id = cfg.alerts.group_id.clone();
+    ac.findings_topic = cfg.topics.findings.clone();
+    ac.alerts_topic = cfg.topics.alerts.clone();
+    let state = AppState {
+        metrics: metrics.clone(),
+        engine: Some(engine.clone()),
+        statuses: None,
+    };
+    tracing::info!(addr = %cfg.http.addr, "alert service starting");
+    supervise(stop, |rx| {
+        let mut set = tokio::task::JoinSet::new();
+        set.spawn(alerting::run(
+            ac,
+            engine,
+            Receivers::default(),
+            metrics,
+            rx.clone(),
+        ));
+        set.spawn(async move { http::serve(listener, state, rx).await.map_err(Into::into) });
+        set
+    })
+    .await
+}
+
+/// Starts the tasks, waits for `stop` or the first task to end, then shuts all down.
+async fn supervise(
+    stop: impl std::future::Future<Output = ()>,
+    start: impl FnOnce(watch::Receiver<bool>) -> tokio::task::JoinSet<anyhow::Result<()>>,
+) -> anyhow::Result<()> {
+    let (tx, rx) = watch::channel(false);
+    let mut set = start(rx);
+    let first = tokio::select! {
+        _ = stop => None,
+        r = set.join_next() => r,
+    };
+    let _ = tx.send(true);
+    let mut result = Ok(());
+    if let Some(r) = first {
+        result = flatten(r);
+        if result.is_ok() {
+            result = Err(anyhow::anyhow!("a component stopped unexpectedly"));
+        }
+    }
+    while let Some(r) = set.join_next().await {
+        if let Err(e) = flatten(r) {
+            if result.is_ok() {
+                result = Err(e);
+            }
+        }
+    }
+    result
+}
+
+fn flatten(r: Result<anyhow::Result<()>, tokio::task::JoinError>) -> anyhow::Result<()> {
+    r.map_err(|e| anyhow::anyhow!("a component panicked: {e}"))?
+}

@@ -1,0 +1,114 @@
+//! The two deployables, configured from a file, against a Kafka cluster (librdkafka's
+//! in-process mock cluster):
+//! simulated devices → `cardiostream pipeline` → findings → `cardiostream alerts` →
+//! `ecg.alerts.v1`.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use cardiostream::config::Config;
+use cardiostream::deployables;
+use cardiostream::devices::{self, PublishOptions, Source};
+use ecg_ingest::codec::Encoding;
+use ecg_ingest::kafka;
+use ecg_types::{Alert, AlertState, Condition, Lead};
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::message::Message;
+use rdkafka::mocking::MockCluster;
+use rdkafka::producer::FutureProducer;
+use tokio::sync::watch;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipeline_and_alerts_deployables_turn_frames_into_alerts() {
+    let cluster = MockCluster::new(1).unwrap();
+    for t in [
+        "ecg.frames.v1",
+        "ecg.findings.v1",
+        "ecg.frames.dlq",
+        "ecg.alerts.v1",
+    ] {
+        cluster.create_topic(t, 2, 1).unwrap();
+    }
+    let bootstrap = cluster.bootstrap_servers();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("cardiostream.toml");
+    let models = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models");
+    std::fs::write(
+        &file,
+        format!(
+            "[kafka]\nbootstrap_servers = {bootstrap:?}\n[pipeline]\nmodels_dir = {:?}\n[http]\naddr = \"127.0.0.1:0\"\n",
+            models.display().to_string()
+        ),
+    )
+    .unwrap();
+    let cfg = Config::load(Some(&file)).unwrap();
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let stopped = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.changed().await;
+    };
+    let pipeline = tokio::spawn(deployables::run_pipeline(
+        cfg.clone(),
+        stopped(stop_rx.clone()),
+    ));
+    let alerts = tokio::spawn(deployables::run_alerts(cfg, stopped(stop_rx.clone())));
+
+    // Two devices: one in AF, one bradycardic, 40 device seconds at 20x.
+    let sources = [
+        ecg_sim::Preset::AtrialFibrillation,
+        ecg_sim::Preset::Bradycardia,
+    ]
+    .iter()
+    .enumerate()
+    .map(|(i, p)| {
+        let dev = ecg_sim::Device::new(p.config(i as u64, 250, vec![Lead::II])).unwrap();
+        Source::Sim(Box::new(ecg_sim::FrameSource::new(
+            dev,
+            ecg_types::StreamId::new(format!("s{i}")).unwrap(),
+            ecg_types::DeviceId::new("d").unwrap(),
+            ecg_types::PatientId::new(format!("p{i}")).unwrap(),
+            1_800_000_000_000_000,
+            50,
+            1000,
+        )))
+    })
+    .collect();
+    let producer: FutureProducer = kafka::producer_config(&kafka::connection(&bootstrap), 5)
+        .create()
+        .unwrap();
+    let opts = PublishOptions {
+        topic: "ecg.frames.v1".into(),
+        encoding: Encoding::Protobuf,
+        speed: 20.0,
+        duration: Some(Duration::from_secs(2)),
+    };
+    let (_tx, rx) = watch::channel(false);
+    devices::publish(&producer, sources, &opts, || {}, rx)
+        .await
+        .unwrap();
+
+    let reader: StreamConsumer = kafka::consumer_config(&kafka::connection(&bootstrap), "reader")
+        .create()
+        .unwrap();
+    reader.subscribe(&["ecg.alerts.v1"]).unwrap();
+    let mut seen = std::collections::BTreeSet::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while !(seen.contains(&("p0".to_owned(), Condition::AtrialFibrillation))
+        && seen.contains(&("p1".to_owned(), Condition::Bradycardia)))
+    {
+        let m = tokio::time::timeout_at(deadline, reader.recv())
+            .await
+            .unwrap_or_else(|_| panic!("alerts seen so far: {seen:?}"))
+            .unwrap();
+        let a: Alert = serde_json::from_slice(m.payload().unwrap()).unwrap();
+        if a.state == AlertState::Firing {
+            seen.insert((a.patient.to_string(), a.condition));
+        }
+    }
+    assert!(
+        !seen.contains(&("p1".to_owned(), Condition::AtrialFibrillation)),
+        "{seen:?}"
+    );
+    stop_tx.send(true).unwrap();
+    pipeline.await.unwrap().unwrap();
+    alerts.await.unwrap().unwrap();
+}
