@@ -8,6 +8,13 @@ cd "$root"
 # ONNX Runtime (the shared library from the onnxruntime PyPI wheel).
 scripts/setup-onnxruntime.sh
 
+# tansu, a Kafka-compatible broker written in Rust, for the tests on a real broker
+# (tests/broker.rs, docs/broker.md); they skip with a printed reason without it.
+if ! command -v tansu >/dev/null 2>&1 && [ -z "${TANSU:-}" ]; then
+  echo "test: installing tansu 0.6.0 (cargo install; takes ~15-20 minutes, once)" >&2
+  cargo install tansu --version 0.6.0 --locked --features dynostore
+fi
+
 # Shared annotated ECG records, when ../shared is beside the project; tests that need
 # them skip with a printed reason otherwise.
 if [ -x ../shared/data/unpack ]; then

@@ -131,7 +131,6 @@ struct StreamState {
     n_leads: usize,
     /// Device time of sample 0 of the stream.
     t_origin: DeviceTimeUs,
-    samples_seen: u64,
     /// Beats (sample index) kept for model windows.
     beats: VecDeque<u64>,
     /// End sample of the last model window.
@@ -151,7 +150,6 @@ impl StreamState {
             sample_rate: first.sample_rate,
             n_leads: first.leads.len(),
             t_origin: first.t0,
-            samples_seen: 0,
             beats: VecDeque::new(),
             last_model_end: 0,
             bad_until: 0,
@@ -257,7 +255,6 @@ impl Processor {
         st.lead_off_in_window |= frame.lead_off.first().copied().unwrap_or(false);
         st.events.clear();
         st.dsp.push(&st.scratch, &frame.lead_off, &mut st.events);
-        st.samples_seen += n as u64;
         self.metrics.samples_processed.inc_by(n as u64);
         let events = std::mem::take(&mut st.events);
         for ev in &events {

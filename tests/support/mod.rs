@@ -1,0 +1,280 @@
+//! Helpers shared by the tests on a real broker (`tests/broker.rs`).
+#![allow(dead_code, unreachable_pub)]
+
+pub mod tansu;
+
+use std::collections::BTreeSet;
+use std::io::{Read as _, Write as _};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use cardiostream::config::Config;
+use cardiostream::pipeline::{Input, Processor};
+use cardiostream::telemetry::Metrics;
+use ecg_ingest::kafka;
+use ecg_types::Finding;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::message::{Header, Message, OwnedHeaders, OwnedMessage};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+
+/// The shared records (`CARDIOSTREAM_DATA` or `../shared/data/unpack`).
+pub fn data_dir() -> Option<PathBuf> {
+    if let Some(d) = std::env::var_os("CARDIOSTREAM_DATA") {
+        return Some(PathBuf::from(d));
+    }
+    let unpack = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data/unpack");
+    let out = std::process::Command::new(unpack).output().ok()?;
+    out.status
+        .success()
+        .then(|| PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
+}
+
+/// Unique topic names of one test.
+#[derive(Debug, Clone)]
+pub struct Topics {
+    pub frames: String,
+    pub findings: String,
+    pub dlq: String,
+    pub alerts: String,
+    pub group: String,
+}
+
+impl Topics {
+    /// Creates the topics on the broker (`frames` with `partitions` partitions).
+    pub fn create(broker: &tansu::Broker, partitions: u32) -> Topics {
+        let t = Topics {
+            frames: tansu::unique("frames"),
+            findings: tansu::unique("findings"),
+            dlq: tansu::unique("dlq"),
+            alerts: tansu::unique("alerts"),
+            group: tansu::unique("pipeline"),
+        };
+        broker.create_topic(&t.frames, partitions);
+        broker.create_topic(&t.findings, partitions);
+        broker.create_topic(&t.dlq, 1);
+        broker.create_topic(&t.alerts, 1);
+        t
+    }
+}
+
+/// A deployable configuration file for the broker and topics, serving HTTP on `http_port`.
+/// A short consumer session timeout keeps rebalances after an instance leaves quick
+/// (librdkafka's default is 45 s).
+pub fn config(dir: &Path, bootstrap: &str, t: &Topics, http_port: u16) -> Config {
+    let file = dir.join(format!("cardiostream-{http_port}.toml"));
+    let models = Path::new(env!("CARGO_MANIFEST_DIR")).join("models");
+    std::fs::write(
+        &file,
+        format!(
+            "[kafka]\nbootstrap_servers = {bootstrap:?}\n\
+             [kafka.client_properties]\n\
+             \"session.timeout.ms\" = \"6000\"\n\
+             \"heartbeat.interval.ms\" = \"1000\"\n\
+             [topics]\nframes = {:?}\nfindings = {:?}\ndlq = {:?}\nalerts = {:?}\n\
+             [pipeline]\ngroup_id = {:?}\nmodels_dir = {:?}\n\
+             [alerts]\ngroup_id = {:?}\n\
+             [http]\naddr = \"127.0.0.1:{http_port}\"\n",
+            t.frames,
+            t.findings,
+            t.dlq,
+            t.alerts,
+            t.group,
+            models.display().to_string(),
+            tansu::unique("alerts"),
+        ),
+    )
+    .unwrap();
+    Config::load(Some(&file)).unwrap()
+}
+
+/// A producer for test frames.
+pub fn producer(bootstrap: &str) -> FutureProducer {
+    kafka::producer_config(&kafka::connection(bootstrap), 5)
+        .create()
+        .unwrap()
+}
+
+/// One message to publish: key, payload, content type.
+#[derive(Debug, Clone)]
+pub struct Msg {
+    pub key: String,
+    pub payload: Vec<u8>,
+    pub content_type: Option<&'static str>,
+}
+
+/// Publishes messages in order, returning each one's (partition, offset) as the broker
+/// acknowledged it.
+pub async fn send_all(p: &FutureProducer, topic: &str, msgs: &[Msg]) -> Vec<(i32, i64)> {
+    let mut pending = Vec::with_capacity(msgs.len());
+    for m in msgs {
+        let mut headers = OwnedHeaders::new();
+        if let Some(ct) = m.content_type {
+            headers = headers.insert(Header {
+                key: kafka::CONTENT_TYPE,
+                value: Some(ct),
+            });
+        }
+        loop {
+            let rec = FutureRecord::to(topic)
+                .key(&m.key)
+                .payload(&m.payload)
+                .headers(headers.clone());
+            match p.send_result(rec) {
+                Ok(d) => {
+                    pending.push(d);
+                    break;
+                }
+                Err((e, _)) => {
+                    assert!(
+                        matches!(
+                            e,
+                            rdkafka::error::KafkaError::MessageProduction(
+                                rdkafka::types::RDKafkaErrorCode::QueueFull
+                            )
+                        ),
+                        "{e}"
+                    );
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            }
+        }
+    }
+    let mut out = Vec::with_capacity(pending.len());
+    for d in pending {
+        let d = d.await.unwrap().map_err(|(e, _)| e).unwrap();
+        out.push((d.partition, d.offset));
+    }
+    out
+}
+
+/// The findings an offline [`Processor`] (same DSP settings and models as `cfg`) makes
+/// of the messages, in order; also the dead-letter kinds.
+pub fn offline(cfg: &Config, msgs: &[Msg]) -> (Vec<Finding>, Vec<&'static str>) {
+    let models = cardiostream::demo::load_models(&cfg.pipeline.models_dir, 1).unwrap();
+    let mut p = Processor::new(
+        cfg.pipeline.dsp.clone(),
+        cfg.pipeline.model_hop_s,
+        Arc::new(models),
+        Metrics::new(),
+    );
+    let inputs = msgs
+        .iter()
+        .enumerate()
+        .map(|(i, m)| Input {
+            payload: m.payload.clone(),
+            content_type: m.content_type.map(str::to_owned),
+            topic: "offline".into(),
+            partition: 0,
+            offset: i as i64,
+        })
+        .collect();
+    let out = p.process(inputs);
+    (
+        out.findings,
+        out.dead_letters.iter().map(|d| d.kind).collect(),
+    )
+}
+
+/// (key, status) pairs of findings.
+pub fn keyed(fs: &[Finding]) -> BTreeSet<(String, String)> {
+    fs.iter()
+        .map(|f| (f.key.clone(), format!("{:?}", f.status)))
+        .collect()
+}
+
+/// A consumer reading a topic from the start in its own group.
+pub struct Reader {
+    consumer: StreamConsumer,
+    pub messages: Vec<OwnedMessage>,
+}
+
+impl std::fmt::Debug for Reader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reader")
+            .field("messages", &self.messages.len())
+            .finish()
+    }
+}
+
+impl Reader {
+    pub fn new(bootstrap: &str, topic: &str) -> Reader {
+        let consumer: StreamConsumer =
+            kafka::consumer_config(&kafka::connection(bootstrap), &tansu::unique("reader"))
+                .create()
+                .unwrap();
+        consumer.subscribe(&[topic]).unwrap();
+        Reader {
+            consumer,
+            messages: Vec::new(),
+        }
+    }
+
+    /// Reads until `done` holds of everything read so far; panics after `timeout`.
+    pub async fn until(
+        &mut self,
+        timeout: Duration,
+        what: &str,
+        mut done: impl FnMut(&[OwnedMessage]) -> bool,
+    ) {
+        let deadline = tokio::time::Instant::now() + timeout;
+        while !done(&self.messages) {
+            match tokio::time::timeout_at(deadline, self.consumer.recv()).await {
+                Ok(Ok(m)) => self.messages.push(m.detach()),
+                Ok(Err(e)) => println!("reader: {e}"),
+                Err(_) => panic!(
+                    "timed out after {timeout:?} waiting for {what} ({} messages read)",
+                    self.messages.len()
+                ),
+            }
+        }
+    }
+
+    /// Reads until nothing new arrives for `quiet` (to catch extra messages).
+    pub async fn drain(&mut self, quiet: Duration) {
+        while let Ok(r) = tokio::time::timeout(quiet, self.consumer.recv()).await {
+            match r {
+                Ok(m) => self.messages.push(m.detach()),
+                Err(e) => println!("reader: {e}"),
+            }
+        }
+    }
+}
+
+/// Findings among messages.
+pub fn findings(ms: &[OwnedMessage]) -> Vec<Finding> {
+    ms.iter()
+        .map(|m| serde_json::from_slice(m.payload().unwrap()).unwrap())
+        .collect()
+}
+
+/// A header's value as text.
+pub fn header(m: &OwnedMessage, key: &str) -> Option<String> {
+    use rdkafka::message::Headers as _;
+    m.headers().and_then(|h| {
+        h.iter()
+            .find(|h| h.key == key)
+            .and_then(|h| h.value)
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+    })
+}
+
+/// The value of an unlabelled counter on a deployable's `/metrics`.
+pub fn scrape(port: u16, metric: &str) -> Option<f64> {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        s,
+        "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut body = String::new();
+    s.read_to_string(&mut body).ok()?;
+    body.lines().find_map(|l| {
+        l.strip_prefix(metric)?
+            .strip_prefix(' ')?
+            .trim()
+            .parse()
+            .ok()
+    })
+}
