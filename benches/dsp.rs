@@ -1,4 +1,4 @@
-//! Throughput of each DSP stage and of the current `StreamDsp`, for a 1-lead 250 Hz and
+//! Throughput of each DSP stage and of `StreamDsp` (lead-0 chain and full chain), for a 1-lead 250 Hz and
 //! a 12-lead 500 Hz simulated stream, in samples (per lead × leads) per second.
 //!
 //! `cargo bench --bench dsp -- --warm-up-time 1 --measurement-time 3`
@@ -11,8 +11,10 @@
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use ecg_dsp::filter::MonitorFilter;
 use ecg_dsp::fir::{presets, FirFilter, FirSpec};
 use ecg_dsp::qrs::QrsDetector;
+use ecg_dsp::quality::{QualityFilters, SecondDetector};
 use ecg_dsp::resample::Resampler;
 use ecg_dsp::stream::{DspConfig, StreamDsp};
 use ecg_dsp::window::{WindowSpec, Windower};
@@ -172,6 +174,78 @@ fn qrs(c: &mut Criterion) {
     g.finish();
 }
 
+fn monitor_filter(c: &mut Criterion) {
+    let mut g = c.benchmark_group("monitor_filter_all_leads");
+    for s in streams() {
+        let mut fs: Vec<MonitorFilter> = (0..s.leads.len())
+            .map(|_| MonitorFilter::new(f64::from(s.rate)))
+            .collect();
+        let n = s.rate as usize;
+        let mut buf = Vec::new();
+        g.throughput(Throughput::Elements(s.samples()));
+        g.bench_function(s.name, |b| {
+            b.iter(|| {
+                for blk in &s.blocks {
+                    buf.clear();
+                    buf.extend_from_slice(black_box(blk));
+                    MonitorFilter::process_leads(&mut fs, &mut buf, n);
+                }
+                buf[0]
+            })
+        });
+    }
+    g.finish();
+}
+
+fn quality_lead0(c: &mut Criterion) {
+    let mut g = c.benchmark_group("quality_bands_detector2_lead0");
+    for s in streams() {
+        // Quality band filters + second detector on lead 0; lead-0 samples counted.
+        let lead0 = s.lead0();
+        let mut q = QualityFilters::new(f64::from(s.rate), 50.0);
+        let mut d = SecondDetector::new(f64::from(s.rate));
+        let mut out = Vec::new();
+        g.throughput(Throughput::Elements((SECONDS * s.rate as usize) as u64));
+        g.bench_function(s.name, |b| {
+            b.iter(|| {
+                out.clear();
+                for blk in &lead0 {
+                    for &x in black_box(blk) {
+                        let bands = q.step(x);
+                        d.step(bands.qrs, &mut out);
+                    }
+                }
+                out.len()
+            })
+        });
+    }
+    g.finish();
+}
+
+fn stream_dsp_full(c: &mut Criterion) {
+    let mut g = c.benchmark_group("stream_dsp_full_chain");
+    for s in streams() {
+        // Every lead monitor-filtered + the lead-0 analysis (`push_filtered`).
+        let n_leads = s.leads.len();
+        let mut d = StreamDsp::new(&DspConfig::default(), s.rate, n_leads);
+        let lead_off = vec![false; n_leads];
+        let mut out = Vec::new();
+        let mut filtered = Vec::new();
+        g.throughput(Throughput::Elements(s.samples()));
+        g.bench_function(s.name, |b| {
+            b.iter(|| {
+                out.clear();
+                for blk in &s.blocks {
+                    filtered.clear();
+                    d.push_filtered(black_box(blk), &lead_off, &mut filtered, &mut out);
+                }
+                out.len()
+            })
+        });
+    }
+    g.finish();
+}
+
 fn stream_dsp(c: &mut Criterion) {
     let mut g = c.benchmark_group("stream_dsp");
     for s in streams() {
@@ -243,7 +317,32 @@ fn memory(_: &mut Criterion) {
         w.state_bytes(),
         w.window_bytes()
     );
+    let mut dev = Device::new(Preset::NoisyNormalSinus.config(5, 500, Lead::STANDARD_12.to_vec()))
+        .expect("valid sim config");
+    let mut d = StreamDsp::new(&DspConfig::default(), 500, 12);
+    let (mut events, mut filtered, mut sig) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..60 {
+        sig.clear();
+        dev.generate(500, &mut sig);
+        filtered.clear();
+        d.push_filtered(&sig, &[false; 12], &mut filtered, &mut events);
+    }
+    eprintln!(
+        "  StreamDsp full chain after 60 s state {:>7}",
+        d.state_bytes()
+    );
 }
 
-criterion_group!(benches, memory, fir, resample, window, qrs, stream_dsp);
+criterion_group!(
+    benches,
+    memory,
+    fir,
+    resample,
+    window,
+    qrs,
+    monitor_filter,
+    quality_lead0,
+    stream_dsp,
+    stream_dsp_full
+);
 criterion_main!(benches);

@@ -147,6 +147,79 @@ impl Cascade {
     }
 }
 
+const LANES: usize = 4;
+const MAX_SECTIONS: usize = 8;
+
+/// Runs `LANES` cascades with identical coefficients over their lanes, the lanes
+/// stepped together (vectorisable); every lane's arithmetic is exactly
+/// [`Cascade::step`]'s. Falls back to [`Cascade::process`] when the designs differ.
+fn run_lanes(cas: &mut [&mut Cascade; LANES], x: &mut [&mut [f32]; LANES]) {
+    let n = x[0].len();
+    if n == 0 {
+        return;
+    }
+    let mut from = 0;
+    if cas.iter().any(|c| !c.started) {
+        for (c, x) in cas.iter_mut().zip(x.iter_mut()) {
+            x[0] = c.step(x[0]);
+        }
+        from = 1;
+    }
+    let secs = &cas[0].sections;
+    let ns = secs.len();
+    let same = ns <= MAX_SECTIONS
+        && x.iter().all(|l| l.len() == n)
+        && cas.iter().all(|c| {
+            c.sections.len() == ns
+                && c.sections
+                    .iter()
+                    .zip(secs)
+                    .all(|(a, b)| a.b == b.b && a.a == b.a)
+        });
+    if !same {
+        for (c, x) in cas.iter_mut().zip(x.iter_mut()) {
+            c.process(&mut x[from..]);
+        }
+        return;
+    }
+    let mut coef = [[0.0f64; 5]; MAX_SECTIONS];
+    let mut s0 = [[0.0f64; LANES]; MAX_SECTIONS];
+    let mut s1 = [[0.0f64; LANES]; MAX_SECTIONS];
+    for (k, sec) in secs.iter().enumerate() {
+        coef[k] = [sec.b[0], sec.b[1], sec.b[2], sec.a[0], sec.a[1]];
+    }
+    for (j, c) in cas.iter().enumerate() {
+        for (k, sec) in c.sections.iter().enumerate() {
+            s0[k][j] = sec.s[0];
+            s1[k][j] = sec.s[1];
+        }
+    }
+    let coef = &coef[..ns];
+    for i in from..n {
+        let mut v = [0.0f64; LANES];
+        for (v, x) in v.iter_mut().zip(x.iter()) {
+            *v = f64::from(x[i]);
+        }
+        for (k, &[b0, b1, b2, a0, a1]) in coef.iter().enumerate() {
+            let (s0, s1) = (&mut s0[k], &mut s1[k]);
+            for j in 0..LANES {
+                let y = b0 * v[j] + s0[j];
+                s0[j] = b1 * v[j] - a0 * y + s1[j];
+                s1[j] = b2 * v[j] - a1 * y;
+                v[j] = y;
+            }
+        }
+        for (v, x) in v.iter().zip(x.iter_mut()) {
+            x[i] = *v as f32;
+        }
+    }
+    for (j, c) in cas.iter_mut().enumerate() {
+        for (k, sec) in c.sections.iter_mut().enumerate() {
+            sec.s = [s0[k][j], s1[k][j]];
+        }
+    }
+}
+
 /// Default baseline-wander high-pass corner (Hz).
 pub const HIGH_PASS_HZ: f64 = 0.5;
 /// Default low-pass corner (Hz).
@@ -196,6 +269,47 @@ impl MonitorFilter {
     #[inline]
     pub fn step(&mut self, x: f32) -> f32 {
         self.cascade.step(x)
+    }
+
+    /// Filters a lead-major block in place: `filters.len()` leads of `per_lead`
+    /// samples, lead `l` by `filters[l]`. The output is bit-identical to
+    /// [`MonitorFilter::process`] on each lead; four leads are stepped together so
+    /// that their recurrences overlap (a single cascade is latency-bound).
+    pub fn process_leads(filters: &mut [MonitorFilter], block: &mut [f32], per_lead: usize) {
+        if per_lead == 0 {
+            return;
+        }
+        let mut fs = filters.chunks_exact_mut(LANES);
+        let mut xs = block.chunks_exact_mut(LANES * per_lead);
+        for (f, x) in (&mut fs).zip(&mut xs) {
+            let (a, r) = x.split_at_mut(per_lead);
+            let (b, r) = r.split_at_mut(per_lead);
+            let (c, d) = r.split_at_mut(per_lead);
+            if let [fa, fb, fc, fd] = f {
+                let mut lanes = [a, b, c, d];
+                let mut cas = [
+                    &mut fa.cascade,
+                    &mut fb.cascade,
+                    &mut fc.cascade,
+                    &mut fd.cascade,
+                ];
+                run_lanes(&mut cas, &mut lanes);
+            }
+        }
+        let rest = xs.into_remainder();
+        for (f, x) in fs
+            .into_remainder()
+            .iter_mut()
+            .zip(rest.chunks_exact_mut(per_lead))
+        {
+            f.process(x);
+        }
+    }
+
+    /// Heap and inline bytes of this state.
+    pub fn state_bytes(&self) -> usize {
+        std::mem::size_of::<Self>()
+            + self.cascade.sections.capacity() * std::mem::size_of::<Biquad>()
     }
 
     /// Magnitude response at `f` Hz, in dB.

@@ -282,6 +282,28 @@ impl QrsDetector {
         self.n
     }
 
+    /// Heap and inline bytes of this state (read-only accounting; no effect on beats).
+    pub fn state_bytes(&self) -> usize {
+        let f = std::mem::size_of::<f32>();
+        let movsums = [
+            &self.lp1,
+            &self.lp2,
+            &self.hp,
+            &self.bp_recent,
+            &self.lp_recent,
+            &self.mwi,
+        ]
+        .iter()
+        .map(|m| m.buf.capacity())
+        .sum::<usize>();
+        let hists = self.bp_hist.data.capacity() + self.der_hist.data.capacity();
+        let bufs = self.qrs.capacity()
+            + self.noise.capacity()
+            + self.rr.capacity()
+            + self.sec_max.capacity();
+        std::mem::size_of::<Self>() + f * (movsums + hists + bufs)
+    }
+
     /// Fixed upper bound of the delay between a beat's sample and the `push` call
     /// whose input contains the sample that many samples later: once sample `t` has
     /// been pushed, every beat at or before `t - latency_samples()` has been output.

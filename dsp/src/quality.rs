@@ -3,8 +3,9 @@
 //!
 //! Per-sample work ([`QualityFilters`], [`SecondDetector`]) runs in
 //! [`crate::stream::StreamDsp`] sample by sample, so the verdict does not depend on
-//! how the stream is cut into blocks. At window close, [`QualityIndices::compute`]
-//! derives the indices from the window's stored samples and beats, and
+//! how the stream is cut into blocks. At window close, [`QualityIndices::from_sums`]
+//! derives the indices from the window's filtered samples, running [`BandSums`] and
+//! beats ([`QualityIndices::compute`] does the same from stored per-sample values), and
 //! [`QualityConfig::verdict`] turns them into a [`QualityVerdict`].
 //!
 //! Indices (after Li, Clifford & Mark 2008, Behar et al. 2013, Clifford et al. 2012):
@@ -711,6 +712,257 @@ impl QualityConfig {
             score,
             reason,
             indices: *q,
+        }
+    }
+}
+
+/// Running sums of the band outputs and raw extremes over a span of samples, so a
+/// window's pSQI, basSQI, hf index and saturation need no stored per-sample bands
+/// ([`crate::stream::StreamDsp`] keeps one per `gcd(window, hop)` samples).
+///
+/// Variances use sums of values shifted by a fixed reference (the stream's first
+/// sample), which keeps the one-pass formula accurate for signals with a DC offset.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BandSums {
+    /// Samples added.
+    pub n: u64,
+    /// Σ qrs².
+    pub e_qrs: f64,
+    /// Σ wide².
+    pub e_wide: f64,
+    /// Σ hf².
+    pub e_hf: f64,
+    /// Σ (base − shift).
+    pub s_base: f64,
+    /// Σ (base − shift)².
+    pub q_base: f64,
+    /// Σ (lp40 − shift).
+    pub s_lp40: f64,
+    /// Σ (lp40 − shift)².
+    pub q_lp40: f64,
+    /// Smallest raw sample.
+    pub raw_lo: f32,
+    /// Largest raw sample.
+    pub raw_hi: f32,
+    /// Raw samples at or beyond the absolute rail (`saturation_mv > 0`).
+    pub rail: u64,
+}
+
+impl Default for BandSums {
+    fn default() -> Self {
+        Self {
+            n: 0,
+            e_qrs: 0.0,
+            e_wide: 0.0,
+            e_hf: 0.0,
+            s_base: 0.0,
+            q_base: 0.0,
+            s_lp40: 0.0,
+            q_lp40: 0.0,
+            raw_lo: f32::INFINITY,
+            raw_hi: f32::NEG_INFINITY,
+            rail: 0,
+        }
+    }
+}
+
+impl BandSums {
+    /// Adds one sample: raw value, band outputs, variance reference `shift`, and
+    /// the absolute rail (`<= 0`: none).
+    #[inline]
+    pub fn add(&mut self, raw: f32, s: &QualitySample, shift: f64, rail_mv: f32) {
+        let sq = |v: f32| f64::from(v) * f64::from(v);
+        self.n += 1;
+        self.e_qrs += sq(s.qrs);
+        self.e_wide += sq(s.wide);
+        self.e_hf += sq(s.hf);
+        let b = f64::from(s.base) - shift;
+        self.s_base += b;
+        self.q_base += b * b;
+        let l = f64::from(s.lp40) - shift;
+        self.s_lp40 += l;
+        self.q_lp40 += l * l;
+        self.raw_lo = self.raw_lo.min(raw);
+        self.raw_hi = self.raw_hi.max(raw);
+        self.rail += u64::from(rail_mv > 0.0 && raw.abs() >= rail_mv);
+    }
+
+    /// Adds the sums of another span.
+    pub fn merge(&mut self, o: &BandSums) {
+        self.n += o.n;
+        self.e_qrs += o.e_qrs;
+        self.e_wide += o.e_wide;
+        self.e_hf += o.e_hf;
+        self.s_base += o.s_base;
+        self.q_base += o.q_base;
+        self.s_lp40 += o.s_lp40;
+        self.q_lp40 += o.q_lp40;
+        self.raw_lo = self.raw_lo.min(o.raw_lo);
+        self.raw_hi = self.raw_hi.max(o.raw_hi);
+        self.rail += o.rail;
+    }
+
+    fn var(s: f64, q: f64, n: u64) -> f64 {
+        if n == 0 {
+            return 0.0;
+        }
+        let n = n as f64;
+        ((q - s * s / n) / n).max(0.0)
+    }
+}
+
+/// What [`QualityIndices::from_sums`] needs of a window: the filtered samples (flat
+/// line, kurtosis, robust amplitude), the running sums of the bands and the
+/// saturated-sample count (see [`saturated_fraction`]).
+#[derive(Debug, Clone, Copy)]
+pub struct WindowSummary<'a> {
+    /// Sampling rate (Hz).
+    pub fs: f64,
+    /// Monitor-filtered samples (mV).
+    pub filtered: &'a [f32],
+    /// Sums over the window.
+    pub sums: &'a BandSums,
+    /// Saturated raw samples in the window.
+    pub saturated: u64,
+    /// Any sample flagged lead-off.
+    pub lead_off: bool,
+    /// Beats of the main detector in the window.
+    pub beats: &'a [u64],
+    /// Beats of the [`SecondDetector`] within `match_ms` of the window.
+    pub beats2: &'a [u64],
+    /// First sample of the window (absolute).
+    pub start: u64,
+    /// See [`WindowSignals::settled_from`].
+    pub settled_from: u64,
+}
+
+/// The `k`-th value of `f` in the order `cmp` (0-based), as
+/// `sort_unstable_by(cmp)` would place it: one pass keeping the `k + 1` first
+/// values sorted (`k` is small: 0.5 % of a window).
+fn kth_by(f: &[f32], k: usize, cmp: impl Fn(&f32, &f32) -> std::cmp::Ordering) -> f32 {
+    let mut best: Vec<f32> = Vec::with_capacity(k + 2);
+    for &v in f {
+        if best.len() <= k {
+            let i = best.partition_point(|b| cmp(b, &v).is_le());
+            best.insert(i, v);
+        } else if best.last().is_some_and(|l| cmp(&v, l).is_lt()) {
+            let i = best.partition_point(|b| cmp(b, &v).is_le());
+            best.insert(i, v);
+            best.pop();
+        }
+    }
+    best.get(k).copied().unwrap_or(0.0)
+}
+
+/// The `k`-th smallest and `k`-th largest values of `f`, as
+/// `sort_unstable_by(total_cmp)` would place them.
+fn robust_range(f: &[f32], k: usize) -> (f32, f32) {
+    (
+        kth_by(f, k, f32::total_cmp),
+        kth_by(f, k, |a, b| b.total_cmp(a)),
+    )
+}
+
+impl QualityIndices {
+    /// The indices of one window from its filtered samples and running sums; the
+    /// same definitions as [`QualityIndices::compute`] (sums may differ from it in
+    /// the last bits of their rounding).
+    pub fn from_sums(w: &WindowSummary<'_>, cfg: &QualityConfig) -> Self {
+        let n = w.filtered.len();
+        let mut q = QualityIndices {
+            lead_off: w.lead_off,
+            ..QualityIndices::default()
+        };
+        if n == 0 {
+            q.flat_frac = 1.0;
+            return q;
+        }
+        let seg = (w.fs.round() as usize).max(1);
+        let (mut segs, mut flat) = (0usize, 0usize);
+        for c in w.filtered.chunks(seg) {
+            if c.len() * 2 < seg && segs > 0 {
+                continue;
+            }
+            let (lo, hi) = c
+                .iter()
+                .fold((f32::INFINITY, f32::NEG_INFINITY), |(l, h), &v| {
+                    (l.min(v), h.max(v))
+                });
+            segs += 1;
+            flat += usize::from(hi - lo < cfg.flat_mv);
+        }
+        q.flat_frac = flat as f32 / segs.max(1) as f32;
+        q.saturated_frac = w.saturated as f32 / n as f32;
+        q.kurtosis = kurtosis(w.filtered);
+        let s = w.sums;
+        q.psqi = if s.e_wide > 1e-12 {
+            (s.e_qrs / s.e_wide) as f32
+        } else {
+            0.0
+        };
+        let v_base = BandSums::var(s.s_base, s.q_base, s.n);
+        let v_all = BandSums::var(s.s_lp40, s.q_lp40, s.n);
+        q.bassqi = if v_all > 1e-12 {
+            (1.0 - v_base / v_all).max(0.0) as f32
+        } else {
+            0.0
+        };
+        let (lo, hi) = robust_range(w.filtered, n / 200);
+        let robust = (hi - lo).max(1e-6);
+        let hf_rms = (s.e_hf / s.n.max(1) as f64).sqrt();
+        q.hf_ratio = hf_rms as f32 / robust;
+        let tol = (f64::from(cfg.match_ms) / 1000.0 * w.fs).round() as u64;
+        let from = w.start.max(w.settled_from);
+        let a: Vec<u64> = w.beats.iter().copied().filter(|&b| b >= from).collect();
+        let b: Vec<u64> = w.beats2.iter().copied().filter(|&b| b >= from).collect();
+        q.bsqi = bsqi_in(&a, &b, tol, from, w.start + n as u64);
+        q.beat_rate_bpm = 60.0 * w.beats.len() as f32 * w.fs as f32 / n as f32;
+        q
+    }
+}
+
+impl QualityFilters {
+    /// Heap and inline bytes of this state.
+    pub fn state_bytes(&self) -> usize {
+        std::mem::size_of::<Self>()
+            + std::mem::size_of::<Sos>()
+                * (self.hp5.capacity()
+                    + self.lp15.capacity()
+                    + self.lp40w.capacity()
+                    + self.lp1.capacity()
+                    + self.lp40.capacity()
+                    + self.hf.capacity())
+    }
+}
+
+impl SecondDetector {
+    /// Heap and inline bytes of this state.
+    pub fn state_bytes(&self) -> usize {
+        std::mem::size_of::<Self>() + self.ring.capacity() * std::mem::size_of::<f32>()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn robust_range_matches_sorting() {
+        let mut x = 0x2545_f491_u32;
+        for n in [1usize, 7, 200, 201, 5000] {
+            let f: Vec<f32> = (0..n)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 17;
+                    x ^= x << 5;
+                    // Repeated values, as in quantised signals.
+                    (x % 97) as f32 * 0.01 - 0.4
+                })
+                .collect();
+            let mut s = f.clone();
+            s.sort_unstable_by(f32::total_cmp);
+            let k = n / 200;
+            assert_eq!(robust_range(&f, k), (s[k], s[n - 1 - k]), "{n}");
         }
     }
 }

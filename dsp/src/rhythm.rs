@@ -360,6 +360,56 @@ fn pearson(a: &[f32], b: &[f32]) -> f32 {
     }
 }
 
+/// `max` over `k` in `0..shifts` of `pearson(a, &b[k..k + a.len()])`, each
+/// correlation bit-identical to [`pearson`]'s (same operations in the same order),
+/// four shifts at a time so that their accumulations overlap.
+fn max_pearson(a: &[f32], b: &[f32], shifts: usize) -> f32 {
+    let n = a.len();
+    let mut best = f32::NEG_INFINITY;
+    let mut k = 0;
+    if n >= 2 && b.len() + 1 >= n + shifts {
+        // The initial value of `Iterator::sum` for f32.
+        let zero: f32 = std::iter::empty::<f32>().sum();
+        let ma = a.iter().sum::<f32>() / n as f32;
+        let mut saa = 0.0f32;
+        for &v in a {
+            let x = v - ma;
+            saa += x * x;
+        }
+        while k + 4 <= shifts {
+            let mut mb = [zero; 4];
+            for (j, m) in mb.iter_mut().enumerate() {
+                for &v in &b[k + j..k + j + n] {
+                    *m += v;
+                }
+                *m /= n as f32;
+            }
+            let (mut sab, mut sbb) = ([0.0f32; 4], [0.0f32; 4]);
+            for (i, &va) in a.iter().enumerate() {
+                let x = va - ma;
+                for j in 0..4 {
+                    let y = b[k + j + i] - mb[j];
+                    sab[j] += x * y;
+                    sbb[j] += y * y;
+                }
+            }
+            for j in 0..4 {
+                let c = if saa <= 1e-12 || sbb[j] <= 1e-12 {
+                    0.0
+                } else {
+                    sab[j] / (saa * sbb[j]).sqrt()
+                };
+                best = best.max(c);
+            }
+            k += 4;
+        }
+    }
+    for k in k..shifts {
+        best = best.max(pearson(a, &b[k..k + n]));
+    }
+    best
+}
+
 impl PvcClassifier {
     /// A classifier for `fs` Hz.
     pub fn new(cfg: &PvcConfig, fs: f64) -> Self {
@@ -379,6 +429,13 @@ impl PvcClassifier {
             last_beat: None,
             last_normal: false,
         }
+    }
+
+    /// Heap and inline bytes of this state.
+    pub fn state_bytes(&self) -> usize {
+        std::mem::size_of::<Self>()
+            + std::mem::size_of::<f32>()
+                * (self.template.capacity() + self.candidate.capacity() + self.rr_ref.capacity())
     }
 
     /// Samples needed before the beat (segment plus alignment search).
@@ -427,9 +484,7 @@ impl PvcClassifier {
                 }
             };
             if self.template.len() == len {
-                m.corr = (0..=2 * self.lag)
-                    .map(|k| pearson(&self.template, &filtered[k..k + len]))
-                    .fold(f32::NEG_INFINITY, f32::max);
+                m.corr = max_pearson(&self.template, filtered, 2 * self.lag + 1);
                 m.width_ratio = if self.tmpl_share > 1e-9 {
                     share / self.tmpl_share
                 } else {
@@ -528,6 +583,21 @@ mod tests {
                 rr
             })
             .collect()
+    }
+
+    #[test]
+    fn max_pearson_is_bit_identical_to_pearson() {
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        for (n, shifts) in [(2, 1), (5, 3), (60, 17), (101, 51), (150, 4)] {
+            let a: Vec<f32> = (0..n).map(|_| rng.random_range(-1.0..1.0)).collect();
+            let b: Vec<f32> = (0..n + shifts)
+                .map(|_| rng.random_range(-1.0f32..1.0))
+                .collect();
+            let naive = (0..shifts)
+                .map(|k| pearson(&a, &b[k..k + n]))
+                .fold(f32::NEG_INFINITY, f32::max);
+            assert_eq!(max_pearson(&a, &b, shifts).to_bits(), naive.to_bits());
+        }
     }
 
     #[test]

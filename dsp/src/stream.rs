@@ -1,8 +1,11 @@
 //! Per-stream DSP: filtering, QRS detection, rhythm windows and pause events.
 //!
-//! [`StreamDsp`] analyses **lead 0** only (choosing the best lead is future work).
-//! Everything runs sample by sample, so the events do not depend on how the input is
-//! split into blocks.
+//! [`StreamDsp`] analyses **lead 0** only (choosing the best lead is future work);
+//! [`StreamDsp::push_filtered`] also runs the monitor filter on every lead (the full
+//! chain). Everything runs sample by sample, so the events do not depend on how the
+//! input is split into blocks. State stays small (≈ 51 KB for 12 leads at 500 Hz,
+//! [`StreamDsp::state_bytes`]): filtered lead 0 of the open window, running band
+//! sums per block instead of per-sample band values, see `docs/dsp.md`.
 //!
 //! Latency: with `L` = [`StreamDsp::latency_samples`] (the QRS detector's fixed
 //! latency), the window ending at sample `E` (exclusive) is emitted by the `push`
@@ -18,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use crate::filter::MonitorFilter;
 use crate::qrs::QrsDetector;
 use crate::quality::{
-    QualityConfig, QualityFilters, QualityIndices, QualitySample, SecondDetector, WindowSignals,
+    BandSums, QualityConfig, QualityFilters, QualityIndices, SecondDetector, WindowSummary,
 };
 use crate::rhythm::{
     af_features, heart_rate_bpm, irregularity, rmssd, rr_intervals, rr_irregular_with, sdnn,
@@ -128,12 +131,63 @@ pub enum DspEvent {
     },
 }
 
-#[derive(Debug, Clone, Copy, Default)]
-struct Sample {
-    raw: f32,
-    filtered: f32,
-    bands: QualitySample,
-    lead_off: bool,
+/// A ring of `f32` indexed by absolute sample number: holds the last `len()` samples.
+#[derive(Debug, Clone)]
+struct Ring {
+    buf: Box<[f32]>,
+    pos: usize,
+}
+
+impl Ring {
+    fn new(cap: usize) -> Self {
+        Self {
+            buf: vec![0.0; cap.max(1)].into_boxed_slice(),
+            pos: 0,
+        }
+    }
+
+    /// Stores the sample of the next absolute index.
+    #[inline]
+    fn push(&mut self, v: f32) {
+        self.buf[self.pos] = v;
+        self.pos += 1;
+        if self.pos == self.buf.len() {
+            self.pos = 0;
+        }
+    }
+
+    /// Sample `t` when `n` samples have been pushed, if still held.
+    #[inline]
+    fn get(&self, t: u64, n: u64) -> Option<f32> {
+        let cap = self.buf.len() as u64;
+        (t < n && n - t <= cap).then(|| self.buf[(t % cap) as usize])
+    }
+
+    /// Appends samples `from..to` (all held) to `out`.
+    fn copy_to(&self, from: u64, to: u64, out: &mut Vec<f32>) {
+        let cap = self.buf.len();
+        let mut i = (from % cap as u64) as usize;
+        let mut left = (to - from) as usize;
+        while left > 0 {
+            let k = left.min(cap - i);
+            out.extend_from_slice(&self.buf[i..i + k]);
+            left -= k;
+            i = 0;
+        }
+    }
+
+    fn bytes(&self) -> usize {
+        std::mem::size_of_val(&*self.buf)
+    }
+}
+
+/// A maximal run (at least the clipping plateau length) of identical raw values.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Run {
+    value: f32,
+    start: u64,
+    /// Exclusive.
+    end: u64,
 }
 
 /// Per-stream DSP state. See the module documentation.
@@ -144,6 +198,8 @@ pub struct StreamDsp {
     n_leads: usize,
     n: u64,
     filter: MonitorFilter,
+    /// Monitor filters of leads 1.. (used by [`StreamDsp::push_filtered`]).
+    lead_filters: Vec<MonitorFilter>,
     qf: QualityFilters,
     det: QrsDetector,
     det2: SecondDetector,
@@ -156,15 +212,48 @@ pub struct StreamDsp {
     win: u64,
     hop: u64,
     next_end: u64,
-    /// Samples `base ..` of lead 0.
-    hist: VecDeque<Sample>,
-    base: u64,
+    /// Filtered lead 0: the open windows plus the decision latency.
+    filtered: Ring,
+    /// 5–15 Hz band of lead 0 for the PVC segment (latency + segment).
+    qrs_band: Ring,
+    /// Band sums per block of `block` = gcd(window, hop) samples, from block
+    /// `sums_base`; the last one is still filling.
+    sums: VecDeque<BandSums>,
+    sums_base: u64,
+    block: u64,
+    /// Reference for the variance sums (the first raw sample).
+    shift: f64,
+    /// Raw runs of identical values long enough to be a clipping plateau.
+    runs: VecDeque<Run>,
+    cur_run: Run,
+    min_run: u64,
+    /// Lead-off intervals `[start, end)` of lead 0; the last may be open.
+    off: VecDeque<(u64, u64)>,
+    match_tol: u64,
+    pvc_span: u64,
     pending: VecDeque<u64>,
     beats: VecDeque<u64>,
     pause_ref: u64,
     pause_sent: bool,
     asystole_sent: bool,
     scratch: Vec<u64>,
+    seg_f: Vec<f32>,
+    seg_q: Vec<f32>,
+}
+
+fn gcd(mut a: u64, mut b: u64) -> u64 {
+    while b != 0 {
+        (a, b) = (b, a % b);
+    }
+    a
+}
+
+fn deque_bytes<T>(d: &VecDeque<T>) -> usize {
+    d.capacity() * std::mem::size_of::<T>()
+}
+
+fn vec_bytes<T>(d: &Vec<T>) -> usize {
+    d.capacity() * std::mem::size_of::<T>()
 }
 
 impl StreamDsp {
@@ -176,30 +265,53 @@ impl StreamDsp {
         let win = ((f64::from(cfg.window_s) * fs).round() as u64).max(1);
         let hop = ((f64::from(cfg.hop_s) * fs).round() as u64).max(1);
         let mains = f64::from(cfg.mains_hz);
+        let n_leads = n_leads.max(1);
+        let pvc = PvcClassifier::new(&cfg.pvc, fs);
+        let pre = pvc.samples_before() as u64;
+        let post = pvc.samples_after() as u64;
+        let filter = MonitorFilter::with_mains(fs, mains);
+        let min_run = ((f64::from(cfg.quality.clip_run_ms) / 1000.0 * fs).round() as u64).max(2);
         Self {
             cfg: cfg.clone(),
             fs,
-            n_leads: n_leads.max(1),
+            n_leads,
             n: 0,
-            filter: MonitorFilter::with_mains(fs, mains),
+            lead_filters: vec![filter.clone(); n_leads - 1],
+            filter,
             qf: QualityFilters::new(fs, mains),
             det,
             det2: SecondDetector::new(fs),
             beats2: VecDeque::new(),
-            pvc: PvcClassifier::new(&cfg.pvc, fs),
+            pvc,
             pvcs: VecDeque::new(),
             latency,
             win,
             hop,
             next_end: win,
-            hist: VecDeque::new(),
-            base: 0,
+            filtered: Ring::new((win.max(pre + 1) + latency + post + 2) as usize),
+            qrs_band: Ring::new((pre + post + latency + 2) as usize),
+            sums: VecDeque::new(),
+            sums_base: 0,
+            block: gcd(win, hop),
+            shift: 0.0,
+            runs: VecDeque::new(),
+            cur_run: Run {
+                value: 0.0,
+                start: 0,
+                end: 0,
+            },
+            min_run,
+            off: VecDeque::new(),
+            match_tol: (f64::from(cfg.quality.match_ms.max(0.0)) / 1000.0 * fs).round() as u64,
+            pvc_span: (f64::from(cfg.pvc.span_s.max(0.0)) * fs) as u64,
             pending: VecDeque::new(),
             beats: VecDeque::new(),
             pause_ref: 0,
             pause_sent: false,
             asystole_sent: false,
             scratch: Vec::new(),
+            seg_f: Vec::new(),
+            seg_q: Vec::new(),
         }
     }
 
@@ -213,39 +325,134 @@ impl StreamDsp {
         self.n
     }
 
+    /// Bytes of per-stream state, heap (at capacity) and inline: filters, both
+    /// detectors, the PVC classifier, the filtered lead-0 history of the open
+    /// windows, band sums, beat lists and scratch vectors.
+    pub fn state_bytes(&self) -> usize {
+        std::mem::size_of::<Self>() + self.filter.state_bytes()
+            - std::mem::size_of::<MonitorFilter>()
+            + vec_bytes(&self.lead_filters)
+            + self
+                .lead_filters
+                .iter()
+                .map(|f| f.state_bytes() - std::mem::size_of::<MonitorFilter>())
+                .sum::<usize>()
+            + self.qf.state_bytes()
+            - std::mem::size_of::<QualityFilters>()
+            + self.det.state_bytes()
+            - std::mem::size_of::<QrsDetector>()
+            + self.det2.state_bytes()
+            - std::mem::size_of::<SecondDetector>()
+            + self.pvc.state_bytes()
+            - std::mem::size_of::<PvcClassifier>()
+            + deque_bytes(&self.beats2)
+            + deque_bytes(&self.pvcs)
+            + self.filtered.bytes()
+            + self.qrs_band.bytes()
+            + deque_bytes(&self.sums)
+            + deque_bytes(&self.runs)
+            + deque_bytes(&self.off)
+            + deque_bytes(&self.pending)
+            + deque_bytes(&self.beats)
+            + vec_bytes(&self.scratch)
+            + vec_bytes(&self.seg_f)
+            + vec_bytes(&self.seg_q)
+    }
+
     /// Feeds a lead-major block (`n_leads × n` samples, mV) with per-lead lead-off
     /// flags for the block, and appends the events it completes to `out`. Only
-    /// lead 0 is analysed; a block whose length is not a multiple of `n_leads` is
-    /// truncated to the largest multiple.
+    /// lead 0 is analysed and filtered; a block whose length is not a multiple of
+    /// `n_leads` is truncated to the largest multiple. Use either this or
+    /// [`StreamDsp::push_filtered`] for a stream, not both.
     pub fn push(&mut self, samples_mv: &[f32], lead_off: &[bool], out: &mut Vec<DspEvent>) {
         let per_lead = samples_mv.len() / self.n_leads;
         let off0 = lead_off.first().copied().unwrap_or(false);
         for &x in &samples_mv[..per_lead] {
-            self.step(x, off0, out);
+            let _ = self.step(x, off0, out);
         }
     }
 
-    fn step(&mut self, x: f32, lead_off: bool, out: &mut Vec<DspEvent>) {
+    /// The full chain: [`StreamDsp::push`] plus the monitor filter on every lead.
+    /// Appends the filtered block (lead-major, same layout as the input, mV) to
+    /// `filtered_mv`; lead 0's filtered samples are those of the rhythm windows.
+    pub fn push_filtered(
+        &mut self,
+        samples_mv: &[f32],
+        lead_off: &[bool],
+        filtered_mv: &mut Vec<f32>,
+        out: &mut Vec<DspEvent>,
+    ) {
+        let per_lead = samples_mv.len() / self.n_leads;
+        let off0 = lead_off.first().copied().unwrap_or(false);
+        let base = filtered_mv.len();
+        filtered_mv.extend_from_slice(&samples_mv[..per_lead * self.n_leads]);
+        let (first, rest) = filtered_mv[base..].split_at_mut(per_lead);
+        for v in first.iter_mut() {
+            *v = self.step(*v, off0, out);
+        }
+        for v in rest.iter_mut() {
+            if !v.is_finite() {
+                *v = 0.0;
+            }
+        }
+        MonitorFilter::process_leads(&mut self.lead_filters, rest, per_lead);
+    }
+
+    /// One lead-0 sample; returns its filtered value.
+    fn step(&mut self, x: f32, lead_off: bool, out: &mut Vec<DspEvent>) -> f32 {
         let x = if x.is_finite() { x } else { 0.0 };
+        let now = self.n;
+        if now == 0 {
+            self.shift = f64::from(x);
+            self.cur_run = Run {
+                value: x,
+                start: 0,
+                end: 0,
+            };
+        }
         let filtered = self.filter.step(x);
         let bands = self.qf.step(x);
-        self.hist.push_back(Sample {
-            raw: x,
-            filtered,
-            bands,
-            lead_off,
-        });
-        self.scratch.clear();
+        self.filtered.push(filtered);
+        self.qrs_band.push(bands.qrs);
+        // Band sums of the current block.
+        let blk = now / self.block;
+        if self.sums.is_empty() {
+            self.sums_base = blk;
+        }
+        while self.sums_base + self.sums.len() as u64 <= blk {
+            self.sums.push_back(BandSums::default());
+        }
+        if let Some(s) = self.sums.back_mut() {
+            s.add(x, &bands, self.shift, self.cfg.quality.saturation_mv);
+        }
+        // Runs of identical raw values.
+        if x == self.cur_run.value && now > 0 {
+            self.cur_run.end = now + 1;
+        } else {
+            if self.cur_run.end - self.cur_run.start >= self.min_run {
+                self.runs.push_back(self.cur_run);
+            }
+            self.cur_run = Run {
+                value: x,
+                start: now,
+                end: now + 1,
+            };
+        }
+        if lead_off {
+            match self.off.back_mut() {
+                Some(r) if r.1 == now => r.1 = now + 1,
+                _ => self.off.push_back((now, now + 1)),
+            }
+        }
         self.det2.step(bands.qrs, &mut self.scratch);
-        self.beats2.extend(self.scratch.iter().copied());
-        self.scratch.clear();
+        self.beats2.extend(self.scratch.drain(..));
         self.det.push(&[x], &mut self.scratch);
-        self.pending.extend(self.scratch.iter().copied());
+        self.pending.extend(self.scratch.drain(..));
         self.n += 1;
 
         // Decisions are final for samples up to `t`.
         let Some(t) = (self.n - 1).checked_sub(self.latency) else {
-            return;
+            return filtered;
         };
         while self.pending.front().is_some_and(|&b| b <= t) {
             if let Some(b) = self.pending.pop_front() {
@@ -256,7 +463,7 @@ impl StreamDsp {
                 self.asystole_sent = false;
             }
         }
-        if self.sample(t).is_some_and(|s| s.lead_off) {
+        if self.off.iter().any(|&(s, e)| s <= t && t < e) {
             self.pause_ref = t;
             self.pause_sent = false;
             self.asystole_sent = false;
@@ -288,26 +495,28 @@ impl StreamDsp {
         // Forget what no future window needs.
         let keep_from = (self.next_end.saturating_sub(self.win))
             .min(t.saturating_sub(self.pvc.samples_before().max(1) as u64));
-        while self.base < keep_from && self.hist.len() > 1 {
-            self.hist.pop_front();
-            self.base += 1;
+        while self.sums.len() > 1 && (self.sums_base + 1) * self.block <= keep_from {
+            self.sums.pop_front();
+            self.sums_base += 1;
+        }
+        while self.runs.front().is_some_and(|r| r.end <= keep_from) {
+            self.runs.pop_front();
+        }
+        while self.off.front().is_some_and(|r| r.1 <= keep_from.min(t)) {
+            self.off.pop_front();
         }
         while self.beats.len() > 1 && self.beats.get(1).is_some_and(|&b| b < keep_from) {
             self.beats.pop_front();
         }
-        let tol = self.match_tol();
+        let tol = self.match_tol;
         while self.beats2.front().is_some_and(|&b| b + tol < keep_from) {
             self.beats2.pop_front();
         }
-        let span = (f64::from(self.cfg.pvc.span_s.max(0.0)) * self.fs) as u64;
-        let pvc_from = keep_from.min(t.saturating_sub(span));
+        let pvc_from = keep_from.min(t.saturating_sub(self.pvc_span));
         while self.pvcs.front().is_some_and(|&b| b < pvc_from) {
             self.pvcs.pop_front();
         }
-    }
-
-    fn match_tol(&self) -> u64 {
-        (f64::from(self.cfg.quality.match_ms.max(0.0)) / 1000.0 * self.fs).round() as u64
+        filtered
     }
 
     /// PVC classification of a beat that just became final; the samples around it
@@ -315,29 +524,55 @@ impl StreamDsp {
     fn classify_beat(&mut self, b: u64) {
         let from = b.checked_sub(self.pvc.samples_before() as u64);
         let to = b + self.pvc.samples_after() as u64;
-        let (mut f, mut q) = (Vec::new(), Vec::new());
+        self.seg_f.clear();
+        self.seg_q.clear();
         if let Some(from) = from {
             for t in from..=to {
-                if let Some(s) = self.sample(t) {
-                    f.push(s.filtered);
-                    q.push(s.bands.qrs);
+                if let (Some(f), Some(q)) =
+                    (self.filtered.get(t, self.n), self.qrs_band.get(t, self.n))
+                {
+                    self.seg_f.push(f);
+                    self.seg_q.push(q);
                 }
             }
         }
-        if self.pvc.classify(b, &f, &q).pvc {
+        if self.pvc.classify(b, &self.seg_f, &self.seg_q).pvc {
             self.pvcs.push_back(b);
         }
     }
 
-    fn sample(&self, t: u64) -> Option<&Sample> {
-        t.checked_sub(self.base)
-            .and_then(|i| self.hist.get(i as usize))
+    /// Saturated raw samples of the window `[start, end)`: see
+    /// [`crate::quality::saturated_fraction`].
+    fn saturated(&self, start: u64, end: u64, sums: &BandSums) -> u64 {
+        let (lo, hi) = (sums.raw_lo, sums.raw_hi);
+        let rail_mv = self.cfg.quality.saturation_mv;
+        let rail = rail_mv > 0.0;
+        let mut sat = sums.rail;
+        if hi > lo {
+            for r in self.runs.iter().chain(std::iter::once(&self.cur_run)) {
+                let (s, e) = (r.start.max(start), r.end.min(end));
+                if e <= s || e - s < self.min_run {
+                    continue;
+                }
+                let at_edge = r.value == hi || r.value == lo;
+                if at_edge && !(rail && r.value.abs() >= rail_mv) {
+                    sat += e - s;
+                }
+            }
+        }
+        sat
     }
 
     fn close_window(&self, start: u64, end: u64) -> RhythmWindow {
-        let samples: Vec<Sample> = (start..end)
-            .filter_map(|t| self.sample(t).copied())
-            .collect();
+        let mut filtered = Vec::with_capacity((end - start) as usize);
+        self.filtered.copy_to(start, end, &mut filtered);
+        let mut sums = BandSums::default();
+        for (i, s) in self.sums.iter().enumerate() {
+            let b0 = (self.sums_base + i as u64) * self.block;
+            if b0 >= start && b0 + self.block <= end {
+                sums.merge(s);
+            }
+        }
         let beats: Vec<u64> = self
             .beats
             .iter()
@@ -352,23 +587,20 @@ impl StreamDsp {
             heart_rate_bpm(&rr)
         };
         let feats = af_features(&rr);
-        let tol = self.match_tol();
+        let tol = self.match_tol;
         let beats2: Vec<u64> = self
             .beats2
             .iter()
             .copied()
             .filter(|&b| b + tol >= start && b < end + tol)
             .collect();
-        let raw: Vec<f32> = samples.iter().map(|s| s.raw).collect();
-        let filtered: Vec<f32> = samples.iter().map(|s| s.filtered).collect();
-        let bands: Vec<QualitySample> = samples.iter().map(|s| s.bands).collect();
-        let indices = QualityIndices::compute(
-            &WindowSignals {
+        let indices = QualityIndices::from_sums(
+            &WindowSummary {
                 fs: self.fs,
-                raw: &raw,
                 filtered: &filtered,
-                bands: &bands,
-                lead_off: samples.iter().any(|s| s.lead_off),
+                sums: &sums,
+                saturated: self.saturated(start, end, &sums),
+                lead_off: self.off.iter().any(|&(s, e)| s < end && e > start),
                 beats: &beats,
                 beats2: &beats2,
                 start,
@@ -384,7 +616,7 @@ impl StreamDsp {
             .copied()
             .filter(|&b| b >= start && b < end)
             .collect();
-        let span = ((f64::from(self.cfg.pvc.span_s.max(0.0)) * self.fs) as u64).min(end);
+        let span = self.pvc_span.min(end);
         let recent = self
             .pvcs
             .iter()
