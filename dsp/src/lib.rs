@@ -16,6 +16,7 @@ pub mod qrs;
 pub mod quality;
 pub mod resample;
 pub mod rhythm;
+pub mod score;
 pub mod stream;
 pub mod window;
 

@@ -17,6 +17,7 @@ mod common;
 
 use std::path::Path;
 
+use ecg_dsp::score::{match_beats, outside};
 use ecg_dsp::{DspConfig, DspEvent, QrsDetector, StreamDsp};
 use ecg_ingest::wfdb;
 
@@ -80,18 +81,17 @@ fn record_names(dir: &Path) -> Option<Vec<String>> {
 fn score_record(dir: &Path, name: &str, debug: bool) -> (Counts, Counts, Vec<u64>, f64) {
     let rec = wfdb::read_record(&dir.join(name)).unwrap();
     let ann = wfdb::read_annotations(&dir.join(format!("{name}.atr"))).unwrap();
-    let reference = common::reference_beats(&ann);
+    let reference = wfdb::beat_samples(&ann);
     let x = rec.physical(0);
     let beats = detect(&x, rec.fs, rec.fs as usize);
     let win = (0.150 * rec.fs).round() as u64;
-    let (tp, fn_, fp) = common::score(&reference, &beats, win);
+    let c = match_beats(&reference, &beats, win);
+    let (tp, fn_, fp) = (c.tp, c.fn_, c.fp);
     let whole = Counts { tp, fn_, fp };
-    let vf = common::vf_episodes(&ann);
-    let (r_out, b_out) = (
-        common::outside(&reference, &vf),
-        common::outside(&beats, &vf),
-    );
-    let (tp, fn_, fp) = common::score(&r_out, &b_out, win);
+    let vf = wfdb::vf_episodes(&ann);
+    let (r_out, b_out) = (outside(&reference, &vf), outside(&beats, &vf));
+    let c = match_beats(&r_out, &b_out, win);
+    let (tp, fn_, fp) = (c.tp, c.fn_, c.fp);
     let ec57 = Counts { tp, fn_, fp };
     if debug {
         let near = |s: u64| {

@@ -666,6 +666,36 @@ const SUB: u16 = 61;
 const CHN: u16 = 62;
 const AUX: u16 = 63;
 
+/// Sample indices of the beat annotations ([`is_beat`]) of a record.
+pub fn beat_samples(ann: &[Annotation]) -> Vec<u64> {
+    ann.iter()
+        .filter(|a| is_beat(a.code))
+        .map(|a| a.sample)
+        .collect()
+}
+
+/// Ventricular flutter/fibrillation episodes (`[` … `]`, inclusive sample ranges);
+/// an episode still open at the end of the annotations runs to `u64::MAX`.
+pub fn vf_episodes(ann: &[Annotation]) -> Vec<(u64, u64)> {
+    let mut vf = Vec::new();
+    let mut on = None;
+    for a in ann {
+        match a.symbol {
+            '[' => on = Some(a.sample),
+            ']' => {
+                if let Some(s) = on.take() {
+                    vf.push((s, a.sample));
+                }
+            }
+            _ => {}
+        }
+    }
+    if let Some(s) = on {
+        vf.push((s, u64::MAX));
+    }
+    vf
+}
+
 /// Reads an MIT-format annotation file (`path` is the full file name, e.g.
 /// `…/mitdb/100.atr`).
 ///

@@ -21,6 +21,7 @@ use std::io::Write as _;
 use std::path::PathBuf;
 
 use anyhow::Context as _;
+use ecg_dsp::score::{match_beats, outside, BeatCounts};
 use ecg_dsp::QrsDetector;
 use ecg_ingest::wfdb;
 
@@ -43,92 +44,6 @@ pub struct QrsArgs {
 
 /// Frame length fed to the detector (s).
 const FRAME_S: f64 = 0.2;
-
-/// True positives, false negatives, false positives.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct Counts {
-    /// Reference beats matched by a detection.
-    pub tp: usize,
-    /// Reference beats without a detection.
-    pub fn_: usize,
-    /// Detections without a reference beat.
-    pub fp: usize,
-}
-
-impl Counts {
-    fn add(&mut self, o: Counts) {
-        self.tp += o.tp;
-        self.fn_ += o.fn_;
-        self.fp += o.fp;
-    }
-
-    /// Sensitivity (%).
-    pub fn se(&self) -> f64 {
-        100.0 * self.tp as f64 / (self.tp + self.fn_).max(1) as f64
-    }
-
-    /// Positive predictivity (%).
-    pub fn pp(&self) -> f64 {
-        100.0 * self.tp as f64 / (self.tp + self.fp).max(1) as f64
-    }
-}
-
-/// Beat-by-beat matching of sorted sample indices: each reference beat matches at
-/// most one detection within `win` samples, greedily in time order (a detection
-/// gives way to the next one when that is closer to the reference beat).
-pub fn score(reference: &[u64], detected: &[u64], win: u64) -> Counts {
-    let (mut i, mut j) = (0, 0);
-    let mut c = Counts::default();
-    while i < reference.len() && j < detected.len() {
-        let (r, d) = (reference[i], detected[j]);
-        if d + win < r {
-            c.fp += 1;
-            j += 1;
-        } else if r + win < d {
-            c.fn_ += 1;
-            i += 1;
-        } else if j + 1 < detected.len() && detected[j + 1].abs_diff(r) < d.abs_diff(r) {
-            c.fp += 1;
-            j += 1;
-        } else {
-            c.tp += 1;
-            i += 1;
-            j += 1;
-        }
-    }
-    c.fn_ += reference.len() - i;
-    c.fp += detected.len() - j;
-    c
-}
-
-/// Ventricular flutter/fibrillation episodes (`[` … `]`, inclusive); an episode
-/// still open at the end of the annotations runs to the end of the record.
-pub fn vf_episodes(ann: &[wfdb::Annotation]) -> Vec<(u64, u64)> {
-    let mut vf = Vec::new();
-    let mut on = None;
-    for a in ann {
-        match a.symbol {
-            '[' => on = Some(a.sample),
-            ']' => {
-                if let Some(s) = on.take() {
-                    vf.push((s, a.sample));
-                }
-            }
-            _ => {}
-        }
-    }
-    if let Some(s) = on {
-        vf.push((s, u64::MAX));
-    }
-    vf
-}
-
-fn outside(v: &[u64], episodes: &[(u64, u64)]) -> Vec<u64> {
-    v.iter()
-        .copied()
-        .filter(|b| !episodes.iter().any(|&(s, e)| (s..=e).contains(b)))
-        .collect()
-}
 
 /// Beats of a single-lead signal (mV) found by the streaming detector fed in frames
 /// of `frame` samples, flushed at the end; beats beyond the signal are dropped.
@@ -176,7 +91,7 @@ pub fn run(args: &QrsArgs) -> anyhow::Result<()> {
         "{:<10} {:>6} {:>6} {:>5} {:>5} {:>7} {:>7} | {:>6} {:>6} {:>5} {:>5} {:>7} {:>7}",
         "record", "beats", "TP", "FN", "FP", "Se%", "+P%", "whole:", "TP", "FN", "FP", "Se%", "+P%"
     )?;
-    let (mut g_ec57, mut g_whole) = (Counts::default(), Counts::default());
+    let (mut g_ec57, mut g_whole) = (BeatCounts::default(), BeatCounts::default());
     let mut fs_seen = None;
     for name in &names {
         let base = args.db.join(name);
@@ -184,11 +99,7 @@ pub fn run(args: &QrsArgs) -> anyhow::Result<()> {
         anyhow::ensure!(!rec.signals.is_empty(), "{name} has no signals");
         let ann = wfdb::read_annotations(&args.db.join(format!("{name}.atr")))
             .with_context(|| format!("reading {name}.atr"))?;
-        let reference: Vec<u64> = ann
-            .iter()
-            .filter(|a| wfdb::is_beat(a.code))
-            .map(|a| a.sample)
-            .collect();
+        let reference = wfdb::beat_samples(&ann);
         let x = rec.physical(0);
         let frame = ((FRAME_S * rec.fs).round() as usize).max(1);
         let beats = detect(&x, rec.fs, frame);
@@ -201,9 +112,9 @@ pub fn run(args: &QrsArgs) -> anyhow::Result<()> {
         }
         w.flush()?;
         let win = (args.tolerance_ms / 1000.0 * rec.fs).round() as u64;
-        let whole = score(&reference, &beats, win);
-        let vf = vf_episodes(&ann);
-        let ec57 = score(&outside(&reference, &vf), &outside(&beats, &vf), win);
+        let whole = match_beats(&reference, &beats, win);
+        let vf = wfdb::vf_episodes(&ann);
+        let ec57 = match_beats(&outside(&reference, &vf), &outside(&beats, &vf), win);
         g_ec57.add(ec57);
         g_whole.add(whole);
         fs_seen = Some(rec.fs);
@@ -258,27 +169,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn scoring_matches_within_the_window() {
-        let c = score(&[100, 200, 300], &[105, 260, 301, 500], 10);
-        assert_eq!(
-            c,
-            Counts {
-                tp: 2,
-                fn_: 1,
-                fp: 2
-            }
-        );
-        assert_eq!(
-            score(&[], &[1], 5),
-            Counts {
-                tp: 0,
-                fn_: 0,
-                fp: 1
-            }
-        );
-    }
-
-    #[test]
     fn detects_every_beat_of_a_synthetic_record_in_frames() {
         let fs = 250.0;
         let n = (30.0 * fs) as usize;
@@ -291,7 +181,7 @@ mod tests {
         }
         let d = detect(&x, fs, 50);
         assert_eq!(d, detect(&x, fs, 1));
-        let c = score(&beats, &d, 37);
+        let c = match_beats(&beats, &d, 37);
         assert!(c.fn_ <= 1 && c.fp == 0, "{c:?}");
     }
 }
