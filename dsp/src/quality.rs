@@ -578,21 +578,7 @@ impl QualityIndices {
             q.flat_frac = 1.0;
             return q;
         }
-        let seg = (w.fs.round() as usize).max(1);
-        let (mut segs, mut flat) = (0usize, 0usize);
-        for c in w.filtered.chunks(seg) {
-            if c.len() * 2 < seg && segs > 0 {
-                continue;
-            }
-            let (lo, hi) = c
-                .iter()
-                .fold((f32::INFINITY, f32::NEG_INFINITY), |(l, h), &v| {
-                    (l.min(v), h.max(v))
-                });
-            segs += 1;
-            flat += usize::from(hi - lo < cfg.flat_mv);
-        }
-        q.flat_frac = flat as f32 / segs.max(1) as f32;
+        q.flat_frac = flat_fraction(w.filtered, w.fs, cfg.flat_mv);
         q.saturated_frac = saturated_fraction(w.raw, w.fs, cfg);
         q.kurtosis = kurtosis(w.filtered);
         let e_qrs = energy(w.bands.iter().map(|s| s.qrs));
@@ -863,6 +849,26 @@ fn robust_range(f: &[f32], k: usize) -> (f32, f32) {
     )
 }
 
+/// Share of 1 s segments (a trailing segment shorter than half of one is left out)
+/// whose peak-to-peak is below `flat_mv`.
+fn flat_fraction(filtered: &[f32], fs: f64, flat_mv: f32) -> f32 {
+    let seg = (fs.round() as usize).max(1);
+    let (mut segs, mut flat) = (0usize, 0usize);
+    for c in filtered.chunks(seg) {
+        if c.len() * 2 < seg && segs > 0 {
+            continue;
+        }
+        let (lo, hi) = c
+            .iter()
+            .fold((f32::INFINITY, f32::NEG_INFINITY), |(l, h), &v| {
+                (l.min(v), h.max(v))
+            });
+        segs += 1;
+        flat += usize::from(hi - lo < flat_mv);
+    }
+    flat as f32 / segs.max(1) as f32
+}
+
 impl QualityIndices {
     /// The indices of one window from its filtered samples and running sums; the
     /// same definitions as [`QualityIndices::compute`] (sums may differ from it in
@@ -877,21 +883,7 @@ impl QualityIndices {
             q.flat_frac = 1.0;
             return q;
         }
-        let seg = (w.fs.round() as usize).max(1);
-        let (mut segs, mut flat) = (0usize, 0usize);
-        for c in w.filtered.chunks(seg) {
-            if c.len() * 2 < seg && segs > 0 {
-                continue;
-            }
-            let (lo, hi) = c
-                .iter()
-                .fold((f32::INFINITY, f32::NEG_INFINITY), |(l, h), &v| {
-                    (l.min(v), h.max(v))
-                });
-            segs += 1;
-            flat += usize::from(hi - lo < cfg.flat_mv);
-        }
-        q.flat_frac = flat as f32 / segs.max(1) as f32;
+        q.flat_frac = flat_fraction(w.filtered, w.fs, cfg.flat_mv);
         q.saturated_frac = w.saturated as f32 / n as f32;
         q.kurtosis = kurtosis(w.filtered);
         let s = w.sums;
