@@ -6,9 +6,11 @@
 
 use std::time::Duration;
 
+mod support;
+
 use cardiostream::config::Config;
 use cardiostream::deployables;
-use cardiostream::devices::{self, PublishOptions, Source};
+use cardiostream::devices::{self, PublishOptions};
 use ecg_ingest::codec::Encoding;
 use ecg_ingest::kafka;
 use ecg_types::{Alert, AlertState, Condition, Lead};
@@ -57,20 +59,9 @@ async fn pipeline_and_alerts_deployables_turn_frames_into_alerts() {
         ecg_sim::Preset::AtrialFibrillation,
         ecg_sim::Preset::Bradycardia,
     ]
-    .iter()
+    .into_iter()
     .enumerate()
-    .map(|(i, p)| {
-        let dev = ecg_sim::Device::new(p.config(i as u64, 250, vec![Lead::II])).unwrap();
-        Source::Sim(Box::new(ecg_sim::FrameSource::new(
-            dev,
-            ecg_types::StreamId::new(format!("s{i}")).unwrap(),
-            ecg_types::DeviceId::new("d").unwrap(),
-            ecg_types::PatientId::new(format!("p{i}")).unwrap(),
-            1_800_000_000_000_000,
-            50,
-            1000,
-        )))
-    })
+    .map(|(i, p)| support::sim_source(i, p, Lead::II))
     .collect();
     let producer: FutureProducer = kafka::producer_config(&kafka::connection(&bootstrap), 5)
         .create()

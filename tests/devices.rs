@@ -3,8 +3,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::time::Duration;
+
+mod support;
 
 use cardiostream::devices::{self, PublishOptions, RecordSource, Source};
 use ecg_ingest::codec::{self, Encoding};
@@ -15,17 +16,6 @@ use rdkafka::message::Message;
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::FutureProducer;
 use tokio::sync::watch;
-
-fn data_dir() -> Option<PathBuf> {
-    if let Some(d) = std::env::var_os("CARDIOSTREAM_DATA") {
-        return Some(PathBuf::from(d));
-    }
-    let unpack = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data/unpack");
-    let out = std::process::Command::new(unpack).output().ok()?;
-    out.status
-        .success()
-        .then(|| PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
-}
 
 async fn consume(bootstrap: &str, topic: &str, n: usize) -> Vec<(String, Frame, Option<String>)> {
     let c: StreamConsumer = kafka::consumer_config(&kafka::connection(bootstrap), "test-reader")
@@ -48,7 +38,7 @@ async fn consume(bootstrap: &str, topic: &str, n: usize) -> Vec<(String, Frame, 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replayed_record_arrives_sample_for_sample() {
-    let Some(dir) = data_dir() else {
+    let Some(dir) = support::data_dir() else {
         println!("skipping: shared records not available (../shared/data or CARDIOSTREAM_DATA)");
         return;
     };
@@ -113,20 +103,7 @@ async fn simulated_devices_publish_json_frames_keyed_by_stream() {
         .create()
         .unwrap();
     let sources = (0..3)
-        .map(|i| {
-            let dev =
-                ecg_sim::Device::new(ecg_sim::Preset::NormalSinus.config(i, 250, vec![Lead::I]))
-                    .unwrap();
-            Source::Sim(Box::new(ecg_sim::FrameSource::new(
-                dev,
-                ecg_types::StreamId::new(format!("s{i}")).unwrap(),
-                ecg_types::DeviceId::new("d").unwrap(),
-                ecg_types::PatientId::new(format!("p{i}")).unwrap(),
-                1_800_000_000_000_000,
-                50,
-                1000,
-            )))
-        })
+        .map(|i| support::sim_source(i, ecg_sim::Preset::NormalSinus, Lead::I))
         .collect();
     let opts = PublishOptions {
         topic: "frames".into(),

@@ -1,5 +1,11 @@
 //! Helpers shared by the tests on a real broker (`tests/broker.rs`).
-#![allow(dead_code, unreachable_pub)]
+#![allow(
+    dead_code,
+    unreachable_pub,
+    clippy::print_stdout,
+    clippy::unwrap_used,
+    clippy::expect_used
+)]
 
 pub mod tansu;
 
@@ -10,6 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cardiostream::config::Config;
+use cardiostream::devices::Source;
 use cardiostream::pipeline::{Input, Processor};
 use cardiostream::telemetry::Metrics;
 use ecg_ingest::kafka;
@@ -28,6 +35,21 @@ pub fn data_dir() -> Option<PathBuf> {
     out.status
         .success()
         .then(|| PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
+}
+
+/// Simulated device `i` (stream `s{i}`, patient `p{i}`) in `preset`, one lead at
+/// 250 Hz, 200 ms frames of 1 µV counts starting at a fixed device time.
+pub fn sim_source(i: usize, preset: ecg_sim::Preset, lead: ecg_types::Lead) -> Source {
+    let dev = ecg_sim::Device::new(preset.config(i as u64, 250, vec![lead])).unwrap();
+    Source::Sim(Box::new(ecg_sim::FrameSource::new(
+        dev,
+        ecg_types::StreamId::new(format!("s{i}")).unwrap(),
+        ecg_types::DeviceId::new("d").unwrap(),
+        ecg_types::PatientId::new(format!("p{i}")).unwrap(),
+        1_800_000_000_000_000,
+        50,
+        1000,
+    )))
 }
 
 /// Unique topic names of one test.
