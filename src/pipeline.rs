@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
-use ecg_dsp::rhythm::af_features;
+use ecg_dsp::rhythm::{af_features, rr_intervals};
 use ecg_dsp::stream::{DspConfig, DspEvent, RhythmWindow, StreamDsp};
 use ecg_inference::{InputKind, Model, Scored};
 use ecg_ingest::{codec, kafka};
@@ -437,12 +437,7 @@ fn cut_model_windows(
     out: &mut Vec<Window>,
 ) {
     let last = st.beats.back().copied();
-    st.beats.extend(
-        w.beats
-            .iter()
-            .copied()
-            .filter(|&b| last.is_none_or(|l| b > l)),
-    );
+    st.beats.extend(w.beats_after(last));
     if !w.quality_ok {
         st.bad_until = w.end_sample;
     }
@@ -476,10 +471,7 @@ fn cut_model_windows(
                     .copied()
                     .filter(|&b| b >= start && b < w.end_sample)
                     .collect();
-                let rr: Vec<f32> = beats
-                    .windows(2)
-                    .map(|p| ((p[1] - p[0]) as f64 / fs) as f32)
-                    .collect();
+                let rr = rr_intervals(&beats, fs);
                 out.push(Window {
                     stream: stream.clone(),
                     patient: st.patient.clone(),

@@ -113,6 +113,18 @@ pub struct RhythmWindow {
     pub calls: Vec<(Condition, FindingStatus, Option<f32>)>,
 }
 
+impl RhythmWindow {
+    /// The beats of this window after `last` (the last beat already taken from earlier
+    /// windows): successive windows overlap by `window_s − hop_s`, so a consumer that
+    /// collects a stream's beats window by window takes each beat once this way.
+    pub fn beats_after(&self, last: Option<u64>) -> impl Iterator<Item = u64> + '_ {
+        self.beats
+            .iter()
+            .copied()
+            .filter(move |&b| last.is_none_or(|l| b > l))
+    }
+}
+
 /// What [`StreamDsp::push`] emits.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 // One window every few seconds per stream: boxing it would buy nothing.

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 use clap::Subcommand;
-use ecg_dsp::rhythm::{af_features, AF_FEATURES};
+use ecg_dsp::rhythm::{af_features, rr_intervals, AF_FEATURES};
 use ecg_dsp::stream::{DspConfig, DspEvent, StreamDsp};
 use ecg_inference::Manifest;
 use ecg_types::{DeviceTimeUs, Lead, PatientId, SampleRate, StreamId, Window};
@@ -63,12 +63,7 @@ pub fn stream_beats(signal_mv: &[f32], fs: u32, cfg: &DspConfig) -> Vec<u64> {
         for ev in &events {
             if let DspEvent::Window(w) = ev {
                 let last = beats.last().copied();
-                beats.extend(
-                    w.beats
-                        .iter()
-                        .copied()
-                        .filter(|&b| last.is_none_or(|l| b > l)),
-                );
+                beats.extend(w.beats_after(last));
             }
         }
     }
@@ -78,9 +73,7 @@ pub fn stream_beats(signal_mv: &[f32], fs: u32, cfg: &DspConfig) -> Vec<u64> {
 /// RR intervals (s) between consecutive beats below `end_sample`.
 pub fn rr_before(beats: &[u64], end_sample: u64, fs: u32) -> Vec<f32> {
     let b: Vec<u64> = beats.iter().copied().filter(|&b| b < end_sample).collect();
-    b.windows(2)
-        .map(|p| ((p[1] - p[0]) as f64 / f64::from(fs)) as f32)
-        .collect()
+    rr_intervals(&b, f64::from(fs))
 }
 
 /// `record -> label` from a folder's `REFERENCE.csv`, empty when it has none.
