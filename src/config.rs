@@ -12,6 +12,8 @@ use figment::Figment;
 use rdkafka::ClientConfig;
 use serde::Deserialize;
 
+use crate::pipeline::StreamSettings;
+
 /// The embedded defaults.
 pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
 
@@ -117,9 +119,14 @@ pub struct PipelineSettings {
     pub model_hop_s: f32,
     /// ONNX Runtime intra-op threads per model.
     pub model_threads: usize,
+    /// Batches that may wait between stages before consumption pauses.
+    pub channel_batches: usize,
     /// DSP settings.
     #[serde(default)]
     pub dsp: DspConfig,
+    /// Per-stream sequencing, warm-up and eviction.
+    #[serde(default)]
+    pub streams: StreamSettings,
 }
 
 /// The alerts deployable.
@@ -267,6 +274,53 @@ impl Config {
                 p.model_hop_s
             );
         }
+        if !(1..=1024).contains(&p.channel_batches) {
+            anyhow::bail!(
+                "pipeline.channel_batches {} is outside 1..=1024",
+                p.channel_batches
+            );
+        }
+        let d = &p.dsp;
+        if !(d.hop_s > 0.0 && d.window_s >= d.hop_s && d.window_s <= 600.0) {
+            anyhow::bail!(
+                "pipeline.dsp: window_s {} and hop_s {} need 0 < hop_s <= window_s <= 600",
+                d.window_s,
+                d.hop_s
+            );
+        }
+        let (hop_us, model_hop_us) = (
+            (f64::from(d.hop_s) * 1e6).round() as i64,
+            (f64::from(p.model_hop_s) * 1e6).round() as i64,
+        );
+        if model_hop_us % hop_us != 0 {
+            anyhow::bail!(
+                "pipeline.model_hop_s {} is not a multiple of pipeline.dsp.hop_s {} (model windows end where rhythm windows do)",
+                p.model_hop_s,
+                d.hop_s
+            );
+        }
+        let st = &p.streams;
+        if !(0.0..=120.0).contains(&st.warmup_s) {
+            anyhow::bail!(
+                "pipeline.streams.warmup_s {} is outside 0..=120",
+                st.warmup_s
+            );
+        }
+        if st.reorder_horizon_ms > 600_000 {
+            anyhow::bail!(
+                "pipeline.streams.reorder_horizon_ms {} is above 600000",
+                st.reorder_horizon_ms
+            );
+        }
+        if st.clock_jump_ms == 0 {
+            anyhow::bail!("pipeline.streams.clock_jump_ms must be above 0");
+        }
+        if st.idle_evict_s.is_nan() || st.idle_evict_s < 1.0 {
+            anyhow::bail!(
+                "pipeline.streams.idle_evict_s {} is below 1",
+                st.idle_evict_s
+            );
+        }
         if !(1..=64).contains(&p.model_threads) {
             anyhow::bail!(
                 "pipeline.model_threads {} is outside 1..=64",
@@ -351,6 +405,7 @@ mod tests {
         let c = Config::from_figment(Figment::from(Toml::string(DEFAULT_TOML))).unwrap();
         assert_eq!(c.topics.frames, "ecg.frames.v1");
         assert_eq!(c.pipeline.dsp, DspConfig::default());
+        assert_eq!(c.pipeline.streams, StreamSettings::default());
         let k = c.kafka_client(ClientConfig::new());
         assert_eq!(k.get("security.protocol"), Some("plaintext"));
     }
@@ -373,6 +428,11 @@ mod tests {
             ("[pipeline]\nbatch_max = 0", "pipeline.batch_max"),
             ("[pipeline]\nbatch_max = \"lots\"", "pipeline.batch_max"),
             ("[pipeline.dsp]\nbrady = 40", "unknown field"),
+            ("[pipeline]\nmodel_hop_s = 7.0", "pipeline.model_hop_s 7 is not a multiple"),
+            ("[pipeline]\nchannel_batches = 0", "pipeline.channel_batches"),
+            ("[pipeline.streams]\nwarmup_s = -1.0", "pipeline.streams.warmup_s"),
+            ("[pipeline.streams]\nclock_jump_ms = 0", "pipeline.streams.clock_jump_ms"),
+            ("[pipeline.streams]\nreorder_ms = 5", "unknown field"),
             ("[http]\naddr = \"nowhere\"", "http.addr"),
         ] {
             let e = err(toml);

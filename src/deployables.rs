@@ -65,6 +65,8 @@ pub async fn run_pipeline(
     pc.batch_wait = Duration::from_millis(cfg.pipeline.batch_wait_ms);
     pc.dsp = cfg.pipeline.dsp.clone();
     pc.model_hop_s = cfg.pipeline.model_hop_s;
+    pc.channel_batches = cfg.pipeline.channel_batches;
+    pc.streams = cfg.pipeline.streams.clone();
     let state = AppState {
         metrics: metrics.clone(),
         engine: None,

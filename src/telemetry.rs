@@ -34,6 +34,22 @@ pub struct Metrics {
     pub streams_active: IntGauge,
     /// Frames produced by the simulator (demo and `sim`).
     pub sim_frames_produced: IntCounter,
+    /// Frames dropped because their stream had already seen their sequence number.
+    pub frames_duplicate: IntCounter,
+    /// Frames that arrived ahead of a missing one and waited in the reorder buffer.
+    pub frames_reordered: IntCounter,
+    /// Signal gaps (frames missing beyond the reorder horizon).
+    pub signal_gaps: IntCounter,
+    /// Device-clock jumps (frame times off the sample count beyond tolerance).
+    pub clock_jumps: IntCounter,
+    /// Streams whose state was dropped after a long silence.
+    pub streams_evicted: IntCounter,
+    /// Times consumption was paused because processing was behind.
+    pub backpressure_pauses: IntCounter,
+    /// Rebalance events, by kind (assign, revoke, lost).
+    pub rebalances: IntCounterVec,
+    /// Partitions of the frames topic assigned to this process.
+    pub partitions_assigned: IntGauge,
 }
 
 impl Metrics {
@@ -136,6 +152,46 @@ impl Metrics {
                 &["priority", "state"],
             ),
             streams_active,
+            frames_duplicate: c(
+                "cardiostream_ingest_frames_duplicate_total",
+                "Frames dropped because their stream had already seen their sequence number.",
+            ),
+            frames_reordered: c(
+                "cardiostream_ingest_frames_reordered_total",
+                "Frames that arrived ahead of a missing one and waited in the reorder buffer.",
+            ),
+            signal_gaps: c(
+                "cardiostream_ingest_signal_gaps_total",
+                "Signal gaps: frames missing beyond the reorder horizon.",
+            ),
+            clock_jumps: c(
+                "cardiostream_ingest_clock_jumps_total",
+                "Device-clock jumps beyond tolerance.",
+            ),
+            streams_evicted: c(
+                "cardiostream_streams_evicted_total",
+                "Streams whose state was dropped after a long silence.",
+            ),
+            backpressure_pauses: c(
+                "cardiostream_ingest_backpressure_pauses_total",
+                "Times consumption was paused because processing was behind.",
+            ),
+            rebalances: cv(
+                "cardiostream_ingest_rebalances_total",
+                "Consumer-group rebalance events, by kind.",
+                &["kind"],
+            ),
+            partitions_assigned: {
+                let g = IntGauge::new(
+                    "cardiostream_ingest_partitions_assigned",
+                    "Partitions of the frames topic assigned to this process.",
+                )
+                .expect("valid metric");
+                registry
+                    .register(Box::new(g.clone()))
+                    .expect("unique metric");
+                g
+            },
             sim_frames_produced: c(
                 "cardiostream_sim_frames_produced_total",
                 "Frames produced by the device simulator.",

@@ -202,6 +202,7 @@ fn summary(f: &Finding, kind: AlertKind) -> String {
         Condition::FrequentPvcs => "frequent PVCs",
         Condition::LeadOff => "lead off",
         Condition::SignalGap => "signal gap",
+        Condition::ClockJump => "device clock jump",
         Condition::PoorSignal => "poor signal",
         Condition::LowEjectionFraction => "low ejection fraction screen positive",
     };

@@ -327,6 +327,28 @@ impl StreamDsp {
         }
     }
 
+    /// Moves the end of the first rhythm window to sample `end` (exclusive; at least
+    /// one window length), the later ones following every hop. The pipeline uses it to
+    /// put window boundaries on a grid of device time, so that state rebuilt from any
+    /// later frame (after a restart or a rebalance) cuts the same windows, and to keep
+    /// a warm-up of signal before the first window. Call before pushing samples.
+    #[must_use]
+    pub fn with_first_window_end(mut self, end: u64) -> Self {
+        debug_assert_eq!(self.n, 0, "first window moved after samples were pushed");
+        self.next_end = end.max(self.win);
+        self
+    }
+
+    /// End (exclusive sample index) of the next window to close.
+    pub fn next_window_end(&self) -> u64 {
+        self.next_end
+    }
+
+    /// Rhythm window length and hop, in samples.
+    pub fn window_and_hop(&self) -> (u64, u64) {
+        (self.win, self.hop)
+    }
+
     /// Fixed latency (samples) of beat decisions, hence of windows and pauses.
     pub fn latency_samples(&self) -> usize {
         self.latency as usize

@@ -111,3 +111,44 @@ fn full_chain_is_block_size_invariant() {
         assert_eq!(f, f_ref, "block {block}");
     }
 }
+
+#[test]
+fn first_window_end_moves_the_window_grid() {
+    let bl = blocks(Preset::NormalSinus, 40, 100);
+    let run = |first_end: Option<u64>| {
+        let mut d = StreamDsp::new(&DspConfig::default(), FS, 12);
+        if let Some(e) = first_end {
+            d = d.with_first_window_end(e);
+        }
+        let mut ev = Vec::new();
+        for b in &bl {
+            d.push(b, &[false; 12], &mut ev);
+        }
+        ev.into_iter()
+            .filter_map(|e| match e {
+                DspEvent::Window(w) => Some((w.start_sample, w.end_sample, w.beats)),
+                DspEvent::Pause { .. } => None,
+            })
+            .collect::<Vec<_>>()
+    };
+    let plain = run(None);
+    let (win, hop) = (10 * FS as u64, 5 * FS as u64);
+    assert_eq!(plain[0].0, 0);
+    assert_eq!(plain[0].1, win);
+    // Windows start 7.3 s in, then every hop; same beats as the plain run where both
+    // have a window (the analysis itself does not depend on where windows fall).
+    let shifted = run(Some(win + 3650));
+    assert_eq!(shifted[0].0, 3650);
+    for pair in shifted.windows(2) {
+        assert_eq!(pair[1].1 - pair[0].1, hop);
+    }
+    let beats_plain: std::collections::BTreeSet<u64> =
+        plain.iter().flat_map(|w| w.2.iter().copied()).collect();
+    let covered = plain.last().unwrap().1;
+    for (s, e, beats) in shifted.iter().filter(|w| w.1 <= covered) {
+        let want: Vec<u64> = beats_plain.range(*s..*e).copied().collect();
+        assert_eq!(beats, &want, "window {s}..{e}");
+    }
+    // An end before one window length is raised to one window length.
+    assert_eq!(run(Some(10))[0].1, win);
+}

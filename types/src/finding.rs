@@ -26,6 +26,8 @@ pub enum Condition {
     LeadOff,
     /// Samples missing from the stream.
     SignalGap,
+    /// The device clock jumped: frame times disagree with the sample count.
+    ClockJump,
     /// Signal too noisy to analyse.
     PoorSignal,
     /// AI screen for low left-ventricular ejection fraction.
@@ -45,6 +47,7 @@ impl Condition {
             Condition::FrequentPvcs => "frequent_pvcs",
             Condition::LeadOff => "lead_off",
             Condition::SignalGap => "signal_gap",
+            Condition::ClockJump => "clock_jump",
             Condition::PoorSignal => "poor_signal",
             Condition::LowEjectionFraction => "low_ejection_fraction",
         }
@@ -54,7 +57,10 @@ impl Condition {
     pub fn is_technical(self) -> bool {
         matches!(
             self,
-            Condition::LeadOff | Condition::SignalGap | Condition::PoorSignal
+            Condition::LeadOff
+                | Condition::SignalGap
+                | Condition::ClockJump
+                | Condition::PoorSignal
         )
     }
 }

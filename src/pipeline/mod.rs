@@ -1,0 +1,504 @@
+//! The pipeline deployable: frames in, findings out.
+//!
+//! [`Processor`] is the synchronous heart — decode and validate, per-stream
+//! sequencing, DSP, model windows and batched scoring (see [`processor`]). [`run`]
+//! drives it from Kafka as three stages joined by bounded channels:
+//!
+//! 1. **consume** (async): a consumer in a group reads `ecg.frames.v1` into batches;
+//!    when the processing stage is behind, the assigned partitions are *paused*
+//!    (librdkafka stops fetching) until there is room, so memory stays bounded;
+//! 2. **process** (a dedicated thread): sequencing, DSP and inference;
+//! 3. **publish** (async): findings to `ecg.findings.v1` keyed by stream, bad frames to
+//!    the dead-letter topic, and only once the broker has acknowledged all of them are
+//!    the batch's safe offsets stored (`enable.auto.offset.store = false`), to be
+//!    committed in the background. A crash therefore replays rather than loses.
+//!
+//! Rebalances: before partitions are revoked the stored offsets are committed and the
+//! streams of those partitions are dropped; the new owner rebuilds them from the
+//! committed offset (the processor keeps that offset early enough for a warm-up and
+//! the unfinished windows). Shutdown drains all three stages and commits.
+
+mod processor;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context as _;
+use ecg_dsp::stream::DspConfig;
+use ecg_inference::Model;
+use ecg_ingest::kafka;
+use ecg_types::{FindingStatus, StreamId};
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
+};
+use rdkafka::message::{Header, Message, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use tokio::sync::{mpsc, watch};
+
+pub use processor::{
+    ingest_source, rhythm_source, DeadLetter, Input, Output, Processor, StreamSettings,
+    StreamStatus,
+};
+
+use crate::telemetry::Metrics;
+
+/// Settings of the pipeline deployable.
+#[derive(Debug, Clone)]
+pub struct PipelineConfig {
+    /// Kafka connection settings (bootstrap servers, security).
+    pub connection: rdkafka::ClientConfig,
+    /// Consumer group id.
+    pub group_id: String,
+    /// Topic of incoming frames.
+    pub frames_topic: String,
+    /// Topic of findings.
+    pub findings_topic: String,
+    /// Dead-letter topic for frames that fail validation.
+    pub dlq_topic: String,
+    /// Most messages per processing batch.
+    pub batch_max: usize,
+    /// Longest wait to fill a batch.
+    pub batch_wait: Duration,
+    /// Batches that may wait between stages before consumption pauses.
+    pub channel_batches: usize,
+    /// DSP settings.
+    pub dsp: DspConfig,
+    /// Seconds between model windows of one stream.
+    pub model_hop_s: f32,
+    /// Sequencing, warm-up and eviction settings.
+    pub streams: StreamSettings,
+}
+
+impl PipelineConfig {
+    /// Defaults for a given cluster connection.
+    pub fn new(connection: rdkafka::ClientConfig) -> Self {
+        Self {
+            connection,
+            group_id: "cardiostream-pipeline".into(),
+            frames_topic: "ecg.frames.v1".into(),
+            findings_topic: "ecg.findings.v1".into(),
+            dlq_topic: "ecg.frames.dlq".into(),
+            batch_max: 512,
+            batch_wait: Duration::from_millis(20),
+            channel_batches: 4,
+            dsp: DspConfig::default(),
+            model_hop_s: 10.0,
+            streams: StreamSettings::default(),
+        }
+    }
+}
+
+fn now_us() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as i64)
+        .unwrap_or(0)
+}
+
+/// Partition changes seen by the rebalance callbacks, in order.
+#[derive(Debug)]
+enum Rebalanced {
+    Assigned,
+    Revoked(Vec<i32>),
+}
+
+/// Consumer context: commits stored offsets before partitions are revoked and
+/// reports assignment changes to the consume loop.
+#[derive(Debug)]
+struct PipelineContext {
+    topic: String,
+    metrics: Metrics,
+    events: Mutex<Vec<Rebalanced>>,
+}
+
+impl PipelineContext {
+    fn take_events(&self) -> Vec<Rebalanced> {
+        std::mem::take(
+            &mut *self
+                .events
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        )
+    }
+
+    fn push(&self, e: Rebalanced) {
+        self.events
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(e);
+    }
+
+    fn partitions(&self, tpl: &TopicPartitionList) -> Vec<i32> {
+        tpl.elements()
+            .iter()
+            .filter(|e| e.topic() == self.topic)
+            .map(|e| e.partition())
+            .collect()
+    }
+}
+
+impl ClientContext for PipelineContext {}
+
+impl ConsumerContext for PipelineContext {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(tpl) = rebalance {
+            let lost = consumer.assignment_lost();
+            if !lost {
+                // Offsets stored so far cover published work only.
+                if let Err(e) = consumer.commit_consumer_state(CommitMode::Sync) {
+                    tracing::debug!(error = %e, "commit before revocation");
+                }
+            }
+            let parts = self.partitions(tpl);
+            self.metrics
+                .rebalances
+                .with_label_values(&[if lost { "lost" } else { "revoke" }])
+                .inc();
+            tracing::info!(partitions = ?parts, lost, "partitions revoked");
+            self.push(Rebalanced::Revoked(parts));
+        }
+    }
+
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Assign(tpl) => {
+                self.metrics.rebalances.with_label_values(&["assign"]).inc();
+                tracing::info!(partitions = ?self.partitions(tpl), "partitions assigned");
+                self.push(Rebalanced::Assigned);
+            }
+            Rebalance::Revoke(_) => {}
+            Rebalance::Error(e) => tracing::warn!(error = %e, "rebalance error"),
+        }
+        let n = consumer.assignment().map(|a| a.count()).unwrap_or(0);
+        self.metrics.partitions_assigned.set(n as i64);
+    }
+}
+
+type FramesConsumer = StreamConsumer<PipelineContext>;
+
+/// Work for the processing stage, in consumption order.
+#[derive(Debug)]
+enum Work {
+    Batch(Vec<Input>),
+    Revoked(Vec<i32>),
+}
+
+/// Runs the pipeline against Kafka until `shutdown` turns true.
+///
+/// # Errors
+/// Fails if the Kafka clients cannot be created, the subscription fails, or a
+/// finding cannot be published (the offsets of unpublished work are not stored).
+pub async fn run(
+    cfg: PipelineConfig,
+    models: Arc<Vec<Model>>,
+    metrics: Metrics,
+    statuses: Arc<Mutex<HashMap<StreamId, StreamStatus>>>,
+    shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let context = PipelineContext {
+        topic: cfg.frames_topic.clone(),
+        metrics: metrics.clone(),
+        events: Mutex::new(Vec::new()),
+    };
+    let consumer: Arc<FramesConsumer> = Arc::new(
+        kafka::consumer_config(&cfg.connection, &cfg.group_id)
+            .create_with_context(context)
+            .context("creating the frames consumer")?,
+    );
+    consumer
+        .subscribe(&[&cfg.frames_topic])
+        .with_context(|| format!("subscribing to {}", cfg.frames_topic))?;
+    let producer: FutureProducer = kafka::producer_config(&cfg.connection, 5)
+        .set("enable.idempotence", "true")
+        .create()
+        .context("creating the findings producer")?;
+    let depth = cfg.channel_batches.max(1);
+    let (work_tx, work_rx) = mpsc::channel::<Work>(depth);
+    let (out_tx, mut out_rx) = mpsc::channel::<Output>(depth);
+    let processor = Processor::new(cfg.dsp.clone(), cfg.model_hop_s, models, metrics.clone())
+        .with_stream_settings(cfg.streams.clone());
+    let worker = std::thread::Builder::new()
+        .name("cardiostream-process".into())
+        .spawn(move || process_stage(processor, work_rx, &out_tx))
+        .context("starting the processing thread")?;
+    let consume = tokio::spawn(consume_stage(
+        consumer.clone(),
+        cfg.clone(),
+        metrics.clone(),
+        work_tx,
+        shutdown,
+    ));
+    tracing::info!(topic = %cfg.frames_topic, group = %cfg.group_id, "pipeline consuming");
+
+    let mut stored: HashMap<i32, i64> = HashMap::new();
+    let mut failure = None;
+    while let Some(out) = out_rx.recv().await {
+        for p in &out.revoked {
+            stored.remove(p);
+        }
+        // A finding that cannot be published stops the pipeline before its offsets
+        // are stored: the restart replays the batch instead of losing it.
+        if let Err(e) = publish(&producer, &cfg, &metrics, &out).await {
+            failure = Some(e);
+            break;
+        }
+        {
+            let mut s = statuses
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            for st in out.statuses {
+                s.insert(st.stream.clone(), st);
+            }
+        }
+        // Everything up to these offsets is published: they may be committed.
+        let mut tpl = TopicPartitionList::new();
+        for (p, o) in out.offsets {
+            if stored.get(&p).is_none_or(|&s| o > s) {
+                stored.insert(p, o);
+                if let Err(e) = tpl.add_partition_offset(&cfg.frames_topic, p, Offset::Offset(o)) {
+                    tracing::warn!(error = %e, partition = p, "offset not storable");
+                }
+            }
+        }
+        if tpl.count() > 0 {
+            if let Err(e) = consumer.store_offsets(&tpl) {
+                // Partitions revoked since the batch was read: the new owner replays.
+                tracing::debug!(error = %e, "storing offsets");
+            }
+        }
+    }
+    if let Some(e) = failure {
+        consume.abort();
+        return Err(e);
+    }
+    consume.await.context("consume task failed")??;
+    if worker.join().is_err() {
+        anyhow::bail!("processing thread panicked");
+    }
+    if let Err(e) = consumer.commit_consumer_state(CommitMode::Sync) {
+        tracing::debug!(error = %e, "final commit");
+    }
+    tracing::info!("pipeline stopped");
+    Ok(())
+}
+
+/// The processing stage: applies revocations and processes batches in order.
+fn process_stage(
+    mut processor: Processor,
+    mut work: mpsc::Receiver<Work>,
+    out: &mpsc::Sender<Output>,
+) {
+    while let Some(w) = work.blocking_recv() {
+        let o = match w {
+            Work::Revoked(parts) => {
+                processor.drop_partitions(&parts);
+                Output {
+                    revoked: parts,
+                    ..Output::default()
+                }
+            }
+            Work::Batch(inputs) => processor.process(inputs),
+        };
+        if out.blocking_send(o).is_err() {
+            return;
+        }
+    }
+}
+
+/// The consume stage: batches of messages, rebalance events in order between them,
+/// and back-pressure by pausing the assignment while the processing stage is full.
+async fn consume_stage(
+    consumer: Arc<FramesConsumer>,
+    cfg: PipelineConfig,
+    metrics: Metrics,
+    work: mpsc::Sender<Work>,
+    mut shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let mut batch: Vec<Input> = Vec::with_capacity(cfg.batch_max);
+    'outer: loop {
+        let deadline = tokio::time::sleep(cfg.batch_wait);
+        tokio::pin!(deadline);
+        let mut first = true;
+        while batch.len() < cfg.batch_max {
+            let m = tokio::select! {
+                _ = shutdown.changed() => break 'outer,
+                _ = &mut deadline, if !first => break,
+                m = consumer.recv() => m,
+            };
+            first = false;
+            // Rebalance callbacks run inside `recv`: their events come before `m`.
+            let events = consumer.context().take_events();
+            if !events.is_empty() {
+                send(
+                    &consumer,
+                    &metrics,
+                    &work,
+                    Work::Batch(std::mem::take(&mut batch)),
+                )
+                .await?;
+                for e in events {
+                    if let Rebalanced::Revoked(parts) = e {
+                        send(&consumer, &metrics, &work, Work::Revoked(parts)).await?;
+                    }
+                }
+            }
+            match m {
+                Ok(m) => batch.push(input_from(&m)),
+                Err(e) => tracing::warn!(error = %e, "consume error"),
+            }
+        }
+        if !batch.is_empty() {
+            send(
+                &consumer,
+                &metrics,
+                &work,
+                Work::Batch(std::mem::take(&mut batch)),
+            )
+            .await?;
+        }
+    }
+    if !batch.is_empty() {
+        send(&consumer, &metrics, &work, Work::Batch(batch)).await?;
+    }
+    Ok(())
+}
+
+/// Hands work to the processing stage; while it is full, fetching is paused.
+async fn send(
+    consumer: &FramesConsumer,
+    metrics: &Metrics,
+    work: &mpsc::Sender<Work>,
+    w: Work,
+) -> anyhow::Result<()> {
+    if matches!(&w, Work::Batch(b) if b.is_empty()) {
+        return Ok(());
+    }
+    let w = match work.try_send(w) {
+        Ok(()) => return Ok(()),
+        Err(mpsc::error::TrySendError::Closed(_)) => anyhow::bail!("processing stage stopped"),
+        Err(mpsc::error::TrySendError::Full(w)) => w,
+    };
+    metrics.backpressure_pauses.inc();
+    let paused = consumer.assignment().ok().filter(|a| a.count() > 0);
+    if let Some(a) = &paused {
+        if let Err(e) = consumer.pause(a) {
+            tracing::debug!(error = %e, "pausing partitions");
+        }
+    }
+    let sent = work.send(w).await;
+    if let Some(a) = &paused {
+        if let Err(e) = consumer.resume(a) {
+            tracing::debug!(error = %e, "resuming partitions");
+        }
+    }
+    sent.map_err(|_| anyhow::anyhow!("processing stage stopped"))
+}
+
+/// The pipeline's copy of a consumed message (payload, content type, source position).
+pub fn input_from(m: &rdkafka::message::BorrowedMessage<'_>) -> Input {
+    Input {
+        payload: m.payload().unwrap_or_default().to_vec(),
+        content_type: kafka::content_type(m),
+        topic: m.topic().to_owned(),
+        partition: m.partition(),
+        offset: m.offset(),
+    }
+}
+
+/// Publishes findings and dead letters and waits until the broker has them all.
+async fn publish(
+    producer: &FutureProducer,
+    cfg: &PipelineConfig,
+    metrics: &Metrics,
+    out: &Output,
+) -> anyhow::Result<()> {
+    let mut pending = Vec::with_capacity(out.findings.len() + out.dead_letters.len());
+    for f in &out.findings {
+        let payload = match serde_json::to_vec(f) {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::error!(error = %e, "finding not serialisable");
+                continue;
+            }
+        };
+        let key = f.stream.as_str().to_owned();
+        let record_headers = OwnedHeaders::new().insert(Header {
+            key: kafka::CONTENT_TYPE,
+            value: Some("application/json"),
+        });
+        let producer = producer.clone();
+        let topic = cfg.findings_topic.clone();
+        let condition = f.condition.as_str();
+        let status = match f.status {
+            FindingStatus::Present => "present",
+            FindingStatus::Absent => "absent",
+            FindingStatus::Indeterminate => "indeterminate",
+        };
+        let window_end = f.window_end.0;
+        pending.push(tokio::spawn(async move {
+            let rec = FutureRecord::to(&topic)
+                .key(&key)
+                .payload(&payload)
+                .headers(record_headers);
+            producer
+                .send(rec, Duration::from_secs(30))
+                .await
+                .map(|_| Some((condition, status, window_end)))
+                .map_err(|(e, _)| e)
+        }));
+    }
+    for d in &out.dead_letters {
+        let headers = OwnedHeaders::new()
+            .insert(Header {
+                key: "error.kind",
+                value: Some(d.kind),
+            })
+            .insert(Header {
+                key: "error.message",
+                value: Some(d.reason.as_str()),
+            })
+            .insert(Header {
+                key: "source.topic",
+                value: Some(d.input.topic.as_str()),
+            })
+            .insert(Header {
+                key: "source.partition",
+                value: Some(d.input.partition.to_string().as_str()),
+            })
+            .insert(Header {
+                key: "source.offset",
+                value: Some(d.input.offset.to_string().as_str()),
+            });
+        let producer = producer.clone();
+        let topic = cfg.dlq_topic.clone();
+        let payload = d.input.payload.clone();
+        pending.push(tokio::spawn(async move {
+            let rec: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(&topic)
+                .payload(payload.as_slice())
+                .headers(headers);
+            producer
+                .send(rec, Duration::from_secs(30))
+                .await
+                .map(|_| None)
+                .map_err(|(e, _)| e)
+        }));
+    }
+    for p in pending {
+        match p.await {
+            Ok(Ok(Some((condition, status, window_end)))) => {
+                metrics
+                    .findings_published
+                    .with_label_values(&[condition, status])
+                    .inc();
+                let lag = (now_us() - window_end) as f64 / 1e6;
+                metrics.window_to_finding_seconds.observe(lag.max(0.0));
+            }
+            Ok(Ok(None)) => {}
+            Ok(Err(e)) => anyhow::bail!("publishing to kafka failed: {e}"),
+            Err(e) => anyhow::bail!("publish task failed: {e}"),
+        }
+    }
+    Ok(())
+}

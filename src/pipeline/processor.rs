@@ -1,0 +1,861 @@
+//! The synchronous heart of the pipeline: frames in, findings out.
+//!
+//! Per stream, frames pass a **sequencer** (duplicates by sequence number dropped,
+//! frames reordered within a horizon of device time, missing frames reported as a
+//! signal gap, device-clock jumps detected) and then the **analysis**: DSP, rhythm
+//! windows, model windows. Windows sit on a grid of device time (rhythm window ends at
+//! multiples of the hop, model windows ending at multiples of the model hop), and an
+//! analysis only emits windows that start a warm-up after its first sample. So an
+//! analysis rebuilt from any later frame — after a crash, a rebalance or a gap — cuts
+//! the same windows with the same idempotency keys, and never a half-filled one.
+//!
+//! The processor also says, per partition, which offset is safe to commit: the
+//! lowest offset of any frame a stream still needs to rebuild its next unfinished
+//! window (with warm-up), frames waiting in reorder buffers included. Replaying from
+//! there re-emits at most windows already published (same keys) and loses none.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ecg_dsp::rhythm::{af_features, rr_intervals};
+use ecg_dsp::stream::{DspConfig, DspEvent, RhythmWindow, StreamDsp};
+use ecg_inference::{InputKind, Model, Scored};
+use ecg_ingest::codec;
+use ecg_types::{
+    Condition, DeviceTimeUs, Finding, FindingSource, FindingStatus, Frame, PatientId, SampleRate,
+    StreamId, Window,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::telemetry::Metrics;
+
+/// Per-stream ordering, timing and warm-up settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StreamSettings {
+    /// Signal an analysis sees before its first window (s): filters settle and the
+    /// QRS detector learns its thresholds. Also what a restart replays before the
+    /// first unfinished window.
+    pub warmup_s: f32,
+    /// Frames that arrive ahead of a missing one wait until this much device time
+    /// has piled up behind the gap (ms); then the missing frames are a signal gap.
+    /// A new stream's first frames wait as long, so that a reordered start is sorted.
+    pub reorder_horizon_ms: u32,
+    /// A frame whose device time is off the stream's sample count by more than this
+    /// (ms) is a device-clock jump: the analysis restarts on the new clock.
+    pub clock_jump_ms: u32,
+    /// A stream silent this long (s, wall clock) has its state dropped, so that it
+    /// no longer holds back its partition's committed offset.
+    pub idle_evict_s: f32,
+}
+
+impl Default for StreamSettings {
+    fn default() -> Self {
+        Self {
+            warmup_s: 5.0,
+            reorder_horizon_ms: 2000,
+            clock_jump_ms: 500,
+            idle_evict_s: 300.0,
+        }
+    }
+}
+
+/// Most frames one stream's reorder buffer holds, whatever their duration.
+const MAX_PENDING: usize = 1024;
+
+/// One consumed message, as the processor sees it.
+#[derive(Debug, Clone)]
+pub struct Input {
+    /// Payload bytes.
+    pub payload: Vec<u8>,
+    /// The `content-type` header, if any.
+    pub content_type: Option<String>,
+    /// Source topic.
+    pub topic: String,
+    /// Source partition.
+    pub partition: i32,
+    /// Source offset.
+    pub offset: i64,
+}
+
+/// A frame that failed validation, bound for the dead-letter topic.
+#[derive(Debug, Clone)]
+pub struct DeadLetter {
+    /// The original message.
+    pub input: Input,
+    /// Short error kind (`DecodeError::kind`).
+    pub kind: &'static str,
+    /// The full error message.
+    pub reason: String,
+}
+
+/// Live state of one stream, for the console (no samples, no identifiers beyond the
+/// pseudonymous ones the console is entitled to show).
+#[derive(Debug, Clone, Serialize)]
+pub struct StreamStatus {
+    /// Stream id.
+    pub stream: StreamId,
+    /// Pseudonymous patient.
+    pub patient: PatientId,
+    /// Heart rate of the last rhythm window, bpm.
+    pub heart_rate_bpm: Option<f32>,
+    /// Whether the last window had good signal.
+    pub quality_ok: bool,
+    /// Why not, if not.
+    pub quality_reason: String,
+    /// Device time of the end of the last window.
+    pub last_window_end: DeviceTimeUs,
+}
+
+/// What one batch produced.
+#[derive(Debug, Default)]
+pub struct Output {
+    /// Findings to publish.
+    pub findings: Vec<Finding>,
+    /// Frames to dead-letter.
+    pub dead_letters: Vec<DeadLetter>,
+    /// Updated stream statuses.
+    pub statuses: Vec<StreamStatus>,
+    /// Per partition, the next offset that is safe to commit once the findings and
+    /// dead letters above are published.
+    pub offsets: Vec<(i32, i64)>,
+    /// Partitions whose state was dropped before this batch (revoked or lost).
+    pub revoked: Vec<i32>,
+}
+
+/// The source of rule-based rhythm findings.
+pub fn rhythm_source() -> FindingSource {
+    FindingSource::Detector {
+        name: "rhythm".into(),
+    }
+}
+
+/// The source of stream-continuity findings (signal gaps, clock jumps).
+pub fn ingest_source() -> FindingSource {
+    FindingSource::Detector {
+        name: "ingest".into(),
+    }
+}
+
+/// Window timing in device microseconds.
+#[derive(Debug, Clone, Copy)]
+struct Grid {
+    win_us: i64,
+    hop_us: i64,
+    model_hop_us: i64,
+    /// Longest model window (0 without models).
+    model_len_us: i64,
+    warmup_us: i64,
+}
+
+fn us(seconds: f32) -> i64 {
+    (f64::from(seconds) * 1e6).round() as i64
+}
+
+/// Smallest multiple of `step` that is `>= t`.
+fn ceil_to(t: i64, step: i64) -> i64 {
+    t.div_euclid(step) * step + if t.rem_euclid(step) == 0 { 0 } else { step }
+}
+
+/// Nearest multiple of `step`.
+fn snap(t: i64, step: i64) -> i64 {
+    (t + step / 2).div_euclid(step) * step
+}
+
+/// A processed frame an analysis may still need on a rebuild.
+#[derive(Debug, Clone, Copy)]
+struct FrameMark {
+    end_us: i64,
+    offset: i64,
+}
+
+/// DSP and windows of one stream since its last (re)start.
+#[derive(Debug)]
+struct Analysis {
+    dsp: StreamDsp,
+    sample_rate: SampleRate,
+    n_leads: usize,
+    /// Device time of sample 0.
+    t_origin: i64,
+    /// Samples per lead pushed.
+    samples: u64,
+    /// Start of the first rhythm window this analysis emits.
+    first_start_us: i64,
+    /// Started after a signal gap: the first window says the gap is over.
+    after_gap: bool,
+    /// Beats (sample index) kept for model windows.
+    beats: VecDeque<u64>,
+    /// End sample of the last window of poor quality.
+    bad_until: u64,
+    lead_off_in_window: bool,
+    frames: VecDeque<FrameMark>,
+    scratch: Vec<f32>,
+    events: Vec<DspEvent>,
+}
+
+impl Analysis {
+    fn new(cfg: &DspConfig, grid: &Grid, first: &Frame, after_gap: bool) -> Self {
+        let t_origin = first.t0.0;
+        let first_end_us = ceil_to(t_origin + grid.warmup_us + grid.win_us, grid.hop_us);
+        let fs = first.sample_rate.hz();
+        let first_end = ((first_end_us - t_origin) as f64 * fs / 1e6).round() as u64;
+        Self {
+            dsp: StreamDsp::new(cfg, first.sample_rate.0, first.leads.len())
+                .with_first_window_end(first_end),
+            sample_rate: first.sample_rate,
+            n_leads: first.leads.len(),
+            t_origin,
+            samples: 0,
+            first_start_us: first_end_us - grid.win_us,
+            after_gap,
+            beats: VecDeque::new(),
+            bad_until: 0,
+            lead_off_in_window: false,
+            frames: VecDeque::new(),
+            scratch: Vec::new(),
+            events: Vec::new(),
+        }
+    }
+
+    fn time_of(&self, sample: u64) -> i64 {
+        self.t_origin + self.sample_rate.samples_to_us(sample)
+    }
+
+    /// Device time the next frame should start at.
+    fn expected_t0(&self) -> i64 {
+        self.time_of(self.samples)
+    }
+
+    /// Start (device µs) of the earliest window this analysis has yet to emit, less
+    /// the warm-up: the signal a rebuild must replay.
+    fn needed_from(&self, grid: &Grid) -> i64 {
+        let next_end = snap(self.time_of(self.dsp.next_window_end()), grid.hop_us);
+        let mut need = next_end - grid.win_us;
+        if grid.model_len_us > 0 {
+            let mut m_end = ceil_to(next_end, grid.model_hop_us);
+            while m_end - grid.model_len_us < self.first_start_us {
+                m_end += grid.model_hop_us;
+            }
+            need = need.min(m_end - grid.model_len_us);
+        }
+        need - grid.warmup_us
+    }
+
+    /// Forgets frames no rebuild needs; the lowest offset of those it does.
+    fn resume_offset(&mut self, grid: &Grid) -> Option<i64> {
+        let need = self.needed_from(grid);
+        while self.frames.front().is_some_and(|f| f.end_us <= need) {
+            self.frames.pop_front();
+        }
+        self.frames.iter().map(|f| f.offset).min()
+    }
+}
+
+/// Per-stream state: the sequencer and the current analysis.
+#[derive(Debug)]
+struct Stream {
+    partition: i32,
+    patient: PatientId,
+    /// Next sequence number to process (`None` until the stream has started).
+    next_seq: Option<u64>,
+    /// Frames waiting for a missing predecessor (or for the start), by sequence number.
+    pending: BTreeMap<u64, (Frame, i64)>,
+    analysis: Option<Analysis>,
+    /// Whether the next analysis follows a gap.
+    gap_before_next: bool,
+    last_seen: Instant,
+    /// Cached [`Analysis::resume_offset`] and pending offsets.
+    resume: Option<i64>,
+}
+
+/// The synchronous part of the pipeline: frames in, findings out.
+#[derive(Debug)]
+pub struct Processor {
+    streams: HashMap<StreamId, Stream>,
+    /// Per partition, the offset after the highest message processed.
+    high: HashMap<i32, i64>,
+    models: Arc<Vec<Model>>,
+    dsp: DspConfig,
+    settings: StreamSettings,
+    grid: Grid,
+    metrics: Metrics,
+    last_evict: Instant,
+}
+
+impl Processor {
+    /// A processor scoring the given models, with default stream settings.
+    pub fn new(
+        dsp: DspConfig,
+        model_hop_s: f32,
+        models: Arc<Vec<Model>>,
+        metrics: Metrics,
+    ) -> Self {
+        let model_len_us = models
+            .iter()
+            .map(|m| us(m.manifest().window_s))
+            .max()
+            .unwrap_or(0);
+        let settings = StreamSettings::default();
+        let grid = Grid {
+            win_us: us(dsp.window_s).max(1),
+            hop_us: us(dsp.hop_s).max(1),
+            model_hop_us: us(model_hop_s).max(1),
+            model_len_us,
+            warmup_us: us(settings.warmup_s).max(0),
+        };
+        Self {
+            streams: HashMap::new(),
+            high: HashMap::new(),
+            models,
+            dsp,
+            settings,
+            grid,
+            metrics,
+            last_evict: Instant::now(),
+        }
+    }
+
+    /// The same, with these stream settings.
+    #[must_use]
+    pub fn with_stream_settings(mut self, settings: StreamSettings) -> Self {
+        self.grid.warmup_us = us(settings.warmup_s).max(0);
+        self.settings = settings;
+        self
+    }
+
+    /// Streams with state.
+    pub fn streams(&self) -> usize {
+        self.streams.len()
+    }
+
+    /// Drops the state of streams on these partitions (revoked or lost): another
+    /// consumer rebuilds it from the committed offset.
+    pub fn drop_partitions(&mut self, partitions: &[i32]) {
+        self.streams
+            .retain(|_, s| !partitions.contains(&s.partition));
+        for p in partitions {
+            self.high.remove(p);
+        }
+        self.metrics.streams_active.set(self.streams.len() as i64);
+    }
+
+    /// Decodes and processes a batch of messages.
+    pub fn process(&mut self, inputs: Vec<Input>) -> Output {
+        let mut out = Output::default();
+        let mut model_windows: Vec<Window> = Vec::new();
+        for input in inputs {
+            self.metrics.frames_consumed.inc();
+            let next = input.offset + 1;
+            let high = self.high.entry(input.partition).or_insert(next);
+            *high = (*high).max(next);
+            match codec::decode(&input.payload, input.content_type.as_deref()) {
+                Ok(frame) => self.accept(
+                    frame,
+                    input.partition,
+                    input.offset,
+                    &mut out,
+                    &mut model_windows,
+                ),
+                Err(e) => {
+                    self.metrics
+                        .frames_dead_lettered
+                        .with_label_values(&[e.kind()])
+                        .inc();
+                    tracing::debug!(
+                        kind = e.kind(),
+                        partition = input.partition,
+                        offset = input.offset,
+                        "frame dead-lettered"
+                    );
+                    out.dead_letters.push(DeadLetter {
+                        kind: e.kind(),
+                        reason: e.to_string(),
+                        input,
+                    });
+                }
+            }
+        }
+        self.score(&model_windows, &mut out);
+        self.evict_idle();
+        out.offsets = self.safe_offsets();
+        self.metrics.streams_active.set(self.streams.len() as i64);
+        out
+    }
+
+    /// Per partition with state, the next offset safe to commit.
+    fn safe_offsets(&self) -> Vec<(i32, i64)> {
+        let mut safe: BTreeMap<i32, i64> = self.high.iter().map(|(&p, &o)| (p, o)).collect();
+        for s in self.streams.values() {
+            if let (Some(r), Some(v)) = (s.resume, safe.get_mut(&s.partition)) {
+                *v = (*v).min(r);
+            }
+        }
+        safe.into_iter().collect()
+    }
+
+    fn evict_idle(&mut self) {
+        if self.last_evict.elapsed() < Duration::from_secs(1) {
+            return;
+        }
+        self.last_evict = Instant::now();
+        let idle = Duration::from_secs_f32(self.settings.idle_evict_s.max(0.0));
+        let before = self.streams.len();
+        self.streams.retain(|_, s| s.last_seen.elapsed() < idle);
+        let evicted = before - self.streams.len();
+        if evicted > 0 {
+            self.metrics.streams_evicted.inc_by(evicted as u64);
+            tracing::debug!(evicted, "idle streams dropped");
+        }
+    }
+
+    /// Takes one validated frame read at `partition`/`offset` through the stream's
+    /// sequencer and analysis (also used directly by offline tools).
+    pub fn accept(
+        &mut self,
+        frame: Frame,
+        partition: i32,
+        offset: i64,
+        out: &mut Output,
+        model_windows: &mut Vec<Window>,
+    ) {
+        let st = self
+            .streams
+            .entry(frame.stream.clone())
+            .or_insert_with(|| Stream {
+                partition,
+                patient: frame.patient.clone(),
+                next_seq: None,
+                pending: BTreeMap::new(),
+                analysis: None,
+                gap_before_next: false,
+                last_seen: Instant::now(),
+                resume: None,
+            });
+        st.last_seen = Instant::now();
+        st.partition = partition;
+        if st.next_seq.is_some_and(|n| frame.seq < n) || st.pending.contains_key(&frame.seq) {
+            self.metrics.frames_duplicate.inc();
+            return;
+        }
+        let ahead = st.next_seq.is_some_and(|n| frame.seq > n);
+        st.pending.insert(frame.seq, (frame, offset));
+        if ahead {
+            self.metrics.frames_reordered.inc();
+        }
+        let ctx = Ctx {
+            dsp: &self.dsp,
+            grid: &self.grid,
+            settings: &self.settings,
+            models: &self.models,
+            metrics: &self.metrics,
+        };
+        ctx.release(st, out, model_windows);
+        st.resume = st
+            .analysis
+            .as_mut()
+            .and_then(|a| a.resume_offset(&self.grid))
+            .into_iter()
+            .chain(st.pending.values().map(|(_, o)| *o))
+            .min();
+    }
+
+    fn score(&self, windows: &[Window], out: &mut Output) {
+        for model in self.models.iter() {
+            let mine: Vec<&Window> = windows
+                .iter()
+                .filter(|w| w.features.len() == model.manifest().input.len)
+                .collect();
+            if mine.is_empty() {
+                continue;
+            }
+            let id = model.manifest().id.as_str();
+            let t = Instant::now();
+            match model.score(&mine) {
+                Ok(scored) => {
+                    self.metrics
+                        .inference_seconds
+                        .with_label_values(&[id])
+                        .observe(t.elapsed().as_secs_f64());
+                    let n_scored = scored
+                        .iter()
+                        .filter(|s| matches!(s, Scored::Probabilities(_)))
+                        .count();
+                    if n_scored > 0 {
+                        self.metrics
+                            .inference_batch_size
+                            .with_label_values(&[id])
+                            .observe(n_scored as f64);
+                    }
+                    self.metrics
+                        .windows_scored
+                        .with_label_values(&[id, "scored"])
+                        .inc_by(n_scored as u64);
+                    self.metrics
+                        .windows_scored
+                        .with_label_values(&[id, "indeterminate"])
+                        .inc_by((scored.len() - n_scored) as u64);
+                    for (w, s) in mine.iter().zip(&scored) {
+                        out.findings.extend(model.findings(w, s));
+                    }
+                }
+                Err(e) => tracing::warn!(model = id, error = %e, "model scoring failed"),
+            }
+        }
+    }
+}
+
+/// What the per-stream steps need of the processor (borrowed beside the stream).
+struct Ctx<'a> {
+    dsp: &'a DspConfig,
+    grid: &'a Grid,
+    settings: &'a StreamSettings,
+    models: &'a [Model],
+    metrics: &'a Metrics,
+}
+
+impl Ctx<'_> {
+    /// Processes the stream's pending frames that are in order, or whose wait is over.
+    fn release(&self, st: &mut Stream, out: &mut Output, mw: &mut Vec<Window>) {
+        let horizon = i64::from(self.settings.reorder_horizon_ms) * 1000;
+        loop {
+            let Some((&first, _)) = st.pending.first_key_value() else {
+                return;
+            };
+            if st.next_seq != Some(first) {
+                // A hole (or the stream's start): wait until the horizon is full.
+                let (Some((_, (head, _))), Some((_, (tail, _)))) =
+                    (st.pending.first_key_value(), st.pending.last_key_value())
+                else {
+                    return;
+                };
+                let from = match (&st.analysis, st.next_seq) {
+                    (Some(a), Some(_)) => a.expected_t0(),
+                    _ => head.t0.0,
+                };
+                let tail_end = tail.t0.0
+                    + tail
+                        .sample_rate
+                        .samples_to_us(tail.samples_per_lead() as u64);
+                if tail_end - from < horizon && st.pending.len() < MAX_PENDING {
+                    return;
+                }
+                if let Some(missing_from) = st.next_seq {
+                    self.gap(st, missing_from, first, out);
+                }
+                st.next_seq = Some(first);
+            }
+            let Some((seq, (frame, offset))) = st.pending.pop_first() else {
+                return;
+            };
+            st.next_seq = Some(seq + 1);
+            self.run(st, &frame, offset, out, mw);
+        }
+    }
+
+    /// Frames `missing_from..resume_at` never came: a signal gap; the analysis
+    /// restarts at the next frame.
+    fn gap(&self, st: &mut Stream, missing_from: u64, resume_at: u64, out: &mut Output) {
+        let Some((_, (next, _))) = st.pending.first_key_value() else {
+            return;
+        };
+        let start = st
+            .analysis
+            .as_ref()
+            .map_or(next.t0.0, Analysis::expected_t0);
+        let end = next.t0.0.max(start);
+        self.metrics.signal_gaps.inc();
+        tracing::debug!(
+            missing_frames = resume_at - missing_from,
+            seconds = (end - start) as f64 / 1e6,
+            "signal gap"
+        );
+        out.findings.push(continuity_finding(
+            &next.stream,
+            &st.patient,
+            Condition::SignalGap,
+            start,
+            end,
+            (end - start) as f32 / 1e6,
+        ));
+        st.analysis = None;
+        st.gap_before_next = true;
+    }
+
+    /// Runs one in-order frame through the analysis.
+    fn run(
+        &self,
+        st: &mut Stream,
+        frame: &Frame,
+        offset: i64,
+        out: &mut Output,
+        mw: &mut Vec<Window>,
+    ) {
+        if let Some(a) = &st.analysis {
+            if a.sample_rate != frame.sample_rate || a.n_leads != frame.leads.len() {
+                tracing::debug!("stream configuration changed; analysis restarted");
+                st.analysis = None;
+            } else {
+                let jump = frame.t0.0 - a.expected_t0();
+                if jump.abs() > i64::from(self.settings.clock_jump_ms) * 1000 {
+                    self.metrics.clock_jumps.inc();
+                    tracing::debug!(jump_s = jump as f64 / 1e6, "device clock jump");
+                    let at = a.expected_t0();
+                    out.findings.push(continuity_finding(
+                        &frame.stream,
+                        &st.patient,
+                        Condition::ClockJump,
+                        at,
+                        at,
+                        jump as f32 / 1e6,
+                    ));
+                    st.analysis = None;
+                }
+            }
+        }
+        st.patient = frame.patient.clone();
+        let gap = std::mem::take(&mut st.gap_before_next);
+        let a = st
+            .analysis
+            .get_or_insert_with(|| Analysis::new(self.dsp, self.grid, frame, gap));
+        let n = frame.samples_per_lead();
+        a.scratch.clear();
+        a.scratch
+            .extend(frame.samples.iter().map(|&c| frame.scale.to_mv(c)));
+        a.lead_off_in_window |= frame.lead_off.first().copied().unwrap_or(false);
+        a.events.clear();
+        a.dsp.push(&a.scratch, &frame.lead_off, &mut a.events);
+        a.samples += n as u64;
+        a.frames.push_back(FrameMark {
+            end_us: a.expected_t0(),
+            offset,
+        });
+        self.metrics.samples_processed.inc_by(n as u64);
+        let events = std::mem::take(&mut a.events);
+        for ev in &events {
+            match ev {
+                DspEvent::Window(w) => self.window(a, &frame.stream, &st.patient, w, out, mw),
+                DspEvent::Pause {
+                    start_sample,
+                    length_s,
+                    asystole,
+                } => {
+                    let condition = if *asystole {
+                        Condition::Asystole
+                    } else {
+                        Condition::Pause
+                    };
+                    let start = DeviceTimeUs(a.time_of(*start_sample));
+                    let source = rhythm_source();
+                    out.findings.push(Finding {
+                        key: Finding::make_key(&frame.stream, &source, condition, start),
+                        stream: frame.stream.clone(),
+                        patient: st.patient.clone(),
+                        source,
+                        condition,
+                        status: FindingStatus::Present,
+                        window_start: start,
+                        window_end: start.plus_us((f64::from(*length_s) * 1e6) as i64),
+                        score: None,
+                        value: Some(*length_s),
+                        decision_support: false,
+                    });
+                }
+            }
+        }
+        a.events = events;
+    }
+
+    /// Findings, status and model windows of one closed rhythm window.
+    fn window(
+        &self,
+        a: &mut Analysis,
+        stream: &StreamId,
+        patient: &PatientId,
+        w: &RhythmWindow,
+        out: &mut Output,
+        mw: &mut Vec<Window>,
+    ) {
+        let end_us = snap(a.time_of(w.end_sample), self.grid.hop_us);
+        let start_us = end_us - self.grid.win_us;
+        self.metrics
+            .dsp_windows
+            .with_label_values(&[if w.quality_ok { "good" } else { "poor" }])
+            .inc();
+        let at = WindowAt {
+            stream,
+            patient,
+            start: DeviceTimeUs(start_us),
+            end: DeviceTimeUs(end_us),
+        };
+        for (condition, status, value) in &w.calls {
+            out.findings.push(at.rhythm(*condition, *status, *value));
+        }
+        let lead_off = std::mem::take(&mut a.lead_off_in_window);
+        out.findings.push(at.rhythm(
+            Condition::LeadOff,
+            if lead_off {
+                FindingStatus::Present
+            } else {
+                FindingStatus::Absent
+            },
+            None,
+        ));
+        if std::mem::take(&mut a.after_gap) {
+            // The signal is back: lets a signal-gap alert clear.
+            let mut f = at.rhythm(Condition::SignalGap, FindingStatus::Absent, None);
+            f.source = ingest_source();
+            f.key = Finding::make_key(stream, &f.source, f.condition, f.window_start);
+            out.findings.push(f);
+        }
+        if w.quality_ok && !w.rr_s.is_empty() {
+            let longest = w.rr_s.iter().copied().fold(0.0f32, f32::max);
+            if longest < self.dsp.pause_s {
+                for c in [Condition::Pause, Condition::Asystole] {
+                    out.findings
+                        .push(at.rhythm(c, FindingStatus::Absent, Some(longest)));
+                }
+            }
+        }
+        out.statuses.push(StreamStatus {
+            stream: stream.clone(),
+            patient: patient.clone(),
+            heart_rate_bpm: (w.heart_rate_bpm.is_finite() && w.heart_rate_bpm > 0.0)
+                .then_some(w.heart_rate_bpm),
+            quality_ok: w.quality_ok,
+            quality_reason: w.quality_reason.clone(),
+            last_window_end: DeviceTimeUs(end_us),
+        });
+        self.cut_model_windows(a, &at, w, mw);
+    }
+
+    /// Model windows ending at this rhythm window's end when it is on the model grid
+    /// (every model hop of device time), each as long as its model asks and never
+    /// reaching before the analysis's first window.
+    fn cut_model_windows(
+        &self,
+        a: &mut Analysis,
+        at: &WindowAt<'_>,
+        w: &RhythmWindow,
+        mw: &mut Vec<Window>,
+    ) {
+        let last = a.beats.back().copied();
+        a.beats.extend(w.beats_after(last));
+        if !w.quality_ok {
+            a.bad_until = w.end_sample;
+        }
+        let fs = a.sample_rate.hz();
+        let keep_from = w
+            .end_sample
+            .saturating_sub((self.grid.model_len_us as f64 * fs / 1e6) as u64);
+        while a.beats.front().is_some_and(|&b| b < keep_from) {
+            a.beats.pop_front();
+        }
+        let end_us = at.end.0;
+        if end_us.rem_euclid(self.grid.model_hop_us) != 0 {
+            return;
+        }
+        for m in self.models {
+            let len_us = us(m.manifest().window_s);
+            let start_us = end_us - len_us;
+            if start_us < a.first_start_us {
+                continue;
+            }
+            let len = (len_us as f64 * fs / 1e6).round() as u64;
+            let start = w.end_sample.saturating_sub(len);
+            match m.manifest().input.kind {
+                InputKind::AfRrV1 => {
+                    let beats: Vec<u64> = a
+                        .beats
+                        .iter()
+                        .copied()
+                        .filter(|&b| b >= start && b < w.end_sample)
+                        .collect();
+                    let rr = rr_intervals(&beats, fs);
+                    mw.push(Window {
+                        stream: at.stream.clone(),
+                        patient: at.patient.clone(),
+                        start: DeviceTimeUs(start_us),
+                        end: at.end,
+                        sample_rate: a.sample_rate,
+                        leads: Vec::new(),
+                        samples_mv: Vec::new(),
+                        features: af_features(&rr).to_vec(),
+                        quality_ok: a.bad_until <= start && rr.len() >= 4,
+                        rr_s: rr,
+                    });
+                }
+            }
+        }
+    }
+}
+
+/// Where a rhythm window's findings belong.
+struct WindowAt<'a> {
+    stream: &'a StreamId,
+    patient: &'a PatientId,
+    start: DeviceTimeUs,
+    end: DeviceTimeUs,
+}
+
+impl WindowAt<'_> {
+    fn rhythm(&self, condition: Condition, status: FindingStatus, value: Option<f32>) -> Finding {
+        let source = rhythm_source();
+        Finding {
+            key: Finding::make_key(self.stream, &source, condition, self.start),
+            stream: self.stream.clone(),
+            patient: self.patient.clone(),
+            source,
+            condition,
+            status,
+            window_start: self.start,
+            window_end: self.end,
+            score: None,
+            value,
+            decision_support: false,
+        }
+    }
+}
+
+fn continuity_finding(
+    stream: &StreamId,
+    patient: &PatientId,
+    condition: Condition,
+    start: i64,
+    end: i64,
+    value: f32,
+) -> Finding {
+    let source = ingest_source();
+    let start = DeviceTimeUs(start);
+    Finding {
+        key: Finding::make_key(stream, &source, condition, start),
+        stream: stream.clone(),
+        patient: patient.clone(),
+        source,
+        condition,
+        status: FindingStatus::Present,
+        window_start: start,
+        window_end: DeviceTimeUs(end),
+        score: None,
+        value: Some(value),
+        decision_support: false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grid_arithmetic() {
+        assert_eq!(ceil_to(10, 5), 10);
+        assert_eq!(ceil_to(11, 5), 15);
+        assert_eq!(ceil_to(-3, 5), 0);
+        assert_eq!(snap(12, 5), 10);
+        assert_eq!(snap(13, 5), 15);
+        assert_eq!(
+            snap(1_800_000_004_999_999, 5_000_000),
+            1_800_000_005_000_000
+        );
+    }
+}
