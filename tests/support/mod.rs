@@ -84,6 +84,11 @@ impl Topics {
 /// A short consumer session timeout keeps rebalances after an instance leaves quick
 /// (librdkafka's default is 45 s).
 pub fn config(dir: &Path, bootstrap: &str, t: &Topics, http_port: u16) -> Config {
+    Config::load(Some(&config_file(dir, bootstrap, t, http_port))).unwrap()
+}
+
+/// Writes the configuration file of [`config`] and returns its path.
+pub fn config_file(dir: &Path, bootstrap: &str, t: &Topics, http_port: u16) -> PathBuf {
     let file = dir.join(format!("cardiostream-{http_port}.toml"));
     let models = Path::new(env!("CARGO_MANIFEST_DIR")).join("models");
     std::fs::write(
@@ -107,12 +112,15 @@ pub fn config(dir: &Path, bootstrap: &str, t: &Topics, http_port: u16) -> Config
         ),
     )
     .unwrap();
-    Config::load(Some(&file)).unwrap()
+    file
 }
 
-/// A producer for test frames.
+/// A producer for test frames: one record per batch, because tansu 0.6.0 skips the
+/// rest of a batch when a consumer resumes from an offset inside it
+/// (tests/broker_semantics.rs, docs/broker.md).
 pub fn producer(bootstrap: &str) -> FutureProducer {
     kafka::producer_config(&kafka::connection(bootstrap), 5)
+        .set("batch.num.messages", "1")
         .create()
         .unwrap()
 }
@@ -250,6 +258,24 @@ impl Reader {
                 ),
             }
         }
+    }
+
+    /// Reads until `done` holds of everything read so far or `timeout` passes;
+    /// whether `done` holds.
+    pub async fn wait_for(
+        &mut self,
+        timeout: Duration,
+        mut done: impl FnMut(&[OwnedMessage]) -> bool,
+    ) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        while !done(&self.messages) {
+            match tokio::time::timeout_at(deadline, self.consumer.recv()).await {
+                Ok(Ok(m)) => self.messages.push(m.detach()),
+                Ok(Err(e)) => println!("reader: {e}"),
+                Err(_) => return false,
+            }
+        }
+        true
     }
 
     /// Reads until nothing new arrives for `quiet` (to catch extra messages).

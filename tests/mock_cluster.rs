@@ -1,0 +1,259 @@
+//! The pipeline on rdkafka's in-process `MockCluster`, which behaves like Kafka where
+//! the real broker of the test suite (`tansu`) deviates (docs/broker.md), and which
+//! can take brokers down: consumer groups splitting partitions and taking over, and
+//! a whole-cluster outage in the middle of a stream. Each check asserts that every
+//! window an offline run scores is published.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
+
+mod support;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use cardiostream::pipeline::{self, PipelineConfig};
+use cardiostream::telemetry::Metrics;
+use ecg_ingest::codec::{self, Encoding, CONTENT_TYPE_PROTOBUF};
+use ecg_ingest::kafka;
+use ecg_types::Lead;
+use rdkafka::mocking::MockCluster;
+use support::{keyed, Msg, Reader, Topics};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+const T0: i64 = 1_800_000_000_000_000;
+
+fn topics() -> Topics {
+    Topics {
+        frames: "frames".into(),
+        findings: "findings".into(),
+        dlq: "dlq".into(),
+        alerts: "alerts".into(),
+        group: "pipeline".into(),
+    }
+}
+
+fn cluster(t: &Topics) -> MockCluster<'static, rdkafka::producer::DefaultProducerContext> {
+    let c = MockCluster::new(1).unwrap();
+    c.create_topic(&t.frames, 4, 1).unwrap();
+    c.create_topic(&t.findings, 4, 1).unwrap();
+    c.create_topic(&t.dlq, 1, 1).unwrap();
+    c
+}
+
+/// One in-process pipeline instance with its own metrics.
+struct Instance {
+    stop: watch::Sender<bool>,
+    task: JoinHandle<anyhow::Result<()>>,
+    metrics: Metrics,
+}
+
+impl Instance {
+    fn start(bootstrap: &str, t: &Topics) -> Instance {
+        let mut conn = kafka::connection(bootstrap);
+        conn.set("session.timeout.ms", "6000")
+            .set("heartbeat.interval.ms", "500");
+        let mut cfg = PipelineConfig::new(conn);
+        cfg.group_id = t.group.clone();
+        cfg.frames_topic = t.frames.clone();
+        cfg.findings_topic = t.findings.clone();
+        cfg.dlq_topic = t.dlq.clone();
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models");
+        let models = Arc::new(cardiostream::demo::load_models(&dir, 1).unwrap());
+        let metrics = Metrics::new();
+        let (stop, rx) = watch::channel(false);
+        let task = tokio::spawn(pipeline::run(
+            cfg,
+            models,
+            metrics.clone(),
+            Arc::new(Mutex::new(HashMap::new())),
+            rx,
+        ));
+        Instance {
+            stop,
+            task,
+            metrics,
+        }
+    }
+
+    async fn stop(self) {
+        self.stop.send(true).unwrap();
+        tokio::time::timeout(Duration::from_secs(30), self.task)
+            .await
+            .expect("stops within 30 s")
+            .unwrap()
+            .unwrap();
+    }
+}
+
+/// `seconds` of 200 ms frames of `n` simulated streams named `{prefix}{i}`.
+fn frames(prefix: &str, n: u64, seconds: u32) -> Vec<Msg> {
+    let mut sources: Vec<ecg_sim::FrameSource> = (0..n)
+        .map(|i| {
+            let presets = [
+                ecg_sim::Preset::NormalSinus,
+                ecg_sim::Preset::AtrialFibrillation,
+                ecg_sim::Preset::Bradycardia,
+            ];
+            let dev =
+                ecg_sim::Device::new(presets[(i % 3) as usize].config(i, 250, vec![Lead::II]))
+                    .unwrap();
+            ecg_sim::FrameSource::new(
+                dev,
+                ecg_types::StreamId::new(format!("{prefix}{i}")).unwrap(),
+                ecg_types::DeviceId::new("d").unwrap(),
+                ecg_types::PatientId::new(format!("p-{prefix}{i}")).unwrap(),
+                T0,
+                50,
+                1000,
+            )
+        })
+        .collect();
+    (0..seconds * 5)
+        .flat_map(|_| {
+            sources
+                .iter_mut()
+                .map(|s| {
+                    let f = s.next_frame();
+                    Msg {
+                        key: f.stream.as_str().to_owned(),
+                        payload: codec::encode(&f, Encoding::Protobuf),
+                        content_type: Some(CONTENT_TYPE_PROTOBUF),
+                    }
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+fn offline(msgs: &[Msg]) -> std::collections::BTreeSet<(String, String)> {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = support::config(dir.path(), "127.0.0.1:9092", &topics(), 9);
+    keyed(&support::offline(&cfg, msgs).0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_instances_split_partitions_and_one_takes_over() {
+    let t = topics();
+    let cluster = cluster(&t);
+    let bootstrap = cluster.bootstrap_servers();
+    let started = Instant::now();
+    let a = Instance::start(&bootstrap, &t);
+    let b = Instance::start(&bootstrap, &t);
+    let (ma, mb) = (a.metrics.clone(), b.metrics.clone());
+    // Both members are in the group once each owns partitions.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while ma.partitions_assigned.get() == 0 || mb.partitions_assigned.get() == 0 {
+        assert!(Instant::now() < deadline, "both instances own partitions");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        ma.partitions_assigned.get() + mb.partitions_assigned.get(),
+        4
+    );
+
+    let first = frames("one-", 8, 40);
+    let second = frames("two-", 8, 40);
+    let want_first = offline(&first);
+    let all: Vec<Msg> = first.iter().chain(&second).cloned().collect();
+    let want_all = offline(&all);
+    let producer = support::producer(&bootstrap);
+    let mut reader = Reader::new(&bootstrap, &t.findings);
+    support::send_all(&producer, &t.frames, &first).await;
+    reader
+        .until(
+            Duration::from_secs(60),
+            "findings of the first streams",
+            |ms| keyed(&support::findings(ms)).is_superset(&want_first),
+        )
+        .await;
+    let (ca, cb) = (ma.frames_consumed.get(), mb.frames_consumed.get());
+    assert!(ca > 0 && cb > 0, "both consume: a {ca}, b {cb}");
+    assert_eq!(
+        ca + cb,
+        first.len() as u64,
+        "a settled group reads each frame once"
+    );
+
+    a.stop().await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while mb.partitions_assigned.get() < 4 {
+        assert!(
+            Instant::now() < deadline,
+            "b takes over all four partitions"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    support::send_all(&producer, &t.frames, &second).await;
+    reader
+        .until(Duration::from_secs(60), "findings of every stream", |ms| {
+            keyed(&support::findings(ms)).is_superset(&want_all)
+        })
+        .await;
+    b.stop().await;
+    let keys = |s: &std::collections::BTreeSet<(String, String)>| {
+        s.iter()
+            .map(|k| k.0.clone())
+            .collect::<std::collections::BTreeSet<_>>()
+    };
+    let got = keys(&keyed(&support::findings(&reader.messages)));
+    let want_keys = keys(&want_all);
+    let invented: Vec<_> = got.difference(&want_keys).collect();
+    assert!(
+        invented.is_empty(),
+        "keys the offline run lacks: {invented:?}"
+    );
+    println!(
+        "a consumed {ca}, b {cb} then {} in all; {} findings, as offline, in {:.1?}",
+        mb.frames_consumed.get(),
+        reader.messages.len(),
+        started.elapsed()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn pipeline_rides_out_a_cluster_outage() {
+    let t = topics();
+    let cluster = cluster(&t);
+    let bootstrap = cluster.bootstrap_servers();
+    let started = Instant::now();
+    let p = Instance::start(&bootstrap, &t);
+    let msgs = frames("out-", 6, 60);
+    let want = offline(&msgs);
+    let (before, after) = msgs.split_at(msgs.len() / 2);
+    let producer = support::producer(&bootstrap);
+    support::send_all(&producer, &t.frames, before).await;
+    // Let the pipeline get going, then take the only broker down for 4 s while the
+    // second half is being produced (the producer buffers and retries).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while p.metrics.frames_consumed.get() == 0 {
+        assert!(Instant::now() < deadline, "pipeline consumes");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    cluster.broker_down(1).unwrap();
+    let sending = {
+        let producer = producer.clone();
+        let topic = t.frames.clone();
+        let after = after.to_vec();
+        tokio::spawn(async move { support::send_all(&producer, &topic, &after).await })
+    };
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    cluster.broker_up(1).unwrap();
+    sending.await.unwrap();
+    let mut reader = Reader::new(&bootstrap, &t.findings);
+    reader
+        .until(Duration::from_secs(90), "every offline finding", |ms| {
+            keyed(&support::findings(ms)).is_superset(&want)
+        })
+        .await;
+    assert!(!p.task.is_finished(), "the pipeline kept running");
+    let consumed = p.metrics.frames_consumed.get();
+    p.stop().await;
+    println!(
+        "{} frames ({consumed} consumed), 4 s outage, {} findings published, all {} offline ones among them, in {:.1?}",
+        msgs.len(),
+        reader.messages.len(),
+        want.len(),
+        started.elapsed()
+    );
+}
