@@ -50,6 +50,10 @@ struct Instance {
 
 impl Instance {
     fn start(bootstrap: &str, t: &Topics) -> Instance {
+        Self::start_with(bootstrap, t, |_| {})
+    }
+
+    fn start_with(bootstrap: &str, t: &Topics, edit: impl FnOnce(&mut PipelineConfig)) -> Instance {
         let mut conn = kafka::connection(bootstrap);
         conn.set("session.timeout.ms", "6000")
             .set("heartbeat.interval.ms", "500");
@@ -58,6 +62,7 @@ impl Instance {
         cfg.frames_topic = t.frames.clone();
         cfg.findings_topic = t.findings.clone();
         cfg.dlq_topic = t.dlq.clone();
+        edit(&mut cfg);
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models");
         let models = Arc::new(cardiostream::demo::load_models(&dir, 1).unwrap());
         let metrics = Metrics::new();
@@ -255,5 +260,34 @@ async fn pipeline_rides_out_a_cluster_outage() {
         reader.messages.len(),
         want.len(),
         started.elapsed()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_slow_processing_stage_pauses_consumption() {
+    let t = topics();
+    let cluster = cluster(&t);
+    let bootstrap = cluster.bootstrap_servers();
+    // Small batches and a one-batch channel: the processing stage falls behind a
+    // topic that is already full, so the consume stage must pause the partitions.
+    let p = Instance::start_with(&bootstrap, &t, |c| {
+        c.batch_max = 8;
+        c.channel_batches = 1;
+    });
+    let msgs = frames("bp-", 12, 60);
+    let want = offline(&msgs);
+    support::send_all(&support::producer(&bootstrap), &t.frames, &msgs).await;
+    let mut reader = Reader::new(&bootstrap, &t.findings);
+    reader
+        .until(Duration::from_secs(90), "every offline finding", |ms| {
+            keyed(&support::findings(ms)).is_superset(&want)
+        })
+        .await;
+    let pauses = p.metrics.backpressure_pauses.get();
+    p.stop().await;
+    assert!(pauses > 0, "consumption paused while processing was behind");
+    println!(
+        "{} frames, {pauses} pauses, all findings published",
+        msgs.len()
     );
 }
