@@ -351,15 +351,29 @@ fn model_check(manifest: &std::path::Path) -> anyhow::Result<()> {
     let model = ecg_inference::Model::load(manifest, 1)?;
     let m = model.manifest();
     eprintln!(
-        "{}@{}: contract ok (input {:?} [batch, {}] float32, output {:?} labels {:?})",
-        m.id, m.version, m.input.name, m.input.len, m.output.name, m.output.labels
+        "{}@{}: contract ok (input {:?} {:?} [batch, {}] float32, output {:?} labels {:?}, mode {:?})",
+        m.id,
+        m.version,
+        m.input.name,
+        m.input.kind,
+        m.input
+            .dims(m.window_s)
+            .iter()
+            .map(usize::to_string)
+            .collect::<Vec<_>>()
+            .join(", "),
+        m.output.name,
+        m.output.labels,
+        m.mode
     );
     let w = eval::synthetic_window(model.manifest())?;
     let scored = model.score(&[&w])?;
     match &scored[0] {
         ecg_inference::Scored::Probabilities(p) => {
             let sum: f32 = p.iter().sum();
-            if p.iter().any(|v| !v.is_finite() || *v < 0.0) || (sum - 1.0).abs() > 1e-3 {
+            let in_range = p.iter().all(|v| v.is_finite() && (0.0..=1.0).contains(v));
+            // Several labels: a distribution; one label: a probability.
+            if !in_range || (p.len() > 1 && (sum - 1.0).abs() > 1e-3) {
                 anyhow::bail!("model output {p:?} is not a probability distribution");
             }
             eprintln!(

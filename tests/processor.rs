@@ -300,3 +300,58 @@ fn idle_streams_stop_holding_back_the_offset() {
         "held back only by the new stream"
     );
 }
+
+#[test]
+fn waveform_model_scores_12_lead_streams_on_its_cadence_in_shadow() {
+    let models = models();
+    assert!(
+        models.iter().any(|m| m.manifest().id == "ecg12-attia"),
+        "the bundled 12-lead model is loaded"
+    );
+    let dev = ecg_sim::Device::new(ecg_sim::Preset::NormalSinus.config(
+        3,
+        500,
+        Lead::STANDARD_12.to_vec(),
+    ))
+    .unwrap();
+    let mut src = ecg_sim::FrameSource::new(
+        dev,
+        ecg_types::StreamId::new("twelve").unwrap(),
+        ecg_types::DeviceId::new("d").unwrap(),
+        ecg_types::PatientId::new("p12").unwrap(),
+        T0,
+        100,
+        1000,
+    );
+    // Cadence 300 s on the device-time grid: T0 + 123 ms starts; the first window
+    // that starts after the warm-up and the first rhythm window is at the next
+    // multiple of 300 s, so 620 s of signal hold two.
+    let f: Vec<Frame> = (0..620 * 5).map(|_| src.next_frame()).collect();
+    let metrics = Metrics::new();
+    let mut p = Processor::new(DspConfig::default(), 10.0, models.clone(), metrics.clone());
+    let got = findings(&run(&mut p, inputs(&f, 0), 100));
+    let scored = metrics
+        .windows_scored
+        .with_label_values(&["ecg12-attia", "scored"])
+        .get()
+        + metrics
+            .windows_scored
+            .with_label_values(&["ecg12-attia", "indeterminate"])
+            .get();
+    let first = (T0 / 300_000_000 + 1) * 300_000_000;
+    let expect = (0..)
+        .map(|k| first + k * 300_000_000)
+        .take_while(|s| s + 10_000_000 <= T0 + 620_000_000)
+        .count() as u64;
+    println!("{scored} windows of ecg12-attia scored, {expect} expected, {} findings", got.len());
+    assert!(expect >= 1);
+    assert_eq!(scored, expect, "one window per 300 s of device time");
+    assert!(
+        got.iter().all(|x| !x.key.contains("ecg12-attia")),
+        "shadow models publish no findings"
+    );
+    assert!(
+        got.iter().any(|x| x.key.contains("af-rr")),
+        "the active model still does"
+    );
+}

@@ -11,6 +11,6 @@ pub mod manifest;
 pub mod model;
 pub mod runtime;
 
-pub use manifest::{InputKind, Manifest, ManifestError};
+pub use manifest::{InputKind, Manifest, ManifestError, ModelMode};
 pub use model::{Model, ModelError, Scored};
 pub use runtime::{OrtRuntime, RuntimeError};

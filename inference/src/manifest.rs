@@ -23,10 +23,24 @@
 //! condition = "atrial_fibrillation"
 //! threshold = 0.5
 //! ```
+//!
+//! A waveform model takes the filtered signal itself, `[batch, leads, samples]` mV:
+//!
+//! ```toml
+//! window_s = 10.0
+//! hop_s = 300.0              # one window per stream every 5 minutes
+//! mode = "shadow"            # scored and counted, never alerted
+//!
+//! [input]
+//! name = "ecg"
+//! kind = "waveform"
+//! sample_rate_hz = 500
+//! leads = ["I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6"]
+//! ```
 
 use std::path::{Path, PathBuf};
 
-use ecg_types::Condition;
+use ecg_types::{Condition, Lead};
 use serde::Deserialize;
 
 /// A model contract, read from `NAME.toml` beside the `.onnx` file.
@@ -47,6 +61,13 @@ pub struct Manifest {
     pub intended_use: String,
     /// Seconds of signal per window.
     pub window_s: f32,
+    /// Seconds between windows of one stream (the cadence); the pipeline's
+    /// `model_hop_s` when absent. A multiple of the pipeline's rhythm hop.
+    #[serde(default)]
+    pub hop_s: Option<f32>,
+    /// Active models raise findings; shadow models are scored and counted only.
+    #[serde(default)]
+    pub mode: ModelMode,
     /// The model input.
     pub input: InputSpec,
     /// The model output.
@@ -59,6 +80,18 @@ pub struct Manifest {
     pub dir: PathBuf,
 }
 
+/// Whether a model's findings are used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ModelMode {
+    /// Findings are published and may become alerts.
+    #[default]
+    Active,
+    /// Scored and counted beside the active models, never published as findings:
+    /// for a new version under evaluation or a reference model.
+    Shadow,
+}
+
 /// The model input.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -67,8 +100,36 @@ pub struct InputSpec {
     pub name: String,
     /// What the DSP stage feeds it.
     pub kind: InputKind,
-    /// Values per window (the second dimension of a `[batch, len]` float32 tensor).
+    /// Values per window: the second dimension of a `[batch, len]` feature tensor;
+    /// for waveforms `leads × samples` (derived when absent).
+    #[serde(default)]
     pub len: usize,
+    /// Waveform leads, in model order.
+    #[serde(default)]
+    pub leads: Vec<Lead>,
+    /// Waveform sampling rate (Hz).
+    #[serde(default)]
+    pub sample_rate_hz: u32,
+}
+
+impl InputSpec {
+    /// Samples per lead of a waveform window of `window_s` (0 for feature inputs).
+    pub fn samples(&self, window_s: f32) -> usize {
+        match self.kind {
+            InputKind::Waveform => {
+                (f64::from(window_s) * f64::from(self.sample_rate_hz)).round() as usize
+            }
+            InputKind::AfRrV1 => 0,
+        }
+    }
+
+    /// The input tensor's shape without the batch dimension.
+    pub fn dims(&self, window_s: f32) -> Vec<usize> {
+        match self.kind {
+            InputKind::Waveform => vec![self.leads.len(), self.samples(window_s)],
+            InputKind::AfRrV1 => vec![self.len],
+        }
+    }
 }
 
 /// What a model eats.
@@ -78,6 +139,9 @@ pub enum InputKind {
     /// The RR-irregularity feature vector of `ecg_dsp::rhythm::af_features`, computed
     /// over the beats of each window (`Window::features`).
     AfRrV1,
+    /// Filtered millivolts, `[batch, leads, samples]`, leads in `input.leads` order at
+    /// `input.sample_rate_hz` (`Window::samples_mv`, lead-major).
+    Waveform,
 }
 
 /// The model output.
@@ -150,14 +214,49 @@ impl Manifest {
             path: path.to_owned(),
             problem,
         };
-        if m.input.len == 0 {
-            return Err(invalid("input.len must be at least 1".into()));
-        }
         if !(m.window_s > 0.0 && m.window_s <= 300.0) {
             return Err(invalid(format!(
                 "window_s {} is outside (0, 300]",
                 m.window_s
             )));
+        }
+        if let Some(h) = m.hop_s {
+            if !(h > 0.0 && h <= 86_400.0) {
+                return Err(invalid(format!("hop_s {h} is outside (0, 86400]")));
+            }
+        }
+        match m.input.kind {
+            InputKind::AfRrV1 => {
+                if m.input.len == 0 {
+                    return Err(invalid("input.len must be at least 1".into()));
+                }
+                if !m.input.leads.is_empty() || m.input.sample_rate_hz != 0 {
+                    return Err(invalid(
+                        "input.leads and input.sample_rate_hz are for waveform inputs".into(),
+                    ));
+                }
+            }
+            InputKind::Waveform => {
+                if m.input.leads.is_empty() {
+                    return Err(invalid("input.leads is empty".into()));
+                }
+                if !(50..=2000).contains(&m.input.sample_rate_hz) {
+                    return Err(invalid(format!(
+                        "input.sample_rate_hz {} is outside 50..=2000",
+                        m.input.sample_rate_hz
+                    )));
+                }
+                let len = m.input.leads.len() * m.input.samples(m.window_s);
+                if m.input.len != 0 && m.input.len != len {
+                    return Err(invalid(format!(
+                        "input.len {} disagrees with {} leads × {} samples",
+                        m.input.len,
+                        m.input.leads.len(),
+                        m.input.samples(m.window_s)
+                    )));
+                }
+                m.input.len = len;
+            }
         }
         if m.output.labels.is_empty() {
             return Err(invalid("output.labels is empty".into()));

@@ -7,7 +7,7 @@ use ecg_types::{Finding, FindingSource, FindingStatus, Window};
 use ort::session::Session;
 use ort::value::{Tensor, TensorElementType, ValueType};
 
-use crate::manifest::{Manifest, ManifestError};
+use crate::manifest::{InputKind, Manifest, ManifestError, ModelMode};
 use crate::runtime::{OrtRuntime, RuntimeError};
 
 /// Why a model cannot be loaded or scored.
@@ -113,16 +113,18 @@ impl Model {
         let len = self.manifest.input.len;
         let mut batch = Vec::new();
         let mut rows = 0usize;
+        let waveform = self.manifest.input.kind == InputKind::Waveform;
         for w in windows.iter().filter(|w| w.quality_ok) {
-            if w.features.len() != len {
+            let values = if waveform { &w.samples_mv } else { &w.features };
+            if values.len() != len {
                 return Err(ModelError::BadInput {
                     model: self.manifest.id.clone(),
                     stream: w.stream.to_string(),
-                    got: w.features.len(),
+                    got: values.len(),
                     want: len,
                 });
             }
-            batch.extend_from_slice(&w.features);
+            batch.extend_from_slice(values);
             rows += 1;
         }
         let mut probs = if rows == 0 {
@@ -150,8 +152,9 @@ impl Model {
             model: self.manifest.id.clone(),
             message: e.to_string(),
         };
-        let len = self.manifest.input.len;
-        let input = Tensor::from_array(([rows, len], batch)).map_err(ort_err)?;
+        let mut shape = vec![rows];
+        shape.extend(self.manifest.input.dims(self.manifest.window_s));
+        let input = Tensor::from_array((shape, batch)).map_err(ort_err)?;
         let mut session = self
             .session
             .lock()
@@ -175,6 +178,9 @@ impl Model {
     /// The findings a scored window yields: one per finding rule, present when the
     /// label's probability reaches its threshold, indeterminate when not scored.
     pub fn findings(&self, window: &Window, scored: &Scored) -> Vec<Finding> {
+        if self.manifest.mode == ModelMode::Shadow {
+            return Vec::new();
+        }
         let source = self.source();
         self.manifest
             .findings
@@ -231,7 +237,7 @@ fn check_contract(m: &Manifest, session: &Session) -> Result<(), ModelError> {
             "input",
             &m.input.name,
             i.dtype(),
-            m.input.len,
+            &m.input.dims(m.window_s),
             &mut problems,
         ),
     }
@@ -249,7 +255,7 @@ fn check_contract(m: &Manifest, session: &Session) -> Result<(), ModelError> {
             "output",
             &m.output.name,
             o.dtype(),
-            m.output.labels.len(),
+            &[m.output.labels.len()],
             &mut problems,
         ),
     }
@@ -263,7 +269,13 @@ fn check_contract(m: &Manifest, session: &Session) -> Result<(), ModelError> {
     }
 }
 
-fn check_tensor(what: &str, name: &str, t: &ValueType, width: usize, problems: &mut Vec<String>) {
+fn check_tensor(
+    what: &str,
+    name: &str,
+    t: &ValueType,
+    dims_want: &[usize],
+    problems: &mut Vec<String>,
+) {
     match t {
         ValueType::Tensor { ty, shape, .. } => {
             if *ty != TensorElementType::Float32 {
@@ -272,9 +284,19 @@ fn check_tensor(what: &str, name: &str, t: &ValueType, width: usize, problems: &
                 ));
             }
             let dims: Vec<i64> = shape.iter().copied().collect();
-            if dims.len() != 2 || dims[1] != i64::try_from(width).unwrap_or(-1) {
+            let fits = dims.len() == dims_want.len() + 1
+                && dims[1..]
+                    .iter()
+                    .zip(dims_want)
+                    .all(|(&d, &w)| d == i64::try_from(w).unwrap_or(-1));
+            if !fits {
                 problems.push(format!(
-                    "{what} {name:?} has shape {dims:?}, the contract says [batch, {width}]"
+                    "{what} {name:?} has shape {dims:?}, the contract says [batch, {}]",
+                    dims_want
+                        .iter()
+                        .map(usize::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ));
             }
         }

@@ -134,3 +134,89 @@ fn manifest_rules_are_checked() {
         assert!(msg.contains(expect), "{from} -> {to}: {msg}");
     }
 }
+
+fn waveform_manifest() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models/ecg12-attia/ecg12_attia.toml")
+}
+
+#[test]
+fn waveform_model_scores_12_lead_windows_in_shadow() {
+    let model = Model::load(&waveform_manifest(), 1).unwrap();
+    let m = model.manifest();
+    assert_eq!(m.input.dims(m.window_s), vec![12, 5000]);
+    assert_eq!(m.input.len, 60_000);
+    assert_eq!(m.mode, ecg_inference::ModelMode::Shadow);
+    let mk = |v: f32, ok: bool| {
+        let mut w = window(Vec::new(), ok);
+        w.leads = m.input.leads.clone();
+        w.sample_rate = ecg_types::SampleRate(500);
+        w.samples_mv = (0..60_000)
+            .map(|i| v * ((i % 500) as f32 / 500.0 - 0.5))
+            .collect();
+        w
+    };
+    let (a, b, c) = (mk(1.0, true), mk(0.2, false), mk(2.0, true));
+    let scored = model.score(&[&a, &b, &c]).unwrap();
+    assert!(matches!(scored[1], Scored::Indeterminate));
+    for s in [&scored[0], &scored[2]] {
+        match s {
+            Scored::Probabilities(p) => {
+                assert_eq!(p.len(), 1);
+                assert!((0.0..=1.0).contains(&p[0]), "{p:?}");
+            }
+            Scored::Indeterminate => panic!("good windows are scored"),
+        }
+    }
+    // Shadow: scored, never a finding.
+    assert!(model.findings(&a, &scored[0]).is_empty());
+    let wrong = {
+        let mut w = mk(1.0, true);
+        w.samples_mv.truncate(5000);
+        w
+    };
+    assert!(matches!(
+        model.score(&[&wrong]),
+        Err(ModelError::BadInput {
+            got: 5000,
+            want: 60_000,
+            ..
+        })
+    ));
+}
+
+#[test]
+fn waveform_manifest_rules_are_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = std::fs::read_to_string(waveform_manifest())
+        .unwrap()
+        .replace(
+            "onnx = \"ecg12_attia.onnx\"",
+            &format!(
+                "onnx = {:?}",
+                waveform_manifest().with_file_name("ecg12_attia.onnx")
+            ),
+        );
+    for (from, to, expect) in [
+        (
+            "sample_rate_hz = 500",
+            "sample_rate_hz = 5",
+            "input.sample_rate_hz",
+        ),
+        ("leads = [", "len = 7\nleads = [", "disagrees with 12 leads"),
+        ("mode = \"shadow\"", "mode = \"quiet\"", "unknown variant"),
+        ("hop_s = 300.0", "hop_s = -1.0", "hop_s"),
+        (
+            "sample_rate_hz = 500",
+            "sample_rate_hz = 250",
+            "[batch, 12, 2500]",
+        ),
+    ] {
+        let path = dir.path().join("m.toml");
+        std::fs::write(&path, src.replace(from, to)).unwrap();
+        let msg = match Model::load(&path, 1) {
+            Err(e) => e.to_string(),
+            Ok(_) => panic!("{from} -> {to} loaded"),
+        };
+        assert!(msg.contains(expect), "{from} -> {to}: {msg}");
+    }
+}

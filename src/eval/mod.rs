@@ -148,16 +148,22 @@ fn af_features_cmd(db: &Path, out: &Path, window_s: f32) -> anyhow::Result<()> {
 /// # Errors
 /// When the simulator rejects the configuration.
 pub fn synthetic_window(manifest: &Manifest) -> anyhow::Result<Window> {
-    let fs = 250u32;
-    let n = (f64::from(manifest.window_s) * f64::from(fs)) as usize;
-    let mut dev = ecg_sim::Device::new(ecg_sim::Preset::NormalSinus.config(1, fs, vec![Lead::II]))
+    let input = &manifest.input;
+    let (fs, leads) = match input.kind {
+        ecg_inference::InputKind::AfRrV1 => (250u32, vec![Lead::II]),
+        ecg_inference::InputKind::Waveform => (input.sample_rate_hz, input.leads.clone()),
+    };
+    let n = (f64::from(manifest.window_s) * f64::from(fs)).round() as usize;
+    let mut dev = ecg_sim::Device::new(ecg_sim::Preset::NormalSinus.config(1, fs, leads.clone()))
         .context("simulating a window")?;
-    let mut sig = Vec::with_capacity(n);
+    let mut sig = Vec::with_capacity(n * leads.len());
     dev.generate(n, &mut sig);
-    let beats = stream_beats(&sig, fs, &DspConfig::default());
+    let lead0 = &sig[..n];
+    let beats = stream_beats(lead0, fs, &DspConfig::default());
     let rr = rr_before(&beats, n as u64, fs);
-    let features = match manifest.input.kind {
+    let features = match input.kind {
         ecg_inference::InputKind::AfRrV1 => af_features(&rr).to_vec(),
+        ecg_inference::InputKind::Waveform => Vec::new(),
     };
     Ok(Window {
         stream: StreamId::new("model-check").context("stream id")?,
@@ -165,7 +171,7 @@ pub fn synthetic_window(manifest: &Manifest) -> anyhow::Result<Window> {
         start: DeviceTimeUs(0),
         end: DeviceTimeUs(SampleRate(fs).samples_to_us(n as u64)),
         sample_rate: SampleRate(fs),
-        leads: vec![Lead::II],
+        leads,
         samples_mv: sig,
         rr_s: rr,
         features,

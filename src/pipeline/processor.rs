@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use ecg_dsp::rhythm::{af_features, rr_intervals};
 use ecg_dsp::stream::{DspConfig, DspEvent, RhythmWindow, StreamDsp};
+use ecg_dsp::window::{ModelWindow, WindowSpec, Windower};
 use ecg_inference::{InputKind, Model, Scored};
 use ecg_ingest::codec;
 use ecg_types::{
@@ -143,10 +144,30 @@ pub fn ingest_source() -> FindingSource {
 struct Grid {
     win_us: i64,
     hop_us: i64,
-    model_hop_us: i64,
-    /// Longest model window (0 without models).
+    /// Longest feature-model window (0 without feature models).
     model_len_us: i64,
     warmup_us: i64,
+}
+
+/// Per model: its window length and cadence (µs).
+#[derive(Debug, Clone, Copy)]
+struct ModelTiming {
+    len_us: i64,
+    hop_us: i64,
+}
+
+/// Waveform windows of one model for one stream, on the model's cadence grid.
+#[derive(Debug)]
+struct Wave {
+    model: usize,
+    windower: Windower,
+    /// Device time of the first sample fed (a multiple of the cadence).
+    origin_us: i64,
+    /// Source sample index of the first sample fed.
+    feed_from: u64,
+    timing: ModelTiming,
+    emitted: u64,
+    out: Vec<ModelWindow>,
 }
 
 fn us(seconds: f32) -> i64 {
@@ -190,16 +211,52 @@ struct Analysis {
     bad_until: u64,
     lead_off_in_window: bool,
     frames: VecDeque<FrameMark>,
+    /// Waveform models' windowers (those the stream's leads can feed).
+    waves: Vec<Wave>,
     scratch: Vec<f32>,
+    sub: Vec<f32>,
     events: Vec<DspEvent>,
 }
 
 impl Analysis {
-    fn new(cfg: &DspConfig, grid: &Grid, first: &Frame, after_gap: bool) -> Self {
+    fn new(ctx: &Ctx<'_>, first: &Frame, after_gap: bool) -> Self {
+        let (cfg, grid) = (ctx.dsp, ctx.grid);
         let t_origin = first.t0.0;
         let first_end_us = ceil_to(t_origin + grid.warmup_us + grid.win_us, grid.hop_us);
         let fs = first.sample_rate.hz();
         let first_end = ((first_end_us - t_origin) as f64 * fs / 1e6).round() as u64;
+        let first_start_us = first_end_us - grid.win_us;
+        let mut waves = Vec::new();
+        for (i, m) in ctx.models.iter().enumerate() {
+            let input = &m.manifest().input;
+            if input.kind != InputKind::Waveform {
+                continue;
+            }
+            let timing = ctx.timings[i];
+            let spec = WindowSpec {
+                window_s: m.manifest().window_s,
+                hop_s: (timing.hop_us as f64 / 1e6) as f32,
+                target_rate_hz: input.sample_rate_hz,
+                leads: input.leads.clone(),
+            };
+            match Windower::new(&spec, first.sample_rate.0, &first.leads) {
+                Ok(windower) => {
+                    let origin_us = ceil_to(first_start_us, timing.hop_us);
+                    waves.push(Wave {
+                        model: i,
+                        windower,
+                        origin_us,
+                        feed_from: ((origin_us - t_origin) as f64 * fs / 1e6).round() as u64,
+                        timing,
+                        emitted: 0,
+                        out: Vec::new(),
+                    });
+                }
+                Err(e) => {
+                    tracing::debug!(model = %m.manifest().id, error = %e, "model not applicable to stream")
+                }
+            }
+        }
         Self {
             dsp: StreamDsp::new(cfg, first.sample_rate.0, first.leads.len())
                 .with_first_window_end(first_end),
@@ -207,14 +264,65 @@ impl Analysis {
             n_leads: first.leads.len(),
             t_origin,
             samples: 0,
-            first_start_us: first_end_us - grid.win_us,
+            first_start_us,
             after_gap,
             beats: VecDeque::new(),
             bad_until: 0,
             lead_off_in_window: false,
             frames: VecDeque::new(),
+            waves,
             scratch: Vec::new(),
+            sub: Vec::new(),
             events: Vec::new(),
+        }
+    }
+
+    /// Feeds the block just pushed (source samples `before..before + n`, lead-major in
+    /// `scratch`) to the waveform windowers; completed windows go to `mw`.
+    fn feed_waves(
+        &mut self,
+        stream: &StreamId,
+        patient: &PatientId,
+        before: u64,
+        n: usize,
+        mw: &mut [Vec<Window>],
+    ) {
+        let n_leads = self.n_leads;
+        for wave in &mut self.waves {
+            let end = before + n as u64;
+            if end <= wave.feed_from {
+                continue;
+            }
+            let skip = wave.feed_from.saturating_sub(before) as usize;
+            self.sub.clear();
+            for l in 0..n_leads {
+                self.sub
+                    .extend_from_slice(&self.scratch[l * n + skip..(l + 1) * n]);
+            }
+            wave.out.clear();
+            wave.windower.push(&self.sub, &mut wave.out);
+            for mwin in wave.out.drain(..) {
+                let rate = mwin.sample_rate_hz;
+                let start_us = snap(
+                    wave.origin_us
+                        + (mwin.start_sample as f64 * 1e6 / f64::from(rate)).round() as i64,
+                    wave.timing.hop_us,
+                );
+                let src_start = (mwin.source_start_sample()).floor() as u64 + wave.feed_from;
+                wave.emitted += 1;
+                mw[wave.model].push(Window {
+                    stream: stream.clone(),
+                    patient: patient.clone(),
+                    start: DeviceTimeUs(start_us),
+                    end: DeviceTimeUs(start_us + wave.timing.len_us),
+                    sample_rate: SampleRate(rate),
+                    leads: wave.windower.spec().leads.clone(),
+                    samples_mv: mwin.samples_mv,
+                    rr_s: Vec::new(),
+                    features: Vec::new(),
+                    quality_ok: self.bad_until <= src_start,
+                });
+            }
         }
     }
 
@@ -229,22 +337,25 @@ impl Analysis {
 
     /// Start (device µs) of the earliest window this analysis has yet to emit, less
     /// the warm-up: the signal a rebuild must replay.
-    fn needed_from(&self, grid: &Grid) -> i64 {
+    fn needed_from(&self, grid: &Grid, timings: &[ModelTiming]) -> i64 {
         let next_end = snap(self.time_of(self.dsp.next_window_end()), grid.hop_us);
         let mut need = next_end - grid.win_us;
-        if grid.model_len_us > 0 {
-            let mut m_end = ceil_to(next_end, grid.model_hop_us);
-            while m_end - grid.model_len_us < self.first_start_us {
-                m_end += grid.model_hop_us;
+        for t in timings {
+            let mut m_end = ceil_to(next_end, t.hop_us);
+            while m_end - t.len_us < self.first_start_us {
+                m_end += t.hop_us;
             }
-            need = need.min(m_end - grid.model_len_us);
+            need = need.min(m_end - t.len_us);
+        }
+        for w in &self.waves {
+            need = need.min(w.origin_us + w.emitted as i64 * w.timing.hop_us);
         }
         need - grid.warmup_us
     }
 
     /// Forgets frames no rebuild needs; the lowest offset of those it does.
-    fn resume_offset(&mut self, grid: &Grid) -> Option<i64> {
-        let need = self.needed_from(grid);
+    fn resume_offset(&mut self, grid: &Grid, feature_timings: &[ModelTiming]) -> Option<i64> {
+        let need = self.needed_from(grid, feature_timings);
         while self.frames.front().is_some_and(|f| f.end_us <= need) {
             self.frames.pop_front();
         }
@@ -279,6 +390,9 @@ pub struct Processor {
     dsp: DspConfig,
     settings: StreamSettings,
     grid: Grid,
+    timings: Vec<ModelTiming>,
+    /// Timings of the feature (rhythm-window) models.
+    feature_timings: Vec<ModelTiming>,
     metrics: Metrics,
     last_evict: Instant,
 }
@@ -293,14 +407,27 @@ impl Processor {
     ) -> Self {
         let model_len_us = models
             .iter()
+            .filter(|m| m.manifest().input.kind != InputKind::Waveform)
             .map(|m| us(m.manifest().window_s))
             .max()
             .unwrap_or(0);
+        let timings = models
+            .iter()
+            .map(|m| ModelTiming {
+                len_us: us(m.manifest().window_s),
+                hop_us: us(m.manifest().hop_s.unwrap_or(model_hop_s)).max(1),
+            })
+            .collect::<Vec<_>>();
+        let feature_timings = models
+            .iter()
+            .zip(&timings)
+            .filter(|(m, _)| m.manifest().input.kind != InputKind::Waveform)
+            .map(|(_, t)| *t)
+            .collect();
         let settings = StreamSettings::default();
         let grid = Grid {
             win_us: us(dsp.window_s).max(1),
             hop_us: us(dsp.hop_s).max(1),
-            model_hop_us: us(model_hop_s).max(1),
             model_len_us,
             warmup_us: us(settings.warmup_s).max(0),
         };
@@ -311,6 +438,8 @@ impl Processor {
             dsp,
             settings,
             grid,
+            timings,
+            feature_timings,
             metrics,
             last_evict: Instant::now(),
         }
@@ -343,7 +472,7 @@ impl Processor {
     /// Decodes and processes a batch of messages.
     pub fn process(&mut self, inputs: Vec<Input>) -> Output {
         let mut out = Output::default();
-        let mut model_windows: Vec<Window> = Vec::new();
+        let mut model_windows: Vec<Vec<Window>> = vec![Vec::new(); self.models.len()];
         for input in inputs {
             self.metrics.frames_consumed.inc();
             let next = input.offset + 1;
@@ -417,7 +546,7 @@ impl Processor {
         partition: i32,
         offset: i64,
         out: &mut Output,
-        model_windows: &mut Vec<Window>,
+        model_windows: &mut [Vec<Window>],
     ) {
         let st = self
             .streams
@@ -448,24 +577,22 @@ impl Processor {
             grid: &self.grid,
             settings: &self.settings,
             models: &self.models,
+            timings: &self.timings,
             metrics: &self.metrics,
         };
         ctx.release(st, out, model_windows);
         st.resume = st
             .analysis
             .as_mut()
-            .and_then(|a| a.resume_offset(&self.grid))
+            .and_then(|a| a.resume_offset(&self.grid, &self.feature_timings))
             .into_iter()
             .chain(st.pending.values().map(|(_, o)| *o))
             .min();
     }
 
-    fn score(&self, windows: &[Window], out: &mut Output) {
-        for model in self.models.iter() {
-            let mine: Vec<&Window> = windows
-                .iter()
-                .filter(|w| w.features.len() == model.manifest().input.len)
-                .collect();
+    fn score(&self, windows: &[Vec<Window>], out: &mut Output) {
+        for (model, mine) in self.models.iter().zip(windows) {
+            let mine: Vec<&Window> = mine.iter().collect();
             if mine.is_empty() {
                 continue;
             }
@@ -511,12 +638,13 @@ struct Ctx<'a> {
     grid: &'a Grid,
     settings: &'a StreamSettings,
     models: &'a [Model],
+    timings: &'a [ModelTiming],
     metrics: &'a Metrics,
 }
 
 impl Ctx<'_> {
     /// Processes the stream's pending frames that are in order, or whose wait is over.
-    fn release(&self, st: &mut Stream, out: &mut Output, mw: &mut Vec<Window>) {
+    fn release(&self, st: &mut Stream, out: &mut Output, mw: &mut [Vec<Window>]) {
         let horizon = i64::from(self.settings.reorder_horizon_ms) * 1000;
         loop {
             let Some((&first, _)) = st.pending.first_key_value() else {
@@ -589,7 +717,7 @@ impl Ctx<'_> {
         frame: &Frame,
         offset: i64,
         out: &mut Output,
-        mw: &mut Vec<Window>,
+        mw: &mut [Vec<Window>],
     ) {
         if let Some(a) = &st.analysis {
             if a.sample_rate != frame.sample_rate || a.n_leads != frame.leads.len() {
@@ -617,7 +745,7 @@ impl Ctx<'_> {
         let gap = std::mem::take(&mut st.gap_before_next);
         let a = st
             .analysis
-            .get_or_insert_with(|| Analysis::new(self.dsp, self.grid, frame, gap));
+            .get_or_insert_with(|| Analysis::new(self, frame, gap));
         let n = frame.samples_per_lead();
         a.scratch.clear();
         a.scratch
@@ -625,7 +753,11 @@ impl Ctx<'_> {
         a.lead_off_in_window |= frame.lead_off.first().copied().unwrap_or(false);
         a.events.clear();
         a.dsp.push(&a.scratch, &frame.lead_off, &mut a.events);
+        let before = a.samples;
         a.samples += n as u64;
+        if !a.waves.is_empty() {
+            a.feed_waves(&frame.stream, &st.patient, before, n, mw);
+        }
         a.frames.push_back(FrameMark {
             end_us: a.expected_t0(),
             offset,
@@ -674,7 +806,7 @@ impl Ctx<'_> {
         patient: &PatientId,
         w: &RhythmWindow,
         out: &mut Output,
-        mw: &mut Vec<Window>,
+        mw: &mut [Vec<Window>],
     ) {
         let end_us = snap(a.time_of(w.end_sample), self.grid.hop_us);
         let start_us = end_us - self.grid.win_us;
@@ -737,7 +869,7 @@ impl Ctx<'_> {
         a: &mut Analysis,
         at: &WindowAt<'_>,
         w: &RhythmWindow,
-        mw: &mut Vec<Window>,
+        mw: &mut [Vec<Window>],
     ) {
         let last = a.beats.back().copied();
         a.beats.extend(w.beats_after(last));
@@ -752,16 +884,18 @@ impl Ctx<'_> {
             a.beats.pop_front();
         }
         let end_us = at.end.0;
-        if end_us.rem_euclid(self.grid.model_hop_us) != 0 {
-            return;
-        }
-        for m in self.models {
-            let len_us = us(m.manifest().window_s);
-            let start_us = end_us - len_us;
+        for (i, m) in self.models.iter().enumerate() {
+            let timing = self.timings[i];
+            if m.manifest().input.kind == InputKind::Waveform
+                || end_us.rem_euclid(timing.hop_us) != 0
+            {
+                continue;
+            }
+            let start_us = end_us - timing.len_us;
             if start_us < a.first_start_us {
                 continue;
             }
-            let len = (len_us as f64 * fs / 1e6).round() as u64;
+            let len = (timing.len_us as f64 * fs / 1e6).round() as u64;
             let start = w.end_sample.saturating_sub(len);
             match m.manifest().input.kind {
                 InputKind::AfRrV1 => {
@@ -772,7 +906,7 @@ impl Ctx<'_> {
                         .filter(|&b| b >= start && b < w.end_sample)
                         .collect();
                     let rr = rr_intervals(&beats, fs);
-                    mw.push(Window {
+                    mw[i].push(Window {
                         stream: at.stream.clone(),
                         patient: at.patient.clone(),
                         start: DeviceTimeUs(start_us),
@@ -785,6 +919,7 @@ impl Ctx<'_> {
                         rr_s: rr,
                     });
                 }
+                InputKind::Waveform => {}
             }
         }
     }
