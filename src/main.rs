@@ -165,6 +165,9 @@ enum ModelCommand {
         /// The manifest (TOML).
         manifest: PathBuf,
     },
+    /// Agreement of a shadow model with the active one on the findings both recorded
+    /// (from the findings topic or a JSON-lines file).
+    Compare(eval::compare::CompareArgs),
 }
 
 fn init_tracing(cli: &Cli) {
@@ -192,6 +195,7 @@ fn main() -> ExitCode {
         Command::Sim(args) => run_sim(args),
         Command::Replay(args) => run_replay(args),
         Command::Model(ModelCommand::Check { manifest }) => model_check(&manifest),
+        Command::Model(ModelCommand::Compare(args)) => eval::compare::run(&args),
         Command::Eval(cmd) => eval::run(cmd),
     };
     match result {

@@ -54,6 +54,16 @@ impl Instance {
     }
 
     fn start_with(bootstrap: &str, t: &Topics, edit: impl FnOnce(&mut PipelineConfig)) -> Instance {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models");
+        Self::start_in(bootstrap, t, &dir, edit)
+    }
+
+    fn start_in(
+        bootstrap: &str,
+        t: &Topics,
+        models_dir: &std::path::Path,
+        edit: impl FnOnce(&mut PipelineConfig),
+    ) -> Instance {
         let mut conn = kafka::connection(bootstrap);
         conn.set("session.timeout.ms", "6000")
             .set("heartbeat.interval.ms", "500");
@@ -63,8 +73,7 @@ impl Instance {
         cfg.findings_topic = t.findings.clone();
         cfg.dlq_topic = t.dlq.clone();
         edit(&mut cfg);
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models");
-        let models = Arc::new(cardiostream::demo::load_models(&dir, 1).unwrap());
+        let models = Arc::new(cardiostream::demo::load_models(models_dir, 1).unwrap());
         let metrics = Metrics::new();
         let (stop, rx) = watch::channel(false);
         let task = tokio::spawn(pipeline::run(
@@ -290,4 +299,70 @@ async fn a_slow_processing_stage_pauses_consumption() {
         "{} frames, {pauses} pauses, all findings published",
         msgs.len()
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn shadow_model_is_recorded_and_compared_never_alerted() {
+    // The bundled AF model active, and the same weights as version 1.1.0 in shadow.
+    let models = tempfile::tempdir().unwrap();
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models/af-rr");
+    for (dir, version, mode) in [("active", "1.0.0", "active"), ("shadow", "1.1.0", "shadow")] {
+        let d = models.path().join(dir);
+        std::fs::create_dir(&d).unwrap();
+        for f in ["af_rr.onnx", "MODEL_CARD.md"] {
+            std::fs::copy(src.join(f), d.join(f)).unwrap();
+        }
+        let manifest = std::fs::read_to_string(src.join("af_rr.toml"))
+            .unwrap()
+            .replace(
+                "version = \"1.0.0\"",
+                &format!("version = \"{version}\"\nmode = \"{mode}\""),
+            );
+        std::fs::write(d.join("af_rr.toml"), manifest).unwrap();
+    }
+    let t = topics();
+    let cluster = cluster(&t);
+    let bootstrap = cluster.bootstrap_servers();
+    let p = Instance::start_in(&bootstrap, &t, models.path(), |_| {});
+    let msgs = frames("sh-", 6, 70);
+    support::send_all(&support::producer(&bootstrap), &t.frames, &msgs).await;
+    let mut reader = Reader::new(&bootstrap, &t.findings);
+    reader
+        .until(
+            Duration::from_secs(60),
+            "findings of both model versions",
+            |ms| {
+                let fs = support::findings(ms);
+                let n = |v: &str| {
+                    fs.iter()
+                        .filter(|f| f.source.label() == format!("model:af-rr@{v}"))
+                        .count()
+                };
+                n("1.0.0") >= 18 && n("1.1.0") >= 18
+            },
+        )
+        .await;
+    p.stop().await;
+    let findings = support::findings(&reader.messages);
+    for f in &findings {
+        let shadow_source = f.source.label() == "model:af-rr@1.1.0";
+        assert_eq!(f.shadow, shadow_source, "{}", f.key);
+    }
+    // Recorded, never alerted.
+    let mut engine = ecg_alerts::AlertEngine::new(ecg_alerts::RuleSet::default());
+    let now = std::time::SystemTime::now();
+    for f in findings.iter().filter(|f| f.shadow) {
+        assert!(engine.on_finding(f, now).is_empty());
+    }
+    // `model compare` reads the topic: same weights, full agreement.
+    let all =
+        cardiostream::eval::compare::read_topic(&bootstrap, &t.findings, Duration::from_secs(2))
+            .await
+            .unwrap();
+    let c = cardiostream::eval::compare::compare(&all, "af-rr@1.0.0", "af-rr@1.1.0");
+    assert!(c.pairs >= 18, "{c:?}");
+    assert_eq!((c.only_active, c.only_shadow), (0, 0), "{c:?}");
+    assert!((c.agreement - 1.0).abs() < 1e-12, "{c:?}");
+    assert_eq!(c.mean_abs_score_diff, Some(0.0));
+    println!("{c:?}");
 }

@@ -343,7 +343,10 @@ fn waveform_model_scores_12_lead_streams_on_its_cadence_in_shadow() {
         .map(|k| first + k * 300_000_000)
         .take_while(|s| s + 10_000_000 <= T0 + 620_000_000)
         .count() as u64;
-    println!("{scored} windows of ecg12-attia scored, {expect} expected, {} findings", got.len());
+    println!(
+        "{scored} windows of ecg12-attia scored, {expect} expected, {} findings",
+        got.len()
+    );
     assert!(expect >= 1);
     assert_eq!(scored, expect, "one window per 300 s of device time");
     assert!(

@@ -61,7 +61,8 @@ impl AlertEngine {
 
     /// Applies one finding; returns the alerts whose state changed.
     pub fn on_finding(&mut self, f: &Finding, now: SystemTime) -> Vec<Alert> {
-        if !self.remember(&f.key) {
+        // Shadow models are recorded for comparison, never alerted.
+        if f.shadow || !self.remember(&f.key) {
             return Vec::new();
         }
         if f.condition == Condition::LeadOff {
@@ -251,6 +252,7 @@ mod tests {
             score: None,
             value: Some(45.0),
             decision_support: false,
+            shadow: false,
         }
     }
 
@@ -277,6 +279,21 @@ mod tests {
         assert_eq!(resolved[0].id, fired[0].id);
         assert!(e.view().active.is_empty());
         assert_eq!(e.view().resolved.len(), 1);
+    }
+
+    #[test]
+    fn shadow_findings_never_alert() {
+        let mut e = AlertEngine::new(RuleSet::default());
+        let now = SystemTime::now();
+        for t in 0..5 {
+            let mut f = finding("s", Condition::Asystole, FindingStatus::Present, t);
+            f.shadow = true;
+            assert!(e.on_finding(&f, now).is_empty());
+        }
+        assert!(e.view().active.is_empty());
+        // The same finding from an active source fires at once.
+        let f = finding("s", Condition::Asystole, FindingStatus::Present, 9);
+        assert_eq!(e.on_finding(&f, now).len(), 1);
     }
 
     #[test]

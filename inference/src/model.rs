@@ -176,11 +176,10 @@ impl Model {
     }
 
     /// The findings a scored window yields: one per finding rule, present when the
-    /// label's probability reaches its threshold, indeterminate when not scored.
+    /// label's probability reaches its threshold, indeterminate when not scored;
+    /// marked `shadow` (recorded, never alerted) for a model in shadow mode.
     pub fn findings(&self, window: &Window, scored: &Scored) -> Vec<Finding> {
-        if self.manifest.mode == ModelMode::Shadow {
-            return Vec::new();
-        }
+        let shadow = self.manifest.mode == ModelMode::Shadow;
         let source = self.source();
         self.manifest
             .findings
@@ -214,6 +213,7 @@ impl Model {
                     score,
                     value: None,
                     decision_support: true,
+                    shadow,
                 }
             })
             .collect()

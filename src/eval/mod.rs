@@ -1,6 +1,7 @@
 //! `cardiostream eval …`: the DSP chain and the models on annotated records, offline.
 
 pub mod af;
+pub mod compare;
 pub mod qrs;
 
 use std::io::Write as _;

@@ -791,6 +791,7 @@ impl Ctx<'_> {
                         score: None,
                         value: Some(*length_s),
                         decision_support: false,
+                        shadow: false,
                     });
                 }
             }
@@ -948,6 +949,7 @@ impl WindowAt<'_> {
             score: None,
             value,
             decision_support: false,
+            shadow: false,
         }
     }
 }
@@ -974,6 +976,7 @@ fn continuity_finding(
         score: None,
         value: Some(value),
         decision_support: false,
+        shadow: false,
     }
 }
 

@@ -137,6 +137,9 @@ pub struct Finding {
     pub value: Option<f32>,
     /// Findings from AI models are decision support for clinicians, not diagnoses.
     pub decision_support: bool,
+    /// From a model in shadow mode: recorded for comparison, never alerted.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub shadow: bool,
 }
 
 impl Finding {
