@@ -119,6 +119,8 @@ pub struct PipelineSettings {
     pub model_hop_s: f32,
     /// ONNX Runtime intra-op threads per model.
     pub model_threads: usize,
+    /// Most windows per ONNX Runtime run.
+    pub model_max_batch: usize,
     /// Batches that may wait between stages before consumption pauses.
     pub channel_batches: usize,
     /// DSP settings.
@@ -272,6 +274,12 @@ impl Config {
             anyhow::bail!(
                 "pipeline.model_hop_s {} is outside (0, 3600]",
                 p.model_hop_s
+            );
+        }
+        if !(1..=4096).contains(&p.model_max_batch) {
+            anyhow::bail!(
+                "pipeline.model_max_batch {} is outside 1..=4096",
+                p.model_max_batch
             );
         }
         if !(1..=1024).contains(&p.channel_batches) {

@@ -67,6 +67,7 @@ pub async fn run_pipeline(
     pc.model_hop_s = cfg.pipeline.model_hop_s;
     pc.channel_batches = cfg.pipeline.channel_batches;
     pc.streams = cfg.pipeline.streams.clone();
+    pc.model_max_batch = cfg.pipeline.model_max_batch;
     let state = AppState {
         metrics: metrics.clone(),
         engine: None,

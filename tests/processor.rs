@@ -358,3 +358,23 @@ fn waveform_model_scores_12_lead_streams_on_its_cadence_in_shadow() {
         "the active model still does"
     );
 }
+
+#[test]
+fn model_runs_hold_at_most_max_batch_windows() {
+    let models = models();
+    let all = interleave(&[frames(0, 70), frames(1, 70), frames(2, 70), frames(3, 70)]);
+    let metrics = Metrics::new();
+    let mut p = Processor::new(DspConfig::default(), 10.0, models.clone(), metrics.clone())
+        .with_max_batch(3);
+    // One big batch: every model window of the run is due at once.
+    let got = findings(&run(&mut p, inputs(&all, 0), all.len()));
+    let windows = got.iter().filter(|f| f.key.contains("af-rr")).count() as u64;
+    let h = metrics.inference_batch_size.with_label_values(&["af-rr"]);
+    let (runs, scored) = (h.get_sample_count(), h.get_sample_sum() as u64);
+    assert!(windows >= 12, "{windows} windows");
+    assert_eq!(scored, windows, "every window scored");
+    assert!(
+        runs >= windows.div_ceil(3),
+        "{runs} runs for {windows} windows"
+    );
+}

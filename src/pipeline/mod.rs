@@ -69,6 +69,8 @@ pub struct PipelineConfig {
     pub model_hop_s: f32,
     /// Sequencing, warm-up and eviction settings.
     pub streams: StreamSettings,
+    /// Most windows per ONNX Runtime run.
+    pub model_max_batch: usize,
 }
 
 impl PipelineConfig {
@@ -86,6 +88,7 @@ impl PipelineConfig {
             dsp: DspConfig::default(),
             model_hop_s: 10.0,
             streams: StreamSettings::default(),
+            model_max_batch: 64,
         }
     }
 }
@@ -218,7 +221,8 @@ pub async fn run(
     let (work_tx, work_rx) = mpsc::channel::<Work>(depth);
     let (out_tx, mut out_rx) = mpsc::channel::<Output>(depth);
     let processor = Processor::new(cfg.dsp.clone(), cfg.model_hop_s, models, metrics.clone())
-        .with_stream_settings(cfg.streams.clone());
+        .with_stream_settings(cfg.streams.clone())
+        .with_max_batch(cfg.model_max_batch);
     let worker = std::thread::Builder::new()
         .name("cardiostream-process".into())
         .spawn(move || process_stage(processor, work_rx, &out_tx))

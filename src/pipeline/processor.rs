@@ -393,6 +393,8 @@ pub struct Processor {
     timings: Vec<ModelTiming>,
     /// Timings of the feature (rhythm-window) models.
     feature_timings: Vec<ModelTiming>,
+    /// Most windows per ONNX Runtime run.
+    max_batch: usize,
     metrics: Metrics,
     last_evict: Instant,
 }
@@ -440,6 +442,7 @@ impl Processor {
             grid,
             timings,
             feature_timings,
+            max_batch: 64,
             metrics,
             last_evict: Instant::now(),
         }
@@ -450,6 +453,13 @@ impl Processor {
     pub fn with_stream_settings(mut self, settings: StreamSettings) -> Self {
         self.grid.warmup_us = us(settings.warmup_s).max(0);
         self.settings = settings;
+        self
+    }
+
+    /// The same, with at most `max_batch` windows per ONNX Runtime run.
+    #[must_use]
+    pub fn with_max_batch(mut self, max_batch: usize) -> Self {
+        self.max_batch = max_batch.max(1);
         self
     }
 
@@ -590,43 +600,54 @@ impl Processor {
             .min();
     }
 
+    /// Scores each model's windows in runs of at most `max_batch` (windows of every
+    /// stream in the consume batch together: the batch wait is the batching wait).
+    /// A run that fails yields indeterminate findings, so the windows are accounted
+    /// for rather than silently lost.
     fn score(&self, windows: &[Vec<Window>], out: &mut Output) {
         for (model, mine) in self.models.iter().zip(windows) {
-            let mine: Vec<&Window> = mine.iter().collect();
-            if mine.is_empty() {
-                continue;
-            }
             let id = model.manifest().id.as_str();
-            let t = Instant::now();
-            match model.score(&mine) {
-                Ok(scored) => {
-                    self.metrics
-                        .inference_seconds
-                        .with_label_values(&[id])
-                        .observe(t.elapsed().as_secs_f64());
-                    let n_scored = scored
-                        .iter()
-                        .filter(|s| matches!(s, Scored::Probabilities(_)))
-                        .count();
-                    if n_scored > 0 {
+            for chunk in mine.chunks(self.max_batch.max(1)) {
+                let chunk: Vec<&Window> = chunk.iter().collect();
+                let t = Instant::now();
+                let scored = match model.score(&chunk) {
+                    Ok(scored) => {
                         self.metrics
-                            .inference_batch_size
+                            .inference_seconds
                             .with_label_values(&[id])
-                            .observe(n_scored as f64);
+                            .observe(t.elapsed().as_secs_f64());
+                        scored
                     }
-                    self.metrics
-                        .windows_scored
-                        .with_label_values(&[id, "scored"])
-                        .inc_by(n_scored as u64);
-                    self.metrics
-                        .windows_scored
-                        .with_label_values(&[id, "indeterminate"])
-                        .inc_by((scored.len() - n_scored) as u64);
-                    for (w, s) in mine.iter().zip(&scored) {
-                        out.findings.extend(model.findings(w, s));
+                    Err(e) => {
+                        tracing::warn!(model = id, error = %e, "model scoring failed");
+                        self.metrics
+                            .windows_scored
+                            .with_label_values(&[id, "failed"])
+                            .inc_by(chunk.len() as u64);
+                        vec![Scored::Indeterminate; chunk.len()]
                     }
+                };
+                let n_scored = scored
+                    .iter()
+                    .filter(|s| matches!(s, Scored::Probabilities(_)))
+                    .count();
+                if n_scored > 0 {
+                    self.metrics
+                        .inference_batch_size
+                        .with_label_values(&[id])
+                        .observe(n_scored as f64);
                 }
-                Err(e) => tracing::warn!(model = id, error = %e, "model scoring failed"),
+                self.metrics
+                    .windows_scored
+                    .with_label_values(&[id, "scored"])
+                    .inc_by(n_scored as u64);
+                self.metrics
+                    .windows_scored
+                    .with_label_values(&[id, "indeterminate"])
+                    .inc_by((scored.len() - n_scored) as u64);
+                for (w, s) in chunk.iter().zip(&scored) {
+                    out.findings.extend(model.findings(w, s));
+                }
             }
         }
     }
