@@ -10,6 +10,8 @@ use prometheus::{
 #[derive(Debug, Clone)]
 pub struct Metrics {
     registry: Registry,
+    /// Name and label names of every metric, as registered.
+    catalogue: Vec<(String, Vec<String>)>,
     /// Frames read from `ecg.frames.v1` (valid or not).
     pub frames_consumed: IntCounter,
     /// Frames sent to the dead-letter topic, by error kind.
@@ -60,26 +62,29 @@ impl Metrics {
     #[allow(clippy::expect_used)]
     pub fn new() -> Metrics {
         let registry = Registry::new();
+        let catalogue = std::cell::RefCell::new(Vec::new());
+        let reg = |m: Box<dyn prometheus::core::Collector>| {
+            for d in m.desc() {
+                catalogue
+                    .borrow_mut()
+                    .push((d.fq_name.clone(), d.variable_labels.clone()));
+            }
+            registry.register(m).expect("unique metric");
+        };
         let c = |name: &str, help: &str| {
             let m = IntCounter::new(name, help).expect("valid metric");
-            registry
-                .register(Box::new(m.clone()))
-                .expect("unique metric");
+            reg(Box::new(m.clone()));
             m
         };
         let cv = |name: &str, help: &str, labels: &[&str]| {
             let m = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
-            registry
-                .register(Box::new(m.clone()))
-                .expect("unique metric");
+            reg(Box::new(m.clone()));
             m
         };
         let hv = |name: &str, help: &str, labels: &[&str], buckets: Vec<f64>| {
             let m = HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets), labels)
                 .expect("valid metric");
-            registry
-                .register(Box::new(m.clone()))
-                .expect("unique metric");
+            reg(Box::new(m.clone()));
             m
         };
         let latency = vec![
@@ -93,17 +98,13 @@ impl Metrics {
             .buckets(latency.clone()),
         )
         .expect("valid metric");
-        registry
-            .register(Box::new(window_to_finding.clone()))
-            .expect("unique metric");
+        reg(Box::new(window_to_finding.clone()));
         let streams_active = IntGauge::new(
             "cardiostream_streams_active",
             "Streams with DSP state in this process.",
         )
         .expect("valid metric");
-        registry
-            .register(Box::new(streams_active.clone()))
-            .expect("unique metric");
+        reg(Box::new(streams_active.clone()));
         let m = Metrics {
             frames_consumed: c(
                 "cardiostream_ingest_frames_consumed_total",
@@ -187,9 +188,7 @@ impl Metrics {
                     "Partitions of the frames topic assigned to this process.",
                 )
                 .expect("valid metric");
-                registry
-                    .register(Box::new(g.clone()))
-                    .expect("unique metric");
+                reg(Box::new(g.clone()));
                 g
             },
             sim_frames_produced: c(
@@ -197,11 +196,19 @@ impl Metrics {
                 "Frames produced by the device simulator.",
             ),
             registry,
+            catalogue: Vec::new(),
         };
+        let mut m = m;
+        m.catalogue = catalogue.into_inner();
         for kind in ecg_ingest::codec::DecodeError::KINDS {
             m.frames_dead_lettered.with_label_values(&[kind]);
         }
         m
+    }
+
+    /// Name and label names of every metric this process exports.
+    pub fn catalogue(&self) -> &[(String, Vec<String>)] {
+        &self.catalogue
     }
 
     /// The metrics in Prometheus text exposition format.
@@ -216,5 +223,47 @@ impl Metrics {
 impl Default for Metrics {
     fn default() -> Self {
         Metrics::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Labels with a fixed, small set of values. Nothing that names a patient, device
+    /// or stream may ever be a label.
+    const ALLOWED_LABELS: [&str; 8] = [
+        "kind",
+        "quality",
+        "model",
+        "outcome",
+        "condition",
+        "status",
+        "priority",
+        "state",
+    ];
+
+    #[test]
+    fn every_metric_is_documented_and_labels_carry_no_identifiers() {
+        let m = Metrics::new();
+        let doc = include_str!("../docs/metrics.md");
+        assert!(m.catalogue().len() >= 20);
+        for (name, labels) in m.catalogue() {
+            assert!(
+                doc.contains(&format!("`{name}`")) || doc.contains(&format!("`{name}{{")),
+                "{name} is missing from docs/metrics.md"
+            );
+            for l in labels {
+                assert!(ALLOWED_LABELS.contains(&l.as_str()), "{name} has label {l}");
+            }
+        }
+        // And the document names no metric that does not exist.
+        for word in doc.split('`').filter(|w| w.starts_with("cardiostream_")) {
+            let base = word.split('{').next().unwrap_or(word);
+            assert!(
+                m.catalogue().iter().any(|(n, _)| n == base),
+                "docs/metrics.md names {base}, which is not exported"
+            );
+        }
     }
 }
