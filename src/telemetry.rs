@@ -2,8 +2,8 @@
 //! ids: only fixed sets (error kind, model id, condition, priority, state).
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
-    Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 /// Every metric the binary exports.
@@ -52,6 +52,9 @@ pub struct Metrics {
     pub rebalances: IntCounterVec,
     /// Partitions of the frames topic assigned to this process.
     pub partitions_assigned: IntGauge,
+    /// Messages between this consumer's position and the end of each assigned
+    /// partition of the frames topic (librdkafka statistics).
+    pub consumer_lag: IntGaugeVec,
 }
 
 impl Metrics {
@@ -191,6 +194,18 @@ impl Metrics {
                 reg(Box::new(g.clone()));
                 g
             },
+            consumer_lag: {
+                let g = IntGaugeVec::new(
+                    Opts::new(
+                        "cardiostream_ingest_consumer_lag",
+                        "Messages between the consumer's position and the end of each assigned frames partition.",
+                    ),
+                    &["partition"],
+                )
+                .expect("valid metric");
+                reg(Box::new(g.clone()));
+                g
+            },
             sim_frames_produced: c(
                 "cardiostream_sim_frames_produced_total",
                 "Frames produced by the device simulator.",
@@ -232,7 +247,7 @@ mod tests {
 
     /// Labels with a fixed, small set of values. Nothing that names a patient, device
     /// or stream may ever be a label.
-    const ALLOWED_LABELS: [&str; 8] = [
+    const ALLOWED_LABELS: [&str; 9] = [
         "kind",
         "quality",
         "model",
@@ -241,6 +256,7 @@ mod tests {
         "status",
         "priority",
         "state",
+        "partition",
     ];
 
     #[test]

@@ -293,6 +293,16 @@ async fn a_slow_processing_stage_pauses_consumption() {
         })
         .await;
     let pauses = p.metrics.backpressure_pauses.get();
+    // librdkafka statistics (every 5 s) report the lag of every assigned partition.
+    let text = p.metrics.render();
+    for i in 0..4 {
+        assert!(
+            text.contains(&format!(
+                "cardiostream_ingest_consumer_lag{{partition=\"{i}\"}}"
+            )),
+            "lag of partition {i}:\n{text}"
+        );
+    }
     p.stop().await;
     assert!(pauses > 0, "consumption paused while processing was behind");
     println!(

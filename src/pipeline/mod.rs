@@ -142,7 +142,22 @@ impl PipelineContext {
     }
 }
 
-impl ClientContext for PipelineContext {}
+impl ClientContext for PipelineContext {
+    /// librdkafka's statistics (every `statistics.interval.ms`): consumer lag per
+    /// assigned partition of the frames topic (-1 while unknown).
+    fn stats(&self, stats: rdkafka::Statistics) {
+        if let Some(topic) = stats.topics.get(&self.topic) {
+            for (p, part) in &topic.partitions {
+                if *p >= 0 {
+                    self.metrics
+                        .consumer_lag
+                        .with_label_values(&[&p.to_string()])
+                        .set(part.consumer_lag);
+                }
+            }
+        }
+    }
+}
 
 impl ConsumerContext for PipelineContext {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
@@ -205,8 +220,12 @@ pub async fn run(
         metrics: metrics.clone(),
         events: Mutex::new(Vec::new()),
     };
+    let mut consumer_cfg = kafka::consumer_config(&cfg.connection, &cfg.group_id);
+    if consumer_cfg.get("statistics.interval.ms").is_none() {
+        consumer_cfg.set("statistics.interval.ms", "5000");
+    }
     let consumer: Arc<FramesConsumer> = Arc::new(
-        kafka::consumer_config(&cfg.connection, &cfg.group_id)
+        consumer_cfg
             .create_with_context(context)
             .context("creating the frames consumer")?,
     );
