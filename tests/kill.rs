@@ -24,19 +24,31 @@ const T0: i64 = 1_800_000_000_000_000;
 const KILLS: usize = 10;
 const STREAMS: u64 = 8;
 
+/// A child process that is SIGKILLed when dropped, so a failing test leaves none behind.
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// One `cardiostream pipeline` process.
-fn spawn_pipeline(config: &Path, log: &Path) -> Child {
+fn spawn_pipeline(config: &Path, log: &Path) -> Killed {
     let out = std::fs::File::create(log).unwrap();
-    Command::new(env!("CARGO_BIN_EXE_cardiostream"))
-        .args(["pipeline", "--config"])
-        .arg(config)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .env("RUST_LOG", "info")
-        .stdin(Stdio::null())
-        .stdout(out.try_clone().unwrap())
-        .stderr(out)
-        .spawn()
-        .expect("spawning cardiostream pipeline")
+    Killed(
+        Command::new(env!("CARGO_BIN_EXE_cardiostream"))
+            .args(["pipeline", "--config"])
+            .arg(config)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .spawn()
+            .expect("spawning cardiostream pipeline"),
+    )
 }
 
 /// Keys of window findings (pause events are keyed by a beat's time, not a window).
@@ -138,7 +150,7 @@ async fn sigkilled_pipeline_loses_no_window() {
             if consumed > 0.0 {
                 break;
             }
-            if let Ok(Some(status)) = child.try_wait() {
+            if let Ok(Some(status)) = child.0.try_wait() {
                 panic!(
                     "pipeline exited on its own ({status}):\n{}",
                     std::fs::read_to_string(&log).unwrap_or_default()
@@ -149,8 +161,8 @@ async fn sigkilled_pipeline_loses_no_window() {
         let delay = Duration::from_millis(rng.random_range(0..3000));
         tokio::time::sleep(delay).await;
         let at = support::scrape(http_port, frames_consumed).unwrap_or(consumed);
-        child.kill().unwrap(); // SIGKILL
-        child.wait().unwrap();
+        child.0.kill().unwrap(); // SIGKILL
+        child.0.wait().unwrap();
         let committed = {
             use rdkafka::consumer::{BaseConsumer, Consumer};
             let c: BaseConsumer = ecg_ingest::kafka::consumer_config(
@@ -201,7 +213,7 @@ async fn sigkilled_pipeline_loses_no_window() {
 
     // A last instance finishes the work.
     let log = tmp.path().join("pipeline-final.log");
-    let mut child = spawn_pipeline(&config, &log);
+    let child = spawn_pipeline(&config, &log);
     let mut reader = Reader::new(&bootstrap, &t.findings);
     let complete = reader
         .wait_for(Duration::from_secs(150), |ms| {
@@ -260,8 +272,7 @@ async fn sigkilled_pipeline_loses_no_window() {
         );
     }
     reader.drain(Duration::from_secs(2)).await;
-    child.kill().unwrap();
-    child.wait().unwrap();
+    drop(child);
 
     let got = support::findings(&reader.messages);
     let got_keys = window_keys(&got);

@@ -49,11 +49,67 @@ pub enum ModelError {
     },
 }
 
+/// Class probabilities of one window in manifest label order; up to
+/// [`Probs::INLINE`] labels are stored inline, so scoring a batch does not allocate
+/// per window. Dereferences to `[f32]`.
+#[derive(Clone, PartialEq)]
+pub struct Probs(ProbsRepr);
+
+#[derive(Clone, PartialEq)]
+enum ProbsRepr {
+    Inline { len: u8, v: [f32; Probs::INLINE] },
+    Heap(Vec<f32>),
+}
+
+impl Probs {
+    /// Labels stored without a heap allocation.
+    pub const INLINE: usize = 8;
+}
+
+impl From<&[f32]> for Probs {
+    fn from(p: &[f32]) -> Self {
+        if p.len() <= Self::INLINE {
+            let mut v = [0.0; Self::INLINE];
+            v[..p.len()].copy_from_slice(p);
+            Probs(ProbsRepr::Inline {
+                len: p.len() as u8,
+                v,
+            })
+        } else {
+            Probs(ProbsRepr::Heap(p.to_vec()))
+        }
+    }
+}
+
+impl std::ops::Deref for Probs {
+    type Target = [f32];
+    fn deref(&self) -> &[f32] {
+        match &self.0 {
+            ProbsRepr::Inline { len, v } => &v[..usize::from(*len)],
+            ProbsRepr::Heap(v) => v,
+        }
+    }
+}
+
+impl<'a> IntoIterator for &'a Probs {
+    type Item = &'a f32;
+    type IntoIter = std::slice::Iter<'a, f32>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.iter()
+    }
+}
+
+impl std::fmt::Debug for Probs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
+}
+
 /// The result of scoring one window.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Scored {
     /// Class probabilities in manifest label order.
-    Probabilities(Vec<f32>),
+    Probabilities(Probs),
     /// The window failed the quality gate and was not scored.
     Indeterminate,
 }
@@ -111,7 +167,7 @@ impl Model {
     /// if ONNX Runtime fails.
     pub fn score(&self, windows: &[&Window]) -> Result<Vec<Scored>, ModelError> {
         let len = self.manifest.input.len;
-        let mut batch = Vec::new();
+        let mut batch = Vec::with_capacity(windows.len() * len);
         let mut rows = 0usize;
         let waveform = self.manifest.input.kind == InputKind::Waveform;
         for w in windows.iter().filter(|w| w.quality_ok) {
@@ -147,7 +203,7 @@ impl Model {
             .collect())
     }
 
-    fn run(&self, batch: Vec<f32>, rows: usize) -> Result<Vec<Vec<f32>>, ModelError> {
+    fn run(&self, batch: Vec<f32>, rows: usize) -> Result<Vec<Probs>, ModelError> {
         let ort_err = |e: ort::Error| ModelError::Ort {
             model: self.manifest.id.clone(),
             message: e.to_string(),
@@ -172,7 +228,7 @@ impl Model {
                 message: format!("output has {} values, expected {rows} x {k}", data.len()),
             });
         }
-        Ok(data.chunks(k).map(<[f32]>::to_vec).collect())
+        Ok(data.chunks(k).map(Probs::from).collect())
     }
 
     /// The findings a scored window yields: one per finding rule, present when the

@@ -60,7 +60,7 @@ fn scores_a_batch_and_gates_bad_windows() {
     // Batched and one-by-one scoring agree.
     let single = model.score(&[&b]).unwrap();
     assert_eq!(p(&single[0]).len(), 4);
-    for (x, y) in p(&single[0]).iter().zip(&pb) {
+    for (x, y) in p(&single[0]).iter().zip(pb.iter()) {
         assert!((x - y).abs() < 1e-5);
     }
 
@@ -219,4 +219,16 @@ fn waveform_manifest_rules_are_checked() {
         };
         assert!(msg.contains(expect), "{from} -> {to}: {msg}");
     }
+}
+
+#[test]
+fn probabilities_are_kept_inline_up_to_eight_labels() {
+    let few = ecg_inference::Probs::from(&[0.1f32, 0.2, 0.7][..]);
+    assert_eq!(&*few, &[0.1, 0.2, 0.7]);
+    assert_eq!(format!("{few:?}"), "[0.1, 0.2, 0.7]");
+    let many: Vec<f32> = (0..12).map(|i| i as f32 / 66.0).collect();
+    let p = ecg_inference::Probs::from(many.as_slice());
+    assert_eq!(p.len(), 12);
+    assert_eq!(p.iter().copied().collect::<Vec<_>>(), many);
+    assert_eq!(p.clone(), p);
 }
