@@ -23,9 +23,10 @@
 //! `decode` (`codec::decode` of the borrowed payload only).
 //!
 //! Consumer settings come in two profiles, each applied to every loop alike:
-//! `fast-fetch` (`fetch.wait.max.ms = 10`; tansu 0.6.0 holds every fetch for the full
-//! wait, which would otherwise pace both loops) and `pipeline` (the pipeline's own
-//! settings). Both raise `fetch.max.bytes` / `max.partition.fetch.bytes`.
+//! `fast-fetch` (`fetch.wait.max.ms = 10`: tansu 0.6.0 holds every fetch for the full
+//! wait, which would otherwise pace both loops; `fetch.queue.backoff.ms = 10`: see
+//! `Profile::FastFetch`) and `pipeline` (the pipeline's own settings). Both raise
+//! `fetch.max.bytes` / `max.partition.fetch.bytes`.
 //!
 //! Each child reports frames, payload bytes, the time from its first message to its
 //! last, and its peak RSS (`VmHWM`). The parent prints every run, the medians per
@@ -74,7 +75,10 @@ const FETCH_SIZES: [(&str, &str); 2] = [
 enum Profile {
     /// `fetch.wait.max.ms = 10`: tansu 0.6.0 holds a fetch for the whole
     /// `fetch.wait.max.ms` (docs/performance.md), so this is what lets the consumer,
-    /// not the broker's wait, set the pace.
+    /// not the broker's wait, set the pace; and `fetch.queue.backoff.ms = 10`: by
+    /// default librdkafka stops fetching for 1 s each time its local queue reaches
+    /// `queued.max.messages.kbytes` (64 MB), and a consumer slower than the fetches but
+    /// faster than 64 MB/s empties the queue before the second is over and waits.
     FastFetch,
     /// The pipeline's own consumer settings (`fetch.wait.max.ms` at librdkafka's
     /// 500 ms default): on tansu both loops are paced by the broker.
@@ -102,6 +106,7 @@ impl Profile {
         let mut s = FETCH_SIZES.to_vec();
         if self == Profile::FastFetch {
             s.push(("fetch.wait.max.ms", "10"));
+            s.push(("fetch.queue.backoff.ms", "10"));
         }
         s
     }

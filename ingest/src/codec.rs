@@ -313,10 +313,13 @@ pub fn decode(bytes: &[u8], content_type: Option<&str>) -> Result<Frame, DecodeE
         return Err(DecodeError::TooLarge(bytes.len()));
     }
     match Encoding::detect(content_type, bytes)? {
-        Encoding::Protobuf => {
-            let m = pb::Frame::decode(bytes).map_err(|e| DecodeError::Protobuf(e.to_string()))?;
-            validate(m)
-        }
+        Encoding::Protobuf => match parse_pb(bytes)? {
+            Some(parts) => validate_parts(parts),
+            // Groups and other rarities: prost's generated decoder.
+            None => validate(
+                pb::Frame::decode(bytes).map_err(|e| DecodeError::Protobuf(e.to_string()))?,
+            ),
+        },
         Encoding::Json => {
             let j: JsonFrame =
                 serde_json::from_slice(bytes).map_err(|e| DecodeError::Json(e.to_string()))?;
@@ -425,6 +428,208 @@ fn json_to_pb(j: JsonFrame) -> Result<pb::Frame, DecodeError> {
 /// # Errors
 /// A [`DecodeError`] naming the first rule the message breaks.
 pub fn validate(m: pb::Frame) -> Result<Frame, DecodeError> {
+    let mut samples = Vec::with_capacity(m.channels.iter().map(|c| c.samples.len()).sum());
+    let channels = m
+        .channels
+        .into_iter()
+        .map(|c| {
+            let start = samples.len();
+            samples.extend_from_slice(&c.samples);
+            ChannelPart {
+                lead: c.lead,
+                lead_off: c.lead_off,
+                start,
+                len: c.samples.len(),
+            }
+        })
+        .collect();
+    validate_parts(Parts {
+        schema_version: m.schema_version,
+        stream_id: m.stream_id,
+        device_id: m.device_id,
+        patient_id: m.patient_id,
+        seq: m.seq,
+        t0_us: m.t0_us,
+        sample_rate_hz: m.sample_rate_hz,
+        scale_nv: m.scale_nv,
+        channels,
+        samples,
+    })
+}
+
+/// A decoded `pb::Frame` with the samples of every channel in one lead-major vector.
+#[derive(Debug, Default)]
+struct Parts {
+    schema_version: u32,
+    stream_id: String,
+    device_id: String,
+    patient_id: String,
+    seq: u64,
+    t0_us: i64,
+    sample_rate_hz: u32,
+    scale_nv: u32,
+    channels: Vec<ChannelPart>,
+    samples: Vec<i32>,
+}
+
+#[derive(Debug)]
+struct ChannelPart {
+    lead: u32,
+    lead_off: bool,
+    start: usize,
+    len: usize,
+}
+
+fn pb_err(what: &str) -> DecodeError {
+    DecodeError::Protobuf(what.to_owned())
+}
+
+fn varint(buf: &mut &[u8]) -> Result<u64, DecodeError> {
+    prost::encoding::decode_varint(buf).map_err(|e| DecodeError::Protobuf(e.to_string()))
+}
+
+/// The next length-delimited field's bytes.
+fn delimited<'a>(buf: &mut &'a [u8]) -> Result<&'a [u8], DecodeError> {
+    let len = usize::try_from(varint(buf)?).map_err(|_| pb_err("length overflows"))?;
+    if len > buf.len() {
+        return Err(pb_err(
+            "buffer underflow: a length-delimited field runs past the end",
+        ));
+    }
+    let (field, rest) = buf.split_at(len);
+    *buf = rest;
+    Ok(field)
+}
+
+/// A field key: (tag, wire type), or `None` for keys the fast path leaves to prost
+/// (out of range, or a group).
+fn field_key(buf: &mut &[u8]) -> Result<Option<(u64, u64)>, DecodeError> {
+    let key = varint(buf)?;
+    let (tag, wt) = (key >> 3, key & 7);
+    if key > u64::from(u32::MAX) || tag == 0 || wt == 3 || wt == 4 {
+        return Ok(None);
+    }
+    Ok(Some((tag, wt)))
+}
+
+fn skip(buf: &mut &[u8], wire_type: u64) -> Result<(), DecodeError> {
+    let n = match wire_type {
+        0 => {
+            varint(buf)?;
+            return Ok(());
+        }
+        1 => 8,
+        2 => {
+            delimited(buf)?;
+            return Ok(());
+        }
+        5 => 4,
+        w => return Err(pb_err(&format!("invalid or unsupported wire type {w}"))),
+    };
+    if buf.len() < n {
+        return Err(pb_err("buffer underflow"));
+    }
+    *buf = &buf[n..];
+    Ok(())
+}
+
+fn string(buf: &mut &[u8]) -> Result<String, DecodeError> {
+    let b = delimited(buf)?;
+    std::str::from_utf8(b)
+        .map(str::to_owned)
+        .map_err(|_| pb_err("invalid string value: data is not UTF-8 encoded"))
+}
+
+/// Packed zig-zag varints; one- and two-byte values (most ECG counts) without the
+/// general varint loop. Same result as prost's `sint32` decoding.
+fn packed_sint32(mut b: &[u8], out: &mut Vec<i32>) -> Result<(), DecodeError> {
+    while let [first, rest @ ..] = b {
+        if *first < 0x80 {
+            out.push(zigzag32(u64::from(*first)));
+            b = rest;
+        } else if let [second, rest2 @ ..] = rest {
+            if *second < 0x80 {
+                out.push(zigzag32(
+                    u64::from(first & 0x7f) | (u64::from(*second) << 7),
+                ));
+                b = rest2;
+            } else {
+                out.push(zigzag32(varint(&mut b)?));
+            }
+        } else {
+            out.push(zigzag32(varint(&mut b)?));
+        }
+    }
+    Ok(())
+}
+
+fn zigzag32(v: u64) -> i32 {
+    let v = v as u32;
+    ((v >> 1) as i32) ^ -((v & 1) as i32)
+}
+
+/// Decodes the protobuf form of wire format v1 (what `pb::Frame::decode` accepts,
+/// packed or unpacked samples, unknown fields skipped), reading every channel's
+/// samples straight into one vector: no per-lead growth, no second copy. `None` when
+/// the bytes hold something only prost's decoder handles (groups, odd keys).
+fn parse_pb(bytes: &[u8]) -> Result<Option<Parts>, DecodeError> {
+    let mut buf = bytes;
+    let mut p = Parts {
+        // Every sample takes at least one byte.
+        samples: Vec::with_capacity(bytes.len().min(MAX_FRAME_BYTES)),
+        ..Parts::default()
+    };
+    let wrong = |tag: u64| pb_err(&format!("invalid wire type for field {tag} of Frame"));
+    while !buf.is_empty() {
+        let Some((tag, wt)) = field_key(&mut buf)? else {
+            return Ok(None);
+        };
+        match (tag, wt) {
+            (1, 0) => p.schema_version = varint(&mut buf)? as u32,
+            (2, 2) => p.stream_id = string(&mut buf)?,
+            (3, 2) => p.device_id = string(&mut buf)?,
+            (4, 2) => p.patient_id = string(&mut buf)?,
+            (5, 0) => p.seq = varint(&mut buf)?,
+            (6, 0) => p.t0_us = varint(&mut buf)? as i64,
+            (7, 0) => p.sample_rate_hz = varint(&mut buf)? as u32,
+            (8, 0) => p.scale_nv = varint(&mut buf)? as u32,
+            (9, 2) => {
+                let mut ch = delimited(&mut buf)?;
+                let start = p.samples.len();
+                let (mut lead, mut lead_off) = (0u32, false);
+                while !ch.is_empty() {
+                    let Some((tag, wt)) = field_key(&mut ch)? else {
+                        return Ok(None);
+                    };
+                    match (tag, wt) {
+                        (1, 0) => lead = varint(&mut ch)? as u32,
+                        (2, 0) => lead_off = varint(&mut ch)? != 0,
+                        (3, 2) => packed_sint32(delimited(&mut ch)?, &mut p.samples)?,
+                        (3, 0) => p.samples.push(zigzag32(varint(&mut ch)?)),
+                        (1..=3, _) => {
+                            return Err(pb_err(&format!(
+                                "invalid wire type for field {tag} of Channel"
+                            )))
+                        }
+                        (_, wt) => skip(&mut ch, wt)?,
+                    }
+                }
+                p.channels.push(ChannelPart {
+                    lead,
+                    lead_off,
+                    start,
+                    len: p.samples.len() - start,
+                });
+            }
+            (1..=9, _) => return Err(wrong(tag)),
+            (_, wt) => skip(&mut buf, wt)?,
+        }
+    }
+    Ok(Some(p))
+}
+
+/// Applies every rule of wire format v1.
+fn validate_parts(m: Parts) -> Result<Frame, DecodeError> {
     match m.schema_version {
         SCHEMA_VERSION => {}
         0 => return Err(invalid(Field::SchemaVersion, "is missing (must be 1)")),
@@ -467,7 +672,7 @@ pub fn validate(m: pb::Frame) -> Result<Frame, DecodeError> {
             format!("has {nlead} leads, outside 1..={MAX_LEADS}"),
         ));
     }
-    let n = m.channels[0].samples.len();
+    let n = m.channels[0].len;
     let max_n = (m.sample_rate_hz * MAX_FRAME_SECONDS) as usize;
     if n == 0 || n > max_n {
         return Err(invalid(
@@ -478,8 +683,8 @@ pub fn validate(m: pb::Frame) -> Result<Frame, DecodeError> {
     let max_count = MAX_ABS_MV * 1e6 / f64::from(m.scale_nv);
     let mut leads = Vec::with_capacity(nlead);
     let mut lead_off = Vec::with_capacity(nlead);
-    let mut samples = Vec::with_capacity(nlead * n);
-    for (i, c) in m.channels.into_iter().enumerate() {
+    for (i, c) in m.channels.iter().enumerate() {
+        let c_samples = &m.samples[c.start..c.start + c.len];
         let lead = Lead::from_mdc_code(c.lead).ok_or_else(|| {
             invalid(
                 Field::Lead,
@@ -489,18 +694,18 @@ pub fn validate(m: pb::Frame) -> Result<Frame, DecodeError> {
         if leads.contains(&lead) {
             return Err(invalid(Field::Lead, format!("{lead} appears twice")));
         }
-        if c.samples.len() != n {
+        if c.len != n {
             return Err(invalid(
                 Field::Samples,
                 format!(
                     "lead {lead} has {} samples, lead {} has {n}",
-                    c.samples.len(),
+                    c.len,
                     leads.first().copied().unwrap_or(lead)
                 ),
             ));
         }
         if !c.lead_off {
-            if let Some(bad) = c.samples.iter().find(|&&s| f64::from(s).abs() > max_count) {
+            if let Some(bad) = c_samples.iter().find(|&&s| f64::from(s).abs() > max_count) {
                 return Err(invalid(
                     Field::Samples,
                     format!(
@@ -512,7 +717,6 @@ pub fn validate(m: pb::Frame) -> Result<Frame, DecodeError> {
         }
         leads.push(lead);
         lead_off.push(c.lead_off);
-        samples.extend_from_slice(&c.samples);
     }
     Ok(Frame {
         stream,
@@ -524,6 +728,6 @@ pub fn validate(m: pb::Frame) -> Result<Frame, DecodeError> {
         scale: NanovoltsPerCount(m.scale_nv),
         leads,
         lead_off,
-        samples,
+        samples: m.samples,
     })
 }

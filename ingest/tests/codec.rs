@@ -310,3 +310,130 @@ proptest! {
         }
     }
 }
+
+/// What prost's generated decoder and `codec::validate` make of protobuf bytes: the
+/// reference the hand-written fast path of `codec::decode` must agree with.
+fn reference(bytes: &[u8]) -> Result<ecg_types::Frame, &'static str> {
+    pb::Frame::decode(bytes)
+        .map_err(|_| "undecodable")
+        .and_then(|m| codec::validate(m).map_err(|e| e.kind()))
+}
+
+fn fast(bytes: &[u8]) -> Result<ecg_types::Frame, &'static str> {
+    codec::decode(bytes, Some(codec::CONTENT_TYPE_PROTOBUF)).map_err(|e| e.kind())
+}
+
+/// A valid 3-lead frame's message.
+fn valid_pb() -> pb::Frame {
+    pb::Frame {
+        schema_version: 1,
+        stream_id: "s".into(),
+        device_id: "d".into(),
+        patient_id: "p".into(),
+        seq: 7,
+        t0_us: 1_763_000_000_000_000,
+        sample_rate_hz: 250,
+        scale_nv: 1000,
+        channels: [1u32, 2, 61]
+            .iter()
+            .enumerate()
+            .map(|(i, &l)| pb::Channel {
+                lead: l,
+                lead_off: false,
+                samples: (0..50).map(|k| (k * 37 - 900) * (i as i32 + 1)).collect(),
+            })
+            .collect(),
+    }
+}
+
+#[test]
+fn fast_path_reads_unpacked_samples_and_skips_unknown_fields() {
+    let m = valid_pb();
+    let want = reference(&m.encode_to_vec()).unwrap();
+    // The same message with samples unpacked (one varint field per sample) and an
+    // unknown field of each wire type in the frame and in a channel.
+    let mut b = Vec::new();
+    let key = |b: &mut Vec<u8>, tag: u32, wt: u32| {
+        prost::encoding::encode_varint(u64::from(tag << 3 | wt), b)
+    };
+    key(&mut b, 1, 0);
+    prost::encoding::encode_varint(1, &mut b);
+    for (tag, v) in [(2u32, "s"), (3, "d"), (4, "p")] {
+        prost::encoding::string::encode(tag, &v.to_owned(), &mut b);
+    }
+    prost::encoding::uint64::encode(5, &7, &mut b);
+    prost::encoding::int64::encode(6, &m.t0_us, &mut b);
+    prost::encoding::uint32::encode(7, &250, &mut b);
+    prost::encoding::uint32::encode(8, &1000, &mut b);
+    prost::encoding::fixed64::encode(20, &99, &mut b);
+    prost::encoding::fixed32::encode(21, &99, &mut b);
+    prost::encoding::string::encode(22, &"x".to_owned(), &mut b);
+    prost::encoding::uint32::encode(23, &5, &mut b);
+    for c in &m.channels {
+        let mut cb = Vec::new();
+        prost::encoding::uint32::encode(1, &c.lead, &mut cb);
+        prost::encoding::string::encode(9, &"unknown".to_owned(), &mut cb);
+        for s in &c.samples {
+            prost::encoding::sint32::encode(3, s, &mut cb);
+        }
+        prost::encoding::message::encode(9, &RawBytes(cb), &mut b);
+    }
+    assert_eq!(reference(&b), Ok(want.clone()), "prost reads it");
+    assert_eq!(fast(&b), Ok(want));
+}
+
+/// Pre-encoded message bytes (for building test payloads field by field).
+#[derive(Debug, Default, Clone, PartialEq)]
+struct RawBytes(Vec<u8>);
+
+impl prost::Message for RawBytes {
+    fn encode_raw(&self, buf: &mut impl prost::bytes::BufMut) {
+        buf.put_slice(&self.0);
+    }
+    fn merge_field(
+        &mut self,
+        _tag: u32,
+        _wire_type: prost::encoding::WireType,
+        _buf: &mut impl prost::bytes::Buf,
+        _ctx: prost::encoding::DecodeContext,
+    ) -> Result<(), prost::DecodeError> {
+        // Encode only: decoding reads nothing.
+        Ok(())
+    }
+    fn encoded_len(&self) -> usize {
+        self.0.len()
+    }
+    fn clear(&mut self) {
+        self.0.clear();
+    }
+}
+
+proptest! {
+    /// On any bytes (valid frames, and valid frames with bytes flipped or cut) the fast
+    /// path accepts exactly what prost + validate accept, with the same frame, and
+    /// rejects the rest with the same error kind.
+    #[test]
+    fn fast_path_agrees_with_prost(
+        flips in proptest::collection::vec((any::<usize>(), any::<u8>()), 0..4),
+        cut in proptest::option::of(any::<usize>()),
+        noise in proptest::collection::vec(any::<u8>(), 0..64),
+        use_noise in any::<bool>(),
+    ) {
+        let mut b = if use_noise { noise } else { valid_pb().encode_to_vec() };
+        for (at, v) in flips {
+            if !b.is_empty() {
+                let i = at % b.len();
+                b[i] = v;
+            }
+        }
+        if let Some(c) = cut {
+            b.truncate(c % (b.len() + 1));
+        }
+        let (want, got) = (reference(&b), fast(&b));
+        match (&want, &got) {
+            (Ok(w), Ok(g)) => prop_assert_eq!(w, g),
+            (Err(w), Err(g)) => prop_assert_eq!(w, g),
+            _ => prop_assert!(false, "prost {want:?} vs fast {got:?} on {b:?}"),
+        }
+    }
+}
