@@ -376,8 +376,24 @@ struct Stream {
     /// Whether the next analysis follows a gap.
     gap_before_next: bool,
     last_seen: Instant,
-    /// Cached [`Analysis::resume_offset`] and pending offsets.
+    /// Lowest offset the stream still needs ([`Analysis::resume_offset`] and pending
+    /// frames), as of the last batch it took part in.
     resume: Option<i64>,
+    /// Took frames since `resume` was computed.
+    dirty: bool,
+}
+
+impl Stream {
+    fn update_resume(&mut self, grid: &Grid, feature_timings: &[ModelTiming]) {
+        self.resume = self
+            .analysis
+            .as_mut()
+            .and_then(|a| a.resume_offset(grid, feature_timings))
+            .into_iter()
+            .chain(self.pending.values().map(|(_, o)| *o))
+            .min();
+        self.dirty = false;
+    }
 }
 
 /// The synchronous part of the pipeline: frames in, findings out.
@@ -522,10 +538,14 @@ impl Processor {
         out
     }
 
-    /// Per partition with state, the next offset safe to commit.
-    fn safe_offsets(&self) -> Vec<(i32, i64)> {
+    /// Per partition with state, the next offset safe to commit. Streams that took
+    /// frames in this batch recompute what they need, once.
+    fn safe_offsets(&mut self) -> Vec<(i32, i64)> {
         let mut safe: BTreeMap<i32, i64> = self.high.iter().map(|(&p, &o)| (p, o)).collect();
-        for s in self.streams.values() {
+        for s in self.streams.values_mut() {
+            if s.dirty {
+                s.update_resume(&self.grid, &self.feature_timings);
+            }
             if let (Some(r), Some(v)) = (s.resume, safe.get_mut(&s.partition)) {
                 *v = (*v).min(r);
             }
@@ -549,8 +569,8 @@ impl Processor {
     }
 
     /// Takes one validated frame read at `partition`/`offset` through the stream's
-    /// sequencer and analysis (also used directly by offline tools).
-    pub fn accept(
+    /// sequencer and analysis.
+    fn accept(
         &mut self,
         frame: Frame,
         partition: i32,
@@ -558,6 +578,7 @@ impl Processor {
         out: &mut Output,
         model_windows: &mut [Vec<Window>],
     ) {
+        let now = Instant::now();
         let st = self
             .streams
             .entry(frame.stream.clone())
@@ -568,11 +589,13 @@ impl Processor {
                 pending: BTreeMap::new(),
                 analysis: None,
                 gap_before_next: false,
-                last_seen: Instant::now(),
+                last_seen: now,
                 resume: None,
+                dirty: false,
             });
-        st.last_seen = Instant::now();
+        st.last_seen = now;
         st.partition = partition;
+        st.dirty = true;
         if st.next_seq.is_some_and(|n| frame.seq < n) || st.pending.contains_key(&frame.seq) {
             self.metrics.frames_duplicate.inc();
             return;
@@ -591,13 +614,6 @@ impl Processor {
             metrics: &self.metrics,
         };
         ctx.release(st, out, model_windows);
-        st.resume = st
-            .analysis
-            .as_mut()
-            .and_then(|a| a.resume_offset(&self.grid, &self.feature_timings))
-            .into_iter()
-            .chain(st.pending.values().map(|(_, o)| *o))
-            .min();
     }
 
     /// Scores each model's windows in runs of at most `max_batch` (windows of every
