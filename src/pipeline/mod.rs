@@ -100,37 +100,23 @@ fn now_us() -> i64 {
         .unwrap_or(0)
 }
 
-/// Partition changes seen by the rebalance callbacks, in order.
-#[derive(Debug)]
-enum Rebalanced {
-    Assigned,
-    Revoked(Vec<i32>),
-}
-
 /// Consumer context: commits stored offsets before partitions are revoked and
-/// reports assignment changes to the consume loop.
+/// reports the revocations, in order, to the consume loop.
 #[derive(Debug)]
 struct PipelineContext {
     topic: String,
     metrics: Metrics,
-    events: Mutex<Vec<Rebalanced>>,
+    revoked: Mutex<Vec<Vec<i32>>>,
 }
 
 impl PipelineContext {
-    fn take_events(&self) -> Vec<Rebalanced> {
+    fn take_revoked(&self) -> Vec<Vec<i32>> {
         std::mem::take(
             &mut *self
-                .events
+                .revoked
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner),
         )
-    }
-
-    fn push(&self, e: Rebalanced) {
-        self.events
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .push(e);
     }
 
     fn partitions(&self, tpl: &TopicPartitionList) -> Vec<i32> {
@@ -175,7 +161,10 @@ impl ConsumerContext for PipelineContext {
                 .with_label_values(&[if lost { "lost" } else { "revoke" }])
                 .inc();
             tracing::info!(partitions = ?parts, lost, "partitions revoked");
-            self.push(Rebalanced::Revoked(parts));
+            self.revoked
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .push(parts);
         }
     }
 
@@ -184,7 +173,6 @@ impl ConsumerContext for PipelineContext {
             Rebalance::Assign(tpl) => {
                 self.metrics.rebalances.with_label_values(&["assign"]).inc();
                 tracing::info!(partitions = ?self.partitions(tpl), "partitions assigned");
-                self.push(Rebalanced::Assigned);
             }
             Rebalance::Revoke(_) => {}
             Rebalance::Error(e) => tracing::warn!(error = %e, "rebalance error"),
@@ -218,7 +206,7 @@ pub async fn run(
     let context = PipelineContext {
         topic: cfg.frames_topic.clone(),
         metrics: metrics.clone(),
-        events: Mutex::new(Vec::new()),
+        revoked: Mutex::new(Vec::new()),
     };
     let mut consumer_cfg = kafka::consumer_config(&cfg.connection, &cfg.group_id);
     if consumer_cfg.get("statistics.interval.ms").is_none() {
@@ -330,8 +318,8 @@ fn process_stage(
     }
 }
 
-/// The consume stage: batches of messages, rebalance events in order between them,
-/// and back-pressure by pausing the assignment while the processing stage is full.
+/// The consume stage: batches of messages, revocations in order between them, and
+/// back-pressure by pausing the assignment while the processing stage is full.
 async fn consume_stage(
     consumer: Arc<FramesConsumer>,
     cfg: PipelineConfig,
@@ -339,6 +327,11 @@ async fn consume_stage(
     work: mpsc::Sender<Work>,
     mut shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
+    let to = Handoff {
+        consumer: &consumer,
+        metrics: &metrics,
+        work: &work,
+    };
     let mut batch: Vec<Input> = Vec::with_capacity(cfg.batch_max);
     'outer: loop {
         let deadline = tokio::time::sleep(cfg.batch_wait);
@@ -351,72 +344,57 @@ async fn consume_stage(
                 m = consumer.recv() => m,
             };
             first = false;
-            // Rebalance callbacks run inside `recv`: their events come before `m`.
-            let events = consumer.context().take_events();
-            if !events.is_empty() {
-                send(
-                    &consumer,
-                    &metrics,
-                    &work,
-                    Work::Batch(std::mem::take(&mut batch)),
-                )
-                .await?;
-                for e in events {
-                    if let Rebalanced::Revoked(parts) = e {
-                        send(&consumer, &metrics, &work, Work::Revoked(parts)).await?;
-                    }
-                }
+            // Rebalance callbacks run inside `recv`: their revocations come before `m`.
+            for parts in consumer.context().take_revoked() {
+                to.send(Work::Batch(std::mem::take(&mut batch))).await?;
+                to.send(Work::Revoked(parts)).await?;
             }
             match m {
                 Ok(m) => batch.push(input_from(&m)),
                 Err(e) => tracing::warn!(error = %e, "consume error"),
             }
         }
-        if !batch.is_empty() {
-            send(
-                &consumer,
-                &metrics,
-                &work,
-                Work::Batch(std::mem::take(&mut batch)),
-            )
-            .await?;
-        }
+        to.send(Work::Batch(std::mem::take(&mut batch))).await?;
     }
-    if !batch.is_empty() {
-        send(&consumer, &metrics, &work, Work::Batch(batch)).await?;
-    }
-    Ok(())
+    to.send(Work::Batch(batch)).await
 }
 
-/// Hands work to the processing stage; while it is full, fetching is paused.
-async fn send(
-    consumer: &FramesConsumer,
-    metrics: &Metrics,
-    work: &mpsc::Sender<Work>,
-    w: Work,
-) -> anyhow::Result<()> {
-    if matches!(&w, Work::Batch(b) if b.is_empty()) {
-        return Ok(());
-    }
-    let w = match work.try_send(w) {
-        Ok(()) => return Ok(()),
-        Err(mpsc::error::TrySendError::Closed(_)) => anyhow::bail!("processing stage stopped"),
-        Err(mpsc::error::TrySendError::Full(w)) => w,
-    };
-    metrics.backpressure_pauses.inc();
-    let paused = consumer.assignment().ok().filter(|a| a.count() > 0);
-    if let Some(a) = &paused {
-        if let Err(e) = consumer.pause(a) {
-            tracing::debug!(error = %e, "pausing partitions");
+/// Where the consume stage hands work to the processing stage.
+struct Handoff<'a> {
+    consumer: &'a FramesConsumer,
+    metrics: &'a Metrics,
+    work: &'a mpsc::Sender<Work>,
+}
+
+impl Handoff<'_> {
+    /// Sends `w` (an empty batch is nothing to send); while the processing stage is
+    /// full, fetching is paused.
+    async fn send(&self, w: Work) -> anyhow::Result<()> {
+        if matches!(&w, Work::Batch(b) if b.is_empty()) {
+            return Ok(());
         }
-    }
-    let sent = work.send(w).await;
-    if let Some(a) = &paused {
-        if let Err(e) = consumer.resume(a) {
-            tracing::debug!(error = %e, "resuming partitions");
+        let w = match self.work.try_send(w) {
+            Ok(()) => return Ok(()),
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                anyhow::bail!("processing stage stopped")
+            }
+            Err(mpsc::error::TrySendError::Full(w)) => w,
+        };
+        self.metrics.backpressure_pauses.inc();
+        let paused = self.consumer.assignment().ok().filter(|a| a.count() > 0);
+        if let Some(a) = &paused {
+            if let Err(e) = self.consumer.pause(a) {
+                tracing::debug!(error = %e, "pausing partitions");
+            }
         }
+        let sent = self.work.send(w).await;
+        if let Some(a) = &paused {
+            if let Err(e) = self.consumer.resume(a) {
+                tracing::debug!(error = %e, "resuming partitions");
+            }
+        }
+        sent.map_err(|_| anyhow::anyhow!("processing stage stopped"))
     }
-    sent.map_err(|_| anyhow::anyhow!("processing stage stopped"))
 }
 
 /// The pipeline's copy of a consumed message (payload, content type, source position).
