@@ -17,7 +17,7 @@ use ecg_types::{Frame, Lead};
 use prost::Message as _;
 use rdkafka::message::Message;
 use support::tansu::{self, Broker};
-use support::{keyed, Msg, Reader, Topics};
+use support::{frame_msg, keyed, Msg, Reader, Topics};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -63,31 +63,16 @@ impl Instance {
     }
 }
 
-fn frame_msg(f: &Frame) -> Msg {
-    Msg {
-        key: f.stream.as_str().to_owned(),
-        payload: codec::encode(f, Encoding::Protobuf),
-        content_type: Some(CONTENT_TYPE_PROTOBUF),
-    }
-}
-
-/// `n` frames (200 ms at 250 Hz) of simulated device `i` with a rhythm chosen by `i`.
+/// `seconds` of frames (200 ms at 250 Hz) of simulated device `i` with a rhythm
+/// chosen by `i`.
 fn sim_frames(prefix: &str, i: u64, seconds: u32) -> Vec<Frame> {
-    let presets = [
-        ecg_sim::Preset::NormalSinus,
-        ecg_sim::Preset::AtrialFibrillation,
-        ecg_sim::Preset::Bradycardia,
-    ];
-    let p = presets[(i % 3) as usize];
-    let dev = ecg_sim::Device::new(p.config(i, 250, vec![Lead::II])).unwrap();
-    let mut src = ecg_sim::FrameSource::new(
-        dev,
-        ecg_types::StreamId::new(format!("{prefix}{i}")).unwrap(),
-        ecg_types::DeviceId::new("d").unwrap(),
-        ecg_types::PatientId::new(format!("p-{prefix}{i}")).unwrap(),
+    let mut src = support::sim_device(
+        &format!("{prefix}{i}"),
+        &format!("p-{prefix}{i}"),
+        support::RHYTHMS[(i % 3) as usize],
+        i,
+        Lead::II,
         T0,
-        50,
-        1000,
     );
     (0..seconds * 5).map(|_| src.next_frame()).collect()
 }

@@ -14,11 +14,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use ecg_ingest::codec::{self, Encoding, CONTENT_TYPE_PROTOBUF};
-use ecg_types::{Condition, Finding, FindingStatus, Lead};
+use ecg_ingest::codec::{self, CONTENT_TYPE_PROTOBUF};
+use ecg_types::{Condition, Finding, Lead};
 use rand::{Rng as _, SeedableRng as _};
 use support::tansu::{self, Broker};
-use support::{Msg, Reader, Topics};
+use support::{window_keys, Msg, Reader, Topics};
 
 const T0: i64 = 1_800_000_000_000_000;
 const KILLS: usize = 10;
@@ -49,17 +49,6 @@ fn spawn_pipeline(config: &Path, log: &Path) -> Killed {
             .spawn()
             .expect("spawning cardiostream pipeline"),
     )
-}
-
-/// Keys of window findings (pause events are keyed by a beat's time, not a window).
-fn window_keys(fs: &[Finding]) -> BTreeSet<String> {
-    fs.iter()
-        .filter(|f| {
-            !(matches!(f.condition, Condition::Pause | Condition::Asystole)
-                && f.status == FindingStatus::Present)
-        })
-        .map(|f| f.key.clone())
-        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -93,20 +82,13 @@ async fn sigkilled_pipeline_loses_no_window() {
                         ecg_sim::Preset::Bradycardia,
                         ecg_sim::Preset::Pvcs,
                     ];
-                    let dev = ecg_sim::Device::new(presets[(i % 4) as usize].config(
+                    support::sim_device(
+                        &format!("kill-{i}"),
+                        &format!("p-kill-{i}"),
+                        presets[(i % 4) as usize],
                         i,
-                        250,
-                        vec![Lead::II],
-                    ))
-                    .unwrap();
-                    ecg_sim::FrameSource::new(
-                        dev,
-                        ecg_types::StreamId::new(format!("kill-{i}")).unwrap(),
-                        ecg_types::DeviceId::new("d").unwrap(),
-                        ecg_types::PatientId::new(format!("p-kill-{i}")).unwrap(),
+                        Lead::II,
                         T0 + i as i64 * 13_000,
-                        50,
-                        1000,
                     )
                 })
                 .collect();
@@ -115,14 +97,7 @@ async fn sigkilled_pipeline_loses_no_window() {
                 tick.tick().await;
                 let msgs: Vec<Msg> = sources
                     .iter_mut()
-                    .map(|s| {
-                        let f = s.next_frame();
-                        Msg {
-                            key: f.stream.as_str().to_owned(),
-                            payload: codec::encode(&f, Encoding::Protobuf),
-                            content_type: Some(CONTENT_TYPE_PROTOBUF),
-                        }
-                    })
+                    .map(|s| support::frame_msg(&s.next_frame()))
                     .collect();
                 support::send_all(&producer, &topic, &msgs).await;
                 sent.lock().unwrap().extend(msgs);

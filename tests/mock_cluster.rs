@@ -13,7 +13,6 @@ use std::time::{Duration, Instant};
 
 use cardiostream::pipeline::{self, PipelineConfig};
 use cardiostream::telemetry::Metrics;
-use ecg_ingest::codec::{self, Encoding, CONTENT_TYPE_PROTOBUF};
 use ecg_ingest::kafka;
 use ecg_types::Lead;
 use rdkafka::mocking::MockCluster;
@@ -104,22 +103,13 @@ impl Instance {
 fn frames(prefix: &str, n: u64, seconds: u32) -> Vec<Msg> {
     let mut sources: Vec<ecg_sim::FrameSource> = (0..n)
         .map(|i| {
-            let presets = [
-                ecg_sim::Preset::NormalSinus,
-                ecg_sim::Preset::AtrialFibrillation,
-                ecg_sim::Preset::Bradycardia,
-            ];
-            let dev =
-                ecg_sim::Device::new(presets[(i % 3) as usize].config(i, 250, vec![Lead::II]))
-                    .unwrap();
-            ecg_sim::FrameSource::new(
-                dev,
-                ecg_types::StreamId::new(format!("{prefix}{i}")).unwrap(),
-                ecg_types::DeviceId::new("d").unwrap(),
-                ecg_types::PatientId::new(format!("p-{prefix}{i}")).unwrap(),
+            support::sim_device(
+                &format!("{prefix}{i}"),
+                &format!("p-{prefix}{i}"),
+                support::RHYTHMS[(i % 3) as usize],
+                i,
+                Lead::II,
                 T0,
-                50,
-                1000,
             )
         })
         .collect();
@@ -127,14 +117,7 @@ fn frames(prefix: &str, n: u64, seconds: u32) -> Vec<Msg> {
         .flat_map(|_| {
             sources
                 .iter_mut()
-                .map(|s| {
-                    let f = s.next_frame();
-                    Msg {
-                        key: f.stream.as_str().to_owned(),
-                        payload: codec::encode(&f, Encoding::Protobuf),
-                        content_type: Some(CONTENT_TYPE_PROTOBUF),
-                    }
-                })
+                .map(|s| support::frame_msg(&s.next_frame()))
                 .collect::<Vec<_>>()
         })
         .collect()

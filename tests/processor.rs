@@ -3,6 +3,8 @@
 //! and a restart from the offset it declares safe loses no window and invents none.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
+mod support;
+
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
@@ -13,6 +15,7 @@ use ecg_ingest::codec::{self, Encoding, CONTENT_TYPE_PROTOBUF};
 use ecg_types::{Condition, Finding, FindingStatus, Frame, Lead};
 use rand::seq::SliceRandom as _;
 use rand::{Rng as _, SeedableRng as _};
+use support::window_keys;
 
 const T0: i64 = 1_800_000_000_123_456;
 
@@ -27,21 +30,13 @@ fn processor(models: &Arc<Vec<ecg_inference::Model>>) -> Processor {
 
 /// `seconds` of 200 ms frames (250 Hz, lead II) of simulated stream `s{i}`.
 fn frames(i: u64, seconds: u32) -> Vec<Frame> {
-    let presets = [
-        ecg_sim::Preset::NormalSinus,
-        ecg_sim::Preset::AtrialFibrillation,
-        ecg_sim::Preset::Bradycardia,
-    ];
-    let dev =
-        ecg_sim::Device::new(presets[(i % 3) as usize].config(i, 250, vec![Lead::II])).unwrap();
-    let mut src = ecg_sim::FrameSource::new(
-        dev,
-        ecg_types::StreamId::new(format!("s{i}")).unwrap(),
-        ecg_types::DeviceId::new("d").unwrap(),
-        ecg_types::PatientId::new(format!("p{i}")).unwrap(),
+    let mut src = support::sim_device(
+        &format!("s{i}"),
+        &format!("p{i}"),
+        support::RHYTHMS[(i % 3) as usize],
+        i,
+        Lead::II,
         T0 + i as i64 * 37_000,
-        50,
-        1000,
     );
     (0..seconds * 5).map(|_| src.next_frame()).collect()
 }
@@ -81,18 +76,6 @@ fn run(p: &mut Processor, inputs: Vec<Input>, batch: usize) -> Vec<Output> {
 fn findings(outs: &[Output]) -> Vec<Finding> {
     outs.iter()
         .flat_map(|o| o.findings.iter().cloned())
-        .collect()
-}
-
-/// Keys of window findings (everything but pause events, which are keyed by the
-/// last beat's time rather than by a window).
-fn window_keys(fs: &[Finding]) -> BTreeSet<String> {
-    fs.iter()
-        .filter(|f| {
-            !(matches!(f.condition, Condition::Pause | Condition::Asystole)
-                && f.status == FindingStatus::Present)
-        })
-        .map(|f| f.key.clone())
         .collect()
 }
 

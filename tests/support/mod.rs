@@ -19,6 +19,7 @@ use cardiostream::config::Config;
 use cardiostream::devices::Source;
 use cardiostream::pipeline::{Input, Processor};
 use cardiostream::telemetry::Metrics;
+use ecg_ingest::codec::{self, Encoding, CONTENT_TYPE_PROTOBUF};
 use ecg_ingest::kafka;
 use ecg_types::Finding;
 use rdkafka::consumer::{Consumer, StreamConsumer};
@@ -37,19 +38,70 @@ pub fn data_dir() -> Option<PathBuf> {
         .then(|| PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
 }
 
+/// The rhythms the simulated test streams cycle through (`RHYTHMS[i % 3]`).
+pub const RHYTHMS: [ecg_sim::Preset; 3] = [
+    ecg_sim::Preset::NormalSinus,
+    ecg_sim::Preset::AtrialFibrillation,
+    ecg_sim::Preset::Bradycardia,
+];
+
+/// A simulated device (rhythm `preset`, seed `seed`) recording `lead` at 250 Hz as
+/// stream `stream` of patient `patient`: 200 ms frames of 1 µV counts from device
+/// time `t0`.
+pub fn sim_device(
+    stream: &str,
+    patient: &str,
+    preset: ecg_sim::Preset,
+    seed: u64,
+    lead: ecg_types::Lead,
+    t0: i64,
+) -> ecg_sim::FrameSource {
+    let dev = ecg_sim::Device::new(preset.config(seed, 250, vec![lead])).unwrap();
+    ecg_sim::FrameSource::new(
+        dev,
+        ecg_types::StreamId::new(stream).unwrap(),
+        ecg_types::DeviceId::new("d").unwrap(),
+        ecg_types::PatientId::new(patient).unwrap(),
+        t0,
+        50,
+        1000,
+    )
+}
+
 /// Simulated device `i` (stream `s{i}`, patient `p{i}`) in `preset`, one lead at
 /// 250 Hz, 200 ms frames of 1 µV counts starting at a fixed device time.
 pub fn sim_source(i: usize, preset: ecg_sim::Preset, lead: ecg_types::Lead) -> Source {
-    let dev = ecg_sim::Device::new(preset.config(i as u64, 250, vec![lead])).unwrap();
-    Source::Sim(Box::new(ecg_sim::FrameSource::new(
-        dev,
-        ecg_types::StreamId::new(format!("s{i}")).unwrap(),
-        ecg_types::DeviceId::new("d").unwrap(),
-        ecg_types::PatientId::new(format!("p{i}")).unwrap(),
+    Source::Sim(Box::new(sim_device(
+        &format!("s{i}"),
+        &format!("p{i}"),
+        preset,
+        i as u64,
+        lead,
         1_800_000_000_000_000,
-        50,
-        1000,
     )))
+}
+
+/// A frame as the device gateway publishes it: protobuf, keyed by stream.
+pub fn frame_msg(f: &ecg_types::Frame) -> Msg {
+    Msg {
+        key: f.stream.as_str().to_owned(),
+        payload: codec::encode(f, Encoding::Protobuf),
+        content_type: Some(CONTENT_TYPE_PROTOBUF),
+    }
+}
+
+/// Keys of window findings: all but pause and asystole events, which are keyed by
+/// the last beat's time rather than by a window.
+pub fn window_keys(fs: &[Finding]) -> BTreeSet<String> {
+    fs.iter()
+        .filter(|f| {
+            !(matches!(
+                f.condition,
+                ecg_types::Condition::Pause | ecg_types::Condition::Asystole
+            ) && f.status == ecg_types::FindingStatus::Present)
+        })
+        .map(|f| f.key.clone())
+        .collect()
 }
 
 /// Unique topic names of one test.
