@@ -45,6 +45,8 @@
 //! Runtime is not installed.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
+mod support;
+
 use std::hint::black_box;
 use std::io::{BufRead as _, BufReader, Write as _};
 use std::path::{Path, PathBuf};
@@ -648,9 +650,7 @@ fn machine() -> Value {
 fn main() {
     let args = parse_args();
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("target"));
+    let target = support::target_dir();
     let started = Instant::now();
 
     let rt = match OrtRuntime::get() {
@@ -896,7 +896,7 @@ fn main() {
                 o
             }).collect::<Vec<_>>(),
         });
-        append_json(&target, &line.to_string());
+        support::append_json("inference-bench.json", &line.to_string());
     }
 }
 
@@ -1004,19 +1004,5 @@ fn fmt_us(us: f64) -> String {
         format!("{us:.1}")
     } else {
         format!("{us:.2}")
-    }
-}
-
-/// Appends one line to `target/inference-bench.json` (best effort).
-fn append_json(target: &Path, line: &str) {
-    let path = target.join("inference-bench.json");
-    match std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&path)
-        .and_then(|mut f| writeln!(f, "{line}"))
-    {
-        Ok(()) => println!("appended to {}", path.display()),
-        Err(e) => println!("could not append to {}: {e}", path.display()),
     }
 }

@@ -37,6 +37,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
 #[allow(dead_code)]
+mod support;
 #[path = "../tests/support/tansu.rs"]
 mod tansu;
 
@@ -445,7 +446,7 @@ async fn parent(args: &Args) {
                 .map(|d| d.as_secs())
                 .unwrap_or(0),
         });
-        append_json(&line.to_string());
+        support::append_json("ingest-bench.json", &line.to_string());
     }
     drop(broker);
 }
@@ -704,22 +705,4 @@ async fn produce(bootstrap: &str, topic: &str, base: &[Vec<Frame>], total: usize
             .expect("delivery");
     }
     bytes
-}
-
-/// Appends one line to `target/ingest-bench.json` (best effort).
-fn append_json(line: &str) {
-    use std::io::Write as _;
-    let dir = std::env::var_os("CARGO_TARGET_DIR")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target"));
-    let path = dir.join("ingest-bench.json");
-    match std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&path)
-        .and_then(|mut f| writeln!(f, "{line}"))
-    {
-        Ok(()) => println!("  appended to {}", path.display()),
-        Err(e) => println!("  could not append to {}: {e}", path.display()),
-    }
 }
