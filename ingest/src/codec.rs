@@ -427,10 +427,10 @@ fn json_to_pb(j: JsonFrame) -> Result<pb::Frame, DecodeError> {
 ///
 /// # Errors
 /// A [`DecodeError`] naming the first rule the message breaks.
-pub fn validate(m: pb::Frame) -> Result<Frame, DecodeError> {
-    let mut samples = Vec::with_capacity(m.channels.iter().map(|c| c.samples.len()).sum());
-    let channels = m
-        .channels
+pub fn validate(mut m: pb::Frame) -> Result<Frame, DecodeError> {
+    let channels = std::mem::take(&mut m.channels);
+    let mut samples = Vec::with_capacity(channels.iter().map(|c| c.samples.len()).sum());
+    let channels = channels
         .into_iter()
         .map(|c| {
             let start = samples.len();
@@ -444,30 +444,17 @@ pub fn validate(m: pb::Frame) -> Result<Frame, DecodeError> {
         })
         .collect();
     validate_parts(Parts {
-        schema_version: m.schema_version,
-        stream_id: m.stream_id,
-        device_id: m.device_id,
-        patient_id: m.patient_id,
-        seq: m.seq,
-        t0_us: m.t0_us,
-        sample_rate_hz: m.sample_rate_hz,
-        scale_nv: m.scale_nv,
+        header: m,
         channels,
         samples,
     })
 }
 
-/// A decoded `pb::Frame` with the samples of every channel in one lead-major vector.
+/// A decoded frame message: its header fields (`header.channels` unused), its
+/// channels, and the samples of every channel in one lead-major vector.
 #[derive(Debug, Default)]
 struct Parts {
-    schema_version: u32,
-    stream_id: String,
-    device_id: String,
-    patient_id: String,
-    seq: u64,
-    t0_us: i64,
-    sample_rate_hz: u32,
-    scale_nv: u32,
+    header: pb::Frame,
     channels: Vec<ChannelPart>,
     samples: Vec<i32>,
 }
@@ -585,14 +572,14 @@ fn parse_pb(bytes: &[u8]) -> Result<Option<Parts>, DecodeError> {
             return Ok(None);
         };
         match (tag, wt) {
-            (1, 0) => p.schema_version = varint(&mut buf)? as u32,
-            (2, 2) => p.stream_id = string(&mut buf)?,
-            (3, 2) => p.device_id = string(&mut buf)?,
-            (4, 2) => p.patient_id = string(&mut buf)?,
-            (5, 0) => p.seq = varint(&mut buf)?,
-            (6, 0) => p.t0_us = varint(&mut buf)? as i64,
-            (7, 0) => p.sample_rate_hz = varint(&mut buf)? as u32,
-            (8, 0) => p.scale_nv = varint(&mut buf)? as u32,
+            (1, 0) => p.header.schema_version = varint(&mut buf)? as u32,
+            (2, 2) => p.header.stream_id = string(&mut buf)?,
+            (3, 2) => p.header.device_id = string(&mut buf)?,
+            (4, 2) => p.header.patient_id = string(&mut buf)?,
+            (5, 0) => p.header.seq = varint(&mut buf)?,
+            (6, 0) => p.header.t0_us = varint(&mut buf)? as i64,
+            (7, 0) => p.header.sample_rate_hz = varint(&mut buf)? as u32,
+            (8, 0) => p.header.scale_nv = varint(&mut buf)? as u32,
             (9, 2) => {
                 let mut ch = delimited(&mut buf)?;
                 let start = p.samples.len();
@@ -629,7 +616,12 @@ fn parse_pb(bytes: &[u8]) -> Result<Option<Parts>, DecodeError> {
 }
 
 /// Applies every rule of wire format v1.
-fn validate_parts(m: Parts) -> Result<Frame, DecodeError> {
+fn validate_parts(parts: Parts) -> Result<Frame, DecodeError> {
+    let Parts {
+        header: m,
+        channels,
+        samples,
+    } = parts;
     match m.schema_version {
         SCHEMA_VERSION => {}
         0 => return Err(invalid(Field::SchemaVersion, "is missing (must be 1)")),
@@ -665,14 +657,14 @@ fn validate_parts(m: Parts) -> Result<Frame, DecodeError> {
             format!("is {} nV per count, outside 1..={MAX_SCALE_NV}", m.scale_nv),
         ));
     }
-    let nlead = m.channels.len();
+    let nlead = channels.len();
     if !(1..=MAX_LEADS).contains(&nlead) {
         return Err(invalid(
             Field::Channels,
             format!("has {nlead} leads, outside 1..={MAX_LEADS}"),
         ));
     }
-    let n = m.channels[0].len;
+    let n = channels[0].len;
     let max_n = (m.sample_rate_hz * MAX_FRAME_SECONDS) as usize;
     if n == 0 || n > max_n {
         return Err(invalid(
@@ -683,8 +675,8 @@ fn validate_parts(m: Parts) -> Result<Frame, DecodeError> {
     let max_count = MAX_ABS_MV * 1e6 / f64::from(m.scale_nv);
     let mut leads = Vec::with_capacity(nlead);
     let mut lead_off = Vec::with_capacity(nlead);
-    for (i, c) in m.channels.iter().enumerate() {
-        let c_samples = &m.samples[c.start..c.start + c.len];
+    for (i, c) in channels.iter().enumerate() {
+        let c_samples = &samples[c.start..c.start + c.len];
         let lead = Lead::from_mdc_code(c.lead).ok_or_else(|| {
             invalid(
                 Field::Lead,
@@ -728,6 +720,6 @@ fn validate_parts(m: Parts) -> Result<Frame, DecodeError> {
         scale: NanovoltsPerCount(m.scale_nv),
         leads,
         lead_off,
-        samples: m.samples,
+        samples,
     })
 }
