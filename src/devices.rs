@@ -15,7 +15,6 @@ use ecg_sim::FrameSource;
 use ecg_types::{
     DeviceId, DeviceTimeUs, Frame, Lead, NanovoltsPerCount, PatientId, SampleRate, StreamId,
 };
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 use tokio::sync::watch;
@@ -270,26 +269,15 @@ async fn send(
     opts: &PublishOptions,
 ) -> anyhow::Result<DeliveryFuture> {
     let payload = codec::encode(frame, opts.encoding);
-    loop {
-        let headers = OwnedHeaders::new().insert(Header {
-            key: kafka::CONTENT_TYPE,
-            value: Some(opts.encoding.content_type()),
-        });
-        let rec = FutureRecord::to(&opts.topic)
-            .key(frame.stream.as_str())
-            .payload(&payload)
-            .headers(headers);
-        match producer.send_result(rec) {
-            Ok(delivery) => return Ok(delivery),
-            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-            Err((e, _)) => {
-                return Err(anyhow::anyhow!(
-                    "publishing a frame of {} failed: {e}",
-                    frame.stream
-                ))
-            }
-        }
-    }
+    let headers = OwnedHeaders::new().insert(Header {
+        key: kafka::CONTENT_TYPE,
+        value: Some(opts.encoding.content_type()),
+    });
+    let rec = FutureRecord::to(&opts.topic)
+        .key(frame.stream.as_str())
+        .payload(&payload)
+        .headers(headers);
+    kafka::enqueue(producer, rec)
+        .await
+        .map_err(|e| anyhow::anyhow!("publishing a frame of {} failed: {e}", frame.stream))
 }

@@ -1,7 +1,12 @@
 //! Kafka client settings and header conventions shared by every cardiostream
 //! consumer and producer.
 
-use rdkafka::message::{Headers, Message};
+use std::time::Duration;
+
+use rdkafka::error::KafkaError;
+use rdkafka::message::{Headers, Message, ToBytes};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
+use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::ClientConfig;
 
 /// Header carrying a payload's encoding (`application/x-protobuf`, `application/json`).
@@ -45,6 +50,31 @@ pub fn producer_config(connection: &ClientConfig, linger_ms: u32) -> ClientConfi
     let mut c = connection.clone();
     c.set("linger.ms", linger_ms.to_string());
     c
+}
+
+/// Enqueues a record, waiting while librdkafka's queue is full; the returned future
+/// resolves when the broker acknowledges (or finally refuses) the record.
+///
+/// # Errors
+/// Any production error other than a full queue.
+pub async fn enqueue<K, P>(
+    producer: &FutureProducer,
+    mut record: FutureRecord<'_, K, P>,
+) -> Result<DeliveryFuture, KafkaError>
+where
+    K: ToBytes + ?Sized,
+    P: ToBytes + ?Sized,
+{
+    loop {
+        match producer.send_result(record) {
+            Ok(delivery) => return Ok(delivery),
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
+                record = r;
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            Err((e, _)) => return Err(e),
+        }
+    }
 }
 
 /// The value of a message's `content-type` header, if it has one.

@@ -66,14 +66,6 @@ pub struct Comparison {
 
 type WindowKey = (StreamId, Condition, DeviceTimeUs);
 
-fn status(s: FindingStatus) -> &'static str {
-    match s {
-        FindingStatus::Present => "present",
-        FindingStatus::Absent => "absent",
-        FindingStatus::Indeterminate => "indeterminate",
-    }
-}
-
 /// Compares the findings of two model sources (`ID@VERSION`, with or without the
 /// `model:` prefix).
 pub fn compare(findings: &[Finding], active: &str, shadow: &str) -> Comparison {
@@ -111,7 +103,7 @@ pub fn compare(findings: &[Finding], active: &str, shadow: &str) -> Comparison {
         pairs += 1;
         same += usize::from(fa.status == fb.status);
         *matrix
-            .entry(format!("{}/{}", status(fa.status), status(fb.status)))
+            .entry(format!("{}/{}", fa.status.as_str(), fb.status.as_str()))
             .or_insert(0) += 1;
         let p = |s| match s {
             FindingStatus::Present => Some(1usize),

@@ -27,11 +27,13 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::Context as _;
 use ecg_dsp::stream::DspConfig;
 use ecg_inference::Model;
+use ecg_ingest::codec::CONTENT_TYPE_JSON;
 use ecg_ingest::kafka;
-use ecg_types::{FindingStatus, StreamId};
+use ecg_types::StreamId;
 use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
 };
+use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
@@ -415,7 +417,9 @@ async fn publish(
     metrics: &Metrics,
     out: &Output,
 ) -> anyhow::Result<()> {
-    let mut pending = Vec::with_capacity(out.findings.len() + out.dead_letters.len());
+    let failed = |e: KafkaError| anyhow::anyhow!("publishing to kafka failed: {e}");
+    // Everything is enqueued first (librdkafka batches it), then awaited.
+    let mut findings = Vec::with_capacity(out.findings.len());
     for f in &out.findings {
         let payload = match serde_json::to_vec(f) {
             Ok(p) => p,
@@ -424,82 +428,67 @@ async fn publish(
                 continue;
             }
         };
-        let key = f.stream.as_str().to_owned();
-        let record_headers = OwnedHeaders::new().insert(Header {
+        let headers = OwnedHeaders::new().insert(Header {
             key: kafka::CONTENT_TYPE,
-            value: Some("application/json"),
+            value: Some(CONTENT_TYPE_JSON),
         });
-        let producer = producer.clone();
-        let topic = cfg.findings_topic.clone();
-        let condition = f.condition.as_str();
-        let status = match f.status {
-            FindingStatus::Present => "present",
-            FindingStatus::Absent => "absent",
-            FindingStatus::Indeterminate => "indeterminate",
-        };
-        let window_end = f.window_end.0;
-        pending.push(tokio::spawn(async move {
-            let rec = FutureRecord::to(&topic)
-                .key(&key)
-                .payload(&payload)
-                .headers(record_headers);
-            producer
-                .send(rec, Duration::from_secs(30))
-                .await
-                .map(|_| Some((condition, status, window_end)))
-                .map_err(|(e, _)| e)
-        }));
+        let rec = FutureRecord::to(&cfg.findings_topic)
+            .key(f.stream.as_str())
+            .payload(&payload)
+            .headers(headers);
+        findings.push((f, kafka::enqueue(producer, rec).await.map_err(failed)?));
     }
+    let mut dead = Vec::with_capacity(out.dead_letters.len());
     for d in &out.dead_letters {
+        let (partition, offset) = (d.input.partition.to_string(), d.input.offset.to_string());
         let headers = OwnedHeaders::new()
             .insert(Header {
-                key: "error.kind",
+                key: kafka::DLQ_ERROR_KIND,
                 value: Some(d.kind),
             })
             .insert(Header {
-                key: "error.message",
+                key: kafka::DLQ_ERROR_MESSAGE,
                 value: Some(d.reason.as_str()),
             })
             .insert(Header {
-                key: "source.topic",
+                key: kafka::DLQ_SOURCE_TOPIC,
                 value: Some(d.input.topic.as_str()),
             })
             .insert(Header {
-                key: "source.partition",
-                value: Some(d.input.partition.to_string().as_str()),
+                key: kafka::DLQ_SOURCE_PARTITION,
+                value: Some(partition.as_str()),
             })
             .insert(Header {
-                key: "source.offset",
-                value: Some(d.input.offset.to_string().as_str()),
+                key: kafka::DLQ_SOURCE_OFFSET,
+                value: Some(offset.as_str()),
             });
-        let producer = producer.clone();
-        let topic = cfg.dlq_topic.clone();
-        let payload = d.input.payload.clone();
-        pending.push(tokio::spawn(async move {
-            let rec: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(&topic)
-                .payload(payload.as_slice())
-                .headers(headers);
-            producer
-                .send(rec, Duration::from_secs(30))
-                .await
-                .map(|_| None)
-                .map_err(|(e, _)| e)
-        }));
+        let rec: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(&cfg.dlq_topic)
+            .payload(d.input.payload.as_slice())
+            .headers(headers);
+        dead.push(kafka::enqueue(producer, rec).await.map_err(failed)?);
     }
-    for p in pending {
-        match p.await {
-            Ok(Ok(Some((condition, status, window_end)))) => {
-                metrics
-                    .findings_published
-                    .with_label_values(&[condition, status])
-                    .inc();
-                let lag = (now_us() - window_end) as f64 / 1e6;
-                metrics.window_to_finding_seconds.observe(lag.max(0.0));
-            }
-            Ok(Ok(None)) => {}
-            Ok(Err(e)) => anyhow::bail!("publishing to kafka failed: {e}"),
-            Err(e) => anyhow::bail!("publish task failed: {e}"),
-        }
+    for (f, delivery) in findings {
+        acknowledged(delivery.await).map_err(failed)?;
+        metrics
+            .findings_published
+            .with_label_values(&[f.condition.as_str(), f.status.as_str()])
+            .inc();
+        let lag = (now_us() - f.window_end.0) as f64 / 1e6;
+        metrics.window_to_finding_seconds.observe(lag.max(0.0));
+    }
+    for delivery in dead {
+        acknowledged(delivery.await).map_err(failed)?;
     }
     Ok(())
+}
+
+/// The outcome of a delivery future as an error, if any.
+fn acknowledged<C>(
+    r: Result<rdkafka::producer::future_producer::OwnedDeliveryResult, C>,
+) -> Result<(), KafkaError> {
+    match r {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err((e, _))) => Err(e),
+        Err(_) => Err(KafkaError::Canceled),
+    }
 }

@@ -197,30 +197,11 @@ pub async fn send_all(p: &FutureProducer, topic: &str, msgs: &[Msg]) -> Vec<(i32
                 value: Some(ct),
             });
         }
-        loop {
-            let rec = FutureRecord::to(topic)
-                .key(&m.key)
-                .payload(&m.payload)
-                .headers(headers.clone());
-            match p.send_result(rec) {
-                Ok(d) => {
-                    pending.push(d);
-                    break;
-                }
-                Err((e, _)) => {
-                    assert!(
-                        matches!(
-                            e,
-                            rdkafka::error::KafkaError::MessageProduction(
-                                rdkafka::types::RDKafkaErrorCode::QueueFull
-                            )
-                        ),
-                        "{e}"
-                    );
-                    tokio::time::sleep(Duration::from_millis(5)).await;
-                }
-            }
-        }
+        let rec = FutureRecord::to(topic)
+            .key(&m.key)
+            .payload(&m.payload)
+            .headers(headers);
+        pending.push(kafka::enqueue(p, rec).await.unwrap());
     }
     let mut out = Vec::with_capacity(pending.len());
     for d in pending {

@@ -83,6 +83,17 @@ pub enum FindingStatus {
     Indeterminate,
 }
 
+impl FindingStatus {
+    /// Stable snake_case name, as in JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FindingStatus::Present => "present",
+            FindingStatus::Absent => "absent",
+            FindingStatus::Indeterminate => "indeterminate",
+        }
+    }
+}
+
 /// Who produced a finding.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
