@@ -18,8 +18,9 @@
 //! `(k*B + j) % N`; calls cycle through the batches on both sides.
 //!
 //! Per model, intra-op thread count and batch size it measures windows per second of
-//! - `rust`: `ecg_inference::Model::score` (the inference stage: gathers the windows into
-//!   one tensor, locks the session, runs, splits the output into per-window vectors);
+//! - `rust`: `ecg_inference::Model::score` (the inference stage: locks the session,
+//!   copies the windows into the input tensor it keeps for that batch size, runs with
+//!   the output preallocated, splits the output into per-window `Probs`);
 //! - `ort run`: onnxruntime's Python `InferenceSession.run` on a prepared numpy batch;
 //! - `ort bound`: the same session through IOBinding with input and output bound once,
 //!   i.e. ONNX Runtime's `Run` with the least work around it;
@@ -36,8 +37,8 @@
 //! beside the same for the Python session.
 //!
 //! It also times, without ONNX Runtime, the work `Model::score` does around the run
-//! (gathering the window values into one `Vec<f32>`, splitting the output into
-//! per-window `Vec<f32>`s), to explain the gap when there is one.
+//! (copying the window values into the input buffer, splitting the output into
+//! per-window `Probs`), to explain the gap when there is one.
 //!
 //! Prints tables and appends one JSON line to `target/inference-bench.json`. Without
 //! `--bench` (i.e. under `cargo test --all-targets`) it runs a small smoke version (one
@@ -357,13 +358,14 @@ fn rust_latency(model: &Model, batches: &[Vec<&Window>], calls: usize, warmup: u
 }
 
 /// The work `Model::score` does around the ONNX Runtime run, without it, in
-/// nanoseconds per call (median of 5): `gather` puts the windows' values into one
-/// `Vec<f32>` grown by `extend_from_slice` as `score` does; `gather_reserved` does the
-/// same into a `Vec::with_capacity` (a possible fix); `split` turns a `[b, k]` output
-/// into one `Vec<f32>` per window wrapped in `Scored`, plus the result `Vec`.
+/// nanoseconds per call (median of 5): `gather` copies the windows' values into a
+/// buffer allocated once, as `score` does into the input tensor it keeps per batch
+/// size; `gather_alloc` does the same into a fresh `Vec::with_capacity` per call (what
+/// `score` did before it kept its tensors); `split` turns a `[b, k]` output into one
+/// `Scored::Probabilities` per window in the result `Vec`, in one pass as `score` does.
 struct Outside {
     gather_ns: f64,
-    gather_reserved_ns: f64,
+    gather_alloc_ns: f64,
     split_ns: f64,
 }
 
@@ -385,14 +387,15 @@ fn outside_ort(manifest: &Manifest, batches: &[Vec<&Window>]) -> Outside {
         }
         median(&mut per)
     };
+    let mut buffer = vec![0f32; b * len];
     let gather_ns = time(&mut |i| {
-        let mut batch = Vec::new();
-        for w in black_box(&batches[i % batches.len()]) {
-            batch.extend_from_slice(model_input(manifest, w));
+        let ws = black_box(&batches[i % batches.len()]);
+        for (dst, w) in buffer.chunks_exact_mut(len).zip(ws) {
+            dst.copy_from_slice(model_input(manifest, w));
         }
-        black_box(batch);
+        black_box(&mut buffer);
     });
-    let gather_reserved_ns = time(&mut |i| {
+    let gather_alloc_ns = time(&mut |i| {
         let ws = black_box(&batches[i % batches.len()]);
         let mut batch = Vec::with_capacity(ws.len() * len);
         for w in ws {
@@ -400,23 +403,26 @@ fn outside_ort(manifest: &Manifest, batches: &[Vec<&Window>]) -> Outside {
         }
         black_box(batch);
     });
-    let split_ns = time(&mut |_| {
-        let rows: Vec<ecg_inference::Probs> = black_box(&output)
-            .chunks(k)
-            .map(ecg_inference::Probs::from)
-            .collect();
-        let mut it = rows.into_iter();
-        let scored: Vec<Scored> = (0..b)
-            .map(|_| {
-                it.next()
-                    .map_or(Scored::Indeterminate, Scored::Probabilities)
+    let split_ns = time(&mut |i| {
+        let ws = black_box(&batches[i % batches.len()]);
+        let mut probs = black_box(&output).chunks_exact(k);
+        let scored: Vec<Scored> = ws
+            .iter()
+            .map(|w| {
+                if w.quality_ok {
+                    probs.next().map_or(Scored::Indeterminate, |p| {
+                        Scored::Probabilities(ecg_inference::Probs::from(p))
+                    })
+                } else {
+                    Scored::Indeterminate
+                }
             })
             .collect();
         black_box(scored);
     });
     Outside {
         gather_ns,
-        gather_reserved_ns,
+        gather_alloc_ns,
         split_ns,
     }
 }
@@ -602,7 +608,7 @@ impl Row {
             "rust_us_per_call": self.rust_us(),
             "rust_runs": self.rust.iter().map(Run::json).collect::<Vec<_>>(),
             "gather_ns_per_call": self.outside.gather_ns,
-            "gather_reserved_ns_per_call": self.outside.gather_reserved_ns,
+            "gather_alloc_ns_per_call": self.outside.gather_alloc_ns,
             "split_ns_per_call": self.outside.split_ns,
         });
         if !self.ort[0].is_empty() {

@@ -4,7 +4,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use ecg_types::{Finding, FindingSource, FindingStatus, Window};
-use ort::session::Session;
+use ort::memory::Allocator;
+use ort::session::{HasSelectedOutputs, OutputSelector, RunOptions, Session};
 use ort::value::{Tensor, TensorElementType, ValueType};
 
 use crate::manifest::{InputKind, Manifest, ManifestError, ModelMode};
@@ -67,6 +68,7 @@ impl Probs {
 }
 
 impl From<&[f32]> for Probs {
+    #[inline]
     fn from(p: &[f32]) -> Self {
         if p.len() <= Self::INLINE {
             let mut v = [0.0; Self::INLINE];
@@ -118,7 +120,93 @@ pub enum Scored {
 #[derive(Debug)]
 pub struct Model {
     manifest: Manifest,
-    session: Mutex<Session>,
+    runner: Mutex<Runner>,
+}
+
+/// Batch sizes whose tensors are kept (most recently used first)...
+const SLOTS_MAX: usize = 8;
+/// ...as long as their input and output tensors take no more than this together (the
+/// most recent one is always kept): 64 af-rr windows take 3 KiB, 8 12-lead windows
+/// 1.9 MiB, 64 of them 15 MiB.
+const SLOTS_MAX_BYTES: usize = 32 << 20;
+
+/// The session and, per recently used batch size, an input tensor and a preallocated
+/// output tensor: a call overwrites the input in place and ONNX Runtime writes the
+/// output into the same buffer every time, so scoring allocates no tensors (for a
+/// small model like af-rr that is most of the work around the run).
+#[derive(Debug)]
+struct Runner {
+    session: Session,
+    /// The manifest's input is the session's first: it can be passed by position,
+    /// which spares building a name list per call.
+    input_first: bool,
+    /// Most recently used first.
+    slots: Vec<Slot>,
+}
+
+/// The tensors for one batch size.
+struct Slot {
+    rows: usize,
+    bytes: usize,
+    /// `[rows, dims...]`, overwritten by each call.
+    input: Tensor<f32>,
+    /// Selects the manifest's output, preallocated as `[rows, labels]`.
+    options: RunOptions<HasSelectedOutputs>,
+}
+
+impl std::fmt::Debug for Slot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Slot")
+            .field("rows", &self.rows)
+            .field("bytes", &self.bytes)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Slot {
+    fn new(m: &Manifest, rows: usize) -> ort::Result<Slot> {
+        let alloc = Allocator::default();
+        let mut shape = vec![rows];
+        shape.extend(m.input.dims(m.window_s));
+        let input = Tensor::<f32>::new(&alloc, shape.as_slice())?;
+        let k = m.output.labels.len();
+        let output = Tensor::<f32>::new(&alloc, [rows, k])?;
+        let options = RunOptions::new()?.with_outputs(
+            OutputSelector::no_default()
+                .with(m.output.name.as_str())
+                .preallocate(m.output.name.as_str(), output),
+        );
+        Ok(Slot {
+            rows,
+            bytes: rows * (m.input.len + k) * std::mem::size_of::<f32>(),
+            input,
+            options,
+        })
+    }
+}
+
+impl Runner {
+    /// Moves the slot for `rows` to the front, creating it if needed and dropping the
+    /// least recently used ones beyond [`SLOTS_MAX`] / [`SLOTS_MAX_BYTES`].
+    fn select(&mut self, m: &Manifest, rows: usize) -> ort::Result<()> {
+        if let Some(i) = self.slots.iter().position(|s| s.rows == rows) {
+            self.slots[..=i].rotate_right(1);
+            return Ok(());
+        }
+        self.slots.insert(0, Slot::new(m, rows)?);
+        let mut bytes = 0;
+        let keep = self
+            .slots
+            .iter()
+            .take_while(|s| {
+                bytes += s.bytes;
+                bytes == s.bytes || bytes <= SLOTS_MAX_BYTES
+            })
+            .take(SLOTS_MAX)
+            .count();
+        self.slots.truncate(keep);
+        Ok(())
+    }
 }
 
 impl Model {
@@ -140,9 +228,15 @@ impl Model {
             .commit_from_file(manifest.onnx_path())
             .map_err(ort_err)?;
         check_contract(&manifest, &session)?;
+        let input_first =
+            session.inputs().first().map(|i| i.name()) == Some(manifest.input.name.as_str());
         Ok(Model {
             manifest,
-            session: Mutex::new(session),
+            runner: Mutex::new(Runner {
+                session,
+                input_first,
+                slots: Vec::new(),
+            }),
         })
     }
 
@@ -166,69 +260,91 @@ impl Model {
     /// [`ModelError::BadInput`] if a window's input does not fit; [`ModelError::Ort`]
     /// if ONNX Runtime fails.
     pub fn score(&self, windows: &[&Window]) -> Result<Vec<Scored>, ModelError> {
-        let len = self.manifest.input.len;
-        let mut batch = Vec::with_capacity(windows.len() * len);
+        let m = &self.manifest;
+        let len = m.input.len;
+        let waveform = m.input.kind == InputKind::Waveform;
+        fn model_input(w: &Window, waveform: bool) -> &[f32] {
+            if waveform {
+                &w.samples_mv
+            } else {
+                &w.features
+            }
+        }
         let mut rows = 0usize;
-        let waveform = self.manifest.input.kind == InputKind::Waveform;
         for w in windows.iter().filter(|w| w.quality_ok) {
-            let values = if waveform { &w.samples_mv } else { &w.features };
-            if values.len() != len {
+            let got = model_input(w, waveform).len();
+            if got != len {
                 return Err(ModelError::BadInput {
-                    model: self.manifest.id.clone(),
+                    model: m.id.clone(),
                     stream: w.stream.to_string(),
-                    got: values.len(),
+                    got,
                     want: len,
                 });
             }
-            batch.extend_from_slice(values);
             rows += 1;
         }
-        let mut probs = if rows == 0 {
-            Vec::new()
-        } else {
-            self.run(batch, rows)?
+        if rows == 0 {
+            return Ok(vec![Scored::Indeterminate; windows.len()]);
         }
-        .into_iter();
+        let ort_err = |e: ort::Error| ModelError::Ort {
+            model: m.id.clone(),
+            message: e.to_string(),
+        };
+        let mut runner = self
+            .runner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        runner.select(m, rows).map_err(ort_err)?;
+        let Runner {
+            session,
+            input_first,
+            slots,
+        } = &mut *runner;
+        let slot = &mut slots[0];
+        let (_, input) = slot.input.extract_tensor_mut();
+        for (dst, w) in input
+            .chunks_exact_mut(len)
+            .zip(windows.iter().filter(|w| w.quality_ok))
+        {
+            dst.copy_from_slice(model_input(w, waveform));
+        }
+        let outputs = if *input_first {
+            session.run_with_options(ort::inputs![&slot.input], &slot.options)
+        } else {
+            session.run_with_options(
+                ort::inputs![m.input.name.as_str() => &slot.input],
+                &slot.options,
+            )
+        }
+        .map_err(ort_err)?;
+        let (_, data) = outputs
+            .get(m.output.name.as_str())
+            .ok_or_else(|| ModelError::Ort {
+                model: m.id.clone(),
+                message: format!("no output {:?}", m.output.name),
+            })?
+            .try_extract_tensor::<f32>()
+            .map_err(ort_err)?;
+        let k = m.output.labels.len();
+        if data.len() != rows * k {
+            return Err(ModelError::Ort {
+                model: m.id.clone(),
+                message: format!("output has {} values, expected {rows} x {k}", data.len()),
+            });
+        }
+        let mut probs = data.chunks_exact(k);
         Ok(windows
             .iter()
             .map(|w| {
                 if w.quality_ok {
-                    probs
-                        .next()
-                        .map_or(Scored::Indeterminate, Scored::Probabilities)
+                    probs.next().map_or(Scored::Indeterminate, |p| {
+                        Scored::Probabilities(Probs::from(p))
+                    })
                 } else {
                     Scored::Indeterminate
                 }
             })
             .collect())
-    }
-
-    fn run(&self, batch: Vec<f32>, rows: usize) -> Result<Vec<Probs>, ModelError> {
-        let ort_err = |e: ort::Error| ModelError::Ort {
-            model: self.manifest.id.clone(),
-            message: e.to_string(),
-        };
-        let mut shape = vec![rows];
-        shape.extend(self.manifest.input.dims(self.manifest.window_s));
-        let input = Tensor::from_array((shape, batch)).map_err(ort_err)?;
-        let mut session = self
-            .session
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let outputs = session
-            .run(ort::inputs![self.manifest.input.name.as_str() => input])
-            .map_err(ort_err)?;
-        let (_, data) = outputs[self.manifest.output.name.as_str()]
-            .try_extract_tensor::<f32>()
-            .map_err(ort_err)?;
-        let k = self.manifest.output.labels.len();
-        if data.len() != rows * k {
-            return Err(ModelError::Ort {
-                model: self.manifest.id.clone(),
-                message: format!("output has {} values, expected {rows} x {k}", data.len()),
-            });
-        }
-        Ok(data.chunks(k).map(Probs::from).collect())
     }
 
     /// The findings a scored window yields: one per finding rule, present when the
@@ -270,6 +386,7 @@ impl Model {
                     value: None,
                     decision_support: true,
                     shadow,
+                    strip: None,
                 }
             })
             .collect()
@@ -357,5 +474,149 @@ fn check_tensor(
             }
         }
         other => problems.push(format!("{what} {name:?} is {other:?}, not a tensor")),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use ecg_types::{DeviceTimeUs, PatientId, SampleRate, StreamId};
+
+    fn manifest(rel: &str) -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../models")
+            .join(rel)
+    }
+
+    fn window(i: usize, quality_ok: bool) -> Window {
+        // Deterministic, af_rr_v1-like features (mean RR, spreads, ratios).
+        let f = |j: usize| {
+            let x = ((i * 31 + j * 17) % 97) as f32 / 97.0;
+            [
+                0.4 + x,
+                0.5 * x,
+                0.4 * x,
+                0.3 * x,
+                x,
+                0.2 + 0.6 * x,
+                2.0 * x,
+                3.0 * x - 1.5,
+            ][j]
+        };
+        Window {
+            stream: StreamId::new(format!("s{i}")).unwrap(),
+            patient: PatientId::new("p1").unwrap(),
+            start: DeviceTimeUs(0),
+            end: DeviceTimeUs(30_000_000),
+            sample_rate: SampleRate(250),
+            leads: vec![],
+            samples_mv: vec![],
+            rr_s: vec![],
+            features: (0..8).map(f).collect(),
+            quality_ok,
+        }
+    }
+
+    /// What the model gives for `rows` run the plain way: a fresh input tensor, an
+    /// output ONNX Runtime allocates.
+    fn reference(model: &Model, rows: &[&Window]) -> Vec<u32> {
+        let m = model.manifest();
+        let data: Vec<f32> = rows.iter().flat_map(|w| w.features.clone()).collect();
+        let input = Tensor::from_array((vec![rows.len(), m.input.len], data)).unwrap();
+        let mut runner = model.runner.lock().unwrap();
+        let out = runner
+            .session
+            .run(ort::inputs![m.input.name.as_str() => input])
+            .unwrap();
+        let (_, v) = out[m.output.name.as_str()]
+            .try_extract_tensor::<f32>()
+            .unwrap();
+        v.iter().map(|x| x.to_bits()).collect()
+    }
+
+    #[test]
+    fn reused_tensors_give_the_plain_run_bit_for_bit_at_any_batch_size() {
+        let model = Model::load(&manifest("af-rr/af_rr.toml"), 1).unwrap();
+        let pool: Vec<Window> = (0..200).map(|i| window(i, i % 7 != 3)).collect();
+        let mut at = 0;
+        for b in [1, 2, 3, 64, 5, 9, 10, 11, 12, 13, 14, 1, 64, 64, 7, 64] {
+            let batch: Vec<&Window> = (0..b).map(|j| &pool[(at + j) % pool.len()]).collect();
+            at += b;
+            let scored = model.score(&batch).unwrap();
+            assert_eq!(scored.len(), b);
+            let good: Vec<&Window> = batch.iter().copied().filter(|w| w.quality_ok).collect();
+            let got: Vec<u32> = scored
+                .iter()
+                .zip(&batch)
+                .flat_map(|(s, w)| match s {
+                    Scored::Probabilities(p) => {
+                        assert!(w.quality_ok);
+                        p.iter().map(|x| x.to_bits()).collect()
+                    }
+                    Scored::Indeterminate => {
+                        assert!(!w.quality_ok);
+                        Vec::new()
+                    }
+                })
+                .collect();
+            if good.is_empty() {
+                assert!(got.is_empty());
+            } else {
+                assert_eq!(got, reference(&model, &good), "batch {b}");
+            }
+            let runner = model.runner.lock().unwrap();
+            assert!(runner.slots.len() <= SLOTS_MAX);
+            if !good.is_empty() {
+                assert_eq!(runner.slots[0].rows, good.len());
+            }
+        }
+        // The input passed by name (for models whose input is not the first) gives the
+        // same.
+        assert!(model.runner.lock().unwrap().input_first);
+        model.runner.lock().unwrap().input_first = false;
+        let batch: Vec<&Window> = pool[..64].iter().filter(|w| w.quality_ok).collect();
+        let by_name: Vec<u32> = model
+            .score(&batch)
+            .unwrap()
+            .iter()
+            .flat_map(|s| match s {
+                Scored::Probabilities(p) => p.iter().map(|x| x.to_bits()).collect(),
+                Scored::Indeterminate => Vec::new(),
+            })
+            .collect();
+        assert_eq!(by_name, reference(&model, &batch));
+        // All gated: nothing runs.
+        let bad = [window(0, false), window(1, false)];
+        let scored = model.score(&[&bad[0], &bad[1]]).unwrap();
+        assert_eq!(scored, vec![Scored::Indeterminate; 2]);
+    }
+
+    #[test]
+    fn tensor_cache_is_bounded_in_count_and_bytes() {
+        let model = Model::load(&manifest("ecg12-attia/ecg12_attia.toml"), 1).unwrap();
+        let m = model.manifest();
+        let mut runner = model.runner.lock().unwrap();
+        let rows_of = |r: &Runner| r.slots.iter().map(|s| s.rows).collect::<Vec<_>>();
+        // 64 12-lead windows: 15.4 MB, 32: 7.7 MB, 16: 3.8 MB, 30: 7.2 MB.
+        for rows in [64, 32, 16] {
+            runner.select(m, rows).unwrap();
+        }
+        assert_eq!(rows_of(&runner), vec![16, 32, 64]);
+        runner.select(m, 32).unwrap();
+        assert_eq!(rows_of(&runner), vec![32, 16, 64]);
+        runner.select(m, 30).unwrap();
+        assert_eq!(
+            rows_of(&runner),
+            vec![30, 32, 16],
+            "64 is over the byte budget"
+        );
+        // A slot bigger than the budget on its own is still kept while in use.
+        runner.select(m, 200).unwrap();
+        assert_eq!(rows_of(&runner), vec![200]);
+        for rows in 1..=20 {
+            runner.select(m, rows).unwrap();
+        }
+        assert_eq!(rows_of(&runner), (13..=20).rev().collect::<Vec<_>>());
     }
 }
