@@ -14,6 +14,14 @@ if ! command -v tansu >/dev/null 2>&1 && [ -z "${TANSU:-}" ]; then
   echo "test: installing tansu 0.6.0 (cargo install; takes ~15-20 minutes, once)" >&2
   cargo install tansu --version 0.6.0 --locked --features dynostore
 fi
+scripts/setup/chromium.sh # headless Chromium + chromedriver (apt) for tests/console.rs; skips when present
+scripts/setup/prometheus.sh # prometheus + promtool (apt) for tests/ops.rs; skips when present
+
+# A private PostgreSQL server for the alert store's tests (tests/alerts_store.rs);
+# they skip with a printed reason without CARDIOSTREAM_TEST_PG.
+CARDIOSTREAM_TEST_PG=$(scripts/setup/postgres.sh)
+export CARDIOSTREAM_TEST_PG
+echo "test: PostgreSQL for the alert store tests on 127.0.0.1:${CARDIOSTREAM_PG_PORT:-55432}" >&2
 
 # Shared annotated ECG records, when ../shared is beside the project; tests that need
 # them skip with a printed reason otherwise.

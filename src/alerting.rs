@@ -1,13 +1,20 @@
-//! The alerts deployable's Kafka side: findings in, alerts out to the receivers.
+//! The alerts deployable's Kafka side: findings in, through [`AlertService`], alert
+//! state changes out to `ecg.alerts.v1`, plus the due-work ticker and the metrics.
+//!
+//! A finding's offset is stored only after the service has put everything it
+//! decided into the store (the alert, its audit entry, claimed notifications); when
+//! the store is unavailable the finding is retried, not skipped.
 
 use std::io::Write as _;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use ecg_alerts::AlertEngine;
+use ecg_alerts::config::ServiceConfig;
+use ecg_alerts::service::{self, AlertService};
+use ecg_alerts::store::{PrecisionRow, Store};
 use ecg_ingest::kafka;
-use ecg_types::{Alert, AlertState, Finding};
+use ecg_types::{Alert, AlertState, Finding, Priority};
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -15,7 +22,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::telemetry::Metrics;
 
-/// Settings of the alert service.
+/// Kafka settings of the alert service.
 #[derive(Debug, Clone)]
 pub struct AlertsConfig {
     /// Kafka connection settings (bootstrap servers, security).
@@ -40,120 +47,27 @@ impl AlertsConfig {
     }
 }
 
-/// Where alerts go besides Kafka.
+/// Where alert state changes go besides `ecg.alerts.v1`.
 #[derive(Debug, Clone, Default)]
-pub struct Receivers {
+pub struct Outputs {
     /// Write each alert state change as one JSON line on stdout.
     pub stdout_json: bool,
     /// A channel that receives every alert state change (tests, the demo summary).
     pub channel: Option<mpsc::UnboundedSender<Alert>>,
 }
 
-/// Runs the alert service until `shutdown` turns true.
-///
-/// # Errors
-/// Fails if the Kafka clients cannot be created or the subscription fails.
-pub async fn run(
-    cfg: AlertsConfig,
-    engine: Arc<Mutex<AlertEngine>>,
-    receivers: Receivers,
+/// The service's hooks: metrics, and alert state changes queued for publishing.
+#[derive(Debug)]
+struct Hooks {
     metrics: Metrics,
-    mut shutdown: watch::Receiver<bool>,
-) -> anyhow::Result<()> {
-    let consumer: StreamConsumer = kafka::consumer_config(&cfg.connection, &cfg.group_id)
-        .create()
-        .context("creating the findings consumer")?;
-    consumer
-        .subscribe(&[&cfg.findings_topic])
-        .with_context(|| format!("subscribing to {}", cfg.findings_topic))?;
-    let producer: FutureProducer = kafka::producer_config(&cfg.connection, 0)
-        .create()
-        .context("creating the alerts producer")?;
-    tracing::info!(topic = %cfg.findings_topic, "alert service consuming");
-    loop {
-        let msg = tokio::select! {
-            _ = shutdown.changed() => break,
-            m = consumer.recv() => m,
-        };
-        let msg = match msg {
-            Ok(m) => m,
-            Err(e) => {
-                tracing::warn!(error = %e, "consume error");
-                continue;
-            }
-        };
-        let finding: Finding = match serde_json::from_slice(msg.payload().unwrap_or_default()) {
-            Ok(f) => f,
-            Err(e) => {
-                tracing::warn!(error = %e, partition = msg.partition(), offset = msg.offset(), "undecodable finding skipped");
-                let _ = consumer.store_offset_from_message(&msg);
-                continue;
-            }
-        };
-        let changed = {
-            let mut e = engine
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            e.on_finding(&finding, SystemTime::now())
-        };
-        let mut delivered = Vec::new();
-        for alert in changed {
-            deliver(&alert, &producer, &cfg, &receivers).await?;
-            metrics
-                .alerts
-                .with_label_values(&[priority_label(&alert), state_label(alert.state)])
-                .inc();
-            if alert.state == AlertState::Firing {
-                delivered.push(alert.id.clone());
-            }
-        }
-        if !delivered.is_empty() {
-            let mut e = engine
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            e.mark_notified(&delivered, SystemTime::now());
-        }
-        // Delivery is done before the finding's offset is stored.
-        if let Err(e) = consumer.store_offset_from_message(&msg) {
-            tracing::warn!(error = %e, "storing offset failed");
-        }
-    }
-    tracing::info!("alert service stopped");
-    Ok(())
+    changes: mpsc::UnboundedSender<Alert>,
 }
 
-async fn deliver(
-    alert: &Alert,
-    producer: &FutureProducer,
-    cfg: &AlertsConfig,
-    receivers: &Receivers,
-) -> anyhow::Result<()> {
-    let json = serde_json::to_string(alert).context("serialising an alert")?;
-    producer
-        .send(
-            FutureRecord::to(&cfg.alerts_topic)
-                .key(alert.id.as_str())
-                .payload(json.as_str()),
-            Duration::from_secs(30),
-        )
-        .await
-        .map_err(|(e, _)| anyhow::anyhow!("publishing alert failed: {e}"))?;
-    if receivers.stdout_json {
-        let mut out = std::io::stdout().lock();
-        writeln!(out, "{json}").context("writing to stdout")?;
-        out.flush().context("writing to stdout")?;
-    }
-    if let Some(tx) = &receivers.channel {
-        let _ = tx.send(alert.clone());
-    }
-    Ok(())
-}
-
-fn priority_label(a: &Alert) -> &'static str {
-    match a.priority {
-        ecg_types::Priority::High => "high",
-        ecg_types::Priority::Medium => "medium",
-        ecg_types::Priority::Low => "low",
+fn priority_label(p: Priority) -> &'static str {
+    match p {
+        Priority::High => "high",
+        Priority::Medium => "medium",
+        Priority::Low => "low",
     }
 }
 
@@ -164,5 +78,277 @@ fn state_label(s: AlertState) -> &'static str {
         AlertState::Acknowledged => "acknowledged",
         AlertState::Escalated => "escalated",
         AlertState::Resolved => "resolved",
+    }
+}
+
+impl service::Hooks for Hooks {
+    fn alert(&self, alert: &Alert) {
+        self.metrics
+            .alerts
+            .with_label_values(&[priority_label(alert.priority), state_label(alert.state)])
+            .inc();
+        let _ = self.changes.send(alert.clone());
+    }
+
+    fn delivery(&self, kind: &str, ok: bool, since_finding: Option<Duration>) {
+        let outcome = if ok { "delivered" } else { "failed" };
+        self.metrics
+            .alert_deliveries
+            .with_label_values(&[kind, outcome])
+            .inc();
+        if let (true, Some(d)) = (ok, since_finding) {
+            self.metrics
+                .alert_delivery_seconds
+                .with_label_values(&[kind])
+                .observe(d.as_secs_f64());
+        }
+    }
+
+    fn acknowledged(&self, priority: Priority, after: Duration) {
+        self.metrics
+            .alert_time_to_ack_seconds
+            .with_label_values(&[priority_label(priority)])
+            .observe(after.as_secs_f64());
+    }
+
+    fn precision(&self, rows: &[PrecisionRow]) {
+        for r in rows {
+            let model = r.model.as_deref().unwrap_or("none");
+            for (verdict, n) in [
+                ("confirmed", r.confirmed),
+                ("false_alarm", r.false_alarm),
+                ("not_sure", r.not_sure),
+            ] {
+                self.metrics
+                    .alert_verdicts
+                    .with_label_values(&[&r.rule, model, verdict])
+                    .set(n);
+            }
+            if let Some(p) = r.precision {
+                self.metrics
+                    .alert_precision
+                    .with_label_values(&[&r.rule, model])
+                    .set(p);
+            }
+        }
+    }
+}
+
+/// The service and the queue of its alert state changes, to hand to [`run`].
+#[derive(Debug)]
+pub struct Built {
+    /// The service (also behind the HTTP API).
+    pub service: Arc<AlertService>,
+    changes: mpsc::UnboundedReceiver<Alert>,
+}
+
+/// Opens the store and builds the service and its receivers.
+///
+/// # Errors
+/// When the store cannot be opened or migrated, or the config is inconsistent.
+pub async fn build(cfg: ServiceConfig, metrics: &Metrics) -> anyhow::Result<Built> {
+    let store = Store::open(&cfg.store.url, cfg.store.max_connections)
+        .await
+        .with_context(|| format!("opening the alert store ({})", redact(&cfg.store.url)))?;
+    let (tx, rx) = mpsc::unbounded_channel();
+    let instance = format!(
+        "{}-{}",
+        std::env::var("HOSTNAME").unwrap_or_else(|_| "alerts".into()),
+        std::process::id()
+    );
+    let hooks = Arc::new(Hooks {
+        metrics: metrics.clone(),
+        changes: tx,
+    });
+    let service = AlertService::new(cfg, store, instance, hooks).context("alerts config")?;
+    Ok(Built {
+        service: Arc::new(service),
+        changes: rx,
+    })
+}
+
+/// A database URL without its password, for messages.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            let user = creds.split(':').next().unwrap_or("");
+            format!("{}{user}:***{}", &url[..s + 3], &url[at..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// Runs the alert service until `shutdown` turns true: the findings consumer, the
+/// ticker (group waits, escalations, repeats) and the publisher of alert changes.
+///
+/// # Errors
+/// Fails if the Kafka clients cannot be created or the subscription fails.
+pub async fn run(
+    cfg: AlertsConfig,
+    built: Built,
+    outputs: Outputs,
+    metrics: Metrics,
+    shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let Built {
+        service,
+        mut changes,
+    } = built;
+    let consumer: StreamConsumer = kafka::consumer_config(&cfg.connection, &cfg.group_id)
+        .create()
+        .context("creating the findings consumer")?;
+    consumer
+        .subscribe(&[&cfg.findings_topic])
+        .with_context(|| format!("subscribing to {}", cfg.findings_topic))?;
+    let producer: FutureProducer = kafka::producer_config(&cfg.connection, 0)
+        .create()
+        .context("creating the alerts producer")?;
+    tracing::info!(topic = %cfg.findings_topic, store = if service.store().is_postgres() { "postgres" } else { "sqlite" }, "alert service consuming");
+
+    let ticker = {
+        let service = Arc::clone(&service);
+        let mut shutdown = shutdown.clone();
+        let every = Duration::from_millis(service.config().tick_ms);
+        tokio::spawn(async move {
+            let mut t = tokio::time::interval(every);
+            t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = shutdown.changed() => break,
+                    _ = t.tick() => {}
+                }
+                if let Err(e) = service.tick().await {
+                    tracing::warn!(error = %e, "alert ticker: store unavailable");
+                }
+            }
+        })
+    };
+    let publisher = {
+        let topic = cfg.alerts_topic.clone();
+        let mut shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            loop {
+                let alert = tokio::select! {
+                    a = changes.recv() => a,
+                    _ = shutdown.changed() => {
+                        // Drain what is queued, then stop.
+                        while let Ok(a) = changes.try_recv() {
+                            publish(&producer, &topic, &outputs, a).await;
+                        }
+                        break;
+                    }
+                };
+                let Some(alert) = alert else { break };
+                publish(&producer, &topic, &outputs, alert).await;
+            }
+        })
+    };
+
+    let result = consume(&consumer, &service, &metrics, shutdown).await;
+    let _ = ticker.await;
+    let _ = publisher.await;
+    if let Err(e) = consumer.commit_consumer_state(rdkafka::consumer::CommitMode::Sync) {
+        tracing::debug!(error = %e, "final commit");
+    }
+    tracing::info!("alert service stopped");
+    result
+}
+
+/// Publishes one alert state change to the alerts topic and the extra outputs.
+async fn publish(producer: &FutureProducer, topic: &str, outputs: &Outputs, alert: Alert) {
+    let json = match serde_json::to_string(&alert) {
+        Ok(j) => j,
+        Err(e) => {
+            tracing::warn!(error = %e, "serialising an alert failed");
+            return;
+        }
+    };
+    let record = FutureRecord::to(topic)
+        .key(alert.id.as_str())
+        .payload(json.as_str());
+    match kafka::enqueue(producer, record).await {
+        Ok(delivery) => {
+            if let Ok(Err((e, _))) = delivery.await {
+                tracing::warn!(error = %e, "publishing an alert change failed");
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "publishing an alert change failed"),
+    }
+    if outputs.stdout_json {
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{json}");
+        let _ = out.flush();
+    }
+    if let Some(tx) = &outputs.channel {
+        let _ = tx.send(alert);
+    }
+}
+
+async fn consume(
+    consumer: &StreamConsumer,
+    service: &Arc<AlertService>,
+    metrics: &Metrics,
+    mut shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    loop {
+        let msg = tokio::select! {
+            _ = shutdown.changed() => return Ok(()),
+            m = consumer.recv() => m,
+        };
+        let msg = match msg {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::warn!(error = %e, "consume error");
+                continue;
+            }
+        };
+        let consumed = Instant::now();
+        let finding: Finding = match serde_json::from_slice(msg.payload().unwrap_or_default()) {
+            Ok(f) => f,
+            Err(e) => {
+                metrics
+                    .alert_findings
+                    .with_label_values(&["undecodable"])
+                    .inc();
+                tracing::warn!(error = %e, partition = msg.partition(), offset = msg.offset(), "undecodable finding skipped");
+                let _ = consumer.store_offset_from_message(&msg);
+                continue;
+            }
+        };
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            match service.on_finding(&finding, consumed).await {
+                Ok(()) => break,
+                Err(e) => {
+                    metrics.alert_findings.with_label_values(&["retried"]).inc();
+                    tracing::warn!(error = %e, "alert store unavailable; retrying the finding");
+                    tokio::select! {
+                        _ = shutdown.changed() => return Ok(()),
+                        _ = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+        metrics.alert_findings.with_label_values(&["applied"]).inc();
+        // Everything the finding caused is in the store: its offset may be stored.
+        if let Err(e) = consumer.store_offset_from_message(&msg) {
+            tracing::warn!(error = %e, "storing offset failed");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn store_urls_are_redacted_in_messages() {
+        assert_eq!(
+            redact("postgres://alerts:s3cret@db:5432/cs"),
+            "postgres://alerts:***@db:5432/cs"
+        );
+        assert_eq!(redact("sqlite://alerts.db"), "sqlite://alerts.db");
     }
 }

@@ -27,8 +27,8 @@ pub struct Config {
     pub topics: Topics,
     /// The pipeline deployable.
     pub pipeline: PipelineSettings,
-    /// The alerts deployable.
-    pub alerts: AlertsSettings,
+    /// The alerts deployable (`[alerts]`: group, store, teams, routes, receivers, tokens).
+    pub alerts: ecg_alerts::config::ServiceConfig,
     /// HTTP endpoints.
     pub http: HttpSettings,
 }
@@ -129,14 +129,6 @@ pub struct PipelineSettings {
     /// Per-stream sequencing, warm-up and eviction.
     #[serde(default)]
     pub streams: StreamSettings,
-}
-
-/// The alerts deployable.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AlertsSettings {
-    /// Consumer group.
-    pub group_id: String,
 }
 
 /// HTTP endpoints.
@@ -261,8 +253,8 @@ impl Config {
         if p.group_id.is_empty() {
             anyhow::bail!("pipeline.group_id is empty");
         }
-        if self.alerts.group_id.is_empty() {
-            anyhow::bail!("alerts.group_id is empty");
+        if let Err(e) = self.alerts.validate() {
+            anyhow::bail!("{e}");
         }
         if !(1..=100_000).contains(&p.batch_max) {
             anyhow::bail!("pipeline.batch_max {} is outside 1..=100000", p.batch_max);

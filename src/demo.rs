@@ -14,7 +14,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
-use ecg_alerts::{AlertEngine, RuleSet};
+use ecg_alerts::api::{ApiState, Tokens};
+use ecg_alerts::config::{NamedReceiver, ServiceConfig};
+use ecg_alerts::receivers::webhook::WebhookConfig;
+use ecg_alerts::receivers::{ReceiverConfig, Secret};
+use ecg_alerts::service::Caller;
 use ecg_inference::Model;
 use ecg_ingest::codec::{self, Encoding};
 use ecg_sim::{FrameSource, Preset};
@@ -23,7 +27,7 @@ use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use tokio::sync::{mpsc, watch};
 
-use crate::alerting::{self, AlertsConfig, Receivers};
+use crate::alerting::{self, AlertsConfig, Outputs};
 use crate::devices::{publish, PublishOptions, Source};
 use crate::http::{self, AppState};
 use crate::pipeline::{self, PipelineConfig};
@@ -66,6 +70,10 @@ pub struct DemoConfig {
     pub http_addr: SocketAddr,
     /// Write alerts as JSON lines on stdout.
     pub alerts_json: bool,
+    /// Bearer token of the console and API; a random one if unset.
+    pub api_token: Option<String>,
+    /// Alert store URL; in-memory SQLite if unset.
+    pub alerts_store: Option<String>,
     /// Simulated seconds per wall-clock second.
     pub speed: f64,
     /// Seed of the simulated patients.
@@ -151,6 +159,66 @@ fn patients(n: usize) -> Vec<DemoPatient> {
         .collect()
 }
 
+/// The demo's alert service: `config/demo-alerts.toml` plus the ward station's
+/// webhook, which the demo itself receives at `/demo/webhook`.
+fn demo_service_config(
+    http_addr: SocketAddr,
+    secret: &str,
+    store: Option<&str>,
+) -> anyhow::Result<ServiceConfig> {
+    let mut c: ServiceConfig = toml::from_str(include_str!("../config/demo-alerts.toml"))
+        .context("config/demo-alerts.toml")?;
+    c.receivers.push(NamedReceiver {
+        name: "ward-3-station".into(),
+        config: ReceiverConfig::Webhook(WebhookConfig {
+            url: format!("http://{http_addr}/demo/webhook"),
+            secret_env: None,
+            secret: Some(Secret::new(secret)),
+            timeout_ms: 2000,
+            max_attempts: 3,
+            backoff_ms: 100,
+            max_backoff_ms: 1000,
+        }),
+    });
+    c.console_url = Some(format!("http://{http_addr}"));
+    c.models_dir = Some(default_models_dir());
+    if let Some(url) = store {
+        c.store.url = url.to_owned();
+    }
+    Ok(c)
+}
+
+/// The ward station's webhook endpoint: refuses notifications whose HMAC signature
+/// does not verify, as a receiving system should.
+fn station_router(secret: String) -> axum::Router {
+    use axum::http::{HeaderMap, StatusCode};
+    async fn hook(
+        axum::extract::State(secret): axum::extract::State<Arc<String>>,
+        headers: HeaderMap,
+        body: axum::body::Bytes,
+    ) -> StatusCode {
+        let h = |k: &str| headers.get(k).and_then(|v| v.to_str().ok()).unwrap_or("");
+        if ecg_alerts::receivers::webhook::verify_signature(
+            secret.as_bytes(),
+            h("x-cardiostream-timestamp"),
+            &body,
+            h("x-cardiostream-signature"),
+        ) {
+            StatusCode::NO_CONTENT
+        } else {
+            StatusCode::UNAUTHORIZED
+        }
+    }
+    axum::Router::new()
+        .route("/demo/webhook", axum::routing::post(hook))
+        .with_state(Arc::new(secret))
+}
+
+/// 128 random bits, hex.
+fn random_token() -> String {
+    format!("{:032x}", rand::random::<u128>())
+}
+
 fn unreachable_id<T>() -> T {
     panic!("demo ids are valid by construction")
 }
@@ -180,9 +248,20 @@ pub async fn run(
     let listener = http::bind(cfg.http_addr).await?;
     let http_addr = listener.local_addr().context("reading the http address")?;
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    let engine = Arc::new(Mutex::new(AlertEngine::new(RuleSet::default())));
     let statuses = Arc::new(Mutex::new(HashMap::new()));
     let (alert_tx, mut alert_rx) = mpsc::unbounded_channel();
+    let token = cfg.api_token.clone().unwrap_or_else(random_token);
+    let hook_secret = random_token();
+    let service_cfg = demo_service_config(http_addr, &hook_secret, cfg.alerts_store.as_deref())?;
+    let built = alerting::build(service_cfg, &metrics).await?;
+    let mut tokens = Tokens::default();
+    tokens.add(
+        &token,
+        Caller {
+            team: "telemetry".into(),
+            actor: "demo-clinician".into(),
+        },
+    );
 
     let pats = patients(cfg.patients);
     eprintln!(
@@ -196,10 +275,11 @@ pub async fn run(
             .collect::<Vec<_>>()
             .join(", ")
     );
-    eprintln!("  console:  http://{http_addr}/");
+    eprintln!("  console:  http://{http_addr}/#token={token}");
+    eprintln!("  api:      http://{http_addr}/api/v1/alerts  (Authorization: Bearer {token})");
     eprintln!("  metrics:  http://{http_addr}/metrics");
-    eprintln!("  alerts:   http://{http_addr}/api/v1/alerts");
     eprintln!("  kafka:    {bootstrap} (in-process mock cluster)");
+    eprintln!("  findings are decision support for clinicians, not diagnoses");
 
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(pipeline::run(
@@ -209,10 +289,15 @@ pub async fn run(
         statuses.clone(),
         shutdown_rx.clone(),
     ));
+    let api = ApiState {
+        service: built.service.clone(),
+        tokens: Arc::new(tokens),
+        models_dir: Some(cfg.models_dir.clone()),
+    };
     tasks.spawn(alerting::run(
         AlertsConfig::new(ecg_ingest::kafka::connection(&bootstrap)),
-        engine.clone(),
-        Receivers {
+        built,
+        Outputs {
             stdout_json: cfg.alerts_json,
             channel: Some(alert_tx),
         },
@@ -222,11 +307,12 @@ pub async fn run(
     {
         let state = AppState {
             metrics: metrics.clone(),
-            engine: Some(engine),
+            alerts: Some(api),
             statuses: Some(statuses),
         };
+        let router = http::router(state).merge(station_router(hook_secret));
         let rx = shutdown_rx.clone();
-        tasks.spawn(async move { http::serve(listener, state, rx).await.map_err(Into::into) });
+        tasks.spawn(async move { http::serve(listener, router, rx).await.map_err(Into::into) });
     }
     tasks.spawn(simulate(
         bootstrap.clone(),

@@ -7,11 +7,11 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use ecg_alerts::{AlertEngine, RuleSet};
+use ecg_alerts::api::{ApiState, Tokens};
 use rdkafka::ClientConfig;
 use tokio::sync::watch;
 
-use crate::alerting::{self, AlertsConfig, Receivers};
+use crate::alerting::{self, AlertsConfig, Outputs};
 use crate::config::Config;
 use crate::demo::load_models;
 use crate::http::{self, AppState};
@@ -70,14 +70,18 @@ pub async fn run_pipeline(
     pc.model_max_batch = cfg.pipeline.model_max_batch;
     let state = AppState {
         metrics: metrics.clone(),
-        engine: None,
+        alerts: None,
         statuses: Some(statuses.clone()),
     };
     tracing::info!(addr = %cfg.http.addr, models = models.len(), "pipeline starting");
     supervise(stop, |rx| {
         let mut set = tokio::task::JoinSet::new();
         set.spawn(pipeline::run(pc, models, metrics, statuses, rx.clone()));
-        set.spawn(async move { http::serve(listener, state, rx).await.map_err(Into::into) });
+        set.spawn(async move {
+            http::serve(listener, http::router(state), rx)
+                .await
+                .map_err(Into::into)
+        });
         set
     })
     .await
@@ -92,15 +96,28 @@ pub async fn run_alerts(
     stop: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let metrics = Metrics::new();
-    let engine = Arc::new(Mutex::new(AlertEngine::new(RuleSet::default())));
     let listener = http::bind(cfg.http.addr).await?;
     let mut ac = AlertsConfig::new(cfg.kafka_client(ClientConfig::new()));
     ac.group_id = cfg.alerts.group_id.clone();
     ac.findings_topic = cfg.topics.findings.clone();
     ac.alerts_topic = cfg.topics.alerts.clone();
+    let tokens = Tokens::from_config(&cfg.alerts.tokens)?;
+    if cfg.alerts.tokens.is_empty() {
+        tracing::warn!("no [[alerts.tokens]] configured: the API and console accept no one");
+    }
+    let models_dir = cfg
+        .alerts
+        .models_dir
+        .clone()
+        .unwrap_or_else(|| cfg.pipeline.models_dir.clone());
+    let built = alerting::build(cfg.alerts.clone(), &metrics).await?;
     let state = AppState {
         metrics: metrics.clone(),
-        engine: Some(engine.clone()),
+        alerts: Some(ApiState {
+            service: built.service.clone(),
+            tokens: Arc::new(tokens),
+            models_dir: Some(models_dir),
+        }),
         statuses: None,
     };
     tracing::info!(addr = %cfg.http.addr, "alert service starting");
@@ -108,12 +125,16 @@ pub async fn run_alerts(
         let mut set = tokio::task::JoinSet::new();
         set.spawn(alerting::run(
             ac,
-            engine,
-            Receivers::default(),
+            built,
+            Outputs::default(),
             metrics,
             rx.clone(),
         ));
-        set.spawn(async move { http::serve(listener, state, rx).await.map_err(Into::into) });
+        set.spawn(async move {
+            http::serve(listener, http::router(state), rx)
+                .await
+                .map_err(Into::into)
+        });
         set
     })
     .await

@@ -1,15 +1,17 @@
-//! The HTTP side: Prometheus `/metrics`, a JSON API and the first care-team page.
+//! The HTTP side: Prometheus `/metrics`, `/healthz`, the pipeline's stream statuses,
+//! and — where the process runs the alert service — its API and care-team console
+//! ([`ecg_alerts::api`]).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use axum::extract::State;
-use axum::http::{header, StatusCode};
-use axum::response::{Html, IntoResponse};
+use axum::http::header;
+use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
-use ecg_alerts::{AlertEngine, AlertView};
+use ecg_alerts::api::ApiState;
 use ecg_types::StreamId;
 use tokio::sync::watch;
 
@@ -21,33 +23,36 @@ use crate::telemetry::Metrics;
 pub struct AppState {
     /// Process metrics.
     pub metrics: Metrics,
-    /// The alert engine, where this process runs the alert service.
-    pub engine: Option<Arc<Mutex<AlertEngine>>>,
+    /// The alert service's API and console, where this process runs it.
+    pub alerts: Option<ApiState>,
     /// Live stream statuses, where this process runs the pipeline.
     pub statuses: Option<Arc<Mutex<HashMap<StreamId, StreamStatus>>>>,
 }
 
 /// The router.
 pub fn router(state: AppState) -> Router {
-    Router::new()
-        .route("/", get(index))
+    let alerts = state.alerts.clone();
+    let base = Router::new()
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok" }))
-        .route("/api/v1/alerts", get(alerts))
         .route("/api/v1/streams", get(streams))
-        .with_state(state)
+        .with_state(state);
+    match alerts {
+        Some(api) => base.merge(ecg_alerts::api::router(api)),
+        None => base.route("/", get(index)),
+    }
 }
 
-/// Serves the router on `listener` until `shutdown` turns true.
+/// Serves a router (usually [`router`]) on `listener` until `shutdown` turns true.
 ///
 /// # Errors
 /// Fails if the server fails.
 pub async fn serve(
     listener: tokio::net::TcpListener,
-    state: AppState,
+    router: Router,
     mut shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state))
+    axum::serve(listener, router)
         .with_graceful_shutdown(async move {
             let _ = shutdown.changed().await;
         })
@@ -64,8 +69,9 @@ pub async fn bind(addr: SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
         .map_err(|e| anyhow::anyhow!("cannot listen on --http-addr {addr}: {e}"))
 }
 
-async fn index() -> Html<&'static str> {
-    Html(include_str!("web/index.html"))
+async fn index() -> &'static str {
+    "cardiostream pipeline: /metrics (Prometheus), /healthz, /api/v1/streams.\n\
+     The care-team console is served by `cardiostream alerts` (and `cardiostream demo`).\n"
 }
 
 async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
@@ -76,15 +82,6 @@ async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
         )],
         s.metrics.render(),
     )
-}
-
-async fn alerts(State(s): State<AppState>) -> Result<Json<AlertView>, StatusCode> {
-    let engine = s.engine.ok_or(StatusCode::NOT_FOUND)?;
-    let view = engine
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .view();
-    Ok(Json(view))
 }
 
 async fn streams(State(s): State<AppState>) -> Json<Vec<StreamStatus>> {

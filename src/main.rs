@@ -9,6 +9,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use tracing_subscriber::fmt::format::FmtSpan;
 use tracing_subscriber::EnvFilter;
 
 /// Streaming ECG and remote-monitoring diagnostics: device frames on Kafka → DSP →
@@ -25,6 +26,10 @@ struct Cli {
     /// Log as JSON lines instead of text.
     #[arg(long, global = true)]
     log_json: bool,
+    /// Also log each pipeline stage span (`ingest`, `process`, `publish`) as it
+    /// closes, with its fields and busy/idle time: one line per batch and stage.
+    #[arg(long, global = true)]
+    log_spans: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -62,6 +67,12 @@ struct DemoArgs {
     /// Write each alert state change as one JSON object per line on stdout.
     #[arg(long)]
     alerts_json: bool,
+    /// Bearer token of the console and API (default: a random one, printed).
+    #[arg(long, env = "CARDIOSTREAM_DEMO_TOKEN")]
+    api_token: Option<String>,
+    /// Alert store URL (default: an in-memory SQLite database).
+    #[arg(long)]
+    alerts_store: Option<String>,
     /// Simulated seconds per wall-clock second.
     #[arg(long, default_value_t = 1.0)]
     speed: f64,
@@ -173,10 +184,16 @@ enum ModelCommand {
 fn init_tracing(cli: &Cli) {
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new(format!("{},ort=warn,rdkafka=warn", cli.log)));
+    let span_events = if cli.log_spans {
+        FmtSpan::CLOSE
+    } else {
+        FmtSpan::NONE
+    };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_target(false)
+        .with_span_events(span_events)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     if cli.log_json {
         builder.json().init();
@@ -216,6 +233,8 @@ fn run_demo(args: DemoArgs) -> anyhow::Result<()> {
         duration: args.duration.map(Duration::from_secs_f64),
         http_addr: args.http_addr,
         alerts_json: args.alerts_json,
+        api_token: args.api_token,
+        alerts_store: args.alerts_store,
         speed: args.speed,
         seed: args.seed,
         sample_rate: args.sample_rate,

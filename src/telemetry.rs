@@ -2,7 +2,7 @@
 //! ids: only fixed sets (error kind, model id, condition, priority, state).
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    Encoder, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
@@ -32,6 +32,18 @@ pub struct Metrics {
     pub window_to_finding_seconds: Histogram,
     /// Alert state changes, by priority and state.
     pub alerts: IntCounterVec,
+    /// Findings the alert service consumed, by outcome (applied, undecodable, retried).
+    pub alert_findings: IntCounterVec,
+    /// Notifications to receivers, by receiver kind and outcome (delivered, failed).
+    pub alert_deliveries: IntCounterVec,
+    /// Seconds from a finding consumed to its notification delivered, by receiver kind.
+    pub alert_delivery_seconds: HistogramVec,
+    /// Seconds from an alert's first notification to its acknowledgement, by priority.
+    pub alert_time_to_ack_seconds: HistogramVec,
+    /// Clinicians' verdicts on alerts, by rule, model and verdict (from the store).
+    pub alert_verdicts: IntGaugeVec,
+    /// Confirmed / (confirmed + false alarm) per rule and model (from the store).
+    pub alert_precision: GaugeVec,
     /// Streams with DSP state in this process.
     pub streams_active: IntGauge,
     /// Frames produced by the simulator (demo and `sim`).
@@ -142,7 +154,7 @@ impl Metrics {
                 "cardiostream_inference_seconds",
                 "Seconds per ONNX Runtime run.",
                 &["model"],
-                latency,
+                latency.clone(),
             ),
             findings_published: cv(
                 "cardiostream_findings_published_total",
@@ -155,6 +167,52 @@ impl Metrics {
                 "Alert state changes, by priority and state.",
                 &["priority", "state"],
             ),
+            alert_findings: cv(
+                "cardiostream_alert_findings_total",
+                "Findings the alert service consumed, by outcome.",
+                &["outcome"],
+            ),
+            alert_deliveries: cv(
+                "cardiostream_alert_deliveries_total",
+                "Notifications to receivers, by receiver kind and outcome.",
+                &["kind", "outcome"],
+            ),
+            alert_delivery_seconds: hv(
+                "cardiostream_alert_delivery_seconds",
+                "Seconds from a finding consumed to its notification delivered, by receiver kind.",
+                &["kind"],
+                latency.clone(),
+            ),
+            alert_time_to_ack_seconds: hv(
+                "cardiostream_alert_time_to_ack_seconds",
+                "Seconds from an alert's first notification to its acknowledgement, by priority.",
+                &["priority"],
+                vec![5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0],
+            ),
+            alert_verdicts: {
+                let g = IntGaugeVec::new(
+                    Opts::new(
+                        "cardiostream_alert_verdicts",
+                        "Clinicians' verdicts on alerts, by rule, model and verdict.",
+                    ),
+                    &["rule", "model", "verdict"],
+                )
+                .expect("valid metric");
+                reg(Box::new(g.clone()));
+                g
+            },
+            alert_precision: {
+                let g = GaugeVec::new(
+                    Opts::new(
+                        "cardiostream_alert_precision",
+                        "Confirmed / (confirmed + false alarm) per rule and model.",
+                    ),
+                    &["rule", "model"],
+                )
+                .expect("valid metric");
+                reg(Box::new(g.clone()));
+                g
+            },
             streams_active,
             frames_duplicate: c(
                 "cardiostream_ingest_frames_duplicate_total",
@@ -247,8 +305,10 @@ mod tests {
 
     /// Labels with a fixed, small set of values. Nothing that names a patient, device
     /// or stream may ever be a label.
-    const ALLOWED_LABELS: [&str; 9] = [
+    const ALLOWED_LABELS: [&str; 11] = [
         "kind",
+        "rule",
+        "verdict",
         "quality",
         "model",
         "outcome",

@@ -13,9 +13,10 @@ use ecg_sim::Preset;
 use ecg_types::{AlertKind, AlertState, Condition};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-async fn http_get(addr: SocketAddr, path: &str) -> String {
+async fn http_get(addr: SocketAddr, path: &str, token: Option<&str>) -> String {
     let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").as_bytes())
+    let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
+    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n{auth}\r\n").as_bytes())
         .await
         .unwrap();
     let mut body = String::new();
@@ -47,6 +48,8 @@ async fn demo_topology_raises_the_right_alerts_for_the_right_patients() {
         duration: Some(Duration::from_secs(14)),
         http_addr: addr,
         alerts_json: false,
+        api_token: Some("demo-test-token".into()),
+        alerts_store: None,
         speed: 5.0,
         seed: 7,
         sample_rate: 250,
@@ -56,13 +59,14 @@ async fn demo_topology_raises_the_right_alerts_for_the_right_patients() {
     let probe = tokio::spawn(async move {
         tokio::time::sleep(Duration::from_secs(11)).await;
         (
-            http_get(addr, "/metrics").await,
-            http_get(addr, "/").await,
-            http_get(addr, "/api/v1/alerts").await,
+            http_get(addr, "/metrics", None).await,
+            http_get(addr, "/", None).await,
+            http_get(addr, "/api/v1/alerts", Some("demo-test-token")).await,
+            http_get(addr, "/api/v1/alerts", None).await,
         )
     });
     let report = demo::run(cfg, std::future::pending()).await.unwrap();
-    let (live_metrics, page, api) = probe.await.unwrap();
+    let (live_metrics, page, api, anonymous) = probe.await.unwrap();
 
     assert!(live_metrics.contains("200 OK"), "{live_metrics}");
     assert!(counter(&live_metrics, "cardiostream_ingest_frames_consumed_total") > 0.0);
@@ -77,7 +81,15 @@ async fn demo_topology_raises_the_right_alerts_for_the_right_patients() {
         page.contains("decision support"),
         "console must label AI findings"
     );
-    assert!(api.contains("\"active\""), "{api}");
+    assert!(api.starts_with("HTTP/1.0 200"), "{api}");
+    assert!(
+        api.contains("\"alerts\"") && api.contains("decision support"),
+        "{api}"
+    );
+    assert!(
+        anonymous.starts_with("HTTP/1.0 401"),
+        "the API needs a token: {anonymous}"
+    );
 
     // The one malformed frame went to the dead-letter topic, and nothing else did.
     let end = report.metrics.render();

@@ -1,7 +1,9 @@
 //! The two deployables, configured from a file, against a Kafka cluster (librdkafka's
 //! in-process mock cluster):
-//! simulated devices → `cardiostream pipeline` → findings → `cardiostream alerts` →
-//! `ecg.alerts.v1`.
+//! simulated devices → `cardiostream pipeline` → findings → two `cardiostream alerts`
+//! instances in one consumer group sharing one store (PostgreSQL when the test
+//! command started one, else a SQLite file) → `ecg.alerts.v1` and a signed webhook
+//! that must hear of every alert exactly once.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::Duration;
@@ -35,10 +37,21 @@ async fn pipeline_and_alerts_deployables_turn_frames_into_alerts() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("cardiostream.toml");
     let models = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models");
+    let store = match std::env::var("CARDIOSTREAM_TEST_PG") {
+        Ok(admin) => support::fresh_pg(&admin).await,
+        Err(_) => {
+            eprintln!("store: a SQLite file (CARDIOSTREAM_TEST_PG unset: no PostgreSQL)");
+            format!("sqlite://{}", dir.path().join("alerts.db").display())
+        }
+    };
+    let (hook_url, heard) = support::webhook_peer("s3cret").await;
     std::fs::write(
         &file,
         format!(
-            "[kafka]\nbootstrap_servers = {bootstrap:?}\n[pipeline]\nmodels_dir = {:?}\n[http]\naddr = \"127.0.0.1:0\"\n",
+            "[kafka]\nbootstrap_servers = {bootstrap:?}\n[pipeline]\nmodels_dir = {:?}\n[http]\naddr = \"127.0.0.1:0\"\n\
+             [alerts.store]\nurl = {store:?}\n\
+             [alerts.route]\nreceivers = [\"ward\"]\ngroup_wait_s = 0\n\
+             [[alerts.receivers]]\nname = \"ward\"\nkind = \"webhook\"\nurl = {hook_url:?}\nsecret = \"s3cret\"\n",
             models.display().to_string()
         ),
     )
@@ -52,7 +65,11 @@ async fn pipeline_and_alerts_deployables_turn_frames_into_alerts() {
         cfg.clone(),
         stopped(stop_rx.clone()),
     ));
-    let alerts = tokio::spawn(deployables::run_alerts(cfg, stopped(stop_rx.clone())));
+    let alerts = tokio::spawn(deployables::run_alerts(
+        cfg.clone(),
+        stopped(stop_rx.clone()),
+    ));
+    let alerts2 = tokio::spawn(deployables::run_alerts(cfg, stopped(stop_rx.clone())));
 
     // Two devices: one in AF, one bradycardic, 40 device seconds at 20x.
     let sources = [
@@ -99,7 +116,25 @@ async fn pipeline_and_alerts_deployables_turn_frames_into_alerts() {
         !seen.contains(&("p1".to_owned(), Condition::AtrialFibrillation)),
         "{seen:?}"
     );
+    // The ward's webhook heard of both alerts, and of no notification twice, although
+    // two instances consumed the findings and shared the store.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let keys = heard.lock().unwrap().clone();
+        let fired = |c: &str| keys.iter().any(|k| k.contains(c) && k.contains("/fired/"));
+        if fired("/atrial_fibrillation/") && fired("/bradycardia/") {
+            let unique: std::collections::BTreeSet<_> = keys.iter().collect();
+            assert_eq!(unique.len(), keys.len(), "notified twice: {keys:?}");
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "webhook heard {keys:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     stop_tx.send(true).unwrap();
     pipeline.await.unwrap().unwrap();
     alerts.await.unwrap().unwrap();
+    alerts2.await.unwrap().unwrap();
 }

@@ -253,6 +253,7 @@ mod tests {
             value: Some(45.0),
             decision_support: false,
             shadow: false,
+            strip: None,
         }
     }
 

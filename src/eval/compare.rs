@@ -276,6 +276,7 @@ mod tests {
             value: None,
             decision_support: true,
             shadow: version == "2",
+            strip: None,
         }
     }
 

@@ -22,6 +22,8 @@ use ecg_dsp::rhythm::{af_features, rr_intervals};
 use ecg_dsp::stream::{DspConfig, DspEvent, RhythmWindow, StreamDsp};
 use ecg_dsp::window::{ModelWindow, WindowSpec, Windower};
 use ecg_inference::{InputKind, Model, Scored};
+
+use super::strip::StripBuffer;
 use ecg_ingest::codec;
 use ecg_types::{
     Condition, DeviceTimeUs, Finding, FindingSource, FindingStatus, Frame, PatientId, SampleRate,
@@ -216,6 +218,8 @@ struct Analysis {
     scratch: Vec<f32>,
     sub: Vec<f32>,
     events: Vec<DspEvent>,
+    /// The first lead's recent signal, for the strips of present findings.
+    strip: StripBuffer,
 }
 
 impl Analysis {
@@ -274,6 +278,10 @@ impl Analysis {
             scratch: Vec::new(),
             sub: Vec::new(),
             events: Vec::new(),
+            strip: StripBuffer::new(
+                first.leads.first().copied().unwrap_or(ecg_types::Lead::II),
+                fs.round() as u32,
+            ),
         }
     }
 
@@ -532,10 +540,34 @@ impl Processor {
             }
         }
         self.score(&model_windows, &mut out);
+        self.attach_strips(&mut out.findings);
         self.evict_idle();
         out.offsets = self.safe_offsets();
         self.metrics.streams_active.set(self.streams.len() as i64);
         out
+    }
+
+    /// Gives every present finding of a clinical condition the rhythm strip that
+    /// ends with its window, where the stream's analysis still holds the signal.
+    fn attach_strips(&self, findings: &mut [Finding]) {
+        for f in findings.iter_mut().filter(|f| {
+            f.status == FindingStatus::Present
+                && !matches!(f.condition, Condition::SignalGap | Condition::ClockJump)
+        }) {
+            let Some(a) = self
+                .streams
+                .get(&f.stream)
+                .and_then(|s| s.analysis.as_ref())
+            else {
+                continue;
+            };
+            let fs = a.sample_rate.hz();
+            let end = ((f.window_end.0 - a.t_origin) as f64 * fs / 1e6).round();
+            if end <= 0.0 {
+                continue;
+            }
+            f.strip = a.strip.strip(end as u64, |n| a.time_of(n)).map(Box::new);
+        }
     }
 
     /// Per partition with state, the next offset safe to commit. Streams that took
@@ -788,6 +820,7 @@ impl Ctx<'_> {
         a.scratch
             .extend(frame.samples.iter().map(|&c| frame.scale.to_mv(c)));
         a.lead_off_in_window |= frame.lead_off.first().copied().unwrap_or(false);
+        a.strip.push(&a.scratch[..n.min(a.scratch.len())]);
         a.events.clear();
         a.dsp.push(&a.scratch, &frame.lead_off, &mut a.events);
         let before = a.samples;
@@ -829,6 +862,7 @@ impl Ctx<'_> {
                         value: Some(*length_s),
                         decision_support: false,
                         shadow: false,
+                        strip: None,
                     });
                 }
             }
@@ -987,6 +1021,7 @@ impl WindowAt<'_> {
             value,
             decision_support: false,
             shadow: false,
+            strip: None,
         }
     }
 }
@@ -1014,6 +1049,7 @@ fn continuity_finding(
         value: Some(value),
         decision_support: false,
         shadow: false,
+        strip: None,
     }
 }
 

@@ -359,3 +359,51 @@ pub fn scrape(port: u16, metric: &str) -> Option<f64> {
             .ok()
     })
 }
+
+/// A new database on the PostgreSQL test server (`CARDIOSTREAM_TEST_PG`, started by
+/// `scripts/setup/postgres.sh`), for one test; its URL.
+pub async fn fresh_pg(admin: &str) -> String {
+    sqlx::any::install_default_drivers();
+    let name = format!("cs_test_{:016x}", rand::random::<u64>());
+    let pool = sqlx::AnyPool::connect(admin).await.expect("postgres admin");
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&pool)
+        .await
+        .expect("create database");
+    pool.close().await;
+    let base = admin.rsplit_once('/').map_or(admin, |(b, _)| b);
+    format!("{base}/{name}")
+}
+
+/// A webhook receiver on 127.0.0.1 that accepts only notifications signed with
+/// `secret`; its URL and the idempotency keys it heard, in order.
+pub async fn webhook_peer(secret: &str) -> (String, Arc<std::sync::Mutex<Vec<String>>>) {
+    use axum::extract::State;
+    use axum::http::{HeaderMap, StatusCode};
+    type Heard = (Arc<String>, Arc<std::sync::Mutex<Vec<String>>>);
+    async fn hook(
+        State((secret, heard)): State<Heard>,
+        headers: HeaderMap,
+        body: axum::body::Bytes,
+    ) -> StatusCode {
+        let h = |k: &str| headers.get(k).and_then(|v| v.to_str().ok()).unwrap_or("");
+        if !ecg_alerts::receivers::webhook::verify_signature(
+            secret.as_bytes(),
+            h("x-cardiostream-timestamp"),
+            &body,
+            h("x-cardiostream-signature"),
+        ) {
+            return StatusCode::UNAUTHORIZED;
+        }
+        heard.lock().unwrap().push(h("idempotency-key").to_owned());
+        StatusCode::NO_CONTENT
+    }
+    let heard = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let app = axum::Router::new()
+        .route("/hook", axum::routing::post(hook))
+        .with_state((Arc::new(secret.to_owned()), heard.clone()));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (format!("http://{addr}/hook"), heard)
+}

@@ -151,6 +151,23 @@ pub struct Finding {
     /// From a model in shadow mode: recorded for comparison, never alerted.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub shadow: bool,
+    /// The ECG behind a present finding, for the care-team console (absent on
+    /// absent/indeterminate findings and on technical ones).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub strip: Option<Box<Strip>>,
+}
+
+/// A short excerpt of one lead behind a finding: what a monitor prints as a rhythm strip.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Strip {
+    /// The lead shown.
+    pub lead: crate::Lead,
+    /// Sample rate of `samples_uv` (the stream's rate, reduced to at most 250 Hz).
+    pub sample_rate_hz: u32,
+    /// Device time of the first sample.
+    pub start_us: i64,
+    /// Samples in microvolts.
+    pub samples_uv: Vec<i32>,
 }
 
 impl Finding {

@@ -19,7 +19,7 @@ mod units;
 mod window;
 
 pub use alert::{system_time_from_us, Alert, AlertKind, AlertState, Priority};
-pub use finding::{Condition, Finding, FindingSource, FindingStatus};
+pub use finding::{Condition, Finding, FindingSource, FindingStatus, Strip};
 pub use frame::Frame;
 pub use ids::{DeviceId, IdError, PatientId, StreamId, MAX_ID_LEN};
 pub use lead::{Lead, UnknownLead};

@@ -1,0 +1,557 @@
+//! The alert service's HTTP API under `/api/v1` and the care-team console at `/`.
+//!
+//! Every `/api/v1` request carries `Authorization: Bearer <token>`; a token belongs
+//! to one team (or `*`) and one actor. A team sees and acts on the alerts routed or
+//! escalated to it only: no token or an unknown one is 401, another team's alert 403.
+//! Every write is in the alert's audit trail under the token's actor.
+//! The routes below are what `docs/alerts.md` documents.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use ecg_types::{AlertState, Priority};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
+
+use crate::config::TokenConfig;
+use crate::service::{ActionError, AlertService, Caller};
+use crate::store::{
+    AlertRecord, AuditEntry, DeliveryRecord, PrecisionRow, SilenceMatchers, Verdict,
+};
+
+/// The notice every list carries.
+pub const DECISION_SUPPORT_NOTICE: &str =
+    "Findings from AI models are decision support for clinicians, not diagnoses.";
+
+/// Tokens the API accepts, by SHA-256.
+#[derive(Clone, Default)]
+pub struct Tokens(Vec<([u8; 32], Caller)>);
+
+impl std::fmt::Debug for Tokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(self.0.iter().map(|(_, c)| (&c.team, &c.actor)))
+            .finish()
+    }
+}
+
+/// A token that cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[error("api token of {actor:?}: {reason}")]
+pub struct TokenError {
+    actor: String,
+    reason: String,
+}
+
+impl Tokens {
+    /// Tokens from the config (`token_sha256`, or `token_env` read now).
+    ///
+    /// # Errors
+    /// A missing environment variable or a malformed hash.
+    pub fn from_config(cfg: &[TokenConfig]) -> Result<Self, TokenError> {
+        let mut t = Self::default();
+        for c in cfg {
+            let err = |reason: String| TokenError {
+                actor: c.actor.clone(),
+                reason,
+            };
+            let hash = match (&c.token_sha256, &c.token_env) {
+                (Some(h), _) => {
+                    let v = hex::decode(h).map_err(|e| err(format!("token_sha256: {e}")))?;
+                    <[u8; 32]>::try_from(v.as_slice())
+                        .map_err(|_| err("token_sha256 is not 32 bytes".into()))?
+                }
+                (None, Some(var)) => {
+                    let v = std::env::var(var)
+                        .map_err(|_| err(format!("environment variable {var} is not set")))?;
+                    digest(&v)
+                }
+                (None, None) => return Err(err("no token_sha256 or token_env".into())),
+            };
+            t.0.push((
+                hash,
+                Caller {
+                    team: c.team.clone(),
+                    actor: c.actor.clone(),
+                },
+            ));
+        }
+        Ok(t)
+    }
+
+    /// Adds a plain token (the demo's generated one).
+    pub fn add(&mut self, token: &str, caller: Caller) {
+        self.0.push((digest(token), caller));
+    }
+
+    fn caller(&self, token: &str) -> Option<&Caller> {
+        let h = digest(token);
+        // Compare every entry fully, so timing does not tell which prefix matched.
+        let mut found = None;
+        for (k, c) in &self.0 {
+            let diff = k
+                .iter()
+                .zip(h.iter())
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b));
+            if diff == 0 {
+                found = Some(c);
+            }
+        }
+        found
+    }
+}
+
+fn digest(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+/// What the handlers need.
+#[derive(Debug, Clone)]
+pub struct ApiState {
+    /// The service.
+    pub service: Arc<AlertService>,
+    /// Accepted tokens.
+    pub tokens: Arc<Tokens>,
+    /// Where model cards are (`models/`).
+    pub models_dir: Option<PathBuf>,
+}
+
+/// The console and the API.
+pub fn router(state: ApiState) -> Router {
+    Router::new()
+        .route("/", get(console))
+        .route("/api/v1/me", get(me))
+        .route("/api/v1/alerts", get(list))
+        .route("/api/v1/alerts/{id}", get(detail))
+        .route("/api/v1/alerts/{id}/ack", post(ack))
+        .route("/api/v1/alerts/{id}/escalate", post(escalate))
+        .route("/api/v1/alerts/{id}/resolve", post(resolve))
+        .route("/api/v1/silences", post(add_silence).get(silences))
+        .route("/api/v1/precision", get(precision))
+        .route("/api/v1/models/{id}/card", get(model_card))
+        .with_state(state)
+}
+
+async fn console() -> impl IntoResponse {
+    (
+        [(header::CACHE_CONTROL, "no-store")],
+        Html(include_str!("web/console.html")),
+    )
+}
+
+/// An API error as JSON `{"error": "..."}` with its status.
+#[derive(Debug)]
+pub struct ApiError(StatusCode, String);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.0, Json(serde_json::json!({ "error": self.1 }))).into_response()
+    }
+}
+
+impl From<ActionError> for ApiError {
+    fn from(e: ActionError) -> Self {
+        let status = match &e {
+            ActionError::NotFound => StatusCode::NOT_FOUND,
+            ActionError::Forbidden => StatusCode::FORBIDDEN,
+            ActionError::Conflict(_) => StatusCode::CONFLICT,
+            ActionError::Invalid(_) => StatusCode::BAD_REQUEST,
+            ActionError::Store(err) => {
+                tracing::error!(error = %err, "alert store failed");
+                return ApiError(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "alert store unavailable".into(),
+                );
+            }
+        };
+        ApiError(status, e.to_string())
+    }
+}
+
+impl From<crate::store::StoreError> for ApiError {
+    fn from(e: crate::store::StoreError) -> Self {
+        ActionError::Store(e).into()
+    }
+}
+
+fn caller(s: &ApiState, headers: &HeaderMap) -> Result<Caller, ApiError> {
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| {
+            ApiError(
+                StatusCode::UNAUTHORIZED,
+                "missing bearer token (Authorization: Bearer <token>)".into(),
+            )
+        })?;
+    s.tokens
+        .caller(token)
+        .cloned()
+        .ok_or_else(|| ApiError(StatusCode::UNAUTHORIZED, "token not accepted".into()))
+}
+
+/// One alert as the API shows it.
+#[derive(Debug, Serialize)]
+pub struct AlertJson {
+    id: String,
+    patient: String,
+    stream: String,
+    condition: ecg_types::Condition,
+    priority: Priority,
+    kind: ecg_types::AlertKind,
+    state: AlertState,
+    team: String,
+    unit: Option<String>,
+    summary: String,
+    score: Option<f64>,
+    value: Option<f64>,
+    decision_support: bool,
+    source: ecg_types::FindingSource,
+    rule: String,
+    model: Option<String>,
+    since_us: i64,
+    fired_at: String,
+    updated_at: String,
+    notified_at: Option<String>,
+    escalation_level: i64,
+    ack_deadline: Option<String>,
+    acknowledged_by: Option<String>,
+    acknowledged_at: Option<String>,
+    verdict: Option<Verdict>,
+    silenced: bool,
+    model_card: Option<String>,
+}
+
+fn rfc3339(ms: i64) -> String {
+    let t = UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).unwrap_or(0));
+    humantime::format_rfc3339_millis(t).to_string()
+}
+
+impl From<&AlertRecord> for AlertJson {
+    fn from(a: &AlertRecord) -> Self {
+        let unacked = matches!(
+            a.state,
+            AlertState::Firing | AlertState::Notified | AlertState::Escalated
+        );
+        AlertJson {
+            id: a.id.clone(),
+            patient: a.patient.clone(),
+            stream: a.stream.clone(),
+            condition: a.condition,
+            priority: a.priority,
+            kind: a.kind,
+            state: a.state,
+            team: a.team.clone(),
+            unit: a.unit.clone(),
+            summary: a.summary.clone(),
+            score: a.score,
+            value: a.value,
+            decision_support: a.decision_support,
+            source: a.source.clone(),
+            rule: a.rule.clone(),
+            model: a.model.clone(),
+            since_us: a.since_us,
+            fired_at: rfc3339(a.fired_ms),
+            updated_at: rfc3339(a.updated_ms),
+            notified_at: a.notified_ms.map(rfc3339),
+            escalation_level: a.level,
+            ack_deadline: if unacked && a.state != AlertState::Firing {
+                a.due_ms.map(rfc3339)
+            } else {
+                None
+            },
+            acknowledged_by: a.acked_by.clone(),
+            acknowledged_at: a.acked_ms.map(rfc3339),
+            verdict: a.verdict,
+            silenced: a.silenced,
+            model_card: match &a.source {
+                ecg_types::FindingSource::Model { id, .. } => {
+                    Some(format!("/api/v1/models/{id}/card"))
+                }
+                ecg_types::FindingSource::Detector { .. } => None,
+            },
+        }
+    }
+}
+
+async fn me(State(s): State<ApiState>, headers: HeaderMap) -> Result<impl IntoResponse, ApiError> {
+    let c = caller(&s, &headers)?;
+    Ok(Json(
+        serde_json::json!({ "team": c.team, "actor": c.actor }),
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+struct ListQuery {
+    state: Option<String>,
+    priority: Option<Priority>,
+    team: Option<String>,
+    limit: Option<i64>,
+}
+
+async fn list(
+    State(s): State<ApiState>,
+    headers: HeaderMap,
+    Query(q): Query<ListQuery>,
+) -> Result<impl IntoResponse, ApiError> {
+    let mut c = caller(&s, &headers)?;
+    if let Some(t) = q.team {
+        if c.team != "*" && c.team != t {
+            return Err(ApiError(
+                StatusCode::FORBIDDEN,
+                format!("this token acts for team {:?}", c.team),
+            ));
+        }
+        c.team = t;
+    }
+    let states: Vec<AlertState> = match q.state.as_deref() {
+        None | Some("open") => vec![
+            AlertState::Firing,
+            AlertState::Notified,
+            AlertState::Escalated,
+            AlertState::Acknowledged,
+        ],
+        Some("all") => Vec::new(),
+        Some(list) => list
+            .split(',')
+            .map(|st| {
+                serde_json::from_value(serde_json::Value::String(st.trim().to_owned())).map_err(
+                    |_| {
+                        ApiError(
+                            StatusCode::BAD_REQUEST,
+                            format!("unknown state {st:?} (open, all, firing, notified, acknowledged, escalated, resolved)"),
+                        )
+                    },
+                )
+            })
+            .collect::<Result<_, _>>()?,
+    };
+    let limit = q.limit.unwrap_or(500).clamp(1, 5000);
+    let alerts = s.service.list(&c, &states, q.priority, limit).await?;
+    Ok(Json(serde_json::json!({
+        "alerts": alerts.iter().map(AlertJson::from).collect::<Vec<_>>(),
+        "notice": DECISION_SUPPORT_NOTICE,
+    })))
+}
+
+#[derive(Debug, Serialize)]
+struct Detail {
+    alert: AlertJson,
+    strip: Option<ecg_types::Strip>,
+    audit: Vec<AuditJson>,
+    deliveries: Vec<DeliveryJson>,
+    notice: &'static str,
+}
+
+#[derive(Debug, Serialize)]
+struct AuditJson {
+    at: String,
+    actor: String,
+    action: String,
+    from: Option<String>,
+    to: Option<String>,
+    verdict: Option<Verdict>,
+    note: Option<String>,
+}
+
+impl From<AuditEntry> for AuditJson {
+    fn from(e: AuditEntry) -> Self {
+        let t = UNIX_EPOCH + Duration::from_micros(u64::try_from(e.at_us).unwrap_or(0));
+        AuditJson {
+            at: humantime::format_rfc3339_millis(t).to_string(),
+            actor: e.actor,
+            action: e.action,
+            from: e.from,
+            to: e.to,
+            verdict: e.verdict,
+            note: e.note,
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct DeliveryJson {
+    receiver: String,
+    kind: String,
+    event: String,
+    level: i64,
+    at: String,
+    ok: Option<bool>,
+    attempts: i64,
+    error: Option<String>,
+}
+
+impl From<DeliveryRecord> for DeliveryJson {
+    fn from(d: DeliveryRecord) -> Self {
+        DeliveryJson {
+            at: rfc3339(d.done_ms.unwrap_or(d.claimed_ms)),
+            receiver: d.receiver,
+            kind: d.kind,
+            event: d.event,
+            level: d.level,
+            ok: d.ok,
+            attempts: d.attempts,
+            error: d.error,
+        }
+    }
+}
+
+async fn detail(
+    State(s): State<ApiState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    let c = caller(&s, &headers)?;
+    let (rec, audit, deliveries) = s.service.detail(&c, &id).await?;
+    Ok(Json(Detail {
+        alert: AlertJson::from(&rec),
+        strip: rec.strip.clone(),
+        audit: audit.into_iter().map(AuditJson::from).collect(),
+        deliveries: deliveries.into_iter().map(DeliveryJson::from).collect(),
+        notice: DECISION_SUPPORT_NOTICE,
+    }))
+}
+
+/// Body of ack and resolve.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ActionBody {
+    #[serde(default)]
+    verdict: Option<Verdict>,
+    #[serde(default)]
+    note: Option<String>,
+}
+
+fn body(b: Option<Json<ActionBody>>) -> Result<ActionBody, ApiError> {
+    let b = b.map(|Json(b)| b).unwrap_or_default();
+    if b.note.as_ref().is_some_and(|n| n.len() > 2000) {
+        return Err(ApiError(
+            StatusCode::BAD_REQUEST,
+            "note is longer than 2000 bytes".into(),
+        ));
+    }
+    Ok(b)
+}
+
+async fn ack(
+    State(s): State<ApiState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    b: Option<Json<ActionBody>>,
+) -> Result<impl IntoResponse, ApiError> {
+    let c = caller(&s, &headers)?;
+    let b = body(b)?;
+    let rec = s
+        .service
+        .acknowledge(&c, &id, b.verdict, b.note.as_deref())
+        .await?;
+    Ok(Json(AlertJson::from(&rec)))
+}
+
+async fn resolve(
+    State(s): State<ApiState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    b: Option<Json<ActionBody>>,
+) -> Result<impl IntoResponse, ApiError> {
+    let c = caller(&s, &headers)?;
+    let b = body(b)?;
+    let rec = s
+        .service
+        .resolve(&c, &id, b.verdict, b.note.as_deref())
+        .await?;
+    Ok(Json(AlertJson::from(&rec)))
+}
+
+async fn escalate(
+    State(s): State<ApiState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    b: Option<Json<ActionBody>>,
+) -> Result<impl IntoResponse, ApiError> {
+    let c = caller(&s, &headers)?;
+    let b = body(b)?;
+    if b.verdict.is_some() {
+        return Err(ApiError(
+            StatusCode::BAD_REQUEST,
+            "a verdict goes with ack or resolve, not escalate".into(),
+        ));
+    }
+    let rec = s.service.escalate(&c, &id, b.note.as_deref()).await?;
+    Ok(Json(AlertJson::from(&rec)))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SilenceBody {
+    matchers: SilenceMatchers,
+    duration_s: u64,
+    comment: String,
+}
+
+async fn add_silence(
+    State(s): State<ApiState>,
+    headers: HeaderMap,
+    Json(b): Json<SilenceBody>,
+) -> Result<impl IntoResponse, ApiError> {
+    let c = caller(&s, &headers)?;
+    let silence = s
+        .service
+        .silence(&c, b.matchers, b.duration_s, &b.comment)
+        .await?;
+    Ok((StatusCode::CREATED, Json(silence)))
+}
+
+async fn silences(
+    State(s): State<ApiState>,
+    headers: HeaderMap,
+) -> Result<impl IntoResponse, ApiError> {
+    let c = caller(&s, &headers)?;
+    let now = crate::store::ms(SystemTime::now());
+    let mut v = s.service.store().silences(now).await?;
+    v.retain(|x| c.team == "*" || x.team == c.team || x.team == "*");
+    Ok(Json(serde_json::json!({ "silences": v })))
+}
+
+async fn precision(
+    State(s): State<ApiState>,
+    headers: HeaderMap,
+) -> Result<impl IntoResponse, ApiError> {
+    caller(&s, &headers)?;
+    let rows: Vec<PrecisionRow> = s.service.store().precision().await?;
+    Ok(Json(serde_json::json!({ "rows": rows })))
+}
+
+async fn model_card(
+    State(s): State<ApiState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    caller(&s, &headers)?;
+    let not_found = || ApiError(StatusCode::NOT_FOUND, format!("no model card for {id:?}"));
+    if id.is_empty()
+        || !id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+        || id.starts_with('.')
+    {
+        return Err(not_found());
+    }
+    let dir = s.models_dir.as_ref().ok_or_else(not_found)?;
+    let text =
+        std::fs::read_to_string(dir.join(&id).join("MODEL_CARD.md")).map_err(|_| not_found())?;
+    Ok((
+        [(header::CONTENT_TYPE, "text/markdown; charset=utf-8")],
+        text,
+    )
+        .into_response())
+}
