@@ -19,6 +19,7 @@
 //! the unfinished windows). Shutdown drains all three stages and commits.
 
 mod processor;
+mod strip;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -38,6 +39,8 @@ use rdkafka::message::{Header, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use tokio::sync::{mpsc, watch};
+use tracing::field::Empty;
+use tracing::Instrument as _;
 
 pub use processor::{
     ingest_source, rhythm_source, DeadLetter, Input, Output, Processor, StreamSettings,
@@ -253,7 +256,16 @@ pub async fn run(
         }
         // A finding that cannot be published stops the pipeline before its offsets
         // are stored: the restart replays the batch instead of losing it.
-        if let Err(e) = publish(&producer, &cfg, &metrics, &out).await {
+        let span = tracing::info_span!(
+            "publish",
+            findings = out.findings.len(),
+            dead_letters = out.dead_letters.len(),
+            partitions = out.offsets.len(),
+        );
+        if let Err(e) = publish(&producer, &cfg, &metrics, &out)
+            .instrument(span)
+            .await
+        {
             failure = Some(e);
             break;
         }
@@ -306,13 +318,28 @@ fn process_stage(
     while let Some(w) = work.blocking_recv() {
         let o = match w {
             Work::Revoked(parts) => {
+                let _span = tracing::info_span!("revoke", partitions = parts.len()).entered();
                 processor.drop_partitions(&parts);
                 Output {
                     revoked: parts,
                     ..Output::default()
                 }
             }
-            Work::Batch(inputs) => processor.process(inputs),
+            Work::Batch(inputs) => {
+                let span = tracing::info_span!(
+                    "process",
+                    batch_size = inputs.len(),
+                    findings = Empty,
+                    dead_letters = Empty,
+                    streams = Empty,
+                );
+                let _entered = span.enter();
+                let o = processor.process(inputs);
+                span.record("findings", o.findings.len());
+                span.record("dead_letters", o.dead_letters.len());
+                span.record("streams", o.statuses.len());
+                o
+            }
         };
         if out.blocking_send(o).is_err() {
             return;
@@ -336,6 +363,9 @@ async fn consume_stage(
     };
     let mut batch: Vec<Input> = Vec::with_capacity(cfg.batch_max);
     'outer: loop {
+        // One span per batch, from its first wait to its hand-off (not entered across
+        // awaits: the hand-off is instrumented with it).
+        let span = ingest_span();
         let deadline = tokio::time::sleep(cfg.batch_wait);
         tokio::pin!(deadline);
         let mut first = true;
@@ -353,12 +383,29 @@ async fn consume_stage(
             }
             match m {
                 Ok(m) => batch.push(input_from(&m)),
-                Err(e) => tracing::warn!(error = %e, "consume error"),
+                Err(e) => tracing::warn!(parent: &span, error = %e, "consume error"),
             }
         }
-        to.send(Work::Batch(std::mem::take(&mut batch))).await?;
+        record_ingest(&span, &metrics, batch.len());
+        to.send(Work::Batch(std::mem::take(&mut batch)))
+            .instrument(span)
+            .await?;
     }
-    to.send(Work::Batch(batch)).await
+    let span = ingest_span();
+    record_ingest(&span, &metrics, batch.len());
+    to.send(Work::Batch(batch)).instrument(span).await
+}
+
+/// The span of one consumed batch: `batch_size` messages read while `partitions`
+/// partitions were assigned. Stable fields only, never a stream or patient id.
+fn ingest_span() -> tracing::Span {
+    tracing::info_span!("ingest", batch_size = Empty, partitions = Empty)
+}
+
+fn record_ingest(span: &tracing::Span, metrics: &Metrics, batch_size: usize) {
+    span.record("batch_size", batch_size);
+    // As of the last rebalance (the gauge the rebalance callbacks keep).
+    span.record("partitions", metrics.partitions_assigned.get());
 }
 
 /// Where the consume stage hands work to the processing stage.
