@@ -150,6 +150,22 @@ pub async fn build(cfg: ServiceConfig, metrics: &Metrics) -> anyhow::Result<Buil
     let store = Store::open(&cfg.store.url, cfg.store.max_connections)
         .await
         .with_context(|| format!("opening the alert store ({})", redact(&cfg.store.url)))?;
+    // Series exist from the start (at zero), so that rates and dashboards work
+    // before the first notification or acknowledgement.
+    for kind in ["webhook", "fhir", "hl7_mllp"] {
+        for outcome in ["delivered", "failed"] {
+            metrics.alert_deliveries.with_label_values(&[kind, outcome]);
+        }
+        metrics.alert_delivery_seconds.with_label_values(&[kind]);
+    }
+    for p in [Priority::High, Priority::Medium, Priority::Low] {
+        metrics
+            .alert_time_to_ack_seconds
+            .with_label_values(&[priority_label(p)]);
+    }
+    for outcome in ["applied", "undecodable", "retried"] {
+        metrics.alert_findings.with_label_values(&[outcome]);
+    }
     let (tx, rx) = mpsc::unbounded_channel();
     let instance = format!(
         "{}-{}",
