@@ -420,6 +420,36 @@ impl Store {
         })
     }
 
+    /// Creates database `name` on the PostgreSQL server of `admin_url` (whose role
+    /// may create databases) and returns its URL: a first-time set-up, and a fresh
+    /// database per test or benchmark.
+    ///
+    /// # Errors
+    /// When the server refuses, or `name` is not a plain identifier.
+    pub async fn create_postgres_database(admin_url: &str, name: &str) -> Result<String> {
+        if name.is_empty()
+            || !name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        {
+            return Err(StoreError::Corrupt {
+                column: "database name",
+                message: format!("{name:?} is not a plain lower-case identifier"),
+            });
+        }
+        sqlx::any::install_default_drivers();
+        let pool = AnyPoolOptions::new()
+            .max_connections(1)
+            .connect(admin_url)
+            .await?;
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&pool)
+            .await?;
+        pool.close().await;
+        let base = admin_url.rsplit_once('/').map_or(admin_url, |(b, _)| b);
+        Ok(format!("{base}/{name}"))
+    }
+
     /// True on PostgreSQL.
     pub fn is_postgres(&self) -> bool {
         self.postgres

@@ -71,16 +71,10 @@ async fn backends() -> Vec<(&'static str, String)> {
 
 /// A new database on the test server, for one test.
 async fn fresh_pg(admin: &str) -> String {
-    sqlx::any::install_default_drivers();
     let name = format!("cs_test_{:016x}", rand::random::<u64>());
-    let pool = sqlx::AnyPool::connect(admin).await.expect("postgres admin");
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(&pool)
+    Store::create_postgres_database(admin, &name)
         .await
-        .expect("create database");
-    pool.close().await;
-    let base = admin.rsplit_once('/').map_or(admin, |(b, _)| b);
-    format!("{base}/{name}")
+        .expect("create database")
 }
 
 fn config(url: &str, extra: &str) -> ServiceConfig {

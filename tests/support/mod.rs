@@ -363,16 +363,10 @@ pub fn scrape(port: u16, metric: &str) -> Option<f64> {
 /// A new database on the PostgreSQL test server (`CARDIOSTREAM_TEST_PG`, started by
 /// `scripts/setup/postgres.sh`), for one test; its URL.
 pub async fn fresh_pg(admin: &str) -> String {
-    sqlx::any::install_default_drivers();
     let name = format!("cs_test_{:016x}", rand::random::<u64>());
-    let pool = sqlx::AnyPool::connect(admin).await.expect("postgres admin");
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(&pool)
+    ecg_alerts::store::Store::create_postgres_database(admin, &name)
         .await
-        .expect("create database");
-    pool.close().await;
-    let base = admin.rsplit_once('/').map_or(admin, |(b, _)| b);
-    format!("{base}/{name}")
+        .expect("create database")
 }
 
 /// A webhook receiver on 127.0.0.1 that accepts only notifications signed with
