@@ -131,6 +131,7 @@ pub struct AlertService {
     instance: String,
     hooks: Arc<dyn Hooks>,
     last_precision: Mutex<Option<Instant>>,
+    stopping: std::sync::atomic::AtomicBool,
 }
 
 impl AlertService {
@@ -158,6 +159,7 @@ impl AlertService {
             instance: instance.into(),
             hooks,
             last_precision: Mutex::new(None),
+            stopping: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -173,10 +175,11 @@ impl AlertService {
 
     /// Applies one finding. Everything it decides is in the store (alerts, audit,
     /// claimed notifications) when this returns: the finding's offset may be stored
-    /// then. Deliveries run on spawned tasks.
+    /// then. Deliveries run on spawned tasks. While the store is unavailable it
+    /// retries, with backoff, until the store takes the change or [`Self::stop`].
     ///
     /// # Errors
-    /// Store errors; the finding should then be retried.
+    /// Store errors after [`Self::stop`].
     pub async fn on_finding(
         self: &Arc<Self>,
         f: &Finding,
@@ -189,27 +192,60 @@ impl AlertService {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .on_finding(f, now);
         for alert in changed {
-            match alert.state {
-                AlertState::Firing => self.fire(&alert, f, now, consumed).await?,
-                AlertState::Resolved => {
-                    let c = Change {
-                        from: OPEN,
-                        state: Some(AlertState::Resolved),
-                        due: Some(None),
-                        actor: "engine",
-                        action: "resolved",
-                        note: Some("condition cleared"),
-                        ..Change::default()
-                    };
-                    if let Some(rec) = self.store.change(&alert.id, &c, now).await? {
-                        self.after_close(&rec, NotificationEvent::Resolved, now, Some(consumed))
-                            .await?;
+            // The engine has moved on: this change must reach the store, or the alert
+            // would be lost (a replay of the finding changes nothing in the engine).
+            // Every step is idempotent, so it is retried until the store takes it.
+            let mut backoff = Duration::from_millis(100);
+            loop {
+                let r = match alert.state {
+                    AlertState::Firing => self.fire(&alert, f, now, consumed).await,
+                    AlertState::Resolved => self.clear(&alert, now, consumed).await,
+                    _ => Ok(()),
+                };
+                match r {
+                    Ok(()) => break,
+                    Err(e) if self.stopping.load(std::sync::atomic::Ordering::Relaxed) => {
+                        return Err(e)
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "alert store unavailable; retrying the alert change");
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(Duration::from_secs(5));
                     }
                 }
-                _ => {}
             }
         }
         Ok(())
+    }
+
+    /// The engine cleared an alert's condition.
+    async fn clear(
+        self: &Arc<Self>,
+        alert: &Alert,
+        now: SystemTime,
+        consumed: Instant,
+    ) -> Result<(), StoreError> {
+        let c = Change {
+            from: OPEN,
+            state: Some(AlertState::Resolved),
+            due: Some(None),
+            actor: "engine",
+            action: "resolved",
+            note: Some("condition cleared"),
+            ..Change::default()
+        };
+        if let Some(rec) = self.store.change(&alert.id, &c, now).await? {
+            self.after_close(&rec, NotificationEvent::Resolved, now, Some(consumed))
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Stops retrying store writes (shutdown): a finding whose alert changes could
+    /// not be stored then fails, and its offset is not stored.
+    pub fn stop(&self) {
+        self.stopping
+            .store(true, std::sync::atomic::Ordering::Relaxed);
     }
 
     async fn fire(
@@ -276,16 +312,48 @@ impl AlertService {
             .iter()
             .any(|s| (s.team == "*" || s.team == rec.team) && s.matchers.matches(&rec));
         let wait = rec.priority != Priority::High && rec.plan.group_wait_s > 0;
+        let notify_now = !rec.silenced && !wait;
         if !rec.silenced && wait {
             rec.due_ms = Some(now_ms + secs_ms(rec.plan.group_wait_s));
         }
+        if notify_now {
+            // No wait: inserted as notified (one transaction), first escalation due.
+            rec.state = AlertState::Notified;
+            rec.notified_ms = Some(now_ms);
+            rec.due_ms = Some(now_ms + secs_ms(next_wait(&rec, 0)));
+        }
         if !self.store.insert(&rec, now).await? {
-            // A replayed finding, or another instance was first.
+            // A replayed finding, or another instance was first. Should the instance
+            // that inserted it have died before claiming its notifications, they are
+            // still free to claim; otherwise the claims below do nothing.
+            if notify_now {
+                if let Some(existing) = self.store.get(&rec.id).await? {
+                    if existing.state == AlertState::Notified && existing.level == 0 {
+                        self.notify(
+                            &existing,
+                            NotificationEvent::Fired,
+                            0,
+                            0,
+                            now,
+                            Some(consumed),
+                        )
+                        .await?;
+                    }
+                }
+            }
             return Ok(());
         }
-        self.hooks.alert(&self.to_alert(&rec, now));
-        if !rec.silenced && !wait {
-            self.first_notification(&rec, now, Some(consumed)).await?;
+        if notify_now {
+            let fired = AlertRecord {
+                state: AlertState::Firing,
+                ..rec.clone()
+            };
+            self.hooks.alert(&self.to_alert(&fired, now));
+            self.hooks.alert(&self.to_alert(&rec, now));
+            self.notify(&rec, NotificationEvent::Fired, 0, 0, now, Some(consumed))
+                .await?;
+        } else {
+            self.hooks.alert(&self.to_alert(&rec, now));
         }
         Ok(())
     }

@@ -329,6 +329,16 @@ impl Args {
         self.n += 1;
         format!("${}", self.n)
     }
+
+    /// An optional float: `NULL` written into the statement rather than bound, since
+    /// sqlx's `Any` driver binds a NULL `f64` as a NULL `f32`, and PostgreSQL then
+    /// refuses the next non-NULL value through the same cached statement.
+    fn bind_f64(&mut self, v: Option<f64>) -> String {
+        match v {
+            Some(x) => self.bind(x),
+            None => "NULL".to_owned(),
+        }
+    }
 }
 
 fn enum_str<T: Serialize>(v: &T) -> String {
@@ -455,8 +465,9 @@ impl Store {
         self.postgres
     }
 
-    /// Inserts a new alert with its `fired` audit entry; false (and nothing written)
-    /// if an alert with its id exists — a replayed finding or another instance.
+    /// Inserts a new alert with its `fired` audit entry (and `notified`, when it is
+    /// inserted as notified: no group wait); false (and nothing written) if an alert
+    /// with its id exists — a replayed finding or another instance.
     ///
     /// # Errors
     /// Database errors.
@@ -477,8 +488,8 @@ impl Store {
             q.bind(a.model.clone()),
             q.bind(to_json(&a.source)),
             q.bind(a.summary.clone()),
-            q.bind(a.score),
-            q.bind(a.value),
+            q.bind_f64(a.score),
+            q.bind_f64(a.value),
             q.bind(i64::from(a.decision_support)),
             q.bind(a.since_us),
             q.bind(a.fired_ms),
@@ -505,6 +516,11 @@ impl Store {
             == 1;
         if inserted {
             let action = if a.silenced { "silenced" } else { "fired" };
+            let first = if a.state == AlertState::Notified {
+                AlertState::Firing
+            } else {
+                a.state
+            };
             audit(
                 &mut tx,
                 &a.id,
@@ -512,11 +528,26 @@ impl Store {
                 "engine",
                 action,
                 None,
-                Some(a.state),
+                Some(first),
                 None,
                 None,
             )
             .await?;
+            if a.state == AlertState::Notified {
+                // Notified in the same transaction (no group wait): both entries.
+                audit(
+                    &mut tx,
+                    &a.id,
+                    now,
+                    "engine",
+                    "notified",
+                    Some(AlertState::Firing),
+                    Some(AlertState::Notified),
+                    None,
+                    None,
+                )
+                .await?;
+            }
         }
         tx.commit().await?;
         Ok(inserted)

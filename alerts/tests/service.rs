@@ -109,7 +109,9 @@ async fn service(cfg: ServiceConfig, peer_url: &str, instance: &str) -> Arc<Aler
             w.url = peer_url.to_owned();
         }
     }
-    let store = Store::open(&cfg.store.url, 4).await.expect("store");
+    let store = Store::open(&cfg.store.url, cfg.store.max_connections)
+        .await
+        .expect("store");
     Arc::new(AlertService::new(cfg, store, instance, Arc::new(NoHooks)).expect("service"))
 }
 
@@ -252,6 +254,45 @@ async fn fire_notify_acknowledge_with_verdict_audit_and_precision() {
         assert_eq!(p[0].rule, "asystole/dsp");
         assert_eq!((p[0].confirmed, p[0].false_alarm), (1, 1));
         assert_eq!(p[0].precision, Some(0.5));
+    }
+}
+
+/// Alerts with and without a score or value, one after the other through one
+/// connection's cached statements (sqlx's `Any` driver once bound a NULL `f64` as
+/// `f32`, and PostgreSQL then refused the next non-NULL value).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alerts_with_and_without_scores_share_a_connection() {
+    for (backend, url) in backends().await {
+        let (peer_url, _rx) = peer().await;
+        let mut cfg = config(&url, "[route]\nreceivers = [\"ward\"]");
+        cfg.store.max_connections = 1;
+        let svc = service(cfg, &peer_url, "i1").await;
+        let combos = [
+            (None, None),
+            (Some(0.9), None),
+            (None, Some(3.5)),
+            (Some(0.7), Some(4.0)),
+            (None, None),
+            (Some(0.8), Some(2.0)),
+        ];
+        for (i, (score, value)) in combos.iter().enumerate() {
+            let mut f = finding(
+                &format!("bed-s{i}"),
+                Condition::Asystole,
+                FindingStatus::Present,
+                0,
+            );
+            f.score = *score;
+            f.value = *value;
+            svc.on_finding(&f, Instant::now()).await.expect("finding");
+        }
+        let all = svc.list(&nurse(), &[], None, 10).await.expect("list");
+        assert_eq!(all.len(), combos.len(), "{backend}: every alert stored");
+        for a in &all {
+            let i: usize = a.stream.trim_start_matches("bed-s").parse().expect("index");
+            assert_eq!(a.score.map(|s| s as f32), combos[i].0);
+            assert_eq!(a.value.map(|v| v as f32), combos[i].1);
+        }
     }
 }
 
