@@ -163,8 +163,10 @@ struct ModelTiming {
 struct Wave {
     model: usize,
     windower: Windower,
-    /// Device time of the first sample fed (a multiple of the cadence).
+    /// Device time of the first sample fed (on the stream's cadence grid).
     origin_us: i64,
+    /// The stream's offset of that grid: `phase_us + k · hop`.
+    phase_us: i64,
     /// Source sample index of the first sample fed.
     feed_from: u64,
     timing: ModelTiming,
@@ -184,6 +186,20 @@ fn ceil_to(t: i64, step: i64) -> i64 {
 /// Nearest multiple of `step`.
 fn snap(t: i64, step: i64) -> i64 {
     (t + step / 2).div_euclid(step) * step
+}
+
+/// Where a stream's waveform-model grid sits within the model's cadence: a multiple
+/// of the rhythm hop picked by a stable hash of the stream id. Windows of a model that
+/// runs every 5 minutes then fall due a few streams at a time instead of all streams
+/// at once, and a replay (any process, any restart) puts them on the same grid, so
+/// their idempotency keys are stable.
+fn stream_phase(stream: &str, model_hop_us: i64, rhythm_hop_us: i64) -> i64 {
+    let slots = (model_hop_us / rhythm_hop_us.max(1)).max(1);
+    // FNV-1a: stable across processes and versions, unlike the std hasher.
+    let h = stream.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    });
+    (h % slots as u64) as i64 * rhythm_hop_us
 }
 
 /// A processed frame an analysis may still need on a rebuild.
@@ -245,11 +261,13 @@ impl Analysis {
             };
             match Windower::new(&spec, first.sample_rate.0, &first.leads) {
                 Ok(windower) => {
-                    let origin_us = ceil_to(first_start_us, timing.hop_us);
+                    let phase_us = stream_phase(first.stream.as_str(), timing.hop_us, grid.hop_us);
+                    let origin_us = ceil_to(first_start_us - phase_us, timing.hop_us) + phase_us;
                     waves.push(Wave {
                         model: i,
                         windower,
                         origin_us,
+                        phase_us,
                         feed_from: ((origin_us - t_origin) as f64 * fs / 1e6).round() as u64,
                         timing,
                         emitted: 0,
@@ -312,10 +330,10 @@ impl Analysis {
             for mwin in wave.out.drain(..) {
                 let rate = mwin.sample_rate_hz;
                 let start_us = snap(
-                    wave.origin_us
+                    wave.origin_us - wave.phase_us
                         + (mwin.start_sample as f64 * 1e6 / f64::from(rate)).round() as i64,
                     wave.timing.hop_us,
-                );
+                ) + wave.phase_us;
                 let src_start = (mwin.source_start_sample()).floor() as u64 + wave.feed_from;
                 wave.emitted += 1;
                 mw[wave.model].push(Window {
@@ -1056,6 +1074,31 @@ fn continuity_finding(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stream_phases_spread_over_the_cadence_and_are_stable() {
+        let (model, rhythm) = (300_000_000, 5_000_000);
+        let phases: Vec<i64> = (0..1000)
+            .map(|i| stream_phase(&format!("bed-{i:04}.ecg"), model, rhythm))
+            .collect();
+        assert!(phases
+            .iter()
+            .all(|p| p % rhythm == 0 && (0..model).contains(p)));
+        let distinct: std::collections::BTreeSet<_> = phases.iter().collect();
+        assert_eq!(distinct.len(), 60, "1,000 streams use all 60 slots");
+        let busiest = distinct
+            .iter()
+            .map(|d| phases.iter().filter(|p| p == d).count())
+            .max()
+            .unwrap_or(0);
+        assert!(
+            busiest <= 35,
+            "no slot takes more than ~2x its share: {busiest}"
+        );
+        // Stable: a constant of the function, whatever process computes it.
+        assert_eq!(stream_phase("bed-0001.ecg", model, rhythm), phases[1]);
+        assert_eq!(stream_phase("x", model, model), 0, "one slot: no phase");
+    }
 
     #[test]
     fn grid_arithmetic() {
