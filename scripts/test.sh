@@ -40,3 +40,5 @@ fi
 cargo fmt --all --check
 cargo clippy --locked --workspace --all-targets -- -D warnings
 cargo test --locked --workspace
+# OTLP trace export is an opt-in feature: its own build, its one test.
+cargo test --locked --features otlp --test otlp

@@ -222,6 +222,15 @@ pub async fn run(
         .context("creating the alerts producer")?;
     tracing::info!(topic = %cfg.findings_topic, store = if service.store().is_postgres() { "postgres" } else { "sqlite" }, "alert service consuming");
 
+    {
+        // On shutdown, a finding stuck on an unavailable store gives up (unstored).
+        let service = Arc::clone(&service);
+        let mut shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            let _ = shutdown.changed().await;
+            service.stop();
+        });
+    }
     let ticker = {
         let service = Arc::clone(&service);
         let mut shutdown = shutdown.clone();

@@ -30,6 +30,10 @@ struct Cli {
     /// closes, with its fields and busy/idle time: one line per batch and stage.
     #[arg(long, global = true)]
     log_spans: bool,
+    /// Export trace spans over OTLP/HTTP to this collector (e.g.
+    /// `http://otel-collector:4318`); needs a build with `--features otlp`.
+    #[arg(long, global = true, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
+    otlp_endpoint: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -181,7 +185,26 @@ enum ModelCommand {
     Compare(eval::compare::CompareArgs),
 }
 
-fn init_tracing(cli: &Cli) {
+/// Keeps the OTLP exporter of a `--features otlp` build alive; flushes it on drop.
+#[derive(Default)]
+struct TracingGuard {
+    #[cfg(feature = "otlp")]
+    provider: Option<opentelemetry_sdk::trace::SdkTracerProvider>,
+}
+
+impl Drop for TracingGuard {
+    fn drop(&mut self) {
+        #[cfg(feature = "otlp")]
+        if let Some(p) = self.provider.take() {
+            let _ = p.shutdown();
+        }
+    }
+}
+
+fn init_tracing(cli: &Cli) -> anyhow::Result<TracingGuard> {
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    use tracing_subscriber::Layer as _;
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new(format!("{},ort=warn,rdkafka=warn", cli.log)));
     let span_events = if cli.log_spans {
@@ -189,22 +212,65 @@ fn init_tracing(cli: &Cli) {
     } else {
         FmtSpan::NONE
     };
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let fmt = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_target(false)
         .with_span_events(span_events)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
-    if cli.log_json {
-        builder.json().init();
+    let fmt = if cli.log_json {
+        fmt.json().boxed()
     } else {
-        builder.init();
+        fmt.boxed()
+    };
+    let registry = tracing_subscriber::registry().with(filter).with(fmt);
+    #[cfg(feature = "otlp")]
+    if let Some(endpoint) = &cli.otlp_endpoint {
+        use opentelemetry::trace::TracerProvider as _;
+        let provider = otlp_provider(endpoint)?;
+        let tracer = provider.tracer("cardiostream");
+        registry
+            .with(tracing_opentelemetry::layer().with_tracer(tracer))
+            .init();
+        return Ok(TracingGuard {
+            provider: Some(provider),
+        });
     }
+    registry.init();
+    #[cfg(not(feature = "otlp"))]
+    if cli.otlp_endpoint.is_some() {
+        tracing::warn!("an OTLP endpoint is set, but this build has no OTLP export (build with --features otlp); spans are not exported");
+    }
+    Ok(TracingGuard::default())
+}
+
+/// The OTLP/HTTP span exporter: batches on its own thread, service name `cardiostream`.
+#[cfg(feature = "otlp")]
+fn otlp_provider(endpoint: &str) -> anyhow::Result<opentelemetry_sdk::trace::SdkTracerProvider> {
+    use opentelemetry_otlp::WithExportConfig as _;
+    let exporter = opentelemetry_otlp::SpanExporter::builder()
+        .with_http()
+        .with_endpoint(format!("{}/v1/traces", endpoint.trim_end_matches('/')))
+        .build()
+        .map_err(|e| anyhow::anyhow!("OTLP exporter to {endpoint}: {e}"))?;
+    Ok(opentelemetry_sdk::trace::SdkTracerProvider::builder()
+        .with_batch_exporter(exporter)
+        .with_resource(
+            opentelemetry_sdk::Resource::builder()
+                .with_service_name("cardiostream")
+                .build(),
+        )
+        .build())
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing(&cli);
+    let _tracing = match init_tracing(&cli) {
+        Ok(guard) => guard,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
     let result = match cli.command {
         Command::Demo(args) => run_demo(args),
         Command::Pipeline(args) => run_deployable(&args, Deployable::Pipeline),
