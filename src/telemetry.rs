@@ -30,6 +30,8 @@ pub struct Metrics {
     pub findings_published: IntCounterVec,
     /// Seconds from the end of a window (device time) to its finding being published.
     pub window_to_finding_seconds: Histogram,
+    /// Seconds from a frame's last sample (device time) to the pipeline decoding it.
+    pub device_to_ingested_seconds: Histogram,
     /// Alert state changes, by priority and state.
     pub alerts: IntCounterVec,
     /// Findings the alert service consumed, by outcome (applied, undecodable, retried).
@@ -114,6 +116,15 @@ impl Metrics {
         )
         .expect("valid metric");
         reg(Box::new(window_to_finding.clone()));
+        let device_to_ingested = Histogram::with_opts(
+            HistogramOpts::new(
+                "cardiostream_device_to_ingested_seconds",
+                "Seconds from a frame's last sample (device time) to the pipeline decoding it.",
+            )
+            .buckets(latency.clone()),
+        )
+        .expect("valid metric");
+        reg(Box::new(device_to_ingested.clone()));
         let streams_active = IntGauge::new(
             "cardiostream_streams_active",
             "Streams with DSP state in this process.",
@@ -162,6 +173,7 @@ impl Metrics {
                 &["condition", "status"],
             ),
             window_to_finding_seconds: window_to_finding,
+            device_to_ingested_seconds: device_to_ingested,
             alerts: cv(
                 "cardiostream_alerts_total",
                 "Alert state changes, by priority and state.",

@@ -629,6 +629,16 @@ impl Processor {
         model_windows: &mut [Vec<Window>],
     ) {
         let now = Instant::now();
+        let last_sample_us = frame.t0.0
+            + frame
+                .sample_rate
+                .samples_to_us(frame.samples_per_lead() as u64);
+        let wall_us = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_micros() as i64);
+        self.metrics
+            .device_to_ingested_seconds
+            .observe((wall_us - last_sample_us).max(0) as f64 / 1e6);
         let st = self
             .streams
             .entry(frame.stream.clone())
