@@ -12,9 +12,9 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use ecg_alerts::config::ServiceConfig;
 use ecg_alerts::service::{self, AlertService};
-use ecg_alerts::store::{PrecisionRow, Store};
+use ecg_alerts::store::{PrecisionRow, Store, Verdict};
 use ecg_ingest::kafka;
-use ecg_types::{Alert, AlertState, Finding, Priority};
+use ecg_types::{Alert, Finding, Priority};
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -63,29 +63,11 @@ struct Hooks {
     changes: mpsc::UnboundedSender<Alert>,
 }
 
-fn priority_label(p: Priority) -> &'static str {
-    match p {
-        Priority::High => "high",
-        Priority::Medium => "medium",
-        Priority::Low => "low",
-    }
-}
-
-fn state_label(s: AlertState) -> &'static str {
-    match s {
-        AlertState::Firing => "firing",
-        AlertState::Notified => "notified",
-        AlertState::Acknowledged => "acknowledged",
-        AlertState::Escalated => "escalated",
-        AlertState::Resolved => "resolved",
-    }
-}
-
 impl service::Hooks for Hooks {
     fn alert(&self, alert: &Alert) {
         self.metrics
             .alerts
-            .with_label_values(&[priority_label(alert.priority), state_label(alert.state)])
+            .with_label_values(&[alert.priority.as_str(), alert.state.as_str()])
             .inc();
         let _ = self.changes.send(alert.clone());
     }
@@ -107,7 +89,7 @@ impl service::Hooks for Hooks {
     fn acknowledged(&self, priority: Priority, after: Duration) {
         self.metrics
             .alert_time_to_ack_seconds
-            .with_label_values(&[priority_label(priority)])
+            .with_label_values(&[priority.as_str()])
             .observe(after.as_secs_f64());
     }
 
@@ -115,13 +97,13 @@ impl service::Hooks for Hooks {
         for r in rows {
             let model = r.model.as_deref().unwrap_or("none");
             for (verdict, n) in [
-                ("confirmed", r.confirmed),
-                ("false_alarm", r.false_alarm),
-                ("not_sure", r.not_sure),
+                (Verdict::Confirmed, r.confirmed),
+                (Verdict::FalseAlarm, r.false_alarm),
+                (Verdict::NotSure, r.not_sure),
             ] {
                 self.metrics
                     .alert_verdicts
-                    .with_label_values(&[&r.rule, model, verdict])
+                    .with_label_values(&[&r.rule, model, verdict.as_str()])
                     .set(n);
             }
             if let Some(p) = r.precision {
@@ -161,7 +143,7 @@ pub async fn build(cfg: ServiceConfig, metrics: &Metrics) -> anyhow::Result<Buil
     for p in [Priority::High, Priority::Medium, Priority::Low] {
         metrics
             .alert_time_to_ack_seconds
-            .with_label_values(&[priority_label(p)]);
+            .with_label_values(&[p.as_str()]);
     }
     for outcome in ["applied", "undecodable", "retried"] {
         metrics.alert_findings.with_label_values(&[outcome]);

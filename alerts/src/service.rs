@@ -24,7 +24,7 @@ use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use ecg_types::{Alert, AlertKind, AlertState, Finding, FindingSource, PatientId, Priority};
+use ecg_types::{Alert, AlertState, Finding, FindingSource, PatientId, Priority};
 use ecg_types::{DeviceTimeUs, StreamId};
 
 use crate::config::{Facts, ServiceConfig};
@@ -881,13 +881,7 @@ impl AlertService {
 fn state_conflict(rec: &AlertRecord, wanted: &str) -> ActionError {
     ActionError::Conflict(format!(
         "alert is {} and cannot be {wanted}",
-        match rec.state {
-            AlertState::Firing => "firing",
-            AlertState::Notified => "notified",
-            AlertState::Acknowledged => "acknowledged",
-            AlertState::Escalated => "escalated",
-            AlertState::Resolved => "resolved",
-        }
+        rec.state.as_str()
     ))
 }
 
@@ -901,13 +895,4 @@ fn next_wait(rec: &AlertRecord, level: i64) -> u64 {
 
 fn secs_ms(s: u64) -> i64 {
     i64::try_from(s.saturating_mul(1000)).unwrap_or(i64::MAX)
-}
-
-/// Kinds used in metric labels.
-pub fn kind_label(k: AlertKind) -> &'static str {
-    match k {
-        AlertKind::Physiological => "physiological",
-        AlertKind::Technical => "technical",
-        AlertKind::AiScreening => "ai_screening",
-    }
 }

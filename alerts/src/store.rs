@@ -53,6 +53,17 @@ pub enum Verdict {
     NotSure,
 }
 
+impl Verdict {
+    /// The name used in JSON, metric labels and the store.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Confirmed => "confirmed",
+            Verdict::FalseAlarm => "false_alarm",
+            Verdict::NotSure => "not_sure",
+        }
+    }
+}
+
 /// One alert as stored.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AlertRecord {
@@ -341,13 +352,6 @@ impl Args {
     }
 }
 
-fn enum_str<T: Serialize>(v: &T) -> String {
-    match serde_json::to_value(v) {
-        Ok(serde_json::Value::String(s)) => s,
-        other => format!("{other:?}"),
-    }
-}
-
 fn parse_enum<T: DeserializeOwned>(column: &'static str, s: &str) -> Result<T> {
     serde_json::from_value(serde_json::Value::String(s.to_owned())).map_err(|e| {
         StoreError::Corrupt {
@@ -478,9 +482,9 @@ impl Store {
             q.bind(a.patient.clone()),
             q.bind(a.stream.clone()),
             q.bind(a.condition.as_str().to_owned()),
-            q.bind(enum_str(&a.priority)),
-            q.bind(enum_str(&a.kind)),
-            q.bind(enum_str(&a.state)),
+            q.bind(a.priority.as_str().to_owned()),
+            q.bind(a.kind.as_str().to_owned()),
+            q.bind(a.state.as_str().to_owned()),
             q.bind(a.team.clone()),
             q.bind(a.unit.clone()),
             q.bind(visible(&a.visible_to)),
@@ -497,7 +501,7 @@ impl Store {
             q.bind(a.notified_ms),
             q.bind(a.acked_ms),
             q.bind(a.acked_by.clone()),
-            q.bind(a.verdict.map(|v| enum_str(&v))),
+            q.bind(a.verdict.map(|v| v.as_str().to_owned())),
             q.bind(a.level),
             q.bind(a.due_ms),
             q.bind(i64::from(a.silenced)),
@@ -577,7 +581,7 @@ impl Store {
         let mut q = Args::default();
         let mut sets = vec![format!("updated_ms = {}", q.bind(ms(now)))];
         if let Some(s) = c.state {
-            sets.push(format!("state = {}", q.bind(enum_str(&s))));
+            sets.push(format!("state = {}", q.bind(s.as_str().to_owned())));
         }
         if let Some(l) = c.level {
             sets.push(format!("level = {}", q.bind(l)));
@@ -593,7 +597,7 @@ impl Store {
             sets.push(format!("acked_ms = {}", q.bind(ms(now))));
         }
         if let Some(v) = c.verdict {
-            sets.push(format!("verdict = {}", q.bind(enum_str(&v))));
+            sets.push(format!("verdict = {}", q.bind(v.as_str().to_owned())));
         }
         if let Some(t) = c.add_team {
             if !before.visible_to.iter().any(|v| v == t) {
@@ -604,7 +608,7 @@ impl Store {
         }
         // Optimistic: the row must still be what was read.
         let guard_updated = q.bind(before.updated_ms);
-        let guard_state = q.bind(enum_str(&before.state));
+        let guard_state = q.bind(before.state.as_str().to_owned());
         let guard_level = q.bind(before.level);
         let guard_due = q.bind(before.due_ms.unwrap_or(-1));
         let guard_id = q.bind(id.to_owned());
@@ -678,7 +682,10 @@ impl Store {
         let mut q = Args::default();
         let mut wheres = Vec::new();
         if !states.is_empty() {
-            let ps: Vec<String> = states.iter().map(|s| q.bind(enum_str(s))).collect();
+            let ps: Vec<String> = states
+                .iter()
+                .map(|s| q.bind(s.as_str().to_owned()))
+                .collect();
             wheres.push(format!("state IN ({})", ps.join(", ")));
         }
         if let Some(t) = team {
@@ -999,9 +1006,9 @@ async fn audit(
     .bind(audit_us(now))
     .bind(actor.to_owned())
     .bind(action.to_owned())
-    .bind(from.map(|s| enum_str(&s)))
-    .bind(to.map(|s| enum_str(&s)))
-    .bind(verdict.map(|v| enum_str(&v)))
+    .bind(from.map(|s| s.as_str().to_owned()))
+    .bind(to.map(|s| s.as_str().to_owned()))
+    .bind(verdict.map(|v| v.as_str().to_owned()))
     .bind(note.map(str::to_owned))
     .execute(&mut *conn)
     .await?;

@@ -28,6 +28,28 @@ pub enum AlertKind {
     AiScreening,
 }
 
+impl Priority {
+    /// The name used in JSON, metric labels and the store.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Priority::High => "high",
+            Priority::Medium => "medium",
+            Priority::Low => "low",
+        }
+    }
+}
+
+impl AlertKind {
+    /// The name used in JSON, metric labels and the store.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AlertKind::Physiological => "physiological",
+            AlertKind::Technical => "technical",
+            AlertKind::AiScreening => "ai_screening",
+        }
+    }
+}
+
 /// Where an alert is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -42,6 +64,19 @@ pub enum AlertState {
     Escalated,
     /// The condition cleared or a clinician resolved it.
     Resolved,
+}
+
+impl AlertState {
+    /// The name used in JSON, metric labels and the store.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AlertState::Firing => "firing",
+            AlertState::Notified => "notified",
+            AlertState::Acknowledged => "acknowledged",
+            AlertState::Escalated => "escalated",
+            AlertState::Resolved => "resolved",
+        }
+    }
 }
 
 /// An alert for a care team, as the alert service emits it on every state change.
@@ -104,6 +139,30 @@ pub fn system_time_from_us(us: i64) -> SystemTime {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn as_str_is_the_json_name() {
+        let json = |v: serde_json::Value| v.as_str().unwrap().to_owned();
+        for p in [Priority::High, Priority::Medium, Priority::Low] {
+            assert_eq!(json(serde_json::to_value(p).unwrap()), p.as_str());
+        }
+        for k in [
+            AlertKind::Physiological,
+            AlertKind::Technical,
+            AlertKind::AiScreening,
+        ] {
+            assert_eq!(json(serde_json::to_value(k).unwrap()), k.as_str());
+        }
+        for st in [
+            AlertState::Firing,
+            AlertState::Notified,
+            AlertState::Acknowledged,
+            AlertState::Escalated,
+            AlertState::Resolved,
+        ] {
+            assert_eq!(json(serde_json::to_value(st).unwrap()), st.as_str());
+        }
+    }
 
     #[test]
     fn alert_json_has_contract_fields() {
