@@ -394,23 +394,8 @@ impl AlertService {
         now: SystemTime,
         consumed: Option<Instant>,
     ) -> Result<(), StoreError> {
-        let (names, team) = self.level_targets(rec, level);
-        let n = Notification {
-            alert: self.to_alert(rec, now),
-            event,
-            team: team.clone(),
-            unit: rec.unit.clone(),
-            recipient: self.cfg.on_call(&team, now),
-            escalation_level: u32::try_from(level).unwrap_or(u32::MAX),
-            console_url: self.cfg.console_url.as_ref().map(|u| {
-                format!(
-                    "{}/#alert={}",
-                    u.trim_end_matches('/'),
-                    rec.id.replace('/', "%2F")
-                )
-            }),
-            sequence,
-        };
+        let (names, _) = self.level_targets(rec, level);
+        let n = self.notification(rec, event, sequence, level, now);
         let event_key = n.event_key();
         for name in names {
             let Some(r) = self.receivers.get(&name).cloned() else {
@@ -432,6 +417,80 @@ impl AlertService {
             self.spawn_delivery(r, n.clone(), event_key.clone(), level, consumed);
         }
         Ok(())
+    }
+
+    /// What the receivers of `level` are told about `rec`.
+    fn notification(
+        &self,
+        rec: &AlertRecord,
+        event: NotificationEvent,
+        sequence: u32,
+        level: i64,
+        now: SystemTime,
+    ) -> Notification {
+        let (_, team) = self.level_targets(rec, level);
+        Notification {
+            alert: self.to_alert(rec, now),
+            event,
+            recipient: self.cfg.on_call(&team, now),
+            team,
+            unit: rec.unit.clone(),
+            escalation_level: u32::try_from(level).unwrap_or(u32::MAX),
+            console_url: self.cfg.console_url.as_ref().map(|u| {
+                format!(
+                    "{}/#alert={}",
+                    u.trim_end_matches('/'),
+                    rec.id.replace('/', "%2F")
+                )
+            }),
+            sequence,
+        }
+    }
+
+    /// Moves `rec` one step up its escalation chain (the step must exist) if it is
+    /// still in one of `from` at its level and due time, tells that step's receivers,
+    /// and returns it; `None` when someone else changed it first.
+    async fn escalate_step(
+        self: &Arc<Self>,
+        rec: &AlertRecord,
+        from: &[AlertState],
+        expect_due: Option<Option<i64>>,
+        actor: &str,
+        note: Option<&str>,
+        now: SystemTime,
+    ) -> Result<Option<AlertRecord>, StoreError> {
+        let next = usize::try_from(rec.level).unwrap_or(usize::MAX);
+        let c = Change {
+            from,
+            expect_level: Some(rec.level),
+            expect_due,
+            state: Some(AlertState::Escalated),
+            level: Some(rec.level + 1),
+            due: Some(Some(ms(now) + secs_ms(next_wait(rec, rec.level + 1)))),
+            add_team: rec
+                .plan
+                .escalation
+                .get(next)
+                .and_then(|s| s.team.as_deref()),
+            actor,
+            action: "escalated",
+            note,
+            ..Change::default()
+        };
+        let Some(after) = self.store.change(&rec.id, &c, now).await? else {
+            return Ok(None);
+        };
+        self.hooks.alert(&self.to_alert(&after, now));
+        self.notify(
+            &after,
+            NotificationEvent::Escalated,
+            0,
+            after.level,
+            now,
+            None,
+        )
+        .await?;
+        Ok(Some(after))
     }
 
     fn spawn_delivery(
@@ -519,32 +578,16 @@ impl AlertService {
                 AlertState::Firing => self.first_notification(&rec, now, None).await?,
                 AlertState::Notified | AlertState::Escalated => {
                     let next = usize::try_from(rec.level).unwrap_or(usize::MAX);
-                    if let Some(step) = rec.plan.escalation.get(next) {
-                        let c = Change {
-                            from: UNACKED,
-                            expect_level: Some(rec.level),
-                            expect_due: Some(rec.due_ms),
-                            state: Some(AlertState::Escalated),
-                            level: Some(rec.level + 1),
-                            due: Some(Some(now_ms + secs_ms(next_wait(&rec, rec.level + 1)))),
-                            add_team: step.team.as_deref(),
-                            actor: "escalation",
-                            action: "escalated",
-                            note: Some("not acknowledged in time"),
-                            ..Change::default()
-                        };
-                        if let Some(after) = self.store.change(&rec.id, &c, now).await? {
-                            self.hooks.alert(&self.to_alert(&after, now));
-                            self.notify(
-                                &after,
-                                NotificationEvent::Escalated,
-                                0,
-                                after.level,
-                                now,
-                                None,
-                            )
-                            .await?;
-                        }
+                    if next < rec.plan.escalation.len() {
+                        self.escalate_step(
+                            &rec,
+                            UNACKED,
+                            Some(rec.due_ms),
+                            "escalation",
+                            Some("not acknowledged in time"),
+                            now,
+                        )
+                        .await?;
                     } else {
                         let c = Change {
                             from: UNACKED,
@@ -618,29 +661,8 @@ impl AlertService {
             {
                 continue;
             }
-            let (event, sequence) = match d.event.split_once('-') {
-                Some(("repeat", n)) => (NotificationEvent::Repeat, n.parse().unwrap_or(0)),
-                _ => (
-                    match d.event.as_str() {
-                        "escalated" => NotificationEvent::Escalated,
-                        "acknowledged" => NotificationEvent::Acknowledged,
-                        "resolved" => NotificationEvent::Resolved,
-                        _ => NotificationEvent::Fired,
-                    },
-                    0,
-                ),
-            };
-            let (_, team) = self.level_targets(&rec, d.level);
-            let n = Notification {
-                alert: self.to_alert(&rec, now),
-                event,
-                team: team.clone(),
-                unit: rec.unit.clone(),
-                recipient: self.cfg.on_call(&team, now),
-                escalation_level: u32::try_from(d.level).unwrap_or(u32::MAX),
-                console_url: None,
-                sequence,
-            };
+            let (event, sequence) = NotificationEvent::from_key(&d.event);
+            let n = self.notification(&rec, event, sequence, d.level, now);
             self.spawn_delivery(r, n, d.event.clone(), d.level, None);
         }
         Ok(())
@@ -687,6 +709,22 @@ impl AlertService {
         Ok(rec)
     }
 
+    /// A change a caller asks for on an alert it sees; a conflict when the alert is
+    /// not in a state the change starts from.
+    async fn change_by(
+        &self,
+        caller: &Caller,
+        id: &str,
+        c: &Change<'_>,
+        now: SystemTime,
+    ) -> Result<AlertRecord, ActionError> {
+        let rec = self.visible(caller, id).await?;
+        self.store
+            .change(id, c, now)
+            .await?
+            .ok_or_else(|| state_conflict(&rec, c.action))
+    }
+
     /// A clinician acknowledges an alert, optionally with a verdict.
     ///
     /// # Errors
@@ -698,7 +736,6 @@ impl AlertService {
         verdict: Option<Verdict>,
         note: Option<&str>,
     ) -> Result<AlertRecord, ActionError> {
-        let rec = self.visible(caller, id).await?;
         let now = SystemTime::now();
         let c = Change {
             from: UNACKED,
@@ -711,11 +748,7 @@ impl AlertService {
             note,
             ..Change::default()
         };
-        let after = self
-            .store
-            .change(id, &c, now)
-            .await?
-            .ok_or_else(|| state_conflict(&rec, "acknowledged"))?;
+        let after = self.change_by(caller, id, &c, now).await?;
         let since = after.notified_ms.unwrap_or(after.fired_ms);
         self.hooks.acknowledged(
             after.priority,
@@ -737,7 +770,6 @@ impl AlertService {
         verdict: Option<Verdict>,
         note: Option<&str>,
     ) -> Result<AlertRecord, ActionError> {
-        let rec = self.visible(caller, id).await?;
         let now = SystemTime::now();
         let c = Change {
             from: OPEN,
@@ -749,11 +781,7 @@ impl AlertService {
             note,
             ..Change::default()
         };
-        let after = self
-            .store
-            .change(id, &c, now)
-            .await?
-            .ok_or_else(|| state_conflict(&rec, "resolved"))?;
+        let after = self.change_by(caller, id, &c, now).await?;
         self.after_close(&after, NotificationEvent::Resolved, now, None)
             .await?;
         Ok(after)
@@ -771,42 +799,16 @@ impl AlertService {
     ) -> Result<AlertRecord, ActionError> {
         let rec = self.visible(caller, id).await?;
         let next = usize::try_from(rec.level).unwrap_or(usize::MAX);
-        let Some(step) = rec.plan.escalation.get(next) else {
+        if next >= rec.plan.escalation.len() {
             return Err(ActionError::Conflict(format!(
                 "no further escalation step (level {} of {})",
                 rec.level,
                 rec.plan.escalation.len()
             )));
-        };
-        let now = SystemTime::now();
-        let c = Change {
-            from: OPEN,
-            expect_level: Some(rec.level),
-            state: Some(AlertState::Escalated),
-            level: Some(rec.level + 1),
-            due: Some(Some(ms(now) + secs_ms(next_wait(&rec, rec.level + 1)))),
-            add_team: step.team.as_deref(),
-            actor: &caller.actor,
-            action: "escalated",
-            note,
-            ..Change::default()
-        };
-        let after = self
-            .store
-            .change(id, &c, now)
+        }
+        self.escalate_step(&rec, OPEN, None, &caller.actor, note, SystemTime::now())
             .await?
-            .ok_or_else(|| state_conflict(&rec, "escalated"))?;
-        self.hooks.alert(&self.to_alert(&after, now));
-        self.notify(
-            &after,
-            NotificationEvent::Escalated,
-            0,
-            after.level,
-            now,
-            None,
-        )
-        .await?;
-        Ok(after)
+            .ok_or_else(|| state_conflict(&rec, "escalated"))
     }
 
     /// Adds a silence for the caller's team (a `*` caller may silence every team).

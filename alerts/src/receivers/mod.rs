@@ -58,6 +58,25 @@ impl NotificationEvent {
     }
 }
 
+impl NotificationEvent {
+    /// The event and sequence of an event key made by [`Notification::event_key`]
+    /// (`fired`, `repeat-1795421400`, …); unknown names read as `Fired`.
+    pub fn from_key(key: &str) -> (Self, u32) {
+        let (name, sequence) = match key.split_once('-') {
+            Some((name, n)) => (name, n.parse().unwrap_or(0)),
+            None => (key, 0),
+        };
+        let event = match name {
+            "repeat" => NotificationEvent::Repeat,
+            "escalated" => NotificationEvent::Escalated,
+            "acknowledged" => NotificationEvent::Acknowledged,
+            "resolved" => NotificationEvent::Resolved,
+            _ => NotificationEvent::Fired,
+        };
+        (event, sequence)
+    }
+}
+
 impl fmt::Display for NotificationEvent {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
@@ -571,6 +590,29 @@ pub(crate) mod http {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn event_keys_read_back() {
+        use NotificationEvent::*;
+        for (event, sequence) in [
+            (Fired, 0),
+            (Repeat, 1_795_421_400),
+            (Escalated, 0),
+            (Acknowledged, 0),
+            (Resolved, 0),
+        ] {
+            let key = if sequence == 0 {
+                event.as_str().to_owned()
+            } else {
+                format!("{}-{sequence}", event.as_str())
+            };
+            assert_eq!(
+                NotificationEvent::from_key(&key),
+                (event, sequence),
+                "{key}"
+            );
+        }
+    }
 
     #[test]
     fn backoff_doubles_caps_and_jitters() {
