@@ -129,9 +129,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/me", get(me))
         .route("/api/v1/alerts", get(list))
         .route("/api/v1/alerts/{id}", get(detail))
-        .route("/api/v1/alerts/{id}/ack", post(ack))
-        .route("/api/v1/alerts/{id}/escalate", post(escalate))
-        .route("/api/v1/alerts/{id}/resolve", post(resolve))
+        .route("/api/v1/alerts/{id}/{action}", post(act))
         .route("/api/v1/silences", post(add_silence).get(silences))
         .route("/api/v1/precision", get(precision))
         .route("/api/v1/models/{id}/card", get(model_card))
@@ -442,51 +440,35 @@ fn body(b: Option<Json<ActionBody>>) -> Result<ActionBody, ApiError> {
     Ok(b)
 }
 
-async fn ack(
+/// `POST /api/v1/alerts/{id}/{ack|escalate|resolve}`.
+async fn act(
     State(s): State<ApiState>,
     headers: HeaderMap,
-    Path(id): Path<String>,
+    Path((id, action)): Path<(String, String)>,
     b: Option<Json<ActionBody>>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let c = caller(&s, &headers)?;
-    let b = body(b)?;
-    let rec = s
-        .service
-        .acknowledge(&c, &id, b.verdict, b.note.as_deref())
-        .await?;
-    Ok(Json(AlertJson::from(&rec)))
-}
-
-async fn resolve(
-    State(s): State<ApiState>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-    b: Option<Json<ActionBody>>,
-) -> Result<impl IntoResponse, ApiError> {
-    let c = caller(&s, &headers)?;
-    let b = body(b)?;
-    let rec = s
-        .service
-        .resolve(&c, &id, b.verdict, b.note.as_deref())
-        .await?;
-    Ok(Json(AlertJson::from(&rec)))
-}
-
-async fn escalate(
-    State(s): State<ApiState>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-    b: Option<Json<ActionBody>>,
-) -> Result<impl IntoResponse, ApiError> {
-    let c = caller(&s, &headers)?;
-    let b = body(b)?;
-    if b.verdict.is_some() {
+    if !matches!(action.as_str(), "ack" | "escalate" | "resolve") {
         return Err(ApiError(
-            StatusCode::BAD_REQUEST,
-            "a verdict goes with ack or resolve, not escalate".into(),
+            StatusCode::NOT_FOUND,
+            format!("no action {action:?} (ack, escalate, resolve)"),
         ));
     }
-    let rec = s.service.escalate(&c, &id, b.note.as_deref()).await?;
+    let c = caller(&s, &headers)?;
+    let b = body(b)?;
+    let note = b.note.as_deref();
+    let rec = match action.as_str() {
+        "ack" => s.service.acknowledge(&c, &id, b.verdict, note).await?,
+        "resolve" => s.service.resolve(&c, &id, b.verdict, note).await?,
+        _ => {
+            if b.verdict.is_some() {
+                return Err(ApiError(
+                    StatusCode::BAD_REQUEST,
+                    "a verdict goes with ack or resolve, not escalate".into(),
+                ));
+            }
+            s.service.escalate(&c, &id, note).await?
+        }
+    };
     Ok(Json(AlertJson::from(&rec)))
 }
 

@@ -13,17 +13,8 @@ url="postgres://cardiostream:cardiostream@127.0.0.1:${port}/postgres"
 
 bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1 || true)
 if [ -z "$bin" ] || [ ! -x "$bin/initdb" ]; then
-  sudo=""
-  if [ "$(id -u)" != 0 ]; then
-    command -v sudo >/dev/null 2>&1 || { echo "postgres: not root and no sudo: cannot install postgresql" >&2; exit 1; }
-    sudo="sudo"
-  fi
-  command -v apt-get >/dev/null 2>&1 || { echo "postgres: no apt-get: install PostgreSQL by hand" >&2; exit 1; }
-  echo "postgres: installing Debian postgresql" >&2
-  export DEBIAN_FRONTEND=noninteractive
-  $sudo apt-get install -y --no-install-recommends postgresql >&2 \
-    || { $sudo apt-get update >&2 && $sudo apt-get install -y --no-install-recommends postgresql >&2; } \
-    || { echo "postgres: could not install postgresql" >&2; exit 1; }
+  . "$(dirname "$0")/apt.sh"
+  apt_install "the alert store tests run on SQLite only" postgresql || exit 1
   bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
 fi
 
