@@ -768,7 +768,7 @@ async fn throughput(
     let tick_errors = tick.await.expect("ticker");
     let rows = if feeders == 1 {
         svc.store()
-            .list(&[], None, i64::MAX)
+            .list(&[], None, None, i64::MAX)
             .await
             .expect("list alerts")
     } else {

@@ -679,11 +679,9 @@ impl AlertService {
         priority: Option<Priority>,
         limit: i64,
     ) -> Result<Vec<AlertRecord>, StoreError> {
-        let mut v = self.store.list(states, caller.team_filter(), limit).await?;
-        if let Some(p) = priority {
-            v.retain(|a| a.priority == p);
-        }
-        Ok(v)
+        self.store
+            .list(states, priority, caller.team_filter(), limit)
+            .await
     }
 
     /// One alert with its audit trail and deliveries.

@@ -668,19 +668,23 @@ impl Store {
         fetch(&mut conn, id).await
     }
 
-    /// Alerts in the given states (all if empty) that `team` sees (all if `None`),
-    /// highest priority first, then oldest; at most `limit`.
+    /// Alerts in the given states (all if empty), of `priority` (any if `None`), that
+    /// `team` sees (all if `None`), highest priority first, then oldest; at most `limit`.
     ///
     /// # Errors
     /// Database errors.
     pub async fn list(
         &self,
         states: &[AlertState],
+        priority: Option<Priority>,
         team: Option<&str>,
         limit: i64,
     ) -> Result<Vec<AlertRecord>> {
         let mut q = Args::default();
         let mut wheres = Vec::new();
+        if let Some(p) = priority {
+            wheres.push(format!("priority = {}", q.bind(p.as_str().to_owned())));
+        }
         if !states.is_empty() {
             let ps: Vec<String> = states
                 .iter()

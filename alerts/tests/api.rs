@@ -168,6 +168,18 @@ async fn tokens_scope_teams_and_every_write_is_audited() {
         .expect("notice")
         .contains("not diagnoses"));
     let tele_id = alerts[0]["id"].as_str().expect("id").to_owned();
+    // The priority filter is applied in the store, before the limit.
+    let (_, low) = api
+        .get("/api/v1/alerts?priority=low&limit=1", Some("tele-token"))
+        .await;
+    assert_eq!(low["alerts"].as_array().expect("alerts").len(), 1, "{low}");
+    let (_, high) = api
+        .get("/api/v1/alerts?priority=high", Some("tele-token"))
+        .await;
+    assert!(
+        high["alerts"].as_array().expect("alerts").is_empty(),
+        "{high}"
+    );
     let (_, icu) = api.get("/api/v1/alerts", Some("icu-token")).await;
     let icu_id = icu["alerts"][0]["id"].as_str().expect("id").to_owned();
     assert_ne!(tele_id, icu_id);
