@@ -56,7 +56,7 @@ use std::time::{Duration, Instant, SystemTime};
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use ecg_alerts::config::{NamedReceiver, Rotation, Route, ServiceConfig, StoreConfig, Team};
-use ecg_alerts::receivers::webhook::{verify_signature, WebhookConfig};
+use ecg_alerts::receivers::webhook::{verify_request, WebhookConfig};
 use ecg_alerts::receivers::{ReceiverConfig, Secret};
 use ecg_alerts::service::{AlertService, Hooks};
 use ecg_alerts::store::{AlertRecord, Store};
@@ -435,12 +435,8 @@ async fn hook(
 ) -> StatusCode {
     let at = Instant::now();
     let h = |k: &str| headers.get(k).and_then(|v| v.to_str().ok()).unwrap_or("");
-    if !verify_signature(
-        SECRET.as_bytes(),
-        h("x-cardiostream-timestamp"),
-        &body,
-        h("x-cardiostream-signature"),
-    ) || serde_json::from_slice::<serde_json::Value>(&body).is_err()
+    if !verify_request(SECRET.as_bytes(), &headers, &body)
+        || serde_json::from_slice::<serde_json::Value>(&body).is_err()
     {
         peer.rejected.fetch_add(1, Ordering::Relaxed);
         return StatusCode::UNAUTHORIZED;

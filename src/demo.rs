@@ -197,13 +197,7 @@ fn station_router(secret: String) -> axum::Router {
         headers: HeaderMap,
         body: axum::body::Bytes,
     ) -> StatusCode {
-        let h = |k: &str| headers.get(k).and_then(|v| v.to_str().ok()).unwrap_or("");
-        if ecg_alerts::receivers::webhook::verify_signature(
-            secret.as_bytes(),
-            h("x-cardiostream-timestamp"),
-            &body,
-            h("x-cardiostream-signature"),
-        ) {
+        if ecg_alerts::receivers::webhook::verify_request(secret.as_bytes(), &headers, &body) {
             StatusCode::NO_CONTENT
         } else {
             StatusCode::UNAUTHORIZED

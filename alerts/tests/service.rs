@@ -30,12 +30,7 @@ async fn peer() -> (String, Received) {
         body: axum::body::Bytes,
     ) -> StatusCode {
         let h = |k: &str| headers.get(k).and_then(|v| v.to_str().ok()).unwrap_or("");
-        if !ecg_alerts::receivers::webhook::verify_signature(
-            SECRET.as_bytes(),
-            h("x-cardiostream-timestamp"),
-            &body,
-            h("x-cardiostream-signature"),
-        ) {
+        if !ecg_alerts::receivers::webhook::verify_request(SECRET.as_bytes(), &headers, &body) {
             return StatusCode::UNAUTHORIZED;
         }
         let json: serde_json::Value = serde_json::from_slice(&body).expect("json body");

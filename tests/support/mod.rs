@@ -381,12 +381,7 @@ pub async fn webhook_peer(secret: &str) -> (String, Arc<std::sync::Mutex<Vec<Str
         body: axum::body::Bytes,
     ) -> StatusCode {
         let h = |k: &str| headers.get(k).and_then(|v| v.to_str().ok()).unwrap_or("");
-        if !ecg_alerts::receivers::webhook::verify_signature(
-            secret.as_bytes(),
-            h("x-cardiostream-timestamp"),
-            &body,
-            h("x-cardiostream-signature"),
-        ) {
+        if !ecg_alerts::receivers::webhook::verify_request(secret.as_bytes(), &headers, &body) {
             return StatusCode::UNAUTHORIZED;
         }
         heard.lock().unwrap().push(h("idempotency-key").to_owned());

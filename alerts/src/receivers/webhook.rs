@@ -192,6 +192,16 @@ pub fn verify_signature(secret: &[u8], timestamp: &str, body: &[u8], header: &st
     mac.verify_slice(&tag).is_ok()
 }
 
+/// [`verify_signature`] on a received request's headers (what a receiving endpoint
+/// calls): false when either header is missing.
+pub fn verify_request(secret: &[u8], headers: &reqwest::header::HeaderMap, body: &[u8]) -> bool {
+    let h = |k: &str| headers.get(k).and_then(|v| v.to_str().ok());
+    match (h(TIMESTAMP_HEADER), h(SIGNATURE_HEADER)) {
+        (Some(ts), Some(sig)) => verify_signature(secret, ts, body, sig),
+        _ => false,
+    }
+}
+
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
 fn mac(secret: &[u8]) -> Hmac<Sha256> {
