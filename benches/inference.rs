@@ -46,6 +46,7 @@
 //! Runtime is not installed.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
+#[allow(dead_code)] // each bench uses part of it
 mod support;
 
 use std::hint::black_box;

@@ -353,7 +353,7 @@ async fn child(mode: Mode, args: &Args) -> Run {
         startup_seconds: (first - started).as_secs_f64(),
         main_cpu_seconds: sched_end[0] - sched_first[0],
         main_runqueue_seconds: sched_end[1] - sched_first[1],
-        vmhwm_kb: vmhwm_kb(),
+        vmhwm_kb: support::vmhwm_kb_of(std::process::id()),
     }
 }
 
@@ -365,18 +365,6 @@ fn schedstat() -> [f64; 2] {
         .split_whitespace()
         .map(|v| v.parse::<f64>().map_or(0.0, |ns| ns / 1e9));
     [f.next().unwrap_or(0.0), f.next().unwrap_or(0.0)]
-}
-
-/// This process's peak resident set size (`VmHWM`, kB), 0 where /proc is missing.
-fn vmhwm_kb() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("VmHWM:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        })
-        .unwrap_or(0)
 }
 
 // ---------------------------------------------------------------------------------

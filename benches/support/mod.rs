@@ -25,7 +25,6 @@ pub(crate) fn append_json(name: &str, line: &str) {
 }
 
 /// Clock ticks per second of `/proc/PID/stat` times (`getconf CLK_TCK`, else 100).
-#[allow(dead_code)] // benches/loadtest.rs; not every bench binary uses it
 pub(crate) fn clock_ticks_per_s() -> f64 {
     std::process::Command::new("getconf")
         .arg("CLK_TCK")
@@ -38,7 +37,6 @@ pub(crate) fn clock_ticks_per_s() -> f64 {
 
 /// A process's user + system CPU time so far in clock ticks (`utime` + `stime` of
 /// `/proc/PID/stat`), `None` once it is gone.
-#[allow(dead_code)] // benches/loadtest.rs; not every bench binary uses it
 pub(crate) fn cpu_ticks(pid: u32) -> Option<u64> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name (field 2) may hold spaces: count fields after its ')'.
@@ -49,7 +47,6 @@ pub(crate) fn cpu_ticks(pid: u32) -> Option<u64> {
 }
 
 /// A process's peak resident set size (`VmHWM` of `/proc/PID/status`, kB), 0 if unknown.
-#[allow(dead_code)] // benches/loadtest.rs; not every bench binary uses it
 pub(crate) fn vmhwm_kb_of(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
@@ -63,7 +60,6 @@ pub(crate) fn vmhwm_kb_of(pid: u32) -> u64 {
 
 /// The first process whose command line contains `needle` (e.g. a broker started by a
 /// helper that does not expose its PID).
-#[allow(dead_code)] // benches/loadtest.rs; not every bench binary uses it
 pub(crate) fn pid_by_cmdline(needle: &str) -> Option<u32> {
     std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
         let pid: u32 = e.file_name().to_str()?.parse().ok()?;
@@ -74,7 +70,6 @@ pub(crate) fn pid_by_cmdline(needle: &str) -> Option<u32> {
 }
 
 /// `GET /metrics` on a loopback port: the Prometheus text body, `None` on any failure.
-#[allow(dead_code)] // benches/loadtest.rs; not every bench binary uses it
 pub(crate) fn scrape_metrics(port: u16) -> Option<String> {
     use std::io::Read as _;
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
@@ -93,7 +88,6 @@ pub(crate) fn scrape_metrics(port: u16) -> Option<String> {
 
 /// The sum of every series of metric `name` (any labels) in a Prometheus text body,
 /// with `skip` deciding which sample values to leave out (e.g. negative "unknown"s).
-#[allow(dead_code)] // benches/loadtest.rs; not every bench binary uses it
 pub(crate) fn metric_sum(body: &str, name: &str, skip: impl Fn(f64) -> bool) -> f64 {
     body.lines()
         .filter(|l| !l.starts_with('#'))
@@ -112,7 +106,6 @@ pub(crate) fn metric_sum(body: &str, name: &str, skip: impl Fn(f64) -> bool) -> 
 
 /// The cumulative buckets `(le, count)` of histogram `name` (no other labels), in
 /// ascending `le`, `+Inf` last.
-#[allow(dead_code)] // benches/loadtest.rs; not every bench binary uses it
 pub(crate) fn histogram_buckets(body: &str, name: &str) -> Vec<(f64, f64)> {
     let prefix = format!("{name}_bucket{{le=\"");
     let mut v: Vec<(f64, f64)> = body
@@ -136,7 +129,6 @@ pub(crate) fn histogram_buckets(body: &str, name: &str) -> Vec<(f64, f64)> {
 /// (same bounds), interpolated linearly inside the bucket as Prometheus'
 /// `histogram_quantile` does; `INFINITY` when it falls in the `+Inf` bucket, `NAN`
 /// with no observations.
-#[allow(dead_code)] // benches/loadtest.rs; not every bench binary uses it
 pub(crate) fn bucket_quantile(before: &[(f64, f64)], after: &[(f64, f64)], q: f64) -> f64 {
     let delta: Vec<(f64, f64)> = after
         .iter()
