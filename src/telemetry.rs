@@ -30,6 +30,9 @@ pub struct Metrics {
     pub findings_published: IntCounterVec,
     /// Seconds from the end of a window (device time) to its finding being published.
     pub window_to_finding_seconds: Histogram,
+    /// Seconds from a window closing (the Kafka timestamp of the frame that completed
+    /// it, detector look-ahead included) to its finding being published.
+    pub window_closed_to_finding_seconds: Histogram,
     /// Seconds from a frame's last sample (device time) to the pipeline decoding it.
     pub device_to_ingested_seconds: Histogram,
     /// Alert state changes, by priority and state.
@@ -116,6 +119,15 @@ impl Metrics {
         )
         .expect("valid metric");
         reg(Box::new(window_to_finding.clone()));
+        let window_closed_to_finding = Histogram::with_opts(
+            HistogramOpts::new(
+                "cardiostream_window_closed_to_finding_seconds",
+                "Seconds from a window closing (the Kafka timestamp of the frame that completed it) to its finding being published.",
+            )
+            .buckets(latency.clone()),
+        )
+        .expect("valid metric");
+        reg(Box::new(window_closed_to_finding.clone()));
         let device_to_ingested = Histogram::with_opts(
             HistogramOpts::new(
                 "cardiostream_device_to_ingested_seconds",
@@ -173,6 +185,7 @@ impl Metrics {
                 &["condition", "status"],
             ),
             window_to_finding_seconds: window_to_finding,
+            window_closed_to_finding_seconds: window_closed_to_finding,
             device_to_ingested_seconds: device_to_ingested,
             alerts: cv(
                 "cardiostream_alerts_total",

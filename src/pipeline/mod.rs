@@ -454,6 +454,7 @@ pub fn input_from(m: &rdkafka::message::BorrowedMessage<'_>) -> Input {
         topic: m.topic().to_owned(),
         partition: m.partition(),
         offset: m.offset(),
+        timestamp_us: m.timestamp().to_millis().map(|ms| ms * 1000),
     }
 }
 
@@ -467,7 +468,7 @@ async fn publish(
     let failed = |e: KafkaError| anyhow::anyhow!("publishing to kafka failed: {e}");
     // Everything is enqueued first (librdkafka batches it), then awaited.
     let mut findings = Vec::with_capacity(out.findings.len());
-    for f in &out.findings {
+    for (f, &closed) in out.findings.iter().zip(&out.closed_us) {
         let payload = match serde_json::to_vec(f) {
             Ok(p) => p,
             Err(e) => {
@@ -483,7 +484,8 @@ async fn publish(
             .key(f.stream.as_str())
             .payload(&payload)
             .headers(headers);
-        findings.push((f, kafka::enqueue(producer, rec).await.map_err(failed)?));
+        let delivery = kafka::enqueue(producer, rec).await.map_err(failed)?;
+        findings.push((f, closed, delivery));
     }
     let mut dead = Vec::with_capacity(out.dead_letters.len());
     for d in &out.dead_letters {
@@ -514,14 +516,20 @@ async fn publish(
             .headers(headers);
         dead.push(kafka::enqueue(producer, rec).await.map_err(failed)?);
     }
-    for (f, delivery) in findings {
+    for (f, closed, delivery) in findings {
         acknowledged(delivery.await).map_err(failed)?;
         metrics
             .findings_published
             .with_label_values(&[f.condition.as_str(), f.status.as_str()])
             .inc();
-        let lag = (now_us() - f.window_end.0) as f64 / 1e6;
-        metrics.window_to_finding_seconds.observe(lag.max(0.0));
+        let now = now_us();
+        let seconds = |from: i64| ((now - from) as f64 / 1e6).max(0.0);
+        metrics
+            .window_to_finding_seconds
+            .observe(seconds(f.window_end.0));
+        metrics
+            .window_closed_to_finding_seconds
+            .observe(seconds(closed));
     }
     for delivery in dead {
         acknowledged(delivery.await).map_err(failed)?;

@@ -3,9 +3,10 @@
 //! Per stream, frames pass a **sequencer** (duplicates by sequence number dropped,
 //! frames reordered within a horizon of device time, missing frames reported as a
 //! signal gap, device-clock jumps detected) and then the **analysis**: DSP, rhythm
-//! windows, model windows. Windows sit on a grid of device time (rhythm window ends at
-//! multiples of the hop, model windows ending at multiples of the model hop), and an
-//! analysis only emits windows that start a warm-up after its first sample. So an
+//! windows, model windows. Windows sit on a per-stream grid of device time (rhythm
+//! window ends at `phase + k · hop`, model windows at `phase' + k · model hop`, the
+//! phases fixed by a stable hash of the stream id, [`Phases`]), and an analysis only
+//! emits windows that start a warm-up after its first sample. So an
 //! analysis rebuilt from any later frame — after a crash, a rebalance or a gap — cuts
 //! the same windows with the same idempotency keys, and never a half-filled one.
 //!
@@ -80,6 +81,9 @@ pub struct Input {
     pub partition: i32,
     /// Source offset.
     pub offset: i64,
+    /// When the message was produced (its Kafka timestamp), µs since the epoch, if
+    /// known: a window this frame completes closed then.
+    pub timestamp_us: Option<i64>,
 }
 
 /// A frame that failed validation, bound for the dead-letter topic.
@@ -116,6 +120,10 @@ pub struct StreamStatus {
 pub struct Output {
     /// Findings to publish.
     pub findings: Vec<Finding>,
+    /// Per finding (same order), when its window closed, µs since the epoch: the
+    /// timestamp of the message whose frame completed it (detector look-ahead
+    /// included), or when the processor took that message if it had none.
+    pub closed_us: Vec<i64>,
     /// Frames to dead-letter.
     pub dead_letters: Vec<DeadLetter>,
     /// Updated stream statuses.
@@ -188,18 +196,53 @@ fn snap(t: i64, step: i64) -> i64 {
     (t + step / 2).div_euclid(step) * step
 }
 
-/// Where a stream's waveform-model grid sits within the model's cadence: a multiple
-/// of the rhythm hop picked by a stable hash of the stream id. Windows of a model that
-/// runs every 5 minutes then fall due a few streams at a time instead of all streams
-/// at once, and a replay (any process, any restart) puts them on the same grid, so
-/// their idempotency keys are stable.
-fn stream_phase(stream: &str, model_hop_us: i64, rhythm_hop_us: i64) -> i64 {
-    let slots = (model_hop_us / rhythm_hop_us.max(1)).max(1);
-    // FNV-1a: stable across processes and versions, unlike the std hasher.
-    let h = stream.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
-    });
-    (h % slots as u64) as i64 * rhythm_hop_us
+/// Granularity of the rhythm-grid phase (µs): 50 slots in a 5 s hop.
+const PHASE_STEP_US: i64 = 100_000;
+
+/// Where one stream's window grids sit in device time, from a stable hash of its id.
+///
+/// Were every stream's windows on one grid (multiples of the hop since the epoch),
+/// all of a process's streams would close a rhythm window in the same instant every
+/// hop, and every model window in the same instant every model hop: the processing
+/// thread would get a burst of N windows at once, and the findings of the last of
+/// them would wait behind all the others. Offsetting each stream's grids spreads
+/// those closes evenly over the hop; because the offsets depend on nothing but the
+/// stream id (FNV-1a, stable across processes and versions, unlike the std hasher),
+/// a replay in any process after any restart cuts the same windows under the same
+/// idempotency keys.
+#[derive(Debug, Clone, PartialEq)]
+struct Phases {
+    /// Rhythm windows end at `rhythm_us + k · hop` (`0 ≤ rhythm_us < hop`, a
+    /// multiple of [`PHASE_STEP_US`]).
+    rhythm_us: i64,
+    /// Per model (in the processor's order), its windows end at `model_us[i] + k ·
+    /// model hop`: `rhythm_us` plus a multiple of the rhythm hop, so that a model
+    /// window ends where a rhythm window does.
+    model_us: Vec<i64>,
+}
+
+impl Phases {
+    fn of(stream: &str, rhythm_hop_us: i64, timings: &[ModelTiming]) -> Self {
+        let h = stream.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+        });
+        let hop = rhythm_hop_us.max(1);
+        let sub_slots = (hop / PHASE_STEP_US).max(1) as u64;
+        let rhythm_us = (h % sub_slots) as i64 * PHASE_STEP_US.min(hop);
+        // The remaining bits pick the slot within each model's cadence.
+        let rest = h / sub_slots;
+        let model_us = timings
+            .iter()
+            .map(|t| {
+                let slots = (t.hop_us / hop).max(1) as u64;
+                rhythm_us + (rest % slots) as i64 * hop
+            })
+            .collect();
+        Self {
+            rhythm_us,
+            model_us,
+        }
+    }
 }
 
 /// A processed frame an analysis may still need on a rebuild.
@@ -213,6 +256,8 @@ struct FrameMark {
 #[derive(Debug)]
 struct Analysis {
     dsp: StreamDsp,
+    /// The stream's grids.
+    phases: Phases,
     sample_rate: SampleRate,
     n_leads: usize,
     /// Device time of sample 0.
@@ -242,7 +287,11 @@ impl Analysis {
     fn new(ctx: &Ctx<'_>, first: &Frame, after_gap: bool) -> Self {
         let (cfg, grid) = (ctx.dsp, ctx.grid);
         let t_origin = first.t0.0;
-        let first_end_us = ceil_to(t_origin + grid.warmup_us + grid.win_us, grid.hop_us);
+        let phases = Phases::of(first.stream.as_str(), grid.hop_us, ctx.timings);
+        let first_end_us = ceil_to(
+            t_origin + grid.warmup_us + grid.win_us - phases.rhythm_us,
+            grid.hop_us,
+        ) + phases.rhythm_us;
         let fs = first.sample_rate.hz();
         let first_end = ((first_end_us - t_origin) as f64 * fs / 1e6).round() as u64;
         let first_start_us = first_end_us - grid.win_us;
@@ -261,7 +310,7 @@ impl Analysis {
             };
             match Windower::new(&spec, first.sample_rate.0, &first.leads) {
                 Ok(windower) => {
-                    let phase_us = stream_phase(first.stream.as_str(), timing.hop_us, grid.hop_us);
+                    let phase_us = phases.model_us[i];
                     let origin_us = ceil_to(first_start_us - phase_us, timing.hop_us) + phase_us;
                     waves.push(Wave {
                         model: i,
@@ -282,6 +331,7 @@ impl Analysis {
         Self {
             dsp: StreamDsp::new(cfg, first.sample_rate.0, first.leads.len())
                 .with_first_window_end(first_end),
+            phases,
             sample_rate: first.sample_rate,
             n_leads: first.leads.len(),
             t_origin,
@@ -361,13 +411,20 @@ impl Analysis {
         self.time_of(self.samples)
     }
 
+    /// End (device µs) of the rhythm window at `end_sample`, on the stream's grid.
+    fn window_end_us(&self, end_sample: u64, grid: &Grid) -> i64 {
+        let p = self.phases.rhythm_us;
+        snap(self.time_of(end_sample) - p, grid.hop_us) + p
+    }
+
     /// Start (device µs) of the earliest window this analysis has yet to emit, less
     /// the warm-up: the signal a rebuild must replay.
-    fn needed_from(&self, grid: &Grid, timings: &[ModelTiming]) -> i64 {
-        let next_end = snap(self.time_of(self.dsp.next_window_end()), grid.hop_us);
+    fn needed_from(&self, grid: &Grid, timings: &[ModelTiming], feature_models: &[usize]) -> i64 {
+        let next_end = self.window_end_us(self.dsp.next_window_end(), grid);
         let mut need = next_end - grid.win_us;
-        for t in timings {
-            let mut m_end = ceil_to(next_end, t.hop_us);
+        for &i in feature_models {
+            let (t, p) = (timings[i], self.phases.model_us[i]);
+            let mut m_end = ceil_to(next_end - p, t.hop_us) + p;
             while m_end - t.len_us < self.first_start_us {
                 m_end += t.hop_us;
             }
@@ -380,8 +437,13 @@ impl Analysis {
     }
 
     /// Forgets frames no rebuild needs; the lowest offset of those it does.
-    fn resume_offset(&mut self, grid: &Grid, feature_timings: &[ModelTiming]) -> Option<i64> {
-        let need = self.needed_from(grid, feature_timings);
+    fn resume_offset(
+        &mut self,
+        grid: &Grid,
+        timings: &[ModelTiming],
+        feature_models: &[usize],
+    ) -> Option<i64> {
+        let need = self.needed_from(grid, timings, feature_models);
         while self.frames.front().is_some_and(|f| f.end_us <= need) {
             self.frames.pop_front();
         }
@@ -410,11 +472,11 @@ struct Stream {
 }
 
 impl Stream {
-    fn update_resume(&mut self, grid: &Grid, feature_timings: &[ModelTiming]) {
+    fn update_resume(&mut self, grid: &Grid, timings: &[ModelTiming], feature_models: &[usize]) {
         self.resume = self
             .analysis
             .as_mut()
-            .and_then(|a| a.resume_offset(grid, feature_timings))
+            .and_then(|a| a.resume_offset(grid, timings, feature_models))
             .into_iter()
             .chain(self.pending.values().map(|(_, o)| *o))
             .min();
@@ -433,8 +495,8 @@ pub struct Processor {
     settings: StreamSettings,
     grid: Grid,
     timings: Vec<ModelTiming>,
-    /// Timings of the feature (rhythm-window) models.
-    feature_timings: Vec<ModelTiming>,
+    /// Indices of the feature (rhythm-window) models.
+    feature_models: Vec<usize>,
     /// Most windows per ONNX Runtime run.
     max_batch: usize,
     metrics: Metrics,
@@ -462,11 +524,11 @@ impl Processor {
                 hop_us: us(m.manifest().hop_s.unwrap_or(model_hop_s)).max(1),
             })
             .collect::<Vec<_>>();
-        let feature_timings = models
+        let feature_models = models
             .iter()
-            .zip(&timings)
-            .filter(|(m, _)| m.manifest().input.kind != InputKind::Waveform)
-            .map(|(_, t)| *t)
+            .enumerate()
+            .filter(|(_, m)| m.manifest().input.kind != InputKind::Waveform)
+            .map(|(i, _)| i)
             .collect();
         let settings = StreamSettings::default();
         let grid = Grid {
@@ -483,7 +545,7 @@ impl Processor {
             settings,
             grid,
             timings,
-            feature_timings,
+            feature_models,
             max_batch: 64,
             metrics,
             last_evict: Instant::now(),
@@ -525,7 +587,13 @@ impl Processor {
     pub fn process(&mut self, inputs: Vec<Input>) -> Output {
         let mut out = Output::default();
         let mut model_windows: Vec<Vec<Window>> = vec![Vec::new(); self.models.len()];
+        // Per model window, when it closed (as `Output::closed_us`).
+        let mut windows_closed: Vec<Vec<i64>> = vec![Vec::new(); self.models.len()];
+        let mut taken_us = None;
         for input in inputs {
+            let closed_us = input
+                .timestamp_us
+                .unwrap_or_else(|| *taken_us.get_or_insert_with(wall_clock_us));
             self.metrics.frames_consumed.inc();
             let next = input.offset + 1;
             let high = self.high.entry(input.partition).or_insert(next);
@@ -556,8 +624,14 @@ impl Processor {
                     });
                 }
             }
+            // What this frame completed closed when it came.
+            out.closed_us.resize(out.findings.len(), closed_us);
+            for (closed, windows) in windows_closed.iter_mut().zip(&model_windows) {
+                closed.resize(windows.len(), closed_us);
+            }
         }
-        self.score(&model_windows, &mut out);
+        self.score(&model_windows, &windows_closed, &mut out);
+        debug_assert_eq!(out.findings.len(), out.closed_us.len());
         self.attach_strips(&mut out.findings);
         self.evict_idle();
         out.offsets = self.safe_offsets();
@@ -594,7 +668,7 @@ impl Processor {
         let mut safe: BTreeMap<i32, i64> = self.high.iter().map(|(&p, &o)| (p, o)).collect();
         for s in self.streams.values_mut() {
             if s.dirty {
-                s.update_resume(&self.grid, &self.feature_timings);
+                s.update_resume(&self.grid, &self.timings, &self.feature_models);
             }
             if let (Some(r), Some(v)) = (s.resume, safe.get_mut(&s.partition)) {
                 *v = (*v).min(r);
@@ -633,9 +707,7 @@ impl Processor {
             + frame
                 .sample_rate
                 .samples_to_us(frame.samples_per_lead() as u64);
-        let wall_us = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_micros() as i64);
+        let wall_us = wall_clock_us();
         self.metrics
             .device_to_ingested_seconds
             .observe((wall_us - last_sample_us).max(0) as f64 / 1e6);
@@ -680,10 +752,11 @@ impl Processor {
     /// stream in the consume batch together: the batch wait is the batching wait).
     /// A run that fails yields indeterminate findings, so the windows are accounted
     /// for rather than silently lost.
-    fn score(&self, windows: &[Vec<Window>], out: &mut Output) {
-        for (model, mine) in self.models.iter().zip(windows) {
+    fn score(&self, windows: &[Vec<Window>], closed_us: &[Vec<i64>], out: &mut Output) {
+        for ((model, mine), closed) in self.models.iter().zip(windows).zip(closed_us) {
             let id = model.manifest().id.as_str();
-            for chunk in mine.chunks(self.max_batch.max(1)) {
+            let batch = self.max_batch.max(1);
+            for (chunk, closed) in mine.chunks(batch).zip(closed.chunks(batch)) {
                 let chunk: Vec<&Window> = chunk.iter().collect();
                 let t = Instant::now();
                 let scored = match model.score(&chunk) {
@@ -721,8 +794,9 @@ impl Processor {
                     .windows_scored
                     .with_label_values(&[id, "indeterminate"])
                     .inc_by((scored.len() - n_scored) as u64);
-                for (w, s) in chunk.iter().zip(&scored) {
+                for ((w, s), &at) in chunk.iter().zip(&scored).zip(closed) {
                     out.findings.extend(model.findings(w, s));
+                    out.closed_us.resize(out.findings.len(), at);
                 }
             }
         }
@@ -908,7 +982,7 @@ impl Ctx<'_> {
         out: &mut Output,
         mw: &mut [Vec<Window>],
     ) {
-        let end_us = snap(a.time_of(w.end_sample), self.grid.hop_us);
+        let end_us = a.window_end_us(w.end_sample, self.grid);
         let start_us = end_us - self.grid.win_us;
         self.metrics
             .dsp_windows
@@ -987,7 +1061,7 @@ impl Ctx<'_> {
         for (i, m) in self.models.iter().enumerate() {
             let timing = self.timings[i];
             if m.manifest().input.kind == InputKind::Waveform
-                || end_us.rem_euclid(timing.hop_us) != 0
+                || (end_us - a.phases.model_us[i]).rem_euclid(timing.hop_us) != 0
             {
                 continue;
             }
@@ -1054,6 +1128,13 @@ impl WindowAt<'_> {
     }
 }
 
+/// Now, µs since the epoch.
+fn wall_clock_us() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as i64)
+}
+
 fn continuity_finding(
     stream: &StreamId,
     patient: &PatientId,
@@ -1085,29 +1166,72 @@ fn continuity_finding(
 mod tests {
     use super::*;
 
+    /// How many streams share the busiest slot, and how many slots are used.
+    fn spread(values: &[i64]) -> (usize, usize) {
+        let mut count = std::collections::BTreeMap::new();
+        for v in values {
+            *count.entry(*v).or_insert(0usize) += 1;
+        }
+        (count.values().copied().max().unwrap_or(0), count.len())
+    }
+
     #[test]
-    fn stream_phases_spread_over_the_cadence_and_are_stable() {
-        let (model, rhythm) = (300_000_000, 5_000_000);
-        let phases: Vec<i64> = (0..1000)
-            .map(|i| stream_phase(&format!("bed-{i:04}.ecg"), model, rhythm))
+    fn stream_phases_spread_over_the_hops_and_are_stable() {
+        let rhythm = 5_000_000;
+        let timings = [
+            ModelTiming {
+                len_us: 30_000_000,
+                hop_us: 10_000_000,
+            },
+            ModelTiming {
+                len_us: 10_000_000,
+                hop_us: 300_000_000,
+            },
+        ];
+        let phases: Vec<Phases> = (0..1000)
+            .map(|i| Phases::of(&format!("bed-{i:04}.ecg"), rhythm, &timings))
             .collect();
-        assert!(phases
-            .iter()
-            .all(|p| p % rhythm == 0 && (0..model).contains(p)));
-        let distinct: std::collections::BTreeSet<_> = phases.iter().collect();
-        assert_eq!(distinct.len(), 60, "1,000 streams use all 60 slots");
-        let busiest = distinct
-            .iter()
-            .map(|d| phases.iter().filter(|p| p == d).count())
-            .max()
-            .unwrap_or(0);
-        assert!(
-            busiest <= 35,
-            "no slot takes more than ~2x its share: {busiest}"
+        for p in &phases {
+            assert!((0..rhythm).contains(&p.rhythm_us));
+            assert_eq!(p.rhythm_us % PHASE_STEP_US, 0);
+            for (m, t) in p.model_us.iter().zip(&timings) {
+                assert!((0..t.hop_us).contains(m));
+                assert_eq!(
+                    (m - p.rhythm_us) % rhythm,
+                    0,
+                    "model windows end where rhythm windows do"
+                );
+            }
+        }
+        // Rhythm windows: 1,000 streams over 50 slots of 100 ms (20 each on average).
+        let (busiest, used) = spread(&phases.iter().map(|p| p.rhythm_us).collect::<Vec<_>>());
+        assert_eq!(used, 50);
+        assert!(busiest <= 40, "no slot takes ~2x its share: {busiest}");
+        // af-rr (10 s): 100 slots; ecg12 (300 s): 3,000 slots, 1,000 streams.
+        for (m, slots) in [(0, 100), (1, 3000)] {
+            let (busiest, used) = spread(&phases.iter().map(|p| p.model_us[m]).collect::<Vec<_>>());
+            let share = 1000 / slots.min(1000);
+            assert!(used >= slots.min(1000) / 2, "model {m}: {used} slots used");
+            assert!(
+                busiest <= (share * 3).max(5),
+                "model {m}: busiest slot {busiest}"
+            );
+        }
+        // Stable: a function of the stream id only.
+        assert_eq!(Phases::of("bed-0001.ecg", rhythm, &timings), phases[1]);
+        let one = Phases::of(
+            "x",
+            rhythm,
+            &[ModelTiming {
+                len_us: 1,
+                hop_us: rhythm,
+            }],
         );
-        // Stable: a constant of the function, whatever process computes it.
-        assert_eq!(stream_phase("bed-0001.ecg", model, rhythm), phases[1]);
-        assert_eq!(stream_phase("x", model, model), 0, "one slot: no phase");
+        assert_eq!(
+            one.model_us,
+            vec![one.rhythm_us],
+            "one slot: the rhythm phase"
+        );
     }
 
     #[test]

@@ -230,6 +230,7 @@ pub fn offline(cfg: &Config, msgs: &[Msg]) -> (Vec<Finding>, Vec<&'static str>) 
             topic: "offline".into(),
             partition: 0,
             offset: i as i64,
+            timestamp_us: None,
         })
         .collect();
     let out = p.process(inputs);
