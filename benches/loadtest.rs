@@ -8,8 +8,8 @@
 //! `--fetch-wait-ms W` (consumers' `fetch.wait.max.ms`, default 10: the documented
 //! setting for tansu, docs/performance.md), `--linger-ms L` (the load generator's
 //! producer, default 20), `--batch-num-messages B` (default: librdkafka's),
-//! `--p99-limit S` (default 2.5, see below), `--align S` (default 300, see below; 0
-//! starts at once), `--skip-model ID` (run the pipelines without that bundled model),
+//! `--p99-limit S` (default 0.5, see below), `--skip-model ID` (run the pipelines
+//! without that bundled model),
 //! `--no-stop` (run every step even after one fails).
 //!
 //! Each step of the ramp, for N patients:
@@ -33,8 +33,8 @@
 //!    `--batch-num-messages 1`);
 //! 4. `--warmup` seconds unmeasured, then `--measure` seconds measured: every second
 //!    each pipeline's `/metrics` is scraped (consumer lag, frames consumed); at the
-//!    start and the end of the window the `cardiostream_window_to_finding_seconds`
-//!    histogram of every pipeline, the alert service's applied findings and the CPU
+//!    start and the end of the window the `cardiostream_window_closed_to_finding_seconds`
+//!    and `cardiostream_window_to_finding_seconds` histograms of every pipeline, the alert service's applied findings and the CPU
 //!    time (`utime + stime` of /proc/PID/stat) of every component;
 //! 5. peak memory (`VmHWM`) of every component; then everything is stopped.
 //!
@@ -43,16 +43,15 @@
 //! slope × window length stays below 2 s of the fleet's frames or 10 % of the mean
 //! lag, whichever is larger (commits move in steps) — and the pipelines
 //! consumed at least 97 % of the frames produced in the window; and (b) the p99 of
-//! window closed → finding published, from the histogram's bucket deltas over the
-//! window, is within `--p99-limit` (a bucket bound, so the test is exact). The issue
-//! asks for 500 ms, which no finding meets at any load: a rhythm window is emitted
-//! only after the QRS detector's fixed ≈ 2.05 s decision latency (`dsp/src/qrs.rs`);
-//! the share within 500 ms is reported, and 2.5 s (the next bucket bound) is the
-//! default limit. `--align`: model windows sit on one grid of device time for all
-//! streams (multiples of a model's hop, 300 s for ecg12-attia), so every stream's
-//! window falls due at once; the generator waits until a grid line will fall a sixth
-//! into the measured window. The ramp stops at the first step that fails (unless
-//! `--no-stop`); the largest N that held is reported.
+//! window closed → finding published (`cardiostream_window_closed_to_finding_seconds`:
+//! from the Kafka timestamp of the frame that completed the window, so broker,
+//! consumer queue, processing, scoring and publishing all count), from the histogram's
+//! bucket deltas over the window, is within `--p99-limit` (the issue's 500 ms by
+//! default; a bucket bound, so the test is exact). Window end (device time) → finding
+//! is reported beside it: it adds the QRS detector's fixed ≈ 2.05 s decision latency
+//! (`dsp/src/qrs.rs`) and the rest of the closing 200 ms frame, which no load changes.
+//! The ramp stops at the first step that fails (unless `--no-stop`); the largest N
+//! that held is reported.
 //! A table is printed and a JSON line appended to `target/loadtest.json`.
 //!
 //! Without `--bench` (e.g. `cargo test --all-targets`) it prints that it did not run:
@@ -96,7 +95,12 @@ const LAG_GROWTH_S: f64 = 2.0;
 const LAG_GROWTH_SHARE: f64 = 0.1;
 /// The pipelines must consume at least this share of what was produced in the window.
 const CONSUMED_MIN: f64 = 0.97;
-const WINDOW_METRIC: &str = "cardiostream_window_to_finding_seconds";
+/// The judged hop: window closed (the Kafka timestamp of the frame that completed it)
+/// → finding published.
+const CLOSED_METRIC: &str = "cardiostream_window_closed_to_finding_seconds";
+/// Reported beside it: window end (device time) → finding published, which adds the
+/// QRS detector's decision latency and the rest of the closing frame.
+const END_METRIC: &str = "cardiostream_window_to_finding_seconds";
 
 /// Command-line options (`cargo bench` appends `--bench`).
 #[derive(Debug, Clone, serde::Serialize)]
@@ -110,7 +114,6 @@ struct Args {
     linger_ms: u32,
     batch_num_messages: u32,
     p99_limit_s: f64,
-    align_s: u64,
     skip_models: Vec<String>,
     no_stop: bool,
     #[serde(skip)]
@@ -127,8 +130,7 @@ fn parse_args() -> Args {
         fetch_wait_ms: 10,
         linger_ms: 20,
         batch_num_messages: 0,
-        p99_limit_s: 2.5,
-        align_s: 300,
+        p99_limit_s: P99_TARGET_S,
         skip_models: Vec::new(),
         no_stop: false,
         bench: false,
@@ -161,7 +163,6 @@ fn parse_args() -> Args {
                 a.batch_num_messages =
                     num("--batch-num-messages", value("--batch-num-messages")) as u32;
             }
-            "--align" => a.align_s = num("--align", value("--align")),
             "--skip-model" => a.skip_models.push(value("--skip-model")),
             "--p99-limit" => {
                 let v = value("--p99-limit");
@@ -595,6 +596,10 @@ struct Step {
     within_limit: f64,
     /// The smallest histogram bucket bound that holds ≥ 99 % of the window's findings.
     p99_bucket_s: f64,
+    /// Window end (device time) → finding: p50, p99 (interpolated) and p99 bucket.
+    window_end_p50_s: f64,
+    window_end_p99_s: f64,
+    window_end_p99_bucket_s: f64,
     alerts_applied_in_window: f64,
     signal_gaps: f64,
     backpressure_pauses: f64,
@@ -605,13 +610,27 @@ struct Step {
 /// What the scrapes of every pipeline add up to at one moment.
 #[derive(Debug, Clone, Default)]
 struct Snapshot {
+    /// Window closed → finding (the judged hop).
     buckets: Vec<(f64, f64)>,
+    /// Window end (device time) → finding.
+    end_buckets: Vec<(f64, f64)>,
     consumed: f64,
     findings: f64,
     lag: Option<f64>,
     gaps: f64,
     pauses: f64,
     rebalances: f64,
+}
+
+/// Adds one process's histogram buckets to the fleet's.
+fn add_buckets(acc: &mut Vec<(f64, f64)>, b: Vec<(f64, f64)>) {
+    if acc.is_empty() {
+        *acc = b;
+    } else {
+        for (a, x) in acc.iter_mut().zip(b) {
+            a.1 += x.1;
+        }
+    }
 }
 
 fn snapshot(pipelines: &[Proc]) -> Snapshot {
@@ -621,19 +640,19 @@ fn snapshot(pipelines: &[Proc]) -> Snapshot {
         let Some(body) = support::scrape_metrics(p.port) else {
             continue;
         };
-        let b = support::histogram_buckets(&body, WINDOW_METRIC);
-        if s.buckets.is_empty() {
-            s.buckets = b;
-        } else {
-            for (acc, x) in s.buckets.iter_mut().zip(b) {
-                acc.1 += x.1;
-            }
-        }
+        add_buckets(
+            &mut s.buckets,
+            support::histogram_buckets(&body, CLOSED_METRIC),
+        );
+        add_buckets(
+            &mut s.end_buckets,
+            support::histogram_buckets(&body, END_METRIC),
+        );
         s.consumed +=
             support::metric_sum(&body, "cardiostream_ingest_frames_consumed_total", |_| {
                 false
             });
-        s.findings += support::metric_sum(&body, &format!("{WINDOW_METRIC}_count"), |_| false);
+        s.findings += support::metric_sum(&body, &format!("{CLOSED_METRIC}_count"), |_| false);
         let lag = support::metric_sum(&body, "cardiostream_ingest_consumer_lag", |v| v < 0.0);
         if body
             .lines()
@@ -738,26 +757,6 @@ fn run_step(args: &Args, exe: &Path, presets: &Arc<Presets>, n: usize) -> Step {
         args.pipelines, args.partitions
     );
 
-    // Every stream's model windows sit on one grid of device time (multiples of the
-    // model's hop, 300 s for ecg12-attia): the measurement window must contain a grid
-    // line: the generator starts so that the next one falls a sixth into the window.
-    if args.align_s > 0 {
-        let lead = args.warmup_s + args.measure_s / 6;
-        let now = now_us();
-        let align = args.align_s as i64 * 1_000_000;
-        let mut line = (now / align + 1) * align;
-        while line - now < lead as i64 * 1_000_000 {
-            line += align;
-        }
-        let wait = Duration::from_micros((line - now) as u64 - lead * 1_000_000);
-        println!(
-            "waiting {:.0} s so that the {} s model grid line falls {} s into the window",
-            wait.as_secs_f64(),
-            args.align_s,
-            args.measure_s / 6
-        );
-        std::thread::sleep(wait);
-    }
     let rebalances_before = snapshot(&pipelines).rebalances;
 
     // The generator on its own thread and runtime, in this process.
@@ -870,6 +869,9 @@ fn run_step(args: &Args, exe: &Path, presets: &Arc<Presets>, n: usize) -> Step {
     let within = share_at_most(&snap_a.buckets, &snap_b.buckets, P99_TARGET_S);
     let within_limit = share_at_most(&snap_a.buckets, &snap_b.buckets, args.p99_limit_s);
     let p99_bucket = p99_bound(&snap_a.buckets, &snap_b.buckets);
+    let end_p50 = support::bucket_quantile(&snap_a.end_buckets, &snap_b.end_buckets, 0.50);
+    let end_p99 = support::bucket_quantile(&snap_a.end_buckets, &snap_b.end_buckets, 0.99);
+    let end_p99_bucket = p99_bound(&snap_a.end_buckets, &snap_b.end_buckets);
     let lag_limit = (LAG_GROWTH_S * fleet_fps).max(LAG_GROWTH_SHARE * mean);
     let mut reasons = Vec::new();
     if lag_samples.len() < 3 {
@@ -888,7 +890,7 @@ fn run_step(args: &Args, exe: &Path, presets: &Arc<Presets>, n: usize) -> Step {
         reasons.push("no findings in the window".to_owned());
     } else if within_limit.is_nan() || within_limit < 0.99 {
         reasons.push(format!(
-            "p99 window -> finding above {} s ({:.2} % within)",
+            "p99 window closed -> finding above {} s ({:.2} % within)",
             args.p99_limit_s,
             100.0 * within_limit
         ));
@@ -919,6 +921,9 @@ fn run_step(args: &Args, exe: &Path, presets: &Arc<Presets>, n: usize) -> Step {
         p99_below_500ms: within >= 0.99,
         within_limit,
         p99_bucket_s: p99_bucket,
+        window_end_p50_s: end_p50,
+        window_end_p99_s: end_p99,
+        window_end_p99_bucket_s: end_p99_bucket,
         alerts_applied_in_window: alerts_b - alerts_a,
         signal_gaps: snap_b.gaps,
         backpressure_pauses: snap_b.pauses,
@@ -971,8 +976,8 @@ fn fmt_s(s: f64) -> String {
 fn print_step(s: &Step) {
     println!(
         "  {} patients: {} ({}); sent {} / consumed {:.0} frames in {:.0} s; lag mean {:.0}, \
-         growth {:.0} frames; findings {:.0}, p50 {}, p99 {} (bucket <= {} s), <= 500 ms {:.2} %, \
-         <= limit {:.2} %; alerts applied {:.0}; generator max late {:.0} ms; gaps {:.0}, pauses {:.0}, rebalances {:.0}",
+         growth {:.0} frames; findings {:.0}; window closed -> finding p50 {}, p99 {} (bucket <= {} s), \
+         <= 500 ms {:.2} %, <= limit {:.2} %; window end -> finding p50 {}, p99 {} (bucket <= {} s); alerts applied {:.0}; generator max late {:.0} ms; gaps {:.0}, pauses {:.0}, rebalances {:.0}",
         s.patients,
         if s.held { "HELD" } else { "FAILED" },
         if s.held {
@@ -991,6 +996,9 @@ fn print_step(s: &Step) {
         s.p99_bucket_s,
         100.0 * s.within_500ms,
         100.0 * s.within_limit,
+        fmt_s(s.window_end_p50_s),
+        fmt_s(s.window_end_p99_s),
+        s.window_end_p99_bucket_s,
         s.alerts_applied_in_window,
         s.generator_max_late_ms,
         s.signal_gaps,

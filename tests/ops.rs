@@ -700,6 +700,7 @@ fn dashboard_queries_read_only_metrics_the_service_exports() {
         "cardiostream_ingest_frames_dead_lettered_total",
         "cardiostream_ingest_consumer_lag",
         "cardiostream_window_to_finding_seconds_bucket",
+        "cardiostream_window_closed_to_finding_seconds_bucket",
         "cardiostream_inference_seconds_bucket",
         "cardiostream_inference_batch_size_bucket",
         "cardiostream_findings_published_total",
