@@ -121,7 +121,8 @@ pub struct PipelineSettings {
     pub model_threads: usize,
     /// Most windows per ONNX Runtime run.
     pub model_max_batch: usize,
-    /// Batches that may wait between stages before consumption pauses.
+    /// Batches that may wait between stages (and be in flight to the broker)
+    /// before consumption pauses.
     pub channel_batches: usize,
     /// DSP settings.
     #[serde(default)]

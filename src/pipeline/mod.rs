@@ -11,7 +11,9 @@
 //! 3. **publish** (async): findings to `ecg.findings.v1` keyed by stream, bad frames to
 //!    the dead-letter topic, and only once the broker has acknowledged all of them are
 //!    the batch's safe offsets stored (`enable.auto.offset.store = false`), to be
-//!    committed in the background. A crash therefore replays rather than loses.
+//!    committed in the background. A crash therefore replays rather than loses. Up to
+//!    `channel_batches` batches are in flight to the broker at once, completed in
+//!    order, so the broker's acknowledgement latency does not cap the findings rate.
 //!
 //! Rebalances: before partitions are revoked the stored offsets are committed and the
 //! streams of those partitions are dropped; the new owner rebuilds them from the
@@ -21,7 +23,7 @@
 mod processor;
 mod strip;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -66,7 +68,8 @@ pub struct PipelineConfig {
     pub batch_max: usize,
     /// Longest wait to fill a batch.
     pub batch_wait: Duration,
-    /// Batches that may wait between stages before consumption pauses.
+    /// Batches that may wait between stages (and be in flight to the broker)
+    /// before consumption pauses.
     pub channel_batches: usize,
     /// DSP settings.
     pub dsp: DspConfig,
@@ -248,49 +251,72 @@ pub async fn run(
     ));
     tracing::info!(topic = %cfg.frames_topic, group = %cfg.group_id, "pipeline consuming");
 
+    // Up to `channel_batches` batches are in flight to the broker at once (their
+    // acknowledgements awaited in order), so that a broker's acknowledgement latency
+    // caps the findings rate at `channel_batches` batches per round trip rather than
+    // at one.
+    let max_in_flight = cfg.channel_batches.max(1);
+    let mut in_flight: VecDeque<InFlight> = VecDeque::with_capacity(max_in_flight);
     let mut stored: HashMap<i32, i64> = HashMap::new();
+    let mut open = true;
     let mut failure = None;
-    while let Some(out) = out_rx.recv().await {
-        for p in &out.revoked {
-            stored.remove(p);
-        }
-        // A finding that cannot be published stops the pipeline before its offsets
-        // are stored: the restart replays the batch instead of losing it.
-        let span = tracing::info_span!(
-            "publish",
-            findings = out.findings.len(),
-            dead_letters = out.dead_letters.len(),
-            partitions = out.offsets.len(),
-        );
-        if let Err(e) = publish(&producer, &cfg, &metrics, &out)
-            .instrument(span)
-            .await
-        {
-            failure = Some(e);
-            break;
-        }
-        {
-            let mut s = statuses
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            for st in out.statuses {
-                s.insert(st.stream.clone(), st);
-            }
-        }
-        // Everything up to these offsets is published: they may be committed.
-        let mut tpl = TopicPartitionList::new();
-        for (p, o) in out.offsets {
-            if stored.get(&p).is_none_or(|&s| o > s) {
-                stored.insert(p, o);
-                if let Err(e) = tpl.add_partition_offset(&cfg.frames_topic, p, Offset::Offset(o)) {
-                    tracing::warn!(error = %e, partition = p, "offset not storable");
+    while open || !in_flight.is_empty() {
+        let n = in_flight.len();
+        let event = tokio::select! {
+            biased;
+            acked = oldest_acked(&mut in_flight), if n > 0 => Event::Acked(acked),
+            out = out_rx.recv(), if open && n < max_in_flight => Event::Output(out),
+        };
+        match event {
+            Event::Output(None) => open = false,
+            Event::Output(Some(out)) => {
+                // A finding that cannot be published stops the pipeline before its
+                // offsets are stored: the restart replays the batch instead of losing it.
+                match enqueue_output(&producer, &cfg, &metrics, out).await {
+                    Ok(f) => in_flight.push_back(f),
+                    Err(e) => {
+                        failure = Some(e);
+                        break;
+                    }
                 }
             }
-        }
-        if tpl.count() > 0 {
-            if let Err(e) = consumer.store_offsets(&tpl) {
-                // Partitions revoked since the batch was read: the new owner replays.
-                tracing::debug!(error = %e, "storing offsets");
+            Event::Acked(Err(e)) => {
+                failure = Some(e);
+                break;
+            }
+            Event::Acked(Ok(())) => {
+                let Some(done) = in_flight.pop_front() else {
+                    continue;
+                };
+                for p in &done.revoked {
+                    stored.remove(p);
+                }
+                {
+                    let mut s = statuses
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
+                    for st in done.statuses {
+                        s.insert(st.stream.clone(), st);
+                    }
+                }
+                // Everything up to these offsets is published: they may be committed.
+                let mut tpl = TopicPartitionList::new();
+                for (p, o) in done.offsets {
+                    if stored.get(&p).is_none_or(|&s| o > s) {
+                        stored.insert(p, o);
+                        if let Err(e) =
+                            tpl.add_partition_offset(&cfg.frames_topic, p, Offset::Offset(o))
+                        {
+                            tracing::warn!(error = %e, partition = p, "offset not storable");
+                        }
+                    }
+                }
+                if tpl.count() > 0 {
+                    if let Err(e) = consumer.store_offsets(&tpl) {
+                        // Partitions revoked since the batch was read: the new owner replays.
+                        tracing::debug!(error = %e, "storing offsets");
+                    }
+                }
             }
         }
     }
@@ -458,21 +484,60 @@ pub fn input_from(m: &rdkafka::message::BorrowedMessage<'_>) -> Input {
     }
 }
 
-/// Publishes findings and dead letters and waits until the broker has them all.
-async fn publish(
+/// What the publish stage waits for next.
+enum Event {
+    Output(Option<Output>),
+    Acked(anyhow::Result<()>),
+}
+
+/// One processed batch on its way to the broker: its acknowledgements (awaited in a
+/// task) and what to do once they are all in.
+struct InFlight {
+    acks: tokio::task::JoinHandle<anyhow::Result<()>>,
+    statuses: Vec<StreamStatus>,
+    offsets: Vec<(i32, i64)>,
+    revoked: Vec<i32>,
+}
+
+/// Waits for the oldest batch in flight to be acknowledged (or fail).
+async fn oldest_acked(in_flight: &mut VecDeque<InFlight>) -> anyhow::Result<()> {
+    match in_flight.front_mut() {
+        Some(f) => (&mut f.acks)
+            .await
+            .unwrap_or_else(|e| Err(anyhow::anyhow!("publish task failed: {e}"))),
+        None => std::future::pending().await,
+    }
+}
+
+/// A published finding's labels and times, for the metrics once it is acknowledged.
+struct Sent {
+    condition: &'static str,
+    status: &'static str,
+    window_end_us: i64,
+    closed_us: i64,
+}
+
+/// Enqueues a batch's findings and dead letters with the producer (librdkafka batches
+/// them) and starts a task that waits until the broker has them all.
+async fn enqueue_output(
     producer: &FutureProducer,
     cfg: &PipelineConfig,
     metrics: &Metrics,
-    out: &Output,
-) -> anyhow::Result<()> {
+    out: Output,
+) -> anyhow::Result<InFlight> {
+    let span = tracing::info_span!(
+        "publish",
+        findings = out.findings.len(),
+        dead_letters = out.dead_letters.len(),
+        partitions = out.offsets.len(),
+    );
     let failed = |e: KafkaError| anyhow::anyhow!("publishing to kafka failed: {e}");
-    // Everything is enqueued first (librdkafka batches it), then awaited.
     let mut findings = Vec::with_capacity(out.findings.len());
-    for (f, &closed) in out.findings.iter().zip(&out.closed_us) {
+    for (f, &closed_us) in out.findings.iter().zip(&out.closed_us) {
         let payload = match serde_json::to_vec(f) {
             Ok(p) => p,
             Err(e) => {
-                tracing::error!(error = %e, "finding not serialisable");
+                tracing::error!(parent: &span, error = %e, "finding not serialisable");
                 continue;
             }
         };
@@ -485,7 +550,13 @@ async fn publish(
             .payload(&payload)
             .headers(headers);
         let delivery = kafka::enqueue(producer, rec).await.map_err(failed)?;
-        findings.push((f, closed, delivery));
+        let sent = Sent {
+            condition: f.condition.as_str(),
+            status: f.status.as_str(),
+            window_end_us: f.window_end.0,
+            closed_us,
+        };
+        findings.push((sent, delivery));
     }
     let mut dead = Vec::with_capacity(out.dead_letters.len());
     for d in &out.dead_letters {
@@ -516,25 +587,37 @@ async fn publish(
             .headers(headers);
         dead.push(kafka::enqueue(producer, rec).await.map_err(failed)?);
     }
-    for (f, closed, delivery) in findings {
-        acknowledged(delivery.await).map_err(failed)?;
-        metrics
-            .findings_published
-            .with_label_values(&[f.condition.as_str(), f.status.as_str()])
-            .inc();
-        let now = now_us();
-        let seconds = |from: i64| ((now - from) as f64 / 1e6).max(0.0);
-        metrics
-            .window_to_finding_seconds
-            .observe(seconds(f.window_end.0));
-        metrics
-            .window_closed_to_finding_seconds
-            .observe(seconds(closed));
-    }
-    for delivery in dead {
-        acknowledged(delivery.await).map_err(failed)?;
-    }
-    Ok(())
+    let metrics = metrics.clone();
+    let acks = tokio::spawn(
+        async move {
+            for (f, delivery) in findings {
+                acknowledged(delivery.await).map_err(failed)?;
+                metrics
+                    .findings_published
+                    .with_label_values(&[f.condition, f.status])
+                    .inc();
+                let now = now_us();
+                let seconds = |from: i64| ((now - from) as f64 / 1e6).max(0.0);
+                metrics
+                    .window_to_finding_seconds
+                    .observe(seconds(f.window_end_us));
+                metrics
+                    .window_closed_to_finding_seconds
+                    .observe(seconds(f.closed_us));
+            }
+            for delivery in dead {
+                acknowledged(delivery.await).map_err(failed)?;
+            }
+            Ok(())
+        }
+        .instrument(span),
+    );
+    Ok(InFlight {
+        acks,
+        statuses: out.statuses,
+        offsets: out.offsets,
+        revoked: out.revoked,
+    })
 }
 
 /// The outcome of a delivery future as an error, if any.
