@@ -92,7 +92,7 @@ impl PipelineConfig {
             dlq_topic: "ecg.frames.dlq".into(),
             batch_max: 512,
             batch_wait: Duration::from_millis(20),
-            channel_batches: 4,
+            channel_batches: 16,
             dsp: DspConfig::default(),
             model_hop_s: 10.0,
             streams: StreamSettings::default(),
@@ -532,61 +532,67 @@ async fn enqueue_output(
         partitions = out.offsets.len(),
     );
     let failed = |e: KafkaError| anyhow::anyhow!("publishing to kafka failed: {e}");
-    let mut findings = Vec::with_capacity(out.findings.len());
-    for (f, &closed_us) in out.findings.iter().zip(&out.closed_us) {
-        let payload = match serde_json::to_vec(f) {
-            Ok(p) => p,
-            Err(e) => {
-                tracing::error!(parent: &span, error = %e, "finding not serialisable");
-                continue;
-            }
-        };
-        let headers = OwnedHeaders::new().insert(Header {
-            key: kafka::CONTENT_TYPE,
-            value: Some(CONTENT_TYPE_JSON),
-        });
-        let rec = FutureRecord::to(&cfg.findings_topic)
-            .key(f.stream.as_str())
-            .payload(&payload)
-            .headers(headers);
-        let delivery = kafka::enqueue(producer, rec).await.map_err(failed)?;
-        let sent = Sent {
-            condition: f.condition.as_str(),
-            status: f.status.as_str(),
-            window_end_us: f.window_end.0,
-            closed_us,
-        };
-        findings.push((sent, delivery));
-    }
-    let mut dead = Vec::with_capacity(out.dead_letters.len());
-    for d in &out.dead_letters {
-        let (partition, offset) = (d.input.partition.to_string(), d.input.offset.to_string());
-        let headers = OwnedHeaders::new()
-            .insert(Header {
-                key: kafka::DLQ_ERROR_KIND,
-                value: Some(d.kind),
-            })
-            .insert(Header {
-                key: kafka::DLQ_ERROR_MESSAGE,
-                value: Some(d.reason.as_str()),
-            })
-            .insert(Header {
-                key: kafka::DLQ_SOURCE_TOPIC,
-                value: Some(d.input.topic.as_str()),
-            })
-            .insert(Header {
-                key: kafka::DLQ_SOURCE_PARTITION,
-                value: Some(partition.as_str()),
-            })
-            .insert(Header {
-                key: kafka::DLQ_SOURCE_OFFSET,
-                value: Some(offset.as_str()),
+    let enqueue = async {
+        let mut findings = Vec::with_capacity(out.findings.len());
+        for (i, f) in out.findings.iter().enumerate() {
+            // Every finding is published, whether or not its close time is known.
+            let closed_us = out.closed_us.get(i).copied().unwrap_or_else(now_us);
+            let payload = match serde_json::to_vec(f) {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::error!(error = %e, "finding not serialisable");
+                    continue;
+                }
+            };
+            let headers = OwnedHeaders::new().insert(Header {
+                key: kafka::CONTENT_TYPE,
+                value: Some(CONTENT_TYPE_JSON),
             });
-        let rec: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(&cfg.dlq_topic)
-            .payload(d.input.payload.as_slice())
-            .headers(headers);
-        dead.push(kafka::enqueue(producer, rec).await.map_err(failed)?);
-    }
+            let rec = FutureRecord::to(&cfg.findings_topic)
+                .key(f.stream.as_str())
+                .payload(&payload)
+                .headers(headers);
+            let delivery = kafka::enqueue(producer, rec).await.map_err(failed)?;
+            let sent = Sent {
+                condition: f.condition.as_str(),
+                status: f.status.as_str(),
+                window_end_us: f.window_end.0,
+                closed_us,
+            };
+            findings.push((sent, delivery));
+        }
+        let mut dead = Vec::with_capacity(out.dead_letters.len());
+        for d in &out.dead_letters {
+            let (partition, offset) = (d.input.partition.to_string(), d.input.offset.to_string());
+            let headers = OwnedHeaders::new()
+                .insert(Header {
+                    key: kafka::DLQ_ERROR_KIND,
+                    value: Some(d.kind),
+                })
+                .insert(Header {
+                    key: kafka::DLQ_ERROR_MESSAGE,
+                    value: Some(d.reason.as_str()),
+                })
+                .insert(Header {
+                    key: kafka::DLQ_SOURCE_TOPIC,
+                    value: Some(d.input.topic.as_str()),
+                })
+                .insert(Header {
+                    key: kafka::DLQ_SOURCE_PARTITION,
+                    value: Some(partition.as_str()),
+                })
+                .insert(Header {
+                    key: kafka::DLQ_SOURCE_OFFSET,
+                    value: Some(offset.as_str()),
+                });
+            let rec: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(&cfg.dlq_topic)
+                .payload(d.input.payload.as_slice())
+                .headers(headers);
+            dead.push(kafka::enqueue(producer, rec).await.map_err(failed)?);
+        }
+        Ok::<_, anyhow::Error>((findings, dead))
+    };
+    let (findings, dead) = enqueue.instrument(span.clone()).await?;
     let metrics = metrics.clone();
     let acks = tokio::spawn(
         async move {

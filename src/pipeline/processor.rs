@@ -122,7 +122,7 @@ pub struct Output {
     pub findings: Vec<Finding>,
     /// Per finding (same order), when its window closed, µs since the epoch: the
     /// timestamp of the message whose frame completed it (detector look-ahead
-    /// included), or when the processor took that message if it had none.
+    /// included), or, for a message without one, when the processor took its batch.
     pub closed_us: Vec<i64>,
     /// Frames to dead-letter.
     pub dead_letters: Vec<DeadLetter>,
