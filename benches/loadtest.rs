@@ -3,7 +3,7 @@
 //! docs/performance.md, "End-to-end load test (issue #7)".
 //!
 //! `cargo bench --bench loadtest -- [options]`:
-//! `--patients 250,500,1000,1500,2000` (the ramp), `--pipelines K` (default 1),
+//! `--patients 500,1000,2000,3000,3500` (the ramp), `--pipelines K` (default 1),
 //! `--partitions P` (default 4), `--warmup S` (default 40), `--measure S` (default 60),
 //! `--fetch-wait-ms W` (consumers' `fetch.wait.max.ms`, default 10: the documented
 //! setting for tansu, docs/performance.md), `--linger-ms L` (the load generator's
@@ -122,7 +122,7 @@ struct Args {
 
 fn parse_args() -> Args {
     let mut a = Args {
-        patients: vec![250, 500, 1000, 1500, 2000],
+        patients: vec![500, 1000, 2000, 3000, 3500],
         pipelines: 1,
         partitions: 4,
         warmup_s: 40,
