@@ -110,33 +110,24 @@ impl Metrics {
         let latency = vec![
             0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
         ];
-        let window_to_finding = Histogram::with_opts(
-            HistogramOpts::new(
-                "cardiostream_window_to_finding_seconds",
-                "Seconds from the end of a window (device time) to its finding being published.",
-            )
-            .buckets(latency.clone()),
-        )
-        .expect("valid metric");
-        reg(Box::new(window_to_finding.clone()));
-        let window_closed_to_finding = Histogram::with_opts(
-            HistogramOpts::new(
-                "cardiostream_window_closed_to_finding_seconds",
-                "Seconds from a window closing (the Kafka timestamp of the frame that completed it) to its finding being published.",
-            )
-            .buckets(latency.clone()),
-        )
-        .expect("valid metric");
-        reg(Box::new(window_closed_to_finding.clone()));
-        let device_to_ingested = Histogram::with_opts(
-            HistogramOpts::new(
-                "cardiostream_device_to_ingested_seconds",
-                "Seconds from a frame's last sample (device time) to the pipeline decoding it.",
-            )
-            .buckets(latency.clone()),
-        )
-        .expect("valid metric");
-        reg(Box::new(device_to_ingested.clone()));
+        let h = |name: &str, help: &str| {
+            let m = Histogram::with_opts(HistogramOpts::new(name, help).buckets(latency.clone()))
+                .expect("valid metric");
+            reg(Box::new(m.clone()));
+            m
+        };
+        let window_to_finding = h(
+            "cardiostream_window_to_finding_seconds",
+            "Seconds from the end of a window (device time) to its finding being published.",
+        );
+        let window_closed_to_finding = h(
+            "cardiostream_window_closed_to_finding_seconds",
+            "Seconds from a window closing (the Kafka timestamp of the frame that completed it) to its finding being published.",
+        );
+        let device_to_ingested = h(
+            "cardiostream_device_to_ingested_seconds",
+            "Seconds from a frame's last sample (device time) to the pipeline decoding it.",
+        );
         let streams_active = IntGauge::new(
             "cardiostream_streams_active",
             "Streams with DSP state in this process.",

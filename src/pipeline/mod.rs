@@ -101,6 +101,7 @@ impl PipelineConfig {
     }
 }
 
+/// Now, µs since the epoch.
 fn now_us() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)

@@ -593,7 +593,7 @@ impl Processor {
         for input in inputs {
             let closed_us = input
                 .timestamp_us
-                .unwrap_or_else(|| *taken_us.get_or_insert_with(wall_clock_us));
+                .unwrap_or_else(|| *taken_us.get_or_insert_with(super::now_us));
             self.metrics.frames_consumed.inc();
             let next = input.offset + 1;
             let high = self.high.entry(input.partition).or_insert(next);
@@ -707,7 +707,7 @@ impl Processor {
             + frame
                 .sample_rate
                 .samples_to_us(frame.samples_per_lead() as u64);
-        let wall_us = wall_clock_us();
+        let wall_us = super::now_us();
         self.metrics
             .device_to_ingested_seconds
             .observe((wall_us - last_sample_us).max(0) as f64 / 1e6);
@@ -1126,13 +1126,6 @@ impl WindowAt<'_> {
             strip: None,
         }
     }
-}
-
-/// Now, µs since the epoch.
-fn wall_clock_us() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_micros() as i64)
 }
 
 fn continuity_finding(
