@@ -200,6 +200,9 @@ fn summary(f: &Finding, kind: AlertKind) -> String {
         Condition::Asystole => "asystole",
         Condition::AtrialFibrillation => "possible atrial fibrillation",
         Condition::VentricularTachycardia => "possible ventricular tachycardia",
+        Condition::VentricularFibrillation => "possible ventricular flutter/fibrillation",
+        Condition::ExtremeBradycardia => "extreme bradycardia",
+        Condition::ExtremeTachycardia => "extreme tachycardia",
         Condition::FrequentPvcs => "frequent PVCs",
         Condition::LeadOff => "lead off",
         Condition::SignalGap => "signal gap",
@@ -209,7 +212,10 @@ fn summary(f: &Finding, kind: AlertKind) -> String {
     };
     let mut s = what.to_owned();
     match f.condition {
-        Condition::Bradycardia | Condition::Tachycardia => {
+        Condition::Bradycardia
+        | Condition::Tachycardia
+        | Condition::ExtremeBradycardia
+        | Condition::ExtremeTachycardia => {
             if let Some(v) = f.value {
                 s.push_str(&format!(", {v:.0} bpm"));
             }

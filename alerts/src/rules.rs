@@ -50,8 +50,9 @@ impl RuleSet {
 }
 
 impl Default for RuleSet {
-    /// Defaults after common monitor practice: asystole and ventricular tachycardia
-    /// high; atrial fibrillation, brady- and tachycardia medium; frequent PVCs and
+    /// Defaults after common monitor practice: the lethal arrhythmias of IEC
+    /// 60601-2-27 (asystole, extreme brady- and tachycardia, ventricular tachycardia,
+    /// ventricular flutter/fibrillation) high; atrial fibrillation, brady- and tachycardia medium; frequent PVCs and
     /// technical conditions low; AI
     /// screening notifications low and labelled decision support.
     fn default() -> Self {
@@ -70,6 +71,9 @@ impl Default for RuleSet {
             rules: vec![
                 r(Asystole, High, Physiological, 1, 2),
                 r(VentricularTachycardia, High, Physiological, 1, 2),
+                r(VentricularFibrillation, High, Physiological, 1, 2),
+                r(ExtremeBradycardia, High, Physiological, 1, 2),
+                r(ExtremeTachycardia, High, Physiological, 1, 2),
                 r(Pause, Medium, Physiological, 1, 2),
                 Rule {
                     from_models: Some(true),

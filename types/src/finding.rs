@@ -18,8 +18,18 @@ pub enum Condition {
     Asystole,
     /// Atrial fibrillation (irregularly irregular rhythm).
     AtrialFibrillation,
-    /// Ventricular tachycardia.
+    /// Ventricular tachycardia: a run of ventricular beats at a high rate (lethal
+    /// arrhythmia, IEC 60601-2-27).
     VentricularTachycardia,
+    /// Ventricular flutter or fibrillation: a fibrillatory, flutter or oscillatory
+    /// waveform (lethal arrhythmia, IEC 60601-2-27).
+    VentricularFibrillation,
+    /// Extreme bradycardia: a heart rate below the extreme-low limit over several
+    /// consecutive beats (lethal arrhythmia, IEC 60601-2-27).
+    ExtremeBradycardia,
+    /// Extreme tachycardia: a heart rate above the extreme-high limit over many
+    /// consecutive beats (lethal arrhythmia, IEC 60601-2-27).
+    ExtremeTachycardia,
     /// Frequent premature ventricular contractions.
     FrequentPvcs,
     /// One or more electrodes detached.
@@ -44,6 +54,9 @@ impl Condition {
             Condition::Asystole => "asystole",
             Condition::AtrialFibrillation => "atrial_fibrillation",
             Condition::VentricularTachycardia => "ventricular_tachycardia",
+            Condition::VentricularFibrillation => "ventricular_fibrillation",
+            Condition::ExtremeBradycardia => "extreme_bradycardia",
+            Condition::ExtremeTachycardia => "extreme_tachycardia",
             Condition::FrequentPvcs => "frequent_pvcs",
             Condition::LeadOff => "lead_off",
             Condition::SignalGap => "signal_gap",
@@ -51,6 +64,19 @@ impl Condition {
             Condition::PoorSignal => "poor_signal",
             Condition::LowEjectionFraction => "low_ejection_fraction",
         }
+    }
+
+    /// The lethal arrhythmias of IEC 60601-2-27: asystole, extreme bradycardia,
+    /// extreme tachycardia, ventricular tachycardia and ventricular flutter/fibrillation.
+    pub fn is_lethal(self) -> bool {
+        matches!(
+            self,
+            Condition::Asystole
+                | Condition::ExtremeBradycardia
+                | Condition::ExtremeTachycardia
+                | Condition::VentricularTachycardia
+                | Condition::VentricularFibrillation
+        )
     }
 
     /// Technical conditions are about the signal, not the patient.

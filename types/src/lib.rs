@@ -15,6 +15,7 @@ mod finding;
 mod frame;
 mod ids;
 mod lead;
+mod pulse;
 mod units;
 mod window;
 
@@ -23,5 +24,6 @@ pub use finding::{Condition, Finding, FindingSource, FindingStatus, Strip};
 pub use frame::Frame;
 pub use ids::{DeviceId, IdError, PatientId, StreamId, MAX_ID_LEN};
 pub use lead::{Lead, UnknownLead};
+pub use pulse::PulseKind;
 pub use units::{DeviceTimeUs, NanovoltsPerCount, SampleRate};
 pub use window::Window;

@@ -360,9 +360,12 @@ pub(crate) fn value_meaning(
     Option<&'static str>,
 ) {
     match c {
-        Condition::Bradycardia | Condition::Tachycardia | Condition::VentricularTachycardia => {
-            ("Heart rate", "beats/min", "/min", Some("8867-4"))
-        }
+        Condition::Bradycardia
+        | Condition::Tachycardia
+        | Condition::VentricularTachycardia
+        | Condition::ExtremeBradycardia
+        | Condition::ExtremeTachycardia => ("Heart rate", "beats/min", "/min", Some("8867-4")),
+        Condition::VentricularFibrillation => ("Dominant frequency", "Hz", "Hz", None),
         Condition::Pause | Condition::Asystole => ("Longest RR interval", "s", "s", None),
         Condition::SignalGap => ("Signal gap length", "s", "s", None),
         Condition::ClockJump => ("Device clock jump", "s", "s", None),
@@ -383,6 +386,9 @@ pub(crate) fn condition_text(c: Condition) -> &'static str {
         Condition::Asystole => "asystole",
         Condition::AtrialFibrillation => "atrial fibrillation",
         Condition::VentricularTachycardia => "ventricular tachycardia",
+        Condition::VentricularFibrillation => "ventricular flutter/fibrillation",
+        Condition::ExtremeBradycardia => "extreme bradycardia",
+        Condition::ExtremeTachycardia => "extreme tachycardia",
         Condition::FrequentPvcs => "frequent PVCs",
         Condition::LeadOff => "lead off",
         Condition::SignalGap => "signal gap",
