@@ -5,17 +5,25 @@
 //! escalated to it only: no token or an unknown one is 401, another team's alert 403.
 //! Every write is in the alert's audit trail under the token's actor.
 //! The routes below are what `docs/alerts.md` documents.
+//!
+//! The token is checked before anything else — a request without an accepted one is
+//! refused before its body is read — and a body is at most [`MAX_BODY_BYTES`]. Every
+//! response carries [`security_headers`]: a content security policy (the console's own
+//! script and style by hash, nothing inline, no framing), `nosniff`, no caching.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use axum::extract::{Path, Query, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use ecg_types::{AlertState, Priority};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
@@ -28,6 +36,10 @@ use crate::store::{
 /// The notice every list carries.
 pub const DECISION_SUPPORT_NOTICE: &str =
     "Findings from AI models are decision support for clinicians, not diagnoses.";
+
+/// Largest request body the API reads (a note or a silence is a few hundred bytes):
+/// larger ones are refused with 413 before they are parsed.
+pub const MAX_BODY_BYTES: usize = 16 * 1024;
 
 /// Tokens the API accepts, by SHA-256.
 #[derive(Clone, Default)]
@@ -124,8 +136,7 @@ pub struct ApiState {
 
 /// The console and the API.
 pub fn router(state: ApiState) -> Router {
-    Router::new()
-        .route("/", get(console))
+    let api = Router::new()
         .route("/api/v1/me", get(me))
         .route("/api/v1/alerts", get(list))
         .route("/api/v1/alerts/{id}", get(detail))
@@ -133,14 +144,103 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/silences", post(add_silence).get(silences))
         .route("/api/v1/precision", get(precision))
         .route("/api/v1/models/{id}/card", get(model_card))
+        .route_layer(middleware::from_fn_with_state(
+            state.tokens.clone(),
+            require_token,
+        ));
+    Router::new()
+        .route("/", get(console))
+        .merge(api)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(middleware::map_response(security_headers))
         .with_state(state)
 }
 
-async fn console() -> impl IntoResponse {
+/// Middleware: the request's bearer token must be one of `tokens`; its [`Caller`] is
+/// then in the request's extensions for the handler. Runs before any extractor, so
+/// the body of a request without an accepted token is never read.
+pub async fn require_token(
+    State(tokens): State<Arc<Tokens>>,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    match authenticate(&tokens, req.headers()) {
+        Ok(c) => {
+            req.extensions_mut().insert(c);
+            next.run(req).await
+        }
+        Err(e) => e.into_response(),
+    }
+}
+
+/// The console's content security policy: its one inline script and one inline style
+/// by SHA-256, the API on the same origin, nothing else; never framed.
+fn console_csp() -> &'static str {
+    static CSP: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    CSP.get_or_init(|| {
+        let html = CONSOLE_HTML;
+        let hash = |open: &str, close: &str| -> String {
+            use base64::Engine as _;
+            let body = html
+                .find(open)
+                .map(|a| a + open.len())
+                .and_then(|a| html[a..].find(close).map(|b| &html[a..a + b]))
+                .unwrap_or("");
+            let digest = Sha256::digest(body.as_bytes());
+            format!(
+                "'sha256-{}'",
+                base64::engine::general_purpose::STANDARD.encode(digest)
+            )
+        };
+        format!(
+            "default-src 'none'; script-src {}; style-src {}; connect-src 'self'; img-src 'self'; \
+             base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+            hash("<script>", "</script>"),
+            hash("<style>", "</style>")
+        )
+    })
+}
+
+/// Response middleware: `X-Content-Type-Options: nosniff`, no framing
+/// (`frame-ancestors 'none'`, `X-Frame-Options: DENY`), no referrer, and — for
+/// everything but the console page, which sets its own — a policy that allows
+/// nothing to run and `Cache-Control: no-store` (answers carry patient data).
+pub async fn security_headers(mut res: Response) -> Response {
+    let h = res.headers_mut();
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    if !h.contains_key(header::CONTENT_SECURITY_POLICY) {
+        h.insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'"),
+        );
+    }
+    if !h.contains_key(header::CACHE_CONTROL) {
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    res
+}
+
+const CONSOLE_HTML: &str = include_str!("web/console.html");
+
+async fn console() -> Response {
+    let csp = HeaderValue::from_str(console_csp())
+        .unwrap_or_else(|_| HeaderValue::from_static("default-src 'none'"));
     (
-        [(header::CACHE_CONTROL, "no-store")],
-        Html(include_str!("web/console.html")),
+        [
+            (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
+            (header::CONTENT_SECURITY_POLICY, csp),
+        ],
+        Html(CONSOLE_HTML),
     )
+        .into_response()
 }
 
 /// An API error as JSON `{"error": "..."}` with its status.
@@ -178,7 +278,11 @@ impl From<crate::store::StoreError> for ApiError {
     }
 }
 
-fn caller(s: &ApiState, headers: &HeaderMap) -> Result<Caller, ApiError> {
+/// The caller a request's `Authorization: Bearer <token>` stands for.
+///
+/// # Errors
+/// 401 without a bearer token or with one that is not accepted.
+pub fn authenticate(tokens: &Tokens, headers: &HeaderMap) -> Result<Caller, ApiError> {
     let token = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -191,10 +295,41 @@ fn caller(s: &ApiState, headers: &HeaderMap) -> Result<Caller, ApiError> {
                 "missing bearer token (Authorization: Bearer <token>)".into(),
             )
         })?;
-    s.tokens
+    tokens
         .caller(token)
         .cloned()
         .ok_or_else(|| ApiError(StatusCode::UNAUTHORIZED, "token not accepted".into()))
+}
+
+/// A JSON body (an empty one is `T::default()` where `empty` allows it), parsed only
+/// after the token was accepted; errors are JSON like every other.
+fn json_body<T: DeserializeOwned>(
+    headers: &HeaderMap,
+    body: &Bytes,
+    empty: Option<T>,
+) -> Result<T, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        if let Some(d) = empty {
+            return Ok(d);
+        }
+        return Err(ApiError(
+            StatusCode::BAD_REQUEST,
+            "a JSON body is required".into(),
+        ));
+    }
+    let json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"));
+    if !json {
+        return Err(ApiError(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "the body must be Content-Type: application/json".into(),
+        ));
+    }
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError(StatusCode::BAD_REQUEST, format!("invalid JSON body: {e}")))
 }
 
 /// One alert as the API shows it.
@@ -281,8 +416,7 @@ impl From<&AlertRecord> for AlertJson {
     }
 }
 
-async fn me(State(s): State<ApiState>, headers: HeaderMap) -> Result<impl IntoResponse, ApiError> {
-    let c = caller(&s, &headers)?;
+async fn me(Extension(c): Extension<Caller>) -> Result<impl IntoResponse, ApiError> {
     Ok(Json(
         serde_json::json!({ "team": c.team, "actor": c.actor }),
     ))
@@ -298,10 +432,9 @@ struct ListQuery {
 
 async fn list(
     State(s): State<ApiState>,
-    headers: HeaderMap,
+    Extension(mut c): Extension<Caller>,
     Query(q): Query<ListQuery>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let mut c = caller(&s, &headers)?;
     if let Some(t) = q.team {
         if c.team != "*" && c.team != t {
             return Err(ApiError(
@@ -366,12 +499,13 @@ impl From<AuditEntry> for AuditJson {
         let t = UNIX_EPOCH + Duration::from_micros(u64::try_from(e.at_us).unwrap_or(0));
         AuditJson {
             at: humantime::format_rfc3339_millis(t).to_string(),
-            actor: e.actor,
+            actor: crate::text::neutralise(&e.actor),
             action: e.action,
             from: e.from,
             to: e.to,
             verdict: e.verdict,
-            note: e.note,
+            // Entries stored before notes were neutralised on the way in.
+            note: e.note.as_deref().map(crate::text::neutralise),
         }
     }
 }
@@ -405,10 +539,9 @@ impl From<DeliveryRecord> for DeliveryJson {
 
 async fn detail(
     State(s): State<ApiState>,
-    headers: HeaderMap,
+    Extension(c): Extension<Caller>,
     Path(id): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let c = caller(&s, &headers)?;
     let (rec, audit, deliveries) = s.service.detail(&c, &id).await?;
     Ok(Json(Detail {
         alert: AlertJson::from(&rec),
@@ -429,23 +562,13 @@ struct ActionBody {
     note: Option<String>,
 }
 
-fn body(b: Option<Json<ActionBody>>) -> Result<ActionBody, ApiError> {
-    let b = b.map(|Json(b)| b).unwrap_or_default();
-    if b.note.as_ref().is_some_and(|n| n.len() > 2000) {
-        return Err(ApiError(
-            StatusCode::BAD_REQUEST,
-            "note is longer than 2000 bytes".into(),
-        ));
-    }
-    Ok(b)
-}
-
 /// `POST /api/v1/alerts/{id}/{ack|escalate|resolve}`.
 async fn act(
     State(s): State<ApiState>,
+    Extension(c): Extension<Caller>,
     headers: HeaderMap,
     Path((id, action)): Path<(String, String)>,
-    b: Option<Json<ActionBody>>,
+    body: Bytes,
 ) -> Result<impl IntoResponse, ApiError> {
     if !matches!(action.as_str(), "ack" | "escalate" | "resolve") {
         return Err(ApiError(
@@ -453,8 +576,7 @@ async fn act(
             format!("no action {action:?} (ack, escalate, resolve)"),
         ));
     }
-    let c = caller(&s, &headers)?;
-    let b = body(b)?;
+    let b: ActionBody = json_body(&headers, &body, Some(ActionBody::default()))?;
     let note = b.note.as_deref();
     let rec = match action.as_str() {
         "ack" => s.service.acknowledge(&c, &id, b.verdict, note).await?,
@@ -482,10 +604,11 @@ struct SilenceBody {
 
 async fn add_silence(
     State(s): State<ApiState>,
+    Extension(c): Extension<Caller>,
     headers: HeaderMap,
-    Json(b): Json<SilenceBody>,
+    body: Bytes,
 ) -> Result<impl IntoResponse, ApiError> {
-    let c = caller(&s, &headers)?;
+    let b: SilenceBody = json_body(&headers, &body, None)?;
     let silence = s
         .service
         .silence(&c, b.matchers, b.duration_s, &b.comment)
@@ -495,30 +618,26 @@ async fn add_silence(
 
 async fn silences(
     State(s): State<ApiState>,
-    headers: HeaderMap,
+    Extension(c): Extension<Caller>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let c = caller(&s, &headers)?;
     let now = crate::store::ms(SystemTime::now());
     let mut v = s.service.store().silences(now).await?;
     v.retain(|x| c.team == "*" || x.team == c.team || x.team == "*");
+    for x in &mut v {
+        x.comment = crate::text::neutralise(&x.comment);
+    }
     Ok(Json(serde_json::json!({ "silences": v })))
 }
 
-async fn precision(
-    State(s): State<ApiState>,
-    headers: HeaderMap,
-) -> Result<impl IntoResponse, ApiError> {
-    caller(&s, &headers)?;
+async fn precision(State(s): State<ApiState>) -> Result<impl IntoResponse, ApiError> {
     let rows: Vec<PrecisionRow> = s.service.store().precision().await?;
     Ok(Json(serde_json::json!({ "rows": rows })))
 }
 
 async fn model_card(
     State(s): State<ApiState>,
-    headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    caller(&s, &headers)?;
     let not_found = || ApiError(StatusCode::NOT_FOUND, format!("no model card for {id:?}"));
     if id.is_empty()
         || !id

@@ -456,6 +456,20 @@ impl ServiceConfig {
                 "route names receiver {r:?}, which is not among [[alerts.receivers]]"
             )));
         }
+        let mut all_teams: Vec<&str> = self.teams.iter().map(|t| t.name.as_str()).collect();
+        all_teams.push(&self.default_team);
+        all_teams.extend(self.assignments.iter().map(|a| a.team.as_str()));
+        all_teams.extend(
+            self.tokens
+                .iter()
+                .map(|t| t.team.as_str())
+                .filter(|t| *t != "*"),
+        );
+        if let Some(t) = all_teams.iter().find(|t| !valid_team_name(t)) {
+            return Err(ConfigError(format!(
+                "team name {t:?}: 1 to 64 characters, no commas, no control characters, not `*`"
+            )));
+        }
         let mut teams: HashSet<&str> = self.teams.iter().map(|t| t.name.as_str()).collect();
         teams.insert(self.default_team.as_str());
         for a in &self.assignments {
@@ -502,6 +516,17 @@ impl ServiceConfig {
         }
         Ok(())
     }
+}
+
+/// A team name as the store keeps it (in a comma-separated list of the teams that
+/// see an alert): 1 to 64 characters, no comma, no control character; `*` is the
+/// token wildcard, never a team.
+pub fn valid_team_name(t: &str) -> bool {
+    !t.is_empty()
+        && t.len() <= 64
+        && t != "*"
+        && !t.contains(',')
+        && !t.chars().any(crate::text::is_unsafe)
 }
 
 mod rfc3339 {
@@ -589,6 +614,23 @@ mod tests {
         c.route.routes[1].receivers = Some(vec![]);
         let err = c.validate().expect_err("team undefined");
         assert!(err.to_string().contains("nobody"), "{err}");
+    }
+
+    #[test]
+    fn team_names_are_checked() {
+        for bad in ["", "a,b", "*", "ward\u{202E}3"] {
+            let c = ServiceConfig {
+                default_team: bad.into(),
+                ..ServiceConfig::default()
+            };
+            let e = c.validate().expect_err(bad).to_string();
+            assert!(e.contains("team name"), "{bad:?}: {e}");
+        }
+        let c = ServiceConfig {
+            default_team: "rapid_response%2".into(),
+            ..ServiceConfig::default()
+        };
+        c.validate().expect("wildcards are plain characters");
     }
 
     #[test]

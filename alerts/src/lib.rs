@@ -19,6 +19,7 @@ pub mod receivers;
 pub mod rules;
 pub mod service;
 pub mod store;
+pub mod text;
 
 pub use engine::{AlertEngine, AlertView};
 pub use rules::{Rule, RuleSet};

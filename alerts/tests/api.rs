@@ -331,3 +331,387 @@ async fn tokens_scope_teams_and_every_write_is_audited() {
     assert_eq!(s, StatusCode::OK);
     assert!(page.to_lowercase().contains("decision support"));
 }
+
+/// A service on an in-memory store with `cfg` (TOML of `[alerts]`), one AF finding
+/// per stream in `streams`, and the API on a real socket with `tokens` (token, team,
+/// actor).
+async fn start(
+    cfg: &str,
+    streams: &[&str],
+    tokens: &[(&str, &str, &str)],
+) -> (Api, Arc<AlertService>) {
+    let cfg: ServiceConfig = toml::from_str(cfg).expect("config");
+    let store = Store::open(&cfg.store.url, 1).await.expect("store");
+    let svc =
+        Arc::new(AlertService::new(cfg, store, "api-test", Arc::new(NoHooks)).expect("service"));
+    for s in streams {
+        svc.on_finding(
+            &finding(s, Condition::AtrialFibrillation, 0),
+            Instant::now(),
+        )
+        .await
+        .expect("finding");
+    }
+    let mut t = Tokens::default();
+    for (token, team, actor) in tokens {
+        t.add(
+            token,
+            Caller {
+                team: (*team).into(),
+                actor: (*actor).into(),
+            },
+        );
+    }
+    let app = api::router(ApiState {
+        service: svc.clone(),
+        tokens: Arc::new(t),
+        models_dir: None,
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let api = Api {
+        base,
+        http: reqwest::Client::new(),
+    };
+    (api, svc)
+}
+
+const ONE_TEAM: &str = r#"
+    [store]
+    url = "sqlite::memory:"
+    [[assignments]]
+    stream_prefix = "bed-"
+    team = "telemetry"
+"#;
+
+/// Issue 15, item 6: the token is checked before a body is read or parsed; bodies
+/// and free-text fields have bounds (a 1.5 MB silence comment was stored, and every
+/// new alert reloads every silence).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_token_is_checked_before_the_body_and_bodies_and_fields_are_bounded() {
+    let (api, svc) = start(ONE_TEAM, &["bed-1"], &[("t", "telemetry", "nurse-a")]).await;
+    let id = svc
+        .list(
+            &Caller {
+                team: "*".into(),
+                actor: "test".into(),
+            },
+            &[],
+            None,
+            10,
+        )
+        .await
+        .expect("list")[0]
+        .id
+        .replace('/', "%2F");
+    // Garbage bodies without a token: 401, not a parse error.
+    for path in [
+        "/api/v1/silences".to_owned(),
+        format!("/api/v1/alerts/{id}/ack"),
+    ] {
+        let (s, body) = api
+            .call(
+                reqwest::Method::POST,
+                &path,
+                None,
+                Some(Value::String("{not json".into())),
+            )
+            .await;
+        assert_eq!(s, StatusCode::UNAUTHORIZED, "{path}: {body}");
+        let r = api
+            .http
+            .post(format!("{}{path}", api.base))
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body("{\"matchers\": ")
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "{path}");
+    }
+    // A 1.5 MB comment is refused before it is parsed, let alone stored.
+    let huge = "x".repeat(1_500_000);
+    let (s, _) = api
+        .post(
+            "/api/v1/silences",
+            "t",
+            json!({"matchers": {"stream": "bed-1"}, "duration_s": 60, "comment": huge}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE);
+    // Within the body limit, fields have their own bounds.
+    let (s, e) = api
+        .post(
+            "/api/v1/silences",
+            "t",
+            json!({"matchers": {"stream": "bed-1"}, "duration_s": 60, "comment": "y".repeat(2001)}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{e}");
+    assert!(
+        e["error"].as_str().expect("error").contains("comment"),
+        "{e}"
+    );
+    let (s, e) = api
+        .post(
+            "/api/v1/silences",
+            "t",
+            json!({"matchers": {"patient": "p".repeat(300)}, "duration_s": 60, "comment": "ok"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{e}");
+    assert!(
+        e["error"].as_str().expect("error").contains("patient"),
+        "{e}"
+    );
+    let (s, e) = api
+        .post(
+            &format!("/api/v1/alerts/{id}/ack"),
+            "t",
+            json!({"note": "n".repeat(2001)}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{e}");
+    // Nothing of it was stored.
+    let now = ecg_alerts::store::ms(std::time::SystemTime::now());
+    assert!(svc
+        .store()
+        .silences(now)
+        .await
+        .expect("silences")
+        .is_empty());
+    // A body that is not JSON, with a token: 400 with a JSON error; a body in
+    // another content type: 415.
+    let (s, e) = api
+        .call(
+            reqwest::Method::POST,
+            "/api/v1/silences",
+            Some("t"),
+            Some(Value::String("{not json".into())),
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{e}");
+    assert!(e.contains("\"error\""), "{e}");
+    let r = api
+        .http
+        .post(format!("{}/api/v1/silences", api.base))
+        .bearer_auth("t")
+        .header(reqwest::header::CONTENT_TYPE, "text/plain")
+        .body(r#"{"matchers": {"stream": "bed-1"}, "duration_s": 60, "comment": "ok"}"#)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(r.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    // And the ordinary case still works.
+    let (s, e) = api
+        .post(
+            "/api/v1/silences",
+            "t",
+            json!({"matchers": {"stream": "bed-1"}, "duration_s": 60, "comment": "transport"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{e}");
+}
+
+/// Issue 15, item 6: a team name is matched literally, never as a `LIKE` pattern.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn team_names_with_like_wildcards_match_only_themselves() {
+    let cfg = r#"
+        [store]
+        url = "sqlite::memory:"
+        [[assignments]]
+        stream_prefix = "x-"
+        team = "abc"
+        [[assignments]]
+        stream_prefix = "y-"
+        team = "a_c"
+        [[assignments]]
+        stream_prefix = "z-"
+        team = "a%"
+    "#;
+    let (api, _svc) = start(
+        cfg,
+        &["x-1", "y-1", "z-1"],
+        &[
+            ("under", "a_c", "u"),
+            ("percent", "%", "p"),
+            ("apct", "a%", "q"),
+        ],
+    )
+    .await;
+    let streams = |v: &Value| -> Vec<String> {
+        v["alerts"]
+            .as_array()
+            .expect("alerts")
+            .iter()
+            .map(|a| a["stream"].as_str().expect("stream").to_owned())
+            .collect()
+    };
+    let (_, v) = api.get("/api/v1/alerts", Some("under")).await;
+    assert_eq!(streams(&v), ["y-1"], "{v}");
+    let (_, v) = api.get("/api/v1/alerts", Some("percent")).await;
+    assert!(streams(&v).is_empty(), "{v}");
+    let (_, v) = api.get("/api/v1/alerts", Some("apct")).await;
+    assert_eq!(streams(&v), ["z-1"], "{v}");
+}
+
+/// Issue 15, item 6: the console and the API send a content security policy that
+/// allows the console's own script and style only (by hash) and no framing, and
+/// `nosniff`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn console_and_api_send_security_headers() {
+    use base64::Engine as _;
+    use sha2::Digest as _;
+    let (api, _svc) = start(ONE_TEAM, &[], &[("t", "telemetry", "nurse-a")]).await;
+    let page = api
+        .http
+        .get(format!("{}/", api.base))
+        .send()
+        .await
+        .expect("console");
+    let h = page.headers().clone();
+    let html = page.text().await.expect("html");
+    let header = |n: &str| {
+        h.get(n)
+            .unwrap_or_else(|| panic!("no {n} header"))
+            .to_str()
+            .expect("ascii")
+            .to_owned()
+    };
+    assert_eq!(header("x-content-type-options"), "nosniff");
+    assert_eq!(header("x-frame-options"), "DENY");
+    let csp = header("content-security-policy");
+    for d in [
+        "default-src 'none'",
+        "frame-ancestors 'none'",
+        "connect-src 'self'",
+        "base-uri 'none'",
+        "form-action 'none'",
+    ] {
+        assert!(csp.contains(d), "{d} missing from {csp}");
+    }
+    assert!(
+        !csp.contains("unsafe-inline") && !csp.contains("unsafe-eval"),
+        "{csp}"
+    );
+    // The inline script and style are allowed by their hashes, and nothing else
+    // inline is on the page (no style attributes, no event handlers).
+    let inner = |open: &str, close: &str| -> String {
+        let a = html.find(open).expect(open) + open.len();
+        let b = a + html[a..].find(close).expect(close);
+        html[a..b].to_owned()
+    };
+    for (kind, body) in [
+        ("script-src", inner("<script>", "</script>")),
+        ("style-src", inner("<style>", "</style>")),
+    ] {
+        let hash = base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(&body));
+        assert!(
+            csp.contains(&format!("{kind} 'sha256-{hash}'")),
+            "{kind} hash {hash} not in {csp}"
+        );
+    }
+    assert_eq!(html.matches("<script").count(), 1);
+    assert!(
+        !html.contains(" style=\""),
+        "inline style attributes need 'unsafe-inline'"
+    );
+    assert!(
+        !html.contains(" onclick="),
+        "inline handlers need 'unsafe-inline'"
+    );
+    // API answers: nosniff, no framing, not cached.
+    let r = api
+        .http
+        .get(format!("{}/api/v1/alerts", api.base))
+        .bearer_auth("t")
+        .send()
+        .await
+        .expect("list");
+    assert_eq!(r.status(), StatusCode::OK);
+    let h = r.headers();
+    assert_eq!(h["x-content-type-options"], "nosniff");
+    assert_eq!(h["cache-control"], "no-store");
+    assert!(h["content-security-policy"]
+        .to_str()
+        .expect("ascii")
+        .contains("frame-ancestors 'none'"));
+    // Refusals too.
+    let r = api
+        .http
+        .get(format!("{}/api/v1/alerts", api.base))
+        .send()
+        .await
+        .expect("list");
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(r.headers()["x-content-type-options"], "nosniff");
+}
+
+/// Issue 15, item 6: bidirectional overrides and other control characters typed into
+/// a note or a silence are neutralised before they are stored and shown.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn control_and_bidi_characters_in_notes_and_comments_are_neutralised() {
+    let (api, svc) = start(ONE_TEAM, &["bed-1"], &[("t", "telemetry", "nurse-a")]).await;
+    let id = svc
+        .list(
+            &Caller {
+                team: "*".into(),
+                actor: "test".into(),
+            },
+            &[],
+            None,
+            10,
+        )
+        .await
+        .expect("list")[0]
+        .id
+        .replace('/', "%2F");
+    // "checked, fine" that a bidi override would show as something else, a bell, an
+    // escape sequence; a newline and a tab are kept as a line break and a space.
+    let evil = "ok \u{202E}enif ,dekcehc\u{202C} \u{2066}x\u{2069}\u{7}\u{1b}[2J\u{200F}\nnext\tline\u{85}";
+    let (s, e) = api
+        .post(
+            &format!("/api/v1/alerts/{id}/ack"),
+            "t",
+            json!({"note": evil}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{e}");
+    let (_, d) = api.get(&format!("/api/v1/alerts/{id}"), Some("t")).await;
+    let note = d["audit"].as_array().expect("audit").last().expect("entry")["note"]
+        .as_str()
+        .expect("note")
+        .to_owned();
+    let bad = |c: char| {
+        (c.is_control() && c != '\n')
+            || matches!(c, '\u{200E}' | '\u{200F}' | '\u{061C}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+    };
+    assert!(!note.chars().any(bad), "{note:?}");
+    assert!(
+        note.contains("enif ,dekcehc") && note.contains("\nnext line"),
+        "{note:?}"
+    );
+    assert!(
+        note.contains('\u{FFFD}'),
+        "what was removed is visible: {note:?}"
+    );
+    let (s, sil) = api
+        .post(
+            "/api/v1/silences",
+            "t",
+            json!({"matchers": {"stream": "bed-1"}, "duration_s": 60, "comment": evil}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{sil}");
+    let now = ecg_alerts::store::ms(std::time::SystemTime::now());
+    let stored = svc.store().silences(now).await.expect("silences");
+    assert_eq!(stored.len(), 1);
+    assert!(
+        !stored[0].comment.chars().any(bad),
+        "{:?}",
+        stored[0].comment
+    );
+    assert!(!sil["comment"].as_str().expect("comment").chars().any(bad));
+}

@@ -12,6 +12,7 @@ use crate::store::{
     ms, AlertRecord, AuditEntry, Change, DeliveryRecord, Silence, SilenceMatchers, StoreError,
     Verdict,
 };
+use crate::text::{self, MAX_COMMENT_BYTES, MAX_MATCHER_BYTES, MAX_NOTE_BYTES};
 
 impl AlertService {
     /// Alerts the caller sees.
@@ -80,6 +81,8 @@ impl AlertService {
         verdict: Option<Verdict>,
         note: Option<&str>,
     ) -> Result<AlertRecord, ActionError> {
+        let note = note_text(note)?;
+        let note = note.as_deref();
         let now = SystemTime::now();
         let c = Change {
             from: UNACKED,
@@ -114,6 +117,8 @@ impl AlertService {
         verdict: Option<Verdict>,
         note: Option<&str>,
     ) -> Result<AlertRecord, ActionError> {
+        let note = note_text(note)?;
+        let note = note.as_deref();
         let now = SystemTime::now();
         let c = Change {
             from: OPEN,
@@ -141,6 +146,8 @@ impl AlertService {
         id: &str,
         note: Option<&str>,
     ) -> Result<AlertRecord, ActionError> {
+        let note = note_text(note)?;
+        let note = note.as_deref();
         let rec = self.visible(caller, id).await?;
         let next = usize::try_from(rec.level).unwrap_or(usize::MAX);
         if next >= rec.plan.escalation.len() {
@@ -181,6 +188,17 @@ impl AlertService {
         if comment.trim().is_empty() {
             return Err(ActionError::Invalid("a silence needs a comment".into()));
         }
+        text::check_len("comment", comment, MAX_COMMENT_BYTES).map_err(ActionError::Invalid)?;
+        let mut matchers = matchers;
+        for (name, v) in [
+            ("matchers.patient", &mut matchers.patient),
+            ("matchers.stream", &mut matchers.stream),
+        ] {
+            if let Some(v) = v {
+                text::check_len(name, v, MAX_MATCHER_BYTES).map_err(ActionError::Invalid)?;
+                *v = text::neutralise(v);
+            }
+        }
         let now = ms(SystemTime::now());
         let s = Silence {
             id: format!("{:016x}", rand::random::<u64>()),
@@ -189,10 +207,19 @@ impl AlertService {
             starts_ms: now,
             ends_ms: now + secs_ms(duration_s),
             created_by: caller.actor.clone(),
-            comment: comment.to_owned(),
+            comment: text::neutralise(comment),
         };
         self.store.add_silence(&s).await?;
         tracing::info!(silence = %s.id, actor = %caller.actor, duration_s, "silence added");
         Ok(s)
     }
+}
+
+/// A note as stored: at most [`MAX_NOTE_BYTES`], neutralised ([`text::neutralise`]).
+fn note_text(note: Option<&str>) -> Result<Option<String>, ActionError> {
+    note.map(|n| {
+        text::check_len("note", n, MAX_NOTE_BYTES).map_err(ActionError::Invalid)?;
+        Ok(text::neutralise(n))
+    })
+    .transpose()
 }

@@ -35,7 +35,13 @@ impl Store {
             wheres.push(format!("state IN ({})", ps.join(", ")));
         }
         if let Some(t) = team {
-            wheres.push(format!("visible_to LIKE {}", q.bind(format!("%,{t},%"))));
+            // An exact, case-sensitive substring test: `LIKE` would read `%` and `_`
+            // in a team name as wildcards (and SQLite's is case-insensitive).
+            let find = if self.postgres { "strpos" } else { "instr" };
+            wheres.push(format!(
+                "{find}(visible_to, {}) > 0",
+                q.bind(format!(",{t},"))
+            ));
         }
         let w = if wheres.is_empty() {
             String::new()
