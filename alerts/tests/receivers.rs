@@ -141,6 +141,7 @@ fn answer(peer: &Peer, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
     let signature_ok = verify_signature(
         SECRET.as_bytes(),
         &header("x-cardiostream-timestamp"),
+        &header("idempotency-key"),
         &body,
         &header("x-cardiostream-signature"),
     );
@@ -210,11 +211,18 @@ async fn webhook_retries_503_and_delivers_signed_json() {
     // A signature does not verify with another key or a tampered body.
     let req = &seen[0];
     let ts = req.headers["x-cardiostream-timestamp"].to_str().unwrap();
+    let key = req.headers["idempotency-key"].to_str().unwrap();
     let sig = req.headers["x-cardiostream-signature"].to_str().unwrap();
-    assert!(!verify_signature(b"other-key", ts, &req.body, sig));
+    assert!(!verify_signature(b"other-key", ts, key, &req.body, sig));
     let mut tampered = req.body.to_vec();
     tampered[10] ^= 1;
-    assert!(!verify_signature(SECRET.as_bytes(), ts, &tampered, sig));
+    assert!(!verify_signature(
+        SECRET.as_bytes(),
+        ts,
+        key,
+        &tampered,
+        sig
+    ));
 }
 
 #[tokio::test]
@@ -629,4 +637,56 @@ async fn hl7_unreachable_gives_up_after_max_attempts() {
 async fn free_port() -> u16 {
     let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
     l.local_addr().unwrap().port()
+}
+
+// ---------------------------------------------------------------- issue 15
+
+/// Issue 15, item 6: a captured notification does not verify forever, and its
+/// idempotency key cannot be changed to pass it off as another notification.
+#[tokio::test]
+async fn verify_request_refuses_old_timestamps_and_a_changed_idempotency_key() {
+    use ecg_alerts::receivers::sign;
+    use ecg_alerts::receivers::webhook::{verify_request, SIGNATURE_HEADER, TIMESTAMP_HEADER};
+    let (base, peer) = http_peer(&[], 200).await;
+    webhook(&base, 1).deliver(&asystole()).await.unwrap();
+    let req = &peer.seen()[0];
+    assert!(verify_request(SECRET.as_bytes(), &req.headers, &req.body));
+    // The same signed request under another idempotency key: refused.
+    let mut h = req.headers.clone();
+    h.insert(
+        "idempotency-key",
+        "bed-12/asystole/dsp/1700000000000000/fired/1"
+            .parse()
+            .unwrap(),
+    );
+    assert!(!verify_request(SECRET.as_bytes(), &h, &req.body));
+    // Correctly signed, but an hour old: refused; a minute old: accepted.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let key = req.headers["idempotency-key"].to_str().unwrap().to_owned();
+    let signed_at = |ts: u64| {
+        let mut h = req.headers.clone();
+        let ts = ts.to_string();
+        let sig = sign(SECRET.as_bytes(), &ts, &key, &req.body);
+        h.insert(TIMESTAMP_HEADER, ts.parse().unwrap());
+        h.insert(SIGNATURE_HEADER, sig.parse().unwrap());
+        h
+    };
+    assert!(!verify_request(
+        SECRET.as_bytes(),
+        &signed_at(now - 3600),
+        &req.body
+    ));
+    assert!(!verify_request(
+        SECRET.as_bytes(),
+        &signed_at(now + 3600),
+        &req.body
+    ));
+    assert!(verify_request(
+        SECRET.as_bytes(),
+        &signed_at(now - 60),
+        &req.body
+    ));
 }

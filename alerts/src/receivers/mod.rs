@@ -27,7 +27,7 @@ use ecg_types::Alert;
 use serde::{Deserialize, Serialize};
 
 pub use fhir::FhirVersion;
-pub use webhook::{sign, verify_signature};
+pub use webhook::{sign, verify_request, verify_request_at, verify_signature, VerifyError};
 
 /// What happened to an alert that a receiver is told about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
