@@ -22,8 +22,8 @@ use tokio::sync::{mpsc, watch};
 
 use crate::telemetry::Metrics;
 
-/// Kafka settings of the alert service.
-#[derive(Debug, Clone)]
+/// Kafka settings of the alert service (`Debug` redacts secrets of the connection).
+#[derive(Clone)]
 pub struct AlertsConfig {
     /// Kafka connection settings (bootstrap servers, security).
     pub connection: rdkafka::ClientConfig,
@@ -33,6 +33,20 @@ pub struct AlertsConfig {
     pub findings_topic: String,
     /// Topic alerts are published to.
     pub alerts_topic: String,
+}
+
+impl std::fmt::Debug for AlertsConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AlertsConfig")
+            .field(
+                "connection",
+                &crate::config::RedactedClient(&self.connection),
+            )
+            .field("group_id", &self.group_id)
+            .field("findings_topic", &self.findings_topic)
+            .field("alerts_topic", &self.alerts_topic)
+            .finish()
+    }
 }
 
 impl AlertsConfig {
@@ -131,7 +145,12 @@ pub struct Built {
 pub async fn build(cfg: ServiceConfig, metrics: &Metrics) -> anyhow::Result<Built> {
     let store = Store::open(&cfg.store.url, cfg.store.max_connections)
         .await
-        .with_context(|| format!("opening the alert store ({})", redact(&cfg.store.url)))?;
+        .with_context(|| {
+            format!(
+                "opening the alert store ({})",
+                ecg_alerts::config::redact_url(&cfg.store.url)
+            )
+        })?;
     // Series exist from the start (at zero), so that rates and dashboards work
     // before the first notification or acknowledgement.
     for kind in ["webhook", "fhir", "hl7_mllp"] {
@@ -163,18 +182,6 @@ pub async fn build(cfg: ServiceConfig, metrics: &Metrics) -> anyhow::Result<Buil
         service: Arc::new(service),
         changes: rx,
     })
-}
-
-/// A database URL without its password, for messages.
-fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(s), Some(at)) if at > s => {
-            let creds = &url[s + 3..at];
-            let user = creds.split(':').next().unwrap_or("");
-            format!("{}{user}:***{}", &url[..s + 3], &url[at..])
-        }
-        _ => url.to_owned(),
-    }
 }
 
 /// Runs the alert service until `shutdown` turns true: the findings consumer, the
@@ -343,19 +350,5 @@ async fn consume(
         if let Err(e) = consumer.store_offset_from_message(&msg) {
             tracing::warn!(error = %e, "storing offset failed");
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn store_urls_are_redacted_in_messages() {
-        assert_eq!(
-            redact("postgres://alerts:s3cret@db:5432/cs"),
-            "postgres://alerts:***@db:5432/cs"
-        );
-        assert_eq!(redact("sqlite://alerts.db"), "sqlite://alerts.db");
     }
 }

@@ -33,8 +33,9 @@ pub struct Config {
     pub http: HttpSettings,
 }
 
-/// How to reach Kafka.
-#[derive(Debug, Clone, Deserialize)]
+/// How to reach Kafka. `Debug` shows no secret: the SASL password and secret-looking
+/// client properties ([`is_secret_property`]) are redacted.
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KafkaSettings {
     /// Comma-separated `host:port` list.
@@ -62,6 +63,76 @@ pub struct KafkaSettings {
     /// Other librdkafka properties, passed through.
     #[serde(default)]
     pub client_properties: BTreeMap<String, String>,
+}
+
+/// What `Debug` shows instead of a secret.
+pub const REDACTED: &str = "**redacted**";
+
+impl std::fmt::Debug for KafkaSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaSettings")
+            .field("bootstrap_servers", &self.bootstrap_servers)
+            .field("security_protocol", &self.security_protocol)
+            .field("sasl_mechanism", &self.sasl_mechanism)
+            .field("sasl_username", &self.sasl_username)
+            .field(
+                "sasl_password",
+                &self.sasl_password.as_ref().map(|_| REDACTED),
+            )
+            .field("ssl_ca_location", &self.ssl_ca_location)
+            .field("ssl_certificate_location", &self.ssl_certificate_location)
+            .field("ssl_key_location", &self.ssl_key_location)
+            .field(
+                "client_properties",
+                &Properties(
+                    self.client_properties
+                        .iter()
+                        .map(|(k, v)| (k.as_str(), v.as_str()))
+                        .collect(),
+                ),
+            )
+            .finish()
+    }
+}
+
+/// True for librdkafka properties whose values are secrets: passwords, secrets,
+/// tokens, inline PEM keys and certificates, OAuth and JAAS configurations.
+pub fn is_secret_property(key: &str) -> bool {
+    let k = key.to_ascii_lowercase();
+    [
+        "password",
+        "secret",
+        "token",
+        ".pem",
+        "oauthbearer.config",
+        "jaas",
+    ]
+    .iter()
+    .any(|w| k.contains(w))
+}
+
+/// Properties for `Debug`, secret values ([`is_secret_property`]) redacted.
+struct Properties<'a>(Vec<(&'a str, &'a str)>);
+
+impl std::fmt::Debug for Properties<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_map()
+            .entries(
+                self.0
+                    .iter()
+                    .map(|(k, v)| (*k, if is_secret_property(k) { REDACTED } else { *v })),
+            )
+            .finish()
+    }
+}
+
+/// A librdkafka configuration for `Debug` output: every property, secrets redacted.
+pub struct RedactedClient<'a>(pub &'a ClientConfig);
+
+impl std::fmt::Debug for RedactedClient<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        Properties(self.0.config_map().into_iter().collect()).fmt(f)
+    }
 }
 
 /// Kafka `security.protocol`.
@@ -439,6 +510,44 @@ mod tests {
             let e = err(toml);
             assert!(e.contains(expect), "{toml:?}: {e}");
         }
+    }
+
+    /// Issue 15, item 6: no secret of the configuration shows in `Debug` output (a
+    /// log line, a panic message, an error chain).
+    #[test]
+    fn secrets_are_redacted_in_debug_output() {
+        let fig = Figment::from(Toml::string(DEFAULT_TOML)).merge(Toml::string(
+            "[kafka]\nsecurity_protocol = \"sasl_plaintext\"\nsasl_mechanism = \"PLAIN\"\n\
+             sasl_username = \"cardiostream\"\nsasl_password = \"sasl-pw-s3cret\"\n\
+             [kafka.client_properties]\n\"ssl.key.password\" = \"key-pw-s3cret\"\n\
+             \"sasl.oauthbearer.client.secret\" = \"oauth-s3cret\"\n\"fetch.wait.max.ms\" = \"50\"\n\
+             [alerts.store]\nurl = \"postgres://alerts:pg-s3cret@db:5432/cs\"\n",
+        ));
+        let c = Config::from_figment(fig).unwrap();
+        let client = c.kafka_client(ClientConfig::new());
+        assert_eq!(client.get("sasl.password"), Some("sasl-pw-s3cret"));
+        let alerts = crate::alerting::AlertsConfig::new(client);
+        for shown in [
+            format!("{c:?}"),
+            format!("{:?}", c.kafka),
+            format!("{:?}", c.alerts),
+            format!("{alerts:?}"),
+        ] {
+            for secret in [
+                "sasl-pw-s3cret",
+                "key-pw-s3cret",
+                "oauth-s3cret",
+                "pg-s3cret",
+            ] {
+                assert!(!shown.contains(secret), "{secret} in {shown}");
+            }
+            assert!(!shown.is_empty());
+        }
+        let kafka = format!("{:?}", c.kafka);
+        assert!(
+            kafka.contains("cardiostream") && kafka.contains("fetch.wait.max.ms"),
+            "{kafka}"
+        );
     }
 
     #[test]

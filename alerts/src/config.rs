@@ -92,8 +92,9 @@ impl Default for ServiceConfig {
     }
 }
 
-/// Where alerts, the audit trail, deliveries and silences are kept.
-#[derive(Debug, Clone, Deserialize)]
+/// Where alerts, the audit trail, deliveries and silences are kept (`Debug` shows the
+/// URL without its password).
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StoreConfig {
     /// `sqlite://PATH` (created if missing), `sqlite::memory:`, or `postgres://…`.
@@ -110,6 +111,28 @@ fn default_store_url() -> String {
 }
 fn default_pool() -> u32 {
     8
+}
+
+impl std::fmt::Debug for StoreConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoreConfig")
+            .field("url", &redact_url(&self.url))
+            .field("max_connections", &self.max_connections)
+            .finish()
+    }
+}
+
+/// A database URL without its password (`postgres://user:***@host/db`), for
+/// messages and `Debug`.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            let user = creds.split(':').next().unwrap_or("");
+            format!("{}{user}:***{}", &url[..s + 3], &url[at..])
+        }
+        _ => url.to_owned(),
+    }
 }
 
 impl Default for StoreConfig {
@@ -614,6 +637,20 @@ mod tests {
         c.route.routes[1].receivers = Some(vec![]);
         let err = c.validate().expect_err("team undefined");
         assert!(err.to_string().contains("nobody"), "{err}");
+    }
+
+    #[test]
+    fn store_urls_are_redacted_in_messages_and_debug() {
+        assert_eq!(
+            redact_url("postgres://alerts:s3cret@db:5432/cs"),
+            "postgres://alerts:***@db:5432/cs"
+        );
+        assert_eq!(redact_url("sqlite://alerts.db"), "sqlite://alerts.db");
+        let c = StoreConfig {
+            url: "postgres://alerts:s3cret@db:5432/cs".into(),
+            max_connections: 2,
+        };
+        assert!(!format!("{c:?}").contains("s3cret"));
     }
 
     #[test]
