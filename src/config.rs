@@ -203,12 +203,59 @@ pub struct PipelineSettings {
     pub streams: StreamSettings,
 }
 
-/// HTTP endpoints.
+/// HTTP endpoints and the limits of their connections (`docs/operations.md`).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HttpSettings {
     /// Listen address.
     pub addr: SocketAddr,
+    /// A request's line and headers must arrive within this (ms), counted from the
+    /// connection's opening or its previous response (so it also closes kept-alive
+    /// connections that send nothing).
+    #[serde(default = "default_header_read_timeout_ms")]
+    pub header_read_timeout_ms: u64,
+    /// A request must be read and answered within this (ms), else 408.
+    #[serde(default = "default_request_timeout_ms")]
+    pub request_timeout_ms: u64,
+    /// A connection on which no byte moves for this long (ms) is closed.
+    #[serde(default = "default_idle_timeout_ms")]
+    pub idle_timeout_ms: u64,
+    /// Open connections at most; more are refused with 503.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// On shutdown, how long (ms) open connections may take to finish.
+    #[serde(default = "default_shutdown_grace_ms")]
+    pub shutdown_grace_ms: u64,
+}
+
+fn default_header_read_timeout_ms() -> u64 {
+    10_000
+}
+fn default_request_timeout_ms() -> u64 {
+    30_000
+}
+fn default_idle_timeout_ms() -> u64 {
+    60_000
+}
+fn default_max_connections() -> usize {
+    256
+}
+fn default_shutdown_grace_ms() -> u64 {
+    5_000
+}
+
+impl HttpSettings {
+    /// The limits [`crate::http::serve_with`] takes.
+    pub fn limits(&self) -> crate::http::HttpLimits {
+        use std::time::Duration;
+        crate::http::HttpLimits {
+            header_read_timeout: Duration::from_millis(self.header_read_timeout_ms),
+            request_timeout: Duration::from_millis(self.request_timeout_ms),
+            idle_timeout: Duration::from_millis(self.idle_timeout_ms),
+            max_connections: self.max_connections,
+            shutdown_grace: Duration::from_millis(self.shutdown_grace_ms),
+        }
+    }
 }
 
 impl Config {
@@ -393,6 +440,27 @@ impl Config {
                 st.idle_evict_s
             );
         }
+        let h = &self.http;
+        for (name, v, max) in [
+            (
+                "http.header_read_timeout_ms",
+                h.header_read_timeout_ms,
+                600_000,
+            ),
+            ("http.request_timeout_ms", h.request_timeout_ms, 600_000),
+            ("http.idle_timeout_ms", h.idle_timeout_ms, 3_600_000),
+            ("http.shutdown_grace_ms", h.shutdown_grace_ms, 60_000),
+        ] {
+            if !(1..=max).contains(&v) {
+                anyhow::bail!("{name} {v} is outside 1..={max}");
+            }
+        }
+        if !(1..=65_536).contains(&h.max_connections) {
+            anyhow::bail!(
+                "http.max_connections {} is outside 1..=65536",
+                h.max_connections
+            );
+        }
         if !(1..=64).contains(&p.model_threads) {
             anyhow::bail!(
                 "pipeline.model_threads {} is outside 1..=64",
@@ -480,6 +548,7 @@ mod tests {
         assert_eq!(c.pipeline.streams, StreamSettings::default());
         let k = c.kafka_client(ClientConfig::new());
         assert_eq!(k.get("security.protocol"), Some("plaintext"));
+        assert_eq!(c.http.limits(), crate::http::HttpLimits::default());
     }
 
     #[test]
@@ -506,6 +575,9 @@ mod tests {
             ("[pipeline.streams]\nclock_jump_ms = 0", "pipeline.streams.clock_jump_ms"),
             ("[pipeline.streams]\nreorder_ms = 5", "unknown field"),
             ("[http]\naddr = \"nowhere\"", "http.addr"),
+            ("[http]\nheader_read_timeout_ms = 0", "http.header_read_timeout_ms"),
+            ("[http]\nmax_connections = 0", "http.max_connections"),
+            ("[http]\nshutdown_grace_ms = 120000", "http.shutdown_grace_ms"),
         ] {
             let e = err(toml);
             assert!(e.contains(expect), "{toml:?}: {e}");

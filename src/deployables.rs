@@ -74,11 +74,18 @@ pub async fn run_pipeline(
         statuses: Some(statuses.clone()),
     };
     tracing::info!(addr = %cfg.http.addr, models = models.len(), "pipeline starting");
+    let limits = cfg.http.limits();
     supervise(stop, |rx| {
         let mut set = tokio::task::JoinSet::new();
-        set.spawn(pipeline::run(pc, models, metrics, statuses, rx.clone()));
+        set.spawn(pipeline::run(
+            pc,
+            models,
+            metrics.clone(),
+            statuses,
+            rx.clone(),
+        ));
         set.spawn(async move {
-            http::serve(listener, http::router(state), rx)
+            http::serve_with(listener, http::router(state), limits, Some(metrics), rx)
                 .await
                 .map_err(Into::into)
         });
@@ -121,17 +128,18 @@ pub async fn run_alerts(
         statuses: None,
     };
     tracing::info!(addr = %cfg.http.addr, "alert service starting");
+    let limits = cfg.http.limits();
     supervise(stop, |rx| {
         let mut set = tokio::task::JoinSet::new();
         set.spawn(alerting::run(
             ac,
             built,
             Outputs::default(),
-            metrics,
+            metrics.clone(),
             rx.clone(),
         ));
         set.spawn(async move {
-            http::serve(listener, http::router(state), rx)
+            http::serve_with(listener, http::router(state), limits, Some(metrics), rx)
                 .await
                 .map_err(Into::into)
         });

@@ -72,6 +72,9 @@ pub struct Metrics {
     /// Messages between this consumer's position and the end of each assigned
     /// partition of the frames topic (librdkafka statistics).
     pub consumer_lag: IntGaugeVec,
+    /// HTTP connections refused or cut by a limit, by reason (`limit`,
+    /// `header_timeout`, `idle_timeout`, `shutdown`).
+    pub http_connections_closed: IntCounterVec,
 }
 
 impl Metrics {
@@ -284,6 +287,11 @@ impl Metrics {
                 "cardiostream_sim_frames_produced_total",
                 "Frames produced by the device simulator.",
             ),
+            http_connections_closed: cv(
+                "cardiostream_http_connections_closed_total",
+                "HTTP connections refused or cut by a limit, by reason.",
+                &["reason"],
+            ),
             registry,
             catalogue: Vec::new(),
         };
@@ -291,6 +299,9 @@ impl Metrics {
         m.catalogue = catalogue.into_inner();
         for kind in ecg_ingest::codec::DecodeError::KINDS {
             m.frames_dead_lettered.with_label_values(&[kind]);
+        }
+        for reason in ["limit", "header_timeout", "idle_timeout", "shutdown"] {
+            m.http_connections_closed.with_label_values(&[reason]);
         }
         m
     }
@@ -321,8 +332,9 @@ mod tests {
 
     /// Labels with a fixed, small set of values. Nothing that names a patient, device
     /// or stream may ever be a label.
-    const ALLOWED_LABELS: [&str; 11] = [
+    const ALLOWED_LABELS: [&str; 12] = [
         "kind",
+        "reason",
         "rule",
         "verdict",
         "quality",

@@ -230,6 +230,70 @@ fn deploy_yaml_parses_and_every_chart_value_exists() {
     assert!(checked > 30, "only {checked} .Values references found");
 }
 
+/// Issue 15, item 3: the chart isolates both deployables with NetworkPolicies — the
+/// pipeline's port admits the metrics scrapers only, the alert service's the scrapers
+/// and the configured API clients — and never renders an empty `from` (which would
+/// admit everyone).
+#[test]
+fn chart_network_policies_admit_only_scrapers_to_the_pipeline() {
+    let file = "deploy/helm/cardiostream/templates/networkpolicy.yaml";
+    assert!(root().join(file).is_file(), "{file} is missing");
+    let text = read(file);
+    let docs: Vec<Yaml> = serde_yaml::Deserializer::from_str(&detemplate(&text))
+        .map(|d| Yaml::deserialize(d).unwrap())
+        .filter(|d| !d.is_null())
+        .collect();
+    assert_eq!(
+        docs.len(),
+        1,
+        "one policy per component, rendered in a range"
+    );
+    let p = &docs[0];
+    assert_eq!(p["apiVersion"].as_str(), Some("networking.k8s.io/v1"));
+    assert_eq!(p["kind"].as_str(), Some("NetworkPolicy"));
+    let types: Vec<&str> = p["spec"]["policyTypes"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .filter_map(Yaml::as_str)
+        .collect();
+    assert!(types.contains(&"Ingress"), "{types:?}");
+    let ingress = p["spec"]["ingress"].as_sequence().unwrap();
+    assert_eq!(
+        ingress.len(),
+        1,
+        "one rule: the http port from the allowed peers"
+    );
+    let ports = ingress[0]["ports"].as_sequence().unwrap();
+    assert_eq!(ports.len(), 1);
+    assert_eq!(ports[0]["port"].as_str(), Some("http"));
+    // Each component's pods, selected by its selector labels.
+    assert!(text.contains(r#"range $component := list "pipeline" "alerts""#));
+    assert!(
+        text.contains(r#"include "cardiostream.selector" (dict "root" $ "component" $component)"#)
+    );
+    // API clients only for the alert service; no peers at all: no ingress rule.
+    assert!(text.contains(r#"if eq $component "alerts""#));
+    let guarded = Regex::new(r"ingress:\n\s*\{\{- if \$from \}\}\n\s*- from:").unwrap();
+    assert!(
+        guarded.is_match(&text),
+        "no peers must render no rule (deny), never an empty `from` (allow all)"
+    );
+    let values: Yaml = serde_yaml::from_str(&read("deploy/helm/cardiostream/values.yaml")).unwrap();
+    let np = &values["networkPolicy"];
+    assert_eq!(np["enabled"].as_bool(), Some(true), "on by default");
+    assert!(!np["metricsFrom"].as_sequence().unwrap().is_empty());
+    assert!(np["alertsApiFrom"].as_sequence().is_some());
+    assert_eq!(np["egress"]["enabled"].as_bool(), Some(false));
+    // The pipeline's listener serves nothing but /metrics and /healthz (src/http.rs),
+    // and the runbook says who may reach what.
+    let ops = read("docs/operations.md");
+    assert!(
+        ops.contains("NetworkPolicy"),
+        "docs/operations.md documents the policies"
+    );
+}
+
 /// Environment variables `CARDIOSTREAM_…` the chart and the Containerfile set.
 fn deploy_env_vars() -> BTreeSet<String> {
     let mut files = Vec::new();
