@@ -107,6 +107,10 @@ impl service::Hooks for Hooks {
             .observe(after.as_secs_f64());
     }
 
+    fn stale_finding(&self) {
+        self.metrics.alert_stale_findings.inc();
+    }
+
     fn precision(&self, rows: &[PrecisionRow]) {
         for r in rows {
             let model = r.model.as_deref().unwrap_or("none");
@@ -200,7 +204,7 @@ pub async fn run(
         service,
         mut changes,
     } = built;
-    let consumer: StreamConsumer = kafka::consumer_config(&cfg.connection, &cfg.group_id)
+    let consumer: StreamConsumer = findings_consumer_config(&cfg, service.config())
         .create()
         .context("creating the findings consumer")?;
     consumer
@@ -267,6 +271,15 @@ pub async fn run(
     }
     tracing::info!("alert service stopped");
     result
+}
+
+/// The findings consumer's settings: the shared consumer settings (offsets stored
+/// only after the store has what a finding decided), and where a group with no
+/// committed offset starts (`alerts.start_offset`, `latest` unless configured).
+pub fn findings_consumer_config(cfg: &AlertsConfig, svc: &ServiceConfig) -> rdkafka::ClientConfig {
+    let mut c = kafka::consumer_config(&cfg.connection, &cfg.group_id);
+    c.set("auto.offset.reset", svc.start_offset.as_str());
+    c
 }
 
 /// Publishes one alert state change to the alerts topic and the extra outputs.
@@ -350,5 +363,26 @@ async fn consume(
         if let Err(e) = consumer.store_offset_from_message(&msg) {
             tracing::warn!(error = %e, "storing offset failed");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 15, item 5: a new consumer group starts at the end of the findings topic
+    /// unless configured otherwise; committed offsets are used either way.
+    #[test]
+    fn a_new_group_starts_from_the_latest_offset_unless_configured() {
+        let cfg = AlertsConfig::new(kafka::connection("127.0.0.1:9092"));
+        let svc = ServiceConfig::default();
+        let c = findings_consumer_config(&cfg, &svc);
+        assert_eq!(c.get("auto.offset.reset"), Some("latest"));
+        assert_eq!(c.get("enable.auto.offset.store"), Some("false"));
+        assert_eq!(c.get("group.id"), Some("cardiostream-alerts"));
+        let svc: ServiceConfig = toml::from_str("start_offset = \"earliest\"").unwrap();
+        let c = findings_consumer_config(&cfg, &svc);
+        assert_eq!(c.get("auto.offset.reset"), Some("earliest"));
+        assert!(toml::from_str::<ServiceConfig>("start_offset = \"beginning\"").is_err());
     }
 }

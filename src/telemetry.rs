@@ -39,6 +39,8 @@ pub struct Metrics {
     pub alerts: IntCounterVec,
     /// Findings the alert service consumed, by outcome (applied, undecodable, retried).
     pub alert_findings: IntCounterVec,
+    /// Findings older than the alert service's staleness horizon (recorded, not paged).
+    pub alert_stale_findings: IntCounter,
     /// Notifications to receivers, by receiver kind and outcome (delivered, failed).
     pub alert_deliveries: IntCounterVec,
     /// Seconds from a finding consumed to its notification delivered, by receiver kind.
@@ -190,6 +192,10 @@ impl Metrics {
                 "cardiostream_alert_findings_total",
                 "Findings the alert service consumed, by outcome.",
                 &["outcome"],
+            ),
+            alert_stale_findings: c(
+                "cardiostream_alert_stale_findings_total",
+                "Findings older than the staleness horizon: recorded, never paged.",
             ),
             alert_deliveries: cv(
                 "cardiostream_alert_deliveries_total",

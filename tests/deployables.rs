@@ -3,7 +3,9 @@
 //! simulated devices → `cardiostream pipeline` → findings → two `cardiostream alerts`
 //! instances in one consumer group sharing one store (PostgreSQL when the test
 //! command started one, else a SQLite file) → `ecg.alerts.v1` and a signed webhook
-//! that must hear of every alert exactly once.
+//! that must hear of every alert exactly once. The alert group reads its fresh topic
+//! from the start (`alerts.start_offset = "earliest"`): the pipeline may publish
+//! before the alert consumers have joined.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::Duration;
@@ -49,6 +51,7 @@ async fn pipeline_and_alerts_deployables_turn_frames_into_alerts() {
         &file,
         format!(
             "[kafka]\nbootstrap_servers = {bootstrap:?}\n[pipeline]\nmodels_dir = {:?}\n[http]\naddr = \"127.0.0.1:0\"\n\
+             [alerts]\nstart_offset = \"earliest\"\n\
              [alerts.store]\nurl = {store:?}\n\
              [alerts.route]\nreceivers = [\"ward\"]\ngroup_wait_s = 0\n\
              [[alerts.receivers]]\nname = \"ward\"\nkind = \"webhook\"\nurl = {hook_url:?}\nsecret = \"s3cret\"\n",
@@ -71,14 +74,32 @@ async fn pipeline_and_alerts_deployables_turn_frames_into_alerts() {
     ));
     let alerts2 = tokio::spawn(deployables::run_alerts(cfg, stopped(stop_rx.clone())));
 
-    // Two devices: one in AF, one bradycardic, 40 device seconds at 20x.
+    // Two devices: one in AF, one bradycardic, 40 device seconds at 20x, recorded
+    // over the last minute (findings within the alert service's staleness horizon).
+    let t0 = i64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_micros(),
+    )
+    .unwrap()
+        - 60_000_000;
     let sources = [
         ecg_sim::Preset::AtrialFibrillation,
         ecg_sim::Preset::Bradycardia,
     ]
     .into_iter()
     .enumerate()
-    .map(|(i, p)| support::sim_source(i, p, Lead::II))
+    .map(|(i, p)| {
+        devices::Source::Sim(Box::new(support::sim_device(
+            &format!("s{i}"),
+            &format!("p{i}"),
+            p,
+            i as u64,
+            Lead::II,
+            t0,
+        )))
+    })
     .collect();
     let producer: FutureProducer = kafka::producer_config(&kafka::connection(&bootstrap), 5)
         .create()

@@ -57,6 +57,39 @@ pub struct ServiceConfig {
     /// Directory with the model manifests and cards (`models/`), for the console.
     #[serde(default)]
     pub models_dir: Option<std::path::PathBuf>,
+    /// A finding whose window ended more than this many seconds ago (its device time
+    /// against the wall clock) is stale: what it decides is recorded in the store and
+    /// the audit trail, but no one is paged for it. An alert recorded from stale
+    /// findings is paged when a current finding shows its condition still present.
+    #[serde(default = "default_stale_after_s")]
+    pub stale_after_s: u64,
+    /// Where a consumer group with no committed offset starts on the findings topic:
+    /// `latest` (the default: a new alert service pages for what happens from now on)
+    /// or `earliest` (it reads the topic's history first; stale findings are recorded,
+    /// not paged). A group with committed offsets resumes from them either way.
+    #[serde(default)]
+    pub start_offset: StartOffset,
+}
+
+/// Where a new consumer group starts on the findings topic (`auto.offset.reset`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StartOffset {
+    /// The end of the topic: only findings published from now on.
+    #[default]
+    Latest,
+    /// The start of the topic (its retention): history first.
+    Earliest,
+}
+
+impl StartOffset {
+    /// The librdkafka `auto.offset.reset` value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StartOffset::Latest => "latest",
+            StartOffset::Earliest => "earliest",
+        }
+    }
 }
 
 fn default_group() -> String {
@@ -70,6 +103,9 @@ fn default_max_silence_s() -> u64 {
 }
 fn default_tick_ms() -> u64 {
     500
+}
+fn default_stale_after_s() -> u64 {
+    300
 }
 
 impl Default for ServiceConfig {
@@ -88,6 +124,8 @@ impl Default for ServiceConfig {
             console_url: None,
             tick_ms: default_tick_ms(),
             models_dir: None,
+            stale_after_s: default_stale_after_s(),
+            start_offset: StartOffset::default(),
         }
     }
 }
@@ -536,6 +574,12 @@ impl ServiceConfig {
         }
         if self.tick_ms == 0 {
             return Err(ConfigError("tick_ms must be positive".into()));
+        }
+        if !(1..=7 * 86_400).contains(&self.stale_after_s) {
+            return Err(ConfigError(format!(
+                "stale_after_s {} is outside 1..=604800",
+                self.stale_after_s
+            )));
         }
         Ok(())
     }

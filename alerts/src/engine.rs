@@ -153,6 +153,20 @@ impl AlertEngine {
         }
     }
 
+    /// The active alert of the episode a finding belongs to (stream, condition,
+    /// AI or not), if one is firing.
+    pub fn active_alert(
+        &self,
+        stream: &StreamId,
+        condition: Condition,
+        decision_support: bool,
+    ) -> Option<&Alert> {
+        self.episodes
+            .get(&(stream.clone(), condition, decision_support))
+            .and_then(|e| e.alert.as_ref())
+            .and_then(|id| self.active.get(id))
+    }
+
     /// Active and recently resolved alerts.
     pub fn view(&self) -> AlertView {
         let mut active: Vec<Alert> = self.active.values().cloned().collect();

@@ -22,7 +22,7 @@ fn finding(stream: &str, c: Condition, t_s: i64) -> Finding {
         id: "af-rr".into(),
         version: "1.0.0".into(),
     };
-    let start = DeviceTimeUs(1_800_000_000_000_000 + t_s * 5_000_000);
+    let start = DeviceTimeUs(base_us() + t_s * 5_000_000);
     Finding {
         key: Finding::make_key(&stream, &source, c, start),
         patient: PatientId::new(format!("p-{stream}")).expect("id"),
@@ -714,4 +714,18 @@ async fn control_and_bidi_characters_in_notes_and_comments_are_neutralised() {
         stored[0].comment
     );
     assert!(!sil["comment"].as_str().expect("comment").chars().any(bad));
+}
+
+/// Device time of the tests' first window: a minute before the tests started, on a
+/// whole second (findings are current, within the alert service's staleness horizon,
+/// whenever the tests run).
+fn base_us() -> i64 {
+    static BASE: std::sync::OnceLock<i64> = std::sync::OnceLock::new();
+    *BASE.get_or_init(|| {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("after the epoch")
+            .as_secs();
+        i64::try_from(now - 60).expect("seconds") * 1_000_000
+    })
 }

@@ -115,7 +115,7 @@ fn finding(stream: &str, c: Condition, status: FindingStatus, t_s: i64) -> Findi
     let source = FindingSource::Detector {
         name: "rhythm".into(),
     };
-    let start = DeviceTimeUs(1_800_000_000_000_000 + t_s * 5_000_000);
+    let start = DeviceTimeUs(base_us() + t_s * 5_000_000);
     Finding {
         key: Finding::make_key(&stream, &source, c, start),
         patient: PatientId::new(format!("p-{stream}")).expect("id"),
@@ -589,4 +589,120 @@ async fn a_dead_instances_claimed_notification_is_taken_over() {
         let d = svc.store().deliveries(&id).await.expect("deliveries");
         assert_eq!(d.len(), 1, "{backend}");
     }
+}
+
+// ---------------------------------------------------------------- issue 15
+
+/// A detector finding whose window ended at `end` (wall clock), 10 s long.
+fn finding_ending(
+    stream: &str,
+    c: Condition,
+    status: FindingStatus,
+    end: std::time::SystemTime,
+) -> Finding {
+    let end_us = i64::try_from(
+        end.duration_since(std::time::UNIX_EPOCH)
+            .expect("after the epoch")
+            .as_micros(),
+    )
+    .expect("µs");
+    let mut f = finding(stream, c, status, 0);
+    f.window_end = DeviceTimeUs(end_us);
+    f.window_start = DeviceTimeUs(end_us - 10_000_000);
+    f.key = Finding::make_key(&f.stream, &f.source, c, f.window_start);
+    f
+}
+
+fn ago(s: u64) -> std::time::SystemTime {
+    std::time::SystemTime::now() - Duration::from_secs(s)
+}
+
+/// Issue 15, item 5: a new consumer group reading history — episodes long over, and
+/// one that began before the horizon and is still going on — pages no one for the
+/// history; the episode still going on is paged by its first current finding.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn findings_older_than_the_staleness_horizon_are_recorded_but_never_paged() {
+    for (backend, url) in backends().await {
+        let (peer_url, rx) = peer().await;
+        let svc = service(
+            config(&url, "[route]\nreceivers = [\"ward\"]"),
+            &peer_url,
+            "i1",
+        )
+        .await;
+        use FindingStatus::{Absent, Present};
+        let asystole = |s: &str, st, end| finding_ending(s, Condition::Asystole, st, end);
+        // bed-1: an hour ago, began and ended.
+        for (st, end) in [
+            (Present, ago(3600)),
+            (Absent, ago(3590)),
+            (Absent, ago(3580)),
+        ] {
+            svc.on_finding(&asystole("bed-1", st, end), Instant::now())
+                .await
+                .expect("finding");
+        }
+        // bed-2: began 10 minutes ago.
+        svc.on_finding(&asystole("bed-2", Present, ago(600)), Instant::now())
+            .await
+            .expect("finding");
+        for _ in 0..5 {
+            svc.tick().await.expect("tick");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(
+            events(&rx).is_empty(),
+            "{backend}: nothing paged for history: {:?}",
+            events(&rx)
+        );
+        let all = svc.list(&nurse(), &[], None, 10).await.expect("list");
+        let by_stream: HashMap<&str, _> = all.iter().map(|a| (a.stream.as_str(), a)).collect();
+        assert_eq!(by_stream["bed-1"].state, AlertState::Resolved, "{backend}");
+        assert_eq!(by_stream["bed-1"].notified_ms, None, "{backend}");
+        assert_eq!(by_stream["bed-2"].state, AlertState::Firing, "{backend}");
+        assert_eq!(by_stream["bed-2"].notified_ms, None, "{backend}");
+        let (_, audit, _) = svc
+            .detail(&nurse(), &by_stream["bed-1"].id)
+            .await
+            .expect("detail");
+        assert_eq!(audit[0].action, "stale", "{backend}: {audit:?}");
+        assert!(
+            audit[0]
+                .note
+                .as_deref()
+                .unwrap_or("")
+                .contains("not notified"),
+            "{audit:?}"
+        );
+        // bed-2 is still in asystole now: its first current finding pages it, once.
+        svc.on_finding(&asystole("bed-2", Present, ago(1)), Instant::now())
+            .await
+            .expect("finding");
+        let id2 = by_stream["bed-2"].id.clone();
+        eventually("bed-2 paged once current", || {
+            events(&rx).contains(&format!("{id2}/fired/0"))
+        })
+        .await;
+        svc.on_finding(&asystole("bed-2", Present, ago(0)), Instant::now())
+            .await
+            .expect("finding");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(events(&rx), vec![format!("{id2}/fired/0")], "{backend}");
+        let rec = svc.store().get(&id2).await.expect("get").expect("bed-2");
+        assert_eq!(rec.state, AlertState::Notified, "{backend}");
+    }
+}
+
+/// Device time of the tests' first window: a minute before the tests started, on a
+/// whole second (findings are current, within the alert service's staleness horizon,
+/// whenever the tests run).
+fn base_us() -> i64 {
+    static BASE: std::sync::OnceLock<i64> = std::sync::OnceLock::new();
+    *BASE.get_or_init(|| {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("after the epoch")
+            .as_secs();
+        i64::try_from(now - 60).expect("seconds") * 1_000_000
+    })
 }

@@ -4,7 +4,11 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use ecg_types::{Alert, AlertState, Finding, FindingSource, Priority};
+use std::collections::HashSet;
+
+use ecg_types::{
+    system_time_from_us, Alert, AlertState, Finding, FindingSource, FindingStatus, Priority,
+};
 
 use super::{next_wait, secs_ms, AlertService, OPEN};
 use crate::config::Facts;
@@ -17,6 +21,12 @@ impl AlertService {
     /// then. Deliveries run on spawned tasks. While the store is unavailable it
     /// retries, with backoff, until the store takes the change or [`Self::stop`].
     ///
+    /// A finding whose window ended more than `stale_after_s` ago is **stale**: its
+    /// alert changes are recorded like any other, but an alert it fires is not
+    /// notified (audit action `stale`). Its episode is paged when a current finding
+    /// shows the condition still present; a resolution is still sent to whoever was
+    /// notified of the alert, so no receiver keeps an alarm open.
+    ///
     /// # Errors
     /// Store errors after [`Self::stop`].
     pub async fn on_finding(
@@ -25,21 +35,39 @@ impl AlertService {
         consumed: Instant,
     ) -> Result<(), StoreError> {
         let now = SystemTime::now();
-        let changed = self
-            .engine
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .on_finding(f, now);
-        for alert in changed {
+        let stale = self.staleness(f, now);
+        if stale.is_some() {
+            self.hooks.stale_finding();
+        }
+        let (changed, continuing) = {
+            let mut engine = self
+                .engine
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let changed = engine.on_finding(f, now);
+            // A current finding of an episode whose alert was recorded while stale.
+            let continuing = (stale.is_none() && f.status == FindingStatus::Present)
+                .then(|| engine.active_alert(&f.stream, f.condition, f.decision_support))
+                .flatten()
+                .map(|a| a.id.clone())
+                .filter(|id| self.held().contains(id));
+            (changed, continuing)
+        };
+        let mut steps: Vec<Step> = changed.into_iter().map(Step::Change).collect();
+        steps.extend(continuing.map(Step::Page));
+        for step in steps {
             // The engine has moved on: this change must reach the store, or the alert
             // would be lost (a replay of the finding changes nothing in the engine).
             // Every step is idempotent, so it is retried until the store takes it.
             let mut backoff = Duration::from_millis(100);
             loop {
-                let r = match alert.state {
-                    AlertState::Firing => self.fire(&alert, f, now, consumed).await,
-                    AlertState::Resolved => self.clear(&alert, now, consumed).await,
-                    _ => Ok(()),
+                let r = match &step {
+                    Step::Change(alert) => match alert.state {
+                        AlertState::Firing => self.fire(alert, f, now, consumed, stale).await,
+                        AlertState::Resolved => self.clear(alert, now, consumed).await,
+                        _ => Ok(()),
+                    },
+                    Step::Page(id) => self.page_held(id, now, consumed).await,
                 };
                 match r {
                     Ok(()) => break,
@@ -54,6 +82,60 @@ impl AlertService {
                 }
             }
         }
+        Ok(())
+    }
+
+    /// How long ago the finding's window ended, if more than `stale_after_s`.
+    fn staleness(&self, f: &Finding, now: SystemTime) -> Option<Duration> {
+        let end = system_time_from_us(f.window_end.0);
+        let age = now.duration_since(end).ok()?;
+        (age > Duration::from_secs(self.cfg.stale_after_s)).then_some(age)
+    }
+
+    fn held(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
+        self.held
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Pages an alert recorded from stale findings whose condition a current finding
+    /// shows still present: as if it fired now (group wait, or at once for high
+    /// priority), unless it was silenced, notified or changed meanwhile.
+    async fn page_held(
+        self: &Arc<Self>,
+        id: &str,
+        now: SystemTime,
+        consumed: Instant,
+    ) -> Result<(), StoreError> {
+        let Some(rec) = self.store.get(id).await? else {
+            self.held().remove(id);
+            return Ok(());
+        };
+        let pageable = rec.state == AlertState::Firing
+            && rec.notified_ms.is_none()
+            && rec.due_ms.is_none()
+            && !rec.silenced;
+        if pageable {
+            const NOTE: &str = "condition still present on a current finding";
+            if rec.priority != Priority::High && rec.plan.group_wait_s > 0 {
+                let c = Change {
+                    from: &[AlertState::Firing],
+                    expect_due: Some(None),
+                    due: Some(Some(ms(now) + secs_ms(rec.plan.group_wait_s))),
+                    actor: "engine",
+                    action: "current",
+                    note: Some(NOTE),
+                    ..Change::default()
+                };
+                self.store.change(id, &c, now).await?;
+            } else {
+                self.store
+                    .note(id, "engine", "current", Some(NOTE), now)
+                    .await?;
+                self.first_notification(&rec, now, Some(consumed)).await?;
+            }
+        }
+        self.held().remove(id);
         Ok(())
     }
 
@@ -77,6 +159,7 @@ impl AlertService {
             self.after_close(&rec, NotificationEvent::Resolved, now, Some(consumed))
                 .await?;
         }
+        self.held().remove(&alert.id);
         Ok(())
     }
 
@@ -86,6 +169,7 @@ impl AlertService {
         f: &Finding,
         now: SystemTime,
         consumed: Instant,
+        stale: Option<Duration>,
     ) -> Result<(), StoreError> {
         let (team, unit) = self
             .cfg
@@ -143,6 +227,23 @@ impl AlertService {
             .await?
             .iter()
             .any(|s| (s.team == "*" || s.team == rec.team) && s.matchers.matches(&rec));
+        if let Some(age) = stale {
+            // Recorded, never notified: no due time, so the ticker leaves it alone.
+            let note = format!(
+                "finding's window ended {} s ago, more than stale_after_s = {}: recorded, not notified",
+                age.as_secs(),
+                self.cfg.stale_after_s
+            );
+            self.held().insert(rec.id.clone());
+            if self
+                .store
+                .insert_noted(&rec, now, "stale", Some(&note))
+                .await?
+            {
+                self.hooks.alert(&self.to_alert(&rec, now));
+            }
+            return Ok(());
+        }
         let wait = rec.priority != Priority::High && rec.plan.group_wait_s > 0;
         let notify_now = !rec.silenced && !wait;
         if !rec.silenced && wait {
@@ -189,4 +290,12 @@ impl AlertService {
         }
         Ok(())
     }
+}
+
+/// One thing a finding makes the service do.
+enum Step {
+    /// Store an alert change of the engine.
+    Change(Alert),
+    /// Page an alert recorded from stale findings (its condition is current).
+    Page(String),
 }

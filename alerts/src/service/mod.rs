@@ -69,6 +69,8 @@ pub trait Hooks: Send + Sync + fmt::Debug {
     fn acknowledged(&self, _priority: Priority, _after: Duration) {}
     /// Verdict counts, refreshed from the store.
     fn precision(&self, _rows: &[PrecisionRow]) {}
+    /// A finding older than the staleness horizon was applied (recorded, not paged).
+    fn stale_finding(&self) {}
 }
 
 /// Hooks that do nothing.
@@ -138,6 +140,9 @@ pub struct AlertService {
     hooks: Arc<dyn Hooks>,
     last_precision: Mutex<Option<Instant>>,
     stopping: std::sync::atomic::AtomicBool,
+    /// Alerts this instance recorded from stale findings and has not paged: a current
+    /// finding of their episode pages them.
+    held: Mutex<std::collections::HashSet<String>>,
 }
 
 impl AlertService {
@@ -166,6 +171,7 @@ impl AlertService {
             hooks,
             last_precision: Mutex::new(None),
             stopping: std::sync::atomic::AtomicBool::new(false),
+            held: Mutex::default(),
         })
     }
 

@@ -14,6 +14,22 @@ impl Store {
     /// # Errors
     /// Database errors.
     pub async fn insert(&self, a: &AlertRecord, now: SystemTime) -> Result<bool> {
+        let action = if a.silenced { "silenced" } else { "fired" };
+        self.insert_noted(a, now, action, None).await
+    }
+
+    /// [`Store::insert`] with the first audit entry's action and note given (e.g.
+    /// `stale`: recorded from a finding older than the staleness horizon).
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn insert_noted(
+        &self,
+        a: &AlertRecord,
+        now: SystemTime,
+        action: &str,
+        note: Option<&str>,
+    ) -> Result<bool> {
         let mut q = Args::default();
         let values = [
             q.bind(a.id.clone()),
@@ -57,7 +73,6 @@ impl Store {
             .rows_affected()
             == 1;
         if inserted {
-            let action = if a.silenced { "silenced" } else { "fired" };
             let first = if a.state == AlertState::Notified {
                 AlertState::Firing
             } else {
@@ -72,7 +87,7 @@ impl Store {
                 None,
                 Some(first),
                 None,
-                None,
+                note,
             )
             .await?;
             if a.state == AlertState::Notified {
