@@ -111,6 +111,20 @@ impl service::Hooks for Hooks {
         self.metrics.alert_stale_findings.inc();
     }
 
+    fn pruned(&self, p: &ecg_alerts::store::Pruned) {
+        for (kind, n) in [
+            ("alerts", p.alerts),
+            ("audit", p.audit),
+            ("deliveries", p.deliveries),
+            ("silences", p.silences),
+        ] {
+            self.metrics
+                .alert_store_pruned
+                .with_label_values(&[kind])
+                .inc_by(n);
+        }
+    }
+
     fn precision(&self, rows: &[PrecisionRow]) {
         for r in rows {
             let model = r.model.as_deref().unwrap_or("none");
@@ -170,6 +184,9 @@ pub async fn build(cfg: ServiceConfig, metrics: &Metrics) -> anyhow::Result<Buil
     }
     for outcome in ["applied", "undecodable", "retried"] {
         metrics.alert_findings.with_label_values(&[outcome]);
+    }
+    for kind in ["alerts", "audit", "deliveries", "silences"] {
+        metrics.alert_store_pruned.with_label_values(&[kind]);
     }
     let (tx, rx) = mpsc::unbounded_channel();
     let instance = format!(

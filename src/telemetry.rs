@@ -41,6 +41,9 @@ pub struct Metrics {
     pub alert_findings: IntCounterVec,
     /// Findings older than the alert service's staleness horizon (recorded, not paged).
     pub alert_stale_findings: IntCounter,
+    /// Rows the alert store's retention deleted, by kind (alerts, audit, deliveries,
+    /// silences).
+    pub alert_store_pruned: IntCounterVec,
     /// Notifications to receivers, by receiver kind and outcome (delivered, failed).
     pub alert_deliveries: IntCounterVec,
     /// Seconds from a finding consumed to its notification delivered, by receiver kind.
@@ -196,6 +199,11 @@ impl Metrics {
             alert_stale_findings: c(
                 "cardiostream_alert_stale_findings_total",
                 "Findings older than the staleness horizon: recorded, never paged.",
+            ),
+            alert_store_pruned: cv(
+                "cardiostream_alert_store_pruned_total",
+                "Rows the alert store's retention deleted, by kind.",
+                &["kind"],
             ),
             alert_deliveries: cv(
                 "cardiostream_alert_deliveries_total",

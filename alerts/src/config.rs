@@ -69,6 +69,55 @@ pub struct ServiceConfig {
     /// not paged). A group with committed offsets resumes from them either way.
     #[serde(default)]
     pub start_offset: StartOffset,
+    /// How long resolved alerts (with their audit trail and deliveries) and ended
+    /// silences are kept.
+    #[serde(default)]
+    pub retention: RetentionConfig,
+}
+
+/// Retention of the store (`[alerts.retention]`): resolved alerts, with their audit
+/// trail and deliveries, and silences that ended are deleted once older than
+/// `keep_resolved_s`; every instance checks every `interval_s`. Open alerts are kept
+/// however old.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionConfig {
+    /// Prune at all (false: keep everything, e.g. under a legal hold).
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// Seconds a resolved alert (from its last change) or an ended silence is kept.
+    #[serde(default = "default_keep_resolved_s")]
+    pub keep_resolved_s: u64,
+    /// Seconds between prunings.
+    #[serde(default = "default_retention_interval_s")]
+    pub interval_s: u64,
+    /// Alerts deleted per transaction.
+    #[serde(default = "default_retention_batch")]
+    pub batch: u32,
+}
+
+fn default_true() -> bool {
+    true
+}
+fn default_keep_resolved_s() -> u64 {
+    90 * 86_400
+}
+fn default_retention_interval_s() -> u64 {
+    3600
+}
+fn default_retention_batch() -> u32 {
+    500
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            keep_resolved_s: default_keep_resolved_s(),
+            interval_s: default_retention_interval_s(),
+            batch: default_retention_batch(),
+        }
+    }
 }
 
 /// Where a new consumer group starts on the findings topic (`auto.offset.reset`).
@@ -126,6 +175,7 @@ impl Default for ServiceConfig {
             models_dir: None,
             stale_after_s: default_stale_after_s(),
             start_offset: StartOffset::default(),
+            retention: RetentionConfig::default(),
         }
     }
 }
@@ -574,6 +624,12 @@ impl ServiceConfig {
         }
         if self.tick_ms == 0 {
             return Err(ConfigError("tick_ms must be positive".into()));
+        }
+        let r = &self.retention;
+        if r.keep_resolved_s == 0 || r.interval_s == 0 || r.batch == 0 {
+            return Err(ConfigError(
+                "retention: keep_resolved_s, interval_s and batch must be positive (enabled = false keeps everything)".into(),
+            ));
         }
         if !(1..=7 * 86_400).contains(&self.stale_after_s) {
             return Err(ConfigError(format!(

@@ -693,6 +693,112 @@ async fn findings_older_than_the_staleness_horizon_are_recorded_but_never_paged(
     }
 }
 
+/// What the service's hooks were told of pruning.
+#[derive(Debug, Default)]
+struct PruneLog(Mutex<Vec<ecg_alerts::store::Pruned>>);
+
+impl ecg_alerts::service::Hooks for PruneLog {
+    fn pruned(&self, p: &ecg_alerts::store::Pruned) {
+        self.0.lock().expect("lock").push(*p);
+    }
+}
+
+/// Issue 15, item 6: resolved alerts are pruned with their audit trail and
+/// deliveries once older than the retention, and ended silences with them; open
+/// alerts are kept. The ticker runs it every `interval_s`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_prunes_resolved_alerts_with_their_audit_and_deliveries() {
+    for (backend, url) in backends().await {
+        let (peer_url, rx) = peer().await;
+        let mut cfg = config(
+            &url,
+            "[retention]\nkeep_resolved_s = 1\ninterval_s = 1\n[route]\nreceivers = [\"ward\"]",
+        );
+        for r in &mut cfg.receivers {
+            if let ecg_alerts::receivers::ReceiverConfig::Webhook(w) = &mut r.config {
+                w.url = peer_url.clone();
+            }
+        }
+        let store = Store::open(&cfg.store.url, cfg.store.max_connections)
+            .await
+            .expect("store");
+        let log = Arc::new(PruneLog::default());
+        let svc = Arc::new(AlertService::new(cfg, store, "i1", log.clone()).expect("service"));
+        for s in ["bed-1", "bed-2"] {
+            svc.on_finding(
+                &finding_ending(s, Condition::Asystole, FindingStatus::Present, ago(0)),
+                Instant::now(),
+            )
+            .await
+            .expect("finding");
+        }
+        let all = svc.list(&nurse(), &[], None, 10).await.expect("list");
+        let id = |s: &str| all.iter().find(|a| a.stream == s).expect(s).id.clone();
+        let (gone, kept) = (id("bed-1"), id("bed-2"));
+        svc.resolve(&nurse(), &gone, None, Some("returned to the ward"))
+            .await
+            .expect("resolve");
+        svc.silence(
+            &nurse(),
+            SilenceMatchers {
+                stream: Some("bed-9".into()),
+                ..SilenceMatchers::default()
+            },
+            1,
+            "electrode change",
+        )
+        .await
+        .expect("silence");
+        eventually("resolved notification", || {
+            events(&rx).contains(&format!("{gone}/resolved/0"))
+        })
+        .await;
+        // Recorded outcomes of both deliveries.
+        let t = Instant::now();
+        loop {
+            let d = svc.store().deliveries(&gone).await.expect("deliveries");
+            if d.len() == 2 && d.iter().all(|d| d.ok.is_some()) {
+                break;
+            }
+            assert!(t.elapsed() < Duration::from_secs(10), "{backend}: {d:?}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(!svc.store().audit(&gone).await.expect("audit").is_empty());
+        tokio::time::sleep(Duration::from_millis(2100)).await;
+        svc.tick().await.expect("tick");
+        assert!(
+            svc.store().get(&gone).await.expect("get").is_none(),
+            "{backend}"
+        );
+        assert!(
+            svc.store().audit(&gone).await.expect("audit").is_empty(),
+            "{backend}"
+        );
+        assert!(svc
+            .store()
+            .deliveries(&gone)
+            .await
+            .expect("deliveries")
+            .is_empty());
+        // The open alert stays, with its trail.
+        let rec = svc.store().get(&kept).await.expect("get").expect("kept");
+        assert_eq!(rec.state, AlertState::Notified, "{backend}");
+        assert!(!svc.store().audit(&kept).await.expect("audit").is_empty());
+        assert!(!svc.store().deliveries(&kept).await.expect("d").is_empty());
+        // What was pruned, once: the next tick within the interval does not run it.
+        svc.tick().await.expect("tick");
+        let pruned = log.0.lock().expect("lock").clone();
+        assert_eq!(pruned.len(), 1, "{backend}: {pruned:?}");
+        let p = pruned[0];
+        assert_eq!(
+            (p.alerts, p.deliveries, p.silences),
+            (1, 2, 1),
+            "{backend}: {p:?}"
+        );
+        assert!(p.audit >= 3, "fired, notified, resolved: {p:?}");
+    }
+}
+
 /// Device time of the tests' first window: a minute before the tests started, on a
 /// whole second (findings are current, within the alert service's staleness horizon,
 /// whenever the tests run).

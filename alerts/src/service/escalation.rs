@@ -1,6 +1,7 @@
 //! Escalation: the ticker that every instance runs — group waits that ended,
-//! steps up the chain for alerts not acknowledged in time, repeats — and the one
-//! escalation step the ticker and the escalate action share.
+//! steps up the chain for alerts not acknowledged in time, repeats, and now and then
+//! the store's retention — and the one escalation step the ticker and the escalate
+//! action share.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -9,7 +10,7 @@ use ecg_types::AlertState;
 
 use super::{next_wait, secs_ms, AlertService, UNACKED};
 use crate::receivers::NotificationEvent;
-use crate::store::{ms, AlertRecord, Change, StoreError};
+use crate::store::{ms, AlertRecord, Change, Pruned, StoreError};
 
 impl AlertService {
     /// Moves `rec` one step up its escalation chain (the step must exist) if it is
@@ -135,6 +136,51 @@ impl AlertService {
         if refresh {
             self.hooks.precision(&self.store.precision().await?);
         }
+        let retention_due = self.cfg.retention.enabled && {
+            let mut last = self
+                .last_retention
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let due = last
+                .is_none_or(|t| t.elapsed() >= Duration::from_secs(self.cfg.retention.interval_s));
+            if due {
+                *last = Some(Instant::now());
+            }
+            due
+        };
+        if retention_due {
+            self.retain(now).await?;
+        }
         Ok(())
+    }
+
+    /// Applies the retention as of `now`: deletes resolved alerts (with their audit
+    /// trail and deliveries) and silences that ended more than `keep_resolved_s`
+    /// before it. The ticker runs it every `interval_s`.
+    ///
+    /// # Errors
+    /// Store errors.
+    pub async fn retain(&self, now: SystemTime) -> Result<Pruned, StoreError> {
+        let keep = i64::try_from(self.cfg.retention.keep_resolved_s.saturating_mul(1000))
+            .unwrap_or(i64::MAX);
+        let p = self
+            .store
+            .prune(
+                ms(now).saturating_sub(keep),
+                i64::from(self.cfg.retention.batch),
+            )
+            .await?;
+        if !p.is_empty() {
+            tracing::info!(
+                alerts = p.alerts,
+                audit = p.audit,
+                deliveries = p.deliveries,
+                silences = p.silences,
+                keep_resolved_s = self.cfg.retention.keep_resolved_s,
+                "alert store pruned"
+            );
+        }
+        self.hooks.pruned(&p);
+        Ok(p)
     }
 }

@@ -71,6 +71,8 @@ pub trait Hooks: Send + Sync + fmt::Debug {
     fn precision(&self, _rows: &[PrecisionRow]) {}
     /// A finding older than the staleness horizon was applied (recorded, not paged).
     fn stale_finding(&self) {}
+    /// The retention pruned the store.
+    fn pruned(&self, _pruned: &crate::store::Pruned) {}
 }
 
 /// Hooks that do nothing.
@@ -143,6 +145,7 @@ pub struct AlertService {
     /// Alerts this instance recorded from stale findings and has not paged: a current
     /// finding of their episode pages them.
     held: Mutex<std::collections::HashSet<String>>,
+    last_retention: Mutex<Option<Instant>>,
 }
 
 impl AlertService {
@@ -172,6 +175,7 @@ impl AlertService {
             last_precision: Mutex::new(None),
             stopping: std::sync::atomic::AtomicBool::new(false),
             held: Mutex::default(),
+            last_retention: Mutex::new(None),
         })
     }
 

@@ -9,8 +9,9 @@
 //! an instance that loses the insert does not notify.
 //!
 //! By what it does: `records` (what is stored), `intake` (new alerts),
-//! `notify` (notification claims and outcomes), `escalation` (what is due) and
-//! `actions` (lists, audit trail, silences, precision); transitions
+//! `notify` (notification claims and outcomes), `escalation` (what is due),
+//! `actions` (lists, audit trail, silences, precision) and `retention` (pruning
+//! what is older than the retention); transitions
 //! ([`Store::change`]) are shared by all of them and live here.
 
 mod actions;
@@ -18,8 +19,10 @@ mod escalation;
 mod intake;
 mod notify;
 mod records;
+mod retention;
 
 pub use records::*;
+pub use retention::Pruned;
 
 use std::borrow::Cow;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -81,11 +84,18 @@ pub struct Store {
     postgres: bool,
 }
 
-const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "alerts, audit, deliveries, silences",
-    include_str!("../../migrations/0001_alerts.sql"),
-)];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "alerts, audit, deliveries, silences",
+        include_str!("../../migrations/0001_alerts.sql"),
+    ),
+    (
+        2,
+        "retention indexes",
+        include_str!("../../migrations/0002_retention.sql"),
+    ),
+];
 
 const ALERT_COLUMNS: &str = "id, patient, stream, condition, priority, kind, state, team, unit, \
     visible_to, rule, model, source, summary, score, value, decision_support, since_us, fired_ms, \
