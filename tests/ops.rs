@@ -1102,7 +1102,9 @@ fn live_metric_labels_carry_no_identifiers() {
                 "model" => model.is_match(value),
                 // Alert rules: `condition/dsp` or `condition/ai`.
                 "rule" => rule.is_match(value),
-                "kind" | "condition" | "state" | "outcome" | "verdict" => word.is_match(value),
+                "kind" | "condition" | "state" | "outcome" | "verdict" | "reason" => {
+                    word.is_match(value)
+                }
                 other => panic!("unexpected label {other}: {line}"),
             };
             assert!(
@@ -1125,4 +1127,50 @@ fn live_metric_labels_carry_no_identifiers() {
         "cardiostream_ingest_frames_consumed_total"
     )
     .is_some_and(|v| v > 0.0));
+}
+
+/// Issue 15, item 7: `cardiostream_ingest_consumer_lag` is measured against the
+/// committed offset, which trails the newest frame by about (longest window +
+/// warm-up) of every stream's frames (docs/metrics.md, "what healthy looks like"):
+/// on the live demo (20 streams of 200 ms frames, keeping up) the lag sits near the
+/// documented 200 messages per stream instead of near 0.
+#[test]
+fn consumer_lag_sits_near_the_documented_healthy_level() {
+    let doc = read("docs/metrics.md");
+    assert!(
+        doc.contains("**committed** offset") && doc.contains("200 messages per stream"),
+        "docs/metrics.md says what the lag measures and what healthy is"
+    );
+    let demo = demo();
+    demo.wait_for(&queried_names());
+    // Summed over the partitions whose lag is known (-1: nothing committed yet, e.g.
+    // a partition no demo stream hashes to).
+    let lag = |m: &str| -> Option<f64> {
+        let v: Vec<f64> = m
+            .lines()
+            .filter(|l| l.starts_with("cardiostream_ingest_consumer_lag{"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse().ok())
+            .filter(|x: &f64| *x >= 0.0)
+            .collect();
+        (!v.is_empty()).then(|| v.iter().sum())
+    };
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let mut samples = Vec::new();
+    while samples.len() < 6 && Instant::now() < deadline {
+        if let Some(l) = lag(&demo.metrics()) {
+            samples.push(l);
+        }
+        std::thread::sleep(Duration::from_secs(3));
+    }
+    assert!(samples.len() >= 3, "lag never known: {samples:?}");
+    let mut sorted = samples.clone();
+    sorted.sort_by(f64::total_cmp);
+    let per_stream = sorted[sorted.len() / 2] / 20.0;
+    println!(
+        "consumer lag (sum over partitions): {samples:?}; median {per_stream:.0} messages per stream (documented: about 200)"
+    );
+    assert!(
+        (120.0..=300.0).contains(&per_stream),
+        "{per_stream:.0} messages per stream is not near the documented 200"
+    );
 }

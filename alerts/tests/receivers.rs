@@ -524,7 +524,11 @@ async fn hl7_sends_oru_r40_and_accepts_aa() {
     assert_eq!(field(&msg, "MSH", 12), "2.6");
 
     assert_eq!(field(&msg, "PID", 3), "p-7f3a^^^CARDIOSTREAM^PI");
-    assert_eq!(field(&msg, "PID", 5), "", "no patient name");
+    assert_eq!(
+        field(&msg, "PID", 5),
+        "p-7f3a^^^^^^S",
+        "a pseudonym, no patient name"
+    );
     assert_eq!(field(&msg, "PV1", 3), "ward-3");
     assert_eq!(
         field(&msg, "OBR", 3),
@@ -689,4 +693,77 @@ async fn verify_request_refuses_old_timestamps_and_a_changed_idempotency_key() {
         &signed_at(now - 60),
         &req.body
     ));
+}
+
+/// Issue 15, item 7: strict HL7 validators require PID-5. It carries the
+/// pseudonymous id again as a name of type `S` (HL7 table 0200: coded pseudo-name to
+/// ensure anonymity), never a real name; and the alert's source is in the field
+/// docs/receivers.md names for it.
+#[tokio::test]
+async fn hl7_pid_5_is_a_pseudonym_and_the_source_is_where_the_docs_say() {
+    let (addr, seen) = mllp_peer(AckMode::Accept).await;
+    hl7(&addr, 1000, 3).deliver(&asystole()).await.unwrap();
+    let msg = seen.lock().unwrap()[0].clone();
+    let pid5: Vec<&str> = field(&msg, "PID", 5).split('^').collect();
+    assert_eq!(pid5.len(), 7, "XPN up to the name type: {pid5:?}");
+    assert_eq!(pid5[0], "p-7f3a", "the pseudonymous id, as in PID-3");
+    assert!(pid5[1..6].iter().all(|c| c.is_empty()), "{pid5:?}");
+    assert_eq!(pid5[6], "S", "name type: coded pseudo-name");
+
+    // Where the documented OBX of the alarm puts `<source>`, the message puts it.
+    let docs = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/receivers.md"),
+    )
+    .unwrap();
+    let documented = docs
+        .lines()
+        .find(|l| l.starts_with("OBX|1|CWE|196616"))
+        .expect("the documented alarm OBX");
+    let at = documented
+        .split('|')
+        .position(|f| f.starts_with("<source>"))
+        .expect("<source> in the documented OBX");
+    let alarm: Vec<&str> = msg
+        .split('\r')
+        .find(|s| s.starts_with("OBX|1|"))
+        .unwrap()
+        .split('|')
+        .collect();
+    assert_eq!(
+        at, 18,
+        "OBX-18, equipment instance identifier: {documented}"
+    );
+    assert_eq!(alarm[at], "detector:rhythm^CARDIOSTREAM", "{msg}");
+    assert_eq!(alarm[17], "", "OBX-17 (observation method) unused");
+    // PID as documented.
+    assert!(
+        docs.contains("PID|||<pseudonymous id>^^^CARDIOSTREAM^PI||<pseudonymous id>^^^^^^S"),
+        "docs/receivers.md shows PID-5"
+    );
+}
+
+/// Issue 15, item 7: every field of the webhook body is in the documented example.
+#[test]
+fn the_documented_webhook_body_has_every_field() {
+    let docs = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/receivers.md"),
+    )
+    .unwrap();
+    let start = docs.find("```json\n").expect("json example") + 8;
+    let end = start + docs[start..].find("```").unwrap();
+    let documented: Value = serde_json::from_str(&docs[start..end]).expect("valid json");
+    let actual = serde_json::to_value(ai_af_escalated()).unwrap();
+    let keys = |v: &Value| -> Vec<String> {
+        let mut k: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
+        k.sort();
+        k
+    };
+    assert_eq!(keys(&documented), keys(&actual));
+    assert_eq!(keys(&documented["alert"]), keys(&actual["alert"]));
+    for field in ["`sequence`", "`recipient`"] {
+        let described = docs
+            .lines()
+            .any(|l| l.trim_start().starts_with(&format!("- {field}")));
+        assert!(described, "{field} is described under the example");
+    }
 }

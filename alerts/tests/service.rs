@@ -693,6 +693,61 @@ async fn findings_older_than_the_staleness_horizon_are_recorded_but_never_paged(
     }
 }
 
+/// Issue 15, item 7: `recipient` names an on-call member only where one is being
+/// notified — at the escalation steps — not on the first notification.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recipient_is_named_only_at_escalation_steps() {
+    for (backend, url) in backends().await {
+        let (peer_url, rx) = peer().await;
+        let cfg = config(
+            &url,
+            r#"
+            [route]
+            receivers = ["ward"]
+            escalation = [{ after_s = 1, team = "cardiology", receivers = ["ward"] }]
+            "#,
+        );
+        let svc = service(cfg, &peer_url, "i1").await;
+        svc.on_finding(
+            &finding_ending("bed-8", Condition::Asystole, FindingStatus::Present, ago(0)),
+            Instant::now(),
+        )
+        .await
+        .expect("finding");
+        let id = svc.list(&nurse(), &[], None, 1).await.expect("list")[0]
+            .id
+            .clone();
+        let t = Instant::now();
+        while t.elapsed() < Duration::from_millis(1600) {
+            svc.tick().await.expect("tick");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        svc.acknowledge(&nurse(), &id, None, None)
+            .await
+            .expect("ack");
+        eventually("fired, escalated and both acknowledgements", || {
+            events(&rx).len() == 4
+        })
+        .await;
+        let body = |key: &str| {
+            rx.lock()
+                .expect("lock")
+                .iter()
+                .find(|(k, _)| k == &format!("{id}/{key}"))
+                .map(|(_, b)| b.clone())
+                .unwrap_or_else(|| panic!("no {key}"))
+        };
+        assert_eq!(
+            body("fired/0")["recipient"],
+            serde_json::Value::Null,
+            "{backend}"
+        );
+        assert_eq!(body("acknowledged/0")["recipient"], serde_json::Value::Null);
+        assert_eq!(body("escalated/1")["recipient"], "dr-lee", "{backend}");
+        assert_eq!(body("acknowledged/1")["recipient"], "dr-lee");
+    }
+}
+
 /// What the service's hooks were told of pruning.
 #[derive(Debug, Default)]
 struct PruneLog(Mutex<Vec<ecg_alerts::store::Pruned>>);

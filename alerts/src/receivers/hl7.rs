@@ -5,10 +5,10 @@
 //!
 //! ```text
 //! MSH|^~\&|CARDIOSTREAM|<facility>|<receiving app>|<receiving facility>|<now>||ORU^R40^ORU_R40|<control id>|P|2.6|||AL|NE||UNICODE UTF-8
-//! PID|||<pseudonymous id>^^^CARDIOSTREAM^PI
+//! PID|||<pseudonymous id>^^^CARDIOSTREAM^PI||<pseudonymous id>^^^^^^S
 //! PV1||U|<unit>
 //! OBR|1|<alert id>^CARDIOSTREAM|<alert id>^CARDIOSTREAM|196616^MDC_EVT_ALARM^MDC|||<alert start>[|<end>]
-//! OBX|1|CWE|196616^MDC_EVT_ALARM^MDC|1.0.0.1|<condition>^<text>^99CDS|||<PH|PM|PL>~<SP|ST|SA>|||F|||<change time>|||<source>
+//! OBX|1|CWE|196616^MDC_EVT_ALARM^MDC|1.0.0.1|<condition>^<text>^99CDS|||<PH|PM|PL>~<SP|ST|SA>|||F|||<change time>||||<source>^CARDIOSTREAM
 //! OBX|2|ST|68480^MDC_ATTR_ALERT_SOURCE^MDC|1.0.0.2|<detector:… or model:…>||||||F
 //! OBX|3|ST|68481^MDC_ATTR_EVENT_PHASE^MDC|1.0.0.3|start|continue|escalate|update|end||||||F
 //! OBX|4|ST|68482^MDC_ATTR_ALARM_STATE^MDC|1.0.0.4|active|inactive||||||F
@@ -284,9 +284,12 @@ pub fn oru_r40(n: &Notification, cfg: &Hl7Config, control_id: &str, now: SystemT
         ]
         .join("|"),
     );
+    // PID-5 is required by strict validators: the pseudonymous id again, as a name of
+    // type S (HL7 table 0200, "coded pseudo-name to ensure anonymity"); no real name
+    // ever leaves.
+    let pseudonym = escape(a.patient.as_str());
     segs.push(format!(
-        "PID|||{}^^^{SENDING_APPLICATION}^PI",
-        escape(a.patient.as_str())
+        "PID|||{pseudonym}^^^{SENDING_APPLICATION}^PI||{pseudonym}^^^^^^S"
     ));
     segs.push(format!(
         "PV1||U|{}",
@@ -345,7 +348,9 @@ pub fn oru_r40(n: &Notification, cfg: &Hl7Config, control_id: &str, now: SystemT
         &format!("{priority}~{alert_type}"),
         status,
         &ts(a.time),
-        &escape(&a.source.label()),
+        // OBX-18, equipment instance identifier (EI): the analyzer that produced the
+        // alert (HL7 v2.6: "e.g. analyzer, analyzer module"), in our namespace.
+        &format!("{}^{SENDING_APPLICATION}", escape(&a.source.label())),
     ));
     obx.push(Obx::st(
         "68480^MDC_ATTR_ALERT_SOURCE^MDC",

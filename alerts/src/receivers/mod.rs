@@ -97,14 +97,17 @@ pub struct Notification {
     pub team: String,
     /// Care unit or ward, e.g. `ward-3`.
     pub unit: Option<String>,
-    /// On-call person for escalations, e.g. `dr-lee`.
+    /// The on-call member an escalation step notifies (its team's rotation), e.g.
+    /// `dr-lee`; `None` at level 0 (the route's receivers, not a person) and where
+    /// the step's team has no rotation.
     pub recipient: Option<String>,
     /// 0 for the first notification, 1 for the first escalation, and so on.
     pub escalation_level: u32,
     /// Link to the alert in the care-team console.
     pub console_url: Option<String>,
-    /// Tells repeats of one event apart (a repeat's scheduled time in seconds since
-    /// the epoch); 0 for every other event.
+    /// Tells repeats of one event apart: a repeat's scheduled time in seconds since
+    /// the epoch, the same on every instance; 0 for every other event. Part of the
+    /// idempotency key (`repeat-<sequence>`).
     #[serde(default)]
     pub sequence: u32,
 }

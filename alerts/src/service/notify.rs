@@ -86,7 +86,13 @@ impl AlertService {
         Notification {
             alert: self.to_alert(rec, now),
             event,
-            recipient: self.cfg.on_call(&team, now),
+            // Only an escalation step notifies an on-call member (of its team); the
+            // first notification goes to the route's receivers, not to a person.
+            recipient: if level > 0 {
+                self.cfg.on_call(&team, now)
+            } else {
+                None
+            },
             team,
             unit: rec.unit.clone(),
             escalation_level: u32::try_from(level).unwrap_or(u32::MAX),
