@@ -316,6 +316,30 @@ async fn scenario(client: Client, console_url: String, api: Arc<Api>) {
     let page = client.source().await.unwrap();
     assert!(page.contains("Decision support for clinicians — not a diagnosis"));
 
+    // All of it under the console's content security policy (its own script and
+    // style by hash, nothing else, no framing): the script runs (the team above) and
+    // the inline stylesheet applies (13 px notes instead of the browser's 16 px).
+    let r = api.http.get(format!("{}/", api.base)).send().await.unwrap();
+    let csp = r.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        csp.contains("script-src 'sha256-")
+            && csp.contains("style-src 'sha256-")
+            && csp.contains("frame-ancestors 'none'"),
+        "{csp}"
+    );
+    let styled = client
+        .execute(
+            "return document.styleSheets.length + ' ' + \
+             getComputedStyle(document.getElementById('count')).fontSize",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(styled, json!("1 13px"), "the stylesheet under the CSP");
+
     // The live list: wait for an atrial fibrillation alert, without reloading.
     let af_row = "tr.alert-row[data-condition='atrial_fibrillation']";
     let id = eventually(
