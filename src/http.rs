@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use axum::extract::{Request, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{header, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -168,8 +168,8 @@ pub async fn serve_with(
             }
             Some(_) = conns.join_next(), if !conns.is_empty() => {}
             r = listener.accept() => {
-                let stream = match r {
-                    Ok((s, _)) => s,
+                let (stream, peer) = match r {
+                    Ok(x) => x,
                     Err(e) => {
                         // Out of file descriptors and the like: back off, keep serving.
                         tracing::warn!(error = %e, "http accept failed");
@@ -183,7 +183,15 @@ pub async fn serve_with(
                     refuse(stream);
                     continue;
                 };
-                let svc = svc.clone();
+                // The peer's address for the handlers (refused requests are logged
+                // with it).
+                let inner = svc.clone();
+                let svc = hyper::service::service_fn(
+                    move |mut req: hyper::Request<hyper::body::Incoming>| {
+                        req.extensions_mut().insert(ConnectInfo(peer));
+                        hyper::service::Service::call(&inner, req)
+                    },
+                );
                 let close = close_rx.clone();
                 let metrics = metrics.clone();
                 conns.spawn(async move {
@@ -714,5 +722,76 @@ mod tests {
             .expect("stops")
             .expect("join")
             .expect("serve");
+    }
+
+    /// A writer into a shared buffer, for capturing log lines.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().expect("lock").extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// Refused requests are logged (warn) with the peer's address and the resource,
+    /// for intrusion detection — never the path's ids or the token.
+    #[tokio::test(flavor = "current_thread")]
+    async fn refused_requests_are_logged_with_the_peer_never_the_ids_or_token() {
+        let logs = Captured::default();
+        let sink = logs.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || sink.clone())
+            .with_ansi(false)
+            .with_max_level(tracing::Level::INFO)
+            .finish();
+        let _guard = tracing::subscriber::set_default(subscriber);
+        let cfg = ServiceConfig {
+            store: ecg_alerts::config::StoreConfig {
+                url: "sqlite::memory:".into(),
+                max_connections: 1,
+            },
+            ..ServiceConfig::default()
+        };
+        let store = Store::open(&cfg.store.url, 1).await.expect("store");
+        let service = Arc::new(AlertService::new(cfg, store, "t", Arc::new(NoHooks)).expect("svc"));
+        let app = router(AppState {
+            metrics: Metrics::new(),
+            alerts: Some(ApiState {
+                service,
+                tokens: Arc::new(Tokens::default()),
+                models_dir: None,
+            }),
+            statuses: None,
+        });
+        let (addr, _tx, _h) = start(app).await;
+        let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let local = s.local_addr().expect("local");
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        s.write_all(
+            b"GET /api/v1/alerts/bed-1.ecg%2Fasystole%2Fdsp%2F1 HTTP/1.1\r\nHost: t\r\n\
+              Authorization: Bearer wrong-s3cret-token\r\nConnection: close\r\n\r\n",
+        )
+        .await
+        .expect("write");
+        let mut out = String::new();
+        s.read_to_string(&mut out).await.expect("read");
+        assert!(out.starts_with("HTTP/1.1 401"), "{out}");
+        let text = String::from_utf8(logs.0.lock().expect("lock").clone()).expect("utf-8");
+        let line = text
+            .lines()
+            .find(|l| l.contains("api request refused"))
+            .unwrap_or_else(|| panic!("no log line: {text}"));
+        assert!(line.contains("WARN"), "{line}");
+        assert!(line.contains(&local.to_string()), "the peer: {line}");
+        assert!(line.contains("/api/v1/alerts"), "{line}");
+        assert!(
+            !line.contains("bed-1") && !line.contains("s3cret"),
+            "{line}"
+        );
     }
 }

@@ -169,7 +169,24 @@ pub async fn require_token(
             req.extensions_mut().insert(c);
             next.run(req).await
         }
-        Err(e) => e.into_response(),
+        Err(e) => {
+            // For intrusion detection: who was refused on which resource (the path's
+            // first segments, `/api/v1/alerts`, never the rest, which may carry an
+            // alert id; never the token).
+            let peer = req
+                .extensions()
+                .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+                .map_or_else(|| "unknown".to_owned(), |c| c.0.to_string());
+            let resource = req
+                .uri()
+                .path()
+                .split('/')
+                .take(4)
+                .collect::<Vec<_>>()
+                .join("/");
+            tracing::warn!(%peer, %resource, reason = %e.1, "api request refused: not authenticated");
+            e.into_response()
+        }
     }
 }
 
