@@ -854,6 +854,48 @@ async fn retention_prunes_resolved_alerts_with_their_audit_and_deliveries() {
     }
 }
 
+/// The store over TLS to PostgreSQL with the server's certificate verified
+/// (`sslmode=verify-full`): runs when `CARDIOSTREAM_TEST_PG_TLS` names such a server
+/// (an admin URL with `sslmode=verify-full&sslrootcert=<CA file>`), else skips. With
+/// another CA the connection is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_over_tls_verifies_the_server_certificate() {
+    let Ok(admin) = std::env::var("CARDIOSTREAM_TEST_PG_TLS") else {
+        eprintln!("SKIP: CARDIOSTREAM_TEST_PG_TLS is not set (a PostgreSQL server with TLS)");
+        return;
+    };
+    let url = fresh_pg(&admin).await;
+    assert!(url.contains("sslmode=verify-full"), "{url}");
+    let (peer_url, rx) = peer().await;
+    let svc = service(
+        config(&url, "[route]\nreceivers = [\"ward\"]"),
+        &peer_url,
+        "tls",
+    )
+    .await;
+    svc.on_finding(
+        &finding("bed-1", Condition::Asystole, FindingStatus::Present, 0),
+        Instant::now(),
+    )
+    .await
+    .expect("finding over TLS");
+    eventually("notified", || events(&rx).len() == 1).await;
+    assert_eq!(
+        svc.list(&nurse(), &[], None, 10).await.expect("list").len(),
+        1
+    );
+    // The same server under a CA that did not sign its certificate: refused.
+    let other = std::env::var("CARDIOSTREAM_TEST_PG_TLS_OTHER_CA").ok();
+    if let Some(ca) = other {
+        let (head, _) = url.split_once("sslrootcert=").expect("sslrootcert");
+        let wrong = format!("{head}sslrootcert={ca}");
+        let e = Store::open(&wrong, 1)
+            .await
+            .expect_err("an unknown CA is refused");
+        eprintln!("with another CA: {e}");
+    }
+}
+
 /// Device time of the tests' first window: a minute before the tests started, on a
 /// whole second (findings are current, within the alert service's staleness horizon,
 /// whenever the tests run).

@@ -238,8 +238,7 @@ impl Store {
             .execute(&pool)
             .await?;
         pool.close().await;
-        let base = admin_url.rsplit_once('/').map_or(admin_url, |(b, _)| b);
-        Ok(format!("{base}/{name}"))
+        Ok(with_database(admin_url, name))
     }
 
     /// True on PostgreSQL.
@@ -359,6 +358,24 @@ impl Store {
     }
 }
 
+/// `url` naming database `name` instead of its own, query parameters (`sslmode`,
+/// `sslrootcert=/path/…`) kept.
+fn with_database(url: &str, name: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    let authority_end = base.find("://").map_or(0, |i| i + 3);
+    let server = match base[authority_end..].find('/') {
+        Some(i) => &base[..authority_end + i],
+        None => base,
+    };
+    match query {
+        Some(q) => format!("{server}/{name}?{q}"),
+        None => format!("{server}/{name}"),
+    }
+}
+
 fn visible(teams: &[String]) -> String {
     format!(",{},", teams.join(","))
 }
@@ -444,4 +461,28 @@ fn record(r: &AnyRow) -> Result<AlertRecord> {
             .map(|v| parse_json("alerts.strip", &v))
             .transpose()?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::with_database;
+
+    #[test]
+    fn database_urls_keep_their_parameters() {
+        assert_eq!(
+            with_database("postgres://u:p@h:5432/postgres", "cs_1"),
+            "postgres://u:p@h:5432/cs_1"
+        );
+        assert_eq!(
+            with_database(
+                "postgres://u:p@h:5432/postgres?sslmode=verify-full&sslrootcert=/etc/ca/root.pem",
+                "cs_1"
+            ),
+            "postgres://u:p@h:5432/cs_1?sslmode=verify-full&sslrootcert=/etc/ca/root.pem"
+        );
+        assert_eq!(
+            with_database("postgres://u@h", "cs_1"),
+            "postgres://u@h/cs_1"
+        );
+    }
 }
