@@ -149,6 +149,7 @@ pub async fn serve_with(
     let permits = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     let (close_tx, close_rx) = watch::channel(false);
     let mut conns = tokio::task::JoinSet::new();
+    let (mut refused, mut last_refusal_log) = (0u64, None);
     let closed = |reason: &str, n: u64| {
         if let Some(m) = &metrics {
             m.http_connections_closed
@@ -179,7 +180,13 @@ pub async fn serve_with(
                 };
                 let Ok(permit) = permits.clone().try_acquire_owned() else {
                     closed("limit", 1);
-                    tracing::warn!(max = limits.max_connections, "http connection refused: connection limit reached");
+                    refused += 1;
+                    // At most one line every 10 s, however many are refused.
+                    if last_refusal_log.is_none_or(|t: Instant| t.elapsed() >= Duration::from_secs(10)) {
+                        tracing::warn!(max = limits.max_connections, refused, "http connections refused: connection limit reached");
+                        last_refusal_log = Some(Instant::now());
+                        refused = 0;
+                    }
                     refuse(stream);
                     continue;
                 };
