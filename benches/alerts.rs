@@ -248,6 +248,7 @@ impl StreamGen {
             decision_support: model,
             shadow: false,
             strip,
+            reason: None,
         }
     }
 

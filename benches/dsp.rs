@@ -222,30 +222,6 @@ fn quality_lead0(c: &mut Criterion) {
     g.finish();
 }
 
-fn stream_dsp_full(c: &mut Criterion) {
-    let mut g = c.benchmark_group("stream_dsp_full_chain");
-    for s in streams() {
-        // Every lead monitor-filtered + the lead-0 analysis (`push_filtered`).
-        let n_leads = s.leads.len();
-        let mut d = StreamDsp::new(&DspConfig::default(), s.rate, n_leads);
-        let lead_off = vec![false; n_leads];
-        let mut out = Vec::new();
-        let mut filtered = Vec::new();
-        g.throughput(Throughput::Elements(s.samples()));
-        g.bench_function(s.name, |b| {
-            b.iter(|| {
-                out.clear();
-                for blk in &s.blocks {
-                    filtered.clear();
-                    d.push_filtered(black_box(blk), &lead_off, &mut filtered, &mut out);
-                }
-                out.len()
-            })
-        });
-    }
-    g.finish();
-}
-
 fn stream_dsp(c: &mut Criterion) {
     let mut g = c.benchmark_group("stream_dsp");
     for s in streams() {
@@ -320,15 +296,14 @@ fn memory(_: &mut Criterion) {
     let mut dev = Device::new(Preset::NoisyNormalSinus.config(5, 500, Lead::STANDARD_12.to_vec()))
         .expect("valid sim config");
     let mut d = StreamDsp::new(&DspConfig::default(), 500, 12);
-    let (mut events, mut filtered, mut sig) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut events, mut sig) = (Vec::new(), Vec::new());
     for _ in 0..60 {
         sig.clear();
         dev.generate(500, &mut sig);
-        filtered.clear();
-        d.push_filtered(&sig, &[false; 12], &mut filtered, &mut events);
+        d.push(&sig, &[false; 12], &mut events);
     }
     eprintln!(
-        "  StreamDsp full chain after 60 s state {:>7}",
+        "  StreamDsp after 60 s           state {:>7}",
         d.state_bytes()
     );
 }
@@ -342,7 +317,6 @@ criterion_group!(
     qrs,
     monitor_filter,
     quality_lead0,
-    stream_dsp,
-    stream_dsp_full
+    stream_dsp
 );
 criterion_main!(benches);

@@ -12,7 +12,7 @@ use figment::Figment;
 use rdkafka::ClientConfig;
 use serde::Deserialize;
 
-use crate::pipeline::StreamSettings;
+use ecg_pipeline::{ScorerSettings, StreamSettings};
 
 /// The embedded defaults.
 pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
@@ -127,9 +127,12 @@ pub struct PipelineSettings {
     /// DSP settings.
     #[serde(default)]
     pub dsp: DspConfig,
-    /// Per-stream sequencing, warm-up and eviction.
+    /// Per-stream sequencing, warm-up, eviction and limits.
     #[serde(default)]
     pub streams: StreamSettings,
+    /// Retries of failing model runs (`max_batch` is `model_max_batch`).
+    #[serde(default)]
+    pub scorer: ScorerSettings,
 }
 
 /// HTTP endpoints.
@@ -300,26 +303,19 @@ impl Config {
                 d.hop_s
             );
         }
-        let st = &p.streams;
-        if !(0.0..=120.0).contains(&st.warmup_s) {
+        p.streams.validate().map_err(anyhow::Error::msg)?;
+        let sc = &p.scorer;
+        if sc.retry_initial_ms == 0 || sc.retry_max_ms < sc.retry_initial_ms {
             anyhow::bail!(
-                "pipeline.streams.warmup_s {} is outside 0..=120",
-                st.warmup_s
+                "pipeline.scorer: need 0 < retry_initial_ms ({}) <= retry_max_ms ({})",
+                sc.retry_initial_ms,
+                sc.retry_max_ms
             );
         }
-        if st.reorder_horizon_ms > 600_000 {
+        if !(sc.retry_budget_s >= 0.1 && sc.retry_budget_s <= 3600.0) {
             anyhow::bail!(
-                "pipeline.streams.reorder_horizon_ms {} is above 600000",
-                st.reorder_horizon_ms
-            );
-        }
-        if st.clock_jump_ms == 0 {
-            anyhow::bail!("pipeline.streams.clock_jump_ms must be above 0");
-        }
-        if st.idle_evict_s.is_nan() || st.idle_evict_s < 1.0 {
-            anyhow::bail!(
-                "pipeline.streams.idle_evict_s {} is below 1",
-                st.idle_evict_s
+                "pipeline.scorer.retry_budget_s {} is outside 0.1..=3600",
+                sc.retry_budget_s
             );
         }
         if !(1..=64).contains(&p.model_threads) {

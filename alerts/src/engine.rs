@@ -260,6 +260,7 @@ mod tests {
             decision_support: false,
             shadow: false,
             strip: None,
+            reason: None,
         }
     }
 

@@ -130,6 +130,7 @@ fn finding(stream: &str, c: Condition, status: FindingStatus, t_s: i64) -> Findi
         decision_support: false,
         shadow: false,
         strip: None,
+        reason: None,
     }
 }
 

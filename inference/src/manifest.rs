@@ -137,10 +137,11 @@ impl InputSpec {
 #[serde(rename_all = "snake_case")]
 pub enum InputKind {
     /// The RR-irregularity feature vector of `ecg_dsp::rhythm::af_features`, computed
-    /// over the beats of each window (`Window::features`).
+    /// over the beats of each window (`ModelInput::features`).
     AfRrV1,
-    /// Filtered millivolts, `[batch, leads, samples]`, leads in `input.leads` order at
-    /// `input.sample_rate_hz` (`Window::samples_mv`, lead-major).
+    /// Raw (unfiltered) millivolts, `[batch, leads, samples]`, leads in `input.leads`
+    /// order at `input.sample_rate_hz` (`ModelInput::samples_mv`, lead-major); the
+    /// model filters and scales inside its graph.
     Waveform,
 }
 

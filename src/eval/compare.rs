@@ -277,6 +277,7 @@ mod tests {
             decision_support: true,
             shadow: version == "2",
             strip: None,
+            reason: None,
         }
     }
 
