@@ -249,6 +249,7 @@ impl StreamGen {
             shadow: false,
             strip,
             reason: None,
+            episode_start: None,
         }
     }
 

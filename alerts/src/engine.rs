@@ -261,6 +261,7 @@ mod tests {
             shadow: false,
             strip: None,
             reason: None,
+            episode_start: None,
         }
     }
 

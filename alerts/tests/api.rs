@@ -43,6 +43,7 @@ fn finding(stream: &str, c: Condition, t_s: i64) -> Finding {
             samples_uv: (0..2500).map(|i| (i % 200) * 5).collect(),
         })),
         reason: None,
+        episode_start: None,
     }
 }
 

@@ -131,6 +131,7 @@ fn finding(stream: &str, c: Condition, status: FindingStatus, t_s: i64) -> Findi
         shadow: false,
         strip: None,
         reason: None,
+        episode_start: None,
     }
 }
 

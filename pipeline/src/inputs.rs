@@ -80,6 +80,8 @@ pub struct InputBuilder {
     beats: VecDeque<u64>,
     /// Source samples of beats to keep behind the latest rhythm window.
     keep: u64,
+    /// Whether beats are kept (feature models, and every model offline).
+    collect_beats: bool,
     /// End (source sample) of the last rhythm window of poor signal.
     bad_until: u64,
     leads: Vec<Lead>,
@@ -110,7 +112,18 @@ impl InputBuilder {
                     target_rate_hz: input.sample_rate_hz,
                     leads: input.leads.clone(),
                 };
-                let windower = Windower::new(&spec, source_rate.0, source_leads)?;
+                let windower = match Windower::new(&spec, source_rate.0, source_leads) {
+                    Err(WindowError::MissingLead(_)) if input.any_lead => {
+                        // A single-lead model reads the stream's first lead.
+                        let first = source_leads.first().copied().unwrap_or(Lead::Unspecified);
+                        let spec = WindowSpec {
+                            leads: vec![first],
+                            ..spec
+                        };
+                        Windower::new(&spec, source_rate.0, source_leads)?
+                    }
+                    other => other?,
+                };
                 let hop_exact = f64::from(hop_s) * f64::from(input.sample_rate_hz);
                 if (hop_exact - hop_exact.round()).abs() > 1e-6 {
                     return Err(InputError::Hop {
@@ -119,22 +132,25 @@ impl InputBuilder {
                     });
                 }
                 let hop = windower.hop_len();
+                let leads = windower.spec().leads.clone();
                 (
                     Kind::Waveform {
                         windower: Box::new(windower),
                         out: Vec::new(),
                         hop,
                     },
-                    input.leads.clone(),
+                    leads,
                     SampleRate(input.sample_rate_hz),
                 )
             }
         };
+        let collect_beats = matches!(kind, Kind::Features);
         Ok(Self {
             kind,
             source_rate,
             beats: VecDeque::new(),
             keep,
+            collect_beats,
             bad_until: 0,
             leads,
             rate,
@@ -190,7 +206,7 @@ impl InputBuilder {
         if !w.quality_ok {
             self.bad_until = self.bad_until.max(w.end_sample);
         }
-        if matches!(self.kind, Kind::Features) {
+        if self.collect_beats {
             let last = self.beats.back().copied();
             self.beats.extend(w.beats_after(last));
             let keep_from = w.end_sample.saturating_sub(self.keep);
@@ -295,8 +311,10 @@ pub fn record_inputs(
     let stream = StreamId::new("record").map_err(|e| WindowError::InvalidSpec(e.to_string()))?;
     let patient = PatientId::new("record").map_err(|e| WindowError::InvalidSpec(e.to_string()))?;
     let mut builder = InputBuilder::new(manifest, hop_s, rate, leads)?;
-    // Offline, every beat of the record is kept until the windows are cut.
+    // Offline, every beat of the record is kept until the windows are cut (waveform
+    // windows get the features of their beats too, for training exports).
     builder.keep = u64::MAX;
+    builder.collect_beats = true;
     let mut cfg = dsp.clone();
     let len_s = n as f32 / rate.0.max(1) as f32;
     if len_s < cfg.window_s {
@@ -348,17 +366,19 @@ pub fn record_inputs(
     let hop_us = ecg_types::seconds_to_us(f64::from(hop_s)).max(1);
     let mut out = Vec::new();
     if builder.is_waveform() {
+        let len = rate.us_to_samples(win_us);
         for c in cuts {
             let start_us = c.index as i64 * hop_us;
             let ok = builder.quality_from(c.source_start);
+            let (rr, features, _) = builder.features(c.source_start, c.source_start + len);
             out.push(builder.input(
                 &stream,
                 &patient,
                 DeviceTimeUs(start_us),
                 DeviceTimeUs(start_us + win_us),
                 c.samples_mv,
-                Vec::new(),
-                Vec::new(),
+                rr,
+                features,
                 ok,
             ));
         }

@@ -28,6 +28,7 @@
 pub mod analyzer;
 pub mod commit;
 pub mod config;
+pub mod episodes;
 pub mod events;
 pub mod grid;
 pub mod inputs;
@@ -78,6 +79,8 @@ enum Sequencing {
 struct ScoreJob {
     epoch: u64,
     inputs: Vec<Scoring>,
+    /// Streams evicted at this epoch: the scorer forgets their episodes.
+    evicted: Vec<ecg_types::StreamId>,
 }
 
 /// Runs the pipeline against Kafka until `shutdown` turns true.
@@ -249,6 +252,7 @@ fn analyzer_stage(
                     ScoreJob {
                         epoch,
                         inputs: Vec::new(),
+                        evicted: Vec::new(),
                     },
                 )
             }
@@ -277,11 +281,12 @@ fn analyzer_stage(
                         closed_us,
                         dead_letters: seq.dead_letters,
                         statuses: a.statuses,
-                        evicted: seq.evicted,
+                        evicted: seq.evicted.clone(),
                     },
                     ScoreJob {
                         epoch,
                         inputs: a.inputs,
+                        evicted: seq.evicted,
                     },
                 )
             }
@@ -299,6 +304,7 @@ fn scorer_stage(
     out: &mpsc::Sender<ScoredPart>,
 ) {
     while let Some(job) = jobs.blocking_recv() {
+        scorer.forget(&job.evicted);
         let part = if job.inputs.is_empty() {
             ScoredPart::Findings {
                 epoch: job.epoch,

@@ -167,6 +167,7 @@ impl Processor {
         let seq = self.sequencer.process(records, now_us, &mut cp);
         self.analyzer.drop_streams(&seq.evicted);
         let analyzed = self.analyzer.process(seq.frames, &mut cp);
+        self.scorer.forget(&seq.evicted);
         let scored = self.scorer.score(analyzed.inputs)?;
         let mut out = Output {
             dead_letters: seq.dead_letters,

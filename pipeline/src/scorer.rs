@@ -15,11 +15,13 @@
 //!   batch. A window that does not fit the model is rejected before the run
 //!   ([`ecg_inference::Scored::Rejected`]).
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use ecg_inference::{Model, ModelError, Retry, Scored};
-use ecg_types::{Finding, FindingStatus, ModelInput};
+use ecg_inference::{Model, ModelError, ModelMode, Retry, Scored};
+use ecg_types::{Condition, Finding, FindingStatus, ModelInput, StreamId};
+
+use crate::episodes::{AfEpisodes, EpisodeSettings};
 
 use crate::analyzer::Scoring;
 use crate::config::ScorerSettings;
@@ -83,6 +85,8 @@ pub struct Scorer {
     runners: Vec<Arc<dyn Runner>>,
     settings: ScorerSettings,
     telemetry: Sink,
+    /// Per model that raises AF findings while active, its episode trackers.
+    episodes: Vec<Option<Mutex<AfEpisodes>>>,
 }
 
 impl Scorer {
@@ -92,6 +96,41 @@ impl Scorer {
             .map(|i| Arc::new(ModelAt(models.clone(), i)) as Arc<dyn Runner>)
             .collect();
         Self::with_runners(runners, settings, telemetry)
+            .with_episodes(models, &EpisodeSettings::default())
+    }
+
+    /// The same, tracking AF episodes ([`crate::episodes`]) with these settings on
+    /// every active model that raises AF findings.
+    #[must_use]
+    pub fn with_episodes(mut self, models: &[Model], settings: &EpisodeSettings) -> Self {
+        self.episodes = models
+            .iter()
+            .map(|m| {
+                let man = m.manifest();
+                let af = man
+                    .findings
+                    .iter()
+                    .any(|r| r.condition == Condition::AtrialFibrillation);
+                (af && man.mode == ModelMode::Active).then(|| {
+                    let hop_s = man.hop_s.unwrap_or(man.window_s);
+                    Mutex::new(AfEpisodes::new(
+                        settings.clone(),
+                        ecg_types::seconds_to_us(f64::from(hop_s)),
+                    ))
+                })
+            })
+            .collect();
+        self
+    }
+
+    /// Forgets the episode state of streams the sequencer evicted.
+    pub fn forget(&self, streams: &[StreamId]) {
+        for t in self.episodes.iter().flatten() {
+            let mut t = t.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            for s in streams {
+                t.forget(s);
+            }
+        }
     }
 
     /// A scorer of these runners (index = [`Scoring::model`]).
@@ -100,10 +139,12 @@ impl Scorer {
         settings: ScorerSettings,
         telemetry: Sink,
     ) -> Self {
+        let episodes = runners.iter().map(|_| None).collect();
         Self {
             runners,
             settings,
             telemetry,
+            episodes,
         }
     }
 
@@ -120,8 +161,16 @@ impl Scorer {
                 let inputs: Vec<&ModelInput> = chunk.iter().map(|s| &s.input).collect();
                 let scored = self.run_chunk(runner.as_ref(), &inputs)?;
                 self.count(runner.id(), &scored);
+                let mut episodes = self
+                    .episodes
+                    .get(m)
+                    .and_then(Option::as_ref)
+                    .map(|t| t.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
                 for (item, s) in chunk.iter().zip(&scored) {
                     for mut f in runner.findings(&item.input, s) {
+                        if let Some(t) = episodes.as_mut() {
+                            t.apply(&mut f);
+                        }
                         if f.status == FindingStatus::Present {
                             f.strip.clone_from(&item.strip);
                         }

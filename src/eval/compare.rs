@@ -278,6 +278,7 @@ mod tests {
             shadow: version == "2",
             strip: None,
             reason: None,
+            episode_start: None,
         }
     }
 

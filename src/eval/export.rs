@@ -5,7 +5,9 @@
 //!
 //! Output, for `--out PREFIX`:
 //! - `PREFIX.csv`: one line per window, `record,label,window,start_s,quality_ok,n_rr`
-//!   and, for feature models, the features `f0,f1,…`;
+//!   and the `af_rr_v1` features `f0,…,f7` of the beats the pipeline's DSP finds in
+//!   the window (a feature model's input; for a waveform model, what an RR input
+//!   beside the waveform would get);
 //! - `PREFIX.npy` (waveform models only): float32, shape `[windows, leads, samples]`,
 //!   C order, the windows in the CSV's order (NumPy format 1.0).
 
@@ -55,10 +57,8 @@ pub fn run(args: &ExportArgs) -> anyhow::Result<()> {
     );
     let waveform = manifest.input.kind == InputKind::Waveform;
     let mut header = "record,label,window,start_s,quality_ok,n_rr".to_owned();
-    if !waveform {
-        for i in 0..manifest.input.len {
-            header.push_str(&format!(",f{i}"));
-        }
+    for i in 0..ecg_dsp::AF_FEATURES {
+        header.push_str(&format!(",f{i}"));
     }
     writeln!(csv, "{header}")?;
     let mut data: Vec<f32> = Vec::new();
@@ -93,10 +93,9 @@ pub fn run(args: &ExportArgs) -> anyhow::Result<()> {
             );
             if waveform {
                 data.extend_from_slice(&w.samples_mv);
-            } else {
-                for v in &w.features {
-                    line.push_str(&format!(",{v:.6}"));
-                }
+            }
+            for v in &w.features {
+                line.push_str(&format!(",{v:.6}"));
             }
             writeln!(csv, "{line}")?;
             windows += 1;

@@ -2,6 +2,7 @@
 
 pub mod af;
 pub mod compare;
+pub mod episodes;
 pub mod export;
 pub mod qrs;
 
@@ -26,6 +27,10 @@ pub enum EvalCommand {
     /// Writes a model's inputs for every record of a folder (the training input of
     /// the bundled models), built by the pipeline's one model-input builder.
     ExportInputs(export::ExportArgs),
+    /// AF episodes of every WFDB record with rhythm annotations, found by the
+    /// pipeline's per-stream code and its AF episode tracker; `record,start_s,end_s`,
+    /// scored with the ANSI/AAMI EC57 episode and duration statistics.
+    AfEpisodes(episodes::EpisodesArgs),
 }
 
 /// Runs an evaluation subcommand.
@@ -37,6 +42,7 @@ pub fn run(cmd: EvalCommand) -> anyhow::Result<()> {
         EvalCommand::Qrs(args) => qrs::run(&args),
         EvalCommand::Af(args) => af::run(&args),
         EvalCommand::ExportInputs(args) => export::run(&args),
+        EvalCommand::AfEpisodes(args) => episodes::run(&args),
     }
 }
 

@@ -186,6 +186,10 @@ pub struct Finding {
     /// Never carries sample data or identifiers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// For an episode condition (atrial fibrillation) while an episode is open: when
+    /// it began (device time), so every finding of the episode dates its onset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub episode_start: Option<DeviceTimeUs>,
 }
 
 /// A short excerpt of one lead behind a finding: what a monitor prints as a rhythm strip.
@@ -230,6 +234,7 @@ impl Finding {
             shadow: false,
             strip: None,
             reason: None,
+            episode_start: None,
         }
     }
 
