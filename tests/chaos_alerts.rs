@@ -447,6 +447,11 @@ async fn sigkilled_alert_instance_while_notifying_loses_no_page() {
     };
     let started = Instant::now();
     let (n, kills) = if long() { (120, 12) } else { (24, 3) };
+    // CHAOS_KILLS=0 is the control run: the same load with no instance killed.
+    let kills: usize = std::env::var("CHAOS_KILLS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(kills);
     let kafka = Kafka::new();
     let store = support::fresh_pg(&admin).await;
     // The peer takes 400 ms to answer: kills land while deliveries are in flight.
