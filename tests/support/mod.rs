@@ -7,6 +7,7 @@
     clippy::expect_used
 )]
 
+pub mod chaos;
 pub mod tansu;
 
 use std::collections::BTreeSet;
