@@ -42,10 +42,3 @@ cargo clippy --locked --workspace --all-targets -- -D warnings
 cargo test --locked --workspace
 # OTLP trace export is an opt-in feature: its own build, its one test.
 cargo test --locked --features otlp --test otlp
-# Short fuzzing campaigns (docs/fuzzing.md): every libFuzzer target for ~5 s on its
-# committed seeds (the build of fuzz/ is the longer part, once per machine); a crash
-# fails the test command. The 10-million-input campaigns: scripts/fuzz.sh --runs 10000000.
-# CARDIOSTREAM_SKIP_FUZZ=1 leaves them out (a quick local run).
-if [ "${CARDIOSTREAM_SKIP_FUZZ:-0}" != 1 ]; then
-  scripts/fuzz.sh --short
-fi

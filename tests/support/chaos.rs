@@ -385,24 +385,19 @@ pub fn paging_finding(stream: &str) -> Finding {
     let source = FindingSource::Detector {
         name: "rhythm".into(),
     };
-    let c = Condition::ExtremeBradycardia;
     let end = DeviceTimeUs(now_us());
     let start = end.plus_us(-10_000_000);
-    Finding {
-        key: Finding::make_key(&stream, &source, c, start),
-        patient: PatientId::new(format!("p-{stream}")).expect("patient id"),
+    let patient = PatientId::new(format!("p-{stream}")).expect("patient id");
+    Finding::new(
         stream,
+        patient,
         source,
-        condition: c,
-        status: FindingStatus::Present,
-        window_start: start,
-        window_end: end,
-        score: None,
-        value: Some(28.0),
-        decision_support: false,
-        shadow: false,
-        strip: None,
-    }
+        Condition::ExtremeBradycardia,
+        FindingStatus::Present,
+        start,
+        end,
+    )
+    .with_value(Some(28.0))
 }
 
 /// What a chaos scenario ends with: pages expected and heard, by alert.
