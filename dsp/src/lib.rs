@@ -2,6 +2,8 @@
 //!
 //! - [`filter`]: run-time designed biquad filters (baseline high-pass, mains notch,
 //!   low-pass) and the [`filter::MonitorFilter`] cascade;
+//! - [`curve_length`]: the second, curve-length beat detector behind the bSQI
+//!   signal-quality index;
 //! - [`qrs`]: a streaming QRS detector with a fixed, stated latency;
 //! - [`rhythm`]: RR-interval statistics and atrial-fibrillation features;
 //! - [`stream`]: [`stream::StreamDsp`], the per-stream state tying them together and
@@ -10,6 +12,7 @@
 //! Every stage works sample by sample, so outputs do not depend on how the input is
 //! split into blocks.
 
+pub mod curve_length;
 pub mod filter;
 pub mod fir;
 pub mod qrs;
