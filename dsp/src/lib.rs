@@ -5,6 +5,8 @@
 //! - [`curve_length`]: the second, curve-length beat detector behind the bSQI
 //!   signal-quality index;
 //! - [`qrs`]: a streaming QRS detector with a fixed, stated latency;
+//! - [`noise_stress`]: the MIT-BIH noise stress test's noise calibration and
+//!   mixing (PhysioNet `nst`), for evaluations;
 //! - [`rhythm`]: RR-interval statistics and atrial-fibrillation features;
 //! - [`stream`]: [`stream::StreamDsp`], the per-stream state tying them together and
 //!   emitting rhythm windows and pause events.
@@ -15,6 +17,7 @@
 pub mod curve_length;
 pub mod filter;
 pub mod fir;
+pub mod noise_stress;
 pub mod qrs;
 pub mod quality;
 pub mod resample;

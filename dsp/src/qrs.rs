@@ -24,6 +24,13 @@
 //! largest deflection of the band-passed signal within ±80 ms (the R wave, or the
 //! deepest wave of a QS complex).
 //!
+//! Start of a stream: the first 2 s (at most the latency) are a learning period.
+//! Peaks are collected but not classified until its end; then the thresholds start
+//! from the largest MWI value of the whole period and its peaks are classified in
+//! order. Without it the first peak was compared with a threshold made of itself, so
+//! any P or T wave (or the tail of a cut QRS) that opened a recording was taken as a
+//! beat.
+//!
 //! Latency: each beat is reported at most [`QrsDetector::latency_samples`] samples
 //! after it occurs (≈2.05 s whatever the rate, e.g. 737 samples at 360 Hz; typical
 //! beats come out after ≈0.6 s, beats recovered by search-back later). Beats come out in increasing order.
@@ -41,6 +48,8 @@ const BALANCE: f32 = 8.0;
 /// The same for peaks above `STRONG` × the median QRS peak.
 const BALANCE_STRONG: f32 = 30.0;
 const STRONG: f32 = 0.3;
+/// Learning period at the start of a stream (s): no beat is decided before its end.
+const LEARN_S: f64 = 2.0;
 /// Smallest MWI value (mV per 10 ms) that can start timing a peak.
 const MIN_PEAK: f32 = 1e-3;
 
@@ -185,6 +194,11 @@ pub struct QrsDetector {
     sec_max: VecDeque<f32>,
     cur_sec_max: f32,
     last_out: Option<u64>,
+    /// Samples of the learning period: peaks are only collected, then classified
+    /// at its end against thresholds learnt from all of it.
+    learn: u64,
+    /// Peaks declared during the learning period.
+    learning: Vec<Peak>,
 }
 
 impl QrsDetector {
@@ -222,6 +236,9 @@ impl QrsDetector {
         let sb = d_mwi + sb_cap + hold + 2 - ms360 + ms80;
         let latency = normal.max(sb).max(1) as usize;
         let cap = latency + s(1.0);
+        // Learn for 2 s, or less when the latency is shorter: a peak of the first
+        // sample is classified when the learning ends, which must stay within it.
+        let learn = (s(LEARN_S) as u64).min(latency as u64);
         let mut det = QrsDetector {
             fs,
             n: 0,
@@ -267,6 +284,8 @@ impl QrsDetector {
             sec_max: VecDeque::with_capacity(NBUF),
             cur_sec_max: 0.0,
             last_out: None,
+            learn,
+            learning: Vec::new(),
         };
         det.rr.push_front(fs as f32);
         det
@@ -301,7 +320,8 @@ impl QrsDetector {
             + self.noise.capacity()
             + self.rr.capacity()
             + self.sec_max.capacity();
-        std::mem::size_of::<Self>() + f * (movsums + hists + bufs)
+        let learning = self.learning.capacity() * std::mem::size_of::<Peak>();
+        std::mem::size_of::<Self>() + f * (movsums + hists + bufs) + learning
     }
 
     /// Fixed upper bound of the delay between a beat's sample and the `push` call
@@ -409,7 +429,18 @@ impl QrsDetector {
         }
 
         if let Some(p) = new_peak {
-            self.classify(p, out);
+            if self.n <= self.learn {
+                self.learning.push(p);
+            } else {
+                self.classify(p, out);
+            }
+        }
+        if self.n == self.learn {
+            // The thresholds start from the largest MWI value of the whole learning
+            // period; its peaks are classified in order against them.
+            for p in std::mem::take(&mut self.learning) {
+                self.classify(p, out);
+            }
         }
         self.search_back(out);
         self.maybe_reset();
