@@ -227,9 +227,11 @@ fn mitdb_qrs_detection() {
         100.0 * good as f64 / total.max(1) as f64
     );
     let all = gross[2][0];
-    assert!(all.se() >= 99.7, "gross Se {:.2}% < 99.7%", all.se());
-    assert!(all.pp() >= 99.7, "gross +P {:.2}% < 99.7%", all.pp());
-    assert!(worst.1 >= 97.5, "record {} at {:.2}%", worst.0, worst.1);
+    if only.is_empty() {
+        assert!(all.se() >= 99.8, "gross Se {:.3}% < 99.8%", all.se());
+        assert!(all.pp() >= 99.8, "gross +P {:.3}% < 99.8%", all.pp());
+        assert!(worst.1 >= 98.0, "record {} at {:.2}%", worst.0, worst.1);
+    }
 }
 
 /// The same beats whatever the block size, on real records with ectopy, noise and
@@ -415,6 +417,9 @@ fn nst_mixtures_qrs() {
     }
     if worst_pp.is_finite() {
         println!("lowest whole-record +P (bw, ma): {worst_pp:.2}%");
+        // The target for baseline wander and muscle noise at 12 and 6 dB (em: see
+        // docs/accuracy-qrs.md). Before the noise-floor rules: 93.45 % (ma, 6 dB).
+        assert!(worst_pp >= 97.0, "+P {worst_pp:.2}% < 97%");
     }
 }
 
