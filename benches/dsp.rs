@@ -11,10 +11,11 @@
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use ecg_dsp::curve_length::CurveLengthDetector;
 use ecg_dsp::filter::MonitorFilter;
 use ecg_dsp::fir::{presets, FirFilter, FirSpec};
 use ecg_dsp::qrs::QrsDetector;
-use ecg_dsp::quality::{QualityFilters, SecondDetector};
+use ecg_dsp::quality::QualityFilters;
 use ecg_dsp::resample::Resampler;
 use ecg_dsp::stream::{DspConfig, StreamDsp};
 use ecg_dsp::window::{WindowSpec, Windower};
@@ -203,7 +204,7 @@ fn quality_lead0(c: &mut Criterion) {
         // Quality band filters + second detector on lead 0; lead-0 samples counted.
         let lead0 = s.lead0();
         let mut q = QualityFilters::new(f64::from(s.rate), 50.0);
-        let mut d = SecondDetector::new(f64::from(s.rate));
+        let mut d = CurveLengthDetector::new(f64::from(s.rate));
         let mut out = Vec::new();
         g.throughput(Throughput::Elements((SECONDS * s.rate as usize) as u64));
         g.bench_function(s.name, |b| {
