@@ -47,10 +47,6 @@ use crate::filter::{
 
 pub use crate::curve_length::CurveLengthDetector;
 
-/// The curve-length detector under its former name, so that existing callers
-/// (`crate::stream`) compile unchanged; new code names [`CurveLengthDetector`].
-pub type SecondDetector = CurveLengthDetector;
-
 /// Thresholds of the signal-quality verdict. Calibrated on MIT-BIH, the MIT-BIH
 /// noise stress test records and CinC 2017 (`docs/accuracy-af.md`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

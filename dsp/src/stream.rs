@@ -19,11 +19,10 @@ use std::collections::VecDeque;
 use ecg_types::{Condition, FindingStatus};
 use serde::{Deserialize, Serialize};
 
+use crate::curve_length::CurveLengthDetector;
 use crate::filter::MonitorFilter;
 use crate::qrs::QrsDetector;
-use crate::quality::{
-    BandSums, QualityConfig, QualityFilters, QualityIndices, SecondDetector, WindowSummary,
-};
+use crate::quality::{BandSums, QualityConfig, QualityFilters, QualityIndices, WindowSummary};
 use crate::rhythm::{
     af_features, heart_rate_bpm, irregularity, rmssd, rr_intervals, rr_irregular_with, sdnn,
     IrregularityThresholds, PvcClassifier, PvcConfig, AF_FEATURES,
@@ -213,7 +212,7 @@ pub struct StreamDsp {
     filter: MonitorFilter,
     qf: QualityFilters,
     det: QrsDetector,
-    det2: SecondDetector,
+    det2: CurveLengthDetector,
     /// Beats of the second detector (for bSQI).
     beats2: VecDeque<u64>,
     pvc: PvcClassifier,
@@ -290,7 +289,7 @@ impl StreamDsp {
             filter,
             qf: QualityFilters::new(fs, mains),
             det,
-            det2: SecondDetector::new(fs),
+            det2: CurveLengthDetector::new(fs),
             beats2: VecDeque::new(),
             pvc,
             pvcs: VecDeque::new(),
@@ -368,7 +367,7 @@ impl StreamDsp {
             + self.det.state_bytes()
             - std::mem::size_of::<QrsDetector>()
             + self.det2.state_bytes()
-            - std::mem::size_of::<SecondDetector>()
+            - std::mem::size_of::<CurveLengthDetector>()
             + self.pvc.state_bytes()
             - std::mem::size_of::<PvcClassifier>()
             + deque_bytes(&self.beats2)

@@ -41,7 +41,7 @@ fn state_of_a_12_lead_500hz_stream_is_below_64_kib() {
         "components @ 500 Hz (bytes): QRS detector {}, quality filters {}, second detector {}, monitor filter {} per lead",
         ecg_dsp::QrsDetector::new(fs).state_bytes(),
         ecg_dsp::quality::QualityFilters::new(fs, 50.0).state_bytes(),
-        ecg_dsp::quality::SecondDetector::new(fs).state_bytes(),
+        ecg_dsp::curve_length::CurveLengthDetector::new(fs).state_bytes(),
         MonitorFilter::new(fs).state_bytes(),
     );
     for preset in [

@@ -283,16 +283,17 @@ pub fn run(args: &EpisodesArgs) -> anyhow::Result<()> {
         let c = EpisodeCounts::of(&reference, &detected);
         let (b_ref, b_det) = (100.0 * c.ref_s / dur, 100.0 * c.det_s / dur);
         burden_err.push((b_det - b_ref).abs());
+        // `+ 0.0` prints a zero as 0.0, never -0.0.
         println!(
             "{name:>6} {dur:>7.0} {:>10.1} {:>9.1} {:>7.1} {:>7} {:>6} {:>10.1}% {:>9.1}% {:>6.1}",
-            c.ref_s,
-            c.det_s,
-            c.both_s,
+            c.ref_s + 0.0,
+            c.det_s + 0.0,
+            c.both_s + 0.0,
             c.ref_episodes,
             c.det_episodes,
-            b_ref,
-            b_det,
-            b_det - b_ref
+            b_ref + 0.0,
+            b_det + 0.0,
+            b_det - b_ref + 0.0
         );
         gross.add(&c);
     }
