@@ -2,7 +2,7 @@
 //! resampling to the model rate and fixed-length windows every hop.
 //!
 //! A [`Windower`] is configured by a [`WindowSpec`] (the model's side of the contract)
-//! and the stream's source rate and lead list. It takes lead-major blocks of filtered
+//! and the stream's source rate and lead list. It takes lead-major blocks of (raw)
 //! millivolt samples at the source rate and emits [`ModelWindow`]s:
 //!
 //! - leads in the model's order; a lead the stream lacks is derived from I and II when
@@ -284,7 +284,7 @@ impl Windower {
         self.ring.len() * 4
     }
 
-    /// Feeds a lead-major block of filtered samples (`source leads × n`, mV, source
+    /// Feeds a lead-major block of samples (`source leads × n`, mV, source
     /// rate, source lead order) and appends the windows it completes to `out`.
     ///
     /// # Panics
