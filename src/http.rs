@@ -35,8 +35,8 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::{watch, Semaphore};
 
-use crate::pipeline::StreamStatus;
 use crate::telemetry::Metrics;
+use ecg_pipeline::StreamStatus;
 
 /// Live stream statuses, by stream (the pipeline's; `StreamStatus`).
 pub type Statuses = Arc<Mutex<HashMap<StreamId, StreamStatus>>>;

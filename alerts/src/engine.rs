@@ -274,6 +274,8 @@ mod tests {
             decision_support: false,
             shadow: false,
             strip: None,
+            reason: None,
+            episode_start: None,
         }
     }
 

@@ -7,6 +7,7 @@
     clippy::expect_used
 )]
 
+pub mod chaos;
 pub mod tansu;
 
 use std::collections::BTreeSet;
@@ -17,11 +18,11 @@ use std::time::Duration;
 
 use cardiostream::config::Config;
 use cardiostream::devices::Source;
-use cardiostream::pipeline::{Input, Processor};
 use cardiostream::telemetry::Metrics;
 use ecg_ingest::codec::{self, Encoding, CONTENT_TYPE_PROTOBUF};
 use ecg_ingest::kafka;
-use ecg_types::Finding;
+use ecg_pipeline::Processor;
+use ecg_types::{Finding, Position, SourceRecord};
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::{Header, Message, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -140,6 +141,13 @@ pub fn config(dir: &Path, bootstrap: &str, t: &Topics, http_port: u16) -> Config
 }
 
 /// Writes the configuration file of [`config`] and returns its path.
+///
+/// Its `[alerts]` table is for tests that run the alert service on it
+/// (`tests/chaos_broker.rs`): the group reads its fresh findings topic from the start
+/// (`start_offset = "earliest"`), since the pipeline may publish before the alert
+/// consumer has joined, and the staleness horizon is a day (`stale_after_s`), since
+/// test devices may record in the past (an hour ago in `tests/chaos_broker.rs`) and
+/// their findings must still page.
 pub fn config_file(dir: &Path, bootstrap: &str, t: &Topics, http_port: u16) -> PathBuf {
     let file = dir.join(format!("cardiostream-{http_port}.toml"));
     let models = Path::new(env!("CARGO_MANIFEST_DIR")).join("models");
@@ -152,7 +160,7 @@ pub fn config_file(dir: &Path, bootstrap: &str, t: &Topics, http_port: u16) -> P
              \"heartbeat.interval.ms\" = \"1000\"\n\
              [topics]\nframes = {:?}\nfindings = {:?}\ndlq = {:?}\nalerts = {:?}\n\
              [pipeline]\ngroup_id = {:?}\nmodels_dir = {:?}\n\
-             [alerts]\ngroup_id = {:?}\n\
+             [alerts]\ngroup_id = {:?}\nstart_offset = \"earliest\"\nstale_after_s = 86400\n\
              [http]\naddr = \"127.0.0.1:{http_port}\"\n",
             t.frames,
             t.findings,
@@ -214,22 +222,25 @@ pub async fn send_all(p: &FutureProducer, topic: &str, msgs: &[Msg]) -> Vec<(i32
 /// The findings an offline [`Processor`] (same DSP settings and models as `cfg`) makes
 /// of the messages, in order; also the dead-letter kinds.
 pub fn offline(cfg: &Config, msgs: &[Msg]) -> (Vec<Finding>, Vec<&'static str>) {
-    let models = cardiostream::demo::load_models(&cfg.pipeline.models_dir, 1).unwrap();
+    let models = ecg_inference::load_models(&cfg.pipeline.models_dir, 1).unwrap();
     let mut p = Processor::new(
         cfg.pipeline.dsp.clone(),
         cfg.pipeline.model_hop_s,
         Arc::new(models),
-        Metrics::new(),
+        Metrics::new().pipeline,
     );
     let inputs = msgs
         .iter()
         .enumerate()
-        .map(|(i, m)| Input {
+        .map(|(i, m)| SourceRecord {
             payload: m.payload.clone(),
+            key: Some(m.key.as_bytes().to_vec()),
             content_type: m.content_type.map(str::to_owned),
             topic: "offline".into(),
-            partition: 0,
-            offset: i as i64,
+            position: Position {
+                partition: 0,
+                offset: i as i64,
+            },
             timestamp_us: None,
         })
         .collect();
