@@ -3,6 +3,8 @@
 //! - [`filter`]: run-time designed biquad filters (baseline high-pass, mains notch,
 //!   low-pass) and the [`filter::MonitorFilter`] cascade;
 //! - [`qrs`]: a streaming QRS detector with a fixed, stated latency;
+//! - [`lethal`]: the lethal-arrhythmia alarms of IEC 60601-2-27 from every ECG lead
+//!   and the pulse waveforms ([`lethal::LethalDetector`]);
 //! - [`rhythm`]: RR-interval statistics and atrial-fibrillation features;
 //! - [`stream`]: [`stream::StreamDsp`], the per-stream state tying them together and
 //!   emitting rhythm windows and pause events.
@@ -12,6 +14,7 @@
 
 pub mod filter;
 pub mod fir;
+pub mod lethal;
 pub mod qrs;
 pub mod quality;
 pub mod resample;
@@ -21,6 +24,7 @@ pub mod stream;
 pub mod window;
 
 pub use filter::MonitorFilter;
+pub use lethal::{LethalAssessment, LethalCall, LethalConfig, LethalDetector};
 pub use qrs::QrsDetector;
 pub use rhythm::{af_features, rr_irregular, IrregularityThresholds, AF_FEATURES};
 pub use stream::{DspConfig, DspEvent, RhythmWindow, StreamDsp};

@@ -39,3 +39,5 @@ pub(crate) fn data_dir() -> Result<PathBuf, String> {
 pub(crate) const QRS_TUNING: [&str; 13] = [
     "101", "104", "107", "109", "114", "116", "119", "124", "203", "207", "209", "217", "223",
 ];
+
+pub(crate) mod cinc2015;
