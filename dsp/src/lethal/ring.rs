@@ -39,6 +39,12 @@ impl<T: Copy + Default> Ring<T> {
         self.buf[(self.head + i) % self.buf.len()]
     }
 
+    /// The `i`-th oldest element, mutably, `i < len`.
+    pub(crate) fn get_mut(&mut self, i: usize) -> &mut T {
+        let n = self.buf.len();
+        &mut self.buf[(self.head + i) % n]
+    }
+
     /// Oldest to newest.
     pub(crate) fn iter(&self) -> impl DoubleEndedIterator<Item = T> + '_ {
         (0..self.len).map(move |i| self.get(i))
@@ -92,6 +98,24 @@ impl History {
         }
         let i = i.clamp(self.first(), self.n - 1);
         self.buf[(i & self.mask) as usize]
+    }
+
+    /// Copies samples `[i, i + out.len())` into `out` (indices outside what is held
+    /// read the nearest held sample).
+    pub(crate) fn copy_to(&self, i: u64, out: &mut [f32]) {
+        let end = i + out.len() as u64;
+        if self.n == 0 || i < self.first() || end > self.n {
+            for (k, o) in out.iter_mut().enumerate() {
+                *o = self.at(i + k as u64);
+            }
+            return;
+        }
+        let cap = self.buf.len();
+        let s = (i & self.mask) as usize;
+        let first = (cap - s).min(out.len());
+        out[..first].copy_from_slice(&self.buf[s..s + first]);
+        let rest = out.len() - first;
+        out[first..].copy_from_slice(&self.buf[..rest]);
     }
 
     pub(crate) fn bytes(&self) -> usize {
