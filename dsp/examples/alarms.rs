@@ -255,6 +255,12 @@ fn dump(rec: &AlarmRecord, cfg: &LethalConfig, block: usize) {
                 )
             })
             .collect();
+        let q: Vec<String> = det
+            .lead_quality_history(l)
+            .filter(|d| d.0 as f64 / fs >= from)
+            .map(|(t, q, qs, qv)| format!("{:.1}:{q:.2}/{qs:.2}/{qv:.2}", t as f64 / fs))
+            .collect();
+        println!("quality {} {}: {}", l, rec.ecg_names[l], q.join(" "));
         println!(
             "lead {} {} template {:?}: {}",
             l,

@@ -246,7 +246,7 @@ impl LethalDetector {
     fn pulse_window(&self, i: usize, a: u64, e: u64) -> PulseWindow {
         let c = &self.pulses[i];
         let bad = pulse_bad_frac(c, a, e, self.tick);
-        let reference = c.reference();
+        let reference = c.reference_at(e);
         let valid = bad < 0.2 && reference.is_some() && c.covered_until() >= e;
         let rf = reference.unwrap_or(f32::INFINITY);
         let mut w = PulseWindow {
@@ -460,7 +460,10 @@ impl LethalDetector {
                 .map(|f| f.t)
                 .filter(|&t| t >= s0 && t <= s1),
         );
+        let n_beats = out.len();
         let tol = self.secs(0.15);
+        // A missed beat lies clear of the detected ones (a T wave does not).
+        let clear = self.secs(0.5);
         let min_q = self.cfg.min_lead_quality;
         let mut added = 0;
         for lead in &self.leads {
@@ -474,6 +477,7 @@ impl LethalDetector {
                     || b.level <= 0.0
                     || b.e < LOW_AMP_SLOPE * b.level
                     || lead.quality_at(b.t, self.tick, q_all) < min_q
+                    || out[..n_beats].iter().any(|&t| t.abs_diff(b.t) < clear)
                     || out.iter().any(|&t| t.abs_diff(b.t) <= tol)
                 {
                     continue;
@@ -641,6 +645,10 @@ impl LethalDetector {
         ev.run_consistency = cons;
         ev.run_rr_cv = cv;
         ev.pulse = self.pulse_evidence(s0, s1 + self.secs(0.5));
+        if cons.is_some_and(|c| c < self.cfg.vt_min_consistency) {
+            ev.suppressed_by = Some(Suppression::IncoherentComplexes);
+            return Self::call(c, FindingStatus::Absent, s0, Some(hr), ev);
+        }
         if self.pulse_unperturbed(s0, s1, e) {
             ev.suppressed_by = Some(Suppression::PulseUnperturbed);
             return Self::call(c, FindingStatus::Absent, s0, Some(hr), ev);

@@ -30,6 +30,8 @@ const NBUF: usize = 8;
 const TH_FRAC: f32 = 0.3;
 /// Smallest detection-feature peak that can be a beat (mV/s, about a 0.03 mV QRS).
 const E_FLOOR: f32 = 0.5;
+/// Working samples of the high-frequency activity average (48 ms at 125 Hz).
+const HF_LEN: usize = 6;
 /// Input samples decimated per chunk before the working-rate chain runs.
 const CHUNK: usize = 256;
 /// Peaks below this share of the beat level are not measured.
@@ -53,8 +55,9 @@ const NOISE_TO: f32 = 0.4;
 /// Tick quality: range of the signal over the dominant beat's amplitude (artefact).
 const ART_FROM: f32 = 5.0;
 const ART_TO: f32 = 10.0;
-/// Tick quality: share of the last 16 s of beats resembling the dominant beat or the
-/// beat before them, below which the lead is unusable, and from which it is clean.
+/// Tick quality: share of the last 16 s of beats resembling a shape the lead shows
+/// repeatedly or the beat before them, below which the lead is unusable, and from
+/// which it is clean.
 const MORPH_BAD: f32 = 0.3;
 const MORPH_GOOD: f32 = 0.7;
 
@@ -83,6 +86,8 @@ pub(crate) struct LeadParams {
     /// Scale of the slope (fw / kd) and of the integration (1 / mwi).
     slope_scale: f32,
     inv_mwi: f32,
+    /// Scale of the second difference (fw²).
+    hf_scale: f32,
     /// Moving-window integration length (working samples).
     mwi: usize,
     /// Delay of the detection feature behind the high-passed signal (working samples).
@@ -148,6 +153,7 @@ impl LeadParams {
             kd,
             slope_scale: fw as f32 / kd as f32,
             inv_mwi: 1.0 / mwi as f32,
+            hf_scale: (fw * fw) as f32,
             mwi,
             g,
             r: n(0.15),
@@ -210,6 +216,8 @@ pub(crate) struct Beat {
     pub(crate) corr_prev: f32,
     /// Passed the detection threshold.
     pub(crate) beat: bool,
+    /// A beat shaped like one the lead shows repeatedly, or like the beat before it.
+    pub(crate) alike: bool,
 }
 
 /// Signal statistics and quality of one tick of one lead.
@@ -227,6 +235,10 @@ pub(crate) struct TickStats {
     /// Smallest and largest detection feature (mV/s).
     e_min: f32,
     pub(crate) e_max: f32,
+    /// Smallest and largest high-frequency activity (mean absolute second difference
+    /// over 48 ms, mV/s²).
+    hf_min: f32,
+    hf_max: f32,
     /// Quality 0–1 for beat-based calls: signal present, not clipped, noise floor
     /// low, no artefact swings, beats alike.
     pub(crate) q: f32,
@@ -243,6 +255,7 @@ impl TickStats {
             hp_min: f32::INFINITY,
             hp_max: f32::NEG_INFINITY,
             e_min: f32::INFINITY,
+            hf_min: f32::INFINITY,
             ..Self::default()
         }
     }
@@ -278,6 +291,8 @@ pub(crate) struct LeadFront {
     // Input side.
     acc_cur: f32,
     acc_next: f32,
+    /// A missing or lead-off input since the last working sample.
+    bad_acc: bool,
     phase: usize,
     last_raw: f32,
     run: u32,
@@ -298,6 +313,9 @@ pub(crate) struct LeadFront {
     mwi_buf: Vec<f32>,
     mwi_pos: usize,
     mwi_sum: f32,
+    hf_buf: [f32; HF_LEN],
+    hf_pos: usize,
+    hf_sum: f32,
     e_prev: f32,
     /// The current local-maximum candidate (`cand_v < 0`: none).
     cand_k: u64,
@@ -342,6 +360,7 @@ impl LeadFront {
         Self {
             acc_cur: 0.0,
             acc_next: 0.0,
+            bad_acc: false,
             phase: 0,
             last_raw: f32::NAN,
             run: 0,
@@ -361,6 +380,9 @@ impl LeadFront {
             mwi_buf: vec![0.0; p.mwi],
             mwi_pos: 0,
             mwi_sum: 0.0,
+            hf_buf: [0.0; HF_LEN],
+            hf_pos: 0,
+            hf_sum: 0.0,
             e_prev: 0.0,
             cand_k: 0,
             cand_v: -1.0,
@@ -420,6 +442,7 @@ impl LeadFront {
         // In chunks: clean and decimate into small stack buffers, then run the
         // working-rate chain over them. Hot state stays in locals.
         let mut xs = [0.0f32; CHUNK];
+        let mut xbad = [false; CHUNK];
         let mut ys = [0.0f32; CHUNK];
         let mut bads = [false; CHUNK];
         for chunk in x.chunks(CHUNK) {
@@ -427,16 +450,12 @@ impl LeadFront {
             // runs of identical values at the tick's extremes count as clipped.
             let mut last = self.last_raw;
             let mut run = self.run;
-            let mut any_bad = off;
             let mut c = self.clip;
             let stuck = p.stuck_run.saturating_sub(1);
-            for (xo, &raw) in xs.iter_mut().zip(chunk) {
-                let v = if raw.is_finite() {
-                    raw
-                } else {
-                    any_bad = true;
-                    last
-                };
+            for ((xo, bo), &raw) in xs.iter_mut().zip(xbad.iter_mut()).zip(chunk) {
+                let finite = raw.is_finite();
+                *bo = off || !finite;
+                let v = if finite { raw } else { last };
                 run = if v == last { run.saturating_add(1) } else { 0 };
                 last = v;
                 *xo = v;
@@ -474,30 +493,33 @@ impl LeadFront {
             let mut ny = 0;
             if p.d == 1 {
                 ys[..xs.len()].copy_from_slice(xs);
-                bads[..xs.len()].fill(any_bad);
+                bads[..xs.len()].copy_from_slice(&xbad[..xs.len()]);
                 ny = xs.len();
             } else {
                 // Triangle (sinc²) decimation: each input sample weighs into the
                 // current output with d − phase and into the next with phase.
                 let (mut cur, mut next, mut ph) = (self.acc_cur, self.acc_next, self.phase);
+                let mut bad = self.bad_acc;
                 let d = p.d;
-                for &v in xs {
+                for (&v, &b) in xs.iter().zip(&xbad[..xs.len()]) {
                     cur += v * p.dec_w[ph].0;
                     next += v * p.dec_w[ph].1;
+                    bad |= b;
                     ph += 1;
                     if ph == d {
                         ph = 0;
                         ys[ny] = cur * p.dec_norm;
+                        bads[ny] = bad;
                         cur = next;
                         next = 0.0;
+                        bad = false;
                         ny += 1;
                     }
                 }
                 self.acc_cur = cur;
                 self.acc_next = next;
                 self.phase = ph;
-                // A bad input marks the working samples of its chunk.
-                bads[..ny].fill(any_bad);
+                self.bad_acc = bad;
             }
             self.work(p, &ys[..ny], &bads[..ny]);
         }
@@ -539,6 +561,8 @@ impl LeadFront {
         let (mut x1, mut y1, mut y2) = (self.hp_x1, self.hp_y1, self.hp_y2);
         let mut mwi_sum = self.mwi_sum;
         let mut mwi_pos = self.mwi_pos;
+        let mut hf_sum = self.hf_sum;
+        let mut hf_pos = self.hf_pos;
         let mut f_pos = self.f_pos;
         let mut e_prev = self.e_prev;
         let mut vf_acc = self.vf_acc;
@@ -567,6 +591,15 @@ impl LeadFront {
                 mwi_pos = 0;
             }
             let e = (mwi_sum * p.inv_mwi).max(0.0);
+            // High-frequency activity: mean absolute second difference over 48 ms.
+            let a2 = (hp - 2.0 * h1 + h2).abs() * p.hf_scale;
+            hf_sum += a2 - self.hf_buf[hf_pos];
+            self.hf_buf[hf_pos] = a2;
+            hf_pos += 1;
+            if hf_pos == HF_LEN {
+                hf_pos = 0;
+            }
+            let hf = (hf_sum * (1.0 / HF_LEN as f32)).max(0.0);
 
             // Tick statistics, by the ECG time of this working sample.
             if k >= self.tick_end_k {
@@ -579,6 +612,8 @@ impl LeadFront {
             c.hp_max = c.hp_max.max(hp);
             c.e_min = c.e_min.min(e);
             c.e_max = c.e_max.max(e);
+            c.hf_min = c.hf_min.min(hf);
+            c.hf_max = c.hf_max.max(hf);
 
             // Spectrum history.
             vf_acc += hp;
@@ -626,6 +661,8 @@ impl LeadFront {
         self.hp_y2 = y2;
         self.mwi_sum = mwi_sum;
         self.mwi_pos = mwi_pos;
+        self.hf_sum = hf_sum;
+        self.hf_pos = hf_pos;
         self.f_pos = f_pos;
         self.e_prev = e_prev;
         self.vf_acc = vf_acc;
@@ -666,9 +703,23 @@ impl LeadFront {
     fn tick_quality(&self, p: &LeadParams, s: &mut TickStats) {
         let bad = f32::from(s.bad) / f32::from(s.n.max(1)) + self.clipped_frac(s.tick);
         let q_valid = 1.0 - ramp(bad, BAD_FROM, BAD_TO);
-        let level = self.spk_med;
-        let noise = if level > 0.0 {
-            (s.e_min / level).min(1.0)
+        // Noise: the floor of the high-frequency activity over its recent peaks (QRS
+        // complexes). Muscle noise keeps the floor up; a fast rhythm of wide, smooth
+        // complexes (ventricular tachycardia) does not.
+        let n_ref = (8.0 * p.fw * p.d as f32 / p.tick as f32).ceil() as usize;
+        let mut peaks = [0.0f32; 16];
+        let mut np = 0;
+        for t in self.ticks.iter().rev().take(n_ref.min(16)) {
+            peaks[np] = t.hf_max;
+            np += 1;
+        }
+        if np < peaks.len() {
+            peaks[np] = s.hf_max;
+            np += 1;
+        }
+        let hf_ref = median_small(&peaks[..np]);
+        let noise = if hf_ref > 0.0 {
+            (s.hf_min / hf_ref).min(1.0)
         } else {
             0.0
         };
@@ -703,9 +754,7 @@ impl LeadFront {
         for b in self.beats.iter().rev().take_while(|b| b.t >= since) {
             if b.beat {
                 nb += 1;
-                if b.corr >= 0.8 || b.corr_prev >= 0.8 {
-                    alike += 1;
-                }
+                alike += u32::from(b.alike);
             }
         }
         let q_morph = if nb >= 4 {
@@ -841,6 +890,7 @@ impl LeadFront {
             f32::NAN
         };
 
+        let mut alike = false;
         if is_beat {
             self.spk[self.spk_pos] = pd.e;
             self.spk_pos = (self.spk_pos + 1) % NBUF;
@@ -854,7 +904,7 @@ impl LeadFront {
                 }
             }
             self.last_beat = Some((fid, pd.e));
-            self.clusters.learn(&z[..nt], width, amp, p.max_lag);
+            alike = self.clusters.learn(&z[..nt], width, amp, p.max_lag);
             self.prev_snip[..nt].copy_from_slice(&z[..nt]);
             self.has_prev = true;
         } else {
@@ -870,6 +920,7 @@ impl LeadFront {
             corr,
             corr_prev,
             beat: is_beat,
+            alike: alike || corr_prev >= 0.8,
         });
     }
 
@@ -968,7 +1019,9 @@ impl Clusters {
         }
     }
 
-    fn learn(&mut self, z: &[f32], width: f32, amp: f32, max_lag: usize) {
+    /// Adds a beat; returns whether it joined an established cluster (a shape the lead
+    /// has shown repeatedly: the dominant beat or a recurring ectopic one).
+    fn learn(&mut self, z: &[f32], width: f32, amp: f32, max_lag: usize) -> bool {
         let nt = z.len();
         let mut best: Option<(usize, f32, isize)> = None;
         for (k, c) in self.c.iter_mut().enumerate() {
@@ -985,6 +1038,7 @@ impl Clusters {
                 best = Some((k, r, lag));
             }
         }
+        let known = best.is_some_and(|(k, _, _)| self.c[k].n >= TMPL_ESTABLISHED);
         match best {
             Some((k, _, lag)) => {
                 // Average the beat in, aligned to the template.
@@ -1020,6 +1074,7 @@ impl Clusters {
         self.dominant = (0..N_CLUSTERS)
             .filter(|&k| self.c[k].n >= TMPL_ESTABLISHED)
             .max_by(|&i, &j| self.c[i].score.total_cmp(&self.c[j].score));
+        known
     }
 }
 

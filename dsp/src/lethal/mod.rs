@@ -75,6 +75,9 @@ pub struct LethalConfig {
     pub vt_max_corr: f32,
     /// ... or its QRS is at least this many times as wide as the dominant beat's.
     pub vt_min_width_ratio: f32,
+    /// A run whose successive complexes correlate less than this (median, on its most
+    /// consistent usable lead) is not a ventricular rhythm but artefact.
+    pub vt_min_consistency: f32,
     /// Flutter/fibrillation: the dominant frequency of the ECG lies in this range (Hz;
     /// 150–600 per minute by default).
     pub vf_min_hz: f32,
@@ -113,6 +116,7 @@ impl Default for LethalConfig {
             min_lead_quality: 0.5,
             vt_max_corr: 0.8,
             vt_min_width_ratio: 1.5,
+            vt_min_consistency: 0.6,
             vf_min_hz: 2.5,
             vf_max_hz: 10.0,
             vf_min_concentration: 0.4,
@@ -144,6 +148,9 @@ pub enum Suppression {
     NormalBeatsOnUsableLead,
     /// Only leads judged unusable (noise, artefact) met the criterion.
     PoorSignal,
+    /// The complexes of the run do not resemble one another on any usable lead: not a
+    /// ventricular rhythm but artefact.
+    IncoherentComplexes,
 }
 
 impl Suppression {
@@ -156,6 +163,7 @@ impl Suppression {
             Suppression::LowAmplitudeBeats => "low_amplitude_beats",
             Suppression::NormalBeatsOnUsableLead => "normal_beats_on_usable_lead",
             Suppression::PoorSignal => "poor_signal",
+            Suppression::IncoherentComplexes => "incoherent_complexes",
         }
     }
 }
@@ -397,6 +405,21 @@ impl LethalDetector {
                 width_s: b.width,
                 template_corr: b.corr.is_finite().then_some(b.corr),
             })
+        })
+    }
+
+    /// The recent per-tick signal quality of ECG lead `lead`, oldest first: the tick's
+    /// first ECG sample, its quality for beat-based calls, the same without the beats'
+    /// likeness, and its validity (present, not clipped), each 0–1.
+    pub fn lead_quality_history(
+        &self,
+        lead: usize,
+    ) -> impl Iterator<Item = (u64, f32, f32, f32)> + '_ {
+        let tick = self.tick;
+        self.leads.get(lead).into_iter().flat_map(move |l| {
+            l.ticks
+                .iter()
+                .map(move |s| (s.tick * tick, s.q, s.q_shape_free, s.q_valid))
         })
     }
 

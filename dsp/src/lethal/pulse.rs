@@ -20,6 +20,8 @@ const PULSE_HZ: f64 = 50.0;
 const NBUF: usize = 8;
 /// A slope-sum peak above this fraction of the recent pulse peaks is a pulse.
 const TH_FRAC: f32 = 0.35;
+/// Pulse data may run this far (s) ahead of the ECG without losing history.
+pub(crate) const LOOKAHEAD_S: f32 = 10.0;
 /// Pulses whose amplitude is below this fraction of the reference are not used to
 /// update it.
 const REF_MIN: f32 = 0.3;
@@ -31,7 +33,8 @@ pub(crate) struct Pulse {
     pub(crate) t: u64,
     /// Foot-to-top amplitude (channel units).
     pub(crate) amp: f32,
-    /// Reference amplitude of the channel when the pulse was found.
+    /// Reference amplitude of the channel when the pulse was found (NaN while fewer
+    /// than 8 pulses are known).
     pub(crate) reference: f32,
     /// Rise time foot to top (s).
     pub(crate) rise_s: f32,
@@ -155,8 +158,14 @@ impl PulseChannel {
             refs: [0.0; 16],
             refs_n: 0,
             refs_pos: 0,
-            pulses: Ring::new((history_s * 4.0).ceil() as usize + 8),
-            ticks: Ring::new(history_s.ceil() as usize + 4),
+            // The history plus pulse data pushed up to LOOKAHEAD_S ahead of the ECG, at
+            // up to 4 pulses a second.
+            pulses: Ring::new(((history_s + LOOKAHEAD_S) * 4.0).ceil() as usize + 8),
+            ticks: Ring::new(
+                (f64::from(history_s + LOOKAHEAD_S) * f64::from(ecg_fs) / tick.max(1) as f64).ceil()
+                    as usize
+                    + 4,
+            ),
             cur: PulseTick {
                 min: f32::INFINITY,
                 max: f32::NEG_INFINITY,
@@ -327,7 +336,8 @@ impl PulseChannel {
         self.spk[self.spk_pos] = v;
         self.spk_pos = (self.spk_pos + 1) % NBUF;
         self.last_pulse = Some((kc, v));
-        let reference = self.reference().unwrap_or(amp);
+        let known = self.reference();
+        let reference = known.unwrap_or(amp);
         if amp >= REF_MIN * reference {
             self.refs[self.refs_pos] = amp;
             self.refs_pos = (self.refs_pos + 1) % self.refs.len();
@@ -336,7 +346,7 @@ impl PulseChannel {
         self.pulses.push(Pulse {
             t: self.ecg_time(kc),
             amp,
-            reference,
+            reference: known.unwrap_or(f32::NAN),
             rise_s: (kt - kf) as f32 / self.fp,
         });
     }
@@ -353,7 +363,8 @@ impl PulseChannel {
         let med = self.median_delay();
         let (lo, hi) = (-0.25, 1.0);
         let tol = 0.15;
-        let major = |p: &Pulse| p.amp >= min_amp * p.reference;
+        // While the reference is unknown (NaN) every pulse counts.
+        let major = |p: &Pulse| p.reference.is_nan() || p.amp >= min_amp * p.reference;
         let mut n_beats = 0usize;
         let mut matched = 0usize;
         for &t in beats.iter().filter(|&&t| t >= b0 && t < b1) {
@@ -413,6 +424,18 @@ impl PulseChannel {
     /// Whether the channel's pulses have followed the ECG's beats recently.
     pub(crate) fn coupled(&self) -> bool {
         self.coupling_updates >= 5 && self.coupling >= 0.6
+    }
+
+    /// The reference amplitude as it was at ECG time `t` (that of the last pulse
+    /// before `t`): pulses pushed ahead of the ECG must not change a decision about
+    /// an earlier time.
+    pub(crate) fn reference_at(&self, t: u64) -> Option<f32> {
+        self.pulses
+            .iter()
+            .rev()
+            .find(|p| p.t < t)
+            .map(|p| p.reference)
+            .filter(|r| r.is_finite())
     }
 
     /// Median amplitude of the channel's recent plausible pulses, once 8 are known.
