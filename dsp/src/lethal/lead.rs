@@ -88,6 +88,8 @@ pub(crate) struct LeadParams {
     inv_mwi: f32,
     /// Scale of the second difference (fw²).
     hf_scale: f32,
+    /// Per-tick decay of the held high-frequency peak level (half in 4 s).
+    hf_decay: f32,
     /// Moving-window integration length (working samples).
     mwi: usize,
     /// Delay of the detection feature behind the high-passed signal (working samples).
@@ -112,7 +114,8 @@ pub(crate) struct LeadParams {
     warmup: u64,
     /// Thresholds are re-learned after this long without a beat (working samples).
     relearn: u64,
-    /// Run of identical raw values marking a stuck or clipped signal (input samples).
+    /// Run of identical decimated values marking a clipped signal (working samples;
+    /// about 40 ms of identical input).
     stuck_run: u32,
     /// ECG samples per tick.
     pub(crate) tick: u64,
@@ -154,6 +157,7 @@ impl LeadParams {
             slope_scale: fw as f32 / kd as f32,
             inv_mwi: 1.0 / mwi as f32,
             hf_scale: (fw * fw) as f32,
+            hf_decay: 0.5f64.powf(tick.max(1) as f64 / (4.0 * fs_f)) as f32,
             mwi,
             g,
             r: n(0.15),
@@ -166,7 +170,7 @@ impl LeadParams {
             twave: n(0.36),
             warmup: n(2.0) as u64,
             relearn: n(8.0) as u64,
-            stuck_run: ((0.04 * fs_f).round() as u32).max(3),
+            stuck_run: ((0.024 * fw).round() as u32).max(2),
             tick: tick.max(1),
             morph_ticks: ((16.0 * fs_f) / tick.max(1) as f64).ceil() as u64,
             vd,
@@ -235,6 +239,12 @@ pub(crate) struct TickStats {
     /// Smallest and largest detection feature (mV/s).
     e_min: f32,
     pub(crate) e_max: f32,
+    /// Range of the decimated (not high-passed) signal and the working samples in runs
+    /// of identical values at its maximum or minimum (a rail).
+    y_min: f32,
+    y_max: f32,
+    at_max: u16,
+    at_min: u16,
     /// Smallest and largest high-frequency activity (mean absolute second difference
     /// over 48 ms, mV/s²).
     hf_min: f32,
@@ -256,26 +266,11 @@ impl TickStats {
             hp_max: f32::NEG_INFINITY,
             e_min: f32::INFINITY,
             hf_min: f32::INFINITY,
+            y_min: f32::INFINITY,
+            y_max: f32::NEG_INFINITY,
             ..Self::default()
         }
     }
-}
-
-/// Clipping count of one tick of raw input.
-#[derive(Debug, Clone, Copy, Default)]
-struct ClipTick {
-    tick: u64,
-    n: u16,
-    clipped: u16,
-}
-
-#[derive(Debug, Clone, Copy, Default)]
-struct ClipCur {
-    n: u16,
-    max: f32,
-    min: f32,
-    at_max: u16,
-    at_min: u16,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -295,13 +290,7 @@ pub(crate) struct LeadFront {
     bad_acc: bool,
     phase: usize,
     last_raw: f32,
-    run: u32,
     started: bool,
-    in_tick: u64,
-    in_left: u64,
-    clip: ClipCur,
-    clips: [ClipTick; 4],
-    clip_pos: usize,
     // Working side.
     k: u64,
     hp_x1: f32,
@@ -309,11 +298,16 @@ pub(crate) struct LeadFront {
     hp_y2: f32,
     hp: History,
     f_hist: [f32; 8],
+    /// The previous decimated sample and the run of identical ones (clipping).
+    y_prev: f32,
+    run: u32,
     f_pos: usize,
     mwi_buf: Vec<f32>,
     mwi_pos: usize,
     mwi_sum: f32,
     hf_buf: [f32; HF_LEN],
+    /// Peak-held level of the high-frequency activity (the noise reference).
+    hf_ref: f32,
     hf_pos: usize,
     hf_sum: f32,
     e_prev: f32,
@@ -363,24 +357,21 @@ impl LeadFront {
             bad_acc: false,
             phase: 0,
             last_raw: f32::NAN,
-            run: 0,
             started: false,
-            in_tick: 0,
-            in_left: p.tick,
-            clip: ClipCur::default(),
-            clips: [ClipTick::default(); 4],
-            clip_pos: 0,
             k: 0,
             hp_x1: 0.0,
             hp_y1: 0.0,
             hp_y2: 0.0,
             hp: History::new(p.fw as usize + 1),
             f_hist: [0.0; 8],
+            y_prev: f32::NAN,
+            run: 0,
             f_pos: 0,
             mwi_buf: vec![0.0; p.mwi],
             mwi_pos: 0,
             mwi_sum: 0.0,
             hf_buf: [0.0; HF_LEN],
+            hf_ref: 0.0,
             hf_pos: 0,
             hf_sum: 0.0,
             e_prev: 0.0,
@@ -439,120 +430,45 @@ impl LeadFront {
             let d = p.d as f32;
             self.acc_cur = v * d * (d - 1.0) / 2.0;
         }
-        // In chunks: clean and decimate into small stack buffers, then run the
-        // working-rate chain over them. Hot state stays in locals.
-        let mut xs = [0.0f32; CHUNK];
-        let mut xbad = [false; CHUNK];
+        // In chunks: clean and decimate into a small stack buffer, then run the
+        // working-rate chain over it. Hot state stays in locals.
         let mut ys = [0.0f32; CHUNK];
         let mut bads = [false; CHUNK];
         for chunk in x.chunks(CHUNK) {
-            // Missing samples hold the last value and mark the working sample bad;
-            // runs of identical values at the tick's extremes count as clipped.
+            // Missing samples hold the last value and mark their working sample bad.
+            // Triangle (sinc²) decimation: each input sample weighs into the current
+            // output with d − phase and into the next with phase (with d = 1 the
+            // weights are 1 and 0: a pass-through).
             let mut last = self.last_raw;
-            let mut run = self.run;
-            let mut c = self.clip;
-            let stuck = p.stuck_run.saturating_sub(1);
-            for ((xo, bo), &raw) in xs.iter_mut().zip(xbad.iter_mut()).zip(chunk) {
+            let (mut cur, mut next, mut ph) = (self.acc_cur, self.acc_next, self.phase);
+            let mut bad = self.bad_acc;
+            let d = p.d;
+            let mut ny = 0;
+            for &raw in chunk {
                 let finite = raw.is_finite();
-                *bo = off || !finite;
                 let v = if finite { raw } else { last };
-                run = if v == last { run.saturating_add(1) } else { 0 };
                 last = v;
-                *xo = v;
-                if c.n == 0 {
-                    c = ClipCur {
-                        n: 0,
-                        max: v,
-                        min: v,
-                        at_max: 0,
-                        at_min: 0,
-                    };
-                }
-                c.n += 1;
-                if v > c.max {
-                    c.max = v;
-                    c.at_max = 0;
-                } else if v < c.min {
-                    c.min = v;
-                    c.at_min = 0;
-                }
-                if run >= stuck {
-                    c.at_max += u16::from(v == c.max);
-                    c.at_min += u16::from(v == c.min);
-                }
-                self.in_left -= 1;
-                if self.in_left == 0 {
-                    self.close_clip_tick(p, &c);
-                    c.n = 0;
+                bad |= off || !finite;
+                cur += v * p.dec_w[ph].0;
+                next += v * p.dec_w[ph].1;
+                ph += 1;
+                if ph == d {
+                    ph = 0;
+                    ys[ny] = cur * p.dec_norm;
+                    bads[ny] = bad;
+                    cur = next;
+                    next = 0.0;
+                    bad = false;
+                    ny += 1;
                 }
             }
             self.last_raw = last;
-            self.run = run;
-            self.clip = c;
-            let xs = &xs[..chunk.len()];
-            let mut ny = 0;
-            if p.d == 1 {
-                ys[..xs.len()].copy_from_slice(xs);
-                bads[..xs.len()].copy_from_slice(&xbad[..xs.len()]);
-                ny = xs.len();
-            } else {
-                // Triangle (sinc²) decimation: each input sample weighs into the
-                // current output with d − phase and into the next with phase.
-                let (mut cur, mut next, mut ph) = (self.acc_cur, self.acc_next, self.phase);
-                let mut bad = self.bad_acc;
-                let d = p.d;
-                for (&v, &b) in xs.iter().zip(&xbad[..xs.len()]) {
-                    cur += v * p.dec_w[ph].0;
-                    next += v * p.dec_w[ph].1;
-                    bad |= b;
-                    ph += 1;
-                    if ph == d {
-                        ph = 0;
-                        ys[ny] = cur * p.dec_norm;
-                        bads[ny] = bad;
-                        cur = next;
-                        next = 0.0;
-                        bad = false;
-                        ny += 1;
-                    }
-                }
-                self.acc_cur = cur;
-                self.acc_next = next;
-                self.phase = ph;
-                self.bad_acc = bad;
-            }
+            self.acc_cur = cur;
+            self.acc_next = next;
+            self.phase = ph;
+            self.bad_acc = bad;
             self.work(p, &ys[..ny], &bads[..ny]);
         }
-    }
-
-    /// Closes one tick of the clipping count: runs of identical raw values at the
-    /// tick's maximum or minimum (a rail), or a tick of one constant value (a lead
-    /// stuck or off). A flat but live trace (asystole) wanders around its runs, so they
-    /// are not at its extremes.
-    fn close_clip_tick(&mut self, p: &LeadParams, c: &ClipCur) {
-        let range = c.max - c.min;
-        let clipped = if range == 0.0 {
-            c.n
-        } else if range > 0.5 {
-            (c.at_max + c.at_min).min(c.n)
-        } else {
-            0
-        };
-        self.clips[self.clip_pos] = ClipTick {
-            tick: self.in_tick,
-            n: c.n,
-            clipped,
-        };
-        self.clip_pos = (self.clip_pos + 1) % self.clips.len();
-        self.in_tick += 1;
-        self.in_left = p.tick;
-    }
-
-    fn clipped_frac(&self, tick: u64) -> f32 {
-        self.clips
-            .iter()
-            .find(|c| c.tick == tick && c.n > 0)
-            .map_or(0.0, |c| f32::from(c.clipped) / f32::from(c.n))
     }
 
     /// The working-rate chain over a block of decimated samples; the per-sample state
@@ -564,6 +480,7 @@ impl LeadFront {
         let mut hf_sum = self.hf_sum;
         let mut hf_pos = self.hf_pos;
         let mut f_pos = self.f_pos;
+        let (mut y_prev, mut run) = (self.y_prev, self.run);
         let mut e_prev = self.e_prev;
         let mut vf_acc = self.vf_acc;
         let mut vf_cnt = self.vf_cnt;
@@ -605,8 +522,22 @@ impl LeadFront {
             if k >= self.tick_end_k {
                 self.next_tick(p, k);
             }
+            run = if y == y_prev { run + 1 } else { 0 };
+            y_prev = y;
             let c = &mut self.cur;
             c.n = c.n.saturating_add(1);
+            if y > c.y_max {
+                c.y_max = y;
+                c.at_max = 0;
+            }
+            if y < c.y_min {
+                c.y_min = y;
+                c.at_min = 0;
+            }
+            if run >= p.stuck_run {
+                c.at_max += u16::from(y == c.y_max);
+                c.at_min += u16::from(y == c.y_min);
+            }
             c.bad += u16::from(bad);
             c.hp_min = c.hp_min.min(hp);
             c.hp_max = c.hp_max.max(hp);
@@ -664,6 +595,8 @@ impl LeadFront {
         self.hf_sum = hf_sum;
         self.hf_pos = hf_pos;
         self.f_pos = f_pos;
+        self.y_prev = y_prev;
+        self.run = run;
         self.e_prev = e_prev;
         self.vf_acc = vf_acc;
         self.vf_cnt = vf_cnt;
@@ -700,24 +633,23 @@ impl LeadFront {
         self.tick_end_k = p.first_k_at((i + 1) * p.tick);
     }
 
-    fn tick_quality(&self, p: &LeadParams, s: &mut TickStats) {
-        let bad = f32::from(s.bad) / f32::from(s.n.max(1)) + self.clipped_frac(s.tick);
+    fn tick_quality(&mut self, p: &LeadParams, s: &mut TickStats) {
+        // Clipping: runs of identical values at the tick's extremes when it swings more
+        // than 0.5 mV. A trace that is merely flat (even perfectly constant) stays
+        // usable: it shows no beats, which is what asystole looks like; a disconnected
+        // electrode is flagged lead-off by the device.
+        let clipped = if s.y_max - s.y_min > 0.5 {
+            f32::from(s.at_max + s.at_min) / f32::from(s.n.max(1))
+        } else {
+            0.0
+        };
+        let bad = f32::from(s.bad) / f32::from(s.n.max(1)) + clipped.min(1.0);
         let q_valid = 1.0 - ramp(bad, BAD_FROM, BAD_TO);
         // Noise: the floor of the high-frequency activity over its recent peaks (QRS
         // complexes). Muscle noise keeps the floor up; a fast rhythm of wide, smooth
         // complexes (ventricular tachycardia) does not.
-        let n_ref = (8.0 * p.fw * p.d as f32 / p.tick as f32).ceil() as usize;
-        let mut peaks = [0.0f32; 16];
-        let mut np = 0;
-        for t in self.ticks.iter().rev().take(n_ref.min(16)) {
-            peaks[np] = t.hf_max;
-            np += 1;
-        }
-        if np < peaks.len() {
-            peaks[np] = s.hf_max;
-            np += 1;
-        }
-        let hf_ref = median_small(&peaks[..np]);
+        // The recent peak level of the activity: held, decaying by half in about 4 s.
+        let hf_ref = s.hf_max.max(self.hf_ref * p.hf_decay);
         let noise = if hf_ref > 0.0 {
             (s.hf_min / hf_ref).min(1.0)
         } else {
@@ -762,6 +694,7 @@ impl LeadFront {
         } else {
             1.0
         };
+        self.hf_ref = hf_ref;
         s.q_valid = q_valid;
         s.q_shape_free = q_valid * q_noise.min(q_art);
         s.q = q_valid * q_noise.min(q_art).min(q_morph);
