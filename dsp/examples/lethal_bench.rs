@@ -125,7 +125,11 @@ fn main() {
         "{:20} {:>16} {:>16} {:>10} {:>12} {:>12}",
         "stream", "lethal (Ms/s)", "lead-0 (Ms/s)", "ratio", "lethal B", "lead-0 B"
     );
-    for s in &streams {
+    let only = std::env::var("LETHAL_BENCH_ONLY").ok();
+    for s in streams
+        .iter()
+        .filter(|s| only.as_deref().is_none_or(|o| s.name.starts_with(o)))
+    {
         let pulses: Vec<(PulseKind, u32)> = if s.pleth {
             vec![(PulseKind::Pleth, s.rate)]
         } else {

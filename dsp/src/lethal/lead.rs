@@ -817,11 +817,12 @@ impl LeadFront {
         } else {
             f32::NAN
         };
-        let corr = if is_beat || pd.e >= 0.3 * level {
-            self.clusters.dominant_corr(&z[..nt], p.max_lag)
+        let dom = if is_beat || pd.e >= 0.3 * level {
+            self.clusters.dominant_corr_lag(&z[..nt], p.max_lag)
         } else {
-            f32::NAN
+            None
         };
+        let corr = dom.map_or(f32::NAN, |(r, _)| r);
 
         let mut alike = false;
         if is_beat {
@@ -837,7 +838,7 @@ impl LeadFront {
                 }
             }
             self.last_beat = Some((fid, pd.e));
-            alike = self.clusters.learn(&z[..nt], width, amp, p.max_lag);
+            alike = self.clusters.learn(&z[..nt], width, amp, p.max_lag, dom);
             self.prev_snip[..nt].copy_from_slice(&z[..nt]);
             self.has_prev = true;
         } else {
@@ -944,17 +945,26 @@ impl Clusters {
         self.dominant.map(|k| &self.c[k])
     }
 
-    /// Correlation of `z` with the dominant beat (NaN while there is none).
-    fn dominant_corr(&self, z: &[f32], max_lag: usize) -> f32 {
-        match self.dominant() {
-            Some(c) => best_corr_lag(z, &c.shape[..z.len()], max_lag).0,
-            None => f32::NAN,
-        }
+    /// Correlation of `z` with the dominant beat and its lag (none while there is no
+    /// dominant beat).
+    fn dominant_corr_lag(&self, z: &[f32], max_lag: usize) -> Option<(f32, isize)> {
+        self.dominant()
+            .map(|c| best_corr_lag(z, &c.shape[..z.len()], max_lag))
     }
 
     /// Adds a beat; returns whether it joined an established cluster (a shape the lead
     /// has shown repeatedly: the dominant beat or a recurring ectopic one).
-    fn learn(&mut self, z: &[f32], width: f32, amp: f32, max_lag: usize) -> bool {
+    /// `dom`: the beat's correlation and lag with the dominant cluster, if already
+    /// known.
+    fn learn(
+        &mut self,
+        z: &[f32],
+        width: f32,
+        amp: f32,
+        max_lag: usize,
+        dom: Option<(f32, isize)>,
+    ) -> bool {
+        let dominant = self.dominant;
         let nt = z.len();
         let mut best: Option<(usize, f32, isize)> = None;
         for (k, c) in self.c.iter_mut().enumerate() {
@@ -966,7 +976,10 @@ impl Clusters {
             if !amp_ok {
                 continue;
             }
-            let (r, lag) = best_corr_lag(z, &c.shape[..nt], max_lag);
+            let (r, lag) = match (dominant, dom) {
+                (Some(d), Some(known)) if d == k => known,
+                _ => best_corr_lag(z, &c.shape[..nt], max_lag),
+            };
             if r >= TMPL_MATCH && best.is_none_or(|(_, b, _)| r > b) {
                 best = Some((k, r, lag));
             }

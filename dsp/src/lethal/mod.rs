@@ -1,9 +1,75 @@
 //! Lethal-arrhythmia alarms (IEC 60601-2-27): asystole, extreme bradycardia, extreme
 //! tachycardia, ventricular tachycardia and ventricular flutter/fibrillation, from
 //! every ECG lead of a stream and, where the stream has them, its plethysmogram and
-//! arterial-pressure waveforms.
+//! arterial-pressure waveforms. Pure and synchronous: samples are pushed block by
+//! block (the results do not depend on the block sizes), nothing is allocated per
+//! sample, and every tick (0.5 s by default) one [`LethalAssessment`] calls all five
+//! conditions, each with the [`Evidence`] behind it.
 //!
-//! PLACEHOLDER: the method is described in the docs once tuned.
+//! The defaults are the PhysioNet/CinC Challenge 2015 definitions: asystole, no QRS
+//! for 4 s; extreme bradycardia, below 40 bpm over 5 beats; extreme tachycardia, above
+//! 140 bpm over 17 beats; ventricular tachycardia, 5 or more ventricular beats above
+//! 100 bpm; flutter/fibrillation, a fibrillatory, flutter or oscillatory waveform for
+//! 4 s. Accuracy on the challenge's records: `docs/accuracy-alarms.md`.
+//!
+//! # Per lead (cheap, after decimation)
+//! Each lead is decimated to about 125 Hz (a triangle filter, two multiply-adds per
+//! input sample) and runs a light beat detector (slope energy, adaptive thresholds,
+//! after Pan & Tompkins). Every detected complex keeps its amplitude, a QRS width
+//! estimate and its correlation with the lead's dominant beat (the most used of four
+//! beat clusters) and with the beat before. Each tick gets a quality 0–1 per lead:
+//! samples present (lead-off and missing samples count against it), not clipped at a
+//! rail, a low high-frequency noise floor, no artefact swings far beyond the dominant
+//! beat's size, and beats that resemble a recurring shape (noise makes detections of
+//! every shape).
+//!
+//! # Fusion over the leads
+//! A beat of a lead usable at its time joins the fused beat sequence; beats of
+//! different leads within 100 ms are one. A fused beat is found by any usable lead (a
+//! lead that misses low-amplitude beats cannot fake a pause) and an unusable lead can
+//! add none (noise cannot break a pause or fake a rate). Whether a fused beat is
+//! ventricular is voted by every usable lead with a learned dominant beat, each judging
+//! the complex it shows at that time (shape and size against its dominant beat, width)
+//! and weighted by its quality.
+//!
+//! # The calls
+//! - **Asystole**: a gap of `asystole_s` in the fused beats. Suppressed when smaller
+//!   complexes shaped like a lead's dominant beat fill the gap (low-amplitude beats
+//!   the detector missed), or when a trusted pulse channel shows pulses of normal size
+//!   through the last `asystole_s` of the gap.
+//! - **Extreme bradycardia**: `brady_beats` fused beats spanning more than the limit
+//!   (an ongoing pause counts as the last interval); suppressed by missed
+//!   low-amplitude beats that lift the rate past the limit, or a trusted pulse at 1.25
+//!   times the limit or more.
+//! - **Extreme tachycardia**: the median RR of `tachy_beats` fused beats below the
+//!   limit (one missed or extra beat does not decide). Not suppressed by the pulse: a
+//!   pulse deficit is common in true tachycardia.
+//! - **Ventricular tachycardia**: `vt_beats` consecutive ventricular fused beats
+//!   above the rate limit. Suppressed when the run's complexes do not resemble one
+//!   another on any usable lead (artefact), or when a trusted pulse channel beat on
+//!   through the run exactly as before it (interval range, mean rate and size: an
+//!   artefact on the ECG does not touch the pulse, a ventricular run does).
+//! - **Ventricular flutter/fibrillation**: on at least half the usable leads (by
+//!   quality), the power spectrum of the last `vf_s` concentrated around a dominant
+//!   frequency of 2.5–10 Hz with little above 12 Hz. Ruled out by organised QRS
+//!   complexes on a usable lead, suppressed by a trusted pulse through the window.
+//! - Rate limits carry a tolerance (`rate_tolerance`, 10 %): monitors average heart
+//!   rate in their own ways, and at a limit a missed alarm costs more than a false one.
+//!
+//! A pulse channel is trusted when its signal is present, its pulses (upstrokes of
+//! the slope-sum function, at least 30 % of its recent median size and above an
+//! absolute floor) have followed the ECG's beats at a steady delay recently, or form
+//! a train too regular to be artefact.
+//!
+//! `Present` means "alarm now"; `Absent` that the condition was assessed on usable
+//! signal (a suppressed candidate is `Absent` with [`Evidence::suppressed_by`] set);
+//! `Indeterminate` that no lead was usable.
+//!
+//! # Latency and ticks
+//! The assessment ending at sample `E` (a multiple of the tick, counted from sample
+//! 0) is appended by the `push_ecg` call that delivers sample
+//! `E + latency_samples() − 1` (about 0.3 s). Pulse data of a frame is pushed before
+//! its ECG and may run up to 10 s ahead of it.
 
 mod decide;
 mod lead;
@@ -70,8 +136,9 @@ pub struct LethalConfig {
     /// A lead votes when its signal quality (0 unusable … 1 clean) over the call's
     /// window is at least this.
     pub min_lead_quality: f32,
-    /// A beat is ventricular when its correlation with its lead's dominant beat is
-    /// below this ...
+    /// A beat is ventricular when its likeness to its lead's dominant beat (the
+    /// correlation of their shapes times the square root of their amplitude ratio,
+    /// at most 1) is below this ...
     pub vt_max_corr: f32,
     /// ... or its QRS is at least this many times as wide as the dominant beat's.
     pub vt_min_width_ratio: f32,
