@@ -292,6 +292,11 @@ fn assessments_come_on_the_tick_grid_after_the_stated_latency() {
         }
     }
     assert_eq!(out.len() as u64, (pushed - lat) / tick);
+    // Assessments (and their evidence) serialise for findings and alert summaries.
+    let json = serde_json::to_value(out[0]).unwrap();
+    assert_eq!(json["calls"][0]["condition"], "asystole");
+    assert_eq!(json["calls"][4]["condition"], "ventricular_fibrillation");
+    assert!(json["calls"][0]["evidence"]["lead_quality"].is_array());
     for (i, x) in out.iter().enumerate() {
         assert_eq!(x.end_sample, (i as u64 + 1) * tick);
         let order: Vec<Condition> = x.calls.iter().map(|c| c.condition).collect();
