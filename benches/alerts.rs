@@ -248,6 +248,8 @@ impl StreamGen {
             decision_support: model,
             shadow: false,
             strip,
+            reason: None,
+            episode_start: None,
         }
     }
 

@@ -11,10 +11,11 @@
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use ecg_dsp::curve_length::CurveLengthDetector;
 use ecg_dsp::filter::MonitorFilter;
 use ecg_dsp::fir::{presets, FirFilter, FirSpec};
 use ecg_dsp::qrs::QrsDetector;
-use ecg_dsp::quality::{QualityFilters, SecondDetector};
+use ecg_dsp::quality::QualityFilters;
 use ecg_dsp::resample::Resampler;
 use ecg_dsp::stream::{DspConfig, StreamDsp};
 use ecg_dsp::window::{WindowSpec, Windower};
@@ -203,7 +204,7 @@ fn quality_lead0(c: &mut Criterion) {
         // Quality band filters + second detector on lead 0; lead-0 samples counted.
         let lead0 = s.lead0();
         let mut q = QualityFilters::new(f64::from(s.rate), 50.0);
-        let mut d = SecondDetector::new(f64::from(s.rate));
+        let mut d = CurveLengthDetector::new(f64::from(s.rate));
         let mut out = Vec::new();
         g.throughput(Throughput::Elements((SECONDS * s.rate as usize) as u64));
         g.bench_function(s.name, |b| {
@@ -214,30 +215,6 @@ fn quality_lead0(c: &mut Criterion) {
                         let bands = q.step(x);
                         d.step(bands.qrs, &mut out);
                     }
-                }
-                out.len()
-            })
-        });
-    }
-    g.finish();
-}
-
-fn stream_dsp_full(c: &mut Criterion) {
-    let mut g = c.benchmark_group("stream_dsp_full_chain");
-    for s in streams() {
-        // Every lead monitor-filtered + the lead-0 analysis (`push_filtered`).
-        let n_leads = s.leads.len();
-        let mut d = StreamDsp::new(&DspConfig::default(), s.rate, n_leads);
-        let lead_off = vec![false; n_leads];
-        let mut out = Vec::new();
-        let mut filtered = Vec::new();
-        g.throughput(Throughput::Elements(s.samples()));
-        g.bench_function(s.name, |b| {
-            b.iter(|| {
-                out.clear();
-                for blk in &s.blocks {
-                    filtered.clear();
-                    d.push_filtered(black_box(blk), &lead_off, &mut filtered, &mut out);
                 }
                 out.len()
             })
@@ -320,15 +297,14 @@ fn memory(_: &mut Criterion) {
     let mut dev = Device::new(Preset::NoisyNormalSinus.config(5, 500, Lead::STANDARD_12.to_vec()))
         .expect("valid sim config");
     let mut d = StreamDsp::new(&DspConfig::default(), 500, 12);
-    let (mut events, mut filtered, mut sig) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut events, mut sig) = (Vec::new(), Vec::new());
     for _ in 0..60 {
         sig.clear();
         dev.generate(500, &mut sig);
-        filtered.clear();
-        d.push_filtered(&sig, &[false; 12], &mut filtered, &mut events);
+        d.push(&sig, &[false; 12], &mut events);
     }
     eprintln!(
-        "  StreamDsp full chain after 60 s state {:>7}",
+        "  StreamDsp after 60 s           state {:>7}",
         d.state_bytes()
     );
 }
@@ -342,7 +318,6 @@ criterion_group!(
     qrs,
     monitor_filter,
     quality_lead0,
-    stream_dsp,
-    stream_dsp_full
+    stream_dsp
 );
 criterion_main!(benches);

@@ -55,12 +55,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use cardiostream::eval::{rr_before, stream_beats};
-use ecg_dsp::rhythm::af_features;
 use ecg_dsp::stream::DspConfig;
 use ecg_inference::{InputKind, Manifest, Model, OrtRuntime, Scored};
 use ecg_sim::{Device, Preset};
-use ecg_types::{DeviceTimeUs, Lead, PatientId, SampleRate, StreamId, Window};
+use ecg_types::{Lead, ModelInput, PatientId, SampleRate, StreamId};
 use serde_json::{json, Value};
 
 /// Pause between a measurement on one side and the next on the other, so spinning
@@ -191,7 +189,7 @@ fn specs(a: &Args) -> Vec<Spec> {
 }
 
 // ---------------------------------------------------------------------------------
-// Windows
+// ModelInputs
 
 const AF_PRESETS: [Preset; 7] = [
     Preset::NormalSinus,
@@ -203,26 +201,12 @@ const AF_PRESETS: [Preset; 7] = [
     Preset::VentricularTachycardia,
 ];
 
-fn window(id: usize, fs: u32, leads: Vec<Lead>, samples: Vec<f32>, n: usize) -> Window {
-    let start = SampleRate(fs).samples_to_us((id * n) as u64);
-    Window {
-        stream: StreamId::new(format!("bench-{:03}", id / 8)).expect("stream id"),
-        patient: PatientId::new(format!("p-{:03}", id / 8)).expect("patient id"),
-        start: DeviceTimeUs(start),
-        end: DeviceTimeUs(start + SampleRate(fs).samples_to_us(n as u64)),
-        sample_rate: SampleRate(fs),
-        leads,
-        samples_mv: samples,
-        rr_s: Vec::new(),
-        features: Vec::new(),
-        quality_ok: true,
-    }
-}
-
-/// `count` windows for `manifest`: af-rr windows carry 30 s of one simulated lead at
-/// 250 Hz and the `af_features` of the beats the streaming detector finds in it;
-/// waveform windows carry the model's leads at its rate, lead-major.
-fn build_windows(manifest: &Manifest, count: usize) -> Vec<Window> {
+/// `count` windows for `manifest`, each built by the pipeline's one model-input
+/// builder (`ecg_pipeline::inputs::record_inputs`) from one window's length of a
+/// simulated recording: af-rr windows carry the `af_features` of the beats the
+/// streaming detector finds in 30 s of one lead at 250 Hz; waveform windows carry
+/// the model's leads at its rate.
+fn build_windows(manifest: &Manifest, count: usize) -> Vec<ModelInput> {
     let per_device = 8;
     let mut out = Vec::with_capacity(count);
     let mut dev_no = 0u64;
@@ -242,12 +226,22 @@ fn build_windows(manifest: &Manifest, count: usize) -> Vec<Window> {
             }
             let mut sig = Vec::with_capacity(n * leads.len());
             dev.generate(n, &mut sig);
-            let mut w = window(out.len(), fs, leads.clone(), sig, n);
-            if manifest.input.kind == InputKind::AfRrV1 {
-                let beats = stream_beats(&w.samples_mv[..n], fs, &DspConfig::default());
-                w.rr_s = rr_before(&beats, n as u64, fs);
-                w.features = af_features(&w.rr_s).to_vec();
-            }
+            let id = out.len();
+            let mut w = ecg_pipeline::inputs::record_inputs(
+                manifest,
+                manifest.window_s,
+                SampleRate(fs),
+                &leads,
+                &sig,
+                &DspConfig::default(),
+            )
+            .expect("the model takes the simulated leads")
+            .into_iter()
+            .next()
+            .expect("one window");
+            w.stream = StreamId::new(format!("bench-{:03}", id / 8)).expect("stream id");
+            w.patient = PatientId::new(format!("p-{:03}", id / 8)).expect("patient id");
+            w.quality_ok = true;
             out.push(w);
         }
     }
@@ -255,7 +249,7 @@ fn build_windows(manifest: &Manifest, count: usize) -> Vec<Window> {
 }
 
 /// The values `Model::score` feeds the model for a window.
-fn model_input<'a>(manifest: &Manifest, w: &'a Window) -> &'a [f32] {
+fn model_input<'a>(manifest: &Manifest, w: &'a ModelInput) -> &'a [f32] {
     match manifest.input.kind {
         InputKind::AfRrV1 => &w.features,
         InputKind::Waveform => &w.samples_mv,
@@ -263,7 +257,7 @@ fn model_input<'a>(manifest: &Manifest, w: &'a Window) -> &'a [f32] {
 }
 
 /// Writes the pool's model inputs (row-major, f32 little-endian) for the Python side.
-fn write_pool(manifest: &Manifest, windows: &[Window], path: &Path) {
+fn write_pool(manifest: &Manifest, windows: &[ModelInput], path: &Path) {
     let mut bytes = Vec::new();
     for w in windows {
         let v = model_input(manifest, w);
@@ -277,7 +271,7 @@ fn write_pool(manifest: &Manifest, windows: &[Window], path: &Path) {
 }
 
 /// The batches of size `b` calls cycle through: batch `k` is windows `(k*b + j) % n`.
-fn batches(windows: &[Window], b: usize) -> Vec<Vec<&Window>> {
+fn batches(windows: &[ModelInput], b: usize) -> Vec<Vec<&ModelInput>> {
     let n = windows.len();
     (0..(n / b).max(1))
         .map(|k| (0..b).map(|j| &windows[(k * b + j) % n]).collect())
@@ -320,7 +314,7 @@ fn check_scored(scored: &[Scored], b: usize) {
     );
 }
 
-fn rust_throughput(model: &Model, batches: &[Vec<&Window>], spec: &Spec) -> Run {
+fn rust_throughput(model: &Model, batches: &[Vec<&ModelInput>], spec: &Spec) -> Run {
     let b = batches[0].len();
     for i in 0..spec.warmup_calls {
         check_scored(&model.score(&batches[i % batches.len()]).expect("score"), b);
@@ -344,7 +338,12 @@ fn rust_throughput(model: &Model, batches: &[Vec<&Window>], spec: &Spec) -> Run 
     }
 }
 
-fn rust_latency(model: &Model, batches: &[Vec<&Window>], calls: usize, warmup: usize) -> Vec<u64> {
+fn rust_latency(
+    model: &Model,
+    batches: &[Vec<&ModelInput>],
+    calls: usize,
+    warmup: usize,
+) -> Vec<u64> {
     for i in 0..warmup {
         model.score(&batches[i % batches.len()]).expect("score");
     }
@@ -370,7 +369,7 @@ struct Outside {
     split_ns: f64,
 }
 
-fn outside_ort(manifest: &Manifest, batches: &[Vec<&Window>]) -> Outside {
+fn outside_ort(manifest: &Manifest, batches: &[Vec<&ModelInput>]) -> Outside {
     let k = manifest.output.labels.len();
     let b = batches[0].len();
     let len = manifest.input.len;
@@ -754,7 +753,7 @@ fn main() {
                     .iter()
                     .flat_map(|s| match s {
                         Scored::Probabilities(p) => p.iter().map(|&v| f64::from(v)).collect(),
-                        Scored::Indeterminate => Vec::new(),
+                        Scored::Indeterminate | Scored::Rejected(_) => Vec::new(),
                     })
                     .collect();
                 assert_eq!(rust.len(), ort.len(), "output sizes agree");

@@ -16,7 +16,7 @@
 //! - `bare`: `StreamConsumer::recv()` and a touch of the payload (length, first and last
 //!   byte) — the floor any consumer pays;
 //! - `ingest`: the same loop doing what the pipeline does per message:
-//!   `pipeline::input_from` (copies payload, topic, content type) and
+//!   `ecg_pipeline::record_from` (copies payload, key, topic, content type) and
 //!   `codec::decode` (protobuf decode + every wire-format validation rule).
 //!
 //! `--breakdown` adds two loops that do half each: `copy` (`input_from` only) and
@@ -118,7 +118,7 @@ impl Profile {
 enum Mode {
     Bare,
     Ingest,
-    /// Breakdown: `pipeline::input_from` only (the copy into `pipeline::Input`).
+    /// Breakdown: `ecg_pipeline::record_from` only (the copy into a `SourceRecord`).
     Copy,
     /// Breakdown: `codec::decode` of the borrowed payload only (no `Input` copy).
     Decode,
@@ -307,7 +307,7 @@ async fn child(mode: Mode, args: &Args) -> Run {
                 frames += 1;
             }
             Mode::Ingest => {
-                let input = cardiostream::pipeline::input_from(&msg);
+                let input = ecg_pipeline::record_from(&msg);
                 bytes += input.payload.len() as u64;
                 match codec::decode(&input.payload, input.content_type.as_deref()) {
                     Ok(frame) => {
@@ -316,7 +316,10 @@ async fn child(mode: Mode, args: &Args) -> Run {
                     }
                     Err(e) => {
                         if errors == 0 {
-                            eprintln!("decode error at {}/{}: {e}", input.partition, input.offset);
+                            eprintln!(
+                                "decode error at {}/{}: {e}",
+                                input.position.partition, input.position.offset
+                            );
                         }
                         errors += 1;
                     }
@@ -324,7 +327,7 @@ async fn child(mode: Mode, args: &Args) -> Run {
                 black_box(&input);
             }
             Mode::Copy => {
-                let input = cardiostream::pipeline::input_from(&msg);
+                let input = ecg_pipeline::record_from(&msg);
                 bytes += input.payload.len() as u64;
                 frames += 1;
                 black_box(&input);

@@ -3,9 +3,9 @@
 //! `cargo bench --bench stages` — criterion prints time and throughput per group.
 //! Compare figures within one run: these machines are noisy.
 //!
-//! `dsp_stream` counts every sample delivered (all leads) and runs the full chain
-//! (`StreamDsp::push_filtered`: every lead monitor-filtered, lead 0 analysed);
-//! `dsp_stream_lead0` is `StreamDsp::push` (lead 0 filtered and analysed only).
+//! `dsp_stream` counts every sample delivered (all leads) and runs the per-stream
+//! chain the pipeline's analyzer runs (`StreamDsp::push`: lead 0 filtered and
+//! analysed; models get raw signal and strips are filtered when cut).
 
 use std::hint::black_box;
 
@@ -72,18 +72,6 @@ fn dsp(c: &mut Criterion) {
             (seconds * rate as usize * n_leads) as u64,
         ));
         g.bench_function(name, |b| {
-            b.iter(|| {
-                let mut s = StreamDsp::new(&DspConfig::default(), rate, n_leads);
-                let mut out = Vec::new();
-                let mut filtered = Vec::new();
-                for blk in &blocks {
-                    filtered.clear();
-                    s.push_filtered(black_box(blk), &lead_off, &mut filtered, &mut out);
-                }
-                out.len()
-            })
-        });
-        g.bench_function(format!("{name}_lead0"), |b| {
             b.iter(|| {
                 let mut s = StreamDsp::new(&DspConfig::default(), rate, n_leads);
                 let mut out = Vec::new();

@@ -2,7 +2,7 @@
 `cardiostream eval qrs`, printed side by side with cardiostream's detections.
 
 Usage: eval-qrs-neurokit.py --db DIR --cardiostream DIR [--records 100,101]
-       [--tolerance-ms 150]
+       [--tolerance-ms 150] [--tuning 101,104,...] [--label NAME]
 
 `--cardiostream DIR` holds the `REC.csv` files written by `cardiostream eval qrs
 --out DIR` (one detected beat per line, sample index); both detectors are scored
@@ -10,6 +10,10 @@ here by the same code, a port of `score` in src/eval/qrs.rs (EC57 / bxb style:
 greedy beat-by-beat matching within the window; EC57 variant = ventricular
 flutter/fibrillation episodes between `[` and `]` excluded, reference beats and
 detections alike; whole = nothing excluded). Whole records, lead 0.
+
+With `--tuning`, gross rows are also printed for the records in that list and for
+the others (held out); every gross row is repeated as a `SUMMARY <label> <half>
+cs_Se cs_+P nk_Se nk_+P` line (EC57) for the summary table of eval-qrs-neurokit.sh.
 """
 
 import argparse
@@ -74,7 +78,10 @@ def main():
     ap.add_argument("--cardiostream", required=True)
     ap.add_argument("--records", default="")
     ap.add_argument("--tolerance-ms", type=float, default=150.0)
+    ap.add_argument("--tuning", default="")
+    ap.add_argument("--label", default="")
     a = ap.parse_args()
+    tuning = set(a.tuning.split(",")) if a.tuning else set()
     if a.records:
         names = a.records.split(",")
     else:
@@ -85,12 +92,14 @@ def main():
     print(f"lead 0, whole records, match window ±{a.tolerance_ms:g} ms; "
           f"EC57 = VF/VFL episodes excluded; NeuroKit2 {nk.__version__} "
           "ecg_peaks(ecg_clean(x, fs), fs) defaults (method 'neurokit')")
-    hdr = (f"{'record':<8} {'beats':>6} | {'cardiostream EC57':^27} | {'NeuroKit2 EC57':^27}"
+    hdr = (f"{'record':<9} {'beats':>6} | {'cardiostream EC57':^27} | {'NeuroKit2 EC57':^27}"
            f" | {'cs whole':^13} | {'nk whole':^13}")
     print(hdr)
-    print(f"{'':<8} {'':>6} | {'FN':>5} {'FP':>5} {'Se%':>7} {'+P%':>7} | {'FN':>5} {'FP':>5} "
+    print(f"{'':<9} {'':>6} | {'FN':>5} {'FP':>5} {'Se%':>7} {'+P%':>7} | {'FN':>5} {'FP':>5} "
           f"{'Se%':>7} {'+P%':>7} | {'Se%':>6} {'+P%':>6} | {'Se%':>6} {'+P%':>6}")
-    gross = {k: np.zeros(3, dtype=np.int64) for k in ("cs", "nk", "csw", "nkw")}
+    keys = ("cs", "nk", "csw", "nkw")
+    gross = {k: np.zeros(3, dtype=np.int64) for k in keys}
+    halves = {h: {k: np.zeros(3, dtype=np.int64) for k in keys} for h in ("tuning", "held-out")}
     for name in names:
         rec = wfdb.rdrecord(os.path.join(a.db, name), channels=[0])
         fs = float(rec.fs)
@@ -112,18 +121,29 @@ def main():
             "csw": score(ref, csb, win),
             "nkw": score(ref, nkb, win),
         }
+        half = "tuning" if name in tuning else "held-out"
         for k in c:
             gross[k] += c[k]
+            halves[half][k] += c[k]
         print(row(name, c))
         sys.stdout.flush()
-    print(row("gross", gross))
+    rows = [("gross", "all", gross)]
+    if tuning:
+        rows = [(label, half, halves[half])
+                for label, half in (("gross tun", "tuning"), ("gross h-o", "held-out"))
+                if halves[half]["cs"][:2].sum() > 0] + rows
+    for label, half, g in rows:
+        print(row(label, g))
+    for label, half, g in rows:
+        cs, nk_ = se_pp(g["cs"]), se_pp(g["nk"])
+        print(f"SUMMARY {a.label or 'set'} {half} {cs[0]:.2f} {cs[1]:.2f} {nk_[0]:.2f} {nk_[1]:.2f}")
 
 
 def row(name, c):
     cs, nk_ = se_pp(c["cs"]), se_pp(c["nk"])
     csw, nkw = se_pp(c["csw"]), se_pp(c["nkw"])
     beats = c["cs"][0] + c["cs"][1]
-    return (f"{name:<8} {beats:>6} | {c['cs'][1]:>5} {c['cs'][2]:>5} {cs[0]:>7.2f} {cs[1]:>7.2f} | "
+    return (f"{name:<9} {beats:>6} | {c['cs'][1]:>5} {c['cs'][2]:>5} {cs[0]:>7.2f} {cs[1]:>7.2f} | "
             f"{c['nk'][1]:>5} {c['nk'][2]:>5} {nk_[0]:>7.2f} {nk_[1]:>7.2f} | "
             f"{csw[0]:>6.2f} {csw[1]:>6.2f} | {nkw[0]:>6.2f} {nkw[1]:>6.2f}")
 

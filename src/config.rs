@@ -12,7 +12,7 @@ use figment::Figment;
 use rdkafka::ClientConfig;
 use serde::Deserialize;
 
-use crate::pipeline::StreamSettings;
+use ecg_pipeline::{ScorerSettings, StreamSettings};
 
 /// The embedded defaults.
 pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
@@ -50,6 +50,14 @@ pub struct KafkaSettings {
     /// SASL password (from a secret; never logged).
     #[serde(default)]
     pub sasl_password: Option<String>,
+    /// File holding the SASL password (a mounted Kubernetes secret, say): read at
+    /// start, trailing newline dropped. Exclusive with `sasl_password`.
+    #[serde(default)]
+    pub sasl_password_file: Option<PathBuf>,
+    /// Allow SASL `PLAIN` over `sasl_plaintext`, which sends the password in clear
+    /// text (off: such a configuration is refused).
+    #[serde(default)]
+    pub allow_plaintext_password: bool,
     /// CA certificate file for TLS.
     #[serde(default)]
     pub ssl_ca_location: Option<PathBuf>,
@@ -127,9 +135,12 @@ pub struct PipelineSettings {
     /// DSP settings.
     #[serde(default)]
     pub dsp: DspConfig,
-    /// Per-stream sequencing, warm-up and eviction.
+    /// Per-stream sequencing, warm-up, eviction and limits.
     #[serde(default)]
     pub streams: StreamSettings,
+    /// Retries of failing model runs (`max_batch` is `model_max_batch`).
+    #[serde(default)]
+    pub scorer: ScorerSettings,
 }
 
 /// HTTP endpoints.
@@ -158,9 +169,10 @@ impl Config {
     }
 
     fn from_figment(fig: Figment) -> anyhow::Result<Config> {
-        let cfg: Config = fig
+        let mut cfg: Config = fig
             .extract()
             .map_err(|e| anyhow::anyhow!("invalid configuration: {}", describe(&e)))?;
+        cfg.kafka.read_password_file()?;
         cfg.validate()?;
         Ok(cfg)
     }
@@ -202,7 +214,18 @@ impl Config {
             if k.sasl_password.as_deref().is_none_or(str::is_empty) {
                 anyhow::bail!("kafka.sasl_password is required with SASL");
             }
-        } else if k.sasl_mechanism.is_some() || k.sasl_username.is_some() {
+            if k.security_protocol == SecurityProtocol::SaslPlaintext
+                && k.sasl_mechanism.as_deref() == Some("PLAIN")
+                && !k.allow_plaintext_password
+            {
+                anyhow::bail!(
+                    "kafka.sasl_mechanism = \"PLAIN\" over security_protocol = sasl_plaintext sends the password in clear text: use sasl_ssl, or SCRAM, or set kafka.allow_plaintext_password = true"
+                );
+            }
+        } else if k.sasl_mechanism.is_some()
+            || k.sasl_username.is_some()
+            || k.sasl_password.is_some()
+        {
             anyhow::bail!(
                 "kafka.sasl_* is set but kafka.security_protocol = {} does not use SASL",
                 k.security_protocol.as_str()
@@ -231,9 +254,31 @@ impl Config {
         ] {
             if let Some(p) = path {
                 if !p.is_file() {
-                    anyhow::bail!("{name}: {} does not exist", p.display());
+                    anyhow::bail!("{name}: {} does not exist or is not a file", p.display());
+                }
+                if let Err(e) = std::fs::File::open(p) {
+                    anyhow::bail!("{name}: {} cannot be read: {e}", p.display());
                 }
             }
+        }
+        let tls = matches!(
+            k.security_protocol,
+            SecurityProtocol::Ssl | SecurityProtocol::SaslSsl
+        );
+        if !tls
+            && (k.ssl_ca_location.is_some()
+                || k.ssl_certificate_location.is_some()
+                || k.ssl_key_location.is_some())
+        {
+            anyhow::bail!(
+                "kafka.ssl_* is set but kafka.security_protocol = {} does not use TLS",
+                k.security_protocol.as_str()
+            );
+        }
+        if k.ssl_certificate_location.is_some() != k.ssl_key_location.is_some() {
+            anyhow::bail!(
+                "kafka.ssl_certificate_location and kafka.ssl_key_location go together (mutual TLS)"
+            );
         }
         for (name, topic) in [
             ("topics.frames", &self.topics.frames),
@@ -300,26 +345,19 @@ impl Config {
                 d.hop_s
             );
         }
-        let st = &p.streams;
-        if !(0.0..=120.0).contains(&st.warmup_s) {
+        p.streams.validate().map_err(anyhow::Error::msg)?;
+        let sc = &p.scorer;
+        if sc.retry_initial_ms == 0 || sc.retry_max_ms < sc.retry_initial_ms {
             anyhow::bail!(
-                "pipeline.streams.warmup_s {} is outside 0..=120",
-                st.warmup_s
+                "pipeline.scorer: need 0 < retry_initial_ms ({}) <= retry_max_ms ({})",
+                sc.retry_initial_ms,
+                sc.retry_max_ms
             );
         }
-        if st.reorder_horizon_ms > 600_000 {
+        if !(sc.retry_budget_s >= 0.1 && sc.retry_budget_s <= 3600.0) {
             anyhow::bail!(
-                "pipeline.streams.reorder_horizon_ms {} is above 600000",
-                st.reorder_horizon_ms
-            );
-        }
-        if st.clock_jump_ms == 0 {
-            anyhow::bail!("pipeline.streams.clock_jump_ms must be above 0");
-        }
-        if st.idle_evict_s.is_nan() || st.idle_evict_s < 1.0 {
-            anyhow::bail!(
-                "pipeline.streams.idle_evict_s {} is below 1",
-                st.idle_evict_s
+                "pipeline.scorer.retry_budget_s {} is outside 0.1..=3600",
+                sc.retry_budget_s
             );
         }
         if !(1..=64).contains(&p.model_threads) {
@@ -358,6 +396,32 @@ impl Config {
             base.set(key, v);
         }
         base
+    }
+}
+
+impl KafkaSettings {
+    /// Reads `sasl_password_file` into `sasl_password` (trailing newline dropped).
+    ///
+    /// # Errors
+    /// Both set, or the file cannot be read; the message names the file, never its
+    /// content.
+    fn read_password_file(&mut self) -> anyhow::Result<()> {
+        let Some(path) = &self.sasl_password_file else {
+            return Ok(());
+        };
+        if self.sasl_password.is_some() {
+            anyhow::bail!("kafka.sasl_password and kafka.sasl_password_file are both set");
+        }
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            anyhow::anyhow!(
+                "kafka.sasl_password_file: {} cannot be read: {e}",
+                path.display()
+            )
+        })?;
+        let password = text.strip_suffix('\n').unwrap_or(&text);
+        let password = password.strip_suffix('\r').unwrap_or(password);
+        self.sasl_password = Some(password.to_owned());
+        Ok(())
     }
 }
 
@@ -474,5 +538,173 @@ mod tests {
             assert!(e.contains("pipeline.batch_max"), "{e}");
             Ok(())
         });
+    }
+}
+
+/// Kafka security settings (issue 15): SASL and TLS rules, secrets from files, and no
+/// secret in what a refusal says.
+#[cfg(test)]
+mod kafka_security_tests {
+    use super::*;
+
+    fn load(toml: &str) -> anyhow::Result<Config> {
+        Config::from_figment(Figment::from(Toml::string(DEFAULT_TOML)).merge(Toml::string(toml)))
+    }
+
+    fn file(name: &str, content: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("cs-kafka-sec-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let p = dir.join(name);
+        std::fs::write(&p, content).expect("write");
+        p
+    }
+
+    const SECRET: &str = "hunter2-correct-horse";
+
+    #[test]
+    fn plain_password_over_plaintext_needs_an_explicit_allowance() {
+        let base = format!(
+            "[kafka]\nsecurity_protocol = \"sasl_plaintext\"\nsasl_mechanism = \"PLAIN\"\nsasl_username = \"u\"\nsasl_password = {SECRET:?}\n"
+        );
+        let e = load(&base).expect_err("refused").to_string();
+        assert!(
+            e.contains("clear text") && e.contains("allow_plaintext_password"),
+            "{e}"
+        );
+        assert!(!e.contains(SECRET), "{e}");
+        let c = load(&format!("{base}allow_plaintext_password = true\n")).expect("allowed");
+        let k = c.kafka_client(ClientConfig::new());
+        assert_eq!(k.get("security.protocol"), Some("sasl_plaintext"));
+        assert_eq!(k.get("sasl.mechanism"), Some("PLAIN"));
+        assert_eq!(k.get("sasl.password"), Some(SECRET));
+    }
+
+    #[test]
+    fn scram_needs_the_tls_build_and_then_configures_librdkafka() {
+        let ca = file("ca.pem", "-----BEGIN CERTIFICATE-----\n");
+        let toml = format!(
+            "[kafka]\nsecurity_protocol = \"sasl_ssl\"\nsasl_mechanism = \"SCRAM-SHA-512\"\nsasl_username = \"svc-pipeline\"\nsasl_password = {SECRET:?}\nssl_ca_location = {:?}\n",
+            ca.display().to_string()
+        );
+        let tls_build = std::hint::black_box(cfg!(feature = "tls"));
+        match load(&toml) {
+            Ok(c) => {
+                assert!(tls_build, "accepted without the tls build");
+                let k = c.kafka_client(ClientConfig::new());
+                assert_eq!(k.get("security.protocol"), Some("sasl_ssl"));
+                assert_eq!(k.get("sasl.mechanism"), Some("SCRAM-SHA-512"));
+                assert_eq!(k.get("sasl.username"), Some("svc-pipeline"));
+                assert_eq!(
+                    k.get("ssl.ca.location"),
+                    Some(ca.display().to_string().as_str())
+                );
+            }
+            Err(e) => {
+                assert!(!tls_build, "{e}");
+                let e = e.to_string();
+                assert!(e.contains("--features tls"), "{e}");
+                assert!(!e.contains(SECRET), "{e}");
+            }
+        }
+        for (mechanism, protocol) in [("SCRAM-SHA-1", "sasl_ssl"), ("GSSAPI", "sasl_plaintext")] {
+            let e = load(&format!(
+                "[kafka]\nsecurity_protocol = {protocol:?}\nsasl_mechanism = {mechanism:?}\nsasl_username = \"u\"\nsasl_password = {SECRET:?}\n"
+            ))
+            .expect_err("unknown mechanism")
+            .to_string();
+            assert!(
+                e.contains("kafka.sasl_mechanism") && !e.contains(SECRET),
+                "{e}"
+            );
+        }
+    }
+
+    #[test]
+    #[allow(clippy::result_large_err)] // figment's Jail API returns figment::Error
+    fn password_from_a_file_and_never_in_errors() {
+        let pw = file("password", &format!("{SECRET}\n"));
+        let base = "[kafka]\nsecurity_protocol = \"sasl_plaintext\"\nsasl_mechanism = \"PLAIN\"\nallow_plaintext_password = true\nsasl_username = \"u\"\n";
+        let c = load(&format!(
+            "{base}sasl_password_file = {:?}\n",
+            pw.display().to_string()
+        ))
+        .expect("password file");
+        assert_eq!(c.kafka.sasl_password.as_deref(), Some(SECRET));
+        assert_eq!(
+            c.kafka_client(ClientConfig::new()).get("sasl.password"),
+            Some(SECRET)
+        );
+        // Both, or a file that is not there: refused, naming the setting, not the secret.
+        let e = load(&format!(
+            "{base}sasl_password = \"x\"\nsasl_password_file = {:?}\n",
+            pw.display().to_string()
+        ))
+        .expect_err("both")
+        .to_string();
+        assert!(e.contains("both set") && !e.contains(SECRET), "{e}");
+        let e = load(&format!("{base}sasl_password_file = \"/nonexistent/pw\"\n"))
+            .expect_err("missing")
+            .to_string();
+        assert!(
+            e.contains("kafka.sasl_password_file") && e.contains("/nonexistent/pw"),
+            "{e}"
+        );
+        // An empty file is no password.
+        let empty = file("empty", "\n");
+        let e = load(&format!(
+            "{base}sasl_password_file = {:?}\n",
+            empty.display().to_string()
+        ))
+        .expect_err("empty")
+        .to_string();
+        assert!(e.contains("kafka.sasl_password is required"), "{e}");
+        // The password from the environment, as figment reads it.
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("CARDIOSTREAM_KAFKA__SECURITY_PROTOCOL", "sasl_plaintext");
+            jail.set_env("CARDIOSTREAM_KAFKA__SASL_MECHANISM", "PLAIN");
+            jail.set_env("CARDIOSTREAM_KAFKA__ALLOW_PLAINTEXT_PASSWORD", "true");
+            jail.set_env("CARDIOSTREAM_KAFKA__SASL_USERNAME", "u");
+            jail.set_env("CARDIOSTREAM_KAFKA__SASL_PASSWORD", SECRET);
+            let c = Config::load(None).map_err(|e| e.to_string())?;
+            assert_eq!(c.kafka.sasl_password.as_deref(), Some(SECRET));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn tls_files_must_fit_the_protocol_and_go_in_pairs() {
+        let cert = file("client.pem", "cert");
+        let key = file("client.key", "key");
+        let cert_s = cert.display().to_string();
+        let key_s = key.display().to_string();
+        for (toml, want) in [
+            // TLS files on a plaintext connection would be silently ignored.
+            (
+                format!("[kafka]\nssl_certificate_location = {cert_s:?}\nssl_key_location = {key_s:?}\n"),
+                "does not use TLS",
+            ),
+            // A certificate without its key (or the reverse).
+            (
+                format!("[kafka]\nsecurity_protocol = \"ssl\"\nssl_certificate_location = {cert_s:?}\n"),
+                if cfg!(feature = "tls") { "go together" } else { "--features tls" },
+            ),
+            // A directory is not a certificate file.
+            (
+                format!(
+                    "[kafka]\nsecurity_protocol = \"ssl\"\nssl_ca_location = {:?}\n",
+                    std::env::temp_dir().display().to_string()
+                ),
+                if cfg!(feature = "tls") { "does not exist" } else { "--features tls" },
+            ),
+            // A password without SASL would be silently ignored.
+            (
+                format!("[kafka]\nsasl_password = {SECRET:?}\n"),
+                "does not use SASL",
+            ),
+        ] {
+            let e = load(&toml).expect_err("refused").to_string();
+            assert!(e.contains(want), "{toml}: {e}");
+            assert!(!e.contains(SECRET), "{e}");
+        }
     }
 }

@@ -19,7 +19,6 @@ use ecg_alerts::config::{NamedReceiver, ServiceConfig};
 use ecg_alerts::receivers::webhook::WebhookConfig;
 use ecg_alerts::receivers::{ReceiverConfig, Secret};
 use ecg_alerts::service::Caller;
-use ecg_inference::Model;
 use ecg_ingest::codec::{self, Encoding};
 use ecg_sim::{FrameSource, Preset};
 use ecg_types::{Alert, DeviceId, Lead, PatientId, StreamId};
@@ -30,8 +29,8 @@ use tokio::sync::{mpsc, watch};
 use crate::alerting::{self, AlertsConfig, Outputs};
 use crate::devices::{publish, PublishOptions, Source};
 use crate::http::{self, AppState};
-use crate::pipeline::{self, PipelineConfig};
 use crate::telemetry::Metrics;
+use ecg_pipeline::PipelineConfig;
 
 /// The mix of simulated patients, repeated when more than its length are asked for.
 /// Twenty patients: half in sinus rhythm (some noisy, one with a lead coming off),
@@ -114,33 +113,6 @@ pub fn default_models_dir() -> PathBuf {
     } else {
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models")
     }
-}
-
-/// Loads every model manifest under `dir` (`dir/*/*.toml`).
-///
-/// # Errors
-/// When a manifest or its ONNX file cannot be loaded, or ONNX Runtime is missing.
-pub fn load_models(dir: &std::path::Path, threads: usize) -> anyhow::Result<Vec<Model>> {
-    let mut manifests = Vec::new();
-    for entry in
-        std::fs::read_dir(dir).with_context(|| format!("reading models dir {}", dir.display()))?
-    {
-        let sub = entry?.path();
-        if !sub.is_dir() {
-            continue;
-        }
-        for f in std::fs::read_dir(&sub)? {
-            let p = f?.path();
-            if p.extension().is_some_and(|e| e == "toml") {
-                manifests.push(p);
-            }
-        }
-    }
-    manifests.sort();
-    manifests
-        .iter()
-        .map(|p| Model::load(p, threads).with_context(|| format!("loading model {}", p.display())))
-        .collect()
 }
 
 fn patients(n: usize) -> Vec<DemoPatient> {
@@ -226,7 +198,7 @@ pub async fn run(
     stop: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<DemoReport> {
     let metrics = Metrics::new();
-    let models = Arc::new(load_models(&cfg.models_dir, 1)?);
+    let models = Arc::new(ecg_inference::load_models(&cfg.models_dir, 1)?);
     let cluster = MockCluster::new(1).context("starting the in-process kafka cluster")?;
     let bootstrap = cluster.bootstrap_servers();
     for (topic, partitions) in [
@@ -276,10 +248,11 @@ pub async fn run(
     eprintln!("  findings are decision support for clinicians, not diagnoses");
 
     let mut tasks = tokio::task::JoinSet::new();
-    tasks.spawn(pipeline::run(
+    let model_ids: Vec<String> = models.iter().map(|m| m.manifest().id.clone()).collect();
+    tasks.spawn(ecg_pipeline::run(
         PipelineConfig::new(ecg_ingest::kafka::connection(&bootstrap)),
         models,
-        metrics.clone(),
+        metrics.pipeline_sink(&model_ids),
         statuses.clone(),
         shutdown_rx.clone(),
     ));

@@ -13,10 +13,9 @@ use tokio::sync::watch;
 
 use crate::alerting::{self, AlertsConfig, Outputs};
 use crate::config::Config;
-use crate::demo::load_models;
 use crate::http::{self, AppState};
-use crate::pipeline::{self, PipelineConfig};
 use crate::telemetry::Metrics;
+use ecg_pipeline::{PipelineConfig, ScorerSettings};
 
 /// Resolves on Ctrl-C or SIGTERM.
 pub async fn termination() {
@@ -50,10 +49,12 @@ pub async fn run_pipeline(
     stop: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let metrics = Metrics::new();
-    let models = Arc::new(load_models(
+    let models = Arc::new(ecg_inference::load_models(
         &cfg.pipeline.models_dir,
         cfg.pipeline.model_threads,
     )?);
+    let model_ids: Vec<String> = models.iter().map(|m| m.manifest().id.clone()).collect();
+    let sink = metrics.pipeline_sink(&model_ids);
     let statuses = Arc::new(Mutex::new(HashMap::new()));
     let listener = http::bind(cfg.http.addr).await?;
     let mut pc = PipelineConfig::new(cfg.kafka_client(ClientConfig::new()));
@@ -67,7 +68,10 @@ pub async fn run_pipeline(
     pc.model_hop_s = cfg.pipeline.model_hop_s;
     pc.channel_batches = cfg.pipeline.channel_batches;
     pc.streams = cfg.pipeline.streams.clone();
-    pc.model_max_batch = cfg.pipeline.model_max_batch;
+    pc.scorer = ScorerSettings {
+        max_batch: cfg.pipeline.model_max_batch,
+        ..cfg.pipeline.scorer.clone()
+    };
     let state = AppState {
         metrics: metrics.clone(),
         alerts: None,
@@ -76,7 +80,7 @@ pub async fn run_pipeline(
     tracing::info!(addr = %cfg.http.addr, models = models.len(), "pipeline starting");
     supervise(stop, |rx| {
         let mut set = tokio::task::JoinSet::new();
-        set.spawn(pipeline::run(pc, models, metrics, statuses, rx.clone()));
+        set.spawn(ecg_pipeline::run(pc, models, sink, statuses, rx.clone()));
         set.spawn(async move {
             http::serve(listener, http::router(state), rx)
                 .await

@@ -134,6 +134,7 @@ impl RecordSource {
             leads: self.leads.clone(),
             lead_off,
             samples,
+            pulses: Vec::new(),
         };
         self.pos += n;
         self.seq += 1;

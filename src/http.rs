@@ -15,8 +15,8 @@ use ecg_alerts::api::ApiState;
 use ecg_types::StreamId;
 use tokio::sync::watch;
 
-use crate::pipeline::StreamStatus;
 use crate::telemetry::Metrics;
+use ecg_pipeline::StreamStatus;
 
 /// What the handlers read.
 #[derive(Debug, Clone)]

@@ -1,6 +1,7 @@
-//! The `cardiostream` binary's library: topology wiring of the stages.
+//! The `cardiostream` binary's library: the CLI's wiring of the deployables. The
+//! stages themselves live in the `ecg-pipeline` crate (source → sequencer → analyzer
+//! → scorer → publisher) and the alert service in `ecg-alerts`.
 //!
-//! - [`pipeline`]: Kafka frames → decode → DSP → models → findings (the pipeline deployable);
 //! - [`alerting`]: Kafka findings → alert engine → receivers (the alerts deployable);
 //! - [`config`]: layered configuration of the deployables;
 //! - [`http`]: `/metrics`, the JSON API and the console;
@@ -17,5 +18,4 @@ pub mod deployables;
 pub mod devices;
 pub mod eval;
 pub mod http;
-pub mod pipeline;
 pub mod telemetry;

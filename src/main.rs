@@ -26,8 +26,9 @@ struct Cli {
     /// Log as JSON lines instead of text.
     #[arg(long, global = true)]
     log_json: bool,
-    /// Also log each pipeline stage span (`ingest`, `process`, `publish`) as it
-    /// closes, with its fields and busy/idle time: one line per batch and stage.
+    /// Also log each pipeline stage span (`ingest`, `sequence`, `analyze`, `score`,
+    /// `publish`) as it closes, with its fields and busy/idle time: one line per epoch
+    /// and stage.
     #[arg(long, global = true)]
     log_spans: bool,
     /// Export trace spans over OTLP/HTTP to this collector (e.g.
@@ -470,7 +471,10 @@ fn model_check(manifest: &std::path::Path) -> anyhow::Result<()> {
                 m.output.labels.iter().zip(p).collect::<Vec<_>>()
             );
         }
-        ecg_inference::Scored::Indeterminate => anyhow::bail!("synthetic window was not scored"),
+        other => anyhow::bail!(
+            "synthetic window was not scored: {}",
+            other.reason().unwrap_or_default()
+        ),
     }
     let card = m.model_card_path();
     if !card.is_file() {

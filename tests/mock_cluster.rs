@@ -11,9 +11,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use cardiostream::pipeline::{self, PipelineConfig};
 use cardiostream::telemetry::Metrics;
 use ecg_ingest::kafka;
+use ecg_pipeline::PipelineConfig;
 use ecg_types::Lead;
 use rdkafka::mocking::MockCluster;
 use support::{keyed, Msg, Reader, Topics};
@@ -72,13 +72,13 @@ impl Instance {
         cfg.findings_topic = t.findings.clone();
         cfg.dlq_topic = t.dlq.clone();
         edit(&mut cfg);
-        let models = Arc::new(cardiostream::demo::load_models(models_dir, 1).unwrap());
+        let models = Arc::new(ecg_inference::load_models(models_dir, 1).unwrap());
         let metrics = Metrics::new();
         let (stop, rx) = watch::channel(false);
-        let task = tokio::spawn(pipeline::run(
+        let task = tokio::spawn(ecg_pipeline::run(
             cfg,
             models,
-            metrics.clone(),
+            metrics.pipeline.clone(),
             Arc::new(Mutex::new(HashMap::new())),
             rx,
         ));
@@ -140,12 +140,12 @@ async fn two_instances_split_partitions_and_one_takes_over() {
     let (ma, mb) = (a.metrics.clone(), b.metrics.clone());
     // Both members are in the group once each owns partitions.
     let deadline = Instant::now() + Duration::from_secs(30);
-    while ma.partitions_assigned.get() == 0 || mb.partitions_assigned.get() == 0 {
+    while ma.pipeline.partitions_assigned.get() == 0 || mb.pipeline.partitions_assigned.get() == 0 {
         assert!(Instant::now() < deadline, "both instances own partitions");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(
-        ma.partitions_assigned.get() + mb.partitions_assigned.get(),
+        ma.pipeline.partitions_assigned.get() + mb.pipeline.partitions_assigned.get(),
         4
     );
 
@@ -164,7 +164,10 @@ async fn two_instances_split_partitions_and_one_takes_over() {
             |ms| keyed(&support::findings(ms)).is_superset(&want_first),
         )
         .await;
-    let (ca, cb) = (ma.frames_consumed.get(), mb.frames_consumed.get());
+    let (ca, cb) = (
+        ma.pipeline.frames_consumed.get(),
+        mb.pipeline.frames_consumed.get(),
+    );
     assert!(ca > 0 && cb > 0, "both consume: a {ca}, b {cb}");
     assert_eq!(
         ca + cb,
@@ -174,7 +177,7 @@ async fn two_instances_split_partitions_and_one_takes_over() {
 
     a.stop().await;
     let deadline = Instant::now() + Duration::from_secs(30);
-    while mb.partitions_assigned.get() < 4 {
+    while mb.pipeline.partitions_assigned.get() < 4 {
         assert!(
             Instant::now() < deadline,
             "b takes over all four partitions"
@@ -202,7 +205,7 @@ async fn two_instances_split_partitions_and_one_takes_over() {
     );
     println!(
         "a consumed {ca}, b {cb} then {} in all; {} findings, as offline, in {:.1?}",
-        mb.frames_consumed.get(),
+        mb.pipeline.frames_consumed.get(),
         reader.messages.len(),
         started.elapsed()
     );
@@ -223,7 +226,7 @@ async fn pipeline_rides_out_a_cluster_outage() {
     // Let the pipeline get going, then take the only broker down for 4 s while the
     // second half is being produced (the producer buffers and retries).
     let deadline = Instant::now() + Duration::from_secs(30);
-    while p.metrics.frames_consumed.get() == 0 {
+    while p.metrics.pipeline.frames_consumed.get() == 0 {
         assert!(Instant::now() < deadline, "pipeline consumes");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -244,7 +247,7 @@ async fn pipeline_rides_out_a_cluster_outage() {
         })
         .await;
     assert!(!p.task.is_finished(), "the pipeline kept running");
-    let consumed = p.metrics.frames_consumed.get();
+    let consumed = p.metrics.pipeline.frames_consumed.get();
     p.stop().await;
     println!(
         "{} frames ({consumed} consumed), 4 s outage, {} findings published, all {} offline ones among them, in {:.1?}",
@@ -275,7 +278,7 @@ async fn a_slow_processing_stage_pauses_consumption() {
             keyed(&support::findings(ms)).is_superset(&want)
         })
         .await;
-    let pauses = p.metrics.backpressure_pauses.get();
+    let pauses = p.metrics.pipeline.backpressure_pauses.get();
     // librdkafka statistics (every 5 s) report the lag of every assigned partition.
     let text = p.metrics.render();
     for i in 0..4 {

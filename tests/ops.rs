@@ -974,12 +974,11 @@ fn logs_are_json_lines_with_stable_spans_and_no_identifiers_or_samples() {
         let want: BTreeSet<String> = fields.iter().map(|f| (*f).to_owned()).collect();
         assert_eq!(got, &want, "fields of span {name}");
     };
-    expect("ingest", &["batch_size", "partitions"]);
-    expect(
-        "process",
-        &["batch_size", "dead_letters", "findings", "streams"],
-    );
-    expect("publish", &["dead_letters", "findings", "partitions"]);
+    expect("ingest", &["batch_size"]);
+    expect("sequence", &["epoch", "records", "frames", "dead_letters"]);
+    expect("analyze", &["epoch", "frames", "findings", "model_inputs"]);
+    expect("score", &["epoch", "windows", "findings"]);
+    expect("publish", &["dead_letters", "findings"]);
 
     let all = format!("{stdout}\n{stderr}");
     for id in &ids {

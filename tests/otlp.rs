@@ -73,7 +73,13 @@ async fn demo_stage_spans_reach_an_otlp_collector_without_identifiers() {
         assert_eq!(ct, "application/x-protobuf");
     }
     let all: Vec<u8> = seen.into_iter().flat_map(|(_, b)| b).collect();
-    for span in [&b"ingest"[..], b"process", b"publish"] {
+    for span in [
+        &b"ingest"[..],
+        b"sequence",
+        b"analyze",
+        b"score",
+        b"publish",
+    ] {
         assert!(
             contains(&all, span),
             "span {} not exported",

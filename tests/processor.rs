@@ -8,11 +8,12 @@ mod support;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use cardiostream::pipeline::{Input, Output, Processor, StreamSettings};
 use cardiostream::telemetry::Metrics;
 use ecg_dsp::stream::DspConfig;
 use ecg_ingest::codec::{self, Encoding, CONTENT_TYPE_PROTOBUF};
+use ecg_pipeline::{Output, Processor, StreamSettings};
 use ecg_types::{Condition, Finding, FindingStatus, Frame, Lead};
+use ecg_types::{Position, SourceRecord};
 use rand::seq::SliceRandom as _;
 use rand::{Rng as _, SeedableRng as _};
 use support::window_keys;
@@ -21,11 +22,16 @@ const T0: i64 = 1_800_000_000_123_456;
 
 fn models() -> Arc<Vec<ecg_inference::Model>> {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models");
-    Arc::new(cardiostream::demo::load_models(&dir, 1).expect("bundled models load"))
+    Arc::new(ecg_inference::load_models(&dir, 1).expect("bundled models load"))
 }
 
 fn processor(models: &Arc<Vec<ecg_inference::Model>>) -> Processor {
-    Processor::new(DspConfig::default(), 10.0, models.clone(), Metrics::new())
+    Processor::new(
+        DspConfig::default(),
+        10.0,
+        models.clone(),
+        Metrics::new().pipeline,
+    )
 }
 
 /// `seconds` of 200 ms frames (250 Hz, lead II) of simulated stream `s{i}`.
@@ -49,16 +55,19 @@ fn interleave(streams: &[Vec<Frame>]) -> Vec<Frame> {
         .collect()
 }
 
-fn inputs(frames: &[Frame], first_offset: i64) -> Vec<Input> {
+fn inputs(frames: &[Frame], first_offset: i64) -> Vec<SourceRecord> {
     frames
         .iter()
         .enumerate()
-        .map(|(i, f)| Input {
+        .map(|(i, f)| SourceRecord {
             payload: codec::encode(f, Encoding::Protobuf),
+            key: Some(f.stream.as_str().as_bytes().to_vec()),
             content_type: Some(CONTENT_TYPE_PROTOBUF.into()),
             topic: "frames".into(),
-            partition: 0,
-            offset: first_offset + i as i64,
+            position: Position {
+                partition: 0,
+                offset: first_offset + i as i64,
+            },
             // Produced the moment its last sample was taken.
             timestamp_us: Some(f.t0.0 + f.sample_rate.samples_to_us(f.samples_per_lead() as u64)),
         })
@@ -66,7 +75,7 @@ fn inputs(frames: &[Frame], first_offset: i64) -> Vec<Input> {
 }
 
 /// Processes in batches of `batch`; every batch's output.
-fn run(p: &mut Processor, inputs: Vec<Input>, batch: usize) -> Vec<Output> {
+fn run(p: &mut Processor, inputs: Vec<SourceRecord>, batch: usize) -> Vec<Output> {
     let mut inputs = inputs.into_iter().peekable();
     let mut outs = Vec::new();
     while inputs.peek().is_some() {
@@ -113,7 +122,12 @@ fn duplicates_and_reordering_within_the_horizon_change_nothing() {
         dups += 1;
     }
     let metrics = Metrics::new();
-    let mut p = Processor::new(DspConfig::default(), 10.0, models.clone(), metrics.clone());
+    let mut p = Processor::new(
+        DspConfig::default(),
+        10.0,
+        models.clone(),
+        metrics.pipeline.clone(),
+    );
     let got = findings(&run(&mut p, inputs(&messy, 0), 64));
     let key_status = |fs: &[Finding]| -> BTreeSet<(String, String)> {
         fs.iter()
@@ -122,9 +136,9 @@ fn duplicates_and_reordering_within_the_horizon_change_nothing() {
     };
     assert_eq!(key_status(&got), key_status(&base));
     assert_eq!(got.len(), base.len(), "no finding twice");
-    assert_eq!(metrics.frames_duplicate.get(), dups);
-    assert!(metrics.frames_reordered.get() > 100);
-    assert_eq!(metrics.signal_gaps.get(), 0);
+    assert_eq!(metrics.pipeline.frames_duplicate.get(), dups);
+    assert!(metrics.pipeline.frames_reordered.get() > 100);
+    assert_eq!(metrics.pipeline.signal_gaps.get(), 0);
 }
 
 #[test]
@@ -134,7 +148,12 @@ fn missing_frames_are_a_signal_gap_and_analysis_resumes_after_warm_up() {
     // Frames 200..215 (40 s .. 43 s) never arrive.
     f.drain(200..215);
     let metrics = Metrics::new();
-    let mut p = Processor::new(DspConfig::default(), 10.0, models.clone(), metrics.clone());
+    let mut p = Processor::new(
+        DspConfig::default(),
+        10.0,
+        models.clone(),
+        metrics.pipeline.clone(),
+    );
     let got = findings(&run(&mut p, inputs(&f, 0), 32));
     let gaps: Vec<&Finding> = got
         .iter()
@@ -145,7 +164,7 @@ fn missing_frames_are_a_signal_gap_and_analysis_resumes_after_warm_up() {
     assert!((g.value.unwrap() - 3.0).abs() < 1e-3, "gap {:?} s", g.value);
     assert_eq!(g.window_start.0, T0 + 40_000_000);
     assert_eq!(g.window_end.0, T0 + 43_000_000);
-    assert_eq!(metrics.signal_gaps.get(), 1);
+    assert_eq!(metrics.pipeline.signal_gaps.get(), 1);
     // No window overlaps the gap or its warm-up; windows continue after it and the
     // first one says the gap is over.
     let windows: Vec<&Finding> = got
@@ -183,7 +202,12 @@ fn device_clock_jumps_are_reported_and_analysis_restarts() {
     // A little jitter is not a jump.
     f[100].t0 = f[100].t0.plus_us(20_000);
     let metrics = Metrics::new();
-    let mut p = Processor::new(DspConfig::default(), 10.0, models.clone(), metrics.clone());
+    let mut p = Processor::new(
+        DspConfig::default(),
+        10.0,
+        models.clone(),
+        metrics.pipeline.clone(),
+    );
     let got = findings(&run(&mut p, inputs(&f, 0), 50));
     let jumps: Vec<&Finding> = got
         .iter()
@@ -191,7 +215,7 @@ fn device_clock_jumps_are_reported_and_analysis_restarts() {
         .collect();
     assert_eq!(jumps.len(), 1, "{jumps:?}");
     assert!((jumps[0].value.unwrap() - 3.0).abs() < 1e-3);
-    assert_eq!(metrics.clock_jumps.get(), 1);
+    assert_eq!(metrics.pipeline.clock_jumps.get(), 1);
     // Windows after the jump are on the new clock's grid: the stream's, the same
     // phase within the hop as before it.
     let phases: BTreeSet<i64> = got
@@ -317,13 +341,20 @@ fn waveform_model_scores_12_lead_streams_on_its_cadence_in_shadow() {
     // end by the end of the signal, one every 300 s.
     let f: Vec<Frame> = (0..620 * 5).map(|_| src.next_frame()).collect();
     let metrics = Metrics::new();
-    let mut p = Processor::new(DspConfig::default(), 10.0, models.clone(), metrics.clone());
+    let mut p = Processor::new(
+        DspConfig::default(),
+        10.0,
+        models.clone(),
+        metrics.pipeline.clone(),
+    );
     let got = findings(&run(&mut p, inputs(&f, 0), 100));
     let scored = metrics
+        .pipeline
         .windows_scored
         .with_label_values(&["ecg12-attia", "scored"])
         .get()
         + metrics
+            .pipeline
             .windows_scored
             .with_label_values(&["ecg12-attia", "indeterminate"])
             .get();
@@ -362,12 +393,20 @@ fn model_runs_hold_at_most_max_batch_windows() {
     let models = models();
     let all = interleave(&[frames(0, 70), frames(1, 70), frames(2, 70), frames(3, 70)]);
     let metrics = Metrics::new();
-    let mut p = Processor::new(DspConfig::default(), 10.0, models.clone(), metrics.clone())
-        .with_max_batch(3);
+    let mut p = Processor::new(
+        DspConfig::default(),
+        10.0,
+        models.clone(),
+        metrics.pipeline.clone(),
+    )
+    .with_max_batch(3);
     // One big batch: every model window of the run is due at once.
     let got = findings(&run(&mut p, inputs(&all, 0), all.len()));
     let windows = got.iter().filter(|f| f.key.contains("af-rr")).count() as u64;
-    let h = metrics.inference_batch_size.with_label_values(&["af-rr"]);
+    let h = metrics
+        .pipeline
+        .inference_batch_size
+        .with_label_values(&["af-rr"]);
     let (runs, scored) = (h.get_sample_count(), h.get_sample_sum() as u64);
     assert!(windows >= 12, "{windows} windows");
     assert_eq!(scored, windows, "every window scored");

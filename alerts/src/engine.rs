@@ -260,6 +260,8 @@ mod tests {
             decision_support: false,
             shadow: false,
             strip: None,
+            reason: None,
+            episode_start: None,
         }
     }
 

@@ -42,6 +42,8 @@ fn finding(stream: &str, c: Condition, t_s: i64) -> Finding {
             start_us: start.0,
             samples_uv: (0..2500).map(|i| (i % 200) * 5).collect(),
         })),
+        reason: None,
+        episode_start: None,
     }
 }
 

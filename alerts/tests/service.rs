@@ -130,6 +130,8 @@ fn finding(stream: &str, c: Condition, status: FindingStatus, t_s: i64) -> Findi
         decision_support: false,
         shadow: false,
         strip: None,
+        reason: None,
+        episode_start: None,
     }
 }
 

@@ -71,21 +71,18 @@ impl Biquad {
     }
 
     /// Sets the state to the steady state for a constant input `x` (avoids the start
-    /// transient of a signal with a DC offset).
-    pub fn settle(&mut self, x: f64) {
-        let g = self.dc_gain();
-        let y = g * x;
+    /// transient of a signal with a DC offset) and returns the steady output
+    /// `x × DC gain` (0 for a section without a finite DC gain).
+    pub fn settle(&mut self, x: f64) -> f64 {
+        let den = 1.0 + self.a[0] + self.a[1];
+        let y = if den.abs() > 1e-12 {
+            x * (self.b[0] + self.b[1] + self.b[2]) / den
+        } else {
+            0.0
+        };
         self.s[1] = self.b[2] * x - self.a[1] * y;
         self.s[0] = self.b[1] * x - self.a[0] * y + self.s[1];
-    }
-
-    fn dc_gain(&self) -> f64 {
-        let den = 1.0 + self.a[0] + self.a[1];
-        if den.abs() < 1e-300 {
-            0.0
-        } else {
-            (self.b[0] + self.b[1] + self.b[2]) / den
-        }
+        y
     }
 
     /// Magnitude of the frequency response at `f` Hz.
@@ -98,6 +95,18 @@ impl Biquad {
         let di = -(self.a[0] * s1 + self.a[1] * s2);
         ((nr * nr + ni * ni) / (dr * dr + di * di)).sqrt()
     }
+}
+
+/// Runs `x` through the sections of `chain` in order, in `f64` throughout.
+#[inline]
+pub fn run_chain(chain: &mut [Biquad], x: f64) -> f64 {
+    chain.iter_mut().fold(x, |v, s| s.step(v))
+}
+
+/// Settles every section of `chain` to the steady state of a constant input `x`
+/// ([`Biquad::settle`]); returns the chain's steady output.
+pub fn settle_chain(chain: &mut [Biquad], x: f64) -> f64 {
+    chain.iter_mut().fold(x, |v, s| s.settle(v))
 }
 
 /// A cascade of biquads.
@@ -124,8 +133,7 @@ impl Cascade {
             self.started = true;
             let mut u = v;
             for s in &mut self.sections {
-                s.settle(u);
-                u *= s.dc_gain();
+                u = s.settle(u);
             }
         }
         for s in &mut self.sections {

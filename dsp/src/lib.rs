@@ -2,9 +2,13 @@
 //!
 //! - [`filter`]: run-time designed biquad filters (baseline high-pass, mains notch,
 //!   low-pass) and the [`filter::MonitorFilter`] cascade;
+//! - [`curve_length`]: the second, curve-length beat detector behind the bSQI
+//!   signal-quality index;
 //! - [`qrs`]: a streaming QRS detector with a fixed, stated latency;
 //! - [`lethal`]: the lethal-arrhythmia alarms of IEC 60601-2-27 from every ECG lead
 //!   and the pulse waveforms ([`lethal::LethalDetector`]);
+//! - [`noise_stress`]: the MIT-BIH noise stress test's noise calibration and
+//!   mixing (PhysioNet `nst`), for evaluations;
 //! - [`rhythm`]: RR-interval statistics and atrial-fibrillation features;
 //! - [`stream`]: [`stream::StreamDsp`], the per-stream state tying them together and
 //!   emitting rhythm windows and pause events.
@@ -12,9 +16,11 @@
 //! Every stage works sample by sample, so outputs do not depend on how the input is
 //! split into blocks.
 
+pub mod curve_length;
 pub mod filter;
 pub mod fir;
 pub mod lethal;
+pub mod noise_stress;
 pub mod qrs;
 pub mod quality;
 pub mod resample;

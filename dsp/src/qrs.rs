@@ -10,8 +10,9 @@
 //!
 //! Decision rules on MWI peaks: a peak is a local maximum followed by a fall to half
 //! of it (or 95 ms); peaks within 200 ms of a bigger one are discarded (refractory);
-//! a peak is a QRS when it exceeds `noise + 0.3125 (qrs − noise)`, with `qrs` and
-//! `noise` the medians of the last 8 QRS and noise peaks. Baseline shifts are
+//! a peak is a QRS when it exceeds `noise + f (qrs − noise)`, with `qrs` and
+//! `noise` the medians of the last 8 QRS and noise peaks and `f` = 0.3125 in clean
+//! signal. Baseline shifts are
 //! rejected (the 10 ms derivative of the low-passed signal must swing both ways
 //! within 150 ms around the peak, the smaller swing at least 1/8 of the larger, or
 //! 1/30 for peaks of at least 0.3 × the median QRS peak, so that broad, nearly
@@ -24,9 +25,27 @@
 //! largest deflection of the band-passed signal within ±80 ms (the R wave, or the
 //! deepest wave of a QS complex).
 //!
+//! Noise (signal-quality aware, no added latency): the MWI *floor*, the median of
+//! the minima of the last eight 250 ms blocks, stays near 0 in clean ECG (the MWI
+//! falls back between beats) and rises with muscle or motion noise. The threshold
+//! fraction grows with it, `f = 0.3125 + 5 (floor/qrs − 0.04)` within 0.3125–0.75.
+//! When the floor exceeds 0.13 × the QRS level, a second stage checks early
+//! candidates (RR below 0.6 × the median, peak below 1.5 × the typical QRS): they
+//! must correlate at least 0.6 (within ±10 ms) with a template of the recent beats
+//! (the band-passed signal ±50 ms around them, unit energy, averaged over about 8
+//! beats; in noise only beats correlating ≥ 0.8 update it).
+//!
+//! Start of a stream: the first 2 s (at most the latency) are a learning period.
+//! Peaks are collected but not classified until its end; then the thresholds start
+//! from the largest MWI value of the whole period and its peaks are classified in
+//! order. Without it the first peak was compared with a threshold made of itself, so
+//! any P or T wave (or the tail of a cut QRS) that opened a recording was taken as a
+//! beat.
+//!
 //! Latency: each beat is reported at most [`QrsDetector::latency_samples`] samples
 //! after it occurs (≈2.05 s whatever the rate, e.g. 737 samples at 360 Hz; typical
-//! beats come out after ≈0.6 s, beats recovered by search-back later). Beats come out in increasing order.
+//! beats come out after ≈0.6 s, beats recovered by search-back later). Beats come out
+//! in increasing order.
 
 use std::collections::VecDeque;
 
@@ -41,6 +60,26 @@ const BALANCE: f32 = 8.0;
 /// The same for peaks above `STRONG` × the median QRS peak.
 const BALANCE_STRONG: f32 = 30.0;
 const STRONG: f32 = 0.3;
+/// The threshold fraction grows with the MWI noise floor: `TH + FLOOR_GAIN ×
+/// (floor / QRS − FLOOR_FREE)`, within `TH ..= TH_MAX`.
+const FLOOR_GAIN: f32 = 5.0;
+const FLOOR_FREE: f32 = 0.04;
+const TH_MAX: f32 = 0.75;
+/// Noisy signal: the MWI floor above this fraction of the typical QRS peak.
+const NOISY_FLOOR: f32 = 0.13;
+/// In noisy signal, a candidate earlier than `PREMATURE` × the median RR and smaller
+/// than `PREMATURE_MAX` × the median QRS peak needs a template correlation of at
+/// least `MIN_CORR`; only beats correlating at least `UPDATE_CORR` update the
+/// template there.
+const PREMATURE: f32 = 0.6;
+const PREMATURE_MAX: f32 = 1.5;
+const MIN_CORR: f32 = 0.6;
+const UPDATE_CORR: f32 = 0.8;
+/// Template half-width (s) around the placed beat, and the lag searched (s).
+const TPL_HALF_S: f64 = 0.05;
+const TPL_LAG_S: f64 = 0.01;
+/// Learning period at the start of a stream (s): no beat is decided before its end.
+const LEARN_S: f64 = 2.0;
 /// Smallest MWI value (mV per 10 ms) that can start timing a peak.
 const MIN_PEAK: f32 = 1e-3;
 
@@ -185,6 +224,23 @@ pub struct QrsDetector {
     sec_max: VecDeque<f32>,
     cur_sec_max: f32,
     last_out: Option<u64>,
+    /// Samples of the learning period: peaks are only collected, then classified
+    /// at its end against thresholds learnt from all of it.
+    learn: u64,
+    /// Peaks declared during the learning period.
+    learning: Vec<Peak>,
+    /// QRS template: the band-passed signal around recent beats, mean-removed and
+    /// scaled to unit energy, averaged exponentially.
+    tpl: Vec<f32>,
+    tpl_beats: u32,
+    tpl_lag: i64,
+    /// Scratch for one segment.
+    seg: Vec<f32>,
+    /// MWI noise floor: minima of 250 ms blocks, the last 8.
+    blk_len: u32,
+    blk_cnt: u32,
+    blk_min: f32,
+    mins: VecDeque<f32>,
 }
 
 impl QrsDetector {
@@ -222,6 +278,9 @@ impl QrsDetector {
         let sb = d_mwi + sb_cap + hold + 2 - ms360 + ms80;
         let latency = normal.max(sb).max(1) as usize;
         let cap = latency + s(1.0);
+        // Learn for 2 s, or less when the latency is shorter: a peak of the first
+        // sample is classified when the learning ends, which must stay within it.
+        let learn = (s(LEARN_S) as u64).min(latency as u64);
         let mut det = QrsDetector {
             fs,
             n: 0,
@@ -267,6 +326,16 @@ impl QrsDetector {
             sec_max: VecDeque::with_capacity(NBUF),
             cur_sec_max: 0.0,
             last_out: None,
+            learn,
+            learning: Vec::new(),
+            tpl: vec![0.0; 2 * s(TPL_HALF_S) + 1],
+            tpl_beats: 0,
+            tpl_lag: s(TPL_LAG_S) as i64,
+            seg: vec![0.0; 2 * s(TPL_HALF_S) + 1],
+            blk_len: s(0.25) as u32,
+            blk_cnt: 0,
+            blk_min: f32::INFINITY,
+            mins: VecDeque::with_capacity(NBUF),
         };
         det.rr.push_front(fs as f32);
         det
@@ -301,7 +370,9 @@ impl QrsDetector {
             + self.noise.capacity()
             + self.rr.capacity()
             + self.sec_max.capacity();
-        std::mem::size_of::<Self>() + f * (movsums + hists + bufs)
+        let learning = self.learning.capacity() * std::mem::size_of::<Peak>();
+        let tpl = self.tpl.capacity() + self.seg.capacity();
+        std::mem::size_of::<Self>() + f * (movsums + hists + bufs + tpl) + learning
     }
 
     /// Fixed upper bound of the delay between a beat's sample and the `push` call
@@ -319,6 +390,18 @@ impl QrsDetector {
         }
     }
 
+    /// The MWI noise floor (median of the last 8 quarter-second minima) relative to
+    /// the typical QRS peak: near 0 in clean ECG, where the MWI falls back between
+    /// beats; high in muscle or motion noise.
+    fn floor_ratio(&self) -> f32 {
+        let q = median(&self.qrs);
+        if q > 0.0 {
+            median(&self.mins) / q
+        } else {
+            0.0
+        }
+    }
+
     fn threshold(&self) -> f32 {
         let q = if self.qrs.is_empty() {
             self.init_max
@@ -326,7 +409,8 @@ impl QrsDetector {
             median(&self.qrs)
         };
         let nz = median(&self.noise);
-        nz + TH * (q - nz)
+        let th = (TH + FLOOR_GAIN * (self.floor_ratio() - FLOOR_FREE)).clamp(TH, TH_MAX);
+        nz + th * (q - nz)
     }
 
     fn step(&mut self, x: f32, out: &mut Vec<u64>) {
@@ -352,6 +436,14 @@ impl QrsDetector {
         self.der_hist.set(n, der_lp);
         self.n += 1;
 
+        // MWI floor.
+        self.blk_min = self.blk_min.min(m);
+        self.blk_cnt += 1;
+        if self.blk_cnt == self.blk_len {
+            push_buf(&mut self.mins, self.blk_min);
+            self.blk_cnt = 0;
+            self.blk_min = f32::INFINITY;
+        }
         // Background maxima for threshold (re)initialisation.
         self.init_max = self.init_max.max(m);
         self.cur_sec_max = self.cur_sec_max.max(m);
@@ -409,7 +501,18 @@ impl QrsDetector {
         }
 
         if let Some(p) = new_peak {
-            self.classify(p, out);
+            if self.n <= self.learn {
+                self.learning.push(p);
+            } else {
+                self.classify(p, out);
+            }
+        }
+        if self.n == self.learn {
+            // The thresholds start from the largest MWI value of the whole learning
+            // period; its peaks are classified in order against them.
+            for p in std::mem::take(&mut self.learning) {
+                self.classify(p, out);
+            }
         }
         self.search_back(out);
         self.maybe_reset();
@@ -453,7 +556,7 @@ impl QrsDetector {
         let since = self.last_qrs.map(|l| p.loc - l);
         let t_limit = self.ms360.max((0.5 * median(&self.rr)) as i64);
         let t_wave = since.is_some_and(|s| s < t_limit) && maxder < 0.5 * self.last_maxder;
-        if p.val > self.threshold() && !t_wave {
+        if p.val > self.threshold() && !t_wave && self.verified(&p, since) {
             self.accept(p, maxder, out);
         } else {
             push_buf(&mut self.noise, p.val);
@@ -462,6 +565,116 @@ impl QrsDetector {
                 self.sb_der = maxder;
             }
         }
+    }
+
+    /// The sample of the largest band-passed deflection within ±80 ms of `loc`.
+    fn place(&self, loc: i64) -> i64 {
+        let newest = self.n as i64 - 1;
+        let mut best = loc;
+        let mut best_v = -1.0f32;
+        for t in (loc - self.ms80)..=(loc + self.ms80) {
+            let step = t + self.d_bp;
+            if t < 0 || step > newest || newest - step >= self.bp_hist.data.len() as i64 {
+                continue;
+            }
+            let v = self.bp_hist.get(step as u64).abs();
+            if v > best_v {
+                best_v = v;
+                best = t;
+            }
+        }
+        best
+    }
+
+    /// Copies the band-passed segment centred on `c` into `seg`, mean-removed and
+    /// scaled to unit energy; false when it is not (or no longer) in the history.
+    fn segment(&mut self, c: i64) -> bool {
+        let half = (self.seg.len() / 2) as i64;
+        let newest = self.n as i64 - 1;
+        let (first, last) = (c - half + self.d_bp, c + half + self.d_bp);
+        if first < 0 || last > newest || newest - first >= self.bp_hist.data.len() as i64 {
+            return false;
+        }
+        let mut mean = 0.0f32;
+        for (k, v) in self.seg.iter_mut().enumerate() {
+            *v = self.bp_hist.get((first + k as i64) as u64);
+            mean += *v;
+        }
+        mean /= self.seg.len() as f32;
+        let mut e = 0.0f32;
+        for v in &mut self.seg {
+            *v -= mean;
+            e += *v * *v;
+        }
+        if e <= 0.0 {
+            return false;
+        }
+        let k = 1.0 / e.sqrt();
+        for v in &mut self.seg {
+            *v *= k;
+        }
+        true
+    }
+
+    /// Largest correlation of the template with the segment around `c`, over
+    /// lags of ±10 ms (1 when there is no template yet).
+    fn correlation(&mut self, c: i64) -> f32 {
+        if self.tpl_beats == 0 {
+            return 1.0;
+        }
+        let mut best = -1.0f32;
+        for lag in -self.tpl_lag..=self.tpl_lag {
+            if self.segment(c + lag) {
+                let r: f32 = self.seg.iter().zip(&self.tpl).map(|(a, b)| a * b).sum();
+                best = best.max(r);
+            }
+        }
+        best
+    }
+
+    fn noisy(&self) -> bool {
+        self.floor_ratio() > NOISY_FLOOR
+    }
+
+    /// Second stage in noisy signal: an early candidate (RR below 0.6 of the median)
+    /// that is not much bigger than the typical QRS must resemble the recent beats
+    /// (template correlation at least 0.6). Noise peaks come at any time; true early
+    /// beats in noise are rarely both small and unlike the beats around them.
+    fn verified(&mut self, p: &Peak, since: Option<i64>) -> bool {
+        if !self.noisy() {
+            return true;
+        }
+        let premature = since.is_some_and(|s| (s as f32) < PREMATURE * median(&self.rr))
+            && p.val < PREMATURE_MAX * median(&self.qrs);
+        if !premature {
+            return true;
+        }
+        let c = self.place(p.loc);
+        self.correlation(c) >= MIN_CORR
+    }
+
+    fn learn_template(&mut self, c: i64) {
+        // In clean signal every beat updates the template (so it follows changes
+        // of morphology); in noise only beats that already resemble it.
+        if self.tpl_beats >= 4 && self.noisy() && self.correlation(c) < UPDATE_CORR {
+            return;
+        }
+        if !self.segment(c) {
+            return;
+        }
+        let a = 1.0 / (self.tpl_beats.min(7) + 1) as f32;
+        for (t, v) in self.tpl.iter_mut().zip(&self.seg) {
+            *t += a * (v - *t);
+        }
+        // Keep unit energy.
+        let e: f32 = self.tpl.iter().map(|v| v * v).sum();
+        if e > 0.0 {
+            let k = 1.0 / e.sqrt();
+            for t in &mut self.tpl {
+                *t *= k;
+            }
+        }
+        self.tpl_beats = self.tpl_beats.saturating_add(1);
     }
 
     fn accept(&mut self, p: Peak, maxder: f32, out: &mut Vec<u64>) {
@@ -474,23 +687,12 @@ impl QrsDetector {
         self.last_maxder = maxder;
         self.sb = None;
         // Place the beat on the largest band-passed deflection within ±80 ms.
-        let newest = self.n as i64 - 1;
-        let mut best = p.loc;
-        let mut best_v = -1.0f32;
-        for t in (p.loc - self.ms80)..=(p.loc + self.ms80) {
-            let step = t + self.d_bp;
-            if t < 0 || step > newest || newest - step >= self.bp_hist.data.len() as i64 {
-                continue;
-            }
-            let v = self.bp_hist.get(step as u64).abs();
-            if v > best_v {
-                best_v = v;
-                best = t;
-            }
-        }
+        let best = self.place(p.loc);
+        self.learn_template(best);
         let Ok(beat) = u64::try_from(best) else {
             return;
         };
+
         let too_old = self.n.saturating_sub(1).saturating_sub(beat) > self.latency as u64;
         if too_old || self.last_out.is_some_and(|l| beat <= l) {
             return;

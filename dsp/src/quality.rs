@@ -1,7 +1,7 @@
 //! Signal quality of one analysis window, used to gate every rhythm call: a window
 //! of bad signal yields "indeterminate", never a rhythm call.
 //!
-//! Per-sample work ([`QualityFilters`], [`SecondDetector`]) runs in
+//! Per-sample work ([`QualityFilters`], [`CurveLengthDetector`]) runs in
 //! [`crate::stream::StreamDsp`] sample by sample, so the verdict does not depend on
 //! how the stream is cut into blocks. At window close, [`QualityIndices::from_sums`]
 //! derives the indices from the window's filtered samples, running [`BandSums`] and
@@ -19,9 +19,9 @@
 //! - **basSQI**: 1 − power below 1 Hz over power below 40 Hz (baseline wander);
 //! - **hf noise**: RMS above 40 Hz (mains notched) over the filtered robust
 //!   peak-to-peak amplitude;
-//! - **bSQI**: agreement of the main QRS detector with [`SecondDetector`] (a
-//!   curve-length detector with its own thresholds), beats matched within
-//!   `match_ms`: matched / (n₁ + n₂ − matched);
+//! - **bSQI**: agreement of the main QRS detector with the curve-length detector
+//!   [`CurveLengthDetector`] (its own feature and thresholds), beats matched
+//!   within `match_ms`: matched / (n₁ + n₂ − matched);
 //! - **beat rate**: more than `max_plausible_bpm` detected beats per minute is noise.
 //!
 //! Hard failures (lead off, flat, saturation, implausible rate) fail the window
@@ -39,10 +39,13 @@
 //! split, and checked on the rest (`docs/accuracy-af.md`). The literature's
 //! "kurtosis > 5" alone would fail about a quarter of clean MIT-BIH windows.
 
-use std::collections::VecDeque;
-use std::f64::consts::PI;
-
 use serde::{Deserialize, Serialize};
+
+use crate::filter::{
+    run_chain as run, settle_chain as settle, Biquad, BUTTERWORTH4_Q, BUTTERWORTH_Q,
+};
+
+pub use crate::curve_length::CurveLengthDetector;
 
 /// Thresholds of the signal-quality verdict. Calibrated on MIT-BIH, the MIT-BIH
 /// noise stress test records and CinC 2017 (`docs/accuracy-af.md`).
@@ -155,83 +158,25 @@ pub struct QualitySample {
     pub hf: f32,
 }
 
-/// One second-order IIR section (RBJ cookbook), transposed direct form II.
-#[derive(Debug, Clone, PartialEq)]
-struct Sos {
-    b: [f64; 3],
-    a: [f64; 2],
-    s: [f64; 2],
-}
+const BW_Q: f64 = BUTTERWORTH_Q;
+const BW4_Q: [f64; 2] = BUTTERWORTH4_Q;
 
-const BW_Q: f64 = std::f64::consts::FRAC_1_SQRT_2;
-const BW4_Q: [f64; 2] = [0.541_196_100_146_197, 1.306_562_964_876_376_7];
-
-impl Sos {
-    fn new(b: [f64; 3], a0: f64, a1: f64, a2: f64) -> Self {
-        Self {
-            b: [b[0] / a0, b[1] / a0, b[2] / a0],
-            a: [a1 / a0, a2 / a0],
-            s: [0.0; 2],
-        }
-    }
-    fn w(f0: f64, fs: f64, q: f64) -> (f64, f64) {
-        let f0 = f0.clamp(1e-3, 0.45 * fs);
-        let w0 = 2.0 * PI * f0 / fs;
-        (w0.cos(), w0.sin() / (2.0 * q))
-    }
-    fn low_pass(f0: f64, fs: f64, q: f64) -> Self {
-        let (c, al) = Self::w(f0, fs, q);
-        let b = (1.0 - c) / 2.0;
-        Self::new([b, 1.0 - c, b], 1.0 + al, -2.0 * c, 1.0 - al)
-    }
-    fn high_pass(f0: f64, fs: f64, q: f64) -> Self {
-        let (c, al) = Self::w(f0, fs, q);
-        let b = (1.0 + c) / 2.0;
-        Self::new([b, -(1.0 + c), b], 1.0 + al, -2.0 * c, 1.0 - al)
-    }
-    fn notch(f0: f64, fs: f64, q: f64) -> Self {
-        let (c, al) = Self::w(f0, fs, q);
-        Self::new([1.0, -2.0 * c, 1.0], 1.0 + al, -2.0 * c, 1.0 - al)
-    }
-    #[inline]
-    fn step(&mut self, x: f64) -> f64 {
-        let y = self.b[0] * x + self.s[0];
-        self.s[0] = self.b[1] * x - self.a[0] * y + self.s[1];
-        self.s[1] = self.b[2] * x - self.a[1] * y;
-        y
-    }
-    /// Sets the state to the steady state of a constant input `x`; returns the output.
-    fn settle(&mut self, x: f64) -> f64 {
-        let den = 1.0 + self.a[0] + self.a[1];
-        let y = if den.abs() > 1e-12 {
-            x * (self.b[0] + self.b[1] + self.b[2]) / den
-        } else {
-            0.0
-        };
-        self.s[1] = self.b[2] * x - self.a[1] * y;
-        self.s[0] = self.b[1] * x - self.a[0] * y + self.s[1];
-        y
-    }
-}
-
-fn run(chain: &mut [Sos], x: f64) -> f64 {
-    chain.iter_mut().fold(x, |v, s| s.step(v))
-}
-
-fn settle(chain: &mut [Sos], x: f64) -> f64 {
-    chain.iter_mut().fold(x, |v, s| s.settle(v))
+/// Design frequency of a band edge: within (0, 0.45 fs] so that every section is
+/// stable at any rate.
+fn edge(f0: f64, fs: f64) -> f64 {
+    f0.clamp(1e-3, 0.45 * fs)
 }
 
 /// The band filters behind pSQI, basSQI and the hf index, run on the raw signal.
 /// The first sample settles the state (no start transient from a DC offset).
 #[derive(Debug, Clone, PartialEq)]
 pub struct QualityFilters {
-    hp5: Vec<Sos>,
-    lp15: Vec<Sos>,
-    lp40w: Vec<Sos>,
-    lp1: Vec<Sos>,
-    lp40: Vec<Sos>,
-    hf: Vec<Sos>,
+    hp5: Vec<Biquad>,
+    lp15: Vec<Biquad>,
+    lp40w: Vec<Biquad>,
+    lp1: Vec<Biquad>,
+    lp40: Vec<Biquad>,
+    hf: Vec<Biquad>,
     started: bool,
 }
 
@@ -244,16 +189,23 @@ impl QualityFilters {
             250.0
         };
         let top = 40.0f64.min(0.4 * fs);
-        let mut hf: Vec<Sos> = BW4_Q.iter().map(|&q| Sos::high_pass(top, fs, q)).collect();
+        let e = |f0: f64| edge(f0, fs);
+        let mut hf: Vec<Biquad> = BW4_Q
+            .iter()
+            .map(|&q| Biquad::high_pass(e(top), fs, q))
+            .collect();
         if mains_hz > 0.0 && mains_hz < 0.5 * fs {
-            hf.push(Sos::notch(mains_hz, fs, 2.0));
+            hf.push(Biquad::notch(e(mains_hz), fs, 2.0));
         }
         Self {
-            hp5: vec![Sos::high_pass(5.0, fs, BW_Q)],
-            lp15: vec![Sos::low_pass(15.0f64.min(0.4 * fs), fs, BW_Q)],
-            lp40w: vec![Sos::low_pass(top, fs, BW_Q)],
-            lp1: BW4_Q.iter().map(|&q| Sos::low_pass(1.0, fs, q)).collect(),
-            lp40: vec![Sos::low_pass(top, fs, BW_Q)],
+            hp5: vec![Biquad::high_pass(e(5.0), fs, BW_Q)],
+            lp15: vec![Biquad::low_pass(e(15.0f64.min(0.4 * fs)), fs, BW_Q)],
+            lp40w: vec![Biquad::low_pass(e(top), fs, BW_Q)],
+            lp1: BW4_Q
+                .iter()
+                .map(|&q| Biquad::low_pass(e(1.0), fs, q))
+                .collect(),
+            lp40: vec![Biquad::low_pass(e(top), fs, BW_Q)],
             hf,
             started: false,
         }
@@ -277,147 +229,6 @@ impl QualityFilters {
             base: run(&mut self.lp1, x) as f32,
             lp40: run(&mut self.lp40, x) as f32,
             hf: run(&mut self.hf, x) as f32,
-        }
-    }
-}
-
-/// A simple, independent streaming beat detector for bSQI: the curve length of the
-/// 5–15 Hz band over 130 ms, an adaptive threshold at `0.35 ×` the running level of
-/// recent beat peaks (decaying after 1.5 s without a beat), a 250 ms refractory
-/// period, and T-wave rejection (until 360 ms after a beat, a peak must reach 0.6
-/// times the beat's). The first second only sets the level (no beats). Beats are reported at most [`SecondDetector::latency_samples`] after
-/// they occur (≈0.5 s), in increasing order.
-#[derive(Debug, Clone, PartialEq)]
-pub struct SecondDetector {
-    fs: f64,
-    n: u64,
-    prev: f32,
-    ring: VecDeque<f32>,
-    sum: f64,
-    w: usize,
-    level: f32,
-    in_peak: bool,
-    peak_v: f32,
-    peak_t: u64,
-    last_beat: Option<u64>,
-    refractory: u64,
-    t_wave: u64,
-    last_peak: f32,
-    since_beat: u64,
-    decay_after: u64,
-    decay: f32,
-    max_hold: u64,
-    learn: u64,
-}
-
-impl SecondDetector {
-    /// A detector for `fs` Hz, fed with the 5–15 Hz band ([`QualitySample::qrs`]).
-    pub fn new(fs: f64) -> Self {
-        let fs = if fs.is_finite() && fs > 0.0 {
-            fs
-        } else {
-            250.0
-        };
-        let s = |sec: f64| (sec * fs).round().max(1.0) as u64;
-        Self {
-            fs,
-            n: 0,
-            prev: 0.0,
-            ring: VecDeque::new(),
-            sum: 0.0,
-            w: s(0.13) as usize,
-            level: 0.0,
-            in_peak: false,
-            peak_v: 0.0,
-            peak_t: 0,
-            last_beat: None,
-            refractory: s(0.25),
-            t_wave: s(0.36),
-            last_peak: 0.0,
-            since_beat: 0,
-            decay_after: s(1.5),
-            // Level halves every second once beats stop.
-            decay: (0.5f64.powf(1.0 / fs)) as f32,
-            max_hold: s(0.3),
-            learn: s(1.0),
-        }
-    }
-
-    /// Upper bound of the delay between a beat and the sample whose push reports it.
-    pub fn latency_samples(&self) -> usize {
-        (self.max_hold + self.w as u64 + 2) as usize
-    }
-
-    /// Sampling rate (Hz).
-    pub fn fs(&self) -> f64 {
-        self.fs
-    }
-
-    /// Samples at the start that only set the threshold (no beats are reported).
-    pub fn learning_samples(&self) -> u64 {
-        self.learn
-    }
-
-    /// Feeds one sample of the 5–15 Hz band; appends a beat (sample index) if one
-    /// is decided.
-    pub fn step(&mut self, qrs: f32, out: &mut Vec<u64>) {
-        let d = if self.n == 0 {
-            0.0
-        } else {
-            (qrs - self.prev).abs()
-        };
-        self.prev = qrs;
-        self.ring.push_back(d);
-        self.sum += f64::from(d);
-        if self.ring.len() > self.w {
-            if let Some(old) = self.ring.pop_front() {
-                self.sum -= f64::from(old);
-            }
-        }
-        let v = self.sum.max(0.0) as f32;
-        let t = self.n;
-        self.n += 1;
-        self.since_beat += 1;
-        if self.since_beat > self.decay_after {
-            self.level *= self.decay;
-        }
-        if t < self.learn {
-            // Learning: the level starts at the largest value of the first second.
-            self.level = self.level.max(v);
-            return;
-        }
-        let thr = 0.35 * self.level;
-        if self.in_peak {
-            if v > self.peak_v {
-                self.peak_v = v;
-                self.peak_t = t;
-            }
-            if v < 0.5 * self.peak_v || t - self.peak_t >= self.max_hold {
-                self.in_peak = false;
-                // The curve length trails the wave by half its window.
-                let beat = self.peak_t.saturating_sub(self.w as u64 / 2);
-                // Refractory 250 ms; until 360 ms only a peak at least 0.6 times
-                // the last beat's (else a T wave).
-                let ok = self.last_beat.is_none_or(|b| {
-                    beat >= b + self.refractory
-                        && (beat >= b + self.t_wave || self.peak_v >= 0.6 * self.last_peak)
-                });
-                if ok {
-                    self.level = if self.level <= 0.0 {
-                        self.peak_v
-                    } else {
-                        0.8 * self.level + 0.2 * self.peak_v
-                    };
-                    self.last_beat = Some(beat);
-                    self.last_peak = self.peak_v;
-                    self.since_beat = 0;
-                    out.push(beat);
-                }
-            }
-        } else if v > thr && v > 1e-4 {
-            self.in_peak = true;
-            self.peak_v = v;
-            self.peak_t = t;
         }
     }
 }
@@ -557,12 +368,12 @@ pub struct WindowSignals<'a> {
     pub lead_off: bool,
     /// Beats of the main detector in the window.
     pub beats: &'a [u64],
-    /// Beats of the [`SecondDetector`] within `match_ms` of the window.
+    /// Beats of the [`CurveLengthDetector`] within `match_ms` of the window.
     pub beats2: &'a [u64],
     /// First sample of the window (absolute).
     pub start: u64,
     /// bSQI leaves out beats before this sample (the second detector's learning
-    /// second at the start of a stream, [`SecondDetector::learning_samples`]).
+    /// second at the start of a stream, [`CurveLengthDetector::learning_samples`]).
     pub settled_from: u64,
 }
 
@@ -814,7 +625,7 @@ pub struct WindowSummary<'a> {
     pub lead_off: bool,
     /// Beats of the main detector in the window.
     pub beats: &'a [u64],
-    /// Beats of the [`SecondDetector`] within `match_ms` of the window.
+    /// Beats of the [`CurveLengthDetector`] within `match_ms` of the window.
     pub beats2: &'a [u64],
     /// First sample of the window (absolute).
     pub start: u64,
@@ -917,20 +728,13 @@ impl QualityFilters {
     /// Heap and inline bytes of this state.
     pub fn state_bytes(&self) -> usize {
         std::mem::size_of::<Self>()
-            + std::mem::size_of::<Sos>()
+            + std::mem::size_of::<Biquad>()
                 * (self.hp5.capacity()
                     + self.lp15.capacity()
                     + self.lp40w.capacity()
                     + self.lp1.capacity()
                     + self.lp40.capacity()
                     + self.hf.capacity())
-    }
-}
-
-impl SecondDetector {
-    /// Heap and inline bytes of this state.
-    pub fn state_bytes(&self) -> usize {
-        std::mem::size_of::<Self>() + self.ring.capacity() * std::mem::size_of::<f32>()
     }
 }
 

@@ -1,9 +1,10 @@
 //! Per-stream DSP: filtering, QRS detection, rhythm windows and pause events.
 //!
-//! [`StreamDsp`] analyses **lead 0** only (choosing the best lead is future work);
-//! [`StreamDsp::push_filtered`] also runs the monitor filter on every lead (the full
-//! chain). Everything runs sample by sample, so the events do not depend on how the
-//! input is split into blocks. State stays small (≈ 51 KB for 12 leads at 500 Hz,
+//! [`StreamDsp`] analyses **lead 0**; lethal arrhythmias are judged over every lead
+//! by `crate::lethal`. The pipeline gives models the raw signal (they filter in
+//! their own graphs) and filters strips for display when it cuts them, so no other
+//! lead is filtered per sample here. Everything runs sample by sample, so the events
+//! do not depend on how the input is split into blocks. State stays small (≈ 51 KB for 12 leads at 500 Hz,
 //! [`StreamDsp::state_bytes`]): filtered lead 0 of the open window, running band
 //! sums per block instead of per-sample band values, see `docs/dsp.md`.
 //!
@@ -18,11 +19,10 @@ use std::collections::VecDeque;
 use ecg_types::{Condition, FindingStatus};
 use serde::{Deserialize, Serialize};
 
+use crate::curve_length::CurveLengthDetector;
 use crate::filter::MonitorFilter;
 use crate::qrs::QrsDetector;
-use crate::quality::{
-    BandSums, QualityConfig, QualityFilters, QualityIndices, SecondDetector, WindowSummary,
-};
+use crate::quality::{BandSums, QualityConfig, QualityFilters, QualityIndices, WindowSummary};
 use crate::rhythm::{
     af_features, heart_rate_bpm, irregularity, rmssd, rr_intervals, rr_irregular_with, sdnn,
     IrregularityThresholds, PvcClassifier, PvcConfig, AF_FEATURES,
@@ -210,11 +210,9 @@ pub struct StreamDsp {
     n_leads: usize,
     n: u64,
     filter: MonitorFilter,
-    /// Monitor filters of leads 1.. (used by [`StreamDsp::push_filtered`]).
-    lead_filters: Vec<MonitorFilter>,
     qf: QualityFilters,
     det: QrsDetector,
-    det2: SecondDetector,
+    det2: CurveLengthDetector,
     /// Beats of the second detector (for bSQI).
     beats2: VecDeque<u64>,
     pvc: PvcClassifier,
@@ -288,11 +286,10 @@ impl StreamDsp {
             fs,
             n_leads,
             n: 0,
-            lead_filters: vec![filter.clone(); n_leads - 1],
             filter,
             qf: QualityFilters::new(fs, mains),
             det,
-            det2: SecondDetector::new(fs),
+            det2: CurveLengthDetector::new(fs),
             beats2: VecDeque::new(),
             pvc,
             pvcs: VecDeque::new(),
@@ -365,18 +362,12 @@ impl StreamDsp {
     pub fn state_bytes(&self) -> usize {
         std::mem::size_of::<Self>() + self.filter.state_bytes()
             - std::mem::size_of::<MonitorFilter>()
-            + vec_bytes(&self.lead_filters)
-            + self
-                .lead_filters
-                .iter()
-                .map(|f| f.state_bytes() - std::mem::size_of::<MonitorFilter>())
-                .sum::<usize>()
             + self.qf.state_bytes()
             - std::mem::size_of::<QualityFilters>()
             + self.det.state_bytes()
             - std::mem::size_of::<QrsDetector>()
             + self.det2.state_bytes()
-            - std::mem::size_of::<SecondDetector>()
+            - std::mem::size_of::<CurveLengthDetector>()
             + self.pvc.state_bytes()
             - std::mem::size_of::<PvcClassifier>()
             + deque_bytes(&self.beats2)
@@ -396,40 +387,13 @@ impl StreamDsp {
     /// Feeds a lead-major block (`n_leads × n` samples, mV) with per-lead lead-off
     /// flags for the block, and appends the events it completes to `out`. Only
     /// lead 0 is analysed and filtered; a block whose length is not a multiple of
-    /// `n_leads` is truncated to the largest multiple. Use either this or
-    /// [`StreamDsp::push_filtered`] for a stream, not both.
+    /// `n_leads` is truncated to the largest multiple.
     pub fn push(&mut self, samples_mv: &[f32], lead_off: &[bool], out: &mut Vec<DspEvent>) {
         let per_lead = samples_mv.len() / self.n_leads;
         let off0 = lead_off.first().copied().unwrap_or(false);
         for &x in &samples_mv[..per_lead] {
             let _ = self.step(x, off0, out);
         }
-    }
-
-    /// The full chain: [`StreamDsp::push`] plus the monitor filter on every lead.
-    /// Appends the filtered block (lead-major, same layout as the input, mV) to
-    /// `filtered_mv`; lead 0's filtered samples are those of the rhythm windows.
-    pub fn push_filtered(
-        &mut self,
-        samples_mv: &[f32],
-        lead_off: &[bool],
-        filtered_mv: &mut Vec<f32>,
-        out: &mut Vec<DspEvent>,
-    ) {
-        let per_lead = samples_mv.len() / self.n_leads;
-        let off0 = lead_off.first().copied().unwrap_or(false);
-        let base = filtered_mv.len();
-        filtered_mv.extend_from_slice(&samples_mv[..per_lead * self.n_leads]);
-        let (first, rest) = filtered_mv[base..].split_at_mut(per_lead);
-        for v in first.iter_mut() {
-            *v = self.step(*v, off0, out);
-        }
-        for v in rest.iter_mut() {
-            if !v.is_finite() {
-                *v = 0.0;
-            }
-        }
-        MonitorFilter::process_leads(&mut self.lead_filters, rest, per_lead);
     }
 
     /// One lead-0 sample; returns its filtered value.

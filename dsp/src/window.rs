@@ -2,7 +2,7 @@
 //! resampling to the model rate and fixed-length windows every hop.
 //!
 //! A [`Windower`] is configured by a [`WindowSpec`] (the model's side of the contract)
-//! and the stream's source rate and lead list. It takes lead-major blocks of filtered
+//! and the stream's source rate and lead list. It takes lead-major blocks of (raw)
 //! millivolt samples at the source rate and emits [`ModelWindow`]s:
 //!
 //! - leads in the model's order; a lead the stream lacks is derived from I and II when
@@ -99,6 +99,8 @@ pub struct Windower {
     ring: Vec<f32>,
     produced: u64,
     next_end: u64,
+    /// End of the first window.
+    first_end: u64,
     selected: Vec<f32>,
     resampled: Vec<f32>,
 }
@@ -177,9 +179,66 @@ impl Windower {
             ring: vec![0.0; n_model * len],
             produced: 0,
             next_end: len as u64,
+            first_end: len as u64,
             selected: Vec::new(),
             resampled: Vec::new(),
         })
+    }
+
+    /// The same, with its first window ending at target sample `end` (exclusive; at
+    /// least one window length) instead of one window length after the first sample:
+    /// windows then end at `end + k · hop`. Call before pushing samples. The pipeline
+    /// feeds a windower from a stream's first sample and puts its windows on the
+    /// stream's grid of device time this way.
+    #[must_use]
+    pub fn with_first_end(mut self, end: u64) -> Self {
+        debug_assert_eq!(
+            self.produced, 0,
+            "first window moved after samples were pushed"
+        );
+        self.next_end = end.max(self.len as u64);
+        self.first_end = self.next_end;
+        self
+    }
+
+    /// End (exclusive target sample) of the next window to be emitted.
+    pub fn next_end(&self) -> u64 {
+        self.next_end
+    }
+
+    /// Ends a stream offline: flushes the resampler (as if the last sample of
+    /// `last_block_mv`, the block pushed last, were held for the resampler's
+    /// latency), then, when no window has been emitted at all (a record shorter than
+    /// a window), emits the one window starting at target sample 0 with the samples
+    /// that exist, zero-padded at the end. The pipeline never calls it: it emits no
+    /// padded window.
+    pub fn finish(&mut self, last_block_mv: &[f32], out: &mut Vec<ModelWindow>) {
+        let emitted_any = self.next_end > self.first_end;
+        let n_last = last_block_mv.len() / self.n_src.max(1);
+        if let (Some(r), true) = (&self.resampler, n_last > 0) {
+            let hold_n = r.latency_in_samples().ceil() as usize + 1;
+            let mut hold = Vec::with_capacity(self.n_src * hold_n);
+            for l in 0..self.n_src {
+                let v = last_block_mv[l * n_last + n_last - 1];
+                hold.extend(std::iter::repeat_n(v, hold_n));
+            }
+            self.push(&hold, out);
+        }
+        if !emitted_any && self.next_end == self.first_end && self.produced < self.len as u64 {
+            let n_model = self.map.len();
+            let have = self.produced as usize;
+            let mut samples = vec![0.0f32; n_model * self.len];
+            for l in 0..n_model {
+                samples[l * self.len..l * self.len + have]
+                    .copy_from_slice(&self.ring[l * self.len..l * self.len + have]);
+            }
+            out.push(ModelWindow {
+                start_sample: 0,
+                sample_rate_hz: self.spec.target_rate_hz,
+                source_rate_hz: self.source_rate,
+                samples_mv: samples,
+            });
+        }
     }
 
     /// The contract.
@@ -225,7 +284,7 @@ impl Windower {
         self.ring.len() * 4
     }
 
-    /// Feeds a lead-major block of filtered samples (`source leads × n`, mV, source
+    /// Feeds a lead-major block of samples (`source leads × n`, mV, source
     /// rate, source lead order) and appends the windows it completes to `out`.
     ///
     /// # Panics

@@ -10,13 +10,18 @@
 //!
 //! Run with `cargo test -p ecg-dsp --test mitdb -- --nocapture` to see the table.
 //! `QRS_DEBUG=116,203` also lists the missed and false beats of those records.
-//! The nstdb records 118e24/e12/e00 are scored by `nstdb_qrs_detection`.
+//! The nstdb records 118e24/e12/e00 are scored by `nstdb_qrs_detection`, the
+//! noise-stress mixtures of every record with `bw`, `ma` and `em` noise at 12 and
+//! 6 dB by `nst_mixtures_qrs` (`QRS_NST=ma:6,em:12` for a subset), and 10-s
+//! spot-check excerpts at 360 and 500 Hz by `spot_check_excerpts`.
 #![allow(clippy::print_stdout, clippy::unwrap_used)]
 
 mod common;
 
 use std::path::Path;
 
+use ecg_dsp::noise_stress::{noisy_spans, standard_protocol};
+use ecg_dsp::resample::resample_offline;
 use ecg_dsp::score::{match_beats, outside};
 use ecg_dsp::{DspConfig, DspEvent, QrsDetector, StreamDsp};
 use ecg_ingest::wfdb;
@@ -40,6 +45,32 @@ impl Counts {
     fn pp(&self) -> f64 {
         100.0 * self.tp as f64 / (self.tp + self.fp).max(1) as f64
     }
+}
+
+/// Bootstrap 95 % intervals of gross Se and +P over records (2,000 resamplings of
+/// the records with replacement, fixed seed): ((Se low, Se high), (+P low, +P high)).
+fn bootstrap(recs: &[Counts]) -> ((f64, f64), (f64, f64)) {
+    if recs.is_empty() {
+        return ((0.0, 0.0), (0.0, 0.0));
+    }
+    let mut x = 0x2545_f491_4f6c_dd1d_u64;
+    let (mut se, mut pp) = (Vec::new(), Vec::new());
+    for _ in 0..2000 {
+        let mut g = Counts::default();
+        for _ in 0..recs.len() {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            g.add(recs[(x % recs.len() as u64) as usize]);
+        }
+        se.push(g.se());
+        pp.push(g.pp());
+    }
+    let ci = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        (v[50], v[1949])
+    };
+    (ci(&mut se), ci(&mut pp))
 }
 
 fn detect(x: &[f32], fs: f64, block: usize) -> Vec<u64> {
@@ -134,6 +165,7 @@ fn mitdb_qrs_detection() {
         .collect();
     // [tuning, held-out, all] × [EC57, whole]
     let mut gross = [[Counts::default(); 2]; 3];
+    let mut per_record: [Vec<Counts>; 2] = [Vec::new(), Vec::new()];
     let mut worst = (String::new(), f64::INFINITY);
     let (mut good, mut total) = (0usize, 0usize);
     println!("lead 0, 150 ms window; EC57 = VF/VFL episodes excluded (headline), whole = nothing excluded");
@@ -153,6 +185,7 @@ fn mitdb_qrs_detection() {
                 g[1].add(w);
             }
         }
+        per_record[usize::from(!tuning)].push(e);
         // Signal-quality verdicts of the full stream pipeline on the same record.
         if std::env::var("QRS_FAST").is_ok() {
             println!("{name:>6} {:>6} {:>4} {:>4}", e.tp + e.fn_, e.fn_, e.fp);
@@ -213,6 +246,12 @@ fn mitdb_qrs_detection() {
             w.pp()
         );
     }
+    for (label, recs) in ["tuning", "held-out"].iter().zip(&per_record) {
+        let ((a, b), (c, d)) = bootstrap(recs);
+        println!(
+            "{label}: EC57 bootstrap 95 % CI over records: Se {a:.2}–{b:.2} %, +P {c:.2}–{d:.2} %"
+        );
+    }
     println!(
         "worst record (EC57, min of Se and +P): {} ({:.2}%)",
         worst.0, worst.1
@@ -222,9 +261,11 @@ fn mitdb_qrs_detection() {
         100.0 * good as f64 / total.max(1) as f64
     );
     let all = gross[2][0];
-    assert!(all.se() >= 99.7, "gross Se {:.2}% < 99.7%", all.se());
-    assert!(all.pp() >= 99.7, "gross +P {:.2}% < 99.7%", all.pp());
-    assert!(worst.1 >= 97.5, "record {} at {:.2}%", worst.0, worst.1);
+    if only.is_empty() {
+        assert!(all.se() >= 99.8, "gross Se {:.3}% < 99.8%", all.se());
+        assert!(all.pp() >= 99.8, "gross +P {:.3}% < 99.8%", all.pp());
+        assert!(worst.1 >= 98.0, "record {} at {:.2}%", worst.0, worst.1);
+    }
 }
 
 /// The same beats whatever the block size, on real records with ectopy, noise and
@@ -283,5 +324,316 @@ fn nstdb_qrs_detection() {
         if name == "118e24" {
             assert!(w.se() >= 99.0 && w.pp() >= 99.0, "118e24: {w:?}");
         }
+    }
+}
+
+/// The samples of `v` inside any of the half-open `spans`.
+fn inside(v: &[u64], spans: &[(usize, usize)]) -> Vec<u64> {
+    v.iter()
+        .copied()
+        .filter(|&b| {
+            spans
+                .iter()
+                .any(|&(s, e)| (s as u64..e as u64).contains(&b))
+        })
+        .collect()
+}
+
+/// Noise stress: every shared MIT-BIH record with the nstdb noise added as `nst`
+/// does (`common::nst`: standard protocol, SNR relative to the QRS amplitude, both
+/// leads; the held-out records get noise the tuning records never saw), lead 0
+/// scored with 150 ms, EC57 (VF excluded), over the whole record and over the
+/// noisy periods only.
+#[test]
+fn nst_mixtures_qrs() {
+    let data = match common::data_dir() {
+        Ok(d) => d,
+        Err(why) => {
+            println!("skipping: {why}");
+            return;
+        }
+    };
+    let (mitdb, nstdb) = (data.join("mitdb"), data.join("nstdb"));
+    let Some(names) = record_names(&mitdb) else {
+        return;
+    };
+    let only = std::env::var("QRS_NST").unwrap_or_default();
+    let half = std::env::var("QRS_HALF").unwrap_or_default();
+    let verbose = std::env::var("QRS_NST_VERBOSE").is_ok();
+    println!("lead 0, EC57 (VF excluded), 150 ms; whole record | noisy periods only");
+    println!(
+        "noise  SNR half        beats    FN    FP    Se%    +P% |  beats    FN    FP    Se%    +P% | whole-record 95 % CI (bootstrap over records)"
+    );
+    let mut worst_pp = f64::INFINITY;
+    for noise_name in common::nst::NOISES {
+        let noise = match common::nst::load_noise(&nstdb, &mitdb, noise_name) {
+            Ok(n) => n,
+            Err(e) => {
+                println!("skipping {noise_name}: {e}");
+                continue;
+            }
+        };
+        for snr in common::nst::SNRS {
+            let key = format!("{noise_name}:{snr}");
+            if !only.is_empty() && !only.split(',').any(|o| o == key) {
+                continue;
+            }
+            // [tuning, held-out] × [whole, noisy]
+            let mut g = [[Counts::default(); 2]; 2];
+            let mut per_record: [Vec<Counts>; 2] = [Vec::new(), Vec::new()];
+            for name in &names {
+                let tuning = common::QRS_TUNING.contains(&name.as_str());
+                if (half == "tuning" && !tuning) || (half == "held-out" && tuning) {
+                    continue;
+                }
+                let rec = wfdb::read_record(&mitdb.join(name)).unwrap();
+                let ann = wfdb::read_annotations(&mitdb.join(format!("{name}.atr"))).unwrap();
+                let normal = common::nst::amplitude_beats(&ann);
+                let d = common::nst::mix_signal(&rec, &normal, 0, &noise, snr, !tuning).unwrap();
+                let x = common::nst::physical(&rec, 0, &d);
+                let beats = detect(&x, rec.fs, rec.fs as usize);
+                let vf = wfdb::vf_episodes(&ann);
+                let reference = outside(&wfdb::beat_samples(&ann), &vf);
+                let beats = outside(&beats, &vf);
+                let win = (0.150 * rec.fs).round() as u64;
+                let spans = noisy_spans(&standard_protocol(x.len(), rec.fs));
+                let w = match_beats(&reference, &beats, win);
+                let n = match_beats(&inside(&reference, &spans), &inside(&beats, &spans), win);
+                let (w, n) = (
+                    Counts {
+                        tp: w.tp,
+                        fn_: w.fn_,
+                        fp: w.fp,
+                    },
+                    Counts {
+                        tp: n.tp,
+                        fn_: n.fn_,
+                        fp: n.fp,
+                    },
+                );
+                if verbose {
+                    println!(
+                        "  {name} {key}: FN {} FP {} Se {:.2} +P {:.2} | noisy FN {} FP {}",
+                        w.fn_,
+                        w.fp,
+                        w.se(),
+                        w.pp(),
+                        n.fn_,
+                        n.fp
+                    );
+                }
+                let i = usize::from(!tuning);
+                g[i][0].add(w);
+                g[i][1].add(n);
+                per_record[i].push(w);
+            }
+            for (i, label) in ["tuning", "held-out"].iter().enumerate() {
+                let [w, n] = g[i];
+                if w.tp + w.fn_ == 0 {
+                    continue;
+                }
+                let ((a, b), (c, d)) = bootstrap(&per_record[i]);
+                println!(
+                    "{noise_name:<5} {snr:>4} {label:<9} {:>7} {:>5} {:>5} {:>6.2} {:>6.2} | {:>6} {:>5} {:>5} {:>6.2} {:>6.2} | Se {a:.2}–{b:.2} +P {c:.2}–{d:.2}",
+                    w.tp + w.fn_,
+                    w.fn_,
+                    w.fp,
+                    w.se(),
+                    w.pp(),
+                    n.tp + n.fn_,
+                    n.fn_,
+                    n.fp,
+                    n.se(),
+                    n.pp()
+                );
+                if noise_name != "em" {
+                    worst_pp = worst_pp.min(w.pp());
+                }
+            }
+        }
+    }
+    if worst_pp.is_finite() {
+        println!("lowest whole-record +P (bw, ma): {worst_pp:.2}%");
+        // The target for baseline wander and muscle noise at 12 and 6 dB (em: see
+        // docs/accuracy-qrs.md). Before the noise-floor rules: 93.45 % (ma, 6 dB).
+        assert!(worst_pp >= 97.0, "+P {worst_pp:.2}% < 97%");
+    }
+}
+
+/// Spot checks: 10-s excerpts cut at pseudo-random points of every record (none
+/// overlapping ventricular flutter), at 360 Hz and resampled to 500 Hz, each fed to
+/// a fresh detector and scored with a 75 ms window. A detection not within 75 ms of
+/// a reference beat (including beats just outside the excerpt) is false; false
+/// detections in the first second count separately.
+#[test]
+fn spot_check_excerpts() {
+    let dir = match common::data_dir() {
+        Ok(d) => d.join("mitdb"),
+        Err(why) => {
+            println!("skipping: {why}");
+            return;
+        }
+    };
+    let Some(names) = record_names(&dir) else {
+        return;
+    };
+    const PER_RECORD: usize = 20;
+    const LEN_S: f64 = 10.0;
+    println!("10-s excerpts, {PER_RECORD} per record, 75 ms window");
+    println!(
+        "fs   half      excerpts  beats    TP   FN   FP  FP<1s  excerpts with FP<1s    Se%    +P%"
+    );
+    let mut first_second_fp = 0usize;
+    let mut excerpts = 0usize;
+    let mut all = Counts::default();
+    for fs_out in [360u32, 500] {
+        // [tuning, held-out]: counts, FP in the first second, excerpts with one.
+        let mut g = [(Counts::default(), 0usize, 0usize, 0usize); 2];
+        for name in &names {
+            let rec = wfdb::read_record(&dir.join(name)).unwrap();
+            let ann = wfdb::read_annotations(&dir.join(format!("{name}.atr"))).unwrap();
+            let reference = wfdb::beat_samples(&ann);
+            let vf = wfdb::vf_episodes(&ann);
+            let x = rec.physical(0);
+            let fs = rec.fs;
+            let len = (LEN_S * fs) as usize;
+            let tuning = common::QRS_TUNING.contains(&name.as_str());
+            // Deterministic starts (xorshift seeded by the record name).
+            let mut seed = name.bytes().fold(0x9e37_79b9_u32, |a, b| {
+                (a ^ u32::from(b)).wrapping_mul(0x0100_0193)
+            });
+            let mut k = 0;
+            while k < PER_RECORD {
+                seed ^= seed << 13;
+                seed ^= seed >> 17;
+                seed ^= seed << 5;
+                let start = seed as usize % (x.len() - len);
+                let end = start + len;
+                if vf
+                    .iter()
+                    .any(|&(s, e)| s < end as u64 + fs as u64 && e + fs as u64 > start as u64)
+                {
+                    continue;
+                }
+                k += 1;
+                let ex = &x[start..end];
+                let (sig, rate, scale) = if fs_out as f64 == fs {
+                    (ex.to_vec(), fs, 1.0)
+                } else {
+                    let y = resample_offline(fs as u32, fs_out, ex);
+                    (y, f64::from(fs_out), f64::from(fs_out) / fs)
+                };
+                let win = (0.075 * rate).round() as u64;
+                // Excerpt sample indices shifted by `win`, so that the reference beats
+                // just before the excerpt (within the window) keep their place.
+                let to_out =
+                    |s: u64| ((s as f64 - start as f64) * scale + win as f64).round() as u64;
+                let span = (start as u64).saturating_sub(win)..end as u64 + win;
+                let near: Vec<u64> = reference
+                    .iter()
+                    .copied()
+                    .filter(|r| span.contains(r))
+                    .map(to_out)
+                    .collect();
+                let inner = reference
+                    .iter()
+                    .filter(|&&r| r >= start as u64 && r < end as u64)
+                    .count();
+                let beats: Vec<u64> = detect(&sig, rate, (0.2 * rate) as usize)
+                    .into_iter()
+                    .map(|b| b + win)
+                    .collect();
+                let c = match_beats(&near, &beats, win);
+                // Reference beats outside the excerpt are not missed beats.
+                let fn_ = c.fn_.saturating_sub(near.len() - inner);
+                let false_first: usize = beats
+                    .iter()
+                    .filter(|&&b| {
+                        ((b - win) as f64) < rate && !near.iter().any(|&r| r.abs_diff(b) <= win)
+                    })
+                    .count();
+                let i = usize::from(!tuning);
+                g[i].0.add(Counts {
+                    tp: c.tp,
+                    fn_,
+                    fp: c.fp,
+                });
+                g[i].1 += false_first;
+                g[i].2 += usize::from(false_first > 0);
+                g[i].3 += 1;
+                if false_first > 0 && std::env::var("QRS_DEBUG").is_ok() {
+                    println!("  {name} @{:.1} s ({fs_out} Hz): {false_first} false beat(s) in the first second: {:?} ref {:?}", start as f64 / fs, &beats[..beats.len().min(4)], &near[..near.len().min(4)]);
+                }
+            }
+        }
+        for (i, label) in ["tuning", "held-out"].iter().enumerate() {
+            let (c, ff, fx, n) = g[i];
+            println!(
+                "{fs_out} {label:<9} {n:>8} {:>6} {:>5} {:>4} {:>4} {ff:>6} {fx:>21} {:>6.2} {:>6.2}",
+                c.tp + c.fn_,
+                c.tp,
+                c.fn_,
+                c.fp,
+                c.se(),
+                c.pp()
+            );
+            first_second_fp += ff;
+            excerpts += n;
+            all.add(c);
+        }
+    }
+    println!(
+        "false beats in a first second: {first_second_fp} in {excerpts} excerpts; gross +P {:.2}%",
+        all.pp()
+    );
+    // With the detector before the learning period: 216 first-second false beats,
+    // +P 97.42 % (docs/accuracy-qrs.md).
+    assert!(
+        first_second_fp * 40 <= excerpts,
+        "{first_second_fp} false beats in a first second"
+    );
+    assert!(all.pp() >= 98.5, "+P {:.2}%", all.pp());
+}
+
+/// The noise-stress mixing reproduces `nst`: record 118 plus the recovered `em`
+/// noise at 12 dB is nstdb's 118e12 (made by `nst` from 118 and the original `em`)
+/// within a few ADC units (5 µV each: the truncations of 118e00, of 118e12 and of
+/// the mixing), on both signals. The last sample is
+/// left out: there `nst` "rewinds" the noise record (its length is the clean
+/// record's) and recomputes the offset before removing the ADC zero, which moves
+/// that one sample; the mixing here does not copy this.
+#[test]
+fn nst_mixing_reproduces_118e12() {
+    let data = match common::data_dir() {
+        Ok(d) => d,
+        Err(why) => {
+            println!("skipping: {why}");
+            return;
+        }
+    };
+    let (mitdb, nstdb) = (data.join("mitdb"), data.join("nstdb"));
+    let (Ok(rec), Ok(e12)) = (
+        wfdb::read_record(&mitdb.join("118")),
+        wfdb::read_record(&nstdb.join("118e12")),
+    ) else {
+        println!("skipping: 118 or 118e12 absent");
+        return;
+    };
+    let ann = wfdb::read_annotations(&mitdb.join("118.atr")).unwrap();
+    let noise = common::nst::load_noise(&nstdb, &mitdb, "em").unwrap();
+    let normal = common::nst::amplitude_beats(&ann);
+    for sig in 0..2 {
+        let mixed = common::nst::mix_signal(&rec, &normal, sig, &noise, 12.0, false).unwrap();
+        let reference = &e12.samples[sig];
+        assert_eq!(mixed.len(), reference.len());
+        let n = mixed.len() - 1;
+        let worst = mixed[..n]
+            .iter()
+            .zip(&reference[..n])
+            .map(|(a, b)| a.abs_diff(*b))
+            .max()
+            .unwrap_or(0);
+        println!("signal {sig}: largest difference from 118e12 {worst} adu");
+        assert!(worst <= 4, "signal {sig}: {worst} adu");
     }
 }

@@ -13,8 +13,9 @@ mod common;
 use std::io::Write as _;
 use std::path::Path;
 
+use ecg_dsp::curve_length::CurveLengthDetector;
 use ecg_dsp::quality::{
-    bsqi, bsqi_in, kurtosis, QualityConfig, QualityFilters, QualityIndices, SecondDetector,
+    bsqi, bsqi_in, kurtosis, QualityConfig, QualityFilters, QualityIndices, QualitySample,
     WindowSignals,
 };
 use ecg_dsp::{DspConfig, DspEvent, RhythmWindow, StreamDsp};
@@ -184,7 +185,7 @@ fn second_detector_finds_simulated_beats() {
     for fs in [250u32, 360, 500] {
         let (x, dev) = sim(Preset::NormalSinus, 11, fs, 60);
         let mut qf = QualityFilters::new(f64::from(fs), 50.0);
-        let mut d = SecondDetector::new(f64::from(fs));
+        let mut d = CurveLengthDetector::new(f64::from(fs));
         let mut beats = Vec::new();
         for &v in &x {
             d.step(qf.step(v).qrs, &mut beats);
@@ -198,6 +199,185 @@ fn second_detector_finds_simulated_beats() {
         let tol = (0.15 * f64::from(fs)) as u64;
         let agree = bsqi(&truth, &beats, tol);
         assert!(agree > 0.97, "{fs} Hz: {agree}");
+    }
+}
+
+/// The band filters as they were before they used `ecg_dsp::filter::Biquad` (their
+/// own copy of the RBJ sections, commit e0e18d9), kept here as the reference that
+/// the shared biquad must reproduce bit for bit.
+mod reference {
+    use std::f64::consts::PI;
+
+    use ecg_dsp::quality::QualitySample;
+
+    struct Sos {
+        b: [f64; 3],
+        a: [f64; 2],
+        s: [f64; 2],
+    }
+
+    const BW_Q: f64 = std::f64::consts::FRAC_1_SQRT_2;
+    const BW4_Q: [f64; 2] = [0.541_196_100_146_197, 1.306_562_964_876_376_7];
+
+    impl Sos {
+        fn new(b: [f64; 3], a0: f64, a1: f64, a2: f64) -> Self {
+            Self {
+                b: [b[0] / a0, b[1] / a0, b[2] / a0],
+                a: [a1 / a0, a2 / a0],
+                s: [0.0; 2],
+            }
+        }
+        fn w(f0: f64, fs: f64, q: f64) -> (f64, f64) {
+            let f0 = f0.clamp(1e-3, 0.45 * fs);
+            let w0 = 2.0 * PI * f0 / fs;
+            (w0.cos(), w0.sin() / (2.0 * q))
+        }
+        fn low_pass(f0: f64, fs: f64, q: f64) -> Self {
+            let (c, al) = Self::w(f0, fs, q);
+            let b = (1.0 - c) / 2.0;
+            Self::new([b, 1.0 - c, b], 1.0 + al, -2.0 * c, 1.0 - al)
+        }
+        fn high_pass(f0: f64, fs: f64, q: f64) -> Self {
+            let (c, al) = Self::w(f0, fs, q);
+            let b = (1.0 + c) / 2.0;
+            Self::new([b, -(1.0 + c), b], 1.0 + al, -2.0 * c, 1.0 - al)
+        }
+        fn notch(f0: f64, fs: f64, q: f64) -> Self {
+            let (c, al) = Self::w(f0, fs, q);
+            Self::new([1.0, -2.0 * c, 1.0], 1.0 + al, -2.0 * c, 1.0 - al)
+        }
+        fn step(&mut self, x: f64) -> f64 {
+            let y = self.b[0] * x + self.s[0];
+            self.s[0] = self.b[1] * x - self.a[0] * y + self.s[1];
+            self.s[1] = self.b[2] * x - self.a[1] * y;
+            y
+        }
+        fn settle(&mut self, x: f64) -> f64 {
+            let den = 1.0 + self.a[0] + self.a[1];
+            let y = if den.abs() > 1e-12 {
+                x * (self.b[0] + self.b[1] + self.b[2]) / den
+            } else {
+                0.0
+            };
+            self.s[1] = self.b[2] * x - self.a[1] * y;
+            self.s[0] = self.b[1] * x - self.a[0] * y + self.s[1];
+            y
+        }
+    }
+
+    fn run(chain: &mut [Sos], x: f64) -> f64 {
+        chain.iter_mut().fold(x, |v, s| s.step(v))
+    }
+
+    fn settle(chain: &mut [Sos], x: f64) -> f64 {
+        chain.iter_mut().fold(x, |v, s| s.settle(v))
+    }
+
+    pub(crate) struct QualityFilters {
+        hp5: Vec<Sos>,
+        lp15: Vec<Sos>,
+        lp40w: Vec<Sos>,
+        lp1: Vec<Sos>,
+        lp40: Vec<Sos>,
+        hf: Vec<Sos>,
+        started: bool,
+    }
+
+    impl QualityFilters {
+        pub(crate) fn new(fs: f64, mains_hz: f64) -> Self {
+            let fs = if fs.is_finite() && fs > 0.0 {
+                fs
+            } else {
+                250.0
+            };
+            let top = 40.0f64.min(0.4 * fs);
+            let mut hf: Vec<Sos> = BW4_Q.iter().map(|&q| Sos::high_pass(top, fs, q)).collect();
+            if mains_hz > 0.0 && mains_hz < 0.5 * fs {
+                hf.push(Sos::notch(mains_hz, fs, 2.0));
+            }
+            Self {
+                hp5: vec![Sos::high_pass(5.0, fs, BW_Q)],
+                lp15: vec![Sos::low_pass(15.0f64.min(0.4 * fs), fs, BW_Q)],
+                lp40w: vec![Sos::low_pass(top, fs, BW_Q)],
+                lp1: BW4_Q.iter().map(|&q| Sos::low_pass(1.0, fs, q)).collect(),
+                lp40: vec![Sos::low_pass(top, fs, BW_Q)],
+                hf,
+                started: false,
+            }
+        }
+
+        pub(crate) fn step(&mut self, x: f32) -> QualitySample {
+            let x = f64::from(x);
+            if !self.started {
+                self.started = true;
+                for c in [&mut self.hp5, &mut self.lp1, &mut self.lp40, &mut self.hf] {
+                    settle(c, x);
+                }
+                settle(&mut self.lp15, 0.0);
+                settle(&mut self.lp40w, 0.0);
+            }
+            let h5 = run(&mut self.hp5, x);
+            QualitySample {
+                qrs: run(&mut self.lp15, h5) as f32,
+                wide: run(&mut self.lp40w, h5) as f32,
+                base: run(&mut self.lp1, x) as f32,
+                lp40: run(&mut self.lp40, x) as f32,
+                hf: run(&mut self.hf, x) as f32,
+            }
+        }
+    }
+}
+
+fn same_bits(a: &QualitySample, b: &QualitySample) -> bool {
+    [
+        (a.qrs, b.qrs),
+        (a.wide, b.wide),
+        (a.base, b.base),
+        (a.lp40, b.lp40),
+        (a.hf, b.hf),
+    ]
+    .iter()
+    .all(|(x, y)| x.to_bits() == y.to_bits())
+}
+
+/// The quality band filters built on the shared `filter::Biquad` give bit-identical
+/// outputs to their former private sections: simulated noisy streams at every
+/// supported rate and mains setting (including a notch above 0.45 fs, which both
+/// clamp), and lead 0 of MIT-BIH records (ten minutes each) when the data is there.
+#[test]
+fn quality_filters_identical_to_their_former_sections() {
+    let compare = |x: &[f32], fs: f64, mains: f64, what: &str| {
+        let mut new = QualityFilters::new(fs, mains);
+        let mut old = reference::QualityFilters::new(fs, mains);
+        for (i, &v) in x.iter().enumerate() {
+            let (a, b) = (new.step(v), old.step(v));
+            assert!(same_bits(&a, &b), "{what}, sample {i}: {a:?} != {b:?}");
+        }
+    };
+    for fs in [125u32, 250, 300, 360, 500, 1000] {
+        let (x, _) = sim(Preset::NoisyNormalSinus, 3, fs, 30);
+        // A DC offset, so that the start settling matters.
+        let x: Vec<f32> = x.iter().map(|v| v - 1.7).collect();
+        for mains in [0.0, 50.0, 60.0] {
+            compare(&x, f64::from(fs), mains, &format!("{fs} Hz, mains {mains}"));
+        }
+    }
+    // 125 Hz with 60 Hz mains: the notch is clamped to 56.25 Hz by both.
+    let (x, _) = sim(Preset::NoisyNormalSinus, 4, 125, 30);
+    compare(&x, 125.0, 60.0, "125 Hz, notch clamped");
+    match common::data_dir() {
+        Ok(d) => {
+            for name in ["101", "203", "207"] {
+                let Ok(rec) = wfdb::read_record(&d.join("mitdb").join(name)) else {
+                    println!("skipping {name}: absent");
+                    continue;
+                };
+                let x = rec.physical(0);
+                let n = x.len().min((600.0 * rec.fs) as usize);
+                compare(&x[..n], rec.fs, 60.0, name);
+            }
+        }
+        Err(why) => println!("skipping the MIT-BIH part: {why}"),
     }
 }
 

@@ -12,5 +12,5 @@ pub mod model;
 pub mod runtime;
 
 pub use manifest::{InputKind, Manifest, ManifestError, ModelMode};
-pub use model::{Model, ModelError, Probs, Scored};
+pub use model::{load_models, LoadError, Model, ModelError, Probs, Retry, Scored};
 pub use runtime::{OrtRuntime, RuntimeError};

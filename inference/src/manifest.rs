@@ -110,6 +110,12 @@ pub struct InputSpec {
     /// Waveform sampling rate (Hz).
     #[serde(default)]
     pub sample_rate_hz: u32,
+    /// Single-lead waveform models only: a stream that neither has nor can derive the
+    /// named lead feeds the model its first lead instead (the lead the DSP analyses),
+    /// e.g. a rhythm model trained on handheld lead I recordings reading an ICU
+    /// monitor's lead II. The model card must say which leads it was validated on.
+    #[serde(default)]
+    pub any_lead: bool,
 }
 
 impl InputSpec {
@@ -137,10 +143,11 @@ impl InputSpec {
 #[serde(rename_all = "snake_case")]
 pub enum InputKind {
     /// The RR-irregularity feature vector of `ecg_dsp::rhythm::af_features`, computed
-    /// over the beats of each window (`Window::features`).
+    /// over the beats of each window (`ModelInput::features`).
     AfRrV1,
-    /// Filtered millivolts, `[batch, leads, samples]`, leads in `input.leads` order at
-    /// `input.sample_rate_hz` (`Window::samples_mv`, lead-major).
+    /// Raw (unfiltered) millivolts, `[batch, leads, samples]`, leads in `input.leads`
+    /// order at `input.sample_rate_hz` (`ModelInput::samples_mv`, lead-major); the
+    /// model filters and scales inside its graph.
     Waveform,
 }
 
@@ -239,6 +246,12 @@ impl Manifest {
             InputKind::Waveform => {
                 if m.input.leads.is_empty() {
                     return Err(invalid("input.leads is empty".into()));
+                }
+                if m.input.any_lead && m.input.leads.len() != 1 {
+                    return Err(invalid(format!(
+                        "input.any_lead is for single-lead models, this one reads {} leads",
+                        m.input.leads.len()
+                    )));
                 }
                 if !(50..=2000).contains(&m.input.sample_rate_hz) {
                     return Err(invalid(format!(

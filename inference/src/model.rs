@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use ecg_types::{Finding, FindingSource, FindingStatus, Window};
+use ecg_types::{Finding, FindingSource, FindingStatus, ModelInput};
 use ort::memory::Allocator;
 use ort::session::{HasSelectedOutputs, OutputSelector, RunOptions, Session};
 use ort::value::{Tensor, TensorElementType, ValueType};
@@ -35,19 +35,58 @@ pub enum ModelError {
         model: String,
         /// ONNX Runtime's message.
         message: String,
+        /// Whether running again may succeed ([`ModelError::retry`]).
+        retry: Retry,
     },
-    /// A window does not fit the model input.
-    #[error("window of stream {stream} has {got} input values, model {model} takes {want}")]
-    BadInput {
-        /// Model id.
-        model: String,
-        /// The stream (not patient-identifying).
-        stream: String,
-        /// Values in the window.
-        got: usize,
-        /// Values the model takes.
-        want: usize,
-    },
+}
+
+/// Whether an operation that failed may succeed when tried again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Retry {
+    /// A passing fault (resources, the runtime's own state): try again after a
+    /// back-off.
+    Transient,
+    /// The same call fails the same way every time (a contract, a graph, an argument
+    /// the model refuses): trying again changes nothing.
+    Permanent,
+}
+
+impl Retry {
+    /// How ONNX Runtime's error code classifies: arguments, graphs, files and models
+    /// that are wrong stay wrong; failures of the engine, the execution provider or
+    /// the device may pass.
+    pub fn of_ort(code: ort::error::ErrorCode) -> Retry {
+        use ort::error::ErrorCode as C;
+        match code {
+            C::GenericFailure
+            | C::EngineError
+            | C::RuntimeException
+            | C::ExecutionProviderFailure
+            | C::DeviceReset => Retry::Transient,
+            _ => Retry::Permanent,
+        }
+    }
+}
+
+impl ModelError {
+    /// Whether scoring again may succeed: only some ONNX Runtime failures are
+    /// transient; a bad manifest, a missing runtime or a broken contract is not.
+    pub fn retry(&self) -> Retry {
+        match self {
+            ModelError::Ort { retry, .. } => *retry,
+            ModelError::Manifest(_) | ModelError::Runtime(_) | ModelError::Contract { .. } => {
+                Retry::Permanent
+            }
+        }
+    }
+
+    fn ort(model: &str, e: &ort::Error) -> ModelError {
+        ModelError::Ort {
+            model: model.to_owned(),
+            message: e.to_string(),
+            retry: Retry::of_ort(e.code()),
+        }
+    }
 }
 
 /// Class probabilities of one window in manifest label order; up to
@@ -114,6 +153,20 @@ pub enum Scored {
     Probabilities(Probs),
     /// The window failed the quality gate and was not scored.
     Indeterminate,
+    /// The window does not fit the model's input (a permanent fault of this window
+    /// alone): not sent to the model, the rest of its batch scored without it.
+    Rejected(String),
+}
+
+impl Scored {
+    /// Why the window has no score, if it has none.
+    pub fn reason(&self) -> Option<String> {
+        match self {
+            Scored::Probabilities(_) => None,
+            Scored::Indeterminate => Some("signal quality too poor to score".into()),
+            Scored::Rejected(why) => Some(why.clone()),
+        }
+    }
 }
 
 /// A loaded model: its contract and its ONNX Runtime session.
@@ -217,10 +270,7 @@ impl Model {
     pub fn load(manifest_path: &Path, intra_threads: usize) -> Result<Model, ModelError> {
         let manifest = Manifest::load(manifest_path)?;
         let rt = OrtRuntime::get()?;
-        let ort_err = |e: ort::Error| ModelError::Ort {
-            model: manifest.id.clone(),
-            message: e.to_string(),
-        };
+        let ort_err = |e: ort::Error| ModelError::ort(&manifest.id, &e);
         let session = Session::builder(rt.environment())
             .map_err(ort_err)?
             .with_intra_threads(intra_threads.max(1))
@@ -253,43 +303,42 @@ impl Model {
         }
     }
 
-    /// Scores a batch of windows in one ONNX Runtime run. Windows that fail the
-    /// quality gate are not sent to the model and come back [`Scored::Indeterminate`].
+    /// Scores a batch of windows in one ONNX Runtime run. ModelInputs that fail the
+    /// quality gate are not sent to the model and come back [`Scored::Indeterminate`];
+    /// a window whose input does not fit the model comes back [`Scored::Rejected`]
+    /// and the others are scored without it.
     ///
     /// # Errors
-    /// [`ModelError::BadInput`] if a window's input does not fit; [`ModelError::Ort`]
-    /// if ONNX Runtime fails.
-    pub fn score(&self, windows: &[&Window]) -> Result<Vec<Scored>, ModelError> {
+    /// [`ModelError::Ort`] if ONNX Runtime fails the run (its [`ModelError::retry`]
+    /// says whether running again may help).
+    pub fn score(&self, inputs: &[&ModelInput]) -> Result<Vec<Scored>, ModelError> {
         let m = &self.manifest;
         let len = m.input.len;
         let waveform = m.input.kind == InputKind::Waveform;
-        fn model_input(w: &Window, waveform: bool) -> &[f32] {
+        fn values(w: &ModelInput, waveform: bool) -> &[f32] {
             if waveform {
                 &w.samples_mv
             } else {
                 &w.features
             }
         }
-        let mut rows = 0usize;
-        for w in windows.iter().filter(|w| w.quality_ok) {
-            let got = model_input(w, waveform).len();
-            if got != len {
-                return Err(ModelError::BadInput {
-                    model: m.id.clone(),
-                    stream: w.stream.to_string(),
-                    got,
-                    want: len,
-                });
+        let fits = |w: &ModelInput| values(w, waveform).len() == len;
+        let rows = inputs.iter().filter(|w| w.quality_ok && fits(w)).count();
+        let verdict = |w: &ModelInput| {
+            if !w.quality_ok {
+                Scored::Indeterminate
+            } else {
+                Scored::Rejected(format!(
+                    "input has {} values, model {} takes {len}",
+                    values(w, waveform).len(),
+                    m.id
+                ))
             }
-            rows += 1;
-        }
-        if rows == 0 {
-            return Ok(vec![Scored::Indeterminate; windows.len()]);
-        }
-        let ort_err = |e: ort::Error| ModelError::Ort {
-            model: m.id.clone(),
-            message: e.to_string(),
         };
+        if rows == 0 {
+            return Ok(inputs.iter().map(|w| verdict(w)).collect());
+        }
+        let ort_err = |e: ort::Error| ModelError::ort(&m.id, &e);
         let mut runner = self
             .runner
             .lock()
@@ -304,9 +353,9 @@ impl Model {
         let (_, input) = slot.input.extract_tensor_mut();
         for (dst, w) in input
             .chunks_exact_mut(len)
-            .zip(windows.iter().filter(|w| w.quality_ok))
+            .zip(inputs.iter().filter(|w| w.quality_ok && fits(w)))
         {
-            dst.copy_from_slice(model_input(w, waveform));
+            dst.copy_from_slice(values(w, waveform));
         }
         let outputs = if *input_first {
             session.run_with_options(ort::inputs![&slot.input], &slot.options)
@@ -322,6 +371,7 @@ impl Model {
             .ok_or_else(|| ModelError::Ort {
                 model: m.id.clone(),
                 message: format!("no output {:?}", m.output.name),
+                retry: Retry::Permanent,
             })?
             .try_extract_tensor::<f32>()
             .map_err(ort_err)?;
@@ -330,27 +380,29 @@ impl Model {
             return Err(ModelError::Ort {
                 model: m.id.clone(),
                 message: format!("output has {} values, expected {rows} x {k}", data.len()),
+                retry: Retry::Permanent,
             });
         }
         let mut probs = data.chunks_exact(k);
-        Ok(windows
+        Ok(inputs
             .iter()
             .map(|w| {
-                if w.quality_ok {
+                if w.quality_ok && fits(w) {
                     probs.next().map_or(Scored::Indeterminate, |p| {
                         Scored::Probabilities(Probs::from(p))
                     })
                 } else {
-                    Scored::Indeterminate
+                    verdict(w)
                 }
             })
             .collect())
     }
 
     /// The findings a scored window yields: one per finding rule, present when the
-    /// label's probability reaches its threshold, indeterminate when not scored;
-    /// marked `shadow` (recorded, never alerted) for a model in shadow mode.
-    pub fn findings(&self, window: &Window, scored: &Scored) -> Vec<Finding> {
+    /// label's probability reaches its threshold, indeterminate (with the reason)
+    /// when not scored; marked `shadow` (recorded, never alerted) for a model in
+    /// shadow mode.
+    pub fn findings(&self, input: &ModelInput, scored: &Scored) -> Vec<Finding> {
         let shadow = self.manifest.mode == ModelMode::Shadow;
         let source = self.source();
         self.manifest
@@ -358,7 +410,9 @@ impl Model {
             .iter()
             .map(|rule| {
                 let (status, score) = match scored {
-                    Scored::Indeterminate => (FindingStatus::Indeterminate, None),
+                    Scored::Indeterminate | Scored::Rejected(_) => {
+                        (FindingStatus::Indeterminate, None)
+                    }
                     Scored::Probabilities(p) => {
                         let s = self
                             .manifest
@@ -373,24 +427,93 @@ impl Model {
                         (status, Some(s))
                     }
                 };
-                Finding {
-                    key: Finding::make_key(&window.stream, &source, rule.condition, window.start),
-                    stream: window.stream.clone(),
-                    patient: window.patient.clone(),
-                    source: source.clone(),
-                    condition: rule.condition,
+                let f = Finding::new(
+                    input.stream.clone(),
+                    input.patient.clone(),
+                    source.clone(),
+                    rule.condition,
                     status,
-                    window_start: window.start,
-                    window_end: window.end,
-                    score,
-                    value: None,
-                    decision_support: true,
-                    shadow,
-                    strip: None,
+                    input.start,
+                    input.end,
+                )
+                .with_score(score)
+                .with_shadow(shadow);
+                match scored.reason() {
+                    Some(why) => f.with_reason(why),
+                    None => f,
                 }
             })
             .collect()
     }
+}
+
+/// Loads every model of a models directory: each `DIR/*/*.toml` manifest, in path
+/// order, with `intra_threads` ONNX Runtime threads each.
+///
+/// # Errors
+/// When the directory cannot be read or a model does not load (the error names it).
+pub fn load_models(dir: &Path, intra_threads: usize) -> Result<Vec<Model>, LoadError> {
+    let read = |p: &Path| {
+        std::fs::read_dir(p).map_err(|e| LoadError::Dir {
+            path: p.to_owned(),
+            message: e.to_string(),
+        })
+    };
+    let mut manifests = Vec::new();
+    for entry in read(dir)? {
+        let sub = entry
+            .map_err(|e| LoadError::Dir {
+                path: dir.to_owned(),
+                message: e.to_string(),
+            })?
+            .path();
+        if !sub.is_dir() {
+            continue;
+        }
+        for f in read(&sub)? {
+            let p = f
+                .map_err(|e| LoadError::Dir {
+                    path: sub.clone(),
+                    message: e.to_string(),
+                })?
+                .path();
+            if p.extension().is_some_and(|e| e == "toml") {
+                manifests.push(p);
+            }
+        }
+    }
+    manifests.sort();
+    manifests
+        .iter()
+        .map(|p| {
+            Model::load(p, intra_threads).map_err(|source| LoadError::Model {
+                path: p.clone(),
+                source: Box::new(source),
+            })
+        })
+        .collect()
+}
+
+/// Why a models directory does not load.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The directory (or a model's folder) cannot be read.
+    #[error("reading models dir {path}: {message}")]
+    Dir {
+        /// The folder.
+        path: PathBuf,
+        /// The I/O error.
+        message: String,
+    },
+    /// A model does not load.
+    #[error("loading model {path}: {source}")]
+    Model {
+        /// Its manifest.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: Box<ModelError>,
+    },
 }
 
 /// Checks names, element types and shapes of the session against the manifest.
@@ -489,7 +612,7 @@ mod tests {
             .join(rel)
     }
 
-    fn window(i: usize, quality_ok: bool) -> Window {
+    fn window(i: usize, quality_ok: bool) -> ModelInput {
         // Deterministic, af_rr_v1-like features (mean RR, spreads, ratios).
         let f = |j: usize| {
             let x = ((i * 31 + j * 17) % 97) as f32 / 97.0;
@@ -504,7 +627,7 @@ mod tests {
                 3.0 * x - 1.5,
             ][j]
         };
-        Window {
+        ModelInput {
             stream: StreamId::new(format!("s{i}")).unwrap(),
             patient: PatientId::new("p1").unwrap(),
             start: DeviceTimeUs(0),
@@ -520,7 +643,7 @@ mod tests {
 
     /// What the model gives for `rows` run the plain way: a fresh input tensor, an
     /// output ONNX Runtime allocates.
-    fn reference(model: &Model, rows: &[&Window]) -> Vec<u32> {
+    fn reference(model: &Model, rows: &[&ModelInput]) -> Vec<u32> {
         let m = model.manifest();
         let data: Vec<f32> = rows.iter().flat_map(|w| w.features.clone()).collect();
         let input = Tensor::from_array((vec![rows.len(), m.input.len], data)).unwrap();
@@ -538,14 +661,14 @@ mod tests {
     #[test]
     fn reused_tensors_give_the_plain_run_bit_for_bit_at_any_batch_size() {
         let model = Model::load(&manifest("af-rr/af_rr.toml"), 1).unwrap();
-        let pool: Vec<Window> = (0..200).map(|i| window(i, i % 7 != 3)).collect();
+        let pool: Vec<ModelInput> = (0..200).map(|i| window(i, i % 7 != 3)).collect();
         let mut at = 0;
         for b in [1, 2, 3, 64, 5, 9, 10, 11, 12, 13, 14, 1, 64, 64, 7, 64] {
-            let batch: Vec<&Window> = (0..b).map(|j| &pool[(at + j) % pool.len()]).collect();
+            let batch: Vec<&ModelInput> = (0..b).map(|j| &pool[(at + j) % pool.len()]).collect();
             at += b;
             let scored = model.score(&batch).unwrap();
             assert_eq!(scored.len(), b);
-            let good: Vec<&Window> = batch.iter().copied().filter(|w| w.quality_ok).collect();
+            let good: Vec<&ModelInput> = batch.iter().copied().filter(|w| w.quality_ok).collect();
             let got: Vec<u32> = scored
                 .iter()
                 .zip(&batch)
@@ -558,6 +681,7 @@ mod tests {
                         assert!(!w.quality_ok);
                         Vec::new()
                     }
+                    Scored::Rejected(why) => panic!("well-formed window rejected: {why}"),
                 })
                 .collect();
             if good.is_empty() {
@@ -575,14 +699,14 @@ mod tests {
         // same.
         assert!(model.runner.lock().unwrap().input_first);
         model.runner.lock().unwrap().input_first = false;
-        let batch: Vec<&Window> = pool[..64].iter().filter(|w| w.quality_ok).collect();
+        let batch: Vec<&ModelInput> = pool[..64].iter().filter(|w| w.quality_ok).collect();
         let by_name: Vec<u32> = model
             .score(&batch)
             .unwrap()
             .iter()
             .flat_map(|s| match s {
                 Scored::Probabilities(p) => p.iter().map(|x| x.to_bits()).collect(),
-                Scored::Indeterminate => Vec::new(),
+                Scored::Indeterminate | Scored::Rejected(_) => Vec::new(),
             })
             .collect();
         assert_eq!(by_name, reference(&model, &batch));
@@ -590,6 +714,51 @@ mod tests {
         let bad = [window(0, false), window(1, false)];
         let scored = model.score(&[&bad[0], &bad[1]]).unwrap();
         assert_eq!(scored, vec![Scored::Indeterminate; 2]);
+    }
+
+    #[test]
+    fn one_malformed_window_is_rejected_and_the_rest_of_its_batch_scored() {
+        let model = Model::load(&manifest("af-rr/af_rr.toml"), 1).unwrap();
+        let mut pool: Vec<ModelInput> = (0..64).map(|i| window(i, true)).collect();
+        pool[17].features.truncate(5);
+        let batch: Vec<&ModelInput> = pool.iter().collect();
+        let scored = model.score(&batch).unwrap();
+        let Scored::Rejected(why) = &scored[17] else {
+            panic!("malformed window scored: {:?}", scored[17]);
+        };
+        assert!(why.contains("5 values"), "{why}");
+        let good: Vec<&ModelInput> = pool
+            .iter()
+            .enumerate()
+            .filter_map(|(i, w)| (i != 17).then_some(w))
+            .collect();
+        let got: Vec<u32> = scored
+            .iter()
+            .flat_map(|s| match s {
+                Scored::Probabilities(p) => p.iter().map(|x| x.to_bits()).collect(),
+                _ => Vec::new(),
+            })
+            .collect();
+        assert_eq!(got, reference(&model, &good), "the other 63 as if alone");
+        let findings = model.findings(&pool[17], &scored[17]);
+        assert!(findings
+            .iter()
+            .all(|f| f.status == FindingStatus::Indeterminate
+                && f.reason.as_deref() == Some(why.as_str())));
+    }
+
+    #[test]
+    fn ort_error_codes_classify_as_transient_or_permanent() {
+        use ort::error::ErrorCode as C;
+        assert_eq!(Retry::of_ort(C::RuntimeException), Retry::Transient);
+        assert_eq!(Retry::of_ort(C::EngineError), Retry::Transient);
+        assert_eq!(Retry::of_ort(C::InvalidArgument), Retry::Permanent);
+        assert_eq!(Retry::of_ort(C::InvalidGraph), Retry::Permanent);
+        let e = ModelError::Contract {
+            path: PathBuf::from("m.onnx"),
+            problems: "x".into(),
+        };
+        assert_eq!(e.retry(), Retry::Permanent);
     }
 
     #[test]

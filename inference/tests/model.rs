@@ -6,14 +6,16 @@
 use std::path::{Path, PathBuf};
 
 use ecg_inference::{Model, ModelError, Scored};
-use ecg_types::{Condition, DeviceTimeUs, FindingStatus, PatientId, SampleRate, StreamId, Window};
+use ecg_types::{
+    Condition, DeviceTimeUs, FindingStatus, ModelInput, PatientId, SampleRate, StreamId,
+};
 
 fn manifest() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/af-rr/af_rr.toml")
 }
 
-fn window(features: Vec<f32>, quality_ok: bool) -> Window {
-    Window {
+fn window(features: Vec<f32>, quality_ok: bool) -> ModelInput {
+    ModelInput {
         stream: StreamId::new("s1").unwrap(),
         patient: PatientId::new("p1").unwrap(),
         start: DeviceTimeUs(1_800_000_000_000_000),
@@ -47,7 +49,7 @@ fn scores_a_batch_and_gates_bad_windows() {
     let scored = model.score(&[&a, &b, &c]).unwrap();
     let p = |s: &Scored| match s {
         Scored::Probabilities(p) => p.clone(),
-        Scored::Indeterminate => panic!("scored window came back indeterminate"),
+        other => panic!("scored window came back {other:?}"),
     };
     let (pa, pb) = (p(&scored[0]), p(&scored[1]));
     for probs in [&pa, &pb] {
@@ -79,11 +81,9 @@ fn scores_a_batch_and_gates_bad_windows() {
 fn wrong_input_size_is_a_clear_error() {
     let model = Model::load(&manifest(), 1).unwrap();
     let w = window(vec![0.0; 3], true);
-    match model.score(&[&w]) {
-        Err(ModelError::BadInput {
-            got: 3, want: 8, ..
-        }) => {}
-        other => panic!("expected BadInput, got {other:?}"),
+    match model.score(&[&w]).unwrap().as_slice() {
+        [Scored::Rejected(why)] => assert_eq!(why, "input has 3 values, model af-rr takes 8"),
+        other => panic!("expected a rejected window, got {other:?}"),
     }
 }
 
@@ -164,7 +164,7 @@ fn waveform_model_scores_12_lead_windows_in_shadow() {
                 assert_eq!(p.len(), 1);
                 assert!((0.0..=1.0).contains(&p[0]), "{p:?}");
             }
-            Scored::Indeterminate => panic!("good windows are scored"),
+            other => panic!("good windows are scored: {other:?}"),
         }
     }
     // Shadow: scored, never a finding.
@@ -175,12 +175,8 @@ fn waveform_model_scores_12_lead_windows_in_shadow() {
         w
     };
     assert!(matches!(
-        model.score(&[&wrong]),
-        Err(ModelError::BadInput {
-            got: 5000,
-            want: 60_000,
-            ..
-        })
+        model.score(&[&wrong]).unwrap().as_slice(),
+        [Scored::Rejected(why)] if why.contains("5000 values") && why.contains("takes 60000")
     ));
 }
 

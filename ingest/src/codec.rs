@@ -9,7 +9,8 @@
 use std::fmt;
 
 use ecg_types::{
-    DeviceId, DeviceTimeUs, Frame, Lead, NanovoltsPerCount, PatientId, SampleRate, StreamId,
+    DeviceId, DeviceTimeUs, Frame, Lead, NanovoltsPerCount, PatientId, PulseKind, PulseWave,
+    SampleRate, StreamId,
 };
 use prost::Message;
 use serde::{Deserialize, Serialize};
@@ -32,6 +33,20 @@ pub const MIN_T0_US: i64 = 946_684_800_000_000;
 pub const MAX_T0_US: i64 = 4_102_444_800_000_000;
 /// Largest scale accepted: 1 mV per count.
 pub const MAX_SCALE_NV: u32 = 1_000_000;
+/// Most pulsatile waveforms in one frame.
+pub const MAX_WAVEFORMS: usize = 4;
+/// Lowest and highest rate of a pulsatile waveform (Hz).
+pub const WAVEFORM_RATE_HZ: (u32, u32) = (10, 16_000);
+/// Arterial pressure accepted, mmHg (beyond it the transducer is not on an artery).
+pub const ABP_RANGE_MMHG: (f32, f32) = (-50.0, 400.0);
+/// Counts per unit a frame's waveforms are encoded with: 1/1000 NU for the
+/// plethysmogram, 1/100 mmHg for arterial pressure.
+pub fn waveform_encoding_scale(kind: PulseKind) -> f32 {
+    match kind {
+        PulseKind::Pleth => 0.001,
+        PulseKind::ArterialPressure => 0.01,
+    }
+}
 /// Content type of the protobuf form (Kafka header `content-type`).
 pub const CONTENT_TYPE_PROTOBUF: &str = "application/x-protobuf";
 /// Content type of the JSON form (Kafka header `content-type`).
@@ -71,6 +86,33 @@ pub mod pb {
         /// One entry per lead.
         #[prost(message, repeated, tag = "9")]
         pub channels: ::prost::alloc::vec::Vec<Channel>,
+        /// Pulsatile waveforms over the same time span (optional; a v1 extension
+        /// that readers without it skip).
+        #[prost(message, repeated, tag = "10")]
+        pub waveforms: ::prost::alloc::vec::Vec<Waveform>,
+    }
+
+    /// A pulsatile waveform (plethysmogram, arterial pressure).
+    #[derive(Clone, PartialEq, ::prost::Message)]
+    pub struct Waveform {
+        /// IEEE 11073-10101 code of the waveform.
+        #[prost(uint32, tag = "1")]
+        pub code: u32,
+        /// IEEE 11073-10101 unit code of the samples.
+        #[prost(uint32, tag = "2")]
+        pub unit: u32,
+        /// Its own sampling rate (Hz).
+        #[prost(uint32, tag = "3")]
+        pub sample_rate_hz: u32,
+        /// Units per count.
+        #[prost(float, tag = "4")]
+        pub scale: f32,
+        /// Units at count 0.
+        #[prost(float, tag = "5")]
+        pub offset: f32,
+        /// Integer samples (zig-zag varints, packed).
+        #[prost(sint32, repeated, tag = "6")]
+        pub samples: ::prost::alloc::vec::Vec<i32>,
     }
 
     /// The samples of one lead.
@@ -110,6 +152,28 @@ pub struct JsonFrame {
     pub scale_nv: u32,
     /// One entry per lead.
     pub channels: Vec<JsonChannel>,
+    /// Pulsatile waveforms over the same time span (optional).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub waveforms: Vec<JsonWaveform>,
+}
+
+/// A pulsatile waveform in the JSON form (the protobuf fields).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JsonWaveform {
+    /// IEEE 11073-10101 code: 150452 plethysmogram, 150036 arterial pressure.
+    pub code: u32,
+    /// IEEE 11073-10101 unit code: 512 (dimensionless) or 3872 (mmHg).
+    pub unit: u32,
+    /// Its own sampling rate (Hz).
+    pub sample_rate_hz: u32,
+    /// Units per count.
+    pub scale: f32,
+    /// Units at count 0.
+    #[serde(default)]
+    pub offset: f32,
+    /// Integer samples.
+    pub samples: Vec<i32>,
 }
 
 /// One lead in the JSON form.
@@ -160,6 +224,8 @@ pub enum Field {
     Lead,
     /// `channels[].samples`
     Samples,
+    /// `waveforms[]`
+    Waveforms,
 }
 
 impl Field {
@@ -177,6 +243,7 @@ impl Field {
             Field::Channels => "channels",
             Field::Lead => "channels.lead",
             Field::Samples => "channels.samples",
+            Field::Waveforms => "waveforms",
         }
     }
 }
@@ -233,12 +300,13 @@ impl DecodeError {
                 Field::Channels => "bad_lead_count",
                 Field::Lead => "bad_lead",
                 Field::Samples => "bad_samples",
+                Field::Waveforms => "bad_waveform",
             },
         }
     }
 
     /// Every label [`kind`](Self::kind) can return, for pre-registering metrics.
-    pub const KINDS: [&'static str; 13] = [
+    pub const KINDS: [&'static str; 14] = [
         "too_large",
         "unsupported_content_type",
         "undecodable",
@@ -252,6 +320,7 @@ impl DecodeError {
         "bad_lead_count",
         "bad_lead",
         "bad_samples",
+        "bad_waveform",
     ];
 }
 
@@ -362,6 +431,30 @@ pub fn to_pb(frame: &Frame) -> pb::Frame {
                 samples: frame.samples[i * n..(i + 1) * n].to_vec(),
             })
             .collect(),
+        waveforms: frame
+            .pulses
+            .iter()
+            .map(|p| {
+                let scale = waveform_encoding_scale(p.kind);
+                pb::Waveform {
+                    code: p.kind.mdc_code(),
+                    unit: p.kind.mdc_unit(),
+                    sample_rate_hz: p.sample_rate.0,
+                    scale,
+                    offset: 0.0,
+                    samples: p
+                        .samples
+                        .iter()
+                        .map(|&v| {
+                            (f64::from(v) / f64::from(scale))
+                                .round()
+                                .clamp(f64::from(i32::MIN), f64::from(i32::MAX))
+                                as i32
+                        })
+                        .collect(),
+                }
+            })
+            .collect(),
     }
 }
 
@@ -385,6 +478,18 @@ pub fn to_json(frame: &Frame) -> JsonFrame {
                 lead: JsonLead::Name(l.name().to_owned()),
                 lead_off: c.lead_off,
                 samples: c.samples,
+            })
+            .collect(),
+        waveforms: m
+            .waveforms
+            .into_iter()
+            .map(|w| JsonWaveform {
+                code: w.code,
+                unit: w.unit,
+                sample_rate_hz: w.sample_rate_hz,
+                scale: w.scale,
+                offset: w.offset,
+                samples: w.samples,
             })
             .collect(),
     }
@@ -420,6 +525,18 @@ fn json_to_pb(j: JsonFrame) -> Result<pb::Frame, DecodeError> {
         sample_rate_hz: j.sample_rate_hz,
         scale_nv: j.scale_nv,
         channels,
+        waveforms: j
+            .waveforms
+            .into_iter()
+            .map(|w| pb::Waveform {
+                code: w.code,
+                unit: w.unit,
+                sample_rate_hz: w.sample_rate_hz,
+                scale: w.scale,
+                offset: w.offset,
+                samples: w.samples,
+            })
+            .collect(),
     })
 }
 
@@ -450,8 +567,8 @@ pub fn validate(mut m: pb::Frame) -> Result<Frame, DecodeError> {
     })
 }
 
-/// A decoded frame message: its header fields (`header.channels` unused), its
-/// channels, and the samples of every channel in one lead-major vector.
+/// A decoded frame message: its header fields and waveforms (`header.channels`
+/// unused), its channels, and the samples of every channel in one lead-major vector.
 #[derive(Debug, Default)]
 struct Parts {
     header: pb::Frame,
@@ -608,7 +725,12 @@ fn parse_pb(bytes: &[u8]) -> Result<Option<Parts>, DecodeError> {
                     len: p.samples.len() - start,
                 });
             }
-            (1..=9, _) => return Err(wrong(tag)),
+            (10, 2) => {
+                let w = pb::Waveform::decode(delimited(&mut buf)?)
+                    .map_err(|e| DecodeError::Protobuf(e.to_string()))?;
+                p.header.waveforms.push(w);
+            }
+            (1..=10, _) => return Err(wrong(tag)),
             (_, wt) => skip(&mut buf, wt)?,
         }
     }
@@ -618,10 +740,11 @@ fn parse_pb(bytes: &[u8]) -> Result<Option<Parts>, DecodeError> {
 /// Applies every rule of wire format v1.
 fn validate_parts(parts: Parts) -> Result<Frame, DecodeError> {
     let Parts {
-        header: m,
+        header: mut m,
         channels,
         samples,
     } = parts;
+    let (waveforms, ecg_rate) = (std::mem::take(&mut m.waveforms), m.sample_rate_hz);
     match m.schema_version {
         SCHEMA_VERSION => {}
         0 => return Err(invalid(Field::SchemaVersion, "is missing (must be 1)")),
@@ -710,6 +833,7 @@ fn validate_parts(parts: Parts) -> Result<Frame, DecodeError> {
         leads.push(lead);
         lead_off.push(c.lead_off);
     }
+    let pulses = validate_waveforms(&waveforms, ecg_rate, n)?;
     Ok(Frame {
         stream,
         device,
@@ -721,5 +845,91 @@ fn validate_parts(parts: Parts) -> Result<Frame, DecodeError> {
         leads,
         lead_off,
         samples,
+        pulses,
     })
+}
+
+/// The frame's pulsatile waveforms, checked: a known code with its unit, a rate in
+/// range, a finite positive scale, exactly as many samples as the ECG's duration
+/// holds at the waveform's rate, each kind at most once, arterial pressure within
+/// [`ABP_RANGE_MMHG`].
+fn validate_waveforms(
+    waveforms: &[pb::Waveform],
+    ecg_rate_hz: u32,
+    n_ecg: usize,
+) -> Result<Vec<PulseWave>, DecodeError> {
+    let bad = |problem: String| invalid(Field::Waveforms, problem);
+    if waveforms.len() > MAX_WAVEFORMS {
+        return Err(bad(format!(
+            "has {} waveforms, more than {MAX_WAVEFORMS}",
+            waveforms.len()
+        )));
+    }
+    let mut out: Vec<PulseWave> = Vec::with_capacity(waveforms.len());
+    for (i, w) in waveforms.iter().enumerate() {
+        let kind = PulseKind::from_mdc_code(w.code).ok_or_else(|| {
+            bad(format!(
+                "[{i}] code {} is not a supported waveform (150452 plethysmogram, 150036 arterial pressure)",
+                w.code
+            ))
+        })?;
+        if out.iter().any(|p| p.kind == kind) {
+            return Err(bad(format!("[{i}] {kind} appears twice")));
+        }
+        if w.unit != kind.mdc_unit() {
+            return Err(bad(format!(
+                "[{i}] {kind} has unit code {}, expected {} ({})",
+                w.unit,
+                kind.mdc_unit(),
+                kind.unit()
+            )));
+        }
+        let (lo, hi) = WAVEFORM_RATE_HZ;
+        if !(lo..=hi).contains(&w.sample_rate_hz) {
+            return Err(bad(format!(
+                "[{i}] {kind} is at {} Hz, outside {lo}..={hi} Hz",
+                w.sample_rate_hz
+            )));
+        }
+        if !(w.scale.is_finite() && w.scale > 0.0 && w.offset.is_finite()) {
+            return Err(bad(format!(
+                "[{i}] {kind} has scale {} and offset {}: the scale must be finite and positive, the offset finite",
+                w.scale, w.offset
+            )));
+        }
+        let span = n_ecg as u64 * u64::from(w.sample_rate_hz);
+        let ecg_rate = u64::from(ecg_rate_hz.max(1));
+        let want = span / ecg_rate;
+        if !span.is_multiple_of(ecg_rate) || w.samples.len() as u64 != want {
+            return Err(bad(format!(
+                "[{i}] {kind} has {} samples; {n_ecg} ECG samples at {} Hz span {:.4} s, which must hold a whole number of samples at {} Hz",
+                w.samples.len(),
+                ecg_rate_hz,
+                n_ecg as f64 / ecg_rate as f64,
+                w.sample_rate_hz
+            )));
+        }
+        let samples: Vec<f32> = w
+            .samples
+            .iter()
+            .map(|&c| (f64::from(c) * f64::from(w.scale) + f64::from(w.offset)) as f32)
+            .collect();
+        if let Some(v) = samples.iter().find(|v| !v.is_finite()) {
+            return Err(bad(format!("[{i}] {kind} holds {v}")));
+        }
+        if kind == PulseKind::ArterialPressure {
+            let (lo, hi) = ABP_RANGE_MMHG;
+            if let Some(v) = samples.iter().find(|&&v| !(lo..=hi).contains(&v)) {
+                return Err(bad(format!(
+                    "[{i}] arterial pressure {v:.1} mmHg is outside {lo}..={hi} mmHg"
+                )));
+            }
+        }
+        out.push(PulseWave {
+            kind,
+            sample_rate: SampleRate(w.sample_rate_hz),
+            samples,
+        });
+    }
+    Ok(out)
 }

@@ -268,13 +268,14 @@ pub fn parse_header(text: &str, path: &Path) -> Result<Header, WfdbError> {
             (v > 0).then_some(v)
         }
     };
-    if lines.len() < nsig + 1 {
+    // `lines` holds the record line, so it is never empty; comparing against
+    // `lines.len() - 1` keeps a signal count like 2^64-1 from overflowing `nsig + 1`
+    // (and bounds the `Vec::with_capacity(nsig)` below by the header's own size).
+    let signal_lines = lines.len() - 1;
+    if signal_lines < nsig {
         return Err(herr(
             rec_line_no,
-            format!(
-                "header declares {nsig} signals but has {} signal lines",
-                lines.len() - 1
-            ),
+            format!("header declares {nsig} signals but has {signal_lines} signal lines"),
         ));
     }
     let mut signals = Vec::with_capacity(nsig);
@@ -387,11 +388,32 @@ fn parse_signal_line(l: &str) -> Result<SignalInfo, String> {
 }
 
 /// Reads a record: `path_without_ext` is the record path without `.hea` (e.g.
-/// `…/mitdb/100`); signal files are looked up next to the header.
+/// `…/mitdb/100`); signal files are looked up next to the header. A signal file
+/// name that leads outside the header's directory (absolute, or with `..`) is
+/// [`WfdbError::Unsupported`]: a header never makes the reader open other files.
 ///
 /// # Errors
 /// A [`WfdbError`] naming the file and the problem.
 pub fn read_record(path_without_ext: &Path) -> Result<Record, WfdbError> {
+    read_record_with(path_without_ext, |p| fs::read(p))
+}
+
+/// [`read_record`] with the files read by `read` (called with the header's path,
+/// then with each signal file's path) instead of from the file system: for records
+/// held in memory, archives, and the fuzzing campaigns (docs/fuzzing.md).
+///
+/// # Errors
+/// As [`read_record`]; an error of `read` is [`WfdbError::Io`] naming the file.
+pub fn read_record_with<F>(path_without_ext: &Path, mut read: F) -> Result<Record, WfdbError>
+where
+    F: FnMut(&Path) -> std::io::Result<Vec<u8>>,
+{
+    let mut read_bytes = |path: &Path| {
+        read(path).map_err(|source| WfdbError::Io {
+            path: path.to_path_buf(),
+            source,
+        })
+    };
     let hea = path_with_suffix(path_without_ext, ".hea");
     let bytes = read_bytes(&hea)?;
     let text = String::from_utf8_lossy(&bytes);
@@ -412,6 +434,12 @@ pub fn read_record(path_without_ext: &Path) -> Result<Record, WfdbError> {
     for file in &order {
         let idx = &groups[file];
         let path = dir.join(file);
+        if !inside_dir(file) {
+            return Err(WfdbError::Unsupported {
+                path,
+                what: format!("signal file {file:?} outside the record's directory"),
+            });
+        }
         let first = &header.signals[idx[0]];
         let format = first.format;
         if let Some(&bad) = idx.iter().find(|&&i| header.signals[i].format != format) {
@@ -444,10 +472,17 @@ pub fn read_record(path_without_ext: &Path) -> Result<Record, WfdbError> {
             path: path.clone(),
             msg: format!("byte offset {offset} beyond the end of the file"),
         })?;
-        let frame: usize = idx
+        // Checked: two signals of 2^63 samples per frame must not wrap to a frame of
+        // 0 samples (a division by zero below).
+        let frame = idx
             .iter()
-            .map(|&i| header.signals[i].samples_per_frame)
-            .sum();
+            .try_fold(0usize, |a, &i| {
+                a.checked_add(header.signals[i].samples_per_frame)
+            })
+            .ok_or_else(|| WfdbError::Signal {
+                path: path.clone(),
+                msg: "samples per frame of the file's signals add up past the address space".into(),
+            })?;
         let avail = samples_in_bytes(format, body.len()).ok_or_else(|| WfdbError::Unsupported {
             path: path.clone(),
             what: format!("signal format {format}"),
@@ -501,6 +536,15 @@ pub fn read_record(path_without_ext: &Path) -> Result<Record, WfdbError> {
         samples,
         comments: header.comments,
     })
+}
+
+/// True when a signal file name stays inside the header's directory: relative, and
+/// without `..` (WFDB names are plain file names, sometimes in a subdirectory).
+fn inside_dir(file: &str) -> bool {
+    use std::path::Component;
+    Path::new(file)
+        .components()
+        .all(|c| matches!(c, Component::Normal(_) | Component::CurDir))
 }
 
 /// Byte offset of the data of a MATLAB v4 file holding one int16 matrix.
@@ -736,7 +780,9 @@ pub fn parse_annotations(b: &[u8], path: &Path) -> Result<Vec<Annotation>, WfdbE
                     return Err(err(i, "truncated SKIP"));
                 };
                 let inc = ((u32::from(hi) << 16) | u32::from(lo)) as i32;
-                time += i64::from(inc);
+                time = time
+                    .checked_add(i64::from(inc))
+                    .ok_or_else(|| err(i, "annotation time overflow"))?;
                 i += 6;
             }
             NUM | SUB | CHN | AUX => {
@@ -772,7 +818,9 @@ pub fn parse_annotations(b: &[u8], path: &Path) -> Result<Vec<Annotation>, WfdbE
                 }
             }
             _ => {
-                time += i64::from(v);
+                time = time
+                    .checked_add(i64::from(v))
+                    .ok_or_else(|| err(i, "annotation time overflow"))?;
                 let sample = u64::try_from(time).map_err(|_| err(i, "negative annotation time"))?;
                 let code = a as u8;
                 out.push(Annotation {

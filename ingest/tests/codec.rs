@@ -22,6 +22,7 @@ fn frame() -> Frame {
         leads: vec![Lead::I, Lead::II, Lead::V1],
         lead_off: vec![false, true, false],
         samples: (0..750).map(|i| (i * 37 % 2001) - 1000).collect(),
+        pulses: Vec::new(),
     }
 }
 
@@ -237,6 +238,13 @@ fn proto_file_matches_prost_messages() {
         ("uint32 lead", 1),
         ("bool lead_off", 2),
         ("repeated sint32 samples", 3),
+        ("repeated Waveform waveforms", 10),
+        ("uint32 code", 1),
+        ("uint32 unit", 2),
+        ("uint32 sample_rate_hz", 3),
+        ("float scale", 4),
+        ("float offset", 5),
+        ("repeated sint32 samples", 6),
     ];
     for (decl, tag) in expected {
         assert!(
@@ -288,6 +296,7 @@ proptest! {
             sample_rate_hz: rate,
             scale_nv: scale,
             channels: leads.iter().map(|&l| pb::Channel { lead: l, lead_off: off, samples: vec![amp; n] }).collect(),
+            waveforms: Vec::new(),
         };
         for enc in [Encoding::Protobuf, Encoding::Json] {
             let bytes = match enc {
@@ -343,6 +352,7 @@ fn valid_pb() -> pb::Frame {
                 samples: (0..50).map(|k| (k * 37 - 900) * (i as i32 + 1)).collect(),
             })
             .collect(),
+        waveforms: Vec::new(),
     }
 }
 
@@ -436,4 +446,109 @@ proptest! {
             _ => prop_assert!(false, "prost {want:?} vs fast {got:?} on {b:?}"),
         }
     }
+}
+
+/// A frame with pulsatile waveforms: the plethysmogram at 125 Hz and arterial pressure
+/// at 250 Hz beside 250 Hz ECG.
+fn frame_with_pulses() -> Frame {
+    let mut f = frame();
+    f.pulses = vec![
+        ecg_types::PulseWave {
+            kind: ecg_types::PulseKind::Pleth,
+            sample_rate: SampleRate(125),
+            samples: (0..125).map(|i| (i as f32 * 0.05).sin() * 2.0).collect(),
+        },
+        ecg_types::PulseWave {
+            kind: ecg_types::PulseKind::ArterialPressure,
+            sample_rate: SampleRate(250),
+            samples: (0..250)
+                .map(|i| 80.0 + 40.0 * (i as f32 * 0.025).sin())
+                .collect(),
+        },
+    ];
+    f
+}
+
+#[test]
+fn pulsatile_waveforms_round_trip_in_both_encodings() {
+    let f = frame_with_pulses();
+    for enc in [Encoding::Protobuf, Encoding::Json] {
+        let got = codec::decode(&codec::encode(&f, enc), None).unwrap();
+        assert_eq!(got.samples, f.samples);
+        assert_eq!(got.pulses.len(), 2, "{enc:?}");
+        for (g, w) in got.pulses.iter().zip(&f.pulses) {
+            assert_eq!((g.kind, g.sample_rate), (w.kind, w.sample_rate));
+            let tol = codec::waveform_encoding_scale(w.kind) / 2.0 + 1e-4;
+            for (a, b) in g.samples.iter().zip(&w.samples) {
+                assert!((a - b).abs() <= tol, "{enc:?} {a} vs {b}");
+            }
+        }
+    }
+    // A reader that predates waveforms skips field 10: the same ECG frame.
+    let mut old = codec::to_pb(&f);
+    let bytes = old.encode_to_vec();
+    old.waveforms.clear();
+    let without = codec::decode(&old.encode_to_vec(), None).unwrap();
+    let with = codec::decode(&bytes, None).unwrap();
+    assert_eq!(with.samples, without.samples);
+    assert!(without.pulses.is_empty());
+}
+
+#[test]
+fn bad_waveforms_are_rejected_naming_the_field() {
+    type Edit = Box<dyn Fn(&mut pb::Waveform)>;
+    let cases: Vec<(Edit, &str)> = vec![
+        (Box::new(|w| w.code = 150_000), "not a supported waveform"),
+        (Box::new(|w| w.unit = 3872), "unit code 3872"),
+        (Box::new(|w| w.sample_rate_hz = 5), "outside 10..=16000"),
+        (
+            Box::new(|w| w.scale = 0.0),
+            "scale must be finite and positive",
+        ),
+        (
+            Box::new(|w| w.scale = f32::NAN),
+            "scale must be finite and positive",
+        ),
+        (
+            Box::new(|w| w.samples.pop().map(|_| ()).unwrap_or(())),
+            "has 124 samples",
+        ),
+        (Box::new(|w| w.sample_rate_hz = 100), "has 125 samples"),
+        (
+            Box::new(|w| w.sample_rate_hz = 333),
+            "whole number of samples",
+        ),
+    ];
+    for (edit, want) in cases {
+        let mut m = codec::to_pb(&frame_with_pulses());
+        edit(&mut m.waveforms[0]);
+        let e = err_of(m);
+        assert_eq!(e.kind(), "bad_waveform", "{e}");
+        assert!(e.to_string().contains(want), "{e} lacks {want:?}");
+        assert!(e.to_string().starts_with("field waveforms"), "{e}");
+    }
+    let mut m = codec::to_pb(&frame_with_pulses());
+    m.waveforms[1].samples[7] = 50_000; // 500 mmHg
+    assert!(err_of(m).to_string().contains("outside -50..=400 mmHg"));
+    let mut m = codec::to_pb(&frame_with_pulses());
+    let dup = m.waveforms[0].clone();
+    m.waveforms.push(dup);
+    assert!(err_of(m).to_string().contains("pleth appears twice"));
+}
+
+/// The JSON examples in docs/wire-format.md are valid frames as they stand.
+#[test]
+fn the_documented_json_examples_decode() {
+    let doc = include_str!("../../docs/wire-format.md");
+    let examples: Vec<&str> = doc
+        .split("```json")
+        .skip(1)
+        .filter_map(|b| b.split("```").next())
+        .collect();
+    assert_eq!(examples.len(), 2);
+    let plain = codec::decode(examples[0].as_bytes(), Some(codec::CONTENT_TYPE_JSON)).unwrap();
+    assert!(plain.pulses.is_empty());
+    let with = codec::decode(examples[1].as_bytes(), Some(codec::CONTENT_TYPE_JSON)).unwrap();
+    assert_eq!(with.pulses.len(), 2);
+    assert!((with.pulses[1].samples[0] - 81.2).abs() < 1e-3);
 }

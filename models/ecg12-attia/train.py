@@ -17,7 +17,9 @@ diagnostic SCP statement at all are left out (as in the PTB-XL benchmark).
 
 Output: ecg12_attia.onnx (input `ecg` float32 [batch, 12, 5000] in mV, leads
 I II III aVR aVL aVF V1-V6, 500 Hz; output `probability` float32 [batch, 1]) and
-heldout.json. Preprocessing (baseline removal and scaling) is inside the graph.
+heldout.json. Preprocessing (40 Hz low-pass decimating to 250 Hz, baseline removal and
+scaling) is inside the graph. The graph strides and pools early (version 0.2.0): ~16x
+the windows per core of 0.1.0, which ran its filters at 500 Hz (see MODEL_CARD.md).
 
 usage: train.py [--dev] [DATA_DIR] [OUTDIR]
   --dev     development run: train and report the validation fold only; the held-out
@@ -51,21 +53,29 @@ TEST_FOLD = 10
 PROXY_SUPERCLASSES = {"MI"}
 PROXY_CODES = {"LVH", "CLBBB"}
 
-# Architecture (Attia 2019 layout, widths sized for ~350 training records).
-TEMPORAL = [  # (filters, kernel along time, max-pool along time)
-    (8, 7, 4),
-    (8, 5, 2),
-    (16, 5, 2),
-    (16, 5, 4),
-    (32, 3, 2),
-    (32, 3, 2),
+# Architecture (Attia 2019 layout, widths sized for ~350 training records). The graph
+# first low-passes and decimates to 250 Hz (2500 samples); the first temporal block
+# strides, the others pool along time: 2500 -> 1250 -> 625 -> 312 -> 78 -> 39 -> 19.
+TEMPORAL = [  # (filters, kernel along time, stride along time, max-pool along time)
+    (8, 7, 2, 1),
+    (8, 5, 1, 2),
+    (16, 5, 1, 2),
+    (16, 5, 1, 4),
+    (32, 3, 1, 2),
+    (32, 3, 1, 2),
 ]
 SPATIAL_FILTERS = 32
 DENSE = [32, 16]
 DROPOUT = 0.5
-BASELINE_WINDOW = 501  # samples (1.0 s) moving-average baseline removal in-graph
 LOWPASS_HZ = 40.0  # in-graph linear-phase FIR low-pass (Hamming-windowed sinc)
 LOWPASS_TAPS = 51
+DECIMATE = 2  # the low-pass FIR runs at stride 2: 500 Hz in, 250 Hz on
+T_MODEL = N_SAMPLES // DECIMATE  # 2500 samples per lead inside the network
+# Baseline (in-graph): means over 0.1 s blocks (25 samples at 250 Hz), a moving average
+# of 11 blocks (1.1 s) over those, linearly interpolated back to 250 Hz. Costs ~0.2 adds
+# per sample where a 1 s moving average at 500 Hz cost 501.
+BASELINE_BLOCK = 25
+BASELINE_BLOCKS = 11
 
 EPOCHS = 30
 BATCH = 32
@@ -151,36 +161,48 @@ def build_model(scale):
     from torch import nn
 
     class Preprocess(nn.Module):
-        """mV in -> per lead: 40 Hz linear-phase low-pass, baseline (1 s moving average)
-        removed, divided by a fixed scale. Raw mV and the pipeline's monitor-filtered
-        mV (0.5-40 Hz) come out nearly the same."""
+        """mV in -> per lead: 40 Hz linear-phase low-pass decimated to 250 Hz, baseline
+        (1.1 s moving average over 0.1 s block means) removed, divided by a fixed scale.
+        Raw mV and the pipeline's monitor-filtered mV (0.5-40 Hz) come out nearly the
+        same."""
 
         def __init__(self, scale):
             super().__init__()
             self.register_buffer("inv_scale", torch.tensor(1.0 / scale, dtype=torch.float32))
-            self.register_buffer("fir", torch.from_numpy(lowpass_fir()).reshape(1, 1, 1, -1))
-            self.pool = nn.AvgPool2d((1, BASELINE_WINDOW), stride=1,
-                                     padding=(0, BASELINE_WINDOW // 2),
-                                     count_include_pad=False)
+            # One FIR per lead (a grouped convolution, leads as channels).
+            fir = torch.from_numpy(lowpass_fir()).reshape(1, 1, 1, -1)
+            self.register_buffer("fir", fir.repeat(len(LEADS), 1, 1, 1))
+            self.block = nn.AvgPool2d((1, BASELINE_BLOCK))
+            self.smooth = nn.AvgPool2d((1, BASELINE_BLOCKS), stride=1,
+                                       padding=(0, BASELINE_BLOCKS // 2),
+                                       count_include_pad=False)
 
         def forward(self, ecg):  # [B, 12, 5000]
-            x = ecg.unsqueeze(1)  # [B, 1, 12, 5000]: leads as height, time as width
-            x = nn.functional.conv2d(x, self.fir, padding=(0, LOWPASS_TAPS // 2))
-            return (x - self.pool(x)) * self.inv_scale
+            x = ecg.unsqueeze(2)  # [B, 12, 1, 5000]: leads as channels
+            x = nn.functional.conv2d(x, self.fir, stride=(1, DECIMATE),
+                                     padding=(0, LOWPASS_TAPS // 2),
+                                     groups=len(LEADS))  # [B, 12, 1, 2500]
+            base = self.smooth(self.block(x))  # [B, 12, 1, 100]
+            base = nn.functional.interpolate(base, size=(1, T_MODEL), mode="bilinear",
+                                             align_corners=False)
+            # [B, 1, 12, 2500]: leads as height, time as width
+            return ((x - base) * self.inv_scale).transpose(1, 2)
 
     class Attia2019(nn.Module):
         def __init__(self, scale):
             super().__init__()
             self.pre = Preprocess(scale)
-            blocks, cin, t = [], 1, N_SAMPLES
-            for filters, k, p in TEMPORAL:
+            blocks, cin, t = [], 1, T_MODEL
+            for filters, k, stride, p in TEMPORAL:
                 blocks += [
-                    nn.Conv2d(cin, filters, (1, k), padding=(0, k // 2), bias=False),
+                    nn.Conv2d(cin, filters, (1, k), stride=(1, stride), padding=(0, k // 2),
+                              bias=False),
                     nn.BatchNorm2d(filters),
                     nn.ReLU(),
-                    nn.MaxPool2d((1, p)),
                 ]
-                cin, t = filters, t // p
+                if p > 1:
+                    blocks.append(nn.MaxPool2d((1, p)))
+                cin, t = filters, (t + stride - 1) // stride // p
             self.temporal = nn.Sequential(*blocks)
             # Spatial block: one convolution whose kernel spans all 12 leads.
             self.spatial = nn.Sequential(
@@ -273,7 +295,7 @@ def augment(z, z_mon, rng, scale):
     out = np.empty_like(z)
     for i in range(len(z)):
         src = z_mon[i] if rng.random() < 0.5 else z[i]
-        shift = rng.integers(0, N_SAMPLES)
+        shift = rng.integers(0, T_MODEL)
         out[i] = np.roll(src, shift, axis=-1) * rng.uniform(0.8, 1.2)
     out += rng.normal(0, 0.01 / scale, out.shape).astype(np.float32)
     return out

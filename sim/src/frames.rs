@@ -84,6 +84,7 @@ impl FrameSource {
             leads,
             lead_off,
             samples,
+            pulses: Vec::new(),
         };
         self.seq += 1;
         frame

@@ -15,11 +15,13 @@
 //!    `o_nmad` / `o_dev20` that falls short of AF;
 //! 4. otherwise `N`.
 //!
-//! **Model** (`--model MANIFEST`): the `af_rr_v1` features of the first 30 s exactly
-//! as training computed them ([`super::stream_beats`], [`super::rr_before`],
-//! `af_features`), scored by the model; the label is the argmax. The model's own `~`
-//! class handles noise by default; `--quality-gate` also sends records whose first
-//! 30 s mostly fail the DSP quality gate to `~`.
+//! **Model** (`--model MANIFEST`, feature or waveform): the record's windows built
+//! by the pipeline's one model-input builder (`ecg_pipeline::inputs::record_inputs`:
+//! windows from the first sample every model hop, a record shorter than a window
+//! zero-padded), scored whatever the signal-quality gate says, the class
+//! probabilities averaged over the windows; the label is their argmax. The model's
+//! own `~` class handles noise by default; `--quality-gate` also sends records whose
+//! first window mostly fails the DSP quality gate to `~`.
 //!
 //! `--split heldout` keeps only the records the AF model held out from training
 //! (SHA-256 of the record name, as a big integer, mod 5 == 0; `models/af-rr/train.py`),
@@ -32,9 +34,9 @@ use std::path::{Path, PathBuf};
 use anyhow::Context as _;
 use ecg_dsp::rhythm::{af_features, rr_irregular_with};
 use ecg_dsp::stream::{DspConfig, DspEvent, RhythmWindow, StreamDsp};
-use ecg_types::{Condition, DeviceTimeUs, FindingStatus, Lead, PatientId, SampleRate, StreamId};
+use ecg_types::{Condition, FindingStatus, Lead, SampleRate};
 
-use super::{read_reference, record_names, rr_before, stream_beats};
+use super::{read_reference, record_names};
 
 /// Which records to classify.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -269,6 +271,11 @@ pub fn f1_scores(pairs: &[(&str, &str)]) -> (BTreeMap<&'static str, f64>, f64) {
     (out, mean)
 }
 
+/// A record's label from a model: the record's windows built by the pipeline's one
+/// model-input builder ([`ecg_pipeline::inputs::record_inputs`]: windows from the
+/// first sample every model hop, a short record zero-padded), each scored whatever
+/// the signal-quality gate says (the model has its own noise class), the class
+/// probabilities averaged over the windows; the label is their argmax.
 fn model_label(
     model: &ecg_inference::Model,
     sig: &[f32],
@@ -276,26 +283,35 @@ fn model_label(
     cfg: &DspConfig,
 ) -> anyhow::Result<&'static str> {
     let manifest = model.manifest();
-    let beats = stream_beats(sig, fs, cfg);
-    let end = ((f64::from(manifest.window_s) * f64::from(fs)) as u64).min(sig.len() as u64);
-    let rr = rr_before(&beats, end, fs);
-    let window = ecg_types::Window {
-        stream: StreamId::new("eval-af").context("stream id")?,
-        patient: PatientId::new("eval").context("patient id")?,
-        start: DeviceTimeUs(0),
-        end: DeviceTimeUs(SampleRate(fs).samples_to_us(end)),
-        sample_rate: SampleRate(fs),
-        leads: vec![Lead::II],
-        samples_mv: Vec::new(),
-        features: af_features(&rr).to_vec(),
-        rr_s: rr,
-        quality_ok: true,
-    };
-    let scored = model.score(&[&window])?;
-    let Some(ecg_inference::Scored::Probabilities(p)) = scored.first() else {
+    let hop_s = manifest.hop_s.unwrap_or(manifest.window_s);
+    let mut inputs = ecg_pipeline::inputs::record_inputs(
+        manifest,
+        hop_s,
+        SampleRate(fs),
+        &[record_lead(manifest)],
+        sig,
+        cfg,
+    )?;
+    for w in &mut inputs {
+        w.quality_ok = true;
+    }
+    let refs: Vec<&ecg_types::ModelInput> = inputs.iter().collect();
+    let scored = model.score(&refs)?;
+    let k = manifest.output.labels.len();
+    let mut mean = vec![0.0f64; k];
+    let mut scored_windows = 0usize;
+    for s in &scored {
+        if let ecg_inference::Scored::Probabilities(p) = s {
+            for (m, &v) in mean.iter_mut().zip(p.iter()) {
+                *m += f64::from(v);
+            }
+            scored_windows += 1;
+        }
+    }
+    if scored_windows == 0 {
         return Ok("~");
-    };
-    let best = p
+    }
+    let best = mean
         .iter()
         .enumerate()
         .max_by(|a, b| a.1.total_cmp(b.1))
@@ -306,6 +322,12 @@ fn model_label(
         Some("O") => "O",
         _ => "~",
     })
+}
+
+/// The lead a single-lead record is fed as: the model's first lead (a handheld
+/// recording is lead I).
+pub fn record_lead(manifest: &ecg_inference::Manifest) -> Lead {
+    manifest.input.leads.first().copied().unwrap_or(Lead::I)
 }
 
 /// Runs `eval af`.

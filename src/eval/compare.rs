@@ -277,6 +277,8 @@ mod tests {
             decision_support: true,
             shadow: version == "2",
             strip: None,
+            reason: None,
+            episode_start: None,
         }
     }
 

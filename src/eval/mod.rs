@@ -2,17 +2,18 @@
 
 pub mod af;
 pub mod compare;
+pub mod episodes;
+pub mod export;
 pub mod qrs;
 
-use std::io::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::Context as _;
 use clap::Subcommand;
-use ecg_dsp::rhythm::{af_features, rr_intervals, AF_FEATURES};
+use ecg_dsp::rhythm::rr_intervals;
 use ecg_dsp::stream::{DspConfig, DspEvent, StreamDsp};
 use ecg_inference::Manifest;
-use ecg_types::{DeviceTimeUs, Lead, PatientId, SampleRate, StreamId, Window};
+use ecg_types::{Lead, ModelInput, PatientId, SampleRate, StreamId};
 
 /// Evaluation subcommands.
 #[derive(Debug, Subcommand)]
@@ -23,20 +24,13 @@ pub enum EvalCommand {
     /// Rhythm class (N, A, O, ~) of every record of a CinC 2017-style folder, from RR
     /// irregularity or, with `--model`, from an AF model; scored against REFERENCE.csv.
     Af(af::AfArgs),
-    /// Writes the `af_rr_v1` feature vector of every record of a CinC 2017-style
-    /// folder (the training input of the bundled AF model), computed from the beats
-    /// of the streaming DSP chain exactly as the pipeline computes them.
-    AfFeatures {
-        /// Folder with `*.hea` records and optionally `REFERENCE.csv`.
-        #[arg(long)]
-        db: PathBuf,
-        /// Output CSV: `record,label,f0,…`.
-        #[arg(long)]
-        out: PathBuf,
-        /// Seconds of each record used (the model window).
-        #[arg(long, default_value_t = 30.0)]
-        window_s: f32,
-    },
+    /// Writes a model's inputs for every record of a folder (the training input of
+    /// the bundled models), built by the pipeline's one model-input builder.
+    ExportInputs(export::ExportArgs),
+    /// AF episodes of every WFDB record with rhythm annotations, found by the
+    /// pipeline's per-stream code and its AF episode tracker; `record,start_s,end_s`,
+    /// scored with the ANSI/AAMI EC57 episode and duration statistics.
+    AfEpisodes(episodes::EpisodesArgs),
 }
 
 /// Runs an evaluation subcommand.
@@ -47,7 +41,8 @@ pub fn run(cmd: EvalCommand) -> anyhow::Result<()> {
     match cmd {
         EvalCommand::Qrs(args) => qrs::run(&args),
         EvalCommand::Af(args) => af::run(&args),
-        EvalCommand::AfFeatures { db, out, window_s } => af_features_cmd(&db, &out, window_s),
+        EvalCommand::ExportInputs(args) => export::run(&args),
+        EvalCommand::AfEpisodes(args) => episodes::run(&args),
     }
 }
 
@@ -105,77 +100,32 @@ pub fn record_names(db: &Path) -> anyhow::Result<Vec<String>> {
     Ok(names)
 }
 
-fn af_features_cmd(db: &Path, out: &Path, window_s: f32) -> anyhow::Result<()> {
-    let reference = read_reference(db);
-    let cfg = DspConfig::default();
-    let mut w = std::io::BufWriter::new(
-        std::fs::File::create(out).with_context(|| format!("creating {}", out.display()))?,
-    );
-    let header: Vec<String> = (0..AF_FEATURES).map(|i| format!("f{i}")).collect();
-    writeln!(w, "record,label,n_rr,{}", header.join(","))?;
-    let names = record_names(db)?;
-    let mut n = 0usize;
-    for name in &names {
-        let rec = match ecg_ingest::wfdb::read_record(&db.join(name)) {
-            Ok(r) => r,
-            Err(e) => {
-                eprintln!("skipping {name}: {e}");
-                continue;
-            }
-        };
-        let fs = rec.fs.round() as u32;
-        let sig = rec.physical(0);
-        let beats = stream_beats(&sig, fs, &cfg);
-        let end = ((f64::from(window_s) * f64::from(fs)) as u64).min(sig.len() as u64);
-        let rr = rr_before(&beats, end, fs);
-        let f = af_features(&rr);
-        let label = reference.get(name).map(String::as_str).unwrap_or("");
-        let vals: Vec<String> = f.iter().map(|v| format!("{v:.6}")).collect();
-        writeln!(w, "{name},{label},{},{}", rr.len(), vals.join(","))?;
-        n += 1;
-    }
-    w.flush()?;
-    eprintln!(
-        "wrote features of {n} of {} records to {}",
-        names.len(),
-        out.display()
-    );
-    Ok(())
-}
-
 /// A window of simulated normal sinus rhythm shaped for `manifest`'s input, for
 /// `model check`.
 ///
 /// # Errors
 /// When the simulator rejects the configuration.
-pub fn synthetic_window(manifest: &Manifest) -> anyhow::Result<Window> {
+pub fn synthetic_window(manifest: &Manifest) -> anyhow::Result<ModelInput> {
     let input = &manifest.input;
     let (fs, leads) = match input.kind {
         ecg_inference::InputKind::AfRrV1 => (250u32, vec![Lead::II]),
         ecg_inference::InputKind::Waveform => (input.sample_rate_hz, input.leads.clone()),
     };
-    let n = (f64::from(manifest.window_s) * f64::from(fs)).round() as usize;
+    let n = SampleRate(fs).us_to_samples(ecg_types::seconds_to_us(f64::from(manifest.window_s)));
     let mut dev = ecg_sim::Device::new(ecg_sim::Preset::NormalSinus.config(1, fs, leads.clone()))
         .context("simulating a window")?;
-    let mut sig = Vec::with_capacity(n * leads.len());
-    dev.generate(n, &mut sig);
-    let lead0 = &sig[..n];
-    let beats = stream_beats(lead0, fs, &DspConfig::default());
-    let rr = rr_before(&beats, n as u64, fs);
-    let features = match input.kind {
-        ecg_inference::InputKind::AfRrV1 => af_features(&rr).to_vec(),
-        ecg_inference::InputKind::Waveform => Vec::new(),
-    };
-    Ok(Window {
-        stream: StreamId::new("model-check").context("stream id")?,
-        patient: PatientId::new("synthetic").context("patient id")?,
-        start: DeviceTimeUs(0),
-        end: DeviceTimeUs(SampleRate(fs).samples_to_us(n as u64)),
-        sample_rate: SampleRate(fs),
-        leads,
-        samples_mv: sig,
-        rr_s: rr,
-        features,
-        quality_ok: true,
-    })
+    let mut sig = Vec::with_capacity(n as usize * leads.len());
+    dev.generate(n as usize, &mut sig);
+    let inputs = ecg_pipeline::inputs::record_inputs(
+        manifest,
+        manifest.window_s,
+        SampleRate(fs),
+        &leads,
+        &sig,
+        &DspConfig::default(),
+    )?;
+    let mut w = inputs.into_iter().next().context("no window")?;
+    w.stream = StreamId::new("model-check").context("stream id")?;
+    w.patient = PatientId::new("synthetic").context("patient id")?;
+    Ok(w)
 }

@@ -7,6 +7,7 @@
     clippy::expect_used
 )]
 
+pub mod chaos;
 pub mod tansu;
 
 use std::collections::BTreeSet;
@@ -17,11 +18,11 @@ use std::time::Duration;
 
 use cardiostream::config::Config;
 use cardiostream::devices::Source;
-use cardiostream::pipeline::{Input, Processor};
 use cardiostream::telemetry::Metrics;
 use ecg_ingest::codec::{self, Encoding, CONTENT_TYPE_PROTOBUF};
 use ecg_ingest::kafka;
-use ecg_types::Finding;
+use ecg_pipeline::Processor;
+use ecg_types::{Finding, Position, SourceRecord};
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::{Header, Message, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -214,22 +215,25 @@ pub async fn send_all(p: &FutureProducer, topic: &str, msgs: &[Msg]) -> Vec<(i32
 /// The findings an offline [`Processor`] (same DSP settings and models as `cfg`) makes
 /// of the messages, in order; also the dead-letter kinds.
 pub fn offline(cfg: &Config, msgs: &[Msg]) -> (Vec<Finding>, Vec<&'static str>) {
-    let models = cardiostream::demo::load_models(&cfg.pipeline.models_dir, 1).unwrap();
+    let models = ecg_inference::load_models(&cfg.pipeline.models_dir, 1).unwrap();
     let mut p = Processor::new(
         cfg.pipeline.dsp.clone(),
         cfg.pipeline.model_hop_s,
         Arc::new(models),
-        Metrics::new(),
+        Metrics::new().pipeline,
     );
     let inputs = msgs
         .iter()
         .enumerate()
-        .map(|(i, m)| Input {
+        .map(|(i, m)| SourceRecord {
             payload: m.payload.clone(),
+            key: Some(m.key.as_bytes().to_vec()),
             content_type: m.content_type.map(str::to_owned),
             topic: "offline".into(),
-            partition: 0,
-            offset: i as i64,
+            position: Position {
+                partition: 0,
+                offset: i as i64,
+            },
             timestamp_us: None,
         })
         .collect();

@@ -62,6 +62,12 @@ pub struct Broker {
 impl Broker {
     /// Starts a broker, or prints why not and returns `None` when `tansu` is not installed.
     pub fn start() -> Option<Broker> {
+        Self::start_advertising(None)
+    }
+
+    /// [`Broker::start`], advertising `advertised` (`host:port`, e.g. a proxy in
+    /// front of it: tests/chaos_broker.rs) to clients instead of its own address.
+    pub fn start_advertising(advertised: Option<&str>) -> Option<Broker> {
         let Some(bin) = binary() else {
             println!("skipping: tansu not installed (scripts/test.sh installs it)");
             return None;
@@ -74,10 +80,11 @@ impl Broker {
             let log = dir.path().join(format!("tansu-{attempt}.log"));
             let out = std::fs::File::create(&log).expect("log file");
             let url = format!("tcp://127.0.0.1:{port}");
+            let advertised_url = advertised.map_or_else(|| url.clone(), |a| format!("tcp://{a}"));
             let child = Command::new(&bin)
                 .arg("broker")
                 .args(["--listener-url", &url])
-                .args(["--advertised-listener-url", &url])
+                .args(["--advertised-listener-url", &advertised_url])
                 .args(["--storage-engine", "memory://tansu/"])
                 .args(["--cluster-id", "cardiostream-test"])
                 .env_remove("LISTENER_URL")

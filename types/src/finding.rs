@@ -181,6 +181,15 @@ pub struct Finding {
     /// absent/indeterminate findings and on technical ones).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub strip: Option<Box<Strip>>,
+    /// Why, in words: what an indeterminate finding could not decide on (poor signal,
+    /// a model that failed on the window), or the evidence behind a present one.
+    /// Never carries sample data or identifiers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// For an episode condition (atrial fibrillation) while an episode is open: when
+    /// it began (device time), so every finding of the episode dates its onset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub episode_start: Option<DeviceTimeUs>,
 }
 
 /// A short excerpt of one lead behind a finding: what a monitor prints as a rhythm strip.
@@ -197,6 +206,66 @@ pub struct Strip {
 }
 
 impl Finding {
+    /// A finding about the window `[window_start, window_end)` of `stream`, its
+    /// idempotency key derived from stream, source, condition and window start
+    /// ([`Finding::make_key`]). Model findings are decision support; no score, value,
+    /// strip or reason yet (see the `with_*` methods).
+    pub fn new(
+        stream: StreamId,
+        patient: PatientId,
+        source: FindingSource,
+        condition: Condition,
+        status: FindingStatus,
+        window_start: DeviceTimeUs,
+        window_end: DeviceTimeUs,
+    ) -> Finding {
+        Finding {
+            key: Finding::make_key(&stream, &source, condition, window_start),
+            decision_support: matches!(source, FindingSource::Model { .. }),
+            stream,
+            patient,
+            source,
+            condition,
+            status,
+            window_start,
+            window_end,
+            score: None,
+            value: None,
+            shadow: false,
+            strip: None,
+            reason: None,
+            episode_start: None,
+        }
+    }
+
+    /// The same with this measured value.
+    #[must_use]
+    pub fn with_value(mut self, value: Option<f32>) -> Finding {
+        self.value = value;
+        self
+    }
+
+    /// The same with this model probability.
+    #[must_use]
+    pub fn with_score(mut self, score: Option<f32>) -> Finding {
+        self.score = score;
+        self
+    }
+
+    /// The same with this reason.
+    #[must_use]
+    pub fn with_reason(mut self, reason: impl Into<String>) -> Finding {
+        self.reason = Some(reason.into());
+        self
+    }
+
+    /// The same, from a model in shadow mode when `shadow`.
+    #[must_use]
+    pub fn with_shadow(mut self, shadow: bool) -> Finding {
+        self.shadow = shadow;
+        self
+    }
+
     /// Builds the idempotency key for a finding.
     pub fn make_key(
         stream: &StreamId,

@@ -1,6 +1,8 @@
 use serde::{Deserialize, Serialize};
 
-use crate::{DeviceId, DeviceTimeUs, Lead, NanovoltsPerCount, PatientId, SampleRate, StreamId};
+use crate::{
+    DeviceId, DeviceTimeUs, Lead, NanovoltsPerCount, PatientId, PulseKind, SampleRate, StreamId,
+};
 
 /// A block of consecutive samples from one device stream, as validated by the ingest
 /// codec. All leads share the sample clock; `samples` is lead-major: lead `l`'s samples
@@ -27,6 +29,22 @@ pub struct Frame {
     pub lead_off: Vec<bool>,
     /// Integer samples, lead-major.
     pub samples: Vec<i32>,
+    /// Pulsatile waveforms recorded over the same time span (plethysmogram, arterial
+    /// pressure), each at its own rate; empty for ECG-only devices.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pulses: Vec<PulseWave>,
+}
+
+/// A pulsatile waveform over a frame's time span, in its physical unit
+/// ([`PulseKind::unit`]): `samples.len() / sample_rate` equals the ECG's duration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PulseWave {
+    /// Plethysmogram or arterial pressure.
+    pub kind: PulseKind,
+    /// Its own sampling rate.
+    pub sample_rate: SampleRate,
+    /// Samples in the kind's unit (NU, mmHg).
+    pub samples: Vec<f32>,
 }
 
 impl Frame {

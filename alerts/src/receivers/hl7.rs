@@ -182,6 +182,21 @@ async fn exchange(addr: &str, frame: &[u8]) -> Result<Vec<u8>, String> {
     }
 }
 
+/// What an ACK (an unframed MLLP message) means for the message with `control_id`:
+/// `Ok(())` when it accepts it, `Err((retry, reason))` otherwise, `retry` telling
+/// whether sending again may help. The receiver's own parser, public for the fuzzing
+/// campaign (docs/fuzzing.md) and for peers' conformance tests.
+///
+/// # Errors
+/// The ACK rejects the message, is for another control id or cannot be read.
+pub fn ack_outcome(ack: &[u8], control_id: &str) -> Result<(), (bool, String)> {
+    match judge_ack(ack, control_id) {
+        Attempt::Done => Ok(()),
+        Attempt::Retry(why, _) => Err((true, why)),
+        Attempt::Fail(why) => Err((false, why)),
+    }
+}
+
 /// Decides what an ACK means for the message with `control_id`.
 fn judge_ack(ack: &[u8], control_id: &str) -> Attempt {
     let text = String::from_utf8_lossy(ack);

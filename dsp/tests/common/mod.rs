@@ -41,3 +41,4 @@ pub(crate) const QRS_TUNING: [&str; 13] = [
 ];
 
 pub(crate) mod cinc2015;
+pub(crate) mod nst;

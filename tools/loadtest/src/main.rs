@@ -1,8 +1,12 @@
-//! End-to-end load test (issue #7, item 5): the largest number of simulated patients
-//! the real deployables sustain on this machine. Results and how to read them:
-//! docs/performance.md, "End-to-end load test (issue #7)".
+//! End-to-end load test: the largest number of simulated patients the real
+//! deployables sustain on this machine, and the pipeline's capacity per core of its
+//! CPU against the bare DSP chain's on the same streams. Results and how to read
+//! them: docs/performance.md, "End-to-end load test".
 //!
-//! `cargo bench --bench loadtest -- [options]`:
+//! A tool, not a benchmark: `scripts/loadtest.sh [options]` (builds the
+//! `cardiostream` binary and this tool in release mode, then runs it), or
+//! `cargo run --release -p cardiostream-loadtest -- [options]` after
+//! `cargo build --release --bin cardiostream`. Options:
 //! `--patients 500,1000,2000,3000,3500` (the ramp), `--pipelines K` (default 1),
 //! `--partitions P` (default 4), `--warmup S` (default 40), `--measure S` (default 60),
 //! `--fetch-wait-ms W` (consumers' `fetch.wait.max.ms`, default 10: the documented
@@ -18,9 +22,8 @@
 //!    topics: frames (P partitions), findings, dead letters, alerts;
 //! 2. K `cardiostream pipeline` processes (one consumer group) and one
 //!    `cardiostream alerts` process (SQLite store in a temp dir), children of the
-//!    binary cargo built for this bench (`CARGO_BIN_EXE_cardiostream`, release
-//!    profile under `cargo bench`), configs written to the temp dir; waits until the
-//!    group owns all P partitions;
+//!    `cardiostream` binary beside this tool (`--exe PATH` to choose another),
+//!    configs written to the temp dir; waits until the group owns all P partitions;
 //! 3. the load generator, in this process: N patients, each 12 leads at 500 Hz in
 //!    200 ms frames (wire format v1, protobuf, key = stream id), replaying one of the
 //!    rhythms of `demo::PATIENT_MIX` (60 s of signal per rhythm simulated once with
@@ -54,14 +57,21 @@
 //! that held is reported.
 //! A table is printed and a JSON line appended to `target/loadtest.json`.
 //!
-//! Without `--bench` (e.g. `cargo test --all-targets`) it prints that it did not run:
-//! a step takes minutes and the whole machine.
+//! **Capacity per core, as a ratio measured in the same run.** Before the ramp the
+//! tool runs the bare DSP chain the analyzer runs per stream (`StreamDsp` on the same
+//! simulated 12-lead 500 Hz streams, in 200 ms blocks, one thread) and reports
+//! patients per core of it. Each step reports patients per core of pipeline CPU
+//! (N / pipeline CPU in cores) and the ratio of the two: what the whole pipeline
+//! (Kafka client, decode, sequencing, DSP, model inputs, scoring, publishing) costs
+//! per patient relative to its DSP alone. Machines of this kind differ by up to
+//! 2.5x in speed; the ratio does not.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
 #[allow(dead_code)]
+#[path = "../../../benches/support/mod.rs"]
 mod support;
 #[allow(dead_code)]
-#[path = "../tests/support/tansu.rs"]
+#[path = "../../../tests/support/tansu.rs"]
 mod tansu;
 
 use std::path::{Path, PathBuf};
@@ -116,8 +126,8 @@ struct Args {
     p99_limit_s: f64,
     skip_models: Vec<String>,
     no_stop: bool,
-    #[serde(skip)]
-    bench: bool,
+    /// The `cardiostream` binary the deployables run as.
+    exe: PathBuf,
 }
 
 fn parse_args() -> Args {
@@ -133,7 +143,10 @@ fn parse_args() -> Args {
         p99_limit_s: P99_TARGET_S,
         skip_models: Vec::new(),
         no_stop: false,
-        bench: false,
+        exe: std::env::current_exe()
+            .ok()
+            .and_then(|p| p.parent().map(|d| d.join("cardiostream")))
+            .unwrap_or_else(|| PathBuf::from("target/release/cardiostream")),
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -143,8 +156,8 @@ fn parse_args() -> Args {
                 .unwrap_or_else(|_| panic!("{name}: a whole number, not {v:?}"))
         };
         match arg.as_str() {
-            "--bench" => a.bench = true,
             "--no-stop" => a.no_stop = true,
+            "--exe" => a.exe = PathBuf::from(value("--exe")),
             "--patients" => {
                 a.patients = value("--patients")
                     .split(',')
@@ -170,8 +183,9 @@ fn parse_args() -> Args {
                     .parse()
                     .unwrap_or_else(|_| panic!("--p99-limit: seconds, not {v:?}"));
             }
-            // Filters and flags cargo or libtest conventions may pass: ignored.
-            _ => {}
+            other => panic!(
+                "unknown option {other:?} (see the doc comment of tools/loadtest/src/main.rs)"
+            ),
         }
     }
     assert!(
@@ -187,18 +201,16 @@ fn parse_args() -> Args {
 
 fn main() {
     let args = parse_args();
-    if !args.bench {
-        println!(
-            "loadtest: not run without --bench (each step takes minutes and the whole \
-             machine): cargo bench --bench loadtest"
-        );
-        return;
-    }
     if tansu::binary().is_none() {
         println!("loadtest: not run (tansu not installed; scripts/test.sh installs it)");
         return;
     }
-    let exe = PathBuf::from(env!("CARGO_BIN_EXE_cardiostream"));
+    let exe = args.exe.clone();
+    assert!(
+        exe.is_file(),
+        "{} does not exist: cargo build --release --bin cardiostream (or --exe PATH)",
+        exe.display()
+    );
     let version = tansu::binary()
         .and_then(|b| Command::new(b).arg("--version").output().ok())
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
@@ -237,11 +249,16 @@ fn main() {
         PRESET_FRAMES / FRAMES_PER_S,
         t.elapsed().as_secs_f64()
     );
+    let dsp_patients_per_core = presets.bare_chain_patients_per_core();
+    println!(
+        "bare DSP chain (StreamDsp, the same streams, one thread): {dsp_patients_per_core:.0} patients per core = {:.1} M samples/s",
+        dsp_patients_per_core * (LEADS * SAMPLE_RATE as usize) as f64 / 1e6
+    );
 
     let mut steps: Vec<Step> = Vec::new();
     for &n in &args.patients {
         println!("\n== {n} patients");
-        let step = run_step(&args, &exe, &presets, n);
+        let step = run_step(&args, &exe, &presets, n, dsp_patients_per_core);
         print_step(&step);
         let held = step.held;
         steps.push(step);
@@ -269,7 +286,8 @@ fn main() {
         None => println!("no step held"),
     }
     let line = serde_json::json!({
-        "bench": "loadtest",
+        "tool": "loadtest",
+        "dsp_patients_per_core": dsp_patients_per_core,
         "broker": version,
         "args": args,
         "largest_patients_held": largest,
@@ -320,6 +338,38 @@ impl Presets {
             })
             .collect();
         Presets { kinds, frames }
+    }
+
+    /// Patients per core of the bare DSP chain the analyzer runs per stream:
+    /// `StreamDsp::push` over every preset's 60 s in 200 ms blocks, repeated for at
+    /// least 3 s of one thread's CPU; a patient is one 12-lead 500 Hz stream.
+    fn bare_chain_patients_per_core(&self) -> f64 {
+        let blocks: Vec<Vec<Vec<f32>>> = self
+            .frames
+            .iter()
+            .map(|fs| {
+                fs.iter()
+                    .map(|f| f.samples.iter().map(|&c| f.scale.to_mv(c)).collect())
+                    .collect()
+            })
+            .collect();
+        let cfg = ecg_dsp::stream::DspConfig::default();
+        let lead_off = [false; LEADS];
+        let started = Instant::now();
+        let mut samples = 0u64;
+        let mut events = Vec::new();
+        while started.elapsed() < Duration::from_secs(3) {
+            for stream in &blocks {
+                let mut dsp = ecg_dsp::StreamDsp::new(&cfg, SAMPLE_RATE, LEADS);
+                for b in stream {
+                    events.clear();
+                    dsp.push(std::hint::black_box(b), &lead_off, &mut events);
+                    samples += b.len() as u64;
+                }
+            }
+        }
+        let per_s = samples as f64 / started.elapsed().as_secs_f64();
+        per_s / (LEADS * SAMPLE_RATE as usize) as f64
     }
 
     /// The rhythm of patient `i` (the demo's mix, in turn).
@@ -605,6 +655,10 @@ struct Step {
     backpressure_pauses: f64,
     rebalances_while_generating: f64,
     usage: Vec<Usage>,
+    /// Patients per core of pipeline CPU (all pipeline processes).
+    pipeline_patients_per_core: f64,
+    /// That over the bare DSP chain's patients per core (same run, same streams).
+    capacity_ratio: f64,
 }
 
 /// What the scrapes of every pipeline add up to at one moment.
@@ -676,7 +730,13 @@ fn snapshot(pipelines: &[Proc]) -> Snapshot {
     s
 }
 
-fn run_step(args: &Args, exe: &Path, presets: &Arc<Presets>, n: usize) -> Step {
+fn run_step(
+    args: &Args,
+    exe: &Path,
+    presets: &Arc<Presets>,
+    n: usize,
+    dsp_patients_per_core: f64,
+) -> Step {
     let broker = tansu::Broker::start().expect("tansu");
     let bootstrap = broker.bootstrap();
     let tansu_pid = support::pid_by_cmdline(&format!("--listener-url tcp://{bootstrap}"));
@@ -899,6 +959,16 @@ fn run_step(args: &Args, exe: &Path, presets: &Arc<Presets>, n: usize) -> Step {
     if failed > 0 {
         reasons.push(format!("{failed} frames not produced"));
     }
+    let pipeline_cores: f64 = usage
+        .iter()
+        .filter(|u| u.component.starts_with("pipeline"))
+        .map(|u| u.cpu_percent / 100.0)
+        .sum();
+    let pipeline_patients_per_core = if pipeline_cores > 0.0 {
+        n as f64 / pipeline_cores
+    } else {
+        f64::NAN
+    };
     Step {
         patients: n,
         samples_per_s: n * LEADS * SAMPLE_RATE as usize,
@@ -929,6 +999,8 @@ fn run_step(args: &Args, exe: &Path, presets: &Arc<Presets>, n: usize) -> Step {
         backpressure_pauses: snap_b.pauses,
         rebalances_while_generating: snap_b.rebalances - rebalances_before,
         usage,
+        pipeline_patients_per_core,
+        capacity_ratio: pipeline_patients_per_core / dsp_patients_per_core,
     }
 }
 
@@ -1007,10 +1079,18 @@ fn print_step(s: &Step) {
     );
     for u in &s.usage {
         println!(
-            "    {:<12} cpu {:>6.1} %  peak RSS {:>8.1} MB",
-            u.component, u.cpu_percent, u.peak_rss_mb
+            "    {:<12} cpu {:>6.1} %  peak RSS {:>8.1} MB  (per 1,000 patients: {:.1} % cpu, {:.0} MB)",
+            u.component,
+            u.cpu_percent,
+            u.peak_rss_mb,
+            u.cpu_percent * 1000.0 / s.patients as f64,
+            u.peak_rss_mb * 1000.0 / s.patients as f64
         );
     }
+    println!(
+        "    pipeline capacity: {:.0} patients per core of pipeline CPU; {:.2} of the bare DSP chain's",
+        s.pipeline_patients_per_core, s.capacity_ratio
+    );
 }
 
 fn print_table(steps: &[Step]) {

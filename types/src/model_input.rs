@@ -2,10 +2,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::{DeviceTimeUs, Lead, PatientId, SampleRate, StreamId};
 
-/// A model-ready stretch of filtered signal cut by the DSP stage for one model
-/// contract, with the beats found in it and the quality verdict that gates scoring.
+/// What a model scores: one window of one stream cut to a model's contract by the
+/// analyzer's one model-input builder — the raw signal of the model's leads resampled
+/// to its rate (models do their own filtering, in their graphs), or per-window
+/// features — with the quality verdict that gates scoring. The analyzer → scorer hop.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Window {
+pub struct ModelInput {
     /// The stream it was cut from.
     pub stream: StreamId,
     /// The pseudonymous patient.
@@ -18,7 +20,7 @@ pub struct Window {
     pub sample_rate: SampleRate,
     /// Leads in model order.
     pub leads: Vec<Lead>,
-    /// Filtered samples in millivolts, lead-major.
+    /// Raw (unfiltered) samples in millivolts, lead-major, at `sample_rate`.
     pub samples_mv: Vec<f32>,
     /// RR intervals (seconds) between consecutive beats detected in the window.
     pub rr_s: Vec<f32>,

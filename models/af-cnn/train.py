@@ -1,0 +1,716 @@
+#!/usr/bin/env python3
+"""Train and export `af-cnn`: a compact 1-D CNN that reads the single-lead ECG waveform
+of a 30 s window and classifies its rhythm as N (normal), A (atrial fibrillation),
+O (other rhythm) or ~ (too noisy).
+
+Data: the PhysioNet/CinC Challenge 2017 records in ../shared/data (AliveCor handheld,
+single lead, 300 Hz, 9-61 s, WFDB `.hea` + `.mat` format 16, labels in REFERENCE.csv).
+
+Split (the same as models/af-rr, so the figures compare):
+  held out   sha256(name) % 5 == 0                   1,218 records, scored once at the end
+  validation sha256(name) % 5 != 0, (h // 5) % 6 == 0  every choice: epoch, class offsets,
+                                                       AF finding threshold
+  train      the rest                                 fitting only
+Nothing about the held-out records is used for fitting or any choice; `--dev` trains and
+reports the validation part only and writes nothing.
+
+Input contract (what the pipeline builds, see MODEL_CARD.md): ONNX input `ecg` float32
+[batch, 1, 30*R] with R = 125 Hz, the RAW lead in mV (DC offset and amplitude free),
+a record shorter than 30 s zero-padded at the end. All preprocessing is inside the
+graph: the first convolution has no zero padding and its kernels are constrained to sum to
+zero (it cannot see a DC offset, and barely sees baseline wander), and its output is
+divided by its own mean absolute value over the window (so the model is invariant to
+amplitude scale).
+Output `probabilities` float32 [batch, 4], softmax over N, A, O, ~.
+Whole record: 30 s windows starting at 0, HOP_S apart, each ending inside the record
+(one zero-padded window for a shorter record); the mean of the windows' probabilities,
+argmax for the label.
+
+Where the inputs come from: `load_records()` resamples the 300 Hz records with
+scipy.signal.resample_poly (up 5, down 12). `--inputs FILE` instead reads the inputs the
+Rust pipeline's model-input builder wrote (`cardiostream eval export-inputs`, once it
+exists; see `load_export`), so that training, evaluation and serving share one builder.
+
+usage: train.py [--dev] [--checkpoint FILE | --from-checkpoint FILE] [--inputs FILE]
+                [--data DIR] [--out DIR] [--epochs N]
+  --dev   train, make every choice on the validation part, print; the held-out part is
+          not scored and nothing is written to --out
+  --checkpoint FILE       save the trained model and its validation choices (outside the
+                          repository), e.g. with --dev
+  --from-checkpoint FILE  skip training: export that model, then score the held-out part
+                          once (what the shipped af_cnn.onnx and heldout.json came from)
+  --data  folder holding cinc2017/ (default: $CARDIOSTREAM_DATA, else the output of
+          ../shared/data/unpack)
+  --out   where to write af_cnn.onnx and heldout.json (default: this script's folder)
+Needs torch, numpy, scipy, onnx, onnxruntime, onnxscript (requirements.txt).
+Deterministic: fixed seeds, deterministic torch algorithms, 1 CPU thread.
+"""
+import argparse
+import hashlib
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+CLASSES = ["N", "A", "O", "~"]
+SEED = 20170217
+FS_IN = 300
+R = 125  # model sample rate, Hz
+UP, DOWN = 5, 12  # 300 Hz -> 125 Hz
+WIN_S = 30
+W = WIN_S * R  # 3750 samples
+HOP_S = 10
+MIN_CROP_S = 9  # shortest record in CinC 2017
+
+# Architecture: (out channels, kernel, conv stride, max-pool after). Stride early, no
+# pooling (a strided convolution costs half of a convolution followed by a pool):
+# 3750 samples -> 935 -> 468 -> 234 -> 117 -> 59 -> 30 -> 30 steps (~1 s each).
+BLOCKS = [
+    (16, 11, 4, 1),
+    (24, 5, 2, 1),
+    (32, 5, 2, 1),
+    (48, 5, 2, 1),
+    (64, 3, 2, 1),
+    (64, 3, 2, 1),
+    (64, 3, 1, 1),
+]
+TAPS = (3, 6)  # blocks whose outputs are pooled into the head (117 and 30 steps)
+# Autocorrelation pooling: at block AUTOCORR_TAP's output (234 steps of 0.128 s), each
+# feature's autocorrelation over the window at lags 1..AUTOCORR_LAGS (up to 3.1 s). A
+# regular rhythm shows a peak at the RR interval (and bigeminy at two), atrial
+# fibrillation a flat, decaying curve: rhythm regularity, read from the waveform.
+AUTOCORR_TAP = 2
+AUTOCORR_LAGS = 24
+AUTOCORR_CHANNELS = 8  # a 1x1 convolution first projects the tap to this many features
+HEAD = 32
+DROPOUT = 0.3
+NORM_EPS = 1e-5  # mV-scale epsilon of the in-graph amplitude normalisation
+
+EPOCHS = 50
+BATCH = 64
+LR = 3e-3
+WEIGHT_DECAY = 1e-3
+LABEL_SMOOTHING = 0.05
+CLASS_WEIGHT_POWER = 0.5  # loss weight (n / n_c) ** power
+BOOTSTRAP = 2000
+# One thread: on this shared 2-core machine two torch threads ran a training step 10-20x
+# slower than one (OpenMP workers spinning against other jobs), and one keeps it exact.
+THREADS = 1
+
+
+def name_hash(name):
+    return int(hashlib.sha256(name.encode()).hexdigest(), 16)
+
+
+def heldout(name):
+    return name_hash(name) % 5 == 0
+
+
+def validation(name):
+    h = name_hash(name)
+    return h % 5 != 0 and (h // 5) % 6 == 0
+
+
+def data_dir_default():
+    env = os.environ.get("CARDIOSTREAM_DATA")
+    if env:
+        return env
+    here = os.path.dirname(os.path.abspath(__file__))
+    unpack = os.path.join(here, "..", "..", "..", "shared", "data", "unpack")
+    return subprocess.check_output([unpack], text=True).strip()
+
+
+def read_wfdb_mat(path_no_ext):
+    """One-signal WFDB record with a MATLAB v4 `.mat` signal file (format 16): returns
+    (fs, mV). Parses the header instead of needing the wfdb package."""
+    with open(path_no_ext + ".hea") as f:
+        lines = [ln.split() for ln in f if ln.strip() and not ln.startswith("#")]
+    fs = float(lines[0][2])
+    n = int(lines[0][3])
+    sig = lines[1]
+    fname, fmt = sig[0], sig[1]
+    fmt, _, offset = fmt.partition("+")
+    assert fmt == "16", f"{path_no_ext}: format {fmt}"
+    gain = float(sig[2].split("/")[0].split("(")[0])
+    baseline = int(sig[4]) if len(sig) > 4 else 0
+    adc_zero = baseline
+    if "(" in sig[2]:
+        adc_zero = int(sig[2].split("(")[1].split(")")[0])
+    raw = np.fromfile(os.path.join(os.path.dirname(path_no_ext), fname), dtype="<i2",
+                      count=n, offset=int(offset or 0))
+    assert len(raw) == n, path_no_ext
+    return fs, (raw.astype(np.float64) - adc_zero) / gain
+
+
+def load_records(root, cache_dir="/tmp"):
+    """name -> (label index, float32 signal in mV at R Hz), resampled from 300 Hz with
+    scipy.signal.resample_poly. Cached as an .npz keyed by R."""
+    from scipy.signal import resample_poly
+
+    db = os.path.join(root, "cinc2017")
+    cache = os.path.join(cache_dir, f"af_cnn_cinc2017_{R}hz.npz")
+    labels = {}
+    with open(os.path.join(db, "REFERENCE.csv")) as f:
+        for line in f:
+            name, lab = line.strip().split(",")
+            labels[name] = CLASSES.index(lab)
+    names = sorted(labels)
+    if os.path.exists(cache):
+        z = np.load(cache)
+        if list(z["names"]) == names:
+            sig = np.split(z["samples"], np.cumsum(z["lengths"])[:-1])
+            return names, np.array([labels[n] for n in names]), sig
+    sig = []
+    for name in names:
+        fs, x = read_wfdb_mat(os.path.join(db, name))
+        assert fs == FS_IN, name
+        sig.append(resample_poly(x, UP, DOWN).astype(np.float32))
+    np.savez(cache, names=np.array(names), lengths=np.array([len(s) for s in sig]),
+             samples=np.concatenate(sig))
+    return names, np.array([labels[n] for n in names]), sig
+
+
+def load_export(path):
+    """Inputs as the Rust pipeline's one model-input builder writes them. Not available
+    yet: when `cardiostream eval export-inputs` lands, parse its file here into the same
+    (names, labels, signals at R Hz in mV) that load_records returns (whole records, or
+    the record's windows concatenated at the hop grid) and train with --inputs FILE."""
+    raise SystemExit(f"--inputs {path}: the export format of `cardiostream eval "
+                     "export-inputs` is not known yet; see load_export() in train.py")
+
+
+def record_windows(sig):
+    """The whole-record protocol: 30 s windows at 0, HOP_S, ... each ending inside the
+    record; a record shorter than 30 s gives one window zero-padded at the end."""
+    n = len(sig)
+    if n < W:
+        out = np.zeros((1, W), dtype=np.float32)
+        out[0, :n] = sig
+        return out
+    starts = range(0, n - W + 1, HOP_S * R)
+    return np.stack([sig[s:s + W] for s in starts]).astype(np.float32)
+
+
+def build_model():
+    import torch
+    from torch import nn
+
+    class ZeroSumConv(nn.Conv1d):
+        """First convolution: each kernel sums to zero, so a DC offset never reaches the
+        network. Exported as a plain Conv with the constrained weights."""
+
+        def forward(self, x):
+            w = self.weight - self.weight.mean(dim=-1, keepdim=True)
+            return nn.functional.conv1d(x, w, None, self.stride, self.padding)
+
+    class ScaleNorm(nn.Module):
+        """Divide by the window's mean absolute first-layer output: amplitude-scale
+        invariant (up to NORM_EPS)."""
+
+        def forward(self, x):
+            return x / (x.abs().mean(dim=(1, 2), keepdim=True) + NORM_EPS)
+
+    class AfCnn(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.blocks = nn.ModuleList()
+            cin, pooled = 1, 0
+            for i, (c, k, s, p) in enumerate(BLOCKS):
+                # The first convolution has no zero padding: padding would turn a DC
+                # offset into steps at the window's edges.
+                layers = [(ZeroSumConv if i == 0 else nn.Conv1d)(
+                    cin, c, k, stride=s, padding=0 if i == 0 else k // 2, bias=False)]
+                if i == 0:
+                    layers.append(ScaleNorm())
+                layers += [nn.BatchNorm1d(c), nn.ReLU()]
+                if p > 1:
+                    layers.append(nn.MaxPool1d(p))
+                self.blocks.append(nn.Sequential(*layers))
+                cin = c
+                if i in TAPS:
+                    pooled += 3 * c
+                if i == AUTOCORR_TAP:
+                    self.rhythm = nn.Conv1d(c, AUTOCORR_CHANNELS, 1)
+                    pooled += AUTOCORR_LAGS * AUTOCORR_CHANNELS
+            self.head = nn.Sequential(
+                nn.Dropout(DROPOUT), nn.Linear(pooled, HEAD), nn.ReLU(),
+                nn.Dropout(DROPOUT), nn.Linear(HEAD, len(CLASSES)))
+            # Class offsets added to the logits, chosen on the validation part after
+            # training (zero while training).
+            self.register_buffer("offsets", torch.zeros(len(CLASSES)))
+
+        def logits(self, ecg):
+            # Pool over time, at the beat scale (~0.25 s steps) and at the end (~1 s
+            # steps): mean, max and standard deviation of each feature. The SD says how
+            # much a feature varies across the window (an irregular rhythm); mean and
+            # max say what is present.
+            z, stats = ecg, []
+            for i, block in enumerate(self.blocks):
+                z = block(z)
+                if i in TAPS:
+                    mean = z.mean(dim=-1)
+                    sd = torch.sqrt((z - mean[..., None]).square().mean(dim=-1) + 1e-6)
+                    stats += [mean, z.amax(dim=-1), sd]
+                if i == AUTOCORR_TAP:
+                    r = self.rhythm(z)
+                    zc = r - r.mean(dim=-1, keepdim=True)
+                    var = zc.square().mean(dim=-1) + 1e-4
+                    n = r.shape[-1]
+                    stats += [(zc[..., :n - lag] * zc[..., lag:]).mean(dim=-1) / var
+                              for lag in range(1, AUTOCORR_LAGS + 1)]
+            return self.head(torch.cat(stats, dim=1))
+
+        def forward(self, ecg):
+            return torch.softmax(self.logits(ecg) + self.offsets, dim=-1)
+
+    return AfCnn()
+
+
+def count_macs():
+    t, cin, macs = W, 1, 0
+    for i, (c, k, s, p) in enumerate(BLOCKS):
+        t = (t - k) // s + 1 if i == 0 else (t + s - 1) // s
+        macs += t * c * cin * k
+        t //= p
+        cin = c
+    t, ac = W, 0
+    for i, (c, k, s, p) in enumerate(BLOCKS):
+        t = ((t - k) // s + 1 if i == 0 else (t + s - 1) // s) // p
+        if i == AUTOCORR_TAP:
+            ac = (c + AUTOCORR_LAGS) * AUTOCORR_CHANNELS * t
+    pooled = 3 * sum(BLOCKS[i][0] for i in TAPS) + AUTOCORR_LAGS * AUTOCORR_CHANNELS
+    return macs + ac + pooled * HEAD + HEAD * len(CLASSES)
+
+
+def make_batch(sigs, rng):
+    """Training views of records: a random 30 s crop of a longer record (sometimes
+    shortened to 9-30 s and zero-padded, as short records are), a short record
+    zero-padded at the end; polarity flip, amplitude scale, DC offset, baseline wander
+    and white noise, applied before the padding as on a device."""
+    out = np.zeros((len(sigs), 1, W), dtype=np.float32)
+    t = np.arange(W) / R
+    for i, s in enumerate(sigs):
+        n = len(s)
+        if n > W:
+            a = rng.integers(0, n - W + 1)
+            x = s[a:a + W].astype(np.float64)
+        else:
+            x = s.astype(np.float64)
+        if len(x) == W and rng.random() < 0.1:
+            x = x[:int(rng.uniform(MIN_CROP_S, WIN_S) * R)]
+        m = len(x)
+        if rng.random() < 0.3:
+            x = -x
+        x = x * np.exp(rng.uniform(np.log(0.5), np.log(2.0)))
+        if rng.random() < 0.5:
+            x = x + rng.uniform(-1.0, 1.0)
+        if rng.random() < 0.3:
+            f = rng.uniform(0.05, 0.5)
+            x = x + rng.uniform(0.05, 0.5) * np.sin(2 * np.pi * f * t[:m] + rng.uniform(0, 6.3))
+        if rng.random() < 0.3:
+            x = x + rng.normal(0, rng.uniform(0.005, 0.03), m)
+        out[i, 0, :m] = x
+    return out
+
+
+def f1_scores(y, pred):
+    out = {}
+    for i, c in enumerate(CLASSES):
+        tp = int(((pred == i) & (y == i)).sum())
+        fp = int(((pred == i) & (y != i)).sum())
+        fn = int(((pred != i) & (y == i)).sum())
+        out[c] = 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 0.0
+    out["mean_NAO"] = (out["N"] + out["A"] + out["O"]) / 3
+    return out
+
+
+def confusion(y, pred):
+    k = len(CLASSES)
+    m = np.zeros((k, k), dtype=int)
+    for a, b in zip(y, pred):
+        m[a, b] += 1
+    return m
+
+
+def bootstrap_f1(y, pred, rounds, seed):
+    rng = np.random.default_rng(seed)
+    keys = CLASSES + ["mean_NAO"]
+    draws = {k: [] for k in keys}
+    for _ in range(rounds):
+        idx = rng.integers(0, len(y), len(y))
+        f = f1_scores(y[idx], pred[idx])
+        for k in keys:
+            draws[k].append(f[k])
+    return {k: [float(np.percentile(v, 2.5)), float(np.percentile(v, 97.5))]
+            for k, v in draws.items()}
+
+
+def record_probs(predict_windows, sigs):
+    """Whole-record probabilities: mean over the record's windows."""
+    wins = [record_windows(s) for s in sigs]
+    idx = np.repeat(np.arange(len(wins)), [len(w) for w in wins])
+    p = predict_windows(np.concatenate(wins)[:, None, :])
+    out = np.zeros((len(wins), len(CLASSES)))
+    np.add.at(out, idx, p)
+    return out / np.bincount(idx)[:, None]
+
+
+def torch_predictor(model, batch=256):
+    import torch
+
+    def run(x):
+        model.eval()
+        with torch.no_grad():
+            return np.concatenate([model(torch.from_numpy(x[i:i + batch])).numpy()
+                                   for i in range(0, len(x), batch)])
+    return run
+
+
+def choose_offsets(p, y):
+    """Logit offsets for A, O, ~ (N fixed at 0) that maximise validation mean F1 (N, A,
+    O) of the whole-record argmax, by coordinate search on a grid. Applied to window
+    log-probabilities, re-averaged per record, so it matches the exported graph."""
+    grid = np.arange(-1.5, 1.51, 0.25)
+    best = np.zeros(len(CLASSES))
+
+    def score(off):
+        return f1_scores(y, p(off).argmax(1))["mean_NAO"]
+
+    cur = score(best)
+    for _ in range(2):
+        for c in (1, 2, 3):
+            for g in grid:
+                off = best.copy()
+                off[c] = g
+                s = score(off)
+                if s > cur + 1e-9:
+                    cur, best = s, off
+    return best, cur
+
+
+def export_onnx(model, path):
+    import onnx
+    import torch
+    from torch import nn
+
+    model.eval()
+    plain = build_model()
+    plain.load_state_dict(model.state_dict())
+    first = plain.blocks[0][0]
+    conv = nn.Conv1d(first.in_channels, first.out_channels, first.kernel_size,
+                     stride=first.stride, padding=first.padding, bias=False)
+    with torch.no_grad():
+        conv.weight.copy_(first.weight - first.weight.mean(dim=-1, keepdim=True))
+    plain.blocks[0][0] = conv
+    plain.eval()
+    batch = torch.export.Dim("batch", min=1, max=4096)
+    torch.onnx.export(plain, (torch.zeros(2, 1, W),), path, input_names=["ecg"],
+                      output_names=["probabilities"], opset_version=18, dynamo=True,
+                      external_data=False, dynamic_shapes={"ecg": {0: batch}})
+    m = onnx.load(path)
+    m.producer_name = "cardiostream models/af-cnn/train.py"
+    m.doc_string = ("af-cnn: 1-D CNN rhythm classifier (N, A, O, ~) for a 30 s single-lead "
+                    f"ECG window, raw mV at {R} Hz; decision support, not a diagnosis. "
+                    "See MODEL_CARD.md.")
+    onnx.checker.check_model(m, full_check=True)
+    onnx.save(m, path)
+    return sorted({n.op_type for n in m.graph.node})
+
+
+def ort_session(path, threads=1):
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.inter_op_num_threads = 1
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    return ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
+
+
+def ort_predictor(sess, batch=64):
+    def run(x):
+        return np.concatenate([sess.run(["probabilities"], {"ecg": x[i:i + batch]})[0]
+                               for i in range(0, len(x), batch)])
+    return run
+
+
+def throughput(path, batch=64, repeats=7, seconds=2.0, seed=0):
+    """Windows/s of the ONNX file in Python onnxruntime, one intra-op thread, on random
+    raw-mV windows: median and best of `repeats` timed runs of at least `seconds` each,
+    by the wall clock and per second of this process's CPU time (which time-slicing by
+    other jobs on a shared machine does not deflate). models/bench_onnx.py does the same
+    for any set of models."""
+    sess = ort_session(path, 1)
+    x = np.random.default_rng(seed).normal(0, 0.3, (batch, 1, W)).astype(np.float32)
+    for _ in range(5):
+        sess.run(None, {"ecg": x})
+    rates, cpu_rates = [], []
+    for _ in range(repeats):
+        n, t0, c0 = 0, time.perf_counter(), time.process_time()
+        while time.perf_counter() - t0 < seconds:
+            sess.run(None, {"ecg": x})
+            n += 1
+        rates.append(n * batch / (time.perf_counter() - t0))
+        cpu_rates.append(n * batch / (time.process_time() - c0))
+    return {"batch": batch, "intra_op_threads": 1, "repeats": repeats,
+            "windows_per_s_median": float(np.median(rates)),
+            "windows_per_s_best": float(np.max(rates)),
+            "windows_per_s_all": [round(r) for r in rates],
+            "windows_per_cpu_s_median": float(np.median(cpu_rates)),
+            "load_average_1min": os.getloadavg()[0]}
+
+
+def fit(model, names, y, sigs, itr, iva, epochs, rng, t_start):
+    """Train on the training part; choose the epoch, the class offsets and the AF
+    threshold on the validation part. Returns everything the export needs."""
+    import torch
+
+    counts = np.bincount(y[itr], minlength=len(CLASSES))
+    cw = (len(itr) / (len(CLASSES) * counts)) ** CLASS_WEIGHT_POWER
+    lossf = torch.nn.CrossEntropyLoss(weight=torch.tensor(cw, dtype=torch.float32),
+                                      label_smoothing=LABEL_SMOOTHING)
+    opt = torch.optim.AdamW(model.parameters(), lr=LR, weight_decay=WEIGHT_DECAY)
+    steps = epochs * ((len(itr) + BATCH - 1) // BATCH)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=LR, total_steps=steps,
+                                                pct_start=0.15)
+    val_sigs = [sigs[i] for i in iva]
+    best = (-1.0, 0, None)
+    history = []
+    for epoch in range(1, epochs + 1):
+        t0 = time.time()
+        model.train()
+        perm = rng.permutation(itr)
+        total = 0.0
+        for i in range(0, len(perm), BATCH):
+            idx = perm[i:i + BATCH]
+            xb = torch.from_numpy(make_batch([sigs[j] for j in idx], rng))
+            yb = torch.from_numpy(y[idx])
+            opt.zero_grad()
+            loss = lossf(model.logits(xb), yb)
+            loss.backward()
+            opt.step()
+            sched.step()
+            total += float(loss.detach()) * len(idx)
+        pv = record_probs(torch_predictor(model), val_sigs)
+        f = f1_scores(y[iva], pv.argmax(1))
+        history.append({"epoch": epoch, "loss": total / len(itr),
+                        **{k: round(v, 4) for k, v in f.items()}})
+        print(f"epoch {epoch:3d} loss {total / len(itr):.4f} val F1 N {f['N']:.3f} "
+              f"A {f['A']:.3f} O {f['O']:.3f} ~ {f['~']:.3f} mean {f['mean_NAO']:.4f} "
+              f"({time.time() - t0:.0f} s)", flush=True)
+        # Epoch choice: best validation mean F1 (N, A, O), among the last half of the
+        # schedule (early epochs are noisy).
+        if epoch > epochs // 2 and f["mean_NAO"] > best[0]:
+            best = (f["mean_NAO"], epoch,
+                    {k: v.detach().clone() for k, v in model.state_dict().items()})
+    model.load_state_dict(best[2])
+    t_train = time.time() - t_start
+    print(f"kept epoch {best[1]} (validation mean F1 {best[0]:.4f}); "
+          f"training took {t_train:.0f} s", flush=True)
+
+    # Class offsets on the validation part (windows' logits shifted, then averaged).
+    val_wins = [record_windows(s) for s in val_sigs]
+    widx = np.repeat(np.arange(len(val_wins)), [len(w) for w in val_wins])
+    model.eval()
+    with torch.no_grad():
+        wl = np.concatenate([model.logits(torch.from_numpy(
+            np.concatenate(val_wins)[i:i + 256, None, :])).numpy()
+            for i in range(0, len(widx), 256)])
+
+    def val_probs(off):
+        z = wl + off
+        e = np.exp(z - z.max(1, keepdims=True))
+        e /= e.sum(1, keepdims=True)
+        out = np.zeros((len(val_wins), len(CLASSES)))
+        np.add.at(out, widx, e)
+        return out / np.bincount(widx)[:, None]
+
+    offsets, val_after = choose_offsets(val_probs, y[iva])
+    print(f"class offsets {offsets.tolist()}: validation mean F1 {best[0]:.4f} -> "
+          f"{val_after:.4f}", flush=True)
+    model.offsets.copy_(torch.tensor(offsets, dtype=torch.float32))
+    pv = val_probs(offsets)
+    fv = f1_scores(y[iva], pv.argmax(1))
+    # AF finding threshold: best validation F1 of "A" for P(A) >= t.
+    ts = np.round(np.arange(0.2, 0.81, 0.05), 2)
+    ya = y[iva] == 1
+    af_f1 = [f1_scores(ya.astype(int), (pv[:, 1] >= t).astype(int))["A"] for t in ts]
+    threshold = float(ts[int(np.argmax(af_f1))])
+    print(f"validation after offsets: {json.dumps({k: round(v, 4) for k, v in fv.items()})}; "
+          f"AF threshold {threshold} (validation F1 of A at it {max(af_f1):.4f})", flush=True)
+
+    return {"state": {k: v.detach().clone() for k, v in model.state_dict().items()},
+            "selected_epoch": best[1], "validation_f1_before_offsets": best[0],
+            "offsets": offsets.tolist(), "validation_f1": fv, "threshold": threshold,
+            "history": history, "epochs": epochs, "training_wall_s": t_train,
+            "training_cpu_s": time.process_time()}
+
+
+def config_key():
+    """Everything that defines the trained model, to refuse a checkpoint of another."""
+    return json.dumps(["first conv unpadded", R, WIN_S, HOP_S, BLOCKS, TAPS, AUTOCORR_TAP, AUTOCORR_LAGS,
+                       AUTOCORR_CHANNELS, HEAD, DROPOUT, NORM_EPS, BATCH, LR,
+                       WEIGHT_DECAY, LABEL_SMOOTHING, CLASS_WEIGHT_POWER, SEED])
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--dev", action="store_true")
+    ap.add_argument("--inputs")
+    ap.add_argument("--data")
+    ap.add_argument("--out", default=os.path.dirname(os.path.abspath(__file__)))
+    ap.add_argument("--epochs", type=int, default=EPOCHS)
+    ap.add_argument("--checkpoint", help="save the trained model and the validation "
+                    "choices here (outside the repository)")
+    ap.add_argument("--from-checkpoint", help="skip training: export and score the "
+                    "held-out part once with a model saved by --dev --checkpoint")
+    args = ap.parse_args()
+    t_start = time.time()
+
+    import torch
+
+    torch.manual_seed(SEED)
+    torch.set_num_threads(THREADS)
+    torch.use_deterministic_algorithms(True)
+    rng = np.random.default_rng(SEED)
+
+    if args.inputs:
+        names, y, sigs = load_export(args.inputs)
+    else:
+        names, y, sigs = load_records(args.data or data_dir_default())
+    ho = np.array([heldout(n) for n in names])
+    va = np.array([validation(n) for n in names])
+    tr = ~ho & ~va
+    itr, iva, ite = np.flatnonzero(tr), np.flatnonzero(va), np.flatnonzero(ho)
+    print(f"{len(names)} records at {R} Hz: train {len(itr)}, validation {len(iva)}, "
+          f"held out {len(ite)} (not touched{'' if args.dev else ' until the end'})",
+          flush=True)
+
+    model = build_model()
+    n_params = sum(p.numel() for p in model.parameters())
+    print(f"{n_params} parameters, {count_macs() / 1e6:.2f} M multiply-adds per window",
+          flush=True)
+    if args.from_checkpoint:
+        fitted = torch.load(args.from_checkpoint, weights_only=False)
+        assert fitted["config"] == config_key(), "checkpoint from another configuration"
+        print(f"loaded {args.from_checkpoint}: trained by a --dev run of this script",
+              flush=True)
+    else:
+        fitted = fit(model, names, y, sigs, itr, iva, args.epochs, rng, t_start)
+        fitted["config"] = config_key()
+        if args.checkpoint:
+            torch.save(fitted, args.checkpoint)
+            print(f"saved {args.checkpoint}", flush=True)
+    model.load_state_dict(fitted["state"])
+    model.eval()
+    best = (fitted["validation_f1_before_offsets"], fitted["selected_epoch"])
+    offsets = np.array(fitted["offsets"])
+    fv, threshold, history = fitted["validation_f1"], fitted["threshold"], fitted["history"]
+    t_train = fitted["training_wall_s"]
+    val_sigs = [sigs[i] for i in iva]
+
+    if args.dev:
+        print(f"--dev: held-out part not scored, nothing written "
+              f"({time.time() - t_start:.0f} s)")
+        return
+
+    os.makedirs(args.out, exist_ok=True)
+    path = os.path.join(args.out, "af_cnn.onnx")
+    ops = export_onnx(model, path)
+    sess = ort_session(path, 1)
+    # ONNX Runtime against torch on the validation records (whole-record protocol).
+    pv_ort = record_probs(ort_predictor(sess), val_sigs)
+    pv_torch = record_probs(torch_predictor(model), val_sigs)
+    ort_diff = float(np.abs(pv_ort - pv_torch).max())
+    assert ort_diff < 1e-4, f"onnx export disagrees with torch: {ort_diff}"
+    # Contract checks: DC offset and amplitude scale. Per window (the offset added to the
+    # whole 30 s window), and per record on the validation part (the offset or gain
+    # applied to the record before its windows are cut and a short one zero-padded, as
+    # a device would).
+    xv = np.concatenate([record_windows(s) for s in val_sigs[:64]])[:, None, :]
+    pred = ort_predictor(sess)
+    base = pred(xv)
+    dc_diff = float(np.abs(pred(xv + 0.7) - base).max())
+    scale_diff = float(np.abs(pred(xv * 3.0) - base).max())
+    print(f"ops {ops}; ONNX vs torch max |dp| {ort_diff:.2e}; +0.7 mV DC max |dp| "
+          f"{dc_diff:.2e}; x3 amplitude max |dp| {scale_diff:.2e}", flush=True)
+    robustness = {}
+    for what, f in (("dc_plus_0_7_mV", lambda s: s + 0.7), ("dc_minus_1_mV", lambda s: s - 1.0),
+                    ("gain_x3", lambda s: s * 3.0), ("gain_x0_3", lambda s: s * 0.3)):
+        p = record_probs(pred, [f(s) for s in val_sigs])
+        robustness[what] = {"validation_f1": f1_scores(y[iva], p.argmax(1)),
+                            "max_abs_record_probability_change": float(
+                                np.abs(p - pv_ort).max()),
+                            "records_whose_label_changed": int(
+                                (p.argmax(1) != pv_ort.argmax(1)).sum())}
+    print(f"record-level robustness (validation): {json.dumps(robustness)}", flush=True)
+
+    # The held-out part, scored once, through ONNX Runtime.
+    te_sigs = [sigs[i] for i in ite]
+    pt = record_probs(ort_predictor(sess), te_sigs)
+    yt = y[ite]
+    pred_t = pt.argmax(1)
+    af_at = pt[:, 1] >= threshold
+    tp = int((af_at & (yt == 1)).sum())
+    speed = throughput(path)
+    report = {
+        "model": "af-cnn",
+        "data": "PhysioNet/CinC 2017 training records in ../shared/data/cinc2017 (5,970)",
+        "input": {"name": "ecg", "shape": ["batch", 1, W], "sample_rate_hz": R,
+                  "window_s": WIN_S, "hop_s": HOP_S, "units": "mV, raw",
+                  "source": "inputs export" if args.inputs else
+                  "scipy.signal.resample_poly 300 -> 125 Hz (up 5, down 12)"},
+        "split": {"heldout": "sha256(name) % 5 == 0",
+                  "validation": "sha256(name) % 5 != 0 and (sha256(name) // 5) % 6 == 0",
+                  "records": {"train": int(len(itr)), "validation": int(len(iva)),
+                              "heldout": int(len(ite))}},
+        "parameters": int(n_params),
+        "multiply_adds_per_window": int(count_macs()),
+        "onnx_ops": ops,
+        "selected_epoch": best[1],
+        "epochs": fitted["epochs"],
+        "training_cpu_s": round(fitted["training_cpu_s"]),
+        "trained_in": "a --dev --checkpoint run, then --from-checkpoint"
+        if args.from_checkpoint else "this run",
+        "class_logit_offsets": [round(float(v), 4) for v in offsets],
+        "validation_f1": fv,
+        "af_threshold": threshold,
+        "heldout_counts": {c: int((yt == i).sum()) for i, c in enumerate(CLASSES)},
+        "heldout_f1_argmax": f1_scores(yt, pred_t),
+        "heldout_f1_bootstrap_95ci": bootstrap_f1(yt, pred_t, BOOTSTRAP, SEED),
+        "bootstrap_rounds": BOOTSTRAP,
+        "heldout_confusion": {"rows_true_cols_pred": CLASSES,
+                              "matrix": confusion(yt, pred_t).tolist()},
+        "heldout_af_at_threshold": {
+            "threshold": threshold,
+            "sensitivity": tp / max(int((yt == 1).sum()), 1),
+            "ppv": tp / max(int(af_at.sum()), 1)},
+        "checks": {"onnx_vs_torch_max_abs_diff": ort_diff,
+                   "window_dc_offset_0_7mV_max_abs_diff": dc_diff,
+                   "window_amplitude_x3_max_abs_diff": scale_diff,
+                   "record_level_validation": robustness},
+        "throughput_onnxruntime_python": speed,
+        "training_wall_s": round(t_train),
+        "total_wall_s": round(time.time() - t_start),
+        "versions": {"python": platform.python_version(), "torch": torch.__version__,
+                     "numpy": np.__version__},
+        "history": history,
+    }
+    import onnxruntime
+
+    report["versions"]["onnxruntime"] = onnxruntime.__version__
+    with open(os.path.join(args.out, "heldout.json"), "w") as f:
+        json.dump(report, f, indent=2)
+    print(json.dumps({k: report[k] for k in ("heldout_counts", "heldout_f1_argmax",
+                                             "heldout_f1_bootstrap_95ci", "heldout_confusion",
+                                             "heldout_af_at_threshold",
+                                             "throughput_onnxruntime_python",
+                                             "training_wall_s")}, indent=2))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,654 @@
+//! The analyzer: sequenced frames in, rhythm findings and model inputs out.
+//!
+//! Per stream it runs the DSP chain ([`StreamDsp`]: filters, QRS detection, signal
+//! quality, rhythm windows, pause and asystole events) and one [`InputBuilder`] per
+//! model the stream can feed. Windows sit on the stream's grids of device time
+//! ([`crate::grid::Phases`]), and an analysis only emits windows that start a warm-up
+//! after its first sample: an analysis rebuilt from any later frame cuts the same
+//! windows with the same idempotency keys, and never a half-filled one.
+//!
+//! Its checkpoint hold ([`crate::commit::Holder::Analyzer`]) is, per partition, the
+//! lowest offset of any frame a stream still needs to rebuild its next unfinished
+//! window (with the warm-up). A stream silent for `commit_hold_s` no longer holds.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ecg_dsp::stream::{DspConfig, DspEvent, RhythmWindow, StreamDsp};
+use ecg_inference::{Model, ModelMode};
+use ecg_types::{
+    seconds_to_us, Condition, DeviceTimeUs, Finding, FindingSource, FindingStatus, Lead,
+    ModelInput, PatientId, Restart, SequencedFrame, StreamId, Strip, Timebase,
+};
+use serde::Serialize;
+
+use crate::commit::{Checkpoint, Holder};
+use crate::config::StreamSettings;
+use crate::events::{Event, Sink};
+use crate::grid::{Grid, ModelTiming, Phases};
+use crate::inputs::{Cut, InputBuilder};
+use crate::sequencer::ingest_source;
+use crate::strip::StripBuffer;
+
+/// The source of rule-based rhythm findings.
+pub fn rhythm_source() -> FindingSource {
+    FindingSource::Detector {
+        name: "rhythm".into(),
+    }
+}
+
+/// Live state of one stream, for the console (no samples, no identifiers beyond the
+/// pseudonymous ones the console is entitled to show).
+#[derive(Debug, Clone, Serialize)]
+pub struct StreamStatus {
+    /// Stream id.
+    pub stream: StreamId,
+    /// Pseudonymous patient.
+    pub patient: PatientId,
+    /// Heart rate of the last rhythm window, bpm.
+    pub heart_rate_bpm: Option<f32>,
+    /// Whether the last window had good signal.
+    pub quality_ok: bool,
+    /// Why not, if not.
+    pub quality_reason: String,
+    /// Device time of the end of the last window.
+    pub last_window_end: DeviceTimeUs,
+}
+
+/// A model input on its way to the scorer.
+#[derive(Debug, Clone)]
+pub struct Scoring {
+    /// Index of the model (in the analyzer's model list).
+    pub model: usize,
+    /// What the model scores.
+    pub input: ModelInput,
+    /// When the window closed (µs since the epoch).
+    pub closed_us: i64,
+    /// The ECG behind it, for a present finding of an active model.
+    pub strip: Option<Box<Strip>>,
+}
+
+/// What the analyzer made of one epoch.
+#[derive(Debug, Default)]
+pub struct Analyzed {
+    /// Rhythm findings (and pause/asystole events), in order.
+    pub findings: Vec<Finding>,
+    /// Per finding, when its window closed (µs since the epoch).
+    pub closed_us: Vec<i64>,
+    /// Model inputs, in order.
+    pub inputs: Vec<Scoring>,
+    /// Updated stream statuses.
+    pub statuses: Vec<StreamStatus>,
+}
+
+/// Rhythm window timing in device microseconds.
+#[derive(Debug, Clone, Copy)]
+struct Timing {
+    win_us: i64,
+    hop_us: i64,
+    warmup_us: i64,
+}
+
+/// A processed frame a rebuild may still need.
+#[derive(Debug, Clone, Copy)]
+struct FrameMark {
+    end_us: i64,
+    offset: i64,
+}
+
+/// One model's builder on one stream.
+#[derive(Debug)]
+struct Builder {
+    model: usize,
+    inputs: InputBuilder,
+    /// Waveform models: source sample of the first window's start (the first sample
+    /// fed) and that start's device time.
+    feed_from: u64,
+    origin_us: i64,
+    emitted: u64,
+}
+
+/// DSP and model inputs of one stream since its last (re)start.
+#[derive(Debug)]
+struct Analysis {
+    dsp: StreamDsp,
+    phases: Phases,
+    clock: Timebase,
+    n_leads: usize,
+    /// Samples per lead pushed.
+    samples: u64,
+    /// Start of the first rhythm window this analysis emits.
+    first_start_us: i64,
+    /// Started after a signal gap: the first window says the gap is over.
+    after_gap: bool,
+    lead_off_in_window: bool,
+    frames: VecDeque<FrameMark>,
+    builders: Vec<Builder>,
+    scratch: Vec<f32>,
+    sub: Vec<f32>,
+    cuts: Vec<Cut>,
+    events: Vec<DspEvent>,
+    /// The first lead's recent signal, for the strips of present findings.
+    strip: StripBuffer,
+}
+
+/// Per-stream state.
+#[derive(Debug)]
+struct Stream {
+    partition: i32,
+    patient: PatientId,
+    analysis: Option<Analysis>,
+    last_seen: Instant,
+    /// Lowest offset the stream still needs, as of the last epoch it took part in.
+    resume: Option<i64>,
+    /// Took frames since `resume` was computed.
+    dirty: bool,
+}
+
+/// What the per-stream steps need of the analyzer (borrowed beside the stream).
+struct Ctx<'a> {
+    dsp: &'a DspConfig,
+    timing: Timing,
+    models: &'a [Model],
+    timings: &'a [ModelTiming],
+    /// Which models are active (their present findings may alert, so their inputs
+    /// carry strips).
+    active: &'a [bool],
+    telemetry: &'a Sink,
+}
+
+/// The analyzer stage; see the module documentation.
+#[derive(Debug)]
+pub struct Analyzer {
+    streams: HashMap<StreamId, Stream>,
+    models: Arc<Vec<Model>>,
+    dsp: DspConfig,
+    settings: StreamSettings,
+    timing: Timing,
+    timings: Vec<ModelTiming>,
+    active: Vec<bool>,
+    telemetry: Sink,
+}
+
+impl Analyzer {
+    /// An analyzer for these models; model windows every `model_hop_s` seconds for
+    /// models that set no hop of their own.
+    pub fn new(
+        dsp: DspConfig,
+        model_hop_s: f32,
+        models: Arc<Vec<Model>>,
+        settings: StreamSettings,
+        telemetry: Sink,
+    ) -> Self {
+        let timings = models
+            .iter()
+            .map(|m| {
+                let man = m.manifest();
+                ModelTiming::from_seconds(man.window_s, man.hop_s.unwrap_or(model_hop_s))
+            })
+            .collect();
+        let active = models
+            .iter()
+            .map(|m| m.manifest().mode == ModelMode::Active)
+            .collect();
+        let timing = Timing {
+            win_us: seconds_to_us(f64::from(dsp.window_s)).max(1),
+            hop_us: seconds_to_us(f64::from(dsp.hop_s)).max(1),
+            warmup_us: seconds_to_us(f64::from(settings.warmup_s)).max(0),
+        };
+        Self {
+            streams: HashMap::new(),
+            models,
+            dsp,
+            settings,
+            timing,
+            timings,
+            active,
+            telemetry,
+        }
+    }
+
+    /// The models, in the order [`Scoring::model`] indexes.
+    pub fn models(&self) -> &Arc<Vec<Model>> {
+        &self.models
+    }
+
+    /// Streams with state.
+    pub fn streams(&self) -> usize {
+        self.streams.len()
+    }
+
+    /// Drops the state of streams on these partitions (revoked or lost): another
+    /// consumer rebuilds it from the committed offset.
+    pub fn drop_partitions(&mut self, partitions: &[i32]) {
+        self.streams
+            .retain(|_, s| !partitions.contains(&s.partition));
+    }
+
+    /// Drops the state of streams the sequencer evicted.
+    pub fn drop_streams(&mut self, streams: &[StreamId]) {
+        for s in streams {
+            self.streams.remove(s);
+        }
+    }
+
+    /// Analyses one epoch's frames; adds what the analyzer still holds to
+    /// `checkpoint`.
+    pub fn process(
+        &mut self,
+        frames: Vec<SequencedFrame>,
+        checkpoint: &mut Checkpoint,
+    ) -> Analyzed {
+        let mut out = Analyzed::default();
+        let now = Instant::now();
+        let ctx = Ctx {
+            dsp: &self.dsp,
+            timing: self.timing,
+            models: &self.models,
+            timings: &self.timings,
+            active: &self.active,
+            telemetry: &self.telemetry,
+        };
+        for sf in frames {
+            let st = self
+                .streams
+                .entry(sf.frame.stream.clone())
+                .or_insert_with(|| Stream {
+                    partition: sf.position.partition,
+                    patient: sf.frame.patient.clone(),
+                    analysis: None,
+                    last_seen: now,
+                    resume: None,
+                    dirty: false,
+                });
+            st.partition = sf.position.partition;
+            st.last_seen = now;
+            st.dirty = true;
+            let closed = sf.closed_us;
+            ctx.run(st, sf, &mut out);
+            out.closed_us.resize(out.findings.len(), closed);
+        }
+        self.attach_strips(&mut out.findings);
+        let hold = Duration::from_secs_f32(self.settings.commit_hold_s.max(0.0));
+        for s in self.streams.values_mut() {
+            if s.dirty {
+                s.resume = s
+                    .analysis
+                    .as_mut()
+                    .and_then(|a| a.resume_offset(self.timing, &self.timings));
+                s.dirty = false;
+            }
+            if let Some(r) = s.resume {
+                if now.duration_since(s.last_seen) < hold {
+                    checkpoint.hold(Holder::Analyzer, s.partition, r);
+                }
+            }
+        }
+        out
+    }
+
+    /// Gives every present finding of a clinical condition the rhythm strip that
+    /// ends with its window, where the stream's analysis still holds the signal.
+    fn attach_strips(&self, findings: &mut [Finding]) {
+        for f in findings.iter_mut().filter(|f| {
+            f.status == FindingStatus::Present
+                && !matches!(f.condition, Condition::SignalGap | Condition::ClockJump)
+        }) {
+            if let Some(a) = self
+                .streams
+                .get(&f.stream)
+                .and_then(|s| s.analysis.as_ref())
+            {
+                f.strip = a.strip_at(f.window_end.0);
+            }
+        }
+    }
+}
+
+impl Ctx<'_> {
+    /// Runs one in-order frame through its stream's analysis.
+    fn run(&self, st: &mut Stream, sf: SequencedFrame, out: &mut Analyzed) {
+        let frame = &sf.frame;
+        if sf.restart.is_some() {
+            st.analysis = None;
+        }
+        if st
+            .analysis
+            .as_ref()
+            .is_some_and(|a| a.clock.rate != frame.sample_rate || a.n_leads != frame.leads.len())
+        {
+            tracing::debug!("stream configuration changed; analysis restarted");
+            st.analysis = None;
+        }
+        st.patient = frame.patient.clone();
+        let after_gap = sf.restart == Some(Restart::AfterGap);
+        let a = st
+            .analysis
+            .get_or_insert_with(|| Analysis::new(self, frame, after_gap));
+        let n = frame.samples_per_lead();
+        a.scratch.clear();
+        a.scratch
+            .extend(frame.samples.iter().map(|&c| frame.scale.to_mv(c)));
+        a.lead_off_in_window |= frame.lead_off.first().copied().unwrap_or(false);
+        a.strip.push(&a.scratch[..n.min(a.scratch.len())]);
+        a.events.clear();
+        a.dsp.push(&a.scratch, &frame.lead_off, &mut a.events);
+        let before = a.samples;
+        a.samples += n as u64;
+        a.feed_builders(
+            self,
+            &frame.stream,
+            &st.patient,
+            before,
+            n,
+            sf.closed_us,
+            out,
+        );
+        a.frames.push_back(FrameMark {
+            end_us: a.clock.time_of(a.samples),
+            offset: sf.position.offset,
+        });
+        self.telemetry.emit(&Event::SamplesAnalyzed(n as u64));
+        let events = std::mem::take(&mut a.events);
+        for ev in &events {
+            match ev {
+                DspEvent::Window(w) => {
+                    self.window(a, &frame.stream, &st.patient, w, sf.closed_us, out);
+                }
+                DspEvent::Pause {
+                    start_sample,
+                    length_s,
+                    asystole,
+                } => {
+                    let condition = if *asystole {
+                        Condition::Asystole
+                    } else {
+                        Condition::Pause
+                    };
+                    let start = DeviceTimeUs(a.clock.time_of(*start_sample));
+                    out.findings.push(
+                        Finding::new(
+                            frame.stream.clone(),
+                            st.patient.clone(),
+                            rhythm_source(),
+                            condition,
+                            FindingStatus::Present,
+                            start,
+                            start.plus_us(seconds_to_us(f64::from(*length_s))),
+                        )
+                        .with_value(Some(*length_s)),
+                    );
+                }
+            }
+        }
+        a.events = events;
+    }
+
+    /// Findings, status and feature-model inputs of one closed rhythm window.
+    fn window(
+        &self,
+        a: &mut Analysis,
+        stream: &StreamId,
+        patient: &PatientId,
+        w: &RhythmWindow,
+        closed_us: i64,
+        out: &mut Analyzed,
+    ) {
+        let end_us = a.window_end_us(w.end_sample);
+        let start_us = end_us - self.timing.win_us;
+        self.telemetry
+            .emit(&Event::RhythmWindow { good: w.quality_ok });
+        let rhythm = |condition, status, value| {
+            Finding::new(
+                stream.clone(),
+                patient.clone(),
+                rhythm_source(),
+                condition,
+                status,
+                DeviceTimeUs(start_us),
+                DeviceTimeUs(end_us),
+            )
+            .with_value(value)
+        };
+        for (condition, status, value) in &w.calls {
+            out.findings.push(rhythm(*condition, *status, *value));
+        }
+        let lead_off = std::mem::take(&mut a.lead_off_in_window);
+        out.findings.push(rhythm(
+            Condition::LeadOff,
+            if lead_off {
+                FindingStatus::Present
+            } else {
+                FindingStatus::Absent
+            },
+            None,
+        ));
+        if std::mem::take(&mut a.after_gap) {
+            // The signal is back: lets a signal-gap alert clear.
+            out.findings.push(Finding::new(
+                stream.clone(),
+                patient.clone(),
+                ingest_source(),
+                Condition::SignalGap,
+                FindingStatus::Absent,
+                DeviceTimeUs(start_us),
+                DeviceTimeUs(end_us),
+            ));
+        }
+        if w.quality_ok && !w.rr_s.is_empty() {
+            let longest = w.rr_s.iter().copied().fold(0.0f32, f32::max);
+            if longest < self.dsp.pause_s {
+                for c in [Condition::Pause, Condition::Asystole] {
+                    out.findings
+                        .push(rhythm(c, FindingStatus::Absent, Some(longest)));
+                }
+            }
+        }
+        out.statuses.push(StreamStatus {
+            stream: stream.clone(),
+            patient: patient.clone(),
+            heart_rate_bpm: (w.heart_rate_bpm.is_finite() && w.heart_rate_bpm > 0.0)
+                .then_some(w.heart_rate_bpm),
+            quality_ok: w.quality_ok,
+            quality_reason: w.quality_reason.clone(),
+            last_window_end: DeviceTimeUs(end_us),
+        });
+        // Feature models: a window ending here when this is on the model's grid,
+        // never reaching before the analysis's first window.
+        for b in &mut a.builders {
+            b.inputs.push_rhythm(w);
+        }
+        for b in a.builders.iter().filter(|b| !b.inputs.is_waveform()) {
+            let timing = self.timings[b.model];
+            if !a.phases.models[b.model].contains(end_us) {
+                continue;
+            }
+            let m_start_us = end_us - timing.len_us;
+            if m_start_us < a.first_start_us {
+                continue;
+            }
+            let len = a.clock.rate.us_to_samples(timing.len_us);
+            let start = w.end_sample.saturating_sub(len);
+            let (rr, features, ok) = b.inputs.features(start, w.end_sample);
+            let input = b.inputs.input(
+                stream,
+                patient,
+                DeviceTimeUs(m_start_us),
+                DeviceTimeUs(end_us),
+                Vec::new(),
+                rr,
+                features,
+                ok,
+            );
+            out.inputs.push(Scoring {
+                model: b.model,
+                strip: self.active[b.model].then(|| a.strip_at(end_us)).flatten(),
+                input,
+                closed_us,
+            });
+        }
+    }
+}
+
+impl Analysis {
+    fn new(ctx: &Ctx<'_>, first: &ecg_types::Frame, after_gap: bool) -> Self {
+        let t = ctx.timing;
+        let clock = Timebase::new(first.t0, first.sample_rate);
+        let t_origin = first.t0.0;
+        let phases = Phases::of(first.stream.as_str(), t.hop_us, ctx.timings);
+        let first_end_us = phases.rhythm.ceil(t_origin + t.warmup_us + t.win_us);
+        let first_end = clock.sample_at(first_end_us);
+        let first_start_us = first_end_us - t.win_us;
+        let mut builders = Vec::new();
+        for (i, m) in ctx.models.iter().enumerate() {
+            let timing = ctx.timings[i];
+            let hop_s = (timing.hop_us as f64 / 1e6) as f32;
+            match InputBuilder::new(m.manifest(), hop_s, first.sample_rate, &first.leads) {
+                Ok(inputs) => {
+                    // Waveform windows start on the model's grid, at or after the
+                    // analysis's first window; the builder is fed from there.
+                    let origin_us =
+                        Grid::new(phases.models[i].phase_us, timing.hop_us).ceil(first_start_us);
+                    builders.push(Builder {
+                        model: i,
+                        feed_from: clock.sample_at(origin_us),
+                        origin_us,
+                        emitted: 0,
+                        inputs,
+                    });
+                }
+                Err(e) => {
+                    tracing::debug!(model = %m.manifest().id, error = %e, "model not applicable to stream");
+                }
+            }
+        }
+        Self {
+            dsp: StreamDsp::new(ctx.dsp, first.sample_rate.0, first.leads.len())
+                .with_first_window_end(first_end),
+            phases,
+            clock,
+            n_leads: first.leads.len(),
+            samples: 0,
+            first_start_us,
+            after_gap,
+            lead_off_in_window: false,
+            frames: VecDeque::new(),
+            builders,
+            scratch: Vec::new(),
+            sub: Vec::new(),
+            cuts: Vec::new(),
+            events: Vec::new(),
+            strip: StripBuffer::new(
+                first.leads.first().copied().unwrap_or(Lead::II),
+                first.sample_rate.0,
+                ctx.dsp.mains_hz,
+            ),
+        }
+    }
+
+    /// Feeds the block just pushed (source samples `before..before + n`, lead-major in
+    /// `scratch`) to the waveform builders; their completed windows go to `out`.
+    #[allow(clippy::too_many_arguments)]
+    fn feed_builders(
+        &mut self,
+        ctx: &Ctx<'_>,
+        stream: &StreamId,
+        patient: &PatientId,
+        before: u64,
+        n: usize,
+        closed_us: i64,
+        out: &mut Analyzed,
+    ) {
+        let n_leads = self.n_leads;
+        for b in self.builders.iter_mut().filter(|b| b.inputs.is_waveform()) {
+            let end = before + n as u64;
+            if end <= b.feed_from {
+                continue;
+            }
+            let skip = b.feed_from.saturating_sub(before) as usize;
+            self.sub.clear();
+            for l in 0..n_leads {
+                self.sub
+                    .extend_from_slice(&self.scratch[l * n + skip..(l + 1) * n]);
+            }
+            self.cuts.clear();
+            b.inputs.push(&self.sub, &mut self.cuts);
+            let timing = ctx.timings[b.model];
+            for cut in self.cuts.drain(..) {
+                let start_us = b.origin_us + cut.index as i64 * timing.hop_us;
+                let ok = b.inputs.quality_from(b.feed_from + cut.source_start);
+                b.emitted = b.emitted.max(cut.index + 1);
+                let input = b.inputs.input(
+                    stream,
+                    patient,
+                    DeviceTimeUs(start_us),
+                    DeviceTimeUs(start_us + timing.len_us),
+                    cut.samples_mv,
+                    Vec::new(),
+                    Vec::new(),
+                    ok,
+                );
+                let strip = if ctx.active[b.model] {
+                    let end = self.clock.sample_at(start_us + timing.len_us);
+                    self.strip
+                        .strip(end, |s| self.clock.time_of(s))
+                        .map(Box::new)
+                } else {
+                    None
+                };
+                out.inputs.push(Scoring {
+                    model: b.model,
+                    input,
+                    closed_us,
+                    strip,
+                });
+            }
+        }
+    }
+
+    /// The strip ending at device time `end_us`, if the signal is still held.
+    fn strip_at(&self, end_us: i64) -> Option<Box<Strip>> {
+        if end_us <= self.clock.origin.0 {
+            return None;
+        }
+        let end = self.clock.sample_at(end_us);
+        self.strip
+            .strip(end, |s| self.clock.time_of(s))
+            .map(Box::new)
+    }
+
+    /// End (device µs) of the rhythm window at `end_sample`, on the stream's grid.
+    fn window_end_us(&self, end_sample: u64) -> i64 {
+        self.phases.rhythm.snap(self.clock.time_of(end_sample))
+    }
+
+    /// Start (device µs) of the earliest window this analysis has yet to emit, less
+    /// the warm-up: the signal a rebuild must replay.
+    fn needed_from(&self, timing: Timing, timings: &[ModelTiming]) -> i64 {
+        let next_end = self.window_end_us(self.dsp.next_window_end());
+        let mut need = next_end - timing.win_us;
+        for b in &self.builders {
+            let t = timings[b.model];
+            if b.inputs.is_waveform() {
+                need = need.min(b.origin_us + b.emitted as i64 * t.hop_us);
+            } else {
+                let mut m_end = self.phases.models[b.model].ceil(next_end);
+                while m_end - t.len_us < self.first_start_us {
+                    m_end += t.hop_us;
+                }
+                need = need.min(m_end - t.len_us);
+            }
+        }
+        need - timing.warmup_us
+    }
+
+    /// Forgets frames no rebuild needs; the lowest offset of those it does.
+    fn resume_offset(&mut self, timing: Timing, timings: &[ModelTiming]) -> Option<i64> {
+        let need = self.needed_from(timing, timings);
+        while self.frames.front().is_some_and(|f| f.end_us <= need) {
+            self.frames.pop_front();
+        }
+        self.frames.iter().map(|f| f.offset).min()
+    }
+}

@@ -1,0 +1,411 @@
+//! The one model-input builder: what a model scores, built the same way for the
+//! pipeline's analyzer, for `cardiostream eval` and for the training exports.
+//!
+//! A [`InputBuilder`] serves one model on one stream. It takes the stream's raw
+//! samples (millivolts, lead-major, source rate and lead order) from some first
+//! sample on, and its closed rhythm windows, and builds [`ModelInput`]s:
+//!
+//! - **waveform** models get the RAW signal of their leads (derived limb leads where
+//!   the stream lacks them), resampled to the model's rate by the polyphase resampler
+//!   of [`ecg_dsp::window::Windower`]; windows start at the first sample fed and then
+//!   every model hop. Models do their own filtering and scaling inside their graphs,
+//!   so the input does not depend on the pipeline's display filter;
+//! - **feature** models (`af_rr_v1`) get the RR intervals of the beats the streaming
+//!   QRS detector found in the window, and their [`ecg_dsp::af_features`].
+//!
+//! A window's `quality_ok` is false when a rhythm window of poor signal ended after
+//! the model window's start (and, for feature models, with fewer than 4 RR
+//! intervals): the scorer then reports it indeterminate instead of scoring it.
+//!
+//! Where windows fall is the caller's: the analyzer puts them on the stream's grid
+//! ([`crate::grid`]); `eval` starts them at a record's first sample. The same
+//! samples fed from the same first sample give bit-identical inputs either way.
+
+use std::collections::VecDeque;
+
+use ecg_dsp::rhythm::{af_features, rr_intervals};
+use ecg_dsp::stream::RhythmWindow;
+use ecg_dsp::window::{ModelWindow, WindowError, WindowSpec, Windower};
+use ecg_inference::{InputKind, Manifest};
+use ecg_types::{DeviceTimeUs, Lead, ModelInput, PatientId, SampleRate, StreamId};
+
+/// Fewest RR intervals a feature window needs to be scored.
+pub const MIN_RR_INTERVALS: usize = 4;
+
+/// Why a model's inputs cannot be built from a stream.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum InputError {
+    /// The stream cannot feed the model (a lead it lacks, a rate or length that does
+    /// not fit).
+    #[error(transparent)]
+    Window(#[from] WindowError),
+    /// The model's hop is not a whole number of samples at its rate.
+    #[error("hop of {hop_s} s is not a whole number of samples at {rate_hz} Hz")]
+    Hop {
+        /// Hop (s).
+        hop_s: f32,
+        /// Model rate (Hz).
+        rate_hz: u32,
+    },
+}
+
+/// A waveform window the builder completed: its first target-rate sample, counted
+/// from the first sample fed, and its samples.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Cut {
+    /// Index of the window (0 for the first, then one per hop).
+    pub index: u64,
+    /// First source sample of the window, counted from the first sample fed.
+    pub source_start: u64,
+    /// The model's samples (mV, lead-major in model order).
+    pub samples_mv: Vec<f32>,
+}
+
+#[derive(Debug)]
+enum Kind {
+    Waveform {
+        windower: Box<Windower>,
+        out: Vec<ModelWindow>,
+        hop: u64,
+    },
+    Features,
+}
+
+/// Builds one model's inputs from one stream; see the module documentation.
+#[derive(Debug)]
+pub struct InputBuilder {
+    kind: Kind,
+    source_rate: SampleRate,
+    /// Beats (source sample index) kept for feature windows.
+    beats: VecDeque<u64>,
+    /// Source samples of beats to keep behind the latest rhythm window.
+    keep: u64,
+    /// Whether beats are kept (feature models, and every model offline).
+    collect_beats: bool,
+    /// End (source sample) of the last rhythm window of poor signal.
+    bad_until: u64,
+    leads: Vec<Lead>,
+    rate: SampleRate,
+}
+
+impl InputBuilder {
+    /// A builder for `manifest`'s input from a stream at `source_rate` with
+    /// `source_leads`, waveform windows every `hop_s` seconds.
+    ///
+    /// # Errors
+    /// [`InputError`] when the stream cannot feed the model.
+    pub fn new(
+        manifest: &Manifest,
+        hop_s: f32,
+        source_rate: SampleRate,
+        source_leads: &[Lead],
+    ) -> Result<Self, InputError> {
+        let input = &manifest.input;
+        let keep =
+            source_rate.us_to_samples(ecg_types::seconds_to_us(f64::from(manifest.window_s)));
+        let (kind, leads, rate) = match input.kind {
+            InputKind::AfRrV1 => (Kind::Features, Vec::new(), source_rate),
+            InputKind::Waveform => {
+                let spec = WindowSpec {
+                    window_s: manifest.window_s,
+                    hop_s,
+                    target_rate_hz: input.sample_rate_hz,
+                    leads: input.leads.clone(),
+                };
+                let windower = match Windower::new(&spec, source_rate.0, source_leads) {
+                    Err(WindowError::MissingLead(_)) if input.any_lead => {
+                        // A single-lead model reads the stream's first lead.
+                        let first = source_leads.first().copied().unwrap_or(Lead::Unspecified);
+                        let spec = WindowSpec {
+                            leads: vec![first],
+                            ..spec
+                        };
+                        Windower::new(&spec, source_rate.0, source_leads)?
+                    }
+                    other => other?,
+                };
+                let hop_exact = f64::from(hop_s) * f64::from(input.sample_rate_hz);
+                if (hop_exact - hop_exact.round()).abs() > 1e-6 {
+                    return Err(InputError::Hop {
+                        hop_s,
+                        rate_hz: input.sample_rate_hz,
+                    });
+                }
+                let hop = windower.hop_len();
+                let leads = windower.spec().leads.clone();
+                (
+                    Kind::Waveform {
+                        windower: Box::new(windower),
+                        out: Vec::new(),
+                        hop,
+                    },
+                    leads,
+                    SampleRate(input.sample_rate_hz),
+                )
+            }
+        };
+        let collect_beats = matches!(kind, Kind::Features);
+        Ok(Self {
+            kind,
+            source_rate,
+            beats: VecDeque::new(),
+            keep,
+            collect_beats,
+            bad_until: 0,
+            leads,
+            rate,
+        })
+    }
+
+    /// Whether the model reads the waveform (else per-window features).
+    pub fn is_waveform(&self) -> bool {
+        matches!(self.kind, Kind::Waveform { .. })
+    }
+
+    /// Feeds a raw lead-major block (`source leads × n`, mV) and appends the waveform
+    /// windows it completes to `out` (nothing for feature models).
+    pub fn push(&mut self, block_mv: &[f32], out: &mut Vec<Cut>) {
+        if let Kind::Waveform {
+            windower,
+            out: o,
+            hop,
+        } = &mut self.kind
+        {
+            o.clear();
+            windower.push(block_mv, o);
+            Self::cuts(o, *hop, out);
+        }
+    }
+
+    /// Ends the stream offline ([`Windower::finish`]): `last_block_mv` is the block
+    /// pushed last. A record shorter than a window yields one zero-padded window.
+    pub fn finish(&mut self, last_block_mv: &[f32], out: &mut Vec<Cut>) {
+        if let Kind::Waveform {
+            windower,
+            out: o,
+            hop,
+        } = &mut self.kind
+        {
+            o.clear();
+            windower.finish(last_block_mv, o);
+            Self::cuts(o, *hop, out);
+        }
+    }
+
+    fn cuts(windows: &mut Vec<ModelWindow>, hop: u64, out: &mut Vec<Cut>) {
+        out.extend(windows.drain(..).map(|w| Cut {
+            index: w.start_sample / hop.max(1),
+            source_start: w.source_start_sample().floor() as u64,
+            samples_mv: w.samples_mv,
+        }));
+    }
+
+    /// Takes a closed rhythm window (sample indices in the same count as the source
+    /// samples of feature windows): its beats, and its quality verdict.
+    pub fn push_rhythm(&mut self, w: &RhythmWindow) {
+        if !w.quality_ok {
+            self.bad_until = self.bad_until.max(w.end_sample);
+        }
+        if self.collect_beats {
+            let last = self.beats.back().copied();
+            self.beats.extend(w.beats_after(last));
+            let keep_from = w.end_sample.saturating_sub(self.keep);
+            while self.beats.front().is_some_and(|&b| b < keep_from) {
+                self.beats.pop_front();
+            }
+        }
+    }
+
+    /// Whether signal from source sample `start` on has been good in every rhythm
+    /// window closed so far.
+    pub fn quality_from(&self, start: u64) -> bool {
+        self.bad_until <= start
+    }
+
+    /// The RR intervals (s) of the beats in source samples `[start, end)`, their
+    /// features, and whether the window may be scored.
+    pub fn features(&self, start: u64, end: u64) -> (Vec<f32>, Vec<f32>, bool) {
+        let beats: Vec<u64> = self
+            .beats
+            .iter()
+            .copied()
+            .filter(|&b| b >= start && b < end)
+            .collect();
+        let rr = rr_intervals(&beats, self.source_rate.hz());
+        let ok = self.quality_from(start) && rr.len() >= MIN_RR_INTERVALS;
+        let features = af_features(&rr).to_vec();
+        (rr, features, ok)
+    }
+
+    /// Waveform hop in target samples (0 for feature models).
+    pub fn hop_len(&self) -> u64 {
+        match &self.kind {
+            Kind::Waveform { hop, .. } => *hop,
+            Kind::Features => 0,
+        }
+    }
+
+    /// The model input of a waveform cut or of features, for the window `[start,
+    /// end)` of device time.
+    #[allow(clippy::too_many_arguments)]
+    pub fn input(
+        &self,
+        stream: &StreamId,
+        patient: &PatientId,
+        start: DeviceTimeUs,
+        end: DeviceTimeUs,
+        samples_mv: Vec<f32>,
+        rr_s: Vec<f32>,
+        features: Vec<f32>,
+        quality_ok: bool,
+    ) -> ModelInput {
+        ModelInput {
+            stream: stream.clone(),
+            patient: patient.clone(),
+            start,
+            end,
+            sample_rate: self.rate,
+            leads: self.leads.clone(),
+            samples_mv,
+            rr_s,
+            features,
+            quality_ok,
+        }
+    }
+
+    /// Bytes of per-stream state.
+    pub fn state_bytes(&self) -> usize {
+        std::mem::size_of::<Self>()
+            + self.beats.capacity() * 8
+            + match &self.kind {
+                Kind::Waveform { windower, .. } => windower.state_bytes(),
+                Kind::Features => 0,
+            }
+    }
+}
+
+/// The inputs a model gets from a whole record offline, through the same builder as
+/// the pipeline: windows start at the record's first sample and then every `hop_s`,
+/// each ending within the record; a record shorter than one window gets one window,
+/// zero-padded (waveform) or over what there is (features). The DSP chain runs over
+/// the record in one-second blocks, exactly as it runs in the pipeline, and its tail
+/// is held for the QRS detector's latency so the last beats come out.
+///
+/// `samples_mv` is lead-major (`leads.len() × n`), raw millivolts. Every input's
+/// `quality_ok` is the pipeline's verdict; callers that score regardless may ignore
+/// it.
+///
+/// # Errors
+/// [`InputError`] when the record cannot feed the model.
+pub fn record_inputs(
+    manifest: &Manifest,
+    hop_s: f32,
+    rate: SampleRate,
+    leads: &[Lead],
+    samples_mv: &[f32],
+    dsp: &ecg_dsp::stream::DspConfig,
+) -> Result<Vec<ModelInput>, InputError> {
+    use ecg_dsp::stream::{DspEvent, StreamDsp};
+    let n_leads = leads.len().max(1);
+    let n = samples_mv.len() / n_leads;
+    let stream = StreamId::new("record").map_err(|e| WindowError::InvalidSpec(e.to_string()))?;
+    let patient = PatientId::new("record").map_err(|e| WindowError::InvalidSpec(e.to_string()))?;
+    let mut builder = InputBuilder::new(manifest, hop_s, rate, leads)?;
+    // Offline, every beat of the record is kept until the windows are cut (waveform
+    // windows get the features of their beats too, for training exports).
+    builder.keep = u64::MAX;
+    builder.collect_beats = true;
+    let mut cfg = dsp.clone();
+    let len_s = n as f32 / rate.0.max(1) as f32;
+    if len_s < cfg.window_s {
+        cfg.window_s = len_s.floor().max(1.0);
+        cfg.hop_s = cfg.hop_s.min(cfg.window_s);
+    }
+    let mut dsp = StreamDsp::new(&cfg, rate.0, n_leads);
+    let block = rate.0.max(1) as usize;
+    let lead_off = vec![false; n_leads];
+    let mut events = Vec::new();
+    let mut cuts = Vec::new();
+    let mut chunk = Vec::with_capacity(block * n_leads);
+    let mut at = 0usize;
+    let tail = dsp.latency_samples() + 1;
+    while at < n + tail {
+        let k = block.min(n + tail - at);
+        chunk.clear();
+        for l in 0..n_leads {
+            let lane = &samples_mv[l * n..(l + 1) * n];
+            for i in at..at + k {
+                chunk.push(lane.get(i).or(lane.last()).copied().unwrap_or(0.0));
+            }
+        }
+        events.clear();
+        dsp.push(&chunk, &lead_off, &mut events);
+        if at < n {
+            // Only the record's own samples reach the model windows.
+            let own = (n - at).min(k);
+            let mut own_chunk = Vec::with_capacity(own * n_leads);
+            for l in 0..n_leads {
+                own_chunk.extend_from_slice(&chunk[l * k..l * k + own]);
+            }
+            builder.push(&own_chunk, &mut cuts);
+            if at + own == n {
+                builder.finish(&own_chunk, &mut cuts);
+            }
+        }
+        for ev in &events {
+            if let DspEvent::Window(w) = ev {
+                if w.end_sample <= n as u64 {
+                    builder.push_rhythm(w);
+                }
+            }
+        }
+        at += k;
+    }
+    let clock = ecg_types::Timebase::new(DeviceTimeUs(0), rate);
+    let win_us = ecg_types::seconds_to_us(f64::from(manifest.window_s));
+    let hop_us = ecg_types::seconds_to_us(f64::from(hop_s)).max(1);
+    let mut out = Vec::new();
+    if builder.is_waveform() {
+        let len = rate.us_to_samples(win_us);
+        for c in cuts {
+            let start_us = c.index as i64 * hop_us;
+            let ok = builder.quality_from(c.source_start);
+            let (rr, features, _) = builder.features(c.source_start, c.source_start + len);
+            out.push(builder.input(
+                &stream,
+                &patient,
+                DeviceTimeUs(start_us),
+                DeviceTimeUs(start_us + win_us),
+                c.samples_mv,
+                rr,
+                features,
+                ok,
+            ));
+        }
+    } else {
+        let len = rate.us_to_samples(win_us);
+        let hop = rate.us_to_samples(hop_us).max(1);
+        let mut starts: Vec<u64> = (0..)
+            .map(|k| k * hop)
+            .take_while(|s| s + len <= n as u64)
+            .collect();
+        if starts.is_empty() {
+            starts.push(0);
+        }
+        for s in starts {
+            let end = (s + len).min(n as u64);
+            let (rr, features, ok) = builder.features(s, end);
+            out.push(builder.input(
+                &stream,
+                &patient,
+                DeviceTimeUs(clock.time_of(s)),
+                DeviceTimeUs(clock.time_of(end)),
+                Vec::new(),
+                rr,
+                features,
+                ok,
+            ));
+        }
+    }
+    Ok(out)
+}

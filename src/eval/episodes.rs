@@ -1,0 +1,357 @@
+//! `cardiostream eval af-episodes`: AF episodes of continuous recordings, found by the
+//! pipeline's own per-stream code, scored against rhythm annotations.
+//!
+//! Each WFDB record (with a `.atr` file) is replayed as a device stream — 200 ms
+//! frames of every lead whose name the record gives, wire format v1 — through the
+//! stages the pipeline runs (`ecg_pipeline::Processor`: sequencer, analyzer, scorer
+//! with the bundled models and its AF episode tracker). An episode is what the
+//! findings of the active AF model say: from a finding's `episode_start` to the end
+//! of the last AF window segment carrying it. Output: `record,start_s,end_s`, seconds
+//! from the record's start.
+//!
+//! Reference: the rhythm annotations `(AFIB` and `(AFL` open an AF episode, any other
+//! rhythm annotation closes it (ANSI/AAMI EC57, which counts atrial flutter with AF).
+//! Scores, gross over records (EC57): episode sensitivity (reference episodes that
+//! any detected episode overlaps) and positive predictivity (detected episodes that
+//! overlap a reference one), duration sensitivity (reference AF time detected) and
+//! positive predictivity (detected time that is reference AF), and per record the
+//! AF burden (share of the record in AF) and its error.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use ecg_dsp::stream::DspConfig;
+use ecg_inference::{Model, ModelMode};
+use ecg_ingest::codec::{self, Encoding, CONTENT_TYPE_PROTOBUF};
+use ecg_pipeline::episodes::{AfEpisodes, EpisodeSettings};
+use ecg_pipeline::Processor;
+use ecg_types::{Condition, FindingSource, FindingStatus, Position, SourceRecord};
+
+use super::record_names;
+use crate::devices::RecordSource;
+
+/// Device time of a replayed record's first sample (any fixed time works).
+const T0_US: i64 = 1_800_000_000_000_000;
+
+/// Arguments of `eval af-episodes`.
+#[derive(Debug, clap::Args)]
+pub struct EpisodesArgs {
+    /// Folder of WFDB records with `.atr` rhythm annotations (e.g. MIT-BIH).
+    #[arg(long)]
+    pub db: PathBuf,
+    /// Output CSV: `record,start_s,end_s`, one line per detected AF episode.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Only these records (default: every record with a `.atr` file).
+    #[arg(long, value_delimiter = ',')]
+    pub records: Vec<String>,
+    /// Models directory (`DIR/*/*.toml`); the active AF model's episodes are scored.
+    #[arg(long, default_value = "models")]
+    pub models: PathBuf,
+}
+
+/// An interval of seconds from a record's start.
+pub type Span = (f64, f64);
+
+/// AF and atrial flutter episodes of a record's rhythm annotations, in seconds.
+pub fn reference_episodes(ann: &[ecg_ingest::wfdb::Annotation], fs: f64, end_s: f64) -> Vec<Span> {
+    let mut out = Vec::new();
+    let mut open: Option<f64> = None;
+    for a in ann {
+        let Some(aux) = a.aux.as_deref() else {
+            continue;
+        };
+        let aux = aux.trim_end_matches('\0');
+        if !aux.starts_with('(') {
+            continue;
+        }
+        let t = a.sample as f64 / fs;
+        let af = aux.starts_with("(AFIB") || aux.starts_with("(AFL");
+        match (af, open) {
+            (true, None) => open = Some(t),
+            (false, Some(s)) => {
+                out.push((s, t));
+                open = None;
+            }
+            _ => {}
+        }
+    }
+    if let Some(s) = open {
+        out.push((s, end_s));
+    }
+    out
+}
+
+fn overlap(a: Span, b: Span) -> f64 {
+    (a.1.min(b.1) - a.0.max(b.0)).max(0.0)
+}
+
+fn total(spans: &[Span]) -> f64 {
+    spans.iter().map(|s| s.1 - s.0).sum()
+}
+
+/// Counts behind the EC57 AF episode and duration statistics.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct EpisodeCounts {
+    /// Reference episodes.
+    pub ref_episodes: usize,
+    /// Reference episodes some detected episode overlaps.
+    pub ref_detected: usize,
+    /// Detected episodes.
+    pub det_episodes: usize,
+    /// Detected episodes that overlap some reference episode.
+    pub det_true: usize,
+    /// Reference AF time (s).
+    pub ref_s: f64,
+    /// Detected AF time (s).
+    pub det_s: f64,
+    /// Time both call AF (s).
+    pub both_s: f64,
+}
+
+impl EpisodeCounts {
+    /// The counts of one record.
+    pub fn of(reference: &[Span], detected: &[Span]) -> Self {
+        let hits = |a: &Span, others: &[Span]| others.iter().any(|b| overlap(*a, *b) > 0.0);
+        Self {
+            ref_episodes: reference.len(),
+            ref_detected: reference.iter().filter(|r| hits(r, detected)).count(),
+            det_episodes: detected.len(),
+            det_true: detected.iter().filter(|d| hits(d, reference)).count(),
+            ref_s: total(reference),
+            det_s: total(detected),
+            both_s: reference
+                .iter()
+                .map(|r| detected.iter().map(|d| overlap(*r, *d)).sum::<f64>())
+                .sum(),
+        }
+    }
+
+    /// Sums.
+    pub fn add(&mut self, o: &EpisodeCounts) {
+        self.ref_episodes += o.ref_episodes;
+        self.ref_detected += o.ref_detected;
+        self.det_episodes += o.det_episodes;
+        self.det_true += o.det_true;
+        self.ref_s += o.ref_s;
+        self.det_s += o.det_s;
+        self.both_s += o.both_s;
+    }
+
+    /// (episode Se, episode +P, duration Se, duration +P) in %, `NaN` when undefined.
+    pub fn rates(&self) -> (f64, f64, f64, f64) {
+        let pct = |a: f64, b: f64| if b > 0.0 { 100.0 * a / b } else { f64::NAN };
+        (
+            pct(self.ref_detected as f64, self.ref_episodes as f64),
+            pct(self.det_true as f64, self.det_episodes as f64),
+            pct(self.both_s, self.ref_s),
+            pct(self.both_s, self.det_s),
+        )
+    }
+}
+
+/// The active AF model (the one whose episodes the pipeline tracks).
+fn tracked_model(models: &[Model]) -> anyhow::Result<&Model> {
+    models
+        .iter()
+        .find(|m| {
+            m.manifest().mode == ModelMode::Active
+                && m.manifest()
+                    .findings
+                    .iter()
+                    .any(|r| r.condition == Condition::AtrialFibrillation)
+        })
+        .context("no active model raises atrial_fibrillation findings")
+}
+
+/// AF episodes of one record as the pipeline finds them (seconds from its start).
+///
+/// # Errors
+/// When the record cannot be replayed.
+pub fn detect(
+    rec: &ecg_ingest::wfdb::Record,
+    models: &Arc<Vec<Model>>,
+    dsp: &DspConfig,
+) -> anyhow::Result<Vec<Span>> {
+    let tracked = tracked_model(models)?;
+    let man = tracked.manifest();
+    let source = tracked.source();
+    let hop_us = ecg_types::seconds_to_us(f64::from(man.hop_s.unwrap_or(man.window_s)));
+    let seg = AfEpisodes::new(EpisodeSettings::default(), hop_us);
+    let mut src = RecordSource::new(rec, T0_US, 200, None)?;
+    let mut p = Processor::new(
+        dsp.clone(),
+        10.0,
+        models.clone(),
+        Arc::new(ecg_pipeline::events::Discard),
+    );
+    let mut episodes: Vec<(i64, i64)> = Vec::new();
+    let mut offset = 0i64;
+    loop {
+        let mut batch = Vec::with_capacity(64);
+        while batch.len() < 64 {
+            let Some(f) = src.next_frame() else { break };
+            batch.push(SourceRecord {
+                payload: codec::encode(&f, Encoding::Protobuf),
+                key: Some(f.stream.as_str().as_bytes().to_vec()),
+                content_type: Some(CONTENT_TYPE_PROTOBUF.into()),
+                topic: "eval".into(),
+                position: Position {
+                    partition: 0,
+                    offset,
+                },
+                timestamp_us: None,
+            });
+            offset += 1;
+        }
+        if batch.is_empty() {
+            break;
+        }
+        for f in p.process(batch).findings {
+            if f.condition != Condition::AtrialFibrillation
+                || f.status != FindingStatus::Present
+                || !same_model(&f.source, &source)
+            {
+                continue;
+            }
+            let (Some(start), (_, seg_end)) = (
+                f.episode_start,
+                seg.segment(f.window_start.0, f.window_end.0),
+            ) else {
+                continue;
+            };
+            match episodes.last_mut() {
+                Some(e) if e.0 == start.0 => e.1 = e.1.max(seg_end),
+                _ => episodes.push((start.0, seg_end)),
+            }
+        }
+    }
+    let end_s = rec.n_samples as f64 / rec.fs;
+    Ok(episodes
+        .into_iter()
+        .map(|(s, e)| {
+            (
+                ((s - T0_US) as f64 / 1e6).max(0.0),
+                ((e - T0_US) as f64 / 1e6).min(end_s),
+            )
+        })
+        .collect())
+}
+
+fn same_model(a: &FindingSource, b: &FindingSource) -> bool {
+    a == b
+}
+
+/// Runs `eval af-episodes`.
+///
+/// # Errors
+/// When the models or records cannot be read or the output cannot be written.
+#[allow(clippy::print_stdout)]
+pub fn run(args: &EpisodesArgs) -> anyhow::Result<()> {
+    let models = Arc::new(ecg_inference::load_models(&args.models, 1)?);
+    let names: Vec<String> = if args.records.is_empty() {
+        record_names(&args.db)?
+            .into_iter()
+            .filter(|n| args.db.join(format!("{n}.atr")).exists())
+            .collect()
+    } else {
+        args.records.clone()
+    };
+    let mut out = std::io::BufWriter::new(
+        std::fs::File::create(&args.out)
+            .with_context(|| format!("creating {}", args.out.display()))?,
+    );
+    writeln!(out, "record,start_s,end_s")?;
+    let dsp = DspConfig::default();
+    let mut gross = EpisodeCounts::default();
+    let mut burden_err = Vec::new();
+    println!(
+        "record   dur_s   ref_AF_s  det_AF_s  both_s  ref_ep det_ep  burden_ref burden_det  error"
+    );
+    for name in &names {
+        let rec = ecg_ingest::wfdb::read_record(&args.db.join(name))
+            .with_context(|| format!("reading {name}"))?;
+        let detected = detect(&rec, &models, &dsp)?;
+        for (s, e) in &detected {
+            writeln!(out, "{name},{s:.3},{e:.3}")?;
+        }
+        let dur = rec.n_samples as f64 / rec.fs;
+        let ann = read_atr(&args.db, name)?;
+        let reference = reference_episodes(&ann, rec.fs, dur);
+        let c = EpisodeCounts::of(&reference, &detected);
+        let (b_ref, b_det) = (100.0 * c.ref_s / dur, 100.0 * c.det_s / dur);
+        burden_err.push((b_det - b_ref).abs());
+        // `+ 0.0` prints a zero as 0.0, never -0.0.
+        println!(
+            "{name:>6} {dur:>7.0} {:>10.1} {:>9.1} {:>7.1} {:>7} {:>6} {:>10.1}% {:>9.1}% {:>6.1}",
+            c.ref_s + 0.0,
+            c.det_s + 0.0,
+            c.both_s + 0.0,
+            c.ref_episodes,
+            c.det_episodes,
+            b_ref + 0.0,
+            b_det + 0.0,
+            b_det - b_ref + 0.0
+        );
+        gross.add(&c);
+    }
+    out.flush()?;
+    let (ese, ep, dse, dp) = gross.rates();
+    println!(
+        "gross over {} records: episode Se {ese:.1}%, episode +P {ep:.1}%, duration Se {dse:.1}%, duration +P {dp:.1}%",
+        names.len()
+    );
+    let mean = burden_err.iter().sum::<f64>() / burden_err.len().max(1) as f64;
+    let max = burden_err.iter().copied().fold(0.0, f64::max);
+    println!("AF burden error per record: mean {mean:.2} points, max {max:.2} points");
+    eprintln!("wrote episodes to {}", args.out.display());
+    Ok(())
+}
+
+fn read_atr(db: &Path, name: &str) -> anyhow::Result<Vec<ecg_ingest::wfdb::Annotation>> {
+    let p = db.join(format!("{name}.atr"));
+    ecg_ingest::wfdb::read_annotations(&p).with_context(|| format!("reading {}", p.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn episode_and_duration_statistics() {
+        let reference = [(10.0, 100.0), (200.0, 210.0)];
+        let detected = [(20.0, 110.0), (300.0, 305.0)];
+        let c = EpisodeCounts::of(&reference, &detected);
+        assert_eq!((c.ref_detected, c.det_true), (1, 1));
+        let (ese, ep, dse, dp) = c.rates();
+        assert!((ese - 50.0).abs() < 1e-9 && (ep - 50.0).abs() < 1e-9);
+        assert!((dse - 100.0 * 80.0 / 100.0).abs() < 1e-9);
+        assert!((dp - 100.0 * 80.0 / 95.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn rhythm_annotations_open_and_close_episodes() {
+        let a = |sample: u64, aux: &str| ecg_ingest::wfdb::Annotation {
+            sample,
+            code: 28,
+            symbol: '+',
+            subtype: 0,
+            chan: 0,
+            num: 0,
+            aux: Some(aux.into()),
+        };
+        let ann = [
+            a(0, "(N"),
+            a(360, "(AFIB"),
+            a(720, "(AFL"),
+            a(1080, "(N"),
+            a(1800, "(AFIB"),
+        ];
+        assert_eq!(
+            reference_episodes(&ann, 360.0, 10.0),
+            vec![(1.0, 3.0), (5.0, 10.0)]
+        );
+    }
+}

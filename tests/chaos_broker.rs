@@ -1,0 +1,251 @@
+//! Chaos under load on a real broker (docs/chaos.md): the broker goes away while
+//! frames flow (every connection reset, its port closed, for seconds at a time) and
+//! comes back. Simulated devices → tansu → a `cardiostream pipeline` process →
+//! findings → the alert service → a webhook peer counting pages by idempotency key.
+//! The run ends with the windows lost (every window an undisturbed run scores must be
+//! published), the pages lost (every alert the rules raise on those findings must page)
+//! and the pages made twice.
+//!
+//! tansu 0.6 as the test command installs it keeps its log in memory (the `dynostore`
+//! memory engine): stopping the process would lose every topic, so the broker's
+//! restart is what its clients see of one, a TCP proxy in front of it that resets
+//! every connection and refuses new ones, while its log survives as a durable
+//! broker's would. Skips without `tansu`. `CHAOS_LONG=1` restarts it more often.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
+
+mod support;
+
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use cardiostream::config::Config;
+use cardiostream::deployables;
+use ecg_types::Lead;
+use support::chaos::{self, Ledger, Proxy};
+use support::tansu::{self, Broker};
+use support::{window_keys, Msg, Reader, Topics};
+use tokio::sync::watch;
+
+const STREAMS: u64 = 8;
+
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn broker_restarts_while_frames_flow_lose_nothing() {
+    let proxy_listener = Proxy::bind().await;
+    let proxy_addr = proxy_listener.local_addr().unwrap().to_string();
+    let Some(broker) = Broker::start_advertising(Some(&proxy_addr)) else {
+        return;
+    };
+    let started = Instant::now();
+    let proxy = Proxy::start_on(proxy_listener, broker.bootstrap().parse().unwrap());
+    let bootstrap = proxy.addr();
+    let long = std::env::var("CHAOS_LONG").is_ok_and(|v| v == "1");
+    let (restarts, down_for) = if long { (8, 15) } else { (2, 6) };
+
+    let t = Topics::create(&broker, 4);
+    let tmp = tempfile::tempdir().unwrap();
+    let pipeline_config = support::config_file(tmp.path(), &bootstrap, &t, tansu::free_port());
+    let cfg = Config::load(Some(&pipeline_config)).unwrap();
+    // The alert service: its own file (another HTTP port), a SQLite store, a webhook.
+    let (hook, heard) = chaos::slow_webhook_peer("chaos", Duration::ZERO).await;
+    let alerts_config = support::config_file(tmp.path(), &bootstrap, &t, tansu::free_port());
+    let mut text = std::fs::read_to_string(&alerts_config).unwrap();
+    text.push_str(&format!(
+        "[alerts.store]\nurl = {:?}\n\
+         [alerts.route]\nreceivers = [\"ward\"]\ngroup_wait_s = 0\n\
+         [[alerts.receivers]]\nname = \"ward\"\nkind = \"webhook\"\nurl = {hook:?}\nsecret = \"chaos\"\n",
+        format!("sqlite://{}", tmp.path().join("alerts.db").display())
+    ));
+    std::fs::write(&alerts_config, text).unwrap();
+    let (stop_tx, mut stop_rx) = watch::channel(false);
+    let alerts = tokio::spawn(deployables::run_alerts(
+        Config::load(Some(&alerts_config)).unwrap(),
+        async move {
+            let _ = stop_rx.changed().await;
+        },
+    ));
+    let log = tmp.path().join("pipeline.log");
+    let out = std::fs::File::create(&log).unwrap();
+    let pipeline = Killed(
+        Command::new(env!("CARGO_BIN_EXE_cardiostream"))
+            .args(["pipeline", "--config"])
+            .arg(&pipeline_config)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .spawn()
+            .expect("spawning cardiostream pipeline"),
+    );
+
+    // Devices at 4x real time, through the proxy like everyone else.
+    let sent: Arc<Mutex<Vec<Msg>>> = Arc::new(Mutex::new(Vec::new()));
+    let stop_producing = Arc::new(AtomicBool::new(false));
+    let t0 = chaos::now_us() - 3_600_000_000;
+    let producer_task = {
+        let sent = sent.clone();
+        let stop = stop_producing.clone();
+        let producer = support::producer(&bootstrap);
+        let topic = t.frames.clone();
+        tokio::spawn(async move {
+            let presets = [
+                ecg_sim::Preset::NormalSinus,
+                ecg_sim::Preset::AtrialFibrillation,
+                ecg_sim::Preset::Bradycardia,
+                ecg_sim::Preset::Pvcs,
+            ];
+            let mut sources: Vec<ecg_sim::FrameSource> = (0..STREAMS)
+                .map(|i| {
+                    support::sim_device(
+                        &format!("chaos-{i}"),
+                        &format!("p-chaos-{i}"),
+                        presets[(i % 4) as usize],
+                        i,
+                        Lead::II,
+                        t0 + i as i64 * 13_000,
+                    )
+                })
+                .collect();
+            let mut tick = tokio::time::interval(Duration::from_millis(50));
+            while !stop.load(Ordering::Relaxed) {
+                tick.tick().await;
+                let msgs: Vec<Msg> = sources
+                    .iter_mut()
+                    .map(|s| support::frame_msg(&s.next_frame()))
+                    .collect();
+                support::send_all(&producer, &topic, &msgs).await;
+                sent.lock().unwrap().extend(msgs);
+            }
+        })
+    };
+
+    // Wait for the pipeline to consume, then take the broker away and back.
+    let http_port = cfg.http.addr.port();
+    let up = Instant::now();
+    while support::scrape(http_port, "cardiostream_ingest_frames_consumed_total").unwrap_or(0.0)
+        == 0.0
+    {
+        assert!(
+            up.elapsed() < Duration::from_secs(60),
+            "pipeline consumed nothing:\n{}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    for r in 0..restarts {
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let before = sent.lock().unwrap().len();
+        proxy.down();
+        tokio::time::sleep(Duration::from_secs(down_for)).await;
+        proxy.up();
+        println!(
+            "restart {}: broker away {down_for} s ({} frames sent before)",
+            r + 1,
+            before
+        );
+    }
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    stop_producing.store(true, Ordering::Relaxed);
+    producer_task.await.unwrap();
+    let msgs = sent.lock().unwrap().clone();
+
+    // What an undisturbed run publishes, and the alerts the rules raise on it.
+    let (offline, dead) = support::offline(&cfg, &msgs);
+    assert!(dead.is_empty(), "dead letters offline: {dead:?}");
+    let want = window_keys(&offline);
+    let expected_pages = chaos::expected_alerts(&offline);
+
+    let mut reader = Reader::new(&broker.bootstrap(), &t.findings);
+    let (mut seen, mut decoded) = (std::collections::BTreeSet::new(), 0);
+    let complete = reader
+        .wait_for(Duration::from_secs(150), |ms| {
+            // Incremental: decoding every finding again per message is quadratic.
+            seen.extend(window_keys(&support::findings(&ms[decoded..])));
+            decoded = ms.len();
+            seen.is_superset(&want)
+        })
+        .await;
+    reader.drain(Duration::from_secs(2)).await;
+    let got = window_keys(&support::findings(&reader.messages));
+    let lost_windows: Vec<_> = want.difference(&got).cloned().collect();
+    let invented: Vec<_> = got.difference(&want).cloned().collect();
+    let ledger = {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let l = Ledger {
+                expected: expected_pages.clone(),
+                heard: heard.lock().unwrap().clone(),
+            };
+            if l.verdict().lost.is_empty() || Instant::now() > deadline {
+                tokio::time::sleep(Duration::from_secs(3)).await;
+                break Ledger {
+                    expected: expected_pages.clone(),
+                    heard: heard.lock().unwrap().clone(),
+                };
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    };
+    drop(pipeline);
+    stop_tx.send(true).unwrap();
+    let _ = tokio::time::timeout(Duration::from_secs(30), alerts).await;
+    let v = ledger.verdict();
+    println!(
+        "chaos broker-restart: {restarts} restarts of {down_for} s; frames produced {}; windows \
+         expected {}, lost {}, invented {}; findings published {}; pages expected {}, heard {}; \
+         {v}; in {:.1?}",
+        msgs.len(),
+        want.len(),
+        lost_windows.len(),
+        invented.len(),
+        reader.messages.len(),
+        expected_pages.len(),
+        ledger.heard.len(),
+        started.elapsed()
+    );
+    assert!(
+        complete && lost_windows.is_empty(),
+        "{} windows lost, e.g. {:?}\npipeline log:\n{}",
+        lost_windows.len(),
+        &lost_windows[..lost_windows.len().min(10)],
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    assert!(
+        invented.is_empty(),
+        "windows the undisturbed run lacks: {invented:?}"
+    );
+    assert!(
+        !expected_pages.is_empty(),
+        "the rules page for some streams"
+    );
+    // Alerts the undisturbed run raises differently: show whether their stream's
+    // findings reached the alert service out of window order.
+    let published = support::findings(&reader.messages);
+    for id in v.unexpected.iter().chain(&v.shifted) {
+        let mut parts = id.split('/');
+        let (stream, condition) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+        let starts: Vec<i64> = published
+            .iter()
+            .filter(|f| f.stream.as_str() == stream && f.condition.to_string() == condition)
+            .map(|f| f.window_start.0)
+            .collect();
+        let late = starts.windows(2).filter(|w| w[1] < w[0]).count();
+        println!(
+            "  {id}: {} findings of {stream}/{condition} on the topic, {late} after a later window",
+            starts.len()
+        );
+    }
+    assert!(v.lost.is_empty(), "{v}");
+    assert!(v.paged_twice.is_empty(), "{v}");
+}
