@@ -24,6 +24,9 @@ const FUSE_TOL_S: f32 = 0.1;
 /// Flutter/fibrillation is ruled out by this many organised QRS complexes in its
 /// window on a usable lead.
 const VF_BREAKING_BEATS: usize = 1;
+/// Extreme bradycardia: a fused beat this soon (s) after the one before is the same
+/// beat counted twice.
+const BRADY_REFRACTORY_S: f32 = 0.3;
 /// History the calls look back over (s).
 const HORIZON_S: f32 = 16.0;
 
@@ -500,6 +503,18 @@ impl LethalDetector {
             return Self::call(c, FindingStatus::Indeterminate, a, None, ev);
         }
         self.window(a, e, |f, q| f.q >= q);
+        // Two detections closer than the ventricles' refractory period are one beat
+        // counted twice (a pacing spike and its complex, a tall T wave), not a beat
+        // that could lift a slow rate: keep the first.
+        let refr = self.secs(BRADY_REFRACTORY_S);
+        let mut last: Option<u64> = None;
+        self.window.retain(|f| {
+            let keep = last.is_none_or(|l| f.t >= l + refr);
+            if keep {
+                last = Some(f.t);
+            }
+            keep
+        });
         let brady_bpm = self.cfg.brady_bpm * (1.0 + self.cfg.rate_tolerance);
         let max_span = (nb - 1) as f32 * 60.0 / brady_bpm * self.fs;
         let mut found: Option<(u64, u64, f32)> = None;
