@@ -395,7 +395,9 @@ impl LethalDetector {
 
     fn asystole(&mut self, e: u64, tick_start: u64) -> LethalCall {
         let c = Condition::Asystole;
-        let win = self.secs(self.cfg.asystole_s);
+        // A pause within `asystole_tolerance` of the limit counts (monitors time
+        // pauses from their own fiducials; at the limit a miss costs more).
+        let win = self.secs(self.cfg.asystole_s * (1.0 - self.cfg.asystole_tolerance));
         let horizon = self.secs(HORIZON_S).max(win + self.tick);
         let a = e.saturating_sub(horizon);
         // Quality over the last asystole window decides which leads vote.

@@ -133,6 +133,10 @@ pub struct LethalConfig {
     /// rate_tolerance)). Monitors average heart rate in their own ways, and at the
     /// limit a missed alarm costs more than a false one.
     pub rate_tolerance: f32,
+    /// Tolerance of the asystole pause (share): a pause of at least `asystole_s × (1 −
+    /// asystole_tolerance)` counts. Monitors time a pause from their own fiducial
+    /// points, and at the limit a missed alarm costs more than a false one.
+    pub asystole_tolerance: f32,
     /// A lead votes when its signal quality (0 unusable … 1 clean) over the call's
     /// window is at least this.
     pub min_lead_quality: f32,
@@ -180,6 +184,7 @@ impl Default for LethalConfig {
             vt_bpm: 100.0,
             vf_s: 4.0,
             rate_tolerance: 0.1,
+            asystole_tolerance: 0.15,
             min_lead_quality: 0.5,
             vt_max_corr: 0.8,
             vt_min_width_ratio: 1.5,
