@@ -232,6 +232,7 @@ impl StreamGen {
                 sample_rate_hz: 250,
                 start_us: end.0 - WIN_US,
                 samples_uv: self.strip.as_ref().clone(),
+                more: Vec::new(),
             })
         });
         Finding {

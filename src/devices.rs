@@ -13,7 +13,8 @@ use ecg_ingest::kafka;
 use ecg_ingest::wfdb::Record;
 use ecg_sim::FrameSource;
 use ecg_types::{
-    DeviceId, DeviceTimeUs, Frame, Lead, NanovoltsPerCount, PatientId, SampleRate, StreamId,
+    DeviceId, DeviceTimeUs, Frame, Lead, NanovoltsPerCount, PatientId, PulseKind, PulseWave,
+    SampleRate, StreamId,
 };
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
@@ -24,9 +25,13 @@ pub const REPLAY_SCALE_NV: u32 = 1000;
 
 /// A WFDB record replayed as a device stream: stream id `rec-NAME`, pseudonymous
 /// patient `rec-NAME`, samples converted to 1 µV counts, leads named from the signal
-/// descriptions (`MLII` is lead II). Signals whose description names no known lead,
-/// or a lead already taken, are left out. Missing samples (WFDB's invalid value) are
-/// sent as 0 with the lead flagged off for that frame.
+/// descriptions (`MLII` is lead II, `MCL1` V1; a bedside monitor's `V` is an
+/// unspecified chest lead). `PLETH` and `ABP`/`ART` signals become the frames'
+/// pulsatile waveforms (arterial pressure clamped to the wire format's range).
+/// Signals whose description names nothing known (`RESP`), or a lead already taken,
+/// are left out. Missing ECG samples (WFDB's invalid value) are
+/// sent as 0 with the lead flagged off for that frame; a missing pulse sample repeats
+/// the last valid one.
 #[derive(Debug, Clone)]
 pub struct RecordSource {
     stream: StreamId,
@@ -35,6 +40,8 @@ pub struct RecordSource {
     leads: Vec<Lead>,
     rate: SampleRate,
     mv: Vec<Vec<f32>>,
+    /// Pulsatile waveforms: kind and physical samples.
+    pulses: Vec<(PulseKind, Vec<f32>)>,
     pos: usize,
     end: usize,
     frame_samples: usize,
@@ -66,8 +73,32 @@ impl RecordSource {
         }
         let mut leads = Vec::new();
         let mut mv = Vec::new();
+        let mut pulses: Vec<(PulseKind, Vec<f32>)> = Vec::new();
         for (i, s) in rec.signals.iter().enumerate() {
-            match s.description.parse::<Lead>() {
+            let desc = s.description.trim();
+            let pulse = match desc.to_ascii_uppercase().as_str() {
+                "PLETH" => Some(PulseKind::Pleth),
+                "ABP" | "ART" => Some(PulseKind::ArterialPressure),
+                _ => None,
+            };
+            if let Some(kind) = pulse {
+                if !pulses.iter().any(|p| p.0 == kind) {
+                    let mut v = hold_invalid(rec.physical(i));
+                    if kind == PulseKind::ArterialPressure {
+                        // The wire format's range (a flush or a zeroing goes past it).
+                        let (lo, hi) = ecg_ingest::codec::ABP_RANGE_MMHG;
+                        v.iter_mut().for_each(|x| *x = x.clamp(lo, hi));
+                    }
+                    pulses.push((kind, v));
+                }
+                continue;
+            }
+            let lead = if desc == "V" {
+                Ok(Lead::Unspecified)
+            } else {
+                desc.parse::<Lead>()
+            };
+            match lead {
                 Ok(l) if !leads.contains(&l) => {
                     leads.push(l);
                     mv.push(rec.physical(i));
@@ -83,7 +114,12 @@ impl RecordSource {
                 rec.name
             );
         }
-        let n = mv.iter().map(Vec::len).min().unwrap_or(0);
+        let n = mv
+            .iter()
+            .map(Vec::len)
+            .chain(pulses.iter().map(|p| p.1.len()))
+            .min()
+            .unwrap_or(0);
         let end = max_seconds.map_or(n, |s| n.min((s * fs) as usize));
         let id = format!(
             "rec-{}",
@@ -97,6 +133,7 @@ impl RecordSource {
             leads,
             rate: SampleRate(fs as u32),
             mv,
+            pulses,
             pos: 0,
             end,
             frame_samples: ((fs * f64::from(frame_ms.max(1))) / 1000.0).ceil().max(1.0) as usize,
@@ -134,7 +171,15 @@ impl RecordSource {
             leads: self.leads.clone(),
             lead_off,
             samples,
-            pulses: Vec::new(),
+            pulses: self
+                .pulses
+                .iter()
+                .map(|(kind, v)| PulseWave {
+                    kind: *kind,
+                    sample_rate: self.rate,
+                    samples: v[self.pos..self.pos + n].to_vec(),
+                })
+                .collect(),
         };
         self.pos += n;
         self.seq += 1;
@@ -145,6 +190,25 @@ impl RecordSource {
     pub fn stream(&self) -> &StreamId {
         &self.stream
     }
+
+    /// The leads replayed, in frame order.
+    pub fn leads(&self) -> &[Lead] {
+        &self.leads
+    }
+}
+
+/// A pulse signal with each invalid (non-finite) sample replaced by the last valid
+/// one (the first valid one at the start; 0 if none).
+fn hold_invalid(mut v: Vec<f32>) -> Vec<f32> {
+    let mut last = v.iter().copied().find(|x| x.is_finite()).unwrap_or(0.0);
+    for x in &mut v {
+        if x.is_finite() {
+            last = *x;
+        } else {
+            *x = last;
+        }
+    }
+    v
 }
 
 /// A device that publishes frames.

@@ -229,7 +229,8 @@ fn summary(f: &Finding, kind: AlertKind) -> String {
         Condition::Bradycardia
         | Condition::Tachycardia
         | Condition::ExtremeBradycardia
-        | Condition::ExtremeTachycardia => {
+        | Condition::ExtremeTachycardia
+        | Condition::VentricularTachycardia => {
             if let Some(v) = f.value {
                 s.push_str(&format!(", {v:.0} bpm"));
             }
@@ -243,6 +244,13 @@ fn summary(f: &Finding, kind: AlertKind) -> String {
     }
     if let Some(p) = f.score {
         s.push_str(&format!(", score {p:.2}"));
+    }
+    // The evidence's first clause: which leads raised it, or what suppressed it.
+    if let Some(r) = f.reason.as_deref().and_then(|r| r.split(';').next()) {
+        if !r.is_empty() {
+            s.push_str("; ");
+            s.push_str(r.trim());
+        }
     }
     if kind == AlertKind::AiScreening || f.decision_support {
         s.push_str(" (AI decision support, not a diagnosis)");
@@ -302,6 +310,30 @@ mod tests {
         assert_eq!(resolved[0].id, fired[0].id);
         assert!(e.view().active.is_empty());
         assert_eq!(e.view().resolved.len(), 1);
+    }
+
+    #[test]
+    fn a_lethal_alarm_fires_at_once_and_its_summary_names_the_evidence() {
+        let mut e = AlertEngine::new(RuleSet::default());
+        let mut f = finding(
+            "s",
+            Condition::VentricularTachycardia,
+            FindingStatus::Present,
+            0,
+        );
+        f.value = Some(172.4);
+        f.reason = Some(
+            "raised by 2 of 3 usable lead(s): II, V1; lead quality I 0.31, II 0.97, V1 0.95; \
+             heart rate 172 bpm"
+                .into(),
+        );
+        let fired = e.on_finding(&f, SystemTime::now());
+        assert_eq!(fired.len(), 1, "fire_after 1 for the lethal set");
+        assert_eq!(fired[0].priority, Priority::High);
+        assert_eq!(
+            fired[0].summary,
+            "possible ventricular tachycardia, 172 bpm; raised by 2 of 3 usable lead(s): II, V1"
+        );
     }
 
     #[test]

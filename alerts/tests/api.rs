@@ -41,6 +41,7 @@ fn finding(stream: &str, c: Condition, t_s: i64) -> Finding {
             sample_rate_hz: 250,
             start_us: start.0,
             samples_uv: (0..2500).map(|i| (i % 200) * 5).collect(),
+            more: Vec::new(),
         })),
         reason: None,
         episode_start: None,

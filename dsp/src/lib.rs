@@ -5,6 +5,8 @@
 //! - [`curve_length`]: the second, curve-length beat detector behind the bSQI
 //!   signal-quality index;
 //! - [`qrs`]: a streaming QRS detector with a fixed, stated latency;
+//! - [`lethal`]: the lethal-arrhythmia alarms of IEC 60601-2-27 from every ECG lead
+//!   and the pulse waveforms ([`lethal::LethalDetector`]);
 //! - [`noise_stress`]: the MIT-BIH noise stress test's noise calibration and
 //!   mixing (PhysioNet `nst`), for evaluations;
 //! - [`rhythm`]: RR-interval statistics and atrial-fibrillation features;
@@ -17,6 +19,7 @@
 pub mod curve_length;
 pub mod filter;
 pub mod fir;
+pub mod lethal;
 pub mod noise_stress;
 pub mod qrs;
 pub mod quality;
@@ -27,6 +30,7 @@ pub mod stream;
 pub mod window;
 
 pub use filter::MonitorFilter;
+pub use lethal::{LethalAssessment, LethalCall, LethalConfig, LethalDetector};
 pub use qrs::QrsDetector;
 pub use rhythm::{af_features, rr_irregular, IrregularityThresholds, AF_FEATURES};
 pub use stream::{DspConfig, DspEvent, RhythmWindow, StreamDsp};

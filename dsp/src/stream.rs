@@ -52,6 +52,9 @@ pub struct DspConfig {
     pub quality: QualityConfig,
     /// PVC detection and the frequent-PVC call ([`crate::rhythm::PvcClassifier`]).
     pub pvc: PvcConfig,
+    /// The lethal-arrhythmia alarms over every lead ([`crate::lethal`]); the
+    /// pipeline's analyzer runs them beside this lead-0 chain.
+    pub lethal: crate::lethal::LethalConfig,
 }
 
 impl Default for DspConfig {
@@ -67,6 +70,7 @@ impl Default for DspConfig {
             af: IrregularityThresholds::default(),
             quality: QualityConfig::default(),
             pvc: PvcConfig::default(),
+            lethal: crate::lethal::LethalConfig::default(),
         }
     }
 }

@@ -1,8 +1,16 @@
 //! The analyzer: sequenced frames in, rhythm findings and model inputs out.
 //!
 //! Per stream it runs the DSP chain ([`StreamDsp`]: filters, QRS detection, signal
-//! quality, rhythm windows, pause and asystole events) and one [`InputBuilder`] per
-//! model the stream can feed. Windows sit on the stream's grids of device time
+//! quality, rhythm windows, pause events on lead 0), the lethal-arrhythmia detector
+//! over every ECG lead and the pulse channels ([`LethalDetector`]: asystole, extreme
+//! brady- and tachycardia, ventricular tachycardia, flutter/fibrillation) and one
+//! [`InputBuilder`] per model the stream can feed.
+//!
+//! A lethal alarm is published the moment the detector calls it present (and again
+//! every [`LETHAL_REPEAT_S`] while it lasts, and with its last extent when it ends),
+//! keyed on the event's start on a 1 s grid of device time, with the evidence in words (`reason`) and a strip of every lead
+//! and pulse channel; its absence or indeterminacy is published with each rhythm
+//! window, keyed on the window, so alerts can resolve. Windows sit on the stream's grids of device time
 //! ([`crate::grid::Phases`]), and an analysis only emits windows that start a warm-up
 //! after its first sample: an analysis rebuilt from any later frame cuts the same
 //! windows with the same idempotency keys, and never a half-filled one.
@@ -15,11 +23,12 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use ecg_dsp::lethal::{Evidence, LethalAssessment, LethalCall, LethalDetector};
 use ecg_dsp::stream::{DspConfig, DspEvent, RhythmWindow, StreamDsp};
 use ecg_inference::{Model, ModelMode};
 use ecg_types::{
     seconds_to_us, Condition, DeviceTimeUs, Finding, FindingSource, FindingStatus, Lead,
-    ModelInput, PatientId, Restart, SequencedFrame, StreamId, Strip, Timebase,
+    ModelInput, PatientId, PulseKind, Restart, SequencedFrame, StreamId, Strip, Timebase,
 };
 use serde::Serialize;
 
@@ -29,7 +38,17 @@ use crate::events::{Event, Sink};
 use crate::grid::{Grid, ModelTiming, Phases};
 use crate::inputs::{Cut, InputBuilder};
 use crate::sequencer::ingest_source;
-use crate::strip::StripBuffer;
+use crate::strip::{Signal, StripBuffer};
+
+/// A lethal alarm that lasts is published again this often (s) while present.
+pub const LETHAL_REPEAT_S: f64 = 5.0;
+
+/// The source of lethal-arrhythmia findings.
+pub fn lethal_source() -> FindingSource {
+    FindingSource::Detector {
+        name: "lethal".into(),
+    }
+}
 
 /// The source of rule-based rhythm findings.
 pub fn rhythm_source() -> FindingSource {
@@ -131,6 +150,31 @@ struct Analysis {
     events: Vec<DspEvent>,
     /// The first lead's recent signal, for the strips of present findings.
     strip: StripBuffer,
+    /// The other leads' and the pulses' recent signal, for lethal alarms' strips.
+    extra: Vec<StripBuffer>,
+    /// The stream's leads and pulse channels (kind, Hz), as the analysis started.
+    leads: Vec<Lead>,
+    pulses: Vec<(PulseKind, u32)>,
+    lethal: LethalDetector,
+    assessments: Vec<LethalAssessment>,
+    /// Per lethal condition (in `LETHAL_CONDITIONS` order): the latest call, and when
+    /// the last present finding was published (device µs) while it lasts.
+    latest: [Option<LethalCall>; 5],
+    /// Per lethal condition, the episode present now.
+    episodes: [Option<LethalEpisode>; 5],
+}
+
+/// A lethal condition present over consecutive assessments: published at its onset
+/// (with the strip), again every [`LETHAL_REPEAT_S`] while it lasts and with its last
+/// extent when it ends, always under one key (its start on a 1 s grid).
+#[derive(Debug, Clone, Copy)]
+struct LethalEpisode {
+    start_us: i64,
+    /// Device time the last published finding of it ended.
+    published_end_us: i64,
+    /// Its latest present call, and when that assessment ended.
+    last: LethalCall,
+    last_end_us: i64,
 }
 
 /// Per-stream state.
@@ -293,6 +337,9 @@ impl Analyzer {
     fn attach_strips(&self, findings: &mut [Finding]) {
         for f in findings.iter_mut().filter(|f| {
             f.status == FindingStatus::Present
+                && f.strip.is_none()
+                // Lethal alarms carry every lead's strip with their onset only.
+                && !matches!(&f.source, FindingSource::Detector { name } if name == "lethal")
                 && !matches!(f.condition, Condition::SignalGap | Condition::ClockJump)
         }) {
             if let Some(a) = self
@@ -313,11 +360,11 @@ impl Ctx<'_> {
         if sf.restart.is_some() {
             st.analysis = None;
         }
-        if st
-            .analysis
-            .as_ref()
-            .is_some_and(|a| a.clock.rate != frame.sample_rate || a.n_leads != frame.leads.len())
-        {
+        if st.analysis.as_ref().is_some_and(|a| {
+            a.clock.rate != frame.sample_rate
+                || a.n_leads != frame.leads.len()
+                || !same_pulses(&a.pulses, frame)
+        }) {
             tracing::debug!("stream configuration changed; analysis restarted");
             st.analysis = None;
         }
@@ -334,6 +381,22 @@ impl Ctx<'_> {
         a.strip.push(&a.scratch[..n.min(a.scratch.len())]);
         a.events.clear();
         a.dsp.push(&a.scratch, &frame.lead_off, &mut a.events);
+        // Pulse data of a frame goes to the lethal detector before its ECG.
+        for (i, p) in frame.pulses.iter().enumerate() {
+            a.lethal.push_pulse(i, &p.samples);
+        }
+        a.assessments.clear();
+        a.lethal
+            .push_ecg(&a.scratch, &frame.lead_off, &mut a.assessments);
+        let n_leads = a.n_leads;
+        for (i, b) in a.extra.iter_mut().enumerate() {
+            if i + 1 < n_leads {
+                let l = i + 1;
+                b.push(&a.scratch[l * n..((l + 1) * n).min(a.scratch.len())]);
+            } else if let Some(p) = frame.pulses.get(i + 1 - n_leads) {
+                b.push(&p.samples);
+            }
+        }
         let before = a.samples;
         a.samples += n as u64;
         a.feed_builders(
@@ -350,22 +413,22 @@ impl Ctx<'_> {
             offset: sf.position.offset,
         });
         self.telemetry.emit(&Event::SamplesAnalyzed(n as u64));
+        self.lethal(a, &frame.stream, &st.patient, out);
         let events = std::mem::take(&mut a.events);
         for ev in &events {
             match ev {
                 DspEvent::Window(w) => {
                     self.window(a, &frame.stream, &st.patient, w, sf.closed_us, out);
                 }
+                // Asystole is the lethal detector's, over every lead: lead 0 alone
+                // reports the pause (and nothing more when it reaches asystole).
+                DspEvent::Pause { asystole: true, .. } => {}
                 DspEvent::Pause {
                     start_sample,
                     length_s,
-                    asystole,
+                    asystole: false,
                 } => {
-                    let condition = if *asystole {
-                        Condition::Asystole
-                    } else {
-                        Condition::Pause
-                    };
+                    let condition = Condition::Pause;
                     let start = DeviceTimeUs(a.clock.time_of(*start_sample));
                     out.findings.push(
                         Finding::new(
@@ -383,6 +446,72 @@ impl Ctx<'_> {
             }
         }
         a.events = events;
+    }
+
+    /// Lethal alarms the frame's assessments raised: published at once, one finding
+    /// per event (keyed on its start on a 1 s grid), with the evidence and a strip of
+    /// every lead and pulse channel.
+    fn lethal(&self, a: &mut Analysis, stream: &StreamId, patient: &PatientId, out: &mut Analyzed) {
+        let assessments = std::mem::take(&mut a.assessments);
+        let finding = |a: &Analysis, ep: &LethalEpisode| {
+            Finding::new(
+                stream.clone(),
+                patient.clone(),
+                lethal_source(),
+                ep.last.condition,
+                FindingStatus::Present,
+                DeviceTimeUs(ep.start_us),
+                DeviceTimeUs(ep.last_end_us.max(ep.start_us)),
+            )
+            .with_value(ep.last.value)
+            .with_reason(describe(&ep.last, &a.leads, &a.pulses))
+        };
+        for asmt in &assessments {
+            let end_us = a.clock.time_of(asmt.end_sample);
+            for (i, call) in asmt.calls.iter().enumerate() {
+                a.latest[i] = Some(*call);
+                let start_us = Grid::new(0, 1_000_000).snap(a.clock.time_of(call.start_sample));
+                let same = call.status == FindingStatus::Present
+                    && a.episodes[i]
+                        .as_ref()
+                        .is_some_and(|ep| ep.start_us == start_us);
+                if !same {
+                    // The episode before ended (or another began): its last extent.
+                    if let Some(ep) = a.episodes[i].take() {
+                        if ep.last_end_us > ep.published_end_us {
+                            out.findings.push(finding(a, &ep));
+                        }
+                    }
+                }
+                if call.status != FindingStatus::Present {
+                    continue;
+                }
+                match &mut a.episodes[i] {
+                    Some(ep) => {
+                        ep.last = *call;
+                        ep.last_end_us = end_us;
+                        if end_us - ep.published_end_us >= seconds_to_us(LETHAL_REPEAT_S) {
+                            ep.published_end_us = end_us;
+                            let ep = *ep;
+                            out.findings.push(finding(a, &ep));
+                        }
+                    }
+                    None => {
+                        let ep = LethalEpisode {
+                            start_us,
+                            published_end_us: end_us,
+                            last: *call,
+                            last_end_us: end_us,
+                        };
+                        a.episodes[i] = Some(ep);
+                        let mut f = finding(a, &ep);
+                        f.strip = a.lethal_strip(asmt.end_sample);
+                        out.findings.push(f);
+                    }
+                }
+            }
+        }
+        a.assessments = assessments;
     }
 
     /// Findings, status and feature-model inputs of one closed rhythm window.
@@ -439,11 +568,33 @@ impl Ctx<'_> {
         if w.quality_ok && !w.rr_s.is_empty() {
             let longest = w.rr_s.iter().copied().fold(0.0f32, f32::max);
             if longest < self.dsp.pause_s {
-                for c in [Condition::Pause, Condition::Asystole] {
-                    out.findings
-                        .push(rhythm(c, FindingStatus::Absent, Some(longest)));
-                }
+                out.findings.push(rhythm(
+                    Condition::Pause,
+                    FindingStatus::Absent,
+                    Some(longest),
+                ));
             }
+        }
+        // The lethal conditions' latest calls, when not present: lets their alerts
+        // resolve (a suppressed candidate says what suppressed it).
+        for call in a.latest.iter().flatten() {
+            if call.status == FindingStatus::Present {
+                continue;
+            }
+            let mut f = Finding::new(
+                stream.clone(),
+                patient.clone(),
+                lethal_source(),
+                call.condition,
+                call.status,
+                DeviceTimeUs(start_us),
+                DeviceTimeUs(end_us),
+            )
+            .with_value(call.value);
+            if call.evidence.suppressed_by.is_some() {
+                f = f.with_reason(describe(call, &a.leads, &a.pulses));
+            }
+            out.findings.push(f);
         }
         out.statuses.push(StreamStatus {
             stream: stream.clone(),
@@ -495,6 +646,11 @@ impl Analysis {
     fn new(ctx: &Ctx<'_>, first: &ecg_types::Frame, after_gap: bool) -> Self {
         let t = ctx.timing;
         let clock = Timebase::new(first.t0, first.sample_rate);
+        let pulses: Vec<(PulseKind, u32)> = first
+            .pulses
+            .iter()
+            .map(|p| (p.kind, p.sample_rate.0))
+            .collect();
         let t_origin = first.t0.0;
         let phases = Phases::of(first.stream.as_str(), t.hop_us, ctx.timings);
         let first_end_us = phases.rhythm.ceil(t_origin + t.warmup_us + t.win_us);
@@ -544,6 +700,26 @@ impl Analysis {
                 first.sample_rate.0,
                 ctx.dsp.mains_hz,
             ),
+            extra: first
+                .leads
+                .iter()
+                .skip(1)
+                .map(|&l| StripBuffer::extra(Signal::Ecg(l), first.sample_rate.0, ctx.dsp.mains_hz))
+                .chain(first.pulses.iter().map(|p| {
+                    StripBuffer::extra(Signal::Pulse(p.kind), p.sample_rate.0, ctx.dsp.mains_hz)
+                }))
+                .collect(),
+            leads: first.leads.clone(),
+            pulses: pulses.clone(),
+            lethal: LethalDetector::new(
+                &ctx.dsp.lethal,
+                first.sample_rate.0,
+                first.leads.len(),
+                &pulses,
+            ),
+            assessments: Vec::new(),
+            latest: [None; 5],
+            episodes: [None; 5],
         }
     }
 
@@ -607,6 +783,24 @@ impl Analysis {
         }
     }
 
+    /// The strip of a lethal alarm ending at ECG sample `end`: the first lead, with
+    /// every other lead and every pulse channel as further traces.
+    fn lethal_strip(&self, end: u64) -> Option<Box<Strip>> {
+        let mut strip = self.strip.strip(end, |s| self.clock.time_of(s))?;
+        let ecg_rate = u64::from(self.clock.rate.0.max(1));
+        for (i, b) in self.extra.iter().enumerate() {
+            let trace = if i + 1 < self.n_leads {
+                b.trace(end, |s| self.clock.time_of(s))
+            } else {
+                let (_, rate) = self.pulses[i + 1 - self.n_leads];
+                let pulse_clock = Timebase::new(self.clock.origin, ecg_types::SampleRate(rate));
+                b.trace(end * u64::from(rate) / ecg_rate, |s| pulse_clock.time_of(s))
+            };
+            strip.more.extend(trace);
+        }
+        Some(Box::new(strip))
+    }
+
     /// The strip ending at device time `end_us`, if the signal is still held.
     fn strip_at(&self, end_us: i64) -> Option<Box<Strip>> {
         if end_us <= self.clock.origin.0 {
@@ -651,4 +845,85 @@ impl Analysis {
         }
         self.frames.iter().map(|f| f.offset).min()
     }
+}
+
+/// Whether a frame carries the pulse channels (kind and rate, in order) an analysis
+/// started with.
+fn same_pulses(pulses: &[(PulseKind, u32)], frame: &ecg_types::Frame) -> bool {
+    pulses.len() == frame.pulses.len()
+        && pulses
+            .iter()
+            .zip(&frame.pulses)
+            .all(|(a, b)| a.0 == b.kind && a.1 == b.sample_rate.0)
+}
+
+/// The leads whose bits are set, by name.
+fn lead_names(mask: u32, leads: &[Lead]) -> Vec<&'static str> {
+    leads
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i < 32 && mask & (1 << i) != 0)
+        .map(|(_, l)| l.name())
+        .collect()
+}
+
+/// A lethal call's evidence in words, for the finding's `reason` and the alert's
+/// summary: which leads raised it (and their quality), what was measured, the pulse,
+/// and what suppressed it if something did. No sample values, no identifiers.
+pub fn describe(call: &LethalCall, leads: &[Lead], pulses: &[(PulseKind, u32)]) -> String {
+    let e: &Evidence = &call.evidence;
+    let mut parts = Vec::new();
+    let usable = lead_names(e.leads_usable, leads);
+    let voted = lead_names(e.leads_for, leads);
+    let quality: Vec<String> = leads
+        .iter()
+        .zip(e.lead_quality.iter())
+        .map(|(l, q)| format!("{} {:.2}", l.name(), q))
+        .collect();
+    match e.suppressed_by {
+        Some(s) => parts.push(format!(
+            "suppressed ({}): the ECG met the criterion on {}",
+            s.as_str(),
+            if voted.is_empty() {
+                "no usable lead".to_owned()
+            } else {
+                voted.join(", ")
+            }
+        )),
+        None => parts.push(format!(
+            "raised by {} of {} usable lead(s): {}",
+            voted.len(),
+            usable.len(),
+            if voted.is_empty() {
+                "the fused beats".to_owned()
+            } else {
+                voted.join(", ")
+            }
+        )),
+    }
+    parts.push(format!("lead quality {}", quality.join(", ")));
+    if let Some(hr) = e.heart_rate_bpm {
+        parts.push(format!("heart rate {hr:.0} bpm"));
+    }
+    if let Some(v) = e.ventricular_beats {
+        parts.push(format!("{v} ventricular beats"));
+    }
+    if let Some(hz) = e.dominant_hz {
+        parts.push(format!("dominant frequency {hz:.1} Hz"));
+    }
+    match &e.pulse {
+        Some(p) => parts.push(format!(
+            "{} {}: {} pulse(s){}{}",
+            p.kind.as_str(),
+            if p.usable { "usable" } else { "not usable" },
+            p.pulses,
+            p.rate_bpm
+                .map(|r| format!(" at {r:.0}/min"))
+                .unwrap_or_default(),
+            if p.regular { ", regular" } else { "" }
+        )),
+        None if pulses.is_empty() => parts.push("no pulse channel".into()),
+        None => {}
+    }
+    parts.join("; ")
 }

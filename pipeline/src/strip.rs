@@ -1,6 +1,7 @@
 //! The rhythm strip behind a finding: the last seconds of a stream's first lead,
 //! reduced to at most 250 Hz (box-averaged) and kept raw as microvolts, so that a
-//! present finding can carry the ECG a clinician checks it against.
+//! present finding can carry the ECG a clinician checks it against; for a lethal
+//! alarm also the other leads and the pulse channels (kept shorter and at ≤ 125 Hz).
 //!
 //! A strip shows what a monitor shows: the raw signal run through the monitor filter
 //! ([`ecg_dsp::MonitorFilter`]: baseline wander, mains notch, 40 Hz low-pass) at the
@@ -11,22 +12,47 @@
 use std::collections::VecDeque;
 
 use ecg_dsp::MonitorFilter;
-use ecg_types::{Lead, Strip};
+use ecg_types::{Lead, PulseKind, Strip, Trace};
 
 /// Seconds of signal a strip shows (a standard rhythm strip).
 pub(crate) const STRIP_S: f64 = 10.0;
 /// Seconds of kept signal the display filter runs over before a strip starts.
 const SETTLE_S: f64 = 5.0;
-/// Seconds kept: the longest model window (30 s) plus slack, so that model findings
-/// scored at the end of a batch still find their signal.
+/// Seconds kept of the first lead: the longest model window (30 s) plus slack, so
+/// that model findings scored at the end of a batch still find their signal.
 const KEEP_S: f64 = 40.0;
-/// Highest rate kept: enough to draw at 25 mm/s.
+/// Seconds kept of the other leads and of pulses: they only go with lethal alarms,
+/// published as they happen (the strip plus the display filter's settling).
+const KEEP_EXTRA_S: f64 = STRIP_S + SETTLE_S + 1.0;
+/// Highest rate kept of the first lead: enough to draw at 25 mm/s.
 const MAX_RATE_HZ: u32 = 250;
+/// Highest rate kept of the other leads and of pulses (memory: a 12-lead stream keeps
+/// 11 more traces).
+const MAX_EXTRA_RATE_HZ: u32 = 125;
 
-/// A ring buffer of one lead.
+/// What a trace shows, which decides how it is kept and drawn.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum Signal {
+    /// An ECG lead (mV in, µV kept, monitor-filtered when cut).
+    Ecg(Lead),
+    /// A pulsatile waveform (its unit in, hundredths kept, unfiltered).
+    Pulse(PulseKind),
+}
+
+impl Signal {
+    /// Stored counts per input unit.
+    fn counts_per_unit(self) -> f32 {
+        match self {
+            Signal::Ecg(_) => 1000.0,
+            Signal::Pulse(_) => 100.0,
+        }
+    }
+}
+
+/// A ring buffer of one signal, box-averaged to a display rate.
 #[derive(Debug)]
 pub(crate) struct StripBuffer {
-    lead: Lead,
+    signal: Signal,
     mains_hz: f32,
     /// Native samples per kept sample.
     decim: u64,
@@ -40,14 +66,23 @@ pub(crate) struct StripBuffer {
 }
 
 impl StripBuffer {
-    /// A buffer for a stream sampled at `fs_hz` in a region with `mains_hz` mains
-    /// (0: no notch).
+    /// The first lead's buffer for a stream sampled at `fs_hz` in a region with
+    /// `mains_hz` mains (0: no notch).
     pub(crate) fn new(lead: Lead, fs_hz: u32, mains_hz: f32) -> Self {
-        let decim = u64::from(fs_hz.div_ceil(MAX_RATE_HZ).max(1));
-        let rate_hz = (fs_hz as u64 / decim) as u32;
-        let cap = (KEEP_S * f64::from(rate_hz)) as usize;
+        Self::with_limits(Signal::Ecg(lead), fs_hz, mains_hz, MAX_RATE_HZ, KEEP_S)
+    }
+
+    /// A buffer of another lead or a pulse: lower rate, shorter memory.
+    pub(crate) fn extra(signal: Signal, fs_hz: u32, mains_hz: f32) -> Self {
+        Self::with_limits(signal, fs_hz, mains_hz, MAX_EXTRA_RATE_HZ, KEEP_EXTRA_S)
+    }
+
+    fn with_limits(signal: Signal, fs_hz: u32, mains_hz: f32, max_rate: u32, keep_s: f64) -> Self {
+        let decim = u64::from(fs_hz.div_ceil(max_rate).max(1));
+        let rate_hz = (u64::from(fs_hz) / decim) as u32;
+        let cap = (keep_s * f64::from(rate_hz)) as usize;
         Self {
-            lead,
+            signal,
             mains_hz,
             decim,
             rate_hz,
@@ -59,18 +94,19 @@ impl StripBuffer {
         }
     }
 
-    /// Appends native samples of the lead, in mV.
-    pub(crate) fn push(&mut self, mv: &[f32]) {
-        for &v in mv {
-            self.acc += v;
+    /// Appends native samples (mV for ECG, the pulse's unit otherwise).
+    pub(crate) fn push(&mut self, x: &[f32]) {
+        let k = self.signal.counts_per_unit();
+        for &v in x {
+            self.acc += if v.is_finite() { v } else { 0.0 };
             self.acc_n += 1;
             if self.acc_n == self.decim {
-                let uv = (self.acc / self.decim as f32 * 1000.0).round();
-                let uv = uv.clamp(f32::from(i16::MIN), f32::from(i16::MAX)) as i16;
+                let c = (self.acc / self.decim as f32 * k).round();
+                let c = c.clamp(f32::from(i16::MIN), f32::from(i16::MAX)) as i16;
                 if self.buf.len() == self.cap {
                     self.buf.pop_front();
                 }
-                self.buf.push_back(uv);
+                self.buf.push_back(c);
                 self.end += 1;
                 self.acc = 0.0;
                 self.acc_n = 0;
@@ -78,9 +114,10 @@ impl StripBuffer {
         }
     }
 
-    /// The strip of `STRIP_S` seconds ending at native sample `end_sample` (clipped to
-    /// what is kept); `time_of` maps a native sample index to device time.
-    pub(crate) fn strip(&self, end_sample: u64, time_of: impl Fn(u64) -> i64) -> Option<Strip> {
+    /// The kept samples of the `STRIP_S` seconds ending at native sample
+    /// `end_sample` (clipped to what is kept), display-filtered for ECG, in the
+    /// buffer's counts; with the kept index of the first.
+    fn cut(&self, end_sample: u64) -> Option<(u64, Vec<i32>)> {
         let end = (end_sample / self.decim).min(self.end);
         let first_kept = self.end - self.buf.len() as u64;
         let want = (STRIP_S * f64::from(self.rate_hz)) as u64;
@@ -90,6 +127,12 @@ impl StripBuffer {
         }
         let from = (start - first_kept) as usize;
         let to = (end - first_kept) as usize;
+        if let Signal::Pulse(_) = self.signal {
+            return Some((
+                start,
+                self.buf.range(from..to).map(|&v| i32::from(v)).collect(),
+            ));
+        }
         // The monitor filter from up to `SETTLE_S` before the strip, so it has
         // settled by the strip's start (a 0.5 Hz high-pass settles in about 1 s).
         let mains = if f64::from(self.mains_hz) < 0.45 * f64::from(self.rate_hz) {
@@ -99,18 +142,51 @@ impl StripBuffer {
         };
         let mut filter = MonitorFilter::with_mains(f64::from(self.rate_hz), mains);
         let settle_from = from.saturating_sub((SETTLE_S * f64::from(self.rate_hz)) as usize);
-        let mut samples_uv = Vec::with_capacity(to - from);
+        let mut out = Vec::with_capacity(to - from);
         for (i, &v) in self.buf.range(settle_from..to).enumerate() {
             let y = filter.step(f32::from(v) / 1000.0);
             if settle_from + i >= from {
-                samples_uv.push((y * 1000.0).round() as i32);
+                out.push((y * 1000.0).round() as i32);
             }
         }
+        Some((start, out))
+    }
+
+    /// The strip of `STRIP_S` seconds ending at native sample `end_sample` (clipped to
+    /// what is kept); `time_of` maps a native sample index to device time.
+    pub(crate) fn strip(&self, end_sample: u64, time_of: impl Fn(u64) -> i64) -> Option<Strip> {
+        let (start, samples_uv) = self.cut(end_sample)?;
+        let lead = match self.signal {
+            Signal::Ecg(l) => l,
+            Signal::Pulse(_) => Lead::Unspecified,
+        };
         Some(Strip {
-            lead: self.lead,
+            lead,
             sample_rate_hz: self.rate_hz,
             start_us: time_of(start * self.decim),
             samples_uv,
+            more: Vec::new(),
+        })
+    }
+
+    /// The same span as a further trace of a strip.
+    pub(crate) fn trace(&self, end_sample: u64, time_of: impl Fn(u64) -> i64) -> Option<Trace> {
+        let (start, values) = self.cut(end_sample)?;
+        let (label, unit) = match self.signal {
+            Signal::Ecg(l) => (l.name().to_owned(), "uV".to_owned()),
+            Signal::Pulse(k) => (k.as_str().to_owned(), k.unit().to_owned()),
+        };
+        Some(Trace {
+            label,
+            unit,
+            // µV per count for ECG (kept in µV), the unit per count for pulses.
+            scale: match self.signal {
+                Signal::Ecg(_) => 1.0,
+                Signal::Pulse(_) => 1.0 / self.signal.counts_per_unit(),
+            },
+            sample_rate_hz: self.rate_hz,
+            start_us: time_of(start * self.decim),
+            values,
         })
     }
 }
@@ -134,6 +210,45 @@ mod tests {
         assert_eq!(old.samples_uv.len(), 1250);
         assert_eq!(old.start_us, 500 * 20);
         assert!(b.strip(500 * 15, |n| n as i64).is_none(), "older than kept");
+    }
+
+    #[test]
+    fn pulse_traces_keep_their_unit_and_time_and_leads_go_at_125_hz() {
+        // Arterial pressure at 250 Hz: 80–120 mmHg at 1 Hz, kept at 125 Hz, unfiltered.
+        let mut b = StripBuffer::extra(Signal::Pulse(PulseKind::ArterialPressure), 250, 50.0);
+        let tau = std::f32::consts::TAU;
+        let abp: Vec<f32> = (0..250 * 20)
+            .map(|i| 100.0 + 20.0 * (tau * i as f32 / 250.0).sin())
+            .collect();
+        b.push(&abp);
+        let t = b.trace(250 * 20, |n| n as i64 * 4000).expect("trace");
+        assert_eq!(
+            (t.label.as_str(), t.unit.as_str()),
+            ("arterial_pressure", "mmHg")
+        );
+        assert_eq!(t.sample_rate_hz, 125);
+        assert_eq!(t.values.len(), 1250, "10 s at 125 Hz");
+        assert_eq!(t.start_us, 250 * 10 * 4000, "starts 10 s before the end");
+        let mmhg: Vec<f32> = t.values.iter().map(|&v| v as f32 * t.scale).collect();
+        let (lo, hi) = mmhg
+            .iter()
+            .fold((f32::MAX, f32::MIN), |(l, h), &v| (l.min(v), h.max(v)));
+        assert!(
+            (79.0..82.0).contains(&lo) && (118.0..121.0).contains(&hi),
+            "{lo}..{hi}"
+        );
+        // Only the last 16 s are kept.
+        assert!(b.trace(250 * 3, |n| n as i64).is_none());
+        // Another ECG lead: µV, display rate 125 Hz.
+        let mut v1 = StripBuffer::extra(Signal::Ecg(Lead::V1), 500, 60.0);
+        v1.push(&[0.0; 500 * 12]);
+        let t = v1.trace(500 * 12, |n| n as i64).expect("trace");
+        assert_eq!(
+            (t.label.as_str(), t.unit.as_str(), t.scale),
+            ("V1", "uV", 1.0)
+        );
+        assert_eq!(t.sample_rate_hz, 125);
+        assert_eq!(t.values.len(), 1250);
     }
 
     #[test]

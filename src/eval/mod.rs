@@ -1,6 +1,7 @@
 //! `cardiostream eval …`: the DSP chain and the models on annotated records, offline.
 
 pub mod af;
+pub mod alarms;
 pub mod compare;
 pub mod episodes;
 pub mod export;
@@ -31,6 +32,13 @@ pub enum EvalCommand {
     /// pipeline's per-stream code and its AF episode tracker; `record,start_s,end_s`,
     /// scored with the ANSI/AAMI EC57 episode and duration statistics.
     AfEpisodes(episodes::EpisodesArgs),
+    /// Lethal-arrhythmia alarms of every CinC 2015-style alarm record, raised by the
+    /// pipeline's per-stream code from the data up to the alarm: `record,alarm`.
+    /// Never reads the verdicts.
+    Alarms(alarms::AlarmsArgs),
+    /// The challenge score of `eval alarms` answers against the experts' verdicts,
+    /// overall and per alarm type, with bootstrap CIs.
+    AlarmsScore(alarms::ScoreArgs),
 }
 
 /// Runs an evaluation subcommand.
@@ -43,6 +51,8 @@ pub fn run(cmd: EvalCommand) -> anyhow::Result<()> {
         EvalCommand::Af(args) => af::run(&args),
         EvalCommand::ExportInputs(args) => export::run(&args),
         EvalCommand::AfEpisodes(args) => episodes::run(&args),
+        EvalCommand::Alarms(args) => alarms::run(&args),
+        EvalCommand::AlarmsScore(args) => alarms::score(&args),
     }
 }
 

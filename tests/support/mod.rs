@@ -91,15 +91,14 @@ pub fn frame_msg(f: &ecg_types::Frame) -> Msg {
     }
 }
 
-/// Keys of window findings: all but pause and asystole events, which are keyed by
-/// the last beat's time rather than by a window.
+/// Keys of window findings: all but present pause events and lethal alarms, which
+/// are keyed by the event's start rather than by a window.
 pub fn window_keys(fs: &[Finding]) -> BTreeSet<String> {
+    let lethal = ecg_pipeline::analyzer::lethal_source();
     fs.iter()
         .filter(|f| {
-            !(matches!(
-                f.condition,
-                ecg_types::Condition::Pause | ecg_types::Condition::Asystole
-            ) && f.status == ecg_types::FindingStatus::Present)
+            !((f.condition == ecg_types::Condition::Pause || f.source == lethal)
+                && f.status == ecg_types::FindingStatus::Present)
         })
         .map(|f| f.key.clone())
         .collect()

@@ -193,7 +193,7 @@ pub struct Finding {
 }
 
 /// A short excerpt of one lead behind a finding: what a monitor prints as a rhythm strip.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Strip {
     /// The lead shown.
     pub lead: crate::Lead,
@@ -203,6 +203,28 @@ pub struct Strip {
     pub start_us: i64,
     /// Samples in microvolts.
     pub samples_uv: Vec<i32>,
+    /// Further traces over the same time behind the finding: for a lethal-arrhythmia
+    /// alarm, every other ECG lead its detector used and the stream's pulse channels.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub more: Vec<Trace>,
+}
+
+/// One more trace of a strip: an ECG lead or a pulsatile waveform.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Trace {
+    /// What it shows: a lead name (`V1`, `aVF`, `unspecified`) or a pulse kind
+    /// (`pleth`, `arterial_pressure`).
+    pub label: String,
+    /// Unit of `values × scale`: `uV` for ECG leads, `NU` or `mmHg` for pulses.
+    pub unit: String,
+    /// Units per count of `values`.
+    pub scale: f32,
+    /// Rate of `values` (at most 250 Hz).
+    pub sample_rate_hz: u32,
+    /// Device time of the first value.
+    pub start_us: i64,
+    /// The samples, in counts of `scale`.
+    pub values: Vec<i32>,
 }
 
 impl Finding {

@@ -172,6 +172,11 @@ impl FromStr for Lead {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let t = s.trim();
         let t = t.strip_prefix("MDC_ECG_LEAD_").unwrap_or(t);
+        // A modified chest lead 1 (MCL1, a bedside monitor's bipolar approximation of
+        // V1) is taken as V1, as MLII is as II.
+        if t.eq_ignore_ascii_case("MCL1") || t.eq_ignore_ascii_case("MCL") {
+            return Ok(Lead::V1);
+        }
         if t.eq_ignore_ascii_case("MLII") {
             return Ok(Lead::II);
         }
@@ -213,6 +218,7 @@ mod tests {
         assert_eq!(Lead::from_mdc_code(10_000), None);
         assert_eq!(Lead::AVF.mdc_ref_id(), "MDC_ECG_LEAD_AVF");
         assert_eq!("MLII".parse::<Lead>(), Ok(Lead::II));
+        assert_eq!("MCL1".parse::<Lead>(), Ok(Lead::V1));
         assert_eq!("MDC_ECG_LEAD_V1".parse::<Lead>(), Ok(Lead::V1));
         assert!("V9X".parse::<Lead>().is_err());
     }

@@ -23,7 +23,7 @@ mod record;
 mod units;
 
 pub use alert::{system_time_from_us, Alert, AlertKind, AlertState, Priority};
-pub use finding::{Condition, Finding, FindingSource, FindingStatus, Strip};
+pub use finding::{Condition, Finding, FindingSource, FindingStatus, Strip, Trace};
 pub use frame::{Frame, PulseWave};
 pub use ids::{DeviceId, IdError, PatientId, StreamId, MAX_ID_LEN};
 pub use lead::{Lead, UnknownLead};

@@ -40,4 +40,5 @@ pub(crate) const QRS_TUNING: [&str; 13] = [
     "101", "104", "107", "109", "114", "116", "119", "124", "203", "207", "209", "217", "223",
 ];
 
+pub(crate) mod cinc2015;
 pub(crate) mod nst;

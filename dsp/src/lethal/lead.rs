@@ -1,0 +1,1129 @@
+//! Per-lead ECG front end of the lethal-arrhythmia detector: decimation to a working
+//! rate of about 125 Hz, a light beat detector with per-beat morphology, per-tick
+//! signal statistics and quality, and a short history for the flutter/fibrillation
+//! spectrum.
+//!
+//! Every lead runs this cheap chain; the decisions that combine leads live in the
+//! parent module. Times are ECG sample indices of the stream's own rate.
+//!
+//! Beat detection (after Pan & Tompkins 1985, at the working rate): the high-passed
+//! (0.5 Hz) signal is smoothed ([1 2 1]/4), differentiated over 16 ms, and its
+//! absolute slope averaged over 120 ms; local maxima of that feature more than 150 ms
+//! apart are peaks. A peak is a beat when it exceeds the noise level plus 30 % of the
+//! way to the beat level (medians of the last 8 of each), halved once the current RR
+//! interval passes 1.5 times the recent median; a smaller peak within 360 ms of a beat
+//! is a T wave. After 8 s without a beat the levels are re-learned from the last 8 s.
+//! Every peak, beat or not, is kept with its morphology: amplitude, QRS width (span of
+//! steep slope), correlation with the lead's dominant beat and with the previous beat.
+
+use super::ring::{median_small, History, Ring};
+
+/// Working rate the leads are decimated to (Hz, approximately: an integer factor).
+pub(crate) const WORK_HZ: f64 = 125.0;
+/// Longest snippet (samples at the working rate) of a beat's morphology.
+pub(crate) const SNIP_MAX: usize = 48;
+/// Longest stretch of the working signal a peak's measurement reads.
+const SEG_MAX: usize = 128;
+/// Peak buffers of the adaptive threshold.
+const NBUF: usize = 8;
+/// Threshold between the noise and beat peak levels.
+const TH_FRAC: f32 = 0.3;
+/// Smallest detection-feature peak that can be a beat (mV/s, about a 0.03 mV QRS).
+const E_FLOOR: f32 = 0.5;
+/// Working samples of the high-frequency activity average (48 ms at 125 Hz).
+const HF_LEN: usize = 6;
+/// Input samples decimated per chunk before the working-rate chain runs.
+const CHUNK: usize = 256;
+/// Peaks below this share of the beat level are not measured.
+const PEAK_MIN: f32 = 0.15;
+/// Beat clusters kept per lead.
+const N_CLUSTERS: usize = 4;
+/// A beat correlating at least this with a cluster's template joins it.
+const TMPL_MATCH: f32 = 0.85;
+/// Beats a cluster needs before it can be the dominant one.
+const TMPL_ESTABLISHED: u32 = 4;
+/// Per-beat decay of the clusters' scores (a memory of about 50 beats).
+const SCORE_DECAY: f32 = 0.98;
+
+/// Tick quality: share of missing, lead-off or clipped samples from which the lead is
+/// degraded, and unusable.
+const BAD_FROM: f32 = 0.05;
+const BAD_TO: f32 = 0.3;
+/// Tick quality: noise floor of the detection feature over the beat level.
+const NOISE_FROM: f32 = 0.15;
+const NOISE_TO: f32 = 0.4;
+/// Tick quality: range of the signal over the dominant beat's amplitude (artefact).
+const ART_FROM: f32 = 5.0;
+const ART_TO: f32 = 10.0;
+/// Tick quality: share of the last 16 s of beats resembling a shape the lead shows
+/// repeatedly or the beat before them, below which the lead is unusable, and from
+/// which it is clean.
+const MORPH_BAD: f32 = 0.3;
+const MORPH_GOOD: f32 = 0.7;
+
+/// 0 at or below `lo`, 1 at or above `hi`, linear between.
+pub(crate) fn ramp(x: f32, lo: f32, hi: f32) -> f32 {
+    ((x - lo) / (hi - lo)).clamp(0.0, 1.0)
+}
+
+/// Parameters shared by every lead of a stream, derived from the ECG rate once.
+#[derive(Debug, Clone)]
+pub(crate) struct LeadParams {
+    /// Decimation factor (input samples per working sample).
+    pub(crate) d: usize,
+    /// Working rate (Hz).
+    pub(crate) fw: f32,
+    /// 1 / d² (the triangle decimator's gain).
+    dec_norm: f32,
+    /// Weights of an input sample at each phase into the current and the next output.
+    dec_w: Vec<(f32, f32)>,
+    /// Group delay of the decimation filter (input samples).
+    pub(crate) dec_delay: u64,
+    /// Pole of the 0.5 Hz baseline high-pass.
+    hp_a: f32,
+    /// Derivative lag (working samples).
+    kd: usize,
+    /// Scale of the slope (fw / kd) and of the integration (1 / mwi).
+    slope_scale: f32,
+    inv_mwi: f32,
+    /// Scale of the second difference (fw²).
+    hf_scale: f32,
+    /// Per-tick decay of the held high-frequency peak level (half in 4 s).
+    hf_decay: f32,
+    /// Moving-window integration length (working samples).
+    mwi: usize,
+    /// Delay of the detection feature behind the high-passed signal (working samples).
+    g: usize,
+    /// Radius of a detection-feature local maximum (working samples).
+    r: usize,
+    /// Half window of the fiducial search (working samples).
+    fid_half: usize,
+    /// Half length of a beat's morphology snippet (working samples).
+    snip_half: usize,
+    /// Largest alignment lag of two beats' snippets (working samples).
+    max_lag: usize,
+    /// Half window of the QRS width measurement (working samples).
+    width_half: usize,
+    /// Reach of a peak's measurement either side of its expected centre.
+    reach: usize,
+    /// No second beat within this of a beat (working samples).
+    refractory: usize,
+    /// A smaller peak this soon after a beat is a T wave (working samples).
+    twave: usize,
+    /// Learning period before the first beat decision (working samples).
+    warmup: u64,
+    /// Thresholds are re-learned after this long without a beat (working samples).
+    relearn: u64,
+    /// Run of identical decimated values marking a clipped signal (working samples;
+    /// about 40 ms of identical input).
+    stuck_run: u32,
+    /// ECG samples per tick.
+    pub(crate) tick: u64,
+    /// Ticks kept in the morphology history (16 s).
+    morph_ticks: u64,
+    /// Working samples averaged into one spectrum-history sample.
+    pub(crate) vd: usize,
+    /// Spectrum history rate (Hz).
+    pub(crate) fv: f32,
+    /// Spectrum history capacity (samples).
+    vf_cap: usize,
+}
+
+impl LeadParams {
+    pub(crate) fn new(fs: u32, tick: u64, vf_history_s: f32) -> Self {
+        let fs_f = f64::from(fs.max(1));
+        let d = ((fs_f / WORK_HZ).round() as usize).max(1);
+        let fw = fs_f / d as f64;
+        // The triangle of 2d − 1 taps delays by d − 1 input samples.
+        let dec_delay = (d - 1) as u64;
+        let n = |s: f64| ((s * fw).round() as usize).max(1);
+        let kd = n(0.016);
+        let mwi = n(0.12);
+        let g = 1 + kd / 2 + (mwi - 1) / 2;
+        let fid_half = n(0.06);
+        let snip_half = n(0.12).min(SNIP_MAX / 2 - 1);
+        let width_half = n(0.15);
+        let reach = (fid_half + width_half.max(snip_half) + kd + 3).min(SEG_MAX / 2 - 1);
+        let vd = ((fw / 50.0).floor() as usize).max(1);
+        let fv = (fw / vd as f64) as f32;
+        Self {
+            d,
+            fw: fw as f32,
+            dec_norm: 1.0 / (d * d) as f32,
+            dec_w: (0..d).map(|ph| ((d - ph) as f32, ph as f32)).collect(),
+            dec_delay,
+            hp_a: (-2.0 * std::f64::consts::PI * 0.5 / fw).exp() as f32,
+            kd,
+            slope_scale: fw as f32 / kd as f32,
+            inv_mwi: 1.0 / mwi as f32,
+            hf_scale: (fw * fw) as f32,
+            hf_decay: 0.5f64.powf(tick.max(1) as f64 / (4.0 * fs_f)) as f32,
+            mwi,
+            g,
+            r: n(0.15),
+            fid_half,
+            snip_half,
+            max_lag: n(0.04),
+            width_half,
+            reach,
+            refractory: n(0.2),
+            twave: n(0.36),
+            warmup: n(2.0) as u64,
+            relearn: n(8.0) as u64,
+            stuck_run: ((0.024 * fw).round() as u32).max(2),
+            tick: tick.max(1),
+            morph_ticks: ((16.0 * fs_f) / tick.max(1) as f64).ceil() as u64,
+            vd,
+            fv,
+            vf_cap: (f64::from(vf_history_s) * f64::from(fv)).ceil() as usize + 4,
+        }
+    }
+
+    /// ECG sample index of working sample `k` (negative for the filter's start-up).
+    pub(crate) fn time_of(&self, k: u64) -> i64 {
+        ((k + 1) * self.d as u64) as i64 - 1 - self.dec_delay as i64
+    }
+
+    /// The first working sample at or after ECG time `t`.
+    fn first_k_at(&self, t: u64) -> u64 {
+        (t + 1 + self.dec_delay)
+            .div_ceil(self.d as u64)
+            .saturating_sub(1)
+    }
+
+    /// Fixed delay (ECG samples) between a beat and the input sample at which it is
+    /// stored, an upper bound.
+    pub(crate) fn beat_latency(&self) -> u64 {
+        // The measurement's right edge or the peak's confirmation, whichever is later,
+        // plus the detection delay and the decimator.
+        let right = (self.reach + 1).max(self.r + self.g);
+        (right as u64 + 2) * self.d as u64 + self.dec_delay
+    }
+}
+
+/// One detection-feature peak of a lead, a beat or not, with its morphology.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub(crate) struct Beat {
+    /// ECG sample of the fiducial (steepest slope of the complex).
+    pub(crate) t: u64,
+    /// Detection-feature peak (mean absolute slope over 120 ms, mV/s).
+    pub(crate) e: f32,
+    /// Beat peak level of the lead when it was found (mV/s).
+    pub(crate) level: f32,
+    /// Peak-to-peak amplitude of the complex (mV).
+    pub(crate) amp: f32,
+    /// QRS width estimate (s).
+    pub(crate) width: f32,
+    /// Correlation with the lead's dominant beat; NaN while none is established.
+    pub(crate) corr: f32,
+    /// Correlation with the previous beat of the lead.
+    pub(crate) corr_prev: f32,
+    /// Passed the detection threshold.
+    pub(crate) beat: bool,
+    /// A beat shaped like one the lead shows repeatedly, or like the beat before it.
+    pub(crate) alike: bool,
+}
+
+/// Signal statistics and quality of one tick of one lead.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub(crate) struct TickStats {
+    /// Tick index (tick `i` covers ECG samples `[i·tick, (i+1)·tick)`).
+    pub(crate) tick: u64,
+    /// Working samples in the tick.
+    n: u16,
+    /// Working samples flagged lead-off or missing.
+    bad: u16,
+    /// Range of the high-passed signal (mV).
+    hp_min: f32,
+    hp_max: f32,
+    /// Smallest and largest detection feature (mV/s).
+    e_min: f32,
+    pub(crate) e_max: f32,
+    /// Range of the decimated (not high-passed) signal and the working samples in runs
+    /// of identical values at its maximum or minimum (a rail).
+    y_min: f32,
+    y_max: f32,
+    at_max: u16,
+    at_min: u16,
+    /// Smallest and largest high-frequency activity (mean absolute second difference
+    /// over 48 ms, mV/s²).
+    hf_min: f32,
+    hf_max: f32,
+    /// Quality 0–1 for beat-based calls: signal present, not clipped, noise floor
+    /// low, no artefact swings, beats alike.
+    pub(crate) q: f32,
+    /// The same without the beats' likeness (ventricular runs may be polymorphic).
+    pub(crate) q_shape_free: f32,
+    /// Only present and not clipped (flutter/fibrillation is itself irregular).
+    pub(crate) q_valid: f32,
+}
+
+impl TickStats {
+    fn start(tick: u64) -> Self {
+        Self {
+            tick,
+            hp_min: f32::INFINITY,
+            hp_max: f32::NEG_INFINITY,
+            e_min: f32::INFINITY,
+            hf_min: f32::INFINITY,
+            y_min: f32::INFINITY,
+            y_max: f32::NEG_INFINITY,
+            ..Self::default()
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Pending {
+    /// Working index of the detection-feature peak.
+    k: u64,
+    e: f32,
+}
+
+/// The per-lead state.
+#[derive(Debug, Clone)]
+pub(crate) struct LeadFront {
+    // Input side.
+    acc_cur: f32,
+    acc_next: f32,
+    /// A missing or lead-off input since the last working sample.
+    bad_acc: bool,
+    phase: usize,
+    last_raw: f32,
+    started: bool,
+    // Working side.
+    k: u64,
+    hp_x1: f32,
+    hp_y1: f32,
+    hp_y2: f32,
+    hp: History,
+    f_hist: [f32; 8],
+    /// The previous decimated sample and the run of identical ones (clipping).
+    y_prev: f32,
+    run: u32,
+    f_pos: usize,
+    mwi_buf: Vec<f32>,
+    mwi_pos: usize,
+    mwi_sum: f32,
+    hf_buf: [f32; HF_LEN],
+    /// Peak-held level of the high-frequency activity (the noise reference).
+    hf_ref: f32,
+    hf_pos: usize,
+    hf_sum: f32,
+    e_prev: f32,
+    /// The current local-maximum candidate (`cand_v < 0`: none).
+    cand_k: u64,
+    cand_v: f32,
+    pending: Option<Pending>,
+    // Ticks.
+    cur: TickStats,
+    in_cur: bool,
+    tick_end_k: u64,
+    // Thresholds.
+    warm_max: f32,
+    warm_sum: f32,
+    spk: [f32; NBUF],
+    npk: [f32; NBUF],
+    spk_pos: usize,
+    npk_pos: usize,
+    /// Median of `spk` (the beat level), kept current.
+    spk_med: f32,
+    last_beat: Option<(u64, f32)>,
+    last_relearn: u64,
+    rr: [f32; NBUF],
+    rr_n: usize,
+    rr_pos: usize,
+    // Morphology.
+    clusters: Clusters,
+    prev_snip: [f32; SNIP_MAX],
+    has_prev: bool,
+    // Outputs.
+    pub(crate) beats: Ring<Beat>,
+    pub(crate) ticks: Ring<TickStats>,
+    vf: History,
+    vf_acc: f32,
+    vf_cnt: usize,
+}
+
+impl LeadFront {
+    pub(crate) fn new(p: &LeadParams, history_s: f32) -> Self {
+        let beats_cap = (history_s * 6.0).ceil() as usize + 8;
+        let ticks_cap = (f64::from(history_s) * f64::from(p.fw) * p.d as f64 / p.tick as f64).ceil()
+            as usize
+            + 4;
+        Self {
+            acc_cur: 0.0,
+            acc_next: 0.0,
+            bad_acc: false,
+            phase: 0,
+            last_raw: f32::NAN,
+            started: false,
+            k: 0,
+            hp_x1: 0.0,
+            hp_y1: 0.0,
+            hp_y2: 0.0,
+            hp: History::new(p.fw as usize + 1),
+            f_hist: [0.0; 8],
+            y_prev: f32::NAN,
+            run: 0,
+            f_pos: 0,
+            mwi_buf: vec![0.0; p.mwi],
+            mwi_pos: 0,
+            mwi_sum: 0.0,
+            hf_buf: [0.0; HF_LEN],
+            hf_ref: 0.0,
+            hf_pos: 0,
+            hf_sum: 0.0,
+            e_prev: 0.0,
+            cand_k: 0,
+            cand_v: -1.0,
+            pending: None,
+            cur: TickStats::start(0),
+            in_cur: false,
+            tick_end_k: p.first_k_at(0),
+            warm_max: 0.0,
+            warm_sum: 0.0,
+            spk: [0.0; NBUF],
+            npk: [0.0; NBUF],
+            spk_pos: 0,
+            npk_pos: 0,
+            spk_med: 0.0,
+            last_beat: None,
+            last_relearn: 0,
+            rr: [0.0; NBUF],
+            rr_n: 0,
+            rr_pos: 0,
+            clusters: Clusters::default(),
+            prev_snip: [0.0; SNIP_MAX],
+            has_prev: false,
+            beats: Ring::new(beats_cap),
+            ticks: Ring::new(ticks_cap),
+            vf: History::new(p.vf_cap),
+            vf_acc: 0.0,
+            vf_cnt: 0,
+        }
+    }
+
+    /// Heap bytes held by this lead.
+    pub(crate) fn heap_bytes(&self) -> usize {
+        self.hp.bytes()
+            + self.mwi_buf.capacity() * 4
+            + self.beats.bytes()
+            + self.ticks.bytes()
+            + self.vf.bytes()
+    }
+
+    /// Feeds input samples (mV) of this lead; `off` marks the whole block lead-off.
+    ///
+    /// # Panics
+    /// Never for the chunk sizes used here (working samples per chunk ≤ input).
+    pub(crate) fn push(&mut self, p: &LeadParams, x: &[f32], off: bool) {
+        if x.is_empty() {
+            return;
+        }
+        if !self.started {
+            self.started = true;
+            let v = x.iter().copied().find(|v| v.is_finite()).unwrap_or(0.0);
+            self.last_raw = v;
+            self.hp_x1 = v;
+            // As if the signal had been constant before.
+            let d = p.d as f32;
+            self.acc_cur = v * d * (d - 1.0) / 2.0;
+        }
+        // In chunks: clean and decimate into a small stack buffer, then run the
+        // working-rate chain over it. Hot state stays in locals.
+        let mut ys = [0.0f32; CHUNK];
+        let mut bads = [false; CHUNK];
+        for chunk in x.chunks(CHUNK) {
+            // Missing samples hold the last value and mark their working sample bad.
+            // Triangle (sinc²) decimation: each input sample weighs into the current
+            // output with d − phase and into the next with phase (with d = 1 the
+            // weights are 1 and 0: a pass-through).
+            let mut last = self.last_raw;
+            let (mut cur, mut next, mut ph) = (self.acc_cur, self.acc_next, self.phase);
+            let mut bad = self.bad_acc;
+            let d = p.d;
+            let mut ny = 0;
+            for &raw in chunk {
+                let finite = raw.is_finite();
+                let v = if finite { raw } else { last };
+                last = v;
+                bad |= off || !finite;
+                cur += v * p.dec_w[ph].0;
+                next += v * p.dec_w[ph].1;
+                ph += 1;
+                if ph == d {
+                    ph = 0;
+                    ys[ny] = cur * p.dec_norm;
+                    bads[ny] = bad;
+                    cur = next;
+                    next = 0.0;
+                    bad = false;
+                    ny += 1;
+                }
+            }
+            self.last_raw = last;
+            self.acc_cur = cur;
+            self.acc_next = next;
+            self.phase = ph;
+            self.bad_acc = bad;
+            self.work(p, &ys[..ny], &bads[..ny]);
+        }
+    }
+
+    /// The working-rate chain over a block of decimated samples; the per-sample state
+    /// lives in locals and is written back at the end (and around the rare events).
+    fn work(&mut self, p: &LeadParams, ys: &[f32], bads: &[bool]) {
+        let (mut x1, mut y1, mut y2) = (self.hp_x1, self.hp_y1, self.hp_y2);
+        let mut mwi_sum = self.mwi_sum;
+        let mut mwi_pos = self.mwi_pos;
+        let mut hf_sum = self.hf_sum;
+        let mut hf_pos = self.hf_pos;
+        let mut f_pos = self.f_pos;
+        let (mut y_prev, mut run) = (self.y_prev, self.run);
+        let mut e_prev = self.e_prev;
+        let mut vf_acc = self.vf_acc;
+        let mut vf_cnt = self.vf_cnt;
+        let nm = self.mwi_buf.len();
+        for (&y, &bad) in ys.iter().zip(bads) {
+            let k = self.k;
+            self.k += 1;
+            // Baseline high-pass (first order, 0.5 Hz).
+            let hp = y - x1 + p.hp_a * y1;
+            x1 = y;
+            let (h1, h2) = (y1, y2);
+            y2 = h1;
+            y1 = hp;
+            self.hp.push(hp);
+            // Smoothing [1 2 1]/4, slope over kd samples, mean absolute slope (120 ms).
+            let f = 0.25 * (hp + 2.0 * h1 + h2);
+            let back = self.f_hist[(f_pos + 8 - p.kd) & 7];
+            self.f_hist[f_pos] = f;
+            f_pos = (f_pos + 1) & 7;
+            let a = ((f - back) * p.slope_scale).abs();
+            mwi_sum += a - self.mwi_buf[mwi_pos];
+            self.mwi_buf[mwi_pos] = a;
+            mwi_pos += 1;
+            if mwi_pos == nm {
+                mwi_pos = 0;
+            }
+            let e = (mwi_sum * p.inv_mwi).max(0.0);
+            // High-frequency activity: mean absolute second difference over 48 ms.
+            let a2 = (hp - 2.0 * h1 + h2).abs() * p.hf_scale;
+            hf_sum += a2 - self.hf_buf[hf_pos];
+            self.hf_buf[hf_pos] = a2;
+            hf_pos += 1;
+            if hf_pos == HF_LEN {
+                hf_pos = 0;
+            }
+            let hf = (hf_sum * (1.0 / HF_LEN as f32)).max(0.0);
+
+            // Tick statistics, by the ECG time of this working sample.
+            if k >= self.tick_end_k {
+                self.next_tick(p, k);
+            }
+            run = if y == y_prev { run + 1 } else { 0 };
+            y_prev = y;
+            let c = &mut self.cur;
+            c.n = c.n.saturating_add(1);
+            if y > c.y_max {
+                c.y_max = y;
+                c.at_max = 0;
+            }
+            if y < c.y_min {
+                c.y_min = y;
+                c.at_min = 0;
+            }
+            if run >= p.stuck_run {
+                c.at_max += u16::from(y == c.y_max);
+                c.at_min += u16::from(y == c.y_min);
+            }
+            c.bad += u16::from(bad);
+            c.hp_min = c.hp_min.min(hp);
+            c.hp_max = c.hp_max.max(hp);
+            c.e_min = c.e_min.min(e);
+            c.e_max = c.e_max.max(e);
+            c.hf_min = c.hf_min.min(hf);
+            c.hf_max = c.hf_max.max(hf);
+
+            // Spectrum history.
+            vf_acc += hp;
+            vf_cnt += 1;
+            if vf_cnt == p.vd {
+                self.vf.push(vf_acc / p.vd as f32);
+                vf_acc = 0.0;
+                vf_cnt = 0;
+            }
+
+            // Local maxima of the detection feature, `r` apart.
+            if e > e_prev && e > self.cand_v {
+                self.cand_k = k;
+                self.cand_v = e;
+            }
+            e_prev = e;
+            if k < p.warmup {
+                self.warm_up(p, k, e);
+                continue;
+            }
+            if self.cand_v >= 0.0 && k >= self.cand_k + p.r as u64 {
+                let (kc, v) = (self.cand_k, self.cand_v);
+                self.cand_v = -1.0;
+                {
+                    // Tiny wiggles (below 15 % of the beat level) are neither beats
+                    // nor anything the decisions look at: not measured.
+                    if v > 0.1 * E_FLOOR && v >= PEAK_MIN * self.spk_med {
+                        if let Some(pd) = self.pending.take() {
+                            self.finish(p, pd);
+                        }
+                        self.pending = Some(Pending { k: kc, e: v });
+                    }
+                }
+            }
+            if let Some(pd) = self.pending {
+                let c = pd.k.saturating_sub(p.g as u64);
+                if k >= (c + p.reach as u64 + 1).max(pd.k + p.r as u64) {
+                    self.pending = None;
+                    self.finish(p, pd);
+                }
+            }
+        }
+        self.hp_x1 = x1;
+        self.hp_y1 = y1;
+        self.hp_y2 = y2;
+        self.mwi_sum = mwi_sum;
+        self.mwi_pos = mwi_pos;
+        self.hf_sum = hf_sum;
+        self.hf_pos = hf_pos;
+        self.f_pos = f_pos;
+        self.y_prev = y_prev;
+        self.run = run;
+        self.e_prev = e_prev;
+        self.vf_acc = vf_acc;
+        self.vf_cnt = vf_cnt;
+    }
+
+    /// Learns the initial levels during the first `warmup` working samples.
+    fn warm_up(&mut self, p: &LeadParams, k: u64, e: f32) {
+        self.warm_max = self.warm_max.max(e);
+        self.warm_sum += e;
+        if k + 1 == p.warmup {
+            self.spk = [self.warm_max * 0.6; NBUF];
+            self.npk = [self.warm_sum / p.warmup as f32; NBUF];
+            self.spk_med = self.warm_max * 0.6;
+        }
+    }
+
+    /// Closes the current tick (its quality) and opens the one working sample `k`
+    /// belongs to.
+    fn next_tick(&mut self, p: &LeadParams, k: u64) {
+        if self.in_cur && self.cur.n > 0 && p.time_of(k) >= 0 {
+            let mut s = self.cur;
+            self.tick_quality(p, &mut s);
+            self.ticks.push(s);
+            self.maybe_relearn(p, k);
+        }
+        let t = p.time_of(k);
+        if t < 0 {
+            self.tick_end_k = p.first_k_at(0);
+            return;
+        }
+        let i = t as u64 / p.tick;
+        self.cur = TickStats::start(i);
+        self.in_cur = true;
+        self.tick_end_k = p.first_k_at((i + 1) * p.tick);
+    }
+
+    fn tick_quality(&mut self, p: &LeadParams, s: &mut TickStats) {
+        // Clipping: runs of identical values at the tick's extremes when it swings more
+        // than 0.5 mV. A trace that is merely flat (even perfectly constant) stays
+        // usable: it shows no beats, which is what asystole looks like; a disconnected
+        // electrode is flagged lead-off by the device.
+        let clipped = if s.y_max - s.y_min > 0.5 {
+            f32::from(s.at_max + s.at_min) / f32::from(s.n.max(1))
+        } else {
+            0.0
+        };
+        let bad = f32::from(s.bad) / f32::from(s.n.max(1)) + clipped.min(1.0);
+        let q_valid = 1.0 - ramp(bad, BAD_FROM, BAD_TO);
+        // Noise: the floor of the high-frequency activity over its recent peaks (QRS
+        // complexes). Muscle noise keeps the floor up; a fast rhythm of wide, smooth
+        // complexes (ventricular tachycardia) does not.
+        // The recent peak level of the activity: held, decaying by half in about 4 s.
+        let hf_ref = s.hf_max.max(self.hf_ref * p.hf_decay);
+        let noise = if hf_ref > 0.0 {
+            (s.hf_min / hf_ref).min(1.0)
+        } else {
+            0.0
+        };
+        let q_noise = 1.0 - ramp(noise, NOISE_FROM, NOISE_TO);
+        let ref_amp = match self.template_shape() {
+            Some((_, amp)) => amp,
+            None => {
+                let (sum, n) = self
+                    .beats
+                    .iter()
+                    .rev()
+                    .filter(|b| b.beat)
+                    .take(8)
+                    .fold((0.0f32, 0u32), |(s, n), b| (s + b.amp, n + 1));
+                if n > 0 {
+                    sum / n as f32
+                } else {
+                    0.0
+                }
+            }
+        };
+        let q_art = if ref_amp > 0.0 {
+            1.0 - ramp((s.hp_max - s.hp_min) / ref_amp, ART_FROM, ART_TO)
+        } else {
+            0.5
+        };
+        // Beats that look like the lead's dominant beat or like the beat before them
+        // (a rhythm, even an ectopic one), over the last 16 s: noise makes detections
+        // of every shape.
+        let since = (s.tick + 1).saturating_sub(p.morph_ticks) * p.tick;
+        let (mut nb, mut alike) = (0u32, 0u32);
+        for b in self.beats.iter().rev().take_while(|b| b.t >= since) {
+            if b.beat {
+                nb += 1;
+                alike += u32::from(b.alike);
+            }
+        }
+        let q_morph = if nb >= 4 {
+            ramp(alike as f32 / nb as f32, MORPH_BAD, MORPH_GOOD)
+        } else {
+            1.0
+        };
+        self.hf_ref = hf_ref;
+        s.q_valid = q_valid;
+        s.q_shape_free = q_valid * q_noise.min(q_art);
+        s.q = q_valid * q_noise.min(q_art).min(q_morph);
+    }
+
+    fn threshold(&self) -> (f32, f32) {
+        let s = self.spk_med;
+        let n = median_small(&self.npk);
+        ((n + TH_FRAC * (s - n)).max(E_FLOOR), s)
+    }
+
+    fn rr_median(&self) -> Option<f32> {
+        (self.rr_n >= 2).then(|| median_small(&self.rr[..self.rr_n.min(NBUF)]))
+    }
+
+    /// After `relearn` without a beat (and every half of it since), the levels restart
+    /// from the largest feature of the last 8 s.
+    fn maybe_relearn(&mut self, p: &LeadParams, k: u64) {
+        let last = self.last_beat.map_or(p.warmup, |(kb, _)| kb.max(p.warmup));
+        if k > last + p.relearn && k >= self.last_relearn + p.relearn / 2 {
+            let n = (8.0 * p.fw * p.d as f32 / p.tick as f32).ceil() as usize;
+            let mx = self
+                .ticks
+                .iter()
+                .rev()
+                .take(n)
+                .map(|s| s.e_max)
+                .fold(0.0f32, f32::max);
+            if mx > E_FLOOR {
+                self.spk = [0.6 * mx; NBUF];
+                self.npk = [0.1 * mx; NBUF];
+                self.spk_med = 0.6 * mx;
+            }
+            self.last_relearn = k;
+        }
+    }
+
+    /// Measures a confirmed peak, decides whether it is a beat and stores it.
+    fn finish(&mut self, p: &LeadParams, pd: Pending) {
+        let c = pd.k.saturating_sub(p.g as u64);
+        // The stretch of the high-passed signal the measurement reads, its smoothed
+        // version and centred slopes.
+        let lo = c.saturating_sub(p.reach as u64);
+        let len = (c + p.reach as u64 + 1 - lo) as usize;
+        let mut seg = [0.0f32; SEG_MAX];
+        self.hp.copy_to(lo, &mut seg[..len]);
+        let mut sm = [0.0f32; SEG_MAX];
+        sm[0] = seg[0];
+        sm[1] = 0.25 * (seg[1] + 3.0 * seg[0]);
+        for i in 2..len {
+            sm[i] = 0.25 * (seg[i] + 2.0 * seg[i - 1] + seg[i - 2]);
+        }
+        // Slope centred at i: sm[i + 1 + kd/2] − sm[i + 1 + kd/2 − kd].
+        let ahead = 1 + p.kd / 2;
+        let mut sl = [0.0f32; SEG_MAX];
+        for (i, v) in sl[..len].iter_mut().enumerate() {
+            let j = (i + ahead).min(len - 1);
+            *v = (sm[j] - sm[j.saturating_sub(p.kd)]).abs();
+        }
+        let ci = (c - lo) as usize;
+        // Fiducial: steepest slope within ±fid_half of the expected centre.
+        let (f0, f1) = (
+            ci.saturating_sub(p.fid_half),
+            (ci + p.fid_half).min(len - 1),
+        );
+        let mut fi = ci;
+        let mut best = -1.0f32;
+        for (i, &a) in sl.iter().enumerate().take(f1 + 1).skip(f0) {
+            if a > best {
+                best = a;
+                fi = i;
+            }
+        }
+        // Width: span where the slope exceeds 30 % of its maximum.
+        let (w0, w1) = (
+            fi.saturating_sub(p.width_half),
+            (fi + p.width_half).min(len - 1),
+        );
+        let span = &sl[w0..=w1];
+        let smax = span.iter().copied().fold(0.0f32, f32::max);
+        let first = span.iter().position(|&v| v >= 0.3 * smax).unwrap_or(0);
+        let last = span.iter().rposition(|&v| v >= 0.3 * smax).unwrap_or(0);
+        let width = last.saturating_sub(first) as f32 / p.fw;
+        // Snippet, mean removed.
+        let nt = 2 * p.snip_half + 1;
+        let s0 = fi.saturating_sub(p.snip_half);
+        let mut z = [0.0f32; SNIP_MAX];
+        for (i, zi) in z[..nt].iter_mut().enumerate() {
+            *zi = seg[(s0 + i).min(len - 1)];
+        }
+        let mean = z[..nt].iter().sum::<f32>() / nt as f32;
+        let (mut mn, mut mx) = (f32::INFINITY, f32::NEG_INFINITY);
+        for zi in &mut z[..nt] {
+            *zi -= mean;
+            mn = mn.min(*zi);
+            mx = mx.max(*zi);
+        }
+        let amp = mx - mn;
+        let fid = lo + fi as u64;
+
+        // Beat decision.
+        let t = p.time_of(fid).max(0) as u64;
+        let (mut th, level) = self.threshold();
+        let since = self.last_beat.map(|(kb, _)| fid.saturating_sub(kb));
+        let rr = self.rr_median().unwrap_or(1.0) * p.fw;
+        if since.is_none_or(|s| s as f32 > 1.5 * rr) {
+            th *= 0.5;
+        }
+        let mut is_beat = pd.e >= th.max(E_FLOOR);
+        if let (Some(s), Some((_, le))) = (since, self.last_beat) {
+            if s < p.refractory as u64 || (s < p.twave as u64 && pd.e < 0.5 * le) {
+                is_beat = false;
+            }
+        }
+
+        // Shape comparisons for beats and for peaks that could be missed beats (the
+        // smaller ones only matter by their size).
+        let corr_prev = if self.has_prev && is_beat {
+            best_corr_lag(&z[..nt], &self.prev_snip[..nt], p.max_lag).0
+        } else {
+            f32::NAN
+        };
+        let dom = if is_beat || pd.e >= 0.3 * level {
+            self.clusters.dominant_corr_lag(&z[..nt], p.max_lag)
+        } else {
+            None
+        };
+        let corr = dom.map_or(f32::NAN, |(r, _)| r);
+
+        let mut alike = false;
+        if is_beat {
+            self.spk[self.spk_pos] = pd.e;
+            self.spk_pos = (self.spk_pos + 1) % NBUF;
+            self.spk_med = median_small(&self.spk);
+            if let Some((kb, _)) = self.last_beat {
+                let r = (fid - kb) as f32 / p.fw;
+                if r < 3.0 {
+                    self.rr[self.rr_pos] = r;
+                    self.rr_pos = (self.rr_pos + 1) % NBUF;
+                    self.rr_n += 1;
+                }
+            }
+            self.last_beat = Some((fid, pd.e));
+            alike = self.clusters.learn(&z[..nt], width, amp, p.max_lag, dom);
+            self.prev_snip[..nt].copy_from_slice(&z[..nt]);
+            self.has_prev = true;
+        } else {
+            self.npk[self.npk_pos] = pd.e;
+            self.npk_pos = (self.npk_pos + 1) % NBUF;
+        }
+        self.beats.push(Beat {
+            t,
+            e: pd.e,
+            level,
+            amp,
+            width,
+            corr,
+            corr_prev,
+            beat: is_beat,
+            alike: alike || corr_prev >= 0.8,
+        });
+    }
+
+    /// The lead's established dominant-beat width (s) and amplitude (mV).
+    pub(crate) fn template_shape(&self) -> Option<(f32, f32)> {
+        self.clusters.dominant().map(|c| (c.width, c.amp))
+    }
+
+    /// The spectrum history (high-passed signal at [`LeadParams::fv`]).
+    pub(crate) fn vf_history(&self) -> &History {
+        &self.vf
+    }
+
+    /// ECG time of spectrum-history sample `j`.
+    pub(crate) fn vf_time(p: &LeadParams, j: u64) -> i64 {
+        let k = j * p.vd as u64 + (p.vd as u64 - 1) / 2;
+        p.time_of(k)
+    }
+
+    /// Mean of a per-tick quality over the ticks `[t0, t1)` (0 when none is known).
+    pub(crate) fn quality(&self, t0: u64, t1: u64, which: fn(&TickStats) -> f32) -> f32 {
+        let (mut n, mut sum) = (0u32, 0.0f32);
+        for s in self.ticks.iter().rev() {
+            if s.tick < t0 {
+                break;
+            }
+            if s.tick < t1 {
+                n += 1;
+                sum += which(&s);
+            }
+        }
+        if n == 0 {
+            0.0
+        } else {
+            sum / n as f32
+        }
+    }
+
+    /// The quality of the tick holding ECG sample `t` (0 when it is not known).
+    pub(crate) fn quality_at(&self, t: u64, tick: u64, which: fn(&TickStats) -> f32) -> f32 {
+        let i = t / tick;
+        self.ticks
+            .iter()
+            .rev()
+            .find(|s| s.tick <= i)
+            .filter(|s| s.tick == i)
+            .map_or(0.0, |s| which(&s))
+    }
+}
+
+/// One cluster of similar beats.
+#[derive(Debug, Clone, Copy)]
+struct Cluster {
+    /// Average snippet (aligned), mean removed.
+    shape: [f32; SNIP_MAX],
+    /// Beats that joined it.
+    n: u32,
+    /// Decayed count of recent joins.
+    score: f32,
+    width: f32,
+    amp: f32,
+}
+
+impl Default for Cluster {
+    fn default() -> Self {
+        Self {
+            shape: [0.0; SNIP_MAX],
+            n: 0,
+            score: 0.0,
+            width: 0.0,
+            amp: 0.0,
+        }
+    }
+}
+
+/// A lead's beat clusters: each beat joins the cluster it matches or replaces the
+/// least used one; the dominant beat is the established cluster with the most recent
+/// joins. An episode of artefact or ectopy forms clusters of its own without taking
+/// over the dominant beat until it outlasts it.
+#[derive(Debug, Clone, Default)]
+struct Clusters {
+    c: [Cluster; N_CLUSTERS],
+    dominant: Option<usize>,
+}
+
+impl Clusters {
+    fn dominant(&self) -> Option<&Cluster> {
+        self.dominant.map(|k| &self.c[k])
+    }
+
+    /// Correlation of `z` with the dominant beat and its lag (none while there is no
+    /// dominant beat).
+    fn dominant_corr_lag(&self, z: &[f32], max_lag: usize) -> Option<(f32, isize)> {
+        self.dominant()
+            .map(|c| best_corr_lag(z, &c.shape[..z.len()], max_lag))
+    }
+
+    /// Adds a beat; returns whether it joined an established cluster (a shape the lead
+    /// has shown repeatedly: the dominant beat or a recurring ectopic one).
+    /// `dom`: the beat's correlation and lag with the dominant cluster, if already
+    /// known.
+    fn learn(
+        &mut self,
+        z: &[f32],
+        width: f32,
+        amp: f32,
+        max_lag: usize,
+        dom: Option<(f32, isize)>,
+    ) -> bool {
+        let dominant = self.dominant;
+        let nt = z.len();
+        let mut best: Option<(usize, f32, isize)> = None;
+        for (k, c) in self.c.iter_mut().enumerate() {
+            c.score *= SCORE_DECAY;
+            if c.n == 0 {
+                continue;
+            }
+            let amp_ok = amp > 0.4 * c.amp && amp < 2.5 * c.amp;
+            if !amp_ok {
+                continue;
+            }
+            let (r, lag) = match (dominant, dom) {
+                (Some(d), Some(known)) if d == k => known,
+                _ => best_corr_lag(z, &c.shape[..nt], max_lag),
+            };
+            if r >= TMPL_MATCH && best.is_none_or(|(_, b, _)| r > b) {
+                best = Some((k, r, lag));
+            }
+        }
+        let known = best.is_some_and(|(k, _, _)| self.c[k].n >= TMPL_ESTABLISHED);
+        match best {
+            Some((k, _, lag)) => {
+                // Average the beat in, aligned to the template.
+                let c = &mut self.c[k];
+                let a = 1.0 / (c.n.min(15) + 1) as f32;
+                for (i, t) in c.shape[..nt].iter_mut().enumerate() {
+                    let j = i as isize + lag;
+                    if j >= 0 && (j as usize) < nt {
+                        *t += a * (z[j as usize] - *t);
+                    }
+                }
+                c.width += a * (width - c.width);
+                c.amp += a * (amp - c.amp);
+                c.n += 1;
+                c.score += 1.0;
+            }
+            None => {
+                // Replace the least used cluster.
+                let k = (0..N_CLUSTERS)
+                    .min_by(|&i, &j| self.c[i].score.total_cmp(&self.c[j].score))
+                    .unwrap_or(0);
+                if self.dominant == Some(k) {
+                    self.dominant = None;
+                }
+                let c = &mut self.c[k];
+                c.shape[..nt].copy_from_slice(z);
+                c.n = 1;
+                c.score = 1.0;
+                c.width = width;
+                c.amp = amp;
+            }
+        }
+        self.dominant = (0..N_CLUSTERS)
+            .filter(|&k| self.c[k].n >= TMPL_ESTABLISHED)
+            .max_by(|&i, &j| self.c[i].score.total_cmp(&self.c[j].score));
+        known
+    }
+}
+
+/// Largest Pearson correlation between the core of `b` (without `max_lag` samples at
+/// either end) and the equally long stretch of `a` shifted by up to ±`max_lag`, and
+/// that lag: `a[i + lag]` lines up with `b[i]`. The core's statistics are computed
+/// once and `a`'s from running sums, so the cost is about `(2 max_lag + 1) × core`
+/// multiply-adds.
+pub(crate) fn best_corr_lag(a: &[f32], b: &[f32], max_lag: usize) -> (f32, isize) {
+    let n = a.len().min(b.len());
+    let lag = max_lag.min(n.saturating_sub(4) / 2);
+    let m = n - 2 * lag;
+    let core = &b[lag..lag + m];
+    let mb = core.iter().sum::<f32>() / m as f32;
+    let mut cc = [0.0f32; SNIP_MAX];
+    let mut sbb = 0.0f32;
+    for (d, &v) in cc[..m].iter_mut().zip(core) {
+        *d = v - mb;
+        sbb += *d * *d;
+    }
+    // Running sums of a and a² for the windows' means and energies.
+    let mut ps = [0.0f32; SNIP_MAX + 1];
+    let mut ps2 = [0.0f32; SNIP_MAX + 1];
+    for i in 0..n {
+        ps[i + 1] = ps[i] + a[i];
+        ps2[i + 1] = ps2[i] + a[i] * a[i];
+    }
+    let mut best = -1.0f32;
+    let mut best_lag = 0isize;
+    for s in 0..=2 * lag {
+        let w = &a[s..s + m];
+        let sum = ps[s + m] - ps[s];
+        let saa = (ps2[s + m] - ps2[s]) - sum * sum / m as f32;
+        let sab: f32 = cc[..m].iter().zip(w).map(|(x, y)| x * y).sum();
+        let den = (saa.max(0.0) * sbb).sqrt();
+        if den > 0.0 && sab / den > best {
+            best = sab / den;
+            best_lag = s as isize - lag as isize;
+        }
+    }
+    (best, best_lag)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decimator_passes_dc_and_stops_the_working_rate() {
+        for fs in [250u32, 500, 1000] {
+            let p = LeadParams::new(fs, u64::from(fs), 6.0);
+            let fw = f64::from(p.fw);
+            let run = |f: f64| -> f32 {
+                let mut l = LeadFront::new(&p, 17.0);
+                let x: Vec<f32> = (0..fs * 4)
+                    .map(|i| {
+                        1.0 + (2.0 * std::f64::consts::PI * f * f64::from(i) / f64::from(fs)).sin()
+                            as f32
+                    })
+                    .collect();
+                l.push(&p, &x, false);
+                // The decimated signal's swing over the last second (before the
+                // high-pass: the spectrum history holds the high-passed signal, so
+                // check via the tick statistics' range instead).
+                l.ticks.iter().last().map_or(0.0, |t| t.hp_max - t.hp_min)
+            };
+            // A 10 Hz sine passes nearly whole (swing 2), one at the working rate
+            // (aliasing to DC) is stopped.
+            assert!(run(10.0) > 1.8, "fs {fs}");
+            assert!(run(fw) < 0.05, "fs {fs}: {}", run(fw));
+        }
+    }
+
+    #[test]
+    fn params_cover_common_rates() {
+        for (fs, d) in [(250, 2), (500, 4), (360, 3), (128, 1), (1000, 8)] {
+            let p = LeadParams::new(fs, u64::from(fs), 6.0);
+            assert_eq!(p.d, d, "fs {fs}");
+            assert!(p.fw > 100.0 && p.fw < 200.0);
+            assert!(2 * p.reach < SEG_MAX);
+            assert!(2 * p.snip_half < SNIP_MAX);
+            assert!(
+                p.beat_latency() < u64::from(fs) / 2,
+                "fs {fs}: {}",
+                p.beat_latency()
+            );
+            // first_k_at inverts time_of.
+            for t in [0u64, 1, 17, 250, 1001] {
+                let k = p.first_k_at(t);
+                assert!(p.time_of(k) >= t as i64);
+                assert!(k == 0 || p.time_of(k - 1) < t as i64);
+            }
+        }
+    }
+
+    #[test]
+    fn correlation_finds_shifted_copies() {
+        let a: Vec<f32> = (0..31).map(|i| ((i as f32) * 0.4).sin()).collect();
+        let b: Vec<f32> = (0..31).map(|i| ((i as f32 + 2.0) * 0.4).sin()).collect();
+        let (r, lag) = best_corr_lag(&a, &b, 4);
+        assert!(r > 0.99, "{r}");
+        assert_eq!(lag, 2);
+        let c: Vec<f32> = a.iter().map(|v| -v).collect();
+        assert!(best_corr_lag(&a, &c, 0).0 < -0.99);
+    }
+}

@@ -1,0 +1,175 @@
+//! Fixed-capacity rings used by the lethal-arrhythmia detector: allocated once at
+//! construction, never again.
+
+/// A ring of the last `capacity` values pushed, oldest first when iterated.
+#[derive(Debug, Clone)]
+pub(crate) struct Ring<T> {
+    buf: Vec<T>,
+    /// Index of the oldest element.
+    head: usize,
+    len: usize,
+}
+
+impl<T: Copy + Default> Ring<T> {
+    pub(crate) fn new(capacity: usize) -> Self {
+        Self {
+            buf: vec![T::default(); capacity.max(1)],
+            head: 0,
+            len: 0,
+        }
+    }
+
+    pub(crate) fn push(&mut self, v: T) {
+        let cap = self.buf.len();
+        if self.len == cap {
+            self.buf[self.head] = v;
+            self.head = (self.head + 1) % cap;
+        } else {
+            self.buf[(self.head + self.len) % cap] = v;
+            self.len += 1;
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// The `i`-th oldest element, `i < len`.
+    pub(crate) fn get(&self, i: usize) -> T {
+        self.buf[(self.head + i) % self.buf.len()]
+    }
+
+    /// The `i`-th oldest element, mutably, `i < len`.
+    pub(crate) fn get_mut(&mut self, i: usize) -> &mut T {
+        let n = self.buf.len();
+        &mut self.buf[(self.head + i) % n]
+    }
+
+    /// Oldest to newest.
+    pub(crate) fn iter(&self) -> impl DoubleEndedIterator<Item = T> + '_ {
+        (0..self.len).map(move |i| self.get(i))
+    }
+
+    pub(crate) fn bytes(&self) -> usize {
+        self.buf.capacity() * std::mem::size_of::<T>()
+    }
+}
+
+/// Samples indexed by an absolute, ever-increasing index; keeps the last
+/// `capacity` (a power of two).
+#[derive(Debug, Clone)]
+pub(crate) struct History {
+    buf: Vec<f32>,
+    mask: u64,
+    /// Number of samples written so far (the next index).
+    n: u64,
+}
+
+impl History {
+    pub(crate) fn new(min_capacity: usize) -> Self {
+        let cap = min_capacity.max(2).next_power_of_two();
+        Self {
+            buf: vec![0.0; cap],
+            mask: cap as u64 - 1,
+            n: 0,
+        }
+    }
+
+    pub(crate) fn push(&mut self, v: f32) {
+        self.buf[(self.n & self.mask) as usize] = v;
+        self.n += 1;
+    }
+
+    /// Number of samples written so far.
+    pub(crate) fn count(&self) -> u64 {
+        self.n
+    }
+
+    /// Oldest index still held.
+    pub(crate) fn first(&self) -> u64 {
+        self.n.saturating_sub(self.mask + 1)
+    }
+
+    /// Sample `i` (absolute); indices before [`History::first`] read the oldest held
+    /// sample, indices at or after the count read the newest (callers stay inside).
+    pub(crate) fn at(&self, i: u64) -> f32 {
+        if self.n == 0 {
+            return 0.0;
+        }
+        let i = i.clamp(self.first(), self.n - 1);
+        self.buf[(i & self.mask) as usize]
+    }
+
+    /// Copies samples `[i, i + out.len())` into `out` (indices outside what is held
+    /// read the nearest held sample).
+    pub(crate) fn copy_to(&self, i: u64, out: &mut [f32]) {
+        let end = i + out.len() as u64;
+        if self.n == 0 || i < self.first() || end > self.n {
+            for (k, o) in out.iter_mut().enumerate() {
+                *o = self.at(i + k as u64);
+            }
+            return;
+        }
+        let cap = self.buf.len();
+        let s = (i & self.mask) as usize;
+        let first = (cap - s).min(out.len());
+        out[..first].copy_from_slice(&self.buf[s..s + first]);
+        let rest = out.len() - first;
+        out[first..].copy_from_slice(&self.buf[..rest]);
+    }
+
+    pub(crate) fn bytes(&self) -> usize {
+        self.buf.capacity() * std::mem::size_of::<f32>()
+    }
+}
+
+/// Median of up to 16 values (copied to the stack, no allocation); 0 when empty.
+pub(crate) fn median_small(v: &[f32]) -> f32 {
+    let n = v.len().min(16);
+    if n == 0 {
+        return 0.0;
+    }
+    let mut s = [0.0f32; 16];
+    s[..n].copy_from_slice(&v[..n]);
+    let s = &mut s[..n];
+    s.sort_unstable_by(f32::total_cmp);
+    if n % 2 == 1 {
+        s[n / 2]
+    } else {
+        0.5 * (s[n / 2 - 1] + s[n / 2])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ring_keeps_the_newest() {
+        let mut r = Ring::<u32>::new(3);
+        for i in 0..5 {
+            r.push(i);
+        }
+        assert_eq!(r.iter().collect::<Vec<_>>(), vec![2, 3, 4]);
+        assert_eq!(r.len(), 3);
+    }
+
+    #[test]
+    fn history_indexes_absolutely() {
+        let mut h = History::new(4);
+        for i in 0..10 {
+            h.push(i as f32);
+        }
+        assert_eq!(h.first(), 6);
+        assert_eq!(h.at(7), 7.0);
+        assert_eq!(h.at(2), 6.0);
+        assert_eq!(h.at(12), 9.0);
+    }
+
+    #[test]
+    fn small_median() {
+        assert_eq!(median_small(&[3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median_small(&[4.0, 1.0, 2.0, 3.0]), 2.5);
+        assert_eq!(median_small(&[]), 0.0);
+    }
+}

@@ -1,0 +1,187 @@
+//! Lethal alarms through the pipeline's stages (sequencer → analyzer → scorer, the
+//! per-stream code the deployable runs): asystole on a three-lead stream is published
+//! at once (and again while it lasts) by the lethal detector with its evidence in words and a strip of every
+//! lead; a plethysmogram that keeps pulsing through the same ECG pause suppresses it,
+//! and the suppressed call says so.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+
+use ecg_dsp::stream::DspConfig;
+use ecg_ingest::codec::{self, Encoding, CONTENT_TYPE_PROTOBUF};
+use ecg_pipeline::analyzer::lethal_source;
+use ecg_pipeline::events::Recorder;
+use ecg_pipeline::offline::Processor;
+use ecg_sim::{Device, FrameSource, Preset};
+use ecg_types::{
+    Condition, DeviceId, Finding, FindingStatus, Frame, Lead, PatientId, Position, PulseKind,
+    PulseWave, SampleRate, SourceRecord, StreamId,
+};
+
+const T0: i64 = 1_800_000_000_000_000;
+const FS: u32 = 250;
+
+/// A pulse wave at `bpm` (NU) over samples `[from, from + n)` at `rate`.
+fn pleth(from: u64, n: usize, bpm: f32, rate: u32) -> Vec<f32> {
+    (0..n)
+        .map(|i| {
+            let t = (from + i as u64) as f32 / rate as f32;
+            let ph = t % (60.0 / bpm);
+            let rise = (ph / 0.12).min(1.0);
+            0.5 + rise * (-(ph - 0.12).max(0.0) / 0.3).exp()
+        })
+        .collect()
+}
+
+/// `seconds` of the asystole preset (sinus with 6.5 s pauses from 12 s, every 27 s)
+/// on leads I, II and V1, in 1 s frames, with a pleth channel pulsing at 70/min when
+/// `with_pulse`; the findings every frame produced.
+fn run(seconds: usize, with_pulse: bool) -> Vec<Finding> {
+    let leads = vec![Lead::I, Lead::II, Lead::V1];
+    let dev = Device::new(Preset::Asystole.config(11, FS, leads)).unwrap();
+    let mut src = FrameSource::new(
+        dev,
+        StreamId::new("icu-7.ecg").unwrap(),
+        DeviceId::new("mon-7").unwrap(),
+        PatientId::new("p-7").unwrap(),
+        T0,
+        FS as usize,
+        1000,
+    );
+    let mut p = Processor::new(
+        DspConfig::default(),
+        5.0,
+        Arc::new(Vec::new()),
+        Arc::new(Recorder::default()),
+    );
+    let mut findings = Vec::new();
+    for s in 0..seconds {
+        let mut f: Frame = src.next_frame();
+        if with_pulse {
+            f.pulses.push(PulseWave {
+                kind: PulseKind::Pleth,
+                sample_rate: SampleRate(125),
+                samples: pleth(s as u64 * 125, 125, 70.0, 125),
+            });
+        }
+        let rec = SourceRecord {
+            payload: codec::encode(&f, Encoding::Protobuf),
+            key: Some(f.stream.as_str().as_bytes().to_vec()),
+            content_type: Some(CONTENT_TYPE_PROTOBUF.into()),
+            topic: "frames".into(),
+            position: Position {
+                partition: 0,
+                offset: s as i64,
+            },
+            timestamp_us: None,
+        };
+        let out = p.process(vec![rec]);
+        assert!(out.dead_letters.is_empty(), "{:?}", out.dead_letters);
+        findings.extend(out.findings);
+    }
+    findings
+}
+
+fn lethal(findings: &[Finding], c: Condition, status: FindingStatus) -> Vec<&Finding> {
+    findings
+        .iter()
+        .filter(|f| f.source == lethal_source() && f.condition == c && f.status == status)
+        .collect()
+}
+
+#[test]
+fn asystole_on_every_lead_is_published_at_once_with_evidence_and_strip() {
+    let findings = run(80, false);
+    let present = lethal(&findings, Condition::Asystole, FindingStatus::Present);
+    assert!(!present.is_empty(), "no asystole published");
+    // Findings keyed on the event's start on a 1 s grid, inside a pause; an event that
+    // lasts is published again under the same key, each time reaching further, the
+    // strip going with the first.
+    for w in present.windows(2) {
+        if w[0].window_start == w[1].window_start {
+            assert_eq!(w[0].key, w[1].key);
+            assert!(w[1].window_end > w[0].window_end);
+            assert!(w[1].strip.is_none(), "the strip goes with the onset only");
+        }
+    }
+    let mut starts: Vec<i64> = present.iter().map(|f| f.window_start.0).collect();
+    starts.dedup();
+    for (k, f) in present.iter().enumerate() {
+        assert_eq!((f.window_start.0 - T0) % 1_000_000, 0, "on the 1 s grid");
+        let start_s = (f.window_start.0 - T0) as f64 / 1e6;
+        assert!(
+            [(12.0, 18.5), (39.0, 45.5), (66.0, 72.5)]
+                .iter()
+                .any(|&(s, e)| start_s >= s - 1.5 && start_s <= e),
+            "asystole starting at {start_s} s is outside the pauses"
+        );
+        let reason = f.reason.as_deref().expect("evidence in words");
+        assert!(
+            reason.contains("raised by 3 of 3 usable lead(s)"),
+            "{reason}"
+        );
+        assert!(reason.contains("no pulse channel"), "{reason}");
+        if k > 0 && present[k - 1].window_start == f.window_start {
+            continue;
+        }
+        let strip = f.strip.as_deref().expect("a strip with the onset");
+        assert_eq!(strip.lead, Lead::I);
+        let more: Vec<_> = strip.more.iter().map(|t| t.label.as_str()).collect();
+        assert_eq!(more, ["II", "V1"], "every other lead");
+    }
+    // The later pauses (after the warm-up) are each raised.
+    for s in [39.0, 66.0] {
+        assert!(
+            present.iter().any(|f| {
+                let t = (f.window_start.0 - T0) as f64 / 1e6;
+                (s - 1.5..s + 6.5).contains(&t)
+            }),
+            "the pause at {s} s was not raised: {starts:?}"
+        );
+    }
+    // Its absence is published with the rhythm windows, so the alert can resolve;
+    // lead 0's own pause detector no longer calls asystole.
+    assert!(!lethal(&findings, Condition::Asystole, FindingStatus::Absent).is_empty());
+    assert!(findings
+        .iter()
+        .all(|f| f.condition != Condition::Asystole || f.source == lethal_source()));
+    // Nothing else lethal on this rhythm.
+    for c in [
+        Condition::VentricularTachycardia,
+        Condition::VentricularFibrillation,
+        Condition::ExtremeTachycardia,
+    ] {
+        assert!(
+            lethal(&findings, c, FindingStatus::Present).is_empty(),
+            "{c}"
+        );
+    }
+}
+
+#[test]
+fn a_pulse_through_the_pause_suppresses_asystole() {
+    let with = run(80, true);
+    let raised = lethal(&with, Condition::Asystole, FindingStatus::Present);
+    assert!(
+        raised.is_empty(),
+        "asystole raised despite a pulse: {:?}",
+        raised
+            .iter()
+            .map(|f| f.reason.as_deref())
+            .collect::<Vec<_>>()
+    );
+    // The suppressed candidate says what suppressed it.
+    let suppressed: Vec<&str> = lethal(&with, Condition::Asystole, FindingStatus::Absent)
+        .iter()
+        .filter_map(|f| f.reason.as_deref())
+        .filter(|r| r.starts_with("suppressed"))
+        .collect();
+    assert!(
+        !suppressed.is_empty(),
+        "no suppressed asystole call published"
+    );
+    assert!(
+        suppressed.iter().all(|r| r.contains("pleth")),
+        "{suppressed:?}"
+    );
+}
