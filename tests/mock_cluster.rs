@@ -308,12 +308,16 @@ async fn shadow_model_is_recorded_and_compared_never_alerted() {
         for f in ["af_rr.onnx", "MODEL_CARD.md"] {
             std::fs::copy(src.join(f), d.join(f)).unwrap();
         }
+        // The bundled manifest states its mode (shadow since af-cnn is active): this
+        // test sets it per copy.
         let manifest = std::fs::read_to_string(src.join("af_rr.toml"))
             .unwrap()
+            .replace("mode = \"shadow\"\n", "")
             .replace(
                 "version = \"1.0.0\"",
                 &format!("version = \"{version}\"\nmode = \"{mode}\""),
             );
+        assert_eq!(manifest.matches("mode = ").count(), 1, "{manifest}");
         std::fs::write(d.join("af_rr.toml"), manifest).unwrap();
     }
     let t = topics();

@@ -18,7 +18,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use ecg_inference::{Model, ModelError, ModelMode, Retry, Scored};
+use ecg_inference::{Model, ModelError, Retry, Scored};
 use ecg_types::{Condition, Finding, FindingStatus, ModelInput, StreamId};
 
 use crate::episodes::{AfEpisodes, EpisodeSettings};
@@ -85,7 +85,7 @@ pub struct Scorer {
     runners: Vec<Arc<dyn Runner>>,
     settings: ScorerSettings,
     telemetry: Sink,
-    /// Per model that raises AF findings while active, its episode trackers.
+    /// Per model that raises AF findings (active or shadow), its episode trackers.
     episodes: Vec<Option<Mutex<AfEpisodes>>>,
 }
 
@@ -100,7 +100,9 @@ impl Scorer {
     }
 
     /// The same, tracking AF episodes ([`crate::episodes`]) with these settings on
-    /// every active model that raises AF findings.
+    /// every model that raises AF findings: shadow models too, so that their findings
+    /// are what they would publish if active and `model compare` sets like against
+    /// like.
     #[must_use]
     pub fn with_episodes(mut self, models: &[Model], settings: &EpisodeSettings) -> Self {
         self.episodes = models
@@ -111,7 +113,7 @@ impl Scorer {
                     .findings
                     .iter()
                     .any(|r| r.condition == Condition::AtrialFibrillation);
-                (af && man.mode == ModelMode::Active).then(|| {
+                af.then(|| {
                     let hop_s = man.hop_s.unwrap_or(man.window_s);
                     Mutex::new(AfEpisodes::new(
                         settings.clone(),
