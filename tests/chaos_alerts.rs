@@ -292,12 +292,10 @@ async fn postgres_stopped_30s_while_alerts_fire_loses_no_page() {
         .unwrap();
 }
 
-// Fails today: after SQLITE_FULL the store's connection is left inside a transaction
-// ("attempted to call begin_with at non-zero transaction depth" on every retry), so the
-// service never recovers when space is freed and every later page is lost
-// (docs/chaos.md). Ignored until the alert store discards such a connection;
-// `scripts/chaos.sh` runs it (`--include-ignored`).
-#[ignore = "alert store wedged after SQLITE_FULL (docs/chaos.md): fails until fixed"]
+// Failed before the store closed connections left inside a transaction: after
+// SQLITE_FULL every retry met "attempted to call begin_with at non-zero transaction
+// depth", the service never recovered when space was freed and every later page was
+// lost (docs/chaos.md).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_disk_full_loses_no_page() {
     let _turn = TURN.lock().await;

@@ -31,7 +31,7 @@ use ecg_types::AlertState;
 use serde::{de::DeserializeOwned, Serialize};
 use sqlx::any::{AnyArguments, AnyPoolOptions, AnyRow};
 use sqlx::migrate::{Migration, MigrationType, Migrator};
-use sqlx::{AnyPool, Arguments as _, Row as _};
+use sqlx::{AnyPool, Arguments as _, Connection as _, Row as _};
 
 /// What can go wrong in the store.
 #[derive(Debug, thiserror::Error)]
@@ -178,6 +178,22 @@ impl Store {
                 None
             } else {
                 Some(std::time::Duration::from_secs(1800))
+            })
+            // A transaction dropped on an error leaves its rollback queued on the
+            // connection: run it, and keep the connection only if no transaction is
+            // left open. On SQLITE_FULL SQLite rolls the transaction back itself, the
+            // queued ROLLBACK then fails and sqlx's transaction depth stays at 1: put
+            // back in the pool, that connection refused every later BEGIN and wedged
+            // the service until restarted (docs/chaos.md). Closed, the pool opens a
+            // fresh one. (The in-memory database lives in its one connection.)
+            .after_release(move |conn, _meta| {
+                Box::pin(async move {
+                    if memory {
+                        return Ok(true);
+                    }
+                    conn.ping().await?;
+                    Ok(!conn.is_in_transaction())
+                })
             })
             .connect(&url)
             .await?;
