@@ -4,6 +4,7 @@ pub mod af;
 pub mod compare;
 pub mod episodes;
 pub mod export;
+pub mod nst;
 pub mod qrs;
 
 use std::path::Path;
