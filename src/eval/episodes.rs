@@ -16,6 +16,10 @@
 //! overlap a reference one), duration sensitivity (reference AF time detected) and
 //! positive predictivity (detected time that is reference AF), and per record the
 //! AF burden (share of the record in AF) and its error.
+//!
+//! `--noise bw|ma|em --snr DB` streams the records with noise-stress-test noise added
+//! as PhysioNet's `nst` adds it (`super::nst`); the reference stays the clean
+//! record's annotations.
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -29,6 +33,7 @@ use ecg_pipeline::episodes::{AfEpisodes, EpisodeSettings};
 use ecg_pipeline::Processor;
 use ecg_types::{Condition, FindingSource, FindingStatus, Position, SourceRecord};
 
+use super::nst::{load_noise, noisy_record, NoiseKind};
 use super::record_names;
 use crate::devices::RecordSource;
 
@@ -50,6 +55,19 @@ pub struct EpisodesArgs {
     /// Models directory (`DIR/*/*.toml`); the active AF model's episodes are scored.
     #[arg(long, default_value = "models")]
     pub models: PathBuf,
+    /// Stream the records with this noise of the MIT-BIH Noise Stress Test Database
+    /// added (`super::nst`: as PhysioNet's `nst` adds it, standard protocol — clean
+    /// until 5:00, then 2 min noisy / 2 min clean in turn); `em` needs record 118 in
+    /// `--db`. Default: the records as they are.
+    #[arg(long, value_enum, requires = "snr")]
+    pub noise: Option<NoiseKind>,
+    /// SNR (dB) of the added noise, against each signal's QRS amplitude (`nst -s`).
+    #[arg(long, requires = "noise", allow_negative_numbers = true)]
+    pub snr: Option<f64>,
+    /// Folder of the noise records (`bw`, `ma`, `118e00`); default: `nstdb` next to
+    /// `--db`.
+    #[arg(long)]
+    pub nstdb: Option<PathBuf>,
 }
 
 /// An interval of seconds from a record's start.
@@ -264,6 +282,23 @@ pub fn run(args: &EpisodesArgs) -> anyhow::Result<()> {
             .with_context(|| format!("creating {}", args.out.display()))?,
     );
     writeln!(out, "record,start_s,end_s")?;
+    let noise = match (args.noise, args.snr) {
+        (Some(kind), Some(snr)) => {
+            let nstdb = args
+                .nstdb
+                .clone()
+                .unwrap_or_else(|| args.db.join("..").join("nstdb"));
+            let n = load_noise(&nstdb, &args.db, kind)
+                .with_context(|| format!("loading the {} noise", kind.name()))?;
+            println!(
+                "noise: {} at {snr} dB SNR, standard protocol (noise from {})",
+                kind.name(),
+                nstdb.display()
+            );
+            Some((n, snr))
+        }
+        _ => None,
+    };
     let dsp = DspConfig::default();
     let mut gross = EpisodeCounts::default();
     let mut burden_err = Vec::new();
@@ -271,14 +306,17 @@ pub fn run(args: &EpisodesArgs) -> anyhow::Result<()> {
         "record   dur_s   ref_AF_s  det_AF_s  both_s  ref_ep det_ep  burden_ref burden_det  error"
     );
     for name in &names {
-        let rec = ecg_ingest::wfdb::read_record(&args.db.join(name))
+        let mut rec = ecg_ingest::wfdb::read_record(&args.db.join(name))
             .with_context(|| format!("reading {name}"))?;
+        let ann = read_atr(&args.db, name)?;
+        if let Some((n, snr)) = &noise {
+            rec = noisy_record(&rec, &ann, n, *snr)?;
+        }
         let detected = detect(&rec, &models, &dsp)?;
         for (s, e) in &detected {
             writeln!(out, "{name},{s:.3},{e:.3}")?;
         }
         let dur = rec.n_samples as f64 / rec.fs;
-        let ann = read_atr(&args.db, name)?;
         let reference = reference_episodes(&ann, rec.fs, dur);
         let c = EpisodeCounts::of(&reference, &detected);
         let (b_ref, b_det) = (100.0 * c.ref_s / dur, 100.0 * c.det_s / dur);

@@ -5,6 +5,7 @@ pub mod alarms;
 pub mod compare;
 pub mod episodes;
 pub mod export;
+pub mod nst;
 pub mod qrs;
 
 use std::path::Path;

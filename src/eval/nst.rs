@@ -1,0 +1,349 @@
+//! Noise-stress versions of WFDB records for the eval commands, made as PhysioNet's
+//! `nst` makes them ([`ecg_dsp::noise_stress`]; the same recipe as the QRS tests'
+//! `dsp/tests/common/nst.rs`):
+//!
+//! - `bw` (baseline wander) and `ma` (muscle artifact): the MIT-BIH Noise Stress Test
+//!   Database records, both signals, calibrated by their own RMS (`sigamp -r`);
+//! - `em` (electrode motion): the original record is not shared, so it is recovered as
+//!   `118e00 − 118` (nstdb's 118e00 is record 118 with `em` added at 0 dB by the
+//!   standard protocol), whose RMS is by construction `noise_to_signal(0)` × the QRS
+//!   amplitude of 118; it exists only in the standard protocol's noisy periods, which
+//!   are the periods it is added in.
+//!
+//! Noise is added to every signal of the record (signal `i` gets noise signal `i mod`
+//! the noise's signals), at the SNR given against the record's own QRS amplitude
+//! (`sigamp -a` over its normal beats), with the standard protocol: clean until 5:00,
+//! then two minutes with noise and two without, in turn. The noise sample added at
+//! time `t` is the one the noise record holds at `t` (wrapping around its end), so
+//! the noise and the record must have the same sampling frequency (360 Hz: MIT-BIH).
+
+use std::path::Path;
+
+use anyhow::{bail, Context as _};
+use ecg_dsp::noise_stress::{
+    is_amplitude_beat, mix, noise_to_signal, qrs_amplitude, rms_amplitude, standard_protocol,
+};
+use ecg_ingest::wfdb::{self, Annotation, Record};
+
+/// Noise types of the MIT-BIH Noise Stress Test Database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum NoiseKind {
+    /// Baseline wander.
+    Bw,
+    /// Muscle artifact.
+    Ma,
+    /// Electrode motion (recovered as 118e00 − 118).
+    Em,
+}
+
+impl NoiseKind {
+    /// The nstdb name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Bw => "bw",
+            Self::Ma => "ma",
+            Self::Em => "em",
+        }
+    }
+}
+
+/// A noise record: digital samples per signal and their RMS amplitude (adu).
+#[derive(Debug, Clone)]
+pub struct Noise {
+    /// Sampling frequency (Hz).
+    pub fs: f64,
+    /// Samples per signal (adu, ADC zero removed).
+    pub signals: Vec<Vec<i32>>,
+    /// RMS amplitude per signal (adu).
+    pub rms: Vec<f64>,
+}
+
+fn amplitude_beats(ann: &[Annotation]) -> Vec<u64> {
+    ann.iter()
+        .filter(|a| is_amplitude_beat(a.code))
+        .map(|a| a.sample)
+        .collect()
+}
+
+/// Loads `bw` or `ma` from `nstdb`, or recovers `em` from `nstdb`'s 118e00 and
+/// `mitdb`'s 118 (with its `.atr`).
+///
+/// # Errors
+/// When a record is missing or unreadable.
+pub fn load_noise(nstdb: &Path, mitdb: &Path, kind: NoiseKind) -> anyhow::Result<Noise> {
+    let read = |p: &Path| wfdb::read_record(p).with_context(|| format!("reading {}", p.display()));
+    if kind == NoiseKind::Em {
+        let e00 = read(&nstdb.join("118e00"))?;
+        let clean = read(&mitdb.join("118"))?;
+        let atr = mitdb.join("118.atr");
+        let ann =
+            wfdb::read_annotations(&atr).with_context(|| format!("reading {}", atr.display()))?;
+        let normal = amplitude_beats(&ann);
+        let mut signals = Vec::new();
+        let mut rms = Vec::new();
+        for (i, (a, b)) in e00.samples.iter().zip(&clean.samples).enumerate() {
+            let (za, zb) = (e00.signals[i].adc_zero, clean.signals[i].adc_zero);
+            let b0: Vec<i32> = b.iter().map(|&v| v - zb).collect();
+            signals.push(a.iter().zip(&b0).map(|(&a, &b)| a - za - b).collect());
+            let amp = qrs_amplitude(&b0, clean.fs, &normal).context("118: no normal beats")?;
+            rms.push(noise_to_signal(0.0) * amp);
+        }
+        return Ok(Noise {
+            fs: e00.fs,
+            signals,
+            rms,
+        });
+    }
+    let rec = read(&nstdb.join(kind.name()))?;
+    let mut signals = Vec::new();
+    let mut rms = Vec::new();
+    for (s, info) in rec.samples.iter().zip(&rec.signals) {
+        let d: Vec<i32> = s.iter().map(|&v| v - info.adc_zero).collect();
+        rms.push(rms_amplitude(&d, rec.fs).with_context(|| format!("{}: too short", kind.name()))?);
+        signals.push(d);
+    }
+    Ok(Noise {
+        fs: rec.fs,
+        signals,
+        rms,
+    })
+}
+
+/// `rec` with `noise` added to every signal at `snr_db` by the standard protocol;
+/// `ann` are the record's reference annotations (the normal beats set the signal
+/// amplitude, as `sigamp -a` does).
+///
+/// # Errors
+/// When the record has no normal beat to measure its amplitude on, the noise has no
+/// signal or another sampling frequency than the record.
+pub fn noisy_record(
+    rec: &Record,
+    ann: &[Annotation],
+    noise: &Noise,
+    snr_db: f64,
+) -> anyhow::Result<Record> {
+    if noise.signals.is_empty() {
+        bail!("the noise record has no signal");
+    }
+    if (noise.fs - rec.fs).abs() > 1e-6 {
+        bail!(
+            "{}: {} Hz, the noise {} Hz (nst adds the noise sample by sample)",
+            rec.name,
+            rec.fs,
+            noise.fs
+        );
+    }
+    let normal = amplitude_beats(ann);
+    let protocol = standard_protocol(rec.n_samples, rec.fs);
+    let mut out = rec.clone();
+    for (sig, samples) in out.samples.iter_mut().enumerate() {
+        let zero = rec.signals[sig].adc_zero;
+        let clean: Vec<i32> = samples.iter().map(|&v| v - zero).collect();
+        let amp = qrs_amplitude(&clean, rec.fs, &normal)
+            .with_context(|| format!("{}: no normal beats to measure", rec.name))?;
+        let k = sig % noise.signals.len();
+        let ns = &noise.signals[k];
+        if ns.is_empty() || noise.rms[k] <= 0.0 {
+            bail!("noise signal {k} is empty or flat");
+        }
+        let gain = noise_to_signal(snr_db) * amp / noise.rms[k];
+        let mixed = mix(&clean, |t| ns[t % ns.len()], gain, &protocol);
+        *samples = mixed.into_iter().map(|v| v + zero).collect();
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ecg_dsp::noise_stress::noisy_spans;
+    use ecg_ingest::wfdb::SignalInfo;
+    use std::path::PathBuf;
+
+    /// A one-signal record at `fs` Hz (ADC zero 1024) and its `N` beat annotations.
+    fn record(fs: f64, clean: Vec<i32>, beats: &[u64]) -> (Record, Vec<Annotation>) {
+        let info = SignalInfo {
+            file_name: "x.dat".into(),
+            format: 212,
+            samples_per_frame: 1,
+            skew: 0,
+            byte_offset: 0,
+            gain: 200.0,
+            baseline: 1024,
+            units: "mV".into(),
+            adc_res: 11,
+            adc_zero: 1024,
+            init_value: 1024,
+            checksum: None,
+            block_size: 0,
+            description: "MLII".into(),
+        };
+        let rec = Record {
+            name: "t".into(),
+            fs,
+            n_samples: clean.len(),
+            signals: vec![info],
+            samples: vec![clean],
+            comments: Vec::new(),
+        };
+        let ann = beats
+            .iter()
+            .map(|&sample| Annotation {
+                sample,
+                code: 1,
+                symbol: 'N',
+                subtype: 0,
+                chan: 0,
+                num: 0,
+                aux: None,
+            })
+            .collect();
+        (rec, ann)
+    }
+
+    /// A spike of `amp` adu every second, on ADC zero 1024, for `n` samples.
+    fn spikes(fs: f64, n: usize, amp: i32) -> (Vec<i32>, Vec<u64>) {
+        let every = fs as usize;
+        let clean = (0..n)
+            .map(|i| 1024 + if i % every == every / 2 { amp } else { 0 })
+            .collect();
+        let beats = (0..n / every)
+            .map(|k| (k * every + every / 2) as u64)
+            .collect();
+        (clean, beats)
+    }
+
+    #[test]
+    fn noise_is_added_only_after_the_learning_period() {
+        let fs = 10.0;
+        let n = 6000; // 10 min at 10 Hz
+        let (clean, beats) = spikes(fs, n, 100);
+        let (rec, ann) = record(fs, clean.clone(), &beats[..beats.len() - 1]);
+        let noise = Noise {
+            fs,
+            signals: vec![(0..n).map(|i| if i % 2 == 0 { 10 } else { -10 }).collect()],
+            rms: vec![10.0],
+        };
+        let out = noisy_record(&rec, &ann, &noise, 0.0).expect("mixed");
+        let s = &out.samples[0];
+        assert_eq!(&s[..3000], &clean[..3000], "clean for the first 5 minutes");
+        // 0 dB against a QRS of 100 adu: noise RMS 100·√2/4 ≈ 35.4 → ±35 steps.
+        let d: Vec<i32> = (3001..4200)
+            .map(|t| (s[t] - clean[t]) - (s[t - 1] - clean[t - 1]))
+            .collect();
+        assert!(d.iter().all(|v| (v.abs() - 70).abs() <= 1), "{:?}", &d[..4]);
+        // 7:00–9:00: no noise, only the constant offset nst leaves (no step).
+        let off = s[4200] - clean[4200];
+        assert!((4200..5400).all(|t| s[t] - clean[t] == off));
+    }
+
+    /// Deterministic broadband noise (xorshift, uniform in ±1000 adu).
+    fn broadband(n: usize) -> Vec<i32> {
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        (0..n)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x % 2001) as i32 - 1000
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_mix_reaches_the_requested_snr_in_the_noisy_periods_only() {
+        let fs = 360.0;
+        let n = (fs as usize) * 60 * 15; // 15 min: 3 noisy periods
+        let amp = 1000;
+        let (clean, beats) = spikes(fs, n, amp);
+        let (rec, ann) = record(fs, clean.clone(), &beats[..beats.len() - 1]);
+        let ns = broadband(n);
+        let rms = rms_amplitude(&ns, fs).expect("rms");
+        let noise = Noise {
+            fs,
+            signals: vec![ns],
+            rms: vec![rms],
+        };
+        let protocol = standard_protocol(n, fs);
+        let noisy = noisy_spans(&protocol);
+        assert_eq!(noisy.len(), 3);
+        for snr in [12.0, 6.0, 0.0] {
+            let out = noisy_record(&rec, &ann, &noise, snr).expect("mixed");
+            assert_eq!(out.n_samples, n);
+            let added: Vec<f64> = out.samples[0]
+                .iter()
+                .zip(&clean)
+                .map(|(&a, &b)| f64::from(a - b))
+                .collect();
+            let mut quiet_from = 0;
+            for &(a, b) in &noisy {
+                // Before the period: a constant (the offset nst leaves), no noise.
+                let q = &added[quiet_from..a];
+                assert!(q.iter().all(|&v| v == q[0]), "{snr} dB: noise before {a}");
+                // In it: S/N = (A²/8) / mean square of the added noise.
+                let w = &added[a..b];
+                let mean = w.iter().sum::<f64>() / w.len() as f64;
+                let ms = w.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / w.len() as f64;
+                let got = 10.0 * (f64::from(amp).powi(2) / 8.0 / ms).log10();
+                assert!((got - snr).abs() < 0.1, "{snr} dB requested, {got:.3} dB");
+                quiet_from = b;
+            }
+        }
+    }
+
+    #[test]
+    fn another_sampling_frequency_is_refused() {
+        let (clean, beats) = spikes(250.0, 250 * 60, 100);
+        let (rec, ann) = record(250.0, clean, &beats);
+        let noise = Noise {
+            fs: 360.0,
+            signals: vec![broadband(1000)],
+            rms: vec![577.0],
+        };
+        assert!(noisy_record(&rec, &ann, &noise, 6.0).is_err());
+    }
+
+    fn data_dir() -> Option<PathBuf> {
+        if let Some(d) = std::env::var_os("CARDIOSTREAM_DATA") {
+            return Some(PathBuf::from(d));
+        }
+        let unpack = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/unpack");
+        let out = std::process::Command::new(unpack).output().ok()?;
+        let s = String::from_utf8_lossy(&out.stdout);
+        let p = PathBuf::from(s.lines().last()?.trim());
+        (out.status.success() && p.is_dir()).then_some(p)
+    }
+
+    /// `em` recovered from 118e00 and mixed into 118 at 12 dB reproduces nstdb's
+    /// 118e12, which `nst` made from 118 and the original `em` (same protocol).
+    #[test]
+    fn em_at_12_db_into_118_reproduces_nstdb_118e12() {
+        let Some(d) = data_dir().filter(|d| d.join("nstdb/118e12.hea").exists()) else {
+            println!(
+                "skipping: shared nstdb/mitdb not found (set CARDIOSTREAM_DATA or provide ../shared/data/unpack)"
+            );
+            return;
+        };
+        let (mitdb, nstdb) = (d.join("mitdb"), d.join("nstdb"));
+        let em = load_noise(&nstdb, &mitdb, NoiseKind::Em).expect("em");
+        let rec = wfdb::read_record(&mitdb.join("118")).expect("118");
+        let ann = wfdb::read_annotations(&mitdb.join("118.atr")).expect("118.atr");
+        let ours = noisy_record(&rec, &ann, &em, 12.0).expect("mixed");
+        let e12 = wfdb::read_record(&nstdb.join("118e12")).expect("118e12");
+        for sig in 0..2 {
+            let (zo, z12) = (ours.signals[sig].adc_zero, e12.signals[sig].adc_zero);
+            // The last sample is left out: 118.dat ends on an ADC-zero sample that
+            // 118e00 and 118e12 do not reflect (nst's own reading of it).
+            let n = e12.n_samples - 1;
+            let worst = ours.samples[sig][..n]
+                .iter()
+                .zip(&e12.samples[sig][..n])
+                .map(|(&a, &b)| ((a - zo) - (b - z12)).abs())
+                .max()
+                .unwrap_or(0);
+            // Truncations (118e00's, scaled by 10^(−12/20), and the offsets both
+            // mixes recompute at each switch) add up to a few adu, never more.
+            assert!(worst <= 4, "signal {sig}: differs by up to {worst} adu");
+        }
+    }
+}
