@@ -2,9 +2,10 @@
 //! item 5). Results and how to read them: docs/performance.md.
 //!
 //! `cargo bench --bench inference`; options after `--`: `--rounds R` (default 5 for
-//! af-rr, 3 for ecg12-attia), `--threads 1,2` (intra-op threads; default both),
-//! `--models af-rr,ecg12-attia`, `--seconds S` (minimum seconds per measurement;
-//! default 0.5 for af-rr, 1.0 for ecg12-attia), `--latency-calls N`, `--no-python`.
+//! af-cnn and af-rr, 3 for ecg12-attia), `--threads 1,2` (intra-op threads; default
+//! both), `--models af-cnn,af-rr,ecg12-attia`, `--seconds S` (minimum seconds per
+//! measurement; default 0.5 for af-cnn and af-rr, 1.0 for ecg12-attia),
+//! `--latency-calls N`, `--no-python`.
 //! `INFERENCE_BENCH_PYTHON` names the Python interpreter (default
 //! `.cardiostream/venv/bin/python`, where `scripts/setup-onnxruntime.sh` installs the
 //! `onnxruntime` wheel whose `libonnxruntime.so` the Rust side loads too).
@@ -91,7 +92,7 @@ fn parse_args() -> Args {
         bench: false,
         rounds: None,
         threads: vec![1, 2],
-        models: vec!["af-rr".into(), "ecg12-attia".into()],
+        models: vec!["af-cnn".into(), "af-rr".into(), "ecg12-attia".into()],
         seconds: None,
         latency_calls: None,
         python: true,
@@ -154,6 +155,24 @@ struct Spec {
 fn specs(a: &Args) -> Vec<Spec> {
     let smoke = !a.bench;
     let all = vec![
+        // The active AF model: 30 s of one lead at its rate, windows/s per core
+        // against raw ONNX Runtime is issue 13's bar (>= 1,000).
+        Spec {
+            id: "af-cnn",
+            manifest: "models/af-cnn/af_cnn.toml",
+            batches: if smoke {
+                vec![1, 64]
+            } else {
+                vec![1, 8, 32, 64]
+            },
+            default_batch: 64,
+            pool: if smoke { 128 } else { 512 },
+            rounds: a.rounds.unwrap_or(5),
+            min_seconds: a.seconds.unwrap_or(0.5),
+            min_calls: if smoke { 2 } else { 10 },
+            warmup_calls: if smoke { 2 } else { 20 },
+            latency_calls: a.latency_calls.unwrap_or(if smoke { 20 } else { 2_000 }),
+        },
         Spec {
             id: "af-rr",
             manifest: "models/af-rr/af_rr.toml",

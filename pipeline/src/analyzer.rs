@@ -471,12 +471,11 @@ impl Ctx<'_> {
             for (i, call) in asmt.calls.iter().enumerate() {
                 a.latest[i] = Some(*call);
                 let start_us = Grid::new(0, 1_000_000).snap(a.clock.time_of(call.start_sample));
-                let same = call.status == FindingStatus::Present
-                    && a.episodes[i]
-                        .as_ref()
-                        .is_some_and(|ep| ep.start_us == start_us);
+                // Consecutive present calls are one episode, keyed on its first call's
+                // start (a lasting call's own start slides with its evidence window).
+                let same = call.status == FindingStatus::Present && a.episodes[i].is_some();
                 if !same {
-                    // The episode before ended (or another began): its last extent.
+                    // The episode before ended: its last extent.
                     if let Some(ep) = a.episodes[i].take() {
                         if ep.last_end_us > ep.published_end_us {
                             out.findings.push(finding(a, &ep));

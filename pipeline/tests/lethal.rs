@@ -33,6 +33,43 @@ fn pleth(from: u64, n: usize, bpm: f32, rate: u32) -> Vec<f32> {
         .collect()
 }
 
+/// The findings of `seconds` of `preset` on leads I, II and V1 in 1 s frames.
+fn run_preset(preset: Preset, seconds: usize) -> Vec<Finding> {
+    let dev = Device::new(preset.config(5, FS, vec![Lead::I, Lead::II, Lead::V1])).unwrap();
+    let mut src = FrameSource::new(
+        dev,
+        StreamId::new("ward-3.ecg").unwrap(),
+        DeviceId::new("mon-3").unwrap(),
+        PatientId::new("p-3").unwrap(),
+        T0,
+        FS as usize,
+        1000,
+    );
+    let mut p = Processor::new(
+        DspConfig::default(),
+        5.0,
+        Arc::new(Vec::new()),
+        Arc::new(Recorder::default()),
+    );
+    let mut findings = Vec::new();
+    for s in 0..seconds {
+        let f = src.next_frame();
+        let rec = SourceRecord {
+            payload: codec::encode(&f, Encoding::Protobuf),
+            key: Some(f.stream.as_str().as_bytes().to_vec()),
+            content_type: Some(CONTENT_TYPE_PROTOBUF.into()),
+            topic: "frames".into(),
+            position: Position {
+                partition: 0,
+                offset: s as i64,
+            },
+            timestamp_us: None,
+        };
+        findings.extend(p.process(vec![rec]).findings);
+    }
+    findings
+}
+
 /// `seconds` of the asystole preset (sinus with 6.5 s pauses from 12 s, every 27 s)
 /// on leads I, II and V1, in 1 s frames, with a pleth channel pulsing at 70/min when
 /// `with_pulse`; the findings every frame produced.
@@ -184,4 +221,33 @@ fn a_pulse_through_the_pause_suppresses_asystole() {
         suppressed.iter().all(|r| r.contains("pleth")),
         "{suppressed:?}"
     );
+}
+
+#[test]
+fn rhythms_that_are_not_lethal_raise_no_lethal_alarm() {
+    for preset in [
+        Preset::NormalSinus,
+        Preset::NoisyNormalSinus,
+        Preset::Bradycardia,
+        Preset::Tachycardia,
+        Preset::AtrialFibrillation,
+        Preset::Pvcs,
+        // Every lead off for 8 s every 40 s: no pause and no slow rate across the gap.
+        Preset::LeadOffNormalSinus,
+    ] {
+        let findings = run_preset(preset, 120);
+        let raised: Vec<String> = findings
+            .iter()
+            .filter(|f| f.source == lethal_source() && f.status == FindingStatus::Present)
+            .map(|f| format!("{} {:?}", f.condition, f.reason))
+            .collect();
+        assert!(raised.is_empty(), "{preset:?}: {raised:?}");
+        // Their absence is published, so the detector did run.
+        assert!(
+            findings
+                .iter()
+                .any(|f| f.source == lethal_source() && f.status == FindingStatus::Absent),
+            "{preset:?}: no lethal call published"
+        );
+    }
 }

@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use ecg_inference::{Model, ModelError, Retry, Scored};
+use ecg_pipeline::episodes::EpisodeSettings;
 use ecg_pipeline::events::Recorder;
 use ecg_pipeline::scorer::{Runner, Scorer};
 use ecg_pipeline::{ScorerSettings, Scoring};
@@ -130,7 +131,9 @@ fn transient_faults_are_retried_and_change_nothing() {
         transient_first: 3,
         ..Faulty::new(&models)
     };
+    // The same episode tracking as `Scorer::new` gives the bundled AF model.
     let got = Scorer::with_runners(vec![Arc::new(faulty)], settings(5.0), events.clone())
+        .with_episodes(&models, &EpisodeSettings::default())
         .score(items())
         .unwrap();
     assert_eq!(keyed(&got.findings), keyed(&clean.findings));
@@ -175,6 +178,7 @@ fn a_permanently_failing_window_is_indeterminate_and_its_batch_is_scored() {
         settings(5.0),
         Arc::new(Recorder::default()),
     )
+    .with_episodes(&models, &EpisodeSettings::default())
     .score(items())
     .unwrap();
     assert_eq!(got.findings.len(), 40);

@@ -26,9 +26,12 @@ pub const DEFAULT_RAIL_MV: f32 = 5.0;
 pub enum Rhythm {
     /// Normal sinus rhythm, 64–80 bpm base rate, P wave before every QRS.
     NormalSinus,
-    /// Sinus bradycardia, 41–45 bpm.
+    /// Sinus bradycardia, 46–48 bpm (below the 50 bpm bradycardia call, clear of the
+    /// extreme-bradycardia alarm's 40 bpm and its tolerance).
     SinusBradycardia,
-    /// Sinus tachycardia, 126–136 bpm (reduced variability).
+    /// Sinus tachycardia, 121–124 bpm (reduced variability): above the 120 bpm
+    /// tachycardia call, below the extreme-tachycardia alarm (140 bpm less its 10 %
+    /// tolerance, 126).
     SinusTachycardia,
     /// Atrial fibrillation: no P waves, fibrillatory f-waves (4–9 Hz, 0.05–0.1 mV) on
     /// the baseline, irregularly irregular ventricular response (92–112 bpm mean, RR
@@ -78,8 +81,8 @@ impl Rhythm {
     pub fn base_rate_bpm(self) -> Option<(f64, f64)> {
         match self {
             Rhythm::NormalSinus | Rhythm::Pvcs => Some((64.0, 80.0)),
-            Rhythm::SinusBradycardia => Some((41.0, 45.0)),
-            Rhythm::SinusTachycardia => Some((126.0, 136.0)),
+            Rhythm::SinusBradycardia => Some((46.0, 48.0)),
+            Rhythm::SinusTachycardia => Some((121.0, 124.0)),
             Rhythm::AtrialFibrillation => Some((92.0, 112.0)),
             Rhythm::VentricularTachycardia => Some((160.0, 185.0)),
             Rhythm::Asystole => None,

@@ -12,9 +12,9 @@ use crate::{DeviceConfig, LeadOffInterval, MainsFrequency, NoiseConfig, Rhythm, 
 pub enum Preset {
     /// Normal sinus rhythm, 64–80 bpm, clean.
     NormalSinus,
-    /// Sinus bradycardia, 41–45 bpm.
+    /// Sinus bradycardia, 46–48 bpm.
     Bradycardia,
-    /// Sinus tachycardia, 126–136 bpm.
+    /// Sinus tachycardia, 121–124 bpm.
     Tachycardia,
     /// Atrial fibrillation, irregularly irregular at 92–112 bpm mean.
     AtrialFibrillation,

@@ -4,7 +4,7 @@ use ecg_sim::{
     Device, DeviceConfig, FrameSource, LeadOffEpisode, LeadOffInterval, LeadOffMode, Preset,
     Rhythm, RhythmPlan,
 };
-use ecg_types::{DeviceId, Lead, PatientId, StreamId};
+use ecg_types::{DeviceId, Lead, PatientId, SampleRate, StreamId};
 
 fn source(cfg: DeviceConfig, t0_us: i64, frame_samples: usize, scale_nv: u32) -> FrameSource {
     FrameSource::new(
@@ -62,8 +62,10 @@ fn frame_time_does_not_drift_at_awkward_rates() {
     let mut prev_end: Option<i64> = None;
     for k in 0..=360i64 {
         let f = src.next_frame();
-        // Each frame's t0 is computed from the sample count, not accumulated.
-        assert_eq!(f.t0.0, t0 + k * 7 * 1_000_000 / 360);
+        // Each frame's t0 is computed from the sample count, not accumulated, on the
+        // one time grid (rounded to the nearest µs: `SampleRate::samples_to_us`).
+        assert_eq!(f.t0.0, t0 + (k * 7 * 1_000_000 + 180) / 360);
+        assert_eq!(f.t0.0, t0 + SampleRate(360).samples_to_us(k as u64 * 7));
         if let Some(e) = prev_end {
             assert!((f.t0.0 - e).abs() <= 1, "gap between frames");
         }

@@ -91,14 +91,17 @@ pub fn frame_msg(f: &ecg_types::Frame) -> Msg {
     }
 }
 
-/// Keys of window findings: all but present pause events and lethal alarms, which
-/// are keyed by the event's start rather than by a window.
+/// Keys of window findings: all but present pause events, keyed by the event rather
+/// than by a window, and the lethal detector's findings: its alarms are keyed by the
+/// event's start, and whether a window also carries its absence follows the detector's
+/// latest call, which an analysis rebuilt after a rebalance makes anew.
 pub fn window_keys(fs: &[Finding]) -> BTreeSet<String> {
     let lethal = ecg_pipeline::analyzer::lethal_source();
     fs.iter()
         .filter(|f| {
-            !((f.condition == ecg_types::Condition::Pause || f.source == lethal)
-                && f.status == ecg_types::FindingStatus::Present)
+            f.source != lethal
+                && !(f.condition == ecg_types::Condition::Pause
+                    && f.status == ecg_types::FindingStatus::Present)
         })
         .map(|f| f.key.clone())
         .collect()

@@ -393,13 +393,29 @@ impl LethalDetector {
         }
     }
 
+    /// The start (no earlier than `a`) of the stretch ending at `e` through which some
+    /// lead was connected at every tick: a stretch with every lead off or missing is no
+    /// pause, and the beats on either side of it are no slow rhythm.
+    fn connected_since(&self, a: u64, e: u64) -> u64 {
+        let tick = self.tick.max(1);
+        let mut t = e.saturating_sub(1) / tick * tick;
+        while t >= a && t >= tick {
+            if self.leads.iter().all(|l| l.off_at(t, tick)) {
+                return (t + tick).clamp(a, e);
+            }
+            t -= tick;
+        }
+        a
+    }
+
     fn asystole(&mut self, e: u64, tick_start: u64) -> LethalCall {
         let c = Condition::Asystole;
         // A pause within `asystole_tolerance` of the limit counts (monitors time
         // pauses from their own fiducials; at the limit a miss costs more).
         let win = self.secs(self.cfg.asystole_s * (1.0 - self.cfg.asystole_tolerance));
         let horizon = self.secs(HORIZON_S).max(win + self.tick);
-        let a = e.saturating_sub(horizon);
+        let a0 = e.saturating_sub(horizon);
+        let a = self.connected_since(a0, e);
         // Quality over the last asystole window decides which leads vote.
         self.set_quality(e.saturating_sub(win), e, q_all);
         let mut ev = self.base_evidence();
@@ -425,8 +441,9 @@ impl LethalDetector {
         if e - prev >= win {
             gap = Some((prev, e));
         }
-        // Not enough history yet to call a pause.
-        let gap = gap.filter(|&(s, _)| s > 0 || e >= horizon);
+        // Not enough history yet to call a pause; after leads were off, a pause must
+        // start at a beat seen since.
+        let gap = gap.filter(|&(s, _)| if a > a0 { s > a } else { s > 0 || e >= horizon });
         let Some((g0, g1)) = gap else {
             return Self::call(c, FindingStatus::Absent, e.saturating_sub(win), None, ev);
         };
@@ -498,7 +515,7 @@ impl LethalDetector {
     fn brady(&mut self, e: u64, tick_start: u64) -> LethalCall {
         let c = Condition::ExtremeBradycardia;
         let nb = self.cfg.brady_beats.max(2);
-        let a = e.saturating_sub(self.secs(HORIZON_S));
+        let a = self.connected_since(e.saturating_sub(self.secs(HORIZON_S)), e);
         self.set_quality(e.saturating_sub(self.secs(8.0)), e, q_all);
         let mut ev = self.base_evidence();
         if ev.leads_usable == 0 {

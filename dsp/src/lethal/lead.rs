@@ -894,6 +894,18 @@ impl LeadFront {
     }
 
     /// The quality of the tick holding ECG sample `t` (0 when it is not known).
+    /// Whether the tick holding `t` was mostly flagged lead-off or missing (a tick no
+    /// longer kept counts as connected).
+    pub(crate) fn off_at(&self, t: u64, tick: u64) -> bool {
+        let i = t / tick;
+        self.ticks
+            .iter()
+            .rev()
+            .find(|s| s.tick <= i)
+            .filter(|s| s.tick == i)
+            .is_some_and(|s| s.n > 0 && f32::from(s.bad) >= BAD_TO * f32::from(s.n))
+    }
+
     pub(crate) fn quality_at(&self, t: u64, tick: u64, which: fn(&TickStats) -> f32) -> f32 {
         let i = t / tick;
         self.ticks
