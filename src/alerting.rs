@@ -283,6 +283,10 @@ pub async fn run(
     let result = consume(&consumer, &service, &metrics, shutdown).await;
     let _ = ticker.await;
     let _ = publisher.await;
+    // AF burden counted since the last tick (docs/alerts.md).
+    if let Err(e) = service.flush_af_burden().await {
+        tracing::warn!(error = %e, "storing the AF burden at shutdown failed");
+    }
     if let Err(e) = consumer.commit_consumer_state(rdkafka::consumer::CommitMode::Sync) {
         tracing::debug!(error = %e, "final commit");
     }

@@ -17,7 +17,7 @@
 //! - `CARDIOSTREAM_CONSOLE_SCREENSHOT=/tmp/console.png` saves a screenshot of the
 //!   console after the acknowledgement (docs/console.md);
 //!   `CARDIOSTREAM_CONSOLE_LETHAL_SCREENSHOT=/tmp/lethal.png` one of the lethal alarm's
-//!   strip (every lead and the pleth).
+//!   strip (every lead and the pleth) with the patient's AF burden.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::future::Future;
@@ -591,6 +591,7 @@ async fn alert_service(findings: &[ecg_types::Finding]) -> String {
     for f in findings {
         svc.on_finding(f, Instant::now()).await.unwrap();
     }
+    svc.flush_af_burden().await.unwrap();
     let mut tokens = Tokens::default();
     tokens.add(
         TOKEN,
@@ -794,6 +795,23 @@ async fn lethal_scenario(client: Client, console_url: String) {
         .unwrap();
     assert!(caption.contains("Leads II, V1, V5 and pleth"), "{caption}");
 
+    // The patient's AF burden, as decision support.
+    let burden = eventually("the AF burden", Duration::from_secs(20), || async {
+        let t = client
+            .find(Locator::Id("d-af-burden"))
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        t.contains("monitored").then_some(t)
+    })
+    .await;
+    assert!(
+        burden.contains("AF burden 82 % of 55 s monitored") && burden.contains("not a diagnosis"),
+        "{burden}"
+    );
+
     if let Some(path) = std::env::var_os("CARDIOSTREAM_CONSOLE_LETHAL_SCREENSHOT") {
         let png = client.screenshot().await.unwrap();
         std::fs::write(&path, png).unwrap();
@@ -813,7 +831,27 @@ async fn console_draws_every_lead_and_the_pulse_of_a_lethal_alarm() {
             .as_micros(),
     )
     .unwrap();
-    let findings = vec![lethal_finding(now_us)];
+    let mut findings = vec![lethal_finding(now_us)];
+    // The same patient's AF findings: 30 s windows every 5 s, 45 s in AF of 55 s.
+    for t in 0..6 {
+        let start = ecg_types::DeviceTimeUs(now_us - 120_000_000 + t * 5_000_000);
+        findings.push(ecg_types::Finding::new(
+            ecg_types::StreamId::new("icu-bed-7").unwrap(),
+            ecg_types::PatientId::new("p-lethal").unwrap(),
+            ecg_types::FindingSource::Model {
+                id: "af-cnn".into(),
+                version: "1.0.0".into(),
+            },
+            ecg_types::Condition::AtrialFibrillation,
+            if t < 4 {
+                ecg_types::FindingStatus::Present
+            } else {
+                ecg_types::FindingStatus::Absent
+            },
+            start,
+            start.plus_us(30_000_000),
+        ));
+    }
     let console_url = alert_service(&findings).await;
     let (_driver, _profile, client) = browser().await;
     let outcome = tokio::spawn(lethal_scenario(client.clone(), console_url)).await;
