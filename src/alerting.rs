@@ -283,6 +283,13 @@ pub async fn run(
     let result = consume(&consumer, &service, &metrics, shutdown).await;
     let _ = ticker.await;
     let _ = publisher.await;
+    // AF burden counted since the last tick (docs/alerts.md); a store that does not
+    // answer does not hold up the shutdown.
+    match tokio::time::timeout(Duration::from_secs(5), service.flush_af_burden()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::warn!(error = %e, "storing the AF burden at shutdown failed"),
+        Err(_) => tracing::warn!("storing the AF burden at shutdown timed out"),
+    }
     if let Err(e) = consumer.commit_consumer_state(rdkafka::consumer::CommitMode::Sync) {
         tracing::debug!(error = %e, "final commit");
     }

@@ -15,7 +15,9 @@
 //! - `CARDIOSTREAM_CONSOLE_URL=http://HOST:PORT/#token=TOKEN` runs the browser part
 //!   against an alert service that is already running instead of starting the demo.
 //! - `CARDIOSTREAM_CONSOLE_SCREENSHOT=/tmp/console.png` saves a screenshot of the
-//!   console after the acknowledgement (docs/console.md).
+//!   console after the acknowledgement (docs/console.md);
+//!   `CARDIOSTREAM_CONSOLE_LETHAL_SCREENSHOT=/tmp/lethal.png` one of the lethal alarm's
+//!   strip (every lead and the pleth) with the patient's AF burden.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::future::Future;
@@ -497,14 +499,8 @@ async fn scenario(client: Client, console_url: String, api: Arc<Api>) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn console_shows_an_af_alert_on_ecg_paper_and_records_the_acknowledgement() {
-    for bin in [CHROMEDRIVER, CHROMIUM] {
-        if !Path::new(bin).exists() {
-            eprintln!(
-                "skipping the console test: {bin} not found (scripts/setup/chromium.sh installs \
-                 Debian's chromium and chromium-driver)"
-            );
-            return;
-        }
+    if browser_missing() {
+        return;
     }
     let service = match std::env::var("CARDIOSTREAM_CONSOLE_URL") {
         Ok(url) => Err(url),
@@ -524,8 +520,24 @@ async fn console_shows_an_af_alert_on_ecg_paper_and_records_the_acknowledgement(
         token,
     });
 
+    let (_driver, _profile, client) = browser().await;
+
+    // Run the browser part in its own task so a failed assertion still ends the
+    // browser session before chromedriver and the demo are killed.
+    let outcome = tokio::spawn(scenario(client.clone(), console_url, api)).await;
+    let _ = client.close().await;
+    if let Err(e) = outcome {
+        if let Ok(s) = &service {
+            eprintln!("demo stderr:\n{}", s.log());
+        }
+        std::panic::resume_unwind(e.into_panic());
+    }
+}
+
+/// Chromedriver, the browser's profile directory and a headless Chromium session.
+async fn browser() -> (KillOnDrop, tempfile::TempDir, Client) {
     let port = free_port();
-    let _driver = start_chromedriver(port);
+    let driver = start_chromedriver(port);
     let profile = tempfile::tempdir().unwrap();
     let caps = json!({
         "goog:chromeOptions": {
@@ -548,15 +560,303 @@ async fn console_shows_an_af_alert_on_ecg_paper_and_records_the_acknowledgement(
         .connect(&format!("http://127.0.0.1:{port}"))
         .await
         .expect("starting a chromium session through chromedriver");
+    (driver, profile, client)
+}
 
-    // Run the browser part in its own task so a failed assertion still ends the
-    // browser session before chromedriver and the demo are killed.
-    let outcome = tokio::spawn(scenario(client.clone(), console_url, api)).await;
+fn browser_missing() -> bool {
+    for bin in [CHROMEDRIVER, CHROMIUM] {
+        if !Path::new(bin).exists() {
+            eprintln!(
+                "skipping the console test: {bin} not found (scripts/setup/chromium.sh installs \
+                 Debian's chromium and chromium-driver)"
+            );
+            return true;
+        }
+    }
+    false
+}
+
+/// An alert service in this process (SQLite in memory, the API and console on a free
+/// loopback port, token [`TOKEN`] for every team) that has taken `findings`; its
+/// console link.
+async fn alert_service(findings: &[ecg_types::Finding]) -> String {
+    use ecg_alerts::api::{self, ApiState, Tokens};
+    use ecg_alerts::config::ServiceConfig;
+    use ecg_alerts::service::{AlertService, Caller, NoHooks};
+    use ecg_alerts::store::Store;
+
+    let cfg: ServiceConfig = toml::from_str("[store]\nurl = \"sqlite::memory:\"\n").unwrap();
+    let store = Store::open(&cfg.store.url, 1).await.unwrap();
+    let svc = Arc::new(AlertService::new(cfg, store, "console-test", Arc::new(NoHooks)).unwrap());
+    for f in findings {
+        svc.on_finding(f, Instant::now()).await.unwrap();
+    }
+    svc.flush_af_burden().await.unwrap();
+    let mut tokens = Tokens::default();
+    tokens.add(
+        TOKEN,
+        Caller {
+            team: "*".into(),
+            actor: "nurse-console".into(),
+        },
+    );
+    let app = api::router(ApiState {
+        service: svc,
+        tokens: Arc::new(tokens),
+        models_dir: None,
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    format!("{base}/#token={TOKEN}")
+}
+
+/// A ventricular fibrillation alarm as the pipeline publishes it at onset: its strip
+/// carries lead II, then V1 and V5 (µV) and the plethysmogram (at half the rate,
+/// starting half a second later) over the same time.
+fn lethal_finding(now_us: i64) -> ecg_types::Finding {
+    use ecg_types::{
+        Condition, DeviceTimeUs, Finding, FindingSource, FindingStatus, PatientId, StreamId, Strip,
+        Trace,
+    };
+    let stream = StreamId::new("icu-bed-7").unwrap();
+    let start = DeviceTimeUs(now_us - 8_000_000);
+    let mut f = Finding::new(
+        stream,
+        PatientId::new("p-lethal").unwrap(),
+        FindingSource::Detector {
+            name: "lethal".into(),
+        },
+        Condition::VentricularFibrillation,
+        FindingStatus::Present,
+        start,
+        start.plus_us(8_000_000),
+    )
+    .with_reason("fibrillatory waveform on 3 of 3 leads; no pulse on pleth");
+    let wave = |amp: f64, period: f64, i: usize| (amp * (i as f64 / period).sin()) as i32;
+    let lead = |label: &str, amp: f64| Trace {
+        label: label.into(),
+        unit: "uV".into(),
+        scale: 1.0,
+        sample_rate_hz: 250,
+        start_us: start.0,
+        values: (0..1000).map(|i| wave(amp, 7.0, i)).collect(),
+    };
+    f.strip = Some(Box::new(Strip {
+        lead: ecg_types::Lead::II,
+        sample_rate_hz: 250,
+        start_us: start.0,
+        samples_uv: (0..1000).map(|i| wave(900.0, 6.0, i)).collect(),
+        more: vec![
+            lead("V1", 600.0),
+            lead("V5", 1500.0),
+            Trace {
+                label: "pleth".into(),
+                unit: "NU".into(),
+                scale: 0.1,
+                sample_rate_hz: 125,
+                start_us: start.0 + 500_000,
+                values: (0..400).map(|i| 2000 + wave(300.0, 20.0, i)).collect(),
+            },
+        ],
+    }));
+    f
+}
+
+async fn texts(client: &Client, css: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for e in client.find_all(Locator::Css(css)).await.unwrap() {
+        out.push(e.text().await.unwrap());
+    }
+    out
+}
+
+/// A lethal alarm's strip: every lead in its own band at 10 mm/mV with its name and
+/// a calibration pulse, the plethysmogram in a band of its own labelled with its unit,
+/// all on one time axis.
+async fn lethal_scenario(client: Client, console_url: String) {
+    client.set_window_size(1600, 1250).await.unwrap();
+    client.goto(&console_url).await.unwrap();
+    let row = "tr.alert-row[data-condition='ventricular_fibrillation']";
+    let id = eventually(
+        "the ventricular fibrillation alarm in the list",
+        Duration::from_secs(20),
+        || attr(&client, row, "data-alert-id"),
+    )
+    .await;
+    client
+        .find(Locator::Css(row))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    eventually("the strip", Duration::from_secs(20), || async {
+        let shown = attr(&client, "#detail", "data-alert-id").await?;
+        let pts = attr(&client, "#ecg-trace-2", "points").await?;
+        (shown == id && !pts.is_empty()).then_some(())
+    })
+    .await;
+
+    let strip = "#ecg-strip";
+    assert_eq!(
+        attr(&client, strip, "data-leads").await.as_deref(),
+        Some("II,V1,V5")
+    );
+    assert_eq!(
+        attr(&client, strip, "data-pulses").await.as_deref(),
+        Some("pleth")
+    );
+    // One trace per lead and one for the pulse, each a point per sample.
+    let mut leads = Vec::new();
+    let mut bands = Vec::new();
+    for e in client
+        .find_all(Locator::Css("#ecg-strip polyline.ecg-trace"))
+        .await
+        .unwrap()
+    {
+        leads.push(e.attr("data-label").await.unwrap().unwrap());
+        let pts = points(&e.attr("points").await.unwrap().unwrap());
+        assert_eq!(pts.len(), 1000);
+        // 25 mm/s from the same start.
+        assert!((pts[0].0 - 12.0).abs() < 0.011, "x0 {}", pts[0].0);
+        assert!((pts[1].0 - pts[0].0 - 0.1).abs() < 0.011);
+        let lo = pts.iter().map(|p| p.1).fold(f64::MAX, f64::min);
+        let hi = pts.iter().map(|p| p.1).fold(f64::MIN, f64::max);
+        bands.push((lo, hi));
+    }
+    assert_eq!(leads, ["II", "V1", "V5"]);
+    // 10 mm/mV on every lead: 1.8, 1.2 and 3 mV peak to peak, and the bands do not
+    // overlap.
+    for ((lo, hi), want) in bands.iter().zip([18.0, 12.0, 30.0]) {
+        assert!((hi - lo - want).abs() < 0.2, "{lo}..{hi}, want {want} mm");
+    }
+    assert!(
+        bands[0].1 < bands[1].0 && bands[1].1 < bands[2].0,
+        "{bands:?}"
+    );
+    let cals = client
+        .find_all(Locator::Css("#ecg-strip polyline.ecg-cal"))
+        .await
+        .unwrap();
+    assert_eq!(cals.len(), 3, "a calibration pulse per lead");
+    for c in cals {
+        let p = points(&c.attr("points").await.unwrap().unwrap());
+        let h = p.iter().map(|p| p.1).fold(f64::MIN, f64::max)
+            - p.iter().map(|p| p.1).fold(f64::MAX, f64::min);
+        assert!((h - 10.0).abs() < 1e-6, "calibration pulse {h} mm");
+    }
+    let pulses = client
+        .find_all(Locator::Css("#ecg-strip polyline.pulse-trace"))
+        .await
+        .unwrap();
+    assert_eq!(pulses.len(), 1);
+    assert_eq!(
+        pulses[0].attr("data-unit").await.unwrap().as_deref(),
+        Some("NU")
+    );
+    let pp = points(&pulses[0].attr("points").await.unwrap().unwrap());
+    assert_eq!(pp.len(), 400);
+    // Aligned by its start: half a second (12.5 mm) after the leads, 125 Hz.
+    assert!((pp[0].0 - 24.5).abs() < 0.011, "pleth x0 {}", pp[0].0);
+    assert!((pp[1].0 - pp[0].0 - 0.2).abs() < 0.011);
+    // In its own band, under the leads, not on the mV scale.
+    let plo = pp.iter().map(|p| p.1).fold(f64::MAX, f64::min);
+    let phi = pp.iter().map(|p| p.1).fold(f64::MIN, f64::max);
+    assert!(
+        plo > bands[2].1,
+        "pleth {plo}..{phi} overlaps V5 {:?}",
+        bands[2]
+    );
+    let view: Vec<f64> = attr(&client, strip, "viewBox")
+        .await
+        .unwrap()
+        .split_whitespace()
+        .map(|v| v.parse().unwrap())
+        .collect();
+    assert!(phi < view[3] - 10.0, "pleth below the paper");
+    // The grid still runs over the whole paper in 5 mm squares.
+    let major = vertical_lines(&attr(&client, "#ecg-grid-major", "d").await.unwrap());
+    assert_eq!(major.len() as f64, view[2] / 5.0 + 1.0, "major lines");
+    // Labels: each lead by name, the pulse with its unit.
+    let labels = texts(&client, "#ecg-strip text.trace-label").await;
+    assert_eq!(labels.len(), 4, "{labels:?}");
+    assert_eq!(labels[..3], ["II", "V1", "V5"]);
+    assert!(
+        labels[3].starts_with("pleth (NU") && labels[3].contains("scaled to fit"),
+        "{labels:?}"
+    );
+    let caption = client
+        .find(Locator::Id("strip-caption"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(caption.contains("Leads II, V1, V5 and pleth"), "{caption}");
+
+    // The patient's AF burden, as decision support.
+    let burden = eventually("the AF burden", Duration::from_secs(20), || async {
+        let t = client
+            .find(Locator::Id("d-af-burden"))
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        t.contains("monitored").then_some(t)
+    })
+    .await;
+    assert!(
+        burden.contains("AF burden 82 % of 55 s monitored") && burden.contains("not a diagnosis"),
+        "{burden}"
+    );
+
+    if let Some(path) = std::env::var_os("CARDIOSTREAM_CONSOLE_LETHAL_SCREENSHOT") {
+        let png = client.screenshot().await.unwrap();
+        std::fs::write(&path, png).unwrap();
+        eprintln!("console: screenshot in {}", Path::new(&path).display());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn console_draws_every_lead_and_the_pulse_of_a_lethal_alarm() {
+    if browser_missing() {
+        return;
+    }
+    let now_us = i64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_micros(),
+    )
+    .unwrap();
+    let mut findings = vec![lethal_finding(now_us)];
+    // The same patient's AF findings: 30 s windows every 5 s, 45 s in AF of 55 s.
+    for t in 0..6 {
+        let start = ecg_types::DeviceTimeUs(now_us - 120_000_000 + t * 5_000_000);
+        findings.push(ecg_types::Finding::new(
+            ecg_types::StreamId::new("icu-bed-7").unwrap(),
+            ecg_types::PatientId::new("p-lethal").unwrap(),
+            ecg_types::FindingSource::Model {
+                id: "af-cnn".into(),
+                version: "1.0.0".into(),
+            },
+            ecg_types::Condition::AtrialFibrillation,
+            if t < 4 {
+                ecg_types::FindingStatus::Present
+            } else {
+                ecg_types::FindingStatus::Absent
+            },
+            start,
+            start.plus_us(30_000_000),
+        ));
+    }
+    let console_url = alert_service(&findings).await;
+    let (_driver, _profile, client) = browser().await;
+    let outcome = tokio::spawn(lethal_scenario(client.clone(), console_url)).await;
     let _ = client.close().await;
     if let Err(e) = outcome {
-        if let Ok(s) = &service {
-            eprintln!("demo stderr:\n{}", s.log());
-        }
         std::panic::resume_unwind(e.into_panic());
     }
 }

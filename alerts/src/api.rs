@@ -143,6 +143,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/alerts/{id}/{action}", post(act))
         .route("/api/v1/silences", post(add_silence).get(silences))
         .route("/api/v1/precision", get(precision))
+        .route("/api/v1/patients/{patient}/af-burden", get(af_burden))
         .route("/api/v1/models/{id}/card", get(model_card))
         .route_layer(middleware::from_fn_with_state(
             state.tokens.clone(),
@@ -645,6 +646,45 @@ async fn silences(
     }
     Ok(Json(serde_json::json!({ "silences": v })))
 }
+
+/// `GET /api/v1/patients/{patient}/af-burden`: the share of the patient's monitored
+/// (non-indeterminate) time in AF, from the AF findings of non-shadow sources.
+async fn af_burden(
+    State(s): State<ApiState>,
+    Extension(c): Extension<Caller>,
+    Path(patient): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    let b = s
+        .service
+        .af_burden(&c, &patient)
+        .await
+        .map_err(|e| match e {
+            ActionError::NotFound => ApiError(
+                StatusCode::NOT_FOUND,
+                format!("no AF monitoring recorded for patient {patient:?}"),
+            ),
+            e => e.into(),
+        })?;
+    let since = b.since_us.map(|us| {
+        let t = UNIX_EPOCH + Duration::from_micros(u64::try_from(us).unwrap_or(0));
+        humantime::format_rfc3339_millis(t).to_string()
+    });
+    Ok(Json(serde_json::json!({
+        "patient": b.patient,
+        "af_s": b.af_us as f64 / 1e6,
+        "monitored_s": b.monitored_us as f64 / 1e6,
+        "burden": b.burden(),
+        "since": since,
+        "streams": b.streams,
+        "notice": AF_BURDEN_NOTICE,
+    })))
+}
+
+/// What the AF burden is, with every answer.
+pub const AF_BURDEN_NOTICE: &str =
+    "AF burden: share of monitored, non-indeterminate time in atrial \
+     fibrillation, from the AF findings of active (non-shadow) detectors and models; decision \
+     support for clinicians, not a diagnosis.";
 
 async fn precision(State(s): State<ApiState>) -> Result<impl IntoResponse, ApiError> {
     let rows: Vec<PrecisionRow> = s.service.store().precision().await?;

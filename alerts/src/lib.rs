@@ -13,6 +13,7 @@
 //! - [`api`]: the HTTP API with team-scoped tokens, and the care-team console.
 
 pub mod api;
+pub mod burden;
 pub mod config;
 pub mod engine;
 pub mod receivers;

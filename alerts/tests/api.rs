@@ -732,3 +732,92 @@ fn base_us() -> i64 {
         i64::try_from(now - 60).expect("seconds") * 1_000_000
     })
 }
+
+/// `GET /api/v1/patients/{patient}/af-burden`: the patient's time in AF over
+/// monitored time, to the team that looks after them only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn af_burden_per_patient() {
+    let cfg: ServiceConfig = toml::from_str(
+        r#"
+        [store]
+        url = "sqlite::memory:"
+        [[assignments]]
+        stream_prefix = "icu-"
+        team = "icu"
+        "#,
+    )
+    .expect("config");
+    let store = Store::open(&cfg.store.url, 1).await.expect("store");
+    let svc =
+        Arc::new(AlertService::new(cfg, store, "api-test", Arc::new(NoHooks)).expect("service"));
+    // 30 s windows every 5 s: four in AF (0–45 s), two without (to 55 s), one the
+    // signal could not decide and one from a shadow model, neither counted.
+    for t in 0..8 {
+        let mut f = finding("icu-1", Condition::AtrialFibrillation, t);
+        f.status = match t {
+            0..=3 => FindingStatus::Present,
+            4 | 5 => FindingStatus::Absent,
+            _ => FindingStatus::Indeterminate,
+        };
+        svc.on_finding(&f, Instant::now()).await.expect("finding");
+    }
+    let mut shadow = finding("icu-1", Condition::AtrialFibrillation, 9);
+    shadow.shadow = true;
+    svc.on_finding(&shadow, Instant::now())
+        .await
+        .expect("finding");
+    svc.flush_af_burden().await.expect("flush");
+    let mut tokens = Tokens::default();
+    for (token, team) in [("icu-token", "icu"), ("tele-token", "telemetry")] {
+        tokens.add(
+            token,
+            Caller {
+                team: team.into(),
+                actor: format!("nurse-{team}"),
+            },
+        );
+    }
+    let app = api::router(ApiState {
+        service: svc,
+        tokens: Arc::new(tokens),
+        models_dir: None,
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let api = Api {
+        base,
+        http: reqwest::Client::new(),
+    };
+    let path = "/api/v1/patients/p-icu-1/af-burden";
+
+    let (s, b) = api.get(path, Some("icu-token")).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(b["patient"], "p-icu-1");
+    assert_eq!(b["af_s"], 45.0, "{b}");
+    assert_eq!(b["monitored_s"], 55.0, "{b}");
+    assert!((b["burden"].as_f64().expect("burden") - 45.0 / 55.0).abs() < 1e-9);
+    assert!(b["since"].as_str().expect("since").ends_with('Z'), "{b}");
+    assert!(b["notice"]
+        .as_str()
+        .expect("notice")
+        .contains("not a diagnosis"));
+
+    assert_eq!(api.get(path, None).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        api.get(path, Some("tele-token")).await.0,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        api.get("/api/v1/patients/p-nobody/af-burden", Some("icu-token"))
+            .await
+            .0,
+        StatusCode::NOT_FOUND
+    );
+    // The console shows it on an alert's detail.
+    let (s, page) = api.call(reqwest::Method::GET, "/", None, None).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(page.contains("d-af-burden") && page.contains("/af-burden"));
+}

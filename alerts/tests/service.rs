@@ -911,3 +911,93 @@ fn base_us() -> i64 {
         i64::try_from(now - 60).expect("seconds") * 1_000_000
     })
 }
+
+/// AF burden totals survive a restart, on a SQLite file and on PostgreSQL: windows
+/// overlap (10 s every 5 s) and count once, indeterminate ones and shadow models not
+/// at all, duplicates and replays add nothing. The first window is stored at once,
+/// the rest when flushed (as at shutdown); a new service starts from the store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn af_burden_is_kept_in_the_store_across_a_restart() {
+    use FindingStatus::{Absent, Indeterminate, Present};
+    let mut stores = vec![(
+        "sqlite-file",
+        format!(
+            "sqlite://{}/cs-burden-{:x}.db",
+            std::env::temp_dir().display(),
+            rand::random::<u64>()
+        ),
+    )];
+    match std::env::var("CARDIOSTREAM_TEST_PG") {
+        Ok(admin) => stores.push(("postgres", fresh_pg(&admin).await)),
+        Err(_) => eprintln!("SKIP postgres backend: CARDIOSTREAM_TEST_PG is not set"),
+    }
+    let af = |stream: &str, status, t| finding(stream, Condition::AtrialFibrillation, status, t);
+    for (backend, url) in stores {
+        let (peer_url, _rx) = peer().await;
+        let svc = service(config(&url, ""), &peer_url, "a").await;
+        let statuses = [
+            Present,
+            Present,
+            Indeterminate,
+            Absent,
+            Absent,
+            Present,
+            Present,
+        ];
+        for (t, st) in statuses.iter().enumerate() {
+            svc.on_finding(&af("bed-1", *st, t as i64), Instant::now())
+                .await
+                .expect("finding");
+            if t == 0 {
+                let first = svc.store().af_burden("p-bed-1").await.expect("read");
+                assert_eq!(first.map(|b| b.af_us), Some(10_000_000), "{backend}");
+            }
+        }
+        let mut shadow = af("bed-1", Present, 7);
+        shadow.shadow = true;
+        for f in [shadow, af("bed-1", Present, 1), af("bed-2", Present, 0)] {
+            svc.on_finding(&f, Instant::now()).await.expect("finding");
+        }
+        svc.flush_af_burden().await.expect("flush");
+        let b = svc
+            .store()
+            .af_burden("p-bed-1")
+            .await
+            .expect("read")
+            .expect("counted");
+        assert_eq!(
+            (b.af_us, b.monitored_us),
+            (25_000_000, 40_000_000),
+            "{backend}"
+        );
+        assert_eq!(b.burden(), Some(0.625), "{backend}");
+        assert_eq!(b.since_us, Some(base_us()), "{backend}");
+        assert_eq!(b.streams, ["bed-1"], "{backend}");
+        drop(svc);
+
+        // A restart: a new service on the same database keeps counting from there.
+        let svc = service(config(&url, ""), &peer_url, "b").await;
+        for f in [
+            af("bed-1", Absent, 3),
+            af("bed-1", Indeterminate, 2),
+            af("bed-1", Absent, 7),
+        ] {
+            svc.on_finding(&f, Instant::now()).await.expect("finding");
+        }
+        svc.flush_af_burden().await.expect("flush");
+        let b = svc
+            .store()
+            .af_burden("p-bed-1")
+            .await
+            .expect("read")
+            .expect("counted");
+        assert_eq!(
+            (b.af_us, b.monitored_us),
+            (25_000_000, 45_000_000),
+            "{backend}"
+        );
+        let other = svc.store().af_burden("p-bed-2").await.expect("read");
+        assert_eq!(other.map(|b| b.monitored_us), Some(10_000_000), "{backend}");
+        assert_eq!(svc.store().af_burden("p-nobody").await.expect("read"), None);
+    }
+}

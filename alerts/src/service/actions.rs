@@ -15,6 +15,32 @@ use crate::store::{
 use crate::text::{self, MAX_COMMENT_BYTES, MAX_MATCHER_BYTES, MAX_NOTE_BYTES};
 
 impl AlertService {
+    /// A patient's AF burden ([`crate::burden`]), for a caller whose team looks after
+    /// one of the patient's streams or sees one of the patient's alerts (or `*`).
+    ///
+    /// # Errors
+    /// Not found (nothing counted for the patient), forbidden, store errors.
+    pub async fn af_burden(
+        &self,
+        caller: &Caller,
+        patient: &str,
+    ) -> Result<crate::burden::PatientBurden, ActionError> {
+        let b = self
+            .store
+            .af_burden(patient)
+            .await?
+            .ok_or(ActionError::NotFound)?;
+        let sees = caller.team == "*"
+            || b.streams
+                .iter()
+                .any(|s| self.cfg.assign(s, patient).0 == caller.team)
+            || self.store.team_sees_patient(&caller.team, patient).await?;
+        if !sees {
+            return Err(ActionError::Forbidden);
+        }
+        Ok(b)
+    }
+
     /// Alerts the caller sees.
     ///
     /// # Errors

@@ -122,6 +122,8 @@ impl AlertService {
             }
         }
         self.retry_stale(now).await?;
+        self.store_af_older_than(crate::burden::STORE_AFTER, now)
+            .await?;
         let refresh = {
             let mut last = self
                 .last_precision

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use ecg_types::{
     system_time_from_us, Alert, AlertState, Finding, FindingSource, FindingStatus, Priority,
@@ -81,6 +81,118 @@ impl AlertService {
                     }
                 }
             }
+        }
+        // AF burden: every AF finding of a non-shadow source, alert or not.
+        if crate::burden::counts(f) {
+            let mut backoff = Duration::from_millis(100);
+            loop {
+                match self.count_af(f, now).await {
+                    Ok(()) => break,
+                    Err(e) if self.stopping.load(std::sync::atomic::Ordering::Relaxed) => {
+                        return Err(e)
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "alert store unavailable; retrying the AF burden");
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(Duration::from_secs(5));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn burden(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<(String, String), crate::burden::Counted>> {
+        self.burden
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Counts an AF finding into its stream's totals ([`crate::burden::Counted`]),
+    /// read from the store the first time this instance sees the stream, and stores
+    /// them when they are due.
+    async fn count_af(&self, f: &Finding, now: SystemTime) -> Result<(), StoreError> {
+        let key = (f.patient.to_string(), f.stream.to_string());
+        if !self.burden().contains_key(&key) {
+            let stored = self.store.af_stream(&key.0, &key.1).await?;
+            self.burden()
+                .entry(key.clone())
+                .or_insert_with(|| crate::burden::Counted::new(stored));
+        }
+        let due = self.burden().get_mut(&key).is_some_and(|c| c.add(f));
+        if due {
+            self.store_af(&key, now).await?;
+        }
+        Ok(())
+    }
+
+    /// Stores a stream's counted totals if they are ahead of the store's. When
+    /// another instance wrote first, the totals that reach further win.
+    pub(super) async fn store_af(
+        &self,
+        key: &(String, String),
+        now: SystemTime,
+    ) -> Result<(), StoreError> {
+        for _ in 0..4 {
+            let Some((before, after)) = self
+                .burden()
+                .get(key)
+                .filter(|c| c.dirty_since.is_some())
+                .map(|c| (c.stored, c.current))
+            else {
+                return Ok(());
+            };
+            if self
+                .store
+                .save_af_stream(&key.0, &key.1, before.as_ref(), &after, now)
+                .await?
+            {
+                if let Some(c) = self.burden().get_mut(key) {
+                    c.stored = Some(after);
+                    if c.current == after {
+                        c.dirty_since = None;
+                    }
+                }
+                return Ok(());
+            }
+            let row = self.store.af_stream(&key.0, &key.1).await?;
+            if let Some(c) = self.burden().get_mut(key) {
+                c.stored = row;
+                if let Some(r) = row.filter(|r| r.counted_end_us >= c.current.counted_end_us) {
+                    c.current = r;
+                    c.dirty_since = None;
+                    return Ok(());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Stores every stream's AF burden totals that changed (at shutdown, and for
+    /// tests); the tick stores those older than [`crate::burden::STORE_AFTER`].
+    ///
+    /// # Errors
+    /// Store errors.
+    pub async fn flush_af_burden(&self) -> Result<(), StoreError> {
+        self.store_af_older_than(Duration::ZERO, SystemTime::now())
+            .await
+    }
+
+    pub(super) async fn store_af_older_than(
+        &self,
+        age: Duration,
+        now: SystemTime,
+    ) -> Result<(), StoreError> {
+        let keys: Vec<(String, String)> = self
+            .burden()
+            .iter()
+            .filter(|(_, c)| c.dirty_since.is_some_and(|t| t.elapsed() >= age))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in keys {
+            self.store_af(&k, now).await?;
         }
         Ok(())
     }

@@ -146,6 +146,8 @@ pub struct AlertService {
     /// finding of their episode pages them.
     held: Mutex<std::collections::HashSet<String>>,
     last_retention: Mutex<Option<Instant>>,
+    /// AF burden as counted here, by (patient, stream) ([`crate::burden`]).
+    burden: Mutex<HashMap<(String, String), crate::burden::Counted>>,
 }
 
 impl AlertService {
@@ -176,6 +178,7 @@ impl AlertService {
             stopping: std::sync::atomic::AtomicBool::new(false),
             held: Mutex::default(),
             last_retention: Mutex::new(None),
+            burden: Mutex::default(),
         })
     }
 

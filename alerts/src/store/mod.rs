@@ -10,11 +10,13 @@
 //!
 //! By what it does: `records` (what is stored), `intake` (new alerts),
 //! `notify` (notification claims and outcomes), `escalation` (what is due),
-//! `actions` (lists, audit trail, silences, precision) and `retention` (pruning
+//! `actions` (lists, audit trail, silences, precision), `burden` (AF burden
+//! totals) and `retention` (pruning
 //! what is older than the retention); transitions
 //! ([`Store::change`]) are shared by all of them and live here.
 
 mod actions;
+mod burden;
 mod escalation;
 mod intake;
 mod notify;
@@ -94,6 +96,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         2,
         "retention indexes",
         include_str!("../../migrations/0002_retention.sql"),
+    ),
+    (
+        3,
+        "af burden",
+        include_str!("../../migrations/0003_af_burden.sql"),
     ),
 ];
 
