@@ -9,5 +9,5 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 scripts/setup-onnxruntime.sh >&2
-cargo build --release --locked --bin cardiostream -p cardiostream-loadtest
+cargo build --release --locked -p cardiostream --bin cardiostream -p cardiostream-loadtest --bin cardiostream-loadtest
 exec target/release/cardiostream-loadtest "$@"

@@ -518,7 +518,9 @@ impl LethalDetector {
         let a = self.connected_since(e.saturating_sub(self.secs(HORIZON_S)), e);
         self.set_quality(e.saturating_sub(self.secs(8.0)), e, q_all);
         let mut ev = self.base_evidence();
-        if ev.leads_usable == 0 {
+        // A slow rate needs the full history: in a stream's first seconds the beat
+        // detectors are still learning and may miss a beat, which halves the rate.
+        if ev.leads_usable == 0 || e < self.secs(HORIZON_S) {
             return Self::call(c, FindingStatus::Indeterminate, a, None, ev);
         }
         self.window(a, e, |f, q| f.q >= q);
