@@ -10,4 +10,5 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 scripts/setup-onnxruntime.sh >&2
 cargo build --release --locked -p cardiostream --bin cardiostream -p cardiostream-loadtest --bin cardiostream-loadtest
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$root/target} # where target/loadtest.json is appended
 exec target/release/cardiostream-loadtest "$@"

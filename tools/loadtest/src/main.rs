@@ -505,7 +505,7 @@ impl Proc {
         let child = Command::new(exe)
             .args([cmd, "--config"])
             .arg(config)
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .current_dir(repo_root())
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(out.try_clone().expect("log file"))
@@ -585,10 +585,15 @@ fn write_config(
     file
 }
 
+/// The repository's root (this tool lives in `tools/loadtest`).
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
 /// The repository's `models/`, or with `skip` a directory in `dir` linking every
 /// model directory but the skipped ones.
 fn models_dir(dir: &Path, skip: &[String]) -> PathBuf {
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("models");
+    let repo = repo_root().join("models");
     if skip.is_empty() {
         return repo;
     }
