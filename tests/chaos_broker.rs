@@ -150,10 +150,20 @@ async fn broker_restarts_while_frames_flow_lose_nothing() {
         proxy.down();
         tokio::time::sleep(Duration::from_secs(down_for)).await;
         proxy.up();
+        // The devices send again once their producer has reconnected: librdkafka backs
+        // off up to `reconnect.backoff.max.ms` (10 s) between attempts, so on a slow
+        // machine the next outage could otherwise begin before a frame got through,
+        // and the run end with too little signal for any rule to page.
+        let back = Instant::now();
+        while sent.lock().unwrap().len() <= before && back.elapsed() < Duration::from_secs(60) {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
         println!(
-            "restart {}: broker away {down_for} s ({} frames sent before)",
+            "restart {}: broker away {down_for} s ({} frames sent before; devices sending \
+             again {:.1?} after its return)",
             r + 1,
-            before
+            before,
+            back.elapsed()
         );
     }
     tokio::time::sleep(Duration::from_secs(5)).await;
