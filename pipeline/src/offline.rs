@@ -8,7 +8,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use ecg_dsp::stream::DspConfig;
 use ecg_inference::Model;
-use ecg_types::{DeadLetter, Finding, SourceRecord};
+use ecg_ingest::codec::{self, Encoding, CONTENT_TYPE_PROTOBUF};
+use ecg_types::{DeadLetter, Finding, Frame, Position, SourceRecord};
 
 use crate::analyzer::{Analyzer, StreamStatus};
 use crate::commit::Checkpoint;
@@ -31,6 +32,23 @@ pub struct Output {
     /// Per partition, the next offset that is safe to commit once the findings and
     /// dead letters above are published.
     pub offsets: Vec<(i32, i64)>,
+}
+
+/// A frame as a gateway following the wire format sends it (protobuf, keyed by its
+/// stream id), read at `offset` of partition 0 of a topic named `frames`: what tests
+/// and `eval` feed [`Processor::process`] when they replay signals.
+pub fn frame_record(f: &Frame, offset: i64) -> SourceRecord {
+    SourceRecord {
+        payload: codec::encode(f, Encoding::Protobuf),
+        key: Some(f.stream.as_str().as_bytes().to_vec()),
+        content_type: Some(CONTENT_TYPE_PROTOBUF.into()),
+        topic: "frames".into(),
+        position: Position {
+            partition: 0,
+            offset,
+        },
+        timestamp_us: None,
+    }
 }
 
 /// Now, µs since the Unix epoch.

@@ -8,14 +8,13 @@
 use std::sync::Arc;
 
 use ecg_dsp::stream::DspConfig;
-use ecg_ingest::codec::{self, Encoding, CONTENT_TYPE_PROTOBUF};
 use ecg_pipeline::analyzer::lethal_source;
 use ecg_pipeline::events::Recorder;
-use ecg_pipeline::offline::Processor;
+use ecg_pipeline::offline::{frame_record, Processor};
 use ecg_sim::{Device, FrameSource, Preset};
 use ecg_types::{
-    Condition, DeviceId, Finding, FindingStatus, Frame, Lead, PatientId, Position, PulseKind,
-    PulseWave, SampleRate, SourceRecord, StreamId,
+    Condition, DeviceId, Finding, FindingStatus, Frame, Lead, PatientId, PulseKind, PulseWave,
+    SampleRate, StreamId,
 };
 
 const T0: i64 = 1_800_000_000_000_000;
@@ -54,17 +53,7 @@ fn run_preset(preset: Preset, seed: u64, leads: Vec<Lead>, seconds: usize) -> Ve
     let mut findings = Vec::new();
     for s in 0..seconds {
         let f = src.next_frame();
-        let rec = SourceRecord {
-            payload: codec::encode(&f, Encoding::Protobuf),
-            key: Some(f.stream.as_str().as_bytes().to_vec()),
-            content_type: Some(CONTENT_TYPE_PROTOBUF.into()),
-            topic: "frames".into(),
-            position: Position {
-                partition: 0,
-                offset: s as i64,
-            },
-            timestamp_us: None,
-        };
+        let rec = frame_record(&f, s as i64);
         findings.extend(p.process(vec![rec]).findings);
     }
     findings
@@ -101,17 +90,7 @@ fn run(seconds: usize, with_pulse: bool) -> Vec<Finding> {
                 samples: pleth(s as u64 * 125, 125, 70.0, 125),
             });
         }
-        let rec = SourceRecord {
-            payload: codec::encode(&f, Encoding::Protobuf),
-            key: Some(f.stream.as_str().as_bytes().to_vec()),
-            content_type: Some(CONTENT_TYPE_PROTOBUF.into()),
-            topic: "frames".into(),
-            position: Position {
-                partition: 0,
-                offset: s as i64,
-            },
-            timestamp_us: None,
-        };
+        let rec = frame_record(&f, s as i64);
         let out = p.process(vec![rec]);
         assert!(out.dead_letters.is_empty(), "{:?}", out.dead_letters);
         findings.extend(out.findings);

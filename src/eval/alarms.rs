@@ -26,15 +26,11 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use ecg_dsp::lethal::score::{bootstrap, AlarmCounts, AlarmOutcome};
 use ecg_dsp::stream::DspConfig;
-use ecg_ingest::codec::{self, Encoding, CONTENT_TYPE_PROTOBUF};
 use ecg_pipeline::Processor;
-use ecg_types::{Condition, FindingStatus, Position, SourceRecord};
+use ecg_types::{Condition, FindingStatus};
 
-use super::record_names;
-use crate::devices::RecordSource;
+use super::{record_names, replay_record, T0_US};
 
-/// Device time of a replayed record's first sample.
-const T0_US: i64 = 1_800_000_000_000_000;
 /// An alarm counts when raised from a window ending this long before the alarm (µs).
 const WINDOW_BEFORE_US: i64 = 10_000_000;
 /// The challenge winner's score on the hidden test set (Plesinger et al. 2015).
@@ -96,7 +92,6 @@ pub fn raised(
     condition: Condition,
     dsp: &DspConfig,
 ) -> anyhow::Result<bool> {
-    let mut src = RecordSource::new(rec, T0_US, 200, None)?;
     let alarm_us =
         T0_US + ecg_types::SampleRate(rec.fs.round() as u32).samples_to_us(rec.n_samples as u64);
     let mut p = Processor::new(
@@ -105,42 +100,15 @@ pub fn raised(
         Arc::new(Vec::new()),
         Arc::new(ecg_pipeline::events::Discard),
     );
-    let mut offset = 0i64;
     let mut hit = false;
-    loop {
-        let mut batch = Vec::with_capacity(25);
-        while batch.len() < 25 {
-            let Some(f) = src.next_frame() else { break };
-            batch.push(SourceRecord {
-                payload: codec::encode(&f, Encoding::Protobuf),
-                key: Some(f.stream.as_str().as_bytes().to_vec()),
-                content_type: Some(CONTENT_TYPE_PROTOBUF.into()),
-                topic: "eval".into(),
-                position: Position {
-                    partition: 0,
-                    offset,
-                },
-                timestamp_us: None,
-            });
-            offset += 1;
-        }
-        if batch.is_empty() {
-            break;
-        }
-        let out = p.process(batch);
-        anyhow::ensure!(
-            out.dead_letters.is_empty(),
-            "record {}: frames dead-lettered: {}",
-            rec.name,
-            out.dead_letters[0].reason
-        );
-        hit |= out.findings.iter().any(|f| {
+    replay_record(rec, &mut p, 25, |findings| {
+        hit |= findings.iter().any(|f| {
             f.condition == condition
                 && f.status == FindingStatus::Present
                 && f.window_end.0 <= alarm_us
                 && f.window_end.0 >= alarm_us - WINDOW_BEFORE_US
         });
-    }
+    })?;
     Ok(hit)
 }
 

@@ -28,17 +28,12 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use ecg_dsp::stream::DspConfig;
 use ecg_inference::{Model, ModelMode};
-use ecg_ingest::codec::{self, Encoding, CONTENT_TYPE_PROTOBUF};
 use ecg_pipeline::episodes::{AfEpisodes, EpisodeSettings};
 use ecg_pipeline::Processor;
-use ecg_types::{Condition, FindingSource, FindingStatus, Position, SourceRecord};
+use ecg_types::{Condition, FindingStatus};
 
 use super::nst::{load_noise, noisy_record, NoiseKind};
-use super::record_names;
-use crate::devices::RecordSource;
-
-/// Device time of a replayed record's first sample (any fixed time works).
-const T0_US: i64 = 1_800_000_000_000_000;
+use super::{record_names, replay_record, T0_US};
 
 /// Arguments of `eval af-episodes`.
 #[derive(Debug, clap::Args)]
@@ -198,7 +193,6 @@ pub fn detect(
     let source = tracked.source();
     let hop_us = ecg_types::seconds_to_us(f64::from(man.hop_s.unwrap_or(man.window_s)));
     let seg = AfEpisodes::new(EpisodeSettings::default(), hop_us);
-    let mut src = RecordSource::new(rec, T0_US, 200, None)?;
     let mut p = Processor::new(
         dsp.clone(),
         10.0,
@@ -206,31 +200,11 @@ pub fn detect(
         Arc::new(ecg_pipeline::events::Discard),
     );
     let mut episodes: Vec<(i64, i64)> = Vec::new();
-    let mut offset = 0i64;
-    loop {
-        let mut batch = Vec::with_capacity(64);
-        while batch.len() < 64 {
-            let Some(f) = src.next_frame() else { break };
-            batch.push(SourceRecord {
-                payload: codec::encode(&f, Encoding::Protobuf),
-                key: Some(f.stream.as_str().as_bytes().to_vec()),
-                content_type: Some(CONTENT_TYPE_PROTOBUF.into()),
-                topic: "eval".into(),
-                position: Position {
-                    partition: 0,
-                    offset,
-                },
-                timestamp_us: None,
-            });
-            offset += 1;
-        }
-        if batch.is_empty() {
-            break;
-        }
-        for f in p.process(batch).findings {
+    replay_record(rec, &mut p, 64, |findings| {
+        for f in findings {
             if f.condition != Condition::AtrialFibrillation
                 || f.status != FindingStatus::Present
-                || !same_model(&f.source, &source)
+                || f.source != source
             {
                 continue;
             }
@@ -245,7 +219,7 @@ pub fn detect(
                 _ => episodes.push((start.0, seg_end)),
             }
         }
-    }
+    })?;
     let end_s = rec.n_samples as f64 / rec.fs;
     Ok(episodes
         .into_iter()
@@ -256,10 +230,6 @@ pub fn detect(
             )
         })
         .collect())
-}
-
-fn same_model(a: &FindingSource, b: &FindingSource) -> bool {
-    a == b
 }
 
 /// Runs `eval af-episodes`.

@@ -15,7 +15,49 @@ use clap::Subcommand;
 use ecg_dsp::rhythm::rr_intervals;
 use ecg_dsp::stream::{DspConfig, DspEvent, StreamDsp};
 use ecg_inference::Manifest;
-use ecg_types::{Lead, ModelInput, PatientId, SampleRate, StreamId};
+use ecg_pipeline::offline::frame_record;
+use ecg_pipeline::Processor;
+use ecg_types::{Finding, Lead, ModelInput, PatientId, SampleRate, StreamId};
+
+use crate::devices::RecordSource;
+
+/// Device time of a replayed record's first sample (µs since the epoch).
+pub(crate) const T0_US: i64 = 1_800_000_000_000_000;
+
+/// Streams a WFDB record through the pipeline's stages as a gateway would send it
+/// (200-sample frames from [`T0_US`], protobuf wire format), `batch` frames per call
+/// of `p`, handing each call's findings to `each`.
+///
+/// # Errors
+/// When the record cannot be replayed or a frame is dead-lettered.
+pub(crate) fn replay_record(
+    rec: &ecg_ingest::wfdb::Record,
+    p: &mut Processor,
+    batch: usize,
+    mut each: impl FnMut(Vec<Finding>),
+) -> anyhow::Result<()> {
+    let mut src = RecordSource::new(rec, T0_US, 200, None)?;
+    let mut offset = 0i64;
+    loop {
+        let mut records = Vec::with_capacity(batch);
+        while records.len() < batch {
+            let Some(f) = src.next_frame() else { break };
+            records.push(frame_record(&f, offset));
+            offset += 1;
+        }
+        if records.is_empty() {
+            return Ok(());
+        }
+        let out = p.process(records);
+        anyhow::ensure!(
+            out.dead_letters.is_empty(),
+            "record {}: frames dead-lettered: {}",
+            rec.name,
+            out.dead_letters[0].reason
+        );
+        each(out.findings);
+    }
+}
 
 /// Evaluation subcommands.
 #[derive(Debug, Subcommand)]
