@@ -165,21 +165,22 @@ impl InputBuilder {
     /// Feeds a raw lead-major block (`source leads × n`, mV) and appends the waveform
     /// windows it completes to `out` (nothing for feature models).
     pub fn push(&mut self, block_mv: &[f32], out: &mut Vec<Cut>) {
-        if let Kind::Waveform {
-            windower,
-            out: o,
-            hop,
-        } = &mut self.kind
-        {
-            o.clear();
-            windower.push(block_mv, o);
-            Self::cuts(o, *hop, out);
-        }
+        self.cut_with(out, |w, o| w.push(block_mv, o));
     }
 
     /// Ends the stream offline ([`Windower::finish`]): `last_block_mv` is the block
     /// pushed last. A record shorter than a window yields one zero-padded window.
     pub fn finish(&mut self, last_block_mv: &[f32], out: &mut Vec<Cut>) {
+        self.cut_with(out, |w, o| w.finish(last_block_mv, o));
+    }
+
+    /// Runs `step` on a waveform model's windower and appends the windows it made on
+    /// the hop grid to `out`.
+    fn cut_with(
+        &mut self,
+        out: &mut Vec<Cut>,
+        step: impl FnOnce(&mut Windower, &mut Vec<ModelWindow>),
+    ) {
         if let Kind::Waveform {
             windower,
             out: o,
@@ -187,7 +188,7 @@ impl InputBuilder {
         } = &mut self.kind
         {
             o.clear();
-            windower.finish(last_block_mv, o);
+            step(windower, o);
             Self::cuts(o, *hop, out);
         }
     }
