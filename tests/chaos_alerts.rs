@@ -18,7 +18,6 @@ mod support;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -29,6 +28,7 @@ use rand::{Rng as _, SeedableRng as _};
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use support::chaos::{self, Ledger, PrivatePg, Tmpfs};
+use support::Killed;
 use tokio::sync::watch;
 
 static TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -403,30 +403,8 @@ async fn sqlite_disk_full_loses_no_page() {
         .unwrap();
 }
 
-/// A child process SIGKILLed when dropped.
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 fn spawn_alerts(config: &Path, log: &Path) -> Killed {
-    let out = std::fs::File::create(log).unwrap();
-    Killed(
-        Command::new(env!("CARGO_BIN_EXE_cardiostream"))
-            .args(["alerts", "--config"])
-            .arg(config)
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(out.try_clone().unwrap())
-            .stderr(out)
-            .spawn()
-            .expect("spawning cardiostream alerts"),
-    )
+    support::spawn_cardiostream("alerts", config, log)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

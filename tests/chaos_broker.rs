@@ -16,29 +16,16 @@
 
 mod support;
 
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use cardiostream::config::Config;
 use cardiostream::deployables;
-use ecg_types::Lead;
 use support::chaos::{self, Ledger, Proxy};
 use support::tansu::{self, Broker};
-use support::{window_keys, Msg, Reader, Topics};
+use support::{window_keys, Devices, Reader, Topics};
 use tokio::sync::watch;
 
 const STREAMS: u64 = 8;
-
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn broker_restarts_while_frames_flow_lose_nothing() {
@@ -76,60 +63,11 @@ async fn broker_restarts_while_frames_flow_lose_nothing() {
         },
     ));
     let log = tmp.path().join("pipeline.log");
-    let out = std::fs::File::create(&log).unwrap();
-    let pipeline = Killed(
-        Command::new(env!("CARGO_BIN_EXE_cardiostream"))
-            .args(["pipeline", "--config"])
-            .arg(&pipeline_config)
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(out.try_clone().unwrap())
-            .stderr(out)
-            .spawn()
-            .expect("spawning cardiostream pipeline"),
-    );
+    let pipeline = support::spawn_cardiostream("pipeline", &pipeline_config, &log);
 
     // Devices at 4x real time, through the proxy like everyone else.
-    let sent: Arc<Mutex<Vec<Msg>>> = Arc::new(Mutex::new(Vec::new()));
-    let stop_producing = Arc::new(AtomicBool::new(false));
     let t0 = chaos::now_us() - 3_600_000_000;
-    let producer_task = {
-        let sent = sent.clone();
-        let stop = stop_producing.clone();
-        let producer = support::producer(&bootstrap);
-        let topic = t.frames.clone();
-        tokio::spawn(async move {
-            let presets = [
-                ecg_sim::Preset::NormalSinus,
-                ecg_sim::Preset::AtrialFibrillation,
-                ecg_sim::Preset::Bradycardia,
-                ecg_sim::Preset::Pvcs,
-            ];
-            let mut sources: Vec<ecg_sim::FrameSource> = (0..STREAMS)
-                .map(|i| {
-                    support::sim_device(
-                        &format!("chaos-{i}"),
-                        &format!("p-chaos-{i}"),
-                        presets[(i % 4) as usize],
-                        i,
-                        Lead::II,
-                        t0 + i as i64 * 13_000,
-                    )
-                })
-                .collect();
-            let mut tick = tokio::time::interval(Duration::from_millis(50));
-            while !stop.load(Ordering::Relaxed) {
-                tick.tick().await;
-                let msgs: Vec<Msg> = sources
-                    .iter_mut()
-                    .map(|s| support::frame_msg(&s.next_frame()))
-                    .collect();
-                support::send_all(&producer, &topic, &msgs).await;
-                sent.lock().unwrap().extend(msgs);
-            }
-        })
-    };
+    let devices = Devices::start(&bootstrap, &t.frames, "chaos", STREAMS, t0);
 
     // Wait for the pipeline to consume, then take the broker away and back.
     let http_port = cfg.http.addr.port();
@@ -146,7 +84,7 @@ async fn broker_restarts_while_frames_flow_lose_nothing() {
     }
     for r in 0..restarts {
         tokio::time::sleep(Duration::from_secs(5)).await;
-        let before = sent.lock().unwrap().len();
+        let before = devices.count();
         proxy.down();
         tokio::time::sleep(Duration::from_secs(down_for)).await;
         proxy.up();
@@ -155,7 +93,7 @@ async fn broker_restarts_while_frames_flow_lose_nothing() {
         // machine the next outage could otherwise begin before a frame got through,
         // and the run end with too little signal for any rule to page.
         let back = Instant::now();
-        while sent.lock().unwrap().len() <= before && back.elapsed() < Duration::from_secs(60) {
+        while devices.count() <= before && back.elapsed() < Duration::from_secs(60) {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
         println!(
@@ -167,9 +105,7 @@ async fn broker_restarts_while_frames_flow_lose_nothing() {
         );
     }
     tokio::time::sleep(Duration::from_secs(5)).await;
-    stop_producing.store(true, Ordering::Relaxed);
-    producer_task.await.unwrap();
-    let msgs = sent.lock().unwrap().clone();
+    let msgs = devices.stop().await;
 
     // What an undisturbed run publishes, and the alerts the rules raise on it.
     let (offline, dead) = support::offline(&cfg, &msgs);

@@ -9,47 +9,22 @@ mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use ecg_ingest::codec::{self, CONTENT_TYPE_PROTOBUF};
-use ecg_types::{Condition, Finding, Lead};
+use ecg_types::{Condition, Finding};
 use rand::{Rng as _, SeedableRng as _};
 use support::tansu::{self, Broker};
-use support::{window_keys, Msg, Reader, Topics};
+use support::{window_keys, Devices, Killed, Reader, Topics};
 
 const T0: i64 = 1_800_000_000_000_000;
 /// SIGKILLs per run (`KILL_TEST_KILLS` overrides: scripts/chaos.sh runs more).
 const KILLS: usize = 20;
 const STREAMS: u64 = 8;
 
-/// A child process that is SIGKILLed when dropped, so a failing test leaves none behind.
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// One `cardiostream pipeline` process.
 fn spawn_pipeline(config: &Path, log: &Path) -> Killed {
-    let out = std::fs::File::create(log).unwrap();
-    Killed(
-        Command::new(env!("CARGO_BIN_EXE_cardiostream"))
-            .args(["pipeline", "--config"])
-            .arg(config)
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(out.try_clone().unwrap())
-            .stderr(out)
-            .spawn()
-            .expect("spawning cardiostream pipeline"),
-    )
+    support::spawn_cardiostream("pipeline", config, log)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -67,44 +42,7 @@ async fn sigkilled_pipeline_loses_no_window() {
 
     // The producer: STREAMS simulated devices at 4× real time (160 frames/s) until
     // the kills are done. It keeps every message it sent for the offline run.
-    let sent: Arc<Mutex<Vec<Msg>>> = Arc::new(Mutex::new(Vec::new()));
-    let stop_producing = Arc::new(AtomicBool::new(false));
-    let producer_task = {
-        let sent = sent.clone();
-        let stop = stop_producing.clone();
-        let producer = support::producer(&bootstrap);
-        let topic = t.frames.clone();
-        tokio::spawn(async move {
-            let mut sources: Vec<ecg_sim::FrameSource> = (0..STREAMS)
-                .map(|i| {
-                    let presets = [
-                        ecg_sim::Preset::NormalSinus,
-                        ecg_sim::Preset::AtrialFibrillation,
-                        ecg_sim::Preset::Bradycardia,
-                        ecg_sim::Preset::Pvcs,
-                    ];
-                    support::sim_device(
-                        &format!("kill-{i}"),
-                        &format!("p-kill-{i}"),
-                        presets[(i % 4) as usize],
-                        i,
-                        Lead::II,
-                        T0 + i as i64 * 13_000,
-                    )
-                })
-                .collect();
-            let mut tick = tokio::time::interval(Duration::from_millis(50));
-            while !stop.load(Ordering::Relaxed) {
-                tick.tick().await;
-                let msgs: Vec<Msg> = sources
-                    .iter_mut()
-                    .map(|s| support::frame_msg(&s.next_frame()))
-                    .collect();
-                support::send_all(&producer, &topic, &msgs).await;
-                sent.lock().unwrap().extend(msgs);
-            }
-        })
-    };
+    let devices = Devices::start(&bootstrap, &t.frames, "kill", STREAMS, T0);
 
     // Kill at random moments: each instance is killed a random 0–3 s after it has
     // consumed its first frame (or after 40 s if it never does).
@@ -183,9 +121,7 @@ async fn sigkilled_pipeline_loses_no_window() {
         first.iter().zip(last).all(|(a, b)| b > a),
         "committed offsets advance: {first:?} -> {last:?}"
     );
-    stop_producing.store(true, Ordering::Relaxed);
-    producer_task.await.unwrap();
-    let msgs = sent.lock().unwrap().clone();
+    let msgs = devices.stop().await;
 
     // What an undisturbed run publishes.
     let (offline, dead) = support::offline(&cfg, &msgs);

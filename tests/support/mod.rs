@@ -13,7 +13,9 @@ pub mod tansu;
 use std::collections::BTreeSet;
 use std::io::{Read as _, Write as _};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use cardiostream::config::Config;
@@ -67,6 +69,101 @@ pub fn sim_device(
         50,
         1000,
     )
+}
+
+/// A child process that is SIGKILLed when dropped, so a failing test leaves none behind.
+pub struct Killed(pub Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `cardiostream COMMAND --config CONFIG` (the binary under test) at `info`
+/// level, its output in `log`.
+pub fn spawn_cardiostream(command: &str, config: &Path, log: &Path) -> Killed {
+    let out = std::fs::File::create(log).unwrap();
+    Killed(
+        Command::new(env!("CARGO_BIN_EXE_cardiostream"))
+            .args([command, "--config"])
+            .arg(config)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawning cardiostream {command}: {e}")),
+    )
+}
+
+/// Simulated devices sending to a real broker until stopped.
+pub struct Devices {
+    /// Every message sent so far, in order (for the undisturbed offline run).
+    pub sent: Arc<Mutex<Vec<Msg>>>,
+    stop: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Devices {
+    /// `streams` devices (`{prefix}-{i}`, patient `p-{prefix}-{i}`; normal sinus, AF,
+    /// bradycardia and PVCs in turn; lead II at 250 Hz, 50-sample frames starting at
+    /// `t0` + 13 ms · i) at 4× real time: one frame of each every 50 ms, each batch
+    /// sent and acknowledged before the next.
+    pub fn start(bootstrap: &str, topic: &str, prefix: &str, streams: u64, t0: i64) -> Devices {
+        let sent: Arc<Mutex<Vec<Msg>>> = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let presets = [
+            ecg_sim::Preset::NormalSinus,
+            ecg_sim::Preset::AtrialFibrillation,
+            ecg_sim::Preset::Bradycardia,
+            ecg_sim::Preset::Pvcs,
+        ];
+        let mut sources: Vec<ecg_sim::FrameSource> = (0..streams)
+            .map(|i| {
+                sim_device(
+                    &format!("{prefix}-{i}"),
+                    &format!("p-{prefix}-{i}"),
+                    presets[(i % 4) as usize],
+                    i,
+                    ecg_types::Lead::II,
+                    t0 + i as i64 * 13_000,
+                )
+            })
+            .collect();
+        let producer = producer(bootstrap);
+        let topic = topic.to_owned();
+        let task = {
+            let (sent, stop) = (sent.clone(), stop.clone());
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(Duration::from_millis(50));
+                while !stop.load(Ordering::Relaxed) {
+                    tick.tick().await;
+                    let msgs: Vec<Msg> = sources
+                        .iter_mut()
+                        .map(|s| frame_msg(&s.next_frame()))
+                        .collect();
+                    send_all(&producer, &topic, &msgs).await;
+                    sent.lock().unwrap().extend(msgs);
+                }
+            })
+        };
+        Devices { sent, stop, task }
+    }
+
+    /// How many messages have been sent (acknowledged) so far.
+    pub fn count(&self) -> usize {
+        self.sent.lock().unwrap().len()
+    }
+
+    /// Stops after the batch in flight; every message sent.
+    pub async fn stop(self) -> Vec<Msg> {
+        self.stop.store(true, Ordering::Relaxed);
+        self.task.await.unwrap();
+        self.sent.lock().unwrap().clone()
+    }
 }
 
 /// Simulated device `i` (stream `s{i}`, patient `p{i}`) in `preset`, one lead at
