@@ -125,6 +125,69 @@ impl Kafka {
     }
 }
 
+/// The alert service in process on `store`, reading the mock cluster and paging
+/// `hook`, until [`InProcess::stop`].
+struct InProcess {
+    _dir: tempfile::TempDir,
+    stop_tx: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl InProcess {
+    fn start(kafka: &Kafka, store: &str, hook: &str) -> InProcess {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = Config::load(Some(&config_file(
+            dir.path(),
+            &kafka.bootstrap(),
+            store,
+            hook,
+        )))
+        .unwrap();
+        let (stop_tx, mut stop_rx) = watch::channel(false);
+        let task = tokio::spawn(deployables::run_alerts(cfg, async move {
+            let _ = stop_rx.changed().await;
+        }));
+        InProcess {
+            _dir: dir,
+            stop_tx,
+            task,
+        }
+    }
+
+    /// Asks the service to stop and waits for it, 30 s at most.
+    async fn stop(self) -> Stopped {
+        self.stop_tx.send(true).unwrap();
+        tokio::time::timeout(Duration::from_secs(30), self.task).await
+    }
+}
+
+/// How [`InProcess::stop`] ended.
+type Stopped =
+    Result<Result<anyhow::Result<()>, tokio::task::JoinError>, tokio::time::error::Elapsed>;
+
+/// The end of a store-fault scenario: the fault (`fault`) failed some store writes,
+/// no page was lost or paged twice, and the service stopped cleanly.
+fn assert_store_fault_lost_nothing(
+    v: &chaos::Verdict,
+    retries: usize,
+    fault: &str,
+    stopped: Stopped,
+) {
+    assert!(
+        retries > 0,
+        "{fault} never failed a write: no fault injected"
+    );
+    if !v.lost.is_empty() {
+        println!("the service's warnings:\n{}", log_distinct().join("\n"));
+    }
+    assert!(v.lost.is_empty(), "{v}");
+    assert!(v.paged_twice.is_empty() && v.unexpected.is_empty(), "{v}");
+    stopped
+        .expect("the service stops within 30 s")
+        .unwrap()
+        .unwrap();
+}
+
 /// The alert service's configuration: the mock cluster, `store`, one webhook receiver
 /// paged at once (no group wait), its own consumer group, which reads the findings
 /// topic from the start (`start_offset = "earliest"`): pages are published as soon as
@@ -200,18 +263,7 @@ async fn postgres_stopped_30s_while_alerts_fire_loses_no_page() {
     let kafka = Kafka::new();
     let store = support::fresh_pg(&pg.admin_url).await;
     let (hook, heard) = chaos::slow_webhook_peer(SECRET, Duration::ZERO).await;
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = Config::load(Some(&config_file(
-        dir.path(),
-        &kafka.bootstrap(),
-        &store,
-        &hook,
-    )))
-    .unwrap();
-    let (stop_tx, mut stop_rx) = watch::channel(false);
-    let service = tokio::spawn(deployables::run_alerts(cfg, async move {
-        let _ = stop_rx.changed().await;
-    }));
+    let service = InProcess::start(&kafka, &store, &hook);
 
     let mut expected = BTreeSet::new();
     for round in 0..rounds {
@@ -265,8 +317,7 @@ async fn postgres_stopped_30s_while_alerts_fire_loses_no_page() {
         Duration::from_secs(3),
     )
     .await;
-    stop_tx.send(true).unwrap();
-    let stopped = tokio::time::timeout(Duration::from_secs(30), service).await;
+    let stopped = service.stop().await;
     let v = ledger.verdict();
     let retries = logged(STORE_RETRY) - retries_before;
     println!(
@@ -277,19 +328,7 @@ async fn postgres_stopped_30s_while_alerts_fire_loses_no_page() {
         ledger.heard.len(),
         started.elapsed()
     );
-    assert!(
-        retries > 0,
-        "the stopped store never failed a write: no fault injected"
-    );
-    if !v.lost.is_empty() {
-        println!("the service's warnings:\n{}", log_distinct().join("\n"));
-    }
-    assert!(v.lost.is_empty(), "{v}");
-    assert!(v.paged_twice.is_empty() && v.unexpected.is_empty(), "{v}");
-    stopped
-        .expect("the service stops within 30 s")
-        .unwrap()
-        .unwrap();
+    assert_store_fault_lost_nothing(&v, retries, "the stopped store", stopped);
 }
 
 // Failed before the store closed connections left inside a transaction: after
@@ -314,18 +353,7 @@ async fn sqlite_disk_full_loses_no_page() {
     let kafka = Kafka::new();
     let store = format!("sqlite://{}", fs.path.join("alerts.db").display());
     let (hook, heard) = chaos::slow_webhook_peer(SECRET, Duration::ZERO).await;
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = Config::load(Some(&config_file(
-        dir.path(),
-        &kafka.bootstrap(),
-        &store,
-        &hook,
-    )))
-    .unwrap();
-    let (stop_tx, mut stop_rx) = watch::channel(false);
-    let service = tokio::spawn(deployables::run_alerts(cfg, async move {
-        let _ = stop_rx.changed().await;
-    }));
+    let service = InProcess::start(&kafka, &store, &hook);
 
     let mut expected = BTreeSet::new();
     for round in 0..rounds {
@@ -377,8 +405,7 @@ async fn sqlite_disk_full_loses_no_page() {
         Duration::from_secs(3),
     )
     .await;
-    stop_tx.send(true).unwrap();
-    let stopped = tokio::time::timeout(Duration::from_secs(30), service).await;
+    let stopped = service.stop().await;
     let v = ledger.verdict();
     let retries = logged(STORE_RETRY) - retries_before;
     println!(
@@ -388,19 +415,7 @@ async fn sqlite_disk_full_loses_no_page() {
         ledger.heard.len(),
         started.elapsed()
     );
-    assert!(
-        retries > 0,
-        "the full disk never failed a write: no fault injected"
-    );
-    if !v.lost.is_empty() {
-        println!("the service's warnings:\n{}", log_distinct().join("\n"));
-    }
-    assert!(v.lost.is_empty(), "{v}");
-    assert!(v.paged_twice.is_empty() && v.unexpected.is_empty(), "{v}");
-    stopped
-        .expect("the service stops within 30 s")
-        .unwrap()
-        .unwrap();
+    assert_store_fault_lost_nothing(&v, retries, "the full disk", stopped);
 }
 
 fn spawn_alerts(config: &Path, log: &Path) -> Killed {
