@@ -299,7 +299,7 @@ async fn a_slow_processing_stage_pauses_consumption() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn shadow_model_is_recorded_and_compared_never_alerted() {
-    // The bundled AF model active, and the same weights as version 1.1.0 in shadow.
+    // The same weights twice: as version 1.0.0 active and as version 1.1.0 in shadow.
     let models = tempfile::tempdir().unwrap();
     let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models/af-rr");
     for (dir, version, mode) in [("active", "1.0.0", "active"), ("shadow", "1.1.0", "shadow")] {
@@ -310,13 +310,15 @@ async fn shadow_model_is_recorded_and_compared_never_alerted() {
         }
         // The bundled manifest states its mode (shadow since af-cnn is active): this
         // test sets it per copy.
-        let manifest = std::fs::read_to_string(src.join("af_rr.toml"))
-            .unwrap()
-            .replace("mode = \"shadow\"\n", "")
-            .replace(
-                "version = \"1.0.0\"",
-                &format!("version = \"{version}\"\nmode = \"{mode}\""),
-            );
+        let bundled = std::fs::read_to_string(src.join("af_rr.toml")).unwrap();
+        let bundled_version = bundled
+            .lines()
+            .find(|l| l.starts_with("version = "))
+            .expect("the manifest states its version");
+        let manifest = bundled.replace("mode = \"shadow\"\n", "").replace(
+            bundled_version,
+            &format!("version = \"{version}\"\nmode = \"{mode}\""),
+        );
         assert_eq!(manifest.matches("mode = ").count(), 1, "{manifest}");
         std::fs::write(d.join("af_rr.toml"), manifest).unwrap();
     }

@@ -71,7 +71,7 @@ fn scores_a_batch_and_gates_bad_windows() {
     assert_eq!(f[0].condition, Condition::AtrialFibrillation);
     assert_eq!(f[0].status, FindingStatus::Present);
     assert!(f[0].decision_support);
-    assert!(f[0].key.contains("model:af-rr@1.0.0"), "{}", f[0].key);
+    assert!(f[0].key.contains("model:af-rr@1.1.0"), "{}", f[0].key);
     let g = model.findings(&c, &scored[2]);
     assert_eq!(g[0].status, FindingStatus::Indeterminate);
     assert_eq!(g[0].score, None);
@@ -117,7 +117,7 @@ fn manifest_rules_are_checked() {
     let src = std::fs::read_to_string(manifest()).unwrap();
     for (from, to, expect) in [
         ("label = \"A\"", "label = \"AF\"", "not among output.labels"),
-        ("threshold = 0.5", "threshold = 1.5", "outside 0..=1"),
+        ("threshold = 0.4", "threshold = 1.5", "outside 0..=1"),
         ("window_s = 30.0", "window_s = 0.0", "window_s"),
         ("len = 8", "len = 0", "input.len"),
         (

@@ -1,15 +1,18 @@
 #!/usr/bin/env python3
 """Train and export the bundled AF / rhythm model `af-rr`.
 
-Input: the `af_rr_v1` feature CSV that `cardiostream eval af-features` writes for the
-CinC 2017 records (the same streaming DSP chain and feature code the pipeline runs).
+Input: the `af_rr_v1` features of the CinC 2017 records as the pipeline's one model-input
+builder makes them (the same streaming DSP chain and feature code the pipeline runs):
+`cardiostream eval export-inputs --db DIR/cinc2017 --model models/af-rr/af_rr.toml
+--out PREFIX` writes PREFIX.csv, one line per 30 s window; a record's first window (its
+first 30 s, or all of a shorter record) is the record's training example.
 Model: a small multilayer perceptron (8 -> 16 -> 4, ReLU, softmax) over standardised
 features, classes N (normal), A (atrial fibrillation), O (other rhythm), ~ (noisy).
 Split: a fixed 20 % of records, chosen by a hash of the record name, is held out and
 never used for fitting, feature scaling, the decision threshold or any choice of
 hyper-parameter; the figures written to `heldout.json` are measured on it once.
 
-usage: train.py FEATURES.csv OUTDIR
+usage: train.py PREFIX.csv OUTDIR
 Needs numpy, onnx and onnxruntime (scripts/setup-onnxruntime.sh --train installs them).
 """
 import csv
@@ -35,7 +38,7 @@ def load(path):
     names, x, y = [], [], []
     with open(path) as f:
         for row in csv.DictReader(f):
-            if row["label"] not in CLASSES:
+            if row["label"] not in CLASSES or row.get("window", "0") != "0":
                 continue
             names.append(row["record"])
             x.append([float(row[k]) for k in row if k.startswith("f")])
