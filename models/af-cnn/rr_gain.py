@@ -13,11 +13,12 @@ cross-validation over the validation records, repeated 5 times with different fo
   cnn+rr   the same plus the eight standardised RR features
 and the script prints mean F1 (N, A, O) and F1 of A, pooled over each repeat's folds.
 
-With --features CSV (what `cardiostream eval af-features` writes: record, label, f0..f7,
-the pipeline's own detector and af_rr_v1 features, as models/af-rr/train.py reads it),
-those features replace the Python ones: that is the measurement that decides.
+With --features PREFIX.csv (what `cardiostream eval export-inputs --model
+models/af-rr/af_rr.toml --out PREFIX` writes: the pipeline's own detector and af_rr_v1
+features per 30 s window; each record's first window is used, as models/af-rr/train.py
+uses it), those features replace the Python ones: that is the measurement that decides.
 
-usage: rr_gain.py [--data DIR] [--onnx models/af-cnn/af_cnn.onnx] [--features CSV]
+usage: rr_gain.py [--data DIR] [--onnx models/af-cnn/af_cnn.onnx] [--features PREFIX.csv]
 """
 import argparse
 import os
@@ -100,7 +101,7 @@ def main():
 
         with open(a.features) as f:
             rows = {r["record"]: [float(r[k]) for k in r if k.startswith("f")]
-                    for r in csv.DictReader(f)}
+                    for r in csv.DictReader(f) if r.get("window", "0") == "0"}
         rr = np.array([rows[names[i]] for i in iva])
         print(f"RR features: af_rr_v1 from {a.features}")
     else:

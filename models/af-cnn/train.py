@@ -27,11 +27,12 @@ Whole record: 30 s windows starting at 0, HOP_S apart, each ending inside the re
 argmax for the label.
 
 Where the inputs come from: `load_records()` resamples the 300 Hz records with
-scipy.signal.resample_poly (up 5, down 12). `--inputs FILE` instead reads the inputs the
-Rust pipeline's model-input builder wrote (`cardiostream eval export-inputs`, once it
-exists; see `load_export`), so that training, evaluation and serving share one builder.
+scipy.signal.resample_poly (up 5, down 12). `--inputs PREFIX` instead reads the inputs
+the Rust pipeline's one model-input builder wrote (`cardiostream eval export-inputs
+--db DIR/cinc2017 --model models/af-cnn/af_cnn.toml --out PREFIX`; see `load_export`),
+so that training, evaluation and serving share one builder, value for value.
 
-usage: train.py [--dev] [--checkpoint FILE | --from-checkpoint FILE] [--inputs FILE]
+usage: train.py [--dev] [--checkpoint FILE | --from-checkpoint FILE] [--inputs PREFIX]
                 [--data DIR] [--out DIR] [--epochs N]
   --dev   train, make every choice on the validation part, print; the held-out part is
           not scored and nothing is written to --out
@@ -39,6 +40,8 @@ usage: train.py [--dev] [--checkpoint FILE | --from-checkpoint FILE] [--inputs F
                           repository), e.g. with --dev
   --from-checkpoint FILE  skip training: export that model, then score the held-out part
                           once (what the shipped af_cnn.onnx and heldout.json came from)
+  --inputs PREFIX         train and score on the windows `cardiostream eval export-inputs`
+                          wrote to PREFIX.csv/.npy instead of resampling in Python
   --data  folder holding cinc2017/ (default: $CARDIOSTREAM_DATA, else the output of
           ../shared/data/unpack)
   --out   where to write af_cnn.onnx and heldout.json (default: this script's folder)
@@ -174,13 +177,57 @@ def load_records(root, cache_dir="/tmp"):
     return names, np.array([labels[n] for n in names]), sig
 
 
-def load_export(path):
-    """Inputs as the Rust pipeline's one model-input builder writes them. Not available
-    yet: when `cardiostream eval export-inputs` lands, parse its file here into the same
-    (names, labels, signals at R Hz in mV) that load_records returns (whole records, or
-    the record's windows concatenated at the hop grid) and train with --inputs FILE."""
-    raise SystemExit(f"--inputs {path}: the export format of `cardiostream eval "
-                     "export-inputs` is not known yet; see load_export() in train.py")
+def load_export(prefix):
+    """Inputs as the Rust pipeline's one model-input builder made them:
+    `cardiostream eval export-inputs --db DIR/cinc2017 --model models/af-cnn/af_cnn.toml
+    --out PREFIX` writes PREFIX.csv (`record,label,window,start_s,...`, one line per
+    30 s window at the manifest's 10 s hop) and PREFIX.npy (float32 [windows, 1, W]).
+
+    Returns what load_records returns, (names, labels, signals at R Hz in mV), each
+    record's signal rebuilt from its windows: the first HOP_S of each window, then the
+    whole last one. Consecutive windows are slices of one resampled stream, so their
+    overlaps must agree (checked), and record_windows() of the rebuilt signal gives
+    back exactly the exported windows. A record with one window may be shorter than
+    it: the builder zero-pads the end, which is cut off again here (its last non-zero
+    sample ends the record). What is lost against load_records: the last < HOP_S of a
+    longer record that no window reaches."""
+    import csv
+
+    table = prefix + ".csv"
+    with open(table, newline="") as f:
+        rows = list(csv.DictReader(f))
+    windows = np.load(prefix + ".npy", mmap_mode="r")
+    if windows.shape != (len(rows), 1, W):
+        raise SystemExit(f"{prefix}.npy: shape {windows.shape}, expected "
+                         f"({len(rows)}, 1, {W}) for the {len(rows)} lines of {table}")
+    by_record = {}
+    for i, row in enumerate(rows):
+        by_record.setdefault(row["record"], []).append((int(row["window"]), i, row))
+    names = sorted(by_record)
+    hop = HOP_S * R
+    labels, sigs = [], []
+    for name in names:
+        parts = sorted(by_record[name])
+        for k, (index, _, row) in enumerate(parts):
+            if index != k or abs(float(row["start_s"]) - k * HOP_S) > 1e-3:
+                raise SystemExit(f"{table}: {name} window {index} at {row['start_s']} s is "
+                                 f"not on the {HOP_S} s hop grid from 0 (export with the "
+                                 "manifest's hop)")
+        label = parts[0][2]["label"]
+        if label not in CLASSES:
+            raise SystemExit(f"{table}: {name} has label {label!r}, not one of {CLASSES}")
+        ws = [np.asarray(windows[i, 0]) for _, i, _ in parts]
+        for a, b in zip(ws, ws[1:]):
+            if not np.array_equal(a[hop:], b[:W - hop]):
+                raise SystemExit(f"{table}: {name}'s windows do not overlap exactly; "
+                                 "they are not slices of one stream")
+        last = ws[-1]
+        if len(ws) == 1:
+            nz = np.flatnonzero(last)
+            last = last[:nz[-1] + 1 if len(nz) else 0]
+        sigs.append(np.concatenate([w[:hop] for w in ws[:-1]] + [last]).astype(np.float32))
+        labels.append(CLASSES.index(label))
+    return names, np.array(labels), sigs
 
 
 def record_windows(sig):
