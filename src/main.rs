@@ -12,6 +12,10 @@ use clap::{Parser, Subcommand};
 use tracing_subscriber::fmt::format::FmtSpan;
 use tracing_subscriber::EnvFilter;
 
+/// mimalloc as the process's allocator (docs/performance.md, "Allocator").
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Streaming ECG and remote-monitoring diagnostics: device frames on Kafka → DSP →
 /// ONNX Runtime models → alerts for care teams. Findings are decision support for
 /// clinicians, not diagnoses.
