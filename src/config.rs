@@ -12,6 +12,7 @@ use figment::Figment;
 use rdkafka::ClientConfig;
 use serde::Deserialize;
 
+use ecg_ingest::kafka::{Properties, REDACTED};
 use ecg_pipeline::{ScorerSettings, StreamSettings};
 
 /// The embedded defaults.
@@ -34,7 +35,7 @@ pub struct Config {
 }
 
 /// How to reach Kafka. `Debug` shows no secret: the SASL password and secret-looking
-/// client properties ([`is_secret_property`]) are redacted.
+/// client properties ([`ecg_ingest::kafka::is_secret_property`]) are redacted.
 #[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KafkaSettings {
@@ -73,9 +74,6 @@ pub struct KafkaSettings {
     pub client_properties: BTreeMap<String, String>,
 }
 
-/// What `Debug` shows instead of a secret.
-pub const REDACTED: &str = "**redacted**";
-
 impl std::fmt::Debug for KafkaSettings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("KafkaSettings")
@@ -102,46 +100,6 @@ impl std::fmt::Debug for KafkaSettings {
                 ),
             )
             .finish()
-    }
-}
-
-/// True for librdkafka properties whose values are secrets: passwords, secrets,
-/// tokens, inline PEM keys and certificates, OAuth and JAAS configurations.
-pub fn is_secret_property(key: &str) -> bool {
-    let k = key.to_ascii_lowercase();
-    [
-        "password",
-        "secret",
-        "token",
-        ".pem",
-        "oauthbearer.config",
-        "jaas",
-    ]
-    .iter()
-    .any(|w| k.contains(w))
-}
-
-/// Properties for `Debug`, secret values ([`is_secret_property`]) redacted.
-struct Properties<'a>(Vec<(&'a str, &'a str)>);
-
-impl std::fmt::Debug for Properties<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_map()
-            .entries(
-                self.0
-                    .iter()
-                    .map(|(k, v)| (*k, if is_secret_property(k) { REDACTED } else { *v })),
-            )
-            .finish()
-    }
-}
-
-/// A librdkafka configuration for `Debug` output: every property, secrets redacted.
-pub struct RedactedClient<'a>(pub &'a ClientConfig);
-
-impl std::fmt::Debug for RedactedClient<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        Properties(self.0.config_map().into_iter().collect()).fmt(f)
     }
 }
 
@@ -664,7 +622,7 @@ mod tests {
         let c = Config::from_figment(fig).unwrap();
         let client = c.kafka_client(ClientConfig::new());
         assert_eq!(client.get("sasl.password"), Some("sasl-pw-s3cret"));
-        let alerts = crate::alerting::AlertsConfig::new(client);
+        let alerts = ecg_alerts::kafka::AlertsConfig::new(client);
         for shown in [
             format!("{c:?}"),
             format!("{:?}", c.kafka),

@@ -26,10 +26,10 @@ use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use tokio::sync::{mpsc, watch};
 
-use crate::alerting::{self, AlertsConfig, Outputs};
 use crate::devices::{publish, PublishOptions, Source};
 use crate::http::{self, AppState};
-use crate::telemetry::Metrics;
+use crate::telemetry::{AlertMetrics, Metrics};
+use ecg_alerts::kafka::{self as alerting, AlertsConfig, Outputs};
 use ecg_pipeline::PipelineConfig;
 
 /// The mix of simulated patients, repeated when more than its length are asked for.
@@ -219,7 +219,7 @@ pub async fn run(
     let token = cfg.api_token.clone().unwrap_or_else(random_token);
     let hook_secret = random_token();
     let service_cfg = demo_service_config(http_addr, &hook_secret, cfg.alerts_store.as_deref())?;
-    let built = alerting::build(service_cfg, &metrics).await?;
+    let built = alerting::build(service_cfg, AlertMetrics::new(&metrics)).await?;
     let mut tokens = Tokens::default();
     tokens.add(
         &token,
@@ -268,7 +268,6 @@ pub async fn run(
             stdout_json: cfg.alerts_json,
             channel: Some(alert_tx),
         },
-        metrics.clone(),
         shutdown_rx.clone(),
     ));
     {

@@ -11,10 +11,10 @@ use ecg_alerts::api::{ApiState, Tokens};
 use rdkafka::ClientConfig;
 use tokio::sync::watch;
 
-use crate::alerting::{self, AlertsConfig, Outputs};
 use crate::config::Config;
 use crate::http::{self, AppState};
-use crate::telemetry::Metrics;
+use crate::telemetry::{AlertMetrics, Metrics};
+use ecg_alerts::kafka::{self as alerting, AlertsConfig, Outputs};
 use ecg_pipeline::{PipelineConfig, ScorerSettings};
 
 /// Resolves on Ctrl-C or SIGTERM.
@@ -115,7 +115,7 @@ pub async fn run_alerts(
         .models_dir
         .clone()
         .unwrap_or_else(|| cfg.pipeline.models_dir.clone());
-    let built = alerting::build(cfg.alerts.clone(), &metrics).await?;
+    let built = alerting::build(cfg.alerts.clone(), AlertMetrics::new(&metrics)).await?;
     let state = AppState {
         metrics: metrics.clone(),
         alerts: Some(ApiState {
@@ -129,13 +129,7 @@ pub async fn run_alerts(
     let limits = cfg.http.limits();
     supervise(stop, |rx| {
         let mut set = tokio::task::JoinSet::new();
-        set.spawn(alerting::run(
-            ac,
-            built,
-            Outputs::default(),
-            metrics.clone(),
-            rx.clone(),
-        ));
+        set.spawn(alerting::run(ac, built, Outputs::default(), rx.clone()));
         set.spawn(async move {
             http::serve_with(listener, http::router(state), limits, Some(metrics), rx)
                 .await

@@ -2,7 +2,6 @@
 //! stages themselves live in the `ecg-pipeline` crate (source → sequencer → analyzer
 //! → scorer → publisher) and the alert service in `ecg-alerts`.
 //!
-//! - [`alerting`]: Kafka findings → alert engine → receivers (the alerts deployable);
 //! - [`config`]: layered configuration of the deployables;
 //! - [`http`]: `/metrics`, the JSON API and the console;
 //! - [`devices`]: simulated and recorded devices publishing frames to Kafka;
@@ -11,7 +10,6 @@
 //! - [`eval`]: offline tools on annotated records;
 //! - [`telemetry`]: the Prometheus metrics.
 
-pub mod alerting;
 pub mod config;
 pub mod demo;
 pub mod deployables;

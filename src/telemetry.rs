@@ -4,8 +4,12 @@
 //! (error kind, model id, condition, priority, state).
 
 use std::sync::Arc;
+use std::time::Duration;
 
+use ecg_alerts::service::{FindingOutcome, Hooks};
+use ecg_alerts::store::{PrecisionRow, Pruned, Verdict};
 use ecg_pipeline::{PipelineMetrics, Sink};
+use ecg_types::{Alert, Priority};
 use prometheus::{
     Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts,
     Registry, TextEncoder,
@@ -187,6 +191,118 @@ impl Metrics {
 impl Default for Metrics {
     fn default() -> Self {
         Metrics::new()
+    }
+}
+
+/// The alert service's metrics: a subscriber of its [`Hooks`] events.
+#[derive(Debug)]
+pub struct AlertMetrics {
+    metrics: Metrics,
+}
+
+impl AlertMetrics {
+    /// The subscriber, with every fixed series created (at zero) so that rates and
+    /// dashboards work before the first notification or acknowledgement.
+    pub fn new(metrics: &Metrics) -> Arc<Self> {
+        for kind in ["webhook", "fhir", "hl7_mllp"] {
+            for outcome in ["delivered", "failed"] {
+                metrics.alert_deliveries.with_label_values(&[kind, outcome]);
+            }
+            metrics.alert_delivery_seconds.with_label_values(&[kind]);
+        }
+        for p in [Priority::High, Priority::Medium, Priority::Low] {
+            metrics
+                .alert_time_to_ack_seconds
+                .with_label_values(&[p.as_str()]);
+        }
+        for outcome in FindingOutcome::ALL {
+            metrics
+                .alert_findings
+                .with_label_values(&[outcome.as_str()]);
+        }
+        for kind in ["alerts", "audit", "deliveries", "silences"] {
+            metrics.alert_store_pruned.with_label_values(&[kind]);
+        }
+        Arc::new(Self {
+            metrics: metrics.clone(),
+        })
+    }
+}
+
+impl Hooks for AlertMetrics {
+    fn alert(&self, alert: &Alert) {
+        self.metrics
+            .alerts
+            .with_label_values(&[alert.priority.as_str(), alert.state.as_str()])
+            .inc();
+    }
+
+    fn delivery(&self, kind: &str, ok: bool, since_finding: Option<Duration>) {
+        let outcome = if ok { "delivered" } else { "failed" };
+        self.metrics
+            .alert_deliveries
+            .with_label_values(&[kind, outcome])
+            .inc();
+        if let (true, Some(d)) = (ok, since_finding) {
+            self.metrics
+                .alert_delivery_seconds
+                .with_label_values(&[kind])
+                .observe(d.as_secs_f64());
+        }
+    }
+
+    fn acknowledged(&self, priority: Priority, after: Duration) {
+        self.metrics
+            .alert_time_to_ack_seconds
+            .with_label_values(&[priority.as_str()])
+            .observe(after.as_secs_f64());
+    }
+
+    fn stale_finding(&self) {
+        self.metrics.alert_stale_findings.inc();
+    }
+
+    fn pruned(&self, p: &Pruned) {
+        for (kind, n) in [
+            ("alerts", p.alerts),
+            ("audit", p.audit),
+            ("deliveries", p.deliveries),
+            ("silences", p.silences),
+        ] {
+            self.metrics
+                .alert_store_pruned
+                .with_label_values(&[kind])
+                .inc_by(n);
+        }
+    }
+
+    fn precision(&self, rows: &[PrecisionRow]) {
+        for r in rows {
+            let model = r.model.as_deref().unwrap_or("none");
+            for (verdict, n) in [
+                (Verdict::Confirmed, r.confirmed),
+                (Verdict::FalseAlarm, r.false_alarm),
+                (Verdict::NotSure, r.not_sure),
+            ] {
+                self.metrics
+                    .alert_verdicts
+                    .with_label_values(&[&r.rule, model, verdict.as_str()])
+                    .set(n);
+            }
+            if let Some(p) = r.precision {
+                self.metrics
+                    .alert_precision
+                    .with_label_values(&[&r.rule, model])
+                    .set(p);
+            }
+        }
+    }
+
+    fn finding(&self, outcome: FindingOutcome) {
+        self.metrics
+            .alert_findings
+            .with_label_values(&[outcome.as_str()])
+            .inc();
     }
 }
 

@@ -10,12 +10,15 @@
 //!   kept in the [`store::Store`] (SQLite or PostgreSQL) so that several instances
 //!   share it and never notify twice;
 //! - [`receivers`]: signed webhooks, FHIR, HL7 v2 over MLLP;
+//! - [`kafka`]: the service on Kafka — findings in, alert state changes out, the
+//!   due-work ticker (the alerts deployable's core);
 //! - [`api`]: the HTTP API with team-scoped tokens, and the care-team console.
 
 pub mod api;
 pub mod burden;
 pub mod config;
 pub mod engine;
+pub mod kafka;
 pub mod receivers;
 pub mod rules;
 pub mod service;

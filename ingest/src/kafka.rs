@@ -87,6 +87,49 @@ pub fn content_type<M: Message>(m: &M) -> Option<String> {
     })
 }
 
+/// What `Debug` shows instead of a secret.
+pub const REDACTED: &str = "**redacted**";
+
+/// True for librdkafka properties whose values are secrets: passwords, secrets,
+/// tokens, inline PEM keys and certificates, OAuth and JAAS configurations.
+pub fn is_secret_property(key: &str) -> bool {
+    let k = key.to_ascii_lowercase();
+    [
+        "password",
+        "secret",
+        "token",
+        ".pem",
+        "oauthbearer.config",
+        "jaas",
+    ]
+    .iter()
+    .any(|w| k.contains(w))
+}
+
+/// Properties for `Debug`, secret values ([`is_secret_property`]) redacted.
+pub struct Properties<'a>(pub Vec<(&'a str, &'a str)>);
+
+impl std::fmt::Debug for Properties<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_map()
+            .entries(
+                self.0
+                    .iter()
+                    .map(|(k, v)| (*k, if is_secret_property(k) { REDACTED } else { *v })),
+            )
+            .finish()
+    }
+}
+
+/// A librdkafka configuration for `Debug` output: every property, secrets redacted.
+pub struct RedactedClient<'a>(pub &'a ClientConfig);
+
+impl std::fmt::Debug for RedactedClient<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        Properties(self.0.config_map().into_iter().collect()).fmt(f)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

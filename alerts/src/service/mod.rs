@@ -73,6 +73,33 @@ pub trait Hooks: Send + Sync + fmt::Debug {
     fn stale_finding(&self) {}
     /// The retention pruned the store.
     fn pruned(&self, _pruned: &crate::store::Pruned) {}
+    /// What became of a finding read from the findings topic.
+    fn finding(&self, _outcome: FindingOutcome) {}
+}
+
+/// What became of a finding read from the findings topic (`crate::kafka`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FindingOutcome {
+    /// Applied: everything it decided is in the store, its offset may be stored.
+    Applied,
+    /// Not a finding (skipped, its offset stored).
+    Undecodable,
+    /// The store was unavailable: it is tried again.
+    Retried,
+}
+
+impl FindingOutcome {
+    /// Every outcome, for metrics that exist from start-up.
+    pub const ALL: [FindingOutcome; 3] = [Self::Applied, Self::Undecodable, Self::Retried];
+
+    /// Its metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Applied => "applied",
+            Self::Undecodable => "undecodable",
+            Self::Retried => "retried",
+        }
+    }
 }
 
 /// Hooks that do nothing.

@@ -1,18 +1,17 @@
-//! The alerts deployable's Kafka side: findings in, through [`AlertService`], alert
-//! state changes out to `ecg.alerts.v1`, plus the due-work ticker and the metrics.
+//! The alert service on Kafka (the alerts deployable's core): findings in from the
+//! findings topic, through [`AlertService`], alert state changes out to the alerts
+//! topic, and the due-work ticker (group waits, escalations, repeats).
 //!
 //! A finding's offset is stored only after the service has put everything it
 //! decided into the store (the alert, its audit entry, claimed notifications); when
-//! the store is unavailable the finding is retried, not skipped.
+//! the store is unavailable the finding is retried, not skipped. What happens is told
+//! to the process through [`Hooks`] (its metrics are one subscriber).
 
 use std::io::Write as _;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use ecg_alerts::config::ServiceConfig;
-use ecg_alerts::service::{self, AlertService};
-use ecg_alerts::store::{PrecisionRow, Store, Verdict};
 use ecg_ingest::kafka;
 use ecg_types::{Alert, Finding, Priority};
 use rdkafka::consumer::{Consumer, StreamConsumer};
@@ -20,7 +19,9 @@ use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use tokio::sync::{mpsc, watch};
 
-use crate::telemetry::Metrics;
+use crate::config::ServiceConfig;
+use crate::service::{AlertService, FindingOutcome, Hooks};
+use crate::store::{PrecisionRow, Pruned, Store};
 
 /// Kafka settings of the alert service (`Debug` redacts secrets of the connection).
 #[derive(Clone)]
@@ -38,10 +39,7 @@ pub struct AlertsConfig {
 impl std::fmt::Debug for AlertsConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AlertsConfig")
-            .field(
-                "connection",
-                &crate::config::RedactedClient(&self.connection),
-            )
+            .field("connection", &kafka::RedactedClient(&self.connection))
             .field("group_id", &self.group_id)
             .field("findings_topic", &self.findings_topic)
             .field("alerts_topic", &self.alerts_topic)
@@ -70,81 +68,35 @@ pub struct Outputs {
     pub channel: Option<mpsc::UnboundedSender<Alert>>,
 }
 
-/// The service's hooks: metrics, and alert state changes queued for publishing.
+/// The process's hooks, plus the queue of alert state changes for the alerts topic.
 #[derive(Debug)]
-struct Hooks {
-    metrics: Metrics,
+struct Queued {
+    inner: Arc<dyn Hooks>,
     changes: mpsc::UnboundedSender<Alert>,
 }
 
-impl service::Hooks for Hooks {
+impl Hooks for Queued {
     fn alert(&self, alert: &Alert) {
-        self.metrics
-            .alerts
-            .with_label_values(&[alert.priority.as_str(), alert.state.as_str()])
-            .inc();
+        self.inner.alert(alert);
         let _ = self.changes.send(alert.clone());
     }
-
     fn delivery(&self, kind: &str, ok: bool, since_finding: Option<Duration>) {
-        let outcome = if ok { "delivered" } else { "failed" };
-        self.metrics
-            .alert_deliveries
-            .with_label_values(&[kind, outcome])
-            .inc();
-        if let (true, Some(d)) = (ok, since_finding) {
-            self.metrics
-                .alert_delivery_seconds
-                .with_label_values(&[kind])
-                .observe(d.as_secs_f64());
-        }
+        self.inner.delivery(kind, ok, since_finding);
     }
-
     fn acknowledged(&self, priority: Priority, after: Duration) {
-        self.metrics
-            .alert_time_to_ack_seconds
-            .with_label_values(&[priority.as_str()])
-            .observe(after.as_secs_f64());
+        self.inner.acknowledged(priority, after);
     }
-
-    fn stale_finding(&self) {
-        self.metrics.alert_stale_findings.inc();
-    }
-
-    fn pruned(&self, p: &ecg_alerts::store::Pruned) {
-        for (kind, n) in [
-            ("alerts", p.alerts),
-            ("audit", p.audit),
-            ("deliveries", p.deliveries),
-            ("silences", p.silences),
-        ] {
-            self.metrics
-                .alert_store_pruned
-                .with_label_values(&[kind])
-                .inc_by(n);
-        }
-    }
-
     fn precision(&self, rows: &[PrecisionRow]) {
-        for r in rows {
-            let model = r.model.as_deref().unwrap_or("none");
-            for (verdict, n) in [
-                (Verdict::Confirmed, r.confirmed),
-                (Verdict::FalseAlarm, r.false_alarm),
-                (Verdict::NotSure, r.not_sure),
-            ] {
-                self.metrics
-                    .alert_verdicts
-                    .with_label_values(&[&r.rule, model, verdict.as_str()])
-                    .set(n);
-            }
-            if let Some(p) = r.precision {
-                self.metrics
-                    .alert_precision
-                    .with_label_values(&[&r.rule, model])
-                    .set(p);
-            }
-        }
+        self.inner.precision(rows);
+    }
+    fn stale_finding(&self) {
+        self.inner.stale_finding();
+    }
+    fn pruned(&self, pruned: &Pruned) {
+        self.inner.pruned(pruned);
+    }
+    fn finding(&self, outcome: FindingOutcome) {
+        self.inner.finding(outcome);
     }
 }
 
@@ -153,54 +105,43 @@ impl service::Hooks for Hooks {
 pub struct Built {
     /// The service (also behind the HTTP API).
     pub service: Arc<AlertService>,
+    hooks: Arc<dyn Hooks>,
     changes: mpsc::UnboundedReceiver<Alert>,
 }
 
-/// Opens the store and builds the service and its receivers.
+/// Opens the store and builds the service and its receivers; `hooks` hear what it
+/// does.
 ///
 /// # Errors
 /// When the store cannot be opened or migrated, or the config is inconsistent.
-pub async fn build(cfg: ServiceConfig, metrics: &Metrics) -> anyhow::Result<Built> {
+pub async fn build(cfg: ServiceConfig, hooks: Arc<dyn Hooks>) -> anyhow::Result<Built> {
     let store = Store::open(&cfg.store.url, cfg.store.max_connections)
         .await
         .with_context(|| {
             format!(
                 "opening the alert store ({})",
-                ecg_alerts::config::redact_url(&cfg.store.url)
+                crate::config::redact_url(&cfg.store.url)
             )
         })?;
-    // Series exist from the start (at zero), so that rates and dashboards work
-    // before the first notification or acknowledgement.
-    for kind in ["webhook", "fhir", "hl7_mllp"] {
-        for outcome in ["delivered", "failed"] {
-            metrics.alert_deliveries.with_label_values(&[kind, outcome]);
-        }
-        metrics.alert_delivery_seconds.with_label_values(&[kind]);
-    }
-    for p in [Priority::High, Priority::Medium, Priority::Low] {
-        metrics
-            .alert_time_to_ack_seconds
-            .with_label_values(&[p.as_str()]);
-    }
-    for outcome in ["applied", "undecodable", "retried"] {
-        metrics.alert_findings.with_label_values(&[outcome]);
-    }
-    for kind in ["alerts", "audit", "deliveries", "silences"] {
-        metrics.alert_store_pruned.with_label_values(&[kind]);
-    }
     let (tx, rx) = mpsc::unbounded_channel();
     let instance = format!(
         "{}-{}",
         std::env::var("HOSTNAME").unwrap_or_else(|_| "alerts".into()),
         std::process::id()
     );
-    let hooks = Arc::new(Hooks {
-        metrics: metrics.clone(),
-        changes: tx,
-    });
-    let service = AlertService::new(cfg, store, instance, hooks).context("alerts config")?;
+    let service = AlertService::new(
+        cfg,
+        store,
+        instance,
+        Arc::new(Queued {
+            inner: Arc::clone(&hooks),
+            changes: tx,
+        }),
+    )
+    .context("alerts config")?;
     Ok(Built {
         service: Arc::new(service),
+        hooks,
         changes: rx,
     })
 }
@@ -214,11 +155,11 @@ pub async fn run(
     cfg: AlertsConfig,
     built: Built,
     outputs: Outputs,
-    metrics: Metrics,
     shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     let Built {
         service,
+        hooks,
         mut changes,
     } = built;
     let consumer: StreamConsumer = findings_consumer_config(&cfg, service.config())
@@ -280,7 +221,7 @@ pub async fn run(
         })
     };
 
-    let result = consume(&consumer, &service, &metrics, shutdown).await;
+    let result = consume(&consumer, &service, hooks.as_ref(), shutdown).await;
     let _ = ticker.await;
     let _ = publisher.await;
     // AF burden counted since the last tick (docs/alerts.md); a store that does not
@@ -339,7 +280,7 @@ async fn publish(producer: &FutureProducer, topic: &str, outputs: &Outputs, aler
 async fn consume(
     consumer: &StreamConsumer,
     service: &Arc<AlertService>,
-    metrics: &Metrics,
+    hooks: &dyn Hooks,
     mut shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     loop {
@@ -358,10 +299,7 @@ async fn consume(
         let finding: Finding = match serde_json::from_slice(msg.payload().unwrap_or_default()) {
             Ok(f) => f,
             Err(e) => {
-                metrics
-                    .alert_findings
-                    .with_label_values(&["undecodable"])
-                    .inc();
+                hooks.finding(FindingOutcome::Undecodable);
                 tracing::warn!(error = %e, partition = msg.partition(), offset = msg.offset(), "undecodable finding skipped");
                 let _ = consumer.store_offset_from_message(&msg);
                 continue;
@@ -372,7 +310,7 @@ async fn consume(
             match service.on_finding(&finding, consumed).await {
                 Ok(()) => break,
                 Err(e) => {
-                    metrics.alert_findings.with_label_values(&["retried"]).inc();
+                    hooks.finding(FindingOutcome::Retried);
                     tracing::warn!(error = %e, "alert store unavailable; retrying the finding");
                     tokio::select! {
                         _ = shutdown.changed() => return Ok(()),
@@ -382,7 +320,7 @@ async fn consume(
                 }
             }
         }
-        metrics.alert_findings.with_label_values(&["applied"]).inc();
+        hooks.finding(FindingOutcome::Applied);
         // Everything the finding caused is in the store: its offset may be stored.
         if let Err(e) = consumer.store_offset_from_message(&msg) {
             tracing::warn!(error = %e, "storing offset failed");
