@@ -1,6 +1,7 @@
 //! The `cardiostream` binary's library: the CLI's wiring of the deployables. The
 //! stages themselves live in the `ecg-pipeline` crate (source → sequencer → analyzer
-//! → scorer → publisher) and the alert service in `ecg-alerts`.
+//! → scorer → publisher), the alert service in `ecg-alerts` and the offline
+//! evaluation tools (`cardiostream eval …`, `cardiostream model compare`) in `ecg-eval`.
 //!
 //! - [`alerting`]: Kafka findings → alert engine → receivers (the alerts deployable);
 //! - [`config`]: layered configuration of the deployables;
@@ -8,7 +9,6 @@
 //! - [`devices`]: simulated and recorded devices publishing frames to Kafka;
 //! - [`deployables`]: `cardiostream pipeline` and `cardiostream alerts` on a real cluster;
 //! - [`demo`]: all of it in one process on an in-process Kafka cluster;
-//! - [`eval`]: offline tools on annotated records;
 //! - [`telemetry`]: the Prometheus metrics.
 
 pub mod alerting;
@@ -16,6 +16,5 @@ pub mod config;
 pub mod demo;
 pub mod deployables;
 pub mod devices;
-pub mod eval;
 pub mod http;
 pub mod telemetry;
