@@ -6,7 +6,7 @@ Usage: eval-qrs-neurokit.py --db DIR --cardiostream DIR [--records 100,101]
 
 `--cardiostream DIR` holds the `REC.csv` files written by `cardiostream eval qrs
 --out DIR` (one detected beat per line, sample index); both detectors are scored
-here by the same code, a port of `score` in src/eval/qrs.rs (EC57 / bxb style:
+here by the same code, a port of `score` in eval/src/qrs.rs (EC57 / bxb style:
 greedy beat-by-beat matching within the window; EC57 variant = ventricular
 flutter/fibrillation episodes between `[` and `]` excluded, reference beats and
 detections alike; whole = nothing excluded). Whole records, lead 0.

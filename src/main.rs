@@ -1,7 +1,7 @@
 //! `cardiostream`: streaming ECG and remote-monitoring diagnostics.
 
 use anyhow::Context as _;
-use cardiostream::{demo, devices, eval};
+use cardiostream::{demo, devices};
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -59,7 +59,7 @@ enum Command {
     Model(ModelCommand),
     /// Accuracy and data tools on annotated records.
     #[command(subcommand)]
-    Eval(eval::EvalCommand),
+    Eval(ecg_eval::EvalCommand),
 }
 
 #[derive(Debug, clap::Args)]
@@ -187,7 +187,7 @@ enum ModelCommand {
     },
     /// Agreement of a shadow model with the active one on the findings both recorded
     /// (from the findings topic or a JSON-lines file).
-    Compare(eval::compare::CompareArgs),
+    Compare(ecg_eval::compare::CompareArgs),
 }
 
 /// Keeps the OTLP exporter of a `--features otlp` build alive; flushes it on drop.
@@ -283,8 +283,8 @@ fn main() -> ExitCode {
         Command::Sim(args) => run_sim(args),
         Command::Replay(args) => run_replay(args),
         Command::Model(ModelCommand::Check { manifest }) => model_check(&manifest),
-        Command::Model(ModelCommand::Compare(args)) => eval::compare::run(&args),
-        Command::Eval(cmd) => eval::run(cmd),
+        Command::Model(ModelCommand::Compare(args)) => ecg_eval::compare::run(&args),
+        Command::Eval(cmd) => ecg_eval::run(cmd),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -425,7 +425,7 @@ fn run_sim(args: SimArgs) -> anyhow::Result<()> {
 
 fn run_replay(args: ReplayArgs) -> anyhow::Result<()> {
     let names = if args.records.is_empty() {
-        eval::record_names(&args.db)?
+        ecg_eval::record_names(&args.db)?
     } else {
         args.records.clone()
     };
@@ -460,7 +460,7 @@ fn model_check(manifest: &std::path::Path) -> anyhow::Result<()> {
         m.output.labels,
         m.mode
     );
-    let w = eval::synthetic_window(model.manifest())?;
+    let w = ecg_eval::synthetic_window(model.manifest())?;
     let scored = model.score(&[&w])?;
     match &scored[0] {
         ecg_inference::Scored::Probabilities(p) => {

@@ -357,11 +357,10 @@ async fn shadow_model_is_recorded_and_compared_never_alerted() {
         assert!(engine.on_finding(f, now).is_empty());
     }
     // `model compare` reads the topic: same weights, full agreement.
-    let all =
-        cardiostream::eval::compare::read_topic(&bootstrap, &t.findings, Duration::from_secs(2))
-            .await
-            .unwrap();
-    let c = cardiostream::eval::compare::compare(&all, "af-rr@1.0.0", "af-rr@1.1.0");
+    let all = ecg_eval::compare::read_topic(&bootstrap, &t.findings, Duration::from_secs(2))
+        .await
+        .unwrap();
+    let c = ecg_eval::compare::compare(&all, "af-rr@1.0.0", "af-rr@1.1.0");
     assert!(c.pairs >= 18, "{c:?}");
     assert_eq!((c.only_active, c.only_shadow), (0, 0), "{c:?}");
     assert!((c.agreement - 1.0).abs() < 1e-12, "{c:?}");

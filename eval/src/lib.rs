@@ -1,4 +1,17 @@
-//! `cardiostream eval …`: the DSP chain and the models on annotated records, offline.
+//! cardiostream's offline evaluation tools (`cardiostream eval …` and `cardiostream
+//! model compare`): the DSP chain, the pipeline's per-stream code and the models run
+//! on annotated records, offline, and scored against their reference annotations.
+//! The binary only parses the command line (the subcommands' arguments are here:
+//! [`EvalCommand`], [`compare::CompareArgs`]) and calls [`run`] or [`compare::run`].
+//!
+//! - [`qrs`]: streaming QRS detection scored beat by beat (ANSI/AAMI EC57);
+//! - [`af`]: rhythm class of CinC 2017-style records, by the RR rule or an AF model;
+//! - [`episodes`]: AF episodes of continuous recordings, scored with the EC57 episode
+//!   statistics, optionally with the noise stress test's noise added ([`nst`]);
+//! - [`alarms`]: lethal-arrhythmia alarms of CinC 2015-style records and their
+//!   challenge score;
+//! - [`export`]: a model's inputs for every record of a folder, for training;
+//! - [`compare`]: agreement of a shadow model with the active one.
 
 pub mod af;
 pub mod alarms;
@@ -15,11 +28,10 @@ use clap::Subcommand;
 use ecg_dsp::rhythm::rr_intervals;
 use ecg_dsp::stream::{DspConfig, DspEvent, StreamDsp};
 use ecg_inference::Manifest;
+use ecg_ingest::replay::RecordSource;
 use ecg_pipeline::offline::frame_record;
 use ecg_pipeline::Processor;
 use ecg_types::{Finding, Lead, ModelInput, PatientId, SampleRate, StreamId};
-
-use crate::devices::RecordSource;
 
 /// Device time of a replayed record's first sample (µs since the epoch).
 pub(crate) const T0_US: i64 = 1_800_000_000_000_000;

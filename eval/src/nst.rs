@@ -307,7 +307,7 @@ mod tests {
         if let Some(d) = std::env::var_os("CARDIOSTREAM_DATA") {
             return Some(PathBuf::from(d));
         }
-        let unpack = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/unpack");
+        let unpack = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/unpack");
         let out = std::process::Command::new(unpack).output().ok()?;
         let s = String::from_utf8_lossy(&out.stdout);
         let p = PathBuf::from(s.lines().last()?.trim());

@@ -1,0 +1,233 @@
+//! WFDB records replayed as device streams: a [`Record`] cut into wire-format
+//! [`Frame`]s as a device gateway would send them, for `cardiostream replay` (frames
+//! published to Kafka) and the offline evaluation tools (frames fed to the pipeline's
+//! stages).
+
+use ecg_types::{
+    DeviceId, DeviceTimeUs, Frame, IdError, Lead, NanovoltsPerCount, PatientId, PulseKind,
+    PulseWave, SampleRate, StreamId,
+};
+
+use crate::wfdb::Record;
+
+/// Why a record cannot be replayed.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplayError {
+    /// The record's sample rate is fractional or outside the wire format's range.
+    #[error("record {record} has sample rate {fs} Hz, not a whole rate the wire format carries")]
+    SampleRate {
+        /// The record.
+        record: String,
+        /// Its sample rate, Hz.
+        fs: f64,
+    },
+    /// No signal of the record names a known lead.
+    #[error("record {record} has no signal whose description names a known lead")]
+    NoLead {
+        /// The record.
+        record: String,
+    },
+    /// An identifier derived from the record name is not a valid one.
+    #[error("{what}")]
+    Id {
+        /// Which identifier (`stream id`, `device id`, `patient id`).
+        what: &'static str,
+        /// Why it is invalid.
+        source: IdError,
+    },
+}
+
+impl ReplayError {
+    fn id(what: &'static str, source: IdError) -> Self {
+        Self::Id { what, source }
+    }
+}
+
+/// Amplitude resolution of replayed records: 1 µV per count.
+pub const REPLAY_SCALE_NV: u32 = 1000;
+
+/// A WFDB record replayed as a device stream: stream id `rec-NAME`, pseudonymous
+/// patient `rec-NAME`, samples converted to 1 µV counts, leads named from the signal
+/// descriptions (`MLII` is lead II, `MCL1` V1; a bedside monitor's `V` is an
+/// unspecified chest lead). `PLETH` and `ABP`/`ART` signals become the frames'
+/// pulsatile waveforms (arterial pressure clamped to the wire format's range).
+/// Signals whose description names nothing known (`RESP`), or a lead already taken,
+/// are left out. Missing ECG samples (WFDB's invalid value) are
+/// sent as 0 with the lead flagged off for that frame; a missing pulse sample repeats
+/// the last valid one.
+#[derive(Debug, Clone)]
+pub struct RecordSource {
+    stream: StreamId,
+    device: DeviceId,
+    patient: PatientId,
+    leads: Vec<Lead>,
+    rate: SampleRate,
+    mv: Vec<Vec<f32>>,
+    /// Pulsatile waveforms: kind and physical samples.
+    pulses: Vec<(PulseKind, Vec<f32>)>,
+    pos: usize,
+    end: usize,
+    frame_samples: usize,
+    t0_us: i64,
+    seq: u64,
+}
+
+impl RecordSource {
+    /// Wraps a record: frames of `frame_ms` milliseconds, device time starting at
+    /// `t0_us`, at most `max_seconds` of signal.
+    ///
+    /// # Errors
+    /// When the record has a fractional sample rate, or no signal with a known lead.
+    pub fn new(
+        rec: &Record,
+        t0_us: i64,
+        frame_ms: u32,
+        max_seconds: Option<f64>,
+    ) -> Result<Self, ReplayError> {
+        let fs = rec.fs.round();
+        if (rec.fs - fs).abs() > 1e-6
+            || !(f64::from(SampleRate::MIN)..=f64::from(SampleRate::MAX)).contains(&fs)
+        {
+            return Err(ReplayError::SampleRate {
+                record: rec.name.clone(),
+                fs: rec.fs,
+            });
+        }
+        let mut leads = Vec::new();
+        let mut mv = Vec::new();
+        let mut pulses: Vec<(PulseKind, Vec<f32>)> = Vec::new();
+        for (i, s) in rec.signals.iter().enumerate() {
+            let desc = s.description.trim();
+            let pulse = match desc.to_ascii_uppercase().as_str() {
+                "PLETH" => Some(PulseKind::Pleth),
+                "ABP" | "ART" => Some(PulseKind::ArterialPressure),
+                _ => None,
+            };
+            if let Some(kind) = pulse {
+                if !pulses.iter().any(|p| p.0 == kind) {
+                    let mut v = hold_invalid(rec.physical(i));
+                    if kind == PulseKind::ArterialPressure {
+                        // The wire format's range (a flush or a zeroing goes past it).
+                        let (lo, hi) = crate::codec::ABP_RANGE_MMHG;
+                        v.iter_mut().for_each(|x| *x = x.clamp(lo, hi));
+                    }
+                    pulses.push((kind, v));
+                }
+                continue;
+            }
+            let lead = if desc == "V" {
+                Ok(Lead::Unspecified)
+            } else {
+                desc.parse::<Lead>()
+            };
+            match lead {
+                Ok(l) if !leads.contains(&l) => {
+                    leads.push(l);
+                    mv.push(rec.physical(i));
+                }
+                _ => {
+                    tracing::debug!(record = %rec.name, signal = i, "signal without a known lead left out")
+                }
+            }
+        }
+        if leads.is_empty() {
+            return Err(ReplayError::NoLead {
+                record: rec.name.clone(),
+            });
+        }
+        let n = mv
+            .iter()
+            .map(Vec::len)
+            .chain(pulses.iter().map(|p| p.1.len()))
+            .min()
+            .unwrap_or(0);
+        let end = max_seconds.map_or(n, |s| n.min((s * fs) as usize));
+        let id = format!(
+            "rec-{}",
+            rec.name
+                .replace(|c: char| !c.is_ascii_alphanumeric() && c != '-', "_")
+        );
+        Ok(Self {
+            stream: StreamId::new(id.clone()).map_err(|e| ReplayError::id("stream id", e))?,
+            device: DeviceId::new("replay").map_err(|e| ReplayError::id("device id", e))?,
+            patient: PatientId::new(id).map_err(|e| ReplayError::id("patient id", e))?,
+            leads,
+            rate: SampleRate(fs as u32),
+            mv,
+            pulses,
+            pos: 0,
+            end,
+            frame_samples: ((fs * f64::from(frame_ms.max(1))) / 1000.0).ceil().max(1.0) as usize,
+            t0_us,
+            seq: 0,
+        })
+    }
+
+    /// The next frame, or `None` at the end of the record.
+    pub fn next_frame(&mut self) -> Option<Frame> {
+        if self.pos >= self.end {
+            return None;
+        }
+        let n = self.frame_samples.min(self.end - self.pos);
+        let mut samples = Vec::with_capacity(n * self.leads.len());
+        let mut lead_off = vec![false; self.leads.len()];
+        for (l, sig) in self.mv.iter().enumerate() {
+            for &v in &sig[self.pos..self.pos + n] {
+                if v.is_finite() {
+                    samples.push((f64::from(v) * 1e6 / f64::from(REPLAY_SCALE_NV)).round() as i32);
+                } else {
+                    lead_off[l] = true;
+                    samples.push(0);
+                }
+            }
+        }
+        let frame = Frame {
+            stream: self.stream.clone(),
+            device: self.device.clone(),
+            patient: self.patient.clone(),
+            seq: self.seq,
+            t0: DeviceTimeUs(self.t0_us).plus_us(self.rate.samples_to_us(self.pos as u64)),
+            sample_rate: self.rate,
+            scale: NanovoltsPerCount(REPLAY_SCALE_NV),
+            leads: self.leads.clone(),
+            lead_off,
+            samples,
+            pulses: self
+                .pulses
+                .iter()
+                .map(|(kind, v)| PulseWave {
+                    kind: *kind,
+                    sample_rate: self.rate,
+                    samples: v[self.pos..self.pos + n].to_vec(),
+                })
+                .collect(),
+        };
+        self.pos += n;
+        self.seq += 1;
+        Some(frame)
+    }
+
+    /// The stream id.
+    pub fn stream(&self) -> &StreamId {
+        &self.stream
+    }
+
+    /// The leads replayed, in frame order.
+    pub fn leads(&self) -> &[Lead] {
+        &self.leads
+    }
+}
+
+/// A pulse signal with each invalid (non-finite) sample replaced by the last valid
+/// one (the first valid one at the start; 0 if none).
+fn hold_invalid(mut v: Vec<f32>) -> Vec<f32> {
+    let mut last = v.iter().copied().find(|x| x.is_finite()).unwrap_or(0.0);
+    for x in &mut v {
+        if x.is_finite() {
+            last = *x;
+        } else {
+            *x = last;
+        }
+    }
+    v
+}
