@@ -220,7 +220,7 @@ impl AlertMetrics {
                 .alert_findings
                 .with_label_values(&[outcome.as_str()]);
         }
-        for kind in ["alerts", "audit", "deliveries", "silences"] {
+        for (kind, _) in Pruned::default().by_kind() {
             metrics.alert_store_pruned.with_label_values(&[kind]);
         }
         Arc::new(Self {
@@ -263,12 +263,7 @@ impl Hooks for AlertMetrics {
     }
 
     fn pruned(&self, p: &Pruned) {
-        for (kind, n) in [
-            ("alerts", p.alerts),
-            ("audit", p.audit),
-            ("deliveries", p.deliveries),
-            ("silences", p.silences),
-        ] {
+        for (kind, n) in p.by_kind() {
             self.metrics
                 .alert_store_pruned
                 .with_label_values(&[kind])

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use ecg_ingest::kafka;
-use ecg_types::{Alert, Finding, Priority};
+use ecg_types::{Alert, Finding};
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -21,7 +21,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::config::ServiceConfig;
 use crate::service::{AlertService, FindingOutcome, Hooks};
-use crate::store::{PrecisionRow, Pruned, Store};
+use crate::store::Store;
 
 /// Kafka settings of the alert service (`Debug` redacts secrets of the connection).
 #[derive(Clone)]
@@ -68,44 +68,11 @@ pub struct Outputs {
     pub channel: Option<mpsc::UnboundedSender<Alert>>,
 }
 
-/// The process's hooks, plus the queue of alert state changes for the alerts topic.
-#[derive(Debug)]
-struct Queued {
-    inner: Arc<dyn Hooks>,
-    changes: mpsc::UnboundedSender<Alert>,
-}
-
-impl Hooks for Queued {
-    fn alert(&self, alert: &Alert) {
-        self.inner.alert(alert);
-        let _ = self.changes.send(alert.clone());
-    }
-    fn delivery(&self, kind: &str, ok: bool, since_finding: Option<Duration>) {
-        self.inner.delivery(kind, ok, since_finding);
-    }
-    fn acknowledged(&self, priority: Priority, after: Duration) {
-        self.inner.acknowledged(priority, after);
-    }
-    fn precision(&self, rows: &[PrecisionRow]) {
-        self.inner.precision(rows);
-    }
-    fn stale_finding(&self) {
-        self.inner.stale_finding();
-    }
-    fn pruned(&self, pruned: &Pruned) {
-        self.inner.pruned(pruned);
-    }
-    fn finding(&self, outcome: FindingOutcome) {
-        self.inner.finding(outcome);
-    }
-}
-
 /// The service and the queue of its alert state changes, to hand to [`run`].
 #[derive(Debug)]
 pub struct Built {
     /// The service (also behind the HTTP API).
     pub service: Arc<AlertService>,
-    hooks: Arc<dyn Hooks>,
     changes: mpsc::UnboundedReceiver<Alert>,
 }
 
@@ -129,19 +96,11 @@ pub async fn build(cfg: ServiceConfig, hooks: Arc<dyn Hooks>) -> anyhow::Result<
         std::env::var("HOSTNAME").unwrap_or_else(|_| "alerts".into()),
         std::process::id()
     );
-    let service = AlertService::new(
-        cfg,
-        store,
-        instance,
-        Arc::new(Queued {
-            inner: Arc::clone(&hooks),
-            changes: tx,
-        }),
-    )
-    .context("alerts config")?;
+    let service = AlertService::new(cfg, store, instance, hooks)
+        .context("alerts config")?
+        .with_changes(tx);
     Ok(Built {
         service: Arc::new(service),
-        hooks,
         changes: rx,
     })
 }
@@ -159,7 +118,6 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let Built {
         service,
-        hooks,
         mut changes,
     } = built;
     let consumer: StreamConsumer = findings_consumer_config(&cfg, service.config())
@@ -221,7 +179,7 @@ pub async fn run(
         })
     };
 
-    let result = consume(&consumer, &service, hooks.as_ref(), shutdown).await;
+    let result = consume(&consumer, &service, shutdown).await;
     let _ = ticker.await;
     let _ = publisher.await;
     // AF burden counted since the last tick (docs/alerts.md); a store that does not
@@ -280,7 +238,6 @@ async fn publish(producer: &FutureProducer, topic: &str, outputs: &Outputs, aler
 async fn consume(
     consumer: &StreamConsumer,
     service: &Arc<AlertService>,
-    hooks: &dyn Hooks,
     mut shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     loop {
@@ -299,7 +256,7 @@ async fn consume(
         let finding: Finding = match serde_json::from_slice(msg.payload().unwrap_or_default()) {
             Ok(f) => f,
             Err(e) => {
-                hooks.finding(FindingOutcome::Undecodable);
+                service.hooks().finding(FindingOutcome::Undecodable);
                 tracing::warn!(error = %e, partition = msg.partition(), offset = msg.offset(), "undecodable finding skipped");
                 let _ = consumer.store_offset_from_message(&msg);
                 continue;
@@ -310,7 +267,7 @@ async fn consume(
             match service.on_finding(&finding, consumed).await {
                 Ok(()) => break,
                 Err(e) => {
-                    hooks.finding(FindingOutcome::Retried);
+                    service.hooks().finding(FindingOutcome::Retried);
                     tracing::warn!(error = %e, "alert store unavailable; retrying the finding");
                     tokio::select! {
                         _ = shutdown.changed() => return Ok(()),
@@ -320,7 +277,7 @@ async fn consume(
                 }
             }
         }
-        hooks.finding(FindingOutcome::Applied);
+        service.hooks().finding(FindingOutcome::Applied);
         // Everything the finding caused is in the store: its offset may be stored.
         if let Err(e) = consumer.store_offset_from_message(&msg) {
             tracing::warn!(error = %e, "storing offset failed");

@@ -46,7 +46,7 @@ impl AlertService {
         let Some(after) = self.store.change(&rec.id, &c, now).await? else {
             return Ok(None);
         };
-        self.hooks.alert(&self.to_alert(&after, now));
+        self.changed(self.to_alert(&after, now));
         self.notify(
             &after,
             NotificationEvent::Escalated,

@@ -352,7 +352,7 @@ impl AlertService {
                 .insert_noted(&rec, now, "stale", Some(&note))
                 .await?
             {
-                self.hooks.alert(&self.to_alert(&rec, now));
+                self.changed(self.to_alert(&rec, now));
             }
             return Ok(());
         }
@@ -393,12 +393,12 @@ impl AlertService {
                 state: AlertState::Firing,
                 ..rec.clone()
             };
-            self.hooks.alert(&self.to_alert(&fired, now));
-            self.hooks.alert(&self.to_alert(&rec, now));
+            self.changed(self.to_alert(&fired, now));
+            self.changed(self.to_alert(&rec, now));
             self.notify(&rec, NotificationEvent::Fired, 0, 0, now, Some(consumed))
                 .await?;
         } else {
-            self.hooks.alert(&self.to_alert(&rec, now));
+            self.changed(self.to_alert(&rec, now));
         }
         Ok(())
     }

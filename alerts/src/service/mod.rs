@@ -57,8 +57,8 @@ const UNACKED: &[AlertState] = &[
     AlertState::Escalated,
 ];
 
-/// What the service tells the process around it: metrics and the Kafka topic of
-/// alert state changes.
+/// What the service tells the process around it (its metrics); alert state changes
+/// for the alerts topic go to the queue of [`AlertService::with_changes`].
 pub trait Hooks: Send + Sync + fmt::Debug {
     /// An alert changed state (as published on `ecg.alerts.v1`).
     fn alert(&self, _alert: &Alert) {}
@@ -167,6 +167,8 @@ pub struct AlertService {
     receivers: HashMap<String, Arc<Receiver>>,
     instance: String,
     hooks: Arc<dyn Hooks>,
+    /// Where every alert state change is also sent (the alerts topic's publisher).
+    changes: Option<tokio::sync::mpsc::UnboundedSender<Alert>>,
     last_precision: Mutex<Option<Instant>>,
     stopping: std::sync::atomic::AtomicBool,
     /// Alerts this instance recorded from stale findings and has not paged: a current
@@ -201,12 +203,33 @@ impl AlertService {
             receivers,
             instance: instance.into(),
             hooks,
+            changes: None,
             last_precision: Mutex::new(None),
             stopping: std::sync::atomic::AtomicBool::new(false),
             held: Mutex::default(),
             last_retention: Mutex::new(None),
             burden: Mutex::default(),
         })
+    }
+
+    /// Also sends every alert state change to `changes` (what [`Hooks::alert`] hears).
+    #[must_use]
+    pub fn with_changes(mut self, changes: tokio::sync::mpsc::UnboundedSender<Alert>) -> Self {
+        self.changes = Some(changes);
+        self
+    }
+
+    /// The hooks the service tells what it does.
+    pub fn hooks(&self) -> &dyn Hooks {
+        self.hooks.as_ref()
+    }
+
+    /// An alert changed state: the hooks hear it and the changes queue gets it.
+    fn changed(&self, alert: Alert) {
+        self.hooks.alert(&alert);
+        if let Some(tx) = &self.changes {
+            let _ = tx.send(alert);
+        }
     }
 
     /// The store.

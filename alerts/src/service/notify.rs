@@ -31,7 +31,7 @@ impl AlertService {
             ..Change::default()
         };
         if let Some(after) = self.store.change(&rec.id, &c, now).await? {
-            self.hooks.alert(&self.to_alert(&after, now));
+            self.changed(self.to_alert(&after, now));
             self.notify(&after, NotificationEvent::Fired, 0, 0, now, consumed)
                 .await?;
         }
@@ -169,7 +169,7 @@ impl AlertService {
         now: SystemTime,
         consumed: Option<Instant>,
     ) -> Result<(), StoreError> {
-        self.hooks.alert(&self.to_alert(rec, now));
+        self.changed(self.to_alert(rec, now));
         if rec.notified_ms.is_none() {
             return Ok(());
         }

@@ -19,6 +19,16 @@ pub struct Pruned {
 }
 
 impl Pruned {
+    /// What was deleted, by kind (the metric's label).
+    pub fn by_kind(&self) -> [(&'static str, u64); 4] {
+        [
+            ("alerts", self.alerts),
+            ("audit", self.audit),
+            ("deliveries", self.deliveries),
+            ("silences", self.silences),
+        ]
+    }
+
     /// True when nothing was deleted.
     pub fn is_empty(&self) -> bool {
         *self == Self::default()
