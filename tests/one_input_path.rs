@@ -8,14 +8,12 @@ use std::path::Path;
 use std::sync::Arc;
 
 use ecg_dsp::stream::DspConfig;
-use ecg_ingest::codec::{self, Encoding, CONTENT_TYPE_PROTOBUF};
 use ecg_pipeline::commit::Checkpoint;
 use ecg_pipeline::events::Discard;
+use ecg_pipeline::offline::frame_record;
 use ecg_pipeline::{Analyzer, Sequencer, StreamSettings};
 use ecg_sim::{Device, FrameSource, Preset};
-use ecg_types::{
-    DeviceId, Lead, ModelInput, PatientId, Position, SampleRate, SourceRecord, StreamId,
-};
+use ecg_types::{DeviceId, Lead, ModelInput, PatientId, SampleRate, StreamId};
 
 const T0: i64 = 1_800_000_000_000_000;
 
@@ -54,17 +52,7 @@ fn pipeline_and_eval_build_identical_waveform_inputs() {
         let records = chunk
             .iter()
             .enumerate()
-            .map(|(i, f)| SourceRecord {
-                payload: codec::encode(f, Encoding::Protobuf),
-                key: None,
-                content_type: Some(CONTENT_TYPE_PROTOBUF.into()),
-                topic: "t".into(),
-                position: Position {
-                    partition: 0,
-                    offset: (k * 37 + i) as i64,
-                },
-                timestamp_us: None,
-            })
+            .map(|(i, f)| frame_record(f, (k * 37 + i) as i64))
             .collect();
         let mut cp = Checkpoint::new(k as u64);
         let s = seq.process(records, || T0, &mut cp);

@@ -10,10 +10,10 @@ use std::sync::Arc;
 
 use cardiostream::telemetry::Metrics;
 use ecg_dsp::stream::DspConfig;
-use ecg_ingest::codec::{self, Encoding, CONTENT_TYPE_PROTOBUF};
+use ecg_pipeline::offline::frame_record;
 use ecg_pipeline::{Output, Processor, StreamSettings};
+use ecg_types::SourceRecord;
 use ecg_types::{Condition, Finding, FindingStatus, Frame, Lead};
-use ecg_types::{Position, SourceRecord};
 use rand::seq::SliceRandom as _;
 use rand::{Rng as _, SeedableRng as _};
 use support::window_keys;
@@ -60,16 +60,9 @@ fn inputs(frames: &[Frame], first_offset: i64) -> Vec<SourceRecord> {
         .iter()
         .enumerate()
         .map(|(i, f)| SourceRecord {
-            payload: codec::encode(f, Encoding::Protobuf),
-            key: Some(f.stream.as_str().as_bytes().to_vec()),
-            content_type: Some(CONTENT_TYPE_PROTOBUF.into()),
-            topic: "frames".into(),
-            position: Position {
-                partition: 0,
-                offset: first_offset + i as i64,
-            },
             // Produced the moment its last sample was taken.
             timestamp_us: Some(f.t0.0 + f.sample_rate.samples_to_us(f.samples_per_lead() as u64)),
+            ..frame_record(f, first_offset + i as i64)
         })
         .collect()
 }
