@@ -216,10 +216,10 @@ fn default_shutdown_grace_ms() -> u64 {
 }
 
 impl HttpSettings {
-    /// The limits [`crate::http::serve_with`] takes.
-    pub fn limits(&self) -> crate::http::HttpLimits {
+    /// The limits [`ecg_alerts::server::serve_with`] takes.
+    pub fn limits(&self) -> ecg_alerts::server::HttpLimits {
         use std::time::Duration;
-        crate::http::HttpLimits {
+        ecg_alerts::server::HttpLimits {
             header_read_timeout: Duration::from_millis(self.header_read_timeout_ms),
             request_timeout: Duration::from_millis(self.request_timeout_ms),
             idle_timeout: Duration::from_millis(self.idle_timeout_ms),
@@ -572,7 +572,7 @@ mod tests {
         assert_eq!(c.pipeline.streams, StreamSettings::default());
         let k = c.kafka_client(ClientConfig::new());
         assert_eq!(k.get("security.protocol"), Some("plaintext"));
-        assert_eq!(c.http.limits(), crate::http::HttpLimits::default());
+        assert_eq!(c.http.limits(), ecg_alerts::server::HttpLimits::default());
     }
 
     #[test]

@@ -278,7 +278,11 @@ pub async fn run(
         };
         let router = http::router(state).merge(station_router(hook_secret));
         let rx = shutdown_rx.clone();
-        tasks.spawn(async move { http::serve(listener, router, rx).await.map_err(Into::into) });
+        tasks.spawn(async move {
+            ecg_alerts::server::serve(listener, router, rx)
+                .await
+                .map_err(Into::into)
+        });
     }
     tasks.spawn(simulate(
         bootstrap.clone(),

@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ecg_alerts::api::{ApiState, Tokens};
+use ecg_alerts::server;
 use rdkafka::ClientConfig;
 use tokio::sync::watch;
 
@@ -83,7 +84,8 @@ pub async fn run_pipeline(
         let mut set = tokio::task::JoinSet::new();
         set.spawn(ecg_pipeline::run(pc, models, sink, statuses, rx.clone()));
         set.spawn(async move {
-            http::serve_with(listener, http::router(state), limits, Some(metrics), rx)
+            let on_closed = Some(metrics.on_http_closed());
+            server::serve_with(listener, http::router(state), limits, on_closed, rx)
                 .await
                 .map_err(Into::into)
         });
@@ -131,7 +133,8 @@ pub async fn run_alerts(
         let mut set = tokio::task::JoinSet::new();
         set.spawn(alerting::run(ac, built, Outputs::default(), rx.clone()));
         set.spawn(async move {
-            http::serve_with(listener, http::router(state), limits, Some(metrics), rx)
+            let on_closed = Some(metrics.on_http_closed());
+            server::serve_with(listener, http::router(state), limits, on_closed, rx)
                 .await
                 .map_err(Into::into)
         });

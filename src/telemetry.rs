@@ -6,6 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use ecg_alerts::server::{Closed, OnClosed};
 use ecg_alerts::service::{FindingOutcome, Hooks};
 use ecg_alerts::store::{PrecisionRow, Pruned, Verdict};
 use ecg_pipeline::{PipelineMetrics, Sink};
@@ -161,10 +162,19 @@ impl Metrics {
         };
         let mut m = m;
         m.catalogue = catalogue.into_inner();
-        for reason in ["limit", "header_timeout", "idle_timeout", "shutdown"] {
-            m.http_connections_closed.with_label_values(&[reason]);
+        for reason in Closed::ALL {
+            m.http_connections_closed
+                .with_label_values(&[reason.as_str()]);
         }
         m
+    }
+
+    /// The HTTP server's subscriber: counts the connections it closed, by reason.
+    pub fn on_http_closed(&self) -> OnClosed {
+        let counter = self.http_connections_closed.clone();
+        Arc::new(move |reason: Closed, n| {
+            counter.with_label_values(&[reason.as_str()]).inc_by(n);
+        })
     }
 
     /// The subscriber of the pipeline stages' events (the pipeline metrics), with
@@ -344,5 +354,31 @@ mod tests {
                 "docs/metrics.md names {base}, which is not exported"
             );
         }
+    }
+
+    /// The server's closed connections reach the metric under their reason, and
+    /// every reason's series exists from start-up.
+    #[test]
+    fn http_closed_connections_are_counted_by_reason() {
+        let m = Metrics::new();
+        let render = m.render();
+        for reason in Closed::ALL {
+            let series = format!(
+                "cardiostream_http_connections_closed_total{{reason=\"{}\"}} 0",
+                reason.as_str()
+            );
+            assert!(render.contains(&series), "{series} missing");
+        }
+        let on_closed = m.on_http_closed();
+        on_closed(Closed::Limit, 1);
+        on_closed(Closed::IdleTimeout, 2);
+        let count = |r: Closed| {
+            m.http_connections_closed
+                .with_label_values(&[r.as_str()])
+                .get()
+        };
+        assert_eq!(count(Closed::Limit), 1);
+        assert_eq!(count(Closed::IdleTimeout), 2);
+        assert_eq!(count(Closed::Shutdown), 0);
     }
 }

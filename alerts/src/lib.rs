@@ -12,7 +12,9 @@
 //! - [`receivers`]: signed webhooks, FHIR, HL7 v2 over MLLP;
 //! - [`kafka`]: the service on Kafka — findings in, alert state changes out, the
 //!   due-work ticker (the alerts deployable's core);
-//! - [`api`]: the HTTP API with team-scoped tokens, and the care-team console.
+//! - [`api`]: the HTTP API with team-scoped tokens, and the care-team console;
+//! - [`server`]: the HTTP/1.1 server they (and every process's `/metrics`) run on,
+//!   with its connection limits.
 
 pub mod api;
 pub mod burden;
@@ -21,6 +23,7 @@ pub mod engine;
 pub mod kafka;
 pub mod receivers;
 pub mod rules;
+pub mod server;
 pub mod service;
 pub mod store;
 pub mod text;
