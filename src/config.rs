@@ -2,8 +2,6 @@
 //! a file (`--config`), then environment variables `CARDIOSTREAM_SECTION__KEY`.
 //! Everything is validated at start, with errors that name the setting.
 
-use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use ecg_dsp::stream::DspConfig;
@@ -12,7 +10,8 @@ use figment::Figment;
 use rdkafka::ClientConfig;
 use serde::Deserialize;
 
-use ecg_ingest::kafka::{Properties, REDACTED};
+pub use ecg_alerts::server::HttpSettings;
+pub use ecg_ingest::kafka::{KafkaSettings, SecurityProtocol};
 use ecg_pipeline::{ScorerSettings, StreamSettings};
 
 /// The embedded defaults.
@@ -32,100 +31,6 @@ pub struct Config {
     pub alerts: ecg_alerts::config::ServiceConfig,
     /// HTTP endpoints.
     pub http: HttpSettings,
-}
-
-/// How to reach Kafka. `Debug` shows no secret: the SASL password and secret-looking
-/// client properties ([`ecg_ingest::kafka::is_secret_property`]) are redacted.
-#[derive(Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct KafkaSettings {
-    /// Comma-separated `host:port` list.
-    pub bootstrap_servers: String,
-    /// Transport security.
-    pub security_protocol: SecurityProtocol,
-    /// SASL mechanism (`SCRAM-SHA-256`, `SCRAM-SHA-512`, `PLAIN`).
-    #[serde(default)]
-    pub sasl_mechanism: Option<String>,
-    /// SASL user name.
-    #[serde(default)]
-    pub sasl_username: Option<String>,
-    /// SASL password (from a secret; never logged).
-    #[serde(default)]
-    pub sasl_password: Option<String>,
-    /// File holding the SASL password (a mounted Kubernetes secret, say): read at
-    /// start, trailing newline dropped. Exclusive with `sasl_password`.
-    #[serde(default)]
-    pub sasl_password_file: Option<PathBuf>,
-    /// Allow SASL `PLAIN` over `sasl_plaintext`, which sends the password in clear
-    /// text (off: such a configuration is refused).
-    #[serde(default)]
-    pub allow_plaintext_password: bool,
-    /// CA certificate file for TLS.
-    #[serde(default)]
-    pub ssl_ca_location: Option<PathBuf>,
-    /// Client certificate file for mutual TLS.
-    #[serde(default)]
-    pub ssl_certificate_location: Option<PathBuf>,
-    /// Client key file for mutual TLS.
-    #[serde(default)]
-    pub ssl_key_location: Option<PathBuf>,
-    /// Other librdkafka properties, passed through.
-    #[serde(default)]
-    pub client_properties: BTreeMap<String, String>,
-}
-
-impl std::fmt::Debug for KafkaSettings {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("KafkaSettings")
-            .field("bootstrap_servers", &self.bootstrap_servers)
-            .field("security_protocol", &self.security_protocol)
-            .field("sasl_mechanism", &self.sasl_mechanism)
-            .field("sasl_username", &self.sasl_username)
-            .field(
-                "sasl_password",
-                &self.sasl_password.as_ref().map(|_| REDACTED),
-            )
-            .field("sasl_password_file", &self.sasl_password_file)
-            .field("allow_plaintext_password", &self.allow_plaintext_password)
-            .field("ssl_ca_location", &self.ssl_ca_location)
-            .field("ssl_certificate_location", &self.ssl_certificate_location)
-            .field("ssl_key_location", &self.ssl_key_location)
-            .field(
-                "client_properties",
-                &Properties(
-                    self.client_properties
-                        .iter()
-                        .map(|(k, v)| (k.as_str(), v.as_str()))
-                        .collect(),
-                ),
-            )
-            .finish()
-    }
-}
-
-/// Kafka `security.protocol`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum SecurityProtocol {
-    /// No TLS, no SASL.
-    Plaintext,
-    /// TLS.
-    Ssl,
-    /// SASL without TLS.
-    SaslPlaintext,
-    /// SASL over TLS.
-    SaslSsl,
-}
-
-impl SecurityProtocol {
-    fn as_str(self) -> &'static str {
-        match self {
-            SecurityProtocol::Plaintext => "plaintext",
-            SecurityProtocol::Ssl => "ssl",
-            SecurityProtocol::SaslPlaintext => "sasl_plaintext",
-            SecurityProtocol::SaslSsl => "sasl_ssl",
-        }
-    }
 }
 
 /// Topic names.
@@ -174,61 +79,6 @@ pub struct PipelineSettings {
     pub scorer: ScorerSettings,
 }
 
-/// HTTP endpoints and the limits of their connections (`docs/operations.md`).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct HttpSettings {
-    /// Listen address.
-    pub addr: SocketAddr,
-    /// A request's line and headers must arrive within this (ms), counted from the
-    /// connection's opening or its previous response (so it also closes kept-alive
-    /// connections that send nothing).
-    #[serde(default = "default_header_read_timeout_ms")]
-    pub header_read_timeout_ms: u64,
-    /// A request must be read and answered within this (ms), else 408.
-    #[serde(default = "default_request_timeout_ms")]
-    pub request_timeout_ms: u64,
-    /// A connection on which no byte moves for this long (ms) is closed.
-    #[serde(default = "default_idle_timeout_ms")]
-    pub idle_timeout_ms: u64,
-    /// Open connections at most; more are refused with 503.
-    #[serde(default = "default_max_connections")]
-    pub max_connections: usize,
-    /// On shutdown, how long (ms) open connections may take to finish.
-    #[serde(default = "default_shutdown_grace_ms")]
-    pub shutdown_grace_ms: u64,
-}
-
-fn default_header_read_timeout_ms() -> u64 {
-    10_000
-}
-fn default_request_timeout_ms() -> u64 {
-    30_000
-}
-fn default_idle_timeout_ms() -> u64 {
-    60_000
-}
-fn default_max_connections() -> usize {
-    256
-}
-fn default_shutdown_grace_ms() -> u64 {
-    5_000
-}
-
-impl HttpSettings {
-    /// The limits [`ecg_alerts::server::serve_with`] takes.
-    pub fn limits(&self) -> ecg_alerts::server::HttpLimits {
-        use std::time::Duration;
-        ecg_alerts::server::HttpLimits {
-            header_read_timeout: Duration::from_millis(self.header_read_timeout_ms),
-            request_timeout: Duration::from_millis(self.request_timeout_ms),
-            idle_timeout: Duration::from_millis(self.idle_timeout_ms),
-            max_connections: self.max_connections,
-            shutdown_grace: Duration::from_millis(self.shutdown_grace_ms),
-        }
-    }
-}
-
 impl Config {
     /// Defaults, then `file`, then the environment.
     ///
@@ -250,7 +100,7 @@ impl Config {
         let mut cfg: Config = fig
             .extract()
             .map_err(|e| anyhow::anyhow!("invalid configuration: {}", describe(&e)))?;
-        cfg.kafka.read_password_file()?;
+        cfg.kafka.read_password_file().map_err(anyhow::Error::msg)?;
         cfg.validate()?;
         Ok(cfg)
     }
@@ -260,104 +110,9 @@ impl Config {
     /// # Errors
     /// A message naming the setting that is wrong.
     pub fn validate(&self) -> anyhow::Result<()> {
-        let k = &self.kafka;
-        if k.bootstrap_servers.trim().is_empty() {
-            anyhow::bail!("kafka.bootstrap_servers is empty");
-        }
-        for server in k.bootstrap_servers.split(',') {
-            let server = server.trim();
-            let port = server.rsplit_once(':').map(|(_, p)| p);
-            if !port.is_some_and(|p| p.parse::<u16>().is_ok_and(|p| p > 0)) {
-                anyhow::bail!("kafka.bootstrap_servers: {server:?} is not host:port");
-            }
-        }
-        let sasl = matches!(
-            k.security_protocol,
-            SecurityProtocol::SaslPlaintext | SecurityProtocol::SaslSsl
-        );
-        if sasl {
-            match k.sasl_mechanism.as_deref() {
-                Some("SCRAM-SHA-256" | "SCRAM-SHA-512" | "PLAIN") => {}
-                Some(other) => anyhow::bail!(
-                    "kafka.sasl_mechanism {other:?} is not one of SCRAM-SHA-256, SCRAM-SHA-512, PLAIN"
-                ),
-                None => anyhow::bail!(
-                    "kafka.sasl_mechanism is required with security_protocol = {}",
-                    k.security_protocol.as_str()
-                ),
-            }
-            if k.sasl_username.as_deref().is_none_or(str::is_empty) {
-                anyhow::bail!("kafka.sasl_username is required with SASL");
-            }
-            if k.sasl_password.as_deref().is_none_or(str::is_empty) {
-                anyhow::bail!("kafka.sasl_password is required with SASL");
-            }
-            if k.security_protocol == SecurityProtocol::SaslPlaintext
-                && k.sasl_mechanism.as_deref() == Some("PLAIN")
-                && !k.allow_plaintext_password
-            {
-                anyhow::bail!(
-                    "kafka.sasl_mechanism = \"PLAIN\" over security_protocol = sasl_plaintext sends the password in clear text: use sasl_ssl, or SCRAM, or set kafka.allow_plaintext_password = true"
-                );
-            }
-        } else if k.sasl_mechanism.is_some()
-            || k.sasl_username.is_some()
-            || k.sasl_password.is_some()
-        {
-            anyhow::bail!(
-                "kafka.sasl_* is set but kafka.security_protocol = {} does not use SASL",
-                k.security_protocol.as_str()
-            );
-        }
-        let needs_openssl = matches!(
-            k.security_protocol,
-            SecurityProtocol::Ssl | SecurityProtocol::SaslSsl
-        ) || k
-            .sasl_mechanism
-            .as_deref()
-            .is_some_and(|m| m.starts_with("SCRAM"));
-        if needs_openssl && !cfg!(feature = "tls") {
-            anyhow::bail!(
-                "kafka.security_protocol = {} needs TLS/SCRAM support: build with `cargo build --release --features tls`",
-                k.security_protocol.as_str()
-            );
-        }
-        for (name, path) in [
-            ("kafka.ssl_ca_location", &k.ssl_ca_location),
-            (
-                "kafka.ssl_certificate_location",
-                &k.ssl_certificate_location,
-            ),
-            ("kafka.ssl_key_location", &k.ssl_key_location),
-        ] {
-            if let Some(p) = path {
-                if !p.is_file() {
-                    anyhow::bail!("{name}: {} does not exist or is not a file", p.display());
-                }
-                if let Err(e) = std::fs::File::open(p) {
-                    anyhow::bail!("{name}: {} cannot be read: {e}", p.display());
-                }
-            }
-        }
-        let tls = matches!(
-            k.security_protocol,
-            SecurityProtocol::Ssl | SecurityProtocol::SaslSsl
-        );
-        if !tls
-            && (k.ssl_ca_location.is_some()
-                || k.ssl_certificate_location.is_some()
-                || k.ssl_key_location.is_some())
-        {
-            anyhow::bail!(
-                "kafka.ssl_* is set but kafka.security_protocol = {} does not use TLS",
-                k.security_protocol.as_str()
-            );
-        }
-        if k.ssl_certificate_location.is_some() != k.ssl_key_location.is_some() {
-            anyhow::bail!(
-                "kafka.ssl_certificate_location and kafka.ssl_key_location go together (mutual TLS)"
-            );
-        }
+        self.kafka
+            .validate(cfg!(feature = "tls"))
+            .map_err(anyhow::Error::msg)?;
         for (name, topic) in [
             ("topics.frames", &self.topics.frames),
             ("topics.findings", &self.topics.findings),
@@ -438,27 +193,7 @@ impl Config {
                 sc.retry_budget_s
             );
         }
-        let h = &self.http;
-        for (name, v, max) in [
-            (
-                "http.header_read_timeout_ms",
-                h.header_read_timeout_ms,
-                600_000,
-            ),
-            ("http.request_timeout_ms", h.request_timeout_ms, 600_000),
-            ("http.idle_timeout_ms", h.idle_timeout_ms, 3_600_000),
-            ("http.shutdown_grace_ms", h.shutdown_grace_ms, 60_000),
-        ] {
-            if !(1..=max).contains(&v) {
-                anyhow::bail!("{name} {v} is outside 1..={max}");
-            }
-        }
-        if !(1..=65_536).contains(&h.max_connections) {
-            anyhow::bail!(
-                "http.max_connections {} is outside 1..=65536",
-                h.max_connections
-            );
-        }
+        self.http.validate().map_err(anyhow::Error::msg)?;
         if !(1..=64).contains(&p.model_threads) {
             anyhow::bail!(
                 "pipeline.model_threads {} is outside 1..=64",
@@ -469,58 +204,8 @@ impl Config {
     }
 
     /// librdkafka settings for this connection (security included), on top of `base`.
-    pub fn kafka_client(&self, mut base: ClientConfig) -> ClientConfig {
-        let k = &self.kafka;
-        base.set("bootstrap.servers", &k.bootstrap_servers)
-            .set("security.protocol", k.security_protocol.as_str());
-        if let Some(m) = &k.sasl_mechanism {
-            base.set("sasl.mechanism", m);
-        }
-        if let Some(u) = &k.sasl_username {
-            base.set("sasl.username", u);
-        }
-        if let Some(p) = &k.sasl_password {
-            base.set("sasl.password", p);
-        }
-        for (key, path) in [
-            ("ssl.ca.location", &k.ssl_ca_location),
-            ("ssl.certificate.location", &k.ssl_certificate_location),
-            ("ssl.key.location", &k.ssl_key_location),
-        ] {
-            if let Some(p) = path {
-                base.set(key, p.display().to_string());
-            }
-        }
-        for (key, v) in &k.client_properties {
-            base.set(key, v);
-        }
-        base
-    }
-}
-
-impl KafkaSettings {
-    /// Reads `sasl_password_file` into `sasl_password` (trailing newline dropped).
-    ///
-    /// # Errors
-    /// Both set, or the file cannot be read; the message names the file, never its
-    /// content.
-    fn read_password_file(&mut self) -> anyhow::Result<()> {
-        let Some(path) = &self.sasl_password_file else {
-            return Ok(());
-        };
-        if self.sasl_password.is_some() {
-            anyhow::bail!("kafka.sasl_password and kafka.sasl_password_file are both set");
-        }
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            anyhow::anyhow!(
-                "kafka.sasl_password_file: {} cannot be read: {e}",
-                path.display()
-            )
-        })?;
-        let password = text.strip_suffix('\n').unwrap_or(&text);
-        let password = password.strip_suffix('\r').unwrap_or(password);
-        self.sasl_password = Some(password.to_owned());
-        Ok(())
+    pub fn kafka_client(&self, base: ClientConfig) -> ClientConfig {
+        self.kafka.client(base)
     }
 }
 

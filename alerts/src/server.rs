@@ -9,6 +9,7 @@
 //! the shutdown grace. Each connection a limit cuts is reported as a [`Closed`] event
 //! to the caller's callback (the process counts them in a metric).
 
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -21,6 +22,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use hyper_util::rt::{TokioIo, TokioTimer};
+use serde::Deserialize;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::{watch, Semaphore};
@@ -90,6 +92,89 @@ impl Default for HttpLimits {
             max_connections: 256,
             shutdown_grace: Duration::from_secs(5),
         }
+    }
+}
+
+/// HTTP endpoints and the limits of their connections (`docs/operations.md`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpSettings {
+    /// Listen address.
+    pub addr: SocketAddr,
+    /// A request's line and headers must arrive within this (ms), counted from the
+    /// connection's opening or its previous response (so it also closes kept-alive
+    /// connections that send nothing).
+    #[serde(default = "default_header_read_timeout_ms")]
+    pub header_read_timeout_ms: u64,
+    /// A request must be read and answered within this (ms), else 408.
+    #[serde(default = "default_request_timeout_ms")]
+    pub request_timeout_ms: u64,
+    /// A connection on which no byte moves for this long (ms) is closed.
+    #[serde(default = "default_idle_timeout_ms")]
+    pub idle_timeout_ms: u64,
+    /// Open connections at most; more are refused with 503.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// On shutdown, how long (ms) open connections may take to finish.
+    #[serde(default = "default_shutdown_grace_ms")]
+    pub shutdown_grace_ms: u64,
+}
+
+fn default_header_read_timeout_ms() -> u64 {
+    10_000
+}
+fn default_request_timeout_ms() -> u64 {
+    30_000
+}
+fn default_idle_timeout_ms() -> u64 {
+    60_000
+}
+fn default_max_connections() -> usize {
+    256
+}
+fn default_shutdown_grace_ms() -> u64 {
+    5_000
+}
+
+impl HttpSettings {
+    /// The limits [`serve_with`] takes.
+    pub fn limits(&self) -> HttpLimits {
+        HttpLimits {
+            header_read_timeout: Duration::from_millis(self.header_read_timeout_ms),
+            request_timeout: Duration::from_millis(self.request_timeout_ms),
+            idle_timeout: Duration::from_millis(self.idle_timeout_ms),
+            max_connections: self.max_connections,
+            shutdown_grace: Duration::from_millis(self.shutdown_grace_ms),
+        }
+    }
+
+    /// Checks each limit's range.
+    ///
+    /// # Errors
+    /// A message naming the setting (`http.…`) that is out of range.
+    pub fn validate(&self) -> Result<(), String> {
+        let h = self;
+        for (name, v, max) in [
+            (
+                "http.header_read_timeout_ms",
+                h.header_read_timeout_ms,
+                600_000,
+            ),
+            ("http.request_timeout_ms", h.request_timeout_ms, 600_000),
+            ("http.idle_timeout_ms", h.idle_timeout_ms, 3_600_000),
+            ("http.shutdown_grace_ms", h.shutdown_grace_ms, 60_000),
+        ] {
+            if !(1..=max).contains(&v) {
+                return Err(format!("{name} {v} is outside 1..={max}"));
+            }
+        }
+        if !(1..=65_536).contains(&h.max_connections) {
+            return Err(format!(
+                "http.max_connections {} is outside 1..=65536",
+                h.max_connections
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -381,8 +466,6 @@ mod tests {
     use std::sync::Mutex;
 
     use axum::routing::get;
-
-    use std::net::SocketAddr;
 
     use super::*;
 

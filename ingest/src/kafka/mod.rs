@@ -9,6 +9,9 @@ use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::ClientConfig;
 
+mod settings;
+pub use settings::{KafkaSettings, SecurityProtocol};
+
 /// Header carrying a payload's encoding (`application/x-protobuf`, `application/json`).
 pub const CONTENT_TYPE: &str = "content-type";
 /// Dead-letter header: the short error kind (`DecodeError::kind`).
