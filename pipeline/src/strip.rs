@@ -101,8 +101,7 @@ impl StripBuffer {
             self.acc += if v.is_finite() { v } else { 0.0 };
             self.acc_n += 1;
             if self.acc_n == self.decim {
-                let c = (self.acc / self.decim as f32 * k).round();
-                let c = c.clamp(f32::from(i16::MIN), f32::from(i16::MAX)) as i16;
+                let c = round_to_i16(self.acc / self.decim as f32 * k);
                 if self.buf.len() == self.cap {
                     self.buf.pop_front();
                 }
@@ -191,9 +190,64 @@ impl StripBuffer {
     }
 }
 
+/// `x.round()` (half away from zero) saturated to `i16`, NaN as 0: exactly
+/// `x.round().clamp(-32768.0, 32767.0) as i16`, without the software rounding
+/// routine `f32::round` becomes on the x86-64 baseline (every strip sample of every
+/// lead passes here). Clamping first keeps `x` below 2^15, where `x` minus its
+/// truncation is exact.
+fn round_to_i16(x: f32) -> i16 {
+    let x = x.clamp(f32::from(i16::MIN), f32::from(i16::MAX));
+    let t = x as i32;
+    let frac = x - t as f32;
+    (t + i32::from(frac >= 0.5) - i32::from(frac <= -0.5)) as i16
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fast_rounding_equals_f32_round() {
+        let reference = |x: f32| x.round().clamp(f32::from(i16::MIN), f32::from(i16::MAX)) as i16;
+        let mut edges = vec![
+            0.0,
+            -0.0,
+            0.5,
+            -0.5,
+            0.499_999_97,
+            -0.499_999_97,
+            1.5,
+            -1.5,
+            2.5,
+            32_766.5,
+            32_767.0,
+            32_767.5,
+            -32_767.5,
+            -32_768.0,
+            -32_768.5,
+            1e9,
+            -1e9,
+            f32::MAX,
+            f32::MIN,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            f32::NAN,
+            f32::EPSILON,
+        ];
+        // Every half step and its neighbours over the range, and a sweep of values.
+        for i in -65_540..=65_540 {
+            let h = i as f32 * 0.5;
+            edges.extend([h, h.next_up(), h.next_down()]);
+        }
+        let mut x = -40_000.0f32;
+        while x < 40_000.0 {
+            edges.push(x);
+            x += 0.013;
+        }
+        for x in edges {
+            assert_eq!(round_to_i16(x), reference(x), "{x:?}");
+        }
+    }
 
     #[test]
     fn decimates_keeps_the_tail_and_maps_time() {
