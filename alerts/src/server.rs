@@ -489,26 +489,20 @@ mod tests {
         (addr, tx, h)
     }
 
-    /// A blocking GET over a fresh connection: status and body.
+    /// A GET over a fresh connection: status and body.
     async fn get_once(addr: SocketAddr, path: &str) -> (u16, String) {
-        let req = format!("GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
-        tokio::task::spawn_blocking(move || {
-            let mut s = std::net::TcpStream::connect(addr).expect("connect");
-            s.set_read_timeout(Some(Duration::from_secs(10)))
-                .expect("timeout");
-            s.write_all(req.as_bytes()).expect("write");
-            let mut raw = String::new();
-            s.read_to_string(&mut raw).expect("read");
-            let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
-            let status = head
-                .split_whitespace()
-                .nth(1)
-                .and_then(|s| s.parse().ok())
-                .expect("status");
-            (status, body.to_owned())
-        })
-        .await
-        .expect("join")
+        let client = reqwest::Client::builder()
+            .pool_max_idle_per_host(0)
+            .timeout(Duration::from_secs(10))
+            .build()
+            .expect("client");
+        let r = client
+            .get(format!("http://{addr}{path}"))
+            .send()
+            .await
+            .expect("response");
+        let status = r.status().as_u16();
+        (status, r.text().await.expect("body"))
     }
 
     /// a connection that sends half its request headers and then
