@@ -68,6 +68,8 @@ pub struct PipelineSettings {
     /// Batches that may wait between stages (and be in flight to the broker)
     /// before consumption pauses.
     pub channel_batches: usize,
+    /// Threads the analyzer stage's streams are split over.
+    pub analyzer_threads: usize,
     /// DSP settings.
     #[serde(default)]
     pub dsp: DspConfig,
@@ -194,6 +196,12 @@ impl Config {
             );
         }
         self.http.validate().map_err(anyhow::Error::msg)?;
+        if !(1..=64).contains(&p.analyzer_threads) {
+            anyhow::bail!(
+                "pipeline.analyzer_threads {} is outside 1..=64",
+                p.analyzer_threads
+            );
+        }
         if !(1..=64).contains(&p.model_threads) {
             anyhow::bail!(
                 "pipeline.model_threads {} is outside 1..=64",

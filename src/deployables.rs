@@ -68,6 +68,7 @@ pub async fn run_pipeline(
     pc.dsp = cfg.pipeline.dsp.clone();
     pc.model_hop_s = cfg.pipeline.model_hop_s;
     pc.channel_batches = cfg.pipeline.channel_batches;
+    pc.analyzer_threads = cfg.pipeline.analyzer_threads;
     pc.streams = cfg.pipeline.streams.clone();
     pc.scorer = ScorerSettings {
         max_batch: cfg.pipeline.model_max_batch,

@@ -165,6 +165,9 @@ pub struct PipelineConfig {
     /// Batches that may wait in each queue between stages (and be in flight to the
     /// broker) before consumption pauses.
     pub channel_batches: usize,
+    /// Threads the analyzer stage's streams are split over (by a hash of the stream
+    /// id); one is a single analyzer thread.
+    pub analyzer_threads: usize,
     /// DSP settings.
     pub dsp: DspConfig,
     /// Seconds between model windows of one stream (models without their own hop).
@@ -187,6 +190,7 @@ impl PipelineConfig {
             batch_max: 512,
             batch_wait: Duration::from_millis(20),
             channel_batches: 16,
+            analyzer_threads: 1,
             dsp: DspConfig::default(),
             model_hop_s: 10.0,
             streams: StreamSettings::default(),

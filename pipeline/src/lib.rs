@@ -15,7 +15,9 @@
 //! - [`sequencer`]: decodes and validates, puts each stream's frames in order,
 //!   declares gaps and clock jumps, dead-letters what cannot be processed;
 //! - [`analyzer`]: per-stream DSP, rhythm findings, and model inputs on the stream's
-//!   window grids ([`grid`]) built by the one model-input builder ([`inputs`]);
+//!   window grids ([`grid`]) built by the one model-input builder ([`inputs`]); with
+//!   `analyzer_threads` above one, streams are split over that many analyzers
+//!   ([`shards`]);
 //! - [`scorer`]: ONNX Runtime runs, transient faults retried, permanent ones narrowed
 //!   to the window at fault — on its own thread, so scoring never stalls DSP;
 //! - [`publisher`]: findings and dead letters to Kafka; the [`commit`] tracker stores
@@ -37,6 +39,7 @@ pub mod offline;
 pub mod publisher;
 pub mod scorer;
 pub mod sequencer;
+pub mod shards;
 pub mod source;
 mod strip;
 
@@ -60,6 +63,7 @@ pub use offline::{Output, Processor};
 pub use publisher::Statuses;
 pub use scorer::{Runner, Scorer};
 pub use sequencer::{ingest_source, Sequencer};
+pub use shards::Shards;
 pub use source::record_from;
 
 use crate::commit::Checkpoint as Cp;
@@ -121,12 +125,13 @@ pub async fn run(
     let (scored_tx, scored_rx) = mpsc::channel::<ScoredPart>(depth);
 
     let sequencer = Sequencer::new(cfg.streams.clone(), telemetry.clone());
-    let analyzer = Analyzer::new(
-        cfg.dsp.clone(),
+    let analyzer = Shards::new(
+        cfg.analyzer_threads,
+        &cfg.dsp,
         cfg.model_hop_s,
-        models.clone(),
-        cfg.streams.clone(),
-        telemetry.clone(),
+        &models,
+        &cfg.streams,
+        &telemetry,
     );
     let scorer = Scorer::new(&models, cfg.scorer.clone(), telemetry.clone());
     let threads = [
@@ -230,7 +235,7 @@ fn sequencer_stage(
 /// The analyzer stage: DSP of each epoch; its findings straight to the publisher,
 /// its model inputs to the scorer.
 fn analyzer_stage(
-    mut analyzer: Analyzer,
+    mut analyzer: Shards,
     mut input: mpsc::Receiver<Sequencing>,
     direct: &mpsc::Sender<DirectPart>,
     jobs: &mpsc::Sender<ScoreJob>,

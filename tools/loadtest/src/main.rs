@@ -8,6 +8,7 @@
 //! `cargo run --release -p cardiostream-loadtest -- [options]` after
 //! `cargo build --release --bin cardiostream`. Options:
 //! `--patients 500,1000,2000,3000,3500` (the ramp), `--pipelines K` (default 1),
+//! `--analyzer-threads T` (each pipeline's `analyzer_threads`, default 1),
 //! `--partitions P` (default 4), `--warmup S` (default 40), `--measure S` (default 60),
 //! `--fetch-wait-ms W` (consumers' `fetch.wait.max.ms`, default 10: the documented
 //! setting for tansu, docs/performance.md), `--linger-ms L` (the load generator's
@@ -117,6 +118,7 @@ const END_METRIC: &str = "cardiostream_window_to_finding_seconds";
 struct Args {
     patients: Vec<usize>,
     pipelines: usize,
+    analyzer_threads: usize,
     partitions: u32,
     warmup_s: u64,
     measure_s: u64,
@@ -134,6 +136,7 @@ fn parse_args() -> Args {
     let mut a = Args {
         patients: vec![500, 1000, 2000, 3000, 3500],
         pipelines: 1,
+        analyzer_threads: 1,
         partitions: 4,
         warmup_s: 40,
         measure_s: 60,
@@ -165,6 +168,10 @@ fn parse_args() -> Args {
                     .collect();
             }
             "--pipelines" => a.pipelines = num("--pipelines", value("--pipelines")) as usize,
+            "--analyzer-threads" => {
+                a.analyzer_threads =
+                    num("--analyzer-threads", value("--analyzer-threads")) as usize;
+            }
             "--partitions" => a.partitions = num("--partitions", value("--partitions")) as u32,
             "--warmup" => a.warmup_s = num("--warmup", value("--warmup")),
             "--measure" => a.measure_s = num("--measure", value("--measure")),
@@ -192,6 +199,7 @@ fn parse_args() -> Args {
         !a.patients.is_empty()
             && a.patients.iter().all(|&n| n > 0)
             && a.pipelines > 0
+            && a.analyzer_threads > 0
             && a.partitions > 0
             && a.measure_s >= 10,
         "patients, pipelines and partitions must be positive, --measure at least 10 s"
@@ -554,9 +562,10 @@ fn write_config(
     bootstrap: &str,
     t: &Topics,
     port: u16,
-    fetch_wait_ms: u32,
+    args: &Args,
     models: &Path,
 ) -> PathBuf {
+    let (fetch_wait_ms, analyzer_threads) = (args.fetch_wait_ms, args.analyzer_threads);
     let file = dir.join(format!("{name}.toml"));
     let store = dir.join("alerts.db");
     std::fs::write(
@@ -567,7 +576,7 @@ fn write_config(
              \"fetch.wait.max.ms\" = \"{fetch_wait_ms}\"\n\
              \"fetch.queue.backoff.ms\" = \"10\"\n\
              [topics]\nframes = {:?}\nfindings = {:?}\ndlq = {:?}\nalerts = {:?}\n\
-             [pipeline]\ngroup_id = {:?}\nmodels_dir = {:?}\n\
+             [pipeline]\ngroup_id = {:?}\nmodels_dir = {:?}\nanalyzer_threads = {analyzer_threads}\n\
              [alerts]\ngroup_id = {:?}\n\
              [alerts.store]\nurl = {:?}\n\
              [http]\naddr = \"127.0.0.1:{port}\"\n",
@@ -762,27 +771,11 @@ fn run_step(
     for k in 0..args.pipelines {
         let port = tansu::free_port();
         let name = format!("pipeline-{}", k + 1);
-        let cfg = write_config(
-            dir.path(),
-            &name,
-            &bootstrap,
-            &t,
-            port,
-            args.fetch_wait_ms,
-            &models,
-        );
+        let cfg = write_config(dir.path(), &name, &bootstrap, &t, port, args, &models);
         pipelines.push(Proc::spawn(exe, "pipeline", &name, &cfg, port, dir.path()));
     }
     let port = tansu::free_port();
-    let cfg = write_config(
-        dir.path(),
-        "alerts",
-        &bootstrap,
-        &t,
-        port,
-        args.fetch_wait_ms,
-        &models,
-    );
+    let cfg = write_config(dir.path(), "alerts", &bootstrap, &t, port, args, &models);
     let mut alerts = Proc::spawn(exe, "alerts", "alerts", &cfg, port, dir.path());
 
     // Ready: every process serves /metrics and the group owns every partition.
