@@ -618,6 +618,8 @@ impl LeadFront {
     fn next_tick(&mut self, p: &LeadParams, k: u64) {
         if self.in_cur && self.cur.n > 0 && p.time_of(k) >= 0 {
             let mut s = self.cur;
+            // `tick_stats` relies on strictly increasing tick indices.
+            debug_assert!(self.ticks.iter().last().is_none_or(|l| l.tick < s.tick));
             self.tick_quality(p, &mut s);
             self.ticks.push(s);
             self.maybe_relearn(p, k);
@@ -893,27 +895,30 @@ impl LeadFront {
         }
     }
 
-    /// The quality of the tick holding ECG sample `t` (0 when it is not known).
+    /// The statistics of tick `i`, if kept. Ticks are stored in strictly increasing
+    /// order, so a binary search finds it (the assessments ask for every lead's
+    /// ticks at many times).
+    fn tick_stats(&self, i: u64) -> Option<&TickStats> {
+        let (older, newer) = self.ticks.as_slices();
+        let s = if newer.first().is_some_and(|s| s.tick <= i) {
+            newer
+        } else {
+            older
+        };
+        let n = s.partition_point(|s| s.tick <= i);
+        n.checked_sub(1).map(|j| &s[j]).filter(|s| s.tick == i)
+    }
+
     /// Whether the tick holding `t` was mostly flagged lead-off or missing (a tick no
     /// longer kept counts as connected).
     pub(crate) fn off_at(&self, t: u64, tick: u64) -> bool {
-        let i = t / tick;
-        self.ticks
-            .iter()
-            .rev()
-            .find(|s| s.tick <= i)
-            .filter(|s| s.tick == i)
+        self.tick_stats(t / tick)
             .is_some_and(|s| s.n > 0 && f32::from(s.bad) >= BAD_TO * f32::from(s.n))
     }
 
+    /// The quality of the tick holding ECG sample `t` (0 when it is not known).
     pub(crate) fn quality_at(&self, t: u64, tick: u64, which: fn(&TickStats) -> f32) -> f32 {
-        let i = t / tick;
-        self.ticks
-            .iter()
-            .rev()
-            .find(|s| s.tick <= i)
-            .filter(|s| s.tick == i)
-            .map_or(0.0, |s| which(&s))
+        self.tick_stats(t / tick).map_or(0.0, which)
     }
 }
 
