@@ -201,6 +201,125 @@ impl LeadParams {
     }
 }
 
+/// The triangle (sinc²) decimator of one lead: each input sample weighs into the
+/// current output with `d − phase` and into the next with `phase` (with `d = 1` the
+/// weights are 1 and 0: a pass-through). Missing samples hold the last value and mark
+/// their working sample bad.
+#[derive(Debug, Clone, Default)]
+struct Decimator {
+    /// Partial sums of the current and the next output.
+    cur: f32,
+    next: f32,
+    /// Phase of the next input sample, `0..d`.
+    phase: usize,
+    /// A missing or lead-off input since the last output.
+    bad: bool,
+    /// The last finite input (held over missing samples).
+    last: f32,
+}
+
+impl Decimator {
+    /// Decimates `x` (at most [`CHUNK`] samples) into `ys` and its bad flags into
+    /// `bads`; returns the outputs written. Whole groups of finite samples take
+    /// [`Decimator::groups`] for the common factors, the rest [`Decimator::step`].
+    fn run(
+        &mut self,
+        p: &LeadParams,
+        x: &[f32],
+        off: bool,
+        ys: &mut [f32; CHUNK],
+        bads: &mut [bool; CHUNK],
+    ) -> usize {
+        let mut ny = 0;
+        let mut i = 0;
+        // Up to the start of an output.
+        while i < x.len() && self.phase != 0 {
+            if let Some((y, b)) = self.step(p, x[i], off) {
+                (ys[ny], bads[ny]) = (y, b);
+                ny += 1;
+            }
+            i += 1;
+        }
+        let whole = (x.len() - i) / p.d * p.d;
+        let body = &x[i..i + whole];
+        if body.iter().fold(true, |ok, v| ok & v.is_finite()) {
+            let (ys, bads) = (&mut ys[ny..], &mut bads[ny..]);
+            let n = match p.d {
+                2 => self.groups::<2>(p, body, off, ys, bads),
+                3 => self.groups::<3>(p, body, off, ys, bads),
+                4 => self.groups::<4>(p, body, off, ys, bads),
+                8 => self.groups::<8>(p, body, off, ys, bads),
+                _ => 0,
+            };
+            ny += n;
+            i += n * p.d;
+        }
+        for &raw in &x[i..] {
+            if let Some((y, b)) = self.step(p, raw, off) {
+                (ys[ny], bads[ny]) = (y, b);
+                ny += 1;
+            }
+        }
+        ny
+    }
+
+    /// One input sample; the output (and whether it is bad) when it completes one.
+    #[inline]
+    fn step(&mut self, p: &LeadParams, raw: f32, off: bool) -> Option<(f32, bool)> {
+        let finite = raw.is_finite();
+        let v = if finite { raw } else { self.last };
+        self.last = v;
+        self.bad |= off || !finite;
+        let (w_cur, w_next) = p.dec_w[self.phase];
+        self.cur += v * w_cur;
+        self.next += v * w_next;
+        self.phase += 1;
+        if self.phase < p.d {
+            return None;
+        }
+        let out = (self.cur * p.dec_norm, self.bad);
+        self.phase = 0;
+        self.cur = self.next;
+        self.next = 0.0;
+        self.bad = false;
+        Some(out)
+    }
+
+    /// Whole groups of `D = d` finite samples starting at phase 0 (where `next` is 0
+    /// and `bad` false): no phase branch, weight look-up or missing-sample check per
+    /// sample, and each group's `next` does not depend on the groups before, so the
+    /// groups overlap in the pipeline. The same operations in the same order as
+    /// [`Decimator::step`]: bit-identical outputs. Returns the groups done.
+    fn groups<const D: usize>(
+        &mut self,
+        p: &LeadParams,
+        x: &[f32],
+        off: bool,
+        ys: &mut [f32],
+        bads: &mut [bool],
+    ) -> usize {
+        debug_assert!(self.phase == 0 && D == p.d && self.next == 0.0 && !self.bad);
+        let mut cur = self.cur;
+        let mut n = 0;
+        for ((g, y), b) in x.chunks_exact(D).zip(ys.iter_mut()).zip(bads.iter_mut()) {
+            let mut next = 0.0f32;
+            for (ph, &v) in g.iter().enumerate() {
+                cur += v * (D - ph) as f32;
+                next += v * ph as f32;
+            }
+            *y = cur * p.dec_norm;
+            *b = off;
+            cur = next;
+            n += 1;
+        }
+        if n > 0 {
+            self.last = x[n * D - 1];
+        }
+        self.cur = cur;
+        n
+    }
+}
+
 /// One detection-feature peak of a lead, a beat or not, with its morphology.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub(crate) struct Beat {
@@ -284,12 +403,7 @@ struct Pending {
 #[derive(Debug, Clone)]
 pub(crate) struct LeadFront {
     // Input side.
-    acc_cur: f32,
-    acc_next: f32,
-    /// A missing or lead-off input since the last working sample.
-    bad_acc: bool,
-    phase: usize,
-    last_raw: f32,
+    dec: Decimator,
     started: bool,
     // Working side.
     k: u64,
@@ -352,11 +466,7 @@ impl LeadFront {
             as usize
             + 4;
         Self {
-            acc_cur: 0.0,
-            acc_next: 0.0,
-            bad_acc: false,
-            phase: 0,
-            last_raw: f32::NAN,
+            dec: Decimator::default(),
             started: false,
             k: 0,
             hp_x1: 0.0,
@@ -424,49 +534,18 @@ impl LeadFront {
         if !self.started {
             self.started = true;
             let v = x.iter().copied().find(|v| v.is_finite()).unwrap_or(0.0);
-            self.last_raw = v;
+            self.dec.last = v;
             self.hp_x1 = v;
             // As if the signal had been constant before.
             let d = p.d as f32;
-            self.acc_cur = v * d * (d - 1.0) / 2.0;
+            self.dec.cur = v * d * (d - 1.0) / 2.0;
         }
         // In chunks: clean and decimate into a small stack buffer, then run the
         // working-rate chain over it. Hot state stays in locals.
         let mut ys = [0.0f32; CHUNK];
         let mut bads = [false; CHUNK];
         for chunk in x.chunks(CHUNK) {
-            // Missing samples hold the last value and mark their working sample bad.
-            // Triangle (sinc²) decimation: each input sample weighs into the current
-            // output with d − phase and into the next with phase (with d = 1 the
-            // weights are 1 and 0: a pass-through).
-            let mut last = self.last_raw;
-            let (mut cur, mut next, mut ph) = (self.acc_cur, self.acc_next, self.phase);
-            let mut bad = self.bad_acc;
-            let d = p.d;
-            let mut ny = 0;
-            for &raw in chunk {
-                let finite = raw.is_finite();
-                let v = if finite { raw } else { last };
-                last = v;
-                bad |= off || !finite;
-                cur += v * p.dec_w[ph].0;
-                next += v * p.dec_w[ph].1;
-                ph += 1;
-                if ph == d {
-                    ph = 0;
-                    ys[ny] = cur * p.dec_norm;
-                    bads[ny] = bad;
-                    cur = next;
-                    next = 0.0;
-                    bad = false;
-                    ny += 1;
-                }
-            }
-            self.last_raw = last;
-            self.acc_cur = cur;
-            self.acc_next = next;
-            self.phase = ph;
-            self.bad_acc = bad;
+            let ny = self.dec.run(p, chunk, off, &mut ys, &mut bads);
             self.work(p, &ys[..ny], &bads[..ny]);
         }
     }
@@ -484,10 +563,18 @@ impl LeadFront {
         let mut e_prev = self.e_prev;
         let mut vf_acc = self.vf_acc;
         let mut vf_cnt = self.vf_cnt;
+        // Also in locals: the sample index, the open tick's statistics (written back
+        // around `next_tick`, the only callee that reads them), the peak candidate and
+        // the pending peak with the working sample at which it is measured.
+        let mut k = self.k;
+        let mut cur = self.cur;
+        let (mut cand_k, mut cand_v) = (self.cand_k, self.cand_v);
+        let mut pending = self.pending.take();
+        let mut pending_due = pending.map_or(u64::MAX, |pd| self.measure_at(p, pd));
         let nm = self.mwi_buf.len();
         for (&y, &bad) in ys.iter().zip(bads) {
-            let k = self.k;
-            self.k += 1;
+            k += 1;
+            let k = k - 1;
             // Baseline high-pass (first order, 0.5 Hz).
             let hp = y - x1 + p.hp_a * y1;
             x1 = y;
@@ -520,11 +607,13 @@ impl LeadFront {
 
             // Tick statistics, by the ECG time of this working sample.
             if k >= self.tick_end_k {
+                self.cur = cur;
                 self.next_tick(p, k);
+                cur = self.cur;
             }
             run = if y == y_prev { run + 1 } else { 0 };
             y_prev = y;
-            let c = &mut self.cur;
+            let c = &mut cur;
             c.n = c.n.saturating_add(1);
             if y > c.y_max {
                 c.y_max = y;
@@ -556,37 +645,41 @@ impl LeadFront {
             }
 
             // Local maxima of the detection feature, `r` apart.
-            if e > e_prev && e > self.cand_v {
-                self.cand_k = k;
-                self.cand_v = e;
+            if e > e_prev && e > cand_v {
+                cand_k = k;
+                cand_v = e;
             }
             e_prev = e;
             if k < p.warmup {
                 self.warm_up(p, k, e);
                 continue;
             }
-            if self.cand_v >= 0.0 && k >= self.cand_k + p.r as u64 {
-                let (kc, v) = (self.cand_k, self.cand_v);
-                self.cand_v = -1.0;
-                {
-                    // Tiny wiggles (below 15 % of the beat level) are neither beats
-                    // nor anything the decisions look at: not measured.
-                    if v > 0.1 * E_FLOOR && v >= PEAK_MIN * self.spk_med {
-                        if let Some(pd) = self.pending.take() {
-                            self.finish(p, pd);
-                        }
-                        self.pending = Some(Pending { k: kc, e: v });
+            if cand_v >= 0.0 && k >= cand_k + p.r as u64 {
+                let (kc, v) = (cand_k, cand_v);
+                cand_v = -1.0;
+                // Tiny wiggles (below 15 % of the beat level) are neither beats nor
+                // anything the decisions look at: not measured.
+                if v > 0.1 * E_FLOOR && v >= PEAK_MIN * self.spk_med {
+                    if let Some(pd) = pending.take() {
+                        self.finish(p, pd);
                     }
+                    let pd = Pending { k: kc, e: v };
+                    pending = Some(pd);
+                    pending_due = self.measure_at(p, pd);
                 }
             }
-            if let Some(pd) = self.pending {
-                let c = pd.k.saturating_sub(p.g as u64);
-                if k >= (c + p.reach as u64 + 1).max(pd.k + p.r as u64) {
-                    self.pending = None;
+            if k >= pending_due {
+                if let Some(pd) = pending.take() {
                     self.finish(p, pd);
                 }
+                pending_due = u64::MAX;
             }
         }
+        self.k = k;
+        self.cur = cur;
+        self.cand_k = cand_k;
+        self.cand_v = cand_v;
+        self.pending = pending;
         self.hp_x1 = x1;
         self.hp_y1 = y1;
         self.hp_y2 = y2;
@@ -600,6 +693,13 @@ impl LeadFront {
         self.e_prev = e_prev;
         self.vf_acc = vf_acc;
         self.vf_cnt = vf_cnt;
+    }
+
+    /// The working sample at which a pending peak is measured: once the stretch its
+    /// measurement reads is in and no larger peak can still replace it.
+    fn measure_at(&self, p: &LeadParams, pd: Pending) -> u64 {
+        let c = pd.k.saturating_sub(p.g as u64);
+        (c + p.reach as u64 + 1).max(pd.k + p.r as u64)
     }
 
     /// Learns the initial levels during the first `warmup` working samples.
@@ -1065,13 +1165,12 @@ pub(crate) fn best_corr_lag(a: &[f32], b: &[f32], max_lag: usize) -> (f32, isize
         ps[i + 1] = ps[i] + a[i];
         ps2[i + 1] = ps2[i] + a[i] * a[i];
     }
+    let sabs = shifted_dots(&cc[..m], &a[..n]);
     let mut best = -1.0f32;
     let mut best_lag = 0isize;
-    for s in 0..=2 * lag {
-        let w = &a[s..s + m];
+    for (s, &sab) in sabs[..=2 * lag].iter().enumerate() {
         let sum = ps[s + m] - ps[s];
         let saa = (ps2[s + m] - ps2[s]) - sum * sum / m as f32;
-        let sab: f32 = cc[..m].iter().zip(w).map(|(x, y)| x * y).sum();
         let den = (saa.max(0.0) * sbb).sqrt();
         if den > 0.0 && sab / den > best {
             best = sab / den;
@@ -1079,6 +1178,22 @@ pub(crate) fn best_corr_lag(a: &[f32], b: &[f32], max_lag: usize) -> (f32, isize
         }
     }
     (best, best_lag)
+}
+
+/// The dot products of `c` with every window `a[s..s + c.len()]`, `s = 0 ..=
+/// a.len() − c.len()` (at most [`SNIP_MAX`] of them). The loop runs over the shifts
+/// innermost so that they fill the vector lanes, yet each shift's sum still adds its
+/// terms in index order from −0.0, as `Iterator::sum` does: the results are
+/// bit-identical to summing shift by shift.
+fn shifted_dots(c: &[f32], a: &[f32]) -> [f32; SNIP_MAX] {
+    let shifts = (a.len() + 1).saturating_sub(c.len()).min(SNIP_MAX);
+    let mut dots = [-0.0f32; SNIP_MAX];
+    for (i, &x) in c.iter().enumerate() {
+        for (d, &y) in dots[..shifts].iter_mut().zip(&a[i..]) {
+            *d += x * y;
+        }
+    }
+    dots
 }
 
 #[cfg(test)]
