@@ -442,11 +442,17 @@ pub(crate) struct LeadFront {
     npk_pos: usize,
     /// Median of `spk` (the beat level), kept current.
     spk_med: f32,
+    /// Median of `npk` (the noise level), kept current: every measured peak reads
+    /// it, only the non-beat ones change it.
+    npk_med: f32,
     last_beat: Option<(u64, f32)>,
     last_relearn: u64,
     rr: [f32; NBUF],
     rr_n: usize,
     rr_pos: usize,
+    /// Median of the RR intervals held once there are two (s), kept current: every
+    /// measured peak reads it, only beats change it.
+    rr_med: Option<f32>,
     // Morphology.
     clusters: Clusters,
     prev_snip: [f32; SNIP_MAX],
@@ -498,11 +504,13 @@ impl LeadFront {
             spk_pos: 0,
             npk_pos: 0,
             spk_med: 0.0,
+            npk_med: 0.0,
             last_beat: None,
             last_relearn: 0,
             rr: [0.0; NBUF],
             rr_n: 0,
             rr_pos: 0,
+            rr_med: None,
             clusters: Clusters::default(),
             prev_snip: [0.0; SNIP_MAX],
             has_prev: false,
@@ -709,6 +717,7 @@ impl LeadFront {
         if k + 1 == p.warmup {
             self.spk = [self.warm_max * 0.6; NBUF];
             self.npk = [self.warm_sum / p.warmup as f32; NBUF];
+            self.npk_med = median_small(&self.npk);
             self.spk_med = self.warm_max * 0.6;
         }
     }
@@ -804,12 +813,17 @@ impl LeadFront {
 
     fn threshold(&self) -> (f32, f32) {
         let s = self.spk_med;
-        let n = median_small(&self.npk);
+        let n = self.npk_med;
         ((n + TH_FRAC * (s - n)).max(E_FLOOR), s)
     }
 
     fn rr_median(&self) -> Option<f32> {
-        (self.rr_n >= 2).then(|| median_small(&self.rr[..self.rr_n.min(NBUF)]))
+        self.rr_med
+    }
+
+    /// Recomputes [`LeadFront::rr_median`] after an RR interval was added.
+    fn update_rr_median(&mut self) {
+        self.rr_med = (self.rr_n >= 2).then(|| median_small(&self.rr[..self.rr_n.min(NBUF)]));
     }
 
     /// After `relearn` without a beat (and every half of it since), the levels restart
@@ -828,6 +842,7 @@ impl LeadFront {
             if mx > E_FLOOR {
                 self.spk = [0.6 * mx; NBUF];
                 self.npk = [0.1 * mx; NBUF];
+                self.npk_med = median_small(&self.npk);
                 self.spk_med = 0.6 * mx;
             }
             self.last_relearn = k;
@@ -937,6 +952,7 @@ impl LeadFront {
                     self.rr[self.rr_pos] = r;
                     self.rr_pos = (self.rr_pos + 1) % NBUF;
                     self.rr_n += 1;
+                    self.update_rr_median();
                 }
             }
             self.last_beat = Some((fid, pd.e));
@@ -946,6 +962,7 @@ impl LeadFront {
         } else {
             self.npk[self.npk_pos] = pd.e;
             self.npk_pos = (self.npk_pos + 1) % NBUF;
+            self.npk_med = median_small(&self.npk);
         }
         self.beats.push(Beat {
             t,
