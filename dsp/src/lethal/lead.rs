@@ -929,13 +929,14 @@ impl LeadFront {
 
         // Shape comparisons for beats and for peaks that could be missed beats (the
         // smaller ones only matter by their size).
+        let zw = Windows::new(&z[..nt], p.max_lag);
         let corr_prev = if self.has_prev && is_beat {
-            best_corr_lag(&z[..nt], &self.prev_snip[..nt], p.max_lag).0
+            zw.best_corr_lag(&self.prev_snip[..nt]).0
         } else {
             f32::NAN
         };
         let dom = if is_beat || pd.e >= 0.3 * level {
-            self.clusters.dominant_corr_lag(&z[..nt], p.max_lag)
+            self.clusters.dominant_corr_lag(&zw)
         } else {
             None
         };
@@ -956,7 +957,7 @@ impl LeadFront {
                 }
             }
             self.last_beat = Some((fid, pd.e));
-            alike = self.clusters.learn(&z[..nt], width, amp, p.max_lag, dom);
+            alike = self.clusters.learn(&zw, width, amp, dom);
             self.prev_snip[..nt].copy_from_slice(&z[..nt]);
             self.has_prev = true;
         } else {
@@ -1013,9 +1014,19 @@ impl LeadFront {
     }
 
     /// The statistics of tick `i`, if kept. Ticks are stored in strictly increasing
-    /// order, so a binary search finds it (the assessments ask for every lead's
-    /// ticks at many times).
+    /// order, and consecutively while the stream runs: the position that implies is
+    /// tried first, then a binary search (the assessments ask for every lead's ticks
+    /// at many times).
     fn tick_stats(&self, i: u64) -> Option<&TickStats> {
+        let n = self.ticks.len();
+        let newest = self.ticks.newest()?.tick;
+        let back = usize::try_from(newest.checked_sub(i)?).unwrap_or(usize::MAX);
+        if back < n {
+            let s = self.ticks.get_ref(n - 1 - back);
+            if s.tick == i {
+                return Some(s);
+            }
+        }
         let (older, newer) = self.ticks.as_slices();
         let s = if newer.first().is_some_and(|s| s.tick <= i) {
             newer
@@ -1081,24 +1092,18 @@ impl Clusters {
 
     /// Correlation of `z` with the dominant beat and its lag (none while there is no
     /// dominant beat).
-    fn dominant_corr_lag(&self, z: &[f32], max_lag: usize) -> Option<(f32, isize)> {
+    fn dominant_corr_lag(&self, z: &Windows<'_>) -> Option<(f32, isize)> {
         self.dominant()
-            .map(|c| best_corr_lag(z, &c.shape[..z.len()], max_lag))
+            .map(|c| z.best_corr_lag(&c.shape[..z.len()]))
     }
 
     /// Adds a beat; returns whether it joined an established cluster (a shape the lead
     /// has shown repeatedly: the dominant beat or a recurring ectopic one).
     /// `dom`: the beat's correlation and lag with the dominant cluster, if already
     /// known.
-    fn learn(
-        &mut self,
-        z: &[f32],
-        width: f32,
-        amp: f32,
-        max_lag: usize,
-        dom: Option<(f32, isize)>,
-    ) -> bool {
+    fn learn(&mut self, zw: &Windows<'_>, width: f32, amp: f32, dom: Option<(f32, isize)>) -> bool {
         let dominant = self.dominant;
+        let z = zw.snippet();
         let nt = z.len();
         let mut best: Option<(usize, f32, isize)> = None;
         for (k, c) in self.c.iter_mut().enumerate() {
@@ -1112,7 +1117,7 @@ impl Clusters {
             }
             let (r, lag) = match (dominant, dom) {
                 (Some(d), Some(known)) if d == k => known,
-                _ => best_corr_lag(z, &c.shape[..nt], max_lag),
+                _ => zw.best_corr_lag(&c.shape[..nt]),
             };
             if r >= TMPL_MATCH && best.is_none_or(|(_, b, _)| r > b) {
                 best = Some((k, r, lag));
@@ -1158,43 +1163,83 @@ impl Clusters {
     }
 }
 
-/// Largest Pearson correlation between the core of `b` (without `max_lag` samples at
-/// either end) and the equally long stretch of `a` shifted by up to ±`max_lag`, and
-/// that lag: `a[i + lag]` lines up with `b[i]`. The core's statistics are computed
-/// once and `a`'s from running sums, so the cost is about `(2 max_lag + 1) × core`
-/// multiply-adds.
-pub(crate) fn best_corr_lag(a: &[f32], b: &[f32], max_lag: usize) -> (f32, isize) {
+/// [`Windows::best_corr_lag`] of `a` and `b` (their common length).
+#[cfg(test)]
+fn best_corr_lag(a: &[f32], b: &[f32], max_lag: usize) -> (f32, isize) {
     let n = a.len().min(b.len());
-    let lag = max_lag.min(n.saturating_sub(4) / 2);
-    let m = n - 2 * lag;
-    let core = &b[lag..lag + m];
-    let mb = core.iter().sum::<f32>() / m as f32;
-    let mut cc = [0.0f32; SNIP_MAX];
-    let mut sbb = 0.0f32;
-    for (d, &v) in cc[..m].iter_mut().zip(core) {
-        *d = v - mb;
-        sbb += *d * *d;
-    }
-    // Running sums of a and a² for the windows' means and energies.
-    let mut ps = [0.0f32; SNIP_MAX + 1];
-    let mut ps2 = [0.0f32; SNIP_MAX + 1];
-    for i in 0..n {
-        ps[i + 1] = ps[i] + a[i];
-        ps2[i + 1] = ps2[i] + a[i] * a[i];
-    }
-    let sabs = shifted_dots(&cc[..m], &a[..n]);
-    let mut best = -1.0f32;
-    let mut best_lag = 0isize;
-    for (s, &sab) in sabs[..=2 * lag].iter().enumerate() {
-        let sum = ps[s + m] - ps[s];
-        let saa = (ps2[s + m] - ps2[s]) - sum * sum / m as f32;
-        let den = (saa.max(0.0) * sbb).sqrt();
-        if den > 0.0 && sab / den > best {
-            best = sab / den;
-            best_lag = s as isize - lag as isize;
+    Windows::new(&a[..n], max_lag).best_corr_lag(&b[..n])
+}
+
+/// The shifted windows of a beat's snippet that [`Windows::best_corr_lag`] slides
+/// over the core of another snippet, with their energies about their means: computed
+/// once per beat from running sums and reused for every snippet it is compared with
+/// (the beat before, the dominant beat, the other clusters).
+struct Windows<'a> {
+    a: &'a [f32],
+    /// Largest lag either way and core length (`a.len() − 2 lag`).
+    lag: usize,
+    m: usize,
+    /// Sum of squared deviations from its mean of the window at each shift.
+    saa: [f32; SNIP_MAX],
+}
+
+impl<'a> Windows<'a> {
+    /// The windows of `a` (at most [`SNIP_MAX`] samples) for lags up to `max_lag`.
+    fn new(a: &'a [f32], max_lag: usize) -> Self {
+        let n = a.len();
+        let lag = max_lag.min(n.saturating_sub(4) / 2);
+        let m = n - 2 * lag;
+        // Running sums of a and a² for the windows' means and energies.
+        let mut ps = [0.0f32; SNIP_MAX + 1];
+        let mut ps2 = [0.0f32; SNIP_MAX + 1];
+        for i in 0..n {
+            ps[i + 1] = ps[i] + a[i];
+            ps2[i + 1] = ps2[i] + a[i] * a[i];
         }
+        let mut saa = [0.0f32; SNIP_MAX];
+        for (s, v) in saa[..=2 * lag].iter_mut().enumerate() {
+            let sum = ps[s + m] - ps[s];
+            *v = (ps2[s + m] - ps2[s]) - sum * sum / m as f32;
+        }
+        Self { a, lag, m, saa }
     }
-    (best, best_lag)
+
+    /// The snippet.
+    fn snippet(&self) -> &'a [f32] {
+        self.a
+    }
+
+    fn len(&self) -> usize {
+        self.a.len()
+    }
+
+    /// Largest Pearson correlation between the core of `b` (as long as the snippet
+    /// `a`, without `max_lag` samples at either end) and the equally long window of
+    /// `a` shifted by up to ±`max_lag`, and that lag: `a[i + lag]` lines up with
+    /// `b[i]`. The core's statistics are computed once, so the cost is about
+    /// `(2 max_lag + 1) × core` multiply-adds.
+    fn best_corr_lag(&self, b: &[f32]) -> (f32, isize) {
+        let (lag, m) = (self.lag, self.m);
+        let core = &b[lag..lag + m];
+        let mb = core.iter().sum::<f32>() / m as f32;
+        let mut cc = [0.0f32; SNIP_MAX];
+        let mut sbb = 0.0f32;
+        for (d, &v) in cc[..m].iter_mut().zip(core) {
+            *d = v - mb;
+            sbb += *d * *d;
+        }
+        let sabs = shifted_dots(&cc[..m], self.a);
+        let mut best = -1.0f32;
+        let mut best_lag = 0isize;
+        for ((s, &sab), &saa) in sabs[..=2 * lag].iter().enumerate().zip(&self.saa) {
+            let den = (saa.max(0.0) * sbb).sqrt();
+            if den > 0.0 && sab / den > best {
+                best = sab / den;
+                best_lag = s as isize - lag as isize;
+            }
+        }
+        (best, best_lag)
+    }
 }
 
 /// The dot products of `c` with every window `a[s..s + c.len()]`, `s = 0 ..=

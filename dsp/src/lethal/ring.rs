@@ -51,6 +51,16 @@ impl<T: Copy + Default> Ring<T> {
         self.buf[self.wrap(self.head + i)]
     }
 
+    /// The `i`-th oldest element by reference, `i < len`.
+    pub(crate) fn get_ref(&self, i: usize) -> &T {
+        &self.buf[self.wrap(self.head + i)]
+    }
+
+    /// The newest element.
+    pub(crate) fn newest(&self) -> Option<&T> {
+        self.len.checked_sub(1).map(|i| self.get_ref(i))
+    }
+
     /// The `i`-th oldest element, mutably, `i < len`.
     pub(crate) fn get_mut(&mut self, i: usize) -> &mut T {
         let i = self.wrap(self.head + i);
