@@ -201,6 +201,125 @@ impl LeadParams {
     }
 }
 
+/// The triangle (sinc²) decimator of one lead: each input sample weighs into the
+/// current output with `d − phase` and into the next with `phase` (with `d = 1` the
+/// weights are 1 and 0: a pass-through). Missing samples hold the last value and mark
+/// their working sample bad.
+#[derive(Debug, Clone, Default)]
+struct Decimator {
+    /// Partial sums of the current and the next output.
+    cur: f32,
+    next: f32,
+    /// Phase of the next input sample, `0..d`.
+    phase: usize,
+    /// A missing or lead-off input since the last output.
+    bad: bool,
+    /// The last finite input (held over missing samples).
+    last: f32,
+}
+
+impl Decimator {
+    /// Decimates `x` (at most [`CHUNK`] samples) into `ys` and its bad flags into
+    /// `bads`; returns the outputs written. Whole groups of finite samples take
+    /// [`Decimator::groups`] for the common factors, the rest [`Decimator::step`].
+    fn run(
+        &mut self,
+        p: &LeadParams,
+        x: &[f32],
+        off: bool,
+        ys: &mut [f32; CHUNK],
+        bads: &mut [bool; CHUNK],
+    ) -> usize {
+        let mut ny = 0;
+        let mut i = 0;
+        // Up to the start of an output.
+        while i < x.len() && self.phase != 0 {
+            if let Some((y, b)) = self.step(p, x[i], off) {
+                (ys[ny], bads[ny]) = (y, b);
+                ny += 1;
+            }
+            i += 1;
+        }
+        let whole = (x.len() - i) / p.d * p.d;
+        let body = &x[i..i + whole];
+        if body.iter().fold(true, |ok, v| ok & v.is_finite()) {
+            let (ys, bads) = (&mut ys[ny..], &mut bads[ny..]);
+            let n = match p.d {
+                2 => self.groups::<2>(p, body, off, ys, bads),
+                3 => self.groups::<3>(p, body, off, ys, bads),
+                4 => self.groups::<4>(p, body, off, ys, bads),
+                8 => self.groups::<8>(p, body, off, ys, bads),
+                _ => 0,
+            };
+            ny += n;
+            i += n * p.d;
+        }
+        for &raw in &x[i..] {
+            if let Some((y, b)) = self.step(p, raw, off) {
+                (ys[ny], bads[ny]) = (y, b);
+                ny += 1;
+            }
+        }
+        ny
+    }
+
+    /// One input sample; the output (and whether it is bad) when it completes one.
+    #[inline]
+    fn step(&mut self, p: &LeadParams, raw: f32, off: bool) -> Option<(f32, bool)> {
+        let finite = raw.is_finite();
+        let v = if finite { raw } else { self.last };
+        self.last = v;
+        self.bad |= off || !finite;
+        let (w_cur, w_next) = p.dec_w[self.phase];
+        self.cur += v * w_cur;
+        self.next += v * w_next;
+        self.phase += 1;
+        if self.phase < p.d {
+            return None;
+        }
+        let out = (self.cur * p.dec_norm, self.bad);
+        self.phase = 0;
+        self.cur = self.next;
+        self.next = 0.0;
+        self.bad = false;
+        Some(out)
+    }
+
+    /// Whole groups of `D = d` finite samples starting at phase 0 (where `next` is 0
+    /// and `bad` false): no phase branch, weight look-up or missing-sample check per
+    /// sample, and each group's `next` does not depend on the groups before, so the
+    /// groups overlap in the pipeline. The same operations in the same order as
+    /// [`Decimator::step`]: bit-identical outputs. Returns the groups done.
+    fn groups<const D: usize>(
+        &mut self,
+        p: &LeadParams,
+        x: &[f32],
+        off: bool,
+        ys: &mut [f32],
+        bads: &mut [bool],
+    ) -> usize {
+        debug_assert!(self.phase == 0 && D == p.d && self.next == 0.0 && !self.bad);
+        let mut cur = self.cur;
+        let mut n = 0;
+        for ((g, y), b) in x.chunks_exact(D).zip(ys.iter_mut()).zip(bads.iter_mut()) {
+            let mut next = 0.0f32;
+            for (ph, &v) in g.iter().enumerate() {
+                cur += v * (D - ph) as f32;
+                next += v * ph as f32;
+            }
+            *y = cur * p.dec_norm;
+            *b = off;
+            cur = next;
+            n += 1;
+        }
+        if n > 0 {
+            self.last = x[n * D - 1];
+        }
+        self.cur = cur;
+        n
+    }
+}
+
 /// One detection-feature peak of a lead, a beat or not, with its morphology.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub(crate) struct Beat {
@@ -284,12 +403,7 @@ struct Pending {
 #[derive(Debug, Clone)]
 pub(crate) struct LeadFront {
     // Input side.
-    acc_cur: f32,
-    acc_next: f32,
-    /// A missing or lead-off input since the last working sample.
-    bad_acc: bool,
-    phase: usize,
-    last_raw: f32,
+    dec: Decimator,
     started: bool,
     // Working side.
     k: u64,
@@ -328,11 +442,17 @@ pub(crate) struct LeadFront {
     npk_pos: usize,
     /// Median of `spk` (the beat level), kept current.
     spk_med: f32,
+    /// Median of `npk` (the noise level), kept current: every measured peak reads
+    /// it, only the non-beat ones change it.
+    npk_med: f32,
     last_beat: Option<(u64, f32)>,
     last_relearn: u64,
     rr: [f32; NBUF],
     rr_n: usize,
     rr_pos: usize,
+    /// Median of the RR intervals held once there are two (s), kept current: every
+    /// measured peak reads it, only beats change it.
+    rr_med: Option<f32>,
     // Morphology.
     clusters: Clusters,
     prev_snip: [f32; SNIP_MAX],
@@ -352,11 +472,7 @@ impl LeadFront {
             as usize
             + 4;
         Self {
-            acc_cur: 0.0,
-            acc_next: 0.0,
-            bad_acc: false,
-            phase: 0,
-            last_raw: f32::NAN,
+            dec: Decimator::default(),
             started: false,
             k: 0,
             hp_x1: 0.0,
@@ -388,11 +504,13 @@ impl LeadFront {
             spk_pos: 0,
             npk_pos: 0,
             spk_med: 0.0,
+            npk_med: 0.0,
             last_beat: None,
             last_relearn: 0,
             rr: [0.0; NBUF],
             rr_n: 0,
             rr_pos: 0,
+            rr_med: None,
             clusters: Clusters::default(),
             prev_snip: [0.0; SNIP_MAX],
             has_prev: false,
@@ -424,49 +542,18 @@ impl LeadFront {
         if !self.started {
             self.started = true;
             let v = x.iter().copied().find(|v| v.is_finite()).unwrap_or(0.0);
-            self.last_raw = v;
+            self.dec.last = v;
             self.hp_x1 = v;
             // As if the signal had been constant before.
             let d = p.d as f32;
-            self.acc_cur = v * d * (d - 1.0) / 2.0;
+            self.dec.cur = v * d * (d - 1.0) / 2.0;
         }
         // In chunks: clean and decimate into a small stack buffer, then run the
         // working-rate chain over it. Hot state stays in locals.
         let mut ys = [0.0f32; CHUNK];
         let mut bads = [false; CHUNK];
         for chunk in x.chunks(CHUNK) {
-            // Missing samples hold the last value and mark their working sample bad.
-            // Triangle (sinc²) decimation: each input sample weighs into the current
-            // output with d − phase and into the next with phase (with d = 1 the
-            // weights are 1 and 0: a pass-through).
-            let mut last = self.last_raw;
-            let (mut cur, mut next, mut ph) = (self.acc_cur, self.acc_next, self.phase);
-            let mut bad = self.bad_acc;
-            let d = p.d;
-            let mut ny = 0;
-            for &raw in chunk {
-                let finite = raw.is_finite();
-                let v = if finite { raw } else { last };
-                last = v;
-                bad |= off || !finite;
-                cur += v * p.dec_w[ph].0;
-                next += v * p.dec_w[ph].1;
-                ph += 1;
-                if ph == d {
-                    ph = 0;
-                    ys[ny] = cur * p.dec_norm;
-                    bads[ny] = bad;
-                    cur = next;
-                    next = 0.0;
-                    bad = false;
-                    ny += 1;
-                }
-            }
-            self.last_raw = last;
-            self.acc_cur = cur;
-            self.acc_next = next;
-            self.phase = ph;
-            self.bad_acc = bad;
+            let ny = self.dec.run(p, chunk, off, &mut ys, &mut bads);
             self.work(p, &ys[..ny], &bads[..ny]);
         }
     }
@@ -484,10 +571,18 @@ impl LeadFront {
         let mut e_prev = self.e_prev;
         let mut vf_acc = self.vf_acc;
         let mut vf_cnt = self.vf_cnt;
+        // Also in locals: the sample index, the open tick's statistics (written back
+        // around `next_tick`, the only callee that reads them), the peak candidate and
+        // the pending peak with the working sample at which it is measured.
+        let mut k = self.k;
+        let mut cur = self.cur;
+        let (mut cand_k, mut cand_v) = (self.cand_k, self.cand_v);
+        let mut pending = self.pending.take();
+        let mut pending_due = pending.map_or(u64::MAX, |pd| self.measure_at(p, pd));
         let nm = self.mwi_buf.len();
         for (&y, &bad) in ys.iter().zip(bads) {
-            let k = self.k;
-            self.k += 1;
+            k += 1;
+            let k = k - 1;
             // Baseline high-pass (first order, 0.5 Hz).
             let hp = y - x1 + p.hp_a * y1;
             x1 = y;
@@ -520,11 +615,13 @@ impl LeadFront {
 
             // Tick statistics, by the ECG time of this working sample.
             if k >= self.tick_end_k {
+                self.cur = cur;
                 self.next_tick(p, k);
+                cur = self.cur;
             }
             run = if y == y_prev { run + 1 } else { 0 };
             y_prev = y;
-            let c = &mut self.cur;
+            let c = &mut cur;
             c.n = c.n.saturating_add(1);
             if y > c.y_max {
                 c.y_max = y;
@@ -556,37 +653,41 @@ impl LeadFront {
             }
 
             // Local maxima of the detection feature, `r` apart.
-            if e > e_prev && e > self.cand_v {
-                self.cand_k = k;
-                self.cand_v = e;
+            if e > e_prev && e > cand_v {
+                cand_k = k;
+                cand_v = e;
             }
             e_prev = e;
             if k < p.warmup {
                 self.warm_up(p, k, e);
                 continue;
             }
-            if self.cand_v >= 0.0 && k >= self.cand_k + p.r as u64 {
-                let (kc, v) = (self.cand_k, self.cand_v);
-                self.cand_v = -1.0;
-                {
-                    // Tiny wiggles (below 15 % of the beat level) are neither beats
-                    // nor anything the decisions look at: not measured.
-                    if v > 0.1 * E_FLOOR && v >= PEAK_MIN * self.spk_med {
-                        if let Some(pd) = self.pending.take() {
-                            self.finish(p, pd);
-                        }
-                        self.pending = Some(Pending { k: kc, e: v });
+            if cand_v >= 0.0 && k >= cand_k + p.r as u64 {
+                let (kc, v) = (cand_k, cand_v);
+                cand_v = -1.0;
+                // Tiny wiggles (below 15 % of the beat level) are neither beats nor
+                // anything the decisions look at: not measured.
+                if v > 0.1 * E_FLOOR && v >= PEAK_MIN * self.spk_med {
+                    if let Some(pd) = pending.take() {
+                        self.finish(p, pd);
                     }
+                    let pd = Pending { k: kc, e: v };
+                    pending = Some(pd);
+                    pending_due = self.measure_at(p, pd);
                 }
             }
-            if let Some(pd) = self.pending {
-                let c = pd.k.saturating_sub(p.g as u64);
-                if k >= (c + p.reach as u64 + 1).max(pd.k + p.r as u64) {
-                    self.pending = None;
+            if k >= pending_due {
+                if let Some(pd) = pending.take() {
                     self.finish(p, pd);
                 }
+                pending_due = u64::MAX;
             }
         }
+        self.k = k;
+        self.cur = cur;
+        self.cand_k = cand_k;
+        self.cand_v = cand_v;
+        self.pending = pending;
         self.hp_x1 = x1;
         self.hp_y1 = y1;
         self.hp_y2 = y2;
@@ -602,6 +703,13 @@ impl LeadFront {
         self.vf_cnt = vf_cnt;
     }
 
+    /// The working sample at which a pending peak is measured: once the stretch its
+    /// measurement reads is in and no larger peak can still replace it.
+    fn measure_at(&self, p: &LeadParams, pd: Pending) -> u64 {
+        let c = pd.k.saturating_sub(p.g as u64);
+        (c + p.reach as u64 + 1).max(pd.k + p.r as u64)
+    }
+
     /// Learns the initial levels during the first `warmup` working samples.
     fn warm_up(&mut self, p: &LeadParams, k: u64, e: f32) {
         self.warm_max = self.warm_max.max(e);
@@ -609,6 +717,7 @@ impl LeadFront {
         if k + 1 == p.warmup {
             self.spk = [self.warm_max * 0.6; NBUF];
             self.npk = [self.warm_sum / p.warmup as f32; NBUF];
+            self.npk_med = median_small(&self.npk);
             self.spk_med = self.warm_max * 0.6;
         }
     }
@@ -618,6 +727,8 @@ impl LeadFront {
     fn next_tick(&mut self, p: &LeadParams, k: u64) {
         if self.in_cur && self.cur.n > 0 && p.time_of(k) >= 0 {
             let mut s = self.cur;
+            // `tick_stats` relies on strictly increasing tick indices.
+            debug_assert!(self.ticks.iter().last().is_none_or(|l| l.tick < s.tick));
             self.tick_quality(p, &mut s);
             self.ticks.push(s);
             self.maybe_relearn(p, k);
@@ -702,12 +813,17 @@ impl LeadFront {
 
     fn threshold(&self) -> (f32, f32) {
         let s = self.spk_med;
-        let n = median_small(&self.npk);
+        let n = self.npk_med;
         ((n + TH_FRAC * (s - n)).max(E_FLOOR), s)
     }
 
     fn rr_median(&self) -> Option<f32> {
-        (self.rr_n >= 2).then(|| median_small(&self.rr[..self.rr_n.min(NBUF)]))
+        self.rr_med
+    }
+
+    /// Recomputes [`LeadFront::rr_median`] after an RR interval was added.
+    fn update_rr_median(&mut self) {
+        self.rr_med = (self.rr_n >= 2).then(|| median_small(&self.rr[..self.rr_n.min(NBUF)]));
     }
 
     /// After `relearn` without a beat (and every half of it since), the levels restart
@@ -726,6 +842,7 @@ impl LeadFront {
             if mx > E_FLOOR {
                 self.spk = [0.6 * mx; NBUF];
                 self.npk = [0.1 * mx; NBUF];
+                self.npk_med = median_small(&self.npk);
                 self.spk_med = 0.6 * mx;
             }
             self.last_relearn = k;
@@ -812,13 +929,14 @@ impl LeadFront {
 
         // Shape comparisons for beats and for peaks that could be missed beats (the
         // smaller ones only matter by their size).
+        let zw = Windows::new(&z[..nt], p.max_lag);
         let corr_prev = if self.has_prev && is_beat {
-            best_corr_lag(&z[..nt], &self.prev_snip[..nt], p.max_lag).0
+            zw.best_corr_lag(&self.prev_snip[..nt]).0
         } else {
             f32::NAN
         };
         let dom = if is_beat || pd.e >= 0.3 * level {
-            self.clusters.dominant_corr_lag(&z[..nt], p.max_lag)
+            self.clusters.dominant_corr_lag(&zw)
         } else {
             None
         };
@@ -835,15 +953,17 @@ impl LeadFront {
                     self.rr[self.rr_pos] = r;
                     self.rr_pos = (self.rr_pos + 1) % NBUF;
                     self.rr_n += 1;
+                    self.update_rr_median();
                 }
             }
             self.last_beat = Some((fid, pd.e));
-            alike = self.clusters.learn(&z[..nt], width, amp, p.max_lag, dom);
+            alike = self.clusters.learn(&zw, width, amp, dom);
             self.prev_snip[..nt].copy_from_slice(&z[..nt]);
             self.has_prev = true;
         } else {
             self.npk[self.npk_pos] = pd.e;
             self.npk_pos = (self.npk_pos + 1) % NBUF;
+            self.npk_med = median_small(&self.npk);
         }
         self.beats.push(Beat {
             t,
@@ -893,27 +1013,40 @@ impl LeadFront {
         }
     }
 
-    /// The quality of the tick holding ECG sample `t` (0 when it is not known).
+    /// The statistics of tick `i`, if kept. Ticks are stored in strictly increasing
+    /// order, and consecutively while the stream runs: the position that implies is
+    /// tried first, then a binary search (the assessments ask for every lead's ticks
+    /// at many times).
+    fn tick_stats(&self, i: u64) -> Option<&TickStats> {
+        let n = self.ticks.len();
+        let newest = self.ticks.newest()?.tick;
+        let back = usize::try_from(newest.checked_sub(i)?).unwrap_or(usize::MAX);
+        if back < n {
+            let s = self.ticks.get_ref(n - 1 - back);
+            if s.tick == i {
+                return Some(s);
+            }
+        }
+        let (older, newer) = self.ticks.as_slices();
+        let s = if newer.first().is_some_and(|s| s.tick <= i) {
+            newer
+        } else {
+            older
+        };
+        let n = s.partition_point(|s| s.tick <= i);
+        n.checked_sub(1).map(|j| &s[j]).filter(|s| s.tick == i)
+    }
+
     /// Whether the tick holding `t` was mostly flagged lead-off or missing (a tick no
     /// longer kept counts as connected).
     pub(crate) fn off_at(&self, t: u64, tick: u64) -> bool {
-        let i = t / tick;
-        self.ticks
-            .iter()
-            .rev()
-            .find(|s| s.tick <= i)
-            .filter(|s| s.tick == i)
+        self.tick_stats(t / tick)
             .is_some_and(|s| s.n > 0 && f32::from(s.bad) >= BAD_TO * f32::from(s.n))
     }
 
+    /// The quality of the tick holding ECG sample `t` (0 when it is not known).
     pub(crate) fn quality_at(&self, t: u64, tick: u64, which: fn(&TickStats) -> f32) -> f32 {
-        let i = t / tick;
-        self.ticks
-            .iter()
-            .rev()
-            .find(|s| s.tick <= i)
-            .filter(|s| s.tick == i)
-            .map_or(0.0, |s| which(&s))
+        self.tick_stats(t / tick).map_or(0.0, which)
     }
 }
 
@@ -959,24 +1092,18 @@ impl Clusters {
 
     /// Correlation of `z` with the dominant beat and its lag (none while there is no
     /// dominant beat).
-    fn dominant_corr_lag(&self, z: &[f32], max_lag: usize) -> Option<(f32, isize)> {
+    fn dominant_corr_lag(&self, z: &Windows<'_>) -> Option<(f32, isize)> {
         self.dominant()
-            .map(|c| best_corr_lag(z, &c.shape[..z.len()], max_lag))
+            .map(|c| z.best_corr_lag(&c.shape[..z.len()]))
     }
 
     /// Adds a beat; returns whether it joined an established cluster (a shape the lead
     /// has shown repeatedly: the dominant beat or a recurring ectopic one).
     /// `dom`: the beat's correlation and lag with the dominant cluster, if already
     /// known.
-    fn learn(
-        &mut self,
-        z: &[f32],
-        width: f32,
-        amp: f32,
-        max_lag: usize,
-        dom: Option<(f32, isize)>,
-    ) -> bool {
+    fn learn(&mut self, zw: &Windows<'_>, width: f32, amp: f32, dom: Option<(f32, isize)>) -> bool {
         let dominant = self.dominant;
+        let z = zw.snippet();
         let nt = z.len();
         let mut best: Option<(usize, f32, isize)> = None;
         for (k, c) in self.c.iter_mut().enumerate() {
@@ -990,7 +1117,7 @@ impl Clusters {
             }
             let (r, lag) = match (dominant, dom) {
                 (Some(d), Some(known)) if d == k => known,
-                _ => best_corr_lag(z, &c.shape[..nt], max_lag),
+                _ => zw.best_corr_lag(&c.shape[..nt]),
             };
             if r >= TMPL_MATCH && best.is_none_or(|(_, b, _)| r > b) {
                 best = Some((k, r, lag));
@@ -1036,44 +1163,99 @@ impl Clusters {
     }
 }
 
-/// Largest Pearson correlation between the core of `b` (without `max_lag` samples at
-/// either end) and the equally long stretch of `a` shifted by up to ±`max_lag`, and
-/// that lag: `a[i + lag]` lines up with `b[i]`. The core's statistics are computed
-/// once and `a`'s from running sums, so the cost is about `(2 max_lag + 1) × core`
-/// multiply-adds.
-pub(crate) fn best_corr_lag(a: &[f32], b: &[f32], max_lag: usize) -> (f32, isize) {
+/// [`Windows::best_corr_lag`] of `a` and `b` (their common length).
+#[cfg(test)]
+fn best_corr_lag(a: &[f32], b: &[f32], max_lag: usize) -> (f32, isize) {
     let n = a.len().min(b.len());
-    let lag = max_lag.min(n.saturating_sub(4) / 2);
-    let m = n - 2 * lag;
-    let core = &b[lag..lag + m];
-    let mb = core.iter().sum::<f32>() / m as f32;
-    let mut cc = [0.0f32; SNIP_MAX];
-    let mut sbb = 0.0f32;
-    for (d, &v) in cc[..m].iter_mut().zip(core) {
-        *d = v - mb;
-        sbb += *d * *d;
+    Windows::new(&a[..n], max_lag).best_corr_lag(&b[..n])
+}
+
+/// The shifted windows of a beat's snippet that [`Windows::best_corr_lag`] slides
+/// over the core of another snippet, with their energies about their means: computed
+/// once per beat from running sums and reused for every snippet it is compared with
+/// (the beat before, the dominant beat, the other clusters).
+struct Windows<'a> {
+    a: &'a [f32],
+    /// Largest lag either way and core length (`a.len() − 2 lag`).
+    lag: usize,
+    m: usize,
+    /// Sum of squared deviations from its mean of the window at each shift.
+    saa: [f32; SNIP_MAX],
+}
+
+impl<'a> Windows<'a> {
+    /// The windows of `a` (at most [`SNIP_MAX`] samples) for lags up to `max_lag`.
+    fn new(a: &'a [f32], max_lag: usize) -> Self {
+        let n = a.len();
+        let lag = max_lag.min(n.saturating_sub(4) / 2);
+        let m = n - 2 * lag;
+        // Running sums of a and a² for the windows' means and energies.
+        let mut ps = [0.0f32; SNIP_MAX + 1];
+        let mut ps2 = [0.0f32; SNIP_MAX + 1];
+        for i in 0..n {
+            ps[i + 1] = ps[i] + a[i];
+            ps2[i + 1] = ps2[i] + a[i] * a[i];
+        }
+        let mut saa = [0.0f32; SNIP_MAX];
+        for (s, v) in saa[..=2 * lag].iter_mut().enumerate() {
+            let sum = ps[s + m] - ps[s];
+            *v = (ps2[s + m] - ps2[s]) - sum * sum / m as f32;
+        }
+        Self { a, lag, m, saa }
     }
-    // Running sums of a and a² for the windows' means and energies.
-    let mut ps = [0.0f32; SNIP_MAX + 1];
-    let mut ps2 = [0.0f32; SNIP_MAX + 1];
-    for i in 0..n {
-        ps[i + 1] = ps[i] + a[i];
-        ps2[i + 1] = ps2[i] + a[i] * a[i];
+
+    /// The snippet.
+    fn snippet(&self) -> &'a [f32] {
+        self.a
     }
-    let mut best = -1.0f32;
-    let mut best_lag = 0isize;
-    for s in 0..=2 * lag {
-        let w = &a[s..s + m];
-        let sum = ps[s + m] - ps[s];
-        let saa = (ps2[s + m] - ps2[s]) - sum * sum / m as f32;
-        let sab: f32 = cc[..m].iter().zip(w).map(|(x, y)| x * y).sum();
-        let den = (saa.max(0.0) * sbb).sqrt();
-        if den > 0.0 && sab / den > best {
-            best = sab / den;
-            best_lag = s as isize - lag as isize;
+
+    fn len(&self) -> usize {
+        self.a.len()
+    }
+
+    /// Largest Pearson correlation between the core of `b` (as long as the snippet
+    /// `a`, without `max_lag` samples at either end) and the equally long window of
+    /// `a` shifted by up to ±`max_lag`, and that lag: `a[i + lag]` lines up with
+    /// `b[i]`. The core's statistics are computed once, so the cost is about
+    /// `(2 max_lag + 1) × core` multiply-adds.
+    fn best_corr_lag(&self, b: &[f32]) -> (f32, isize) {
+        let (lag, m) = (self.lag, self.m);
+        let core = &b[lag..lag + m];
+        let mb = core.iter().sum::<f32>() / m as f32;
+        let mut cc = [0.0f32; SNIP_MAX];
+        let mut sbb = 0.0f32;
+        for (d, &v) in cc[..m].iter_mut().zip(core) {
+            *d = v - mb;
+            sbb += *d * *d;
+        }
+        let sabs = shifted_dots(&cc[..m], self.a);
+        let mut best = -1.0f32;
+        let mut best_lag = 0isize;
+        for ((s, &sab), &saa) in sabs[..=2 * lag].iter().enumerate().zip(&self.saa) {
+            let den = (saa.max(0.0) * sbb).sqrt();
+            if den > 0.0 && sab / den > best {
+                best = sab / den;
+                best_lag = s as isize - lag as isize;
+            }
+        }
+        (best, best_lag)
+    }
+}
+
+/// The dot products of `c` with every window `a[s..s + c.len()]`, `s = 0 ..=
+/// a.len() − c.len()` (at most [`SNIP_MAX`] of them). The loop runs over the shifts
+/// innermost so that they fill the vector lanes, yet each shift's sum still adds its
+/// terms in index order from −0.0, as `Iterator::sum` does: the results are
+/// bit-identical to summing shift by shift.
+fn shifted_dots(c: &[f32], a: &[f32]) -> [f32; SNIP_MAX] {
+    let shifts = (a.len() + 1).saturating_sub(c.len()).min(SNIP_MAX);
+    let mut dots = [-0.0f32; SNIP_MAX];
+    for (i, &x) in c.iter().enumerate() {
+        for (d, &y) in dots[..shifts].iter_mut().zip(&a[i..]) {
+            *d += x * y;
         }
     }
-    (best, best_lag)
+    dots
 }
 
 #[cfg(test)]

@@ -23,10 +23,22 @@ impl<T: Copy + Default> Ring<T> {
         let cap = self.buf.len();
         if self.len == cap {
             self.buf[self.head] = v;
-            self.head = (self.head + 1) % cap;
+            self.head = self.wrap(self.head + 1);
         } else {
-            self.buf[(self.head + self.len) % cap] = v;
+            let i = self.wrap(self.head + self.len);
+            self.buf[i] = v;
             self.len += 1;
+        }
+    }
+
+    /// `i mod capacity` for `i < 2 × capacity`: a compare instead of a division
+    /// (rings are read in the assessments' inner loops).
+    fn wrap(&self, i: usize) -> usize {
+        let cap = self.buf.len();
+        if i >= cap {
+            i - cap
+        } else {
+            i
         }
     }
 
@@ -36,18 +48,43 @@ impl<T: Copy + Default> Ring<T> {
 
     /// The `i`-th oldest element, `i < len`.
     pub(crate) fn get(&self, i: usize) -> T {
-        self.buf[(self.head + i) % self.buf.len()]
+        self.buf[self.wrap(self.head + i)]
+    }
+
+    /// The `i`-th oldest element by reference, `i < len`.
+    pub(crate) fn get_ref(&self, i: usize) -> &T {
+        &self.buf[self.wrap(self.head + i)]
+    }
+
+    /// The newest element.
+    pub(crate) fn newest(&self) -> Option<&T> {
+        self.len.checked_sub(1).map(|i| self.get_ref(i))
     }
 
     /// The `i`-th oldest element, mutably, `i < len`.
     pub(crate) fn get_mut(&mut self, i: usize) -> &mut T {
-        let n = self.buf.len();
-        &mut self.buf[(self.head + i) % n]
+        let i = self.wrap(self.head + i);
+        &mut self.buf[i]
     }
 
-    /// Oldest to newest.
+    /// The elements as two slices, oldest first: the first from the oldest element to
+    /// the end of the buffer, the second the rest (empty until the ring wraps).
+    pub(crate) fn as_slices(&self) -> (&[T], &[T]) {
+        let cap = self.buf.len();
+        if self.head + self.len <= cap {
+            (&self.buf[self.head..self.head + self.len], &[])
+        } else {
+            let (front, back) = self.buf.split_at(self.head);
+            (back, &front[..self.head + self.len - cap])
+        }
+    }
+
+    /// Oldest to newest. Walks the two slices of [`Ring::as_slices`]: no index
+    /// arithmetic or bounds check per element (the assessments scan the rings of
+    /// every lead several times per tick).
     pub(crate) fn iter(&self) -> impl DoubleEndedIterator<Item = T> + '_ {
-        (0..self.len).map(move |i| self.get(i))
+        let (a, b) = self.as_slices();
+        a.iter().chain(b).copied()
     }
 
     pub(crate) fn bytes(&self) -> usize {
@@ -151,7 +188,15 @@ mod tests {
             r.push(i);
         }
         assert_eq!(r.iter().collect::<Vec<_>>(), vec![2, 3, 4]);
+        assert_eq!(r.iter().rev().collect::<Vec<_>>(), vec![4, 3, 2]);
         assert_eq!(r.len(), 3);
+        assert_eq!((r.get(0), r.get(2)), (2, 4));
+        let (a, b) = r.as_slices();
+        assert_eq!([a, b].concat(), vec![2, 3, 4]);
+        let mut s = Ring::<u32>::new(4);
+        s.push(7);
+        s.push(8);
+        assert_eq!(s.as_slices(), (&[7, 8][..], &[][..]));
     }
 
     #[test]
