@@ -3,7 +3,7 @@
 //! hour, for profiling and A/B runs.
 //!
 //! ```sh
-//! cargo run --release -p ecg-pipeline --example stages_bench -- [PATIENTS] [ROUNDS]
+//! cargo run --release -p ecg-pipeline --example stages_bench -- [PATIENTS] [ROUNDS] [THREADS]
 //! ```
 //!
 //! `PATIENTS` (default 100) 12-lead 500 Hz streams, 60 s each, of the simulator's
@@ -22,18 +22,21 @@
 //!
 //! It prints each round's thread CPU time per stream-second and the ratio
 //! bare/stages (the load test's "ratio to the bare DSP chain" without the scorer,
-//! the publisher and the Kafka client), and the median over rounds.
+//! the publisher and the Kafka client), and the median over rounds. With `THREADS`
+//! above 1 the analyzer is split over that many threads (`analyzer_threads`,
+//! [`Shards`]): the calling thread's CPU then covers one shard only, and the wall
+//! time per stream-second (last column) is what shows the scaling.
 
 #![allow(clippy::print_stdout, clippy::expect_used)]
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ecg_dsp::stream::DspConfig;
 use ecg_dsp::StreamDsp;
 use ecg_inference::Model;
 use ecg_pipeline::offline::{frame_record, now_us};
-use ecg_pipeline::{Analyzer, Checkpoint, PipelineMetrics, Sequencer, Sink, StreamSettings};
+use ecg_pipeline::{Checkpoint, PipelineMetrics, Sequencer, Shards, Sink, StreamSettings};
 use ecg_sim::{Device, FrameSource, Preset};
 use ecg_types::{DeviceId, Frame, Lead, PatientId, SourceRecord, StreamId};
 
@@ -111,16 +114,29 @@ fn bare(streams: &[Vec<Vec<f32>>]) -> Duration {
 }
 
 /// Sequencer and analyzer (the scorer is its own thread in the deployable; the model
-/// inputs the analyzer builds are dropped here). Returns the CPU time, the findings
-/// and the model inputs built.
-fn stages(records: &[SourceRecord], models: &Arc<Vec<Model>>) -> (Duration, usize, usize) {
+/// inputs the analyzer builds are dropped here), the analyzer on `threads` threads.
+/// Returns the calling thread's CPU time, the wall time, the findings and the model
+/// inputs built.
+fn stages(
+    records: &[SourceRecord],
+    models: &Arc<Vec<Model>>,
+    threads: usize,
+) -> (Duration, Duration, usize, usize) {
     let names: Vec<String> = models.iter().map(|m| m.manifest().id.clone()).collect();
     let metrics: Sink = Arc::new(PipelineMetrics::new(&names, &mut |_| {}).expect("metrics"));
     let settings = StreamSettings::default();
     let mut sequencer = Sequencer::new(settings.clone(), metrics.clone());
-    let mut analyzer = Analyzer::new(DspConfig::default(), 5.0, models.clone(), settings, metrics);
+    let mut analyzer = Shards::new(
+        threads,
+        &DspConfig::default(),
+        5.0,
+        models,
+        &settings,
+        &metrics,
+    );
     let (mut findings, mut inputs) = (0, 0);
     let t = thread_cpu();
+    let wall = Instant::now();
     for (i, epoch) in records.chunks(EPOCH_RECORDS).enumerate() {
         let mut cp = Checkpoint::new(i as u64);
         let seq = sequencer.process(epoch.to_vec(), now_us, &mut cp);
@@ -128,7 +144,7 @@ fn stages(records: &[SourceRecord], models: &Arc<Vec<Model>>) -> (Duration, usiz
         findings += seq.findings.len() + analyzed.findings.len();
         inputs += analyzed.inputs.len();
     }
-    (thread_cpu() - t, findings, inputs)
+    (thread_cpu() - t, wall.elapsed(), findings, inputs)
 }
 
 /// The bundled models (`models/`), where ONNX Runtime is found; none otherwise.
@@ -156,6 +172,7 @@ fn main() {
     let mut args = std::env::args().skip(1);
     let patients: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(100);
     let rounds: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(5);
+    let threads: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(1).max(1);
     let frames = streams(patients.max(1));
     let blocks: Vec<Vec<Vec<f32>>> = frames
         .iter()
@@ -173,26 +190,34 @@ fn main() {
         "{patients} streams x {SECONDS} s, 12 leads at {RATE} Hz, frames of {FRAME_SAMPLES}; \
          thread CPU per stream-second (us)"
     );
-    println!("round   bare us/s   stages us/s   ratio bare/stages   findings   model inputs");
+    println!(
+        "round   bare us/s   stages us/s   ratio bare/stages   findings   model inputs   \
+         stages wall us/s ({threads} analyzer threads)"
+    );
     let mut ratios = Vec::new();
-    let (mut b_all, mut s_all) = (Vec::new(), Vec::new());
+    let (mut b_all, mut s_all, mut walls) = (Vec::new(), Vec::new(), Vec::new());
     for r in 1..=rounds.max(1) {
         let b = bare(&blocks).as_secs_f64() * 1e6 / stream_s;
-        let (s, findings, inputs) = stages(&records, &models);
+        let (s, wall, findings, inputs) = stages(&records, &models, threads);
         let s = s.as_secs_f64() * 1e6 / stream_s;
+        let w = wall.as_secs_f64() * 1e6 / stream_s;
         println!(
-            "{r:>5}   {b:>9.1}   {s:>11.1}   {:>17.3}   {findings:>8}   {inputs:>12}",
+            "{r:>5}   {b:>9.1}   {s:>11.1}   {:>17.3}   {findings:>8}   {inputs:>12}   {w:>16.1}",
             b / s
         );
+        walls.push(w);
         ratios.push(b / s);
         b_all.push(b);
         s_all.push(s);
     }
     let (b, s) = (median(&mut b_all), median(&mut s_all));
     println!(
-        "median  {b:>9.1}   {s:>11.1}   {:>17.3}   (patients per core: bare {:.0}, stages {:.0})",
+        "median  {b:>9.1}   {s:>11.1}   {:>17.3}   (patients per core: bare {:.0}, stages {:.0}; \
+         stages wall {:.1} us/s = {:.0} patients)",
         median(&mut ratios),
         1e6 / b,
-        1e6 / s
+        1e6 / s,
+        median(&mut walls),
+        1e6 / median(&mut walls)
     );
 }
