@@ -101,6 +101,16 @@ pub struct Analyzed {
     pub statuses: Vec<StreamStatus>,
 }
 
+impl Analyzed {
+    /// Appends another part's output (another analyzer shard's streams) after this.
+    pub fn append(&mut self, part: Analyzed) {
+        self.findings.extend(part.findings);
+        self.closed_us.extend(part.closed_us);
+        self.inputs.extend(part.inputs);
+        self.statuses.extend(part.statuses);
+    }
+}
+
 /// Rhythm window timing in device microseconds.
 #[derive(Debug, Clone, Copy)]
 struct Timing {

@@ -59,6 +59,16 @@ impl Checkpoint {
         *o = (*o).min(offset);
     }
 
+    /// Takes every hold of `part`, the checkpoint of another part of this epoch's
+    /// work (an analyzer shard's): the lowest offset per holder and partition is kept.
+    pub fn hold_all(&mut self, part: Checkpoint) {
+        for (holder, held) in part.holds {
+            for (partition, offset) in held {
+                self.hold(holder, partition, offset);
+            }
+        }
+    }
+
     /// Per partition read, the next offset safe to commit: one past the highest read,
     /// unless a holder needs an earlier one.
     pub fn safe_offsets(&self) -> Vec<(i32, i64)> {
@@ -176,6 +186,23 @@ impl CommitTracker {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_part_s_holds_merge_keeping_the_lowest_offset() {
+        let mut cp = Checkpoint::new(3);
+        cp.hold(Holder::Analyzer, 0, 50);
+        cp.hold(Holder::Sequencer, 1, 70);
+        let mut part = Checkpoint::new(3);
+        part.hold(Holder::Analyzer, 0, 40);
+        part.hold(Holder::Analyzer, 1, 90);
+        cp.hold_all(part);
+        assert_eq!(cp.holds[&Holder::Analyzer][&0], 40);
+        assert_eq!(cp.holds[&Holder::Analyzer][&1], 90);
+        assert_eq!(cp.holds[&Holder::Sequencer][&1], 70);
+        cp.high.insert(0, 100);
+        cp.high.insert(1, 100);
+        assert_eq!(cp.safe_offsets(), vec![(0, 40), (1, 70)]);
+    }
 
     fn cp(epoch: u64, high: &[(i32, i64)]) -> Checkpoint {
         let mut c = Checkpoint::new(epoch);

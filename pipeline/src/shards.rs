@@ -140,15 +140,8 @@ impl Shards {
         });
         let mut out = Analyzed::default();
         for (part, cp) in results {
-            out.findings.extend(part.findings);
-            out.closed_us.extend(part.closed_us);
-            out.inputs.extend(part.inputs);
-            out.statuses.extend(part.statuses);
-            for (holder, held) in cp.holds {
-                for (p, offset) in held {
-                    checkpoint.hold(holder, p, offset);
-                }
-            }
+            out.append(part);
+            checkpoint.hold_all(cp);
         }
         out
     }
