@@ -13,7 +13,7 @@ use ecg_pipeline::events::Discard;
 use ecg_pipeline::offline::frame_record;
 use ecg_pipeline::{Analyzer, Sequencer, StreamSettings};
 use ecg_sim::{Device, FrameSource, Preset};
-use ecg_types::{DeviceId, Lead, ModelInput, PatientId, SampleRate, StreamId};
+use ecg_types::{DeviceId, Frame, Lead, ModelInput, PatientId, SampleRate, StreamId};
 
 const T0: i64 = 1_800_000_000_000_000;
 
@@ -61,15 +61,7 @@ fn pipeline_and_eval_build_identical_waveform_inputs() {
     }
     assert!(pipeline.len() >= 5, "{} windows", pipeline.len());
     // The same samples, as the wire carried them (µV counts back to mV).
-    let sig: Vec<f32> = frames
-        .iter()
-        .flat_map(|f| {
-            f.samples
-                .iter()
-                .map(|&c| f.scale.to_mv(c))
-                .collect::<Vec<_>>()
-        })
-        .collect();
+    let sig: Vec<f32> = frames.iter().flat_map(Frame::samples_mv).collect();
     // eval's path, fed from the sample the pipeline's first window starts at: its
     // windows then start where the pipeline's do.
     let first = &pipeline[0];

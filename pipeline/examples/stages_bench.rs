@@ -176,11 +176,7 @@ fn main() {
     let frames = streams(patients.max(1));
     let blocks: Vec<Vec<Vec<f32>>> = frames
         .iter()
-        .map(|fs| {
-            fs.iter()
-                .map(|f| f.samples.iter().map(|&c| f.scale.to_mv(c)).collect())
-                .collect()
-        })
+        .map(|fs| fs.iter().map(Frame::samples_mv).collect())
         .collect();
     let records = interleaved(&frames);
     drop(frames);

@@ -385,8 +385,7 @@ impl Ctx<'_> {
             .get_or_insert_with(|| Analysis::new(self, frame, after_gap));
         let n = frame.samples_per_lead();
         a.scratch.clear();
-        a.scratch
-            .extend(frame.samples.iter().map(|&c| frame.scale.to_mv(c)));
+        frame.extend_mv(&mut a.scratch);
         a.lead_off_in_window |= frame.lead_off.first().copied().unwrap_or(false);
         a.strip.push(&a.scratch[..n.min(a.scratch.len())]);
         a.events.clear();

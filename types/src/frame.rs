@@ -65,6 +65,19 @@ impl Frame {
         &self.samples[i * n..(i + 1) * n]
     }
 
+    /// Appends every sample, lead-major as carried, converted to millivolts by the
+    /// frame's scale (what the DSP chain takes).
+    pub fn extend_mv(&self, out: &mut Vec<f32>) {
+        out.extend(self.samples.iter().map(|&c| self.scale.to_mv(c)));
+    }
+
+    /// Every sample in millivolts, lead-major as carried.
+    pub fn samples_mv(&self) -> Vec<f32> {
+        let mut out = Vec::with_capacity(self.samples.len());
+        self.extend_mv(&mut out);
+        out
+    }
+
     /// Device time just after the last sample (start of the next frame).
     pub fn end(&self) -> DeviceTimeUs {
         self.t0.plus_us(

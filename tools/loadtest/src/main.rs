@@ -355,11 +355,7 @@ impl Presets {
         let blocks: Vec<Vec<Vec<f32>>> = self
             .frames
             .iter()
-            .map(|fs| {
-                fs.iter()
-                    .map(|f| f.samples.iter().map(|&c| f.scale.to_mv(c)).collect())
-                    .collect()
-            })
+            .map(|fs| fs.iter().map(Frame::samples_mv).collect())
             .collect();
         let cfg = ecg_dsp::stream::DspConfig::default();
         let lead_off = [false; LEADS];
