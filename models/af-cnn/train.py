@@ -32,14 +32,20 @@ the Rust pipeline's one model-input builder wrote (`cardiostream eval export-inp
 --db DIR/cinc2017 --model models/af-cnn/af_cnn.toml --out PREFIX`; see `load_export`),
 so that training, evaluation and serving share one builder, value for value.
 
-usage: train.py [--dev] [--checkpoint FILE | --from-checkpoint FILE] [--inputs PREFIX]
-                [--data DIR] [--out DIR] [--epochs N]
+usage: train.py [--dev] [--seed S] [--checkpoint FILE | --from-checkpoint FILE |
+                --members F1,F2,...] [--inputs PREFIX] [--data DIR] [--out DIR] [--epochs N]
   --dev   train, make every choice on the validation part, print; the held-out part is
           not scored and nothing is written to --out
   --checkpoint FILE       save the trained model and its validation choices (outside the
                           repository), e.g. with --dev
   --from-checkpoint FILE  skip training: export that model, then score the held-out part
                           once (what the shipped af_cnn.onnx and heldout.json came from)
+  --seed S                the seed of one member (initialisation, dropout, crops,
+                          augmentation); default 20170217
+  --members F1,F2,...     with --dev: the members saved by `--dev --seed S --checkpoint
+                          Fi` runs, averaged as one model (the mean of their logits), its
+                          class offsets and AF threshold chosen and its F1s printed on the
+                          validation part (a measurement; see MODEL_CARD.md, "Ensembles")
   --inputs PREFIX         train and score on the windows `cardiostream eval export-inputs`
                           wrote to PREFIX.csv/.npy instead of resampling in Python
   --data  folder holding cinc2017/ (default: $CARDIOSTREAM_DATA, else the output of
@@ -317,6 +323,28 @@ def build_model():
     return AfCnn()
 
 
+def build_ensemble(members):
+    """Members trained alone (different seeds, the same recipe) as one model: the mean
+    of their logits, plus the ensemble's own class offsets (chosen on validation), then
+    the softmax. One graph, one input, the same contract as a single member."""
+    import torch
+    from torch import nn
+
+    class AfCnnEnsemble(nn.Module):
+        def __init__(self, members):
+            super().__init__()
+            self.members = nn.ModuleList(members)
+            self.register_buffer("offsets", torch.zeros(len(CLASSES)))
+
+        def logits(self, ecg):
+            return torch.stack([m.logits(ecg) for m in self.members]).mean(dim=0)
+
+        def forward(self, ecg):
+            return torch.softmax(self.logits(ecg) + self.offsets, dim=-1)
+
+    return AfCnnEnsemble(members)
+
+
 def count_macs():
     t, cin, macs = W, 1, 0
     for i, (c, k, s, p) in enumerate(BLOCKS):
@@ -439,12 +467,12 @@ def choose_offsets(p, y):
     return best, cur
 
 
-def export_onnx(model, path):
-    import onnx
+def plain_member(model):
+    """A copy of a member whose zero-sum first convolution is a plain Conv holding the
+    constrained weights (what ONNX exports)."""
     import torch
     from torch import nn
 
-    model.eval()
     plain = build_model()
     plain.load_state_dict(model.state_dict())
     first = plain.blocks[0][0]
@@ -453,6 +481,15 @@ def export_onnx(model, path):
     with torch.no_grad():
         conv.weight.copy_(first.weight - first.weight.mean(dim=-1, keepdim=True))
     plain.blocks[0][0] = conv
+    return plain
+
+
+def export_onnx(model, path):
+    import onnx
+    import torch
+
+    model.eval()
+    plain = plain_member(model)
     plain.eval()
     batch = torch.export.Dim("batch", min=1, max=4096)
     torch.onnx.export(plain, (torch.zeros(2, 1, W),), path, input_names=["ecg"],
@@ -511,6 +548,44 @@ def throughput(path, batch=64, repeats=7, seconds=2.0, seed=0):
             "load_average_1min": os.getloadavg()[0]}
 
 
+def choose_on_validation(model, val_sigs, yv):
+    """The class offsets and the AF finding threshold of `model` (a member or an
+    ensemble: anything with `logits` and an `offsets` buffer), chosen on the validation
+    records; sets the offsets. Returns (offsets, validation mean F1 after them,
+    validation F1s, threshold)."""
+    import torch
+
+    # Class offsets on the validation part (windows' logits shifted, then averaged).
+    val_wins = [record_windows(s) for s in val_sigs]
+    widx = np.repeat(np.arange(len(val_wins)), [len(w) for w in val_wins])
+    model.eval()
+    with torch.no_grad():
+        wl = np.concatenate([model.logits(torch.from_numpy(
+            np.concatenate(val_wins)[i:i + 256, None, :])).numpy()
+            for i in range(0, len(widx), 256)])
+
+    def val_probs(off):
+        z = wl + off
+        e = np.exp(z - z.max(1, keepdims=True))
+        e /= e.sum(1, keepdims=True)
+        out = np.zeros((len(val_wins), len(CLASSES)))
+        np.add.at(out, widx, e)
+        return out / np.bincount(widx)[:, None]
+
+    offsets, val_after = choose_offsets(val_probs, yv)
+    model.offsets.copy_(torch.tensor(offsets, dtype=torch.float32))
+    pv = val_probs(offsets)
+    fv = f1_scores(yv, pv.argmax(1))
+    # AF finding threshold: best validation F1 of "A" for P(A) >= t.
+    ts = np.round(np.arange(0.2, 0.81, 0.05), 2)
+    ya = yv == 1
+    af_f1 = [f1_scores(ya.astype(int), (pv[:, 1] >= t).astype(int))["A"] for t in ts]
+    threshold = float(ts[int(np.argmax(af_f1))])
+    print(f"validation after offsets: {json.dumps({k: round(v, 4) for k, v in fv.items()})}; "
+          f"AF threshold {threshold} (validation F1 of A at it {max(af_f1):.4f})", flush=True)
+    return offsets, val_after, fv, threshold
+
+
 def fit(model, names, y, sigs, itr, iva, epochs, rng, t_start):
     """Train on the training part; choose the epoch, the class offsets and the AF
     threshold on the validation part. Returns everything the export needs."""
@@ -559,37 +634,9 @@ def fit(model, names, y, sigs, itr, iva, epochs, rng, t_start):
     print(f"kept epoch {best[1]} (validation mean F1 {best[0]:.4f}); "
           f"training took {t_train:.0f} s", flush=True)
 
-    # Class offsets on the validation part (windows' logits shifted, then averaged).
-    val_wins = [record_windows(s) for s in val_sigs]
-    widx = np.repeat(np.arange(len(val_wins)), [len(w) for w in val_wins])
-    model.eval()
-    with torch.no_grad():
-        wl = np.concatenate([model.logits(torch.from_numpy(
-            np.concatenate(val_wins)[i:i + 256, None, :])).numpy()
-            for i in range(0, len(widx), 256)])
-
-    def val_probs(off):
-        z = wl + off
-        e = np.exp(z - z.max(1, keepdims=True))
-        e /= e.sum(1, keepdims=True)
-        out = np.zeros((len(val_wins), len(CLASSES)))
-        np.add.at(out, widx, e)
-        return out / np.bincount(widx)[:, None]
-
-    offsets, val_after = choose_offsets(val_probs, y[iva])
+    offsets, val_after, fv, threshold = choose_on_validation(model, val_sigs, y[iva])
     print(f"class offsets {offsets.tolist()}: validation mean F1 {best[0]:.4f} -> "
           f"{val_after:.4f}", flush=True)
-    model.offsets.copy_(torch.tensor(offsets, dtype=torch.float32))
-    pv = val_probs(offsets)
-    fv = f1_scores(y[iva], pv.argmax(1))
-    # AF finding threshold: best validation F1 of "A" for P(A) >= t.
-    ts = np.round(np.arange(0.2, 0.81, 0.05), 2)
-    ya = y[iva] == 1
-    af_f1 = [f1_scores(ya.astype(int), (pv[:, 1] >= t).astype(int))["A"] for t in ts]
-    threshold = float(ts[int(np.argmax(af_f1))])
-    print(f"validation after offsets: {json.dumps({k: round(v, 4) for k, v in fv.items()})}; "
-          f"AF threshold {threshold} (validation F1 of A at it {max(af_f1):.4f})", flush=True)
-
     return {"state": {k: v.detach().clone() for k, v in model.state_dict().items()},
             "selected_epoch": best[1], "validation_f1_before_offsets": best[0],
             "offsets": offsets.tolist(), "validation_f1": fv, "threshold": threshold,
@@ -597,11 +644,11 @@ def fit(model, names, y, sigs, itr, iva, epochs, rng, t_start):
             "training_cpu_s": time.process_time()}
 
 
-def config_key():
+def config_key(seed=SEED):
     """Everything that defines the trained model, to refuse a checkpoint of another."""
     return json.dumps(["first conv unpadded", R, WIN_S, HOP_S, BLOCKS, TAPS, AUTOCORR_TAP, AUTOCORR_LAGS,
                        AUTOCORR_CHANNELS, HEAD, DROPOUT, NORM_EPS, BATCH, LR,
-                       WEIGHT_DECAY, LABEL_SMOOTHING, CLASS_WEIGHT_POWER, SEED])
+                       WEIGHT_DECAY, LABEL_SMOOTHING, CLASS_WEIGHT_POWER, seed])
 
 
 def main():
@@ -611,19 +658,25 @@ def main():
     ap.add_argument("--data")
     ap.add_argument("--out", default=os.path.dirname(os.path.abspath(__file__)))
     ap.add_argument("--epochs", type=int, default=EPOCHS)
+    ap.add_argument("--seed", type=int, default=SEED, help="seed of the weights' "
+                    "initialisation, dropout, crops and augmentation (one ensemble member)")
     ap.add_argument("--checkpoint", help="save the trained model and the validation "
                     "choices here (outside the repository)")
     ap.add_argument("--from-checkpoint", help="skip training: export and score the "
                     "held-out part once with a model saved by --dev --checkpoint")
+    ap.add_argument("--members", help="skip training: comma-separated checkpoints of "
+                    "members (--dev --seed S --checkpoint F runs) averaged as one model; "
+                    "with --dev only: its class offsets, AF threshold and F1s on the "
+                    "validation part")
     args = ap.parse_args()
     t_start = time.time()
 
     import torch
 
-    torch.manual_seed(SEED)
+    torch.manual_seed(args.seed)
     torch.set_num_threads(THREADS)
     torch.use_deterministic_algorithms(True)
-    rng = np.random.default_rng(SEED)
+    rng = np.random.default_rng(args.seed)
 
     if args.inputs:
         names, y, sigs = load_export(args.inputs)
@@ -639,16 +692,51 @@ def main():
 
     model = build_model()
     n_params = sum(p.numel() for p in model.parameters())
-    print(f"{n_params} parameters, {count_macs() / 1e6:.2f} M multiply-adds per window",
+    macs = count_macs()
+    print(f"{n_params} parameters, {macs / 1e6:.2f} M multiply-adds per window",
           flush=True)
-    if args.from_checkpoint:
+    if args.members:
+        assert args.dev, "--members measures an ensemble on the validation part (--dev)"
+        members, fits = [], []
+        for path in args.members.split(","):
+            f = torch.load(path, weights_only=False)
+            seed = json.loads(f["config"])[-1]
+            assert f["config"] == config_key(seed), f"{path}: another configuration"
+            m = build_model()
+            m.load_state_dict(f["state"])
+            members.append(m)
+            fits.append((seed, f))
+        model = build_ensemble(members)
+        n_params = sum(p.numel() for p in model.parameters())
+        macs = count_macs() * len(members)
+        val_sigs = [sigs[i] for i in iva]
+        before = f1_scores(y[iva], record_probs(torch_predictor(model), val_sigs).argmax(1))
+        print(f"ensemble of {len(members)} (seeds {[sd for sd, _ in fits]}; members' "
+              f"validation mean F1 after their own offsets "
+              f"{[round(f['validation_f1']['mean_NAO'], 4) for _, f in fits]}, F1 of A "
+              f"{[round(f['validation_f1']['A'], 4) for _, f in fits]}): {n_params} "
+              f"parameters, {macs / 1e6:.2f} M multiply-adds per window; validation "
+              f"mean F1 before offsets {before['mean_NAO']:.4f}", flush=True)
+        offsets, val_after, fv, threshold = choose_on_validation(model, val_sigs, y[iva])
+        print(f"class offsets {offsets.tolist()}: validation mean F1 "
+              f"{before['mean_NAO']:.4f} -> {val_after:.4f}", flush=True)
+        fitted = {"state": model.state_dict(),
+                  "selected_epoch": [f["selected_epoch"] for _, f in fits],
+                  "validation_f1_before_offsets": before["mean_NAO"],
+                  "offsets": offsets.tolist(), "validation_f1": fv, "threshold": threshold,
+                  "history": [f["history"] for _, f in fits],
+                  "epochs": fits[0][1]["epochs"],
+                  "training_wall_s": sum(f["training_wall_s"] for _, f in fits),
+                  "training_cpu_s": sum(f["training_cpu_s"] for _, f in fits),
+                  "seeds": [sd for sd, _ in fits]}
+    elif args.from_checkpoint:
         fitted = torch.load(args.from_checkpoint, weights_only=False)
-        assert fitted["config"] == config_key(), "checkpoint from another configuration"
+        assert fitted["config"] == config_key(args.seed), "checkpoint from another configuration"
         print(f"loaded {args.from_checkpoint}: trained by a --dev run of this script",
               flush=True)
     else:
         fitted = fit(model, names, y, sigs, itr, iva, args.epochs, rng, t_start)
-        fitted["config"] = config_key()
+        fitted["config"] = config_key(args.seed)
         if args.checkpoint:
             torch.save(fitted, args.checkpoint)
             print(f"saved {args.checkpoint}", flush=True)
@@ -716,7 +804,8 @@ def main():
                   "records": {"train": int(len(itr)), "validation": int(len(iva)),
                               "heldout": int(len(ite))}},
         "parameters": int(n_params),
-        "multiply_adds_per_window": int(count_macs()),
+        "multiply_adds_per_window": int(macs),
+        "seed": args.seed,
         "onnx_ops": ops,
         "selected_epoch": best[1],
         "epochs": fitted["epochs"],
