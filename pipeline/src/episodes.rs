@@ -84,6 +84,32 @@ impl Default for EpisodeSettings {
     }
 }
 
+impl EpisodeSettings {
+    /// Checks the values, naming the setting (`pipeline.af_episodes.…`) at fault.
+    ///
+    /// # Errors
+    /// A message naming the first setting out of range.
+    pub fn validate(&self) -> Result<(), String> {
+        let at = "pipeline.af_episodes";
+        if self.onset_windows == 0 || self.offset_windows == 0 {
+            return Err(format!(
+                "{at}.onset_windows and offset_windows must be above 0 ({}, {})",
+                self.onset_windows, self.offset_windows
+            ));
+        }
+        if self.max_gap_s.is_nan() || self.max_gap_s <= 0.0 {
+            return Err(format!("{at}.max_gap_s {} must be above 0", self.max_gap_s));
+        }
+        if !(0.0..=1.0).contains(&self.stay_probability) {
+            return Err(format!(
+                "{at}.stay_probability {} is outside 0..=1",
+                self.stay_probability
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// One stream's state.
 #[derive(Debug, Clone, Default)]
 struct State {
