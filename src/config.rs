@@ -12,6 +12,7 @@ use serde::Deserialize;
 
 pub use ecg_alerts::server::HttpSettings;
 pub use ecg_ingest::kafka::{KafkaSettings, SecurityProtocol};
+use ecg_pipeline::episodes::EpisodeSettings;
 use ecg_pipeline::{ScorerSettings, StreamSettings};
 
 /// The embedded defaults.
@@ -79,6 +80,9 @@ pub struct PipelineSettings {
     /// Retries of failing model runs (`max_batch` is `model_max_batch`).
     #[serde(default)]
     pub scorer: ScorerSettings,
+    /// Evidence and hysteresis of AF episodes (`pipeline/src/episodes.rs`).
+    #[serde(default)]
+    pub af_episodes: EpisodeSettings,
 }
 
 impl Config {
@@ -181,6 +185,7 @@ impl Config {
             );
         }
         p.streams.validate().map_err(anyhow::Error::msg)?;
+        p.af_episodes.validate().map_err(anyhow::Error::msg)?;
         let sc = &p.scorer;
         if sc.retry_initial_ms == 0 || sc.retry_max_ms < sc.retry_initial_ms {
             anyhow::bail!(
@@ -263,6 +268,7 @@ mod tests {
         assert_eq!(c.topics.frames, "ecg.frames.v1");
         assert_eq!(c.pipeline.dsp, DspConfig::default());
         assert_eq!(c.pipeline.streams, StreamSettings::default());
+        assert_eq!(c.pipeline.af_episodes, EpisodeSettings::default());
         let k = c.kafka_client(ClientConfig::new());
         assert_eq!(k.get("security.protocol"), Some("plaintext"));
         assert_eq!(c.http.limits(), ecg_alerts::server::HttpLimits::default());
@@ -291,6 +297,9 @@ mod tests {
             ("[pipeline.streams]\nwarmup_s = -1.0", "pipeline.streams.warmup_s"),
             ("[pipeline.streams]\nclock_jump_ms = 0", "pipeline.streams.clock_jump_ms"),
             ("[pipeline.streams]\nreorder_ms = 5", "unknown field"),
+            ("[pipeline.af_episodes]\nstay_probability = 1.5", "pipeline.af_episodes.stay_probability"),
+            ("[pipeline.af_episodes]\nonset_windows = 0", "pipeline.af_episodes.onset_windows"),
+            ("[pipeline.af_episodes.rr]\nmin_nmad = 0.1", "unknown field"),
             ("[http]\naddr = \"nowhere\"", "http.addr"),
             ("[http]\nheader_read_timeout_ms = 0", "http.header_read_timeout_ms"),
             ("[http]\nmax_connections = 0", "http.max_connections"),

@@ -70,6 +70,7 @@ pub async fn run_pipeline(
     pc.channel_batches = cfg.pipeline.channel_batches;
     pc.analyzer_threads = cfg.pipeline.analyzer_threads;
     pc.streams = cfg.pipeline.streams.clone();
+    pc.af_episodes = cfg.pipeline.af_episodes.clone();
     pc.scorer = ScorerSettings {
         max_batch: cfg.pipeline.model_max_batch,
         ..cfg.pipeline.scorer.clone()

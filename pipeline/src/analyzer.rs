@@ -759,9 +759,17 @@ impl Analysis {
             self.cuts.clear();
             b.inputs.push(&self.sub, &mut self.cuts);
             let timing = ctx.timings[b.model];
+            let len = self.clock.rate.us_to_samples(timing.len_us);
             for cut in self.cuts.drain(..) {
                 let start_us = b.origin_us + cut.index as i64 * timing.hop_us;
-                let ok = b.inputs.quality_from(b.feed_from + cut.source_start);
+                let from = b.feed_from + cut.source_start;
+                let ok = b.inputs.quality_from(from);
+                // The beats found in the window so far (an AF model's tracker uses them).
+                let rr = if b.inputs.collects_beats() {
+                    b.inputs.rr(from, from + len)
+                } else {
+                    Vec::new()
+                };
                 b.emitted = b.emitted.max(cut.index + 1);
                 let input = b.inputs.input(
                     stream,
@@ -769,7 +777,7 @@ impl Analysis {
                     DeviceTimeUs(start_us),
                     DeviceTimeUs(start_us + timing.len_us),
                     cut.samples_mv,
-                    Vec::new(),
+                    rr,
                     Vec::new(),
                     ok,
                 );

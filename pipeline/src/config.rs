@@ -176,6 +176,8 @@ pub struct PipelineConfig {
     pub streams: StreamSettings,
     /// Batching and retries of model scoring.
     pub scorer: ScorerSettings,
+    /// Evidence and hysteresis of AF episodes.
+    pub af_episodes: crate::episodes::EpisodeSettings,
 }
 
 impl PipelineConfig {
@@ -195,6 +197,7 @@ impl PipelineConfig {
             model_hop_s: 10.0,
             streams: StreamSettings::default(),
             scorer: ScorerSettings::default(),
+            af_episodes: crate::episodes::EpisodeSettings::default(),
         }
     }
 }

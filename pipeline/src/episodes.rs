@@ -5,12 +5,33 @@
 //! the window (10 s for the bundled model), so consecutive windows' segments tile
 //! the stream's time without overlap and a call is never shifted towards either end.
 //!
+//! Two kinds of evidence decide a window, with hysteresis between them:
+//!
+//! - **onset evidence**: the model calls the window AF (its AF probability reaches the
+//!   manifest's finding threshold) *and* the window's RR intervals are irregularly
+//!   irregular (the DSP stage's RR rule, [`ecg_dsp::rhythm::rr_irregular_with`], on the
+//!   beats detected in the window by the time it closed);
+//! - **sustain evidence**: the RR intervals are irregular and the model's AF
+//!   probability is at least `stay_probability` (below the finding threshold): inside
+//!   an episode a window the model is unsure about does not end it, while a regular
+//!   rhythm, or a window the model is sure is not AF, does.
+//!
+//! The two sources fail differently: the waveform model calls AF on some regular
+//! rhythms with frequent ectopy (MIT-BIH 215), which the RR rule rejects; the RR rule
+//! calls AF on irregular non-AF rhythms (ectopy, noise-made beats), which the model
+//! rejects; and inside an AF episode the model's probability dips on windows with
+//! ventricular ectopy or flutter while the RR stays irregular. `require_rr_irregular
+//! = false` and `stay_probability` at or above the threshold give the model's call
+//! alone.
+//!
 //! Per stream a small state machine turns segment calls into episodes:
 //!
-//! - **onset** after `onset_windows` consecutive AF windows: the episode starts at
-//!   the first of their segments;
-//! - **offset** after `offset_windows` consecutive non-AF windows: the episode ends
-//!   where the first of them begins;
+//! - **onset** after `onset_windows` windows with onset evidence, consecutive but
+//!   for windows with sustain evidence only (the band between `stay_probability` and
+//!   the threshold), which neither count nor break the run: the episode starts at the
+//!   first of their segments;
+//! - **offset** after `offset_windows` consecutive windows without sustain evidence:
+//!   the episode ends where the first of them begins;
 //! - windows the model could not score (indeterminate) change nothing; a jump of more
 //!   than `max_gap_s` between windows (a signal gap, an evicted stream) ends an open
 //!   episode at its last AF segment.
@@ -18,25 +39,36 @@
 //! Every AF finding of the tracked model then carries the state: `present` with the
 //! episode's start while in an episode, `absent` outside one (its score unchanged), so
 //! an alert follows the episode and a replay reproduces it from the same windows.
-//!
-//! A window is an AF window when the model's AF probability reaches the manifest's
-//! finding threshold.
 
 use std::collections::HashMap;
 
+use ecg_dsp::rhythm::{rr_irregular_with, IrregularityThresholds};
 use ecg_types::{Condition, DeviceTimeUs, Finding, FindingStatus, StreamId};
 use serde::{Deserialize, Serialize};
 
-/// Hysteresis of AF episodes (`[pipeline.af_episodes]`).
+/// Evidence and hysteresis of AF episodes (`[pipeline.af_episodes]`); see the module
+/// documentation.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct EpisodeSettings {
-    /// Consecutive AF windows that start an episode.
+    /// Consecutive windows with onset evidence that start an episode.
     pub onset_windows: u32,
-    /// Consecutive non-AF windows that end it.
+    /// Consecutive windows without sustain evidence that end it.
     pub offset_windows: u32,
     /// A longer jump between windows (s) ends an open episode.
     pub max_gap_s: f32,
+    /// Onset and sustain evidence both need the window's RR intervals irregularly
+    /// irregular (`rr`); off, the model's probability alone decides.
+    pub require_rr_irregular: bool,
+    /// The RR rule (the DSP stage's defaults, `[pipeline.dsp.af]`, chosen on the
+    /// CinC 2017 training split).
+    pub rr: IrregularityThresholds,
+    /// Lowest AF probability that keeps an open episode going (with irregular RR).
+    /// The default 0.1 is a round value below the 5th percentile (0.14) of the
+    /// bundled af-cnn's AF probability on the AF windows of its validation part
+    /// (CinC 2017, never its held-out part): 97 % of those windows reach it, 3.4 %
+    /// of the normal-rhythm ones do (`docs/accuracy-af.md` §4).
+    pub stay_probability: f32,
 }
 
 impl Default for EpisodeSettings {
@@ -45,7 +77,36 @@ impl Default for EpisodeSettings {
             onset_windows: 2,
             offset_windows: 2,
             max_gap_s: 60.0,
+            require_rr_irregular: true,
+            rr: IrregularityThresholds::default(),
+            stay_probability: 0.1,
         }
+    }
+}
+
+impl EpisodeSettings {
+    /// Checks the values, naming the setting (`pipeline.af_episodes.…`) at fault.
+    ///
+    /// # Errors
+    /// A message naming the first setting out of range.
+    pub fn validate(&self) -> Result<(), String> {
+        let at = "pipeline.af_episodes";
+        if self.onset_windows == 0 || self.offset_windows == 0 {
+            return Err(format!(
+                "{at}.onset_windows and offset_windows must be above 0 ({}, {})",
+                self.onset_windows, self.offset_windows
+            ));
+        }
+        if self.max_gap_s.is_nan() || self.max_gap_s <= 0.0 {
+            return Err(format!("{at}.max_gap_s {} must be above 0", self.max_gap_s));
+        }
+        if !(0.0..=1.0).contains(&self.stay_probability) {
+            return Err(format!(
+                "{at}.stay_probability {} is outside 0..=1",
+                self.stay_probability
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -105,14 +166,30 @@ impl AfEpisodes {
         self.streams.remove(stream);
     }
 
-    /// Takes a window's AF finding (its status is the model's call), rewrites it to
-    /// the episode state, and returns the episode it closed, if any.
-    pub fn apply(&mut self, f: &mut Finding) -> Option<Episode> {
+    /// Takes a window's AF finding (its status is the model's call, its score the AF
+    /// probability) and the RR intervals (s) of the beats detected in the window,
+    /// rewrites the finding to the episode state, and returns the episode it closed,
+    /// if any.
+    pub fn apply(&mut self, f: &mut Finding, rr_s: &[f32]) -> Option<Episode> {
         if f.condition != Condition::AtrialFibrillation {
             return None;
         }
         let (seg_start, seg_end) = self.segment(f.window_start.0, f.window_end.0);
         let s = &self.settings;
+        // What the window says (an indeterminate one says nothing).
+        let rr_ok = || !s.require_rr_irregular || rr_irregular_with(rr_s, &s.rr);
+        let (onset, sustain) = match f.status {
+            FindingStatus::Indeterminate => (false, false),
+            status => {
+                let called = status == FindingStatus::Present;
+                let likely = called || f.score.is_some_and(|p| p >= s.stay_probability);
+                if likely && rr_ok() {
+                    (called, true)
+                } else {
+                    (false, false)
+                }
+            }
+        };
         let st = self.streams.entry(f.stream.clone()).or_default();
         let mut closed = None;
         // A jump in time ends what was open.
@@ -131,28 +208,13 @@ impl AfEpisodes {
             }
         }
         st.last_end = Some(seg_end);
-        match f.status {
-            FindingStatus::Indeterminate => {}
-            FindingStatus::Present => {
-                st.quiet_start = None;
-                st.quiet = 0;
-                if st.open.is_some() {
+        if f.status != FindingStatus::Indeterminate {
+            if st.open.is_some() {
+                if sustain {
+                    st.quiet_start = None;
+                    st.quiet = 0;
                     st.last_af_end = seg_end;
-                } else {
-                    let start = *st.run_start.get_or_insert(seg_start);
-                    st.run += 1;
-                    if st.run >= s.onset_windows.max(1) {
-                        st.open = Some(start);
-                        st.last_af_end = seg_end;
-                        st.run_start = None;
-                        st.run = 0;
-                    }
-                }
-            }
-            FindingStatus::Absent => {
-                st.run_start = None;
-                st.run = 0;
-                if let Some(start) = st.open {
+                } else if let Some(start) = st.open {
                     let quiet_start = *st.quiet_start.get_or_insert(seg_start);
                     st.quiet += 1;
                     if st.quiet >= s.offset_windows.max(1) {
@@ -165,7 +227,22 @@ impl AfEpisodes {
                         });
                     }
                 }
+            } else if onset {
+                let start = *st.run_start.get_or_insert(seg_start);
+                st.run += 1;
+                if st.run >= s.onset_windows.max(1) {
+                    st.open = Some(start);
+                    st.last_af_end = seg_end;
+                    st.run_start = None;
+                    st.run = 0;
+                }
+            } else if !sustain {
+                st.run_start = None;
+                st.run = 0;
             }
+            // A window with sustain evidence only (in the band between
+            // `stay_probability` and the threshold) neither counts towards an onset
+            // nor breaks the run: it is as unsure as the band says.
         }
         // The finding says what the episode state is.
         if f.status != FindingStatus::Indeterminate {
@@ -220,6 +297,42 @@ mod tests {
         )
     }
 
+    /// A window as the model scored it: probability `p` against the threshold 0.4.
+    fn scored(k: i64, p: f32) -> Finding {
+        let status = if p >= 0.4 {
+            FindingStatus::Present
+        } else {
+            FindingStatus::Absent
+        };
+        window(k, status).with_score(Some(p))
+    }
+
+    /// 30 s of irregularly irregular RR intervals (0.45–1.05 s, a fixed LCG).
+    fn irregular() -> Vec<f32> {
+        let mut x = 12_345u32;
+        let mut rr = Vec::new();
+        while rr.iter().sum::<f32>() < 30.0 {
+            x = x.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+            rr.push(0.45 + 0.6 * ((x >> 16) % 1000) as f32 / 1000.0);
+        }
+        rr
+    }
+
+    /// 30 s of a regular rhythm at 75 bpm with an isolated premature beat.
+    fn regular() -> Vec<f32> {
+        let mut rr = vec![0.8f32; 37];
+        rr[10] = 0.5;
+        rr[11] = 1.1;
+        rr
+    }
+
+    #[test]
+    fn the_test_rhythms_are_what_the_rr_rule_says() {
+        let t = IrregularityThresholds::default();
+        assert!(rr_irregular_with(&irregular(), &t));
+        assert!(!rr_irregular_with(&regular(), &t));
+    }
+
     #[test]
     fn onset_and_offset_need_two_windows_and_date_the_episode() {
         use FindingStatus::*;
@@ -242,7 +355,7 @@ mod tests {
         let mut states = Vec::new();
         for (k, c) in calls.into_iter().enumerate() {
             let mut f = window(k as i64, c);
-            if let Some(e) = t.apply(&mut f) {
+            if let Some(e) = t.apply(&mut f, &irregular()) {
                 closed.push(e);
             }
             states.push((f.status, f.episode_start.map(|d| d.0)));
@@ -265,13 +378,80 @@ mod tests {
     }
 
     #[test]
+    fn a_regular_rhythm_the_model_calls_af_starts_no_episode() {
+        let mut t = AfEpisodes::new(EpisodeSettings::default(), 10_000_000);
+        for k in 0..10 {
+            let mut f = scored(k, 0.9);
+            assert!(t.apply(&mut f, &regular()).is_none());
+            assert_eq!((f.status, f.episode_start), (FindingStatus::Absent, None));
+            assert_eq!(f.score, Some(0.9), "the model's score is kept");
+        }
+        // Without the RR rule, the model's call alone opens it.
+        let alone = EpisodeSettings {
+            require_rr_irregular: false,
+            stay_probability: 0.4,
+            ..EpisodeSettings::default()
+        };
+        let mut t = AfEpisodes::new(alone, 10_000_000);
+        t.apply(&mut scored(0, 0.9), &regular());
+        let mut f = scored(1, 0.9);
+        t.apply(&mut f, &regular());
+        assert_eq!(f.status, FindingStatus::Present);
+    }
+
+    #[test]
+    fn an_episode_holds_while_the_rr_is_irregular_and_the_model_not_sure_it_is_not_af() {
+        let mut t = AfEpisodes::new(EpisodeSettings::default(), 10_000_000);
+        let mut run = |k: i64, p: f32, rr: &[f32]| {
+            let mut f = scored(k, p);
+            let closed = t.apply(&mut f, rr);
+            (f.status, closed)
+        };
+        use FindingStatus::*;
+        // Below the threshold but irregular: no onset.
+        assert_eq!(run(0, 0.3, &irregular()), (Absent, None));
+        assert_eq!(run(1, 0.3, &irregular()), (Absent, None));
+        // Onset: two windows called AF with irregular RR (from window 2's segment,
+        // 30 s); a window in the band between them neither counts nor breaks the run.
+        assert_eq!(run(2, 0.8, &irregular()).0, Absent);
+        assert_eq!(run(3, 0.2, &irregular()).0, Absent);
+        assert_eq!(run(4, 0.8, &irregular()).0, Present);
+        // The model's probability dips to 0.15, the RR stays irregular: it holds.
+        for k in 5..8 {
+            assert_eq!(run(k, 0.15, &irregular()), (Present, None));
+        }
+        // A regular rhythm the model still calls AF (flutter with fixed conduction,
+        // say) counts as quiet, as does a window the model rules out (p < 0.1).
+        assert_eq!(run(8, 0.9, &regular()), (Present, None));
+        assert_eq!(
+            run(9, 0.8, &irregular()),
+            (Present, None),
+            "quiet run broken"
+        );
+        assert_eq!(run(10, 0.05, &irregular()), (Present, None));
+        let (status, closed) = run(11, 0.9, &regular());
+        assert_eq!(status, Absent);
+        assert_eq!(
+            closed,
+            Some(Episode {
+                start: 30_000_000,
+                end: 110_000_000
+            })
+        );
+    }
+
+    #[test]
     fn a_jump_in_time_closes_the_episode_at_its_last_af_segment() {
         let mut t = AfEpisodes::new(EpisodeSettings::default(), 10_000_000);
         for k in 0..4 {
-            assert!(t.apply(&mut window(k, FindingStatus::Present)).is_none());
+            assert!(t
+                .apply(&mut window(k, FindingStatus::Present), &irregular())
+                .is_none());
         }
         let mut later = window(100, FindingStatus::Absent);
-        let e = t.apply(&mut later).expect("closed by the gap");
+        let e = t
+            .apply(&mut later, &irregular())
+            .expect("closed by the gap");
         assert_eq!((e.start, e.end), (10_000_000, 50_000_000));
         assert_eq!(t.open().count(), 0);
     }

@@ -11,7 +11,10 @@
 //!   every model hop. Models do their own filtering and scaling inside their graphs,
 //!   so the input does not depend on the pipeline's display filter;
 //! - **feature** models (`af_rr_v1`) get the RR intervals of the beats the streaming
-//!   QRS detector found in the window, and their [`ecg_dsp::af_features`].
+//!   QRS detector found in the window, and their [`ecg_dsp::af_features`];
+//! - waveform models that raise AF findings get the RR intervals of the beats found
+//!   in the window by the time it closed as well (not their features): the AF
+//!   episode tracker ([`crate::episodes`]) weighs them with the model's call.
 //!
 //! A window's `quality_ok` is false when a rhythm window of poor signal ended after
 //! the model window's start (and, for feature models, with fewer than 4 RR
@@ -144,7 +147,11 @@ impl InputBuilder {
                 )
             }
         };
-        let collect_beats = matches!(kind, Kind::Features);
+        let af = manifest
+            .findings
+            .iter()
+            .any(|r| r.condition == ecg_types::Condition::AtrialFibrillation);
+        let collect_beats = matches!(kind, Kind::Features) || af;
         Ok(Self {
             kind,
             source_rate,
@@ -223,16 +230,27 @@ impl InputBuilder {
         self.bad_until <= start
     }
 
-    /// The RR intervals (s) of the beats in source samples `[start, end)`, their
-    /// features, and whether the window may be scored.
-    pub fn features(&self, start: u64, end: u64) -> (Vec<f32>, Vec<f32>, bool) {
+    /// Whether the builder keeps the stream's beats (feature models, waveform models
+    /// that raise AF findings, every model offline): then [`Self::rr`] has them.
+    pub fn collects_beats(&self) -> bool {
+        self.collect_beats
+    }
+
+    /// The RR intervals (s) of the beats kept in source samples `[start, end)`.
+    pub fn rr(&self, start: u64, end: u64) -> Vec<f32> {
         let beats: Vec<u64> = self
             .beats
             .iter()
             .copied()
             .filter(|&b| b >= start && b < end)
             .collect();
-        let rr = rr_intervals(&beats, self.source_rate.hz());
+        rr_intervals(&beats, self.source_rate.hz())
+    }
+
+    /// The RR intervals (s) of the beats in source samples `[start, end)`, their
+    /// features, and whether the window may be scored.
+    pub fn features(&self, start: u64, end: u64) -> (Vec<f32>, Vec<f32>, bool) {
+        let rr = self.rr(start, end);
         let ok = self.quality_from(start) && rr.len() >= MIN_RR_INTERVALS;
         let features = af_features(&rr).to_vec();
         (rr, features, ok)

@@ -133,7 +133,8 @@ pub async fn run(
         &cfg.streams,
         &telemetry,
     );
-    let scorer = Scorer::new(&models, cfg.scorer.clone(), telemetry.clone());
+    let scorer = Scorer::new(&models, cfg.scorer.clone(), telemetry.clone())
+        .with_episodes(&models, &cfg.af_episodes);
     let threads = [
         spawn("cardiostream-sequencer", move || {
             sequencer_stage(sequencer, work_rx, &seq_tx);

@@ -171,7 +171,7 @@ impl Scorer {
                 for (item, s) in chunk.iter().zip(&scored) {
                     for mut f in runner.findings(&item.input, s) {
                         if let Some(t) = episodes.as_mut() {
-                            t.apply(&mut f);
+                            t.apply(&mut f, &item.input.rr_s);
                         }
                         if f.status == FindingStatus::Present {
                             f.strip.clone_from(&item.strip);
