@@ -171,10 +171,7 @@ fn tracked_model(models: &[Model]) -> anyhow::Result<&Model> {
         .iter()
         .find(|m| {
             m.manifest().mode == ModelMode::Active
-                && m.manifest()
-                    .findings
-                    .iter()
-                    .any(|r| r.condition == Condition::AtrialFibrillation)
+                && m.manifest().raises(Condition::AtrialFibrillation)
         })
         .context("no active model raises atrial_fibrillation findings")
 }

@@ -305,4 +305,9 @@ impl Manifest {
     pub fn label_index(&self, label: &str) -> Option<usize> {
         self.output.labels.iter().position(|l| l == label)
     }
+
+    /// Whether one of the model's finding rules raises `condition`.
+    pub fn raises(&self, condition: Condition) -> bool {
+        self.findings.iter().any(|r| r.condition == condition)
+    }
 }

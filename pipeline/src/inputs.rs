@@ -147,11 +147,8 @@ impl InputBuilder {
                 )
             }
         };
-        let af = manifest
-            .findings
-            .iter()
-            .any(|r| r.condition == ecg_types::Condition::AtrialFibrillation);
-        let collect_beats = matches!(kind, Kind::Features) || af;
+        let collect_beats = matches!(kind, Kind::Features)
+            || manifest.raises(ecg_types::Condition::AtrialFibrillation);
         Ok(Self {
             kind,
             source_rate,

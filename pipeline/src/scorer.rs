@@ -109,11 +109,7 @@ impl Scorer {
             .iter()
             .map(|m| {
                 let man = m.manifest();
-                let af = man
-                    .findings
-                    .iter()
-                    .any(|r| r.condition == Condition::AtrialFibrillation);
-                af.then(|| {
+                man.raises(Condition::AtrialFibrillation).then(|| {
                     let hop_s = man.hop_s.unwrap_or(man.window_s);
                     Mutex::new(AfEpisodes::new(
                         settings.clone(),
