@@ -189,7 +189,7 @@ pub fn detect(
     let man = tracked.manifest();
     let source = tracked.source();
     let hop_us = ecg_types::seconds_to_us(f64::from(man.hop_s.unwrap_or(man.window_s)));
-    let seg = AfEpisodes::new(EpisodeSettings::default(), hop_us);
+    let seg = AfEpisodes::new(EpisodeSettings::default(), dsp.af, hop_us);
     let mut p = Processor::new(
         dsp.clone(),
         10.0,

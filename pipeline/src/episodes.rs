@@ -58,11 +58,9 @@ pub struct EpisodeSettings {
     /// A longer jump between windows (s) ends an open episode.
     pub max_gap_s: f32,
     /// Onset and sustain evidence both need the window's RR intervals irregularly
-    /// irregular (`rr`); off, the model's probability alone decides.
+    /// irregular by the DSP stage's RR rule (`[pipeline.dsp.af]`, the one the
+    /// rhythm calls use); off, the model's probability alone decides.
     pub require_rr_irregular: bool,
-    /// The RR rule (the DSP stage's defaults, `[pipeline.dsp.af]`, chosen on the
-    /// CinC 2017 training split).
-    pub rr: IrregularityThresholds,
     /// Lowest AF probability that keeps an open episode going (with irregular RR).
     /// The default 0.1 is a round value below the 5th percentile (0.14) of the
     /// bundled af-cnn's AF probability on the AF windows of its validation part
@@ -78,7 +76,6 @@ impl Default for EpisodeSettings {
             offset_windows: 2,
             max_gap_s: 60.0,
             require_rr_irregular: true,
-            rr: IrregularityThresholds::default(),
             stay_probability: 0.1,
         }
     }
@@ -140,15 +137,19 @@ pub struct Episode {
 #[derive(Debug, Default)]
 pub struct AfEpisodes {
     settings: EpisodeSettings,
+    /// The DSP stage's RR rule.
+    rr_rule: IrregularityThresholds,
     hop_us: i64,
     streams: HashMap<StreamId, State>,
 }
 
 impl AfEpisodes {
-    /// Trackers for a model whose windows come every `hop_us`.
-    pub fn new(settings: EpisodeSettings, hop_us: i64) -> Self {
+    /// Trackers for a model whose windows come every `hop_us`, judging RR
+    /// irregularity by `rr_rule` (the DSP stage's, `DspConfig::af`).
+    pub fn new(settings: EpisodeSettings, rr_rule: IrregularityThresholds, hop_us: i64) -> Self {
         Self {
             settings,
+            rr_rule,
             hop_us: hop_us.max(1),
             streams: HashMap::new(),
         }
@@ -176,20 +177,6 @@ impl AfEpisodes {
         }
         let (seg_start, seg_end) = self.segment(f.window_start.0, f.window_end.0);
         let s = &self.settings;
-        // What the window says (an indeterminate one says nothing).
-        let rr_ok = || !s.require_rr_irregular || rr_irregular_with(rr_s, &s.rr);
-        let (onset, sustain) = match f.status {
-            FindingStatus::Indeterminate => (false, false),
-            status => {
-                let called = status == FindingStatus::Present;
-                let likely = called || f.score.is_some_and(|p| p >= s.stay_probability);
-                if likely && rr_ok() {
-                    (called, true)
-                } else {
-                    (false, false)
-                }
-            }
-        };
         let st = self.streams.entry(f.stream.clone()).or_default();
         let mut closed = None;
         // A jump in time ends what was open.
@@ -208,26 +195,36 @@ impl AfEpisodes {
             }
         }
         st.last_end = Some(seg_end);
-        if f.status != FindingStatus::Indeterminate {
-            if st.open.is_some() {
-                if sustain {
+        // A window the model could not score says nothing.
+        if f.status == FindingStatus::Indeterminate {
+            return closed;
+        }
+        // What the window says: sustain evidence, and onset evidence (the model's
+        // call on top of it).
+        let called = f.status == FindingStatus::Present;
+        let likely = called || f.score.is_some_and(|p| p >= s.stay_probability);
+        let sustain = likely && (!s.require_rr_irregular || rr_irregular_with(rr_s, &self.rr_rule));
+        let onset = called && sustain;
+        match st.open {
+            Some(_) if sustain => {
+                st.quiet_start = None;
+                st.quiet = 0;
+                st.last_af_end = seg_end;
+            }
+            Some(start) => {
+                let quiet_start = *st.quiet_start.get_or_insert(seg_start);
+                st.quiet += 1;
+                if st.quiet >= s.offset_windows.max(1) {
+                    st.open = None;
                     st.quiet_start = None;
                     st.quiet = 0;
-                    st.last_af_end = seg_end;
-                } else if let Some(start) = st.open {
-                    let quiet_start = *st.quiet_start.get_or_insert(seg_start);
-                    st.quiet += 1;
-                    if st.quiet >= s.offset_windows.max(1) {
-                        st.open = None;
-                        st.quiet_start = None;
-                        st.quiet = 0;
-                        closed = Some(Episode {
-                            start,
-                            end: quiet_start.max(start),
-                        });
-                    }
+                    closed = Some(Episode {
+                        start,
+                        end: quiet_start.max(start),
+                    });
                 }
-            } else if onset {
+            }
+            None if onset => {
                 let start = *st.run_start.get_or_insert(seg_start);
                 st.run += 1;
                 if st.run >= s.onset_windows.max(1) {
@@ -236,25 +233,25 @@ impl AfEpisodes {
                     st.run_start = None;
                     st.run = 0;
                 }
-            } else if !sustain {
+            }
+            None if !sustain => {
                 st.run_start = None;
                 st.run = 0;
             }
             // A window with sustain evidence only (in the band between
             // `stay_probability` and the threshold) neither counts towards an onset
             // nor breaks the run: it is as unsure as the band says.
+            None => {}
         }
         // The finding says what the episode state is.
-        if f.status != FindingStatus::Indeterminate {
-            match st.open {
-                Some(start) => {
-                    f.status = FindingStatus::Present;
-                    f.episode_start = Some(DeviceTimeUs(start));
-                }
-                None => {
-                    f.status = FindingStatus::Absent;
-                    f.episode_start = None;
-                }
+        match st.open {
+            Some(start) => {
+                f.status = FindingStatus::Present;
+                f.episode_start = Some(DeviceTimeUs(start));
+            }
+            None => {
+                f.status = FindingStatus::Absent;
+                f.episode_start = None;
             }
         }
         closed
@@ -297,6 +294,11 @@ mod tests {
         )
     }
 
+    /// Trackers of 10 s hops with the DSP stage's default RR rule.
+    fn tracker(settings: EpisodeSettings) -> AfEpisodes {
+        AfEpisodes::new(settings, IrregularityThresholds::default(), 10_000_000)
+    }
+
     /// A window as the model scored it: probability `p` against the threshold 0.4.
     fn scored(k: i64, p: f32) -> Finding {
         let status = if p >= 0.4 {
@@ -336,7 +338,7 @@ mod tests {
     #[test]
     fn onset_and_offset_need_two_windows_and_date_the_episode() {
         use FindingStatus::*;
-        let mut t = AfEpisodes::new(EpisodeSettings::default(), 10_000_000);
+        let mut t = tracker(EpisodeSettings::default());
         let calls = [
             Absent,
             Present,
@@ -379,7 +381,7 @@ mod tests {
 
     #[test]
     fn a_regular_rhythm_the_model_calls_af_starts_no_episode() {
-        let mut t = AfEpisodes::new(EpisodeSettings::default(), 10_000_000);
+        let mut t = tracker(EpisodeSettings::default());
         for k in 0..10 {
             let mut f = scored(k, 0.9);
             assert!(t.apply(&mut f, &regular()).is_none());
@@ -392,7 +394,7 @@ mod tests {
             stay_probability: 0.4,
             ..EpisodeSettings::default()
         };
-        let mut t = AfEpisodes::new(alone, 10_000_000);
+        let mut t = tracker(alone);
         t.apply(&mut scored(0, 0.9), &regular());
         let mut f = scored(1, 0.9);
         t.apply(&mut f, &regular());
@@ -401,7 +403,7 @@ mod tests {
 
     #[test]
     fn an_episode_holds_while_the_rr_is_irregular_and_the_model_not_sure_it_is_not_af() {
-        let mut t = AfEpisodes::new(EpisodeSettings::default(), 10_000_000);
+        let mut t = tracker(EpisodeSettings::default());
         let mut run = |k: i64, p: f32, rr: &[f32]| {
             let mut f = scored(k, p);
             let closed = t.apply(&mut f, rr);
@@ -442,7 +444,7 @@ mod tests {
 
     #[test]
     fn a_jump_in_time_closes_the_episode_at_its_last_af_segment() {
-        let mut t = AfEpisodes::new(EpisodeSettings::default(), 10_000_000);
+        let mut t = tracker(EpisodeSettings::default());
         for k in 0..4 {
             assert!(t
                 .apply(&mut window(k, FindingStatus::Present), &irregular())

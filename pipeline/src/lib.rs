@@ -133,8 +133,11 @@ pub async fn run(
         &cfg.streams,
         &telemetry,
     );
-    let scorer = Scorer::new(&models, cfg.scorer.clone(), telemetry.clone())
-        .with_episodes(&models, &cfg.af_episodes);
+    let scorer = Scorer::new(&models, cfg.scorer.clone(), telemetry.clone()).with_episodes(
+        &models,
+        &cfg.af_episodes,
+        &cfg.dsp.af,
+    );
     let threads = [
         spawn("cardiostream-sequencer", move || {
             sequencer_stage(sequencer, work_rx, &seq_tx);

@@ -14,6 +14,7 @@ use ecg_types::{DeadLetter, Finding, Frame, Position, SourceRecord};
 use crate::analyzer::{Analyzer, StreamStatus};
 use crate::commit::Checkpoint;
 use crate::config::{ScorerSettings, StreamSettings};
+use crate::episodes::EpisodeSettings;
 use crate::events::Sink;
 use crate::scorer::{Runner, ScoreError, Scorer};
 use crate::sequencer::Sequencer;
@@ -59,6 +60,22 @@ pub fn now_us() -> i64 {
         .unwrap_or(0)
 }
 
+/// The offline scorer: the pipeline's, with its default episode settings and the RR
+/// rule of the DSP configuration the analyzer runs (one rule for the rhythm calls
+/// and the AF episodes).
+fn offline_scorer(
+    models: &Arc<Vec<Model>>,
+    settings: &ScorerSettings,
+    dsp: &DspConfig,
+    telemetry: &Sink,
+) -> Scorer {
+    Scorer::new(models, settings.clone(), telemetry.clone()).with_episodes(
+        models,
+        &EpisodeSettings::default(),
+        &dsp.af,
+    )
+}
+
 /// Sequencer, analyzer and scorer on one thread.
 #[derive(Debug)]
 pub struct Processor {
@@ -97,7 +114,7 @@ impl Processor {
     ) -> Self {
         Self {
             sequencer: Sequencer::new(streams.clone(), telemetry.clone()),
-            scorer: Scorer::new(&models, scorer.clone(), telemetry.clone()),
+            scorer: offline_scorer(&models, &scorer, &dsp, &telemetry),
             analyzer: Analyzer::new(
                 dsp.clone(),
                 model_hop_s,
@@ -132,10 +149,11 @@ impl Processor {
     #[must_use]
     pub fn with_max_batch(mut self, max_batch: usize) -> Self {
         self.scorer_settings.max_batch = max_batch.max(1);
-        self.scorer = Scorer::new(
+        self.scorer = offline_scorer(
             &self.models,
-            self.scorer_settings.clone(),
-            self.telemetry.clone(),
+            &self.scorer_settings,
+            &self.dsp,
+            &self.telemetry,
         );
         self
     }

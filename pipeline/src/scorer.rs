@@ -21,6 +21,8 @@ use std::time::Instant;
 use ecg_inference::{Model, ModelError, Retry, Scored};
 use ecg_types::{Condition, Finding, FindingStatus, ModelInput, StreamId};
 
+use ecg_dsp::IrregularityThresholds;
+
 use crate::episodes::{AfEpisodes, EpisodeSettings};
 
 use crate::analyzer::Scoring;
@@ -95,16 +97,24 @@ impl Scorer {
         let runners = (0..models.len())
             .map(|i| Arc::new(ModelAt(models.clone(), i)) as Arc<dyn Runner>)
             .collect();
-        Self::with_runners(runners, settings, telemetry)
-            .with_episodes(models, &EpisodeSettings::default())
+        Self::with_runners(runners, settings, telemetry).with_episodes(
+            models,
+            &EpisodeSettings::default(),
+            &IrregularityThresholds::default(),
+        )
     }
 
     /// The same, tracking AF episodes ([`crate::episodes`]) with these settings on
     /// every model that raises AF findings: shadow models too, so that their findings
     /// are what they would publish if active and `model compare` sets like against
-    /// like.
+    /// like. `rr_rule` is the DSP stage's RR rule (`DspConfig::af`).
     #[must_use]
-    pub fn with_episodes(mut self, models: &[Model], settings: &EpisodeSettings) -> Self {
+    pub fn with_episodes(
+        mut self,
+        models: &[Model],
+        settings: &EpisodeSettings,
+        rr_rule: &IrregularityThresholds,
+    ) -> Self {
         self.episodes = models
             .iter()
             .map(|m| {
@@ -113,6 +123,7 @@ impl Scorer {
                     let hop_s = man.hop_s.unwrap_or(man.window_s);
                     Mutex::new(AfEpisodes::new(
                         settings.clone(),
+                        *rr_rule,
                         ecg_types::seconds_to_us(f64::from(hop_s)),
                     ))
                 })

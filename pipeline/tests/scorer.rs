@@ -8,6 +8,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
+use ecg_dsp::IrregularityThresholds;
 use ecg_inference::{Model, ModelError, Retry, Scored};
 use ecg_pipeline::episodes::EpisodeSettings;
 use ecg_pipeline::events::Recorder;
@@ -133,7 +134,11 @@ fn transient_faults_are_retried_and_change_nothing() {
     };
     // The same episode tracking as `Scorer::new` gives the bundled AF model.
     let got = Scorer::with_runners(vec![Arc::new(faulty)], settings(5.0), events.clone())
-        .with_episodes(&models, &EpisodeSettings::default())
+        .with_episodes(
+            &models,
+            &EpisodeSettings::default(),
+            &IrregularityThresholds::default(),
+        )
         .score(items())
         .unwrap();
     assert_eq!(keyed(&got.findings), keyed(&clean.findings));
@@ -178,7 +183,11 @@ fn a_permanently_failing_window_is_indeterminate_and_its_batch_is_scored() {
         settings(5.0),
         Arc::new(Recorder::default()),
     )
-    .with_episodes(&models, &EpisodeSettings::default())
+    .with_episodes(
+        &models,
+        &EpisodeSettings::default(),
+        &IrregularityThresholds::default(),
+    )
     .score(items())
     .unwrap();
     assert_eq!(got.findings.len(), 40);
