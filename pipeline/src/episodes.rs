@@ -4,6 +4,10 @@
 //! each window's call is attributed to its **centre segment** — the middle `hop` of
 //! the window (10 s for the bundled model), so consecutive windows' segments tile
 //! the stream's time without overlap and a call is never shifted towards either end.
+//! The part of a window before its centre that no earlier window's segment holds
+//! (the first `hop`s of a stream, or the time after a gap) belongs to that window
+//! too: every instant goes to the nearest centre among the windows that cover it,
+//! so the first 20 s of a stream that starts in AF are not lost to the grid.
 //!
 //! Two kinds of evidence decide a window, with hysteresis between them:
 //!
@@ -175,13 +179,20 @@ impl AfEpisodes {
         if f.condition != Condition::AtrialFibrillation {
             return None;
         }
-        let (seg_start, seg_end) = self.segment(f.window_start.0, f.window_end.0);
+        let (centre_start, seg_end) = self.segment(f.window_start.0, f.window_end.0);
         let s = &self.settings;
         let st = self.streams.entry(f.stream.clone()).or_default();
+        // The window's segment: its centre, and before it whatever of the window no
+        // earlier window's segment holds (the stream's first window, the first after
+        // a gap): each instant goes to the nearest centre of the windows that cover it.
+        let seg_start = st
+            .last_end
+            .map_or(f.window_start.0, |last| last.max(f.window_start.0))
+            .min(centre_start);
         let mut closed = None;
         // A jump in time ends what was open.
         if let Some(last) = st.last_end {
-            if seg_start - last > (f64::from(s.max_gap_s) * 1e6) as i64 {
+            if centre_start - last > (f64::from(s.max_gap_s) * 1e6) as i64 {
                 if let Some(start) = st.open.take() {
                     closed = Some(Episode {
                         start,
@@ -454,7 +465,38 @@ mod tests {
         let e = t
             .apply(&mut later, &irregular())
             .expect("closed by the gap");
-        assert_eq!((e.start, e.end), (10_000_000, 50_000_000));
+        // From the stream's first window's start (its lead-in is its own).
+        assert_eq!((e.start, e.end), (0, 50_000_000));
         assert_eq!(t.open().count(), 0);
+    }
+
+    #[test]
+    fn a_window_holds_the_lead_in_no_earlier_window_holds() {
+        let mut t = tracker(EpisodeSettings::default());
+        // A stream that starts in AF: the episode starts with its first window (0 s),
+        // not with that window's centre (10 s).
+        let mut f = window(0, FindingStatus::Present);
+        t.apply(&mut f, &irregular());
+        let mut f = window(1, FindingStatus::Present);
+        t.apply(&mut f, &irregular());
+        assert_eq!(f.episode_start, Some(DeviceTimeUs(0)));
+        // Windows in a row hold their centres only: an onset at window 11 starts
+        // at its centre (120 s), as the windows before it held up to there.
+        let mut t = tracker(EpisodeSettings::default());
+        for k in 0..11 {
+            t.apply(&mut window(k, FindingStatus::Absent), &irregular());
+        }
+        t.apply(&mut window(11, FindingStatus::Present), &irregular());
+        let mut f = window(12, FindingStatus::Present);
+        t.apply(&mut f, &irregular());
+        assert_eq!(f.episode_start, Some(DeviceTimeUs(120_000_000)));
+        // After a signal gap (windows 15..19 missing; the segments held reach 160 s),
+        // the first window back holds its lead-in too: from its start (200 s).
+        t.apply(&mut window(13, FindingStatus::Absent), &irregular());
+        t.apply(&mut window(14, FindingStatus::Absent), &irregular());
+        t.apply(&mut window(20, FindingStatus::Present), &irregular());
+        let mut f = window(21, FindingStatus::Present);
+        t.apply(&mut f, &irregular());
+        assert_eq!(f.episode_start, Some(DeviceTimeUs(200_000_000)));
     }
 }
