@@ -130,14 +130,22 @@ pub fn run(args: &AlarmsArgs) -> anyhow::Result<()> {
     let dsp = DspConfig::default();
     let (mut n, mut raised_n) = (0usize, 0usize);
     for name in &names {
-        let rec = ecg_ingest::wfdb::read_record(&args.db.join(name))
-            .with_context(|| format!("reading {name}"))?;
         // The alarm type is the first comment line; the verdict (the second) is never read.
-        let Some(condition) = rec.comments.first().and_then(|c| alarm_condition(c)) else {
+        let header = ecg_ingest::wfdb::read_header(&args.db.join(name))
+            .with_context(|| format!("reading {name}'s header"))?;
+        let Some(condition) = header.comments.first().and_then(|c| alarm_condition(c)) else {
             eprintln!("{name}: no alarm type on the header's first comment line; skipped");
             continue;
         };
-        let hit = raised(&rec, condition, &dsp)?;
+        // A record whose signals cannot be read or replayed leaves the monitor's alarm
+        // standing: the pipeline never silences what it could not check.
+        let hit = ecg_ingest::wfdb::read_record(&args.db.join(name))
+            .with_context(|| format!("reading {name}"))
+            .and_then(|rec| raised(&rec, condition, &dsp))
+            .unwrap_or_else(|e| {
+                eprintln!("{name}: {e:#}; the alarm stands (1)");
+                true
+            });
         writeln!(out, "{name},{}", u8::from(hit))?;
         n += 1;
         raised_n += usize::from(hit);
@@ -241,6 +249,45 @@ pub fn score(args: &ScoreArgs) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_unreadable_record_leaves_its_alarm_standing_and_the_others_are_scored() {
+        let dir = std::env::temp_dir().join(format!("cs-eval-alarms-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        // 20 s of a flat lead II at 250 Hz, format 16.
+        std::fs::write(
+            dir.join("flat.hea"),
+            "flat 1 250 5000\nflat.dat 16 200/mV 16 0 0 0 0 II\n# Asystole\n# False alarm\n",
+        )
+        .expect("header");
+        std::fs::write(dir.join("flat.dat"), vec![0u8; 10_000]).expect("signal");
+        // A header whose signal file is missing.
+        std::fs::write(
+            dir.join("gone.hea"),
+            "gone 1 250 5000\ngone.dat 16 200/mV 16 0 0 0 0 II\n# Ventricular_Tachycardia\n",
+        )
+        .expect("header");
+        // No alarm type: not an alarm record.
+        std::fs::write(
+            dir.join("other.hea"),
+            "other 1 250 5000\nflat.dat 16 200/mV 16 0 0 0 0 II\n",
+        )
+        .expect("header");
+        let out = dir.join("answers.csv");
+        run(&AlarmsArgs {
+            db: dir.clone(),
+            out: out.clone(),
+            records: Vec::new(),
+        })
+        .expect("one unreadable record does not stop the run");
+        let text = std::fs::read_to_string(&out).expect("answers");
+        let lines: Vec<&str> = text.lines().collect();
+        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(lines.len(), 3, "{text}");
+        assert_eq!(lines[0], "record,alarm");
+        assert!(lines[1] == "flat,0" || lines[1] == "flat,1", "{text}");
+        assert_eq!(lines[2], "gone,1", "the alarm it could not check stands");
+    }
 
     #[test]
     fn alarm_types_map_to_the_lethal_conditions() {

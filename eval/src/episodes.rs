@@ -272,14 +272,29 @@ pub fn run(args: &EpisodesArgs) -> anyhow::Result<()> {
     println!(
         "record   dur_s   ref_AF_s  det_AF_s  both_s  ref_ep det_ep  burden_ref burden_det  error"
     );
+    let mut skipped = Vec::new();
     for name in &names {
-        let mut rec = ecg_ingest::wfdb::read_record(&args.db.join(name))
-            .with_context(|| format!("reading {name}"))?;
-        let ann = read_atr(&args.db, name)?;
-        if let Some((n, snr)) = &noise {
-            rec = noisy_record(&rec, &ann, n, *snr)?;
-        }
-        let detected = detect(&rec, &models, &dsp)?;
+        // A record that cannot be read or replayed (a database's header without its
+        // signal file, a record with no ECG signal) is reported and left out; the
+        // others are still scored.
+        let one = || -> anyhow::Result<_> {
+            let mut rec = ecg_ingest::wfdb::read_record(&args.db.join(name))
+                .with_context(|| format!("reading {name}"))?;
+            let ann = read_atr(&args.db, name)?;
+            if let Some((n, snr)) = &noise {
+                rec = noisy_record(&rec, &ann, n, *snr)?;
+            }
+            let detected = detect(&rec, &models, &dsp)?;
+            Ok((rec, ann, detected))
+        };
+        let (rec, ann, detected) = match one() {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("{name}: skipped, {e:#}");
+                skipped.push(name.as_str());
+                continue;
+            }
+        };
         for (s, e) in &detected {
             writeln!(out, "{name},{s:.3},{e:.3}")?;
         }
@@ -303,10 +318,22 @@ pub fn run(args: &EpisodesArgs) -> anyhow::Result<()> {
         gross.add(&c);
     }
     out.flush()?;
+    anyhow::ensure!(
+        skipped.len() < names.len() || names.is_empty(),
+        "no record of {} could be scored",
+        args.db.display()
+    );
+    if !skipped.is_empty() {
+        println!(
+            "{} records skipped (cannot be read or replayed): {}",
+            skipped.len(),
+            skipped.join(" ")
+        );
+    }
     let (ese, ep, dse, dp) = gross.rates();
     println!(
         "gross over {} records: episode Se {ese:.1}%, episode +P {ep:.1}%, duration Se {dse:.1}%, duration +P {dp:.1}%",
-        names.len()
+        names.len() - skipped.len()
     );
     let mean = burden_err.iter().sum::<f64>() / burden_err.len().max(1) as f64;
     let max = burden_err.iter().copied().fold(0.0, f64::max);

@@ -94,11 +94,23 @@ pub fn run(args: &QrsArgs) -> anyhow::Result<()> {
     let (mut g_ec57, mut g_whole) = (BeatCounts::default(), BeatCounts::default());
     let mut fs_seen = None;
     for name in &names {
-        let base = args.db.join(name);
-        let rec = wfdb::read_record(&base).with_context(|| format!("reading {name}"))?;
-        anyhow::ensure!(!rec.signals.is_empty(), "{name} has no signals");
-        let ann = wfdb::read_annotations(&args.db.join(format!("{name}.atr")))
-            .with_context(|| format!("reading {name}.atr"))?;
+        // A record that cannot be read (a header without its signal file) is reported
+        // and left out; the others are still scored.
+        let read = || -> anyhow::Result<_> {
+            let rec = wfdb::read_record(&args.db.join(name))
+                .with_context(|| format!("reading {name}"))?;
+            anyhow::ensure!(!rec.signals.is_empty(), "{name} has no signals");
+            let ann = wfdb::read_annotations(&args.db.join(format!("{name}.atr")))
+                .with_context(|| format!("reading {name}.atr"))?;
+            Ok((rec, ann))
+        };
+        let (rec, ann) = match read() {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("{name}: skipped, {e:#}");
+                continue;
+            }
+        };
         let reference = wfdb::beat_samples(&ann);
         let x = rec.physical(0);
         let frame = ((FRAME_S * rec.fs).round() as usize).max(1);

@@ -43,13 +43,52 @@ impl ReplayError {
     }
 }
 
+/// The pulsatile waveform a signal description names (`PLETH`, `ABP`, `ART`).
+fn pulse_kind(desc: &str) -> Option<PulseKind> {
+    match desc.trim().to_ascii_uppercase().as_str() {
+        "PLETH" => Some(PulseKind::Pleth),
+        "ABP" | "ART" => Some(PulseKind::ArterialPressure),
+        _ => None,
+    }
+}
+
+/// The ECG lead a signal description names: a lead name (`II`, `MLII`, `V1`,
+/// `MDC_ECG_LEAD_AVF`); a bedside monitor's `V` (an unspecified chest lead); or an
+/// `ECG`/`EKG` label, with a lead name after it (`ECG II`, `ECG lead V2`) or without
+/// one (`ECG`, `ECG1`, `ECG 2`: Holter and long-term AF databases label their channels
+/// so) as an unnamed lead.
+fn ecg_lead(desc: &str) -> Option<Lead> {
+    let desc = desc.trim();
+    if desc == "V" {
+        return Some(Lead::Unspecified);
+    }
+    if let Ok(l) = desc.parse::<Lead>() {
+        return Some(l);
+    }
+    let head = desc.get(..3)?;
+    if !(head.eq_ignore_ascii_case("ECG") || head.eq_ignore_ascii_case("EKG")) {
+        return None;
+    }
+    let sep = |c: char| c.is_whitespace() || matches!(c, '_' | '-' | ':' | '.');
+    let rest = desc[3..].trim_start_matches(sep);
+    let rest = match rest.get(..4) {
+        Some(w) if w.eq_ignore_ascii_case("lead") => rest[4..].trim_start_matches(sep),
+        _ => rest,
+    };
+    if rest.chars().all(|c| c.is_ascii_digit()) {
+        return Some(Lead::Unspecified);
+    }
+    rest.parse().ok()
+}
+
 /// Amplitude resolution of replayed records: 1 µV per count.
 pub const REPLAY_SCALE_NV: u32 = 1000;
 
 /// A WFDB record replayed as a device stream: stream id `rec-NAME`, pseudonymous
 /// patient `rec-NAME`, samples converted to 1 µV counts, leads named from the signal
 /// descriptions (`MLII` is lead II, `MCL1` V1; a bedside monitor's `V` is an
-/// unspecified chest lead). `PLETH` and `ABP`/`ART` signals become the frames'
+/// unspecified chest lead, as is a Holter's `ECG1`; a record with no named lead
+/// gets its first signal in volts as an unnamed lead). `PLETH` and `ABP`/`ART` signals become the frames'
 /// pulsatile waveforms (arterial pressure clamped to the wire format's range).
 /// Signals whose description names nothing known (`RESP`), or a lead already taken,
 /// are left out. Missing ECG samples (WFDB's invalid value) are
@@ -98,12 +137,7 @@ impl RecordSource {
         let mut pulses: Vec<(PulseKind, Vec<f32>)> = Vec::new();
         for (i, s) in rec.signals.iter().enumerate() {
             let desc = s.description.trim();
-            let pulse = match desc.to_ascii_uppercase().as_str() {
-                "PLETH" => Some(PulseKind::Pleth),
-                "ABP" | "ART" => Some(PulseKind::ArterialPressure),
-                _ => None,
-            };
-            if let Some(kind) = pulse {
+            if let Some(kind) = pulse_kind(desc) {
                 if !pulses.iter().any(|p| p.0 == kind) {
                     let mut v = hold_invalid(rec.physical(i));
                     if kind == PulseKind::ArterialPressure {
@@ -115,19 +149,26 @@ impl RecordSource {
                 }
                 continue;
             }
-            let lead = if desc == "V" {
-                Ok(Lead::Unspecified)
-            } else {
-                desc.parse::<Lead>()
-            };
-            match lead {
-                Ok(l) if !leads.contains(&l) => {
+            match ecg_lead(desc) {
+                Some(l) if !leads.contains(&l) => {
                     leads.push(l);
                     mv.push(rec.physical(i));
                 }
                 _ => {
                     tracing::debug!(record = %rec.name, signal = i, "signal without a known lead left out")
                 }
+            }
+        }
+        if leads.is_empty() {
+            // No description names an ECG lead (`ML2`, `D1`, a vendor's label): the
+            // first signal recorded in volts is taken as an unnamed lead.
+            if let Some(i) = rec.signals.iter().position(|s| {
+                matches!(s.units.trim(), "mV" | "uV" | "µV" | "V" | "microvolts")
+                    && pulse_kind(&s.description).is_none()
+            }) {
+                tracing::debug!(record = %rec.name, signal = i, "no named lead: the first signal in volts is the ECG");
+                leads.push(Lead::Unspecified);
+                mv.push(rec.physical(i));
             }
         }
         if leads.is_empty() {
@@ -230,4 +271,72 @@ fn hold_invalid(mut v: Vec<f32>) -> Vec<f32> {
         }
     }
     v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signal_descriptions_name_leads() {
+        for (desc, lead) in [
+            ("II", Some(Lead::II)),
+            ("MLII", Some(Lead::II)),
+            ("V", Some(Lead::Unspecified)),
+            ("aVR", Some(Lead::AVR)),
+            ("ECG", Some(Lead::Unspecified)),
+            ("ECG1", Some(Lead::Unspecified)),
+            ("ecg 2", Some(Lead::Unspecified)),
+            ("EKG_0", Some(Lead::Unspecified)),
+            ("ECG II", Some(Lead::II)),
+            ("ECG lead V2", Some(Lead::V2)),
+            ("ECG: aVF", Some(Lead::AVF)),
+            ("RESP", None),
+            ("PLETH", None),
+            ("ECGX", None),
+            ("EC", None),
+            ("", None),
+        ] {
+            assert_eq!(ecg_lead(desc), lead, "{desc:?}");
+        }
+    }
+
+    /// A two-signal record in memory (format 16), with these descriptions and units.
+    fn record(signals: [(&str, &str); 2]) -> Record {
+        let header = format!(
+            "hol 2 250 4\nhol.dat 16 200/{} 16 0 0 0 0 {}\nhol.dat 16 200/{} 16 0 0 0 0 {}\n",
+            signals[0].1, signals[0].0, signals[1].1, signals[1].0
+        );
+        let dat: Vec<u8> = [100i16, -50, 200, 0, 300, 50, 400, 100]
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
+        crate::wfdb::read_record_with(std::path::Path::new("hol"), |p| {
+            Ok(if p.extension().is_some_and(|e| e == "hea") {
+                header.clone().into_bytes()
+            } else {
+                dat.clone()
+            })
+        })
+        .expect("a valid record")
+    }
+
+    #[test]
+    fn holter_labels_and_unnamed_signals_replay_as_an_unnamed_lead() {
+        // A long-term AF database's `ECG1`/`ECG2`: the first is the stream's lead.
+        let src = RecordSource::new(&record([("ECG1", "mV"), ("ECG2", "mV")]), 0, 1000, None)
+            .expect("replayable");
+        assert_eq!(src.leads(), &[Lead::Unspecified]);
+        // No description names a lead: the first signal in volts is taken.
+        let mut src = RecordSource::new(&record([("RESP", "Ohm"), ("ML2", "uV")]), 0, 1000, None)
+            .expect("replayable");
+        assert_eq!(src.leads(), &[Lead::Unspecified]);
+        let f = src.next_frame().expect("a frame");
+        // Signal 2 at 200 adu/uV: -50 adu is -0.25 uV, i.e. 0 counts of 1 uV.
+        assert_eq!(f.samples, vec![0, 0, 0, 1]);
+        // Nothing in volts: no lead, a clear error.
+        let err = RecordSource::new(&record([("RESP", "Ohm"), ("X", "mmHg")]), 0, 1000, None)
+            .expect_err("no ECG");
+        assert!(matches!(err, ReplayError::NoLead { .. }), "{err}");
+    }
 }

@@ -387,6 +387,20 @@ fn parse_signal_line(l: &str) -> Result<SignalInfo, String> {
     })
 }
 
+/// Reads a record's header only (`path_without_ext` as for [`read_record`]): its
+/// signals' descriptions and its comment lines, without their samples.
+///
+/// # Errors
+/// A [`WfdbError`] naming the file and the problem.
+pub fn read_header(path_without_ext: &Path) -> Result<Header, WfdbError> {
+    let hea = path_with_suffix(path_without_ext, ".hea");
+    let bytes = fs::read(&hea).map_err(|source| WfdbError::Io {
+        path: hea.clone(),
+        source,
+    })?;
+    parse_header(&String::from_utf8_lossy(&bytes), &hea)
+}
+
 /// Reads a record: `path_without_ext` is the record path without `.hea` (e.g.
 /// `…/mitdb/100`); signal files are looked up next to the header. A signal file
 /// name that leads outside the header's directory (absolute, or with `..`) is
