@@ -87,9 +87,10 @@ pub const REPLAY_SCALE_NV: u32 = 1000;
 /// A WFDB record replayed as a device stream: stream id `rec-NAME`, pseudonymous
 /// patient `rec-NAME`, samples converted to 1 µV counts, leads named from the signal
 /// descriptions (`MLII` is lead II, `MCL1` V1; a bedside monitor's `V` is an
-/// unspecified chest lead, as is a Holter's `ECG1`; a record with no named lead
-/// gets its first signal in volts as an unnamed lead). `PLETH` and `ABP`/`ART` signals become the frames'
-/// pulsatile waveforms (arterial pressure clamped to the wire format's range).
+/// unspecified chest lead, as is the first of a Holter's `ECG1`, `ECG2`; a record
+/// with no named lead gets its first signal in volts as an unnamed lead). `PLETH` and
+/// `ABP`/`ART` signals become the frames' pulsatile waveforms (arterial pressure
+/// clamped to the wire format's range).
 /// Signals whose description names nothing known (`RESP`), or a lead already taken,
 /// are left out. Missing ECG samples (WFDB's invalid value) are
 /// sent as 0 with the lead flagged off for that frame; a missing pulse sample repeats
