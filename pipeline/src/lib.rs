@@ -133,10 +133,12 @@ pub async fn run(
         &cfg.streams,
         &telemetry,
     );
-    let scorer = Scorer::new(&models, cfg.scorer.clone(), telemetry.clone()).with_episodes(
+    let scorer = Scorer::new(
         &models,
+        cfg.scorer.clone(),
         &cfg.af_episodes,
         &cfg.dsp.af,
+        telemetry.clone(),
     );
     let threads = [
         spawn("cardiostream-sequencer", move || {

@@ -69,10 +69,12 @@ fn offline_scorer(
     dsp: &DspConfig,
     telemetry: &Sink,
 ) -> Scorer {
-    Scorer::new(models, settings.clone(), telemetry.clone()).with_episodes(
+    Scorer::new(
         models,
+        settings.clone(),
         &EpisodeSettings::default(),
         &dsp.af,
+        telemetry.clone(),
     )
 }
 

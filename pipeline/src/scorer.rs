@@ -92,19 +92,23 @@ pub struct Scorer {
 }
 
 impl Scorer {
-    /// A scorer of `models` (in the analyzer's order).
-    pub fn new(models: &Arc<Vec<Model>>, settings: ScorerSettings, telemetry: Sink) -> Self {
+    /// A scorer of `models` (in the analyzer's order), tracking AF episodes with
+    /// `episodes` and the DSP stage's RR rule `rr_rule` (`DspConfig::af`): see
+    /// [`Self::with_episodes`].
+    pub fn new(
+        models: &Arc<Vec<Model>>,
+        settings: ScorerSettings,
+        episodes: &EpisodeSettings,
+        rr_rule: &IrregularityThresholds,
+        telemetry: Sink,
+    ) -> Self {
         let runners = (0..models.len())
             .map(|i| Arc::new(ModelAt(models.clone(), i)) as Arc<dyn Runner>)
             .collect();
-        Self::with_runners(runners, settings, telemetry).with_episodes(
-            models,
-            &EpisodeSettings::default(),
-            &IrregularityThresholds::default(),
-        )
+        Self::with_runners(runners, settings, telemetry).with_episodes(models, episodes, rr_rule)
     }
 
-    /// The same, tracking AF episodes ([`crate::episodes`]) with these settings on
+    /// This scorer tracking AF episodes ([`crate::episodes`]) with these settings on
     /// every model that raises AF findings: shadow models too, so that their findings
     /// are what they would publish if active and `model compare` sets like against
     /// like. `rr_rule` is the DSP stage's RR rule (`DspConfig::af`).

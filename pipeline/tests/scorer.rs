@@ -123,16 +123,22 @@ fn keyed(fs: &[Finding]) -> Vec<(String, FindingStatus, Option<u32>)> {
 #[test]
 fn transient_faults_are_retried_and_change_nothing() {
     let models = model();
-    let clean = Scorer::new(&models, settings(5.0), Arc::new(Recorder::default()))
-        .score(items())
-        .unwrap();
+    let clean = Scorer::new(
+        &models,
+        settings(5.0),
+        &EpisodeSettings::default(),
+        &IrregularityThresholds::default(),
+        Arc::new(Recorder::default()),
+    )
+    .score(items())
+    .unwrap();
     assert_eq!(clean.findings.len(), 40);
     let events = Arc::new(Recorder::default());
     let faulty = Faulty {
         transient_first: 3,
         ..Faulty::new(&models)
     };
-    // The same episode tracking as `Scorer::new` gives the bundled AF model.
+    // The same episode tracking as the clean scorer's.
     let got = Scorer::with_runners(vec![Arc::new(faulty)], settings(5.0), events.clone())
         .with_episodes(
             &models,
@@ -171,9 +177,15 @@ fn a_fault_outlasting_the_budget_fails_the_epoch() {
 #[test]
 fn a_permanently_failing_window_is_indeterminate_and_its_batch_is_scored() {
     let models = model();
-    let clean = Scorer::new(&models, settings(5.0), Arc::new(Recorder::default()))
-        .score(items())
-        .unwrap();
+    let clean = Scorer::new(
+        &models,
+        settings(5.0),
+        &EpisodeSettings::default(),
+        &IrregularityThresholds::default(),
+        Arc::new(Recorder::default()),
+    )
+    .score(items())
+    .unwrap();
     let faulty = Faulty {
         poison: Some("s5".into()),
         ..Faulty::new(&models)
@@ -218,9 +230,15 @@ fn a_malformed_window_is_rejected_and_the_others_scored_by_onnx_runtime() {
     let mut it = items();
     it[7].input.features.truncate(3);
     let events = Arc::new(Recorder::default());
-    let got = Scorer::new(&models, settings(5.0), events.clone())
-        .score(it)
-        .unwrap();
+    let got = Scorer::new(
+        &models,
+        settings(5.0),
+        &EpisodeSettings::default(),
+        &IrregularityThresholds::default(),
+        events.clone(),
+    )
+    .score(it)
+    .unwrap();
     let bad: Vec<&Finding> = got
         .findings
         .iter()
