@@ -130,17 +130,25 @@ pub fn run(args: &AlarmsArgs) -> anyhow::Result<()> {
     let dsp = DspConfig::default();
     let (mut n, mut raised_n) = (0usize, 0usize);
     for name in &names {
-        // The alarm type is the first comment line; the verdict (the second) is never read.
-        let header = ecg_ingest::wfdb::read_header(&args.db.join(name))
-            .with_context(|| format!("reading {name}'s header"))?;
-        let Some(condition) = header.comments.first().and_then(|c| alarm_condition(c)) else {
+        let path = args.db.join(name);
+        let rec = ecg_ingest::wfdb::read_record(&path).with_context(|| format!("reading {name}"));
+        // The alarm type is the first comment line (from the header alone when the
+        // signals cannot be read); the verdict (the second) is never read.
+        let first_comment = match &rec {
+            Ok(rec) => rec.comments.first().cloned(),
+            Err(_) => ecg_ingest::wfdb::read_header(&path)
+                .with_context(|| format!("reading {name}'s header"))?
+                .comments
+                .into_iter()
+                .next(),
+        };
+        let Some(condition) = first_comment.as_deref().and_then(alarm_condition) else {
             eprintln!("{name}: no alarm type on the header's first comment line; skipped");
             continue;
         };
         // A record whose signals cannot be read or replayed leaves the monitor's alarm
         // standing: the pipeline never silences what it could not check.
-        let hit = ecg_ingest::wfdb::read_record(&args.db.join(name))
-            .with_context(|| format!("reading {name}"))
+        let hit = rec
             .and_then(|rec| raised(&rec, condition, &dsp))
             .unwrap_or_else(|e| {
                 eprintln!("{name}: {e:#}; the alarm stands (1)");

@@ -393,12 +393,24 @@ fn parse_signal_line(l: &str) -> Result<SignalInfo, String> {
 /// # Errors
 /// A [`WfdbError`] naming the file and the problem.
 pub fn read_header(path_without_ext: &Path) -> Result<Header, WfdbError> {
+    read_header_with(path_without_ext, &mut |p| fs::read(p)).map(|(header, _)| header)
+}
+
+/// The header of the record at `path_without_ext`, read by `read`, and its path.
+fn read_header_with<F>(
+    path_without_ext: &Path,
+    read: &mut F,
+) -> Result<(Header, PathBuf), WfdbError>
+where
+    F: FnMut(&Path) -> std::io::Result<Vec<u8>>,
+{
     let hea = path_with_suffix(path_without_ext, ".hea");
-    let bytes = fs::read(&hea).map_err(|source| WfdbError::Io {
+    let bytes = read(&hea).map_err(|source| WfdbError::Io {
         path: hea.clone(),
         source,
     })?;
-    parse_header(&String::from_utf8_lossy(&bytes), &hea)
+    let header = parse_header(&String::from_utf8_lossy(&bytes), &hea)?;
+    Ok((header, hea))
 }
 
 /// Reads a record: `path_without_ext` is the record path without `.hea` (e.g.
@@ -422,16 +434,13 @@ pub fn read_record_with<F>(path_without_ext: &Path, mut read: F) -> Result<Recor
 where
     F: FnMut(&Path) -> std::io::Result<Vec<u8>>,
 {
+    let (mut header, hea) = read_header_with(path_without_ext, &mut read)?;
     let mut read_bytes = |path: &Path| {
         read(path).map_err(|source| WfdbError::Io {
             path: path.to_path_buf(),
             source,
         })
     };
-    let hea = path_with_suffix(path_without_ext, ".hea");
-    let bytes = read_bytes(&hea)?;
-    let text = String::from_utf8_lossy(&bytes);
-    let mut header = parse_header(&text, &hea)?;
     let dir = hea.parent().map(Path::to_path_buf).unwrap_or_default();
 
     // Group signals by file, keeping first-appearance order.
