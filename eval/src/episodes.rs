@@ -33,7 +33,7 @@ use ecg_pipeline::Processor;
 use ecg_types::{Condition, FindingStatus};
 
 use super::nst::{load_noise, noisy_record, NoiseKind};
-use super::{record_names, replay_record, T0_US};
+use super::{record_names, replay_record, unless_unreadable, T0_US};
 
 /// Arguments of `eval af-episodes`.
 #[derive(Debug, clap::Args)]
@@ -274,9 +274,6 @@ pub fn run(args: &EpisodesArgs) -> anyhow::Result<()> {
     );
     let mut skipped = Vec::new();
     for name in &names {
-        // A record that cannot be read or replayed (a database's header without its
-        // signal file, a record with no ECG signal) is reported and left out; the
-        // others are still scored.
         let one = || -> anyhow::Result<_> {
             let mut rec = ecg_ingest::wfdb::read_record(&args.db.join(name))
                 .with_context(|| format!("reading {name}"))?;
@@ -287,13 +284,9 @@ pub fn run(args: &EpisodesArgs) -> anyhow::Result<()> {
             let detected = detect(&rec, &models, &dsp)?;
             Ok((rec, ann, detected))
         };
-        let (rec, ann, detected) = match one() {
-            Ok(r) => r,
-            Err(e) => {
-                eprintln!("{name}: skipped, {e:#}");
-                skipped.push(name.as_str());
-                continue;
-            }
+        let Some((rec, ann, detected)) = unless_unreadable(name, one()) else {
+            skipped.push(name.as_str());
+            continue;
         };
         for (s, e) in &detected {
             writeln!(out, "{name},{s:.3},{e:.3}")?;

@@ -151,6 +151,13 @@ pub fn read_reference(db: &Path) -> std::collections::HashMap<String, String> {
         .unwrap_or_default()
 }
 
+/// A record's result, or `None` with the reason on standard error: a record that
+/// cannot be read or replayed (a database's header without its signal file, a record
+/// with no ECG signal) is left out and the others are still scored.
+pub(crate) fn unless_unreadable<T>(name: &str, result: anyhow::Result<T>) -> Option<T> {
+    result.map_err(|e| eprintln!("{name}: skipped, {e:#}")).ok()
+}
+
 /// Record names (`*.hea` stems) of a folder, sorted.
 pub fn record_names(db: &Path) -> anyhow::Result<Vec<String>> {
     let mut names: Vec<String> = std::fs::read_dir(db)

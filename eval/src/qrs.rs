@@ -94,8 +94,6 @@ pub fn run(args: &QrsArgs) -> anyhow::Result<()> {
     let (mut g_ec57, mut g_whole) = (BeatCounts::default(), BeatCounts::default());
     let mut fs_seen = None;
     for name in &names {
-        // A record that cannot be read (a header without its signal file) is reported
-        // and left out; the others are still scored.
         let read = || -> anyhow::Result<_> {
             let rec = wfdb::read_record(&args.db.join(name))
                 .with_context(|| format!("reading {name}"))?;
@@ -104,12 +102,8 @@ pub fn run(args: &QrsArgs) -> anyhow::Result<()> {
                 .with_context(|| format!("reading {name}.atr"))?;
             Ok((rec, ann))
         };
-        let (rec, ann) = match read() {
-            Ok(r) => r,
-            Err(e) => {
-                eprintln!("{name}: skipped, {e:#}");
-                continue;
-            }
+        let Some((rec, ann)) = super::unless_unreadable(name, read()) else {
+            continue;
         };
         let reference = wfdb::beat_samples(&ann);
         let x = rec.physical(0);
