@@ -163,10 +163,11 @@ impl RecordSource {
         if leads.is_empty() {
             // No description names an ECG lead (`ML2`, `D1`, a vendor's label): the
             // first signal recorded in volts is taken as an unnamed lead.
-            if let Some(i) = rec.signals.iter().position(|s| {
-                matches!(s.units.trim(), "mV" | "uV" | "µV" | "V" | "microvolts")
-                    && pulse_kind(&s.description).is_none()
-            }) {
+            if let Some(i) = rec
+                .signals
+                .iter()
+                .position(|s| s.mv_per_unit().is_some() && pulse_kind(&s.description).is_none())
+            {
                 tracing::debug!(record = %rec.name, signal = i, "no named lead: the first signal in volts is the ECG");
                 leads.push(Lead::Unspecified);
                 mv.push(rec.physical(i));

@@ -102,6 +102,19 @@ pub struct SignalInfo {
     pub description: String,
 }
 
+impl SignalInfo {
+    /// Millivolts per physical unit when the units are a voltage (`mV`, `uV`/`µV`/
+    /// `microvolts`, `V`), `None` otherwise.
+    pub fn mv_per_unit(&self) -> Option<f64> {
+        match self.units.trim() {
+            "mV" => Some(1.0),
+            "uV" | "µV" | "microvolts" => Some(1e-3),
+            "V" => Some(1e3),
+            _ => None,
+        }
+    }
+}
+
 /// A WFDB record held in memory.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Record {
@@ -131,11 +144,7 @@ impl Record {
         let (Some(info), Some(d)) = (self.signals.get(sig), self.samples.get(sig)) else {
             return Vec::new();
         };
-        let scale = match info.units.as_str() {
-            "uV" | "µV" | "microvolts" => 1e-3,
-            "V" => 1e3,
-            _ => 1.0,
-        };
+        let scale = info.mv_per_unit().unwrap_or(1.0);
         let invalid = invalid_value(info.format);
         let gain = if info.gain == 0.0 {
             DEFAULT_GAIN
