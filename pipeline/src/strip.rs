@@ -112,13 +112,13 @@ impl StripBuffer {
             let keep = n.min(self.cap);
             let excess = (self.buf.len() + keep).saturating_sub(self.cap);
             self.buf.drain(..excess);
-            let decim = self.decim as f32;
+            let decim = self.decim;
             self.buf
                 .extend(x[i..i + whole].chunks_exact(d).skip(n - keep).map(|g| {
                     let acc = g
                         .iter()
                         .fold(0.0f32, |a, &v| a + if v.is_finite() { v } else { 0.0 });
-                    round_to_i16(acc / decim * k)
+                    kept(acc, decim, k)
                 }));
             self.end += n as u64;
             i += whole;
@@ -133,7 +133,7 @@ impl StripBuffer {
         self.acc += if v.is_finite() { v } else { 0.0 };
         self.acc_n += 1;
         if self.acc_n == self.decim {
-            let c = round_to_i16(self.acc / self.decim as f32 * k);
+            let c = kept(self.acc, self.decim, k);
             if self.buf.len() == self.cap {
                 self.buf.pop_front();
             }
@@ -219,6 +219,12 @@ impl StripBuffer {
             values,
         })
     }
+}
+
+/// The kept sample of a box: the mean of its `decim` samples (summed to `acc`) in
+/// stored counts (`k` per unit).
+fn kept(acc: f32, decim: u64, k: f32) -> i16 {
+    round_to_i16(acc / decim as f32 * k)
 }
 
 /// `x.round()` (half away from zero) saturated to `i16`, NaN as 0: exactly
