@@ -28,7 +28,7 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use ecg_dsp::stream::DspConfig;
 use ecg_inference::{Model, ModelMode};
-use ecg_pipeline::episodes::{AfEpisodes, EpisodeSettings};
+use ecg_pipeline::episodes::centre_segment;
 use ecg_pipeline::Processor;
 use ecg_types::{Condition, FindingStatus};
 
@@ -189,7 +189,6 @@ pub fn detect(
     let man = tracked.manifest();
     let source = tracked.source();
     let hop_us = ecg_types::seconds_to_us(f64::from(man.hop_s.unwrap_or(man.window_s)));
-    let seg = AfEpisodes::new(EpisodeSettings::default(), dsp.af, hop_us);
     let mut p = Processor::new(
         dsp.clone(),
         10.0,
@@ -207,7 +206,7 @@ pub fn detect(
             }
             let (Some(start), (_, seg_end)) = (
                 f.episode_start,
-                seg.segment(f.window_start.0, f.window_end.0),
+                centre_segment(f.window_start.0, f.window_end.0, hop_us),
             ) else {
                 continue;
             };

@@ -111,6 +111,14 @@ impl EpisodeSettings {
     }
 }
 
+/// The centre segment of the window `[start, end)` of a model whose windows come
+/// every `hop_us`: its middle `hop_us` (the whole window if shorter).
+pub fn centre_segment(start: i64, end: i64, hop_us: i64) -> (i64, i64) {
+    let len = hop_us.max(1).min(end - start);
+    let mid = start + (end - start) / 2;
+    (mid - len / 2, mid - len / 2 + len)
+}
+
 /// One stream's state.
 #[derive(Debug, Clone, Default)]
 struct State {
@@ -159,11 +167,9 @@ impl AfEpisodes {
         }
     }
 
-    /// The centre segment of the window `[start, end)`.
+    /// The centre segment of the window `[start, end)` ([`centre_segment`]).
     pub fn segment(&self, start: i64, end: i64) -> (i64, i64) {
-        let mid = start + (end - start) / 2;
-        let half = self.hop_us.min(end - start) / 2;
-        (mid - half, mid - half + self.hop_us.min(end - start))
+        centre_segment(start, end, self.hop_us)
     }
 
     /// Forgets a stream (evicted).
