@@ -1,7 +1,7 @@
 //! One input path: a record streamed frame by frame through the pipeline's
-//! sequencer and analyzer gives its waveform model the same input tensors, value for
-//! value, as `eval` and the training export build from the same samples
-//! (`ecg_pipeline::inputs::record_inputs`).
+//! sequencer and analyzer gives its waveform model the same inputs (the waveform,
+//! and the RR intervals and features of its beats), value for value, as `eval` and the training export
+//! build from the same samples (`ecg_pipeline::inputs::record_inputs`).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::Path;
@@ -82,6 +82,12 @@ fn pipeline_and_eval_build_identical_waveform_inputs() {
         assert_eq!(p.samples_mv.len(), 3750);
         assert_eq!(p.leads, vec![Lead::II], "any_lead: the stream's first lead");
         assert_eq!(p.samples_mv, e.samples_mv, "window at {} µs", e.start.0);
+        // The RR input: the pipeline emits the window once the rhythm windows have
+        // covered it, so it has every beat of the window, as eval does.
+        assert_eq!(p.features.len(), ecg_dsp::rhythm::AF_FEATURES);
+        assert!(p.rr_s.len() >= 20, "{} RR intervals", p.rr_s.len());
+        assert_eq!(p.rr_s, e.rr_s, "RR of the window at {} µs", e.start.0);
+        assert_eq!(p.features, e.features, "features at {} µs", e.start.0);
         compared += 1;
     }
     assert!(compared >= 5, "{compared} windows compared");

@@ -136,6 +136,21 @@ struct Builder {
     feed_from: u64,
     origin_us: i64,
     emitted: u64,
+    /// Waveform windows cut but not yet emitted: a model that reads a window's beats
+    /// (AF episode tracking) gets its window once the rhythm
+    /// windows have covered it, so every beat of the window is known, as offline.
+    held: VecDeque<Held>,
+}
+
+/// A waveform window waiting for the rhythm windows to cover it.
+#[derive(Debug)]
+struct Held {
+    index: u64,
+    /// First source sample, counted from the stream's first.
+    from: u64,
+    samples_mv: Vec<f32>,
+    /// The quality verdict when the window was cut (as for every waveform window).
+    quality_ok: bool,
 }
 
 /// DSP and model inputs of one stream since its last (re)start.
@@ -618,6 +633,25 @@ impl Ctx<'_> {
         for b in &mut a.builders {
             b.inputs.push_rhythm(w);
         }
+        // Held waveform windows the rhythm windows now cover.
+        for b in a.builders.iter_mut().filter(|b| !b.held.is_empty()) {
+            let timing = self.timings[b.model];
+            let len = a.clock.rate.us_to_samples(timing.len_us);
+            while b.held.front().is_some_and(|h| h.from + len <= w.end_sample) {
+                let Some(h) = b.held.pop_front() else { break };
+                let (rr, features, _) = b.inputs.features(h.from, h.from + len);
+                let wave = Wave {
+                    index: h.index,
+                    samples_mv: h.samples_mv,
+                    rr,
+                    features,
+                    quality_ok: h.quality_ok,
+                };
+                emit_waveform(
+                    self, b, &a.clock, &a.strip, stream, patient, wave, closed_us, out,
+                );
+            }
+        }
         for b in a.builders.iter().filter(|b| !b.inputs.is_waveform()) {
             let timing = self.timings[b.model];
             if !a.phases.models[b.model].contains(end_us) {
@@ -679,6 +713,7 @@ impl Analysis {
                         feed_from: clock.sample_at(origin_us),
                         origin_us,
                         emitted: 0,
+                        held: VecDeque::new(),
                         inputs,
                     });
                 }
@@ -758,43 +793,36 @@ impl Analysis {
             }
             self.cuts.clear();
             b.inputs.push(&self.sub, &mut self.cuts);
-            let timing = ctx.timings[b.model];
-            let len = self.clock.rate.us_to_samples(timing.len_us);
             for cut in self.cuts.drain(..) {
-                let start_us = b.origin_us + cut.index as i64 * timing.hop_us;
                 let from = b.feed_from + cut.source_start;
-                let ok = b.inputs.quality_from(from);
-                // The beats found in the window so far (an AF model's tracker uses them).
-                let rr = if b.inputs.collects_beats() {
-                    b.inputs.rr(from, from + len)
-                } else {
-                    Vec::new()
+                if b.inputs.collects_beats() {
+                    // Emitted when the rhythm windows cover it (`Analyzer::window`).
+                    b.held.push_back(Held {
+                        index: cut.index,
+                        from,
+                        samples_mv: cut.samples_mv,
+                        quality_ok: b.inputs.quality_from(from),
+                    });
+                    continue;
+                }
+                let wave = Wave {
+                    index: cut.index,
+                    samples_mv: cut.samples_mv,
+                    rr: Vec::new(),
+                    features: Vec::new(),
+                    quality_ok: b.inputs.quality_from(from),
                 };
-                b.emitted = b.emitted.max(cut.index + 1);
-                let input = b.inputs.input(
+                emit_waveform(
+                    ctx,
+                    b,
+                    &self.clock,
+                    &self.strip,
                     stream,
                     patient,
-                    DeviceTimeUs(start_us),
-                    DeviceTimeUs(start_us + timing.len_us),
-                    cut.samples_mv,
-                    rr,
-                    Vec::new(),
-                    ok,
-                );
-                let strip = if ctx.active[b.model] {
-                    let end = self.clock.sample_at(start_us + timing.len_us);
-                    self.strip
-                        .strip(end, |s| self.clock.time_of(s))
-                        .map(Box::new)
-                } else {
-                    None
-                };
-                out.inputs.push(Scoring {
-                    model: b.model,
-                    input,
+                    wave,
                     closed_us,
-                    strip,
-                });
+                    out,
+                );
             }
         }
     }
@@ -861,6 +889,58 @@ impl Analysis {
         }
         self.frames.iter().map(|f| f.offset).min()
     }
+}
+
+/// A waveform window ready for its model: its cut, and the RR intervals and
+/// features of its beats (empty for a model that reads no beats).
+struct Wave {
+    index: u64,
+    samples_mv: Vec<f32>,
+    rr: Vec<f32>,
+    features: Vec<f32>,
+    /// Signal good in every rhythm window closed by the time the window was cut.
+    quality_ok: bool,
+}
+
+/// Emits a waveform model's window: its input, with the strip behind it for an
+/// active model.
+#[allow(clippy::too_many_arguments)]
+fn emit_waveform(
+    ctx: &Ctx<'_>,
+    b: &mut Builder,
+    clock: &Timebase,
+    strip: &StripBuffer,
+    stream: &StreamId,
+    patient: &PatientId,
+    wave: Wave,
+    closed_us: i64,
+    out: &mut Analyzed,
+) {
+    let timing = ctx.timings[b.model];
+    let start_us = b.origin_us + wave.index as i64 * timing.hop_us;
+    b.emitted = b.emitted.max(wave.index + 1);
+    let input = b.inputs.input(
+        stream,
+        patient,
+        DeviceTimeUs(start_us),
+        DeviceTimeUs(start_us + timing.len_us),
+        wave.samples_mv,
+        wave.rr,
+        wave.features,
+        wave.quality_ok,
+    );
+    let strip = if ctx.active[b.model] {
+        let end = clock.sample_at(start_us + timing.len_us);
+        strip.strip(end, |s| clock.time_of(s)).map(Box::new)
+    } else {
+        None
+    };
+    out.inputs.push(Scoring {
+        model: b.model,
+        input,
+        closed_us,
+        strip,
+    });
 }
 
 /// Whether a frame carries the pulse channels (kind and rate, in order) an analysis

@@ -13,8 +13,9 @@
 //!
 //! - **onset evidence**: the model calls the window AF (its AF probability reaches the
 //!   manifest's finding threshold) *and* the window's RR intervals are irregularly
-//!   irregular (the DSP stage's RR rule, [`ecg_dsp::rhythm::rr_irregular_with`], on the
-//!   beats detected in the window by the time it closed);
+//!   irregular (the DSP stage's RR rule, [`ecg_dsp::rhythm::rr_irregular_with`], on
+//!   every beat detected in the window: the analyzer scores an AF model's window once
+//!   the rhythm windows have covered it);
 //! - **sustain evidence**: the RR intervals are irregular and the model's AF
 //!   probability is at least `stay_probability` (below the finding threshold): inside
 //!   an episode a window the model is unsure about does not end it, while a regular

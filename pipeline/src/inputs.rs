@@ -12,9 +12,11 @@
 //!   so the input does not depend on the pipeline's display filter;
 //! - **feature** models (`af_rr_v1`) get the RR intervals of the beats the streaming
 //!   QRS detector found in the window, and their [`ecg_dsp::af_features`];
-//! - waveform models that raise AF findings get the RR intervals of the beats found
-//!   in the window by the time it closed as well (not their features): the AF
-//!   episode tracker ([`crate::episodes`]) weighs them with the model's call.
+//! - waveform models that raise AF findings get the RR intervals of the window's
+//!   beats and their [`ecg_dsp::af_features`] as well: the AF episode tracker
+//!   ([`crate::episodes`]) weighs the RR intervals with the model's call. The analyzer
+//!   emits such a window once the rhythm windows have covered it, so it carries every
+//!   beat of the window, as offline.
 //!
 //! A window's `quality_ok` is false when a rhythm window of poor signal ended after
 //! the model window's start (and, for feature models, with fewer than 4 RR
@@ -228,7 +230,8 @@ impl InputBuilder {
     }
 
     /// Whether the builder keeps the stream's beats (feature models, waveform models
-    /// that raise AF findings, every model offline): then [`Self::rr`] has them.
+    /// that raise AF findings, every model offline): then [`Self::rr`] and
+    /// [`Self::features`] have them.
     pub fn collects_beats(&self) -> bool {
         self.collect_beats
     }
