@@ -57,7 +57,7 @@ use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use ecg_dsp::stream::DspConfig;
-use ecg_inference::{InputKind, Manifest, Model, OrtRuntime, Scored};
+use ecg_inference::{InputKind, Manifest, Model, OrtRuntime, Scored, RR_FEATURES};
 use ecg_sim::{Device, Preset};
 use ecg_types::{Lead, ModelInput, PatientId, SampleRate, StreamId};
 use serde_json::{json, Value};
@@ -275,18 +275,30 @@ fn model_input<'a>(manifest: &Manifest, w: &'a ModelInput) -> &'a [f32] {
     }
 }
 
-/// Writes the pool's model inputs (row-major, f32 little-endian) for the Python side.
+/// Writes the pool's model inputs (row-major, f32 little-endian) for the Python side;
+/// for a waveform model with an RR-feature input, its features to `path` with the
+/// extension `rr.f32` as well.
 fn write_pool(manifest: &Manifest, windows: &[ModelInput], path: &Path) {
     let mut bytes = Vec::new();
+    let mut rr = Vec::new();
     for w in windows {
         let v = model_input(manifest, w);
         assert_eq!(v.len(), manifest.input.len, "window fits the contract");
         for x in v {
             bytes.extend_from_slice(&x.to_le_bytes());
         }
+        if manifest.input.rr_features.is_some() {
+            assert_eq!(w.features.len(), RR_FEATURES, "RR input fits the contract");
+            for x in &w.features {
+                rr.extend_from_slice(&x.to_le_bytes());
+            }
+        }
     }
     std::fs::create_dir_all(path.parent().expect("parent")).expect("create bench dir");
     std::fs::write(path, bytes).expect("write bench inputs");
+    if manifest.input.rr_features.is_some() {
+        std::fs::write(path.with_extension("rr.f32"), rr).expect("write bench RR inputs");
+    }
 }
 
 /// The batches of size `b` calls cycle through: batch `k` is windows `(k*b + j) % n`.
@@ -407,12 +419,24 @@ fn outside_ort(manifest: &Manifest, batches: &[Vec<&ModelInput>]) -> Outside {
         median(&mut per)
     };
     let mut buffer = vec![0f32; b * len];
+    let rr_len = if manifest.input.rr_features.is_some() {
+        RR_FEATURES
+    } else {
+        0
+    };
+    let mut rr = vec![0f32; b * rr_len];
     let gather_ns = time(&mut |i| {
         let ws = black_box(&batches[i % batches.len()]);
         for (dst, w) in buffer.chunks_exact_mut(len).zip(ws) {
             dst.copy_from_slice(model_input(manifest, w));
         }
+        if rr_len > 0 {
+            for (dst, w) in rr.chunks_exact_mut(rr_len).zip(ws) {
+                dst.copy_from_slice(&w.features);
+            }
+        }
         black_box(&mut buffer);
+        black_box(&mut rr);
     });
     let gather_alloc_ns = time(&mut |i| {
         let ws = black_box(&batches[i % batches.len()]);
@@ -745,9 +769,18 @@ fn main() {
             let model = Model::load(&manifest_path, threads).expect("load model");
             let key = format!("{}-t{threads}", spec.id);
             if let Some(p) = py.as_mut() {
+                let extra: Vec<Value> = manifest
+                    .input
+                    .rr_features
+                    .iter()
+                    .map(|name| {
+                        json!({"name": name, "data": data.with_extension("rr.f32"),
+                               "dims": [RR_FEATURES]})
+                    })
+                    .collect();
                 let r = p.call(&json!({
                     "op": "load", "key": key, "onnx": manifest.onnx_path(), "threads": threads,
-                    "data": data, "rows": windows.len(), "dims": dims,
+                    "data": data, "rows": windows.len(), "dims": dims, "extra": extra,
                 }));
                 if let Err(e) = r {
                     println!("python side failed to load {}, no comparison: {e}", spec.id);

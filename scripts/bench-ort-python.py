@@ -25,7 +25,8 @@ Two ways to use it:
 Requests in server mode:
   {"op": "hello"}
   {"op": "load", "key": K, "onnx": PATH, "threads": T,
-   "data": F32_FILE, "rows": N, "dims": [..]}       # N windows, row-major, little-endian
+   "data": F32_FILE, "rows": N, "dims": [..],       # N windows, row-major, little-endian
+   "extra": [{"name": I, "data": F32_FILE, "dims": [..]}]}   # further inputs, N rows each
   {"op": "throughput", "key": K, "batch": B, "mode": "run"|"bound",
    "min_seconds": S, "min_calls": C, "warmup_calls": W}
   {"op": "latency", "key": K, "batch": B, "mode": "run"|"bound", "calls": C,
@@ -88,8 +89,25 @@ def synthetic_rows(rows, dims, seed=7):
     return out
 
 
+def load_pool(data, rows, dims):
+    """`rows` windows of shape `dims` from a float32 file, or synthetic ones."""
+    if data:
+        pool = np.fromfile(data, dtype="<f4")
+        if rows is None:
+            rows = pool.size // math.prod(dims)
+        pool = pool.reshape([rows] + list(dims))
+    else:
+        pool = synthetic_rows(rows or 64, list(dims))
+    return np.ascontiguousarray(pool, dtype=np.float32)
+
+
 class Model:
-    def __init__(self, onnx_path, threads, data=None, rows=None, dims=None):
+    """A session and its input pools: the first graph input from `data`/`dims`, and
+    any further ones (a waveform model's RR-feature input) from `extra`, a list of
+    `{"name", "data", "dims"}` with the same number of rows (synthetic values for a
+    further input not given)."""
+
+    def __init__(self, onnx_path, threads, data=None, rows=None, dims=None, extra=()):
         self.session = make_session(onnx_path, threads)
         inp = self.session.get_inputs()[0]
         self.input = inp.name
@@ -97,25 +115,27 @@ class Model:
         if dims is None:
             dims = [int(d) for d in inp.shape[1:]]
         self.dims = list(dims)
-        if data:
-            pool = np.fromfile(data, dtype="<f4")
-            if rows is None:
-                rows = pool.size // math.prod(self.dims)
-            pool = pool.reshape([rows] + self.dims)
-        else:
-            pool = synthetic_rows(rows or 64, self.dims)
-        self.pool = np.ascontiguousarray(pool, dtype=np.float32)
+        self.pool = load_pool(data, rows, self.dims)
+        self.pools = {self.input: self.pool}
+        for e in extra:
+            self.pools[e["name"]] = load_pool(e.get("data"), self.pool.shape[0], e["dims"])
+        for i in self.session.get_inputs()[1:]:
+            if i.name not in self.pools:  # stand-alone: synthetic values
+                d = [int(x) for x in i.shape[1:]]
+                self.pools[i.name] = load_pool(None, self.pool.shape[0], d)
         self.threads = threads
         self.batches = {}
         self.bindings = {}
 
     def batch_list(self, b):
+        """The feeds of the batches of size `b`: one dict (input name -> array) each."""
         if b not in self.batches:
             n = self.pool.shape[0]
             count = max(1, n // b)
+            rows = [[(k * b + j) % n for j in range(b)] for k in range(count)]
             self.batches[b] = [
-                np.ascontiguousarray(self.pool[[(k * b + j) % n for j in range(b)]])
-                for k in range(count)
+                {name: np.ascontiguousarray(pool[r]) for name, pool in self.pools.items()}
+                for r in rows
             ]
         return self.batches[b]
 
@@ -126,9 +146,10 @@ class Model:
             ]
             out = ort.OrtValue.ortvalue_from_shape_and_type(out_shape, np.float32, "cpu", 0)
             bs = []
-            for x in self.batch_list(b):
+            for feed in self.batch_list(b):
                 io = self.session.io_binding()
-                io.bind_ortvalue_input(self.input, ort.OrtValue.ortvalue_from_numpy(x))
+                for name, x in feed.items():
+                    io.bind_ortvalue_input(name, ort.OrtValue.ortvalue_from_numpy(x))
                 io.bind_ortvalue_output(self.output, out)
                 bs.append(io)
             self.bindings[b] = (bs, out)
@@ -136,9 +157,9 @@ class Model:
 
     def caller(self, b, mode):
         """A zero-argument function doing call number i (cycling through batches)."""
-        sess, names, inp = self.session, [self.output], self.input
+        sess, names = self.session, [self.output]
         if mode == "run":
-            feeds = [{inp: x} for x in self.batch_list(b)]
+            feeds = self.batch_list(b)
             n = len(feeds)
             state = [0]
 
@@ -233,6 +254,7 @@ def serve():
                     req.get("data"),
                     req.get("rows"),
                     req.get("dims"),
+                    req.get("extra", ()),
                 )
                 models[req["key"]] = m
                 rep = {"input": m.input, "output": m.output, "rows": int(m.pool.shape[0])}
@@ -253,8 +275,7 @@ def serve():
                 )
             elif op == "predict":
                 m = models[req["key"]]
-                x = m.batch_list(int(req["batch"]))[0]
-                y = m.session.run([m.output], {m.input: x})[0]
+                y = m.session.run([m.output], m.batch_list(int(req["batch"]))[0])[0]
                 rep = {"output": [float(v) for v in y.ravel()]}
             elif op == "unload":
                 models.pop(req["key"], None)

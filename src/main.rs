@@ -445,7 +445,7 @@ fn model_check(manifest: &std::path::Path) -> anyhow::Result<()> {
     let model = ecg_inference::Model::load(manifest, 1)?;
     let m = model.manifest();
     eprintln!(
-        "{}@{}: contract ok (input {:?} {:?} [batch, {}] float32, output {:?} labels {:?}, mode {:?})",
+        "{}@{}: contract ok (input {:?} {:?} [batch, {}] float32{}, output {:?} labels {:?}, mode {:?})",
         m.id,
         m.version,
         m.input.name,
@@ -456,6 +456,10 @@ fn model_check(manifest: &std::path::Path) -> anyhow::Result<()> {
             .map(usize::to_string)
             .collect::<Vec<_>>()
             .join(", "),
+        m.input.rr_features.as_ref().map_or(String::new(), |rr| format!(
+            ", RR-feature input {rr:?} [batch, {}] float32",
+            ecg_inference::RR_FEATURES
+        )),
         m.output.name,
         m.output.labels,
         m.mode

@@ -1,6 +1,6 @@
 //! One input path: a record streamed frame by frame through the pipeline's
-//! sequencer and analyzer gives its waveform model the same inputs (the waveform,
-//! and the RR intervals and features of its beats), value for value, as `eval` and the training export
+//! sequencer and analyzer gives its waveform model the same input tensors (the
+//! waveform and the RR features), value for value, as `eval` and the training export
 //! build from the same samples (`ecg_pipeline::inputs::record_inputs`).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -84,7 +84,7 @@ fn pipeline_and_eval_build_identical_waveform_inputs() {
         assert_eq!(p.samples_mv, e.samples_mv, "window at {} µs", e.start.0);
         // The RR input: the pipeline emits the window once the rhythm windows have
         // covered it, so it has every beat of the window, as eval does.
-        assert_eq!(p.features.len(), ecg_dsp::rhythm::AF_FEATURES);
+        assert_eq!(p.features.len(), ecg_inference::RR_FEATURES);
         assert!(p.rr_s.len() >= 20, "{} RR intervals", p.rr_s.len());
         assert_eq!(p.rr_s, e.rr_s, "RR of the window at {} µs", e.start.0);
         assert_eq!(p.features, e.features, "features at {} µs", e.start.0);

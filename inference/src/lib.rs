@@ -11,6 +11,6 @@ pub mod manifest;
 pub mod model;
 pub mod runtime;
 
-pub use manifest::{InputKind, Manifest, ManifestError, ModelMode};
+pub use manifest::{InputKind, Manifest, ManifestError, ModelMode, RR_FEATURES};
 pub use model::{load_models, LoadError, Model, ModelError, Probs, Retry, Scored};
 pub use runtime::{OrtRuntime, RuntimeError};

@@ -24,7 +24,7 @@
 //! threshold = 0.5
 //! ```
 //!
-//! A waveform model takes the filtered signal itself, `[batch, leads, samples]` mV:
+//! A waveform model takes the raw signal itself, `[batch, leads, samples]` mV:
 //!
 //! ```toml
 //! window_s = 10.0
@@ -36,6 +36,18 @@
 //! kind = "waveform"
 //! sample_rate_hz = 500
 //! leads = ["I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6"]
+//! ```
+//!
+//! A waveform model may read the window's RR intervals beside it, as a second input
+//! tensor `[batch, 8]` of their `af_rr_v1` features (`af-cnn` does):
+//!
+//! ```toml
+//! [input]
+//! name = "ecg"
+//! kind = "waveform"
+//! sample_rate_hz = 125
+//! leads = ["I"]
+//! rr_features = "rr"
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -116,7 +128,18 @@ pub struct InputSpec {
     /// monitor's lead II. The model card must say which leads it was validated on.
     #[serde(default)]
     pub any_lead: bool,
+    /// Waveform models only: the name of a second input tensor, `[batch,
+    /// RR_FEATURES]` float32, fed the `af_rr_v1` features of the beats the DSP found
+    /// in the window (`ModelInput::features`), for a model that weighs RR
+    /// irregularity beside the waveform. The pipeline hands such a model its window
+    /// once the rhythm windows have covered it, so every beat of the window counts.
+    #[serde(default)]
+    pub rr_features: Option<String>,
 }
+
+/// Values of the `af_rr_v1` feature vector (`ecg_dsp::rhythm::af_features`): the
+/// second dimension of a waveform model's `rr_features` input.
+pub const RR_FEATURES: usize = 8;
 
 impl InputSpec {
     /// Samples per lead of a waveform window of `window_s` (0 for feature inputs).
@@ -237,6 +260,13 @@ impl Manifest {
                 if m.input.len == 0 {
                     return Err(invalid("input.len must be at least 1".into()));
                 }
+                if m.input.rr_features.is_some() {
+                    return Err(invalid(
+                        "input.rr_features is for waveform inputs (a feature model's \
+                         input is the features)"
+                            .into(),
+                    ));
+                }
                 if !m.input.leads.is_empty() || m.input.sample_rate_hz != 0 {
                     return Err(invalid(
                         "input.leads and input.sample_rate_hz are for waveform inputs".into(),
@@ -269,6 +299,12 @@ impl Manifest {
                     )));
                 }
                 m.input.len = len;
+                if m.input.rr_features.as_deref() == Some(m.input.name.as_str()) {
+                    return Err(invalid(format!(
+                        "input.rr_features {:?} names the waveform input",
+                        m.input.name
+                    )));
+                }
             }
         }
         if m.output.labels.is_empty() {

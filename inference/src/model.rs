@@ -8,7 +8,7 @@ use ort::memory::Allocator;
 use ort::session::{HasSelectedOutputs, OutputSelector, RunOptions, Session};
 use ort::value::{Tensor, TensorElementType, ValueType};
 
-use crate::manifest::{InputKind, Manifest, ManifestError, ModelMode};
+use crate::manifest::{InputKind, Manifest, ManifestError, ModelMode, RR_FEATURES};
 use crate::runtime::{OrtRuntime, RuntimeError};
 
 /// Why a model cannot be loaded or scored.
@@ -203,6 +203,8 @@ struct Slot {
     bytes: usize,
     /// `[rows, dims...]`, overwritten by each call.
     input: Tensor<f32>,
+    /// `[rows, RR_FEATURES]` for a waveform model with an RR-feature input.
+    rr: Option<Tensor<f32>>,
     /// Selects the manifest's output, preallocated as `[rows, labels]`.
     options: RunOptions<HasSelectedOutputs>,
 }
@@ -222,6 +224,11 @@ impl Slot {
         let mut shape = vec![rows];
         shape.extend(m.input.dims(m.window_s));
         let input = Tensor::<f32>::new(&alloc, shape.as_slice())?;
+        let rr = match m.input.rr_features {
+            Some(_) => Some(Tensor::<f32>::new(&alloc, [rows, RR_FEATURES])?),
+            None => None,
+        };
+        let rr_len = rr.as_ref().map_or(0, |_| RR_FEATURES);
         let k = m.output.labels.len();
         let output = Tensor::<f32>::new(&alloc, [rows, k])?;
         let options = RunOptions::new()?.with_outputs(
@@ -231,8 +238,9 @@ impl Slot {
         );
         Ok(Slot {
             rows,
-            bytes: rows * (m.input.len + k) * std::mem::size_of::<f32>(),
+            bytes: rows * (m.input.len + rr_len + k) * std::mem::size_of::<f32>(),
             input,
+            rr,
             options,
         })
     }
@@ -322,15 +330,25 @@ impl Model {
                 &w.features
             }
         }
-        let fits = |w: &ModelInput| values(w, waveform).len() == len;
+        let rr_input = m.input.rr_features.as_deref();
+        let fits = |w: &ModelInput| {
+            values(w, waveform).len() == len
+                && (rr_input.is_none() || w.features.len() == RR_FEATURES)
+        };
         let rows = inputs.iter().filter(|w| w.quality_ok && fits(w)).count();
         let verdict = |w: &ModelInput| {
             if !w.quality_ok {
                 Scored::Indeterminate
-            } else {
+            } else if values(w, waveform).len() != len {
                 Scored::Rejected(format!(
                     "input has {} values, model {} takes {len}",
                     values(w, waveform).len(),
+                    m.id
+                ))
+            } else {
+                Scored::Rejected(format!(
+                    "RR input has {} values, model {} takes {RR_FEATURES}",
+                    w.features.len(),
                     m.id
                 ))
             }
@@ -357,13 +375,25 @@ impl Model {
         {
             dst.copy_from_slice(values(w, waveform));
         }
-        let outputs = if *input_first {
-            session.run_with_options(ort::inputs![&slot.input], &slot.options)
-        } else {
-            session.run_with_options(
+        if let Some(rr) = slot.rr.as_mut() {
+            let (_, rr) = rr.extract_tensor_mut();
+            for (dst, w) in rr
+                .chunks_exact_mut(RR_FEATURES)
+                .zip(inputs.iter().filter(|w| w.quality_ok && fits(w)))
+            {
+                dst.copy_from_slice(&w.features);
+            }
+        }
+        let outputs = match (&slot.rr, rr_input) {
+            (Some(rr), Some(rr_name)) => session.run_with_options(
+                ort::inputs![m.input.name.as_str() => &slot.input, rr_name => rr],
+                &slot.options,
+            ),
+            _ if *input_first => session.run_with_options(ort::inputs![&slot.input], &slot.options),
+            _ => session.run_with_options(
                 ort::inputs![m.input.name.as_str() => &slot.input],
                 &slot.options,
-            )
+            ),
         }
         .map_err(ort_err)?;
         let (_, data) = outputs
@@ -536,6 +566,22 @@ fn check_contract(m: &Manifest, session: &Session) -> Result<(), ModelError> {
             &m.input.dims(m.window_s),
             &mut problems,
         ),
+    }
+    if let Some(rr) = &m.input.rr_features {
+        match session.inputs().iter().find(|i| i.name() == rr) {
+            None => problems.push(format!("no RR-feature input named {rr:?}")),
+            Some(i) => check_tensor("input", rr, i.dtype(), &[RR_FEATURES], &mut problems),
+        }
+    }
+    if let Some(extra) = session
+        .inputs()
+        .iter()
+        .map(|i| i.name())
+        .find(|&n| n != m.input.name && Some(n) != m.input.rr_features.as_deref())
+    {
+        problems.push(format!(
+            "input {extra:?} is not in the contract (input.name, input.rr_features)"
+        ));
     }
     match session.outputs().iter().find(|o| o.name() == m.output.name) {
         None => problems.push(format!(

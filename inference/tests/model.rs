@@ -228,3 +228,106 @@ fn probabilities_are_kept_inline_up_to_eight_labels() {
     assert_eq!(p.iter().copied().collect::<Vec<_>>(), many);
     assert_eq!(p.clone(), p);
 }
+
+fn af_cnn_manifest() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models/af-cnn/af_cnn.toml")
+}
+
+#[test]
+fn waveform_model_with_rr_input_reads_both_and_rejects_a_short_rr_input() {
+    let model = Model::load(&af_cnn_manifest(), 1).unwrap();
+    let m = model.manifest();
+    assert_eq!(m.input.rr_features.as_deref(), Some("rr"));
+    let wave: Vec<f32> = (0..3750)
+        .map(|i| {
+            let phase = (i % 100) as f32 / 100.0; // 75 bpm at 125 Hz
+            (-((phase - 0.3) / 0.02).powi(2)).exp() - 0.1
+        })
+        .collect();
+    let mk = |features: Vec<f32>| {
+        let mut w = window(features, true);
+        w.leads = m.input.leads.clone();
+        w.sample_rate = SampleRate(125);
+        w.samples_mv = wave.clone();
+        w
+    };
+    let (a, b, short) = (mk(regular()), mk(irregular()), mk(vec![0.5; 5]));
+    let scored = model.score(&[&a, &short, &b]).unwrap();
+    let p = |s: &Scored| match s {
+        Scored::Probabilities(p) => p.clone(),
+        other => panic!("scored window came back {other:?}"),
+    };
+    match &scored[1] {
+        Scored::Rejected(why) => assert_eq!(why, "RR input has 5 values, model af-cnn takes 8"),
+        other => panic!("expected a rejected window, got {other:?}"),
+    }
+    let (pa, pb) = (p(&scored[0]), p(&scored[2]));
+    assert!((pa.iter().sum::<f32>() - 1.0).abs() < 1e-4);
+    // Same waveform, other RR features: the model reads the second input.
+    assert!(
+        pa.iter().zip(pb.iter()).any(|(x, y)| (x - y).abs() > 1e-4),
+        "{pa:?} vs {pb:?}"
+    );
+    // Each window alone scores as in the batch.
+    for (w, want) in [(&a, &pa), (&b, &pb)] {
+        let single = p(&model.score(&[w]).unwrap()[0]);
+        for (x, y) in single.iter().zip(want.iter()) {
+            assert!((x - y).abs() < 1e-5, "{single:?} vs {want:?}");
+        }
+    }
+}
+
+#[test]
+fn rr_input_contract_is_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = std::fs::read_to_string(af_cnn_manifest()).unwrap();
+    let onnx = src
+        .lines()
+        .find_map(|l| l.strip_prefix("onnx = "))
+        .unwrap()
+        .trim_matches('"')
+        .to_owned();
+    let src = src.replace(
+        &format!("onnx = {onnx:?}"),
+        &format!("onnx = {:?}", af_cnn_manifest().with_file_name(&onnx)),
+    );
+    for (from, to, expect) in [
+        (
+            "rr_features = \"rr\"\n",
+            "",
+            "input \"rr\" is not in the contract",
+        ),
+        (
+            "rr_features = \"rr\"",
+            "rr_features = \"beats\"",
+            "no RR-feature input named \"beats\"",
+        ),
+        (
+            "rr_features = \"rr\"",
+            "rr_features = \"ecg\"",
+            "names the waveform input",
+        ),
+    ] {
+        assert!(src.contains(from), "{from}");
+        let path = dir.path().join("m.toml");
+        std::fs::write(&path, src.replace(from, to)).unwrap();
+        let msg = match Model::load(&path, 1) {
+            Err(e) => e.to_string(),
+            Ok(_) => panic!("{from} -> {to} loaded"),
+        };
+        assert!(msg.contains(expect), "{from} -> {to}: {msg}");
+    }
+    // A feature model's input is its features: no second one.
+    let rr = std::fs::read_to_string(manifest())
+        .unwrap()
+        .replace("len = 8", "len = 8\nrr_features = \"rr\"");
+    let path = dir.path().join("rr.toml");
+    std::fs::write(&path, rr).unwrap();
+    let msg = ecg_inference::Manifest::load(&path)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        msg.contains("input.rr_features is for waveform inputs"),
+        "{msg}"
+    );
+}

@@ -137,7 +137,7 @@ struct Builder {
     origin_us: i64,
     emitted: u64,
     /// Waveform windows cut but not yet emitted: a model that reads a window's beats
-    /// (AF episode tracking) gets its window once the rhythm
+    /// (an RR-feature input, AF episode tracking) gets its window once the rhythm
     /// windows have covered it, so every beat of the window is known, as offline.
     held: VecDeque<Held>,
 }

@@ -12,11 +12,12 @@
 //!   so the input does not depend on the pipeline's display filter;
 //! - **feature** models (`af_rr_v1`) get the RR intervals of the beats the streaming
 //!   QRS detector found in the window, and their [`ecg_dsp::af_features`];
-//! - waveform models that raise AF findings get the RR intervals of the window's
-//!   beats and their [`ecg_dsp::af_features`] as well: the AF episode tracker
-//!   ([`crate::episodes`]) weighs the RR intervals with the model's call. The analyzer
-//!   emits such a window once the rhythm windows have covered it, so it carries every
-//!   beat of the window, as offline.
+//! - waveform models that read the window's beats get the RR intervals of its beats
+//!   and their [`ecg_dsp::af_features`] as well: a model with an RR-feature input
+//!   (`input.rr_features`) scores them beside the waveform, and the AF episode
+//!   tracker ([`crate::episodes`]) weighs the RR intervals with an AF model's call.
+//!   The analyzer emits such a window once the rhythm windows have covered it, so it
+//!   carries every beat of the window, as offline.
 //!
 //! A window's `quality_ok` is false when a rhythm window of poor signal ended after
 //! the model window's start (and, for feature models, with fewer than 4 RR
@@ -150,6 +151,7 @@ impl InputBuilder {
             }
         };
         let collect_beats = matches!(kind, Kind::Features)
+            || input.rr_features.is_some()
             || manifest.raises(ecg_types::Condition::AtrialFibrillation);
         Ok(Self {
             kind,
@@ -230,8 +232,8 @@ impl InputBuilder {
     }
 
     /// Whether the builder keeps the stream's beats (feature models, waveform models
-    /// that raise AF findings, every model offline): then [`Self::rr`] and
-    /// [`Self::features`] have them.
+    /// with an RR-feature input or that raise AF findings, every model offline): then
+    /// [`Self::rr`] and [`Self::features`] have them.
     pub fn collects_beats(&self) -> bool {
         self.collect_beats
     }
