@@ -297,8 +297,13 @@ fn write_pool(manifest: &Manifest, windows: &[ModelInput], path: &Path) {
     std::fs::create_dir_all(path.parent().expect("parent")).expect("create bench dir");
     std::fs::write(path, bytes).expect("write bench inputs");
     if manifest.input.rr_features.is_some() {
-        std::fs::write(path.with_extension("rr.f32"), rr).expect("write bench RR inputs");
+        std::fs::write(rr_pool(path), rr).expect("write bench RR inputs");
     }
+}
+
+/// Where `write_pool` writes the RR features of the pool written to `path`.
+fn rr_pool(path: &Path) -> PathBuf {
+    path.with_extension("rr.f32")
 }
 
 /// The batches of size `b` calls cycle through: batch `k` is windows `(k*b + j) % n`.
@@ -441,10 +446,15 @@ fn outside_ort(manifest: &Manifest, batches: &[Vec<&ModelInput>]) -> Outside {
     let gather_alloc_ns = time(&mut |i| {
         let ws = black_box(&batches[i % batches.len()]);
         let mut batch = Vec::with_capacity(ws.len() * len);
+        let mut rr = Vec::with_capacity(ws.len() * rr_len);
         for w in ws {
             batch.extend_from_slice(model_input(manifest, w));
+            if rr_len > 0 {
+                rr.extend_from_slice(&w.features);
+            }
         }
         black_box(batch);
+        black_box(rr);
     });
     let split_ns = time(&mut |i| {
         let ws = black_box(&batches[i % batches.len()]);
@@ -773,14 +783,14 @@ fn main() {
                     .input
                     .rr_features
                     .iter()
-                    .map(|name| {
-                        json!({"name": name, "data": data.with_extension("rr.f32"),
-                               "dims": [RR_FEATURES]})
-                    })
+                    .map(
+                        |name| json!({"name": name, "data": rr_pool(&data), "dims": [RR_FEATURES]}),
+                    )
                     .collect();
                 let r = p.call(&json!({
                     "op": "load", "key": key, "onnx": manifest.onnx_path(), "threads": threads,
-                    "data": data, "rows": windows.len(), "dims": dims, "extra": extra,
+                    "input": manifest.input.name, "data": data, "rows": windows.len(),
+                    "dims": dims, "extra": extra,
                 }));
                 if let Err(e) = r {
                     println!("python side failed to load {}, no comparison: {e}", spec.id);

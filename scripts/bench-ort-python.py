@@ -24,7 +24,7 @@ Two ways to use it:
 
 Requests in server mode:
   {"op": "hello"}
-  {"op": "load", "key": K, "onnx": PATH, "threads": T,
+  {"op": "load", "key": K, "onnx": PATH, "threads": T, "input": NAME,  # default: the first
    "data": F32_FILE, "rows": N, "dims": [..],       # N windows, row-major, little-endian
    "extra": [{"name": I, "data": F32_FILE, "dims": [..]}]}   # further inputs, N rows each
   {"op": "throughput", "key": K, "batch": B, "mode": "run"|"bound",
@@ -107,9 +107,11 @@ class Model:
     `{"name", "data", "dims"}` with the same number of rows (synthetic values for a
     further input not given)."""
 
-    def __init__(self, onnx_path, threads, data=None, rows=None, dims=None, extra=()):
+    def __init__(self, onnx_path, threads, data=None, rows=None, dims=None, extra=(),
+                 input_name=None):
         self.session = make_session(onnx_path, threads)
-        inp = self.session.get_inputs()[0]
+        inputs = self.session.get_inputs()
+        inp = next((i for i in inputs if i.name == input_name), inputs[0])
         self.input = inp.name
         self.output = self.session.get_outputs()[0].name
         if dims is None:
@@ -119,7 +121,7 @@ class Model:
         self.pools = {self.input: self.pool}
         for e in extra:
             self.pools[e["name"]] = load_pool(e.get("data"), self.pool.shape[0], e["dims"])
-        for i in self.session.get_inputs()[1:]:
+        for i in inputs:
             if i.name not in self.pools:  # stand-alone: synthetic values
                 d = [int(x) for x in i.shape[1:]]
                 self.pools[i.name] = load_pool(None, self.pool.shape[0], d)
@@ -255,6 +257,7 @@ def serve():
                     req.get("rows"),
                     req.get("dims"),
                     req.get("extra", ()),
+                    req.get("input"),
                 )
                 models[req["key"]] = m
                 rep = {"input": m.input, "output": m.output, "rows": int(m.pool.shape[0])}

@@ -13,12 +13,27 @@ use ecg_pipeline::events::Discard;
 use ecg_pipeline::offline::frame_record;
 use ecg_pipeline::{Analyzer, Sequencer, StreamSettings};
 use ecg_sim::{Device, FrameSource, Preset};
-use ecg_types::{DeviceId, Frame, Lead, ModelInput, PatientId, SampleRate, StreamId};
+use ecg_types::{DeviceId, DeviceTimeUs, Frame, Lead, ModelInput, PatientId, SampleRate, StreamId};
 
 const T0: i64 = 1_800_000_000_000_000;
 
 #[test]
 fn pipeline_and_eval_build_identical_waveform_inputs() {
+    compare(DspConfig::default());
+}
+
+/// Rhythm windows every 4 s: the model's windows (every 10 s) end between them, so
+/// the analyzer holds each one for up to 4 s past its end, and must keep its first
+/// beats meanwhile.
+#[test]
+fn identical_inputs_when_model_windows_end_between_rhythm_windows() {
+    compare(DspConfig {
+        hop_s: 4.0,
+        ..DspConfig::default()
+    });
+}
+
+fn compare(dsp: DspConfig) {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/af-cnn/af_cnn.toml");
     let model = ecg_inference::Model::load(&dir, 1).expect("bundled af-cnn loads");
     let manifest = model.manifest().clone();
@@ -41,7 +56,7 @@ fn pipeline_and_eval_build_identical_waveform_inputs() {
     let telemetry = Arc::new(Discard);
     let mut seq = Sequencer::new(StreamSettings::default(), telemetry.clone());
     let mut analyzer = Analyzer::new(
-        DspConfig::default(),
+        dsp.clone(),
         10.0,
         models.clone(),
         StreamSettings::default(),
@@ -73,7 +88,7 @@ fn pipeline_and_eval_build_identical_waveform_inputs() {
         SampleRate(fs),
         &[Lead::II],
         &sig[from..],
-        &DspConfig::default(),
+        &dsp,
     )
     .unwrap();
     let mut compared = 0;
@@ -91,4 +106,69 @@ fn pipeline_and_eval_build_identical_waveform_inputs() {
         compared += 1;
     }
     assert!(compared >= 5, "{compared} windows compared");
+}
+
+/// A window the analyzer holds (waiting for the rhythm windows to cover it) is not
+/// lost when the stream restarts after a gap: it is emitted with the beats found so
+/// far. Streams that stop at several points around a window's end, then come back
+/// two minutes later.
+#[test]
+fn a_held_window_is_emitted_when_the_stream_restarts() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/af-cnn/af_cnn.toml");
+    let model = ecg_inference::Model::load(&dir, 1).expect("bundled af-cnn loads");
+    let models = Arc::new(vec![model]);
+    let fs = 300u32;
+    let dev = Device::new(Preset::AtrialFibrillation.config(11, fs, vec![Lead::II])).unwrap();
+    let mut src = FrameSource::new(
+        dev,
+        StreamId::new("bed-gap").unwrap(),
+        DeviceId::new("d").unwrap(),
+        PatientId::new("p").unwrap(),
+        T0,
+        60,
+        1000,
+    );
+    let all: Vec<Frame> = (0..440).map(|_| src.next_frame()).collect();
+    let mut flushed = 0;
+    for stop in (400..=436).step_by(2) {
+        // 200 ms frames up to `stop`, then the next one two minutes late.
+        let mut frames = all[..stop].to_vec();
+        let mut back = all[stop].clone();
+        back.t0 = DeviceTimeUs(back.t0.0 + 120_000_000);
+        frames.push(back);
+        let last_end = all[stop].t0.0;
+        let telemetry = Arc::new(Discard);
+        let mut seq = Sequencer::new(StreamSettings::default(), telemetry.clone());
+        let mut analyzer = Analyzer::new(
+            DspConfig::default(),
+            10.0,
+            models.clone(),
+            StreamSettings::default(),
+            telemetry,
+        );
+        let mut newest = Vec::new();
+        let mut emitted: Vec<ModelInput> = Vec::new();
+        for (k, f) in frames.iter().enumerate() {
+            let mut cp = Checkpoint::new(k as u64);
+            let s = seq.process(vec![frame_record(f, k as i64)], || T0, &mut cp);
+            let a = analyzer.process(s.frames, &mut cp);
+            emitted.extend(a.inputs.into_iter().map(|s| s.input));
+            newest.push(emitted.iter().map(|w| w.end.0).max().unwrap_or(0));
+        }
+        let (before, after) = (newest[stop - 1], newest[stop]);
+        // Windows end every 10 s; after the restart, the newest window whose samples
+        // all arrived more than a second before the gap has been emitted.
+        assert!(
+            after > last_end - 11_000_000 && after <= last_end,
+            "stop {stop}: newest window ends at {after}, the signal at {last_end}"
+        );
+        if after > before {
+            flushed += 1;
+            let w = emitted.iter().find(|w| w.end.0 == after).unwrap();
+            assert_eq!(w.samples_mv.len(), 3750);
+            assert!(w.rr_s.len() >= 20, "{} RR intervals", w.rr_s.len());
+            assert_eq!(w.features.len(), ecg_inference::RR_FEATURES);
+        }
+    }
+    assert!(flushed >= 1, "no stop fell while a window was held");
 }

@@ -299,11 +299,12 @@ impl Manifest {
                     )));
                 }
                 m.input.len = len;
-                if m.input.rr_features.as_deref() == Some(m.input.name.as_str()) {
-                    return Err(invalid(format!(
-                        "input.rr_features {:?} names the waveform input",
-                        m.input.name
-                    )));
+                if let Some(rr) = &m.input.rr_features {
+                    if *rr == m.input.name || *rr == m.output.name {
+                        return Err(invalid(format!(
+                            "input.rr_features {rr:?} names the waveform input or the output"
+                        )));
+                    }
                 }
             }
         }

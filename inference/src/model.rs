@@ -573,11 +573,11 @@ fn check_contract(m: &Manifest, session: &Session) -> Result<(), ModelError> {
             Some(i) => check_tensor("input", rr, i.dtype(), &[RR_FEATURES], &mut problems),
         }
     }
-    if let Some(extra) = session
+    for extra in session
         .inputs()
         .iter()
         .map(|i| i.name())
-        .find(|&n| n != m.input.name && Some(n) != m.input.rr_features.as_deref())
+        .filter(|&n| n != m.input.name && Some(n) != m.input.rr_features.as_deref())
     {
         problems.push(format!(
             "input {extra:?} is not in the contract (input.name, input.rr_features)"

@@ -31,19 +31,19 @@ Outputs:
 Reproduce (from the repository root; D = the data folder holding cinc2017/):
 
     export CARDIOSTREAM_ORT_LIB=$PWD/.cardiostream/lib/libonnxruntime.so
-    W=/tmp/af-stack-rr; mkdir -p $W
-    cardiostream eval export-inputs --db $D/cinc2017 --model models/af-cnn/af_cnn.toml --out $W/afcnn_inputs
+    W=/tmp/af-stack-rr; mkdir -p $W; B=target/release/cardiostream   # cargo build --release
+    $B eval export-inputs --db $D/cinc2017 --model models/af-cnn/af_cnn.toml --out $W/afcnn_inputs
     python3 -m venv /work/.venv-train
-    /work/.venv-train/bin/pip install numpy==2.4.6 scipy==1.17.1 onnx==1.23.2 onnxruntime==1.32.0
+    /work/.venv-train/bin/pip install -r models/af-cnn/requirements.txt   # torch is not needed here
     STACK_WORK=$W /work/.venv-train/bin/python models/af-cnn/stack_rr.py
 
 Held-out part, once the shipped manifest points at af_cnn_rr.onnx (af-cnn 1.1.0), against
 af-cnn 1.0.0 (its manifest from git, af_cnn.onnx alone), through the pipeline's eval:
 
-    cardiostream eval af --db $D/cinc2017 --split heldout --model models/af-cnn/af_cnn.toml --out $W/v110.csv
-    git show 985ba4e:models/af-cnn/af_cnn.toml > models/af-cnn/v100.toml
-    cardiostream eval af --db $D/cinc2017 --split heldout --model models/af-cnn/v100.toml --out $W/v100.csv
-    rm models/af-cnn/v100.toml
+    $B eval af --db $D/cinc2017 --split heldout --model models/af-cnn/af_cnn.toml --out $W/v110.csv
+    git show 985ba4e:models/af-cnn/af_cnn.toml \
+      | sed "s|^onnx = .*|onnx = \"$PWD/models/af-cnn/af_cnn.onnx\"|" > $W/v100.toml
+    $B eval af --db $D/cinc2017 --split heldout --model $W/v100.toml --out $W/v100.csv
     CARDIOSTREAM_DATA=$D /work/.venv-train/bin/python models/af-cnn/stack_rr.py heldout $W/v110.csv $W/v100.csv
 
 Deterministic: fixed seeds, onnxruntime and BLAS on one thread; two runs write the same

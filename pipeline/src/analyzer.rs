@@ -383,7 +383,7 @@ impl Ctx<'_> {
     fn run(&self, st: &mut Stream, sf: SequencedFrame, out: &mut Analyzed) {
         let frame = &sf.frame;
         if sf.restart.is_some() {
-            st.analysis = None;
+            self.end_analysis(st, &frame.stream, sf.closed_us, out);
         }
         if st.analysis.as_ref().is_some_and(|a| {
             a.clock.rate != frame.sample_rate
@@ -391,7 +391,7 @@ impl Ctx<'_> {
                 || !same_pulses(&a.pulses, frame)
         }) {
             tracing::debug!("stream configuration changed; analysis restarted");
-            st.analysis = None;
+            self.end_analysis(st, &frame.stream, sf.closed_us, out);
         }
         st.patient = frame.patient.clone();
         let after_gap = sf.restart == Some(Restart::AfterGap);
@@ -470,6 +470,24 @@ impl Ctx<'_> {
             }
         }
         a.events = events;
+    }
+
+    /// Ends a stream's analysis (a restart, a changed configuration): the waveform
+    /// windows it still holds are emitted with the beats found so far, not lost.
+    fn end_analysis(&self, st: &mut Stream, stream: &StreamId, closed_us: i64, out: &mut Analyzed) {
+        if let Some(mut a) = st.analysis.take() {
+            let e = Emit {
+                ctx: self,
+                clock: &a.clock,
+                strip: &a.strip,
+                stream,
+                patient: &st.patient,
+                closed_us,
+            };
+            for b in &mut a.builders {
+                b.release(&e, None, out);
+            }
+        }
     }
 
     /// Lethal alarms the frame's assessments raised: published at once, one finding
@@ -634,23 +652,16 @@ impl Ctx<'_> {
             b.inputs.push_rhythm(w);
         }
         // Held waveform windows the rhythm windows now cover.
+        let e = Emit {
+            ctx: self,
+            clock: &a.clock,
+            strip: &a.strip,
+            stream,
+            patient,
+            closed_us,
+        };
         for b in a.builders.iter_mut().filter(|b| !b.held.is_empty()) {
-            let timing = self.timings[b.model];
-            let len = a.clock.rate.us_to_samples(timing.len_us);
-            while b.held.front().is_some_and(|h| h.from + len <= w.end_sample) {
-                let Some(h) = b.held.pop_front() else { break };
-                let (rr, features, _) = b.inputs.features(h.from, h.from + len);
-                let wave = Wave {
-                    index: h.index,
-                    samples_mv: h.samples_mv,
-                    rr,
-                    features,
-                    quality_ok: h.quality_ok,
-                };
-                emit_waveform(
-                    self, b, &a.clock, &a.strip, stream, patient, wave, closed_us, out,
-                );
-            }
+            b.release(&e, Some(w.end_sample), out);
         }
         for b in a.builders.iter().filter(|b| !b.inputs.is_waveform()) {
             let timing = self.timings[b.model];
@@ -793,16 +804,28 @@ impl Analysis {
             }
             self.cuts.clear();
             b.inputs.push(&self.sub, &mut self.cuts);
+            let e = Emit {
+                ctx,
+                clock: &self.clock,
+                strip: &self.strip,
+                stream,
+                patient,
+                closed_us,
+            };
             for cut in self.cuts.drain(..) {
                 let from = b.feed_from + cut.source_start;
+                let quality_ok = b.inputs.quality_from(from);
                 if b.inputs.collects_beats() {
-                    // Emitted when the rhythm windows cover it (`Analyzer::window`).
+                    // Emitted once the rhythm windows cover it: now, when they already
+                    // do (the resampler's look-ahead can outlast the QRS detector's),
+                    // else by `Analyzer::window`.
                     b.held.push_back(Held {
                         index: cut.index,
                         from,
                         samples_mv: cut.samples_mv,
-                        quality_ok: b.inputs.quality_from(from),
+                        quality_ok,
                     });
+                    b.release(&e, Some(b.inputs.rhythm_end()), out);
                     continue;
                 }
                 let wave = Wave {
@@ -810,19 +833,9 @@ impl Analysis {
                     samples_mv: cut.samples_mv,
                     rr: Vec::new(),
                     features: Vec::new(),
-                    quality_ok: b.inputs.quality_from(from),
+                    quality_ok,
                 };
-                emit_waveform(
-                    ctx,
-                    b,
-                    &self.clock,
-                    &self.strip,
-                    stream,
-                    patient,
-                    wave,
-                    closed_us,
-                    out,
-                );
+                e.waveform(b, wave, out);
             }
         }
     }
@@ -847,13 +860,7 @@ impl Analysis {
 
     /// The strip ending at device time `end_us`, if the signal is still held.
     fn strip_at(&self, end_us: i64) -> Option<Box<Strip>> {
-        if end_us <= self.clock.origin.0 {
-            return None;
-        }
-        let end = self.clock.sample_at(end_us);
-        self.strip
-            .strip(end, |s| self.clock.time_of(s))
-            .map(Box::new)
+        strip_ending(&self.clock, &self.strip, end_us)
     }
 
     /// End (device µs) of the rhythm window at `end_sample`, on the stream's grid.
@@ -902,45 +909,84 @@ struct Wave {
     quality_ok: bool,
 }
 
-/// Emits a waveform model's window: its input, with the strip behind it for an
-/// active model.
-#[allow(clippy::too_many_arguments)]
-fn emit_waveform(
-    ctx: &Ctx<'_>,
-    b: &mut Builder,
-    clock: &Timebase,
-    strip: &StripBuffer,
-    stream: &StreamId,
-    patient: &PatientId,
-    wave: Wave,
+/// Where one stream's waveform windows go, and what their inputs and strips need.
+struct Emit<'a, 'c> {
+    ctx: &'a Ctx<'c>,
+    clock: &'a Timebase,
+    strip: &'a StripBuffer,
+    stream: &'a StreamId,
+    patient: &'a PatientId,
     closed_us: i64,
-    out: &mut Analyzed,
-) {
-    let timing = ctx.timings[b.model];
-    let start_us = b.origin_us + wave.index as i64 * timing.hop_us;
-    b.emitted = b.emitted.max(wave.index + 1);
-    let input = b.inputs.input(
-        stream,
-        patient,
-        DeviceTimeUs(start_us),
-        DeviceTimeUs(start_us + timing.len_us),
-        wave.samples_mv,
-        wave.rr,
-        wave.features,
-        wave.quality_ok,
-    );
-    let strip = if ctx.active[b.model] {
-        let end = clock.sample_at(start_us + timing.len_us);
-        strip.strip(end, |s| clock.time_of(s)).map(Box::new)
-    } else {
-        None
-    };
-    out.inputs.push(Scoring {
-        model: b.model,
-        input,
-        closed_us,
-        strip,
-    });
+}
+
+impl Emit<'_, '_> {
+    /// Emits a waveform model's window: its input, with the strip behind it for an
+    /// active model.
+    fn waveform(&self, b: &mut Builder, wave: Wave, out: &mut Analyzed) {
+        let timing = self.ctx.timings[b.model];
+        let start_us = b.origin_us + wave.index as i64 * timing.hop_us;
+        let end_us = start_us + timing.len_us;
+        b.emitted = b.emitted.max(wave.index + 1);
+        let input = b.inputs.input(
+            self.stream,
+            self.patient,
+            DeviceTimeUs(start_us),
+            DeviceTimeUs(end_us),
+            wave.samples_mv,
+            wave.rr,
+            wave.features,
+            wave.quality_ok,
+        );
+        let strip = self.ctx.active[b.model]
+            .then(|| strip_ending(self.clock, self.strip, end_us))
+            .flatten();
+        out.inputs.push(Scoring {
+            model: b.model,
+            input,
+            closed_us: self.closed_us,
+            strip,
+        });
+    }
+}
+
+impl Builder {
+    /// Emits the held windows the rhythm windows have covered up to source sample
+    /// `upto` (every held window when `None`: the analysis ends), with the RR
+    /// intervals and features of their beats.
+    fn release(&mut self, e: &Emit<'_, '_>, upto: Option<u64>, out: &mut Analyzed) {
+        let len = e.clock.rate.us_to_samples(e.ctx.timings[self.model].len_us);
+        while self
+            .held
+            .front()
+            .is_some_and(|h| upto.is_none_or(|u| h.from + len <= u))
+        {
+            let Some(h) = self.held.pop_front() else {
+                break;
+            };
+            let (rr, features, _) = self.inputs.features(h.from, h.from + len);
+            let wave = Wave {
+                index: h.index,
+                samples_mv: h.samples_mv,
+                rr,
+                features,
+                quality_ok: h.quality_ok,
+            };
+            e.waveform(self, wave, out);
+        }
+        self.inputs
+            .hold_beats_from(self.held.front().map(|h| h.from));
+    }
+}
+
+/// The strip of the first lead ending at device time `end_us`, if the signal is
+/// still held.
+fn strip_ending(clock: &Timebase, strip: &StripBuffer, end_us: i64) -> Option<Box<Strip>> {
+    if end_us <= clock.origin.0 {
+        return None;
+    }
+    strip
+        .strip(clock.sample_at(end_us), |s| clock.time_of(s))
+        .map(Box::new)
 }
 
 /// Whether a frame carries the pulse channels (kind and rate, in order) an analysis

@@ -35,6 +35,9 @@ use ecg_dsp::window::{ModelWindow, WindowError, WindowSpec, Windower};
 use ecg_inference::{InputKind, Manifest};
 use ecg_types::{DeviceTimeUs, Lead, ModelInput, PatientId, SampleRate, StreamId};
 
+// A model's RR-feature input is the DSP stage's feature vector.
+const _: () = assert!(ecg_inference::RR_FEATURES == ecg_dsp::rhythm::AF_FEATURES);
+
 /// Fewest RR intervals a feature window needs to be scored.
 pub const MIN_RR_INTERVALS: usize = 4;
 
@@ -90,6 +93,11 @@ pub struct InputBuilder {
     collect_beats: bool,
     /// End (source sample) of the last rhythm window of poor signal.
     bad_until: u64,
+    /// Beats from this source sample on are kept whatever `keep` says: the first
+    /// sample of the oldest window the caller still holds ([`Self::hold_beats_from`]).
+    hold_from: Option<u64>,
+    /// End (source sample) of the latest rhythm window taken.
+    rhythm_end: u64,
     leads: Vec<Lead>,
     rate: SampleRate,
 }
@@ -160,6 +168,8 @@ impl InputBuilder {
             keep,
             collect_beats,
             bad_until: 0,
+            hold_from: None,
+            rhythm_end: 0,
             leads,
             rate,
         })
@@ -212,17 +222,33 @@ impl InputBuilder {
     /// Takes a closed rhythm window (sample indices in the same count as the source
     /// samples of feature windows): its beats, and its quality verdict.
     pub fn push_rhythm(&mut self, w: &RhythmWindow) {
+        self.rhythm_end = self.rhythm_end.max(w.end_sample);
         if !w.quality_ok {
             self.bad_until = self.bad_until.max(w.end_sample);
         }
         if self.collect_beats {
             let last = self.beats.back().copied();
             self.beats.extend(w.beats_after(last));
-            let keep_from = w.end_sample.saturating_sub(self.keep);
+            let keep_from = w
+                .end_sample
+                .saturating_sub(self.keep)
+                .min(self.hold_from.unwrap_or(u64::MAX));
             while self.beats.front().is_some_and(|&b| b < keep_from) {
                 self.beats.pop_front();
             }
         }
+    }
+
+    /// End (source sample) of the latest rhythm window taken: every beat before it
+    /// is known.
+    pub fn rhythm_end(&self) -> u64 {
+        self.rhythm_end
+    }
+
+    /// Keeps every beat from source sample `from` on (`None`: only the last window's
+    /// worth): the caller holds a window starting there that it has yet to read.
+    pub fn hold_beats_from(&mut self, from: Option<u64>) {
+        self.hold_from = from;
     }
 
     /// Whether signal from source sample `start` on has been good in every rhythm
