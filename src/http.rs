@@ -133,6 +133,13 @@ mod tests {
         tokio::task::JoinHandle<std::io::Result<()>>,
     );
 
+    /// Held by the tests whose requests the API refuses. `tracing` caches whether a
+    /// log call site is enabled when the site is first hit; a test that hits the
+    /// "request refused" site on another thread while the log test installs its
+    /// thread-local subscriber can cache it disabled for good, and the log test then
+    /// sees no line (1 run in 3 on a loaded machine).
+    static REFUSALS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
     async fn start(router: Router) -> Server {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -217,6 +224,7 @@ mod tests {
     /// statuses need a token and a team sees the streams assigned to it only.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn stream_statuses_need_a_token_and_show_a_team_its_own_streams() {
+        let _serial = REFUSALS.lock().await;
         let cfg: ServiceConfig = toml::from_str(
             r#"
             [store]
@@ -293,6 +301,7 @@ mod tests {
     /// for intrusion detection — never the path's ids or the token.
     #[tokio::test(flavor = "current_thread")]
     async fn refused_requests_are_logged_with_the_peer_never_the_ids_or_token() {
+        let _serial = REFUSALS.lock().await;
         let logs = Captured::default();
         let sink = logs.clone();
         let subscriber = tracing_subscriber::fmt()
