@@ -19,7 +19,7 @@ const T0: i64 = 1_800_000_000_000_000;
 
 #[test]
 fn pipeline_and_eval_build_identical_waveform_inputs() {
-    compare(DspConfig::default());
+    compare(DspConfig::default(), Preset::AtrialFibrillation);
 }
 
 /// Rhythm windows every 4 s: the model's windows (every 10 s) end between them, so
@@ -27,13 +27,16 @@ fn pipeline_and_eval_build_identical_waveform_inputs() {
 /// beats meanwhile.
 #[test]
 fn identical_inputs_when_model_windows_end_between_rhythm_windows() {
-    compare(DspConfig {
-        hop_s: 4.0,
-        ..DspConfig::default()
-    });
+    compare(
+        DspConfig {
+            hop_s: 4.0,
+            ..DspConfig::default()
+        },
+        Preset::AtrialFibrillation,
+    );
 }
 
-fn compare(dsp: DspConfig) {
+fn compare(dsp: DspConfig, preset: Preset) {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/af-cnn/af_cnn.toml");
     let model = ecg_inference::Model::load(&dir, 1).expect("bundled af-cnn loads");
     let manifest = model.manifest().clone();
@@ -41,7 +44,7 @@ fn compare(dsp: DspConfig) {
     // 100 s of an AF patient's lead II at 300 Hz (the model reads lead I, or the
     // stream's first lead), 200 ms frames.
     let (fs, seconds) = (300u32, 100usize);
-    let dev = Device::new(Preset::AtrialFibrillation.config(11, fs, vec![Lead::II])).unwrap();
+    let dev = Device::new(preset.config(11, fs, vec![Lead::II])).unwrap();
     let mut src = FrameSource::new(
         dev,
         StreamId::new("bed-af").unwrap(),

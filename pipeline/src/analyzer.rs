@@ -149,8 +149,6 @@ struct Held {
     /// First source sample, counted from the stream's first.
     from: u64,
     samples_mv: Vec<f32>,
-    /// The quality verdict when the window was cut (as for every waveform window).
-    quality_ok: bool,
 }
 
 /// DSP and model inputs of one stream since its last (re)start.
@@ -814,7 +812,6 @@ impl Analysis {
             };
             for cut in self.cuts.drain(..) {
                 let from = b.feed_from + cut.source_start;
-                let quality_ok = b.inputs.quality_from(from);
                 if b.inputs.collects_beats() {
                     // Emitted once the rhythm windows cover it: now, when they already
                     // do (the resampler's look-ahead can outlast the QRS detector's),
@@ -823,7 +820,6 @@ impl Analysis {
                         index: cut.index,
                         from,
                         samples_mv: cut.samples_mv,
-                        quality_ok,
                     });
                     b.release(&e, Some(b.inputs.rhythm_end()), out);
                     continue;
@@ -833,7 +829,7 @@ impl Analysis {
                     samples_mv: cut.samples_mv,
                     rr: Vec::new(),
                     features: Vec::new(),
-                    quality_ok,
+                    quality_ok: b.inputs.quality_from(from),
                 };
                 e.waveform(b, wave, out);
             }
@@ -905,7 +901,7 @@ struct Wave {
     samples_mv: Vec<f32>,
     rr: Vec<f32>,
     features: Vec<f32>,
-    /// Signal good in every rhythm window closed by the time the window was cut.
+    /// Signal good in the rhythm windows that judge it (`InputBuilder::quality_of`).
     quality_ok: bool,
 }
 
@@ -969,7 +965,7 @@ impl Builder {
                 samples_mv: h.samples_mv,
                 rr,
                 features,
-                quality_ok: h.quality_ok,
+                quality_ok: self.inputs.quality_of(h.from, h.from + len),
             };
             e.waveform(self, wave, out);
         }

@@ -19,9 +19,13 @@
 //!   The analyzer emits such a window once the rhythm windows have covered it, so it
 //!   carries every beat of the window, as offline.
 //!
-//! A window's `quality_ok` is false when a rhythm window of poor signal ended after
-//! the model window's start (and, for feature models, with fewer than 4 RR
-//! intervals): the scorer then reports it indeterminate instead of scoring it.
+//! A window's `quality_ok` is false when a rhythm window of poor signal ended inside
+//! it, after its start and at or before its end (and, for feature models, with fewer
+//! than 4 RR intervals): the scorer then reports it indeterminate instead of scoring
+//! it. Feature windows and the windows of models that read beats are judged once the
+//! rhythm windows cover them, live and offline alike; the live pipeline judges other
+//! waveform windows (`ecg12-attia`) when their last sample arrives, on the rhythm
+//! windows closed by then.
 //!
 //! Where windows fall is the caller's: the analyzer puts them on the stream's grid
 //! ([`crate::grid`]); `eval` starts them at a record's first sample. The same
@@ -93,6 +97,9 @@ pub struct InputBuilder {
     collect_beats: bool,
     /// End (source sample) of the last rhythm window of poor signal.
     bad_until: u64,
+    /// Ends (source sample) of the rhythm windows of poor signal, kept as long as
+    /// the beats are.
+    bad_ends: VecDeque<u64>,
     /// Beats from this source sample on are kept whatever `keep` says: the first
     /// sample of the oldest window the caller still holds ([`Self::hold_beats_from`]).
     hold_from: Option<u64>,
@@ -168,6 +175,7 @@ impl InputBuilder {
             keep,
             collect_beats,
             bad_until: 0,
+            bad_ends: VecDeque::new(),
             hold_from: None,
             rhythm_end: 0,
             leads,
@@ -225,14 +233,18 @@ impl InputBuilder {
         self.rhythm_end = self.rhythm_end.max(w.end_sample);
         if !w.quality_ok {
             self.bad_until = self.bad_until.max(w.end_sample);
+            self.bad_ends.push_back(w.end_sample);
+        }
+        let keep_from = w
+            .end_sample
+            .saturating_sub(self.keep)
+            .min(self.hold_from.unwrap_or(u64::MAX));
+        while self.bad_ends.front().is_some_and(|&e| e < keep_from) {
+            self.bad_ends.pop_front();
         }
         if self.collect_beats {
             let last = self.beats.back().copied();
             self.beats.extend(w.beats_after(last));
-            let keep_from = w
-                .end_sample
-                .saturating_sub(self.keep)
-                .min(self.hold_from.unwrap_or(u64::MAX));
             while self.beats.front().is_some_and(|&b| b < keep_from) {
                 self.beats.pop_front();
             }
@@ -257,6 +269,13 @@ impl InputBuilder {
         self.bad_until <= start
     }
 
+    /// Whether every rhythm window taken that ends in source samples `(start, end]`
+    /// had good signal: the quality of the window `[start, end)` once the rhythm
+    /// windows cover it, the same live and offline.
+    pub fn quality_of(&self, start: u64, end: u64) -> bool {
+        !self.bad_ends.iter().any(|&e| e > start && e <= end)
+    }
+
     /// Whether the builder keeps the stream's beats (feature models, waveform models
     /// with an RR-feature input or that raise AF findings, every model offline): then
     /// [`Self::rr`] and [`Self::features`] have them.
@@ -279,7 +298,7 @@ impl InputBuilder {
     /// features, and whether the window may be scored.
     pub fn features(&self, start: u64, end: u64) -> (Vec<f32>, Vec<f32>, bool) {
         let rr = self.rr(start, end);
-        let ok = self.quality_from(start) && rr.len() >= MIN_RR_INTERVALS;
+        let ok = self.quality_of(start, end) && rr.len() >= MIN_RR_INTERVALS;
         let features = af_features(&rr).to_vec();
         (rr, features, ok)
     }
@@ -416,7 +435,7 @@ pub fn record_inputs(
         let len = rate.us_to_samples(win_us);
         for c in cuts {
             let start_us = c.index as i64 * hop_us;
-            let ok = builder.quality_from(c.source_start);
+            let ok = builder.quality_of(c.source_start, c.source_start + len);
             let (rr, features, _) = builder.features(c.source_start, c.source_start + len);
             out.push(builder.input(
                 &stream,
@@ -455,4 +474,57 @@ pub fn record_inputs(
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use ecg_dsp::quality::QualityIndices;
+
+    fn rhythm(end_sample: u64, quality_ok: bool) -> RhythmWindow {
+        RhythmWindow {
+            start_sample: end_sample.saturating_sub(2500),
+            end_sample,
+            beats: Vec::new(),
+            rr_s: Vec::new(),
+            heart_rate_bpm: 60.0,
+            sdnn_s: 0.0,
+            rmssd_s: 0.0,
+            irregularity: 0.0,
+            af_features: [0.0; ecg_dsp::rhythm::AF_FEATURES],
+            quality_ok,
+            quality_reason: String::new(),
+            quality_score: 1.0,
+            quality: QualityIndices::default(),
+            pvc_beats: Vec::new(),
+            pvc_per_min: 0.0,
+            filtered_mv: Vec::new(),
+            calls: Vec::new(),
+        }
+    }
+
+    /// A window is judged by the rhythm windows that end inside it: a poor one that
+    /// ends before it or after it does not gate it.
+    #[test]
+    fn a_window_is_judged_by_the_rhythm_windows_ending_inside_it() {
+        let path =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/af-rr/af_rr.toml");
+        let manifest = Manifest::load(&path).unwrap();
+        let mut b = InputBuilder::new(&manifest, 30.0, SampleRate(250), &[Lead::II]).unwrap();
+        // Rhythm windows every 5 s (1,250 samples); the one ending at 10,000 is poor.
+        for k in 1..=12u64 {
+            b.push_rhythm(&rhythm(k * 1250, k != 8));
+        }
+        assert!(!b.quality_of(2_500, 10_000), "it ends at the window's end");
+        assert!(b.quality_of(2_500, 9_999), "it ends just after the window");
+        assert!(!b.quality_of(5_000, 12_500), "the poor window ends inside");
+        assert!(
+            b.quality_of(10_000, 15_000),
+            "it ends at the window's start"
+        );
+        assert!(b.quality_of(0, 8_750), "it ends after the window");
+        // The running verdict: poor signal since 10,000 samples in.
+        assert!(!b.quality_from(9_999) && b.quality_from(10_000));
+    }
 }
