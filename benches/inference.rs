@@ -57,7 +57,7 @@ use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use ecg_dsp::stream::DspConfig;
-use ecg_inference::{InputKind, Manifest, Model, OrtRuntime, Scored, RR_FEATURES};
+use ecg_inference::{InputKind, Manifest, Model, OrtRuntime, Scored};
 use ecg_sim::{Device, Preset};
 use ecg_types::{Lead, ModelInput, PatientId, SampleRate, StreamId};
 use serde_json::{json, Value};
@@ -287,8 +287,12 @@ fn write_pool(manifest: &Manifest, windows: &[ModelInput], path: &Path) {
         for x in v {
             bytes.extend_from_slice(&x.to_le_bytes());
         }
-        if manifest.input.rr_features.is_some() {
-            assert_eq!(w.features.len(), RR_FEATURES, "RR input fits the contract");
+        if manifest.input.rr_len() > 0 {
+            assert_eq!(
+                w.features.len(),
+                manifest.input.rr_len(),
+                "RR input fits the contract"
+            );
             for x in &w.features {
                 rr.extend_from_slice(&x.to_le_bytes());
             }
@@ -424,11 +428,7 @@ fn outside_ort(manifest: &Manifest, batches: &[Vec<&ModelInput>]) -> Outside {
         median(&mut per)
     };
     let mut buffer = vec![0f32; b * len];
-    let rr_len = if manifest.input.rr_features.is_some() {
-        RR_FEATURES
-    } else {
-        0
-    };
+    let rr_len = manifest.input.rr_len();
     let mut rr = vec![0f32; b * rr_len];
     let gather_ns = time(&mut |i| {
         let ws = black_box(&batches[i % batches.len()]);
@@ -784,7 +784,7 @@ fn main() {
                     .rr_features
                     .iter()
                     .map(
-                        |name| json!({"name": name, "data": rr_pool(&data), "dims": [RR_FEATURES]}),
+                        |name| json!({"name": name, "data": rr_pool(&data), "dims": [manifest.input.rr_len()]}),
                     )
                     .collect();
                 let r = p.call(&json!({

@@ -152,6 +152,15 @@ impl InputSpec {
         }
     }
 
+    /// Values per window of the RR-feature input ([`RR_FEATURES`]; 0 without one).
+    pub fn rr_len(&self) -> usize {
+        if self.rr_features.is_some() {
+            RR_FEATURES
+        } else {
+            0
+        }
+    }
+
     /// The input tensor's shape without the batch dimension.
     pub fn dims(&self, window_s: f32) -> Vec<usize> {
         match self.kind {

@@ -224,11 +224,12 @@ impl Slot {
         let mut shape = vec![rows];
         shape.extend(m.input.dims(m.window_s));
         let input = Tensor::<f32>::new(&alloc, shape.as_slice())?;
-        let rr = match m.input.rr_features {
-            Some(_) => Some(Tensor::<f32>::new(&alloc, [rows, RR_FEATURES])?),
-            None => None,
+        let rr_len = m.input.rr_len();
+        let rr = if rr_len > 0 {
+            Some(Tensor::<f32>::new(&alloc, [rows, rr_len])?)
+        } else {
+            None
         };
-        let rr_len = rr.as_ref().map_or(0, |_| RR_FEATURES);
         let k = m.output.labels.len();
         let output = Tensor::<f32>::new(&alloc, [rows, k])?;
         let options = RunOptions::new()?.with_outputs(
@@ -330,10 +331,9 @@ impl Model {
                 &w.features
             }
         }
-        let rr_input = m.input.rr_features.as_deref();
+        let rr_len = m.input.rr_len();
         let fits = |w: &ModelInput| {
-            values(w, waveform).len() == len
-                && (rr_input.is_none() || w.features.len() == RR_FEATURES)
+            values(w, waveform).len() == len && (rr_len == 0 || w.features.len() == rr_len)
         };
         let rows = inputs.iter().filter(|w| w.quality_ok && fits(w)).count();
         let verdict = |w: &ModelInput| {
@@ -347,7 +347,7 @@ impl Model {
                 ))
             } else {
                 Scored::Rejected(format!(
-                    "RR input has {} values, model {} takes {RR_FEATURES}",
+                    "RR input has {} values, model {} takes {rr_len}",
                     w.features.len(),
                     m.id
                 ))
@@ -369,22 +369,18 @@ impl Model {
         } = &mut *runner;
         let slot = &mut slots[0];
         let (_, input) = slot.input.extract_tensor_mut();
-        for (dst, w) in input
-            .chunks_exact_mut(len)
-            .zip(inputs.iter().filter(|w| w.quality_ok && fits(w)))
+        let mut rr = slot.rr.as_mut().map(|t| t.extract_tensor_mut().1);
+        for (i, w) in inputs
+            .iter()
+            .filter(|w| w.quality_ok && fits(w))
+            .enumerate()
         {
-            dst.copy_from_slice(values(w, waveform));
-        }
-        if let Some(rr) = slot.rr.as_mut() {
-            let (_, rr) = rr.extract_tensor_mut();
-            for (dst, w) in rr
-                .chunks_exact_mut(RR_FEATURES)
-                .zip(inputs.iter().filter(|w| w.quality_ok && fits(w)))
-            {
-                dst.copy_from_slice(&w.features);
+            input[i * len..(i + 1) * len].copy_from_slice(values(w, waveform));
+            if let Some(rr) = rr.as_deref_mut() {
+                rr[i * rr_len..(i + 1) * rr_len].copy_from_slice(&w.features);
             }
         }
-        let outputs = match (&slot.rr, rr_input) {
+        let outputs = match (&slot.rr, m.input.rr_features.as_deref()) {
             (Some(rr), Some(rr_name)) => session.run_with_options(
                 ort::inputs![m.input.name.as_str() => &slot.input, rr_name => rr],
                 &slot.options,
@@ -549,29 +545,25 @@ pub enum LoadError {
 /// Checks names, element types and shapes of the session against the manifest.
 fn check_contract(m: &Manifest, session: &Session) -> Result<(), ModelError> {
     let mut problems = Vec::new();
-    match session.inputs().iter().find(|i| i.name() == m.input.name) {
+    // An input the contract names: present, float32, of its shape.
+    let mut check_input = |what: &str, name: &str, dims: &[usize]| match session
+        .inputs()
+        .iter()
+        .find(|i| i.name() == name)
+    {
         None => problems.push(format!(
-            "no input named {:?} (the model has {:?})",
-            m.input.name,
+            "no {what} named {name:?} (the model has {:?})",
             session
                 .inputs()
                 .iter()
                 .map(|i| i.name())
                 .collect::<Vec<_>>()
         )),
-        Some(i) => check_tensor(
-            "input",
-            &m.input.name,
-            i.dtype(),
-            &m.input.dims(m.window_s),
-            &mut problems,
-        ),
-    }
+        Some(i) => check_tensor("input", name, i.dtype(), dims, &mut problems),
+    };
+    check_input("input", &m.input.name, &m.input.dims(m.window_s));
     if let Some(rr) = &m.input.rr_features {
-        match session.inputs().iter().find(|i| i.name() == rr) {
-            None => problems.push(format!("no RR-feature input named {rr:?}")),
-            Some(i) => check_tensor("input", rr, i.dtype(), &[RR_FEATURES], &mut problems),
-        }
+        check_input("RR-feature input", rr, &[RR_FEATURES]);
     }
     for extra in session
         .inputs()

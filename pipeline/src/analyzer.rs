@@ -959,13 +959,14 @@ impl Builder {
             let Some(h) = self.held.pop_front() else {
                 break;
             };
-            let (rr, features, _) = self.inputs.features(h.from, h.from + len);
+            let end = h.from + len;
+            let (rr, features) = self.inputs.beats_in(h.from, end);
             let wave = Wave {
                 index: h.index,
                 samples_mv: h.samples_mv,
                 rr,
                 features,
-                quality_ok: self.inputs.quality_of(h.from, h.from + len),
+                quality_ok: self.inputs.quality_of(h.from, end),
             };
             e.waveform(self, wave, out);
         }

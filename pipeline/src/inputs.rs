@@ -95,10 +95,8 @@ pub struct InputBuilder {
     keep: u64,
     /// Whether beats are kept (feature models, and every model offline).
     collect_beats: bool,
-    /// End (source sample) of the last rhythm window of poor signal.
-    bad_until: u64,
-    /// Ends (source sample) of the rhythm windows of poor signal, kept as long as
-    /// the beats are.
+    /// Ends (source sample) of the rhythm windows of poor signal, in order, kept as
+    /// long as the beats are; the latest is always kept.
     bad_ends: VecDeque<u64>,
     /// Beats from this source sample on are kept whatever `keep` says: the first
     /// sample of the oldest window the caller still holds ([`Self::hold_beats_from`]).
@@ -174,7 +172,6 @@ impl InputBuilder {
             beats: VecDeque::new(),
             keep,
             collect_beats,
-            bad_until: 0,
             bad_ends: VecDeque::new(),
             hold_from: None,
             rhythm_end: 0,
@@ -232,14 +229,13 @@ impl InputBuilder {
     pub fn push_rhythm(&mut self, w: &RhythmWindow) {
         self.rhythm_end = self.rhythm_end.max(w.end_sample);
         if !w.quality_ok {
-            self.bad_until = self.bad_until.max(w.end_sample);
             self.bad_ends.push_back(w.end_sample);
         }
         let keep_from = w
             .end_sample
             .saturating_sub(self.keep)
             .min(self.hold_from.unwrap_or(u64::MAX));
-        while self.bad_ends.front().is_some_and(|&e| e < keep_from) {
+        while self.bad_ends.len() > 1 && self.bad_ends.front().is_some_and(|&e| e < keep_from) {
             self.bad_ends.pop_front();
         }
         if self.collect_beats {
@@ -266,7 +262,7 @@ impl InputBuilder {
     /// Whether signal from source sample `start` on has been good in every rhythm
     /// window closed so far.
     pub fn quality_from(&self, start: u64) -> bool {
-        self.bad_until <= start
+        self.bad_ends.back().is_none_or(|&e| e <= start)
     }
 
     /// Whether every rhythm window taken that ends in source samples `(start, end]`
@@ -278,28 +274,30 @@ impl InputBuilder {
 
     /// Whether the builder keeps the stream's beats (feature models, waveform models
     /// with an RR-feature input or that raise AF findings, every model offline): then
-    /// [`Self::rr`] and [`Self::features`] have them.
+    /// [`Self::beats_in`] and [`Self::features`] have them.
     pub fn collects_beats(&self) -> bool {
         self.collect_beats
     }
 
-    /// The RR intervals (s) of the beats kept in source samples `[start, end)`.
-    pub fn rr(&self, start: u64, end: u64) -> Vec<f32> {
+    /// The RR intervals (s) of the beats kept in source samples `[start, end)`, and
+    /// their features.
+    pub fn beats_in(&self, start: u64, end: u64) -> (Vec<f32>, Vec<f32>) {
         let beats: Vec<u64> = self
             .beats
             .iter()
             .copied()
             .filter(|&b| b >= start && b < end)
             .collect();
-        rr_intervals(&beats, self.source_rate.hz())
+        let rr = rr_intervals(&beats, self.source_rate.hz());
+        let features = af_features(&rr).to_vec();
+        (rr, features)
     }
 
-    /// The RR intervals (s) of the beats in source samples `[start, end)`, their
-    /// features, and whether the window may be scored.
+    /// A feature window's RR intervals and features ([`Self::beats_in`]), and
+    /// whether it may be scored: good signal and at least [`MIN_RR_INTERVALS`].
     pub fn features(&self, start: u64, end: u64) -> (Vec<f32>, Vec<f32>, bool) {
-        let rr = self.rr(start, end);
+        let (rr, features) = self.beats_in(start, end);
         let ok = self.quality_of(start, end) && rr.len() >= MIN_RR_INTERVALS;
-        let features = af_features(&rr).to_vec();
         (rr, features, ok)
     }
 
@@ -435,8 +433,9 @@ pub fn record_inputs(
         let len = rate.us_to_samples(win_us);
         for c in cuts {
             let start_us = c.index as i64 * hop_us;
-            let ok = builder.quality_of(c.source_start, c.source_start + len);
-            let (rr, features, _) = builder.features(c.source_start, c.source_start + len);
+            let end = c.source_start + len;
+            let ok = builder.quality_of(c.source_start, end);
+            let (rr, features) = builder.beats_in(c.source_start, end);
             out.push(builder.input(
                 &stream,
                 &patient,
