@@ -7,6 +7,8 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use ecg_inference::Model;
+
 use ecg_dsp::stream::DspConfig;
 use ecg_pipeline::commit::Checkpoint;
 use ecg_pipeline::events::Discard;
@@ -17,9 +19,60 @@ use ecg_types::{DeviceId, DeviceTimeUs, Frame, Lead, ModelInput, PatientId, Samp
 
 const T0: i64 = 1_800_000_000_000_000;
 
+/// The bundled AF model.
+fn af_cnn() -> Arc<Vec<Model>> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/af-cnn/af_cnn.toml");
+    Arc::new(vec![Model::load(&dir, 1).expect("bundled af-cnn loads")])
+}
+
+/// `n` 200 ms frames of an AF patient's lead II at 300 Hz (the model reads lead I, or
+/// the stream's first lead).
+fn af_frames(stream: &str, n: usize) -> Vec<Frame> {
+    let dev = Device::new(Preset::AtrialFibrillation.config(11, 300, vec![Lead::II])).unwrap();
+    let mut src = FrameSource::new(
+        dev,
+        StreamId::new(stream).unwrap(),
+        DeviceId::new("d").unwrap(),
+        PatientId::new("p").unwrap(),
+        T0,
+        60,
+        1000,
+    );
+    (0..n).map(|_| src.next_frame()).collect()
+}
+
+/// The pipeline's sequencer and analyzer for `models`.
+struct Stages {
+    seq: Sequencer,
+    analyzer: Analyzer,
+}
+
+impl Stages {
+    fn new(dsp: DspConfig, models: Arc<Vec<Model>>) -> Self {
+        let telemetry = Arc::new(Discard);
+        Self {
+            seq: Sequencer::new(StreamSettings::default(), telemetry.clone()),
+            analyzer: Analyzer::new(dsp, 10.0, models, StreamSettings::default(), telemetry),
+        }
+    }
+
+    /// One epoch: `frames`, the first at offset `offset`; the model inputs it emits.
+    fn epoch(&mut self, epoch: u64, frames: &[Frame], offset: usize) -> Vec<ModelInput> {
+        let records = frames
+            .iter()
+            .enumerate()
+            .map(|(i, f)| frame_record(f, (offset + i) as i64))
+            .collect();
+        let mut cp = Checkpoint::new(epoch);
+        let s = self.seq.process(records, || T0, &mut cp);
+        let a = self.analyzer.process(s.frames, &mut cp);
+        a.inputs.into_iter().map(|s| s.input).collect()
+    }
+}
+
 #[test]
 fn pipeline_and_eval_build_identical_waveform_inputs() {
-    compare(DspConfig::default(), Preset::AtrialFibrillation);
+    compare(DspConfig::default());
 }
 
 /// Rhythm windows every 4 s: the model's windows (every 10 s) end between them, so
@@ -27,55 +80,23 @@ fn pipeline_and_eval_build_identical_waveform_inputs() {
 /// beats meanwhile.
 #[test]
 fn identical_inputs_when_model_windows_end_between_rhythm_windows() {
-    compare(
-        DspConfig {
-            hop_s: 4.0,
-            ..DspConfig::default()
-        },
-        Preset::AtrialFibrillation,
-    );
+    compare(DspConfig {
+        hop_s: 4.0,
+        ..DspConfig::default()
+    });
 }
 
-fn compare(dsp: DspConfig, preset: Preset) {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/af-cnn/af_cnn.toml");
-    let model = ecg_inference::Model::load(&dir, 1).expect("bundled af-cnn loads");
-    let manifest = model.manifest().clone();
-    let models = Arc::new(vec![model]);
-    // 100 s of an AF patient's lead II at 300 Hz (the model reads lead I, or the
-    // stream's first lead), 200 ms frames.
-    let (fs, seconds) = (300u32, 100usize);
-    let dev = Device::new(preset.config(11, fs, vec![Lead::II])).unwrap();
-    let mut src = FrameSource::new(
-        dev,
-        StreamId::new("bed-af").unwrap(),
-        DeviceId::new("d").unwrap(),
-        PatientId::new("p").unwrap(),
-        T0,
-        60,
-        1000,
-    );
-    let frames: Vec<_> = (0..seconds * 5).map(|_| src.next_frame()).collect();
+fn compare(dsp: DspConfig) {
+    let models = af_cnn();
+    let manifest = models[0].manifest().clone();
+    // 100 s, in epochs of 37 frames.
+    let fs = 300u32;
+    let frames = af_frames("bed-af", 500);
     // The pipeline's path.
-    let telemetry = Arc::new(Discard);
-    let mut seq = Sequencer::new(StreamSettings::default(), telemetry.clone());
-    let mut analyzer = Analyzer::new(
-        dsp.clone(),
-        10.0,
-        models.clone(),
-        StreamSettings::default(),
-        telemetry,
-    );
+    let mut stages = Stages::new(dsp.clone(), models);
     let mut pipeline: Vec<ModelInput> = Vec::new();
     for (k, chunk) in frames.chunks(37).enumerate() {
-        let records = chunk
-            .iter()
-            .enumerate()
-            .map(|(i, f)| frame_record(f, (k * 37 + i) as i64))
-            .collect();
-        let mut cp = Checkpoint::new(k as u64);
-        let s = seq.process(records, || T0, &mut cp);
-        let a = analyzer.process(s.frames, &mut cp);
-        pipeline.extend(a.inputs.into_iter().map(|s| s.input));
+        pipeline.extend(stages.epoch(k as u64, chunk, k * 37));
     }
     assert!(pipeline.len() >= 5, "{} windows", pipeline.len());
     // The same samples, as the wire carried them (µV counts back to mV).
@@ -117,21 +138,8 @@ fn compare(dsp: DspConfig, preset: Preset) {
 /// two minutes later.
 #[test]
 fn a_held_window_is_emitted_when_the_stream_restarts() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/af-cnn/af_cnn.toml");
-    let model = ecg_inference::Model::load(&dir, 1).expect("bundled af-cnn loads");
-    let models = Arc::new(vec![model]);
-    let fs = 300u32;
-    let dev = Device::new(Preset::AtrialFibrillation.config(11, fs, vec![Lead::II])).unwrap();
-    let mut src = FrameSource::new(
-        dev,
-        StreamId::new("bed-gap").unwrap(),
-        DeviceId::new("d").unwrap(),
-        PatientId::new("p").unwrap(),
-        T0,
-        60,
-        1000,
-    );
-    let all: Vec<Frame> = (0..440).map(|_| src.next_frame()).collect();
+    let models = af_cnn();
+    let all = af_frames("bed-gap", 440);
     let mut flushed = 0;
     for stop in (400..=436).step_by(2) {
         // 200 ms frames up to `stop`, then the next one two minutes late.
@@ -140,22 +148,11 @@ fn a_held_window_is_emitted_when_the_stream_restarts() {
         back.t0 = DeviceTimeUs(back.t0.0 + 120_000_000);
         frames.push(back);
         let last_end = all[stop].t0.0;
-        let telemetry = Arc::new(Discard);
-        let mut seq = Sequencer::new(StreamSettings::default(), telemetry.clone());
-        let mut analyzer = Analyzer::new(
-            DspConfig::default(),
-            10.0,
-            models.clone(),
-            StreamSettings::default(),
-            telemetry,
-        );
+        let mut stages = Stages::new(DspConfig::default(), models.clone());
         let mut newest = Vec::new();
         let mut emitted: Vec<ModelInput> = Vec::new();
         for (k, f) in frames.iter().enumerate() {
-            let mut cp = Checkpoint::new(k as u64);
-            let s = seq.process(vec![frame_record(f, k as i64)], || T0, &mut cp);
-            let a = analyzer.process(s.frames, &mut cp);
-            emitted.extend(a.inputs.into_iter().map(|s| s.input));
+            emitted.extend(stages.epoch(k as u64, std::slice::from_ref(f), k));
             newest.push(emitted.iter().map(|w| w.end.0).max().unwrap_or(0));
         }
         let (before, after) = (newest[stop - 1], newest[stop]);

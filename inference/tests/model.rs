@@ -180,18 +180,31 @@ fn waveform_model_scores_12_lead_windows_in_shadow() {
     ));
 }
 
+/// What `Model::load` says of the bundled manifest `path` with `from` replaced by
+/// `to`, read from another folder (its ONNX file named by absolute path).
+fn load_error(path: &Path, from: &str, to: &str) -> String {
+    let src = std::fs::read_to_string(path).unwrap();
+    assert!(src.contains(from), "{from}");
+    let onnx = src
+        .lines()
+        .find_map(|l| l.strip_prefix("onnx = "))
+        .unwrap()
+        .trim_matches('"');
+    let src = src.replace(
+        &format!("onnx = {onnx:?}"),
+        &format!("onnx = {:?}", path.with_file_name(onnx)),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let edited = dir.path().join("m.toml");
+    std::fs::write(&edited, src.replace(from, to)).unwrap();
+    match Model::load(&edited, 1) {
+        Err(e) => e.to_string(),
+        Ok(_) => panic!("{from} -> {to} loaded"),
+    }
+}
+
 #[test]
 fn waveform_manifest_rules_are_checked() {
-    let dir = tempfile::tempdir().unwrap();
-    let src = std::fs::read_to_string(waveform_manifest())
-        .unwrap()
-        .replace(
-            "onnx = \"ecg12_attia.onnx\"",
-            &format!(
-                "onnx = {:?}",
-                waveform_manifest().with_file_name("ecg12_attia.onnx")
-            ),
-        );
     for (from, to, expect) in [
         (
             "sample_rate_hz = 500",
@@ -207,12 +220,7 @@ fn waveform_manifest_rules_are_checked() {
             "[batch, 12, 2500]",
         ),
     ] {
-        let path = dir.path().join("m.toml");
-        std::fs::write(&path, src.replace(from, to)).unwrap();
-        let msg = match Model::load(&path, 1) {
-            Err(e) => e.to_string(),
-            Ok(_) => panic!("{from} -> {to} loaded"),
-        };
+        let msg = load_error(&waveform_manifest(), from, to);
         assert!(msg.contains(expect), "{from} -> {to}: {msg}");
     }
 }
@@ -279,18 +287,6 @@ fn waveform_model_with_rr_input_reads_both_and_rejects_a_short_rr_input() {
 
 #[test]
 fn rr_input_contract_is_checked() {
-    let dir = tempfile::tempdir().unwrap();
-    let src = std::fs::read_to_string(af_cnn_manifest()).unwrap();
-    let onnx = src
-        .lines()
-        .find_map(|l| l.strip_prefix("onnx = "))
-        .unwrap()
-        .trim_matches('"')
-        .to_owned();
-    let src = src.replace(
-        &format!("onnx = {onnx:?}"),
-        &format!("onnx = {:?}", af_cnn_manifest().with_file_name(&onnx)),
-    );
     for (from, to, expect) in [
         (
             "rr_features = \"rr\"\n",
@@ -308,24 +304,11 @@ fn rr_input_contract_is_checked() {
             "names the waveform input",
         ),
     ] {
-        assert!(src.contains(from), "{from}");
-        let path = dir.path().join("m.toml");
-        std::fs::write(&path, src.replace(from, to)).unwrap();
-        let msg = match Model::load(&path, 1) {
-            Err(e) => e.to_string(),
-            Ok(_) => panic!("{from} -> {to} loaded"),
-        };
+        let msg = load_error(&af_cnn_manifest(), from, to);
         assert!(msg.contains(expect), "{from} -> {to}: {msg}");
     }
     // A feature model's input is its features: no second one.
-    let rr = std::fs::read_to_string(manifest())
-        .unwrap()
-        .replace("len = 8", "len = 8\nrr_features = \"rr\"");
-    let path = dir.path().join("rr.toml");
-    std::fs::write(&path, rr).unwrap();
-    let msg = ecg_inference::Manifest::load(&path)
-        .unwrap_err()
-        .to_string();
+    let msg = load_error(&manifest(), "len = 8", "len = 8\nrr_features = \"rr\"");
     assert!(
         msg.contains("input.rr_features is for waveform inputs"),
         "{msg}"

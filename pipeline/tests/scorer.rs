@@ -11,7 +11,7 @@ use std::sync::Arc;
 use ecg_dsp::IrregularityThresholds;
 use ecg_inference::{Model, ModelError, Retry, Scored};
 use ecg_pipeline::episodes::EpisodeSettings;
-use ecg_pipeline::events::Recorder;
+use ecg_pipeline::events::{Recorder, Sink};
 use ecg_pipeline::scorer::{Runner, Scorer};
 use ecg_pipeline::{ScorerSettings, Scoring};
 use ecg_types::{
@@ -56,6 +56,27 @@ fn settings(budget_s: f32) -> ScorerSettings {
         retry_max_ms: 20,
         retry_budget_s: budget_s,
     }
+}
+
+/// The pipeline's scorer of `models` (5 s retry budget, default AF episode tracking).
+fn scorer(models: &Arc<Vec<Model>>, telemetry: Sink) -> Scorer {
+    Scorer::new(
+        models,
+        settings(5.0),
+        &EpisodeSettings::default(),
+        &IrregularityThresholds::default(),
+        telemetry,
+    )
+}
+
+/// A scorer running `faulty` (5 s retry budget) with the same episode tracking as
+/// [`scorer`].
+fn faulty_scorer(models: &Arc<Vec<Model>>, faulty: Faulty, telemetry: Sink) -> Scorer {
+    Scorer::with_runners(vec![Arc::new(faulty)], settings(5.0), telemetry).with_episodes(
+        models,
+        &EpisodeSettings::default(),
+        &IrregularityThresholds::default(),
+    )
 }
 
 /// The real model, with faults injected before it runs.
@@ -123,28 +144,16 @@ fn keyed(fs: &[Finding]) -> Vec<(String, FindingStatus, Option<u32>)> {
 #[test]
 fn transient_faults_are_retried_and_change_nothing() {
     let models = model();
-    let clean = Scorer::new(
-        &models,
-        settings(5.0),
-        &EpisodeSettings::default(),
-        &IrregularityThresholds::default(),
-        Arc::new(Recorder::default()),
-    )
-    .score(items())
-    .unwrap();
+    let clean = scorer(&models, Arc::new(Recorder::default()))
+        .score(items())
+        .unwrap();
     assert_eq!(clean.findings.len(), 40);
     let events = Arc::new(Recorder::default());
     let faulty = Faulty {
         transient_first: 3,
         ..Faulty::new(&models)
     };
-    // The same episode tracking as the clean scorer's.
-    let got = Scorer::with_runners(vec![Arc::new(faulty)], settings(5.0), events.clone())
-        .with_episodes(
-            &models,
-            &EpisodeSettings::default(),
-            &IrregularityThresholds::default(),
-        )
+    let got = faulty_scorer(&models, faulty, events.clone())
         .score(items())
         .unwrap();
     assert_eq!(keyed(&got.findings), keyed(&clean.findings));
@@ -177,31 +186,16 @@ fn a_fault_outlasting_the_budget_fails_the_epoch() {
 #[test]
 fn a_permanently_failing_window_is_indeterminate_and_its_batch_is_scored() {
     let models = model();
-    let clean = Scorer::new(
-        &models,
-        settings(5.0),
-        &EpisodeSettings::default(),
-        &IrregularityThresholds::default(),
-        Arc::new(Recorder::default()),
-    )
-    .score(items())
-    .unwrap();
+    let clean = scorer(&models, Arc::new(Recorder::default()))
+        .score(items())
+        .unwrap();
     let faulty = Faulty {
         poison: Some("s5".into()),
         ..Faulty::new(&models)
     };
-    let got = Scorer::with_runners(
-        vec![Arc::new(faulty)],
-        settings(5.0),
-        Arc::new(Recorder::default()),
-    )
-    .with_episodes(
-        &models,
-        &EpisodeSettings::default(),
-        &IrregularityThresholds::default(),
-    )
-    .score(items())
-    .unwrap();
+    let got = faulty_scorer(&models, faulty, Arc::new(Recorder::default()))
+        .score(items())
+        .unwrap();
     assert_eq!(got.findings.len(), 40);
     for (g, c) in got.findings.iter().zip(&clean.findings) {
         if g.stream.as_str() == "s5" {
@@ -230,15 +224,7 @@ fn a_malformed_window_is_rejected_and_the_others_scored_by_onnx_runtime() {
     let mut it = items();
     it[7].input.features.truncate(3);
     let events = Arc::new(Recorder::default());
-    let got = Scorer::new(
-        &models,
-        settings(5.0),
-        &EpisodeSettings::default(),
-        &IrregularityThresholds::default(),
-        events.clone(),
-    )
-    .score(it)
-    .unwrap();
+    let got = scorer(&models, events.clone()).score(it).unwrap();
     let bad: Vec<&Finding> = got
         .findings
         .iter()
