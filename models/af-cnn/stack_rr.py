@@ -70,7 +70,6 @@ import train as cnn  # noqa: E402  (split, f1_scores, CLASSES)
 import stack_study as ss  # noqa: E402  (lr_fit, strat_folds, SEED)
 
 CLASSES = cnn.CLASSES
-A = CLASSES.index("A")
 NF = 8
 FEATURES = [f"f{i}" for i in range(NF)]
 FEATURE_NAMES = ["mean_rr_s", "nrmssd", "cv", "nmad_drr", "frac_dev20", "tpr", "sd1_sd2", "cosen"]
@@ -80,7 +79,6 @@ L2 = 0.1
 FOLDS = 5
 REPEATS = 10
 BATCH = 64
-TS = np.round(np.arange(0.2, 0.81, 0.05), 2)
 SRC_ONNX = os.path.join(HERE_DIR, "af_cnn.onnx")
 OUT_ONNX = os.path.join(HERE_DIR, "af_cnn_rr.onnx")
 OUT_JSON = os.path.join(HERE_DIR, "stack_rr.json")
@@ -92,15 +90,6 @@ def sha256(path):
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
-
-
-def ort(path):
-    import onnxruntime as rt
-    o = rt.SessionOptions()
-    o.intra_op_num_threads = 1
-    o.inter_op_num_threads = 1
-    o.execution_mode = rt.ExecutionMode.ORT_SEQUENTIAL
-    return rt.InferenceSession(path, o, providers=["CPUExecutionProvider"])
 
 
 # ---------------------------------------------------------------- data ----------
@@ -155,11 +144,8 @@ def cnn_window_probs(V):
     x = np.load(V["prefix"] + ".npy", mmap_mode="r")
     if x.shape != (V["n_export_rows"], 1, cnn.W):
         raise SystemExit(f"{V['prefix']}.npy: shape {x.shape}")
-    sess = ort(SRC_ONNX)
     rows = V["rows"]
-    p = np.concatenate([sess.run(["probabilities"],
-                                 {"ecg": np.ascontiguousarray(x[rows[i:i + BATCH]], np.float32)})[0]
-                        for i in range(0, len(rows), BATCH)])
+    p = cnn.ort_predictor(cnn.ort_session(SRC_ONNX), BATCH)(np.ascontiguousarray(x[rows], np.float32))
     np.savez(cache, key=np.array(key), rows=rows, p=p)
     return p
 
@@ -197,14 +183,6 @@ def record_mean(pw, rec_of, idx=None):
     out = np.zeros((len(r), pw.shape[1]))
     np.add.at(out, inv, pw[idx])
     return r, out / np.bincount(inv)[:, None]
-
-
-def af_threshold(pr, y):
-    """train.py choose_on_validation's rule: the first t of TS maximising F1 of A."""
-    ya = (y == A).astype(int)
-    f1 = [cnn.f1_scores(ya, (pr[:, A] >= t).astype(int))["A"] for t in TS]
-    i = int(np.argmax(f1))
-    return float(TS[i]), float(f1[i])
 
 
 def rnd(f):
@@ -312,7 +290,7 @@ def io_desc(sess):
 def verify_and_time(V, p, sc, W, b):
     x = np.load(V["prefix"] + ".npy", mmap_mode="r")
     rows, f = V["rows"], V["feats"]
-    s_rr, s_cnn = ort(OUT_ONNX), ort(SRC_ONNX)
+    s_rr, s_cnn = cnn.ort_session(OUT_ONNX), cnn.ort_session(SRC_ONNX)
     out = np.concatenate([s_rr.run(["probabilities"], {
         "ecg": np.ascontiguousarray(x[rows[i:i + BATCH]], np.float32),
         "rr": f[i:i + BATCH]})[0] for i in range(0, len(rows), BATCH)])
@@ -365,8 +343,8 @@ def main():
     _, pr_cnn = record_mean(p, rec_of)
     ins = {"af-cnn": rnd(cnn.f1_scores(y_rec, pr_cnn.argmax(1))),
            "stack": rnd(cnn.f1_scores(y_rec, pr_stack.argmax(1)))}
-    t_stack, f1a_stack = af_threshold(pr_stack, y_rec)
-    t_cnn, f1a_cnn = af_threshold(pr_cnn, y_rec)
+    t_stack, f1a_stack = cnn.af_threshold(pr_stack, y_rec)
+    t_cnn, f1a_cnn = cnn.af_threshold(pr_cnn, y_rec)
     print("validation IN-SAMPLE (stacker fitted and scored on the same records; optimistic):")
     for k, v in ins.items():
         print(f"  {k:8s} {fmt(v)}")

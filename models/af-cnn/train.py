@@ -576,14 +576,21 @@ def choose_on_validation(model, val_sigs, yv):
     model.offsets.copy_(torch.tensor(offsets, dtype=torch.float32))
     pv = val_probs(offsets)
     fv = f1_scores(yv, pv.argmax(1))
-    # AF finding threshold: best validation F1 of "A" for P(A) >= t.
-    ts = np.round(np.arange(0.2, 0.81, 0.05), 2)
-    ya = yv == 1
-    af_f1 = [f1_scores(ya.astype(int), (pv[:, 1] >= t).astype(int))["A"] for t in ts]
-    threshold = float(ts[int(np.argmax(af_f1))])
+    threshold, af_f1 = af_threshold(pv, yv)
     print(f"validation after offsets: {json.dumps({k: round(v, 4) for k, v in fv.items()})}; "
-          f"AF threshold {threshold} (validation F1 of A at it {max(af_f1):.4f})", flush=True)
+          f"AF threshold {threshold} (validation F1 of A at it {af_f1:.4f})", flush=True)
     return offsets, val_after, fv, threshold
+
+
+def af_threshold(p, y):
+    """The AF finding threshold: the first t of 0.20, 0.25, ..., 0.80 with the best F1
+    of "A" for P(A) >= t over records with probabilities `p` and labels `y`; and that
+    F1."""
+    ts = np.round(np.arange(0.2, 0.81, 0.05), 2)
+    ya = (y == 1).astype(int)
+    af_f1 = [f1_scores(ya, (p[:, 1] >= t).astype(int))["A"] for t in ts]
+    i = int(np.argmax(af_f1))
+    return float(ts[i]), float(af_f1[i])
 
 
 def fit(model, names, y, sigs, itr, iva, epochs, rng, t_start):
