@@ -49,10 +49,14 @@ struct Stages {
 
 impl Stages {
     fn new(dsp: DspConfig, models: Arc<Vec<Model>>) -> Self {
+        Self::with_settings(dsp, models, StreamSettings::default())
+    }
+
+    fn with_settings(dsp: DspConfig, models: Arc<Vec<Model>>, settings: StreamSettings) -> Self {
         let telemetry = Arc::new(Discard);
         Self {
-            seq: Sequencer::new(StreamSettings::default(), telemetry.clone()),
-            analyzer: Analyzer::new(dsp, 10.0, models, StreamSettings::default(), telemetry),
+            seq: Sequencer::new(settings.clone(), telemetry.clone()),
+            analyzer: Analyzer::new(dsp, 10.0, models, settings, telemetry),
         }
     }
 
@@ -65,7 +69,8 @@ impl Stages {
             .collect();
         let mut cp = Checkpoint::new(epoch);
         let s = self.seq.process(records, || T0, &mut cp);
-        let a = self.analyzer.process(s.frames, &mut cp);
+        let mut a = self.analyzer.drop_streams(&s.evicted);
+        a.append(self.analyzer.process(s.frames, &mut cp));
         a.inputs.into_iter().map(|s| s.input).collect()
     }
 }
@@ -171,4 +176,57 @@ fn a_held_window_is_emitted_when_the_stream_restarts() {
         }
     }
     assert!(flushed >= 1, "no stop fell while a window was held");
+}
+
+/// A window the analyzer holds is not lost when its stream falls silent for good:
+/// once the stream has been silent for `commit_hold_s` (when its commits stop being
+/// held back), an epoch without its frames emits it with the beats found so far, and
+/// only once; so does the stream's eviction when that comes first.
+#[test]
+fn a_held_window_is_emitted_when_the_stream_falls_silent() {
+    let models = af_cnn();
+    let all = af_frames("bed-quiet", 440);
+    let settings = |evict_s: f32| StreamSettings {
+        commit_hold_s: 1.0,
+        idle_evict_s: evict_s,
+        ..StreamSettings::default()
+    };
+    // Per stop and setting: the stages after the frames up to `stop`, and the newest
+    // window end emitted so far.
+    let mut runs = Vec::new();
+    for stop in (400..=436).step_by(2) {
+        for evict_s in [300.0, 1.0] {
+            let mut stages =
+                Stages::with_settings(DspConfig::default(), models.clone(), settings(evict_s));
+            let mut newest = 0;
+            for (k, f) in all[..stop].iter().enumerate() {
+                let inputs = stages.epoch(k as u64, std::slice::from_ref(f), k);
+                newest = inputs.iter().map(|w| w.end.0).fold(newest, i64::max);
+            }
+            runs.push((stop, evict_s, stages, newest));
+        }
+    }
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let mut released = 0;
+    for (stop, evict_s, mut stages, before) in runs {
+        let last_end = all[stop].t0.0;
+        let late = stages.epoch(stop as u64, &[], stop);
+        let again = stages.epoch(stop as u64 + 1, &[], stop);
+        assert!(again.is_empty(), "stop {stop}: a window emitted twice");
+        let after = late.iter().map(|w| w.end.0).fold(before, i64::max);
+        // As at a restart: the newest window whose samples all arrived more than a
+        // second before the stream fell silent has been emitted.
+        assert!(
+            after > last_end - 11_000_000 && after <= last_end,
+            "stop {stop}, evict {evict_s} s: newest window ends at {after}, the signal at {last_end}"
+        );
+        if let Some(w) = late.first() {
+            released += 1;
+            assert_eq!(late.len(), 1);
+            assert_eq!(w.samples_mv.len(), 3750);
+            assert!(w.rr_s.len() >= 20, "{} RR intervals", w.rr_s.len());
+            assert_eq!(w.features.len(), ecg_inference::RR_FEATURES);
+        }
+    }
+    assert!(released >= 2, "no stop fell while a window was held");
 }

@@ -38,7 +38,8 @@ pub(crate) const T0_US: i64 = 1_800_000_000_000_000;
 
 /// Streams a WFDB record through the pipeline's stages as a gateway would send it
 /// (200-sample frames from [`T0_US`], protobuf wire format), `batch` frames per call
-/// of `p`, handing each call's findings to `each`.
+/// of `p`, handing each call's findings to `each`; at its end, the findings of the
+/// windows its stream still held ([`Processor::release_held`]).
 ///
 /// # Errors
 /// When the record cannot be replayed or a frame is dead-lettered.
@@ -58,6 +59,9 @@ pub(crate) fn replay_record(
             offset += 1;
         }
         if records.is_empty() {
+            // The stream stops with the record: the windows it held for their beats
+            // go out, as the pipeline releases them when a stream falls silent.
+            each(p.release_held()?.findings);
             return Ok(());
         }
         let out = p.process(records);

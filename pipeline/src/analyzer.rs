@@ -213,6 +213,15 @@ struct Stream {
     dirty: bool,
 }
 
+impl Stream {
+    /// Whether its analysis holds waveform windows for their beats.
+    fn holds_windows(&self) -> bool {
+        self.analysis
+            .as_ref()
+            .is_some_and(|a| a.builders.iter().any(|b| !b.held.is_empty()))
+    }
+}
+
 /// What the per-stream steps need of the analyzer (borrowed beside the stream).
 struct Ctx<'a> {
     dsp: &'a DspConfig,
@@ -293,10 +302,46 @@ impl Analyzer {
             .retain(|_, s| !partitions.contains(&s.partition));
     }
 
-    /// Drops the state of streams the sequencer evicted.
-    pub fn drop_streams(&mut self, streams: &[StreamId]) {
-        for s in streams {
-            self.streams.remove(s);
+    /// Drops the state of streams the sequencer evicted; the waveform windows they
+    /// still held (see [`Analyzer::release_held`]) come out first.
+    pub fn drop_streams(&mut self, streams: &[StreamId]) -> Analyzed {
+        let mut out = Analyzed::default();
+        let closed_us = crate::offline::now_us();
+        let dropped: Vec<(StreamId, Stream)> = streams
+            .iter()
+            .filter_map(|id| self.streams.remove_entry(id))
+            .collect();
+        let ctx = self.ctx();
+        for (id, mut st) in dropped {
+            ctx.release_held(&mut st, &id, closed_us, &mut out);
+        }
+        out
+    }
+
+    /// Emits every waveform window the streams still hold, with the beats found so
+    /// far, as the analyzer does for a stream silent for `commit_hold_s`: what a
+    /// replay does at the end of a record, whose stream stops there.
+    pub fn release_held(&mut self) -> Analyzed {
+        let mut out = Analyzed::default();
+        let closed_us = crate::offline::now_us();
+        let mut streams = std::mem::take(&mut self.streams);
+        let ctx = self.ctx();
+        for (id, st) in &mut streams {
+            ctx.release_held(st, id, closed_us, &mut out);
+        }
+        self.streams = streams;
+        out
+    }
+
+    /// What the per-stream steps need, borrowed beside the streams.
+    fn ctx(&self) -> Ctx<'_> {
+        Ctx {
+            dsp: &self.dsp,
+            timing: self.timing,
+            models: &self.models,
+            timings: &self.timings,
+            active: &self.active,
+            telemetry: &self.telemetry,
         }
     }
 
@@ -338,7 +383,16 @@ impl Analyzer {
         }
         self.attach_strips(&mut out.findings);
         let hold = Duration::from_secs_f32(self.settings.commit_hold_s.max(0.0));
-        for s in self.streams.values_mut() {
+        let mut released_us = None;
+        for (id, s) in &mut self.streams {
+            // A stream silent this long no longer holds its partition's commits: the
+            // windows it holds for their beats go out now, with the beats found so
+            // far, before the offsets move past them.
+            if now.duration_since(s.last_seen) >= hold && s.holds_windows() {
+                let closed_us = *released_us.get_or_insert_with(crate::offline::now_us);
+                ctx.release_held(s, id, closed_us, &mut out);
+                s.dirty = true;
+            }
             if s.dirty {
                 s.resume = s
                     .analysis
@@ -473,7 +527,14 @@ impl Ctx<'_> {
     /// Ends a stream's analysis (a restart, a changed configuration): the waveform
     /// windows it still holds are emitted with the beats found so far, not lost.
     fn end_analysis(&self, st: &mut Stream, stream: &StreamId, closed_us: i64, out: &mut Analyzed) {
-        if let Some(mut a) = st.analysis.take() {
+        self.release_held(st, stream, closed_us, out);
+        st.analysis = None;
+    }
+
+    /// Emits every waveform window the stream holds for its beats (see
+    /// `Builder::held`), with the beats found so far; the analysis goes on.
+    fn release_held(&self, st: &mut Stream, stream: &StreamId, closed_us: i64, out: &mut Analyzed) {
+        if let Some(a) = &mut st.analysis {
             let e = Emit {
                 ctx: self,
                 clock: &a.clock,
@@ -482,7 +543,7 @@ impl Ctx<'_> {
                 patient: &st.patient,
                 closed_us,
             };
-            for b in &mut a.builders {
+            for b in a.builders.iter_mut().filter(|b| !b.held.is_empty()) {
                 b.release(&e, None, out);
             }
         }

@@ -276,8 +276,8 @@ fn analyzer_stage(
                     model_inputs = Empty,
                 );
                 let _entered = span.enter();
-                analyzer.drop_streams(&seq.evicted);
-                let a = analyzer.process(seq.frames, &mut cp);
+                let mut a = analyzer.drop_streams(&seq.evicted);
+                a.append(analyzer.process(seq.frames, &mut cp));
                 span.record("findings", a.findings.len());
                 span.record("model_inputs", a.inputs.len());
                 let epoch = cp.epoch;
@@ -315,7 +315,7 @@ fn scorer_stage(
     out: &mpsc::Sender<ScoredPart>,
 ) {
     while let Some(job) = jobs.blocking_recv() {
-        scorer.forget(&job.evicted);
+        // Evicted streams' last held windows are in `inputs`: forgotten once scored.
         let part = if job.inputs.is_empty() {
             ScoredPart::Findings {
                 epoch: job.epoch,
@@ -346,6 +346,7 @@ fn scorer_stage(
                 }
             }
         };
+        scorer.forget(&job.evicted);
         if out.blocking_send(part).is_err() {
             return;
         }

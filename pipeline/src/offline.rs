@@ -184,6 +184,23 @@ impl Processor {
         self.analyzer.drop_partitions(partitions);
     }
 
+    /// Every waveform window the streams still hold for their beats, scored: what
+    /// the pipeline emits for a stream that falls silent ([`Analyzer::release_held`]).
+    /// A replayed record's stream stops at its end.
+    ///
+    /// # Errors
+    /// [`ScoreError`] when scoring fails on a transient fault past its retry budget.
+    pub fn release_held(&mut self) -> Result<Output, ScoreError> {
+        let analyzed = self.analyzer.release_held();
+        let scored = self.scorer.score(analyzed.inputs)?;
+        Ok(Output {
+            findings: scored.findings,
+            closed_us: scored.closed_us,
+            offsets: Vec::new(),
+            ..Output::default()
+        })
+    }
+
     /// Runs one epoch of records through the stages.
     ///
     /// # Panics
@@ -203,10 +220,10 @@ impl Processor {
         let mut cp = Checkpoint::new(self.epoch);
         self.epoch += 1;
         let seq = self.sequencer.process(records, now_us, &mut cp);
-        self.analyzer.drop_streams(&seq.evicted);
-        let analyzed = self.analyzer.process(seq.frames, &mut cp);
-        self.scorer.forget(&seq.evicted);
+        let mut analyzed = self.analyzer.drop_streams(&seq.evicted);
+        analyzed.append(self.analyzer.process(seq.frames, &mut cp));
         let scored = self.scorer.score(analyzed.inputs)?;
+        self.scorer.forget(&seq.evicted);
         let mut out = Output {
             dead_letters: seq.dead_letters,
             statuses: analyzed.statuses,

@@ -75,11 +75,26 @@ impl Shards {
         }
     }
 
-    /// Drops the state of streams the sequencer evicted.
-    pub fn drop_streams(&mut self, streams: &[StreamId]) {
-        for a in &mut self.shards {
-            a.drop_streams(streams);
+    /// Drops the state of streams the sequencer evicted; the waveform windows they
+    /// still held come out first ([`Analyzer::drop_streams`]).
+    pub fn drop_streams(&mut self, streams: &[StreamId]) -> Analyzed {
+        let mut out = Analyzed::default();
+        if streams.is_empty() {
+            return out;
         }
+        for a in &mut self.shards {
+            out.append(a.drop_streams(streams));
+        }
+        out
+    }
+
+    /// Every shard's [`Analyzer::release_held`].
+    pub fn release_held(&mut self) -> Analyzed {
+        let mut out = Analyzed::default();
+        for a in &mut self.shards {
+            out.append(a.release_held());
+        }
+        out
     }
 
     /// The shard that holds `stream`.

@@ -2,7 +2,8 @@
 //!
 //! A consumer in the pipeline's group reads `ecg.frames.v1` into batches of at most
 //! `batch_max` records or `batch_wait` of waiting; each batch is an epoch, numbered
-//! in order. Revocations come between epochs, in the order the consumer saw them.
+//! in order; after [`IDLE_TICK`] without a record, an empty epoch keeps the stages'
+//! clocks running. Revocations come between epochs, in the order the consumer saw them.
 //! When the stages behind are full, the assigned partitions are *paused* (librdkafka
 //! stops fetching) until there is room, so memory stays bounded. Offsets are stored
 //! by the publisher, never here (`enable.auto.offset.store = false`).
@@ -22,6 +23,10 @@ use tracing::Instrument as _;
 
 use crate::config::PipelineConfig;
 use crate::events::{Event, Sink};
+
+/// How long the source waits for a record before it sends an empty epoch
+/// ([`Handoff::tick`]).
+pub const IDLE_TICK: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Work for the sequencer, in consumption order.
 #[derive(Debug)]
@@ -174,11 +179,17 @@ pub async fn run(
         let span = ingest_span();
         let deadline = tokio::time::sleep(cfg.batch_wait);
         tokio::pin!(deadline);
+        let idle = tokio::time::sleep(IDLE_TICK);
+        tokio::pin!(idle);
         let mut first = true;
         while batch.len() < cfg.batch_max {
             let m = tokio::select! {
                 _ = shutdown.changed() => break 'outer,
                 _ = &mut deadline, if !first => break,
+                () = &mut idle, if first => {
+                    to.tick().await?;
+                    continue 'outer;
+                }
                 m = consumer.recv() => m,
             };
             first = false;
@@ -223,6 +234,18 @@ impl Handoff<'_> {
         }
         let epoch = self.next_epoch();
         self.send(Work::Epoch { epoch, records }).await
+    }
+
+    /// An empty epoch, while no record comes: the stages' clocks still run (reorder
+    /// waits end, silent streams release the windows they hold, idle streams are
+    /// evicted) and what that frees is committed, on a quiet topic too.
+    async fn tick(&mut self) -> anyhow::Result<()> {
+        let epoch = self.next_epoch();
+        self.send(Work::Epoch {
+            epoch,
+            records: Vec::new(),
+        })
+        .await
     }
 
     async fn revoked(&mut self, partitions: Vec<i32>) -> anyhow::Result<()> {
