@@ -258,6 +258,43 @@ async fn pipeline_rides_out_a_cluster_outage() {
     );
 }
 
+/// Streams that stop on a topic that then stays quiet: the windows they held for
+/// their beats are published once they have been silent for `commit_hold_s`, with no
+/// further record to drive the stages (the source's idle epochs do).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn windows_held_by_streams_that_stop_are_published_on_a_quiet_topic() {
+    let t = topics();
+    let cluster = cluster(&t);
+    let bootstrap = cluster.bootstrap_servers();
+    let p = Instance::start_with(&bootstrap, &t, |c| c.streams.commit_hold_s = 1.0);
+    let msgs = frames("quiet-", 3, 44);
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = support::config(dir.path(), "127.0.0.1:9092", &t, 9);
+    let (before, held) = support::offline_then_silent(&cfg, &msgs);
+    assert!(
+        !held.is_empty(),
+        "the streams hold no window when they stop"
+    );
+    let mut want = keyed(&before);
+    want.extend(keyed(&held));
+    support::send_all(&support::producer(&bootstrap), &t.frames, &msgs).await;
+    let mut reader = Reader::new(&bootstrap, &t.findings);
+    reader
+        .until(
+            Duration::from_secs(60),
+            "every finding, the held windows' too",
+            |ms| keyed(&support::findings(ms)).is_superset(&want),
+        )
+        .await;
+    p.stop().await;
+    println!(
+        "{} frames, {} findings published, {} of them from windows held when the streams stopped",
+        msgs.len(),
+        reader.messages.len(),
+        held.len()
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_slow_processing_stage_pauses_consumption() {
     let t = topics();

@@ -321,6 +321,21 @@ pub async fn send_all(p: &FutureProducer, topic: &str, msgs: &[Msg]) -> Vec<(i32
 /// The findings an offline [`Processor`] (same DSP settings and models as `cfg`) makes
 /// of the messages, in order; also the dead-letter kinds.
 pub fn offline(cfg: &Config, msgs: &[Msg]) -> (Vec<Finding>, Vec<&'static str>) {
+    let (_, out) = offline_run(cfg, msgs);
+    (
+        out.findings,
+        out.dead_letters.iter().map(|d| d.kind).collect(),
+    )
+}
+
+/// The findings of [`offline`], and then those of the windows the streams still held
+/// for their beats, which the pipeline publishes once the streams fall silent.
+pub fn offline_then_silent(cfg: &Config, msgs: &[Msg]) -> (Vec<Finding>, Vec<Finding>) {
+    let (mut p, out) = offline_run(cfg, msgs);
+    (out.findings, p.release_held().unwrap().findings)
+}
+
+fn offline_run(cfg: &Config, msgs: &[Msg]) -> (Processor, ecg_pipeline::Output) {
     let models = ecg_inference::load_models(&cfg.pipeline.models_dir, 1).unwrap();
     let mut p = Processor::new(
         cfg.pipeline.dsp.clone(),
@@ -344,10 +359,7 @@ pub fn offline(cfg: &Config, msgs: &[Msg]) -> (Vec<Finding>, Vec<&'static str>) 
         })
         .collect();
     let out = p.process(inputs);
-    (
-        out.findings,
-        out.dead_letters.iter().map(|d| d.kind).collect(),
-    )
+    (p, out)
 }
 
 /// (key, status) pairs of findings.
