@@ -243,6 +243,11 @@ pub fn run(args: &EpisodesArgs) -> anyhow::Result<()> {
     } else {
         args.records.clone()
     };
+    anyhow::ensure!(
+        !names.is_empty(),
+        "no records with .atr annotations in {}",
+        args.db.display()
+    );
     let mut out = std::io::BufWriter::new(
         std::fs::File::create(&args.out)
             .with_context(|| format!("creating {}", args.out.display()))?,

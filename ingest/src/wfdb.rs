@@ -18,12 +18,13 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, thiserror::Error)]
 pub enum WfdbError {
     /// The file could not be read.
-    #[error("{path}: {source}")]
+    #[error("{path}: {error}")]
     Io {
         /// The file.
         path: PathBuf,
-        /// The I/O error.
-        source: std::io::Error,
+        /// The I/O error (in the message, so not also a `source` that a report of
+        /// the error's chain would print again).
+        error: std::io::Error,
     },
     /// The header file is malformed.
     #[error("{path}: line {line}: {msg}")]
@@ -212,9 +213,9 @@ fn path_with_suffix(p: &Path, suffix: &str) -> PathBuf {
 }
 
 fn read_bytes(path: &Path) -> Result<Vec<u8>, WfdbError> {
-    fs::read(path).map_err(|source| WfdbError::Io {
+    fs::read(path).map_err(|error| WfdbError::Io {
         path: path.to_path_buf(),
-        source,
+        error,
     })
 }
 
@@ -414,9 +415,9 @@ where
     F: FnMut(&Path) -> std::io::Result<Vec<u8>>,
 {
     let hea = path_with_suffix(path_without_ext, ".hea");
-    let bytes = read(&hea).map_err(|source| WfdbError::Io {
+    let bytes = read(&hea).map_err(|error| WfdbError::Io {
         path: hea.clone(),
-        source,
+        error,
     })?;
     let header = parse_header(&String::from_utf8_lossy(&bytes), &hea)?;
     Ok((header, hea))
@@ -445,9 +446,9 @@ where
 {
     let (mut header, hea) = read_header_with(path_without_ext, &mut read)?;
     let mut read_bytes = |path: &Path| {
-        read(path).map_err(|source| WfdbError::Io {
+        read(path).map_err(|error| WfdbError::Io {
             path: path.to_path_buf(),
-            source,
+            error,
         })
     };
     let dir = hea.parent().map(Path::to_path_buf).unwrap_or_default();
@@ -874,6 +875,25 @@ pub fn parse_annotations(b: &[u8], path: &Path) -> Result<Vec<Annotation>, WfdbE
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_missing_file_is_named_with_its_io_error_once() {
+        let dir = std::env::temp_dir().join(format!("wfdb-missing-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join("r.hea"),
+            "r 1 250 10\nr.dat 16 200 12 0 0 0 0 II\n",
+        )
+        .unwrap();
+        let e = read_record(&dir.join("r")).unwrap_err();
+        std::fs::remove_dir_all(&dir).unwrap();
+        let shown = e.to_string();
+        assert!(shown.contains("r.dat: "), "{shown}");
+        // The reason is in the message; a report of the error's chain adds nothing.
+        assert!(std::error::Error::source(&e).is_none());
+        let reason = std::fs::read(dir.join("r.dat")).unwrap_err().to_string();
+        assert_eq!(shown.matches(&reason).count(), 1, "{shown}");
+    }
 
     fn data_dir() -> Option<PathBuf> {
         if let Ok(d) = std::env::var("CARDIOSTREAM_DATA") {
