@@ -28,14 +28,19 @@ fn af_cnn() -> Arc<Vec<Model>> {
 /// `n` 200 ms frames of an AF patient's lead II at 300 Hz (the model reads lead I, or
 /// the stream's first lead).
 fn af_frames(stream: &str, n: usize) -> Vec<Frame> {
-    let dev = Device::new(Preset::AtrialFibrillation.config(11, 300, vec![Lead::II])).unwrap();
+    frames_of(Preset::AtrialFibrillation, 300, vec![Lead::II], stream, n)
+}
+
+/// `n` 200 ms frames of a simulated device.
+fn frames_of(preset: Preset, fs: u32, leads: Vec<Lead>, stream: &str, n: usize) -> Vec<Frame> {
+    let dev = Device::new(preset.config(11, fs, leads)).unwrap();
     let mut src = FrameSource::new(
         dev,
         StreamId::new(stream).unwrap(),
         DeviceId::new("d").unwrap(),
         PatientId::new("p").unwrap(),
         T0,
-        60,
+        fs as usize / 5,
         1000,
     );
     (0..n).map(|_| src.next_frame()).collect()
@@ -132,9 +137,98 @@ fn compare(dsp: DspConfig) {
         assert!(p.rr_s.len() >= 20, "{} RR intervals", p.rr_s.len());
         assert_eq!(p.rr_s, e.rr_s, "RR of the window at {} µs", e.start.0);
         assert_eq!(p.features, e.features, "features at {} µs", e.start.0);
+        assert_eq!(p.quality_ok, e.quality_ok, "quality at {} µs", e.start.0);
         compared += 1;
     }
     assert!(compared >= 5, "{compared} windows compared");
+}
+
+/// The 12-lead model (a waveform model that reads no beats) on a noisy 12-lead
+/// stream: the same tensors and the same quality verdicts as eval, the verdict judged
+/// on the whole window once the rhythm windows cover it. Its manifest's hop is cut
+/// from 300 s to 10 s so that 100 s give several windows.
+#[test]
+fn twelve_lead_windows_and_their_quality_are_eval_s() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/ecg12-attia");
+    let text = std::fs::read_to_string(dir.join("ecg12_attia.toml")).unwrap();
+    let onnx = dir.join("ecg12_attia.onnx");
+    let edited = text.replace("hop_s = 300.0", "hop_s = 10.0").replace(
+        "onnx = \"ecg12_attia.onnx\"",
+        &format!("onnx = {:?}", onnx.display().to_string()),
+    );
+    assert_ne!(edited, text, "the manifest was edited");
+    let tmp = std::env::temp_dir().join(format!("ecg12-hop10-{}.toml", std::process::id()));
+    std::fs::write(&tmp, edited).unwrap();
+    let model = Model::load(&tmp, 1).expect("edited ecg12 manifest loads");
+    std::fs::remove_file(&tmp).unwrap();
+    let manifest = model.manifest().clone();
+    let leads = manifest.input.leads.clone();
+    let fs = 500u32;
+    // Sinus rhythm with a 1 s burst of ±3 mV square wave on every lead every 23 s, so
+    // bursts fall at every phase of the 10 s windows, near their ends too.
+    let mut frames = frames_of(Preset::NormalSinus, fs, leads.clone(), "bed-12", 500);
+    for f in frames
+        .iter_mut()
+        .filter(|f| f.seq % 115 >= 100 && f.seq % 115 < 105)
+    {
+        for (i, c) in f.samples.iter_mut().enumerate() {
+            *c += if (i / 10) % 2 == 0 { 3000 } else { -3000 };
+        }
+    }
+    let mut stages = Stages::new(DspConfig::default(), Arc::new(vec![model]));
+    let mut pipeline: Vec<ModelInput> = Vec::new();
+    for (k, chunk) in frames.chunks(37).enumerate() {
+        pipeline.extend(stages.epoch(k as u64, chunk, k * 37));
+    }
+    assert!(pipeline.len() >= 5, "{} windows", pipeline.len());
+    // Lead-major samples of the whole stream.
+    let per_frame = fs as usize / 5;
+    let mut sig = vec![0.0f32; leads.len() * per_frame * frames.len()];
+    let n = per_frame * frames.len();
+    for (k, f) in frames.iter().enumerate() {
+        for (i, v) in f.samples_mv().into_iter().enumerate() {
+            let (l, j) = (i / per_frame, i % per_frame);
+            sig[l * n + k * per_frame + j] = v;
+        }
+    }
+    let first = &pipeline[0];
+    let from = SampleRate(fs).us_to_samples(first.start.0 - T0) as usize;
+    let from_leads: Vec<f32> = (0..leads.len())
+        .flat_map(|l| sig[l * n + from..(l + 1) * n].iter().copied())
+        .collect();
+    let eval = ecg_pipeline::inputs::record_inputs(
+        &manifest,
+        10.0,
+        SampleRate(fs),
+        &leads,
+        &from_leads,
+        &DspConfig::default(),
+    )
+    .unwrap();
+    let mut poor = 0;
+    for (i, (p, e)) in pipeline.iter().zip(&eval).enumerate() {
+        assert_eq!(p.start.0 - first.start.0, e.start.0, "windows start alike");
+        assert_eq!(p.samples_mv, e.samples_mv, "window at {} µs", e.start.0);
+        // eval's chain starts at the first window's first sample, without the
+        // pipeline's warm-up: its first verdict sees its filters settle.
+        if i > 0 {
+            assert_eq!(p.quality_ok, e.quality_ok, "quality at {} µs", e.start.0);
+        }
+        assert!(
+            p.rr_s.is_empty() && p.features.is_empty(),
+            "no beats for a model that reads none"
+        );
+        poor += usize::from(!p.quality_ok);
+    }
+    assert!(pipeline.len().min(eval.len()) >= 5);
+    assert!(
+        poor >= 2 && poor < pipeline.len(),
+        "{poor} poor windows: both verdicts occur"
+    );
+    println!(
+        "{} windows compared, {poor} of poor quality",
+        pipeline.len().min(eval.len())
+    );
 }
 
 /// A window the analyzer holds (waiting for the rhythm windows to cover it) is not

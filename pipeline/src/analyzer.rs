@@ -136,9 +136,10 @@ struct Builder {
     feed_from: u64,
     origin_us: i64,
     emitted: u64,
-    /// Waveform windows cut but not yet emitted: a model that reads a window's beats
-    /// (an RR-feature input, AF episode tracking) gets its window once the rhythm
-    /// windows have covered it, so every beat of the window is known, as offline.
+    /// Waveform windows cut but not yet emitted: a model gets its window once the
+    /// rhythm windows have covered it, so its quality is judged on the whole window
+    /// and, for a model that reads a window's beats (an RR-feature input, AF episode
+    /// tracking), every beat of it is known, as offline.
     held: VecDeque<Held>,
 }
 
@@ -872,27 +873,15 @@ impl Analysis {
                 closed_us,
             };
             for cut in self.cuts.drain(..) {
-                let from = b.feed_from + cut.source_start;
-                if b.inputs.collects_beats() {
-                    // Emitted once the rhythm windows cover it: now, when they already
-                    // do (the resampler's look-ahead can outlast the QRS detector's),
-                    // else by `Analyzer::window`.
-                    b.held.push_back(Held {
-                        index: cut.index,
-                        from,
-                        samples_mv: cut.samples_mv,
-                    });
-                    b.release(&e, Some(b.inputs.rhythm_end()), out);
-                    continue;
-                }
-                let wave = Wave {
+                // Emitted once the rhythm windows cover it: now, when they already do
+                // (the resampler's look-ahead can outlast the QRS detector's), else by
+                // `Analyzer::window`.
+                b.held.push_back(Held {
                     index: cut.index,
+                    from: b.feed_from + cut.source_start,
                     samples_mv: cut.samples_mv,
-                    rr: Vec::new(),
-                    features: Vec::new(),
-                    quality_ok: b.inputs.quality_from(from),
-                };
-                e.waveform(b, wave, out);
+                });
+                b.release(&e, Some(b.inputs.rhythm_end()), out);
             }
         }
     }
@@ -1021,7 +1010,11 @@ impl Builder {
                 break;
             };
             let end = h.from + len;
-            let (rr, features) = self.inputs.beats_in(h.from, end);
+            let (rr, features) = if self.inputs.collects_beats() {
+                self.inputs.beats_in(h.from, end)
+            } else {
+                (Vec::new(), Vec::new())
+            };
             let wave = Wave {
                 index: h.index,
                 samples_mv: h.samples_mv,

@@ -259,12 +259,6 @@ impl InputBuilder {
         self.hold_from = from;
     }
 
-    /// Whether signal from source sample `start` on has been good in every rhythm
-    /// window closed so far.
-    pub fn quality_from(&self, start: u64) -> bool {
-        self.bad_ends.back().is_none_or(|&e| e <= start)
-    }
-
     /// Whether every rhythm window taken that ends in source samples `(start, end]`
     /// had good signal: the quality of the window `[start, end)` once the rhythm
     /// windows cover it, the same live and offline.
@@ -523,7 +517,5 @@ mod tests {
             "it ends at the window's start"
         );
         assert!(b.quality_of(0, 8_750), "it ends after the window");
-        // The running verdict: poor signal since 10,000 samples in.
-        assert!(!b.quality_from(9_999) && b.quality_from(10_000));
     }
 }
