@@ -56,14 +56,6 @@ def load_rr(path):
     return names, np.array(labels), feats
 
 
-def ort(path):
-    import onnxruntime as rt
-    o = rt.SessionOptions()
-    o.intra_op_num_threads = 1
-    o.inter_op_num_threads = 1
-    return rt.InferenceSession(path, o, providers=["CPUExecutionProvider"])
-
-
 def compute_probs():
     cache = os.path.join(HERE, "probs.npz")
     if os.path.exists(cache):
@@ -71,14 +63,12 @@ def compute_probs():
         return {k: z[k] for k in z.files}
     # af-cnn on the pipeline-exported windows, record = mean of window probabilities
     names, y, sigs = cnn.load_export(os.path.join(HERE, "afcnn_inputs"))
-    sess = ort(os.path.join(MAIN, "models/af-cnn/af_cnn.onnx"))
-    run = lambda x: np.concatenate([sess.run(["probabilities"], {"ecg": x[i:i + 64]})[0]
-                                    for i in range(0, len(x), 64)])
-    p_cnn = cnn.record_probs(run, sigs)
+    sess = cnn.ort_session(os.path.join(MAIN, "models/af-cnn/af_cnn.onnx"))
+    p_cnn = cnn.record_probs(cnn.ort_predictor(sess), sigs)
     # af-rr: every exported 30 s window (the manifest's hop), record = mean of window probs
     names_rr, y_rr, feats = load_rr(os.path.join(HERE, "afrr_inputs.csv"))
     assert names_rr == names and (y_rr == y).all()
-    srr = ort(os.path.join(MAIN, "models/af-rr/af_rr.onnx"))
+    srr = cnn.ort_session(os.path.join(MAIN, "models/af-rr/af_rr.onnx"))
     p_rr = np.array([srr.run(["probabilities"], {"features": f.astype(np.float32)})[0].mean(0)
                      for f in feats])
     # af-rr-T: af-rr's recipe (models/af-rr/train.py: train(), same seed, weights, scaling,
