@@ -16,7 +16,7 @@ use crate::commit::Checkpoint;
 use crate::config::{ScorerSettings, StreamSettings};
 use crate::episodes::EpisodeSettings;
 use crate::events::Sink;
-use crate::scorer::{Runner, ScoreError, Scorer};
+use crate::scorer::{ScoreError, Scorer};
 use crate::sequencer::Sequencer;
 
 /// What one epoch produced.
@@ -157,19 +157,6 @@ impl Processor {
             &self.dsp,
             &self.telemetry,
         );
-        self
-    }
-
-    /// The same, scoring with these runners instead of the models themselves (fault
-    /// injection in tests).
-    #[must_use]
-    pub fn with_runners(
-        mut self,
-        runners: Vec<Arc<dyn Runner>>,
-        scorer: ScorerSettings,
-        telemetry: Sink,
-    ) -> Self {
-        self.scorer = Scorer::with_runners(runners, scorer, telemetry);
         self
     }
 
