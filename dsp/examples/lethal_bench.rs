@@ -4,6 +4,7 @@
 //!
 //! ```text
 //! cargo run --release -p ecg-dsp --example lethal_bench [-- SECONDS_PER_MEASUREMENT]
+//! cargo run --release -p ecg-dsp --example lethal_bench -- interleaved [STREAMS [SECONDS [ROUNDS]]]
 //! ```
 //!
 //! Samples are counted as in `cargo bench --bench dsp` (ECG samples × leads; the
@@ -13,6 +14,17 @@
 //! machine is shared: wall time would count other processes). The ratio of the two,
 //! measured in the same run, is the figure to quote. The state memory per stream is
 //! printed too.
+//!
+//! `interleaved` reproduces the pipeline's access pattern instead: `STREAMS` (default
+//! 1000) 12-lead 500 Hz streams, each with its own detector and its own lead-0 chain,
+//! fed 100-sample frames (200 ms) round-robin — frame k of every stream, then frame
+//! k + 1 — so that each frame finds its stream's state cold, as the analyzer does with
+//! thousands of streams. The frames come from six simulated rhythms (stream `i` plays
+//! rhythm `i mod 6`), all streams at the same frame, so the input itself stays in cache
+//! as a freshly decoded frame does. After 20 s of warm-up, each of `ROUNDS` (default 4)
+//! rounds times `SECONDS` (default 10) of every stream through the detectors, then the
+//! same seconds through the lead-0 chains (thread CPU time); the ratio of the two per
+//! round, and its median, is the figure to quote.
 #![allow(clippy::print_stdout, clippy::unwrap_used)]
 
 use std::hint::black_box;
@@ -106,7 +118,125 @@ fn best(rounds: usize, min: Duration, mut f: impl FnMut() -> usize) -> f64 {
     best
 }
 
+/// Rhythms of the interleaved streams (those of the pipeline's `stages_bench`).
+const RHYTHMS: [Preset; 6] = [
+    Preset::NormalSinus,
+    Preset::NoisyNormalSinus,
+    Preset::AtrialFibrillation,
+    Preset::Pvcs,
+    Preset::Tachycardia,
+    Preset::Bradycardia,
+];
+
+/// Samples per lead of an interleaved frame (200 ms at 500 Hz, the load test's).
+const FRAME: usize = 100;
+
+/// The pipeline's access pattern: see the module docs.
+fn interleaved(streams: usize, secs: usize, rounds: usize) {
+    let (rate, leads) = (500u32, Lead::STANDARD_12.len());
+    let per_s = rate as usize / FRAME;
+    let n_frames = SECONDS * per_s;
+    // Lead-major frames of each rhythm.
+    let signals: Vec<Vec<Vec<f32>>> = RHYTHMS
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let mut dev = Device::new(p.config(11 + i as u64, rate, Lead::STANDARD_12.to_vec()))
+                .expect("valid sim config");
+            (0..n_frames)
+                .map(|_| {
+                    let mut v = Vec::with_capacity(FRAME * leads);
+                    dev.generate(FRAME, &mut v);
+                    v
+                })
+                .collect()
+        })
+        .collect();
+    let cfg: LethalConfig = match std::env::var("LETHAL_CFG") {
+        Ok(j) => serde_json::from_str(&j).unwrap(),
+        Err(_) => LethalConfig::default(),
+    };
+    let mut dets: Vec<LethalDetector> = (0..streams)
+        .map(|_| LethalDetector::new(&cfg, rate, leads, &[]))
+        .collect();
+    let mut dsps: Vec<StreamDsp> = (0..streams)
+        .map(|_| StreamDsp::new(&DspConfig::default(), rate, leads))
+        .collect();
+    let off = vec![false; leads];
+    let (mut out, mut ev) = (Vec::new(), Vec::new());
+    let mut k = 0usize;
+    // `frames` frames of every stream, round-robin, through the detectors or the
+    // chains; returns the thread CPU time.
+    let mut run = |k: usize, frames: usize, lethal: bool| -> f64 {
+        let start = Instant::now();
+        let c0 = cpu_now(start);
+        for f in k..k + frames {
+            let f = f % n_frames;
+            if lethal {
+                for (i, d) in dets.iter_mut().enumerate() {
+                    out.clear();
+                    d.push_ecg(black_box(&signals[i % RHYTHMS.len()][f]), &off, &mut out);
+                    black_box(out.len());
+                }
+            } else {
+                for (i, d) in dsps.iter_mut().enumerate() {
+                    ev.clear();
+                    d.push(black_box(&signals[i % RHYTHMS.len()][f]), &off, &mut ev);
+                    black_box(ev.len());
+                }
+            }
+        }
+        cpu_now(start) - c0
+    };
+    let warm = 20 * per_s;
+    run(k, warm, true);
+    run(k, warm, false);
+    k += warm;
+    println!(
+        "{streams} streams x 12 leads 500 Hz, {FRAME}-sample frames round-robin; \
+         thread CPU per stream-second (us)"
+    );
+    println!(
+        "{:>5} {:>12} {:>12} {:>10}",
+        "round", "lethal us/s", "lead-0 us/s", "ratio"
+    );
+    let stream_s = (streams * secs) as f64;
+    let mut ratios = Vec::new();
+    let (mut ls, mut ds) = (Vec::new(), Vec::new());
+    for r in 1..=rounds.max(1) {
+        let tl = run(k, secs * per_s, true) * 1e6 / stream_s;
+        let td = run(k, secs * per_s, false) * 1e6 / stream_s;
+        k += secs * per_s;
+        println!("{r:>5} {tl:>12.1} {td:>12.1} {:>10.3}", tl / td);
+        ratios.push(tl / td);
+        ls.push(tl);
+        ds.push(td);
+    }
+    let med = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    println!(
+        "median {:>11.1} {:>12.1} {:>10.3}   (lethal state {} B per stream)",
+        med(&mut ls),
+        med(&mut ds),
+        med(&mut ratios),
+        dets[0].state_bytes()
+    );
+    println!("ratio = lethal detector time / lead-0 StreamDsp time, same frames, same pattern");
+}
+
 fn main() {
+    if std::env::args().nth(1).as_deref() == Some("interleaved") {
+        let arg = |i: usize, d: usize| {
+            std::env::args()
+                .nth(i)
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(d)
+        };
+        interleaved(arg(2, 1000), arg(3, 10), arg(4, 4));
+        return;
+    }
     let secs: f64 = std::env::args()
         .nth(1)
         .and_then(|s| s.parse().ok())
