@@ -30,6 +30,9 @@ const NBUF: usize = 8;
 const TH_FRAC: f32 = 0.3;
 /// Smallest detection-feature peak that can be a beat (mV/s, about a 0.03 mV QRS).
 const E_FLOOR: f32 = 0.5;
+/// Longest moving-window integration (working samples): 120 ms at the highest
+/// working rate, below 187.5 Hz.
+const MWI_MAX: usize = 24;
 /// Working samples of the high-frequency activity average (48 ms at 125 Hz).
 const HF_LEN: usize = 6;
 /// Input samples decimated per chunk before the working-rate chain runs.
@@ -399,40 +402,54 @@ struct Pending {
     e: f32,
 }
 
-/// The per-lead state.
+/// The state the per-sample chain of a lead reads and writes on every block, kept
+/// together in a few cache lines and apart from the per-beat and per-tick state: in
+/// the pipeline each frame of each of thousands of streams finds it cold, and every
+/// line it touches is a miss.
 #[derive(Debug, Clone)]
-pub(crate) struct LeadFront {
-    // Input side.
-    dec: Decimator,
-    started: bool,
-    // Working side.
+#[repr(C, align(64))]
+struct Chain {
     k: u64,
+    tick_end_k: u64,
+    /// The current local-maximum candidate (`cand_v < 0`: none).
+    cand_k: u64,
+    pending: Option<Pending>,
+    f_pos: usize,
+    mwi_pos: usize,
+    hf_pos: usize,
+    vf_cnt: usize,
+    hp: History,
+    vf: History,
+    dec: Decimator,
     hp_x1: f32,
     hp_y1: f32,
     hp_y2: f32,
-    hp: History,
-    f_hist: [f32; 8],
+    mwi_sum: f32,
+    hf_sum: f32,
+    e_prev: f32,
+    cand_v: f32,
+    vf_acc: f32,
     /// The previous decimated sample and the run of identical ones (clipping).
     y_prev: f32,
     run: u32,
-    f_pos: usize,
-    mwi_buf: Vec<f32>,
-    mwi_pos: usize,
-    mwi_sum: f32,
+    started: bool,
+    in_cur: bool,
+    f_hist: [f32; 8],
     hf_buf: [f32; HF_LEN],
-    /// Peak-held level of the high-frequency activity (the noise reference).
-    hf_ref: f32,
-    hf_pos: usize,
-    hf_sum: f32,
-    e_prev: f32,
-    /// The current local-maximum candidate (`cand_v < 0`: none).
-    cand_k: u64,
-    cand_v: f32,
-    pending: Option<Pending>,
     // Ticks.
     cur: TickStats,
-    in_cur: bool,
-    tick_end_k: u64,
+    /// The moving-window integration's ring (the first `mwi` used); last, so that
+    /// its unused tail is never touched.
+    mwi_buf: [f32; MWI_MAX],
+}
+
+/// The per-lead state.
+#[derive(Debug, Clone)]
+pub(crate) struct LeadFront {
+    // Input side and working side, per sample.
+    ch: Chain,
+    /// Peak-held level of the high-frequency activity (the noise reference).
+    hf_ref: f32,
     // Thresholds.
     warm_max: f32,
     warm_sum: f32,
@@ -460,9 +477,6 @@ pub(crate) struct LeadFront {
     // Outputs.
     pub(crate) beats: Ring<Beat>,
     pub(crate) ticks: Ring<TickStats>,
-    vf: History,
-    vf_acc: f32,
-    vf_cnt: usize,
 }
 
 impl LeadFront {
@@ -471,32 +485,38 @@ impl LeadFront {
         let ticks_cap = (f64::from(history_s) * f64::from(p.fw) * p.d as f64 / p.tick as f64).ceil()
             as usize
             + 4;
+        debug_assert!(p.mwi <= MWI_MAX);
         Self {
-            dec: Decimator::default(),
-            started: false,
-            k: 0,
-            hp_x1: 0.0,
-            hp_y1: 0.0,
-            hp_y2: 0.0,
-            hp: History::new(p.fw as usize + 1),
-            f_hist: [0.0; 8],
-            y_prev: f32::NAN,
-            run: 0,
-            f_pos: 0,
-            mwi_buf: vec![0.0; p.mwi],
-            mwi_pos: 0,
-            mwi_sum: 0.0,
-            hf_buf: [0.0; HF_LEN],
+            ch: Chain {
+                k: 0,
+                tick_end_k: p.first_k_at(0),
+                cand_k: 0,
+                pending: None,
+                f_pos: 0,
+                mwi_pos: 0,
+                hf_pos: 0,
+                vf_cnt: 0,
+                hp: History::new(p.fw as usize + 1),
+                vf: History::new(p.vf_cap),
+                dec: Decimator::default(),
+                hp_x1: 0.0,
+                hp_y1: 0.0,
+                hp_y2: 0.0,
+                mwi_sum: 0.0,
+                hf_sum: 0.0,
+                e_prev: 0.0,
+                cand_v: -1.0,
+                vf_acc: 0.0,
+                y_prev: f32::NAN,
+                run: 0,
+                started: false,
+                in_cur: false,
+                f_hist: [0.0; 8],
+                hf_buf: [0.0; HF_LEN],
+                cur: TickStats::start(0),
+                mwi_buf: [0.0; MWI_MAX],
+            },
             hf_ref: 0.0,
-            hf_pos: 0,
-            hf_sum: 0.0,
-            e_prev: 0.0,
-            cand_k: 0,
-            cand_v: -1.0,
-            pending: None,
-            cur: TickStats::start(0),
-            in_cur: false,
-            tick_end_k: p.first_k_at(0),
             warm_max: 0.0,
             warm_sum: 0.0,
             spk: [0.0; NBUF],
@@ -516,19 +536,30 @@ impl LeadFront {
             has_prev: false,
             beats: Ring::new(beats_cap),
             ticks: Ring::new(ticks_cap),
-            vf: History::new(p.vf_cap),
-            vf_acc: 0.0,
-            vf_cnt: 0,
         }
+    }
+
+    /// Reads a value from each cache line of [`Chain`] and from the lines of the
+    /// histories the next block writes: [`LethalDetector::push_ecg`] touches every
+    /// lead so before running any, and the cache misses of a cold stream's leads are
+    /// in flight together instead of one lead after the other.
+    ///
+    /// [`LethalDetector::push_ecg`]: super::LethalDetector::push_ecg
+    pub(crate) fn touch(&self) -> f32 {
+        let c = &self.ch;
+        // One term per line of `Chain` (its `repr(C)` order), then the histories.
+        (c.tick_end_k as f32 + c.hp.touch_next(0))
+            + (c.vf.touch_next(0) + c.hp_y1)
+            + (c.e_prev + c.hf_buf[c.hf_pos])
+            + (c.cur.e_max + c.mwi_buf[0])
+            + (c.mwi_buf[c.mwi_pos] + c.mwi_buf[MWI_MAX - 1])
+            + (c.hp.touch_next(16) + c.hp.touch_next(24))
+            + c.vf.touch_next(12)
     }
 
     /// Heap bytes held by this lead.
     pub(crate) fn heap_bytes(&self) -> usize {
-        self.hp.bytes()
-            + self.mwi_buf.capacity() * 4
-            + self.beats.bytes()
-            + self.ticks.bytes()
-            + self.vf.bytes()
+        self.ch.hp.bytes() + self.beats.bytes() + self.ticks.bytes() + self.ch.vf.bytes()
     }
 
     /// Feeds input samples (mV) of this lead; `off` marks the whole block lead-off.
@@ -539,21 +570,21 @@ impl LeadFront {
         if x.is_empty() {
             return;
         }
-        if !self.started {
-            self.started = true;
+        if !self.ch.started {
+            self.ch.started = true;
             let v = x.iter().copied().find(|v| v.is_finite()).unwrap_or(0.0);
-            self.dec.last = v;
-            self.hp_x1 = v;
+            self.ch.dec.last = v;
+            self.ch.hp_x1 = v;
             // As if the signal had been constant before.
             let d = p.d as f32;
-            self.dec.cur = v * d * (d - 1.0) / 2.0;
+            self.ch.dec.cur = v * d * (d - 1.0) / 2.0;
         }
         // In chunks: clean and decimate into a small stack buffer, then run the
         // working-rate chain over it. Hot state stays in locals.
         let mut ys = [0.0f32; CHUNK];
         let mut bads = [false; CHUNK];
         for chunk in x.chunks(CHUNK) {
-            let ny = self.dec.run(p, chunk, off, &mut ys, &mut bads);
+            let ny = self.ch.dec.run(p, chunk, off, &mut ys, &mut bads);
             self.work(p, &ys[..ny], &bads[..ny]);
         }
     }
@@ -561,25 +592,25 @@ impl LeadFront {
     /// The working-rate chain over a block of decimated samples; the per-sample state
     /// lives in locals and is written back at the end (and around the rare events).
     fn work(&mut self, p: &LeadParams, ys: &[f32], bads: &[bool]) {
-        let (mut x1, mut y1, mut y2) = (self.hp_x1, self.hp_y1, self.hp_y2);
-        let mut mwi_sum = self.mwi_sum;
-        let mut mwi_pos = self.mwi_pos;
-        let mut hf_sum = self.hf_sum;
-        let mut hf_pos = self.hf_pos;
-        let mut f_pos = self.f_pos;
-        let (mut y_prev, mut run) = (self.y_prev, self.run);
-        let mut e_prev = self.e_prev;
-        let mut vf_acc = self.vf_acc;
-        let mut vf_cnt = self.vf_cnt;
+        let (mut x1, mut y1, mut y2) = (self.ch.hp_x1, self.ch.hp_y1, self.ch.hp_y2);
+        let mut mwi_sum = self.ch.mwi_sum;
+        let mut mwi_pos = self.ch.mwi_pos;
+        let mut hf_sum = self.ch.hf_sum;
+        let mut hf_pos = self.ch.hf_pos;
+        let mut f_pos = self.ch.f_pos;
+        let (mut y_prev, mut run) = (self.ch.y_prev, self.ch.run);
+        let mut e_prev = self.ch.e_prev;
+        let mut vf_acc = self.ch.vf_acc;
+        let mut vf_cnt = self.ch.vf_cnt;
         // Also in locals: the sample index, the open tick's statistics (written back
         // around `next_tick`, the only callee that reads them), the peak candidate and
         // the pending peak with the working sample at which it is measured.
-        let mut k = self.k;
-        let mut cur = self.cur;
-        let (mut cand_k, mut cand_v) = (self.cand_k, self.cand_v);
-        let mut pending = self.pending.take();
+        let mut k = self.ch.k;
+        let mut cur = self.ch.cur;
+        let (mut cand_k, mut cand_v) = (self.ch.cand_k, self.ch.cand_v);
+        let mut pending = self.ch.pending.take();
         let mut pending_due = pending.map_or(u64::MAX, |pd| self.measure_at(p, pd));
-        let nm = self.mwi_buf.len();
+        let nm = p.mwi;
         for (&y, &bad) in ys.iter().zip(bads) {
             k += 1;
             let k = k - 1;
@@ -589,15 +620,15 @@ impl LeadFront {
             let (h1, h2) = (y1, y2);
             y2 = h1;
             y1 = hp;
-            self.hp.push(hp);
+            self.ch.hp.push(hp);
             // Smoothing [1 2 1]/4, slope over kd samples, mean absolute slope (120 ms).
             let f = 0.25 * (hp + 2.0 * h1 + h2);
-            let back = self.f_hist[(f_pos + 8 - p.kd) & 7];
-            self.f_hist[f_pos] = f;
+            let back = self.ch.f_hist[(f_pos + 8 - p.kd) & 7];
+            self.ch.f_hist[f_pos] = f;
             f_pos = (f_pos + 1) & 7;
             let a = ((f - back) * p.slope_scale).abs();
-            mwi_sum += a - self.mwi_buf[mwi_pos];
-            self.mwi_buf[mwi_pos] = a;
+            mwi_sum += a - self.ch.mwi_buf[mwi_pos];
+            self.ch.mwi_buf[mwi_pos] = a;
             mwi_pos += 1;
             if mwi_pos == nm {
                 mwi_pos = 0;
@@ -605,8 +636,8 @@ impl LeadFront {
             let e = (mwi_sum * p.inv_mwi).max(0.0);
             // High-frequency activity: mean absolute second difference over 48 ms.
             let a2 = (hp - 2.0 * h1 + h2).abs() * p.hf_scale;
-            hf_sum += a2 - self.hf_buf[hf_pos];
-            self.hf_buf[hf_pos] = a2;
+            hf_sum += a2 - self.ch.hf_buf[hf_pos];
+            self.ch.hf_buf[hf_pos] = a2;
             hf_pos += 1;
             if hf_pos == HF_LEN {
                 hf_pos = 0;
@@ -614,10 +645,10 @@ impl LeadFront {
             let hf = (hf_sum * (1.0 / HF_LEN as f32)).max(0.0);
 
             // Tick statistics, by the ECG time of this working sample.
-            if k >= self.tick_end_k {
-                self.cur = cur;
+            if k >= self.ch.tick_end_k {
+                self.ch.cur = cur;
                 self.next_tick(p, k);
-                cur = self.cur;
+                cur = self.ch.cur;
             }
             run = if y == y_prev { run + 1 } else { 0 };
             y_prev = y;
@@ -647,7 +678,7 @@ impl LeadFront {
             vf_acc += hp;
             vf_cnt += 1;
             if vf_cnt == p.vd {
-                self.vf.push(vf_acc / p.vd as f32);
+                self.ch.vf.push(vf_acc / p.vd as f32);
                 vf_acc = 0.0;
                 vf_cnt = 0;
             }
@@ -683,24 +714,24 @@ impl LeadFront {
                 pending_due = u64::MAX;
             }
         }
-        self.k = k;
-        self.cur = cur;
-        self.cand_k = cand_k;
-        self.cand_v = cand_v;
-        self.pending = pending;
-        self.hp_x1 = x1;
-        self.hp_y1 = y1;
-        self.hp_y2 = y2;
-        self.mwi_sum = mwi_sum;
-        self.mwi_pos = mwi_pos;
-        self.hf_sum = hf_sum;
-        self.hf_pos = hf_pos;
-        self.f_pos = f_pos;
-        self.y_prev = y_prev;
-        self.run = run;
-        self.e_prev = e_prev;
-        self.vf_acc = vf_acc;
-        self.vf_cnt = vf_cnt;
+        self.ch.k = k;
+        self.ch.cur = cur;
+        self.ch.cand_k = cand_k;
+        self.ch.cand_v = cand_v;
+        self.ch.pending = pending;
+        self.ch.hp_x1 = x1;
+        self.ch.hp_y1 = y1;
+        self.ch.hp_y2 = y2;
+        self.ch.mwi_sum = mwi_sum;
+        self.ch.mwi_pos = mwi_pos;
+        self.ch.hf_sum = hf_sum;
+        self.ch.hf_pos = hf_pos;
+        self.ch.f_pos = f_pos;
+        self.ch.y_prev = y_prev;
+        self.ch.run = run;
+        self.ch.e_prev = e_prev;
+        self.ch.vf_acc = vf_acc;
+        self.ch.vf_cnt = vf_cnt;
     }
 
     /// The working sample at which a pending peak is measured: once the stretch its
@@ -725,8 +756,8 @@ impl LeadFront {
     /// Closes the current tick (its quality) and opens the one working sample `k`
     /// belongs to.
     fn next_tick(&mut self, p: &LeadParams, k: u64) {
-        if self.in_cur && self.cur.n > 0 && p.time_of(k) >= 0 {
-            let mut s = self.cur;
+        if self.ch.in_cur && self.ch.cur.n > 0 && p.time_of(k) >= 0 {
+            let mut s = self.ch.cur;
             // `tick_stats` relies on strictly increasing tick indices.
             debug_assert!(self.ticks.iter().last().is_none_or(|l| l.tick < s.tick));
             self.tick_quality(p, &mut s);
@@ -735,13 +766,13 @@ impl LeadFront {
         }
         let t = p.time_of(k);
         if t < 0 {
-            self.tick_end_k = p.first_k_at(0);
+            self.ch.tick_end_k = p.first_k_at(0);
             return;
         }
         let i = t as u64 / p.tick;
-        self.cur = TickStats::start(i);
-        self.in_cur = true;
-        self.tick_end_k = p.first_k_at((i + 1) * p.tick);
+        self.ch.cur = TickStats::start(i);
+        self.ch.in_cur = true;
+        self.ch.tick_end_k = p.first_k_at((i + 1) * p.tick);
     }
 
     fn tick_quality(&mut self, p: &LeadParams, s: &mut TickStats) {
@@ -857,7 +888,7 @@ impl LeadFront {
         let lo = c.saturating_sub(p.reach as u64);
         let len = (c + p.reach as u64 + 1 - lo) as usize;
         let mut seg = [0.0f32; SEG_MAX];
-        self.hp.copy_to(lo, &mut seg[..len]);
+        self.ch.hp.copy_to(lo, &mut seg[..len]);
         let mut sm = [0.0f32; SEG_MAX];
         sm[0] = seg[0];
         sm[1] = 0.25 * (seg[1] + 3.0 * seg[0]);
@@ -985,7 +1016,7 @@ impl LeadFront {
 
     /// The spectrum history (high-passed signal at [`LeadParams::fv`]).
     pub(crate) fn vf_history(&self) -> &History {
-        &self.vf
+        &self.ch.vf
     }
 
     /// ECG time of spectrum-history sample `j`.
@@ -1296,6 +1327,7 @@ mod tests {
             assert!(p.fw > 100.0 && p.fw < 200.0);
             assert!(2 * p.reach < SEG_MAX);
             assert!(2 * p.snip_half < SNIP_MAX);
+            assert!(p.mwi <= MWI_MAX);
             assert!(
                 p.beat_latency() < u64::from(fs) / 2,
                 "fs {fs}: {}",
@@ -1307,6 +1339,13 @@ mod tests {
                 assert!(p.time_of(k) >= t as i64);
                 assert!(k == 0 || p.time_of(k - 1) < t as i64);
             }
+        }
+    }
+
+    #[test]
+    fn the_integration_ring_holds_every_rate() {
+        for fs in 1..=4000 {
+            assert!(LeadParams::new(fs, 1, 6.0).mwi <= MWI_MAX, "fs {fs}");
         }
     }
 

@@ -158,6 +158,12 @@ impl History {
     pub(crate) fn bytes(&self) -> usize {
         self.buf.capacity() * std::mem::size_of::<f32>()
     }
+
+    /// Reads the slot `ahead` places past the one the next push writes (to bring its
+    /// cache line in early).
+    pub(crate) fn touch_next(&self, ahead: u64) -> f32 {
+        self.buf[((self.n + ahead) & self.mask) as usize]
+    }
 }
 
 /// Median of up to 16 values (copied to the stack, no allocation); 0 when empty.
