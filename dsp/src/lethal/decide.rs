@@ -3,7 +3,7 @@
 
 use ecg_types::{Condition, FindingStatus};
 
-use super::lead::{Beat, LeadFront, TickStats};
+use super::lead::{Beat, LeadFront, Tick};
 use super::pulse::PulseChannel;
 use super::ring::median_small;
 use super::spectrum::SpectralFeatures;
@@ -77,15 +77,15 @@ impl PulseWindow {
     }
 }
 
-fn q_all(s: &TickStats) -> f32 {
+fn q_all(s: &Tick) -> f32 {
     s.q
 }
 
-fn q_shape_free(s: &TickStats) -> f32 {
+fn q_shape_free(s: &Tick) -> f32 {
     s.q_shape_free
 }
 
-fn q_valid(s: &TickStats) -> f32 {
+fn q_valid(s: &Tick) -> f32 {
     s.q_valid
 }
 
@@ -105,7 +105,7 @@ impl LethalDetector {
     // ---------------------------------------------------------------- quality
 
     /// Per-lead quality over `[a, e)` into `self.quality`.
-    fn set_quality(&mut self, a: u64, e: u64, which: fn(&TickStats) -> f32) {
+    fn set_quality(&mut self, a: u64, e: u64, which: fn(&Tick) -> f32) {
         let (t0, t1) = (a / self.tick, e.div_ceil(self.tick));
         for (q, lead) in self.quality.iter_mut().zip(&self.leads) {
             *q = lead.quality(t0, t1, which);

@@ -346,7 +346,7 @@ pub(crate) struct Beat {
     pub(crate) alike: bool,
 }
 
-/// Signal statistics and quality of one tick of one lead.
+/// Signal statistics of the open tick of one lead, accumulated per working sample.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub(crate) struct TickStats {
     /// Tick index (tick `i` covers ECG samples `[i·tick, (i+1)·tick)`).
@@ -360,7 +360,7 @@ pub(crate) struct TickStats {
     hp_max: f32,
     /// Smallest and largest detection feature (mV/s).
     e_min: f32,
-    pub(crate) e_max: f32,
+    e_max: f32,
     /// Range of the decimated (not high-passed) signal and the working samples in runs
     /// of identical values at its maximum or minimum (a rail).
     y_min: f32,
@@ -371,6 +371,18 @@ pub(crate) struct TickStats {
     /// over 48 ms, mV/s²).
     hf_min: f32,
     hf_max: f32,
+}
+
+/// A closed tick of one lead as kept for the decisions: its quality and what the
+/// thresholds' re-learning and the lead-off test read. Half the size of the
+/// statistics it is made from, so that the assessments' scans over every lead's
+/// recent ticks touch half as many cache lines.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub(crate) struct Tick {
+    /// Tick index (tick `i` covers ECG samples `[i·tick, (i+1)·tick)`).
+    pub(crate) tick: u64,
+    /// Largest detection feature (mV/s).
+    pub(crate) e_max: f32,
     /// Quality 0–1 for beat-based calls: signal present, not clipped, noise floor
     /// low, no artefact swings, beats alike.
     pub(crate) q: f32,
@@ -378,6 +390,9 @@ pub(crate) struct TickStats {
     pub(crate) q_shape_free: f32,
     /// Only present and not clipped (flutter/fibrillation is itself irregular).
     pub(crate) q_valid: f32,
+    /// Working samples in the tick, and those flagged lead-off or missing.
+    n: u16,
+    bad: u16,
 }
 
 impl TickStats {
@@ -476,7 +491,7 @@ pub(crate) struct LeadFront {
     has_prev: bool,
     // Outputs.
     pub(crate) beats: Ring<Beat>,
-    pub(crate) ticks: Ring<TickStats>,
+    pub(crate) ticks: Ring<Tick>,
 }
 
 impl LeadFront {
@@ -757,11 +772,11 @@ impl LeadFront {
     /// belongs to.
     fn next_tick(&mut self, p: &LeadParams, k: u64) {
         if self.ch.in_cur && self.ch.cur.n > 0 && p.time_of(k) >= 0 {
-            let mut s = self.ch.cur;
+            let s = self.ch.cur;
             // `tick_stats` relies on strictly increasing tick indices.
             debug_assert!(self.ticks.iter().last().is_none_or(|l| l.tick < s.tick));
-            self.tick_quality(p, &mut s);
-            self.ticks.push(s);
+            let closed = self.tick_quality(p, &s);
+            self.ticks.push(closed);
             self.maybe_relearn(p, k);
         }
         let t = p.time_of(k);
@@ -775,7 +790,7 @@ impl LeadFront {
         self.ch.tick_end_k = p.first_k_at((i + 1) * p.tick);
     }
 
-    fn tick_quality(&mut self, p: &LeadParams, s: &mut TickStats) {
+    fn tick_quality(&mut self, p: &LeadParams, s: &TickStats) -> Tick {
         // Clipping: runs of identical values at the tick's extremes when it swings more
         // than 0.5 mV. A trace that is merely flat (even perfectly constant) stays
         // usable: it shows no beats, which is what asystole looks like; a disconnected
@@ -837,9 +852,15 @@ impl LeadFront {
             1.0
         };
         self.hf_ref = hf_ref;
-        s.q_valid = q_valid;
-        s.q_shape_free = q_valid * q_noise.min(q_art);
-        s.q = q_valid * q_noise.min(q_art).min(q_morph);
+        Tick {
+            tick: s.tick,
+            e_max: s.e_max,
+            q: q_valid * q_noise.min(q_art).min(q_morph),
+            q_shape_free: q_valid * q_noise.min(q_art),
+            q_valid,
+            n: s.n,
+            bad: s.bad,
+        }
     }
 
     fn threshold(&self) -> (f32, f32) {
@@ -1026,7 +1047,7 @@ impl LeadFront {
     }
 
     /// Mean of a per-tick quality over the ticks `[t0, t1)` (0 when none is known).
-    pub(crate) fn quality(&self, t0: u64, t1: u64, which: fn(&TickStats) -> f32) -> f32 {
+    pub(crate) fn quality(&self, t0: u64, t1: u64, which: fn(&Tick) -> f32) -> f32 {
         let (mut n, mut sum) = (0u32, 0.0f32);
         for s in self.ticks.iter().rev() {
             if s.tick < t0 {
@@ -1048,7 +1069,7 @@ impl LeadFront {
     /// order, and consecutively while the stream runs: the position that implies is
     /// tried first, then a binary search (the assessments ask for every lead's ticks
     /// at many times).
-    fn tick_stats(&self, i: u64) -> Option<&TickStats> {
+    fn tick_stats(&self, i: u64) -> Option<&Tick> {
         let n = self.ticks.len();
         let newest = self.ticks.newest()?.tick;
         let back = usize::try_from(newest.checked_sub(i)?).unwrap_or(usize::MAX);
@@ -1076,7 +1097,7 @@ impl LeadFront {
     }
 
     /// The quality of the tick holding ECG sample `t` (0 when it is not known).
-    pub(crate) fn quality_at(&self, t: u64, tick: u64, which: fn(&TickStats) -> f32) -> f32 {
+    pub(crate) fn quality_at(&self, t: u64, tick: u64, which: fn(&Tick) -> f32) -> f32 {
         self.tick_stats(t / tick).map_or(0.0, which)
     }
 }
@@ -1307,10 +1328,14 @@ mod tests {
                     })
                     .collect();
                 l.push(&p, &x, false);
-                // The decimated signal's swing over the last second (before the
-                // high-pass: the spectrum history holds the high-passed signal, so
-                // check via the tick statistics' range instead).
-                l.ticks.iter().last().map_or(0.0, |t| t.hp_max - t.hp_min)
+                // The high-passed signal's swing over the last second.
+                let h = &l.ch.hp;
+                let (lo, hi) = (h.count() - p.fw as u64..h.count())
+                    .map(|i| h.at(i))
+                    .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), v| {
+                        (lo.min(v), hi.max(v))
+                    });
+                hi - lo
             };
             // A 10 Hz sine passes nearly whole (swing 2), one at the working rate
             // (aliasing to DC) is stopped.
