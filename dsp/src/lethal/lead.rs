@@ -458,40 +458,47 @@ struct Chain {
     mwi_buf: [f32; MWI_MAX],
 }
 
-/// The per-lead state.
+/// The per-lead state, in three groups: what every block touches ([`Chain`]), what
+/// every tick and assessment reads (the rings' headers, the dominant beat's shape, the
+/// tick quality's and re-learning's state: two cache lines, right after the chain),
+/// and the per-peak state.
 #[derive(Debug, Clone)]
+#[repr(C)]
 pub(crate) struct LeadFront {
     // Input side and working side, per sample.
     ch: Chain,
+    // Per tick and assessment.
+    pub(crate) beats: Ring<Beat>,
+    pub(crate) ticks: Ring<Tick>,
+    /// The dominant beat's width (s) and amplitude (mV), once established: kept
+    /// from the clusters after each beat, read by every tick and assessment.
+    template: Option<(f32, f32)>,
     /// Peak-held level of the high-frequency activity (the noise reference).
     hf_ref: f32,
-    // Thresholds.
-    warm_max: f32,
-    warm_sum: f32,
-    spk: [f32; NBUF],
-    npk: [f32; NBUF],
-    spk_pos: usize,
-    npk_pos: usize,
+    last_relearn: u64,
+    last_beat: Option<(u64, f32)>,
+    // Thresholds, per peak.
     /// Median of `spk` (the beat level), kept current.
     spk_med: f32,
     /// Median of `npk` (the noise level), kept current: every measured peak reads
     /// it, only the non-beat ones change it.
     npk_med: f32,
-    last_beat: Option<(u64, f32)>,
-    last_relearn: u64,
-    rr: [f32; NBUF],
-    rr_n: usize,
-    rr_pos: usize,
     /// Median of the RR intervals held once there are two (s), kept current: every
     /// measured peak reads it, only beats change it.
     rr_med: Option<f32>,
+    spk_pos: usize,
+    npk_pos: usize,
+    rr_n: usize,
+    rr_pos: usize,
+    warm_max: f32,
+    warm_sum: f32,
+    spk: [f32; NBUF],
+    npk: [f32; NBUF],
+    rr: [f32; NBUF],
     // Morphology.
-    clusters: Clusters,
-    prev_snip: [f32; SNIP_MAX],
     has_prev: bool,
-    // Outputs.
-    pub(crate) beats: Ring<Beat>,
-    pub(crate) ticks: Ring<Tick>,
+    prev_snip: [f32; SNIP_MAX],
+    clusters: Clusters,
 }
 
 impl LeadFront {
@@ -531,6 +538,7 @@ impl LeadFront {
                 cur: TickStats::start(0),
                 mwi_buf: [0.0; MWI_MAX],
             },
+            template: None,
             hf_ref: 0.0,
             warm_max: 0.0,
             warm_sum: 0.0,
@@ -562,7 +570,8 @@ impl LeadFront {
     /// [`LethalDetector::push_ecg`]: super::LethalDetector::push_ecg
     pub(crate) fn touch(&self) -> f32 {
         let c = &self.ch;
-        // One term per line of `Chain` (its `repr(C)` order), then the histories.
+        // One term per line of `Chain` (its `repr(C)` order), then the histories, then
+        // the two lines of per-tick state after it.
         (c.tick_end_k as f32 + c.hp.touch_next(0))
             + (c.vf.touch_next(0) + c.hp_y1)
             + (c.e_prev + c.hf_buf[c.hf_pos])
@@ -570,6 +579,37 @@ impl LeadFront {
             + (c.mwi_buf[c.mwi_pos] + c.mwi_buf[MWI_MAX - 1])
             + (c.hp.touch_next(16) + c.hp.touch_next(24))
             + c.vf.touch_next(12)
+            + (self.beats.len() as f32 + self.hf_ref)
+            + self.touch_peak()
+    }
+
+    /// When a peak may be measured in the next block (one is pending, or the current
+    /// candidate is large enough to be), the older lines of the high-passed history
+    /// its measurement reads.
+    fn touch_peak(&self) -> f32 {
+        let c = &self.ch;
+        if c.pending.is_some() || (c.cand_v > 0.1 * E_FLOOR && c.cand_v >= PEAK_MIN * self.spk_med)
+        {
+            (c.hp.touch_back(16) + c.hp.touch_back(32))
+                + (c.hp.touch_back(48) + c.hp.touch_back(64))
+        } else {
+            0.0
+        }
+    }
+
+    /// Reads the newest ticks and peaks, which an assessment scans, so that their
+    /// misses are in flight together for every lead.
+    pub(crate) fn touch_recent(&self) -> f32 {
+        let mut t = 0.0f32;
+        let n = self.ticks.len();
+        for i in (n.saturating_sub(16)..n).step_by(2) {
+            t += self.ticks.get_ref(i).q;
+        }
+        let n = self.beats.len();
+        for i in n.saturating_sub(8)..n {
+            t += self.beats.get_ref(i).e;
+        }
+        t
     }
 
     /// Heap bytes held by this lead.
@@ -1010,6 +1050,7 @@ impl LeadFront {
             }
             self.last_beat = Some((fid, pd.e));
             alike = self.clusters.learn(&zw, width, amp, dom);
+            self.template = self.clusters.dominant().map(|c| (c.width, c.amp));
             self.prev_snip[..nt].copy_from_slice(&z[..nt]);
             self.has_prev = true;
         } else {
@@ -1032,7 +1073,7 @@ impl LeadFront {
 
     /// The lead's established dominant-beat width (s) and amplitude (mV).
     pub(crate) fn template_shape(&self) -> Option<(f32, f32)> {
-        self.clusters.dominant().map(|c| (c.width, c.amp))
+        self.template
     }
 
     /// The spectrum history (high-passed signal at [`LeadParams::fv`]).

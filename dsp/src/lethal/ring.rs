@@ -164,6 +164,11 @@ impl History {
     pub(crate) fn touch_next(&self, ahead: u64) -> f32 {
         self.buf[((self.n + ahead) & self.mask) as usize]
     }
+
+    /// Reads the slot `back` places before the one the next push writes.
+    pub(crate) fn touch_back(&self, back: u64) -> f32 {
+        self.buf[(self.n.wrapping_sub(back) & self.mask) as usize]
+    }
 }
 
 /// Median of up to 16 values (copied to the stack, no allocation); 0 when empty.
