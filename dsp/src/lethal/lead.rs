@@ -487,6 +487,17 @@ pub(crate) struct LeadFront {
     /// Median of the RR intervals held once there are two (s), kept current: every
     /// measured peak reads it, only beats change it.
     rr_med: Option<f32>,
+    /// The beats of the morphology window ([`LeadFront::tick_quality`]), counted as
+    /// they come instead of by a scan of every tick: peaks pushed so far, the first
+    /// (by that count) still counted, and the beats and alike beats from it on.
+    beats_pushed: u64,
+    morph_from: u64,
+    morph_beats: u32,
+    morph_alike: u32,
+    /// Every peak pushed so far came no earlier than the one before (always, by the
+    /// detector's refractory spacing): the counted peaks are then exactly those a
+    /// scan back from the newest would take. Otherwise the scan is used.
+    beats_ordered: bool,
     spk_pos: usize,
     npk_pos: usize,
     rr_n: usize,
@@ -560,6 +571,11 @@ impl LeadFront {
             has_prev: false,
             beats: Ring::new(beats_cap),
             ticks: Ring::new(ticks_cap),
+            beats_pushed: 0,
+            morph_from: 0,
+            morph_beats: 0,
+            morph_alike: 0,
+            beats_ordered: true,
         }
     }
 
@@ -880,13 +896,7 @@ impl LeadFront {
         // (a rhythm, even an ectopic one), over the last 16 s: noise makes detections
         // of every shape.
         let since = (s.tick + 1).saturating_sub(p.morph_ticks) * p.tick;
-        let (mut nb, mut alike) = (0u32, 0u32);
-        for b in self.beats.iter().rev().take_while(|b| b.t >= since) {
-            if b.beat {
-                nb += 1;
-                alike += u32::from(b.alike);
-            }
-        }
+        let (nb, alike) = self.morph_counts(since);
         let q_morph = if nb >= 4 {
             ramp(alike as f32 / nb as f32, MORPH_BAD, MORPH_GOOD)
         } else {
@@ -902,6 +912,65 @@ impl LeadFront {
             n: s.n,
             bad: s.bad,
         }
+    }
+
+    /// Beats, and beats alike, among the peaks back from the newest while they are at
+    /// or after ECG time `since` (which never decreases from one tick to the next).
+    fn morph_counts(&mut self, since: u64) -> (u32, u32) {
+        let scan = |beats: &Ring<Beat>| {
+            let (mut nb, mut alike) = (0u32, 0u32);
+            for b in beats.iter().rev().take_while(|b| b.t >= since) {
+                if b.beat {
+                    nb += 1;
+                    alike += u32::from(b.alike);
+                }
+            }
+            (nb, alike)
+        };
+        if !self.beats_ordered {
+            return scan(&self.beats);
+        }
+        // Ordered: the peaks at or after `since` are the newest ones; drop the older.
+        let first = self.beats_pushed - self.beats.len() as u64;
+        while self.morph_from < self.beats_pushed {
+            let b = *self.beats.get_ref((self.morph_from - first) as usize);
+            if b.t >= since {
+                break;
+            }
+            self.uncount(&b);
+            self.morph_from += 1;
+        }
+        debug_assert_eq!((self.morph_beats, self.morph_alike), scan(&self.beats));
+        (self.morph_beats, self.morph_alike)
+    }
+
+    fn uncount(&mut self, b: &Beat) {
+        if b.beat {
+            self.morph_beats -= 1;
+            self.morph_alike -= u32::from(b.alike);
+        }
+    }
+
+    /// Stores a peak, keeping the morphology counts.
+    fn push_beat(&mut self, b: Beat) {
+        if self.beats.newest().is_some_and(|l| b.t < l.t) {
+            self.beats_ordered = false;
+        }
+        if self.beats_ordered {
+            let first = self.beats_pushed - self.beats.len() as u64;
+            if self.beats.len() == self.beats.capacity() && first >= self.morph_from {
+                // The oldest peak, still counted, leaves the ring.
+                let old = *self.beats.get_ref(0);
+                self.uncount(&old);
+                self.morph_from = first + 1;
+            }
+            if b.beat {
+                self.morph_beats += 1;
+                self.morph_alike += u32::from(b.alike);
+            }
+        }
+        self.beats.push(b);
+        self.beats_pushed += 1;
     }
 
     fn threshold(&self) -> (f32, f32) {
@@ -1059,7 +1128,7 @@ impl LeadFront {
             self.npk_pos = (self.npk_pos + 1) % NBUF;
             self.npk_med = median_small(&self.npk);
         }
-        self.beats.push(Beat {
+        self.push_beat(Beat {
             t,
             e: pd.e,
             level,

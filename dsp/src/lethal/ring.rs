@@ -46,6 +46,10 @@ impl<T: Copy + Default> Ring<T> {
         self.len
     }
 
+    pub(crate) fn capacity(&self) -> usize {
+        self.buf.len()
+    }
+
     /// The `i`-th oldest element, `i < len`.
     pub(crate) fn get(&self, i: usize) -> T {
         self.buf[self.wrap(self.head + i)]
