@@ -258,15 +258,20 @@ async fn pipeline_rides_out_a_cluster_outage() {
     );
 }
 
-/// Streams that stop on a topic that then stays quiet: the windows they held for
-/// their beats are published once they have been silent for `commit_hold_s`, with no
-/// further record to drive the stages (the source's idle epochs do).
+/// Streams that stop on a topic that then stays quiet: once they are evicted, the
+/// windows they held are published, once each, and every frame's offset is
+/// committed, with no further record to drive the stages (the source's idle epochs
+/// do).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn windows_held_by_streams_that_stop_are_published_on_a_quiet_topic() {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
     let t = topics();
     let cluster = cluster(&t);
     let bootstrap = cluster.bootstrap_servers();
-    let p = Instance::start_with(&bootstrap, &t, |c| c.streams.commit_hold_s = 1.0);
+    let p = Instance::start_with(&bootstrap, &t, |c| {
+        c.streams.commit_hold_s = 1.0;
+        c.streams.idle_evict_s = 1.0;
+    });
     let msgs = frames("quiet-", 3, 44);
     let dir = tempfile::tempdir().unwrap();
     let cfg = support::config(dir.path(), "127.0.0.1:9092", &t, 9);
@@ -277,7 +282,7 @@ async fn windows_held_by_streams_that_stop_are_published_on_a_quiet_topic() {
     );
     let mut want = keyed(&before);
     want.extend(keyed(&held));
-    support::send_all(&support::producer(&bootstrap), &t.frames, &msgs).await;
+    let sent = support::send_all(&support::producer(&bootstrap), &t.frames, &msgs).await;
     let mut reader = Reader::new(&bootstrap, &t.findings);
     reader
         .until(
@@ -286,11 +291,52 @@ async fn windows_held_by_streams_that_stop_are_published_on_a_quiet_topic() {
             |ms| keyed(&support::findings(ms)).is_superset(&want),
         )
         .await;
+    // Every partition's committed offset reaches its end: nothing holds it back
+    // once the streams are gone.
+    let mut ends: std::collections::BTreeMap<i32, i64> = std::collections::BTreeMap::new();
+    for (partition, offset) in &sent {
+        let e = ends.entry(*partition).or_insert(0);
+        *e = (*e).max(offset + 1);
+    }
+    let mut end = rdkafka::TopicPartitionList::new();
+    for (partition, offset) in &ends {
+        end.add_partition_offset(&t.frames, *partition, rdkafka::Offset::Offset(*offset))
+            .unwrap();
+    }
+    let group: BaseConsumer = kafka::connection(&bootstrap)
+        .set("group.id", &t.group)
+        .create()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let committed = group
+            .committed_offsets(end.clone(), Duration::from_secs(5))
+            .unwrap();
+        let at_end = committed.elements().iter().all(|e| {
+            e.offset() == rdkafka::Offset::Offset(ends.get(&e.partition()).copied().unwrap_or(-1))
+        });
+        if at_end {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "committed {committed:?}, the ends {ends:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     p.stop().await;
+    reader.drain(Duration::from_secs(2)).await;
+    let got = support::findings(&reader.messages);
+    assert_eq!(
+        keyed(&got),
+        want,
+        "the offline findings and the held windows'"
+    );
+    assert_eq!(got.len(), before.len() + held.len(), "each published once");
     println!(
-        "{} frames, {} findings published, {} of them from windows held when the streams stopped",
+        "{} frames, {} findings published, {} of them from windows held when the streams stopped; offsets committed to the ends {ends:?}",
         msgs.len(),
-        reader.messages.len(),
+        got.len(),
         held.len()
     );
 }

@@ -59,8 +59,8 @@ pub(crate) fn replay_record(
             offset += 1;
         }
         if records.is_empty() {
-            // The stream stops with the record: the windows it held for their beats
-            // go out, as the pipeline releases them when a stream falls silent.
+            // The stream stops with the record: the windows it still holds go out,
+            // as the pipeline releases them when it evicts a stream.
             each(p.release_held()?.findings);
             return Ok(());
         }

@@ -40,6 +40,11 @@ use crate::inputs::{Cut, InputBuilder};
 use crate::sequencer::ingest_source;
 use crate::strip::{Signal, StripBuffer};
 
+/// The close time (`closed_us`) of a finding whose window never closed: a window
+/// released when its stream was evicted or a replayed record ended, before the
+/// rhythm windows covered it. Its finding is published and counted, not timed.
+pub const UNTIMED: i64 = i64::MIN;
+
 /// A lethal alarm that lasts is published again this often (s) while present.
 pub const LETHAL_REPEAT_S: f64 = 5.0;
 
@@ -214,15 +219,6 @@ struct Stream {
     dirty: bool,
 }
 
-impl Stream {
-    /// Whether its analysis holds waveform windows for their beats.
-    fn holds_windows(&self) -> bool {
-        self.analysis
-            .as_ref()
-            .is_some_and(|a| a.builders.iter().any(|b| !b.held.is_empty()))
-    }
-}
-
 /// What the per-stream steps need of the analyzer (borrowed beside the stream).
 struct Ctx<'a> {
     dsp: &'a DspConfig,
@@ -303,32 +299,31 @@ impl Analyzer {
             .retain(|_, s| !partitions.contains(&s.partition));
     }
 
-    /// Drops the state of streams the sequencer evicted; the waveform windows they
+    /// Drops the state of streams the sequencer evicted; the model windows they
     /// still held (see [`Analyzer::release_held`]) come out first.
     pub fn drop_streams(&mut self, streams: &[StreamId]) -> Analyzed {
         let mut out = Analyzed::default();
-        let closed_us = crate::offline::now_us();
         let dropped: Vec<(StreamId, Stream)> = streams
             .iter()
             .filter_map(|id| self.streams.remove_entry(id))
             .collect();
         let ctx = self.ctx();
         for (id, mut st) in dropped {
-            ctx.release_held(&mut st, &id, closed_us, &mut out);
+            ctx.release_held(&mut st, &id, UNTIMED, &mut out);
         }
         out
     }
 
-    /// Emits every waveform window the streams still hold, with the beats found so
-    /// far, as the analyzer does for a stream silent for `commit_hold_s`: what a
-    /// replay does at the end of a record, whose stream stops there.
+    /// Emits every model window the streams still hold (each waits for the rhythm
+    /// windows to cover it), judged and with the beats found so far, as the analyzer
+    /// does for a stream it evicts: what a replay does at the end of a record, whose
+    /// stream stops there.
     pub fn release_held(&mut self) -> Analyzed {
         let mut out = Analyzed::default();
-        let closed_us = crate::offline::now_us();
         let mut streams = std::mem::take(&mut self.streams);
         let ctx = self.ctx();
         for (id, st) in &mut streams {
-            ctx.release_held(st, id, closed_us, &mut out);
+            ctx.release_held(st, id, UNTIMED, &mut out);
         }
         self.streams = streams;
         out
@@ -384,16 +379,7 @@ impl Analyzer {
         }
         self.attach_strips(&mut out.findings);
         let hold = Duration::from_secs_f32(self.settings.commit_hold_s.max(0.0));
-        let mut released_us = None;
-        for (id, s) in &mut self.streams {
-            // A stream silent this long no longer holds its partition's commits: the
-            // windows it holds for their beats go out now, with the beats found so
-            // far, before the offsets move past them.
-            if now.duration_since(s.last_seen) >= hold && s.holds_windows() {
-                let closed_us = *released_us.get_or_insert_with(crate::offline::now_us);
-                ctx.release_held(s, id, closed_us, &mut out);
-                s.dirty = true;
-            }
+        for s in self.streams.values_mut() {
             if s.dirty {
                 s.resume = s
                     .analysis
@@ -532,8 +518,8 @@ impl Ctx<'_> {
         st.analysis = None;
     }
 
-    /// Emits every waveform window the stream holds for its beats (see
-    /// `Builder::held`), with the beats found so far; the analysis goes on.
+    /// Emits every model window the stream holds (see `Builder::held`), judged and
+    /// with the beats found so far; the analysis goes on.
     fn release_held(&self, st: &mut Stream, stream: &StreamId, closed_us: i64, out: &mut Analyzed) {
         if let Some(a) = &mut st.analysis {
             let e = Emit {

@@ -93,6 +93,14 @@ impl StreamSettings {
                 self.idle_evict_s
             ));
         }
+        // A stream is evicted only after its reorder wait can have ended: else its
+        // waiting frames would go with it.
+        if self.reorder_wait_ms as f64 >= f64::from(self.idle_evict_s) * 1000.0 {
+            return Err(format!(
+                "{at}.reorder_wait_ms {} is not below idle_evict_s ({} s)",
+                self.reorder_wait_ms, self.idle_evict_s
+            ));
+        }
         if !(self.commit_hold_s >= 1.0 && self.commit_hold_s <= self.idle_evict_s) {
             return Err(format!(
                 "{at}.commit_hold_s {} is outside 1..=idle_evict_s ({})",
@@ -220,6 +228,12 @@ mod tests {
             ..StreamSettings::default()
         };
         assert!(bad.validate().unwrap_err().contains("max_streams"));
+        let bad = StreamSettings {
+            idle_evict_s: 10.0,
+            commit_hold_s: 5.0,
+            ..StreamSettings::default()
+        };
+        assert!(bad.validate().unwrap_err().contains("reorder_wait_ms"));
     }
 
     #[test]

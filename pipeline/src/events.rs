@@ -84,11 +84,10 @@ pub enum Event<'a> {
         condition: Condition,
         /// Present, absent or indeterminate.
         status: FindingStatus,
-        /// Seconds from its window's end (device time) to now.
-        since_window_end_s: f64,
-        /// Seconds from its window closing (the Kafka timestamp of the frame that
-        /// completed it) to now.
-        since_closed_s: f64,
+        /// Seconds from its window's end (device time) to now, and from its window
+        /// closing (the Kafka timestamp of the frame that completed it) to now;
+        /// `None` for a window that never closed ([`crate::analyzer::UNTIMED`]).
+        latency: Option<(f64, f64)>,
     },
     /// Consumption paused because the stages behind the source were full.
     BackpressurePause,

@@ -22,10 +22,8 @@
 //! A window's `quality_ok` is false when a rhythm window of poor signal ended inside
 //! it, after its start and at or before its end (and, for feature models, with fewer
 //! than 4 RR intervals): the scorer then reports it indeterminate instead of scoring
-//! it. Feature windows and the windows of models that read beats are judged once the
-//! rhythm windows cover them, live and offline alike; the live pipeline judges other
-//! waveform windows (`ecg12-attia`) when their last sample arrives, on the rhythm
-//! windows closed by then.
+//! it. Every window is judged once the rhythm windows cover it, live and offline
+//! alike.
 //!
 //! Where windows fall is the caller's: the analyzer puts them on the stream's grid
 //! ([`crate::grid`]); `eval` starts them at a record's first sample. The same

@@ -299,16 +299,17 @@ impl Telemetry for PipelineMetrics {
             Event::FindingPublished {
                 condition,
                 status,
-                since_window_end_s,
-                since_closed_s,
+                latency,
             } => {
                 self.findings_published
                     .with_label_values(&[condition.as_str(), status.as_str()])
                     .inc();
-                self.window_to_finding_seconds
-                    .observe(since_window_end_s.max(0.0));
-                self.window_closed_to_finding_seconds
-                    .observe(since_closed_s.max(0.0));
+                if let Some((since_window_end_s, since_closed_s)) = latency {
+                    self.window_to_finding_seconds
+                        .observe(since_window_end_s.max(0.0));
+                    self.window_closed_to_finding_seconds
+                        .observe(since_closed_s.max(0.0));
+                }
             }
             Event::BackpressurePause => self.backpressure_pauses.inc(),
             Event::Rebalance { kind } => self.rebalances.with_label_values(&[kind]).inc(),
@@ -324,6 +325,7 @@ impl Telemetry for PipelineMetrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ecg_types::{Condition, FindingStatus};
 
     #[test]
     fn every_model_has_its_series_from_the_start() {
@@ -354,5 +356,25 @@ mod tests {
                 .get(),
             3
         );
+    }
+
+    #[test]
+    fn a_finding_of_a_window_that_never_closed_is_counted_not_timed() {
+        let m = PipelineMetrics::new(&[], &mut |_| {}).expect("valid metrics");
+        let published = |latency| Event::FindingPublished {
+            condition: Condition::AtrialFibrillation,
+            status: FindingStatus::Present,
+            latency,
+        };
+        m.emit(&published(Some((2.5, 0.2))));
+        m.emit(&published(None));
+        let count = m
+            .findings_published
+            .with_label_values(&["atrial_fibrillation", "present"])
+            .get();
+        assert_eq!(count, 2);
+        assert_eq!(m.window_to_finding_seconds.get_sample_count(), 1);
+        assert_eq!(m.window_closed_to_finding_seconds.get_sample_count(), 1);
+        assert!((m.window_closed_to_finding_seconds.get_sample_sum() - 0.2).abs() < 1e-9);
     }
 }

@@ -171,8 +171,8 @@ impl Processor {
         self.analyzer.drop_partitions(partitions);
     }
 
-    /// Every waveform window the streams still hold for their beats, scored: what
-    /// the pipeline emits for a stream that falls silent ([`Analyzer::release_held`]).
+    /// Every model window the streams still hold, scored: what the pipeline emits
+    /// for a stream it evicts ([`Analyzer::release_held`]).
     /// A replayed record's stream stops at its end.
     ///
     /// # Errors

@@ -27,7 +27,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tracing::Instrument as _;
 
-use crate::analyzer::StreamStatus;
+use crate::analyzer::{StreamStatus, UNTIMED};
 use crate::commit::{Checkpoint, CommitTracker, Part};
 use crate::events::{Event, Sink};
 use crate::offline::now_us;
@@ -262,8 +262,12 @@ async fn enqueue(
             telemetry.emit(&Event::FindingPublished {
                 condition,
                 status,
-                since_window_end_s: (now - window_end_us) as f64 / 1e6,
-                since_closed_s: (now - closed) as f64 / 1e6,
+                latency: (closed != UNTIMED).then(|| {
+                    (
+                        (now - window_end_us) as f64 / 1e6,
+                        (now - closed) as f64 / 1e6,
+                    )
+                }),
             });
         }
         for delivery in dead {

@@ -20,7 +20,8 @@
 //! - an in-order frame whose device time is off the stream's sample count by more
 //!   than `clock_jump_ms` is a **device-clock jump** (a finding): the analysis
 //!   restarts on the new clock;
-//! - a stream silent for `idle_evict_s` is forgotten; a record of a new stream when
+//! - a stream silent for `idle_evict_s` is forgotten (the analyzer first emits the
+//!   model windows it still holds); a record of a new stream when
 //!   `max_streams` streams are held goes to the dead-letter topic as `stream_limit`.
 //!
 //! The sequencer holds back its partitions' commits only for frames in reorder

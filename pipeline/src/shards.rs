@@ -82,17 +82,14 @@ impl Shards {
         if streams.is_empty() {
             return out;
         }
-        for a in &mut self.shards {
-            out.append(a.drop_streams(streams));
+        let mut parts: Vec<Vec<StreamId>> = self.shards.iter().map(|_| Vec::new()).collect();
+        for s in streams {
+            parts[self.shard_of(s)].push(s.clone());
         }
-        out
-    }
-
-    /// Every shard's [`Analyzer::release_held`].
-    pub fn release_held(&mut self) -> Analyzed {
-        let mut out = Analyzed::default();
-        for a in &mut self.shards {
-            out.append(a.release_held());
+        for (a, part) in self.shards.iter_mut().zip(parts) {
+            if !part.is_empty() {
+                out.append(a.drop_streams(&part));
+            }
         }
         out
     }

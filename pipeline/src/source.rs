@@ -24,8 +24,8 @@ use tracing::Instrument as _;
 use crate::config::PipelineConfig;
 use crate::events::{Event, Sink};
 
-/// How long the source waits for a record before it sends an empty epoch
-/// ([`Handoff::tick`]).
+/// How long the source waits for a record before it sends an empty epoch, which
+/// runs the stages' wall-clock limits on a quiet topic.
 pub const IDLE_TICK: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Work for the sequencer, in consumption order.
@@ -187,7 +187,11 @@ pub async fn run(
                 _ = shutdown.changed() => break 'outer,
                 _ = &mut deadline, if !first => break,
                 () = &mut idle, if first => {
-                    to.tick().await?;
+                    // Revocations the consumer saw while it waited go first, in order.
+                    for parts in consumer.context().take_revoked() {
+                        to.revoked(parts).await?;
+                    }
+                    to.tick()?;
                     continue 'outer;
                 }
                 m = consumer.recv() => m,
@@ -237,15 +241,26 @@ impl Handoff<'_> {
     }
 
     /// An empty epoch, while no record comes: the stages' clocks still run (reorder
-    /// waits end, silent streams release the windows they hold, idle streams are
-    /// evicted) and what that frees is committed, on a quiet topic too.
-    async fn tick(&mut self) -> anyhow::Result<()> {
+    /// waits end, idle streams are evicted and the windows they held go out) and
+    /// what that frees is committed, on a quiet topic too. Skipped when the stages
+    /// are full: the epochs already queued run the same clocks.
+    fn tick(&mut self) -> anyhow::Result<()> {
+        if self.work.capacity() == 0 {
+            return Ok(());
+        }
         let epoch = self.next_epoch();
-        self.send(Work::Epoch {
+        match self.work.try_send(Work::Epoch {
             epoch,
             records: Vec::new(),
-        })
-        .await
+        }) {
+            Ok(()) => Ok(()),
+            Err(mpsc::error::TrySendError::Closed(_)) => anyhow::bail!("sequencer stopped"),
+            // The source is the queue's only sender: room it saw stays there.
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                self.epoch -= 1;
+                Ok(())
+            }
+        }
     }
 
     async fn revoked(&mut self, partitions: Vec<i32>) -> anyhow::Result<()> {

@@ -329,7 +329,8 @@ pub fn offline(cfg: &Config, msgs: &[Msg]) -> (Vec<Finding>, Vec<&'static str>) 
 }
 
 /// The findings of [`offline`], and then those of the windows the streams still held
-/// for their beats, which the pipeline publishes once the streams fall silent.
+/// (each waits for the rhythm windows to cover it), which the pipeline publishes
+/// when it evicts the streams.
 pub fn offline_then_silent(cfg: &Config, msgs: &[Msg]) -> (Vec<Finding>, Vec<Finding>) {
     let (mut p, out) = offline_run(cfg, msgs);
     (out.findings, p.release_held().unwrap().findings)
