@@ -209,12 +209,13 @@ pub struct FindingRule {
 #[derive(Debug, thiserror::Error)]
 pub enum ManifestError {
     /// The file could not be read.
-    #[error("cannot read manifest {path}: {source}")]
+    #[error("cannot read manifest {path}: {error}")]
     Io {
         /// The manifest.
         path: PathBuf,
-        /// The error.
-        source: std::io::Error,
+        /// The error (in the message, so not also a `source` that a report of the
+        /// error's chain would print again).
+        error: std::io::Error,
     },
     /// The TOML does not parse into a manifest.
     #[error("manifest {path} is invalid: {message}")]
@@ -240,9 +241,9 @@ impl Manifest {
     /// # Errors
     /// A [`ManifestError`] naming the file and the problem.
     pub fn load(path: &Path) -> Result<Manifest, ManifestError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ManifestError::Io {
+        let text = std::fs::read_to_string(path).map_err(|error| ManifestError::Io {
             path: path.to_owned(),
-            source,
+            error,
         })?;
         let mut m: Manifest = toml::from_str(&text).map_err(|e| ManifestError::Parse {
             path: path.to_owned(),

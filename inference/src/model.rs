@@ -512,9 +512,9 @@ pub fn load_models(dir: &Path, intra_threads: usize) -> Result<Vec<Model>, LoadE
     manifests
         .iter()
         .map(|p| {
-            Model::load(p, intra_threads).map_err(|source| LoadError::Model {
+            Model::load(p, intra_threads).map_err(|error| LoadError::Model {
                 path: p.clone(),
-                source: Box::new(source),
+                error: Box::new(error),
             })
         })
         .collect()
@@ -532,13 +532,13 @@ pub enum LoadError {
         message: String,
     },
     /// A model does not load.
-    #[error("loading model {path}: {source}")]
+    #[error("loading model {path}: {error}")]
     Model {
         /// Its manifest.
         path: PathBuf,
-        /// Why.
-        #[source]
-        source: Box<ModelError>,
+        /// Why (in the message, so not also a `source` that a report of the error's
+        /// chain would print again).
+        error: Box<ModelError>,
     },
 }
 

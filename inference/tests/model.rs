@@ -314,3 +314,23 @@ fn rr_input_contract_is_checked() {
         "{msg}"
     );
 }
+
+/// A manifest or models folder that cannot be read is named with its I/O reason
+/// once, however the error is reported (its message, or its message and its chain
+/// of sources, as `anyhow`'s `{:#}` does).
+#[test]
+fn a_missing_manifest_is_named_with_its_io_reason_once() {
+    let path = std::env::temp_dir().join(format!("no-such-manifest-{}.toml", std::process::id()));
+    let reason = std::fs::read(&path).unwrap_err().to_string();
+    let Err(e) = Model::load(&path, 1) else {
+        panic!("a missing manifest loads");
+    };
+    let mut report = e.to_string();
+    let mut cur = std::error::Error::source(&e);
+    while let Some(c) = cur {
+        report.push_str(&format!(": {c}"));
+        cur = c.source();
+    }
+    assert!(report.contains(&path.display().to_string()), "{report}");
+    assert_eq!(report.matches(&reason).count(), 1, "{report}");
+}

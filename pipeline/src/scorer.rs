@@ -59,7 +59,7 @@ impl Runner for Model {
 
 /// The scorer gave up on a transient fault that outlasted its retry budget.
 #[derive(Debug, thiserror::Error)]
-#[error("model {model} kept failing for {seconds:.1} s ({attempts} attempts): {source}")]
+#[error("model {model} kept failing for {seconds:.1} s ({attempts} attempts): {last}")]
 pub struct ScoreError {
     /// Model id.
     pub model: String,
@@ -67,9 +67,9 @@ pub struct ScoreError {
     pub seconds: f64,
     /// Runs tried.
     pub attempts: u32,
-    /// The last failure.
-    #[source]
-    pub source: ModelError,
+    /// The last failure (in the message, so not also a `source` that a report of
+    /// the error's chain would print again).
+    pub last: ModelError,
 }
 
 /// What the scorer made of one epoch's inputs.
@@ -279,7 +279,7 @@ impl Scorer {
                             model: runner.id().to_owned(),
                             seconds: spent.as_secs_f64(),
                             attempts,
-                            source: e,
+                            last: e,
                         });
                     }
                     self.telemetry

@@ -38,12 +38,13 @@ use sqlx::{AnyPool, Arguments as _, Connection as _, Row as _};
 /// What can go wrong in the store.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    /// The database said no.
+    /// The database said no (in the message, so not also a `source` that a report
+    /// of the error's chain would print again).
     #[error("alert store: {0}")]
-    Db(#[from] sqlx::Error),
-    /// Migrations failed.
+    Db(sqlx::Error),
+    /// Migrations failed (in the message, as above).
     #[error("alert store migration: {0}")]
-    Migrate(#[from] sqlx::migrate::MigrateError),
+    Migrate(sqlx::migrate::MigrateError),
     /// A stored value did not parse.
     #[error("alert store: bad stored value in {column}: {message}")]
     Corrupt {
@@ -52,6 +53,18 @@ pub enum StoreError {
         /// Parser's message.
         message: String,
     },
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        Self::Db(e)
+    }
+}
+
+impl From<sqlx::migrate::MigrateError> for StoreError {
+    fn from(e: sqlx::migrate::MigrateError) -> Self {
+        Self::Migrate(e)
+    }
 }
 
 type Result<T> = std::result::Result<T, StoreError>;
