@@ -196,14 +196,18 @@ pub async fn run(
                 }
                 m = consumer.recv() => m,
             };
-            first = false;
             // Rebalance callbacks run inside `recv`: their revocations come before `m`.
             for parts in consumer.context().take_revoked() {
                 to.batch(std::mem::take(&mut batch)).await?;
                 to.revoked(parts).await?;
             }
             match m {
-                Ok(m) => batch.push(record_from(&m)),
+                Ok(m) => {
+                    batch.push(record_from(&m));
+                    first = false;
+                }
+                // Errors alone (a broker down) keep the batch waiting for its first
+                // record, and the idle epochs coming.
                 Err(e) => tracing::warn!(parent: &span, error = %e, "consume error"),
             }
         }
