@@ -281,6 +281,41 @@ fn restart_from_the_safe_offset_loses_no_window_and_invents_none() {
     );
 }
 
+/// A stream evicted while it holds a model window (waiting for the rhythm windows
+/// to cover it): the window is scored, and only then is the stream's AF episode state
+/// forgotten, so nothing of the stream is left behind. An AF stream stopped at every
+/// second over one model hop, so that some stops fall while a window is held.
+#[test]
+fn an_evicted_stream_s_held_window_is_scored_then_forgotten() {
+    let models = models();
+    let settings = StreamSettings {
+        idle_evict_s: 1.0,
+        commit_hold_s: 1.0,
+        reorder_wait_ms: 500,
+        ..StreamSettings::default()
+    };
+    let mut runs = Vec::new();
+    for seconds in 46..=55 {
+        let mut p = processor(&models).with_stream_settings(settings.clone());
+        run(&mut p, inputs(&frames(1, seconds), 0), 200);
+        assert!(p.episode_streams() >= 1, "{seconds} s: AF windows scored");
+        runs.push(p);
+    }
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let mut released = 0;
+    for mut p in runs {
+        let out = p.process(Vec::new());
+        released += usize::from(
+            out.findings
+                .iter()
+                .any(|f| matches!(f.source, ecg_types::FindingSource::Model { .. })),
+        );
+        assert_eq!(p.streams(), 0, "evicted");
+        assert_eq!(p.episode_streams(), 0, "no episode state left");
+    }
+    assert!(released >= 1, "no stop fell while a window was held");
+}
+
 #[test]
 fn idle_streams_stop_holding_back_the_offset() {
     let models = models();

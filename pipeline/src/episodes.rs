@@ -179,6 +179,11 @@ impl AfEpisodes {
         self.streams.remove(stream);
     }
 
+    /// Streams with episode state.
+    pub fn streams(&self) -> usize {
+        self.streams.len()
+    }
+
     /// Takes a window's AF finding (its status is the model's call, its score the AF
     /// probability) and the RR intervals (s) of the beats detected in the window,
     /// rewrites the finding to the episode state, and returns the episode it closed,

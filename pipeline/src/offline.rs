@@ -165,6 +165,11 @@ impl Processor {
         self.analyzer.streams().max(self.sequencer.streams())
     }
 
+    /// Streams with AF episode state in the scorer ([`Scorer::episode_streams`]).
+    pub fn episode_streams(&self) -> usize {
+        self.scorer.episode_streams()
+    }
+
     /// Drops the state of streams on these partitions (revoked or lost).
     pub fn drop_partitions(&mut self, partitions: &[i32]) {
         self.sequencer.drop_partitions(partitions);

@@ -146,6 +146,19 @@ impl Scorer {
         }
     }
 
+    /// Streams with AF episode state, summed over the models that track episodes.
+    pub fn episode_streams(&self) -> usize {
+        self.episodes
+            .iter()
+            .flatten()
+            .map(|t| {
+                t.lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .streams()
+            })
+            .sum()
+    }
+
     /// A scorer of these runners (index = [`Scoring::model`]).
     pub fn with_runners(
         runners: Vec<Arc<dyn Runner>>,
