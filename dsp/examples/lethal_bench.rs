@@ -118,15 +118,8 @@ fn best(rounds: usize, min: Duration, mut f: impl FnMut() -> usize) -> f64 {
     best
 }
 
-/// Rhythms of the interleaved streams (those of the pipeline's `stages_bench`).
-const RHYTHMS: [Preset; 6] = [
-    Preset::NormalSinus,
-    Preset::NoisyNormalSinus,
-    Preset::AtrialFibrillation,
-    Preset::Pvcs,
-    Preset::Tachycardia,
-    Preset::Bradycardia,
-];
+/// Rhythms of the interleaved streams: the benchmarks' mix.
+const RHYTHMS: [Preset; 6] = Preset::BENCH_MIX;
 
 /// Samples per lead of an interleaved frame (200 ms at 500 Hz, the load test's).
 const FRAME: usize = 100;

@@ -44,14 +44,7 @@ const RATE: u32 = 500;
 const FRAME_SAMPLES: usize = 100;
 const SECONDS: usize = 60;
 const EPOCH_RECORDS: usize = 512;
-const RHYTHMS: [Preset; 6] = [
-    Preset::NormalSinus,
-    Preset::NoisyNormalSinus,
-    Preset::AtrialFibrillation,
-    Preset::Pvcs,
-    Preset::Tachycardia,
-    Preset::Bradycardia,
-];
+const RHYTHMS: [Preset; 6] = Preset::BENCH_MIX;
 
 /// This thread's CPU time so far (`/proc/thread-self/schedstat`, ns on CPU).
 fn thread_cpu() -> Duration {

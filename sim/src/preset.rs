@@ -35,6 +35,17 @@ pub enum Preset {
 }
 
 impl Preset {
+    /// The rhythm mix the benchmarks stream (`stages_bench`, `lethal_bench`), stream
+    /// `i` getting `BENCH_MIX[i % 6]`.
+    pub const BENCH_MIX: [Preset; 6] = [
+        Preset::NormalSinus,
+        Preset::NoisyNormalSinus,
+        Preset::AtrialFibrillation,
+        Preset::Pvcs,
+        Preset::Tachycardia,
+        Preset::Bradycardia,
+    ];
+
     /// Every preset.
     pub fn all() -> &'static [Preset] {
         &[
