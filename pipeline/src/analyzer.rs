@@ -329,7 +329,7 @@ impl Analyzer {
         out
     }
 
-    /// What the per-stream steps need, borrowed beside the streams.
+    /// What the per-stream steps need (borrowed while the streams are taken out).
     fn ctx(&self) -> Ctx<'_> {
         Ctx {
             dsp: &self.dsp,
@@ -350,17 +350,10 @@ impl Analyzer {
     ) -> Analyzed {
         let mut out = Analyzed::default();
         let now = Instant::now();
-        let ctx = Ctx {
-            dsp: &self.dsp,
-            timing: self.timing,
-            models: &self.models,
-            timings: &self.timings,
-            active: &self.active,
-            telemetry: &self.telemetry,
-        };
+        let mut streams = std::mem::take(&mut self.streams);
+        let ctx = self.ctx();
         for sf in frames {
-            let st = self
-                .streams
+            let st = streams
                 .entry(sf.frame.stream.clone())
                 .or_insert_with(|| Stream {
                     partition: sf.position.partition,
@@ -377,9 +370,9 @@ impl Analyzer {
             ctx.run(st, sf, &mut out);
             out.closed_us.resize(out.findings.len(), closed);
         }
-        self.attach_strips(&mut out.findings);
+        attach_strips(&streams, &mut out.findings);
         let hold = Duration::from_secs_f32(self.settings.commit_hold_s.max(0.0));
-        for s in self.streams.values_mut() {
+        for s in streams.values_mut() {
             if s.dirty {
                 s.resume = s
                     .analysis
@@ -393,26 +386,23 @@ impl Analyzer {
                 }
             }
         }
+        self.streams = streams;
         out
     }
+}
 
-    /// Gives every present finding of a clinical condition the rhythm strip that
-    /// ends with its window, where the stream's analysis still holds the signal.
-    fn attach_strips(&self, findings: &mut [Finding]) {
-        for f in findings.iter_mut().filter(|f| {
-            f.status == FindingStatus::Present
-                && f.strip.is_none()
-                // Lethal alarms carry every lead's strip with their onset only.
-                && !matches!(&f.source, FindingSource::Detector { name } if name == "lethal")
-                && !matches!(f.condition, Condition::SignalGap | Condition::ClockJump)
-        }) {
-            if let Some(a) = self
-                .streams
-                .get(&f.stream)
-                .and_then(|s| s.analysis.as_ref())
-            {
-                f.strip = a.strip_at(f.window_end.0);
-            }
+/// Gives every present finding of a clinical condition the rhythm strip that ends
+/// with its window, where the stream's analysis still holds the signal.
+fn attach_strips(streams: &HashMap<StreamId, Stream>, findings: &mut [Finding]) {
+    for f in findings.iter_mut().filter(|f| {
+        f.status == FindingStatus::Present
+            && f.strip.is_none()
+            // Lethal alarms carry every lead's strip with their onset only.
+            && !matches!(&f.source, FindingSource::Detector { name } if name == "lethal")
+            && !matches!(f.condition, Condition::SignalGap | Condition::ClockJump)
+    }) {
+        if let Some(a) = streams.get(&f.stream).and_then(|s| s.analysis.as_ref()) {
+            f.strip = a.strip_at(f.window_end.0);
         }
     }
 }

@@ -188,7 +188,6 @@ impl Processor {
         Ok(Output {
             findings: scored.findings,
             closed_us: scored.closed_us,
-            offsets: Vec::new(),
             ..Output::default()
         })
     }

@@ -249,21 +249,16 @@ impl Handoff<'_> {
     /// what that frees is committed, on a quiet topic too. Skipped when the stages
     /// are full: the epochs already queued run the same clocks.
     fn tick(&mut self) -> anyhow::Result<()> {
-        if self.work.capacity() == 0 {
-            return Ok(());
-        }
-        let epoch = self.next_epoch();
-        match self.work.try_send(Work::Epoch {
-            epoch,
-            records: Vec::new(),
-        }) {
-            Ok(()) => Ok(()),
-            Err(mpsc::error::TrySendError::Closed(_)) => anyhow::bail!("sequencer stopped"),
-            // The source is the queue's only sender: room it saw stays there.
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                self.epoch -= 1;
+        match self.work.try_reserve() {
+            Ok(room) => {
+                room.send(Work::Epoch {
+                    epoch: self.next_epoch(),
+                    records: Vec::new(),
+                });
                 Ok(())
             }
+            Err(mpsc::error::TrySendError::Closed(())) => anyhow::bail!("sequencer stopped"),
+            Err(mpsc::error::TrySendError::Full(())) => Ok(()),
         }
     }
 
