@@ -10,7 +10,7 @@ use std::sync::Arc;
 use ecg_inference::Model;
 
 use ecg_dsp::stream::DspConfig;
-use ecg_pipeline::commit::Checkpoint;
+use ecg_pipeline::commit::{Checkpoint, Holder};
 use ecg_pipeline::events::Discard;
 use ecg_pipeline::offline::frame_record;
 use ecg_pipeline::{Analyzer, Sequencer, StreamSettings};
@@ -67,6 +67,16 @@ impl Stages {
 
     /// One epoch: `frames`, the first at offset `offset`; the model inputs it emits.
     fn epoch(&mut self, epoch: u64, frames: &[Frame], offset: usize) -> Vec<ModelInput> {
+        self.epoch_checkpoint(epoch, frames, offset).0
+    }
+
+    /// [`Stages::epoch`], with the epoch's checkpoint.
+    fn epoch_checkpoint(
+        &mut self,
+        epoch: u64,
+        frames: &[Frame],
+        offset: usize,
+    ) -> (Vec<ModelInput>, Checkpoint) {
         let records = frames
             .iter()
             .enumerate()
@@ -76,7 +86,7 @@ impl Stages {
         let s = self.seq.process(records, || T0, &mut cp);
         let mut a = self.analyzer.drop_streams(&s.evicted);
         a.append(self.analyzer.process(s.frames, &mut cp));
-        a.inputs.into_iter().map(|s| s.input).collect()
+        (a.inputs.into_iter().map(|s| s.input).collect(), cp)
     }
 }
 
@@ -336,4 +346,104 @@ fn a_held_window_is_emitted_when_the_stream_is_evicted() {
         }
     }
     assert!(released >= 1, "no stop fell while a window was held");
+}
+
+/// A stream that stops while it holds a model window keeps its partition's committed
+/// offset behind that window however long it is silent, until the window is
+/// published: a crash before then replays it. Through a stall of the whole partition
+/// (no frames at all) it is not published; once the partition goes on with another
+/// stream for `commit_hold_s` of live time, it is, once, and the hold goes with it.
+#[test]
+fn a_stopped_stream_s_held_window_is_kept_until_its_partition_goes_on() {
+    let models = af_cnn();
+    let stopping = af_frames("bed-stops", 440);
+    let going_on = frames_of(Preset::NormalSinus, 300, vec![Lead::II], "bed-goes-on", 20);
+    let settings = StreamSettings {
+        commit_hold_s: 1.0,
+        idle_evict_s: 300.0,
+        ..StreamSettings::default()
+    };
+    let analyzer_hold = |cp: &Checkpoint| {
+        cp.holds
+            .get(&Holder::Analyzer)
+            .and_then(|h| h.get(&0))
+            .copied()
+    };
+    // Per stop: the stages after the stopping stream's frames up to `stop` (at
+    // offsets 0..stop), and whether its last epoch left a window held (the hold sits
+    // at or before that window's first frame, 30 s = 150 frames back).
+    let mut runs = Vec::new();
+    for stop in (400..=436).step_by(2) {
+        let mut stages =
+            Stages::with_settings(DspConfig::default(), models.clone(), settings.clone());
+        for (k, f) in stopping[..stop].iter().enumerate() {
+            stages.epoch(k as u64, std::slice::from_ref(f), k);
+        }
+        runs.push((stop, stages));
+    }
+    // A stall: nothing at all for longer than `commit_hold_s` and the live gap.
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    let mut holding = Vec::new();
+    for (stop, stages) in &mut runs {
+        let (inputs, cp) = stages.epoch_checkpoint(*stop as u64, &[], *stop);
+        assert!(inputs.is_empty(), "stop {stop}: released in a stall");
+        let hold = analyzer_hold(&cp);
+        if let Some(h) = hold {
+            assert!(h < (*stop - 150) as i64, "stop {stop}: hold at {h}");
+        }
+        holding.push(hold.is_some());
+    }
+    // The partition goes on: another stream's frames, 100 ms of wall time apart.
+    let mut released = vec![Vec::new(); runs.len()];
+    for (k, f) in going_on.iter().enumerate() {
+        for (i, (stop, stages)) in runs.iter_mut().enumerate() {
+            let epoch = (*stop + 1 + k) as u64;
+            let (inputs, cp) = stages.epoch_checkpoint(epoch, std::slice::from_ref(f), *stop + k);
+            if !inputs.is_empty() {
+                assert!(
+                    k >= 5,
+                    "stop {stop}: released after {k} frames of the other stream"
+                );
+                assert!(released[i].is_empty(), "stop {stop}: released twice");
+                released[i] = inputs;
+            }
+            let hold = analyzer_hold(&cp);
+            if released[i].is_empty() && holding[i] {
+                assert!(
+                    hold.is_some_and(|h| h < *stop as i64),
+                    "stop {stop}: the held window's frames let go at frame {k}"
+                );
+            } else {
+                // Only the other stream's frames (from offset `stop`) are held.
+                assert!(
+                    hold.is_none_or(|h| h >= *stop as i64),
+                    "stop {stop}: still held at {hold:?} after frame {k}"
+                );
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    for (i, (stop, _)) in runs.iter().enumerate() {
+        assert_eq!(
+            holding[i],
+            !released[i].is_empty(),
+            "stop {stop}: held {} released {}",
+            holding[i],
+            released[i].len()
+        );
+        if let Some(w) = released[i].first() {
+            assert_eq!(released[i].len(), 1);
+            assert_eq!(w.stream.as_str(), "bed-stops");
+            assert_eq!(w.samples_mv.len(), 3750);
+            assert!(w.rr_s.len() >= 20, "{} RR intervals", w.rr_s.len());
+        }
+    }
+    assert!(
+        holding.iter().any(|&h| h),
+        "no stop fell while a window was held"
+    );
+    assert!(
+        holding.iter().any(|&h| !h),
+        "every stop fell while a window was held"
+    );
 }

@@ -17,7 +17,14 @@
 //!
 //! Its checkpoint hold ([`crate::commit::Holder::Analyzer`]) is, per partition, the
 //! lowest offset of any frame a stream still needs to rebuild its next unfinished
-//! window (with the warm-up). A stream silent for `commit_hold_s` no longer holds.
+//! window (with the warm-up). A stream silent for `commit_hold_s` no longer holds for
+//! its unfinished window (it waits for frames that may never come), but a model window
+//! it has cut and still holds is never given up that way: the stream holds for it
+//! until the window is published. A stream that has stopped while its partition goes
+//! on has its held windows published once it has been silent for `commit_hold_s` of
+//! the partition's *live* time ([`LiveClock`]); a stall of the whole partition (the
+//! broker, the consumer) adds no live time, so it never cuts a live stream's window
+//! short. Eviction publishes what is still held.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -206,6 +213,29 @@ struct LethalEpisode {
     last_end_us: i64,
 }
 
+/// Gaps between a partition's frames up to this long count as its live time.
+const LIVE_GAP: Duration = Duration::from_secs(2);
+
+/// Wall-clock time during which a partition was delivering frames: the sum of the
+/// gaps, up to [`LIVE_GAP`] each, between the epochs that carried its frames. A
+/// stream silent for a stretch of it has stopped while its neighbours went on; a
+/// stall that stops the whole partition does not advance it.
+#[derive(Debug, Clone, Copy)]
+struct LiveClock {
+    last: Instant,
+    live: Duration,
+}
+
+impl LiveClock {
+    fn tick(&mut self, now: Instant) {
+        let gap = now.saturating_duration_since(self.last);
+        if gap <= LIVE_GAP {
+            self.live += gap;
+        }
+        self.last = now;
+    }
+}
+
 /// Per-stream state.
 #[derive(Debug)]
 struct Stream {
@@ -213,6 +243,8 @@ struct Stream {
     patient: PatientId,
     analysis: Option<Analysis>,
     last_seen: Instant,
+    /// Its partition's live time at `last_seen`.
+    live_seen: Duration,
     /// Lowest offset the stream still needs, as of the last epoch it took part in.
     resume: Option<i64>,
     /// Took frames since `resume` was computed.
@@ -235,6 +267,7 @@ struct Ctx<'a> {
 #[derive(Debug)]
 pub struct Analyzer {
     streams: HashMap<StreamId, Stream>,
+    clocks: HashMap<i32, LiveClock>,
     models: Arc<Vec<Model>>,
     dsp: DspConfig,
     settings: StreamSettings,
@@ -272,6 +305,7 @@ impl Analyzer {
         };
         Self {
             streams: HashMap::new(),
+            clocks: HashMap::new(),
             models,
             dsp,
             settings,
@@ -297,6 +331,7 @@ impl Analyzer {
     pub fn drop_partitions(&mut self, partitions: &[i32]) {
         self.streams
             .retain(|_, s| !partitions.contains(&s.partition));
+        self.clocks.retain(|p, _| !partitions.contains(p));
     }
 
     /// Drops the state of streams the sequencer evicted; the model windows they
@@ -351,20 +386,30 @@ impl Analyzer {
         let mut out = Analyzed::default();
         let now = Instant::now();
         let mut streams = std::mem::take(&mut self.streams);
+        let mut clocks = std::mem::take(&mut self.clocks);
         let ctx = self.ctx();
         for sf in frames {
+            let partition = sf.position.partition;
+            let clock = clocks.entry(partition).or_insert(LiveClock {
+                last: now,
+                live: Duration::ZERO,
+            });
+            clock.tick(now);
+            let live = clock.live;
             let st = streams
                 .entry(sf.frame.stream.clone())
                 .or_insert_with(|| Stream {
-                    partition: sf.position.partition,
+                    partition,
                     patient: sf.frame.patient.clone(),
                     analysis: None,
                     last_seen: now,
+                    live_seen: live,
                     resume: None,
                     dirty: false,
                 });
-            st.partition = sf.position.partition;
+            st.partition = partition;
             st.last_seen = now;
+            st.live_seen = live;
             st.dirty = true;
             let closed = sf.closed_us;
             ctx.run(st, sf, &mut out);
@@ -372,7 +417,14 @@ impl Analyzer {
         }
         attach_strips(&streams, &mut out.findings);
         let hold = Duration::from_secs_f32(self.settings.commit_hold_s.max(0.0));
-        for s in streams.values_mut() {
+        for (id, s) in &mut streams {
+            let live = clocks.get(&s.partition).map_or(s.live_seen, |c| c.live);
+            // Stopped while its partition went on: what it holds is published now,
+            // with the beats found so far, rather than at eviction.
+            if s.holds_window() && live.saturating_sub(s.live_seen) >= hold {
+                ctx.release_held(s, id, UNTIMED, &mut out);
+                s.dirty = true;
+            }
             if s.dirty {
                 s.resume = s
                     .analysis
@@ -381,13 +433,23 @@ impl Analyzer {
                 s.dirty = false;
             }
             if let Some(r) = s.resume {
-                if now.duration_since(s.last_seen) < hold {
+                if now.duration_since(s.last_seen) < hold || s.holds_window() {
                     checkpoint.hold(Holder::Analyzer, s.partition, r);
                 }
             }
         }
         self.streams = streams;
+        self.clocks = clocks;
         out
+    }
+}
+
+impl Stream {
+    /// Whether it holds a model window cut but not yet published.
+    fn holds_window(&self) -> bool {
+        self.analysis
+            .as_ref()
+            .is_some_and(|a| a.builders.iter().any(|b| !b.held.is_empty()))
     }
 }
 

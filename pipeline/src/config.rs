@@ -31,7 +31,10 @@ pub struct StreamSettings {
     /// A stream silent this long (s, wall clock) has its state dropped.
     pub idle_evict_s: f32,
     /// A stream silent this long (s, wall clock) no longer holds back its partition's
-    /// committed offset (its unfinished window waits for frames that may never come).
+    /// committed offset for its unfinished window (it waits for frames that may never
+    /// come). A model window it has cut and still holds keeps the hold until it is
+    /// published: once the stream has been silent this long in its partition's live
+    /// time (other streams' frames kept coming), or at eviction.
     pub commit_hold_s: f32,
     /// Most streams one pipeline instance holds; records of further new streams go to
     /// the dead-letter topic (`stream_limit`) until streams are evicted.
