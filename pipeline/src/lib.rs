@@ -315,38 +315,34 @@ fn scorer_stage(
     out: &mpsc::Sender<ScoredPart>,
 ) {
     while let Some(job) = jobs.blocking_recv() {
-        // Evicted streams' last held windows are in `inputs`: forgotten once scored.
-        let part = if job.inputs.is_empty() {
-            ScoredPart::Findings {
-                epoch: job.epoch,
-                findings: Vec::new(),
-                closed_us: Vec::new(),
-            }
+        // An empty epoch (an idle one, say) gets no span.
+        let span = if job.inputs.is_empty() {
+            tracing::Span::none()
         } else {
-            let span = tracing::info_span!(
+            tracing::info_span!(
                 "score",
                 epoch = job.epoch,
                 windows = job.inputs.len(),
                 findings = Empty,
-            );
-            let _entered = span.enter();
-            match scorer.score(job.inputs) {
-                Ok(s) => {
-                    span.record("findings", s.findings.len());
-                    ScoredPart::Findings {
-                        epoch: job.epoch,
-                        findings: s.findings,
-                        closed_us: s.closed_us,
-                    }
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, "scoring failed past its retry budget; stopping before the epoch's offsets are stored");
-                    let _ = out.blocking_send(ScoredPart::Failed(e));
-                    return;
+            )
+        };
+        // Evicted streams' last held windows are in `inputs`: forgotten once scored.
+        let scored = span.in_scope(|| scorer.score_epoch(job.inputs, &job.evicted));
+        let part = match scored {
+            Ok(s) => {
+                span.record("findings", s.findings.len());
+                ScoredPart::Findings {
+                    epoch: job.epoch,
+                    findings: s.findings,
+                    closed_us: s.closed_us,
                 }
             }
+            Err(e) => {
+                tracing::error!(error = %e, "scoring failed past its retry budget; stopping before the epoch's offsets are stored");
+                let _ = out.blocking_send(ScoredPart::Failed(e));
+                return;
+            }
         };
-        scorer.forget(&job.evicted);
         if out.blocking_send(part).is_err() {
             return;
         }

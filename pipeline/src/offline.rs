@@ -213,8 +213,7 @@ impl Processor {
         let seq = self.sequencer.process(records, now_us, &mut cp);
         let mut analyzed = self.analyzer.drop_streams(&seq.evicted);
         analyzed.append(self.analyzer.process(seq.frames, &mut cp));
-        let scored = self.scorer.score(analyzed.inputs)?;
-        self.scorer.forget(&seq.evicted);
+        let scored = self.scorer.score_epoch(analyzed.inputs, &seq.evicted)?;
         let mut out = Output {
             dead_letters: seq.dead_letters,
             statuses: analyzed.statuses,

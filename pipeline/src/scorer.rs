@@ -136,8 +136,25 @@ impl Scorer {
         self
     }
 
+    /// Scores one epoch's inputs ([`Scorer::score`]), then forgets the AF episode
+    /// state of the streams the sequencer evicted in it: their last held windows are
+    /// among the inputs, and their findings still belong to the episode.
+    ///
+    /// # Errors
+    /// [`ScoreError`] when a transient fault outlasts the retry budget (nothing is
+    /// forgotten then: the epoch is scored again after a restart).
+    pub fn score_epoch(
+        &self,
+        items: Vec<Scoring>,
+        evicted: &[StreamId],
+    ) -> Result<ScoredBatch, ScoreError> {
+        let scored = self.score(items)?;
+        self.forget(evicted);
+        Ok(scored)
+    }
+
     /// Forgets the episode state of streams the sequencer evicted.
-    pub fn forget(&self, streams: &[StreamId]) {
+    fn forget(&self, streams: &[StreamId]) {
         for t in self.episodes.iter().flatten() {
             let mut t = t.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             for s in streams {
