@@ -191,7 +191,9 @@ pub async fn run(
                     for parts in consumer.context().take_revoked() {
                         to.revoked(parts).await?;
                     }
-                    to.tick()?;
+                    // The idle epoch is this span's batch: no records.
+                    span.record("batch_size", 0);
+                    span.in_scope(|| to.tick())?;
                     continue 'outer;
                 }
                 m = consumer.recv() => m,
