@@ -418,12 +418,19 @@ impl Analyzer {
         attach_strips(&streams, &mut out.findings);
         let hold = Duration::from_secs_f32(self.settings.commit_hold_s.max(0.0));
         for (id, s) in &mut streams {
-            let live = clocks.get(&s.partition).map_or(s.live_seen, |c| c.live);
-            // Stopped while its partition went on: what it holds is published now,
-            // with the beats found so far, rather than at eviction.
-            if s.holds_window() && live.saturating_sub(s.live_seen) >= hold {
-                ctx.release_held(s, id, UNTIMED, &mut out);
-                s.dirty = true;
+            // Live time passes no faster than wall time: only a stream silent this
+            // long (few of them; their analysis is not touched otherwise) can have
+            // stopped while its partition went on.
+            let silent = now.duration_since(s.last_seen) >= hold;
+            let holds_window = silent && s.holds_window();
+            if holds_window {
+                let live = clocks.get(&s.partition).map_or(s.live_seen, |c| c.live);
+                // Stopped while its partition went on: what it holds is published
+                // now, with the beats found so far, rather than at eviction.
+                if live.saturating_sub(s.live_seen) >= hold {
+                    ctx.release_held(s, id, UNTIMED, &mut out);
+                    s.dirty = true;
+                }
             }
             if s.dirty {
                 s.resume = s
@@ -433,7 +440,8 @@ impl Analyzer {
                 s.dirty = false;
             }
             if let Some(r) = s.resume {
-                if now.duration_since(s.last_seen) < hold || s.holds_window() {
+                // A window it has cut is held for until it is published.
+                if !silent || (holds_window && s.holds_window()) {
                     checkpoint.hold(Holder::Analyzer, s.partition, r);
                 }
             }
