@@ -685,11 +685,90 @@ impl LethalDetector {
             ev.suppressed_by = Some(Suppression::IncoherentComplexes);
             return Self::call(c, FindingStatus::Absent, s0, Some(hr), ev);
         }
+        if self.normal_rhythm_through(s0, s1, e) {
+            ev.suppressed_by = Some(Suppression::NormalBeatsOnUsableLead);
+            return Self::call(c, FindingStatus::Absent, s0, Some(hr), ev);
+        }
         if self.pulse_unperturbed(s0, s1, e) {
             ev.suppressed_by = Some(Suppression::PulseUnperturbed);
             return Self::call(c, FindingStatus::Absent, s0, Some(hr), ev);
         }
         Self::call(c, FindingStatus::Present, s0, Some(hr), ev)
+    }
+
+    /// Whether a usable lead showed the patient's dominant beat at the rhythm it had
+    /// before, undisturbed, through the run `[s0, s1]`: every beat it detected from 8 s
+    /// before the run up to the assessment's end `e` that falls in the run is shaped
+    /// like its dominant beat (not ventricular by the vote's test), and the intervals
+    /// of these dominant beats from the last one before the run on stay within
+    /// `vt_rhythm_tolerance` of their median before it, with none missing up to the
+    /// run's end. The ventricles cannot beat in their usual way at their usual rhythm
+    /// through a ventricular run: the run's complexes seen on the other leads are
+    /// artefact or aberrant shapes of the same beats.
+    fn normal_rhythm_through(&self, s0: u64, s1: u64, e: u64) -> bool {
+        let r_tol = self.cfg.vt_rhythm_tolerance;
+        if r_tol <= 0.0 {
+            return false;
+        }
+        let tol = self.secs(FUSE_TOL_S);
+        let shape_cfg = (self.cfg.vt_max_corr, self.cfg.vt_min_width_ratio);
+        let pre0 = s0.saturating_sub(self.secs(8.0));
+        let (r0, r1) = (s0.saturating_sub(tol), s1 + tol);
+        self.leads.iter().enumerate().any(|(l, lead)| {
+            if self.quality[l] < self.cfg.min_lead_quality {
+                return false;
+            }
+            let Some(shape) = lead.template_shape() else {
+                return false;
+            };
+            // The lead's dominant beats, newest first; any other beat in the run fails.
+            let mut t = [0u64; 64];
+            let mut n = 0usize;
+            for b in lead.beats.iter().rev().take_while(|b| b.t >= pre0) {
+                if !b.beat || b.t >= e {
+                    continue;
+                }
+                if is_ventricular(&b, shape, shape_cfg) {
+                    if b.t >= r0 && b.t <= r1 {
+                        return false;
+                    }
+                    continue;
+                }
+                if n < t.len() {
+                    t[n] = b.t;
+                    n += 1;
+                }
+            }
+            let t = &mut t[..n];
+            t.reverse();
+            // Rhythm before the run: median of at least three intervals.
+            let k0 = t.iter().rposition(|&x| x < r0);
+            let Some(k0) = k0 else {
+                return false;
+            };
+            if k0 < 3 {
+                return false;
+            }
+            let mut iv = [0.0f32; 16];
+            let mut ni = 0usize;
+            for k in (1..=k0).rev() {
+                if ni < iv.len() {
+                    iv[ni] = (t[k] - t[k - 1]) as f32;
+                    ni += 1;
+                }
+            }
+            let rr = median_small(&iv[..ni]);
+            let (lo, hi) = ((1.0 - r_tol) * rr, (1.0 + r_tol) * rr);
+            // Through the run: the same rhythm, none missing up to its end.
+            for k in k0 + 1..t.len() {
+                let d = (t[k] - t[k - 1]) as f32;
+                if d < lo || d > hi {
+                    return false;
+                }
+            }
+            let last = t[t.len() - 1];
+            last + hi as u64 >= r1.min(e)
+        })
     }
 
     /// Beat-to-beat consistency of a run of fused beats in `self.window` (the best

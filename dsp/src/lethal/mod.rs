@@ -46,9 +46,14 @@
 //!   pulse deficit is common in true tachycardia.
 //! - **Ventricular tachycardia**: `vt_beats` consecutive ventricular fused beats
 //!   above the rate limit. Suppressed when the run's complexes do not resemble one
-//!   another on any usable lead (artefact), or when a trusted pulse channel beat on
-//!   through the run exactly as before it (interval range, mean rate and size: an
-//!   artefact on the ECG does not touch the pulse, a ventricular run does).
+//!   another on any usable lead (artefact), when a usable lead showed only its
+//!   dominant beat through the run, at the rhythm it had before (every interval within
+//!   `vt_rhythm_tolerance` of its median before the run, none missing: the ventricles
+//!   cannot beat their usual way at their usual rhythm through a ventricular run, so
+//!   the run's complexes on the other leads are artefact or aberrant shapes of the same
+//!   beats), or when a trusted pulse channel beat on through the run exactly as before
+//!   it (interval range, mean rate and size: an artefact on the ECG does not touch the
+//!   pulse, a ventricular run does).
 //! - **Ventricular flutter/fibrillation**: on at least half the usable leads (by
 //!   quality), the power spectrum of the last `vf_s` concentrated around a dominant
 //!   frequency of 2.5–10 Hz with little above 12 Hz. Ruled out by organised QRS
@@ -149,6 +154,10 @@ pub struct LethalConfig {
     /// A run whose successive complexes correlate less than this (median, on its most
     /// consistent usable lead) is not a ventricular rhythm but artefact.
     pub vt_min_consistency: f32,
+    /// A ventricular-tachycardia run is suppressed when a usable lead showed its
+    /// dominant beat through it at the rhythm it had before, every interval within this
+    /// share of that rhythm's median interval (0 turns the test off).
+    pub vt_rhythm_tolerance: f32,
     /// Flutter/fibrillation: the dominant frequency of the ECG lies in this range (Hz;
     /// 150–600 per minute by default).
     pub vf_min_hz: f32,
@@ -189,6 +198,7 @@ impl Default for LethalConfig {
             vt_max_corr: 0.8,
             vt_min_width_ratio: 1.5,
             vt_min_consistency: 0.6,
+            vt_rhythm_tolerance: 0.2,
             vf_min_hz: 2.5,
             vf_max_hz: 10.0,
             vf_min_concentration: 0.4,
@@ -216,7 +226,9 @@ pub enum Suppression {
     /// A usable lead showed low-amplitude complexes shaped like its usual beats where
     /// the detector found none.
     LowAmplitudeBeats,
-    /// A usable lead showed the patient's usual beats through the event.
+    /// A usable lead showed the patient's usual beats through the event (flutter/
+    /// fibrillation: organised complexes; ventricular tachycardia: the dominant beat at
+    /// the rhythm before the run).
     NormalBeatsOnUsableLead,
     /// Only leads judged unusable (noise, artefact) met the criterion.
     PoorSignal,
