@@ -30,6 +30,18 @@ const BRADY_REFRACTORY_S: f32 = 0.3;
 /// History the calls look back over (s).
 const HORIZON_S: f32 = 16.0;
 
+/// What the pulse channels say about a ventricular run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PulseVerdict {
+    /// A trusted channel beat on through it as before: not a ventricular run.
+    Unperturbed,
+    /// A trusted channel kept its rhythm so far but has not shown enough pulses since
+    /// the run began to decide.
+    Pending,
+    /// No trusted channel beat on as before (or none is there).
+    Changed,
+}
+
 /// A beat of the fused (all-lead) sequence.
 #[derive(Debug, Clone, Copy, Default)]
 pub(super) struct Fused {
@@ -642,7 +654,10 @@ impl LethalDetector {
         }
         self.window(a, e, |_, _| true);
         let max_rr = 60.0 / (self.cfg.vt_bpm * (1.0 - self.cfg.rate_tolerance)) * self.fs;
-        // Runs of ventricular fused beats.
+        // Runs of ventricular fused beats: one grown in this tick, or the one whose call
+        // is waiting for the pulse (for up to `vt_pulse_wait_s` after its last beat).
+        let wait = self.secs(self.cfg.vt_pulse_wait_s.max(0.0));
+        let waiting = self.vt_waiting.take();
         let mut found: Option<(usize, usize, f32)> = None;
         let f = &self.window;
         let mut run_start = 0usize;
@@ -656,7 +671,9 @@ impl LethalDetector {
             } else {
                 run_len = 0;
             }
-            if run_len >= nb && f[j].t > tick_start {
+            let fresh =
+                f[j].t > tick_start || (waiting == Some(f[j].t) && f[j].t + wait > tick_start);
+            if run_len >= nb && fresh {
                 let i0 = j + 1 - nb;
                 let span = (f[j].t - f[i0].t) as f32;
                 if span < (nb - 1) as f32 * max_rr {
@@ -689,9 +706,17 @@ impl LethalDetector {
             ev.suppressed_by = Some(Suppression::NormalBeatsOnUsableLead);
             return Self::call(c, FindingStatus::Absent, s0, Some(hr), ev);
         }
-        if self.pulse_unperturbed(s0, s1, e) {
-            ev.suppressed_by = Some(Suppression::PulseUnperturbed);
-            return Self::call(c, FindingStatus::Absent, s0, Some(hr), ev);
+        match self.pulse_verdict(s0, s1, e) {
+            PulseVerdict::Unperturbed => {
+                ev.suppressed_by = Some(Suppression::PulseUnperturbed);
+                return Self::call(c, FindingStatus::Absent, s0, Some(hr), ev);
+            }
+            PulseVerdict::Pending if e < s1 + wait => {
+                self.vt_waiting = Some(s1);
+                ev.suppressed_by = Some(Suppression::AwaitingPulse);
+                return Self::call(c, FindingStatus::Absent, s0, Some(hr), ev);
+            }
+            _ => {}
         }
         Self::call(c, FindingStatus::Present, s0, Some(hr), ev)
     }
@@ -820,16 +845,33 @@ impl LethalDetector {
     /// after it within the range of the intervals before (±10 %), their mean within
     /// 15 % of the mean before, the mean pulse size at least 80 % of the size before.
     /// A ventricular run changes the filling and timing of the beats it replaces; an
-    /// artefact on the ECG does not touch the pulse.
-    fn pulse_unperturbed(&self, s0: u64, s1: u64, e: u64) -> bool {
+    /// artefact on the ECG does not touch the pulse. [`PulseVerdict::Pending`] when no
+    /// channel beat on, but one whose pulses so far kept the rhythm has shown fewer
+    /// than two since the event began and its next pulse is not yet overdue.
+    fn pulse_verdict(&self, s0: u64, s1: u64, e: u64) -> PulseVerdict {
         if !self.cfg.use_pulse {
-            return false;
+            return PulseVerdict::Changed;
         }
         let pre0 = s0.saturating_sub(self.secs(8.0));
-        (0..self.pulses.len()).any(|i| {
+        let mut verdict = PulseVerdict::Changed;
+        for i in 0..self.pulses.len() {
+            match self.channel_verdict(i, pre0, s0, s1, e) {
+                PulseVerdict::Unperturbed => return PulseVerdict::Unperturbed,
+                PulseVerdict::Pending => verdict = PulseVerdict::Pending,
+                PulseVerdict::Changed => {}
+            }
+        }
+        verdict
+    }
+
+    /// [`Self::pulse_verdict`] of pulse channel `i`, the rhythm before taken from
+    /// `[pre0, s0)`.
+    fn channel_verdict(&self, i: usize, pre0: u64, s0: u64, s1: u64, e: u64) -> PulseVerdict {
+        use PulseVerdict::{Changed, Pending, Unperturbed};
+        {
             let c = &self.pulses[i];
             if !self.pulse_window(i, pre0, s0).trusted() {
-                return false;
+                return Changed;
             }
             let d = self.secs(c.median_delay().unwrap_or(0.2).max(0.0));
             let (p0, p1) = (pre0 + d, s0 + d);
@@ -851,7 +893,7 @@ impl LethalDetector {
                 prev = Some(pl.t);
             }
             if ni < 3 {
-                return false;
+                return Changed;
             }
             // The rhythm before: its interval range and mean, its mean pulse size.
             let imin = iv[..ni].iter().copied().fold(f32::INFINITY, f32::min);
@@ -859,7 +901,7 @@ impl LethalDetector {
             let imean = iv[..ni].iter().sum::<f32>() / ni as f32;
             let amean = am[..na].iter().sum::<f32>() / na as f32;
             let Some(mut prev) = prev else {
-                return false;
+                return Changed;
             };
             // Through the event and up to the first pulse after it, as far as the
             // pulses are known (up to the assessment's end).
@@ -868,7 +910,7 @@ impl LethalDetector {
             for pl in c.pulses.iter().filter(|pl| pl.t >= p1 && pl.t <= end) {
                 let iv = (pl.t - prev) as f32;
                 if iv < 0.9 * imin || iv > 1.1 * imax {
-                    return false;
+                    return Changed;
                 }
                 isum += iv;
                 asum += pl.amp;
@@ -878,12 +920,25 @@ impl LethalDetector {
                     break;
                 }
             }
-            if n < 2 || !(prev > s1 + d || e - prev <= (1.2 * imax) as u64) {
-                return false;
+            let due = prev > s1 + d || e - prev <= (1.2 * imax) as u64;
+            if n < 2 {
+                // Not overdue yet: the pulses that would decide are still to come.
+                return if due && prev <= s1 + d {
+                    Pending
+                } else {
+                    Changed
+                };
+            }
+            if !due {
+                return Changed;
             }
             let (ie, ae) = (isum / n as f32, asum / n as f32);
-            (ie - imean).abs() <= 0.15 * imean && ae >= 0.8 * amean
-        })
+            if (ie - imean).abs() <= 0.15 * imean && ae >= 0.8 * amean {
+                Unperturbed
+            } else {
+                Changed
+            }
+        }
     }
 
     fn vf(&mut self, e: u64) -> LethalCall {
