@@ -697,7 +697,7 @@ impl LethalDetector {
         let (cons, cv) = self.run_shape(i0, i1);
         ev.run_consistency = cons;
         ev.run_rr_cv = cv;
-        ev.pulse = self.pulse_evidence(s0, s1 + self.secs(0.5));
+        ev.pulse = self.pulse_evidence(s0, (s1 + self.secs(0.5)).min(e));
         if cons.is_some_and(|c| c < self.cfg.vt_min_consistency) {
             ev.suppressed_by = Some(Suppression::IncoherentComplexes);
             return Self::call(c, FindingStatus::Absent, s0, Some(hr), ev);
