@@ -724,7 +724,8 @@ impl LethalDetector {
     /// Whether a usable lead showed the patient's dominant beat at the rhythm it had
     /// before, undisturbed, through the run `[s0, s1]`: every beat it detected from 8 s
     /// before the run up to the assessment's end `e` that falls in the run is shaped
-    /// like its dominant beat (not ventricular by the vote's test), and the intervals
+    /// like its dominant beat (shape and size as in the vote's test; the width is not
+    /// judged), and the intervals
     /// of these dominant beats from the last one before the run on stay within
     /// `vt_rhythm_tolerance` of their median before it, with none missing up to the
     /// run's end. The ventricles cannot beat in their usual way at their usual rhythm
@@ -736,7 +737,10 @@ impl LethalDetector {
             return false;
         }
         let tol = self.secs(FUSE_TOL_S);
-        let shape_cfg = (self.cfg.vt_max_corr, self.cfg.vt_min_width_ratio);
+        // The dominant beat by its shape and size alone: a single complex's width
+        // estimate varies with noise on the baseline, and the rhythm test below is what
+        // a ventricular run cannot pass.
+        let shape_cfg = (self.cfg.vt_max_corr, f32::INFINITY);
         let pre0 = s0.saturating_sub(self.secs(8.0));
         let (r0, r1) = (s0.saturating_sub(tol), s1 + tol);
         self.leads.iter().enumerate().any(|(l, lead)| {
