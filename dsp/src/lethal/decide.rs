@@ -725,10 +725,9 @@ impl LethalDetector {
     /// before, undisturbed, through the run `[s0, s1]`: every beat it detected from 8 s
     /// before the run up to the assessment's end `e` that falls in the run is shaped
     /// like its dominant beat (shape and size as in the vote's test; the width is not
-    /// judged), and the intervals
-    /// of these dominant beats from the last one before the run on stay within
-    /// `vt_rhythm_tolerance` of their median before it, with none missing up to the
-    /// run's end. The ventricles cannot beat in their usual way at their usual rhythm
+    /// judged), and the intervals of these dominant beats from the last one before the
+    /// run on stay within `vt_rhythm_tolerance` of their median before it, with none
+    /// missing up to the run's end. The ventricles cannot beat in their usual way at their usual rhythm
     /// through a ventricular run: the run's complexes seen on the other leads are
     /// artefact or aberrant shapes of the same beats.
     fn normal_rhythm_through(&self, s0: u64, s1: u64, e: u64) -> bool {
