@@ -209,7 +209,7 @@ impl Default for LethalConfig {
             vt_min_width_ratio: 1.5,
             vt_min_consistency: 0.6,
             vt_rhythm_tolerance: 0.2,
-            vt_pulse_wait_s: 2.0,
+            vt_pulse_wait_s: 0.5,
             vf_min_hz: 2.5,
             vf_max_hz: 10.0,
             vf_min_concentration: 0.4,
