@@ -6,7 +6,9 @@
 //! `cinc2015` test and the `alarms` example (`docs/accuracy-alarms.md`).
 #![allow(clippy::unwrap_used)]
 
-use ecg_dsp::lethal::{LethalAssessment, LethalConfig, LethalDetector, LETHAL_CONDITIONS};
+use ecg_dsp::lethal::{
+    LethalAssessment, LethalConfig, LethalDetector, Suppression, LETHAL_CONDITIONS,
+};
 use ecg_sim::{Device, DeviceConfig, Preset, Rhythm, RhythmPlan};
 use ecg_types::{Condition, FindingStatus, Lead, PulseKind};
 
@@ -334,4 +336,103 @@ fn config_round_trips_and_rejects_unknown_keys() {
     assert_eq!(partial.asystole_s, 5.0);
     assert_eq!(partial.vf_s, cfg.vf_s);
     assert!(serde_json::from_str::<LethalConfig>(r#"{"asystole": 5.0}"#).is_err());
+}
+
+/// Adds to lead `lead` of lead-major one-second `blocks` a train of wide biphasic
+/// artefact complexes (`amp_mv`, 120 ms) every `every_s` from `t0` to `t1` (s).
+fn add_artefact(blocks: &mut [Vec<f32>], lead: usize, t0: f64, t1: f64, every_s: f64, amp_mv: f32) {
+    let n = FS as usize;
+    let mut t = t0;
+    while t < t1 {
+        let c = (t * f64::from(FS)).round() as usize;
+        for k in 0..30usize {
+            let i = c + k;
+            let (s, j) = (i / n, i % n);
+            if s >= blocks.len() {
+                break;
+            }
+            let ph = k as f32 / 30.0 * std::f32::consts::TAU;
+            blocks[s][lead * n + j] += amp_mv * ph.sin();
+        }
+        t += every_s;
+    }
+}
+
+#[test]
+fn artefact_on_one_lead_while_another_shows_the_usual_beats_at_their_rhythm_is_not_vt() {
+    // Sinus rhythm on two leads (as most ICU records have); from 40 s a run of wide
+    // artefact complexes on lead II only, fast enough to deform its beats too. Lead V1
+    // goes on showing its dominant beat at the rhythm before: not a ventricular run.
+    let mut blocks = simulate(
+        Preset::NormalSinus.config(3, FS, vec![Lead::II, Lead::V1]),
+        60,
+    );
+    add_artefact(&mut blocks, 0, 40.05, 44.0, 0.3, 1.5);
+    let a = run(&LethalConfig::default(), &blocks, 2, None, 250, &[false; 2]);
+    let p = present(&a, Condition::VentricularTachycardia);
+    assert!(p.is_empty(), "VT raised at {p:?}");
+    assert!(a
+        .iter()
+        .filter_map(|x| x.call(Condition::VentricularTachycardia))
+        .any(|c| c.evidence.suppressed_by == Some(Suppression::NormalBeatsOnUsableLead)));
+    // Without the rhythm test the same stream raises it.
+    let off = LethalConfig {
+        vt_rhythm_tolerance: 0.0,
+        ..LethalConfig::default()
+    };
+    let b = run(&off, &blocks, 2, None, 250, &[false; 2]);
+    let q = present(&b, Condition::VentricularTachycardia);
+    assert!(q.iter().any(|t| (40.0..=45.0).contains(t)), "{q:?}");
+}
+
+#[test]
+fn a_vt_call_waits_for_the_pulse_that_decides_it() {
+    // A VT run at 40-50 s while a plethysmogram goes on at 45/min (an ECG event that
+    // did not reach the heart's output, for the detector), and the same run with the
+    // pulse lost during it.
+    let plan = RhythmPlan::schedule(
+        vec![
+            (Rhythm::NormalSinus, 40.0),
+            (Rhythm::VentricularTachycardia, 10.0),
+            (Rhythm::NormalSinus, 30.0),
+        ],
+        false,
+    );
+    let blocks = simulate(DeviceConfig::new(5, FS, leads3(), plan), 80);
+    let pleth: Vec<Vec<f32>> = (0..80).map(|s| pleth_second(s, 45.0, FS)).collect();
+    let cfg = LethalConfig::default();
+    let a = run(&cfg, &blocks, 3, Some(&pleth), 250, &[false; 3]);
+    let p = present(&a, Condition::VentricularTachycardia);
+    assert!(
+        p.is_empty(),
+        "VT raised despite the unperturbed pulse at {p:?}"
+    );
+    // Deciding at once on the pulses known raised it on the run's first tick.
+    let at_once = LethalConfig {
+        vt_pulse_wait_s: 0.0,
+        ..LethalConfig::default()
+    };
+    let b = run(&at_once, &blocks, 3, Some(&pleth), 250, &[false; 3]);
+    assert!(!present(&b, Condition::VentricularTachycardia).is_empty());
+    // The pulse lost at the run's start: raised, at most a second after deciding at
+    // once would have.
+    let lost: Vec<Vec<f32>> = (0..80)
+        .map(|s| {
+            if (40..50).contains(&s) {
+                vec![0.5; FS as usize]
+            } else {
+                pleth_second(s, 45.0, FS)
+            }
+        })
+        .collect();
+    let c = present(
+        &run(&cfg, &blocks, 3, Some(&lost), 250, &[false; 3]),
+        Condition::VentricularTachycardia,
+    );
+    let d = present(
+        &run(&at_once, &blocks, 3, Some(&lost), 250, &[false; 3]),
+        Condition::VentricularTachycardia,
+    );
+    assert!(!c.is_empty() && !d.is_empty(), "{c:?} {d:?}");
+    assert!(c[0] <= d[0] + 1.0, "{c:?} {d:?}");
 }

@@ -30,6 +30,18 @@ const BRADY_REFRACTORY_S: f32 = 0.3;
 /// History the calls look back over (s).
 const HORIZON_S: f32 = 16.0;
 
+/// What the pulse channels say about a ventricular run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PulseVerdict {
+    /// A trusted channel beat on through it as before: not a ventricular run.
+    Unperturbed,
+    /// A trusted channel kept its rhythm so far but has not shown enough pulses since
+    /// the run began to decide.
+    Pending,
+    /// No trusted channel beat on as before (or none is there).
+    Changed,
+}
+
 /// A beat of the fused (all-lead) sequence.
 #[derive(Debug, Clone, Copy, Default)]
 pub(super) struct Fused {
@@ -642,7 +654,10 @@ impl LethalDetector {
         }
         self.window(a, e, |_, _| true);
         let max_rr = 60.0 / (self.cfg.vt_bpm * (1.0 - self.cfg.rate_tolerance)) * self.fs;
-        // Runs of ventricular fused beats.
+        // Runs of ventricular fused beats: one grown in this tick, or the one whose call
+        // is waiting for the pulse (for up to `vt_pulse_wait_s` after its last beat).
+        let wait = self.secs(self.cfg.vt_pulse_wait_s.max(0.0));
+        let waiting = self.vt_waiting.take();
         let mut found: Option<(usize, usize, f32)> = None;
         let f = &self.window;
         let mut run_start = 0usize;
@@ -656,7 +671,9 @@ impl LethalDetector {
             } else {
                 run_len = 0;
             }
-            if run_len >= nb && f[j].t > tick_start {
+            let fresh =
+                f[j].t > tick_start || (waiting == Some(f[j].t) && f[j].t + wait > tick_start);
+            if run_len >= nb && fresh {
                 let i0 = j + 1 - nb;
                 let span = (f[j].t - f[i0].t) as f32;
                 if span < (nb - 1) as f32 * max_rr {
@@ -680,16 +697,106 @@ impl LethalDetector {
         let (cons, cv) = self.run_shape(i0, i1);
         ev.run_consistency = cons;
         ev.run_rr_cv = cv;
-        ev.pulse = self.pulse_evidence(s0, s1 + self.secs(0.5));
+        ev.pulse = self.pulse_evidence(s0, (s1 + self.secs(0.5)).min(e));
         if cons.is_some_and(|c| c < self.cfg.vt_min_consistency) {
             ev.suppressed_by = Some(Suppression::IncoherentComplexes);
             return Self::call(c, FindingStatus::Absent, s0, Some(hr), ev);
         }
-        if self.pulse_unperturbed(s0, s1, e) {
-            ev.suppressed_by = Some(Suppression::PulseUnperturbed);
+        if self.normal_rhythm_through(s0, s1, e) {
+            ev.suppressed_by = Some(Suppression::NormalBeatsOnUsableLead);
             return Self::call(c, FindingStatus::Absent, s0, Some(hr), ev);
         }
+        match self.pulse_verdict(s0, s1, e) {
+            PulseVerdict::Unperturbed => {
+                ev.suppressed_by = Some(Suppression::PulseUnperturbed);
+                return Self::call(c, FindingStatus::Absent, s0, Some(hr), ev);
+            }
+            PulseVerdict::Pending if e < s1 + wait => {
+                self.vt_waiting = Some(s1);
+                ev.suppressed_by = Some(Suppression::AwaitingPulse);
+                return Self::call(c, FindingStatus::Absent, s0, Some(hr), ev);
+            }
+            _ => {}
+        }
         Self::call(c, FindingStatus::Present, s0, Some(hr), ev)
+    }
+
+    /// Whether a usable lead showed the patient's dominant beat at the rhythm it had
+    /// before, undisturbed, through the run `[s0, s1]`: every beat it detected from 8 s
+    /// before the run up to the assessment's end `e` that falls in the run is shaped
+    /// like its dominant beat (shape and size as in the vote's test; the width is not
+    /// judged), and the intervals of these dominant beats from the last one before the
+    /// run on stay within `vt_rhythm_tolerance` of their median before it, with none
+    /// missing up to the run's end. The ventricles cannot beat in their usual way at their usual rhythm
+    /// through a ventricular run: the run's complexes seen on the other leads are
+    /// artefact or aberrant shapes of the same beats.
+    fn normal_rhythm_through(&self, s0: u64, s1: u64, e: u64) -> bool {
+        let r_tol = self.cfg.vt_rhythm_tolerance;
+        if r_tol <= 0.0 {
+            return false;
+        }
+        let tol = self.secs(FUSE_TOL_S);
+        // The dominant beat by its shape and size alone: a single complex's width
+        // estimate varies with noise on the baseline, and the rhythm test below is what
+        // a ventricular run cannot pass.
+        let shape_cfg = (self.cfg.vt_max_corr, f32::INFINITY);
+        let pre0 = s0.saturating_sub(self.secs(8.0));
+        let (r0, r1) = (s0.saturating_sub(tol), s1 + tol);
+        self.leads.iter().enumerate().any(|(l, lead)| {
+            if self.quality[l] < self.cfg.min_lead_quality {
+                return false;
+            }
+            let Some(shape) = lead.template_shape() else {
+                return false;
+            };
+            // The lead's dominant beats, newest first; any other beat in the run fails.
+            let mut t = [0u64; 64];
+            let mut n = 0usize;
+            for b in lead.beats.iter().rev().take_while(|b| b.t >= pre0) {
+                if !b.beat || b.t >= e {
+                    continue;
+                }
+                if is_ventricular(&b, shape, shape_cfg) {
+                    if b.t >= r0 && b.t <= r1 {
+                        return false;
+                    }
+                    continue;
+                }
+                if n < t.len() {
+                    t[n] = b.t;
+                    n += 1;
+                }
+            }
+            let t = &mut t[..n];
+            t.reverse();
+            // Rhythm before the run: median of at least three intervals.
+            let k0 = t.iter().rposition(|&x| x < r0);
+            let Some(k0) = k0 else {
+                return false;
+            };
+            if k0 < 3 {
+                return false;
+            }
+            let mut iv = [0.0f32; 16];
+            let mut ni = 0usize;
+            for k in (1..=k0).rev() {
+                if ni < iv.len() {
+                    iv[ni] = (t[k] - t[k - 1]) as f32;
+                    ni += 1;
+                }
+            }
+            let rr = median_small(&iv[..ni]);
+            let (lo, hi) = ((1.0 - r_tol) * rr, (1.0 + r_tol) * rr);
+            // Through the run: the same rhythm, none missing up to its end.
+            for k in k0 + 1..t.len() {
+                let d = (t[k] - t[k - 1]) as f32;
+                if d < lo || d > hi {
+                    return false;
+                }
+            }
+            let last = t[t.len() - 1];
+            last + hi as u64 >= r1.min(e)
+        })
     }
 
     /// Beat-to-beat consistency of a run of fused beats in `self.window` (the best
@@ -741,16 +848,33 @@ impl LethalDetector {
     /// after it within the range of the intervals before (±10 %), their mean within
     /// 15 % of the mean before, the mean pulse size at least 80 % of the size before.
     /// A ventricular run changes the filling and timing of the beats it replaces; an
-    /// artefact on the ECG does not touch the pulse.
-    fn pulse_unperturbed(&self, s0: u64, s1: u64, e: u64) -> bool {
+    /// artefact on the ECG does not touch the pulse. [`PulseVerdict::Pending`] when no
+    /// channel beat on, but one whose pulses so far kept the rhythm has shown fewer
+    /// than two since the event began and its next pulse is not yet overdue.
+    fn pulse_verdict(&self, s0: u64, s1: u64, e: u64) -> PulseVerdict {
         if !self.cfg.use_pulse {
-            return false;
+            return PulseVerdict::Changed;
         }
         let pre0 = s0.saturating_sub(self.secs(8.0));
-        (0..self.pulses.len()).any(|i| {
+        let mut verdict = PulseVerdict::Changed;
+        for i in 0..self.pulses.len() {
+            match self.channel_verdict(i, pre0, s0, s1, e) {
+                PulseVerdict::Unperturbed => return PulseVerdict::Unperturbed,
+                PulseVerdict::Pending => verdict = PulseVerdict::Pending,
+                PulseVerdict::Changed => {}
+            }
+        }
+        verdict
+    }
+
+    /// [`Self::pulse_verdict`] of pulse channel `i`, the rhythm before taken from
+    /// `[pre0, s0)`.
+    fn channel_verdict(&self, i: usize, pre0: u64, s0: u64, s1: u64, e: u64) -> PulseVerdict {
+        use PulseVerdict::{Changed, Pending, Unperturbed};
+        {
             let c = &self.pulses[i];
             if !self.pulse_window(i, pre0, s0).trusted() {
-                return false;
+                return Changed;
             }
             let d = self.secs(c.median_delay().unwrap_or(0.2).max(0.0));
             let (p0, p1) = (pre0 + d, s0 + d);
@@ -772,7 +896,7 @@ impl LethalDetector {
                 prev = Some(pl.t);
             }
             if ni < 3 {
-                return false;
+                return Changed;
             }
             // The rhythm before: its interval range and mean, its mean pulse size.
             let imin = iv[..ni].iter().copied().fold(f32::INFINITY, f32::min);
@@ -780,7 +904,7 @@ impl LethalDetector {
             let imean = iv[..ni].iter().sum::<f32>() / ni as f32;
             let amean = am[..na].iter().sum::<f32>() / na as f32;
             let Some(mut prev) = prev else {
-                return false;
+                return Changed;
             };
             // Through the event and up to the first pulse after it, as far as the
             // pulses are known (up to the assessment's end).
@@ -789,7 +913,7 @@ impl LethalDetector {
             for pl in c.pulses.iter().filter(|pl| pl.t >= p1 && pl.t <= end) {
                 let iv = (pl.t - prev) as f32;
                 if iv < 0.9 * imin || iv > 1.1 * imax {
-                    return false;
+                    return Changed;
                 }
                 isum += iv;
                 asum += pl.amp;
@@ -799,12 +923,25 @@ impl LethalDetector {
                     break;
                 }
             }
-            if n < 2 || !(prev > s1 + d || e - prev <= (1.2 * imax) as u64) {
-                return false;
+            let due = prev > s1 + d || e - prev <= (1.2 * imax) as u64;
+            if n < 2 {
+                // Not overdue yet: the pulses that would decide are still to come.
+                return if due && prev <= s1 + d {
+                    Pending
+                } else {
+                    Changed
+                };
+            }
+            if !due {
+                return Changed;
             }
             let (ie, ae) = (isum / n as f32, asum / n as f32);
-            (ie - imean).abs() <= 0.15 * imean && ae >= 0.8 * amean
-        })
+            if (ie - imean).abs() <= 0.15 * imean && ae >= 0.8 * amean {
+                Unperturbed
+            } else {
+                Changed
+            }
+        }
     }
 
     fn vf(&mut self, e: u64) -> LethalCall {

@@ -46,9 +46,19 @@
 //!   pulse deficit is common in true tachycardia.
 //! - **Ventricular tachycardia**: `vt_beats` consecutive ventricular fused beats
 //!   above the rate limit. Suppressed when the run's complexes do not resemble one
-//!   another on any usable lead (artefact), or when a trusted pulse channel beat on
-//!   through the run exactly as before it (interval range, mean rate and size: an
-//!   artefact on the ECG does not touch the pulse, a ventricular run does).
+//!   another on any usable lead (artefact), when a usable lead showed only its
+//!   dominant beat through the run, at the rhythm it had before (every interval within
+//!   `vt_rhythm_tolerance` of its median before the run, none missing: the ventricles
+//!   cannot beat their usual way at their usual rhythm through a ventricular run, so
+//!   the run's complexes on the other leads are artefact or aberrant shapes of the same
+//!   beats), or when a trusted pulse channel beat on through the run exactly as before
+//!   it (interval range, mean rate and size: an artefact on the ECG does not touch the
+//!   pulse, a ventricular run does). While such a channel, its pulses so far in
+//!   rhythm, has not yet shown the two pulses after the run's start that decide, and
+//!   its next pulse is not overdue, the call waits for them (at most `vt_pulse_wait_s`
+//!   after the run's last beat; about one pulse interval in practice), so a run is not
+//!   raised on its first tick only to be suppressed on the next: a run that stopped
+//!   the pulse is raised as soon as a pulse is overdue.
 //! - **Ventricular flutter/fibrillation**: on at least half the usable leads (by
 //!   quality), the power spectrum of the last `vf_s` concentrated around a dominant
 //!   frequency of 2.5–10 Hz with little above 12 Hz. Ruled out by organised QRS
@@ -149,6 +159,15 @@ pub struct LethalConfig {
     /// A run whose successive complexes correlate less than this (median, on its most
     /// consistent usable lead) is not a ventricular rhythm but artefact.
     pub vt_min_consistency: f32,
+    /// A ventricular-tachycardia run is suppressed when a usable lead showed its
+    /// dominant beat through it at the rhythm it had before, every interval within this
+    /// share of that rhythm's median interval (0 turns the test off).
+    pub vt_rhythm_tolerance: f32,
+    /// Ventricular tachycardia: while a trusted pulse channel that kept its rhythm so
+    /// far has not yet shown the two pulses after a run's start that decide whether it
+    /// beat on unperturbed, the call waits for them, up to this long after the run's
+    /// last beat (s; 0: the call is made at once on the pulses known).
+    pub vt_pulse_wait_s: f32,
     /// Flutter/fibrillation: the dominant frequency of the ECG lies in this range (Hz;
     /// 150–600 per minute by default).
     pub vf_min_hz: f32,
@@ -189,6 +208,8 @@ impl Default for LethalConfig {
             vt_max_corr: 0.8,
             vt_min_width_ratio: 1.5,
             vt_min_consistency: 0.6,
+            vt_rhythm_tolerance: 0.2,
+            vt_pulse_wait_s: 0.5,
             vf_min_hz: 2.5,
             vf_max_hz: 10.0,
             vf_min_concentration: 0.4,
@@ -216,13 +237,18 @@ pub enum Suppression {
     /// A usable lead showed low-amplitude complexes shaped like its usual beats where
     /// the detector found none.
     LowAmplitudeBeats,
-    /// A usable lead showed the patient's usual beats through the event.
+    /// A usable lead showed the patient's usual beats through the event (flutter/
+    /// fibrillation: organised complexes; ventricular tachycardia: the dominant beat at
+    /// the rhythm before the run).
     NormalBeatsOnUsableLead,
     /// Only leads judged unusable (noise, artefact) met the criterion.
     PoorSignal,
     /// The complexes of the run do not resemble one another on any usable lead: not a
     /// ventricular rhythm but artefact.
     IncoherentComplexes,
+    /// A trusted pulse channel has not yet shown whether the event reached the heart's
+    /// output: the call waits for its next pulses.
+    AwaitingPulse,
 }
 
 impl Suppression {
@@ -236,6 +262,7 @@ impl Suppression {
             Suppression::NormalBeatsOnUsableLead => "normal_beats_on_usable_lead",
             Suppression::PoorSignal => "poor_signal",
             Suppression::IncoherentComplexes => "incoherent_complexes",
+            Suppression::AwaitingPulse => "awaiting_pulse",
         }
     }
 }
@@ -360,6 +387,8 @@ pub struct LethalDetector {
     /// The fused beats of the last seconds, and the time up to which they are fused.
     fused: Ring<Fused>,
     fused_until: u64,
+    /// Last beat of the ventricular run whose call waits for the pulse.
+    vt_waiting: Option<u64>,
     // Scratch, allocated once.
     merged: Vec<(u64, usize, f32, f32)>,
     window: Vec<Fused>,
@@ -416,6 +445,7 @@ impl LethalDetector {
             next_end: tick,
             fused: Ring::new(fused_cap),
             fused_until: 0,
+            vt_waiting: None,
             merged: Vec::with_capacity(merged_cap),
             window: Vec::with_capacity(fused_cap),
             quality: vec![0.0; n_ecg_leads],
