@@ -833,13 +833,18 @@ impl Analysis {
                 continue;
             }
             let skip = b.feed_from.saturating_sub(before) as usize;
-            self.sub.clear();
-            for l in 0..n_leads {
-                self.sub
-                    .extend_from_slice(&self.scratch[l * n + skip..(l + 1) * n]);
-            }
+            let block = if skip == 0 {
+                &self.scratch[..n_leads * n]
+            } else {
+                self.sub.clear();
+                for l in 0..n_leads {
+                    self.sub
+                        .extend_from_slice(&self.scratch[l * n + skip..(l + 1) * n]);
+                }
+                &self.sub
+            };
             self.cuts.clear();
-            b.inputs.push(&self.sub, &mut self.cuts);
+            b.inputs.push(block, &mut self.cuts);
             let e = Emit {
                 ctx,
                 clock: &self.clock,
