@@ -796,6 +796,10 @@ fn validate_parts(parts: Parts) -> Result<Frame, DecodeError> {
         ));
     }
     let max_count = MAX_ABS_MV * 1e6 / f64::from(m.scale_nv);
+    // The same bound on the integer counts (a count `c` is beyond it exactly when
+    // `|c| > floor(max_count)`), checked without a conversion or an exit per sample;
+    // `None` when no `i32` count can pass it.
+    let max_abs_count = i32::try_from(max_count.floor() as i64).ok();
     let mut leads = Vec::with_capacity(nlead);
     let mut lead_off = Vec::with_capacity(nlead);
     for (i, c) in channels.iter().enumerate() {
@@ -819,7 +823,12 @@ fn validate_parts(parts: Parts) -> Result<Frame, DecodeError> {
                 ),
             ));
         }
-        if !c.lead_off {
+        let beyond = |lim: i32| {
+            c_samples
+                .iter()
+                .fold(false, |b, &s| b | (s > lim) | (s < -lim))
+        };
+        if !c.lead_off && max_abs_count.is_some_and(beyond) {
             if let Some(bad) = c_samples.iter().find(|&&s| f64::from(s).abs() > max_count) {
                 return Err(invalid(
                     Field::Samples,

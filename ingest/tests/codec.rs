@@ -201,6 +201,36 @@ fn lead_off_channel_may_rail() {
     assert!(codec::decode(&m.encode_to_vec(), None).is_ok());
 }
 
+/// The ±100 mV bound on the counts, at its edge: the largest count within it passes,
+/// the next one either way is named, for scales that make the bound a whole count
+/// and a fraction of one.
+#[test]
+fn sample_bound_at_its_edge() {
+    for (scale, edge) in [
+        (1000u32, 100_000i32),
+        (3, 33_333_333),
+        (7, 14_285_714),
+        (1, 100_000_000),
+    ] {
+        for (v, ok) in [
+            (edge, true),
+            (-edge, true),
+            (edge + 1, false),
+            (-edge - 1, false),
+        ] {
+            let mut m = pb_frame();
+            m.scale_nv = scale;
+            m.channels[0].samples[3] = v;
+            let got = codec::decode(&m.encode_to_vec(), None);
+            assert_eq!(got.is_ok(), ok, "scale {scale}, count {v}");
+            if let Err(e) = got {
+                assert_eq!(field_of(&e), Field::Samples);
+                assert!(e.to_string().contains(&format!("holds {v} counts")), "{e}");
+            }
+        }
+    }
+}
+
 #[test]
 fn other_errors() {
     let mut m = pb_frame();
