@@ -646,8 +646,29 @@ fn string(buf: &mut &[u8]) -> Result<String, DecodeError> {
 
 /// Packed zig-zag varints; one- and two-byte values (most ECG counts) without the
 /// general varint loop. Same result as prost's `sint32` decoding.
+///
+/// Eight bytes that are eight one-byte values (a trace near its baseline) or four
+/// two-byte ones (a steeper stretch) are taken at once.
 fn packed_sint32(mut b: &[u8], out: &mut Vec<i32>) -> Result<(), DecodeError> {
     while let [first, rest @ ..] = b {
+        if let Some((eight, after)) = b.split_first_chunk::<8>() {
+            let continues = u64::from_le_bytes(*eight) & 0x8080_8080_8080_8080;
+            if continues == 0 {
+                out.extend(eight.iter().map(|&v| zigzag32(u64::from(v))));
+                b = after;
+                continue;
+            }
+            // Every even byte continues, every odd one ends a value.
+            if continues == 0x0080_0080_0080_0080 {
+                out.extend(
+                    eight
+                        .chunks_exact(2)
+                        .map(|p| zigzag32(u64::from(p[0] & 0x7f) | (u64::from(p[1]) << 7))),
+                );
+                b = after;
+                continue;
+            }
+        }
         if *first < 0x80 {
             out.push(zigzag32(u64::from(*first)));
             b = rest;
