@@ -301,6 +301,16 @@ impl Windower {
             return;
         }
         let n_model = self.map.len();
+        let len = self.len as u64;
+        if self.resampler.is_none()
+            && self.produced >= len
+            && self.produced + n as u64 + len <= self.next_end
+        {
+            // The block lies wholly before the next window (and past the first window
+            // length, which `finish` may read): no window reads it.
+            self.produced += n as u64;
+            return;
+        }
         self.selected.clear();
         self.selected.resize(n_model * n, 0.0);
         for (l, m) in self.map.iter().enumerate() {
@@ -324,15 +334,31 @@ impl Windower {
             None => &self.selected,
         };
         let count = data.len() / n_model;
-        for i in 0..count {
-            let slot = (self.produced % self.len as u64) as usize;
+        let mut i = 0;
+        while i < count {
+            // A run of samples up to the next window's end or the ring's wrap, copied
+            // lead by lead; `next_end` is always ahead of `produced`.
+            let slot = (self.produced % len) as usize;
+            let run = (count - i)
+                .min(self.len - slot)
+                .min((self.next_end - self.produced) as usize);
+            // Its samples before the next window's start are read by no window (nor,
+            // past the first window length, by `finish`): not stored.
+            let unread = if self.produced >= len {
+                ((self.next_end - len).saturating_sub(self.produced) as usize).min(run)
+            } else {
+                0
+            };
             for l in 0..n_model {
-                self.ring[l * self.len + slot] = data[l * count + i];
+                let src = &data[l * count + i + unread..l * count + i + run];
+                let at = l * self.len + slot;
+                self.ring[at + unread..at + run].copy_from_slice(src);
             }
-            self.produced += 1;
+            i += run;
+            self.produced += run as u64;
             if self.produced == self.next_end {
-                let start = self.produced - self.len as u64;
-                let first = (start % self.len as u64) as usize;
+                let start = self.produced - len;
+                let first = (start % len) as usize;
                 let mut samples = Vec::with_capacity(n_model * self.len);
                 for l in 0..n_model {
                     let lane = &self.ring[l * self.len..(l + 1) * self.len];

@@ -71,6 +71,53 @@ fn window_boundaries_and_timing() {
     assert_eq!(out[2].samples_mv[0], 300.0);
 }
 
+/// Windows far apart (a hop many times the window: the samples between them are
+/// never stored) hold exactly the signal's samples, for any block size and first
+/// window end, and a record shorter than a window still gives its padded window.
+#[test]
+fn sparse_windows_hold_the_signal() {
+    let src = [Lead::I, Lead::II];
+    let model = [Lead::II, Lead::III];
+    let s = spec(1.0, 7.5, 100, &model);
+    let n = 100 * 60 + 37;
+    let x: Vec<f32> = (0..2 * n)
+        .map(|i| (i as f32 * 0.37).sin() + i as f32 * 1e-3)
+        .collect();
+    for first_end in [100u64, 100 + 7, 250, 1999] {
+        let expected: Vec<(u64, Vec<f32>)> = (0..)
+            .map(|k| first_end + 750 * k)
+            .take_while(|&e| e <= n as u64)
+            .map(|e| {
+                let (a, b) = ((e - 100) as usize, e as usize);
+                let mut v = x[n + a..n + b].to_vec();
+                v.extend((a..b).map(|t| -x[t] + x[n + t]));
+                (e - 100, v)
+            })
+            .collect();
+        for block in [1, 13, 100, 499, 3000, n] {
+            let mut w = Windower::new(&s, 100, &src)
+                .unwrap()
+                .with_first_end(first_end);
+            let got: Vec<(u64, Vec<f32>)> = feed(&mut w, &x, 2, block)
+                .into_iter()
+                .map(|w| (w.start_sample, w.samples_mv))
+                .collect();
+            assert_eq!(got, expected, "first end {first_end}, block {block}");
+        }
+    }
+    // Shorter than a window, with the first window moved far out: padded window of
+    // what exists.
+    let mut w = Windower::new(&s, 100, &src).unwrap().with_first_end(5000);
+    let short = [1.0f32, 2.0, 3.0, 10.0, 20.0, 30.0];
+    let mut out = feed(&mut w, &short, 2, 2);
+    w.finish(&short[..0], &mut out);
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].start_sample, 0);
+    assert_eq!(&out[0].samples_mv[..3], &[10.0, 20.0, 30.0]);
+    assert_eq!(&out[0].samples_mv[100..103], &[9.0, 18.0, 27.0]);
+    assert!(out[0].samples_mv[3..100].iter().all(|&v| v == 0.0));
+}
+
 #[test]
 fn leads_in_model_order_and_derived() {
     let src = [Lead::II, Lead::V1, Lead::I];

@@ -646,8 +646,29 @@ fn string(buf: &mut &[u8]) -> Result<String, DecodeError> {
 
 /// Packed zig-zag varints; one- and two-byte values (most ECG counts) without the
 /// general varint loop. Same result as prost's `sint32` decoding.
+///
+/// Eight bytes that are eight one-byte values (a trace near its baseline) or four
+/// two-byte ones (a steeper stretch) are taken at once.
 fn packed_sint32(mut b: &[u8], out: &mut Vec<i32>) -> Result<(), DecodeError> {
     while let [first, rest @ ..] = b {
+        if let Some((eight, after)) = b.split_first_chunk::<8>() {
+            let continues = u64::from_le_bytes(*eight) & 0x8080_8080_8080_8080;
+            if continues == 0 {
+                out.extend(eight.iter().map(|&v| zigzag32(u64::from(v))));
+                b = after;
+                continue;
+            }
+            // Every even byte continues, every odd one ends a value.
+            if continues == 0x0080_0080_0080_0080 {
+                out.extend(
+                    eight
+                        .chunks_exact(2)
+                        .map(|p| zigzag32(u64::from(p[0] & 0x7f) | (u64::from(p[1]) << 7))),
+                );
+                b = after;
+                continue;
+            }
+        }
         if *first < 0x80 {
             out.push(zigzag32(u64::from(*first)));
             b = rest;
@@ -796,6 +817,10 @@ fn validate_parts(parts: Parts) -> Result<Frame, DecodeError> {
         ));
     }
     let max_count = MAX_ABS_MV * 1e6 / f64::from(m.scale_nv);
+    // The same bound on the integer counts (a count `c` is beyond it exactly when
+    // `|c| > floor(max_count)`), checked without a conversion or an exit per sample;
+    // `None` when no `i32` count can pass it.
+    let max_abs_count = i32::try_from(max_count.floor() as i64).ok();
     let mut leads = Vec::with_capacity(nlead);
     let mut lead_off = Vec::with_capacity(nlead);
     for (i, c) in channels.iter().enumerate() {
@@ -819,7 +844,12 @@ fn validate_parts(parts: Parts) -> Result<Frame, DecodeError> {
                 ),
             ));
         }
-        if !c.lead_off {
+        let beyond = |lim: i32| {
+            c_samples
+                .iter()
+                .fold(false, |b, &s| b | (s > lim) | (s < -lim))
+        };
+        if !c.lead_off && max_abs_count.is_some_and(beyond) {
             if let Some(bad) = c_samples.iter().find(|&&s| f64::from(s).abs() > max_count) {
                 return Err(invalid(
                     Field::Samples,

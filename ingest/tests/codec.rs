@@ -201,6 +201,36 @@ fn lead_off_channel_may_rail() {
     assert!(codec::decode(&m.encode_to_vec(), None).is_ok());
 }
 
+/// The ±100 mV bound on the counts, at its edge: the largest count within it passes,
+/// the next one either way is named, for scales that make the bound a whole count
+/// and a fraction of one.
+#[test]
+fn sample_bound_at_its_edge() {
+    for (scale, edge) in [
+        (1000u32, 100_000i32),
+        (3, 33_333_333),
+        (7, 14_285_714),
+        (1, 100_000_000),
+    ] {
+        for (v, ok) in [
+            (edge, true),
+            (-edge, true),
+            (edge + 1, false),
+            (-edge - 1, false),
+        ] {
+            let mut m = pb_frame();
+            m.scale_nv = scale;
+            m.channels[0].samples[3] = v;
+            let got = codec::decode(&m.encode_to_vec(), None);
+            assert_eq!(got.is_ok(), ok, "scale {scale}, count {v}");
+            if let Err(e) = got {
+                assert_eq!(field_of(&e), Field::Samples);
+                assert!(e.to_string().contains(&format!("holds {v} counts")), "{e}");
+            }
+        }
+    }
+}
+
 #[test]
 fn other_errors() {
     let mut m = pb_frame();
@@ -267,6 +297,31 @@ fn proto_file_matches_prost_messages() {
 }
 
 proptest! {
+    /// Packed samples of every length in bytes, mixed in runs and alone (the fast
+    /// path takes eight bytes of one- or two-byte values at once): what prost reads.
+    #[test]
+    fn packed_samples_of_any_size_decode_as_prost_does(
+        runs in proptest::collection::vec(
+            (prop_oneof![-64i32..64, -8192i32..8192, -100_000i32..100_000, any::<i32>()], 1usize..20),
+            1..12,
+        ),
+        leads in 1usize..4,
+    ) {
+        let samples: Vec<i32> = runs
+            .iter()
+            .enumerate()
+            .flat_map(|(r, &(v, len))| (0..len).map(move |i| v.wrapping_add((i as i32 - 3) * (r as i32 % 5))))
+            .collect();
+        let mut m = valid_pb();
+        m.scale_nv = 1;
+        m.channels.truncate(leads);
+        for c in &mut m.channels {
+            c.samples = samples.clone();
+        }
+        let bytes = m.encode_to_vec();
+        prop_assert_eq!(fast(&bytes), reference(&bytes));
+    }
+
     #[test]
     fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
         let _ = codec::decode(&bytes, None);

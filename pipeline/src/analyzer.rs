@@ -180,7 +180,6 @@ struct Analysis {
     lead_off_in_window: bool,
     frames: VecDeque<FrameMark>,
     builders: Vec<Builder>,
-    scratch: Vec<f32>,
     sub: Vec<f32>,
     cuts: Vec<Cut>,
     events: Vec<DspEvent>,
@@ -275,6 +274,10 @@ pub struct Analyzer {
     timings: Vec<ModelTiming>,
     active: Vec<bool>,
     telemetry: Sink,
+    /// The frame being analysed in millivolts, lead-major: one buffer for every
+    /// stream, warm in the cache from one frame to the next, where a buffer of the
+    /// stream's own would be cold.
+    frame_mv: Vec<f32>,
 }
 
 impl Analyzer {
@@ -313,6 +316,7 @@ impl Analyzer {
             timings,
             active,
             telemetry,
+            frame_mv: Vec::new(),
         }
     }
 
@@ -387,6 +391,7 @@ impl Analyzer {
         let now = Instant::now();
         let mut streams = std::mem::take(&mut self.streams);
         let mut clocks = std::mem::take(&mut self.clocks);
+        let mut frame_mv = std::mem::take(&mut self.frame_mv);
         let ctx = self.ctx();
         for sf in frames {
             let partition = sf.position.partition;
@@ -412,7 +417,7 @@ impl Analyzer {
             st.live_seen = live;
             st.dirty = true;
             let closed = sf.closed_us;
-            ctx.run(st, sf, &mut out);
+            ctx.run(st, sf, &mut frame_mv, &mut out);
             out.closed_us.resize(out.findings.len(), closed);
         }
         attach_strips(&streams, &mut out.findings);
@@ -448,6 +453,7 @@ impl Analyzer {
         }
         self.streams = streams;
         self.clocks = clocks;
+        self.frame_mv = frame_mv;
         out
     }
 }
@@ -478,8 +484,9 @@ fn attach_strips(streams: &HashMap<StreamId, Stream>, findings: &mut [Finding]) 
 }
 
 impl Ctx<'_> {
-    /// Runs one in-order frame through its stream's analysis.
-    fn run(&self, st: &mut Stream, sf: SequencedFrame, out: &mut Analyzed) {
+    /// Runs one in-order frame through its stream's analysis; `mv` takes its samples
+    /// in millivolts.
+    fn run(&self, st: &mut Stream, sf: SequencedFrame, mv: &mut Vec<f32>, out: &mut Analyzed) {
         let frame = &sf.frame;
         if sf.restart.is_some() {
             self.end_analysis(st, &frame.stream, sf.closed_us, out);
@@ -498,24 +505,23 @@ impl Ctx<'_> {
             .analysis
             .get_or_insert_with(|| Analysis::new(self, frame, after_gap));
         let n = frame.samples_per_lead();
-        a.scratch.clear();
-        frame.extend_mv(&mut a.scratch);
+        mv.clear();
+        frame.extend_mv(mv);
         a.lead_off_in_window |= frame.lead_off.first().copied().unwrap_or(false);
-        a.strip.push(&a.scratch[..n.min(a.scratch.len())]);
+        a.strip.push(&mv[..n.min(mv.len())]);
         a.events.clear();
-        a.dsp.push(&a.scratch, &frame.lead_off, &mut a.events);
+        a.dsp.push(mv, &frame.lead_off, &mut a.events);
         // Pulse data of a frame goes to the lethal detector before its ECG.
         for (i, p) in frame.pulses.iter().enumerate() {
             a.lethal.push_pulse(i, &p.samples);
         }
         a.assessments.clear();
-        a.lethal
-            .push_ecg(&a.scratch, &frame.lead_off, &mut a.assessments);
+        a.lethal.push_ecg(mv, &frame.lead_off, &mut a.assessments);
         let n_leads = a.n_leads;
         for (i, b) in a.extra.iter_mut().enumerate() {
             if i + 1 < n_leads {
                 let l = i + 1;
-                b.push(&a.scratch[l * n..((l + 1) * n).min(a.scratch.len())]);
+                b.push(&mv[l * n..((l + 1) * n).min(mv.len())]);
             } else if let Some(p) = frame.pulses.get(i + 1 - n_leads) {
                 b.push(&p.samples);
             }
@@ -524,6 +530,7 @@ impl Ctx<'_> {
         a.samples += n as u64;
         a.feed_builders(
             self,
+            mv,
             &frame.stream,
             &st.patient,
             before,
@@ -851,7 +858,6 @@ impl Analysis {
             lead_off_in_window: false,
             frames: VecDeque::new(),
             builders,
-            scratch: Vec::new(),
             sub: Vec::new(),
             cuts: Vec::new(),
             events: Vec::new(),
@@ -884,11 +890,12 @@ impl Analysis {
     }
 
     /// Feeds the block just pushed (source samples `before..before + n`, lead-major in
-    /// `scratch`) to the waveform builders; their completed windows go to `out`.
+    /// `mv`) to the waveform builders; their completed windows go to `out`.
     #[allow(clippy::too_many_arguments)]
     fn feed_builders(
         &mut self,
         ctx: &Ctx<'_>,
+        mv: &[f32],
         stream: &StreamId,
         patient: &PatientId,
         before: u64,
@@ -903,13 +910,17 @@ impl Analysis {
                 continue;
             }
             let skip = b.feed_from.saturating_sub(before) as usize;
-            self.sub.clear();
-            for l in 0..n_leads {
-                self.sub
-                    .extend_from_slice(&self.scratch[l * n + skip..(l + 1) * n]);
-            }
+            let block = if skip == 0 {
+                &mv[..n_leads * n]
+            } else {
+                self.sub.clear();
+                for l in 0..n_leads {
+                    self.sub.extend_from_slice(&mv[l * n + skip..(l + 1) * n]);
+                }
+                &self.sub
+            };
             self.cuts.clear();
-            b.inputs.push(&self.sub, &mut self.cuts);
+            b.inputs.push(block, &mut self.cuts);
             let e = Emit {
                 ctx,
                 clock: &self.clock,

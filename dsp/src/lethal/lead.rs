@@ -35,8 +35,11 @@ const E_FLOOR: f32 = 0.5;
 const MWI_MAX: usize = 24;
 /// Working samples of the high-frequency activity average (48 ms at 125 Hz).
 const HF_LEN: usize = 6;
-/// Input samples decimated per chunk before the working-rate chain runs.
-const CHUNK: usize = 256;
+/// Working samples per chunk: the input is decimated `CHUNK · d` samples at a time
+/// (at most `CHUNK` outputs from any phase) before the working-rate chain runs. A
+/// 200 ms frame at 500 Hz is one chunk (25 outputs); the stack buffers it fills are
+/// zeroed per lead and block, so they are kept this small.
+const CHUNK: usize = 64;
 /// Peaks below this share of the beat level are not measured.
 const PEAK_MIN: f32 = 0.15;
 /// Beat clusters kept per lead.
@@ -222,7 +225,7 @@ struct Decimator {
 }
 
 impl Decimator {
-    /// Decimates `x` (at most [`CHUNK`] samples) into `ys` and its bad flags into
+    /// Decimates `x` (at most [`CHUNK`] · d samples) into `ys` and its bad flags into
     /// `bads`; returns the outputs written. Whole groups of finite samples take
     /// [`Decimator::groups`] for the common factors, the rest [`Decimator::step`].
     fn run(
@@ -598,6 +601,19 @@ impl LeadFront {
             + c.vf.touch_next(12)
             + (self.beats.len() as f32 + self.hf_ref)
             + self.touch_peak()
+            + self.touch_morph_from()
+    }
+
+    /// The oldest peak still counted in the morphology window: the next tick
+    /// compares its time with the window's start (and uncounts it once it leaves),
+    /// and it is 16 s old, cold.
+    fn touch_morph_from(&self) -> f32 {
+        let first = self.beats_pushed - self.beats.len() as u64;
+        if self.beats_ordered && self.morph_from < self.beats_pushed {
+            self.beats.get_ref((self.morph_from - first) as usize).t as f32
+        } else {
+            0.0
+        }
     }
 
     /// When a peak may be measured in the next block (one is pending, or the current
@@ -655,7 +671,7 @@ impl LeadFront {
         // working-rate chain over it. Hot state stays in locals.
         let mut ys = [0.0f32; CHUNK];
         let mut bads = [false; CHUNK];
-        for chunk in x.chunks(CHUNK) {
+        for chunk in x.chunks(CHUNK * p.d) {
             let ny = self.ch.dec.run(p, chunk, off, &mut ys, &mut bads);
             self.work(p, &ys[..ny], &bads[..ny]);
         }
