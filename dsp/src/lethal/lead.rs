@@ -618,13 +618,21 @@ impl LeadFront {
 
     /// When a peak may be measured in the next block (one is pending, or the current
     /// candidate is large enough to be), the older lines of the high-passed history
-    /// its measurement reads.
+    /// its measurement reads, the newest peak and the slot the next one is stored in,
+    /// the previous beat's snippet and the clusters (their scores and the part of their
+    /// shapes a snippet of up to 32 samples reads).
     fn touch_peak(&self) -> f32 {
         let c = &self.ch;
         if c.pending.is_some() || (c.cand_v > 0.1 * E_FLOOR && c.cand_v >= PEAK_MIN * self.spk_med)
         {
-            (c.hp.touch_back(16) + c.hp.touch_back(32))
-                + (c.hp.touch_back(48) + c.hp.touch_back(64))
+            let mut t = (c.hp.touch_back(16) + c.hp.touch_back(32))
+                + (c.hp.touch_back(48) + c.hp.touch_back(64));
+            t += self.beats.newest().map_or(0.0, |b| b.e) + self.beats.touch_next().e;
+            t += (self.prev_snip[0] + self.prev_snip[16]) + self.prev_snip[31];
+            for k in &self.clusters.c {
+                t += (k.shape[0] + k.shape[16]) + (k.shape[31] + k.score);
+            }
+            t
         } else {
             0.0
         }

@@ -65,6 +65,16 @@ impl<T: Copy + Default> Ring<T> {
         self.len.checked_sub(1).map(|i| self.get_ref(i))
     }
 
+    /// The slot the next push writes (to bring its cache line in early).
+    pub(crate) fn touch_next(&self) -> &T {
+        let cap = self.buf.len();
+        if self.len == cap {
+            &self.buf[self.head]
+        } else {
+            &self.buf[self.wrap(self.head + self.len)]
+        }
+    }
+
     /// The `i`-th oldest element, mutably, `i < len`.
     pub(crate) fn get_mut(&mut self, i: usize) -> &mut T {
         let i = self.wrap(self.head + i);
