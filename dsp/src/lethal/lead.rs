@@ -604,15 +604,19 @@ impl LeadFront {
             + self.touch_morph_from()
     }
 
-    /// The oldest peak still counted in the morphology window: the next tick
-    /// compares its time with the window's start (and uncounts it once it leaves),
-    /// and it is 16 s old, cold.
+    /// The oldest peaks still counted in the morphology window and the slot the next
+    /// closed tick is stored in: the next tick compares the peaks' times with the
+    /// window's start (and uncounts those that left), and they are 16 s old, cold.
     fn touch_morph_from(&self) -> f32 {
         let first = self.beats_pushed - self.beats.len() as u64;
+        let next_tick = self.ticks.touch_next().q;
         if self.beats_ordered && self.morph_from < self.beats_pushed {
-            self.beats.get_ref((self.morph_from - first) as usize).t as f32
+            let i = (self.morph_from - first) as usize;
+            // The peak after it (a 40-byte peak later, often on the next line).
+            let j = (i + 1).min(self.beats.len() - 1);
+            next_tick + (self.beats.get_ref(i).t as f32 + self.beats.get_ref(j).e)
         } else {
-            0.0
+            next_tick
         }
     }
 
@@ -638,17 +642,27 @@ impl LeadFront {
         }
     }
 
-    /// Reads the newest ticks and peaks, which an assessment scans, so that their
-    /// misses are in flight together for every lead.
-    pub(crate) fn touch_recent(&self) -> f32 {
+    /// Reads the ticks back to tick `from_tick` and the peaks back to ECG time
+    /// `from_t` (at most 32 of each, newest first), which an assessment scans, so that
+    /// their misses are in flight together for every lead.
+    pub(crate) fn touch_recent(&self, from_tick: u64, from_t: u64) -> f32 {
         let mut t = 0.0f32;
         let n = self.ticks.len();
-        for i in (n.saturating_sub(16)..n).step_by(2) {
-            t += self.ticks.get_ref(i).q;
+        // Two 32-byte ticks a line: every other one.
+        for i in (n.saturating_sub(32)..n).rev().step_by(2) {
+            let s = self.ticks.get_ref(i);
+            t += s.q;
+            if s.tick < from_tick {
+                break;
+            }
         }
         let n = self.beats.len();
-        for i in n.saturating_sub(8)..n {
-            t += self.beats.get_ref(i).e;
+        for i in (n.saturating_sub(32)..n).rev() {
+            let b = self.beats.get_ref(i);
+            t += b.e;
+            if b.t < from_t {
+                break;
+            }
         }
         t
     }

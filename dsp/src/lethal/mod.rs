@@ -483,8 +483,12 @@ impl LethalDetector {
             touched += lead.touch();
         }
         if self.n + n as u64 >= self.next_end + self.latency {
+            // The quality windows reach 8 s back, the fibrillation call's peaks `vf_s`.
+            let e = self.next_end;
+            let from_tick = e.saturating_sub(self.secs(8.0)) / self.tick;
+            let from_t = e.saturating_sub(self.secs(self.cfg.vf_s));
             for lead in &self.leads {
-                touched += lead.touch_recent();
+                touched += lead.touch_recent(from_tick, from_t);
             }
         }
         std::hint::black_box(touched);
