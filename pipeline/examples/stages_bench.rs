@@ -29,6 +29,7 @@
 
 #![allow(clippy::print_stdout, clippy::expect_used)]
 
+use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -106,14 +107,38 @@ fn bare(streams: &[Vec<Vec<f32>>]) -> Duration {
     thread_cpu() - t
 }
 
+/// FNV-1a (64 bits) over text: the digest of what the stages output, fed their
+/// outputs' `Debug` text (whose floats print as the shortest text that reads back as
+/// the same value, so equal text is equal bits).
+struct Digest(u64);
+
+impl Digest {
+    fn new() -> Self {
+        Self(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl std::fmt::Write for Digest {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        for b in s.bytes() {
+            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+        Ok(())
+    }
+}
+
 /// Sequencer and analyzer (the scorer is its own thread in the deployable; the model
 /// inputs the analyzer builds are dropped here), the analyzer on `threads` threads.
 /// Returns the calling thread's CPU time, the wall time, the findings and the model
-/// inputs built.
+/// inputs built. With a `digest`, every epoch's outputs are fed to it in the order
+/// produced (the sequencer's findings and dead letters, then the analyzer's findings,
+/// model inputs with their strips, and stream statuses; not the wall-clock closing
+/// times), and the time that takes is left out of both times returned.
 fn stages(
     records: &[SourceRecord],
     models: &Arc<Vec<Model>>,
     threads: usize,
+    mut digest: Option<&mut Digest>,
 ) -> (Duration, Duration, usize, usize) {
     let names: Vec<String> = models.iter().map(|m| m.manifest().id.clone()).collect();
     let metrics: Sink = Arc::new(PipelineMetrics::new(&names, &mut |_| {}).expect("metrics"));
@@ -128,16 +153,33 @@ fn stages(
         &metrics,
     );
     let (mut findings, mut inputs) = (0, 0);
+    let (mut paused, mut paused_wall) = (Duration::ZERO, Duration::ZERO);
     let t = thread_cpu();
     let wall = Instant::now();
     for (i, epoch) in records.chunks(EPOCH_RECORDS).enumerate() {
         let mut cp = Checkpoint::new(i as u64);
         let seq = sequencer.process(epoch.to_vec(), now_us, &mut cp);
+        let (seq_findings, dead_letters) = (seq.findings, seq.dead_letters);
         let analyzed = analyzer.process(seq.frames, &mut cp);
-        findings += seq.findings.len() + analyzed.findings.len();
+        findings += seq_findings.len() + analyzed.findings.len();
         inputs += analyzed.inputs.len();
+        if let Some(d) = digest.as_deref_mut() {
+            let (p, pw) = (thread_cpu(), Instant::now());
+            let _ = write!(d, "epoch {i}\n{seq_findings:?}\n{}\n", dead_letters.len());
+            let _ = write!(d, "{:?}\n{:?}\n", analyzed.findings, analyzed.statuses);
+            for s in &analyzed.inputs {
+                let _ = writeln!(d, "{} {:?} {:?}", s.model, s.input, s.strip);
+            }
+            paused += thread_cpu() - p;
+            paused_wall += pw.elapsed();
+        }
     }
-    (thread_cpu() - t, wall.elapsed(), findings, inputs)
+    (
+        thread_cpu() - t - paused,
+        wall.elapsed() - paused_wall,
+        findings,
+        inputs,
+    )
 }
 
 /// The bundled models (`models/`), where ONNX Runtime is found; none otherwise.
@@ -185,9 +227,11 @@ fn main() {
     );
     let mut ratios = Vec::new();
     let (mut b_all, mut s_all, mut walls) = (Vec::new(), Vec::new(), Vec::new());
+    let mut digest = Digest::new();
     for r in 1..=rounds.max(1) {
         let b = bare(&blocks).as_secs_f64() * 1e6 / stream_s;
-        let (s, wall, findings, inputs) = stages(&records, &models, threads);
+        let d = (r == 1).then_some(&mut digest);
+        let (s, wall, findings, inputs) = stages(&records, &models, threads, d);
         let s = s.as_secs_f64() * 1e6 / stream_s;
         let w = wall.as_secs_f64() * 1e6 / stream_s;
         println!(
@@ -209,4 +253,5 @@ fn main() {
         median(&mut walls),
         1e6 / median(&mut walls)
     );
+    println!("digest: {:016x} (the first round's outputs)", digest.0);
 }
