@@ -112,14 +112,24 @@ impl StripBuffer {
             let keep = n.min(self.cap);
             let excess = (self.buf.len() + keep).saturating_sub(self.cap);
             self.buf.drain(..excess);
-            let decim = self.decim;
-            self.buf
-                .extend(x[i..i + whole].chunks_exact(d).skip(n - keep).map(|g| {
-                    let acc = g
-                        .iter()
-                        .fold(0.0f32, |a, &v| a + if v.is_finite() { v } else { 0.0 });
-                    kept(acc, decim, k)
-                }));
+            // Kept samples computed into a stack buffer, by a loop specialised to the
+            // usual box sizes (a constant divisor, no ring bookkeeping per sample),
+            // then copied into the ring.
+            let mut tmp = [0i16; 128];
+            for part in x[i + (n - keep) * d..i + whole].chunks(tmp.len() * d) {
+                let out = &mut tmp[..part.len() / d];
+                match d {
+                    1 => box_means::<1>(part, k, out),
+                    2 => box_means::<2>(part, k, out),
+                    4 => box_means::<4>(part, k, out),
+                    _ => {
+                        for (o, g) in out.iter_mut().zip(part.chunks_exact(d)) {
+                            *o = kept(box_sum(g), self.decim, k);
+                        }
+                    }
+                }
+                self.buf.extend(out.iter().copied());
+            }
             self.end += n as u64;
             i += whole;
         }
@@ -176,7 +186,7 @@ impl StripBuffer {
         for (i, &v) in self.buf.range(settle_from..to).enumerate() {
             let y = filter.step(f32::from(v) / 1000.0);
             if settle_from + i >= from {
-                out.push((y * 1000.0).round() as i32);
+                out.push(round_to_i32(y * 1000.0));
             }
         }
         Some((start, out))
@@ -221,8 +231,22 @@ impl StripBuffer {
     }
 }
 
+/// The sum of a box's samples, non-finite ones as 0, in order from 0.
+fn box_sum(g: &[f32]) -> f32 {
+    g.iter()
+        .fold(0.0f32, |a, &v| a + if v.is_finite() { v } else { 0.0 })
+}
+
+/// The kept samples of whole boxes of `D` samples each: `kept(box_sum(box), D, k)`.
+fn box_means<const D: usize>(x: &[f32], k: f32, out: &mut [i16]) {
+    for (o, g) in out.iter_mut().zip(x.chunks_exact(D)) {
+        *o = kept(box_sum(g), D as u64, k);
+    }
+}
+
 /// The kept sample of a box: the mean of its `decim` samples (summed to `acc`) in
 /// stored counts (`k` per unit).
+#[inline(always)]
 fn kept(acc: f32, decim: u64, k: f32) -> i16 {
     round_to_i16(acc / decim as f32 * k)
 }
@@ -237,6 +261,20 @@ fn round_to_i16(x: f32) -> i16 {
     let t = x as i32;
     let frac = x - t as f32;
     (t + i32::from(frac >= 0.5) - i32::from(frac <= -0.5)) as i16
+}
+
+/// `x.round() as i32` (half away from zero, saturated, NaN as 0), without the
+/// software rounding routine `f32::round` is on the x86-64 baseline (every sample of a
+/// cut strip passes here): below 2^23 in magnitude `x` minus its truncation is exact;
+/// from there on `x` is a whole number already.
+fn round_to_i32(x: f32) -> i32 {
+    if x.abs() < 8_388_608.0 {
+        let t = x as i32;
+        let frac = x - t as f32;
+        t + i32::from(frac >= 0.5) - i32::from(frac <= -0.5)
+    } else {
+        x as i32
+    }
 }
 
 #[cfg(test)]
@@ -328,8 +366,18 @@ mod tests {
             edges.push(x);
             x += 0.013;
         }
-        for x in edges {
+        for &x in &edges {
             assert_eq!(round_to_i16(x), reference(x), "{x:?}");
+        }
+        // The i32 rounding of the cut: the same values, 2^23 and 2^31 around, and a
+        // sweep of bit patterns over the whole f32 range.
+        for i in -70i32..=70 {
+            let p = 2.0f32.powi(i.abs() / 2 + 16) * if i < 0 { -1.0 } else { 1.0 };
+            edges.extend([p, p.next_up(), p.next_down(), p + 0.5, p - 0.5]);
+        }
+        edges.extend((0..u32::MAX).step_by(997).map(f32::from_bits));
+        for x in edges {
+            assert_eq!(round_to_i32(x), x.round() as i32, "{x:?}");
         }
     }
 
