@@ -87,6 +87,19 @@ fn leads3() -> Vec<Lead> {
     vec![Lead::I, Lead::II, Lead::V1]
 }
 
+/// 80 s of three leads: sinus rhythm, a 10 s VT run at 40-50 s, sinus again.
+fn vt_run_after_sinus() -> Vec<Vec<f32>> {
+    let plan = RhythmPlan::schedule(
+        vec![
+            (Rhythm::NormalSinus, 40.0),
+            (Rhythm::VentricularTachycardia, 10.0),
+            (Rhythm::NormalSinus, 30.0),
+        ],
+        false,
+    );
+    simulate(DeviceConfig::new(5, FS, leads3(), plan), 80)
+}
+
 #[test]
 fn sinus_rhythm_raises_nothing() {
     for preset in [Preset::NormalSinus, Preset::NoisyNormalSinus] {
@@ -182,15 +195,7 @@ fn a_regular_pulse_suppresses_an_ecg_only_asystole() {
 
 #[test]
 fn ventricular_tachycardia_after_sinus_rhythm_is_raised() {
-    let plan = RhythmPlan::schedule(
-        vec![
-            (Rhythm::NormalSinus, 40.0),
-            (Rhythm::VentricularTachycardia, 10.0),
-            (Rhythm::NormalSinus, 30.0),
-        ],
-        false,
-    );
-    let blocks = simulate(DeviceConfig::new(5, FS, leads3(), plan), 80);
+    let blocks = vt_run_after_sinus();
     let a = run(&LethalConfig::default(), &blocks, 3, None, 250, &[false; 3]);
     let p = present(&a, Condition::VentricularTachycardia);
     assert!(
@@ -390,15 +395,7 @@ fn a_vt_call_waits_for_the_pulse_that_decides_it() {
     // A VT run at 40-50 s while a plethysmogram goes on at 45/min (an ECG event that
     // did not reach the heart's output, for the detector), and the same run with the
     // pulse lost during it.
-    let plan = RhythmPlan::schedule(
-        vec![
-            (Rhythm::NormalSinus, 40.0),
-            (Rhythm::VentricularTachycardia, 10.0),
-            (Rhythm::NormalSinus, 30.0),
-        ],
-        false,
-    );
-    let blocks = simulate(DeviceConfig::new(5, FS, leads3(), plan), 80);
+    let blocks = vt_run_after_sinus();
     let pleth: Vec<Vec<f32>> = (0..80).map(|s| pleth_second(s, 45.0, FS)).collect();
     // Waiting is an option (off by default).
     let cfg = LethalConfig {
