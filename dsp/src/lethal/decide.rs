@@ -871,76 +871,74 @@ impl LethalDetector {
     /// `[pre0, s0)`.
     fn channel_verdict(&self, i: usize, pre0: u64, s0: u64, s1: u64, e: u64) -> PulseVerdict {
         use PulseVerdict::{Changed, Pending, Unperturbed};
-        {
-            let c = &self.pulses[i];
-            if !self.pulse_window(i, pre0, s0).trusted() {
-                return Changed;
-            }
-            let d = self.secs(c.median_delay().unwrap_or(0.2).max(0.0));
-            let (p0, p1) = (pre0 + d, s0 + d);
-            let mut iv = [0.0f32; 16];
-            let mut am = [0.0f32; 16];
-            let (mut ni, mut na) = (0usize, 0usize);
-            let mut prev: Option<u64> = None;
-            for pl in c.pulses.iter().filter(|pl| pl.t >= p0 && pl.t < p1) {
-                if let Some(q) = prev {
-                    if ni < iv.len() {
-                        iv[ni] = (pl.t - q) as f32;
-                        ni += 1;
-                    }
-                }
-                if na < am.len() {
-                    am[na] = pl.amp;
-                    na += 1;
-                }
-                prev = Some(pl.t);
-            }
-            if ni < 3 {
-                return Changed;
-            }
-            // The rhythm before: its interval range and mean, its mean pulse size.
-            let imin = iv[..ni].iter().copied().fold(f32::INFINITY, f32::min);
-            let imax = iv[..ni].iter().copied().fold(0.0f32, f32::max);
-            let imean = iv[..ni].iter().sum::<f32>() / ni as f32;
-            let amean = am[..na].iter().sum::<f32>() / na as f32;
-            let Some(mut prev) = prev else {
-                return Changed;
-            };
-            // Through the event and up to the first pulse after it, as far as the
-            // pulses are known (up to the assessment's end).
-            let end = (s1 + d + (1.2 * imax) as u64).min(e);
-            let (mut n, mut isum, mut asum) = (0usize, 0.0f32, 0.0f32);
-            for pl in c.pulses.iter().filter(|pl| pl.t >= p1 && pl.t <= end) {
-                let iv = (pl.t - prev) as f32;
-                if iv < 0.9 * imin || iv > 1.1 * imax {
-                    return Changed;
-                }
-                isum += iv;
-                asum += pl.amp;
-                prev = pl.t;
-                n += 1;
-                if pl.t > s1 + d {
-                    break;
+        let c = &self.pulses[i];
+        if !self.pulse_window(i, pre0, s0).trusted() {
+            return Changed;
+        }
+        let d = self.secs(c.median_delay().unwrap_or(0.2).max(0.0));
+        let (p0, p1) = (pre0 + d, s0 + d);
+        let mut iv = [0.0f32; 16];
+        let mut am = [0.0f32; 16];
+        let (mut ni, mut na) = (0usize, 0usize);
+        let mut prev: Option<u64> = None;
+        for pl in c.pulses.iter().filter(|pl| pl.t >= p0 && pl.t < p1) {
+            if let Some(q) = prev {
+                if ni < iv.len() {
+                    iv[ni] = (pl.t - q) as f32;
+                    ni += 1;
                 }
             }
-            let due = prev > s1 + d || e - prev <= (1.2 * imax) as u64;
-            if n < 2 {
-                // Not overdue yet: the pulses that would decide are still to come.
-                return if due && prev <= s1 + d {
-                    Pending
-                } else {
-                    Changed
-                };
+            if na < am.len() {
+                am[na] = pl.amp;
+                na += 1;
             }
-            if !due {
+            prev = Some(pl.t);
+        }
+        if ni < 3 {
+            return Changed;
+        }
+        // The rhythm before: its interval range and mean, its mean pulse size.
+        let imin = iv[..ni].iter().copied().fold(f32::INFINITY, f32::min);
+        let imax = iv[..ni].iter().copied().fold(0.0f32, f32::max);
+        let imean = iv[..ni].iter().sum::<f32>() / ni as f32;
+        let amean = am[..na].iter().sum::<f32>() / na as f32;
+        let Some(mut prev) = prev else {
+            return Changed;
+        };
+        // Through the event and up to the first pulse after it, as far as the
+        // pulses are known (up to the assessment's end).
+        let end = (s1 + d + (1.2 * imax) as u64).min(e);
+        let (mut n, mut isum, mut asum) = (0usize, 0.0f32, 0.0f32);
+        for pl in c.pulses.iter().filter(|pl| pl.t >= p1 && pl.t <= end) {
+            let iv = (pl.t - prev) as f32;
+            if iv < 0.9 * imin || iv > 1.1 * imax {
                 return Changed;
             }
-            let (ie, ae) = (isum / n as f32, asum / n as f32);
-            if (ie - imean).abs() <= 0.15 * imean && ae >= 0.8 * amean {
-                Unperturbed
+            isum += iv;
+            asum += pl.amp;
+            prev = pl.t;
+            n += 1;
+            if pl.t > s1 + d {
+                break;
+            }
+        }
+        let due = prev > s1 + d || e - prev <= (1.2 * imax) as u64;
+        if n < 2 {
+            // Not overdue yet: the pulses that would decide are still to come.
+            return if due && prev <= s1 + d {
+                Pending
             } else {
                 Changed
-            }
+            };
+        }
+        if !due {
+            return Changed;
+        }
+        let (ie, ae) = (isum / n as f32, asum / n as f32);
+        if (ie - imean).abs() <= 0.15 * imean && ae >= 0.8 * amean {
+            Unperturbed
+        } else {
+            Changed
         }
     }
 
