@@ -40,6 +40,7 @@ use ecg_pipeline::offline::{frame_record, now_us};
 use ecg_pipeline::{Checkpoint, PipelineMetrics, Sequencer, Shards, Sink, StreamSettings};
 use ecg_sim::{Device, FrameSource, Preset};
 use ecg_types::{DeviceId, Frame, Lead, PatientId, SourceRecord, StreamId};
+use sha2::{Digest as _, Sha256};
 
 const RATE: u32 = 500;
 const FRAME_SAMPLES: usize = 100;
@@ -107,22 +108,14 @@ fn bare(streams: &[Vec<Vec<f32>>]) -> Duration {
     thread_cpu() - t
 }
 
-/// FNV-1a (64 bits) over text: the digest of what the stages output, fed their
-/// outputs' `Debug` text (whose floats print as the shortest text that reads back as
-/// the same value, so equal text is equal bits).
-struct Digest(u64);
+/// SHA-256 over text (as `lethal_dump`): the digest of what the stages output, fed
+/// their outputs' `Debug` text (whose floats print as the shortest text that reads back
+/// as the same value, so equal text is equal bits).
+struct TextDigest(Sha256);
 
-impl Digest {
-    fn new() -> Self {
-        Self(0xcbf2_9ce4_8422_2325)
-    }
-}
-
-impl std::fmt::Write for Digest {
+impl std::fmt::Write for TextDigest {
     fn write_str(&mut self, s: &str) -> std::fmt::Result {
-        for b in s.bytes() {
-            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
-        }
+        self.0.update(s.as_bytes());
         Ok(())
     }
 }
@@ -138,7 +131,7 @@ fn stages(
     records: &[SourceRecord],
     models: &Arc<Vec<Model>>,
     threads: usize,
-    mut digest: Option<&mut Digest>,
+    mut digest: Option<&mut TextDigest>,
 ) -> (Duration, Duration, usize, usize) {
     let names: Vec<String> = models.iter().map(|m| m.manifest().id.clone()).collect();
     let metrics: Sink = Arc::new(PipelineMetrics::new(&names, &mut |_| {}).expect("metrics"));
@@ -227,7 +220,7 @@ fn main() {
     );
     let mut ratios = Vec::new();
     let (mut b_all, mut s_all, mut walls) = (Vec::new(), Vec::new(), Vec::new());
-    let mut digest = Digest::new();
+    let mut digest = TextDigest(Sha256::new());
     for r in 1..=rounds.max(1) {
         let b = bare(&blocks).as_secs_f64() * 1e6 / stream_s;
         let d = (r == 1).then_some(&mut digest);
@@ -253,5 +246,11 @@ fn main() {
         median(&mut walls),
         1e6 / median(&mut walls)
     );
-    println!("digest: {:016x} (the first round's outputs)", digest.0);
+    let hex: String = digest
+        .0
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    println!("digest: {hex} (the first round's outputs, SHA-256)");
 }
