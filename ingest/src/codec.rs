@@ -819,7 +819,7 @@ fn validate_parts(parts: Parts) -> Result<Frame, DecodeError> {
     let max_count = MAX_ABS_MV * 1e6 / f64::from(m.scale_nv);
     // The same bound on the integer counts (a count `c` is beyond it exactly when
     // `|c| > floor(max_count)`), checked without a conversion or an exit per sample;
-    // `None` when no `i32` count can pass it.
+    // `None` when every `i32` count is within it (a bound beyond `i32::MAX`).
     let max_abs_count = i32::try_from(max_count.floor() as i64).ok();
     let mut leads = Vec::with_capacity(nlead);
     let mut lead_off = Vec::with_capacity(nlead);
