@@ -33,7 +33,10 @@
 //! candidates (RR below 0.6 × the median, peak below 1.5 × the typical QRS): they
 //! must correlate at least 0.6 (within ±10 ms) with a template of the recent beats
 //! (the band-passed signal ±50 ms around them, unit energy, averaged over about 8
-//! beats; in noise only beats correlating ≥ 0.8 update it).
+//! beats; in noise only beats correlating ≥ 0.8 update it). Short bursts of
+//! electrode motion leave the floor low but raise the median *rejected* peak: when it
+//! is at least 0.15 × the QRS level, a candidate earlier than 0.7 × the median RR and
+//! smaller than 0.7 × the QRS level is a noise peak.
 //!
 //! Start of a stream: the first 2 s (at most the latency) are a learning period.
 //! Peaks are collected but not classified until its end; then the thresholds start
@@ -75,6 +78,12 @@ const PREMATURE: f32 = 0.6;
 const PREMATURE_MAX: f32 = 1.5;
 const MIN_CORR: f32 = 0.6;
 const UPDATE_CORR: f32 = 0.8;
+/// Between bursts of noise: when the median rejected (noise) peak is at least
+/// `NOISY_PEAKS` × the median QRS peak, a candidate earlier than `EARLY_RR` × the
+/// median RR and smaller than `EARLY_MAX` × the median QRS peak is a noise peak.
+const NOISY_PEAKS: f32 = 0.15;
+const EARLY_RR: f32 = 0.7;
+const EARLY_MAX: f32 = 0.7;
 /// Template half-width (s) around the placed beat, and the lag searched (s).
 const TPL_HALF_S: f64 = 0.05;
 const TPL_LAG_S: f64 = 0.01;
@@ -556,7 +565,11 @@ impl QrsDetector {
         let since = self.last_qrs.map(|l| p.loc - l);
         let t_limit = self.ms360.max((0.5 * median(&self.rr)) as i64);
         let t_wave = since.is_some_and(|s| s < t_limit) && maxder < 0.5 * self.last_maxder;
-        if p.val > self.threshold() && !t_wave && self.verified(&p, since) {
+        if p.val > self.threshold()
+            && !t_wave
+            && !self.early_noise(&p, since)
+            && self.verified(&p, since)
+        {
             self.accept(p, maxder, out);
         } else {
             push_buf(&mut self.noise, p.val);
@@ -651,6 +664,19 @@ impl QrsDetector {
         }
         let c = self.place(p.loc);
         self.correlation(c) >= MIN_CORR
+    }
+
+    /// Early and small among large noise peaks: bursts of motion or muscle noise
+    /// that stay short leave the MWI floor (and so [`QrsDetector::noisy`]) low, but
+    /// their peaks raise the median rejected peak. There, a candidate well before the
+    /// next beat is due that is also clearly smaller than the typical QRS peak is far
+    /// more often an artefact than an early beat (premature ventricular beats are
+    /// mostly as large as the normal ones or larger in the MWI, being wide).
+    fn early_noise(&self, p: &Peak, since: Option<i64>) -> bool {
+        let q = median(&self.qrs);
+        since.is_some_and(|s| (s as f32) < EARLY_RR * median(&self.rr))
+            && p.val < EARLY_MAX * q
+            && median(&self.noise) >= NOISY_PEAKS * q
     }
 
     fn learn_template(&mut self, c: i64) {

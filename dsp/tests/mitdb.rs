@@ -446,16 +446,18 @@ fn nst_mixtures_qrs() {
                     n.se(),
                     n.pp()
                 );
-                if noise_name != "em" {
+                if noise_name != "em" || snr > 6.0 {
                     worst_pp = worst_pp.min(w.pp());
                 }
             }
         }
     }
     if worst_pp.is_finite() {
-        println!("lowest whole-record +P (bw, ma): {worst_pp:.2}%");
-        // The target for baseline wander and muscle noise at 12 and 6 dB (em: see
-        // docs/accuracy-qrs.md). Before the noise-floor rules: 93.45 % (ma, 6 dB).
+        println!("lowest whole-record +P (bw, ma; em at 12 dB): {worst_pp:.2}%");
+        // The target for baseline wander and muscle noise at 12 and 6 dB and for
+        // electrode motion at 12 dB (em at 6 dB is below it: docs/accuracy-qrs.md).
+        // Before the noise-floor rules: 93.45 % (ma, 6 dB); before the early-noise
+        // rule, em at 12 dB: 96.69 %.
         assert!(worst_pp >= 97.0, "+P {worst_pp:.2}% < 97%");
     }
 }
