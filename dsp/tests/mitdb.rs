@@ -360,6 +360,10 @@ fn nst_mixtures_qrs() {
     let only = std::env::var("QRS_NST").unwrap_or_default();
     let half = std::env::var("QRS_HALF").unwrap_or_default();
     let verbose = std::env::var("QRS_NST_VERBOSE").is_ok();
+    // QRS_DUMP=DIR: per record and mixture, the reference beats (VF excluded), the
+    // noisy spans and the detector's beats on lead 0 and on lead 1 (mixed the same
+    // way) as text files, for offline study (tools/qrs_two_lead.py).
+    let dump = std::env::var("QRS_DUMP").ok();
     println!("lead 0, EC57 (VF excluded), 150 ms; whole record | noisy periods only");
     println!(
         "noise  SNR half        beats    FN    FP    Se%    +P% |  beats    FN    FP    Se%    +P% | whole-record 95 % CI (bootstrap over records)"
@@ -397,6 +401,23 @@ fn nst_mixtures_qrs() {
                 let beats = outside(&beats, &vf);
                 let win = (0.150 * rec.fs).round() as u64;
                 let spans = noisy_spans(&standard_protocol(x.len(), rec.fs));
+                if let Some(dir) = &dump {
+                    let d1 =
+                        common::nst::mix_signal(&rec, &normal, 1, &noise, snr, !tuning).unwrap();
+                    let lead1 = detect(
+                        &common::nst::physical(&rec, 1, &d1),
+                        rec.fs,
+                        rec.fs as usize,
+                    );
+                    let lines = |v: &[u64]| v.iter().map(|b| format!("{b}\n")).collect::<String>();
+                    let stem = format!("{dir}/{name}.{noise_name}{snr}");
+                    std::fs::write(format!("{stem}.ref"), lines(&reference)).unwrap();
+                    std::fs::write(format!("{stem}.l0"), lines(&beats)).unwrap();
+                    std::fs::write(format!("{stem}.l1"), lines(&outside(&lead1, &vf))).unwrap();
+                    let spans: Vec<String> =
+                        spans.iter().map(|(a, b)| format!("{a} {b}\n")).collect();
+                    std::fs::write(format!("{stem}.spans"), spans.concat()).unwrap();
+                }
                 let w = match_beats(&reference, &beats, win);
                 let n = match_beats(&inside(&reference, &spans), &inside(&beats, &spans), win);
                 let (w, n) = (

@@ -1,0 +1,107 @@
+#!/usr/bin/env python3
+"""Would a second lead make the QRS detector's beats survive noise? An offline study.
+
+Reads what `nst_mixtures_qrs` writes with QRS_DUMP=DIR (per MIT-BIH record and noise
+mixture: the reference beats and the streaming detector's beats on lead 0 and on lead 1,
+both mixed with the noise stress test's noise at the same SNR, ventricular flutter
+excluded) and scores, per half (the tuning / held-out split of docs/accuracy-qrs.md):
+
+  l0         the detector on lead 0 alone (what the pipeline runs)
+  l1         the detector on lead 1 alone
+  and        lead-0 beats with a lead-1 beat within 150 ms
+  gap R      lead-0 beats confirmed by lead 1 within 150 ms, or falling in a lead-1
+             interval longer than R x the median of the 16 lead-1 intervals around it
+             (lead 1 missed a beat there)
+
+Beats are matched to the reference within 150 ms, each reference beat at most once,
+nearest first in time order (the test's EC57 matching); gross Se and +P over records.
+Nothing here changes the detector: it measures what fusing two leads could give.
+
+usage:
+  mkdir -p /tmp/q2
+  QRS_DUMP=/tmp/q2 QRS_NST=em:12,em:6,ma:6 cargo test --release -p ecg-dsp --test mitdb \\
+      nst_mixtures_qrs -- --nocapture
+  tools/qrs_two_lead.py /tmp/q2
+"""
+import bisect
+import os
+import statistics
+import sys
+
+# The tuning half (dsp/tests/common/mod.rs, QRS_TUNING).
+TUNING = "101 104 107 109 114 116 119 124 203 207 209 217 223".split()
+FS = 360
+WIN = round(0.150 * FS)
+
+
+def load(path):
+    with open(path) as f:
+        return [int(x) for x in f.read().split()]
+
+
+def match(ref, det):
+    used, tp = set(), 0
+    for d in det:
+        i = bisect.bisect_left(ref, d - WIN)
+        best = None
+        while i < len(ref) and ref[i] <= d + WIN:
+            if i not in used and (best is None or abs(ref[i] - d) < abs(ref[best] - d)):
+                best = i
+            i += 1
+        if best is not None:
+            used.add(best)
+            tp += 1
+    return tp, len(ref) - tp, len(det) - tp
+
+
+def near(beats, t):
+    i = bisect.bisect_left(beats, t - WIN)
+    return i < len(beats) and beats[i] <= t + WIN
+
+
+def gap_rule(l0, l1, ratio):
+    out = []
+    for b in l0:
+        i = bisect.bisect_left(l1, b)
+        if near(l1, b) or i == 0 or i >= len(l1):
+            out.append(b)
+            continue
+        rr = [l1[k] - l1[k - 1] for k in range(max(1, i - 8), min(len(l1), i + 8))]
+        if l1[i] - l1[i - 1] > ratio * statistics.median(rr):
+            out.append(b)
+    return out
+
+
+def main():
+    d = sys.argv[1] if len(sys.argv) > 1 else "/tmp/q2"
+    stems = sorted({f.rsplit(".", 1)[0] for f in os.listdir(d) if f.endswith(".l0")})
+    mixtures = sorted({s.split(".", 1)[1] for s in stems})
+    rules = {
+        "l0": lambda l0, l1: l0,
+        "l1": lambda l0, l1: l1,
+        "and": lambda l0, l1: [b for b in l0 if near(l1, b)],
+        "gap 1.5": lambda l0, l1: gap_rule(l0, l1, 1.5),
+        "gap 1.3": lambda l0, l1: gap_rule(l0, l1, 1.3),
+    }
+    print("mixture half      " + "".join(f"{k:>16}" for k in rules))
+    print("                  " + "".join(f"{'Se / +P %':>16}" for _ in rules))
+    for mix in mixtures:
+        for half in ("tuning", "held-out"):
+            sums = {k: [0, 0, 0] for k in rules}
+            for stem in stems:
+                rec, m = stem.split(".", 1)
+                if m != mix or (rec in TUNING) != (half == "tuning"):
+                    continue
+                ref = load(f"{d}/{stem}.ref")
+                l0, l1 = load(f"{d}/{stem}.l0"), load(f"{d}/{stem}.l1")
+                for k, rule in rules.items():
+                    c = match(ref, rule(l0, l1))
+                    sums[k] = [a + b for a, b in zip(sums[k], c)]
+            cells = []
+            for tp, fn, fp in sums.values():
+                cells.append(f"{100 * tp / (tp + fn):.2f} / {100 * tp / (tp + fp):.2f}")
+            print(f"{mix:<7} {half:<9} " + "".join(f"{c:>16}" for c in cells))
+
+
+if __name__ == "__main__":
+    main()
