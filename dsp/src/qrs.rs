@@ -355,6 +355,18 @@ impl QrsDetector {
         self.fs
     }
 
+    /// The detector's own noise estimate: the median rejected (noise) peak of the MWI
+    /// over the median QRS peak (what the early-noise rule compares with 0.15; about
+    /// 0.1 in clean ECG), 0 until beats are known. Read-only.
+    pub fn noise_ratio(&self) -> f32 {
+        let q = median(&self.qrs);
+        if q > 0.0 {
+            median(&self.noise) / q
+        } else {
+            0.0
+        }
+    }
+
     /// Samples pushed so far.
     pub fn samples_seen(&self) -> u64 {
         self.n

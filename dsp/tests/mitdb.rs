@@ -73,6 +73,23 @@ fn bootstrap(recs: &[Counts]) -> ((f64, f64), (f64, f64)) {
     (ci(&mut se), ci(&mut pp))
 }
 
+/// [`detect`] with the detector's noise ratio after the block in which each beat
+/// came out (what a streaming fusion of leads would know then).
+fn detect_with_noise(x: &[f32], fs: f64, block: usize) -> Vec<(u64, f32)> {
+    let mut det = QrsDetector::new(fs);
+    let (mut beats, mut out) = (Vec::new(), Vec::new());
+    let last = x.last().copied().unwrap_or(0.0);
+    let flush = vec![last; det.latency_samples() + 1];
+    for b in x.chunks(block.max(1)).chain(std::iter::once(&flush[..])) {
+        let before = beats.len();
+        det.push(b, &mut beats);
+        let r = det.noise_ratio();
+        out.extend(beats[before..].iter().map(|&t| (t, r)));
+    }
+    out.retain(|&(t, _)| t < x.len() as u64);
+    out
+}
+
 fn detect(x: &[f32], fs: f64, block: usize) -> Vec<u64> {
     let mut det = QrsDetector::new(fs);
     let mut beats = Vec::new();
@@ -362,7 +379,8 @@ fn nst_mixtures_qrs() {
     let verbose = std::env::var("QRS_NST_VERBOSE").is_ok();
     // QRS_DUMP=DIR: per record and mixture, the reference beats (VF excluded), the
     // noisy spans and the detector's beats on lead 0 and on lead 1 (mixed the same
-    // way) as text files, for offline study (tools/qrs_two_lead.py).
+    // way), each with the detector's noise ratio when it came out, as text files, for
+    // offline study (tools/qrs_two_lead.py).
     let dump = std::env::var("QRS_DUMP").ok();
     println!("lead 0, EC57 (VF excluded), 150 ms; whole record | noisy periods only");
     println!(
@@ -404,16 +422,22 @@ fn nst_mixtures_qrs() {
                 if let Some(dir) = &dump {
                     let d1 =
                         common::nst::mix_signal(&rec, &normal, 1, &noise, snr, !tuning).unwrap();
-                    let lead1 = detect(
-                        &common::nst::physical(&rec, 1, &d1),
-                        rec.fs,
-                        rec.fs as usize,
-                    );
+                    let x1 = common::nst::physical(&rec, 1, &d1);
                     let lines = |v: &[u64]| v.iter().map(|b| format!("{b}\n")).collect::<String>();
+                    // Each lead's beats outside ventricular flutter, with the noise ratio.
+                    let with_noise = |x: &[f32]| {
+                        let all = detect_with_noise(x, rec.fs, rec.fs as usize);
+                        let times: Vec<u64> = all.iter().map(|b| b.0).collect();
+                        let kept = outside(&times, &vf);
+                        all.into_iter()
+                            .filter(|b| kept.binary_search(&b.0).is_ok())
+                            .map(|(b, r)| format!("{b} {r}\n"))
+                            .collect::<String>()
+                    };
                     let stem = format!("{dir}/{name}.{noise_name}{snr}");
                     std::fs::write(format!("{stem}.ref"), lines(&reference)).unwrap();
-                    std::fs::write(format!("{stem}.l0"), lines(&beats)).unwrap();
-                    std::fs::write(format!("{stem}.l1"), lines(&outside(&lead1, &vf))).unwrap();
+                    std::fs::write(format!("{stem}.l0"), with_noise(&x)).unwrap();
+                    std::fs::write(format!("{stem}.l1"), with_noise(&x1)).unwrap();
                     let spans: Vec<String> =
                         spans.iter().map(|(a, b)| format!("{a} {b}\n")).collect();
                     std::fs::write(format!("{stem}.spans"), spans.concat()).unwrap();
