@@ -356,8 +356,9 @@ impl QrsDetector {
     }
 
     /// The detector's own noise estimate: the median rejected (noise) peak of the MWI
-    /// over the median QRS peak (what the early-noise rule compares with 0.15; about
-    /// 0.1 in clean ECG), 0 until beats are known. Read-only.
+    /// over the median QRS peak, 0 until beats are known. The early-noise rule engages
+    /// from `NOISY_PEAKS` (0.15); on MIT-BIH lead 0 with baseline wander at 12 dB (near
+    /// clean) its median over beats is 0.07, its 90th percentile 0.14. Read-only.
     pub fn noise_ratio(&self) -> f32 {
         let q = median(&self.qrs);
         if q > 0.0 {
@@ -683,7 +684,9 @@ impl QrsDetector {
     /// their peaks raise the median rejected peak. There, a candidate well before the
     /// next beat is due that is also clearly smaller than the typical QRS peak is far
     /// more often an artefact than an early beat (premature ventricular beats are
-    /// mostly as large as the normal ones or larger in the MWI, being wide).
+    /// mostly as large as the normal ones or larger in the MWI, being wide). A
+    /// candidate it rejects joins the noise peaks, so the rule can hold itself on; it
+    /// lets go as large peaks come on time and the rejected ones age out of the eight.
     fn early_noise(&self, p: &Peak, since: Option<i64>) -> bool {
         let q = median(&self.qrs);
         since.is_some_and(|s| (s as f32) < EARLY_RR * median(&self.rr))

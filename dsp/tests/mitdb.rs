@@ -73,8 +73,10 @@ fn bootstrap(recs: &[Counts]) -> ((f64, f64), (f64, f64)) {
     (ci(&mut se), ci(&mut pp))
 }
 
-/// [`detect`] with the detector's noise ratio after the block in which each beat
-/// came out (what a streaming fusion of leads would know then).
+/// The detector's beats, fed in blocks and flushed with the detector's latency of
+/// copies of the last sample (as `eval qrs` does), each with the detector's noise
+/// ratio after the block in which it came out (what a streaming fusion of leads
+/// would know then).
 fn detect_with_noise(x: &[f32], fs: f64, block: usize) -> Vec<(u64, f32)> {
     let mut det = QrsDetector::new(fs);
     let (mut beats, mut out) = (Vec::new(), Vec::new());
@@ -91,16 +93,10 @@ fn detect_with_noise(x: &[f32], fs: f64, block: usize) -> Vec<(u64, f32)> {
 }
 
 fn detect(x: &[f32], fs: f64, block: usize) -> Vec<u64> {
-    let mut det = QrsDetector::new(fs);
-    let mut beats = Vec::new();
-    for b in x.chunks(block.max(1)) {
-        det.push(b, &mut beats);
-    }
-    // Flush with the last sample for the detector's latency, as `eval qrs` does.
-    let last = x.last().copied().unwrap_or(0.0);
-    det.push(&vec![last; det.latency_samples() + 1], &mut beats);
-    beats.retain(|&b| b < x.len() as u64);
-    beats
+    detect_with_noise(x, fs, block)
+        .into_iter()
+        .map(|(b, _)| b)
+        .collect()
 }
 
 fn record_names(dir: &Path) -> Option<Vec<String>> {
