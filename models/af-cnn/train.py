@@ -32,8 +32,10 @@ the Rust pipeline's one model-input builder wrote (`cardiostream eval export-inp
 --db DIR/cinc2017 --model models/af-cnn/af_cnn.toml --out PREFIX`; see `load_export`),
 so that training, evaluation and serving share one builder, value for value.
 
-usage: train.py [--dev] [--seed S] [--checkpoint FILE | --from-checkpoint FILE |
+usage: train.py [--dev] [--seed S] [--checkpoint FILE | --from-checkpoint FILE [--export-only] |
                 --members F1,F2,...] [--inputs PREFIX] [--data DIR] [--out DIR] [--epochs N]
+                [--arch v1|v2|v2d] [--ema DECAY] [--mixup ALPHA]
+       train.py --cv-fold K [--folds 5] [--cv-out DIR] [--arch ...] [--ema ...] [--mixup ...]
   --dev   train, make every choice on the validation part, print; the held-out part is
           not scored and nothing is written to --out
   --checkpoint FILE       save the trained model and its validation choices (outside the
@@ -46,6 +48,19 @@ usage: train.py [--dev] [--seed S] [--checkpoint FILE | --from-checkpoint FILE |
                           Fi` runs, averaged as one model (the mean of their logits), its
                           class offsets and AF threshold chosen and its F1s printed on the
                           validation part (a measurement; see MODEL_CARD.md, "Ensembles")
+  --arch A                the network (ARCHS): v1 (default) is 1.0.0's; v2 and v2d were
+                          studied for 1.2.0 and not adopted (MODEL_CARD.md, "Recipe study")
+  --ema DECAY             keep the moving average of the weights (DECAY per step) at the
+                          end of the schedule instead of choosing an epoch on validation
+  --mixup ALPHA           mix each batch with a shuffled copy of itself, Beta(ALPHA, ALPHA)
+  --export-only           with --from-checkpoint: export af_cnn.onnx (and export.json) to
+                          --out and run the contract checks; the held-out part is not scored
+  --cv-fold K             one fold of the K-fold cross-validation over train + validation
+                          (fold = (sha256(name) // 5) % --folds; the held-out part is in
+                          no fold): train on the other folds with the recipe's fixed
+                          schedule, score fold K with the last and the moving-average
+                          weights (decay --ema, default 0.998), no epoch choice, no offsets;
+                          cv_report.py pools the folds. Chooses between recipes.
   --inputs PREFIX         train and score on the windows `cardiostream eval export-inputs`
                           wrote to PREFIX.csv/.npy instead of resampling in Python
   --data  folder holding cinc2017/ (default: $CARDIOSTREAM_DATA, else the output of
@@ -398,7 +413,8 @@ def count_macs():
     import torch
     from torch import nn
 
-    model = build_model().eval()
+    with torch.random.fork_rng(devices=[]):  # leaves the caller's torch RNG as it was
+        model = build_model().eval()
     macs = [0]
 
     def hook(mod, inp, out):
@@ -651,10 +667,11 @@ def af_threshold(p, y):
     return float(ts[i]), float(af_f1[i])
 
 
-def train_epochs(model, y, sigs, itr, epochs, rng, ema=0.0, after_epoch=None):
+def train_epochs(model, y, sigs, itr, epochs, rng, ema=0.0, after_epoch=None, mixup=0.0):
     """The training loop: class-weighted, label-smoothed cross-entropy, AdamW, one-cycle
     learning rate, one random view (make_batch) of every record of `itr` per epoch.
-    With `ema` > 0 it also keeps an exponential moving average of the weights and of the
+    With `mixup` > 0 each batch is mixed with a shuffled copy of itself, weight
+    lam ~ Beta(mixup, mixup) (inputs and losses alike). With `ema` > 0 it also keeps an exponential moving average of the weights and of the
     batch-norm statistics (decay `ema` per step), returned (else None).
     `after_epoch(epoch, mean loss)` is called after each epoch."""
     import torch
@@ -679,7 +696,13 @@ def train_epochs(model, y, sigs, itr, epochs, rng, ema=0.0, after_epoch=None):
             xb = torch.from_numpy(make_batch([sigs[j] for j in idx], rng))
             yb = torch.from_numpy(y[idx])
             opt.zero_grad()
-            loss = lossf(model.logits(xb), yb)
+            if mixup > 0:
+                lam = float(rng.beta(mixup, mixup))
+                other = torch.from_numpy(rng.permutation(len(idx)))
+                out = model.logits(lam * xb + (1 - lam) * xb[other])
+                loss = lam * lossf(out, yb) + (1 - lam) * lossf(out, yb[other])
+            else:
+                loss = lossf(model.logits(xb), yb)
             loss.backward()
             opt.step()
             sched.step()
@@ -691,7 +714,7 @@ def train_epochs(model, y, sigs, itr, epochs, rng, ema=0.0, after_epoch=None):
     return averaged
 
 
-def fit(model, names, y, sigs, itr, iva, epochs, rng, t_start, ema=0.0):
+def fit(model, names, y, sigs, itr, iva, epochs, rng, t_start, ema=0.0, mixup=0.0):
     """Train on the training part; choose the epoch (without --ema), the class offsets
     and the AF threshold on the validation part. With --ema the weights kept are the
     moving average at the end of the schedule (no epoch is chosen; validation F1 is
@@ -721,7 +744,7 @@ def fit(model, names, y, sigs, itr, iva, epochs, rng, t_start, ema=0.0):
             best[:] = [f["mean_NAO"], epoch,
                        {k: v.detach().clone() for k, v in model.state_dict().items()}]
 
-    averaged = train_epochs(model, y, sigs, itr, epochs, rng, ema, after_epoch)
+    averaged = train_epochs(model, y, sigs, itr, epochs, rng, ema, after_epoch, mixup)
     if averaged is not None:
         model.load_state_dict(averaged.module.state_dict())
         pv = record_probs(torch_predictor(model), val_sigs)
@@ -742,7 +765,7 @@ def fit(model, names, y, sigs, itr, iva, epochs, rng, t_start, ema=0.0):
             "training_cpu_s": time.process_time()}
 
 
-def cv_fold(names, y, sigs, fold, folds, epochs, seed, ema, out_dir):
+def cv_fold(names, y, sigs, fold, folds, epochs, seed, ema, out_dir, mixup=0.0):
     """One fold of the K-fold cross-validation over train + validation (the held-out
     part is not in it): fold(name) = (sha256(name) // 5) % K. Trains on the other K-1
     folds with the recipe (fixed schedule, no epoch choice, no class offsets), then
@@ -764,10 +787,10 @@ def cv_fold(names, y, sigs, fold, folds, epochs, seed, ema, out_dir):
     def after_epoch(epoch, loss):
         print(f"epoch {epoch:3d} loss {loss:.4f} ({time.time() - t0:.0f} s)", flush=True)
 
-    averaged = train_epochs(model, y, sigs, itr, epochs, rng, ema, after_epoch)
+    averaged = train_epochs(model, y, sigs, itr, epochs, rng, ema, after_epoch, mixup)
     sc_sigs = [sigs[i] for i in isc]
     out = {"arch": ARCH, "fold": fold, "folds": folds, "seed": seed, "epochs": epochs,
-           "ema": ema, "train_records": int(len(itr)), "scored_records": int(len(isc)),
+           "ema": ema, "mixup": mixup, "train_records": int(len(itr)), "scored_records": int(len(isc)),
            "training_wall_s": round(time.time() - t0),
            "training_cpu_s": round(time.process_time() - c0), "f1": {}}
     probs = {"names": np.array([names[i] for i in isc]), "y": y[isc]}
@@ -784,10 +807,11 @@ def cv_fold(names, y, sigs, fold, folds, epochs, seed, ema, out_dir):
     np.savez(os.path.join(out_dir, f"fold{fold}.npz"), **probs)
 
 
-def config_key(seed=SEED, ema=0.0):
+def config_key(seed=SEED, ema=0.0, mixup=0.0):
     """Everything that defines the trained model, to refuse a checkpoint of another.
     (1.0.0's recipe, --arch v1 without --ema, keeps its key; the seed is last.)"""
     extra = [] if ARCH == "v1" and not ema else [ARCH, ARCHS[ARCH], SE_REDUCTION, ema]
+    extra += [["mixup", mixup]] if mixup else []
     return json.dumps(["first conv unpadded", R, WIN_S, HOP_S, BLOCKS, TAPS, AUTOCORR_TAP, AUTOCORR_LAGS,
                        AUTOCORR_CHANNELS, HEAD, DROPOUT, NORM_EPS, BATCH, LR,
                        WEIGHT_DECAY, LABEL_SMOOTHING, CLASS_WEIGHT_POWER] + extra + [seed])
@@ -819,6 +843,8 @@ def main():
                     "K-fold cross-validation over train + validation (cv_fold); "
                     "nothing about the held-out part is read")
     ap.add_argument("--folds", type=int, default=5)
+    ap.add_argument("--mixup", type=float, default=0.0, help="mix each batch with a "
+                    "shuffled copy of itself, lam ~ Beta(MIXUP, MIXUP); 0: off")
     ap.add_argument("--export-only", action="store_true", help="with --from-checkpoint: "
                     "export af_cnn.onnx to --out and run the contract checks on the "
                     "validation part; the held-out part is not scored")
@@ -853,8 +879,11 @@ def main():
     print(f"arch {ARCH}: {n_params} parameters, {macs / 1e6:.2f} M multiply-adds per "
           "window", flush=True)
     if args.cv_fold is not None:
+        # The folds of cv_study.json were run while count_macs() drew its model from
+        # the torch RNG; one model built and dropped here keeps them reproducible.
+        build_model()
         cv_fold(names, y, sigs, args.cv_fold, args.folds, args.epochs, args.seed,
-                args.ema or 0.998, args.cv_out)
+                args.ema or 0.998, args.cv_out, args.mixup)
         return
     if args.members:
         assert args.dev, "--members measures an ensemble on the validation part (--dev)"
@@ -892,13 +921,14 @@ def main():
                   "seeds": [sd for sd, _ in fits]}
     elif args.from_checkpoint:
         fitted = torch.load(args.from_checkpoint, weights_only=False)
-        assert fitted["config"] == config_key(args.seed, args.ema), \
+        assert fitted["config"] == config_key(args.seed, args.ema, args.mixup), \
             "checkpoint from another configuration (--arch, --ema, --seed)"
         print(f"loaded {args.from_checkpoint}: trained by a --dev run of this script",
               flush=True)
     else:
-        fitted = fit(model, names, y, sigs, itr, iva, args.epochs, rng, t_start, args.ema)
-        fitted["config"] = config_key(args.seed, args.ema)
+        fitted = fit(model, names, y, sigs, itr, iva, args.epochs, rng, t_start, args.ema,
+                     args.mixup)
+        fitted["config"] = config_key(args.seed, args.ema, args.mixup)
         if args.checkpoint:
             torch.save(fitted, args.checkpoint)
             print(f"saved {args.checkpoint}", flush=True)
