@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Summarise the K-fold cross-validation of af-cnn training recipes (train.py --cv-fold).
 
-usage: cv_report.py CV_DIR [CV_DIR ...] [--json OUT.json]
+usage: cv_report.py CV_DIR [CV_DIR ...] [--folds 0,1,2] [--json OUT.json]
 
 Each CV_DIR holds one recipe's folds as train.py --arch A --cv-fold k --cv-out CV_DIR
 wrote them (fold{k}.json, fold{k}.npz): the records of fold k of train + validation
@@ -15,7 +15,8 @@ records (each record scored once, by the one network that did not see it), the m
 SD over folds, and the paired bootstrap (records resampled, 2,000 rounds, seed 20170217)
 of the pooled difference to the first CV_DIR's "last". What is chosen on this: the
 recipe (network, weights) of the next af-cnn, by pooled mean F1 (N, A, O) and F1 of A.
-Nothing here reads the held-out part.
+--folds keeps only those folds (so recipes run on different folds compare on the same
+records). Nothing here reads the held-out part.
 """
 import glob
 import json
@@ -31,8 +32,10 @@ KEYS = cnn.CLASSES + ["mean_NAO"]
 ROUNDS = 2000
 
 
-def load(cv_dir):
+def load(cv_dir, keep=None):
     folds = sorted(glob.glob(os.path.join(cv_dir, "fold*.json")))
+    if keep is not None:
+        folds = [f for f in folds if int(os.path.basename(f)[4:-5]) in keep]
     runs = []
     for path in folds:
         with open(path) as f:
@@ -49,11 +52,16 @@ def main():
         i = args.index("--json")
         out_json = args[i + 1]
         args = args[:i] + args[i + 2:]
+    keep = None
+    if "--folds" in args:
+        i = args.index("--folds")
+        keep = {int(k) for k in args[i + 1].split(",")}
+        args = args[:i] + args[i + 2:]
     if not args:
         raise SystemExit(__doc__)
     recipes = {}
     for d in args:
-        runs = load(d)
+        runs = load(d, keep)
         if not runs:
             raise SystemExit(f"{d}: no folds")
         for what in ("last", "ema"):

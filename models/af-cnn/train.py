@@ -11,6 +11,8 @@ Split (the same as models/af-rr, so the figures compare):
   validation sha256(name) % 5 != 0, (h // 5) % 6 == 0  every choice: epoch, class offsets,
                                                        AF finding threshold
   train      the rest                                 fitting only
+The recipe itself (network, weights kept, augmentation) is chosen by K-fold
+cross-validation over train + validation (`--cv-fold`, cv_report.py, cv_study.json).
 Nothing about the held-out records is used for fitting or any choice; `--dev` trains and
 reports the validation part only and writes nothing.
 
