@@ -46,6 +46,13 @@ af-cnn 1.0.0 (its manifest from git, af_cnn.onnx alone), through the pipeline's 
     $B eval af --db $D/cinc2017 --split heldout --model $W/v100.toml --out $W/v100.csv
     CARDIOSTREAM_DATA=$D /work/.venv-train/bin/python models/af-cnn/stack_rr.py heldout $W/v110.csv $W/v100.csv
 
+A candidate network in a folder of its own (STACK_OUT=DIR holding its af_cnn.onnx; this
+script then reads and writes there instead of in models/af-cnn/), against another model's
+`eval af` CSV with labels of one's choosing:
+
+    STACK_WORK=$W STACK_OUT=DIR python3 models/af-cnn/stack_rr.py
+    STACK_OUT=DIR python3 models/af-cnn/stack_rr.py heldout NEW.csv OLD.csv "af-cnn 1.2.0 (stack)" "af-cnn 1.1.0"
+
 Deterministic: fixed seeds, onnxruntime and BLAS on one thread; two runs write the same
 stack_rr.json apart from the timing figures ("throughput") and the same ONNX bytes.
 """
@@ -79,9 +86,13 @@ L2 = 0.1
 FOLDS = 5
 REPEATS = 10
 BATCH = 64
-SRC_ONNX = os.path.join(HERE_DIR, "af_cnn.onnx")
-OUT_ONNX = os.path.join(HERE_DIR, "af_cnn_rr.onnx")
-OUT_JSON = os.path.join(HERE_DIR, "stack_rr.json")
+# STACK_OUT: the folder of the network (af_cnn.onnx) and of what this script writes;
+# default this script's folder (a candidate network is stacked in a folder of its own
+# first, outside the repository).
+OUT_DIR = os.environ.get("STACK_OUT", HERE_DIR)
+SRC_ONNX = os.path.join(OUT_DIR, "af_cnn.onnx")
+OUT_ONNX = os.path.join(OUT_DIR, "af_cnn_rr.onnx")
+OUT_JSON = os.path.join(OUT_DIR, "stack_rr.json")
 
 
 def sha256(path):
@@ -410,7 +421,7 @@ def main():
     print(f"wrote {OUT_JSON}")
 
 
-def heldout(new_csv, old_csv):
+def heldout(new_csv, old_csv, new_label="af-cnn 1.1.0 (stack)", old_label="af-cnn 1.0.0"):
     """Scores the held-out records from two `cardiostream eval af --split heldout` CSVs
     (one `record,label` line each, no header): the shipped model (af-cnn 1.1.0, this stack) and af-cnn 1.0.0,
     each with 2,000 record-resampled bootstrap rounds (the card's rule), and their
@@ -439,16 +450,17 @@ def heldout(new_csv, old_csv):
     ci = lambda d, j: [round(float(np.percentile(d[:, j], 2.5)), 4),
                        round(float(np.percentile(d[:, j], 97.5)), 4)]
     out = {"records": len(y), "bootstrap_rounds": 2000, "seed": ss.SEED}
-    for label, p, d in (("af-cnn 1.1.0 (stack)", pn, fn), ("af-cnn 1.0.0", po, fo)):
+    for label, p, d in ((new_label, pn, fn), (old_label, po, fo)):
         f = cnn.f1_scores(y, p)
         out[label] = {k: [round(f[k], 4)] + ci(d, j) for j, k in enumerate(keys)}
         out[label]["confusion"] = cnn.confusion(y, p).tolist()
     fa, fb = cnn.f1_scores(y, pn), cnn.f1_scores(y, po)
-    out["paired difference 1.1.0 - 1.0.0"] = {
+    short = lambda label: label.split(" (")[0].replace("af-cnn ", "")
+    out[f"paired difference {short(new_label)} - {short(old_label)}"] = {
         k: [round(fa[k] - fb[k], 4)] + ci(fn - fo, j) for j, k in enumerate(keys)}
     for k, v in out.items():
         print(f"{k}: {v}")
-    path = os.path.join(HERE_DIR, "stack_rr_heldout.json")
+    path = os.path.join(OUT_DIR, "stack_rr_heldout.json")
     with open(path, "w") as fh:
         json.dump(out, fh, indent=1)
         fh.write("\n")
@@ -456,9 +468,10 @@ def heldout(new_csv, old_csv):
 
 
 if __name__ == "__main__":
-    if sys.argv[1:2] == ["heldout"] and len(sys.argv) == 4:
-        heldout(sys.argv[2], sys.argv[3])
+    if sys.argv[1:2] == ["heldout"] and len(sys.argv) in (4, 6):
+        heldout(*sys.argv[2:])
     elif len(sys.argv) == 1:
         main()
     else:
-        raise SystemExit("usage: stack_rr.py | stack_rr.py heldout NEW.csv OLD.csv")
+        raise SystemExit("usage: stack_rr.py | stack_rr.py heldout NEW.csv OLD.csv "
+                         "[NEW_LABEL OLD_LABEL]")

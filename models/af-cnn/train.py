@@ -11,6 +11,8 @@ Split (the same as models/af-rr, so the figures compare):
   validation sha256(name) % 5 != 0, (h // 5) % 6 == 0  every choice: epoch, class offsets,
                                                        AF finding threshold
   train      the rest                                 fitting only
+The recipe itself (network, weights kept, augmentation) is chosen by K-fold
+cross-validation over train + validation (`--cv-fold`, cv_report.py, cv_study.json).
 Nothing about the held-out records is used for fitting or any choice; `--dev` trains and
 reports the validation part only and writes nothing.
 
@@ -32,8 +34,10 @@ the Rust pipeline's one model-input builder wrote (`cardiostream eval export-inp
 --db DIR/cinc2017 --model models/af-cnn/af_cnn.toml --out PREFIX`; see `load_export`),
 so that training, evaluation and serving share one builder, value for value.
 
-usage: train.py [--dev] [--seed S] [--checkpoint FILE | --from-checkpoint FILE |
+usage: train.py [--dev] [--seed S] [--checkpoint FILE | --from-checkpoint FILE [--export-only] |
                 --members F1,F2,...] [--inputs PREFIX] [--data DIR] [--out DIR] [--epochs N]
+                [--arch v1|v2|v2d] [--ema DECAY] [--mixup ALPHA]
+       train.py --cv-fold K [--folds 5] [--cv-out DIR] [--arch ...] [--ema ...] [--mixup ...]
   --dev   train, make every choice on the validation part, print; the held-out part is
           not scored and nothing is written to --out
   --checkpoint FILE       save the trained model and its validation choices (outside the
@@ -46,6 +50,19 @@ usage: train.py [--dev] [--seed S] [--checkpoint FILE | --from-checkpoint FILE |
                           Fi` runs, averaged as one model (the mean of their logits), its
                           class offsets and AF threshold chosen and its F1s printed on the
                           validation part (a measurement; see MODEL_CARD.md, "Ensembles")
+  --arch A                the network (ARCHS): v1 (default) is 1.0.0's; v2 and v2d were
+                          studied for 1.2.0 and not adopted (MODEL_CARD.md, "Recipe study")
+  --ema DECAY             keep the moving average of the weights (DECAY per step) at the
+                          end of the schedule instead of choosing an epoch on validation
+  --mixup ALPHA           mix each batch with a shuffled copy of itself, Beta(ALPHA, ALPHA)
+  --export-only           with --from-checkpoint: export af_cnn.onnx (and export.json) to
+                          --out and run the contract checks; the held-out part is not scored
+  --cv-fold K             one fold of the K-fold cross-validation over train + validation
+                          (fold = (sha256(name) // 5) % --folds; the held-out part is in
+                          no fold): train on the other folds with the recipe's fixed
+                          schedule, score fold K with the last and the moving-average
+                          weights (decay --ema, default 0.998), no epoch choice, no offsets;
+                          cv_report.py pools the folds. Chooses between recipes.
   --inputs PREFIX         train and score on the windows `cardiostream eval export-inputs`
                           wrote to PREFIX.csv/.npy instead of resampling in Python
   --data  folder holding cinc2017/ (default: $CARDIOSTREAM_DATA, else the output of
@@ -96,6 +113,25 @@ AUTOCORR_TAP = 2
 AUTOCORR_LAGS = 24
 AUTOCORR_CHANNELS = 8  # a 1x1 convolution first projects the tap to this many features
 HEAD = 32
+# Architectures (--arch). "v1": the blocks above, af-cnn 1.0.0's network. The others
+# keep v1's first three blocks (the high-rate part, where a multiply-add costs most in
+# ONNX Runtime) and add width after them, and a residual refinement convolution
+# (stride 1, same width, optionally squeeze-excitation) after some of the later blocks,
+# where the time axis is short and a convolution is cheap; same taps, same
+# autocorrelation pooling, same head form. "v2": wider (64, 96, 128, 128 filters), two
+# refinements; "v2d": narrower (48, 64, 96, 96), four refinements.
+# Entries: blocks, taps, autocorr tap, head width, {block: refinement kernel}, SE.
+_EARLY = [(16, 11, 4, 1), (24, 5, 2, 1), (32, 5, 2, 1)]
+ARCHS = {
+    "v1": dict(blocks=BLOCKS, taps=TAPS, autocorr_tap=AUTOCORR_TAP, head=HEAD, res={},
+               se=False),
+    "v2": dict(blocks=_EARLY + [(64, 5, 2, 1), (96, 3, 2, 1), (128, 3, 2, 1), (128, 3, 1, 1)],
+               taps=(3, 6), autocorr_tap=2, head=64, res={3: 3, 4: 3}, se=True),
+    "v2d": dict(blocks=_EARLY + [(48, 5, 2, 1), (64, 3, 2, 1), (96, 3, 2, 1), (96, 3, 1, 1)],
+                taps=(3, 6), autocorr_tap=2, head=64, res={3: 3, 4: 3, 5: 3, 6: 3}, se=True),
+}
+ARCH = "v1"  # set by --arch
+SE_REDUCTION = 8
 DROPOUT = 0.3
 NORM_EPS = 1e-5  # mV-scale epsilon of the in-graph amplitude normalisation
 
@@ -267,12 +303,35 @@ def build_model():
         def forward(self, x):
             return x / (x.abs().mean(dim=(1, 2), keepdim=True) + NORM_EPS)
 
+    class Refine(nn.Module):
+        """z + BN(conv(z)) (stride 1, same width), optionally re-weighted per channel by
+        squeeze-excitation from its mean over the window, then ReLU."""
+
+        def __init__(self, c, k, se):
+            super().__init__()
+            self.conv = nn.Conv1d(c, c, k, padding=k // 2, bias=False)
+            self.bn = nn.BatchNorm1d(c)
+            self.se = nn.Sequential(nn.Linear(c, c // SE_REDUCTION), nn.ReLU(),
+                                    nn.Linear(c // SE_REDUCTION, c), nn.Sigmoid()) \
+                if se else None
+
+        def forward(self, z):
+            r = self.bn(self.conv(z))
+            if self.se is not None:
+                r = r * self.se(r.mean(dim=-1))[..., None]
+            return torch.relu(z + r)
+
     class AfCnn(nn.Module):
         def __init__(self):
             super().__init__()
+            a = ARCHS[ARCH]
+            self.taps, self.autocorr_tap = a["taps"], a["autocorr_tap"]
             self.blocks = nn.ModuleList()
+            # v1 has no refinements: its state_dict keys stay 1.0.0's
+            self.refine = nn.ModuleDict({str(i): Refine(a["blocks"][i][0], k, a["se"])
+                                         for i, k in a["res"].items()})
             cin, pooled = 1, 0
-            for i, (c, k, s, p) in enumerate(BLOCKS):
+            for i, (c, k, s, p) in enumerate(a["blocks"]):
                 # The first convolution has no zero padding: padding would turn a DC
                 # offset into steps at the window's edges.
                 layers = [(ZeroSumConv if i == 0 else nn.Conv1d)(
@@ -284,14 +343,15 @@ def build_model():
                     layers.append(nn.MaxPool1d(p))
                 self.blocks.append(nn.Sequential(*layers))
                 cin = c
-                if i in TAPS:
+                if i in self.taps:
                     pooled += 3 * c
-                if i == AUTOCORR_TAP:
+                if i == self.autocorr_tap:
                     self.rhythm = nn.Conv1d(c, AUTOCORR_CHANNELS, 1)
                     pooled += AUTOCORR_LAGS * AUTOCORR_CHANNELS
+            head = a["head"]
             self.head = nn.Sequential(
-                nn.Dropout(DROPOUT), nn.Linear(pooled, HEAD), nn.ReLU(),
-                nn.Dropout(DROPOUT), nn.Linear(HEAD, len(CLASSES)))
+                nn.Dropout(DROPOUT), nn.Linear(pooled, head), nn.ReLU(),
+                nn.Dropout(DROPOUT), nn.Linear(head, len(CLASSES)))
             # Class offsets added to the logits, chosen on the validation part after
             # training (zero while training).
             self.register_buffer("offsets", torch.zeros(len(CLASSES)))
@@ -304,11 +364,13 @@ def build_model():
             z, stats = ecg, []
             for i, block in enumerate(self.blocks):
                 z = block(z)
-                if i in TAPS:
+                if str(i) in self.refine:
+                    z = self.refine[str(i)](z)
+                if i in self.taps:
                     mean = z.mean(dim=-1)
                     sd = torch.sqrt((z - mean[..., None]).square().mean(dim=-1) + 1e-6)
                     stats += [mean, z.amax(dim=-1), sd]
-                if i == AUTOCORR_TAP:
+                if i == self.autocorr_tap:
                     r = self.rhythm(z)
                     zc = r - r.mean(dim=-1, keepdim=True)
                     var = zc.square().mean(dim=-1) + 1e-4
@@ -346,19 +408,33 @@ def build_ensemble(members):
 
 
 def count_macs():
-    t, cin, macs = W, 1, 0
-    for i, (c, k, s, p) in enumerate(BLOCKS):
-        t = (t - k) // s + 1 if i == 0 else (t + s - 1) // s
-        macs += t * c * cin * k
-        t //= p
-        cin = c
-    t, ac = W, 0
-    for i, (c, k, s, p) in enumerate(BLOCKS):
-        t = ((t - k) // s + 1 if i == 0 else (t + s - 1) // s) // p
-        if i == AUTOCORR_TAP:
-            ac = (c + AUTOCORR_LAGS) * AUTOCORR_CHANNELS * t
-    pooled = 3 * sum(BLOCKS[i][0] for i in TAPS) + AUTOCORR_LAGS * AUTOCORR_CHANNELS
-    return macs + ac + pooled * HEAD + HEAD * len(CLASSES)
+    """Multiply-adds per window of build_model(): every Conv1d and Linear (forward hooks
+    on one window), plus the autocorrelation's products (lags x channels x steps).
+    Element-wise work (batch norm, ReLU, pooling, the SE scaling) is not counted. For
+    "v1" this is the 4.26 M of 1.0.0's card."""
+    import torch
+    from torch import nn
+
+    with torch.random.fork_rng(devices=[]):  # leaves the caller's torch RNG as it was
+        model = build_model().eval()
+    macs = [0]
+
+    def hook(mod, inp, out):
+        if isinstance(mod, nn.Conv1d):
+            macs[0] += out.shape[-1] * mod.out_channels * (mod.in_channels // mod.groups) \
+                * mod.kernel_size[0]
+        else:
+            macs[0] += mod.in_features * mod.out_features
+        if mod is model.rhythm:
+            macs[0] += AUTOCORR_LAGS * AUTOCORR_CHANNELS * out.shape[-1]
+
+    hs = [m.register_forward_hook(hook) for m in model.modules()
+          if isinstance(m, (nn.Conv1d, nn.Linear))]
+    with torch.no_grad():
+        model.logits(torch.zeros(1, 1, W))
+    for h in hs:
+        h.remove()
+    return macs[0]
 
 
 def make_batch(sigs, rng):
@@ -593,10 +669,15 @@ def af_threshold(p, y):
     return float(ts[i]), float(af_f1[i])
 
 
-def fit(model, names, y, sigs, itr, iva, epochs, rng, t_start):
-    """Train on the training part; choose the epoch, the class offsets and the AF
-    threshold on the validation part. Returns everything the export needs."""
+def train_epochs(model, y, sigs, itr, epochs, rng, ema=0.0, after_epoch=None, mixup=0.0):
+    """The training loop: class-weighted, label-smoothed cross-entropy, AdamW, one-cycle
+    learning rate, one random view (make_batch) of every record of `itr` per epoch.
+    With `mixup` > 0 each batch is mixed with a shuffled copy of itself, weight
+    lam ~ Beta(mixup, mixup) (inputs and losses alike). With `ema` > 0 it also keeps an exponential moving average of the weights and of the
+    batch-norm statistics (decay `ema` per step), returned (else None).
+    `after_epoch(epoch, mean loss)` is called after each epoch."""
     import torch
+    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
     counts = np.bincount(y[itr], minlength=len(CLASSES))
     cw = (len(itr) / (len(CLASSES) * counts)) ** CLASS_WEIGHT_POWER
@@ -606,11 +687,9 @@ def fit(model, names, y, sigs, itr, iva, epochs, rng, t_start):
     steps = epochs * ((len(itr) + BATCH - 1) // BATCH)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=LR, total_steps=steps,
                                                 pct_start=0.15)
-    val_sigs = [sigs[i] for i in iva]
-    best = (-1.0, 0, None)
-    history = []
+    averaged = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(ema),
+                             use_buffers=True) if ema > 0 else None
     for epoch in range(1, epochs + 1):
-        t0 = time.time()
         model.train()
         perm = rng.permutation(itr)
         total = 0.0
@@ -619,24 +698,61 @@ def fit(model, names, y, sigs, itr, iva, epochs, rng, t_start):
             xb = torch.from_numpy(make_batch([sigs[j] for j in idx], rng))
             yb = torch.from_numpy(y[idx])
             opt.zero_grad()
-            loss = lossf(model.logits(xb), yb)
+            if mixup > 0:
+                lam = float(rng.beta(mixup, mixup))
+                other = torch.from_numpy(rng.permutation(len(idx)))
+                out = model.logits(lam * xb + (1 - lam) * xb[other])
+                loss = lam * lossf(out, yb) + (1 - lam) * lossf(out, yb[other])
+            else:
+                loss = lossf(model.logits(xb), yb)
             loss.backward()
             opt.step()
             sched.step()
+            if averaged is not None:
+                averaged.update_parameters(model)
             total += float(loss.detach()) * len(idx)
+        if after_epoch is not None:
+            after_epoch(epoch, total / len(itr))
+    return averaged
+
+
+def fit(model, names, y, sigs, itr, iva, epochs, rng, t_start, ema=0.0, mixup=0.0):
+    """Train on the training part; choose the epoch (without --ema), the class offsets
+    and the AF threshold on the validation part. With --ema the weights kept are the
+    moving average at the end of the schedule (no epoch is chosen; validation F1 is
+    printed every 5 epochs for the record only). Returns everything the export needs."""
+    val_sigs = [sigs[i] for i in iva]
+    best = [-1.0, 0, None]
+    history = []
+    t0 = [time.time()]
+
+    def after_epoch(epoch, loss):
+        if ema > 0 and epoch % 5 and epoch != epochs:
+            print(f"epoch {epoch:3d} loss {loss:.4f} ({time.time() - t0[0]:.0f} s)", flush=True)
+            history.append({"epoch": epoch, "loss": loss})
+            t0[0] = time.time()
+            return
         pv = record_probs(torch_predictor(model), val_sigs)
         f = f1_scores(y[iva], pv.argmax(1))
-        history.append({"epoch": epoch, "loss": total / len(itr),
+        history.append({"epoch": epoch, "loss": loss,
                         **{k: round(v, 4) for k, v in f.items()}})
-        print(f"epoch {epoch:3d} loss {total / len(itr):.4f} val F1 N {f['N']:.3f} "
+        print(f"epoch {epoch:3d} loss {loss:.4f} val F1 N {f['N']:.3f} "
               f"A {f['A']:.3f} O {f['O']:.3f} ~ {f['~']:.3f} mean {f['mean_NAO']:.4f} "
-              f"({time.time() - t0:.0f} s)", flush=True)
+              f"({time.time() - t0[0]:.0f} s)", flush=True)
+        t0[0] = time.time()
         # Epoch choice: best validation mean F1 (N, A, O), among the last half of the
         # schedule (early epochs are noisy).
-        if epoch > epochs // 2 and f["mean_NAO"] > best[0]:
-            best = (f["mean_NAO"], epoch,
-                    {k: v.detach().clone() for k, v in model.state_dict().items()})
-    model.load_state_dict(best[2])
+        if ema == 0 and epoch > epochs // 2 and f["mean_NAO"] > best[0]:
+            best[:] = [f["mean_NAO"], epoch,
+                       {k: v.detach().clone() for k, v in model.state_dict().items()}]
+
+    averaged = train_epochs(model, y, sigs, itr, epochs, rng, ema, after_epoch, mixup)
+    if averaged is not None:
+        model.load_state_dict(averaged.module.state_dict())
+        pv = record_probs(torch_predictor(model), val_sigs)
+        best = [f1_scores(y[iva], pv.argmax(1))["mean_NAO"], f"ema {ema} at {epochs}", None]
+    else:
+        model.load_state_dict(best[2])
     t_train = time.time() - t_start
     print(f"kept epoch {best[1]} (validation mean F1 {best[0]:.4f}); "
           f"training took {t_train:.0f} s", flush=True)
@@ -651,11 +767,56 @@ def fit(model, names, y, sigs, itr, iva, epochs, rng, t_start):
             "training_cpu_s": time.process_time()}
 
 
-def config_key(seed=SEED):
-    """Everything that defines the trained model, to refuse a checkpoint of another."""
+def cv_fold(names, y, sigs, fold, folds, epochs, seed, ema, out_dir, mixup=0.0):
+    """One fold of the K-fold cross-validation over train + validation (the held-out
+    part is not in it): fold(name) = (sha256(name) // 5) % K. Trains on the other K-1
+    folds with the recipe (fixed schedule, no epoch choice, no class offsets), then
+    scores the fold's records by the argmax of their mean window probabilities, with the
+    weights at the end of the schedule ("last") and with their moving average ("ema",
+    decay `ema`, tracked alongside at no training cost). Writes
+    out_dir/fold{fold}.json (F1s) and .npz (record probabilities)."""
+    import torch
+
+    pool = np.array([not heldout(n) for n in names])
+    fo = np.array([(name_hash(n) // 5) % folds for n in names])
+    itr = np.flatnonzero(pool & (fo != fold))
+    isc = np.flatnonzero(pool & (fo == fold))
+    rng = np.random.default_rng(seed)
+    model = build_model()
+    t0, c0 = time.time(), time.process_time()
+    print(f"fold {fold}/{folds}: train {len(itr)}, scored {len(isc)} records", flush=True)
+
+    def after_epoch(epoch, loss):
+        print(f"epoch {epoch:3d} loss {loss:.4f} ({time.time() - t0:.0f} s)", flush=True)
+
+    averaged = train_epochs(model, y, sigs, itr, epochs, rng, ema, after_epoch, mixup)
+    sc_sigs = [sigs[i] for i in isc]
+    out = {"arch": ARCH, "fold": fold, "folds": folds, "seed": seed, "epochs": epochs,
+           "ema": ema, "mixup": mixup, "train_records": int(len(itr)), "scored_records": int(len(isc)),
+           "training_wall_s": round(time.time() - t0),
+           "training_cpu_s": round(time.process_time() - c0), "f1": {}}
+    probs = {"names": np.array([names[i] for i in isc]), "y": y[isc]}
+    for what, m in (("last", model), ("ema", averaged.module if averaged else None)):
+        if m is None:
+            continue
+        p = record_probs(torch_predictor(m), sc_sigs)
+        out["f1"][what] = {k: round(v, 4) for k, v in f1_scores(y[isc], p.argmax(1)).items()}
+        probs[what] = p
+        print(f"fold {fold} {what}: {json.dumps(out['f1'][what])}", flush=True)
+    os.makedirs(out_dir, exist_ok=True)
+    with open(os.path.join(out_dir, f"fold{fold}.json"), "w") as f:
+        json.dump(out, f, indent=1)
+    np.savez(os.path.join(out_dir, f"fold{fold}.npz"), **probs)
+
+
+def config_key(seed=SEED, ema=0.0, mixup=0.0):
+    """Everything that defines the trained model, to refuse a checkpoint of another.
+    (1.0.0's recipe, --arch v1 without --ema, keeps its key; the seed is last.)"""
+    extra = [] if ARCH == "v1" and not ema else [ARCH, ARCHS[ARCH], SE_REDUCTION, ema]
+    extra += [["mixup", mixup]] if mixup else []
     return json.dumps(["first conv unpadded", R, WIN_S, HOP_S, BLOCKS, TAPS, AUTOCORR_TAP, AUTOCORR_LAGS,
                        AUTOCORR_CHANNELS, HEAD, DROPOUT, NORM_EPS, BATCH, LR,
-                       WEIGHT_DECAY, LABEL_SMOOTHING, CLASS_WEIGHT_POWER, seed])
+                       WEIGHT_DECAY, LABEL_SMOOTHING, CLASS_WEIGHT_POWER] + extra + [seed])
 
 
 def main():
@@ -675,8 +836,25 @@ def main():
                     "members (--dev --seed S --checkpoint F runs) averaged as one model; "
                     "with --dev only: its class offsets, AF threshold and F1s on the "
                     "validation part")
+    ap.add_argument("--arch", default="v1", choices=sorted(ARCHS),
+                    help="network (ARCHS): v1 = 1.0.0's")
+    ap.add_argument("--ema", type=float, default=0.0, help="keep the moving average "
+                    "of the weights (this decay per step) at the end of the schedule "
+                    "instead of choosing an epoch on validation")
+    ap.add_argument("--cv-fold", type=int, help="train and score one fold of the "
+                    "K-fold cross-validation over train + validation (cv_fold); "
+                    "nothing about the held-out part is read")
+    ap.add_argument("--folds", type=int, default=5)
+    ap.add_argument("--mixup", type=float, default=0.0, help="mix each batch with a "
+                    "shuffled copy of itself, lam ~ Beta(MIXUP, MIXUP); 0: off")
+    ap.add_argument("--export-only", action="store_true", help="with --from-checkpoint: "
+                    "export af_cnn.onnx to --out and run the contract checks on the "
+                    "validation part; the held-out part is not scored")
+    ap.add_argument("--cv-out", default="/tmp/af_cnn_cv", help="where --cv-fold writes")
     args = ap.parse_args()
     t_start = time.time()
+    global ARCH
+    ARCH = args.arch
 
     import torch
 
@@ -700,8 +878,15 @@ def main():
     model = build_model()
     n_params = sum(p.numel() for p in model.parameters())
     macs = count_macs()
-    print(f"{n_params} parameters, {macs / 1e6:.2f} M multiply-adds per window",
-          flush=True)
+    print(f"arch {ARCH}: {n_params} parameters, {macs / 1e6:.2f} M multiply-adds per "
+          "window", flush=True)
+    if args.cv_fold is not None:
+        # The folds of cv_study.json were run while count_macs() drew its model from
+        # the torch RNG; one model built and dropped here keeps them reproducible.
+        build_model()
+        cv_fold(names, y, sigs, args.cv_fold, args.folds, args.epochs, args.seed,
+                args.ema or 0.998, args.cv_out, args.mixup)
+        return
     if args.members:
         assert args.dev, "--members measures an ensemble on the validation part (--dev)"
         members, fits = [], []
@@ -738,12 +923,14 @@ def main():
                   "seeds": [sd for sd, _ in fits]}
     elif args.from_checkpoint:
         fitted = torch.load(args.from_checkpoint, weights_only=False)
-        assert fitted["config"] == config_key(args.seed), "checkpoint from another configuration"
+        assert fitted["config"] == config_key(args.seed, args.ema, args.mixup), \
+            "checkpoint from another configuration (--arch, --ema, --seed)"
         print(f"loaded {args.from_checkpoint}: trained by a --dev run of this script",
               flush=True)
     else:
-        fitted = fit(model, names, y, sigs, itr, iva, args.epochs, rng, t_start)
-        fitted["config"] = config_key(args.seed)
+        fitted = fit(model, names, y, sigs, itr, iva, args.epochs, rng, t_start, args.ema,
+                     args.mixup)
+        fitted["config"] = config_key(args.seed, args.ema, args.mixup)
         if args.checkpoint:
             torch.save(fitted, args.checkpoint)
             print(f"saved {args.checkpoint}", flush=True)
@@ -790,6 +977,36 @@ def main():
                             "records_whose_label_changed": int(
                                 (p.argmax(1) != pv_ort.argmax(1)).sum())}
     print(f"record-level robustness (validation): {json.dumps(robustness)}", flush=True)
+    # The contract: blind to a DC offset, and to amplitude scale up to NORM_EPS.
+    assert dc_diff < 1e-4, f"+0.7 mV DC offset changes a window's probabilities by {dc_diff}"
+    assert scale_diff < 1e-2, f"x3 amplitude changes a window's probabilities by {scale_diff}"
+    if args.export_only:
+        import onnxruntime
+
+        report = {
+            "model": "af-cnn", "arch": ARCH, "ema": args.ema, "seed": args.seed,
+            "parameters": int(n_params), "multiply_adds_per_window": int(macs),
+            "onnx_ops": ops, "selected_epoch": best[1], "epochs": fitted["epochs"],
+            "class_logit_offsets": [round(float(v), 4) for v in offsets],
+            "validation_f1_before_offsets": best[0], "validation_f1": fv,
+            "af_threshold": threshold,
+            "checks": {"onnx_vs_torch_max_abs_diff": ort_diff,
+                       "window_dc_offset_0_7mV_max_abs_diff": dc_diff,
+                       "window_amplitude_x3_max_abs_diff": scale_diff,
+                       "record_level_validation": robustness},
+            "throughput_onnxruntime_python": throughput(path),
+            "training_wall_s": round(t_train),
+            "training_cpu_s": round(fitted["training_cpu_s"]),
+            "heldout": "not scored by --export-only",
+            "versions": {"python": platform.python_version(), "torch": torch.__version__,
+                         "numpy": np.__version__, "onnxruntime": onnxruntime.__version__},
+            "history": history,
+        }
+        with open(os.path.join(args.out, "export.json"), "w") as f:
+            json.dump(report, f, indent=2)
+        print(f"--export-only: wrote {path} and export.json; held-out part not scored",
+              flush=True)
+        return
 
     # The held-out part, scored once, through ONNX Runtime.
     te_sigs = [sigs[i] for i in ite]
