@@ -6,7 +6,7 @@ Usage: eval-qrs-neurokit.py --db DIR --cardiostream DIR [--records 100,101]
 
 `--cardiostream DIR` holds the `REC.csv` files written by `cardiostream eval qrs
 --out DIR` (one detected beat per line, sample index); both detectors are scored
-here by the same code, a port of `score` in eval/src/qrs.rs (EC57 / bxb style:
+here by the same code, a port of `score` in eval/src/qrs.rs (its matching in ec57.py) (EC57 / bxb style:
 greedy beat-by-beat matching within the window; EC57 variant = ventricular
 flutter/fibrillation episodes between `[` and `]` excluded, reference beats and
 detections alike; whole = nothing excluded). Whole records, lead 0.
@@ -24,30 +24,14 @@ import neurokit2 as nk
 import numpy as np
 import wfdb
 
+from ec57 import match_beats
+
 # Beat annotation codes, as ecg_ingest::wfdb::is_beat.
 BEAT_CODES = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 25, 30, 34, 35, 38, 41}
 
 
 def score(reference, detected, win):
-    i = j = tp = fn = fp = 0
-    while i < len(reference) and j < len(detected):
-        r, d = reference[i], detected[j]
-        if d + win < r:
-            fp += 1
-            j += 1
-        elif r + win < d:
-            fn += 1
-            i += 1
-        elif j + 1 < len(detected) and abs(detected[j + 1] - r) < abs(d - r):
-            fp += 1
-            j += 1
-        else:
-            tp += 1
-            i += 1
-            j += 1
-    fn += len(reference) - i
-    fp += len(detected) - j
-    return np.array([tp, fn, fp])
+    return np.array(match_beats(reference, detected, win))
 
 
 def vf_episodes(ann):

@@ -36,6 +36,9 @@ import os
 import statistics
 import sys
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "scripts"))
+from ec57 import match_beats  # noqa: E402  (the Rust match_beats, ported once)
+
 # The tuning half (dsp/tests/common/mod.rs, QRS_TUNING).
 TUNING = "101 104 107 109 114 116 119 124 203 207 209 217 223".split()
 FS = 360
@@ -54,24 +57,7 @@ def load_noise(path):
 
 
 def match(ref, det):
-    """`ecg_dsp::score::match_beats`, line for line: (TP, FN, FP)."""
-    i = j = tp = fn = fp = 0
-    while i < len(ref) and j < len(det):
-        r, d = ref[i], det[j]
-        if d + WIN < r:
-            fp += 1
-            j += 1
-        elif r + WIN < d:
-            fn += 1
-            i += 1
-        elif j + 1 < len(det) and abs(det[j + 1] - r) < abs(d - r):
-            fp += 1
-            j += 1
-        else:
-            tp += 1
-            i += 1
-            j += 1
-    return tp, fn + len(ref) - i, fp + len(det) - j
+    return match_beats(ref, det, WIN)
 
 
 def near(beats, t):
