@@ -28,7 +28,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import train as cnn  # noqa: E402  (f1_scores, CLASSES)
 
-KEYS = cnn.CLASSES + ["mean_NAO"]
+KEYS = cnn.F1_KEYS
 ROUNDS = 2000
 
 
@@ -95,16 +95,13 @@ def main():
                  "per_fold": r["per_fold"],
                  "training_cpu_s_per_fold": r["cpu_s"], "training_wall_s_per_fold": r["wall_s"]}
         if key != base_key and np.array_equal(r["names"], base["names"]):
-            d = []
-            for _ in range(ROUNDS):
-                i = rng.integers(0, len(r["y"]), len(r["y"]))
-                a, b = cnn.f1_scores(r["y"][i], r["pred"][i]), cnn.f1_scores(base["y"][i], base["pred"][i])
-                d.append([a[k] - b[k] for k in KEYS])
-            d = np.array(d)
+            draws = cnn.resamplings(len(r["y"]), ROUNDS, rng)
+            d = (cnn.f1_draws(r["y"], r["pred"], draws)
+                 - cnn.f1_draws(base["y"], base["pred"], draws))
             base_f = cnn.f1_scores(base["y"], base["pred"])
             entry[f"minus_{base_key}"] = {
-                k: [round(pooled[k] - base_f[k], 4), round(float(np.percentile(d[:, j], 2.5)), 4),
-                    round(float(np.percentile(d[:, j], 97.5)), 4)] for j, k in enumerate(KEYS)}
+                k: [round(pooled[k] - base_f[k], 4)] + [round(v, 4) for v in cnn.ci95(d, j)]
+                for j, k in enumerate(KEYS)}
             # paired per fold: how many folds the recipe beats the baseline in
             entry[f"folds_better_than_{base_key}"] = {
                 k: int(sum(a[k] > b[k] for a, b in zip(r["per_fold"], base["per_fold"])))

@@ -442,13 +442,10 @@ def heldout(new_csv, old_csv, new_label="af-cnn 1.1.0 (stack)", old_label="af-cn
     y = np.array([CLASSES.index(ref[n]) for n in names])
     pn = np.array([CLASSES.index(new[n]) for n in names])
     po = np.array([CLASSES.index(old[n]) for n in names])
-    keys = CLASSES + ["mean_NAO"]
-    rng = np.random.default_rng(ss.SEED)
-    draws = [rng.integers(0, len(y), len(y)) for _ in range(2000)]
-    fn = np.array([[cnn.f1_scores(y[i], pn[i])[k] for k in keys] for i in draws])
-    fo = np.array([[cnn.f1_scores(y[i], po[i])[k] for k in keys] for i in draws])
-    ci = lambda d, j: [round(float(np.percentile(d[:, j], 2.5)), 4),
-                       round(float(np.percentile(d[:, j], 97.5)), 4)]
+    keys = cnn.F1_KEYS
+    draws = cnn.resamplings(len(y), 2000, np.random.default_rng(ss.SEED))
+    fn, fo = cnn.f1_draws(y, pn, draws), cnn.f1_draws(y, po, draws)
+    ci = lambda d, j: [round(v, 4) for v in cnn.ci95(d, j)]
     out = {"records": len(y), "bootstrap_rounds": 2000, "seed": ss.SEED}
     for label, p, d in ((new_label, pn, fn), (old_label, po, fo)):
         f = cnn.f1_scores(y, p)

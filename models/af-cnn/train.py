@@ -487,17 +487,28 @@ def confusion(y, pred):
     return m
 
 
+F1_KEYS = CLASSES + ["mean_NAO"]
+
+
+def resamplings(n, rounds, rng):
+    """`rounds` bootstrap resamplings of n records (index arrays), drawn from `rng`."""
+    return [rng.integers(0, n, n) for _ in range(rounds)]
+
+
+def f1_draws(y, pred, draws):
+    """The F1s (F1_KEYS) of `pred` on each resampling of `draws`: [len(draws), 5]. Two
+    predictions scored on the same draws give their paired difference."""
+    return np.array([[f[k] for k in F1_KEYS] for f in (f1_scores(y[i], pred[i]) for i in draws)])
+
+
+def ci95(d, j):
+    """The 2.5th and 97.5th percentiles of column j of draws `d`."""
+    return [float(np.percentile(d[:, j], 2.5)), float(np.percentile(d[:, j], 97.5))]
+
+
 def bootstrap_f1(y, pred, rounds, seed):
-    rng = np.random.default_rng(seed)
-    keys = CLASSES + ["mean_NAO"]
-    draws = {k: [] for k in keys}
-    for _ in range(rounds):
-        idx = rng.integers(0, len(y), len(y))
-        f = f1_scores(y[idx], pred[idx])
-        for k in keys:
-            draws[k].append(f[k])
-    return {k: [float(np.percentile(v, 2.5)), float(np.percentile(v, 97.5))]
-            for k, v in draws.items()}
+    d = f1_draws(y, pred, resamplings(len(y), rounds, np.random.default_rng(seed)))
+    return {k: ci95(d, j) for j, k in enumerate(F1_KEYS)}
 
 
 def record_probs(predict_windows, sigs):
