@@ -991,9 +991,15 @@ def main():
     # The contract: blind to a DC offset, and to amplitude scale up to NORM_EPS.
     assert dc_diff < 1e-4, f"+0.7 mV DC offset changes a window's probabilities by {dc_diff}"
     assert scale_diff < 1e-2, f"x3 amplitude changes a window's probabilities by {scale_diff}"
-    if args.export_only:
-        import onnxruntime
+    import onnxruntime
 
+    checks = {"onnx_vs_torch_max_abs_diff": ort_diff,
+              "window_dc_offset_0_7mV_max_abs_diff": dc_diff,
+              "window_amplitude_x3_max_abs_diff": scale_diff,
+              "record_level_validation": robustness}
+    versions = {"python": platform.python_version(), "torch": torch.__version__,
+                "numpy": np.__version__, "onnxruntime": onnxruntime.__version__}
+    if args.export_only:
         report = {
             "model": "af-cnn", "arch": ARCH, "ema": args.ema, "seed": args.seed,
             "parameters": int(n_params), "multiply_adds_per_window": int(macs),
@@ -1001,16 +1007,12 @@ def main():
             "class_logit_offsets": [round(float(v), 4) for v in offsets],
             "validation_f1_before_offsets": best[0], "validation_f1": fv,
             "af_threshold": threshold,
-            "checks": {"onnx_vs_torch_max_abs_diff": ort_diff,
-                       "window_dc_offset_0_7mV_max_abs_diff": dc_diff,
-                       "window_amplitude_x3_max_abs_diff": scale_diff,
-                       "record_level_validation": robustness},
+            "checks": checks,
             "throughput_onnxruntime_python": throughput(path),
             "training_wall_s": round(t_train),
             "training_cpu_s": round(fitted["training_cpu_s"]),
             "heldout": "not scored by --export-only",
-            "versions": {"python": platform.python_version(), "torch": torch.__version__,
-                         "numpy": np.__version__, "onnxruntime": onnxruntime.__version__},
+            "versions": versions,
             "history": history,
         }
         with open(os.path.join(args.out, "export.json"), "w") as f:
@@ -1060,20 +1062,13 @@ def main():
             "threshold": threshold,
             "sensitivity": tp / max(int((yt == 1).sum()), 1),
             "ppv": tp / max(int(af_at.sum()), 1)},
-        "checks": {"onnx_vs_torch_max_abs_diff": ort_diff,
-                   "window_dc_offset_0_7mV_max_abs_diff": dc_diff,
-                   "window_amplitude_x3_max_abs_diff": scale_diff,
-                   "record_level_validation": robustness},
+        "checks": checks,
         "throughput_onnxruntime_python": speed,
         "training_wall_s": round(t_train),
         "total_wall_s": round(time.time() - t_start),
-        "versions": {"python": platform.python_version(), "torch": torch.__version__,
-                     "numpy": np.__version__},
+        "versions": versions,
         "history": history,
     }
-    import onnxruntime
-
-    report["versions"]["onnxruntime"] = onnxruntime.__version__
     with open(os.path.join(args.out, "heldout.json"), "w") as f:
         json.dump(report, f, indent=2)
     print(json.dumps({k: report[k] for k in ("heldout_counts", "heldout_f1_argmax",
