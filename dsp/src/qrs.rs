@@ -159,11 +159,19 @@ struct Peak {
     loc: i64,
 }
 
+/// The median of one of the detector's peak buffers (at most `NBUF` values, sorted in
+/// a stack copy: every classified peak reads several of them).
 fn median(v: &VecDeque<f32>) -> f32 {
-    if v.is_empty() {
+    debug_assert!(v.len() <= NBUF);
+    let mut buf = [0.0f32; NBUF];
+    let n = v.len().min(NBUF);
+    for (b, &x) in buf.iter_mut().zip(v) {
+        *b = x;
+    }
+    let s = &mut buf[..n];
+    if s.is_empty() {
         return 0.0;
     }
-    let mut s: Vec<f32> = v.iter().copied().collect();
     s.sort_unstable_by(f32::total_cmp);
     let m = s.len() / 2;
     if s.len() % 2 == 1 {
