@@ -294,7 +294,10 @@ impl QrsDetector {
         let normal = d_mwi + i64::from(ms95) + 2 + i64::from(pre_blank) + ms80;
         let sb = d_mwi + sb_cap + hold + 2 - ms360 + ms80;
         let latency = normal.max(sb).max(1) as usize;
-        let cap = latency + s(1.0);
+        // Every read of the band-pass and derivative history is of a peak classified at
+        // most `latency` after it, within -100..+120 ms of it (the slope check's span;
+        // placement reads ±80 ms), so `latency` + 100 ms is the oldest sample ever read.
+        let cap = latency + s(0.25);
         // Learn for 2 s, or less when the latency is shorter: a peak of the first
         // sample is classified when the learning ends, which must stay within it.
         let learn = (s(LEARN_S) as u64).min(latency as u64);
