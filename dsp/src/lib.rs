@@ -5,6 +5,7 @@
 //! - [`curve_length`]: the second, curve-length beat detector behind the bSQI
 //!   signal-quality index;
 //! - [`qrs`]: a streaming QRS detector with a fixed, stated latency;
+//! - [`qrs_pair`]: that detector on two leads, following the cleaner one in noise;
 //! - [`lethal`]: the lethal-arrhythmia alarms of IEC 60601-2-27 from every ECG lead
 //!   and the pulse waveforms ([`lethal::LethalDetector`]);
 //! - [`noise_stress`]: the MIT-BIH noise stress test's noise calibration and
@@ -22,6 +23,7 @@ pub mod fir;
 pub mod lethal;
 pub mod noise_stress;
 pub mod qrs;
+pub mod qrs_pair;
 pub mod quality;
 pub mod resample;
 pub mod rhythm;
@@ -32,5 +34,6 @@ pub mod window;
 pub use filter::MonitorFilter;
 pub use lethal::{LethalAssessment, LethalCall, LethalConfig, LethalDetector};
 pub use qrs::QrsDetector;
+pub use qrs_pair::PairedQrs;
 pub use rhythm::{af_features, rr_irregular, IrregularityThresholds, AF_FEATURES};
 pub use stream::{DspConfig, DspEvent, RhythmWindow, StreamDsp};

@@ -1,15 +1,17 @@
 //! Per-stream DSP: filtering, QRS detection, rhythm windows and pause events.
 //!
-//! [`StreamDsp`] analyses **lead 0**; lethal arrhythmias are judged over every lead
-//! by `crate::lethal`. The pipeline gives models the raw signal (they filter in
+//! [`StreamDsp`] analyses **lead 0**, and takes its beats from leads 0 and 1 when the
+//! stream has two leads or more ([`PairedQrs`]: lead 0's beats, except where lead 0
+//! is noisy and lead 1 clearly cleaner); lethal arrhythmias are judged over every
+//! lead by `crate::lethal`. The pipeline gives models the raw signal (they filter in
 //! their own graphs) and filters strips for display when it cuts them, so no other
 //! lead is filtered per sample here. Everything runs sample by sample, so the events
 //! do not depend on how the input is split into blocks. State stays small (≈ 51 KB for 12 leads at 500 Hz,
 //! [`StreamDsp::state_bytes`]): filtered lead 0 of the open window, running band
 //! sums per block instead of per-sample band values, see `docs/dsp.md`.
 //!
-//! Latency: with `L` = [`StreamDsp::latency_samples`] (the QRS detector's fixed
-//! latency), the window ending at sample `E` (exclusive) is emitted by the `push`
+//! Latency: with `L` = [`StreamDsp::latency_samples`] (the beat detector's fixed
+//! latency: the QRS detector's, plus 300 ms with two leads), the window ending at sample `E` (exclusive) is emitted by the `push`
 //! that delivers sample `E − 1 + L`; a pause is emitted by the `push` that delivers
 //! sample `t + L`, `t` being the first sample at which the beat-free gap reaches
 //! `pause_s` (resp. `asystole_s`).
@@ -22,6 +24,7 @@ use serde::{Deserialize, Serialize};
 use crate::curve_length::CurveLengthDetector;
 use crate::filter::MonitorFilter;
 use crate::qrs::QrsDetector;
+use crate::qrs_pair::PairedQrs;
 use crate::quality::{BandSums, QualityConfig, QualityFilters, QualityIndices, WindowSummary};
 use crate::rhythm::{
     af_features, heart_rate_bpm, irregularity, rmssd, rr_intervals, rr_irregular_with, sdnn,
@@ -206,6 +209,46 @@ struct Run {
     end: u64,
 }
 
+/// The beat detector of a stream: the QRS detector on lead 0, or on leads 0 and 1
+/// following the cleaner ([`PairedQrs`]) when the stream has two leads or more.
+#[derive(Debug, Clone)]
+enum Beats {
+    One(Box<QrsDetector>),
+    Two(Box<PairedQrs>),
+}
+
+impl Beats {
+    fn new(fs: f64, n_leads: usize) -> Self {
+        if n_leads >= 2 {
+            Self::Two(Box::new(PairedQrs::new(fs)))
+        } else {
+            Self::One(Box::new(QrsDetector::new(fs)))
+        }
+    }
+
+    fn latency_samples(&self) -> usize {
+        match self {
+            Self::One(d) => d.latency_samples(),
+            Self::Two(d) => d.latency_samples(),
+        }
+    }
+
+    /// Heap bytes (both variants are boxed).
+    fn heap_bytes(&self) -> usize {
+        match self {
+            Self::One(d) => d.state_bytes(),
+            Self::Two(d) => d.state_bytes(),
+        }
+    }
+
+    fn step(&mut self, x0: f32, x1: f32, off1: bool, out: &mut Vec<u64>) {
+        match self {
+            Self::One(d) => d.push(&[x0], out),
+            Self::Two(d) => d.step(x0, x1, off1, out),
+        }
+    }
+}
+
 /// Per-stream DSP state. See the module documentation.
 #[derive(Debug, Clone)]
 pub struct StreamDsp {
@@ -215,7 +258,7 @@ pub struct StreamDsp {
     n: u64,
     filter: MonitorFilter,
     qf: QualityFilters,
-    det: QrsDetector,
+    det: Beats,
     det2: CurveLengthDetector,
     /// Beats of the second detector (for bSQI).
     beats2: VecDeque<u64>,
@@ -271,15 +314,16 @@ fn vec_bytes<T>(d: &Vec<T>) -> usize {
 }
 
 impl StreamDsp {
-    /// State for a stream at `sample_rate` Hz with `n_leads` leads (lead 0 analysed).
+    /// State for a stream at `sample_rate` Hz with `n_leads` leads (lead 0 analysed,
+    /// leads 0 and 1 for beats).
     pub fn new(cfg: &DspConfig, sample_rate: u32, n_leads: usize) -> Self {
         let fs = f64::from(sample_rate.max(1));
-        let det = QrsDetector::new(fs);
+        let n_leads = n_leads.max(1);
+        let det = Beats::new(fs, n_leads);
         let latency = det.latency_samples() as u64;
         let win = ((f64::from(cfg.window_s) * fs).round() as u64).max(1);
         let hop = ((f64::from(cfg.hop_s) * fs).round() as u64).max(1);
         let mains = f64::from(cfg.mains_hz);
-        let n_leads = n_leads.max(1);
         let pvc = PvcClassifier::new(&cfg.pvc, fs);
         let pre = pvc.samples_before() as u64;
         let post = pvc.samples_after() as u64;
@@ -368,8 +412,7 @@ impl StreamDsp {
             - std::mem::size_of::<MonitorFilter>()
             + self.qf.state_bytes()
             - std::mem::size_of::<QualityFilters>()
-            + self.det.state_bytes()
-            - std::mem::size_of::<QrsDetector>()
+            + self.det.heap_bytes()
             + self.det2.state_bytes()
             - std::mem::size_of::<CurveLengthDetector>()
             + self.pvc.state_bytes()
@@ -395,14 +438,31 @@ impl StreamDsp {
     pub fn push(&mut self, samples_mv: &[f32], lead_off: &[bool], out: &mut Vec<DspEvent>) {
         let per_lead = samples_mv.len() / self.n_leads;
         let off0 = lead_off.first().copied().unwrap_or(false);
-        for &x in &samples_mv[..per_lead] {
-            let _ = self.step(x, off0, out);
+        let (lead0, rest) = samples_mv.split_at(per_lead);
+        if self.n_leads >= 2 {
+            let off1 = lead_off.get(1).copied().unwrap_or(false);
+            for (&x, &x1) in lead0.iter().zip(&rest[..per_lead]) {
+                let _ = self.step(x, x1, off0, off1, out);
+            }
+        } else {
+            for &x in lead0 {
+                let _ = self.step(x, 0.0, off0, false, out);
+            }
         }
     }
 
-    /// One lead-0 sample; returns its filtered value.
-    fn step(&mut self, x: f32, lead_off: bool, out: &mut Vec<DspEvent>) -> f32 {
+    /// One sample of lead 0 (and of lead 1, which only the beat detector reads);
+    /// returns lead 0's filtered value.
+    fn step(
+        &mut self,
+        x: f32,
+        x1: f32,
+        lead_off: bool,
+        lead1_off: bool,
+        out: &mut Vec<DspEvent>,
+    ) -> f32 {
         let x = if x.is_finite() { x } else { 0.0 };
+        let x1 = if x1.is_finite() { x1 } else { 0.0 };
         let now = self.n;
         if now == 0 {
             self.shift = f64::from(x);
@@ -448,7 +508,7 @@ impl StreamDsp {
         }
         self.det2.step(bands.qrs, &mut self.scratch);
         self.beats2.extend(self.scratch.drain(..));
-        self.det.push(&[x], &mut self.scratch);
+        self.det.step(x, x1, lead1_off, &mut self.scratch);
         self.pending.extend(self.scratch.drain(..));
         self.n += 1;
 

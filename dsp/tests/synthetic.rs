@@ -472,3 +472,112 @@ fn config_deserializes_with_defaults_and_rejects_unknown_fields() {
     );
     assert!(serde_json::from_str::<DspConfig>(r#"{"bogus": 1}"#).is_err());
 }
+
+/// Beats of two leads through `PairedQrs`, in blocks of `block`, flushed.
+fn detect_pair(x0: &[f32], x1: &[f32], fs: f64, block: usize, off1: bool) -> Vec<u64> {
+    let mut d = ecg_dsp::PairedQrs::new(fs);
+    let mut out = Vec::new();
+    for (a, b) in x0.chunks(block.max(1)).zip(x1.chunks(block.max(1))) {
+        d.push(a, b, off1, &mut out);
+    }
+    let tail = d.latency_samples() + 1;
+    let flush = |x: &[f32]| vec![x.last().copied().unwrap_or(0.0); tail];
+    d.push(&flush(x0), &flush(x1), off1, &mut out);
+    out.retain(|&t| (t as usize) < x0.len());
+    out
+}
+
+/// Electrode-motion-like bumps (20 ms Gaussians) added to `x` every 0.25–0.45 s
+/// within `span` (s), away from `beats`: amplitudes in `amp` (mV), and every fourth
+/// one 1.0–1.3 mV, about the size of the synthetic R wave.
+fn add_bumps(x: &mut [f32], fs: f64, beats: &[u64], span: (f64, f64), amp: (f64, f64), seed: u64) {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let n = x.len();
+    let mut t = span.0;
+    let mut j = 0;
+    while t < span.1 {
+        let k = (t * fs) as u64;
+        if beats.iter().all(|&b| b.abs_diff(k) as f64 > 0.12 * fs) {
+            j += 1;
+            let a = if j % 4 == 0 {
+                rng.random_range(1.0..1.3)
+            } else {
+                rng.random_range(amp.0..amp.1)
+            };
+            let w = 0.02 * fs;
+            let lo = (k as f64 - 5.0 * w).max(0.0) as usize;
+            let hi = ((k as f64 + 5.0 * w) as usize + 1).min(n);
+            for (i, v) in x.iter_mut().enumerate().take(hi).skip(lo) {
+                let z = (i as f64 - k as f64) / w;
+                *v += (a * (-0.5 * z * z).exp()) as f32;
+            }
+        }
+        t += rng.random_range(0.25..0.45);
+    }
+}
+
+/// Lead 0 with motion-like bumps (most rejected, every fourth beat-sized), lead 1
+/// clean; the two leads' beats as in the test below.
+fn motion_on_lead_0(fs: f64) -> (Vec<u64>, Vec<f32>, Vec<f32>) {
+    let beats = beat_times(fs, 120.0, |_| 0.8);
+    let n = (120.0 * fs) as usize;
+    let mut x0 = synth(fs, n, &beats, 0.02, 3);
+    add_bumps(&mut x0, fs, &beats, (5.0, 115.0), (0.4, 0.7), 4);
+    let mut x1 = synth(fs, n, &beats, 0.02, 9);
+    x1.iter_mut().for_each(|v| *v *= 0.7);
+    (beats, x0, x1)
+}
+
+#[test]
+fn two_leads_follow_the_cleaner_lead_through_motion() {
+    for fs in [250.0, 360.0, 500.0] {
+        let (beats, x0, x1) = motion_on_lead_0(fs);
+        let tol = (0.05 * fs) as u64;
+        let one = ecg_dsp::score::match_beats(&beats, &detect(&x0, fs, 100), tol);
+        let two = ecg_dsp::score::match_beats(&beats, &detect_pair(&x0, &x1, fs, 100, false), tol);
+        // Lead 0 alone takes 17-22 bumps for beats; following lead 1 where lead 0's
+        // noise ratio is high leaves 2-9.
+        assert!(
+            one.fp >= 15,
+            "fs {fs}: the bumps should fool lead 0 ({one:?})"
+        );
+        assert!(
+            two.fn_ == 0 && two.fp * 2 <= one.fp,
+            "fs {fs}: {one:?} -> {two:?}"
+        );
+        // The same beats whatever the blocks.
+        let a = detect_pair(&x0, &x1, fs, 1, false);
+        assert_eq!(a, detect_pair(&x0, &x1, fs, 37, false));
+        assert_eq!(a, detect_pair(&x0, &x1, fs, 250, false));
+        // A lead flagged off is never followed.
+        assert_eq!(detect_pair(&x0, &x1, fs, 100, true), detect(&x0, fs, 100));
+    }
+}
+
+#[test]
+fn two_clean_leads_give_lead_zeros_beats() {
+    for fs in [250.0, 360.0, 500.0] {
+        let mut rng = ChaCha8Rng::seed_from_u64(8);
+        let beats = beat_times(fs, 90.0, |_| rng.random_range(0.5..1.1));
+        let n = (90.0 * fs) as usize;
+        let x0 = synth(fs, n, &beats, 0.05, 8);
+        let mut x1 = synth(fs, n, &beats, 0.05, 11);
+        x1.iter_mut().for_each(|v| *v *= 0.5);
+        assert_eq!(detect_pair(&x0, &x1, fs, 100, false), detect(&x0, fs, 100));
+    }
+}
+
+#[test]
+fn a_lead_that_misses_beats_is_not_followed() {
+    // Lead 1 shows every other beat only (as lead 1 of a bigeminy record may): its
+    // noise ratio is low, but with fewer than 4/5 of lead 0's beats it is not the
+    // cleaner lead.
+    for fs in [250.0, 360.0, 500.0] {
+        let (beats, x0, _) = motion_on_lead_0(fs);
+        let half: Vec<u64> = beats.iter().copied().step_by(2).collect();
+        let x1 = synth(fs, x0.len(), &half, 0.02, 9);
+        let tol = (0.05 * fs) as u64;
+        let two = ecg_dsp::score::match_beats(&beats, &detect_pair(&x0, &x1, fs, 100, false), tol);
+        assert_eq!(two.fn_, 0, "fs {fs}: {two:?}");
+    }
+}

@@ -1,17 +1,21 @@
 //! `cardiostream eval qrs`.
 //!
-//! Runs the streaming QRS detector on lead 0 of every WFDB record of a folder that
-//! has an `.atr` file, fed in 200 ms frames, writes the detected beats and scores
-//! them beat by beat against the reference beat annotations (ANSI/AAMI EC57,
-//! PhysioNet `bxb` style: a detection within the match window of a reference beat is
-//! a true positive, each reference beat matches at most one detection).
+//! Finds the beats of every WFDB record of a folder that has an `.atr` file as the
+//! pipeline finds a stream's beats, fed in 200 ms frames, writes them and scores them
+//! beat by beat against the reference beat annotations (ANSI/AAMI EC57, PhysioNet
+//! `bxb` style: a detection within the match window of a reference beat is a true
+//! positive, each reference beat matches at most one detection).
 //!
-//! It drives [`ecg_dsp::QrsDetector`] directly rather than through `StreamDsp`:
-//! `StreamDsp` feeds this very detector the raw lead-0 samples one by one (so the
-//! beats are the same), but it only hands beats out inside closed rhythm windows, so
-//! the beats of the record's last partial window would be lost. At the end of a
-//! record the detector is flushed with its fixed latency of copies of the last
-//! sample, and only beats inside the record are kept.
+//! The record's ECG leads are those a replay of it sends
+//! ([`ecg_ingest::replay::lead_signals`]): with two or more, the beats are those of
+//! [`ecg_dsp::PairedQrs`] on the first two (lead 0's beats, except where lead 0 is
+//! noisy and lead 1 clearly cleaner), as `StreamDsp` takes them; with one, the
+//! streaming QRS detector's on it. It drives the detectors directly rather than
+//! through `StreamDsp`, which feeds them the same raw samples one by one (so the
+//! beats are the same) but only hands beats out inside closed rhythm windows, so the
+//! beats of the record's last partial window would be lost. At the end of a record
+//! the detectors are flushed with their fixed latency of copies of the last sample,
+//! and only beats inside the record are kept.
 //!
 //! Two figures are printed: **EC57** (ventricular flutter/fibrillation episodes,
 //! between `[` and `]` annotations, excluded from scoring — reference beats and
@@ -22,8 +26,8 @@ use std::path::PathBuf;
 
 use anyhow::Context as _;
 use ecg_dsp::score::{match_beats, outside, BeatCounts};
-use ecg_dsp::QrsDetector;
-use ecg_ingest::wfdb;
+use ecg_dsp::{PairedQrs, QrsDetector};
+use ecg_ingest::{replay, wfdb};
 
 /// Arguments of `eval qrs`.
 #[derive(Debug, clap::Args)]
@@ -59,6 +63,33 @@ pub fn detect(signal_mv: &[f32], fs: f64, frame: usize) -> Vec<u64> {
     beats
 }
 
+/// Beats of two leads (mV) found by [`PairedQrs`] fed in frames of `frame` samples,
+/// flushed at the end; beats beyond the signals are dropped. Non-finite samples of
+/// lead 1 (WFDB's invalid value) are fed as 0 with lead 1 flagged off for the frame,
+/// as a replay sends them.
+pub fn detect_two(lead0_mv: &[f32], lead1_mv: &[f32], fs: f64, frame: usize) -> Vec<u64> {
+    let mut det = PairedQrs::new(fs);
+    let mut beats = Vec::new();
+    let n = lead0_mv.len().min(lead1_mv.len());
+    let frame = frame.max(1);
+    let mut x1 = Vec::with_capacity(frame);
+    for (a, b) in lead0_mv[..n].chunks(frame).zip(lead1_mv[..n].chunks(frame)) {
+        x1.clear();
+        x1.extend(b.iter().map(|&v| if v.is_finite() { v } else { 0.0 }));
+        let off1 = x1.len() < b.len() || b.iter().any(|v| !v.is_finite());
+        det.push(a, &x1, off1, &mut beats);
+    }
+    let tail = det.latency_samples() + 1;
+    let last = |x: &[f32]| vec![x[..n].last().copied().unwrap_or(0.0); tail];
+    let last1: Vec<f32> = last(lead1_mv)
+        .into_iter()
+        .map(|v| if v.is_finite() { v } else { 0.0 })
+        .collect();
+    det.push(&last(lead0_mv), &last1, false, &mut beats);
+    beats.retain(|&b| b < n as u64);
+    beats
+}
+
 /// Runs `eval qrs`.
 ///
 /// # Errors
@@ -82,7 +113,7 @@ pub fn run(args: &QrsArgs) -> anyhow::Result<()> {
     let mut stdout = std::io::stdout().lock();
     writeln!(
         stdout,
-        "QRS detection, lead 0, {} ms frames, match window ±{} ms; EC57 = VF/VFL episodes ([ … ]) excluded, whole = nothing excluded",
+        "QRS detection, the stream's beats (leads 0 and 1 where the record has two ECG leads, else lead 0), {} ms frames, match window ±{} ms; EC57 = VF/VFL episodes ([ … ]) excluded, whole = nothing excluded",
         FRAME_S * 1000.0,
         args.tolerance_ms
     )?;
@@ -93,6 +124,8 @@ pub fn run(args: &QrsArgs) -> anyhow::Result<()> {
     )?;
     let (mut g_ec57, mut g_whole) = (BeatCounts::default(), BeatCounts::default());
     let mut fs_seen = None;
+    let mut two_leads = 0usize;
+    let mut scored = 0usize;
     for name in &names {
         let read = || -> anyhow::Result<_> {
             let rec = wfdb::read_record(&args.db.join(name))
@@ -106,9 +139,18 @@ pub fn run(args: &QrsArgs) -> anyhow::Result<()> {
             continue;
         };
         let reference = wfdb::beat_samples(&ann);
-        let x = rec.physical(0);
         let frame = ((FRAME_S * rec.fs).round() as usize).max(1);
-        let beats = detect(&x, rec.fs, frame);
+        let leads = replay::lead_signals(&rec);
+        let beats = match leads[..] {
+            [(a, _), (b, _), ..] => {
+                two_leads += 1;
+                detect_two(&rec.physical(a), &rec.physical(b), rec.fs, frame)
+            }
+            [(a, _)] => detect(&rec.physical(a), rec.fs, frame),
+            // No signal a replay would send as ECG: the first one, as before.
+            [] => detect(&rec.physical(0), rec.fs, frame),
+        };
+        scored += 1;
         let path = args.out.join(format!("{name}.csv"));
         let mut w = std::io::BufWriter::new(
             std::fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?,
@@ -160,10 +202,12 @@ pub fn run(args: &QrsArgs) -> anyhow::Result<()> {
     )?;
     if let Some(fs) = fs_seen {
         let lat = QrsDetector::new(fs).latency_samples();
+        let lat2 = PairedQrs::new(fs).latency_samples();
         writeln!(
             stdout,
-            "detector latency: {lat} samples at {fs} Hz ({:.3} s); beats written to {}",
+            "{two_leads} of {scored} records with two ECG leads; latency {lat} samples at {fs} Hz ({:.3} s) with one lead, {lat2} ({:.3} s) with two; beats written to {}",
             lat as f64 / fs,
+            lat2 as f64 / fs,
             args.out.display()
         )?;
     }
@@ -187,6 +231,10 @@ mod tests {
         }
         let d = detect(&x, fs, 50);
         assert_eq!(d, detect(&x, fs, 1));
+        // Two identical leads: lead 0 is never the noisier one, its beats stand; so
+        // with lead 1 missing (WFDB's invalid value, flagged off).
+        assert_eq!(detect_two(&x, &x, fs, 50), d);
+        assert_eq!(detect_two(&x, &vec![f32::NAN; n], fs, 50), d);
         let c = match_beats(&beats, &d, 37);
         assert!(c.fn_ <= 1 && c.fp == 0, "{c:?}");
     }

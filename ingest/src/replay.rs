@@ -81,6 +81,39 @@ fn ecg_lead(desc: &str) -> Option<Lead> {
     rest.parse().ok()
 }
 
+/// The signals of `rec` that a replay sends as ECG leads, in frame order, with their
+/// leads: those whose description names a lead ([`RecordSource`] has the rules), each
+/// lead once; or, when none does, the first signal recorded in volts that is not a
+/// pulse waveform, as an unnamed lead. `eval qrs` reads the same signals.
+pub fn lead_signals(rec: &Record) -> Vec<(usize, Lead)> {
+    let mut out: Vec<(usize, Lead)> = Vec::new();
+    for (i, s) in rec.signals.iter().enumerate() {
+        let desc = s.description.trim();
+        if pulse_kind(desc).is_some() {
+            continue;
+        }
+        match ecg_lead(desc) {
+            Some(l) if !out.iter().any(|o| o.1 == l) => out.push((i, l)),
+            _ => {
+                tracing::debug!(record = %rec.name, signal = i, "signal without a known lead left out")
+            }
+        }
+    }
+    if out.is_empty() {
+        // No description names an ECG lead (`ML2`, `D1`, a vendor's label): the
+        // first signal recorded in volts is taken as an unnamed lead.
+        if let Some(i) = rec
+            .signals
+            .iter()
+            .position(|s| s.mv_per_unit().is_some() && pulse_kind(&s.description).is_none())
+        {
+            tracing::debug!(record = %rec.name, signal = i, "no named lead: the first signal in volts is the ECG");
+            out.push((i, Lead::Unspecified));
+        }
+    }
+    out
+}
+
 /// Amplitude resolution of replayed records: 1 µV per count.
 pub const REPLAY_SCALE_NV: u32 = 1000;
 
@@ -133,12 +166,9 @@ impl RecordSource {
                 fs: rec.fs,
             });
         }
-        let mut leads = Vec::new();
-        let mut mv = Vec::new();
         let mut pulses: Vec<(PulseKind, Vec<f32>)> = Vec::new();
         for (i, s) in rec.signals.iter().enumerate() {
-            let desc = s.description.trim();
-            if let Some(kind) = pulse_kind(desc) {
+            if let Some(kind) = pulse_kind(s.description.trim()) {
                 if !pulses.iter().any(|p| p.0 == kind) {
                     let mut v = hold_invalid(rec.physical(i));
                     if kind == PulseKind::ArterialPressure {
@@ -148,31 +178,12 @@ impl RecordSource {
                     }
                     pulses.push((kind, v));
                 }
-                continue;
-            }
-            match ecg_lead(desc) {
-                Some(l) if !leads.contains(&l) => {
-                    leads.push(l);
-                    mv.push(rec.physical(i));
-                }
-                _ => {
-                    tracing::debug!(record = %rec.name, signal = i, "signal without a known lead left out")
-                }
             }
         }
-        if leads.is_empty() {
-            // No description names an ECG lead (`ML2`, `D1`, a vendor's label): the
-            // first signal recorded in volts is taken as an unnamed lead.
-            if let Some(i) = rec
-                .signals
-                .iter()
-                .position(|s| s.mv_per_unit().is_some() && pulse_kind(&s.description).is_none())
-            {
-                tracing::debug!(record = %rec.name, signal = i, "no named lead: the first signal in volts is the ECG");
-                leads.push(Lead::Unspecified);
-                mv.push(rec.physical(i));
-            }
-        }
+        let (leads, mv): (Vec<Lead>, Vec<Vec<f32>>) = lead_signals(rec)
+            .into_iter()
+            .map(|(i, l)| (l, rec.physical(i)))
+            .unzip();
         if leads.is_empty() {
             return Err(ReplayError::NoLead {
                 record: rec.name.clone(),
