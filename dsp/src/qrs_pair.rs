@@ -54,8 +54,8 @@ pub struct PairedQrs {
     det: [QrsDetector; 2],
     /// Each lead's beats that are still needed, with the noise ratio at output.
     beats: [VecDeque<(u64, f32)>; 2],
-    /// Beats before this time have been decided.
-    next: u64,
+    /// Per lead, the index in `beats` of the first beat not yet decided.
+    undecided: [usize; 2],
     /// Match window (samples).
     win: u64,
     /// Beat-count span (samples).
@@ -90,7 +90,7 @@ impl PairedQrs {
         Self {
             det: [QrsDetector::new(fs), QrsDetector::new(fs)],
             beats: [VecDeque::new(), VecDeque::new()],
-            next: 0,
+            undecided: [0; 2],
             win,
             span: (COUNT_S * fs).round() as u64,
             scratch: Vec::new(),
@@ -138,25 +138,29 @@ impl PairedQrs {
                 self.beats[lead].extend(self.scratch.drain(..).map(|b| (b, r)));
             }
         }
-        // Both leads' beats are final up to `final_to`; beats up to 2 windows before
-        // it can be decided.
+        // Both leads' beats are final up to `samples_seen - 1 - detector latency`; a
+        // beat two windows before that or earlier can be decided (checked per sample
+        // against the first undecided beat only).
         let latency = self.det[0].latency_samples() as u64 + 2 * self.win;
         let Some(until) = self.samples_seen().checked_sub(latency) else {
             return;
         };
-        if until > self.next {
+        let due = |lead: usize| {
+            self.beats[lead]
+                .get(self.undecided[lead])
+                .is_some_and(|b| b.0 < until)
+        };
+        if due(0) || due(1) {
             self.decide(until, out);
         }
     }
 
-    /// Decides the beats in `[self.next, until)`.
+    /// Decides the beats before `until`.
     fn decide(&mut self, until: u64, out: &mut Vec<u64>) {
-        let (from, win) = (self.next, self.win);
+        let win = self.win;
         let first = out.len();
         for lead in 0..2 {
-            let start = self.beats[lead].partition_point(|b| b.0 < from);
-            for k in start..self.beats[lead].len() {
-                let (t, r) = self.beats[lead][k];
+            while let Some(&(t, r)) = self.beats[lead].get(self.undecided[lead]) {
                 if t >= until {
                     break;
                 }
@@ -168,17 +172,18 @@ impl PairedQrs {
                 if take {
                     out.push(t);
                 }
+                self.undecided[lead] += 1;
             }
         }
         out[first..].sort_unstable();
-        self.next = until;
         // Forget what no later decision reads: a beat whose successor is at least a
         // window before the next beat to decide is never the nearest again, and one
         // older than the count span is not counted.
         let span = self.span;
-        for b in &mut self.beats {
+        for (b, u) in self.beats.iter_mut().zip(&mut self.undecided) {
             while b.len() > 1 && b[1].0 + win <= until && b[0].0 + span < until {
                 b.pop_front();
+                *u -= 1;
             }
         }
     }
