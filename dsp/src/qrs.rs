@@ -117,48 +117,33 @@ impl MovSum {
     fn push(&mut self, x: f32) -> f32 {
         self.sum += f64::from(x) - f64::from(self.buf[self.pos]);
         self.buf[self.pos] = x;
-        // A wrap instead of a remainder: this runs several times per sample.
-        self.pos += 1;
-        if self.pos == self.buf.len() {
-            self.pos = 0;
-        }
+        self.pos = (self.pos + 1) % self.buf.len();
         (self.sum / self.buf.len() as f64) as f32
     }
 
     /// The value pushed `k` steps ago (0 = the last one), `k < len`.
     fn back(&self, k: usize) -> f32 {
         let n = self.buf.len();
-        debug_assert!(k < n);
-        // `pos <= n - 1` and `k <= n - 1`, so the index is below 2n - 1.
-        let i = self.pos + n - 1 - k;
-        self.buf[if i >= n { i - n } else { i }]
+        self.buf[(self.pos + n - 1 - (k % n)) % n]
     }
 }
 
-/// A ring of values indexed by absolute step number, written once per step from
-/// step 0.
+/// A ring of values indexed by absolute step number.
 #[derive(Debug, Clone)]
 struct Hist {
     data: Vec<f32>,
-    /// Where the next step's value goes: `step % len`, kept by a wrap.
-    next: usize,
 }
 
 impl Hist {
     fn new(cap: usize) -> Self {
         Self {
             data: vec![0.0; cap.max(1)],
-            next: 0,
         }
     }
 
-    /// Stores the value of the next step (steps 0, 1, 2, … in turn).
-    fn push(&mut self, v: f32) {
-        self.data[self.next] = v;
-        self.next += 1;
-        if self.next == self.data.len() {
-            self.next = 0;
-        }
+    fn set(&mut self, step: u64, v: f32) {
+        let n = self.data.len() as u64;
+        self.data[(step % n) as usize] = v;
     }
 
     fn get(&self, step: u64) -> f32 {
@@ -219,8 +204,6 @@ pub struct QrsDetector {
     hold: i64,
     sb_cap: i64,
     sec: u64,
-    /// Steps into the current second (`n % sec`, kept by a wrap).
-    sec_pos: u64,
     latency: usize,
     // Filter stages.
     lp1: MovSum,
@@ -331,7 +314,6 @@ impl QrsDetector {
             hold,
             sb_cap,
             sec: s(1.0) as u64,
-            sec_pos: 0,
             latency,
             lp1: MovSum::new(l),
             lp2: MovSum::new(l),
@@ -483,8 +465,8 @@ impl QrsDetector {
         let _ = self.bp_recent.push(bp);
         let d = bp - self.bp_recent.back(self.k);
         let m = self.mwi.push(d.abs());
-        self.bp_hist.push(bp);
-        self.der_hist.push(der_lp);
+        self.bp_hist.set(n, bp);
+        self.der_hist.set(n, der_lp);
         self.n += 1;
 
         // MWI floor.
@@ -498,9 +480,7 @@ impl QrsDetector {
         // Background maxima for threshold (re)initialisation.
         self.init_max = self.init_max.max(m);
         self.cur_sec_max = self.cur_sec_max.max(m);
-        self.sec_pos += 1;
-        if self.sec_pos == self.sec {
-            self.sec_pos = 0;
+        if (n + 1).is_multiple_of(self.sec) {
             push_buf(&mut self.sec_max, self.cur_sec_max);
             self.cur_sec_max = 0.0;
         }
