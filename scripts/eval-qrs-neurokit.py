@@ -9,7 +9,9 @@ Usage: eval-qrs-neurokit.py --db DIR --cardiostream DIR [--records 100,101]
 here by the same code, a port of `score` in eval/src/qrs.rs (its matching in ec57.py) (EC57 / bxb style:
 greedy beat-by-beat matching within the window; EC57 variant = ventricular
 flutter/fibrillation episodes between `[` and `]` excluded, reference beats and
-detections alike; whole = nothing excluded). Whole records, lead 0.
+detections alike; whole = nothing excluded). Whole records; NeuroKit2 reads lead 0 (the
+first signal), cardiostream's beats are the stream's (`eval qrs`: leads 0 and 1 where the
+record has two ECG leads).
 
 With `--tuning`, gross rows are also printed for the records in that list and for
 the others (held out); every gross row is repeated as a `SUMMARY <label> <half>
@@ -73,7 +75,8 @@ def main():
             f[:-4] for f in os.listdir(a.db)
             if f.endswith(".atr") and os.path.exists(os.path.join(a.db, f[:-4] + ".hea"))
         )
-    print(f"lead 0, whole records, match window ±{a.tolerance_ms:g} ms; "
+    print(f"cardiostream: the stream's beats (two leads where the record has two ECG leads); "
+          f"NeuroKit2: lead 0; whole records, match window ±{a.tolerance_ms:g} ms; "
           f"EC57 = VF/VFL episodes excluded; NeuroKit2 {nk.__version__} "
           "ecg_peaks(ecg_clean(x, fs), fs) defaults (method 'neurokit')")
     hdr = (f"{'record':<9} {'beats':>6} | {'cardiostream EC57':^27} | {'NeuroKit2 EC57':^27}"

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# QRS detection: cardiostream's streaming detector and NeuroKit2's default detector on
-# lead 0 of the same records, scored by the same code (150 ms, EC57 VF exclusion and
+# QRS detection: cardiostream's streaming beats (`eval qrs`: leads 0 and 1 where a record
+# has two ECG leads, else lead 0) and NeuroKit2's default detector on lead 0 of the same
+# records, scored by the same code (150 ms, EC57 VF exclusion and
 # whole records), side by side, in one run:
 #   - the shared mitdb records (tuning / held-out halves of dsp/tests/common/mod.rs),
 #   - the nstdb records 118e24/e12/e00,
@@ -59,6 +60,6 @@ else
 fi
 sleep 1
 echo
-echo "== summary: lead 0, EC57 (VF excluded), 150 ms, gross; cs = cardiostream, nk = NeuroKit2"
+echo "== summary: EC57 (VF excluded), 150 ms, gross; cs = cardiostream (two leads where the record has them), nk = NeuroKit2 (lead 0)"
 printf '%-8s %-9s %8s %8s %8s %8s\n' set half "cs Se%" "cs +P%" "nk Se%" "nk +P%"
 awk '{printf "%-8s %-9s %8s %8s %8s %8s\n", $2, $3, $4, $5, $6, $7}' "$summary"

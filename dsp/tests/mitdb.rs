@@ -492,7 +492,8 @@ fn nst_mixtures_qrs() {
     let dump = std::env::var("QRS_DUMP").ok();
     println!("EC57 (VF excluded), 150 ms; whole record | noisy periods only");
     println!(
-        "noise  SNR half      beats     lead 0: FN    FP    Se%    +P% |  beats    FN    FP    Se%    +P% | whole-record 95 % CI (bootstrap over records)"
+        "{:<5} {:>4} {:<9} {:>7} {:>10} {:>5} {:>5} {:>6} {:>6} | {:>6} {:>5} {:>5} {:>6} {:>6} | whole-record 95 % CI (bootstrap over records)",
+        "noise", "SNR", "half", "beats", "beats of", "FN", "FP", "Se%", "+P%", "beats", "FN", "FP", "Se%", "+P%"
     );
     // Lowest +P of lead 0 and of the two leads (bw, ma; em at 12 dB); the two leads'
     // +P with em at 6 dB against lead 0's, per half.
