@@ -16,16 +16,17 @@
 //!   within the match window (150 ms) of it.
 //!
 //! So in clean signal, where lead 0's ratio stays below [`NOISY`], the beats are lead
-//! 0's exactly. "Nearest" looks at the other lead's beats up to 150 ms after the beat;
-//! a beat is decided once both leads' beats are final up to 300 ms after it (a kept
-//! lead-0 beat up to 150 ms after a lead-1 beat is judged by lead-1 beats up to 150 ms
-//! after itself). The pair's latency is therefore the detector's plus 300 ms, and the
-//! beats do not depend on how the samples are cut into blocks.
+//! 0's exactly. "Nearest" looks at the other lead's beats from [`LOOK_S`] before the
+//! beat to 150 ms after it; without one there, lead 0 stands (a lead that found no
+//! beat for that long is no evidence: lead 1 flat, or lead 0 silent, whose pauses are
+//! the pause events' and the quality gate's business, not lead 1's). A beat is
+//! decided once both leads' beats are final up to 300 ms after it (a kept lead-0 beat
+//! up to 150 ms after a lead-1 beat is judged by lead-1 beats up to 150 ms after
+//! itself). The pair's latency is therefore the detector's plus 300 ms, and the beats
+//! do not depend on how the samples are cut into blocks.
 //!
-//! Lead 1's beats that come out while lead 1 is flagged off count as infinitely noisy:
-//! they are never added and never make lead 0 look noisy by comparison. Without a
-//! lead-0 beat so far no lead-1 beat is added (a dead lead 0 is the signal-quality
-//! gate's and the lead-off flag's business, not the beat stream's).
+//! While lead 1 is flagged off (any sample within the match window of a beat), lead 0
+//! stands and lead 1's beats are never added.
 //!
 //! The two values were chosen on the tuning half of the noise mixtures in an offline
 //! study (`tools/qrs_two_lead.py`, whose `cleaner` rule this is), not re-chosen here.
@@ -40,6 +41,8 @@ pub const NOISY: f32 = 0.25;
 pub const MARGIN: f32 = 0.8;
 /// Match window (s): beats of the two leads this close are the same beat.
 const MATCH_S: f64 = 0.150;
+/// How far back (s) the other lead's nearest beat is looked for.
+pub const LOOK_S: f64 = 2.0;
 /// Span (s) over which the two leads' beat counts are compared.
 const COUNT_S: f64 = 10.0;
 /// Lead 1 is not preferred while it has fewer than `COUNT_NUM / COUNT_DEN` of lead
@@ -60,6 +63,10 @@ pub struct PairedQrs {
     win: u64,
     /// Beat-count span (samples).
     span: u64,
+    /// How far back the nearest beat is looked for (samples).
+    look: u64,
+    /// Intervals `[start, end)` of samples where lead 1 was flagged off, still needed.
+    off1: VecDeque<(u64, u64)>,
     scratch: Vec<u64>,
 }
 
@@ -68,18 +75,17 @@ fn lead0_trusted(r0: f32, r1: f32) -> bool {
     r0 < NOISY || r1 >= MARGIN * r0
 }
 
-/// Noise ratio of the beat of `beats` nearest to `t` among those at or before
-/// `t + win` (`None` without such a beat).
-fn nearest_ratio(beats: &VecDeque<(u64, f32)>, t: u64, win: u64) -> Option<f32> {
+/// The beat of `beats` nearest to `t` among those in `[t - look, t + win]` (`None`
+/// without such a beat): its time and noise ratio.
+fn nearest(beats: &VecDeque<(u64, f32)>, t: u64, win: u64, look: u64) -> Option<(u64, f32)> {
+    let start = beats.partition_point(|b| b.0 + look < t);
     let end = beats.partition_point(|b| b.0 <= t + win);
-    let i = beats.partition_point(|b| b.0 < t).min(end);
+    let i = beats.partition_point(|b| b.0 < t).clamp(start, end);
     let after = (i < end).then(|| beats[i]);
-    let before = i.checked_sub(1).map(|k| beats[k]);
+    let before = (i > start).then(|| beats[i - 1]);
     match (before, after) {
-        (Some(b), Some(a)) => Some(if t - b.0 <= a.0 - t { b.1 } else { a.1 }),
-        (Some(b), None) => Some(b.1),
-        (None, Some(a)) => Some(a.1),
-        (None, None) => None,
+        (Some(b), Some(a)) => Some(if t - b.0 <= a.0 - t { b } else { a }),
+        (b, a) => b.or(a),
     }
 }
 
@@ -93,6 +99,8 @@ impl PairedQrs {
             undecided: [0; 2],
             win,
             span: (COUNT_S * fs).round() as u64,
+            look: (LOOK_S * fs).round() as u64,
+            off1: VecDeque::new(),
             scratch: Vec::new(),
         }
     }
@@ -121,20 +129,24 @@ impl PairedQrs {
                 .iter()
                 .map(|b| b.capacity() * std::mem::size_of::<(u64, f32)>())
                 .sum::<usize>()
+            + self.off1.capacity() * std::mem::size_of::<(u64, u64)>()
             + self.scratch.capacity() * std::mem::size_of::<u64>()
     }
 
     /// Feeds one sample of each lead (raw, mV; `off1`: lead 1 flagged off) and
     /// appends the beats decided by it to `out`, in increasing order.
     pub fn step(&mut self, x0: f32, x1: f32, off1: bool, out: &mut Vec<u64>) {
+        if off1 {
+            let n = self.samples_seen();
+            match self.off1.back_mut() {
+                Some(r) if r.1 == n => r.1 = n + 1,
+                _ => self.off1.push_back((n, n + 1)),
+            }
+        }
         for (lead, x) in [(0, x0), (1, x1)] {
             self.det[lead].push(&[x], &mut self.scratch);
             if !self.scratch.is_empty() {
-                let r = if lead == 1 && off1 {
-                    f32::INFINITY
-                } else {
-                    self.det[lead].noise_ratio()
-                };
+                let r = self.det[lead].noise_ratio();
                 self.beats[lead].extend(self.scratch.drain(..).map(|b| (b, r)));
             }
         }
@@ -186,6 +198,18 @@ impl PairedQrs {
                 *u -= 1;
             }
         }
+        // Lead-off intervals are read within a window of beats at least `look` before
+        // the next beat to decide.
+        let keep = until.saturating_sub(self.look + win);
+        while self.off1.front().is_some_and(|r| r.1 < keep) {
+            self.off1.pop_front();
+        }
+    }
+
+    /// Lead 1 was flagged off at some sample within the match window of `t`.
+    fn lead1_off_near(&self, t: u64) -> bool {
+        let (lo, hi) = (t.saturating_sub(self.win), t + self.win);
+        self.off1.iter().any(|&(s, e)| s <= hi && e > lo)
     }
 
     /// Lead 0 stands as it is at `t`: by the noise ratios (see [`lead0_trusted`]), or
@@ -205,20 +229,28 @@ impl PairedQrs {
     }
 
     fn keep0(&self, t: u64, r0: f32) -> bool {
-        nearest_ratio(&self.beats[1], t, self.win).is_none_or(|r1| self.lead0_stands(t, r0, r1))
+        if self.lead1_off_near(t) {
+            return true;
+        }
+        nearest(&self.beats[1], t, self.win, self.look)
+            .is_none_or(|(t1, r1)| self.lead1_off_near(t1) || self.lead0_stands(t, r0, r1))
     }
 
     fn add1(&self, t: u64, r1: f32) -> bool {
-        let Some(r0) = nearest_ratio(&self.beats[0], t, self.win) else {
+        if self.lead1_off_near(t) {
+            return false;
+        }
+        let Some((_, r0)) = nearest(&self.beats[0], t, self.win, self.look) else {
             return false;
         };
         if self.lead0_stands(t, r0, r1) {
             return false;
         }
-        let lo = t.saturating_sub(self.win);
-        !self.beats[0]
-            .iter()
-            .filter(|b| b.0 >= lo && b.0 <= t + self.win)
+        let b = &self.beats[0];
+        let (lo, hi) = (t.saturating_sub(self.win), t + self.win);
+        let from = b.partition_point(|x| x.0 < lo);
+        !b.range(from..)
+            .take_while(|x| x.0 <= hi)
             .any(|&(b0, r)| self.keep0(b0, r))
     }
 

@@ -577,7 +577,48 @@ fn a_lead_that_misses_beats_is_not_followed() {
         let half: Vec<u64> = beats.iter().copied().step_by(2).collect();
         let x1 = synth(fs, x0.len(), &half, 0.02, 9);
         let tol = (0.05 * fs) as u64;
+        let one = ecg_dsp::score::match_beats(&beats, &detect(&x0, fs, 100), tol);
         let two = ecg_dsp::score::match_beats(&beats, &detect_pair(&x0, &x1, fs, 100, false), tol);
-        assert_eq!(two.fn_, 0, "fs {fs}: {two:?}");
+        assert!(
+            two.fn_ == 0 && two.fp <= one.fp,
+            "fs {fs}: {one:?} -> {two:?}"
+        );
+    }
+}
+
+#[test]
+fn a_lead_that_falls_silent_is_no_evidence() {
+    for fs in [250.0, 360.0, 500.0] {
+        let (beats, x0, x1) = motion_on_lead_0(fs);
+        let tol = (0.05 * fs) as u64;
+        let cut = (60.0 * fs) as usize;
+        let after = |v: &[u64], from_s: f64| -> Vec<u64> {
+            v.iter()
+                .copied()
+                .filter(|&t| t as f64 >= from_s * fs)
+                .collect()
+        };
+        // Lead 1 goes flat at 60 s, unflagged, while lead 0 stays noisy: from 2 s
+        // later (the nearest-beat look-back) lead 0's beats stand again.
+        let mut flat1 = x1.clone();
+        flat1[cut..].fill(0.0);
+        let one = detect(&x0, fs, 100);
+        let two = detect_pair(&x0, &flat1, fs, 100, false);
+        let m = ecg_dsp::score::match_beats(&after(&beats, 62.5), &after(&two, 62.5), tol);
+        let m1 = ecg_dsp::score::match_beats(&after(&beats, 62.5), &after(&one, 62.5), tol);
+        assert!(
+            m.fn_ <= m1.fn_,
+            "fs {fs}: {m:?} against lead 0 alone {m1:?}"
+        );
+        // Lead 0 goes flat at 60 s: lead 1's beats stand in for it only within the
+        // look-back of lead 0's last (noisy) beat, not for good.
+        let mut flat0 = x0.clone();
+        flat0[cut..].fill(0.0);
+        let two = detect_pair(&flat0, &x1, fs, 100, false);
+        assert!(
+            after(&two, 62.0).is_empty(),
+            "fs {fs}: {:?}",
+            after(&two, 62.0)
+        );
     }
 }

@@ -73,10 +73,11 @@ pub fn detect_two(lead0_mv: &[f32], lead1_mv: &[f32], fs: f64, frame: usize) -> 
     let n = lead0_mv.len().min(lead1_mv.len());
     let frame = frame.max(1);
     let mut x1 = Vec::with_capacity(frame);
+    let mut off1 = false;
     for (a, b) in lead0_mv[..n].chunks(frame).zip(lead1_mv[..n].chunks(frame)) {
         x1.clear();
         x1.extend(b.iter().map(|&v| if v.is_finite() { v } else { 0.0 }));
-        let off1 = x1.len() < b.len() || b.iter().any(|v| !v.is_finite());
+        off1 = b.iter().any(|v| !v.is_finite());
         det.push(a, &x1, off1, &mut beats);
     }
     let tail = det.latency_samples() + 1;
@@ -85,7 +86,7 @@ pub fn detect_two(lead0_mv: &[f32], lead1_mv: &[f32], fs: f64, frame: usize) -> 
         .into_iter()
         .map(|v| if v.is_finite() { v } else { 0.0 })
         .collect();
-    det.push(&last(lead0_mv), &last1, false, &mut beats);
+    det.push(&last(lead0_mv), &last1, off1, &mut beats);
     beats.retain(|&b| b < n as u64);
     beats
 }
