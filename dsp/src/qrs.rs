@@ -294,9 +294,16 @@ impl QrsDetector {
         let normal = d_mwi + i64::from(ms95) + 2 + i64::from(pre_blank) + ms80;
         let sb = d_mwi + sb_cap + hold + 2 - ms360 + ms80;
         let latency = normal.max(sb).max(1) as usize;
-        // Every read of the band-pass and derivative history is of a peak classified at
-        // most `latency` after it, within -100..+120 ms of it (the slope check's span;
-        // placement reads ±80 ms), so `latency` + 100 ms is the oldest sample ever read.
+        // History of latency + 250 ms. Peaks classified on the normal path and
+        // search-back peaks taken when first due are read within latency + 100 ms of
+        // the newest sample (the slope check's -100..+120 ms; placement ±80 ms). Two
+        // rarer reads reach further, and then skip what is no longer held (as they did
+        // with the former 1 s margin, which did not cover them either): a search-back
+        // peak taken later because the threshold fell after it was due (placed and
+        // learnt into the template, then dropped as too old), and a peak at most
+        // `MIN_PEAK` high, which has no 95 ms declaration timeout. The beats of every
+        // shared record, clean and with the 15 noise mixtures, on both leads, were
+        // identical with the former margin.
         let cap = latency + s(0.25);
         // Learn for 2 s, or less when the latency is shorter: a peak of the first
         // sample is classified when the learning ends, which must stay within it.

@@ -5,8 +5,9 @@
 //! is noisy and lead 1 clearly cleaner); lethal arrhythmias are judged over every
 //! lead by `crate::lethal`. The pipeline gives models the raw signal (they filter in
 //! their own graphs) and filters strips for display when it cuts them, so no other
-//! lead is filtered per sample here. Everything runs sample by sample, so the events
-//! do not depend on how the input is split into blocks. State stays small (≈ 51 KB for 12 leads at 500 Hz,
+//! lead is filtered per sample here (lead 1 only inside its QRS detector). Everything
+//! runs sample by sample, so the events do not depend on how the input is split into
+//! blocks. State stays small (≈ 61 KB for 12 leads at 500 Hz with two-lead beats,
 //! [`StreamDsp::state_bytes`]): filtered lead 0 of the open window, running band
 //! sums per block instead of per-sample band values, see `docs/dsp.md`.
 //!
