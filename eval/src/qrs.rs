@@ -49,44 +49,57 @@ pub struct QrsArgs {
 /// Frame length fed to the detector (s).
 const FRAME_S: f64 = 0.2;
 
+/// A sample as the stream carries it: WFDB's invalid value (non-finite here) is sent
+/// as 0 with the lead flagged off (`ingest::replay`), and `StreamDsp` feeds its
+/// detectors 0 for any non-finite sample.
+fn as_streamed(v: f32) -> f32 {
+    if v.is_finite() {
+        v
+    } else {
+        0.0
+    }
+}
+
 /// Beats of a single-lead signal (mV) found by the streaming detector fed in frames
 /// of `frame` samples, flushed at the end; beats beyond the signal are dropped.
+/// Non-finite samples are fed as 0, as in the pipeline.
 pub fn detect(signal_mv: &[f32], fs: f64, frame: usize) -> Vec<u64> {
     let mut det = QrsDetector::new(fs);
     let mut beats = Vec::new();
+    let mut x = Vec::with_capacity(frame.max(1));
     for chunk in signal_mv.chunks(frame.max(1)) {
-        det.push(chunk, &mut beats);
+        x.clear();
+        x.extend(chunk.iter().map(|&v| as_streamed(v)));
+        det.push(&x, &mut beats);
     }
-    let last = signal_mv.last().copied().unwrap_or(0.0);
+    let last = signal_mv.last().copied().map_or(0.0, as_streamed);
     det.push(&vec![last; det.latency_samples() + 1], &mut beats);
     beats.retain(|&b| b < signal_mv.len() as u64);
     beats
 }
 
 /// Beats of two leads (mV) found by [`PairedQrs`] fed in frames of `frame` samples,
-/// flushed at the end; beats beyond the signals are dropped. Non-finite samples of
-/// lead 1 (WFDB's invalid value) are fed as 0 with lead 1 flagged off for the frame,
-/// as a replay sends them.
+/// flushed at the end; beats beyond the signals are dropped. Non-finite samples
+/// (WFDB's invalid value) are fed as 0, with lead 1 flagged off for the frame when
+/// they are lead 1's, as a replay sends them.
 pub fn detect_two(lead0_mv: &[f32], lead1_mv: &[f32], fs: f64, frame: usize) -> Vec<u64> {
     let mut det = PairedQrs::new(fs);
     let mut beats = Vec::new();
     let n = lead0_mv.len().min(lead1_mv.len());
     let frame = frame.max(1);
-    let mut x1 = Vec::with_capacity(frame);
+    let (mut x0, mut x1) = (Vec::with_capacity(frame), Vec::with_capacity(frame));
     let mut off1 = false;
     for (a, b) in lead0_mv[..n].chunks(frame).zip(lead1_mv[..n].chunks(frame)) {
+        x0.clear();
+        x0.extend(a.iter().map(|&v| as_streamed(v)));
         x1.clear();
-        x1.extend(b.iter().map(|&v| if v.is_finite() { v } else { 0.0 }));
+        x1.extend(b.iter().map(|&v| as_streamed(v)));
         off1 = b.iter().any(|v| !v.is_finite());
-        det.push(a, &x1, off1, &mut beats);
+        det.push(&x0, &x1, off1, &mut beats);
     }
     let tail = det.latency_samples() + 1;
-    let last = |x: &[f32]| vec![x[..n].last().copied().unwrap_or(0.0); tail];
-    let last1: Vec<f32> = last(lead1_mv)
-        .into_iter()
-        .map(|v| if v.is_finite() { v } else { 0.0 })
-        .collect();
-    det.push(&last(lead0_mv), &last1, off1, &mut beats);
+    let last = |x: &[f32]| vec![x[..n].last().copied().map_or(0.0, as_streamed); tail];
+    det.push(&last(lead0_mv), &last(lead1_mv), off1, &mut beats);
     beats.retain(|&b| b < n as u64);
     beats
 }
@@ -236,6 +249,13 @@ mod tests {
         // with lead 1 missing (WFDB's invalid value, flagged off).
         assert_eq!(detect_two(&x, &x, fs, 50), d);
         assert_eq!(detect_two(&x, &vec![f32::NAN; n], fs, 50), d);
+        // Invalid samples are fed as the pipeline feeds them: as 0.
+        let mut gap = x.clone();
+        gap[3100..3500].fill(f32::NAN);
+        let mut zeros = x.clone();
+        zeros[3100..3500].fill(0.0);
+        assert_eq!(detect(&gap, fs, 50), detect(&zeros, fs, 50));
+        assert_eq!(detect_two(&gap, &x, fs, 50), detect_two(&zeros, &x, fs, 50));
         let c = match_beats(&beats, &d, 37);
         assert!(c.fn_ <= 1 && c.fp == 0, "{c:?}");
     }
