@@ -97,14 +97,18 @@ struct MovSum {
     buf: Vec<f32>,
     pos: usize,
     sum: f64,
+    /// 1 / len: the mean is taken by a multiplication, not a division.
+    inv: f64,
 }
 
 impl MovSum {
     fn new(len: usize) -> Self {
+        let len = len.max(1);
         Self {
-            buf: vec![0.0; len.max(1)],
+            buf: vec![0.0; len],
             pos: 0,
             sum: 0.0,
+            inv: 1.0 / len as f64,
         }
     }
 
@@ -118,7 +122,7 @@ impl MovSum {
         self.sum += f64::from(x) - f64::from(self.buf[self.pos]);
         self.buf[self.pos] = x;
         self.pos = (self.pos + 1) % self.buf.len();
-        (self.sum / self.buf.len() as f64) as f32
+        (self.sum * self.inv) as f32
     }
 
     /// The value pushed `k` steps ago (0 = the last one), `k < len`.

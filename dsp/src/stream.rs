@@ -507,10 +507,15 @@ impl StreamDsp {
                 _ => self.off.push_back((now, now + 1)),
             }
         }
+        // Beats are rare: extend only when one came out.
         self.det2.step(bands.qrs, &mut self.scratch);
-        self.beats2.extend(self.scratch.drain(..));
+        if !self.scratch.is_empty() {
+            self.beats2.extend(self.scratch.drain(..));
+        }
         self.det.step(x, x1, lead1_off, &mut self.scratch);
-        self.pending.extend(self.scratch.drain(..));
+        if !self.scratch.is_empty() {
+            self.pending.extend(self.scratch.drain(..));
+        }
         self.n += 1;
 
         // Decisions are final for samples up to `t`.
