@@ -22,41 +22,35 @@ use std::path::Path;
 
 use ecg_dsp::noise_stress::{noisy_spans, standard_protocol};
 use ecg_dsp::resample::resample_offline;
-use ecg_dsp::score::{match_beats, outside};
+use ecg_dsp::score::{match_beats, outside, BeatCounts};
 use ecg_dsp::{DspConfig, DspEvent, PairedQrs, QrsDetector, StreamDsp};
 use ecg_ingest::wfdb;
 
-#[derive(Debug, Default, Clone, Copy)]
-struct Counts {
-    tp: usize,
-    fn_: usize,
-    fp: usize,
-}
+/// Which beats a row scores: the detector on lead 0, or `PairedQrs` on both leads.
+const BEATS_OF: [&str; 2] = ["lead 0", "two leads"];
 
-impl Counts {
-    fn add(&mut self, o: Counts) {
-        self.tp += o.tp;
-        self.fn_ += o.fn_;
-        self.fp += o.fp;
-    }
-    fn se(&self) -> f64 {
-        100.0 * self.tp as f64 / (self.tp + self.fn_).max(1) as f64
-    }
-    fn pp(&self) -> f64 {
-        100.0 * self.tp as f64 / (self.tp + self.fp).max(1) as f64
+/// A shared data set's folder (`mitdb`, `nstdb`), or `None` after printing why the
+/// test skips.
+fn shared(set: &str) -> Option<std::path::PathBuf> {
+    match common::data_dir() {
+        Ok(d) => Some(d.join(set)),
+        Err(why) => {
+            println!("skipping: {why}");
+            None
+        }
     }
 }
 
 /// Bootstrap 95 % intervals of gross Se and +P over records (2,000 resamplings of
 /// the records with replacement, fixed seed): ((Se low, Se high), (+P low, +P high)).
-fn bootstrap(recs: &[Counts]) -> ((f64, f64), (f64, f64)) {
+fn bootstrap(recs: &[BeatCounts]) -> ((f64, f64), (f64, f64)) {
     if recs.is_empty() {
         return ((0.0, 0.0), (0.0, 0.0));
     }
     let mut x = 0x2545_f491_4f6c_dd1d_u64;
     let (mut se, mut pp) = (Vec::new(), Vec::new());
     for _ in 0..2000 {
-        let mut g = Counts::default();
+        let mut g = BeatCounts::default();
         for _ in 0..recs.len() {
             x ^= x << 13;
             x ^= x >> 7;
@@ -135,21 +129,16 @@ fn record_names(dir: &Path) -> Option<Vec<String>> {
 }
 
 /// Scores one record; returns (EC57, whole) counts and the detections.
-fn score_record(dir: &Path, name: &str, debug: bool) -> (Counts, Counts, Vec<u64>, f64) {
+fn score_record(dir: &Path, name: &str, debug: bool) -> (BeatCounts, BeatCounts, Vec<u64>, f64) {
     let rec = wfdb::read_record(&dir.join(name)).unwrap();
     let ann = wfdb::read_annotations(&dir.join(format!("{name}.atr"))).unwrap();
     let reference = wfdb::beat_samples(&ann);
     let x = rec.physical(0);
     let beats = detect(&x, rec.fs, rec.fs as usize);
     let win = (0.150 * rec.fs).round() as u64;
-    let c = match_beats(&reference, &beats, win);
-    let (tp, fn_, fp) = (c.tp, c.fn_, c.fp);
-    let whole = Counts { tp, fn_, fp };
+    let whole = match_beats(&reference, &beats, win);
     let vf = wfdb::vf_episodes(&ann);
-    let (r_out, b_out) = (outside(&reference, &vf), outside(&beats, &vf));
-    let c = match_beats(&r_out, &b_out, win);
-    let (tp, fn_, fp) = (c.tp, c.fn_, c.fp);
-    let ec57 = Counts { tp, fn_, fp };
+    let ec57 = match_beats(&outside(&reference, &vf), &outside(&beats, &vf), win);
     if debug {
         let near = |s: u64| {
             ann.iter()
@@ -174,12 +163,8 @@ fn score_record(dir: &Path, name: &str, debug: bool) -> (Counts, Counts, Vec<u64
 
 #[test]
 fn mitdb_qrs_detection() {
-    let dir = match common::data_dir() {
-        Ok(d) => d.join("mitdb"),
-        Err(why) => {
-            println!("skipping: {why}");
-            return;
-        }
+    let Some(dir) = shared("mitdb") else {
+        return;
     };
     let Some(names) = record_names(&dir) else {
         return;
@@ -190,8 +175,8 @@ fn mitdb_qrs_detection() {
         .map(str::to_owned)
         .collect();
     // [tuning, held-out, all] × [EC57, whole]
-    let mut gross = [[Counts::default(); 2]; 3];
-    let mut per_record: [Vec<Counts>; 2] = [Vec::new(), Vec::new()];
+    let mut gross = [[BeatCounts::default(); 2]; 3];
+    let mut per_record: [Vec<BeatCounts>; 2] = [Vec::new(), Vec::new()];
     let mut worst = (String::new(), f64::INFINITY);
     let (mut good, mut total) = (0usize, 0usize);
     println!("lead 0, 150 ms window; EC57 = VF/VFL episodes excluded (headline), whole = nothing excluded");
@@ -299,19 +284,15 @@ fn mitdb_qrs_detection() {
 /// and each record's counts are printed beside lead 0's.
 #[test]
 fn mitdb_two_leads() {
-    let dir = match common::data_dir() {
-        Ok(d) => d.join("mitdb"),
-        Err(why) => {
-            println!("skipping: {why}");
-            return;
-        }
+    let Some(dir) = shared("mitdb") else {
+        return;
     };
     let Some(names) = record_names(&dir) else {
         return;
     };
     println!("EC57, 150 ms: lead 0 | two leads (PairedQrs)");
     println!("record half       FN   FP |   FN   FP    Se%    +P%");
-    let mut gross = [[Counts::default(); 2]; 2];
+    let mut gross = [[BeatCounts::default(); 2]; 2];
     let mut worst = f64::INFINITY;
     for name in &names {
         let rec = wfdb::read_record(&dir.join(name)).unwrap();
@@ -320,14 +301,7 @@ fn mitdb_two_leads() {
         let reference = outside(&wfdb::beat_samples(&ann), &vf);
         let (x0, x1) = (rec.physical(0), rec.physical(1));
         let win = (0.150 * rec.fs).round() as u64;
-        let counts = |beats: &[u64]| {
-            let c = match_beats(&reference, &outside(beats, &vf), win);
-            Counts {
-                tp: c.tp,
-                fn_: c.fn_,
-                fp: c.fp,
-            }
-        };
+        let counts = |beats: &[u64]| match_beats(&reference, &outside(beats, &vf), win);
         let l0 = counts(&detect(&x0, rec.fs, rec.fs as usize));
         let two = counts(&detect_pair(&x0, &x1, rec.fs));
         if let Ok(dir) = std::env::var("QRS_DUMP") {
@@ -359,7 +333,7 @@ fn mitdb_two_leads() {
         gross[i][1].add(two);
         worst = worst.min(two.se()).min(two.pp());
     }
-    let mut all = [Counts::default(); 2];
+    let mut all = [BeatCounts::default(); 2];
     for (i, label) in ["tuning", "held-out"].iter().enumerate() {
         let [l0, two] = gross[i];
         all[0].add(l0);
@@ -397,12 +371,8 @@ fn mitdb_two_leads() {
 /// electrode motion, where it follows lead 1 in places).
 #[test]
 fn mitdb_block_size_invariance() {
-    let dir = match common::data_dir() {
-        Ok(d) => d.join("mitdb"),
-        Err(why) => {
-            println!("skipping: {why}");
-            return;
-        }
+    let Some(dir) = shared("mitdb") else {
+        return;
     };
     for name in ["203", "207"] {
         let Ok(rec) = wfdb::read_record(&dir.join(name)) else {
@@ -444,12 +414,8 @@ fn mitdb_block_size_invariance() {
 /// (noise from minute 5 on), whole records, same settings.
 #[test]
 fn nstdb_qrs_detection() {
-    let dir = match common::data_dir() {
-        Ok(d) => d.join("nstdb"),
-        Err(why) => {
-            println!("skipping: {why}");
-            return;
-        }
+    let Some(dir) = shared("nstdb") else {
+        return;
     };
     println!("record     beats    TP   FN   FP    Se%    +P%");
     for name in ["118e24", "118e12", "118e00"] {
@@ -493,14 +459,9 @@ fn inside(v: &[u64], spans: &[(usize, usize)]) -> Vec<u64> {
 /// (`PairedQrs`, what `StreamDsp` and `eval qrs` take from a two-lead record).
 #[test]
 fn nst_mixtures_qrs() {
-    let data = match common::data_dir() {
-        Ok(d) => d,
-        Err(why) => {
-            println!("skipping: {why}");
-            return;
-        }
+    let (Some(mitdb), Some(nstdb)) = (shared("mitdb"), shared("nstdb")) else {
+        return;
     };
-    let (mitdb, nstdb) = (data.join("mitdb"), data.join("nstdb"));
     let Some(names) = record_names(&mitdb) else {
         return;
     };
@@ -535,8 +496,8 @@ fn nst_mixtures_qrs() {
                 continue;
             }
             // [lead 0, two leads] × [tuning, held-out] × [whole, noisy]
-            let mut g = [[[Counts::default(); 2]; 2]; 2];
-            let mut per_record: [[Vec<Counts>; 2]; 2] = Default::default();
+            let mut g = [[[BeatCounts::default(); 2]; 2]; 2];
+            let mut per_record: [[Vec<BeatCounts>; 2]; 2] = Default::default();
             for name in &names {
                 let tuning = common::QRS_TUNING.contains(&name.as_str());
                 if (half == "tuning" && !tuning) || (half == "held-out" && tuning) {
@@ -584,22 +545,10 @@ fn nst_mixtures_qrs() {
                     let beats = outside(beats, &vf);
                     let w = match_beats(&reference, &beats, win);
                     let n = match_beats(&inside(&reference, &spans), &inside(&beats, &spans), win);
-                    let (w, n) = (
-                        Counts {
-                            tp: w.tp,
-                            fn_: w.fn_,
-                            fp: w.fp,
-                        },
-                        Counts {
-                            tp: n.tp,
-                            fn_: n.fn_,
-                            fp: n.fp,
-                        },
-                    );
                     if verbose {
                         println!(
                             "  {name} {key} {}: FN {} FP {} Se {:.2} +P {:.2} | noisy FN {} FP {}",
-                            ["lead 0", "two leads"][k],
+                            BEATS_OF[k],
                             w.fn_,
                             w.fp,
                             w.se(),
@@ -623,7 +572,7 @@ fn nst_mixtures_qrs() {
                     println!(
                         "{noise_name:<5} {snr:>4} {label:<9} {:>7} {:>10} {:>5} {:>5} {:>6.2} {:>6.2} | {:>6} {:>5} {:>5} {:>6.2} {:>6.2} | Se {a:.2}–{b:.2} +P {c:.2}–{d:.2}",
                         w.tp + w.fn_,
-                        ["lead 0", "two leads"][k],
+                        BEATS_OF[k],
                         w.fn_,
                         w.fp,
                         w.se(),
@@ -677,12 +626,8 @@ fn nst_mixtures_qrs() {
 /// detections in the first second count separately.
 #[test]
 fn spot_check_excerpts() {
-    let dir = match common::data_dir() {
-        Ok(d) => d.join("mitdb"),
-        Err(why) => {
-            println!("skipping: {why}");
-            return;
-        }
+    let Some(dir) = shared("mitdb") else {
+        return;
     };
     let Some(names) = record_names(&dir) else {
         return;
@@ -696,11 +641,11 @@ fn spot_check_excerpts() {
     // [lead 0, two leads]
     let mut first_second_fp = [0usize; 2];
     let mut excerpts = [0usize; 2];
-    let mut all = [Counts::default(); 2];
+    let mut all = [BeatCounts::default(); 2];
     for fs_out in [360u32, 500] {
         // [lead 0, two leads] × [tuning, held-out]: counts, FP in the first second,
         // excerpts with one, excerpts.
-        let mut g = [[(Counts::default(), 0usize, 0usize, 0usize); 2]; 2];
+        let mut g = [[(BeatCounts::default(), 0usize, 0usize, 0usize); 2]; 2];
         for name in &names {
             let rec = wfdb::read_record(&dir.join(name)).unwrap();
             let ann = wfdb::read_annotations(&dir.join(format!("{name}.atr"))).unwrap();
@@ -770,7 +715,7 @@ fn spot_check_excerpts() {
                         })
                         .count();
                     let g = &mut g[k][usize::from(!tuning)];
-                    g.0.add(Counts {
+                    g.0.add(BeatCounts {
                         tp: c.tp,
                         fn_,
                         fp: c.fp,
@@ -779,7 +724,7 @@ fn spot_check_excerpts() {
                     g.2 += usize::from(false_first > 0);
                     g.3 += 1;
                     if false_first > 0 && std::env::var("QRS_DEBUG").is_ok() {
-                        println!("  {name} @{:.1} s ({fs_out} Hz, {}): {false_first} false beat(s) in the first second: {:?} ref {:?}", start as f64 / fs, ["lead 0", "two leads"][k], &beats[..beats.len().min(4)], &near[..near.len().min(4)]);
+                        println!("  {name} @{:.1} s ({fs_out} Hz, {}): {false_first} false beat(s) in the first second: {:?} ref {:?}", start as f64 / fs, BEATS_OF[k], &beats[..beats.len().min(4)], &near[..near.len().min(4)]);
                     }
                 }
             }
@@ -789,7 +734,7 @@ fn spot_check_excerpts() {
                 let (c, ff, fx, n) = g[k][i];
                 println!(
                     "{fs_out} {label:<9} {:<10} {n:>8} {:>6} {:>5} {:>4} {:>4} {ff:>6} {fx:>21} {:>6.2} {:>6.2}",
-                    ["lead 0", "two leads"][k],
+                    BEATS_OF[k],
                     c.tp + c.fn_,
                     c.tp,
                     c.fn_,
@@ -803,7 +748,7 @@ fn spot_check_excerpts() {
             }
         }
     }
-    for (k, from) in ["lead 0", "two leads"].iter().enumerate() {
+    for (k, from) in BEATS_OF.iter().enumerate() {
         println!(
             "{from}: false beats in a first second: {} in {} excerpts; gross +P {:.2}%",
             first_second_fp[k],
@@ -830,14 +775,9 @@ fn spot_check_excerpts() {
 /// that one sample; the mixing here does not copy this.
 #[test]
 fn nst_mixing_reproduces_118e12() {
-    let data = match common::data_dir() {
-        Ok(d) => d,
-        Err(why) => {
-            println!("skipping: {why}");
-            return;
-        }
+    let (Some(mitdb), Some(nstdb)) = (shared("mitdb"), shared("nstdb")) else {
+        return;
     };
-    let (mitdb, nstdb) = (data.join("mitdb"), data.join("nstdb"));
     let (Ok(rec), Ok(e12)) = (
         wfdb::read_record(&mitdb.join("118")),
         wfdb::read_record(&nstdb.join("118e12")),
