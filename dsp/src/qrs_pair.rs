@@ -67,6 +67,8 @@ pub struct PairedQrs {
     look: u64,
     /// Intervals `[start, end)` of samples where lead 1 was flagged off, still needed.
     off1: VecDeque<(u64, u64)>,
+    /// The last samples pushed and lead 1's flag, which [`PairedQrs::finish`] repeats.
+    last: (f32, f32, bool),
     scratch: Vec<u64>,
 }
 
@@ -101,6 +103,7 @@ impl PairedQrs {
             span: (COUNT_S * fs).round() as u64,
             look: (LOOK_S * fs).round() as u64,
             off1: VecDeque::new(),
+            last: (0.0, 0.0, false),
             scratch: Vec::new(),
         }
     }
@@ -136,6 +139,7 @@ impl PairedQrs {
     /// Feeds one sample of each lead (raw, mV; `off1`: lead 1 flagged off) and
     /// appends the beats decided by it to `out`, in increasing order.
     pub fn step(&mut self, x0: f32, x1: f32, off1: bool, out: &mut Vec<u64>) {
+        self.last = (x0, x1, off1);
         if off1 {
             let n = self.samples_seen();
             match self.off1.back_mut() {
@@ -153,8 +157,10 @@ impl PairedQrs {
         // Both leads' beats are final up to `samples_seen - 1 - detector latency`; a
         // beat two windows before that or earlier can be decided (checked per sample
         // against the first undecided beat only).
-        let latency = self.det[0].latency_samples() as u64 + 2 * self.win;
-        let Some(until) = self.samples_seen().checked_sub(latency) else {
+        let Some(until) = self
+            .samples_seen()
+            .checked_sub(self.latency_samples() as u64)
+        else {
             return;
         };
         let due = |lead: usize| {
@@ -259,6 +265,16 @@ impl PairedQrs {
     pub fn push(&mut self, x0: &[f32], x1: &[f32], off1: bool, out: &mut Vec<u64>) {
         for (&a, &b) in x0.iter().zip(x1) {
             self.step(a, b, off1, out);
+        }
+    }
+
+    /// Ends a recording: feeds the last samples pushed (0 before any) again for the
+    /// latency, so that every beat of the recording is decided, and appends those
+    /// beats to `out`. Beats at or after the recording's end are the caller's to drop.
+    pub fn finish(&mut self, out: &mut Vec<u64>) {
+        let (x0, x1, off1) = self.last;
+        for _ in 0..=self.latency_samples() {
+            self.step(x0, x1, off1, out);
         }
     }
 }

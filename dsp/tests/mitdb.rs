@@ -91,10 +91,7 @@ fn detect_pair(x0: &[f32], x1: &[f32], fs: f64) -> Vec<u64> {
     let mut det = PairedQrs::new(fs);
     let mut beats = Vec::new();
     det.push(x0, x1, false, &mut beats);
-    let tail = det.latency_samples() + 1;
-    let (l0, l1) = (x0.last().copied(), x1.last().copied());
-    let flush = |v: Option<f32>| vec![v.unwrap_or(0.0); tail];
-    det.push(&flush(l0), &flush(l1), false, &mut beats);
+    det.finish(&mut beats);
     beats.retain(|&t| t < x0.len() as u64);
     beats
 }
@@ -402,9 +399,7 @@ fn mitdb_block_size_invariance() {
         for (a, b) in x0.chunks(block).zip(x1.chunks(block)) {
             det.push(a, b, false, &mut beats);
         }
-        let k = det.latency_samples() + 1;
-        let (t0, t1) = (vec![x0[n - 1]; k], vec![x1[n - 1]; k]);
-        det.push(&t0, &t1, false, &mut beats);
+        det.finish(&mut beats);
         beats.retain(|&t| t < n as u64);
         assert_eq!(whole, beats, "118e00 two leads, blocks of {block}");
     }

@@ -480,9 +480,7 @@ fn detect_pair(x0: &[f32], x1: &[f32], fs: f64, block: usize, off1: bool) -> Vec
     for (a, b) in x0.chunks(block.max(1)).zip(x1.chunks(block.max(1))) {
         d.push(a, b, off1, &mut out);
     }
-    let tail = d.latency_samples() + 1;
-    let flush = |x: &[f32]| vec![x.last().copied().unwrap_or(0.0); tail];
-    d.push(&flush(x0), &flush(x1), off1, &mut out);
+    d.finish(&mut out);
     out.retain(|&t| (t as usize) < x0.len());
     out
 }

@@ -88,18 +88,15 @@ pub fn detect_two(lead0_mv: &[f32], lead1_mv: &[f32], fs: f64, frame: usize) -> 
     let n = lead0_mv.len().min(lead1_mv.len());
     let frame = frame.max(1);
     let (mut x0, mut x1) = (Vec::with_capacity(frame), Vec::with_capacity(frame));
-    let mut off1 = false;
     for (a, b) in lead0_mv[..n].chunks(frame).zip(lead1_mv[..n].chunks(frame)) {
         x0.clear();
         x0.extend(a.iter().map(|&v| as_streamed(v)));
         x1.clear();
         x1.extend(b.iter().map(|&v| as_streamed(v)));
-        off1 = b.iter().any(|v| !v.is_finite());
+        let off1 = b.iter().any(|v| !v.is_finite());
         det.push(&x0, &x1, off1, &mut beats);
     }
-    let tail = det.latency_samples() + 1;
-    let last = |x: &[f32]| vec![x[..n].last().copied().map_or(0.0, as_streamed); tail];
-    det.push(&last(lead0_mv), &last(lead1_mv), off1, &mut beats);
+    det.finish(&mut beats);
     beats.retain(|&b| b < n as u64);
     beats
 }
