@@ -161,29 +161,13 @@ fn small_early_beats_in_clean_signal_are_kept() {
 #[test]
 fn small_early_artefacts_among_noise_are_not_beats() {
     for fs in [250.0, 360.0, 500.0] {
-        let mut rng = ChaCha8Rng::seed_from_u64(21);
         let beats = beat_times(fs, 90.0, |_| 1.0);
         let n = (90.0 * fs) as usize;
         let mut x = synth(fs, n, &beats, 0.02, 21);
         // Bumps: 12 ms Gaussians at random points away from the beats.
-        let mut t = 0.3;
-        while t < 89.0 {
-            let k = (t * fs) as u64;
-            let clear = beats.iter().all(|&b| b.abs_diff(k) as f64 > 0.12 * fs);
-            if clear {
-                let a = rng.random_range(0.25..0.4) * 1.2;
-                let w = 0.012 * fs;
-                let lo = (k as f64 - 5.0 * w).max(0.0) as usize;
-                let hi = ((k as f64 + 5.0 * w) as usize + 1).min(n);
-                for (i, v) in x.iter_mut().enumerate().take(hi).skip(lo) {
-                    let z = (i as f64 - k as f64) / w;
-                    if z.abs() < 5.0 {
-                        *v += (a * (-0.5 * z * z).exp()) as f32;
-                    }
-                }
-            }
-            t += rng.random_range(0.25..0.45);
-        }
+        add_bumps(&mut x, fs, &beats, (0.3, 89.0), 0.012, 21, |rng, _| {
+            rng.random_range(0.25..0.4) * 1.2
+        });
         let artefacts: Vec<u64> = beats
             .iter()
             .skip(10)
@@ -485,29 +469,35 @@ fn detect_pair(x0: &[f32], x1: &[f32], fs: f64, block: usize, off1: bool) -> Vec
     out
 }
 
-/// Electrode-motion-like bumps (20 ms Gaussians) added to `x` every 0.25–0.45 s
-/// within `span` (s), away from `beats`: amplitudes in `amp` (mV), and every fourth
-/// one 1.0–1.3 mV, about the size of the synthetic R wave.
-fn add_bumps(x: &mut [f32], fs: f64, beats: &[u64], span: (f64, f64), amp: (f64, f64), seed: u64) {
+/// Motion-like bumps added to `x`: Gaussians of `width_s` (within ±5 widths) every
+/// 0.25–0.45 s within `span` (s), away from `beats`; `amp(rng, k)` gives the k-th
+/// bump's amplitude (mV, k from 1), drawn before the next gap.
+fn add_bumps(
+    x: &mut [f32],
+    fs: f64,
+    beats: &[u64],
+    span: (f64, f64),
+    width_s: f64,
+    seed: u64,
+    mut amp: impl FnMut(&mut ChaCha8Rng, usize) -> f64,
+) {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let n = x.len();
+    let w = width_s * fs;
     let mut t = span.0;
-    let mut j = 0;
+    let mut k_bump = 0;
     while t < span.1 {
         let k = (t * fs) as u64;
         if beats.iter().all(|&b| b.abs_diff(k) as f64 > 0.12 * fs) {
-            j += 1;
-            let a = if j % 4 == 0 {
-                rng.random_range(1.0..1.3)
-            } else {
-                rng.random_range(amp.0..amp.1)
-            };
-            let w = 0.02 * fs;
+            k_bump += 1;
+            let a = amp(&mut rng, k_bump);
             let lo = (k as f64 - 5.0 * w).max(0.0) as usize;
             let hi = ((k as f64 + 5.0 * w) as usize + 1).min(n);
             for (i, v) in x.iter_mut().enumerate().take(hi).skip(lo) {
                 let z = (i as f64 - k as f64) / w;
-                *v += (a * (-0.5 * z * z).exp()) as f32;
+                if z.abs() < 5.0 {
+                    *v += (a * (-0.5 * z * z).exp()) as f32;
+                }
             }
         }
         t += rng.random_range(0.25..0.45);
@@ -520,7 +510,14 @@ fn motion_on_lead_0(fs: f64) -> (Vec<u64>, Vec<f32>, Vec<f32>) {
     let beats = beat_times(fs, 120.0, |_| 0.8);
     let n = (120.0 * fs) as usize;
     let mut x0 = synth(fs, n, &beats, 0.02, 3);
-    add_bumps(&mut x0, fs, &beats, (5.0, 115.0), (0.4, 0.7), 4);
+    // 20 ms bumps of 0.4-0.7 mV, every fourth one 1.0-1.3 mV (about the R wave).
+    add_bumps(&mut x0, fs, &beats, (5.0, 115.0), 0.02, 4, |rng, k| {
+        if k % 4 == 0 {
+            rng.random_range(1.0..1.3)
+        } else {
+            rng.random_range(0.4..0.7)
+        }
+    });
     let mut x1 = synth(fs, n, &beats, 0.02, 9);
     x1.iter_mut().for_each(|v| *v *= 0.7);
     (beats, x0, x1)
