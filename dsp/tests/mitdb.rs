@@ -619,6 +619,72 @@ fn nst_mixtures_qrs() {
 /// a fresh detector and scored with a 75 ms window. A detection not within 75 ms of
 /// a reference beat (including beats just outside the excerpt) is false; false
 /// detections in the first second count separately.
+/// `n` deterministic excerpt starts in `0..range` (xorshift seeded by the record
+/// name), each one `ok` accepts; the draws `ok` refuses are skipped.
+fn excerpt_starts(name: &str, n: usize, range: usize, ok: impl Fn(usize) -> bool) -> Vec<usize> {
+    let mut seed = name.bytes().fold(0x9e37_79b9_u32, |a, b| {
+        (a ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    });
+    let mut starts = Vec::with_capacity(n);
+    let mut draws = 0;
+    while starts.len() < n && draws < 1000 * n {
+        draws += 1;
+        seed ^= seed << 13;
+        seed ^= seed >> 17;
+        seed ^= seed << 5;
+        let start = seed as usize % range;
+        if ok(start) {
+            starts.push(start);
+        }
+    }
+    starts
+}
+
+/// Scores the beats found in an excerpt (`start..end` of a record at `fs`, fed at
+/// `rate`; `found` in the excerpt's samples) with a 75 ms window against the
+/// record's `reference` beats. A detection within 75 ms of a reference beat just
+/// outside the excerpt is not false, and such beats are not counted as missed.
+/// Returns the counts and the false beats in the excerpt's first second.
+fn score_excerpt(
+    reference: &[u64],
+    start: usize,
+    end: usize,
+    fs: f64,
+    rate: f64,
+    found: &[u64],
+) -> (BeatCounts, usize) {
+    let scale = rate / fs;
+    let win = (0.075 * rate).round() as u64;
+    // Excerpt sample indices shifted by `win`, so that the reference beats just
+    // before the excerpt (within the window) keep their place.
+    let to_out = |s: u64| ((s as f64 - start as f64) * scale + win as f64).round() as u64;
+    let span = (start as u64).saturating_sub(win)..end as u64 + win;
+    let near: Vec<u64> = reference
+        .iter()
+        .copied()
+        .filter(|r| span.contains(r))
+        .map(to_out)
+        .collect();
+    let inner = reference
+        .iter()
+        .filter(|&&r| r >= start as u64 && r < end as u64)
+        .count();
+    let beats: Vec<u64> = found.iter().map(|b| b + win).collect();
+    let c = match_beats(&near, &beats, win);
+    let false_first = beats
+        .iter()
+        .filter(|&&b| ((b - win) as f64) < rate && !near.iter().any(|&r| r.abs_diff(b) <= win))
+        .count();
+    (
+        BeatCounts {
+            tp: c.tp,
+            fn_: c.fn_.saturating_sub(near.len() - inner),
+            fp: c.fp,
+        },
+        false_first,
+    )
+}
+
 #[test]
 fn spot_check_excerpts() {
     let Some(dir) = shared("mitdb") else {
@@ -651,24 +717,13 @@ fn spot_check_excerpts() {
             let fs = rec.fs;
             let len = (LEN_S * fs) as usize;
             let tuning = common::QRS_TUNING.contains(&name.as_str());
-            // Deterministic starts (xorshift seeded by the record name).
-            let mut seed = name.bytes().fold(0x9e37_79b9_u32, |a, b| {
-                (a ^ u32::from(b)).wrapping_mul(0x0100_0193)
-            });
-            let mut k = 0;
-            while k < PER_RECORD {
-                seed ^= seed << 13;
-                seed ^= seed >> 17;
-                seed ^= seed << 5;
-                let start = seed as usize % (x.len() - len);
+            let starts = excerpt_starts(name, PER_RECORD, x.len() - len, |start| {
                 let end = start + len;
-                if vf
-                    .iter()
+                !vf.iter()
                     .any(|&(s, e)| s < end as u64 + fs as u64 && e + fs as u64 > start as u64)
-                {
-                    continue;
-                }
-                k += 1;
+            });
+            for start in starts {
+                let end = start + len;
                 let cut = |x: &[f32]| {
                     let ex = &x[start..end];
                     if fs_out as f64 == fs {
@@ -677,49 +732,20 @@ fn spot_check_excerpts() {
                         resample_offline(fs as u32, fs_out, ex)
                     }
                 };
-                let (sig, rate, scale) = (cut(&x), f64::from(fs_out), f64::from(fs_out) / fs);
-                let win = (0.075 * rate).round() as u64;
-                // Excerpt sample indices shifted by `win`, so that the reference beats
-                // just before the excerpt (within the window) keep their place.
-                let to_out =
-                    |s: u64| ((s as f64 - start as f64) * scale + win as f64).round() as u64;
-                let span = (start as u64).saturating_sub(win)..end as u64 + win;
-                let near: Vec<u64> = reference
-                    .iter()
-                    .copied()
-                    .filter(|r| span.contains(r))
-                    .map(to_out)
-                    .collect();
-                let inner = reference
-                    .iter()
-                    .filter(|&&r| r >= start as u64 && r < end as u64)
-                    .count();
+                let (sig, rate) = (cut(&x), f64::from(fs_out));
                 let found = [
                     detect(&sig, rate, (0.2 * rate) as usize),
                     detect_pair(&sig, &cut(&x1), rate),
                 ];
                 for (k, found) in found.into_iter().enumerate() {
-                    let beats: Vec<u64> = found.into_iter().map(|b| b + win).collect();
-                    let c = match_beats(&near, &beats, win);
-                    // Reference beats outside the excerpt are not missed beats.
-                    let fn_ = c.fn_.saturating_sub(near.len() - inner);
-                    let false_first: usize = beats
-                        .iter()
-                        .filter(|&&b| {
-                            ((b - win) as f64) < rate && !near.iter().any(|&r| r.abs_diff(b) <= win)
-                        })
-                        .count();
+                    let (c, false_first) = score_excerpt(&reference, start, end, fs, rate, &found);
                     let g = &mut g[k][usize::from(!tuning)];
-                    g.0.add(BeatCounts {
-                        tp: c.tp,
-                        fn_,
-                        fp: c.fp,
-                    });
+                    g.0.add(c);
                     g.1 += false_first;
                     g.2 += usize::from(false_first > 0);
                     g.3 += 1;
                     if false_first > 0 && std::env::var("QRS_DEBUG").is_ok() {
-                        println!("  {name} @{:.1} s ({fs_out} Hz, {}): {false_first} false beat(s) in the first second: {:?} ref {:?}", start as f64 / fs, BEATS_OF[k], &beats[..beats.len().min(4)], &near[..near.len().min(4)]);
+                        println!("  {name} @{:.1} s ({fs_out} Hz, {}): {false_first} false beat(s) in the first second: {:?} ref {:?}", start as f64 / fs, BEATS_OF[k], &found[..found.len().min(4)], reference.iter().filter(|&&r| r >= start as u64).take(4).collect::<Vec<_>>());
                     }
                 }
             }
