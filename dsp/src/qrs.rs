@@ -28,7 +28,9 @@
 //! Noise (signal-quality aware, no added latency): the MWI *floor*, the median of
 //! the minima of the last eight 250 ms blocks, stays near 0 in clean ECG (the MWI
 //! falls back between beats) and rises with muscle or motion noise. The threshold
-//! fraction grows with it, `f = 0.3125 + 5 (floor/qrs − 0.04)` within 0.3125–0.75.
+//! fraction grows with it, `f = 0.3125 + 5 (floor/qrs − 0.04)` within 0.3125–0.75
+//! (before the first QRS, `qrs` is the learning period's largest MWI value, as for the
+//! threshold itself, so that a stream which starts in noise starts with it raised).
 //! When the floor exceeds 0.13 × the QRS level, a second stage checks early
 //! candidates (RR below 0.6 × the median, peak below 1.5 × the typical QRS): they
 //! must correlate at least 0.6 (within ±10 ms) with a template of the recent beats
@@ -438,7 +440,7 @@ impl QrsDetector {
     /// the typical QRS peak: near 0 in clean ECG, where the MWI falls back between
     /// beats; high in muscle or motion noise.
     fn floor_ratio(&self) -> f32 {
-        let q = median(&self.qrs);
+        let q = self.qrs_level();
         if q > 0.0 {
             median(&self.mins) / q
         } else {
@@ -446,12 +448,18 @@ impl QrsDetector {
         }
     }
 
-    fn threshold(&self) -> f32 {
-        let q = if self.qrs.is_empty() {
+    /// The typical QRS peak: the median of the last QRS peaks, or before any, the
+    /// largest MWI value of the learning period.
+    fn qrs_level(&self) -> f32 {
+        if self.qrs.is_empty() {
             self.init_max
         } else {
             median(&self.qrs)
-        };
+        }
+    }
+
+    fn threshold(&self) -> f32 {
+        let q = self.qrs_level();
         let nz = median(&self.noise);
         let th = (TH + FLOOR_GAIN * (self.floor_ratio() - FLOOR_FREE)).clamp(TH, TH_MAX);
         nz + th * (q - nz)
