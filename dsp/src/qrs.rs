@@ -47,6 +47,13 @@
 //! any P or T wave (or the tail of a cut QRS) that opened a recording was taken as a
 //! beat.
 //!
+//! End of a recording ([`QrsDetector::finish`]): the last sample is fed again for the
+//! latency so that every beat is decided, and no beat is searched back whose due time
+//! (1.5 × the median RR after the last QRS) lies past the recording's end: a recording
+//! that stopped before the next beat was due has not missed it. Without this, the
+//! flushed stretch went 1.5 RR without a beat and the largest noise peak after the last
+//! QRS (a T wave, an artefact) became a beat at the very end.
+//!
 //! Latency: each beat is reported at most [`QrsDetector::latency_samples`] samples
 //! after it occurs (≈2.05 s whatever the rate, e.g. 737 samples at 360 Hz; typical
 //! beats come out after ≈0.6 s, beats recovered by search-back later). Beats come out
@@ -264,6 +271,8 @@ pub struct QrsDetector {
     blk_cnt: u32,
     blk_min: f32,
     mins: VecDeque<f32>,
+    /// Where the recording ended (samples), once [`QrsDetector::finish`] was called.
+    end: Option<i64>,
 }
 
 impl QrsDetector {
@@ -369,6 +378,7 @@ impl QrsDetector {
             blk_cnt: 0,
             blk_min: f32::INFINITY,
             mins: VecDeque::with_capacity(NBUF),
+            end: None,
         };
         det.rr.push_front(fs as f32);
         det
@@ -433,6 +443,26 @@ impl QrsDetector {
     pub fn push(&mut self, x: &[f32], out: &mut Vec<u64>) {
         for &v in x {
             self.step(v, out);
+        }
+    }
+
+    /// Marks the end of a recording at the samples pushed so far: from then on no
+    /// beat is searched back for whose due time lies past that end (the recording
+    /// stopped before the beat was missed).
+    pub fn mark_end(&mut self) {
+        self.end.get_or_insert(self.n as i64);
+    }
+
+    /// Ends a recording: feeds the last sample pushed (0 before any) again for the
+    /// latency, so that every beat of the recording is decided, and appends those
+    /// beats to `out`, without searching back for a beat that was not yet due when
+    /// the recording stopped. Beats at or after the recording's end are the caller's
+    /// to drop.
+    pub fn finish(&mut self, out: &mut Vec<u64>) {
+        self.mark_end();
+        let last = if self.n == 0 { 0.0 } else { self.lp1.back(0) };
+        for _ in 0..=self.latency {
+            self.step(last, out);
         }
     }
 
@@ -778,6 +808,12 @@ impl QrsDetector {
         };
         let now = self.n as i64 - 1 - self.d_mwi;
         let rr = (1.5 * median(&self.rr)) as i64;
+        if self
+            .end
+            .is_some_and(|end| last + rr.min(self.sb_cap) >= end)
+        {
+            return;
+        }
         if now - last > rr.min(self.sb_cap) + self.hold && sb.val > SB_FRAC * self.threshold() {
             let der = self.sb_der;
             self.accept(sb, der, out);

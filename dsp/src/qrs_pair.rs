@@ -268,10 +268,21 @@ impl PairedQrs {
         }
     }
 
+    /// Marks the end of a recording at the samples pushed so far (see
+    /// [`QrsDetector::finish`]): the samples pushed after it only flush the detectors.
+    pub fn mark_end(&mut self) {
+        for d in &mut self.det {
+            d.mark_end();
+        }
+    }
+
     /// Ends a recording: feeds the last samples pushed (0 before any) again for the
     /// latency, so that every beat of the recording is decided, and appends those
-    /// beats to `out`. Beats at or after the recording's end are the caller's to drop.
+    /// beats to `out`, without searching back for a beat not yet due when the
+    /// recording stopped ([`QrsDetector::finish`]). Beats at or after the recording's
+    /// end are the caller's to drop.
     pub fn finish(&mut self, out: &mut Vec<u64>) {
+        self.mark_end();
         let (x0, x1, off1) = self.last;
         for _ in 0..=self.latency_samples() {
             self.step(x0, x1, off1, out);

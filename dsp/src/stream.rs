@@ -242,6 +242,13 @@ impl Beats {
         }
     }
 
+    fn mark_end(&mut self) {
+        match self {
+            Self::One(d) => d.mark_end(),
+            Self::Two(d) => d.mark_end(),
+        }
+    }
+
     fn step(&mut self, x0: f32, x1: f32, off1: bool, out: &mut Vec<u64>) {
         match self {
             Self::One(d) => d.push(&[x0], out),
@@ -430,6 +437,14 @@ impl StreamDsp {
             + vec_bytes(&self.scratch)
             + vec_bytes(&self.seg_f)
             + vec_bytes(&self.seg_q)
+    }
+
+    /// Marks the end of a recording at the samples pushed so far: what is pushed after
+    /// it (the last sample again for [`StreamDsp::latency_samples`], so that every beat
+    /// is decided) only flushes the beat detectors, which then search back for no beat
+    /// that was not yet due when the recording stopped ([`QrsDetector::finish`]).
+    pub fn mark_end(&mut self) {
+        self.det.mark_end();
     }
 
     /// Feeds a lead-major block (`n_leads × n` samples, mV) with per-lead lead-off

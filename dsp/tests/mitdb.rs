@@ -74,14 +74,16 @@ fn bootstrap(recs: &[BeatCounts]) -> ((f64, f64), (f64, f64)) {
 fn detect_with_noise(x: &[f32], fs: f64, block: usize) -> Vec<(u64, f32)> {
     let mut det = QrsDetector::new(fs);
     let (mut beats, mut out) = (Vec::new(), Vec::new());
-    let last = x.last().copied().unwrap_or(0.0);
-    let flush = vec![last; det.latency_samples() + 1];
-    for b in x.chunks(block.max(1)).chain(std::iter::once(&flush[..])) {
+    for b in x.chunks(block.max(1)) {
         let before = beats.len();
         det.push(b, &mut beats);
         let r = det.noise_ratio();
         out.extend(beats[before..].iter().map(|&t| (t, r)));
     }
+    let before = beats.len();
+    det.finish(&mut beats);
+    let r = det.noise_ratio();
+    out.extend(beats[before..].iter().map(|&t| (t, r)));
     out.retain(|&(t, _)| t < x.len() as u64);
     out
 }
@@ -784,6 +786,111 @@ fn spot_check_excerpts() {
             first_second_fp[k]
         );
         assert!(all[k].pp() >= 98.5, "{from}: +P {:.2}%", all[k].pp());
+    }
+}
+
+/// Short, noisy recordings, as a wearable's or a handheld's: 10-s excerpts at 500 Hz
+/// of lead 0 taken from the noisy stretches of the noise-stress mixtures (`bw`, `ma`,
+/// `em` at 12 and 6 dB; `QRS_SPOT_NOISE=em:6` for a subset), each fed to a fresh
+/// detector, scored with a 75 ms window; beside them the same excerpts without the
+/// noise.
+#[test]
+fn spot_check_noisy_excerpts() {
+    let (Some(mitdb), Some(nstdb)) = (shared("mitdb"), shared("nstdb")) else {
+        return;
+    };
+    let Some(names) = record_names(&mitdb) else {
+        return;
+    };
+    const PER_RECORD: usize = 10;
+    const LEN_S: f64 = 10.0;
+    const RATE: u32 = 500;
+    let only = std::env::var("QRS_SPOT_NOISE").unwrap_or_default();
+    println!("10-s excerpts of the noisy stretches, lead 0, {PER_RECORD} per record, {RATE} Hz, 75 ms window");
+    println!("noise SNR  half      signal  excerpts  beats    TP   FN   FP  FP<1s    Se%    +P%");
+    for noise_name in common::nst::NOISES {
+        let noise = match common::nst::load_noise(&nstdb, &mitdb, noise_name) {
+            Ok(n) => n,
+            Err(e) => {
+                println!("skipping {noise_name}: {e}");
+                continue;
+            }
+        };
+        for snr in common::nst::SNRS {
+            let key = format!("{noise_name}:{snr}");
+            if !only.is_empty() && !only.split(',').any(|o| o == key) {
+                continue;
+            }
+            // [tuning, held-out] × [noisy, clean]: counts, first-second false beats,
+            // excerpts.
+            let mut g = [[(BeatCounts::default(), 0usize, 0usize); 2]; 2];
+            for name in &names {
+                let tuning = common::QRS_TUNING.contains(&name.as_str());
+                let rec = wfdb::read_record(&mitdb.join(name)).unwrap();
+                let ann = wfdb::read_annotations(&mitdb.join(format!("{name}.atr"))).unwrap();
+                let normal = common::nst::amplitude_beats(&ann);
+                let mixed =
+                    common::nst::mix_signal(&rec, &normal, 0, &noise, snr, !tuning).unwrap();
+                let noisy = common::nst::physical(&rec, 0, &mixed);
+                let clean = rec.physical(0);
+                let reference = wfdb::beat_samples(&ann);
+                let vf = wfdb::vf_episodes(&ann);
+                let fs = rec.fs;
+                let len = (LEN_S * fs) as usize;
+                let spans = noisy_spans(&standard_protocol(noisy.len(), fs));
+                let starts = excerpt_starts(name, PER_RECORD, noisy.len() - len, |start| {
+                    let end = start + len;
+                    spans.iter().any(|&(a, b)| a <= start && end <= b)
+                        && !vf.iter().any(|&(s, e)| {
+                            s < end as u64 + fs as u64 && e + fs as u64 > start as u64
+                        })
+                });
+                for start in starts {
+                    let end = start + len;
+                    for (j, x) in [&noisy, &clean].into_iter().enumerate() {
+                        let sig = resample_offline(fs as u32, RATE, &x[start..end]);
+                        let rate = f64::from(RATE);
+                        let found = detect(&sig, rate, (0.2 * rate) as usize);
+                        let (c, ff) = score_excerpt(&reference, start, end, fs, rate, &found);
+                        let g = &mut g[usize::from(!tuning)][j];
+                        g.0.add(c);
+                        g.1 += ff;
+                        g.2 += 1;
+                    }
+                }
+            }
+            let mut noisy = g[0][0].0;
+            noisy.add(g[1][0].0);
+            for (i, label) in ["tuning", "held-out"].iter().enumerate() {
+                for (j, signal) in ["noisy", "clean"].iter().enumerate() {
+                    let (c, ff, n) = g[i][j];
+                    println!(
+                        "{noise_name:<5} {snr:>3} {label:<9} {signal:<6} {n:>9} {:>6} {:>5} {:>4} {:>4} {ff:>6} {:>6.2} {:>6.2}",
+                        c.tp + c.fn_,
+                        c.tp,
+                        c.fn_,
+                        c.fp,
+                        c.se(),
+                        c.pp()
+                    );
+                }
+            }
+            // Regression floors a little below this detector's figures (not targets:
+            // issue 13's +P target of 97 % is for whole records).
+            let (se_min, pp_min) = match (noise_name, snr as u32) {
+                ("bw", _) => (97.5, 97.5),
+                ("ma", 12) => (97.0, 96.5),
+                ("ma", _) => (93.0, 90.0),
+                ("em", 12) => (95.0, 91.5),
+                _ => (80.0, 71.5),
+            };
+            assert!(
+                noisy.se() >= se_min && noisy.pp() >= pp_min,
+                "{key}: noisy excerpts Se {:.2} % +P {:.2} %",
+                noisy.se(),
+                noisy.pp()
+            );
+        }
     }
 }
 

@@ -66,9 +66,7 @@ fn detect(x: &[f32], fs: f64, block: usize) -> Vec<u64> {
     for c in x.chunks(block.max(1)) {
         d.push(c, &mut out);
     }
-    // Flush with the last value for the latency.
-    let tail = vec![x.last().copied().unwrap_or(0.0); d.latency_samples() + 1];
-    d.push(&tail, &mut out);
+    d.finish(&mut out);
     out
 }
 
@@ -615,5 +613,58 @@ fn a_lead_that_falls_silent_is_no_evidence() {
             "fs {fs}: {:?}",
             after(&two, 62.0)
         );
+    }
+}
+
+/// A recording that stops before its next beat is due gets no beat searched back
+/// after its last one: `finish` flushes the detector with the last sample, and a
+/// small bump after the last beat (below the threshold, above the search-back's
+/// share of it) used to be taken as the "missed" beat once the flushed stretch had
+/// gone 1.5 RR without one. Where the recording lasts past the due time, the same
+/// bump is still searched back (the rule only stops at the recording's end).
+#[test]
+fn no_beat_is_searched_back_past_a_recordings_end() {
+    for fs in [250.0, 360.0, 500.0] {
+        let beats = beat_times(fs, 10.7, |_| 1.0);
+        let last = *beats.last().unwrap();
+        let bump_at = last + (0.6 * fs) as u64;
+        let record = |len_s: f64| {
+            let n = (last as f64 + len_s * fs) as usize;
+            let mut x = synth(fs, n, &beats, 0.01, 5);
+            add_bumps(
+                &mut x,
+                fs,
+                &[],
+                (bump_at as f64 / fs, bump_at as f64 / fs + 0.01),
+                0.012,
+                1,
+                |_, _| 0.3,
+            );
+            x
+        };
+        let after = |found: &[u64]| {
+            found
+                .iter()
+                .filter(|&&b| b > last + (0.1 * fs) as u64)
+                .count()
+        };
+        // Ends 1.2 s after the last beat (the next was due at 1.0 s, missed at 1.5 s).
+        let short = record(1.2);
+        let found = detect(&short, fs, 100);
+        assert_eq!(after(&found), 0, "fs {fs}: {found:?}");
+        let c = ecg_dsp::score::match_beats(&beats, &found, (0.05 * fs) as u64);
+        assert_eq!((c.fn_, c.fp), (0, 0), "fs {fs}");
+        // Flushed by hand, without `finish`, the bump is taken (what `finish` stops).
+        let mut d = QrsDetector::new(fs);
+        let mut old = Vec::new();
+        d.push(&short, &mut old);
+        d.push(
+            &vec![*short.last().unwrap(); d.latency_samples() + 1],
+            &mut old,
+        );
+        assert_eq!(after(&old), 1, "fs {fs}: {old:?}");
+        // Lasting 2.5 s after the last beat, the recording covers the due time: the
+        // bump is searched back as before.
+        assert_eq!(after(&detect(&record(2.5), fs, 100)), 1, "fs {fs}");
     }
 }

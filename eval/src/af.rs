@@ -145,10 +145,11 @@ pub fn record_windows(sig: &[f32], fs: u32, cfg: &DspConfig) -> Vec<RhythmWindow
     let mut dsp = StreamDsp::new(&cfg, fs, 1);
     let tail = vec![sig.last().copied().unwrap_or(0.0); dsp.latency_samples() + 1];
     let mut ev = Vec::new();
-    for c in sig
-        .chunks(fs.max(1) as usize)
-        .chain(tail.chunks(fs.max(1) as usize))
-    {
+    for c in sig.chunks(fs.max(1) as usize) {
+        dsp.push(c, &[false], &mut ev);
+    }
+    dsp.mark_end();
+    for c in tail.chunks(fs.max(1) as usize) {
         dsp.push(c, &[false], &mut ev);
     }
     ev.into_iter()

@@ -72,8 +72,7 @@ pub fn detect(signal_mv: &[f32], fs: f64, frame: usize) -> Vec<u64> {
         x.extend(chunk.iter().map(|&v| as_streamed(v)));
         det.push(&x, &mut beats);
     }
-    let last = signal_mv.last().copied().map_or(0.0, as_streamed);
-    det.push(&vec![last; det.latency_samples() + 1], &mut beats);
+    det.finish(&mut beats);
     beats.retain(|&b| b < signal_mv.len() as u64);
     beats
 }

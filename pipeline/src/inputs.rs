@@ -386,7 +386,16 @@ pub fn record_inputs(
     let mut at = 0usize;
     let tail = dsp.latency_samples() + 1;
     while at < n + tail {
-        let k = block.min(n + tail - at);
+        // Blocks end at the record's end, where the tail (the last samples again,
+        // flushing the beat detector) begins.
+        let k = if at < n {
+            block.min(n - at)
+        } else {
+            block.min(n + tail - at)
+        };
+        if at == n {
+            dsp.mark_end();
+        }
         chunk.clear();
         for l in 0..n_leads {
             let lane = &samples_mv[l * n..(l + 1) * n];
