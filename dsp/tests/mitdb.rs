@@ -642,6 +642,58 @@ fn excerpt_starts(name: &str, n: usize, range: usize, ok: impl Fn(usize) -> bool
     starts
 }
 
+/// The reference beats an excerpt (`start..end` of a record at `fs`, fed at `rate`)
+/// is scored against, in the scoring's coordinates (see `score_excerpt`).
+struct ExcerptReference {
+    /// The 75 ms match window, samples at `rate`.
+    win: u64,
+    /// The record's reference beats within `win` of the excerpt (inside it or just
+    /// outside), at `rate`, as excerpt sample indices shifted by `win` (so that the
+    /// beats just before the excerpt keep their place).
+    near: Vec<u64>,
+    /// How many reference beats lie inside the excerpt.
+    inner: usize,
+}
+
+impl ExcerptReference {
+    fn new(reference: &[u64], start: usize, end: usize, fs: f64, rate: f64) -> Self {
+        let scale = rate / fs;
+        let win = (0.075 * rate).round() as u64;
+        let to_out = |s: u64| ((s as f64 - start as f64) * scale + win as f64).round() as u64;
+        let span = (start as u64).saturating_sub(win)..end as u64 + win;
+        let near: Vec<u64> = reference
+            .iter()
+            .copied()
+            .filter(|r| span.contains(r))
+            .map(to_out)
+            .collect();
+        let inner = reference
+            .iter()
+            .filter(|&&r| r >= start as u64 && r < end as u64)
+            .count();
+        Self { win, near, inner }
+    }
+
+    /// Scores `found` (the excerpt's samples, fed at `rate`) as `score_excerpt` does.
+    fn score(&self, rate: f64, found: &[u64]) -> (BeatCounts, usize) {
+        let (win, near) = (self.win, &self.near);
+        let beats: Vec<u64> = found.iter().map(|b| b + win).collect();
+        let c = match_beats(near, &beats, win);
+        let false_first = beats
+            .iter()
+            .filter(|&&b| ((b - win) as f64) < rate && !near.iter().any(|&r| r.abs_diff(b) <= win))
+            .count();
+        (
+            BeatCounts {
+                tp: c.tp,
+                fn_: c.fn_.saturating_sub(near.len() - self.inner),
+                fp: c.fp,
+            },
+            false_first,
+        )
+    }
+}
+
 /// Scores the beats found in an excerpt (`start..end` of a record at `fs`, fed at
 /// `rate`; `found` in the excerpt's samples) with a 75 ms window against the
 /// record's `reference` beats. A detection within 75 ms of a reference beat just
@@ -655,36 +707,7 @@ fn score_excerpt(
     rate: f64,
     found: &[u64],
 ) -> (BeatCounts, usize) {
-    let scale = rate / fs;
-    let win = (0.075 * rate).round() as u64;
-    // Excerpt sample indices shifted by `win`, so that the reference beats just
-    // before the excerpt (within the window) keep their place.
-    let to_out = |s: u64| ((s as f64 - start as f64) * scale + win as f64).round() as u64;
-    let span = (start as u64).saturating_sub(win)..end as u64 + win;
-    let near: Vec<u64> = reference
-        .iter()
-        .copied()
-        .filter(|r| span.contains(r))
-        .map(to_out)
-        .collect();
-    let inner = reference
-        .iter()
-        .filter(|&&r| r >= start as u64 && r < end as u64)
-        .count();
-    let beats: Vec<u64> = found.iter().map(|b| b + win).collect();
-    let c = match_beats(&near, &beats, win);
-    let false_first = beats
-        .iter()
-        .filter(|&&b| ((b - win) as f64) < rate && !near.iter().any(|&r| r.abs_diff(b) <= win))
-        .count();
-    (
-        BeatCounts {
-            tp: c.tp,
-            fn_: c.fn_.saturating_sub(near.len() - inner),
-            fp: c.fp,
-        },
-        false_first,
-    )
+    ExcerptReference::new(reference, start, end, fs, rate).score(rate, found)
 }
 
 #[test]
