@@ -812,11 +812,43 @@ fn spot_check_excerpts() {
     }
 }
 
+/// Writes one scored excerpt to `path` for `tools/qrs_excerpts_nk.py`: a JSON object
+/// with `head`'s fields (JSON members, already written), the scoring's window `win`,
+/// reference beats `near` and count `inner` (`ExcerptReference`), the beats `found`
+/// (excerpt samples, unshifted), their score (`tp`, `fn`, `fp`, `fp_first`) and the
+/// excerpt's samples (mV), one per line.
+fn dump_excerpt(
+    path: &Path,
+    head: &str,
+    r: &ExcerptReference,
+    found: &[u64],
+    (c, false_first): (BeatCounts, usize),
+    sig: &[f32],
+) {
+    let list = |v: &[u64]| v.iter().map(u64::to_string).collect::<Vec<_>>().join(", ");
+    assert!(sig.iter().all(|v| v.is_finite()), "{}", path.display());
+    let samples: Vec<String> = sig.iter().map(f32::to_string).collect();
+    let text = format!(
+        "{{{head}, \"win\": {}, \"inner\": {}, \"near\": [{}], \"found\": [{}],\n\"tp\": {}, \"fn\": {}, \"fp\": {}, \"fp_first\": {false_first},\n\"samples\": [\n{}\n]}}\n",
+        r.win,
+        r.inner,
+        list(&r.near),
+        list(found),
+        c.tp,
+        c.fn_,
+        c.fp,
+        samples.join(",\n")
+    );
+    std::fs::write(path, text).unwrap();
+}
+
 /// Short, noisy recordings, as a wearable's or a handheld's: 10-s excerpts at 500 Hz
 /// of lead 0 taken from the noisy stretches of the noise-stress mixtures (`bw`, `ma`,
 /// `em` at 12 and 6 dB; `QRS_SPOT_NOISE=em:6` for a subset), each fed to a fresh
 /// detector, scored with a 75 ms window; beside them the same excerpts without the
-/// noise.
+/// noise. `QRS_SPOT_DUMP_DIR=DIR` writes every excerpt, both signals, with its
+/// reference beats, found beats and score to `DIR/<noise>_<snr>/` (`dump_excerpt`),
+/// for `tools/qrs_excerpts_nk.py` to score NeuroKit2 beside them.
 #[test]
 fn spot_check_noisy_excerpts() {
     let (Some(mitdb), Some(nstdb)) = (shared("mitdb"), shared("nstdb")) else {
@@ -829,6 +861,7 @@ fn spot_check_noisy_excerpts() {
     const LEN_S: f64 = 10.0;
     const RATE: u32 = 500;
     let only = std::env::var("QRS_SPOT_NOISE").unwrap_or_default();
+    let dump = std::env::var_os("QRS_SPOT_DUMP_DIR").map(std::path::PathBuf::from);
     println!("10-s excerpts of the noisy stretches, lead 0, {PER_RECORD} per record, {RATE} Hz, 75 ms window");
     println!("noise SNR  half      signal  excerpts  beats    TP   FN   FP  FP<1s    Se%    +P%");
     for noise_name in common::nst::NOISES {
@@ -868,13 +901,28 @@ fn spot_check_noisy_excerpts() {
                             s < end as u64 + fs as u64 && e + fs as u64 > start as u64
                         })
                 });
-                for start in starts {
+                let half = ["tuning", "held-out"][usize::from(!tuning)];
+                let dump_dir = dump.as_ref().map(|d| {
+                    let d = d.join(format!("{noise_name}_{snr}"));
+                    std::fs::create_dir_all(&d).unwrap();
+                    d
+                });
+                for (k, start) in starts.into_iter().enumerate() {
                     let end = start + len;
+                    let rate = f64::from(RATE);
+                    let r = ExcerptReference::new(&reference, start, end, fs, rate);
                     for (j, x) in [&noisy, &clean].into_iter().enumerate() {
                         let sig = resample_offline(fs as u32, RATE, &x[start..end]);
-                        let rate = f64::from(RATE);
                         let found = detect(&sig, rate, (0.2 * rate) as usize);
-                        let (c, ff) = score_excerpt(&reference, start, end, fs, rate, &found);
+                        let (c, ff) = r.score(rate, &found);
+                        if let Some(d) = &dump_dir {
+                            let signal = ["noisy", "clean"][j];
+                            let head = format!(
+                                "\"record\": \"{name}\", \"noise\": \"{noise_name}\", \"snr\": {snr}, \"half\": \"{half}\", \"signal\": \"{signal}\", \"rate\": {RATE}, \"fs\": {fs}, \"start\": {start}, \"end\": {end}"
+                            );
+                            let path = d.join(format!("{name}_{k:02}_{start:07}_{signal}.json"));
+                            dump_excerpt(&path, &head, &r, &found, (c, ff), &sig);
+                        }
                         let g = &mut g[usize::from(!tuning)][j];
                         g.0.add(c);
                         g.1 += ff;
