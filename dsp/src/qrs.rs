@@ -449,8 +449,14 @@ impl QrsDetector {
     /// Marks the end of a recording at the samples pushed so far: from then on no
     /// beat is searched back for whose due time lies past that end (the recording
     /// stopped before the beat was missed).
-    pub fn mark_end(&mut self) {
+    pub(crate) fn mark_end(&mut self) {
         self.end.get_or_insert(self.n as i64);
+    }
+
+    /// The last sample pushed, as the detector took it (a non-finite one as the value
+    /// before it), 0 before any: what [`QrsDetector::finish`] feeds again.
+    pub(crate) fn last_sample(&self) -> f32 {
+        self.lp1.back(0)
     }
 
     /// Ends a recording: feeds the last sample pushed (0 before any) again for the
@@ -460,7 +466,7 @@ impl QrsDetector {
     /// to drop.
     pub fn finish(&mut self, out: &mut Vec<u64>) {
         self.mark_end();
-        let last = if self.n == 0 { 0.0 } else { self.lp1.back(0) };
+        let last = self.last_sample();
         for _ in 0..=self.latency {
             self.step(last, out);
         }
@@ -807,14 +813,13 @@ impl QrsDetector {
             return;
         };
         let now = self.n as i64 - 1 - self.d_mwi;
-        let rr = (1.5 * median(&self.rr)) as i64;
-        if self
-            .end
-            .is_some_and(|end| last + rr.min(self.sb_cap) >= end)
-        {
+        // The next beat was due 1.5 RR after the last (at most `sb_cap`); a recording
+        // that ended before then has not missed it.
+        let due = last + ((1.5 * median(&self.rr)) as i64).min(self.sb_cap);
+        if self.end.is_some_and(|end| due >= end) {
             return;
         }
-        if now - last > rr.min(self.sb_cap) + self.hold && sb.val > SB_FRAC * self.threshold() {
+        if now > due + self.hold && sb.val > SB_FRAC * self.threshold() {
             let der = self.sb_der;
             self.accept(sb, der, out);
         }

@@ -67,8 +67,6 @@ pub struct PairedQrs {
     look: u64,
     /// Intervals `[start, end)` of samples where lead 1 was flagged off, still needed.
     off1: VecDeque<(u64, u64)>,
-    /// The last samples pushed and lead 1's flag, which [`PairedQrs::finish`] repeats.
-    last: (f32, f32, bool),
     scratch: Vec<u64>,
 }
 
@@ -103,7 +101,6 @@ impl PairedQrs {
             span: (COUNT_S * fs).round() as u64,
             look: (LOOK_S * fs).round() as u64,
             off1: VecDeque::new(),
-            last: (0.0, 0.0, false),
             scratch: Vec::new(),
         }
     }
@@ -139,7 +136,6 @@ impl PairedQrs {
     /// Feeds one sample of each lead (raw, mV; `off1`: lead 1 flagged off) and
     /// appends the beats decided by it to `out`, in increasing order.
     pub fn step(&mut self, x0: f32, x1: f32, off1: bool, out: &mut Vec<u64>) {
-        self.last = (x0, x1, off1);
         if off1 {
             let n = self.samples_seen();
             match self.off1.back_mut() {
@@ -270,10 +266,20 @@ impl PairedQrs {
 
     /// Marks the end of a recording at the samples pushed so far (see
     /// [`QrsDetector::finish`]): the samples pushed after it only flush the detectors.
-    pub fn mark_end(&mut self) {
+    pub(crate) fn mark_end(&mut self) {
         for d in &mut self.det {
             d.mark_end();
         }
+    }
+
+    /// The last samples pushed, as the detectors took them, and whether lead 1 was
+    /// flagged off then (0, 0 and not before any): what [`PairedQrs::finish`] repeats.
+    /// The lead-off interval holding the last sample is never forgotten before a
+    /// later one begins.
+    pub(crate) fn last(&self) -> (f32, f32, bool) {
+        let n = self.samples_seen();
+        let off1 = n > 0 && self.off1.back().is_some_and(|r| r.1 == n);
+        (self.det[0].last_sample(), self.det[1].last_sample(), off1)
     }
 
     /// Ends a recording: feeds the last samples pushed (0 before any) again for the
@@ -283,7 +289,7 @@ impl PairedQrs {
     /// end are the caller's to drop.
     pub fn finish(&mut self, out: &mut Vec<u64>) {
         self.mark_end();
-        let (x0, x1, off1) = self.last;
+        let (x0, x1, off1) = self.last();
         for _ in 0..=self.latency_samples() {
             self.step(x0, x1, off1, out);
         }

@@ -249,6 +249,15 @@ impl Beats {
         }
     }
 
+    /// The last samples of leads 0 and 1 the detectors took and lead 1's flag then
+    /// (lead 1 as `step` feeds it without a second detector: 0, not flagged).
+    fn last(&self) -> (f32, f32, bool) {
+        match self {
+            Self::One(d) => (d.last_sample(), 0.0, false),
+            Self::Two(d) => d.last(),
+        }
+    }
+
     fn step(&mut self, x0: f32, x1: f32, off1: bool, out: &mut Vec<u64>) {
         match self {
             Self::One(d) => d.push(&[x0], out),
@@ -439,12 +448,20 @@ impl StreamDsp {
             + vec_bytes(&self.seg_q)
     }
 
-    /// Marks the end of a recording at the samples pushed so far: what is pushed after
-    /// it (the last sample again for [`StreamDsp::latency_samples`], so that every beat
-    /// is decided) only flushes the beat detectors, which then search back for no beat
-    /// that was not yet due when the recording stopped ([`QrsDetector::finish`]).
-    pub fn mark_end(&mut self) {
+    /// Ends a recording: feeds the last samples pushed (leads 0 and 1, with their
+    /// lead-off flags; 0 before any) again for [`StreamDsp::latency_samples`] + 1
+    /// samples, so that every beat of the recording is decided and the windows and
+    /// pauses that need them come out, and appends those events to `out`. The beat
+    /// detectors search back for no beat that was not yet due when the recording
+    /// stopped ([`QrsDetector::finish`]). Events past the recording's end are the
+    /// caller's to drop.
+    pub fn finish(&mut self, out: &mut Vec<DspEvent>) {
         self.det.mark_end();
+        let (x0, x1, off1) = self.det.last();
+        let off0 = self.n > 0 && self.off.back().is_some_and(|r| r.1 == self.n);
+        for _ in 0..=self.latency {
+            let _ = self.step(x0, x1, off0, off1, out);
+        }
     }
 
     /// Feeds a lead-major block (`n_leads × n` samples, mV) with per-lead lead-off

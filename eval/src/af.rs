@@ -132,9 +132,9 @@ pub struct RecordSummary {
     pub irregular: bool,
 }
 
-/// Rhythm windows of a record fed in one-second blocks; the tail is padded with the
-/// last sample for the detector's latency so late beats come out, and only windows
-/// inside the record are kept.
+/// Rhythm windows of a record fed in one-second blocks and ended with
+/// [`StreamDsp::finish`] so late beats come out; only windows inside the record are
+/// kept.
 pub fn record_windows(sig: &[f32], fs: u32, cfg: &DspConfig) -> Vec<RhythmWindow> {
     let n = sig.len() as u64;
     let mut cfg = cfg.clone();
@@ -143,15 +143,11 @@ pub fn record_windows(sig: &[f32], fs: u32, cfg: &DspConfig) -> Vec<RhythmWindow
         cfg.window_s = len_s.floor().max(1.0);
     }
     let mut dsp = StreamDsp::new(&cfg, fs, 1);
-    let tail = vec![sig.last().copied().unwrap_or(0.0); dsp.latency_samples() + 1];
     let mut ev = Vec::new();
     for c in sig.chunks(fs.max(1) as usize) {
         dsp.push(c, &[false], &mut ev);
     }
-    dsp.mark_end();
-    for c in tail.chunks(fs.max(1) as usize) {
-        dsp.push(c, &[false], &mut ev);
-    }
+    dsp.finish(&mut ev);
     ev.into_iter()
         .filter_map(|e| match e {
             DspEvent::Window(w) if w.end_sample <= n => Some(w),

@@ -383,49 +383,37 @@ pub fn record_inputs(
     let mut events = Vec::new();
     let mut cuts = Vec::new();
     let mut chunk = Vec::with_capacity(block * n_leads);
-    let mut at = 0usize;
-    let tail = dsp.latency_samples() + 1;
-    while at < n + tail {
-        // Blocks end at the record's end, where the tail (the last samples again,
-        // flushing the beat detector) begins.
-        let k = if at < n {
-            block.min(n - at)
-        } else {
-            block.min(n + tail - at)
-        };
-        if at == n {
-            dsp.mark_end();
-        }
-        chunk.clear();
-        for l in 0..n_leads {
-            let lane = &samples_mv[l * n..(l + 1) * n];
-            for i in at..at + k {
-                chunk.push(lane.get(i).or(lane.last()).copied().unwrap_or(0.0));
-            }
-        }
-        events.clear();
-        dsp.push(&chunk, &lead_off, &mut events);
-        if at < n {
-            // Only the record's own samples reach the model windows.
-            let own = (n - at).min(k);
-            let mut own_chunk = Vec::with_capacity(own * n_leads);
-            for l in 0..n_leads {
-                own_chunk.extend_from_slice(&chunk[l * k..l * k + own]);
-            }
-            builder.push(&own_chunk, &mut cuts);
-            if at + own == n {
-                builder.finish(&own_chunk, &mut cuts);
-            }
-        }
-        for ev in &events {
+    // The rhythm windows that lie inside the record.
+    let push_rhythm = |builder: &mut InputBuilder, events: &[DspEvent]| {
+        for ev in events {
             if let DspEvent::Window(w) = ev {
                 if w.end_sample <= n as u64 {
                     builder.push_rhythm(w);
                 }
             }
         }
+    };
+    let mut at = 0usize;
+    while at < n {
+        let k = block.min(n - at);
+        chunk.clear();
+        for l in 0..n_leads {
+            chunk.extend_from_slice(&samples_mv[l * n + at..l * n + at + k]);
+        }
+        events.clear();
+        dsp.push(&chunk, &lead_off, &mut events);
+        builder.push(&chunk, &mut cuts);
+        if at + k == n {
+            builder.finish(&chunk, &mut cuts);
+        }
+        push_rhythm(&mut builder, &events);
         at += k;
     }
+    // The last samples again for the latency, so that the record's last beats and
+    // windows come out.
+    events.clear();
+    dsp.finish(&mut events);
+    push_rhythm(&mut builder, &events);
     let clock = ecg_types::Timebase::new(DeviceTimeUs(0), rate);
     let win_us = ecg_types::seconds_to_us(f64::from(manifest.window_s));
     let hop_us = ecg_types::seconds_to_us(f64::from(hop_s)).max(1);
