@@ -60,6 +60,12 @@ fn as_streamed(v: f32) -> f32 {
     }
 }
 
+/// `chunk` as the stream carries it ([`as_streamed`]), into `buf` (cleared first).
+fn streamed_into(buf: &mut Vec<f32>, chunk: &[f32]) {
+    buf.clear();
+    buf.extend(chunk.iter().map(|&v| as_streamed(v)));
+}
+
 /// Beats of a single-lead signal (mV) found by the streaming detector fed in frames
 /// of `frame` samples, flushed at the end; beats beyond the signal are dropped.
 /// Non-finite samples are fed as 0, as in the pipeline.
@@ -68,8 +74,7 @@ pub fn detect(signal_mv: &[f32], fs: f64, frame: usize) -> Vec<u64> {
     let mut beats = Vec::new();
     let mut x = Vec::with_capacity(frame.max(1));
     for chunk in signal_mv.chunks(frame.max(1)) {
-        x.clear();
-        x.extend(chunk.iter().map(|&v| as_streamed(v)));
+        streamed_into(&mut x, chunk);
         det.push(&x, &mut beats);
     }
     det.finish(&mut beats);
@@ -88,10 +93,8 @@ pub fn detect_two(lead0_mv: &[f32], lead1_mv: &[f32], fs: f64, frame: usize) -> 
     let frame = frame.max(1);
     let (mut x0, mut x1) = (Vec::with_capacity(frame), Vec::with_capacity(frame));
     for (a, b) in lead0_mv[..n].chunks(frame).zip(lead1_mv[..n].chunks(frame)) {
-        x0.clear();
-        x0.extend(a.iter().map(|&v| as_streamed(v)));
-        x1.clear();
-        x1.extend(b.iter().map(|&v| as_streamed(v)));
+        streamed_into(&mut x0, a);
+        streamed_into(&mut x1, b);
         let off1 = b.iter().any(|v| !v.is_finite());
         det.push(&x0, &x1, off1, &mut beats);
     }
