@@ -22,6 +22,7 @@ pub mod filter;
 pub mod fir;
 pub mod lethal;
 pub mod noise_stress;
+pub mod pace;
 pub mod qrs;
 pub mod qrs_pair;
 pub mod quality;

@@ -90,6 +90,10 @@ pub mod pb {
         /// that readers without it skip).
         #[prost(message, repeated, tag = "10")]
         pub waveforms: ::prost::alloc::vec::Vec<Waveform>,
+        /// Pacemaker pulses the device detected: sample offsets within the frame
+        /// (optional; a v1 extension that readers without it skip).
+        #[prost(uint32, repeated, tag = "11")]
+        pub pace_pulses: ::prost::alloc::vec::Vec<u32>,
     }
 
     /// A pulsatile waveform (plethysmogram, arterial pressure).
@@ -155,6 +159,10 @@ pub struct JsonFrame {
     /// Pulsatile waveforms over the same time span (optional).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub waveforms: Vec<JsonWaveform>,
+    /// Pacemaker pulses the device detected: sample offsets within the frame
+    /// (optional).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pace_pulses: Vec<u32>,
 }
 
 /// A pulsatile waveform in the JSON form (the protobuf fields).
@@ -226,6 +234,8 @@ pub enum Field {
     Samples,
     /// `waveforms[]`
     Waveforms,
+    /// `pace_pulses`
+    PacePulses,
 }
 
 impl Field {
@@ -244,6 +254,7 @@ impl Field {
             Field::Lead => "channels.lead",
             Field::Samples => "channels.samples",
             Field::Waveforms => "waveforms",
+            Field::PacePulses => "pace_pulses",
         }
     }
 }
@@ -301,12 +312,13 @@ impl DecodeError {
                 Field::Lead => "bad_lead",
                 Field::Samples => "bad_samples",
                 Field::Waveforms => "bad_waveform",
+                Field::PacePulses => "bad_pace_pulses",
             },
         }
     }
 
     /// Every label [`kind`](Self::kind) can return, for pre-registering metrics.
-    pub const KINDS: [&'static str; 14] = [
+    pub const KINDS: [&'static str; 15] = [
         "too_large",
         "unsupported_content_type",
         "undecodable",
@@ -321,6 +333,7 @@ impl DecodeError {
         "bad_lead",
         "bad_samples",
         "bad_waveform",
+        "bad_pace_pulses",
     ];
 }
 
@@ -455,6 +468,7 @@ pub fn to_pb(frame: &Frame) -> pb::Frame {
                 }
             })
             .collect(),
+        pace_pulses: frame.pace.clone(),
     }
 }
 
@@ -492,6 +506,7 @@ pub fn to_json(frame: &Frame) -> JsonFrame {
                 samples: w.samples,
             })
             .collect(),
+        pace_pulses: m.pace_pulses,
     }
 }
 
@@ -537,6 +552,7 @@ fn json_to_pb(j: JsonFrame) -> Result<pb::Frame, DecodeError> {
                 samples: w.samples,
             })
             .collect(),
+        pace_pulses: j.pace_pulses,
     })
 }
 
@@ -751,7 +767,14 @@ fn parse_pb(bytes: &[u8]) -> Result<Option<Parts>, DecodeError> {
                     .map_err(|e| DecodeError::Protobuf(e.to_string()))?;
                 p.header.waveforms.push(w);
             }
-            (1..=10, _) => return Err(wrong(tag)),
+            (11, 2) => {
+                let mut packed = delimited(&mut buf)?;
+                while !packed.is_empty() {
+                    p.header.pace_pulses.push(varint(&mut packed)? as u32);
+                }
+            }
+            (11, 0) => p.header.pace_pulses.push(varint(&mut buf)? as u32),
+            (1..=11, _) => return Err(wrong(tag)),
             (_, wt) => skip(&mut buf, wt)?,
         }
     }
@@ -864,6 +887,19 @@ fn validate_parts(parts: Parts) -> Result<Frame, DecodeError> {
         lead_off.push(c.lead_off);
     }
     let pulses = validate_waveforms(&waveforms, ecg_rate, n)?;
+    let pace = std::mem::take(&mut m.pace_pulses);
+    if let Some(w) = pace.windows(2).find(|w| w[1] <= w[0]) {
+        return Err(invalid(
+            Field::PacePulses,
+            format!("must increase ({} then {})", w[0], w[1]),
+        ));
+    }
+    if let Some(&p) = pace.last().filter(|&&p| p as usize >= n) {
+        return Err(invalid(
+            Field::PacePulses,
+            format!("offset {p} is beyond the frame's {n} samples per lead"),
+        ));
+    }
     Ok(Frame {
         stream,
         device,
@@ -876,6 +912,7 @@ fn validate_parts(parts: Parts) -> Result<Frame, DecodeError> {
         lead_off,
         samples,
         pulses,
+        pace,
     })
 }
 

@@ -255,6 +255,7 @@ impl RecordSource {
                     samples: v[self.pos..self.pos + n].to_vec(),
                 })
                 .collect(),
+            pace: Vec::new(),
         };
         self.pos += n;
         self.seq += 1;

@@ -23,6 +23,7 @@ fn frame() -> Frame {
         lead_off: vec![false, true, false],
         samples: (0..750).map(|i| (i * 37 % 2001) - 1000).collect(),
         pulses: Vec::new(),
+        pace: Vec::new(),
     }
 }
 
@@ -275,6 +276,7 @@ fn proto_file_matches_prost_messages() {
         ("float scale", 4),
         ("float offset", 5),
         ("repeated sint32 samples", 6),
+        ("repeated uint32 pace_pulses", 11),
     ];
     for (decl, tag) in expected {
         assert!(
@@ -352,6 +354,7 @@ proptest! {
             scale_nv: scale,
             channels: leads.iter().map(|&l| pb::Channel { lead: l, lead_off: off, samples: vec![amp; n] }).collect(),
             waveforms: Vec::new(),
+            pace_pulses: Vec::new(),
         };
         for enc in [Encoding::Protobuf, Encoding::Json] {
             let bytes = match enc {
@@ -408,6 +411,7 @@ fn valid_pb() -> pb::Frame {
             })
             .collect(),
         waveforms: Vec::new(),
+        pace_pulses: Vec::new(),
     }
 }
 
@@ -549,6 +553,53 @@ fn pulsatile_waveforms_round_trip_in_both_encodings() {
     assert!(without.pulses.is_empty());
 }
 
+/// Pacemaker pulses (field 11, a v1 extension): they round-trip in both encodings and
+/// in both protobuf forms (packed, the default, and one varint field per offset), the
+/// fast path reads them as prost does, a frame without them has none, and offsets out
+/// of order or beyond the frame are rejected naming the field.
+#[test]
+fn pace_pulses_round_trip_and_are_checked() {
+    let mut f = frame();
+    f.pace = vec![0, 3, 120, 249];
+    for (enc, ct) in [
+        (Encoding::Protobuf, codec::CONTENT_TYPE_PROTOBUF),
+        (Encoding::Json, codec::CONTENT_TYPE_JSON),
+    ] {
+        let back = codec::decode(&codec::encode(&f, enc), Some(ct)).unwrap();
+        assert_eq!(back, f, "{enc:?}");
+    }
+    let packed = codec::to_pb(&f).encode_to_vec();
+    assert_eq!(fast(&packed), reference(&packed));
+    // Unpacked: the frame without them, then a varint field 11 per offset.
+    let mut unpacked = codec::to_pb(&frame()).encode_to_vec();
+    for p in &f.pace {
+        prost::encoding::uint32::encode(11, p, &mut unpacked);
+    }
+    assert_eq!(fast(&unpacked).unwrap().pace, f.pace);
+    assert_eq!(fast(&unpacked), reference(&unpacked));
+    assert!(
+        codec::decode(&codec::encode(&frame(), Encoding::Protobuf), None)
+            .unwrap()
+            .pace
+            .is_empty()
+    );
+    for (pace, problem) in [
+        (vec![10, 10], "must increase (10 then 10)"),
+        (vec![20, 10], "must increase (20 then 10)"),
+        (
+            vec![250],
+            "offset 250 is beyond the frame's 250 samples per lead",
+        ),
+    ] {
+        let mut m = pb_frame();
+        m.pace_pulses = pace;
+        let e = err_of(m);
+        assert_eq!(field_of(&e), Field::PacePulses, "{e}");
+        assert_eq!(e.kind(), "bad_pace_pulses", "{e}");
+        assert!(e.to_string().contains(problem), "{e}");
+    }
+}
+
 #[test]
 fn bad_waveforms_are_rejected_naming_the_field() {
     type Edit = Box<dyn Fn(&mut pb::Waveform)>;
@@ -600,10 +651,13 @@ fn the_documented_json_examples_decode() {
         .skip(1)
         .filter_map(|b| b.split("```").next())
         .collect();
-    assert_eq!(examples.len(), 2);
+    assert_eq!(examples.len(), 3);
     let plain = codec::decode(examples[0].as_bytes(), Some(codec::CONTENT_TYPE_JSON)).unwrap();
     assert!(plain.pulses.is_empty());
+    assert!(plain.pace.is_empty());
     let with = codec::decode(examples[1].as_bytes(), Some(codec::CONTENT_TYPE_JSON)).unwrap();
     assert_eq!(with.pulses.len(), 2);
     assert!((with.pulses[1].samples[0] - 81.2).abs() < 1e-3);
+    let paced = codec::decode(examples[2].as_bytes(), Some(codec::CONTENT_TYPE_JSON)).unwrap();
+    assert_eq!(paced.pace, vec![1]);
 }

@@ -31,6 +31,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ecg_dsp::lethal::{Evidence, LethalAssessment, LethalCall, LethalDetector};
+use ecg_dsp::pace::PaceBlanker;
 use ecg_dsp::stream::{DspConfig, DspEvent, RhythmWindow, StreamDsp};
 use ecg_inference::{Model, ModelMode};
 use ecg_types::{
@@ -192,6 +193,10 @@ struct Analysis {
     pulses: Vec<(PulseKind, u32)>,
     lethal: LethalDetector,
     assessments: Vec<LethalAssessment>,
+    /// The ECG is held after each pacemaker pulse the device reports, before any
+    /// detector sees it; the pulses' samples of the current frame.
+    pace: PaceBlanker,
+    pace_at: Vec<u64>,
     /// Per lethal condition (in `LETHAL_CONDITIONS` order): the latest call, and when
     /// the last present finding was published (device µs) while it lasts.
     latest: [Option<LethalCall>; 5],
@@ -508,15 +513,8 @@ impl Ctx<'_> {
         mv.clear();
         frame.extend_mv(mv);
         a.lead_off_in_window |= frame.lead_off.first().copied().unwrap_or(false);
+        // The strips show the waveform as recorded ...
         a.strip.push(&mv[..n.min(mv.len())]);
-        a.events.clear();
-        a.dsp.push(mv, &frame.lead_off, &mut a.events);
-        // Pulse data of a frame goes to the lethal detector before its ECG.
-        for (i, p) in frame.pulses.iter().enumerate() {
-            a.lethal.push_pulse(i, &p.samples);
-        }
-        a.assessments.clear();
-        a.lethal.push_ecg(mv, &frame.lead_off, &mut a.assessments);
         let n_leads = a.n_leads;
         for (i, b) in a.extra.iter_mut().enumerate() {
             if i + 1 < n_leads {
@@ -526,6 +524,18 @@ impl Ctx<'_> {
                 b.push(&p.samples);
             }
         }
+        // ... every detector and model sees it with pacemaker pulses blanked.
+        a.pace_at.clear();
+        a.pace.apply(mv, &frame.pace, &mut a.pace_at);
+        a.events.clear();
+        a.dsp.push(mv, &frame.lead_off, &mut a.events);
+        // Pulse data of a frame goes to the lethal detector before its ECG.
+        for (i, p) in frame.pulses.iter().enumerate() {
+            a.lethal.push_pulse(i, &p.samples);
+        }
+        a.lethal.push_pace(&a.pace_at);
+        a.assessments.clear();
+        a.lethal.push_ecg(mv, &frame.lead_off, &mut a.assessments);
         let before = a.samples;
         a.samples += n as u64;
         a.feed_builders(
@@ -884,6 +894,8 @@ impl Analysis {
                 &pulses,
             ),
             assessments: Vec::new(),
+            pace: PaceBlanker::new(f64::from(first.sample_rate.0), first.leads.len()),
+            pace_at: Vec::new(),
             latest: [None; 5],
             episodes: [None; 5],
         }
@@ -1160,6 +1172,9 @@ pub fn describe(call: &LethalCall, leads: &[Lead], pulses: &[(PulseKind, u32)]) 
     }
     if let Some(hz) = e.dominant_hz {
         parts.push(format!("dominant frequency {hz:.1} Hz"));
+    }
+    if let Some(p) = e.pace_pulses {
+        parts.push(format!("{p} pacemaker pulse(s) reported (blanked)"));
     }
     match &e.pulse {
         Some(p) => parts.push(format!(

@@ -85,6 +85,7 @@ impl FrameSource {
             lead_off,
             samples,
             pulses: Vec::new(),
+            pace: Vec::new(),
         };
         self.seq += 1;
         frame

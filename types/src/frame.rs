@@ -33,6 +33,11 @@ pub struct Frame {
     /// pressure), each at its own rate; empty for ECG-only devices.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub pulses: Vec<PulseWave>,
+    /// Pacemaker pulses the device detected in this frame: sample offsets within it
+    /// (0-based, per lead, increasing). The pipeline blanks the ECG there before it
+    /// looks for beats, so that a pulse is never counted as one (IEC 60601-2-27).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pace: Vec<u32>,
 }
 
 /// A pulsatile waveform over a frame's time span, in its physical unit

@@ -376,13 +376,20 @@ impl LethalDetector {
         let tick_start = e.saturating_sub(self.tick);
         self.fuse_new(e);
         self.update_coupling(e);
-        let calls = [
+        let mut calls = [
             self.asystole(e, tick_start),
             self.brady(e, tick_start),
             self.tachy(e, tick_start),
             self.vt(e, tick_start),
             self.vf(e),
         ];
+        if !self.pace.is_empty() {
+            for c in &mut calls {
+                let from = c.start_sample;
+                let n = self.pace.iter().filter(|&&t| t >= from && t < e).count();
+                c.evidence.pace_pulses = (n > 0).then(|| n.min(usize::from(u16::MAX)) as u16);
+            }
+        }
         LethalAssessment {
             end_sample: e,
             calls,

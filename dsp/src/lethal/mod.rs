@@ -91,6 +91,8 @@ mod ring;
 pub mod score;
 mod spectrum;
 
+use std::collections::VecDeque;
+
 use ecg_types::{Condition, FindingStatus, PulseKind};
 use serde::{Deserialize, Serialize};
 
@@ -227,6 +229,9 @@ impl Default for LethalConfig {
     }
 }
 
+/// How far back the reported pacemaker pulses are kept (s): the calls' longest look.
+const PACE_MEMORY_S: f32 = 20.0;
+
 /// What suppressed a candidate alarm: the ECG alone met the condition's criterion,
 /// other evidence argued against it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -321,6 +326,11 @@ pub struct Evidence {
     pub pulse: Option<PulseEvidence>,
     /// Set when the ECG met the criterion but other evidence suppressed the alarm.
     pub suppressed_by: Option<Suppression>,
+    /// Pacemaker pulses the device reported from the call's start to its end (their
+    /// artefacts blanked before the beats were found: [`crate::pace`]); with no beats,
+    /// a pacemaker that lost capture.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pace_pulses: Option<u16>,
 }
 
 /// One condition's call in one assessment.
@@ -394,6 +404,8 @@ pub struct LethalDetector {
     fused_until: u64,
     /// Last beat of the ventricular run whose call waits for the pulse.
     vt_waiting: Option<u64>,
+    /// ECG samples of the recent pacemaker pulses the device reported.
+    pace: VecDeque<u64>,
     // Scratch, allocated once.
     merged: Vec<(u64, usize, f32, f32)>,
     window: Vec<Fused>,
@@ -451,6 +463,7 @@ impl LethalDetector {
             fused: Ring::new(fused_cap),
             fused_until: 0,
             vt_waiting: None,
+            pace: VecDeque::new(),
             merged: Vec::with_capacity(merged_cap),
             window: Vec::with_capacity(fused_cap),
             quality: vec![0.0; n_ecg_leads],
@@ -507,6 +520,21 @@ impl LethalDetector {
                 out.push(a);
                 self.next_end += self.tick;
             }
+        }
+    }
+
+    /// Pacemaker pulses the device reported, as ECG sample indices (in the count of
+    /// [`LethalDetector::push_ecg`]'s samples), increasing: their count from each
+    /// call's start goes into its evidence. Push them before the block's ECG (whose
+    /// artefacts the caller has blanked, [`crate::pace::PaceBlanker`]).
+    pub fn push_pace(&mut self, samples: &[u64]) {
+        self.pace.extend(samples);
+        // As long a memory as the calls look back, and at most 8 pulses a second of it
+        // (dual-chamber pacing gives 2 a beat).
+        let keep_from = self.n.saturating_sub(self.secs(PACE_MEMORY_S));
+        let most = 8 * PACE_MEMORY_S as usize;
+        while self.pace.front().is_some_and(|&t| t < keep_from) || self.pace.len() > most {
+            self.pace.pop_front();
         }
     }
 
