@@ -1,7 +1,7 @@
 //! Pacemaker pulse blanking: the ECG after each pacemaker pulse the device reported
-//! (wire format v1 `pace_pulses`) is held at its value just before the pulse for
-//! [`BLANK_S`] on every lead, then eased back to the signal (time constant
-//! [`FADE_S`]), before any beat detector sees it.
+//! (wire format v1 `pace_pulses`) is held at its value just before the pulse on
+//! every lead, then eased back to the signal (time constant [`FADE_S`]), before any
+//! beat detector sees it.
 //!
 //! A pacemaker pulse lasts 0.1–2 ms, but its artefact in a recorded ECG — the pulse as
 //! the device's filters spread it, the electrode's recharge, a pace marker the monitor
@@ -15,18 +15,24 @@
 //! samples wide with side lobes) has the shape of a narrow QRS notch, so the pipeline
 //! takes the device's word for where they are rather than guessing from the shape.
 //!
-//! The 30 ms hold covers the pulse and most of its recharge; the return eases the jump
-//! from the held value to the signal out over 30 ms instead of leaving a step (a step
-//! is steep enough to be taken for a beat). A captured beat keeps all but its first
-//! 30 ms and is still detected; when the pulse falls on the R wave of a beat of the
-//! patient's own (pseudofusion), the R wave is lost and the rest of the complex is the
-//! beat. Longer holds (40–50 ms) made such complexes two "beats" in synthetic tests,
-//! shorter ones (20–25 ms) left enough of a long recharge to count
-//! (`pipeline/tests/lethal.rs`). The hold applies to the beat detectors, the
-//! lethal-arrhythmia detector and the models alike; the strips keep the waveform as
-//! recorded.
+//! The hold covers the pulse and most of its recharge: [`BLANK_S`] rounded to whole
+//! samples, and the first sample after it is still the held value, where the return
+//! starts (9 samples, 36 ms, at 250 Hz; 16, 32 ms, at 500 Hz). The return eases the
+//! jump from the held value to the signal out with a 30 ms time constant instead of
+//! leaving a step (a step is steep enough to be taken for a beat). A captured beat
+//! keeps all but its start and is still detected. When the pulse falls on the R wave
+//! of a beat of the patient's own (pseudofusion), the R wave is lost, and what is left
+//! of the complex is at a tipping point: the T wave can pass for a second beat, and
+//! the outcome changes with a sample more or less of hold. Longer holds (40–50 ms)
+//! made such complexes two "beats" in synthetic tests, shorter ones (20–25 ms) left
+//! enough of a long recharge to count (`pipeline/tests/lethal.rs`,
+//! `docs/accuracy-alarms.md`). The device's flag is taken to be the pulse's first
+//! sample: a flag one sample late holds the artefact's first sample instead of the
+//! signal before it. The hold applies to the beat detectors, the lethal-arrhythmia
+//! detector and the models alike; the strips keep the waveform as recorded.
 
-/// How long each lead is held after a pacemaker pulse (s).
+/// How long each lead is held after a pacemaker pulse (s), rounded to whole samples;
+/// the sample after the hold is held too, the return starts there.
 pub const BLANK_S: f64 = 0.03;
 /// Time constant of the return from the held value to the signal (s).
 pub const FADE_S: f64 = 0.03;
@@ -44,14 +50,25 @@ pub struct PaceBlanker {
     until: u64,
     /// A hold is on (or ends at the next sample outside it).
     holding: bool,
-    /// Each lead's value held: its last sample before the hold.
-    hold: Vec<f32>,
-    /// Each lead's correction after a hold: the step from the held value to the signal
-    /// at the hold's end, fading out (`fade` per sample), so that no step remains.
-    offset: Vec<f32>,
+    /// Per-sample decay of the correction after a hold.
     fade: f32,
+    leads: Vec<LeadState>,
     /// Pulses taken so far.
     pulses: u64,
+}
+
+/// One lead's blanking state.
+#[derive(Debug, Clone, Copy, Default)]
+struct LeadState {
+    /// The value held: the lead's last output before the hold.
+    hold: f32,
+    /// `hold` is a sample of the lead's (not a start-up guess).
+    known: bool,
+    /// The correction after a hold: the step from the held value to the signal at
+    /// its first finite sample after the hold, fading out, so that no step remains.
+    offset: f32,
+    /// The hold ended; the correction is taken at the next finite sample.
+    release: bool,
 }
 
 impl PaceBlanker {
@@ -67,9 +84,8 @@ impl PaceBlanker {
             n: 0,
             until: 0,
             holding: false,
-            hold: vec![0.0; n_leads],
-            offset: vec![0.0; n_leads],
             fade: (-1.0 / (FADE_S * fs)).exp() as f32,
+            leads: vec![LeadState::default(); n_leads],
             pulses: 0,
         }
     }
@@ -79,12 +95,23 @@ impl PaceBlanker {
         self.pulses
     }
 
+    /// Samples held after each pulse.
+    pub fn blank_samples(&self) -> u64 {
+        self.blank
+    }
+
     /// Blanks one block in place: `samples` lead-major (`n_leads` × `n`), `pace` the
-    /// block's pulses as sample offsets within it (increasing; offsets past the block
-    /// are ignored). Returns the absolute sample index (counted from the first block)
-    /// of each pulse taken, in `out`.
+    /// block's pulses as sample offsets within it (increasing, as the wire format
+    /// requires; offsets past the block are ignored). Appends the absolute sample
+    /// index (counted from the first block) of each pulse taken to `out`.
+    ///
+    /// Held samples take the lead's last value before the pulse (non-finite ones stay
+    /// as they are); after the hold the lead returns to its signal with a correction
+    /// that starts at the step between them and fades with [`FADE_S`]. A lead with no
+    /// sample before its first pulse (a stream that starts on one) holds the first
+    /// finite value the block has after the hold.
     pub fn apply(&mut self, samples: &mut [f32], pace: &[u32], out: &mut Vec<u64>) {
-        let nl = self.hold.len();
+        let nl = self.leads.len();
         if nl == 0 {
             return;
         }
@@ -94,55 +121,76 @@ impl PaceBlanker {
             .copied()
             .filter(|&p| (p as usize) < n)
             .peekable();
-        let fading = self.offset.iter().any(|o| *o != 0.0);
-        if next.peek().is_some() || self.holding || fading {
-            for t in 0..n {
-                let at = self.n + t as u64;
-                while next.peek().is_some_and(|&p| p as usize == t) {
-                    next.next();
-                    self.until = self.until.max(at + self.blank);
-                    self.holding = true;
-                    self.pulses += 1;
-                    out.push(at);
-                }
-                let held = at < self.until;
-                let released = !held && self.holding;
-                if released {
-                    self.holding = false;
-                }
-                for (l, (h, o)) in self.hold.iter_mut().zip(&mut self.offset).enumerate() {
-                    let v = &mut samples[l * n + t];
-                    if held {
-                        *v = *h;
-                        *o = 0.0;
-                        continue;
-                    }
-                    if !v.is_finite() {
-                        continue;
-                    }
-                    if released {
-                        *o = *v - *h;
-                    }
-                    if *o != 0.0 {
-                        *v -= *o;
-                        *o *= self.fade;
-                        if o.abs() < FADED {
-                            *o = 0.0;
-                        }
-                    }
-                    *h = *v;
-                }
-            }
-        } else {
-            // No pulse in or reaching into this block: only the last values to hold.
-            for (l, h) in self.hold.iter_mut().enumerate() {
+        let busy = self.holding || self.leads.iter().any(|l| l.release || l.offset != 0.0);
+        if next.peek().is_none() && !busy {
+            // No pulse in or reaching into this block: only the values to hold.
+            for (l, st) in self.leads.iter_mut().enumerate() {
                 if let Some(&v) = samples[l * n..(l + 1) * n]
                     .iter()
                     .rev()
                     .find(|v| v.is_finite())
                 {
-                    *h = v;
+                    st.hold = v;
+                    st.known = true;
                 }
+            }
+            self.n += n as u64;
+            return;
+        }
+        for t in 0..n {
+            let at = self.n + t as u64;
+            while next.peek().is_some_and(|&p| p as usize <= t) {
+                next.next();
+                if !self.holding {
+                    for (l, st) in self.leads.iter_mut().enumerate() {
+                        if !st.known {
+                            let lead = &samples[l * n..(l + 1) * n];
+                            let after = (t + self.blank as usize).min(n);
+                            st.hold = lead[after..]
+                                .iter()
+                                .chain(lead[..after].iter().rev())
+                                .copied()
+                                .find(|v| v.is_finite())
+                                .unwrap_or(0.0);
+                        }
+                        st.release = false;
+                    }
+                }
+                self.until = self.until.max(at + self.blank);
+                self.holding = true;
+                self.pulses += 1;
+                out.push(at);
+            }
+            let held = at < self.until;
+            if !held && self.holding {
+                self.holding = false;
+                for st in &mut self.leads {
+                    st.release = true;
+                }
+            }
+            for (l, st) in self.leads.iter_mut().enumerate() {
+                let v = &mut samples[l * n + t];
+                if !v.is_finite() {
+                    continue;
+                }
+                if held {
+                    *v = st.hold;
+                    st.offset = 0.0;
+                    continue;
+                }
+                if st.release {
+                    st.offset = *v - st.hold;
+                    st.release = false;
+                }
+                if st.offset != 0.0 {
+                    *v -= st.offset;
+                    st.offset *= self.fade;
+                    if st.offset.abs() < FADED {
+                        st.offset = 0.0;
+                    }
+                }
+                st.hold = *v;
+                st.known = true;
             }
         }
         self.n += n as u64;
@@ -173,7 +221,8 @@ mod tests {
             let lead = &x[l * 250..(l + 1) * 250];
             assert_eq!(&lead[..100], &orig[l * 250..l * 250 + 100]);
             assert!(lead[100..108].iter().all(|&v| v == sign * 99.0), "lead {l}");
-            // Back to the signal without a step: the jump of 9 fades out (30 ms).
+            // Back to the signal without a step: the first sample after the hold is
+            // still the held value, the correction then fades (time constant 30 ms).
             let step = sign * (108.0 - 99.0);
             for k in 0..30 {
                 let want = orig[l * 250 + 108 + k] - step * fade.powi(k as i32);
@@ -210,11 +259,50 @@ mod tests {
     }
 
     #[test]
-    fn a_missing_sample_is_not_held() {
+    fn missing_samples_stay_missing_and_a_first_pulse_holds_the_next_value() {
         let mut b = PaceBlanker::new(250.0, 1);
-        let mut x = vec![1.0, 2.0, f32::NAN, 4.0];
+        let mut x = vec![1.0, 2.0, f32::NAN, 4.0, f32::NAN, 6.0];
         let mut at = Vec::new();
         b.apply(&mut x, &[3], &mut at);
         assert_eq!(x[3], 2.0, "the last finite value before the pulse is held");
+        assert!(x[4].is_nan(), "a missing sample is not made up");
+        assert_eq!(x[5], 2.0);
+        // A stream whose first sample is a pulse: no value before it, so it holds the
+        // first one after the hold, and returns without a step.
+        let mut b = PaceBlanker::new(250.0, 1);
+        let mut y: Vec<f32> = (0..20).map(|i| 3.0 + i as f32 * 0.01).collect();
+        let orig = y.clone();
+        b.apply(&mut y, &[0], &mut at);
+        let h = b.blank_samples() as usize;
+        assert!(y[..=h].iter().all(|&v| v == orig[h]), "{y:?}");
+        assert!((y[h + 1] - orig[h + 1]).abs() < 1e-6);
+    }
+
+    #[test]
+    fn a_block_in_pieces_gives_the_same_output() {
+        let x: Vec<f32> = (0..1000).map(|i| ((i as f32) * 0.037).sin()).collect();
+        let pulses = [37u32, 300, 305, 640, 998];
+        let whole = {
+            let mut b = PaceBlanker::new(360.0, 1);
+            let mut y = x.clone();
+            b.apply(&mut y, &pulses, &mut Vec::new());
+            y
+        };
+        for piece in [1usize, 7, 100, 333] {
+            let mut b = PaceBlanker::new(360.0, 1);
+            let mut out = Vec::new();
+            for (k, chunk) in x.chunks(piece).enumerate() {
+                let from = (k * piece) as u32;
+                let p: Vec<u32> = pulses
+                    .iter()
+                    .filter(|&&p| p >= from && p < from + chunk.len() as u32)
+                    .map(|p| p - from)
+                    .collect();
+                let mut c = chunk.to_vec();
+                b.apply(&mut c, &p, &mut Vec::new());
+                out.extend(c);
+            }
+            assert_eq!(out, whole, "pieces of {piece}");
+        }
     }
 }

@@ -302,7 +302,8 @@ impl Sequencer {
                 .pulses
                 .iter()
                 .map(|p| p.samples.len() * std::mem::size_of::<f32>())
-                .sum::<usize>();
+                .sum::<usize>()
+            + frame.pace.len() * std::mem::size_of::<u32>();
         st.pending_bytes += bytes;
         st.pending.insert(
             frame.seq,

@@ -242,7 +242,7 @@ fn check_no_lethal(preset: Preset, findings: &[Finding]) {
 
 /// The asystole stream of [`run`] with a pacemaker that has lost capture: its pulses
 /// go on at 70/min through the sinus stretches and the pauses alike, each a 2 mV
-/// artefact of 8 ms with a small undershoot on every lead (a pulse as a 250 Hz
+/// spike and a small undershoot, 20 ms in all, on every lead (a pulse as a 250 Hz
 /// recording shows it), reported in the frames' `pace` when `reported`.
 fn run_paced(seconds: usize, reported: bool) -> Vec<Finding> {
     run_paced_with(seconds, reported, &[2000, 1000, -300, -200, -100])

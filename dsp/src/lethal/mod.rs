@@ -229,9 +229,6 @@ impl Default for LethalConfig {
     }
 }
 
-/// How far back the reported pacemaker pulses are kept (s): the calls' longest look.
-const PACE_MEMORY_S: f32 = 20.0;
-
 /// What suppressed a candidate alarm: the ECG alone met the condition's criterion,
 /// other evidence argued against it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -404,8 +401,10 @@ pub struct LethalDetector {
     fused_until: u64,
     /// Last beat of the ventricular run whose call waits for the pulse.
     vt_waiting: Option<u64>,
-    /// ECG samples of the recent pacemaker pulses the device reported.
+    /// ECG samples of the recent pacemaker pulses the device reported, kept as long
+    /// as the calls look back (`pace_memory` samples).
     pace: VecDeque<u64>,
+    pace_memory: u64,
     // Scratch, allocated once.
     merged: Vec<(u64, usize, f32, f32)>,
     window: Vec<Fused>,
@@ -464,6 +463,7 @@ impl LethalDetector {
             fused_until: 0,
             vt_waiting: None,
             pace: VecDeque::new(),
+            pace_memory: (f64::from(history_s + 2.0) * f64::from(fs)).ceil() as u64,
             merged: Vec::with_capacity(merged_cap),
             window: Vec::with_capacity(fused_cap),
             quality: vec![0.0; n_ecg_leads],
@@ -529,10 +529,9 @@ impl LethalDetector {
     /// artefacts the caller has blanked, [`crate::pace::PaceBlanker`]).
     pub fn push_pace(&mut self, samples: &[u64]) {
         self.pace.extend(samples);
-        // As long a memory as the calls look back, and at most 8 pulses a second of it
-        // (dual-chamber pacing gives 2 a beat).
-        let keep_from = self.n.saturating_sub(self.secs(PACE_MEMORY_S));
-        let most = 8 * PACE_MEMORY_S as usize;
+        // At most 8 pulses a second of the memory (dual-chamber pacing gives 2 a beat).
+        let keep_from = self.n.saturating_sub(self.pace_memory);
+        let most = (8 * self.pace_memory / u64::from(self.fs as u32).max(1)) as usize;
         while self.pace.front().is_some_and(|&t| t < keep_from) || self.pace.len() > most {
             self.pace.pop_front();
         }
