@@ -233,6 +233,7 @@ impl StreamGen {
                 start_us: end.0 - WIN_US,
                 samples_uv: self.strip.as_ref().clone(),
                 more: Vec::new(),
+                pace_us: Vec::new(),
             })
         });
         Finding {

@@ -17,7 +17,7 @@
 //! - `CARDIOSTREAM_CONSOLE_SCREENSHOT=/tmp/console.png` saves a screenshot of the
 //!   console after the acknowledgement (docs/console.md);
 //!   `CARDIOSTREAM_CONSOLE_LETHAL_SCREENSHOT=/tmp/lethal.png` one of the lethal alarm's
-//!   strip (every lead and the pleth) with the patient's AF burden.
+//!   strip (every lead, the pleth and the pacemaker marks) with the patient's AF burden.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::future::Future;
@@ -613,7 +613,8 @@ async fn alert_service(findings: &[ecg_types::Finding]) -> String {
 
 /// A ventricular fibrillation alarm as the pipeline publishes it at onset: its strip
 /// carries lead II, then V1 and V5 (µV) and the plethysmogram (at half the rate,
-/// starting half a second later) over the same time.
+/// starting half a second later) over the same time, and three pacemaker pulses the
+/// device reported (and one from before the strip, which is not drawn).
 fn lethal_finding(now_us: i64) -> ecg_types::Finding {
     use ecg_types::{
         Condition, DeviceTimeUs, Finding, FindingSource, FindingStatus, PatientId, StreamId, Strip,
@@ -659,6 +660,10 @@ fn lethal_finding(now_us: i64) -> ecg_types::Finding {
                 values: (0..400).map(|i| 2000 + wave(300.0, 20.0, i)).collect(),
             },
         ],
+        pace_us: [-300_000, 1_000_000, 2_000_000, 2_500_000]
+            .iter()
+            .map(|d| start.0 + d)
+            .collect(),
     }));
     f
 }
@@ -794,6 +799,41 @@ async fn lethal_scenario(client: Client, console_url: String) {
         .await
         .unwrap();
     assert!(caption.contains("Leads II, V1, V5 and pleth"), "{caption}");
+
+    // The pacemaker pulses within the strip: a dashed mark across each lead's band at
+    // its device time (12 mm, then 25 mm/s), none in the pulse band.
+    assert_eq!(
+        attr(&client, strip, "data-pace-marks").await.as_deref(),
+        Some("3")
+    );
+    let mut marks = Vec::new();
+    for e in client
+        .find_all(Locator::Css("#ecg-strip line.pace-mark"))
+        .await
+        .unwrap()
+    {
+        let num = |v: Option<String>| v.unwrap().parse::<f64>().unwrap();
+        let x1 = num(e.attr("x1").await.unwrap());
+        assert_eq!(x1, num(e.attr("x2").await.unwrap()), "a vertical mark");
+        let (y1, y2) = (
+            num(e.attr("y1").await.unwrap()),
+            num(e.attr("y2").await.unwrap()),
+        );
+        marks.push((e.attr("data-trace").await.unwrap().unwrap(), x1, y1, y2));
+    }
+    assert_eq!(marks.len(), 9, "{marks:?}");
+    for (i, (label, x, y1, y2)) in marks.iter().enumerate() {
+        let band = i / 3;
+        assert_eq!(label, ["II", "V1", "V5"][band]);
+        let want = 12.0 + [1.0, 2.0, 2.5][i % 3] * 25.0;
+        assert!((x - want).abs() < 0.011, "mark {i} at {x} mm, want {want}");
+        // Within its lead's band (the trace's extent lies inside it).
+        assert!(*y1 <= bands[band].0 && *y2 >= bands[band].1, "{marks:?}");
+    }
+    assert!(
+        caption.contains("3 pacemaker pulses reported by the device"),
+        "{caption}"
+    );
 
     // The patient's AF burden, as decision support.
     let burden = eventually("the AF burden", Duration::from_secs(20), || async {

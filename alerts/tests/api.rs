@@ -42,6 +42,8 @@ fn finding(stream: &str, c: Condition, t_s: i64) -> Finding {
             start_us: start.0,
             samples_uv: (0..2500).map(|i| (i % 200) * 5).collect(),
             more: Vec::new(),
+            // Two pacemaker pulses the device reported, 0.4 s and 1.2 s in.
+            pace_us: vec![start.0 + 400_000, start.0 + 1_200_000],
         })),
         reason: None,
         episode_start: None,
@@ -231,6 +233,12 @@ async fn tokens_scope_teams_and_every_write_is_audited() {
         2500
     );
     assert_eq!(d["strip"]["lead"], "II");
+    // The pacemaker marks come back with it, at their device times.
+    let start_us = d["strip"]["start_us"].as_i64().expect("start");
+    assert_eq!(
+        d["strip"]["pace_us"],
+        json!([start_us + 400_000, start_us + 1_200_000])
+    );
 
     // Acknowledge with a verdict through the API: audited under the token's actor.
     let (s, acked) = api

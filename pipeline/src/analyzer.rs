@@ -527,6 +527,7 @@ impl Ctx<'_> {
         // ... every detector and model sees it with pacemaker pulses blanked.
         a.pace_at.clear();
         a.pace.apply(mv, &frame.pace, &mut a.pace_at);
+        a.strip.mark_pace(&a.pace_at);
         a.events.clear();
         a.dsp.push(mv, &frame.lead_off, &mut a.events);
         // Pulse data of a frame goes to the lethal detector before its ECG.

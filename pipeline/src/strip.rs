@@ -2,6 +2,9 @@
 //! reduced to at most 250 Hz (box-averaged) and kept raw as microvolts, so that a
 //! present finding can carry the ECG a clinician checks it against; for a lethal
 //! alarm also the other leads and the pulse channels (kept shorter and at ≤ 125 Hz).
+//! The pacemaker pulses the device reported go with the strip as marks
+//! (`Strip::pace_us`): a spike of a millisecond or two does not survive the strip's
+//! rate and filter, and a clinician reading a paced rhythm needs to see where they were.
 //!
 //! A strip shows what a monitor shows: the raw signal run through the monitor filter
 //! ([`ecg_dsp::MonitorFilter`]: baseline wander, mains notch, 40 Hz low-pass) at the
@@ -29,6 +32,11 @@ const MAX_RATE_HZ: u32 = 250;
 /// Highest rate kept of the other leads and of pulses (memory: a 12-lead stream keeps
 /// 11 more traces).
 const MAX_EXTRA_RATE_HZ: u32 = 125;
+
+/// Most pacemaker pulses a strip keeps per second of signal: beyond any pacing mode
+/// (a biventricular pacer at 180 bpm gives 9 per second), and a bound on memory for a
+/// stream that flags nonsense.
+const MAX_PACE_PER_S: usize = 12;
 
 /// What a trace shows, which decides how it is kept and drawn.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -63,6 +71,9 @@ pub(crate) struct StripBuffer {
     cap: usize,
     /// Kept-sample index one past the last in `buf`.
     end: u64,
+    /// Native sample indices of the pacemaker pulses the device reported, as long as
+    /// the signal they fall in is kept (at most [`MAX_PACE_PER_S`] per kept second).
+    pace: VecDeque<u64>,
 }
 
 impl StripBuffer {
@@ -91,6 +102,19 @@ impl StripBuffer {
             buf: VecDeque::with_capacity(cap),
             cap,
             end: 0,
+            pace: VecDeque::new(),
+        }
+    }
+
+    /// Records pacemaker pulses at these native sample indices (in order, at or after
+    /// any recorded before), to be marked on the strips that span them; forgets those
+    /// whose signal is no longer kept.
+    pub(crate) fn mark_pace(&mut self, at: &[u64]) {
+        self.pace.extend(at);
+        let kept_from = (self.end - self.buf.len() as u64) * self.decim;
+        let most = MAX_PACE_PER_S * self.cap / self.rate_hz.max(1) as usize;
+        while self.pace.front().is_some_and(|&t| t < kept_from) || self.pace.len() > most {
+            self.pace.pop_front();
         }
     }
 
@@ -196,12 +220,24 @@ impl StripBuffer {
             Signal::Ecg(l) => l,
             Signal::Pulse(_) => Lead::Unspecified,
         };
+        // The pulses within the kept samples shown, each at its own native sample.
+        let (from, to) = (
+            start * self.decim,
+            (start + samples_uv.len() as u64) * self.decim,
+        );
+        let pace_us = self
+            .pace
+            .iter()
+            .filter(|&&t| (from..to).contains(&t))
+            .map(|&t| time_of(t))
+            .collect();
         Some(Strip {
             lead,
             sample_rate_hz: self.rate_hz,
             start_us: time_of(start * self.decim),
             samples_uv,
             more: Vec::new(),
+            pace_us,
         })
     }
 
@@ -463,5 +499,49 @@ mod tests {
             (800..1300).contains(&peak),
             "the 1 Hz sine stays: peak {peak} µV"
         );
+    }
+
+    #[test]
+    fn pacemaker_marks_go_with_the_strips_that_span_them() {
+        // 500 Hz → 250 Hz kept, 40 s kept: pulses every 0.8 s from 0.1 s, marked at
+        // their own native sample (time_of maps native samples to µs at 500 Hz).
+        let mut b = StripBuffer::new(Lead::II, 500, 50.0);
+        let time_of = |n: u64| (n * 2_000) as i64;
+        let mut all = Vec::new();
+        for s in 0..60u64 {
+            b.push(&[0.5; 500]);
+            let at: Vec<u64> = (0..)
+                .map(|k| 50 + 400 * k)
+                .skip_while(|&p| p < s * 500)
+                .take_while(|&p| p < (s + 1) * 500)
+                .collect();
+            b.mark_pace(&at);
+            all.extend(at);
+        }
+        // The strip of the 10 s ending at 30 s: the pulses in [20 s, 30 s).
+        let s = b.strip(30 * 500, time_of).expect("strip");
+        let want: Vec<i64> = all
+            .iter()
+            .filter(|&&p| (20 * 500..30 * 500).contains(&p))
+            .map(|&p| time_of(p))
+            .collect();
+        assert_eq!(want.len(), 13);
+        assert_eq!(s.pace_us, want);
+        // Signal no longer kept: neither are its pulses.
+        assert!(b.pace.iter().all(|&p| p >= 20 * 500));
+        // A stream flagging every sample keeps at most 12 per kept second.
+        let at: Vec<u64> = (60 * 500..70 * 500).collect();
+        b.push(&[0.5; 5_000]);
+        b.mark_pace(&at);
+        assert_eq!(b.pace.len(), 12 * 40);
+        assert_eq!(b.pace.back(), Some(&(70 * 500 - 1)));
+        // A strip without pulses has no marks.
+        let mut quiet = StripBuffer::new(Lead::II, 250, 50.0);
+        quiet.push(&[0.5; 2_500]);
+        assert!(quiet
+            .strip(2_500, |n| n as i64)
+            .expect("strip")
+            .pace_us
+            .is_empty());
     }
 }

@@ -348,13 +348,35 @@ fn asystole_through_pacemaker_pulses_is_raised_when_the_device_reports_them() {
     let reported = run_paced(80, true);
     assert_eq!(raised_in(&reported), [39.0, 66.0], "a pause was not raised");
     let present = lethal(&reported, Condition::Asystole, FindingStatus::Present);
+    // The device times of the pulses sent: sample round(0.4 s + k period) at 250 Hz.
+    let period = f64::from(FS) * 60.0 / 70.0;
+    let sent: Vec<i64> = (0..)
+        .map(|k| (0.4 * f64::from(FS) + f64::from(k) * period).round() as i64)
+        .take_while(|&at| at < 80 * i64::from(FS))
+        .map(|at| T0 + at * 1_000_000 / i64::from(FS))
+        .collect();
+    let mut marked = 0;
     for f in &present {
         let reason = f.reason.as_deref().expect("evidence in words");
         assert!(
             reason.contains("pacemaker pulse(s) reported (blanked)"),
             "{reason}"
         );
+        // Its strip marks exactly the pulses sent within its span, at their times.
+        if let Some(strip) = &f.strip {
+            let end = strip.start_us
+                + strip.samples_uv.len() as i64 * 1_000_000 / i64::from(strip.sample_rate_hz);
+            let want: Vec<i64> = sent
+                .iter()
+                .copied()
+                .filter(|t| (strip.start_us..end).contains(t))
+                .collect();
+            assert!(!want.is_empty());
+            assert_eq!(strip.pace_us, want, "{}", f.key);
+            marked += 1;
+        }
     }
+    assert!(marked >= 2, "{marked} asystole strips");
     for c in [
         Condition::VentricularTachycardia,
         Condition::VentricularFibrillation,
@@ -366,6 +388,13 @@ fn asystole_through_pacemaker_pulses_is_raised_when_the_device_reports_them() {
         );
     }
     let unreported = run_paced(80, false);
+    assert!(
+        unreported
+            .iter()
+            .filter_map(|f| f.strip.as_ref())
+            .all(|s| s.pace_us.is_empty()),
+        "marks without reported pulses"
+    );
     assert!(
         raised_in(&unreported).len() < 2,
         "unreported pulses no longer hide a pause: the test's premise changed"

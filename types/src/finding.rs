@@ -207,6 +207,11 @@ pub struct Strip {
     /// alarm, every other ECG lead its detector used and the stream's pulse channels.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub more: Vec<Trace>,
+    /// Device times of the pacemaker pulses the device reported within the strip's
+    /// span (wire format `pace_pulses`), in order: a monitor marks them on the strip,
+    /// as the short spikes themselves do not survive the strip's rate and filter.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pace_us: Vec<i64>,
 }
 
 /// One more trace of a strip: an ECG lead or a pulsatile waveform.
