@@ -62,10 +62,21 @@ def pb_frame(leads, n):
     )
 
 
+def pb_waveform(code, unit, rate, scale, n):
+    samples = b"".join(varint(zigzag(1500 + (k * 53) % 400)) for k in range(n))
+    return ld(10, field(1, 0, varint(code)) + field(2, 0, varint(unit)) + field(3, 0, varint(rate))
+              + field(4, 5, struct.pack("<f", scale)) + ld(6, samples))
+
+
 def codec():
     # First byte: content type (0 none, 1 protobuf, 2 JSON, 3 JSON; charset, 4 other).
     put("codec", "pb-3-leads", b"\x01" + pb_frame([1, 2, 3], 50))
     put("codec", "pb-1-lead-sniffed", b"\x00" + pb_frame([2], 250))
+    # The optional parts: a plethysmogram at half the ECG's rate and arterial pressure
+    # at its rate (field 10), and pacemaker pulses (field 11, packed).
+    put("codec", "pb-pulses-and-pace", b"\x01" + pb_frame([2, 3], 50)
+        + pb_waveform(150452, 512, 125, 0.001, 25) + pb_waveform(150036, 3872, 250, 0.01, 50)
+        + ld(11, b"".join(varint(p) for p in [3, 20, 41])))
     j = {
         "schema_version": 1, "stream_id": "bed-12.ecg", "device_id": "mon-4471",
         "patient_id": "pt-8c1f", "seq": 1842, "t0_us": 1763900000000000,
@@ -76,6 +87,11 @@ def codec():
     put("codec", "json-doc-example", b"\x02" + json.dumps(j).encode())
     j["channels"] = [{"lead": 2, "samples": [1, -1, 3, -3]}]
     put("codec", "json-lead-number-charset", b"\x03" + json.dumps(j).encode())
+    j["channels"] = [{"lead": "II", "samples": [12, 2015, 1021, -288, -190, -95, 8, 11]}]
+    j["waveforms"] = [{"code": 150452, "unit": 512, "sample_rate_hz": 125, "scale": 0.001,
+                       "samples": [1520, 1604, 1650, 1610]}]
+    j["pace_pulses"] = [1, 6]
+    put("codec", "json-pulses-and-pace", b"\x02" + json.dumps(j).encode())
 
 
 def record(hea, sig):

@@ -415,6 +415,23 @@ fn valid_pb() -> pb::Frame {
     }
 }
 
+/// [`valid_pb`] with the optional parts: a plethysmogram at half the ECG's rate and
+/// three pacemaker pulses.
+fn valid_pb_with_pulses_and_pace() -> pb::Frame {
+    pb::Frame {
+        waveforms: vec![pb::Waveform {
+            code: 150_452,
+            unit: 512,
+            sample_rate_hz: 125,
+            scale: 0.001,
+            offset: 0.0,
+            samples: (0..25).map(|k| 1500 + k * 13).collect(),
+        }],
+        pace_pulses: vec![3, 20, 41],
+        ..valid_pb()
+    }
+}
+
 #[test]
 fn fast_path_reads_unpacked_samples_and_skips_unknown_fields() {
     let m = valid_pb();
@@ -487,8 +504,15 @@ proptest! {
         cut in proptest::option::of(any::<usize>()),
         noise in proptest::collection::vec(any::<u8>(), 0..64),
         use_noise in any::<bool>(),
+        optional_parts in any::<bool>(),
     ) {
-        let mut b = if use_noise { noise } else { valid_pb().encode_to_vec() };
+        let mut b = if use_noise {
+            noise
+        } else if optional_parts {
+            valid_pb_with_pulses_and_pace().encode_to_vec()
+        } else {
+            valid_pb().encode_to_vec()
+        };
         for (at, v) in flips {
             if !b.is_empty() {
                 let i = at % b.len();

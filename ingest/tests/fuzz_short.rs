@@ -1,14 +1,15 @@
 //! The short version of the WFDB fuzzing campaigns (docs/fuzzing.md) for the test
 //! command: the checks of `fuzz/fuzz_targets/wfdb_{header,record,annotations}.rs` on
 //! a few thousand inputs each, arbitrary bytes and the campaigns' seeds
-//! (`fuzz/seeds/`) with random byte edits. The campaigns themselves run ten million
+//! (`fuzz/seeds/`) with random byte edits; and that every seed, the frame decoder's
+//! too, is a valid input. The campaigns themselves run ten million
 //! coverage-guided inputs per target (`scripts/fuzz.sh`).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::io;
 use std::path::{Path, PathBuf};
 
-use ecg_ingest::wfdb;
+use ecg_ingest::{codec, wfdb};
 use proptest::prelude::*;
 
 /// The campaign's seed inputs of `target`.
@@ -149,4 +150,26 @@ fn every_seed_parses_and_passes_the_checks() {
     for (i, s) in seeds("wfdb_annotations").iter().enumerate() {
         assert!(check_annotations(s), "annotation seed {i}");
     }
+    // The frame decoder's seeds (first byte: the content type, as in
+    // fuzz/fuzz_targets/codec.rs) decode, and among them the optional parts.
+    let types = [
+        None,
+        Some(codec::CONTENT_TYPE_PROTOBUF),
+        Some(codec::CONTENT_TYPE_JSON),
+        Some("application/json; charset=utf-8"),
+    ];
+    let frames: Vec<_> = seeds("codec")
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let ct = types[usize::from(s[0])];
+            codec::decode(&s[1..], ct).unwrap_or_else(|e| panic!("codec seed {i}: {e}"))
+        })
+        .collect();
+    // One protobuf seed and one JSON seed carry pulse channels and pacemaker pulses.
+    let full = frames
+        .iter()
+        .filter(|f| !f.pulses.is_empty() && !f.pace.is_empty())
+        .count();
+    assert_eq!(full, 2, "seeds with pulses and pace");
 }
