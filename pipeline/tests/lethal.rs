@@ -11,7 +11,7 @@ use ecg_dsp::stream::DspConfig;
 use ecg_pipeline::analyzer::lethal_source;
 use ecg_pipeline::events::Recorder;
 use ecg_pipeline::offline::{frame_record, Processor};
-use ecg_sim::{Device, FrameSource, Preset};
+use ecg_sim::{Device, DeviceConfig, FrameSource, Preset, Rhythm, RhythmPlan};
 use ecg_types::{
     Condition, DeviceId, Finding, FindingStatus, Frame, Lead, PatientId, PulseKind, PulseWave,
     SampleRate, StreamId,
@@ -213,6 +213,8 @@ fn rhythms_that_are_not_lethal_raise_no_lethal_alarm() {
         Preset::Pvcs,
         // Every lead off for 8 s every 40 s: no pause and no slow rate across the gap.
         Preset::LeadOffNormalSinus,
+        // Wide paced beats at 100-120 bpm, the pulses flagged in the frames.
+        Preset::VentricularPaced,
     ] {
         for (seed, leads) in [
             (5, vec![Lead::I, Lead::II, Lead::V1]),
@@ -486,5 +488,173 @@ fn captured_pacing_raises_no_lethal_alarm_after_the_first_seconds() {
     assert!(
         early <= 5,
         "{early} of 84 streams raised fibrillation in their first seconds"
+    );
+}
+
+/// The findings of `seconds` of a device built from `cfg` on leads I, II and V1, in
+/// 1 s frames. The device's own pacemaker pulses (a paced rhythm's) are flagged when
+/// `report`; with `asynchronous_pace_s`, a pacemaker that senses nothing also fires
+/// every that many seconds, its spike (2 mV, one sample, on every lead) drawn and
+/// flagged.
+fn run_device(
+    plan: RhythmPlan,
+    seed: u64,
+    seconds: usize,
+    report: bool,
+    asynchronous_pace_s: Option<f64>,
+) -> Vec<Finding> {
+    let leads = vec![Lead::I, Lead::II, Lead::V1];
+    let dev = Device::new(DeviceConfig::new(seed, FS, leads, plan)).unwrap();
+    let mut src = FrameSource::new(
+        dev,
+        StreamId::new("icu-10.ecg").unwrap(),
+        DeviceId::new("mon-10").unwrap(),
+        PatientId::new("p-10").unwrap(),
+        T0,
+        FS as usize,
+        1000,
+    );
+    let mut p = Processor::new(
+        DspConfig::default(),
+        5.0,
+        Arc::new(Vec::new()),
+        Arc::new(Recorder::default()),
+    );
+    let n = FS as usize;
+    let mut next = 0.37 * f64::from(FS);
+    let mut findings = Vec::new();
+    for s in 0..seconds {
+        let mut f = src.next_frame();
+        if !report {
+            f.pace.clear();
+        }
+        if let Some(every) = asynchronous_pace_s {
+            while next < ((s + 1) * n) as f64 {
+                let k = next.round() as usize - s * n;
+                if k < n {
+                    for l in 0..f.leads.len() {
+                        f.samples[l * n + k] += 2000;
+                    }
+                    f.pace.push(k as u32);
+                }
+                next += every * f64::from(FS);
+            }
+            f.pace.sort_unstable();
+            f.pace.dedup();
+        }
+        let out = p.process(vec![frame_record(&f, s as i64)]);
+        assert!(out.dead_letters.is_empty(), "{:?}", out.dead_letters);
+        findings.extend(out.findings);
+    }
+    findings
+}
+
+/// A ventricular-paced rhythm at a rate-responsive pacemaker's exercise rate
+/// (100–120 bpm, wide complexes), alternating every 30 s with the patient's own narrow
+/// sinus beats: wide complexes above 100 bpm after narrow ones are what the
+/// ventricular tachycardia criterion describes. With the device's pulses reported,
+/// every beat of such a run follows one and no lethal alarm is raised (the run's call
+/// says why: `paced_beats`); unreported, ventricular tachycardia is raised on most
+/// seeds, as monitors without pace detection do.
+#[test]
+fn paced_rhythm_is_not_ventricular_tachycardia_when_the_device_reports_its_pulses() {
+    let plan = || {
+        RhythmPlan::schedule(
+            vec![
+                (Rhythm::NormalSinus, 30.0),
+                (Rhythm::VentricularPaced, 30.0),
+            ],
+            true,
+        )
+    };
+    let mut raised_unreported = 0;
+    for seed in 1..=8u64 {
+        let reported = run_device(plan(), seed, 120, true, None);
+        for c in ecg_dsp::lethal::LETHAL_CONDITIONS {
+            let present = lethal(&reported, c, FindingStatus::Present);
+            assert!(
+                present.is_empty(),
+                "seed {seed}: {c}: {:?}",
+                present[0].reason
+            );
+        }
+        let unreported = run_device(plan(), seed, 120, false, None);
+        raised_unreported += usize::from(
+            !lethal(
+                &unreported,
+                Condition::VentricularTachycardia,
+                FindingStatus::Present,
+            )
+            .is_empty(),
+        );
+    }
+    assert!(
+        raised_unreported >= 6,
+        "unreported pacing raised VT on {raised_unreported} of 8 seeds: the test's premise changed"
+    );
+}
+
+/// A pacemaker that neither senses nor captures (lead failure, or asynchronous mode)
+/// fires on at its own rate, every 0.8, 1, 1.2 or 1.5 s, through a sinus rhythm with
+/// runs of true ventricular tachycardia at 160-185 bpm (12 s of every 32 s; 8 seeds,
+/// 96 runs). Its pulses, reported and blanked, land on some of the run's beats, never
+/// on all of them, so the paced-run rule silences none. Every run still raises a
+/// lethal alarm; 91 of the 96 raise ventricular tachycardia itself (the other 5, with
+/// pulses every 0.8 or 1.2 s, raise fibrillation or extreme tachycardia instead: the
+/// pulses held on the sinus beats between the runs let a lead's dominant beat become
+/// the run's shape; docs/accuracy-alarms.md). Without the pacemaker all 24 runs raise
+/// ventricular tachycardia.
+#[test]
+fn ventricular_tachycardia_through_an_undersensing_pacemaker_is_still_raised() {
+    let plan = || {
+        RhythmPlan::schedule(
+            vec![
+                (Rhythm::NormalSinus, 20.0),
+                (Rhythm::VentricularTachycardia, 12.0),
+            ],
+            true,
+        )
+    };
+    // The runs (of 3) during which one of `conditions` was raised.
+    let raised = |findings: &[Finding], conditions: &[Condition]| -> Vec<usize> {
+        (0..3)
+            .filter(|k| {
+                let (a, b) = (20.0 + 32.0 * *k as f64, 32.0 + 32.0 * *k as f64);
+                conditions.iter().any(|&c| {
+                    lethal(findings, c, FindingStatus::Present).iter().any(|f| {
+                        let t = (f.window_start.0 - T0) as f64 / 1e6;
+                        (a - 1.0..b + 1.0).contains(&t)
+                    })
+                })
+            })
+            .collect()
+    };
+    let vt = [Condition::VentricularTachycardia];
+    let any = [
+        Condition::VentricularTachycardia,
+        Condition::VentricularFibrillation,
+        Condition::ExtremeTachycardia,
+    ];
+    let mut vt_runs = 0;
+    for seed in 1..=8u64 {
+        let without = run_device(plan(), seed, 96, true, None);
+        assert_eq!(
+            raised(&without, &vt),
+            [0, 1, 2],
+            "seed {seed} without a pacemaker"
+        );
+        for every in [0.8, 1.0, 1.2, 1.5] {
+            let paced = run_device(plan(), seed, 96, true, Some(every));
+            assert_eq!(
+                raised(&paced, &any),
+                [0, 1, 2],
+                "seed {seed}, pulses every {every} s: a run raised no alarm"
+            );
+            vt_runs += raised(&paced, &vt).len();
+        }
+    }
+    assert!(
+        vt_runs >= 91,
+        "{vt_runs} of 96 runs raised ventricular tachycardia"
     );
 }

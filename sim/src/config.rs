@@ -48,11 +48,19 @@ pub enum Rhythm {
     Asystole,
     /// Monomorphic ventricular tachycardia: wide QRS at 160–185 bpm, no P waves.
     VentricularTachycardia,
+    /// Ventricular pacing with capture at a rate-responsive pacemaker's exercise rate,
+    /// 100–120 bpm, metronomic: before every beat a pacemaker pulse (a 2 mV one-sample
+    /// spike on every lead, 60 ms before the QRS peak, in
+    /// [`GroundTruth::pace`](crate::GroundTruth::pace) and in
+    /// [`FrameSource`](crate::FrameSource) frames' `pace`), then a wide QRS without a P
+    /// wave. Beats like these at this rate are what a monitor that does not know of
+    /// the pacemaker takes for ventricular tachycardia.
+    VentricularPaced,
 }
 
 impl Rhythm {
     /// Every rhythm.
-    pub const ALL: [Rhythm; 7] = [
+    pub const ALL: [Rhythm; 8] = [
         Rhythm::NormalSinus,
         Rhythm::SinusBradycardia,
         Rhythm::SinusTachycardia,
@@ -60,6 +68,7 @@ impl Rhythm {
         Rhythm::Pvcs,
         Rhythm::Asystole,
         Rhythm::VentricularTachycardia,
+        Rhythm::VentricularPaced,
     ];
 
     /// Stable snake_case name, as in JSON.
@@ -72,6 +81,7 @@ impl Rhythm {
             Rhythm::Pvcs => "pvcs",
             Rhythm::Asystole => "asystole",
             Rhythm::VentricularTachycardia => "ventricular_tachycardia",
+            Rhythm::VentricularPaced => "ventricular_paced",
         }
     }
 
@@ -85,6 +95,7 @@ impl Rhythm {
             Rhythm::SinusTachycardia => Some((121.0, 124.0)),
             Rhythm::AtrialFibrillation => Some((92.0, 112.0)),
             Rhythm::VentricularTachycardia => Some((160.0, 185.0)),
+            Rhythm::VentricularPaced => Some((100.0, 120.0)),
             Rhythm::Asystole => None,
         }
     }

@@ -17,6 +17,10 @@ use crate::{
 const LOOKAHEAD_S: f64 = 1.0;
 /// AF f-waves fade in over this long (seconds) at the start of an episode.
 const FWAVE_FADE_S: f64 = 0.2;
+/// A pacemaker spike as the device draws it on every lead: one sample, then the
+/// recharge on the next (mV).
+const PACE_SPIKE_MV: f64 = 2.0;
+const PACE_RECHARGE_MV: f64 = -0.3;
 
 /// How an output lead is computed from the measured channels.
 #[derive(Debug, Clone, Copy)]
@@ -78,6 +82,11 @@ pub struct Device {
     beats: VecDeque<ScheduledBeat>,
     /// Scheduled beats not yet reached by the sample position.
     pending: VecDeque<Beat>,
+    /// Pacemaker pulses of scheduled paced beats not yet reached, in order.
+    pace_pending: VecDeque<u64>,
+    /// Whether the last sample carried a pacemaker spike (the next one gets its
+    /// recharge).
+    spiked: bool,
     channels: Vec<(Channel, ChannelNoise)>,
     forms: Vec<OutForm>,
     src_mask: [bool; NSRC],
@@ -168,6 +177,8 @@ impl Device {
             sched,
             beats: VecDeque::new(),
             pending: VecDeque::new(),
+            pace_pending: VecDeque::new(),
+            spiked: false,
             channels,
             forms,
             src_mask,
@@ -257,6 +268,7 @@ impl Device {
             }
             match self.sched.next_beat(&self.plan, &self.phys) {
                 Some(b) => {
+                    self.pace_pending.extend(b.pace);
                     self.pending.push_back(Beat {
                         sample: b.sample,
                         kind: b.kind,
@@ -319,6 +331,21 @@ impl Device {
             }
         }
 
+        // A pacemaker pulse: a one-sample spike on every lead, then its recharge.
+        while self.pace_pending.front().is_some_and(|&p| p < n) {
+            self.pace_pending.pop_front();
+        }
+        let spike = if self.pace_pending.front() == Some(&n) {
+            self.pace_pending.pop_front();
+            self.truth.pace.push(n);
+            self.spiked = true;
+            PACE_SPIKE_MV
+        } else if std::mem::take(&mut self.spiked) {
+            PACE_RECHARGE_MV
+        } else {
+            0.0
+        };
+
         // Measured channels with their noise, then output leads.
         for ((c, noise), m) in self.channels.iter_mut().zip(self.meas.iter_mut()) {
             *m = f64::from(c.gain) * acc[c.src] + noise.sample(n);
@@ -328,6 +355,9 @@ impl Device {
                 OutForm::Measured(i) => self.meas[i],
                 OutForm::Limb { a, b, i, ii } => a * self.meas[i] + b * self.meas[ii],
             };
+            if spike != 0.0 {
+                v += spike;
+            }
             let off = self
                 .lead_off
                 .iter()

@@ -85,7 +85,14 @@ impl FrameSource {
             lead_off,
             samples,
             pulses: Vec::new(),
-            pace: Vec::new(),
+            // The pacemaker pulses the device delivered, as a monitor flags them.
+            pace: self
+                .device
+                .truth()
+                .pace_in(start, end)
+                .iter()
+                .map(|&p| (p - start) as u32)
+                .collect(),
         };
         self.seq += 1;
         frame

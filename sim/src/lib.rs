@@ -21,7 +21,9 @@
 //!   variability (respiratory sinus arrhythmia at the device's breathing rate,
 //!   0.2–0.3 Hz, ±4 %; a Mayer wave at 0.08–0.12 Hz, ±2.5 %; 1 % random jitter),
 //!   atrial fibrillation (log-normal RR, no P waves, 4.6–7.6 Hz f-waves), frequent
-//!   PVCs with compensatory pauses, asystole and ventricular tachycardia.
+//!   PVCs with compensatory pauses, asystole, ventricular tachycardia and ventricular
+//!   pacing (a pacemaker spike on every lead before each wide beat, flagged in the
+//!   frames' `pace` as a monitor's pace detection does).
 //! - **Noise** ([`NoiseConfig`], off by default): baseline wander, EMG-like muscle
 //!   noise (optionally in bursts), 50/60 Hz mains, electrode-motion transients.
 //! - **Lead-off** ([`LeadOffInterval`]): scheduled intervals where a lead reads 0 mV

@@ -168,7 +168,7 @@ pub(crate) fn beat_waves(
             w.push(Wave::new(t_r + 0.27 * sq, 0.05 * sq, T_AMP, sc.t));
             w
         }
-        BeatKind::Pvc | BeatKind::Ventricular => vec![
+        BeatKind::Pvc | BeatKind::Ventricular | BeatKind::Paced => vec![
             Wave::new(t_r, 0.028, VMAIN_AMP, qrs),
             Wave::new(t_r + 0.05, 0.03, VTERM_AMP, qrs),
             Wave::new(t_r + 0.30 * sq.max(0.55), 0.07 * sq, VT_T_AMP, sc.t),

@@ -25,6 +25,9 @@ pub enum Preset {
     Asystole,
     /// Ventricular tachycardia at 160–185 bpm.
     VentricularTachycardia,
+    /// Ventricular pacing with capture at 100–120 bpm, every beat after a pacemaker
+    /// pulse the frames flag (`pace`).
+    VentricularPaced,
     /// Normal sinus rhythm with baseline wander (0.2 mV), bursty muscle noise
     /// (0.05 mV RMS), 60 Hz mains (0.1 mV) and occasional electrode motion (0.3 mV,
     /// 2/min).
@@ -58,6 +61,7 @@ impl Preset {
             Preset::VentricularTachycardia,
             Preset::NoisyNormalSinus,
             Preset::LeadOffNormalSinus,
+            Preset::VentricularPaced,
         ]
     }
 
@@ -73,6 +77,7 @@ impl Preset {
             Preset::VentricularTachycardia => "ventricular_tachycardia",
             Preset::NoisyNormalSinus => "noisy_normal_sinus",
             Preset::LeadOffNormalSinus => "lead_off_normal_sinus",
+            Preset::VentricularPaced => "ventricular_paced",
         }
     }
 
@@ -88,6 +93,7 @@ impl Preset {
             Preset::AtrialFibrillation => cfg(plan(Rhythm::AtrialFibrillation)),
             Preset::Pvcs => cfg(plan(Rhythm::Pvcs)),
             Preset::VentricularTachycardia => cfg(plan(Rhythm::VentricularTachycardia)),
+            Preset::VentricularPaced => cfg(plan(Rhythm::VentricularPaced)),
             Preset::Asystole => cfg(RhythmPlan::schedule(
                 vec![
                     (Rhythm::NormalSinus, 12.0),

@@ -17,6 +17,8 @@ pub(crate) const STREAM_BEATS: u64 = 2;
 const PVC_PROBABILITY: f64 = 0.18;
 /// Log-normal sigma of AF RR intervals (coefficient of variation ≈ 0.25).
 const AF_RR_SIGMA: f64 = 0.25;
+/// How long (s) before a paced beat's QRS peak its pacemaker pulse comes.
+const PACE_BEFORE_QRS_S: f64 = 0.06;
 
 /// A segment of the plan in samples.
 #[derive(Debug, Clone, Copy)]
@@ -125,13 +127,15 @@ pub(crate) struct ScheduledBeat {
     pub(crate) waves: Vec<Wave>,
     /// Time after which no wave contributes.
     pub(crate) end: f64,
+    /// The sample of the pacemaker pulse that started it, for a paced beat.
+    pub(crate) pace: Option<u64>,
 }
 
 /// Device-level physiological parameters drawn from the seed.
 #[derive(Debug, Clone)]
 pub(crate) struct Physiology {
     /// Base rate (bpm) per rhythm, indexed like [`Rhythm::ALL`].
-    base_bpm: [f64; 7],
+    base_bpm: [f64; 8],
     /// Breathing frequency (Hz) and phase.
     pub(crate) resp_hz: f64,
     pub(crate) resp_phase: f64,
@@ -148,8 +152,10 @@ impl Physiology {
     pub(crate) fn new(seed: u64) -> Self {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         rng.set_stream(STREAM_PARAMS);
-        let mut base_bpm = [0.0; 7];
-        for (slot, r) in base_bpm.iter_mut().zip(Rhythm::ALL) {
+        let mut base_bpm = [0.0; 8];
+        // The rates of the rhythms added last are drawn after everything else, so that
+        // a seed keeps giving the devices it gave before they existed.
+        for (slot, r) in base_bpm.iter_mut().zip(&Rhythm::ALL[..7]) {
             let (lo, hi) = r.base_rate_bpm().unwrap_or((60.0, 60.0));
             *slot = lo + (hi - lo) * rng.random::<f64>();
         }
@@ -166,6 +172,10 @@ impl Physiology {
         let fwave_hz = uni(5.0, 7.0);
         let fwave_mv = uni(0.06, 0.09);
         let fwave_phases = [uni(0.0, TAU), uni(0.0, TAU), uni(0.0, TAU)];
+        for (slot, r) in base_bpm.iter_mut().zip(Rhythm::ALL).skip(7) {
+            let (lo, hi) = r.base_rate_bpm().unwrap_or((60.0, 60.0));
+            *slot = uni(lo, hi);
+        }
         Self {
             base_bpm,
             resp_hz,
@@ -276,6 +286,8 @@ impl BeatScheduler {
                 rr.clamp(0.3, 2.0)
             }
             Rhythm::VentricularTachycardia => phys.base_rr(r) * (1.0 + 0.015 * self.normal()),
+            // A pacemaker keeps its interval to the sample.
+            Rhythm::VentricularPaced => phys.base_rr(r),
         }
     }
 
@@ -330,6 +342,7 @@ impl BeatScheduler {
             Rhythm::Pvcs if self.pvc_next => BeatKind::Pvc,
             Rhythm::AtrialFibrillation => BeatKind::AfConducted,
             Rhythm::VentricularTachycardia => BeatKind::Ventricular,
+            Rhythm::VentricularPaced => BeatKind::Paced,
             _ => BeatKind::Normal,
         };
         self.pvc_next = false;
@@ -347,6 +360,8 @@ impl BeatScheduler {
             rhythm: r,
             waves,
             end,
+            pace: (kind == BeatKind::Paced)
+                .then(|| ((t - PACE_BEFORE_QRS_S).max(0.0) * self.fs).round() as u64),
         })
     }
 }

@@ -15,6 +15,8 @@ pub enum BeatKind {
     Ventricular,
     /// A narrow beat conducted during atrial fibrillation (no P wave).
     AfConducted,
+    /// A ventricular-paced beat: a pacemaker pulse, then a wide QRS without a P wave.
+    Paced,
 }
 
 /// One beat the device produced.
@@ -68,6 +70,10 @@ pub struct GroundTruth {
     pub episodes: Vec<RhythmEpisode>,
     /// Lead-off episodes in order of start (per lead, non-overlapping).
     pub lead_off: Vec<LeadOffEpisode>,
+    /// Samples at which a pacemaker pulse was delivered (and its spike drawn on every
+    /// lead), in order.
+    #[serde(default)]
+    pub pace: Vec<u64>,
 }
 
 impl GroundTruth {
@@ -83,6 +89,13 @@ impl GroundTruth {
         let a = self.beats.partition_point(|b| b.sample < start);
         let b = self.beats.partition_point(|b| b.sample < end);
         &self.beats[a..b.max(a)]
+    }
+
+    /// Pacemaker pulses at samples in `start..end`.
+    pub fn pace_in(&self, start: u64, end: u64) -> &[u64] {
+        let a = self.pace.partition_point(|&p| p < start);
+        let b = self.pace.partition_point(|&p| p < end);
+        &self.pace[a..b.max(a)]
     }
 
     /// RR intervals in seconds between consecutive beats whose fiducials are both in
@@ -132,6 +145,8 @@ impl GroundTruth {
     pub(crate) fn forget_before(&mut self, sample: u64) {
         let a = self.beats.partition_point(|b| b.sample < sample);
         self.beats.drain(..a);
+        let p = self.pace.partition_point(|&p| p < sample);
+        self.pace.drain(..p);
         self.episodes.retain(|e| e.end > sample);
         self.lead_off.retain(|e| e.end > sample);
     }

@@ -116,7 +116,7 @@ fn every_preset_is_valid_and_named() {
             Ok(p)
         );
     }
-    assert_eq!(Preset::all().len(), 9);
+    assert_eq!(Preset::all().len(), 10);
     assert!("nope".parse::<Preset>().is_err());
     // A preset with a bad rate or no leads still fails cleanly at construction.
     assert_eq!(

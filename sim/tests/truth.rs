@@ -332,3 +332,54 @@ fn forgetting_truth_keeps_the_current_episode() {
     dev.generate(250, &mut out);
     assert_eq!(dev.truth().episodes.last().unwrap().end, pos + 250);
 }
+
+#[test]
+fn ventricular_pacing_is_metronomic_with_a_flagged_spike_before_every_beat() {
+    let cvs = check_rate(Preset::VentricularPaced, 99.0, 121.0, BeatKind::Paced);
+    assert!(cvs.iter().all(|&cv| cv < 0.01), "paced RR CV {cvs:?}");
+    for seed in SEEDS {
+        let leads = vec![Lead::I, Lead::II, Lead::V1];
+        let dev = Device::new(Preset::VentricularPaced.config(seed, 250, leads)).unwrap();
+        let mut src = ecg_sim::FrameSource::new(
+            dev,
+            ecg_types::StreamId::new("paced").unwrap(),
+            ecg_types::DeviceId::new("dev").unwrap(),
+            ecg_types::PatientId::new("p").unwrap(),
+            0,
+            250,
+            1000,
+        );
+        let frames: Vec<_> = (0..30).map(|_| src.next_frame()).collect();
+        let t = src.device().truth();
+        // One pulse 60 ms (15 samples) before every beat's QRS peak.
+        assert_eq!(t.pace.len(), t.beats.len(), "seed {seed}");
+        for (p, b) in t.pace.iter().zip(&t.beats) {
+            assert_eq!(b.sample - p, 15, "seed {seed}");
+        }
+        // The frames flag exactly those samples, and each shows the spike on every
+        // lead: a rise of at least 1.5 mV from the sample before.
+        let flagged: Vec<u64> = frames
+            .iter()
+            .enumerate()
+            .flat_map(|(i, f)| f.pace.iter().map(move |&k| i as u64 * 250 + u64::from(k)))
+            .collect();
+        assert_eq!(flagged, t.pace, "seed {seed}");
+        for &p in &t.pace {
+            let (i, k) = ((p / 250) as usize, (p % 250) as usize);
+            if k == 0 {
+                continue;
+            }
+            for l in 0..3 {
+                let s = &frames[i].samples[l * 250..(l + 1) * 250];
+                assert!(s[k] - s[k - 1] >= 1500, "seed {seed} lead {l} at {p}");
+            }
+        }
+    }
+    // No other preset paces.
+    for &p in Preset::all() {
+        if p != Preset::VentricularPaced {
+            let (_, dev) = run(p.config(1, 250, vec![Lead::II]), 20.0);
+            assert!(dev.truth().pace.is_empty(), "{p}");
+        }
+    }
+}

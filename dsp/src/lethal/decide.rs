@@ -21,6 +21,10 @@ const LOW_AMP_CORR: f32 = 0.85;
 const LOW_AMP_SLOPE: f32 = 0.3;
 /// Beats of different leads this close (s) are one beat.
 const FUSE_TOL_S: f32 = 0.1;
+/// Longest time (s) from a reported pacemaker pulse to the beat it paced, as the fused
+/// beats date it: a ventricular pacemaker's spike comes 0–150 ms before the peak of
+/// the wide complex it starts.
+const PACED_CAPTURE_S: f32 = 0.2;
 /// Flutter/fibrillation is ruled out by this many organised QRS complexes in its
 /// window on a usable lead.
 const VF_BREAKING_BEATS: usize = 1;
@@ -709,6 +713,10 @@ impl LethalDetector {
             ev.suppressed_by = Some(Suppression::IncoherentComplexes);
             return Self::call(c, FindingStatus::Absent, s0, Some(hr), ev);
         }
+        if self.run_paced(i0, i1) {
+            ev.suppressed_by = Some(Suppression::PacedBeats);
+            return Self::call(c, FindingStatus::Absent, s0, Some(hr), ev);
+        }
         if self.normal_rhythm_through(s0, s1, e) {
             ev.suppressed_by = Some(Suppression::NormalBeatsOnUsableLead);
             return Self::call(c, FindingStatus::Absent, s0, Some(hr), ev);
@@ -726,6 +734,25 @@ impl LethalDetector {
             _ => {}
         }
         Self::call(c, FindingStatus::Present, s0, Some(hr), ev)
+    }
+
+    /// Whether every fused beat of the run `self.window[i0..=i1]` came at most
+    /// [`PACED_CAPTURE_S`] after a pacemaker pulse the device reported: the run is the
+    /// pacemaker's. A pacemaker firing at its own rate through a true ventricular run
+    /// (undersensing it) lands that close before only some of its beats, and a
+    /// pacemaker that senses the run is silent through it; either way the run stands.
+    fn run_paced(&self, i0: usize, i1: usize) -> bool {
+        if self.pace.is_empty() {
+            return false;
+        }
+        self.window[i0..=i1].iter().all(|f| self.after_pace(f.t))
+    }
+
+    /// Whether a beat at `t` came at most [`PACED_CAPTURE_S`] after a reported
+    /// pacemaker pulse.
+    fn after_pace(&self, t: u64) -> bool {
+        let k = self.pace.partition_point(|&p| p <= t);
+        k > 0 && t - self.pace[k - 1] <= self.secs(PACED_CAPTURE_S)
     }
 
     /// Whether a usable lead showed the patient's dominant beat at the rhythm it had

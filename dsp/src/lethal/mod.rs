@@ -256,6 +256,10 @@ pub enum Suppression {
     /// A trusted pulse channel has not yet shown whether the event reached the heart's
     /// output: the call waits for its next pulses.
     AwaitingPulse,
+    /// Every beat of the run came shortly after a pacemaker pulse the device reported:
+    /// a paced rhythm, whose wide complexes are the pacemaker's, not a ventricular
+    /// focus's.
+    PacedBeats,
 }
 
 impl Suppression {
@@ -270,6 +274,7 @@ impl Suppression {
             Suppression::PoorSignal => "poor_signal",
             Suppression::IncoherentComplexes => "incoherent_complexes",
             Suppression::AwaitingPulse => "awaiting_pulse",
+            Suppression::PacedBeats => "paced_beats",
         }
     }
 }
