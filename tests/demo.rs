@@ -157,6 +157,13 @@ async fn demo_topology_raises_the_right_alerts_for_the_right_patients() {
                 "{}: {got:?}",
                 p.patient
             ),
+            // Paced beats with the pulses flagged are not ventricular tachycardia.
+            Preset::VentricularPaced => assert!(
+                !has(Condition::VentricularTachycardia)
+                    && !has(Condition::VentricularFibrillation),
+                "{}: {got:?}",
+                p.patient
+            ),
         }
     }
     // The ONNX model raised AI screening notifications for AF patients only.
