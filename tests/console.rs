@@ -827,8 +827,14 @@ async fn lethal_scenario(client: Client, console_url: String) {
         assert_eq!(label, ["II", "V1", "V5"][band]);
         let want = 12.0 + [1.0, 2.0, 2.5][i % 3] * 25.0;
         assert!((x - want).abs() < 0.011, "mark {i} at {x} mm, want {want}");
-        // Within its lead's band (the trace's extent lies inside it).
+        // Across its lead's trace, and not into the neighbouring leads' traces.
         assert!(*y1 <= bands[band].0 && *y2 >= bands[band].1, "{marks:?}");
+        if band > 0 {
+            assert!(*y1 > bands[band - 1].1, "{marks:?}");
+        }
+        if band < 2 {
+            assert!(*y2 < bands[band + 1].0, "{marks:?}");
+        }
     }
     assert!(
         caption.contains("3 pacemaker pulses reported by the device"),

@@ -106,7 +106,13 @@ fn main() {
     let full = std::env::args().any(|a| a == "--full");
     let mut all = Sha256::new();
     let three = vec![Lead::I, Lead::II, Lead::V1];
-    for &preset in Preset::all().iter() {
+    // Not the paced preset: this dump feeds the detector raw, and a paced stream is
+    // blanked and its pulses reported first (the analyzer's path); the digests compare
+    // builds on the presets they always covered.
+    for &preset in Preset::all()
+        .iter()
+        .filter(|&&p| p != Preset::VentricularPaced)
+    {
         for (rate, leads, pleth, block) in [
             (500, Lead::STANDARD_12.to_vec(), false, 100),
             (250, three.clone(), true, 100),

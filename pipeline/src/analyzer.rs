@@ -526,6 +526,10 @@ impl Ctx<'_> {
         }
         // ... every detector and model sees it with pacemaker pulses blanked.
         a.pace_at.clear();
+        if a.pace_at.capacity() > 1024 {
+            // A frame that flagged nonsense does not keep its memory.
+            a.pace_at.shrink_to(64);
+        }
         a.pace.apply(mv, &frame.pace, &mut a.pace_at);
         a.strip.mark_pace(&a.pace_at);
         a.events.clear();

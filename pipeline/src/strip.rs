@@ -33,9 +33,9 @@ const MAX_RATE_HZ: u32 = 250;
 /// 11 more traces).
 const MAX_EXTRA_RATE_HZ: u32 = 125;
 
-/// Most pacemaker pulses a strip keeps per second of signal: beyond any pacing mode
-/// (a biventricular pacer at 180 bpm gives 9 per second), and a bound on memory for a
-/// stream that flags nonsense.
+/// Most pacemaker pulses a strip buffer keeps, per second of the signal it keeps (a
+/// bound on the total): beyond any pacing mode (a biventricular pacer at 180 bpm gives
+/// 9 per second), and a bound on memory for a stream that flags nonsense.
 const MAX_PACE_PER_S: usize = 12;
 
 /// What a trace shows, which decides how it is kept and drawn.
@@ -72,7 +72,8 @@ pub(crate) struct StripBuffer {
     /// Kept-sample index one past the last in `buf`.
     end: u64,
     /// Native sample indices of the pacemaker pulses the device reported, as long as
-    /// the signal they fall in is kept (at most [`MAX_PACE_PER_S`] per kept second).
+    /// the signal they fall in is kept: the latest [`MAX_PACE_PER_S`] times the kept
+    /// seconds of them at most.
     pace: VecDeque<u64>,
 }
 
@@ -110,9 +111,11 @@ impl StripBuffer {
     /// any recorded before), to be marked on the strips that span them; forgets those
     /// whose signal is no longer kept.
     pub(crate) fn mark_pace(&mut self, at: &[u64]) {
-        self.pace.extend(at);
-        let kept_from = (self.end - self.buf.len() as u64) * self.decim;
+        // Only the latest `most` are copied: a frame that flags every sample costs no
+        // more memory than a pacemaker does.
         let most = MAX_PACE_PER_S * self.cap / self.rate_hz.max(1) as usize;
+        self.pace.extend(&at[at.len().saturating_sub(most)..]);
+        let kept_from = (self.end - self.buf.len() as u64) * self.decim;
         while self.pace.front().is_some_and(|&t| t < kept_from) || self.pace.len() > most {
             self.pace.pop_front();
         }
@@ -529,12 +532,20 @@ mod tests {
         assert_eq!(s.pace_us, want);
         // Signal no longer kept: neither are its pulses.
         assert!(b.pace.iter().all(|&p| p >= 20 * 500));
-        // A stream flagging every sample keeps at most 12 per kept second.
+        // A stream flagging every sample keeps at most 12 times the kept seconds, the
+        // latest, in no more memory than that.
         let at: Vec<u64> = (60 * 500..70 * 500).collect();
         b.push(&[0.5; 5_000]);
         b.mark_pace(&at);
         assert_eq!(b.pace.len(), 12 * 40);
         assert_eq!(b.pace.back(), Some(&(70 * 500 - 1)));
+        assert!(b.pace.capacity() <= 2 * 12 * 40, "{}", b.pace.capacity());
+        // A hostile frame: 160,000 pulses at once.
+        let mut h = StripBuffer::new(Lead::II, 16_000, 50.0);
+        h.push(&vec![0.5; 160_000]);
+        h.mark_pace(&(0..160_000).collect::<Vec<u64>>());
+        assert_eq!(h.pace.len(), 12 * 40);
+        assert!(h.pace.capacity() <= 2 * 12 * 40, "{}", h.pace.capacity());
         // A strip without pulses has no marks.
         let mut quiet = StripBuffer::new(Lead::II, 250, 50.0);
         quiet.push(&[0.5; 2_500]);

@@ -17,6 +17,10 @@ pub(crate) const STREAM_BEATS: u64 = 2;
 const PVC_PROBABILITY: f64 = 0.18;
 /// Log-normal sigma of AF RR intervals (coefficient of variation ≈ 0.25).
 const AF_RR_SIGMA: f64 = 0.25;
+/// The rhythms (the first of [`Rhythm::ALL`]) whose base rates are drawn first, in
+/// the order they always were; the rates of rhythms added since are drawn after every
+/// other device parameter, so that old seeds give the devices they gave.
+const RATES_DRAWN_FIRST: usize = 7;
 /// How long (s) before a paced beat's QRS peak its pacemaker pulse comes.
 const PACE_BEFORE_QRS_S: f64 = 0.06;
 
@@ -135,7 +139,7 @@ pub(crate) struct ScheduledBeat {
 #[derive(Debug, Clone)]
 pub(crate) struct Physiology {
     /// Base rate (bpm) per rhythm, indexed like [`Rhythm::ALL`].
-    base_bpm: [f64; 8],
+    base_bpm: [f64; Rhythm::ALL.len()],
     /// Breathing frequency (Hz) and phase.
     pub(crate) resp_hz: f64,
     pub(crate) resp_phase: f64,
@@ -152,10 +156,10 @@ impl Physiology {
     pub(crate) fn new(seed: u64) -> Self {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         rng.set_stream(STREAM_PARAMS);
-        let mut base_bpm = [0.0; 8];
-        // The rates of the rhythms added last are drawn after everything else, so that
+        let mut base_bpm = [0.0; Rhythm::ALL.len()];
+        // The rates of the rhythms added later are drawn after everything else, so that
         // a seed keeps giving the devices it gave before they existed.
-        for (slot, r) in base_bpm.iter_mut().zip(&Rhythm::ALL[..7]) {
+        for (slot, r) in base_bpm.iter_mut().zip(&Rhythm::ALL[..RATES_DRAWN_FIRST]) {
             let (lo, hi) = r.base_rate_bpm().unwrap_or((60.0, 60.0));
             *slot = lo + (hi - lo) * rng.random::<f64>();
         }
@@ -172,7 +176,7 @@ impl Physiology {
         let fwave_hz = uni(5.0, 7.0);
         let fwave_mv = uni(0.06, 0.09);
         let fwave_phases = [uni(0.0, TAU), uni(0.0, TAU), uni(0.0, TAU)];
-        for (slot, r) in base_bpm.iter_mut().zip(Rhythm::ALL).skip(7) {
+        for (slot, r) in base_bpm.iter_mut().zip(Rhythm::ALL).skip(RATES_DRAWN_FIRST) {
             let (lo, hi) = r.base_rate_bpm().unwrap_or((60.0, 60.0));
             *slot = uni(lo, hi);
         }

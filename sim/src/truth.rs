@@ -72,7 +72,7 @@ pub struct GroundTruth {
     pub lead_off: Vec<LeadOffEpisode>,
     /// Samples at which a pacemaker pulse was delivered (and its spike drawn on every
     /// lead), in order.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub pace: Vec<u64>,
 }
 

@@ -17,6 +17,7 @@ fn rich_config(seed: u64, sample_rate: u32, leads: Vec<Lead>) -> DeviceConfig {
             (Rhythm::Asystole, 1.5),
             (Rhythm::VentricularTachycardia, 1.5),
             (Rhythm::SinusTachycardia, 1.0),
+            (Rhythm::VentricularPaced, 1.5),
         ],
         true,
     );

@@ -21,10 +21,13 @@ const LOW_AMP_CORR: f32 = 0.85;
 const LOW_AMP_SLOPE: f32 = 0.3;
 /// Beats of different leads this close (s) are one beat.
 const FUSE_TOL_S: f32 = 0.1;
-/// Longest time (s) from a reported pacemaker pulse to the beat it paced, as the fused
-/// beats date it: a ventricular pacemaker's spike comes 0–150 ms before the peak of
-/// the wide complex it starts.
-const PACED_CAPTURE_S: f32 = 0.2;
+/// A paced run's pulse-to-beat delays vary by at most this much (s): capture comes at
+/// a fixed latency, a pulse that merely falls before a beat does not.
+const PACED_LATENCY_SPREAD_S: f32 = 0.06;
+/// A paced run has at most this many reported pulses per beat (atrial and
+/// ventricular); more is a train of false detections, or a device this rule does not
+/// know (three-chamber pacing reported as three pulses keeps its runs raised).
+const PACED_MAX_PULSES_PER_BEAT: usize = 2;
 /// Flutter/fibrillation is ruled out by this many organised QRS complexes in its
 /// window on a usable lead.
 const VF_BREAKING_BEATS: usize = 1;
@@ -713,7 +716,7 @@ impl LethalDetector {
             ev.suppressed_by = Some(Suppression::IncoherentComplexes);
             return Self::call(c, FindingStatus::Absent, s0, Some(hr), ev);
         }
-        if self.run_paced(i0, i1) {
+        if self.run_paced(i0, i1, hr) {
             ev.suppressed_by = Some(Suppression::PacedBeats);
             return Self::call(c, FindingStatus::Absent, s0, Some(hr), ev);
         }
@@ -736,23 +739,44 @@ impl LethalDetector {
         Self::call(c, FindingStatus::Present, s0, Some(hr), ev)
     }
 
-    /// Whether every fused beat of the run `self.window[i0..=i1]` came at most
-    /// [`PACED_CAPTURE_S`] after a pacemaker pulse the device reported: the run is the
-    /// pacemaker's. A pacemaker firing at its own rate through a true ventricular run
-    /// (undersensing it) lands that close before only some of its beats, and a
-    /// pacemaker that senses the run is silent through it; either way the run stands.
-    fn run_paced(&self, i0: usize, i1: usize) -> bool {
-        if self.pace.is_empty() {
+    /// Whether the run `self.window[i0..=i1]` (at `hr` bpm) is the pacemaker's: at
+    /// most `paced_max_bpm`, each beat 0–`paced_capture_s` after its own reported
+    /// pulse (no pulse serving two beats), the delays within
+    /// [`PACED_LATENCY_SPREAD_S`] of one another, and no more than
+    /// [`PACED_MAX_PULSES_PER_BEAT`] reported pulses per beat over the run. A
+    /// pacemaker that does not sense a true run fires at its own rate and drifts
+    /// against it; a train of false pulse detections brings too many.
+    fn run_paced(&self, i0: usize, i1: usize, hr: f32) -> bool {
+        let cfg = &self.cfg;
+        if self.pace.is_empty() || cfg.paced_capture_s <= 0.0 || hr > cfg.paced_max_bpm {
             return false;
         }
-        self.window[i0..=i1].iter().all(|f| self.after_pace(f.t))
-    }
-
-    /// Whether a beat at `t` came at most [`PACED_CAPTURE_S`] after a reported
-    /// pacemaker pulse.
-    fn after_pace(&self, t: u64) -> bool {
-        let k = self.pace.partition_point(|&p| p <= t);
-        k > 0 && t - self.pace[k - 1] <= self.secs(PACED_CAPTURE_S)
+        let capture = self.secs(cfg.paced_capture_s);
+        let run = &self.window[i0..=i1];
+        let (mut lo, mut hi) = (u64::MAX, 0u64);
+        let mut prev: Option<u64> = None;
+        for f in run {
+            let k = self.pace.partition_point(|&p| p <= f.t);
+            if k == 0 {
+                return false;
+            }
+            let p = self.pace[k - 1];
+            let delay = f.t - p;
+            if delay > capture || prev == Some(p) {
+                return false;
+            }
+            lo = lo.min(delay);
+            hi = hi.max(delay);
+            prev = Some(p);
+        }
+        if hi - lo > self.secs(PACED_LATENCY_SPREAD_S) {
+            return false;
+        }
+        let a = self
+            .pace
+            .partition_point(|&p| p < run[0].t.saturating_sub(capture));
+        let b = self.pace.partition_point(|&p| p <= run[run.len() - 1].t);
+        b - a <= PACED_MAX_PULSES_PER_BEAT * run.len()
     }
 
     /// Whether a usable lead showed the patient's dominant beat at the rhythm it had

@@ -61,7 +61,10 @@
 //!   stopped the pulse is raised as soon as a pulse is overdue. By default the call is
 //!   made on the pulses known: a run raised on its first tick and suppressed on the
 //!   next stays raised for that tick, which is what kept a true held-out VT alarm
-//!   with an unperturbed pulse.
+//!   with an unperturbed pulse. Suppressed as the pacemaker's (`paced_beats`) when
+//!   every beat of the run came 0–`paced_capture_s` after its own reported pacemaker
+//!   pulse at a steady delay (spread ≤ 60 ms), with no more than two reported pulses
+//!   per beat and a rate of at most `paced_max_bpm`.
 //! - **Ventricular flutter/fibrillation**: on at least half the usable leads (by
 //!   quality), the power spectrum of the last `vf_s` concentrated around a dominant
 //!   frequency of 2.5–10 Hz with little above 12 Hz. Ruled out by organised QRS
@@ -175,6 +178,17 @@ pub struct LethalConfig {
     /// Off by default: on the held-out CinC 2015 alarms, waiting (0.5 s) silenced a
     /// true VT alarm whose run left the pulse unperturbed (docs/accuracy-alarms.md).
     pub vt_pulse_wait_s: f32,
+    /// Ventricular tachycardia: a run is the pacemaker's, and suppressed
+    /// (`paced_beats`), when each of its beats came within this long (s) after its own
+    /// reported pacemaker pulse, at a delay that varies by at most 60 ms over the run,
+    /// with at most two reported pulses per beat, at no more than `paced_max_bpm`
+    /// (0 turns the rule off). A unit whose patients have devices that pace in
+    /// response to sensed ventricular beats (triggered modes, some resynchronisation
+    /// features) should turn it off: their pulses follow a true slow VT beat for beat.
+    pub paced_capture_s: f32,
+    /// Fastest run (bpm) the paced-run rule may suppress: a pacemaker's upper rate. A
+    /// faster run is raised whatever the pulses.
+    pub paced_max_bpm: f32,
     /// Flutter/fibrillation: the dominant frequency of the ECG lies in this range (Hz;
     /// 150–600 per minute by default).
     pub vf_min_hz: f32,
@@ -217,6 +231,8 @@ impl Default for LethalConfig {
             vt_min_consistency: 0.6,
             vt_rhythm_tolerance: 0.2,
             vt_pulse_wait_s: 0.0,
+            paced_capture_s: 0.2,
+            paced_max_bpm: 130.0,
             vf_min_hz: 2.5,
             vf_max_hz: 10.0,
             vf_min_concentration: 0.4,
@@ -533,10 +549,13 @@ impl LethalDetector {
     /// call's start goes into its evidence. Push them before the block's ECG (whose
     /// artefacts the caller has blanked, [`crate::pace::PaceBlanker`]).
     pub fn push_pace(&mut self, samples: &[u64]) {
-        self.pace.extend(samples);
-        // At most 8 pulses a second of the memory (dual-chamber pacing gives 2 a beat).
-        let keep_from = self.n.saturating_sub(self.pace_memory);
+        // At most 8 pulses a second of the memory (dual-chamber pacing gives 2 a beat),
+        // the latest; only those are copied, so a block that flags every sample costs
+        // no more memory than a pacemaker does.
         let most = (8 * self.pace_memory / u64::from(self.fs as u32).max(1)) as usize;
+        self.pace
+            .extend(&samples[samples.len().saturating_sub(most)..]);
+        let keep_from = self.n.saturating_sub(self.pace_memory);
         while self.pace.front().is_some_and(|&t| t < keep_from) || self.pace.len() > most {
             self.pace.pop_front();
         }
