@@ -33,8 +33,9 @@ use ecg_alerts::kafka::{self as alerting, AlertsConfig, Outputs};
 use ecg_pipeline::PipelineConfig;
 
 /// The mix of simulated patients, repeated when more than its length are asked for.
-/// Twenty patients: half in sinus rhythm (some noisy, one with a lead coming off),
-/// the rest with the rhythms a monitoring service exists to catch.
+/// Twenty patients: nine in sinus rhythm (some noisy, one with a lead coming off), one
+/// paced (its pacemaker pulses flagged in the frames and marked on its strips), the
+/// rest with the rhythms a monitoring service exists to catch.
 pub const PATIENT_MIX: [Preset; 20] = [
     Preset::NormalSinus,
     Preset::AtrialFibrillation,
@@ -52,7 +53,7 @@ pub const PATIENT_MIX: [Preset; 20] = [
     Preset::VentricularTachycardia,
     Preset::LeadOffNormalSinus,
     Preset::Bradycardia,
-    Preset::NormalSinus,
+    Preset::VentricularPaced,
     Preset::AtrialFibrillation,
     Preset::NoisyNormalSinus,
     Preset::Asystole,

@@ -157,8 +157,7 @@ async fn demo_topology_raises_the_right_alerts_for_the_right_patients() {
                 "{}: {got:?}",
                 p.patient
             ),
-            // Not in the demo's patient mix (the match is exhaustive); paced beats with
-            // their pulses flagged are not ventricular tachycardia.
+            // Paced beats with their pulses flagged are not ventricular tachycardia.
             Preset::VentricularPaced => assert!(
                 !has(Condition::VentricularTachycardia) && !has(Condition::VentricularFibrillation),
                 "{}: {got:?}",
