@@ -31,6 +31,8 @@
 //! signal before it. The hold applies to the beat detectors, the lethal-arrhythmia
 //! detector and the models alike; the strips keep the waveform as recorded.
 
+use std::collections::VecDeque;
+
 /// How long each lead is held after a pacemaker pulse (s), rounded to whole samples;
 /// the sample after the hold is held too, the return starts there.
 pub const BLANK_S: f64 = 0.03;
@@ -38,6 +40,69 @@ pub const BLANK_S: f64 = 0.03;
 pub const FADE_S: f64 = 0.03;
 /// A correction below this (mV) has faded out.
 const FADED: f32 = 1e-4;
+
+/// The recent pacemaker pulses of a stream, as sample indices in increasing order, for
+/// a consumer that looks back a bounded time: at most `most` of them, the latest, and
+/// none older than the consumer still needs. Only the latest `most` of a block are
+/// copied, so a block that flags every sample costs no more memory than a pacemaker.
+#[derive(Debug, Clone)]
+pub struct RecentPulses {
+    at: VecDeque<u64>,
+    most: usize,
+}
+
+impl RecentPulses {
+    /// Memory for at most `most` pulses.
+    pub fn new(most: usize) -> Self {
+        Self {
+            at: VecDeque::new(),
+            most,
+        }
+    }
+
+    /// Appends `at` (increasing, after any pushed before), then forgets the pulses
+    /// before `keep_from` and all but the latest `most`.
+    pub fn push(&mut self, at: &[u64], keep_from: u64) {
+        self.at.extend(&at[at.len().saturating_sub(self.most)..]);
+        while self.at.front().is_some_and(|&t| t < keep_from) || self.at.len() > self.most {
+            self.at.pop_front();
+        }
+    }
+
+    /// No pulse remembered.
+    pub fn is_empty(&self) -> bool {
+        self.at.is_empty()
+    }
+
+    /// Pulses remembered.
+    pub fn len(&self) -> usize {
+        self.at.len()
+    }
+
+    /// Pulses the memory holds room for (its memory in `u64`s).
+    pub fn capacity(&self) -> usize {
+        self.at.capacity()
+    }
+
+    /// The pulses in `[from, to)`, in order.
+    pub fn range(&self, from: u64, to: u64) -> impl Iterator<Item = u64> + '_ {
+        let a = self.at.partition_point(|&p| p < from);
+        let b = self.at.partition_point(|&p| p < to).max(a);
+        self.at.range(a..b).copied()
+    }
+
+    /// How many pulses lie in `[from, to)`.
+    pub fn count_in(&self, from: u64, to: u64) -> usize {
+        let a = self.at.partition_point(|&p| p < from);
+        self.at.partition_point(|&p| p < to).saturating_sub(a)
+    }
+
+    /// The latest pulse at or before sample `t`.
+    pub fn last_at_or_before(&self, t: u64) -> Option<u64> {
+        let k = self.at.partition_point(|&p| p <= t);
+        k.checked_sub(1).map(|k| self.at[k])
+    }
+}
 
 /// Pacemaker pulse blanking for one stream's leads; see the module documentation.
 #[derive(Debug, Clone)]
@@ -53,8 +118,6 @@ pub struct PaceBlanker {
     /// Per-sample decay of the correction after a hold.
     fade: f32,
     leads: Vec<LeadState>,
-    /// Pulses taken so far.
-    pulses: u64,
 }
 
 /// One lead's blanking state.
@@ -86,13 +149,7 @@ impl PaceBlanker {
             holding: false,
             fade: (-1.0 / (FADE_S * fs)).exp() as f32,
             leads: vec![LeadState::default(); n_leads],
-            pulses: 0,
         }
-    }
-
-    /// Pacemaker pulses taken so far.
-    pub fn pulses(&self) -> u64 {
-        self.pulses
     }
 
     /// Samples held after each pulse.
@@ -158,7 +215,6 @@ impl PaceBlanker {
                 }
                 self.until = self.until.max(at + self.blank);
                 self.holding = true;
-                self.pulses += 1;
                 out.push(at);
             }
             let held = at < self.until;
@@ -202,6 +258,29 @@ mod tests {
     use super::*;
 
     #[test]
+    fn recent_pulses_keep_the_latest_and_answer_by_range() {
+        let mut r = RecentPulses::new(4);
+        assert!(r.is_empty());
+        assert_eq!(r.last_at_or_before(10), None);
+        r.push(&[10, 20, 30], 0);
+        assert_eq!(r.last_at_or_before(9), None);
+        assert_eq!(r.last_at_or_before(10), Some(10));
+        assert_eq!(r.last_at_or_before(29), Some(20));
+        assert_eq!(r.count_in(10, 30), 2);
+        assert_eq!(r.count_in(30, 10), 0);
+        assert_eq!(r.range(11, 31).collect::<Vec<_>>(), [20, 30]);
+        // Older than needed: forgotten; more than the most: the latest kept.
+        r.push(&[40, 50], 15);
+        assert_eq!(r.range(0, u64::MAX).collect::<Vec<_>>(), [20, 30, 40, 50]);
+        r.push(&(60..100_000).collect::<Vec<u64>>(), 0);
+        assert_eq!(
+            r.range(0, u64::MAX).collect::<Vec<_>>(),
+            [99_996, 99_997, 99_998, 99_999]
+        );
+        assert!(r.capacity() <= 16, "{}", r.capacity());
+    }
+
+    #[test]
     fn each_lead_holds_its_value_before_the_pulse_then_returns_without_a_step() {
         let fs = 250.0;
         // Two leads, 1 s: a ramp on each; pulses at 100 and 245 (the 8-sample hold,
@@ -215,7 +294,6 @@ mod tests {
         let mut at = Vec::new();
         b.apply(&mut x, &[100, 245, 999], &mut at);
         assert_eq!(at, vec![100, 245]);
-        assert_eq!(b.pulses(), 2);
         let fade = (-1.0f32 / 7.5).exp();
         for (l, sign) in [(0usize, 1.0f32), (1, -1.0)] {
             let lead = &x[l * 250..(l + 1) * 250];

@@ -14,6 +14,7 @@
 
 use std::collections::VecDeque;
 
+use ecg_dsp::pace::RecentPulses;
 use ecg_dsp::MonitorFilter;
 use ecg_types::{Lead, PulseKind, Strip, Trace};
 
@@ -74,7 +75,7 @@ pub(crate) struct StripBuffer {
     /// Native sample indices of the pacemaker pulses the device reported, as long as
     /// the signal they fall in is kept: the latest [`MAX_PACE_PER_S`] times the kept
     /// seconds of them at most.
-    pace: VecDeque<u64>,
+    pace: RecentPulses,
 }
 
 impl StripBuffer {
@@ -103,7 +104,7 @@ impl StripBuffer {
             buf: VecDeque::with_capacity(cap),
             cap,
             end: 0,
-            pace: VecDeque::new(),
+            pace: RecentPulses::new(MAX_PACE_PER_S * cap / rate_hz.max(1) as usize),
         }
     }
 
@@ -111,14 +112,8 @@ impl StripBuffer {
     /// any recorded before), to be marked on the strips that span them; forgets those
     /// whose signal is no longer kept.
     pub(crate) fn mark_pace(&mut self, at: &[u64]) {
-        // Only the latest `most` are copied: a frame that flags every sample costs no
-        // more memory than a pacemaker does.
-        let most = MAX_PACE_PER_S * self.cap / self.rate_hz.max(1) as usize;
-        self.pace.extend(&at[at.len().saturating_sub(most)..]);
         let kept_from = (self.end - self.buf.len() as u64) * self.decim;
-        while self.pace.front().is_some_and(|&t| t < kept_from) || self.pace.len() > most {
-            self.pace.pop_front();
-        }
+        self.pace.push(at, kept_from);
     }
 
     /// Appends native samples (mV for ECG, the pulse's unit otherwise).
@@ -228,12 +223,7 @@ impl StripBuffer {
             start * self.decim,
             (start + samples_uv.len() as u64) * self.decim,
         );
-        let pace_us = self
-            .pace
-            .iter()
-            .filter(|&&t| (from..to).contains(&t))
-            .map(|&t| time_of(t))
-            .collect();
+        let pace_us = self.pace.range(from, to).map(&time_of).collect();
         Some(Strip {
             lead,
             sample_rate_hz: self.rate_hz,
@@ -531,14 +521,14 @@ mod tests {
         assert_eq!(want.len(), 13);
         assert_eq!(s.pace_us, want);
         // Signal no longer kept: neither are its pulses.
-        assert!(b.pace.iter().all(|&p| p >= 20 * 500));
+        assert_eq!(b.pace.count_in(0, 20 * 500), 0);
         // A stream flagging every sample keeps at most 12 times the kept seconds, the
         // latest, in no more memory than that.
         let at: Vec<u64> = (60 * 500..70 * 500).collect();
         b.push(&[0.5; 5_000]);
         b.mark_pace(&at);
         assert_eq!(b.pace.len(), 12 * 40);
-        assert_eq!(b.pace.back(), Some(&(70 * 500 - 1)));
+        assert_eq!(b.pace.last_at_or_before(u64::MAX), Some(70 * 500 - 1));
         assert!(b.pace.capacity() <= 2 * 12 * 40, "{}", b.pace.capacity());
         // A hostile frame: 160,000 pulses at once.
         let mut h = StripBuffer::new(Lead::II, 16_000, 50.0);

@@ -392,8 +392,7 @@ impl LethalDetector {
         ];
         if !self.pace.is_empty() {
             for c in &mut calls {
-                let from = c.start_sample;
-                let n = self.pace.iter().filter(|&&t| t >= from && t < e).count();
+                let n = self.pace.count_in(c.start_sample, e);
                 c.evidence.pace_pulses = (n > 0).then(|| n.min(usize::from(u16::MAX)) as u16);
             }
         }
@@ -756,11 +755,9 @@ impl LethalDetector {
         let (mut lo, mut hi) = (u64::MAX, 0u64);
         let mut prev: Option<u64> = None;
         for f in run {
-            let k = self.pace.partition_point(|&p| p <= f.t);
-            if k == 0 {
+            let Some(p) = self.pace.last_at_or_before(f.t) else {
                 return false;
-            }
-            let p = self.pace[k - 1];
+            };
             let delay = f.t - p;
             if delay > capture || prev == Some(p) {
                 return false;
@@ -772,11 +769,10 @@ impl LethalDetector {
         if hi - lo > self.secs(PACED_LATENCY_SPREAD_S) {
             return false;
         }
-        let a = self
+        let pulses = self
             .pace
-            .partition_point(|&p| p < run[0].t.saturating_sub(capture));
-        let b = self.pace.partition_point(|&p| p <= run[run.len() - 1].t);
-        b - a <= PACED_MAX_PULSES_PER_BEAT * run.len()
+            .count_in(run[0].t.saturating_sub(capture), run[run.len() - 1].t + 1);
+        pulses <= PACED_MAX_PULSES_PER_BEAT * run.len()
     }
 
     /// Whether a usable lead showed the patient's dominant beat at the rhythm it had

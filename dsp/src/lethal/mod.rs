@@ -94,9 +94,9 @@ mod ring;
 pub mod score;
 mod spectrum;
 
-use std::collections::VecDeque;
-
 use ecg_types::{Condition, FindingStatus, PulseKind};
+
+use crate::pace::RecentPulses;
 use serde::{Deserialize, Serialize};
 
 use decide::Fused;
@@ -423,8 +423,9 @@ pub struct LethalDetector {
     /// Last beat of the ventricular run whose call waits for the pulse.
     vt_waiting: Option<u64>,
     /// ECG samples of the recent pacemaker pulses the device reported, kept as long
-    /// as the calls look back (`pace_memory` samples).
-    pace: VecDeque<u64>,
+    /// as the calls look back (`pace_memory` samples), at most 8 a second of it
+    /// (dual-chamber pacing gives 2 a beat).
+    pace: RecentPulses,
     pace_memory: u64,
     // Scratch, allocated once.
     merged: Vec<(u64, usize, f32, f32)>,
@@ -469,6 +470,7 @@ impl LethalDetector {
         // Fused beats of the history at up to 5 per second; new beats of one tick.
         let fused_cap = (history_s * 5.0).ceil() as usize + 8;
         let merged_cap = (n_ecg_leads * (cfg.tick_s.max(0.05) * 8.0).ceil() as usize).max(16);
+        let pace_memory = (f64::from(history_s + 2.0) * f64::from(fs)).ceil() as u64;
         Self {
             cfg: cfg.clone(),
             p,
@@ -483,8 +485,8 @@ impl LethalDetector {
             fused: Ring::new(fused_cap),
             fused_until: 0,
             vt_waiting: None,
-            pace: VecDeque::new(),
-            pace_memory: (f64::from(history_s + 2.0) * f64::from(fs)).ceil() as u64,
+            pace: RecentPulses::new((8 * pace_memory / u64::from(fs).max(1)) as usize),
+            pace_memory,
             merged: Vec::with_capacity(merged_cap),
             window: Vec::with_capacity(fused_cap),
             quality: vec![0.0; n_ecg_leads],
@@ -549,16 +551,8 @@ impl LethalDetector {
     /// call's start goes into its evidence. Push them before the block's ECG (whose
     /// artefacts the caller has blanked, [`crate::pace::PaceBlanker`]).
     pub fn push_pace(&mut self, samples: &[u64]) {
-        // At most 8 pulses a second of the memory (dual-chamber pacing gives 2 a beat),
-        // the latest; only those are copied, so a block that flags every sample costs
-        // no more memory than a pacemaker does.
-        let most = (8 * self.pace_memory / u64::from(self.fs as u32).max(1)) as usize;
         self.pace
-            .extend(&samples[samples.len().saturating_sub(most)..]);
-        let keep_from = self.n.saturating_sub(self.pace_memory);
-        while self.pace.front().is_some_and(|&t| t < keep_from) || self.pace.len() > most {
-            self.pace.pop_front();
-        }
+            .push(samples, self.n.saturating_sub(self.pace_memory));
     }
 
     /// Fixed decision latency (ECG samples): the assessment ending at sample `E` is
