@@ -39,11 +39,7 @@ pub struct CurveLengthDetector {
 impl CurveLengthDetector {
     /// A detector for `fs` Hz, fed with the 5–15 Hz band ([`crate::quality::QualitySample::qrs`]).
     pub fn new(fs: f64) -> Self {
-        let fs = if fs.is_finite() && fs > 0.0 {
-            fs
-        } else {
-            250.0
-        };
+        let fs = crate::usable_rate(fs);
         let s = |sec: f64| (sec * fs).round().max(1.0) as u64;
         Self {
             fs,

@@ -33,6 +33,17 @@ pub mod stream;
 pub mod window;
 
 pub use filter::MonitorFilter;
+
+/// The sample rate `fs` (Hz) for the stages that cannot refuse one: itself when
+/// positive and finite, else 250 Hz (a stage built on a nonsense rate stays usable
+/// instead of dividing by zero).
+pub(crate) fn usable_rate(fs: f64) -> f64 {
+    if fs.is_finite() && fs > 0.0 {
+        fs
+    } else {
+        250.0
+    }
+}
 pub use lethal::{LethalAssessment, LethalCall, LethalConfig, LethalDetector};
 pub use qrs::QrsDetector;
 pub use qrs_pair::PairedQrs;

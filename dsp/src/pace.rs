@@ -137,11 +137,7 @@ struct LeadState {
 impl PaceBlanker {
     /// A blanker for `n_leads` leads sampled at `fs` Hz.
     pub fn new(fs: f64, n_leads: usize) -> Self {
-        let fs = if fs.is_finite() && fs > 0.0 {
-            fs
-        } else {
-            250.0
-        };
+        let fs = crate::usable_rate(fs);
         Self {
             blank: ((BLANK_S * fs).round() as u64).max(1),
             n: 0,

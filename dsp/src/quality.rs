@@ -183,11 +183,7 @@ pub struct QualityFilters {
 impl QualityFilters {
     /// Filters for `fs` Hz with a mains notch at `mains_hz` on the hf band (0: none).
     pub fn new(fs: f64, mains_hz: f64) -> Self {
-        let fs = if fs.is_finite() && fs > 0.0 {
-            fs
-        } else {
-            250.0
-        };
+        let fs = crate::usable_rate(fs);
         let top = 40.0f64.min(0.4 * fs);
         let e = |f0: f64| edge(f0, fs);
         let mut hf: Vec<Biquad> = BW4_Q
