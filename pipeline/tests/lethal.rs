@@ -32,18 +32,23 @@ fn pleth(from: u64, n: usize, bpm: f32, rate: u32) -> Vec<f32> {
         .collect()
 }
 
-/// The findings of `seconds` of `preset` on `leads` in 1 s frames.
-fn run_preset(preset: Preset, seed: u64, leads: Vec<Lead>, seconds: usize) -> Vec<Finding> {
-    let dev = Device::new(preset.config(seed, FS, leads)).unwrap();
-    let mut src = FrameSource::new(
-        dev,
-        StreamId::new("ward-3.ecg").unwrap(),
-        DeviceId::new("mon-3").unwrap(),
-        PatientId::new("p-3").unwrap(),
+/// A device built from `cfg` streamed as a gateway would, in 1 s frames from `T0`:
+/// stream `{site}-{n}.ecg`, device `mon-{n}`, patient `p-{n}`.
+fn source(cfg: DeviceConfig, site: &str, n: u32) -> FrameSource {
+    FrameSource::new(
+        Device::new(cfg).unwrap(),
+        StreamId::new(format!("{site}-{n}.ecg")).unwrap(),
+        DeviceId::new(format!("mon-{n}")).unwrap(),
+        PatientId::new(format!("p-{n}")).unwrap(),
         T0,
         FS as usize,
         1000,
-    );
+    )
+}
+
+/// `frames` in order through the pipeline's stages (sequencer → analyzer, one record
+/// each); none may be dead-lettered. The findings they produced.
+fn process(frames: impl IntoIterator<Item = Frame>) -> Vec<Finding> {
     let mut p = Processor::new(
         DspConfig::default(),
         5.0,
@@ -51,12 +56,49 @@ fn run_preset(preset: Preset, seed: u64, leads: Vec<Lead>, seconds: usize) -> Ve
         Arc::new(Recorder::default()),
     );
     let mut findings = Vec::new();
-    for s in 0..seconds {
-        let f = src.next_frame();
-        let rec = frame_record(&f, s as i64);
-        findings.extend(p.process(vec![rec]).findings);
+    for (s, f) in frames.into_iter().enumerate() {
+        let out = p.process(vec![frame_record(&f, s as i64)]);
+        assert!(out.dead_letters.is_empty(), "{:?}", out.dead_letters);
+        findings.extend(out.findings);
     }
     findings
+}
+
+/// The first `seconds` frames of `src`, each edited by `edit(second, frame)`, through
+/// [`process`].
+fn run_source(
+    mut src: FrameSource,
+    seconds: usize,
+    mut edit: impl FnMut(usize, &mut Frame),
+) -> Vec<Finding> {
+    process((0..seconds).map(|s| {
+        let mut f = src.next_frame();
+        edit(s, &mut f);
+        f
+    }))
+}
+
+/// A pacemaker pulse at sample `k` of frame `f`: `artefact` (counts) added to every
+/// lead from there (cut at the frame's end), and `k` flagged when `reported`.
+fn pulse(f: &mut Frame, k: usize, artefact: &[i32], reported: bool) {
+    let n = f.samples_per_lead();
+    for l in 0..f.leads.len() {
+        for (j, a) in artefact.iter().enumerate().take(n.saturating_sub(k)) {
+            f.samples[l * n + k + j] += a;
+        }
+    }
+    if reported {
+        f.pace.push(k as u32);
+    }
+}
+
+/// The findings of `seconds` of `preset` on `leads` in 1 s frames.
+fn run_preset(preset: Preset, seed: u64, leads: Vec<Lead>, seconds: usize) -> Vec<Finding> {
+    run_source(
+        source(preset.config(seed, FS, leads), "ward", 3),
+        seconds,
+        |_, _| {},
+    )
 }
 
 /// `seconds` of the asystole preset (sinus with 6.5 s pauses from 12 s, every 27 s)
@@ -64,25 +106,8 @@ fn run_preset(preset: Preset, seed: u64, leads: Vec<Lead>, seconds: usize) -> Ve
 /// `with_pulse`; the findings every frame produced.
 fn run(seconds: usize, with_pulse: bool) -> Vec<Finding> {
     let leads = vec![Lead::I, Lead::II, Lead::V1];
-    let dev = Device::new(Preset::Asystole.config(11, FS, leads)).unwrap();
-    let mut src = FrameSource::new(
-        dev,
-        StreamId::new("icu-7.ecg").unwrap(),
-        DeviceId::new("mon-7").unwrap(),
-        PatientId::new("p-7").unwrap(),
-        T0,
-        FS as usize,
-        1000,
-    );
-    let mut p = Processor::new(
-        DspConfig::default(),
-        5.0,
-        Arc::new(Vec::new()),
-        Arc::new(Recorder::default()),
-    );
-    let mut findings = Vec::new();
-    for s in 0..seconds {
-        let mut f: Frame = src.next_frame();
+    let src = source(Preset::Asystole.config(11, FS, leads), "icu", 7);
+    run_source(src, seconds, |s, f| {
         if with_pulse {
             f.pulses.push(PulseWave {
                 kind: PulseKind::Pleth,
@@ -90,12 +115,7 @@ fn run(seconds: usize, with_pulse: bool) -> Vec<Finding> {
                 samples: pleth(s as u64 * 125, 125, 70.0, 125),
             });
         }
-        let rec = frame_record(&f, s as i64);
-        let out = p.process(vec![rec]);
-        assert!(out.dead_letters.is_empty(), "{:?}", out.dead_letters);
-        findings.extend(out.findings);
-    }
-    findings
+    })
 }
 
 fn lethal(findings: &[Finding], c: Condition, status: FindingStatus) -> Vec<&Finding> {
@@ -252,50 +272,20 @@ fn run_paced(seconds: usize, reported: bool) -> Vec<Finding> {
 
 fn run_paced_with(seconds: usize, reported: bool, artefact: &[i32]) -> Vec<Finding> {
     let leads = vec![Lead::I, Lead::II, Lead::V1];
-    let dev = Device::new(Preset::Asystole.config(11, FS, leads)).unwrap();
-    let mut src = FrameSource::new(
-        dev,
-        StreamId::new("icu-8.ecg").unwrap(),
-        DeviceId::new("mon-8").unwrap(),
-        PatientId::new("p-8").unwrap(),
-        T0,
-        FS as usize,
-        1000,
-    );
-    let mut p = Processor::new(
-        DspConfig::default(),
-        5.0,
-        Arc::new(Vec::new()),
-        Arc::new(Recorder::default()),
-    );
+    let src = source(Preset::Asystole.config(11, FS, leads), "icu", 8);
     let period = f64::from(FS) * 60.0 / 70.0;
-    let mut findings = Vec::new();
     let mut next = 0.4 * f64::from(FS);
-    for s in 0..seconds {
-        let mut f: Frame = src.next_frame();
+    run_source(src, seconds, |s, f| {
         let n = f.samples_per_lead();
         let first = (s * n) as f64;
         while next < first + n as f64 {
             let at = (next - first).round() as usize;
             if at < n {
-                for l in 0..f.leads.len() {
-                    for (k, a) in artefact.iter().enumerate() {
-                        if at + k < n {
-                            f.samples[l * n + at + k] += a;
-                        }
-                    }
-                }
-                if reported {
-                    f.pace.push(at as u32);
-                }
+                pulse(f, at, artefact, reported);
             }
             next += period;
         }
-        let out = p.process(vec![frame_record(&f, s as i64)]);
-        assert!(out.dead_letters.is_empty(), "{:?}", out.dead_letters);
-        findings.extend(out.findings);
-    }
-    findings
+    })
 }
 
 /// A pacemaker that has lost capture fires on through the pauses. Reported by the
@@ -409,16 +399,8 @@ fn asystole_through_pacemaker_pulses_is_raised_when_the_device_reports_them() {
 /// where the blanking takes the R wave). The findings of `seconds`.
 fn run_captured(seconds: usize, lead_s: f64, preset: Preset, seed: u64) -> Vec<Finding> {
     let leads = vec![Lead::I, Lead::II, Lead::V1];
-    let dev = Device::new(preset.config(seed, FS, leads)).unwrap();
-    let mut src = FrameSource::new(
-        dev,
-        StreamId::new("icu-9.ecg").unwrap(),
-        DeviceId::new("mon-9").unwrap(),
-        PatientId::new("p-9").unwrap(),
-        T0,
-        FS as usize,
-        1000,
-    );
+    let mut src = source(preset.config(seed, FS, leads), "icu", 9);
+    // All frames first: a beat's pulse may fall in the frame before the beat's.
     let mut frames: Vec<Frame> = (0..seconds).map(|_| src.next_frame()).collect();
     let n = FS as usize;
     let lead = (lead_s * f64::from(FS)).round() as u64;
@@ -426,28 +408,11 @@ fn run_captured(seconds: usize, lead_s: f64, preset: Preset, seed: u64) -> Vec<F
         let Some(at) = b.sample.checked_sub(lead) else {
             continue;
         };
-        let (s, k) = ((at as usize) / n, (at as usize) % n);
-        let Some(f) = frames.get_mut(s) else {
-            continue;
-        };
-        for l in 0..f.leads.len() {
-            f.samples[l * n + k] += 2000;
+        if let Some(f) = frames.get_mut(at as usize / n) {
+            pulse(f, at as usize % n, &[2000], true);
         }
-        f.pace.push(k as u32);
     }
-    let mut p = Processor::new(
-        DspConfig::default(),
-        5.0,
-        Arc::new(Vec::new()),
-        Arc::new(Recorder::default()),
-    );
-    let mut findings = Vec::new();
-    for (s, f) in frames.iter().enumerate() {
-        let out = p.process(vec![frame_record(f, s as i64)]);
-        assert!(out.dead_letters.is_empty(), "{:?}", out.dead_letters);
-        findings.extend(out.findings);
-    }
-    findings
+    process(frames)
 }
 
 /// A paced heart beats on: the blanking after each reported pulse leaves the beat that
@@ -504,47 +469,22 @@ fn run_device(
     asynchronous_pace_s: Option<f64>,
 ) -> Vec<Finding> {
     let leads = vec![Lead::I, Lead::II, Lead::V1];
-    let dev = Device::new(DeviceConfig::new(seed, FS, leads, plan)).unwrap();
-    let mut src = FrameSource::new(
-        dev,
-        StreamId::new("icu-10.ecg").unwrap(),
-        DeviceId::new("mon-10").unwrap(),
-        PatientId::new("p-10").unwrap(),
-        T0,
-        FS as usize,
-        1000,
-    );
-    let mut p = Processor::new(
-        DspConfig::default(),
-        5.0,
-        Arc::new(Vec::new()),
-        Arc::new(Recorder::default()),
-    );
+    let src = source(DeviceConfig::new(seed, FS, leads, plan), "icu", 10);
     let n = FS as usize;
     let mut next = 0.37 * f64::from(FS);
-    let mut findings = Vec::new();
-    for s in 0..seconds {
-        let mut f = src.next_frame();
+    run_source(src, seconds, |s, f| {
         if !report {
             f.pace.clear();
         }
         if let Some(every) = asynchronous_pace_s {
             while (next.round() as usize) < (s + 1) * n {
-                let k = next.round() as usize - s * n;
-                for l in 0..f.leads.len() {
-                    f.samples[l * n + k] += 2000;
-                }
-                f.pace.push(k as u32);
+                pulse(f, next.round() as usize - s * n, &[2000], true);
                 next += every * f64::from(FS);
             }
             f.pace.sort_unstable();
             f.pace.dedup();
         }
-        let out = p.process(vec![frame_record(&f, s as i64)]);
-        assert!(out.dead_letters.is_empty(), "{:?}", out.dead_letters);
-        findings.extend(out.findings);
-    }
-    findings
+    })
 }
 
 /// A ventricular-paced rhythm at a rate-responsive pacemaker's exercise rate
