@@ -355,6 +355,8 @@ impl Device {
                 OutForm::Measured(i) => self.meas[i],
                 OutForm::Limb { a, b, i, ii } => a * self.meas[i] + b * self.meas[ii],
             };
+            // Only where there is a spike: adding 0.0 would turn a -0.0 sample into
+            // +0.0, and the presets without pacing keep their samples bit for bit.
             if spike != 0.0 {
                 v += spike;
             }
