@@ -44,7 +44,7 @@ pub(crate) fn usable_rate(fs: f64) -> f64 {
         250.0
     }
 }
-pub use lethal::{LethalAssessment, LethalCall, LethalConfig, LethalDetector};
+pub use lethal::{analysed_leads, LethalAssessment, LethalCall, LethalConfig, LethalDetector};
 pub use qrs::QrsDetector;
 pub use qrs_pair::PairedQrs;
 pub use rhythm::{af_features, rr_irregular, IrregularityThresholds, AF_FEATURES};

@@ -2,8 +2,9 @@
 //!
 //! Per stream it runs the DSP chain ([`StreamDsp`]: filters, QRS detection, signal
 //! quality, rhythm windows, pause events on lead 0), the lethal-arrhythmia detector
-//! over every ECG lead and the pulse channels ([`LethalDetector`]: asystole, extreme
-//! brady- and tachycardia, ventricular tachycardia, flutter/fibrillation) and one
+//! over the ECG leads and the pulse channels ([`LethalDetector`]: asystole, extreme
+//! brady- and tachycardia, ventricular tachycardia, flutter/fibrillation; every lead,
+//! but aVR, aVL and aVF where I, II and III are there: [`analysed_leads`]) and one
 //! [`InputBuilder`] per model the stream can feed.
 //!
 //! A lethal alarm is published the moment the detector calls it present (and again
@@ -30,7 +31,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ecg_dsp::lethal::{Evidence, LethalAssessment, LethalCall, LethalDetector};
+use ecg_dsp::lethal::{analysed_leads, Evidence, LethalAssessment, LethalCall, LethalDetector};
 use ecg_dsp::pace::PaceBlanker;
 use ecg_dsp::stream::{DspConfig, DspEvent, RhythmWindow, StreamDsp};
 use ecg_inference::{Model, ModelMode};
@@ -188,10 +189,17 @@ struct Analysis {
     strip: StripBuffer,
     /// The other leads' and the pulses' recent signal, for lethal alarms' strips.
     extra: Vec<StripBuffer>,
-    /// The stream's leads and pulse channels (kind, Hz), as the analysis started.
-    leads: Vec<Lead>,
+    /// The stream's pulse channels (kind, Hz), as the analysis started.
     pulses: Vec<(PulseKind, u32)>,
     lethal: LethalDetector,
+    /// The leads the lethal detector analyses (`ecg_dsp::analysed_leads`): their
+    /// indices in the stream when not all of them, and the leads themselves, which
+    /// its evidence's lead bits and qualities index.
+    lethal_sel: Option<Vec<usize>>,
+    lethal_leads: Vec<Lead>,
+    /// Scratch: the analysed leads' samples and lead-off flags of a frame.
+    lethal_mv: Vec<f32>,
+    lethal_off: Vec<bool>,
     assessments: Vec<LethalAssessment>,
     /// The ECG is held after each pacemaker pulse the device reports, before any
     /// detector sees it; the pulses' samples of the current frame.
@@ -540,7 +548,21 @@ impl Ctx<'_> {
         }
         a.lethal.push_pace(&a.pace_at);
         a.assessments.clear();
-        a.lethal.push_ecg(mv, &frame.lead_off, &mut a.assessments);
+        match &a.lethal_sel {
+            None => a.lethal.push_ecg(mv, &frame.lead_off, &mut a.assessments),
+            Some(sel) => {
+                a.lethal_mv.clear();
+                a.lethal_off.clear();
+                for &l in sel {
+                    a.lethal_mv
+                        .extend_from_slice(&mv[l * n..((l + 1) * n).min(mv.len())]);
+                    a.lethal_off
+                        .push(frame.lead_off.get(l).copied().unwrap_or(false));
+                }
+                a.lethal
+                    .push_ecg(&a.lethal_mv, &a.lethal_off, &mut a.assessments);
+            }
+        }
         let before = a.samples;
         a.samples += n as u64;
         a.feed_builders(
@@ -634,7 +656,7 @@ impl Ctx<'_> {
                 DeviceTimeUs(ep.last_end_us.max(ep.start_us)),
             )
             .with_value(ep.last.value)
-            .with_reason(describe(&ep.last, &a.leads, &a.pulses))
+            .with_reason(describe(&ep.last, &a.lethal_leads, &a.pulses))
         };
         for asmt in &assessments {
             let end_us = a.clock.time_of(asmt.end_sample);
@@ -761,7 +783,7 @@ impl Ctx<'_> {
             )
             .with_value(call.value);
             if call.evidence.suppressed_by.is_some() {
-                f = f.with_reason(describe(call, &a.leads, &a.pulses));
+                f = f.with_reason(describe(call, &a.lethal_leads, &a.pulses));
             }
             out.findings.push(f);
         }
@@ -861,6 +883,7 @@ impl Analysis {
                 }
             }
         }
+        let lethal_sel = analysed_leads(&ctx.dsp.lethal, &first.leads);
         Self {
             dsp: StreamDsp::new(ctx.dsp, first.sample_rate.0, first.leads.len())
                 .with_first_window_end(first_end),
@@ -890,14 +913,17 @@ impl Analysis {
                     StripBuffer::extra(Signal::Pulse(p.kind), p.sample_rate.0, ctx.dsp.mains_hz)
                 }))
                 .collect(),
-            leads: first.leads.clone(),
             pulses: pulses.clone(),
             lethal: LethalDetector::new(
                 &ctx.dsp.lethal,
                 first.sample_rate.0,
-                first.leads.len(),
+                lethal_sel.len(),
                 &pulses,
             ),
+            lethal_leads: lethal_sel.iter().map(|&i| first.leads[i]).collect(),
+            lethal_sel: (lethal_sel.len() < first.leads.len()).then_some(lethal_sel),
+            lethal_mv: Vec::new(),
+            lethal_off: Vec::new(),
             assessments: Vec::new(),
             pace: PaceBlanker::new(f64::from(first.sample_rate.0), first.leads.len()),
             pace_at: Vec::new(),

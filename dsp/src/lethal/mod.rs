@@ -1,7 +1,8 @@
 //! Lethal-arrhythmia alarms (IEC 60601-2-27): asystole, extreme bradycardia, extreme
 //! tachycardia, ventricular tachycardia and ventricular flutter/fibrillation, from
-//! every ECG lead of a stream and, where the stream has them, its plethysmogram and
-//! arterial-pressure waveforms. Pure and synchronous: samples are pushed block by
+//! every ECG lead of a stream (the augmented limb leads through the limb leads they
+//! are computed from, [`analysed_leads`]) and, where the stream has them, its
+//! plethysmogram and arterial-pressure waveforms. Pure and synchronous: samples are pushed block by
 //! block (the results do not depend on the block sizes), nothing is allocated per
 //! sample, and every tick (0.5 s by default) one [`LethalAssessment`] calls all five
 //! conditions, each with the [`Evidence`] behind it.
@@ -94,7 +95,7 @@ mod ring;
 pub mod score;
 mod spectrum;
 
-use ecg_types::{Condition, FindingStatus, PulseKind};
+use ecg_types::{Condition, FindingStatus, Lead, PulseKind};
 
 use crate::pace::RecentPulses;
 use serde::{Deserialize, Serialize};
@@ -209,6 +210,11 @@ pub struct LethalConfig {
     pub pleth_floor_nu: f32,
     /// Smallest arterial pulse pressure (mmHg).
     pub abp_floor_mmhg: f32,
+    /// Analyse the augmented limb leads aVR, aVL and aVF as leads of their own even
+    /// when the stream carries I, II and III, of which they are combinations
+    /// ([`analysed_leads`]). Off by default: they add no signal, only cost and
+    /// correlated votes.
+    pub augmented_leads: bool,
 }
 
 impl Default for LethalConfig {
@@ -241,8 +247,36 @@ impl Default for LethalConfig {
             pulse_min_amplitude: 0.3,
             pleth_floor_nu: 0.02,
             abp_floor_mmhg: 5.0,
+            augmented_leads: false,
         }
     }
+}
+
+/// The leads of a stream (indices into `leads`, in order) that a [`LethalDetector`]
+/// analyses: every lead, except the augmented limb leads aVR, aVL and aVF when the
+/// stream also carries the limb leads I, II and III (and `cfg.augmented_leads` is
+/// off).
+///
+/// The six frontal leads are differences of three limb electrodes' potentials, and an
+/// electrocardiograph records two and computes the rest (Einthoven and Goldberger:
+/// III = II − I, aVR = −(I + II)/2, aVL = I − II/2, aVF = II − I/2). Each augmented
+/// lead mixes all three electrodes, so it is unusable whenever any limb lead is, and
+/// while it is usable I, II and III carry its signal between them: their axes lie
+/// 60° apart, so a complex's frontal vector projects onto one of them with at least
+/// cos 30° (87 %) of its size. Analysed as well, the augmented leads would add three
+/// detectors' cost per stream and three votes cast by the same three electrodes'
+/// noise. I, II and III stay, as each survives the loss of the one electrode it does
+/// not use (RA off leaves III). Without all three the augmented leads are analysed:
+/// with only I and II, for one, a complex whose axis lies near 120° shows on aVF at
+/// 1.7 times its size on either.
+pub fn analysed_leads(cfg: &LethalConfig, leads: &[Lead]) -> Vec<usize> {
+    let limb = [Lead::I, Lead::II, Lead::III]
+        .iter()
+        .all(|l| leads.contains(l));
+    let skip = limb && !cfg.augmented_leads;
+    (0..leads.len())
+        .filter(|&i| !(skip && matches!(leads[i], Lead::AVR | Lead::AVL | Lead::AVF)))
+        .collect()
 }
 
 /// What suppressed a candidate alarm: the ECG alone met the condition's criterion,
@@ -639,5 +673,46 @@ impl LethalDetector {
             + self.window.capacity() * std::mem::size_of::<Fused>()
             + self.quality.capacity() * 4
             + self.times.capacity() * 8
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn augmented_leads_are_left_out_only_beside_i_ii_and_iii() {
+        let cfg = LethalConfig::default();
+        // Standard order: I, II, III, aVR, aVL, aVF, V1–V6.
+        assert_eq!(
+            analysed_leads(&cfg, &Lead::STANDARD_12),
+            vec![0, 1, 2, 6, 7, 8, 9, 10, 11]
+        );
+        // Any order.
+        assert_eq!(
+            analysed_leads(&cfg, &[Lead::AVF, Lead::III, Lead::V1, Lead::II, Lead::I]),
+            vec![1, 2, 3, 4]
+        );
+        // Without all three limb leads, every lead.
+        for leads in [
+            vec![Lead::I, Lead::II, Lead::AVF, Lead::V1],
+            vec![Lead::II, Lead::AVR],
+            vec![Lead::AVF, Lead::V1],
+            vec![Lead::II],
+            vec![],
+        ] {
+            assert_eq!(
+                analysed_leads(&cfg, &leads),
+                (0..leads.len()).collect::<Vec<_>>()
+            );
+        }
+        let all = LethalConfig {
+            augmented_leads: true,
+            ..LethalConfig::default()
+        };
+        assert_eq!(
+            analysed_leads(&all, &Lead::STANDARD_12),
+            (0..12).collect::<Vec<_>>()
+        );
     }
 }
