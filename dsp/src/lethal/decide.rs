@@ -36,6 +36,11 @@ const VF_BREAKING_BEATS: usize = 1;
 const BRADY_REFRACTORY_S: f32 = 0.3;
 /// History the calls look back over (s).
 const HORIZON_S: f32 = 16.0;
+/// Extreme tachycardia: with at least this many usable leads, a fused beat that one
+/// lead alone found does not count toward the rate (a T wave, a spike or an artefact
+/// on that lead: one lead cannot raise the alarm). With fewer, one lead against one
+/// cannot tell which is right, and every beat counts.
+const TACHY_SINGLE_LEAD_FROM: u32 = 3;
 
 /// What the pulse channels say about a ventricular run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -626,6 +631,9 @@ impl LethalDetector {
             return Self::call(c, FindingStatus::Indeterminate, a, None, ev);
         }
         self.window(a, e, |f, q| f.q >= q);
+        if ev.leads_usable.count_ones() >= TACHY_SINGLE_LEAD_FROM {
+            self.window.retain(|f| f.votes.count_ones() >= 2);
+        }
         let max_rr = 60.0 / (self.cfg.tachy_bpm * (1.0 - self.cfg.rate_tolerance)) * self.fs;
         let mut found: Option<(u64, f32)> = None;
         let f = &self.window;

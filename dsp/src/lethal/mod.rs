@@ -43,8 +43,11 @@
 //!   low-amplitude beats that lift the rate past the limit, or a trusted pulse at 1.25
 //!   times the limit or more.
 //! - **Extreme tachycardia**: the median RR of `tachy_beats` fused beats below the
-//!   limit (one missed or extra beat does not decide). Not suppressed by the pulse: a
-//!   pulse deficit is common in true tachycardia.
+//!   limit (one missed or extra beat does not decide); with three usable leads or
+//!   more, a fused beat that one lead alone found does not count (one lead's T waves,
+//!   spikes or artefact cannot raise it; with two, one against one cannot tell which
+//!   is right). Not suppressed by the pulse: a pulse deficit is common in true
+//!   tachycardia.
 //! - **Ventricular tachycardia**: `vt_beats` consecutive ventricular fused beats
 //!   above the rate limit. Suppressed when the run's complexes do not resemble one
 //!   another on any usable lead (artefact), when a usable lead showed only its
