@@ -7,7 +7,8 @@
 //! - [`qrs`]: a streaming QRS detector with a fixed, stated latency;
 //! - [`qrs_pair`]: that detector on two leads, following the cleaner one in noise;
 //! - [`lethal`]: the lethal-arrhythmia alarms of IEC 60601-2-27 from every ECG lead
-//!   and the pulse waveforms ([`lethal::LethalDetector`]);
+//!   (aVR, aVL and aVF through I, II and III when a stream has them:
+//!   [`lethal::analysed_leads`]) and the pulse waveforms ([`lethal::LethalDetector`]);
 //! - [`noise_stress`]: the MIT-BIH noise stress test's noise calibration and
 //!   mixing (PhysioNet `nst`), for evaluations;
 //! - [`rhythm`]: RR-interval statistics and atrial-fibrillation features;

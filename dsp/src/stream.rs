@@ -56,7 +56,7 @@ pub struct DspConfig {
     pub quality: QualityConfig,
     /// PVC detection and the frequent-PVC call ([`crate::rhythm::PvcClassifier`]).
     pub pvc: PvcConfig,
-    /// The lethal-arrhythmia alarms over every lead ([`crate::lethal`]); the
+    /// The lethal-arrhythmia alarms over the stream's leads ([`crate::lethal`]); the
     /// pipeline's analyzer runs them beside this lead-0 chain.
     pub lethal: crate::lethal::LethalConfig,
 }

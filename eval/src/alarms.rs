@@ -8,7 +8,7 @@
 //! record is replayed as a device stream — 200 ms frames of every ECG lead, the
 //! plethysmogram and arterial pressure as pulsatile waveforms, wire format v1 — up to
 //! the alarm and no further, through the stages the pipeline runs (sequencer and
-//! analyzer: the same per-stream code, the lethal detector over every lead). The
+//! analyzer: the same per-stream code, the lethal detector over the record's ECG leads). The
 //! answer is `1` when the pipeline raised that alarm type (a present finding) from a
 //! window that ends in the 10 s before the alarm, `0` when it stayed silent. `eval
 //! alarms` never reads the verdicts (the header's second comment line, `ALARMS`).

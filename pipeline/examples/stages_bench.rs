@@ -13,7 +13,8 @@
 //! - **bare**: `StreamDsp::push` on every frame's samples (already in mV): the chain
 //!   the load test's "bare DSP chain" runs;
 //! - **stages**: the [`Sequencer`] (decode, validation, order) and the [`Analyzer`]
-//!   (the same DSP, the lethal-arrhythmia detector on every lead, windows, findings,
+//!   (the same DSP, the lethal-arrhythmia detector on nine of the twelve leads, aVR,
+//!   aVL and aVF being combinations of I, II and III; windows, findings,
 //!   strips, the bundled models' inputs) on the encoded records, in epochs of 512
 //!   records interleaved across the streams as a consumer reads them, with the
 //!   prometheus subscriber the deployable uses. The models' inputs are built but not

@@ -189,7 +189,9 @@ struct Analysis {
     strip: StripBuffer,
     /// The other leads' and the pulses' recent signal, for lethal alarms' strips.
     extra: Vec<StripBuffer>,
-    /// The stream's pulse channels (kind, Hz), as the analysis started.
+    /// The stream's leads and pulse channels (kind, Hz), as the analysis started: a
+    /// frame with other leads (or the same in another order) restarts it.
+    leads: Vec<Lead>,
     pulses: Vec<(PulseKind, u32)>,
     lethal: LethalDetector,
     /// The leads the lethal detector analyses (`ecg_dsp::analysed_leads`): their
@@ -506,7 +508,7 @@ impl Ctx<'_> {
         }
         if st.analysis.as_ref().is_some_and(|a| {
             a.clock.rate != frame.sample_rate
-                || a.n_leads != frame.leads.len()
+                || a.leads != frame.leads
                 || !same_pulses(&a.pulses, frame)
         }) {
             tracing::debug!("stream configuration changed; analysis restarted");
@@ -913,6 +915,7 @@ impl Analysis {
                     StripBuffer::extra(Signal::Pulse(p.kind), p.sample_rate.0, ctx.dsp.mains_hz)
                 }))
                 .collect(),
+            leads: first.leads.clone(),
             pulses: pulses.clone(),
             lethal: LethalDetector::new(
                 &ctx.dsp.lethal,

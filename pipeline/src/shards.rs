@@ -5,7 +5,7 @@
 //! reach that shard in the order the sequencer put them in, so each stream's findings,
 //! model inputs and held offsets are exactly those of a single analyzer; only the
 //! interleaving of different streams' outputs within an epoch differs. Where the
-//! analysis (the DSP and the lethal-arrhythmia detector on every lead) is the
+//! analysis (the DSP and the lethal-arrhythmia detector on the stream's leads) is the
 //! process's bottleneck, `analyzer_threads` lets one pipeline use more than one core
 //! for it. The shards run as scoped threads per epoch: the calling thread takes the
 //! first shard, so one shard runs as a single analyzer does.

@@ -36,10 +36,12 @@ const VF_BREAKING_BEATS: usize = 1;
 const BRADY_REFRACTORY_S: f32 = 0.3;
 /// History the calls look back over (s).
 const HORIZON_S: f32 = 16.0;
-/// Extreme tachycardia: with at least this many usable leads, a fused beat that one
-/// lead alone found does not count toward the rate (a T wave, a spike or an artefact
-/// on that lead: one lead cannot raise the alarm). With fewer, one lead against one
-/// cannot tell which is right, and every beat counts.
+/// Extreme tachycardia: when at least this many leads found beats in the window, a
+/// fused beat that one lead alone found, shaped unlike that lead's dominant beat,
+/// does not count toward the rate (a T wave, a spike or an artefact on that lead: one
+/// lead cannot raise the alarm). A true QRS that the other leads missed keeps its
+/// lead's shape and counts. With fewer leads finding beats, one lead against one cannot
+/// tell which is right, and every beat counts.
 const TACHY_SINGLE_LEAD_FROM: u32 = 3;
 
 /// What the pulse channels say about a ventricular run.
@@ -63,6 +65,8 @@ pub(super) struct Fused {
     /// Best quality among them, all-round and shape-free.
     q: f32,
     q_shape_free: f32,
+    /// A lead that found it saw a complex shaped like its dominant beat.
+    alike: bool,
     /// Summed shape-free quality of the usable leads calling it ventricular, and of
     /// all usable leads judging it.
     v_weight: f32,
@@ -173,13 +177,13 @@ impl LethalDetector {
                 let qs = lead.quality_at(b.t, self.tick, q_shape_free);
                 if qs >= min_q {
                     let q = lead.quality_at(b.t, self.tick, q_all);
-                    self.merged.push((b.t, l, q, qs));
+                    self.merged.push((b.t, l, q, qs, b.corr >= CREDIBLE_CORR));
                 }
             }
         }
         self.merged.sort_unstable_by_key(|m| m.0);
         let tol = self.secs(FUSE_TOL_S);
-        for &(t, l, q, qs) in &self.merged {
+        for &(t, l, q, qs, alike) in &self.merged {
             let n = self.fused.len();
             let joins = n > 0 && {
                 let f = self.fused.get(n - 1);
@@ -190,12 +194,14 @@ impl LethalDetector {
                 f.votes |= bit(l);
                 f.q = f.q.max(q);
                 f.q_shape_free = f.q_shape_free.max(qs);
+                f.alike |= alike;
             } else {
                 self.fused.push(Fused {
                     t,
                     votes: bit(l),
                     q,
                     q_shape_free: qs,
+                    alike,
                     ..Fused::default()
                 });
             }
@@ -631,8 +637,9 @@ impl LethalDetector {
             return Self::call(c, FindingStatus::Indeterminate, a, None, ev);
         }
         self.window(a, e, |f, q| f.q >= q);
-        if ev.leads_usable.count_ones() >= TACHY_SINGLE_LEAD_FROM {
-            self.window.retain(|f| f.votes.count_ones() >= 2);
+        let finding = self.window.iter().fold(0u32, |m, f| m | f.votes);
+        if finding.count_ones() >= TACHY_SINGLE_LEAD_FROM {
+            self.window.retain(|f| f.votes.count_ones() >= 2 || f.alike);
         }
         let max_rr = 60.0 / (self.cfg.tachy_bpm * (1.0 - self.cfg.rate_tolerance)) * self.fs;
         let mut found: Option<(u64, f32)> = None;

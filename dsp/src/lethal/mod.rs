@@ -43,11 +43,12 @@
 //!   low-amplitude beats that lift the rate past the limit, or a trusted pulse at 1.25
 //!   times the limit or more.
 //! - **Extreme tachycardia**: the median RR of `tachy_beats` fused beats below the
-//!   limit (one missed or extra beat does not decide); with three usable leads or
-//!   more, a fused beat that one lead alone found does not count (one lead's T waves,
-//!   spikes or artefact cannot raise it; with two, one against one cannot tell which
-//!   is right). Not suppressed by the pulse: a pulse deficit is common in true
-//!   tachycardia.
+//!   limit (one missed or extra beat does not decide); when three leads or more
+//!   found beats in the window, a fused beat that one lead alone found, shaped unlike
+//!   that lead's dominant beat, does not count (one lead's T wave or artefact cannot
+//!   raise it; a true QRS the other leads missed keeps its lead's shape and counts;
+//!   with two leads, one against one cannot tell which is right). Not suppressed by
+//!   the pulse: a pulse deficit is common in true tachycardia.
 //! - **Ventricular tachycardia**: `vt_beats` consecutive ventricular fused beats
 //!   above the rate limit. Suppressed when the run's complexes do not resemble one
 //!   another on any usable lead (artefact), when a usable lead showed only its
@@ -263,15 +264,15 @@ impl Default for LethalConfig {
 /// The six frontal leads are differences of three limb electrodes' potentials, and an
 /// electrocardiograph records two and computes the rest (Einthoven and Goldberger:
 /// III = II − I, aVR = −(I + II)/2, aVL = I − II/2, aVF = II − I/2). Each augmented
-/// lead mixes all three electrodes, so it is unusable whenever any limb lead is, and
-/// while it is usable I, II and III carry its signal between them: their axes lie
-/// 60° apart, so a complex's frontal vector projects onto one of them with at least
-/// cos 30° (87 %) of its size. Analysed as well, the augmented leads would add three
+/// lead mixes all three electrodes, so it is unusable whenever any limb electrode is
+/// off, and while it is usable I, II and III carry its signal between them: their
+/// axes lie 60° apart, so a complex's frontal vector projects onto one of them with
+/// at least cos 30° (87 %) of its size. Analysed as well, the augmented leads would add three
 /// detectors' cost per stream and three votes cast by the same three electrodes'
 /// noise. I, II and III stay, as each survives the loss of the one electrode it does
 /// not use (RA off leaves III). Without all three the augmented leads are analysed:
 /// with only I and II, for one, a complex whose axis lies near 120° shows on aVF at
-/// 1.7 times its size on either.
+/// 1.5 times its size on either.
 pub fn analysed_leads(cfg: &LethalConfig, leads: &[Lead]) -> Vec<usize> {
     let limb = [Lead::I, Lead::II, Lead::III]
         .iter()
@@ -465,7 +466,7 @@ pub struct LethalDetector {
     pace: RecentPulses,
     pace_memory: u64,
     // Scratch, allocated once.
-    merged: Vec<(u64, usize, f32, f32)>,
+    merged: Vec<(u64, usize, f32, f32, bool)>,
     window: Vec<Fused>,
     quality: Vec<f32>,
     times: Vec<u64>,
@@ -672,7 +673,7 @@ impl LethalDetector {
                 .sum::<usize>()
             + self.spectrum.heap_bytes()
             + self.fused.bytes()
-            + self.merged.capacity() * std::mem::size_of::<(u64, usize, f32, f32)>()
+            + self.merged.capacity() * std::mem::size_of::<(u64, usize, f32, f32, bool)>()
             + self.window.capacity() * std::mem::size_of::<Fused>()
             + self.quality.capacity() * 4
             + self.times.capacity() * 8
