@@ -199,6 +199,10 @@ struct Analysis {
     /// its evidence's lead bits and qualities index.
     lethal_sel: Option<Vec<usize>>,
     lethal_leads: Vec<Lead>,
+    /// The stream's leads the detector reads through others, in words (the evidence
+    /// names the analysed leads only; a reader of a 12-lead alarm should not take
+    /// aVR, aVL and aVF for missing).
+    lethal_through: Option<String>,
     /// Scratch: the analysed leads' samples and lead-off flags of a frame.
     lethal_mv: Vec<f32>,
     lethal_off: Vec<bool>,
@@ -658,7 +662,7 @@ impl Ctx<'_> {
                 DeviceTimeUs(ep.last_end_us.max(ep.start_us)),
             )
             .with_value(ep.last.value)
-            .with_reason(describe(&ep.last, &a.lethal_leads, &a.pulses))
+            .with_reason(a.lethal_reason(&ep.last))
         };
         for asmt in &assessments {
             let end_us = a.clock.time_of(asmt.end_sample);
@@ -785,7 +789,7 @@ impl Ctx<'_> {
             )
             .with_value(call.value);
             if call.evidence.suppressed_by.is_some() {
-                f = f.with_reason(describe(call, &a.lethal_leads, &a.pulses));
+                f = f.with_reason(a.lethal_reason(call));
             }
             out.findings.push(f);
         }
@@ -924,6 +928,13 @@ impl Analysis {
                 &pulses,
             ),
             lethal_leads: lethal_sel.iter().map(|&i| first.leads[i]).collect(),
+            lethal_through: (lethal_sel.len() < first.leads.len()).then(|| {
+                let through: Vec<&str> = (0..first.leads.len())
+                    .filter(|i| !lethal_sel.contains(i))
+                    .map(|i| first.leads[i].name())
+                    .collect();
+                format!("{} read through I, II and III", through.join(", "))
+            }),
             lethal_sel: (lethal_sel.len() < first.leads.len()).then_some(lethal_sel),
             lethal_mv: Vec::new(),
             lethal_off: Vec::new(),
@@ -987,6 +998,17 @@ impl Analysis {
                 b.release(&e, Some(b.inputs.rhythm_end()), out);
             }
         }
+    }
+
+    /// A lethal call's evidence in words ([`describe`]), with the leads read through
+    /// others named.
+    fn lethal_reason(&self, call: &LethalCall) -> String {
+        let mut r = describe(call, &self.lethal_leads, &self.pulses);
+        if let Some(t) = &self.lethal_through {
+            r.push_str("; ");
+            r.push_str(t);
+        }
+        r
     }
 
     /// The strip of a lethal alarm ending at ECG sample `end`: the first lead, with
