@@ -37,8 +37,8 @@ const BRADY_REFRACTORY_S: f32 = 0.3;
 /// History the calls look back over (s).
 const HORIZON_S: f32 = 16.0;
 /// Extreme tachycardia: when at least this many leads found beats in the window, a
-/// fused beat that one lead alone found, shaped unlike that lead's dominant beat,
-/// does not count toward the rate (a T wave, a spike or an artefact on that lead: one
+/// fused beat that one lead alone found, shaped unlike both that lead's dominant beat
+/// and its beat before, does not count toward the rate (a T wave, a spike or an artefact on that lead: one
 /// lead cannot raise the alarm). A true QRS that the other leads missed keeps its
 /// lead's shape and counts. With fewer leads finding beats, one lead against one cannot
 /// tell which is right, and every beat counts.
@@ -65,7 +65,8 @@ pub(super) struct Fused {
     /// Best quality among them, all-round and shape-free.
     q: f32,
     q_shape_free: f32,
-    /// A lead that found it saw a complex shaped like its dominant beat.
+    /// A lead that found it saw a complex shaped like its dominant beat or like its
+    /// beat before.
     alike: bool,
     /// Summed shape-free quality of the usable leads calling it ventricular, and of
     /// all usable leads judging it.
@@ -177,7 +178,10 @@ impl LethalDetector {
                 let qs = lead.quality_at(b.t, self.tick, q_shape_free);
                 if qs >= min_q {
                     let q = lead.quality_at(b.t, self.tick, q_all);
-                    self.merged.push((b.t, l, q, qs, b.corr >= CREDIBLE_CORR));
+                    // Like the lead's dominant beat, or like its beat before (a new
+                    // rhythm's beats before they become the dominant shape).
+                    let alike = b.corr >= CREDIBLE_CORR || b.corr_prev >= CREDIBLE_CORR;
+                    self.merged.push((b.t, l, q, qs, alike));
                 }
             }
         }

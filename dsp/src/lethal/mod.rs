@@ -45,7 +45,7 @@
 //! - **Extreme tachycardia**: the median RR of `tachy_beats` fused beats below the
 //!   limit (one missed or extra beat does not decide); when three leads or more
 //!   found beats in the window, a fused beat that one lead alone found, shaped unlike
-//!   that lead's dominant beat, does not count (one lead's T wave or artefact cannot
+//!   both that lead's dominant beat and its beat before, does not count (one lead's T wave or artefact cannot
 //!   raise it; a true QRS the other leads missed keeps its lead's shape and counts;
 //!   with two leads, one against one cannot tell which is right). Not suppressed by
 //!   the pulse: a pulse deficit is common in true tachycardia.
