@@ -4,7 +4,8 @@
 //! quality, rhythm windows, pause events on lead 0), the lethal-arrhythmia detector
 //! over the ECG leads and the pulse channels ([`LethalDetector`]: asystole, extreme
 //! brady- and tachycardia, ventricular tachycardia, flutter/fibrillation; every lead,
-//! but aVR, aVL and aVF where I, II and III are there: [`analysed_leads`]) and one
+//! but aVR, aVL and aVF where I, II and III are there:
+//! [`analysed_leads`](ecg_dsp::lethal::analysed_leads)) and one
 //! [`InputBuilder`] per model the stream can feed.
 //!
 //! A lethal alarm is published the moment the detector calls it present (and again
@@ -31,7 +32,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ecg_dsp::lethal::{analysed_leads, Evidence, LethalAssessment, LethalCall, LethalDetector};
+use ecg_dsp::lethal::{Evidence, LethalAssessment, LethalCall, LethalDetector};
 use ecg_dsp::pace::PaceBlanker;
 use ecg_dsp::stream::{DspConfig, DspEvent, RhythmWindow, StreamDsp};
 use ecg_inference::{Model, ModelMode};
@@ -172,7 +173,6 @@ struct Analysis {
     dsp: StreamDsp,
     phases: Phases,
     clock: Timebase,
-    n_leads: usize,
     /// Samples per lead pushed.
     samples: u64,
     /// Start of the first rhythm window this analysis emits.
@@ -193,19 +193,9 @@ struct Analysis {
     /// frame with other leads (or the same in another order) restarts it.
     leads: Vec<Lead>,
     pulses: Vec<(PulseKind, u32)>,
+    /// Over the leads [`analysed_leads`](ecg_dsp::lethal::analysed_leads) picks
+    /// ([`LethalDetector::analysed`]).
     lethal: LethalDetector,
-    /// The leads the lethal detector analyses (`ecg_dsp::analysed_leads`): their
-    /// indices in the stream when not all of them, and the leads themselves, which
-    /// its evidence's lead bits and qualities index.
-    lethal_sel: Option<Vec<usize>>,
-    lethal_leads: Vec<Lead>,
-    /// The stream's leads the detector reads through others, in words (the evidence
-    /// names the analysed leads only; a reader of a 12-lead alarm should not take
-    /// aVR, aVL and aVF for missing).
-    lethal_through: Option<String>,
-    /// Scratch: the analysed leads' samples and lead-off flags of a frame.
-    lethal_mv: Vec<f32>,
-    lethal_off: Vec<bool>,
     assessments: Vec<LethalAssessment>,
     /// The ECG is held after each pacemaker pulse the device reports, before any
     /// detector sees it; the pulses' samples of the current frame.
@@ -529,7 +519,7 @@ impl Ctx<'_> {
         a.lead_off_in_window |= frame.lead_off.first().copied().unwrap_or(false);
         // The strips show the waveform as recorded ...
         a.strip.push(&mv[..n.min(mv.len())]);
-        let n_leads = a.n_leads;
+        let n_leads = a.leads.len();
         for (i, b) in a.extra.iter_mut().enumerate() {
             if i + 1 < n_leads {
                 let l = i + 1;
@@ -554,21 +544,7 @@ impl Ctx<'_> {
         }
         a.lethal.push_pace(&a.pace_at);
         a.assessments.clear();
-        match &a.lethal_sel {
-            None => a.lethal.push_ecg(mv, &frame.lead_off, &mut a.assessments),
-            Some(sel) => {
-                a.lethal_mv.clear();
-                a.lethal_off.clear();
-                for &l in sel {
-                    a.lethal_mv
-                        .extend_from_slice(&mv[l * n..((l + 1) * n).min(mv.len())]);
-                    a.lethal_off
-                        .push(frame.lead_off.get(l).copied().unwrap_or(false));
-                }
-                a.lethal
-                    .push_ecg(&a.lethal_mv, &a.lethal_off, &mut a.assessments);
-            }
-        }
+        a.lethal.push_ecg(mv, &frame.lead_off, &mut a.assessments);
         let before = a.samples;
         a.samples += n as u64;
         a.feed_builders(
@@ -889,13 +865,11 @@ impl Analysis {
                 }
             }
         }
-        let lethal_sel = analysed_leads(&ctx.dsp.lethal, &first.leads);
         Self {
             dsp: StreamDsp::new(ctx.dsp, first.sample_rate.0, first.leads.len())
                 .with_first_window_end(first_end),
             phases,
             clock,
-            n_leads: first.leads.len(),
             samples: 0,
             first_start_us,
             after_gap,
@@ -921,23 +895,12 @@ impl Analysis {
                 .collect(),
             leads: first.leads.clone(),
             pulses: pulses.clone(),
-            lethal: LethalDetector::new(
+            lethal: LethalDetector::for_leads(
                 &ctx.dsp.lethal,
                 first.sample_rate.0,
-                lethal_sel.len(),
+                &first.leads,
                 &pulses,
             ),
-            lethal_leads: lethal_sel.iter().map(|&i| first.leads[i]).collect(),
-            lethal_through: (lethal_sel.len() < first.leads.len()).then(|| {
-                let through: Vec<&str> = (0..first.leads.len())
-                    .filter(|i| !lethal_sel.contains(i))
-                    .map(|i| first.leads[i].name())
-                    .collect();
-                format!("{} read through I, II and III", through.join(", "))
-            }),
-            lethal_sel: (lethal_sel.len() < first.leads.len()).then_some(lethal_sel),
-            lethal_mv: Vec::new(),
-            lethal_off: Vec::new(),
             assessments: Vec::new(),
             pace: PaceBlanker::new(f64::from(first.sample_rate.0), first.leads.len()),
             pace_at: Vec::new(),
@@ -960,7 +923,7 @@ impl Analysis {
         closed_us: i64,
         out: &mut Analyzed,
     ) {
-        let n_leads = self.n_leads;
+        let n_leads = self.leads.len();
         for b in self.builders.iter_mut().filter(|b| b.inputs.is_waveform()) {
             let end = before + n as u64;
             if end <= b.feed_from {
@@ -1000,13 +963,22 @@ impl Analysis {
         }
     }
 
-    /// A lethal call's evidence in words ([`describe`]), with the leads read through
-    /// others named.
+    /// A lethal call's evidence in words ([`describe`]) over the analysed leads, and
+    /// the stream's leads read through others named (a reader of a 12-lead alarm
+    /// should not take aVR, aVL and aVF for missing).
     fn lethal_reason(&self, call: &LethalCall) -> String {
-        let mut r = describe(call, &self.lethal_leads, &self.pulses);
-        if let Some(t) = &self.lethal_through {
-            r.push_str("; ");
-            r.push_str(t);
+        let analysed = self.lethal.analysed();
+        let leads: Vec<Lead> = analysed.iter().map(|&i| self.leads[i]).collect();
+        let mut r = describe(call, &leads, &self.pulses);
+        if analysed.len() < self.leads.len() {
+            let through: Vec<&str> = (0..self.leads.len())
+                .filter(|i| !analysed.contains(i))
+                .map(|i| self.leads[i].name())
+                .collect();
+            r.push_str(&format!(
+                "; {} read through I, II and III",
+                through.join(", ")
+            ));
         }
         r
     }
@@ -1017,10 +989,10 @@ impl Analysis {
         let mut strip = self.strip.strip(end, |s| self.clock.time_of(s))?;
         let ecg_rate = u64::from(self.clock.rate.0.max(1));
         for (i, b) in self.extra.iter().enumerate() {
-            let trace = if i + 1 < self.n_leads {
+            let trace = if i + 1 < self.leads.len() {
                 b.trace(end, |s| self.clock.time_of(s))
             } else {
-                let (_, rate) = self.pulses[i + 1 - self.n_leads];
+                let (_, rate) = self.pulses[i + 1 - self.leads.len()];
                 let pulse_clock = Timebase::new(self.clock.origin, ecg_types::SampleRate(rate));
                 b.trace(end * u64::from(rate) / ecg_rate, |s| pulse_clock.time_of(s))
             };

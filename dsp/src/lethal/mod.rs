@@ -2,10 +2,10 @@
 //! tachycardia, ventricular tachycardia and ventricular flutter/fibrillation, from
 //! every ECG lead of a stream (the augmented limb leads through the limb leads they
 //! are computed from, [`analysed_leads`]) and, where the stream has them, its
-//! plethysmogram and arterial-pressure waveforms. Pure and synchronous: samples are pushed block by
-//! block (the results do not depend on the block sizes), nothing is allocated per
-//! sample, and every tick (0.5 s by default) one [`LethalAssessment`] calls all five
-//! conditions, each with the [`Evidence`] behind it.
+//! plethysmogram and arterial-pressure waveforms. Pure and synchronous: samples are
+//! pushed block by block (the results do not depend on the block sizes), nothing is
+//! allocated per sample, and every tick (0.5 s by default) one [`LethalAssessment`]
+//! calls all five conditions, each with the [`Evidence`] behind it.
 //!
 //! The defaults are the PhysioNet/CinC Challenge 2015 definitions: asystole, no QRS
 //! for 4 s; extreme bradycardia, below 40 bpm over 5 beats; extreme tachycardia, above
@@ -45,9 +45,10 @@
 //! - **Extreme tachycardia**: the median RR of `tachy_beats` fused beats below the
 //!   limit (one missed or extra beat does not decide); when three leads or more
 //!   found beats in the window, a fused beat that one lead alone found, shaped unlike
-//!   both that lead's dominant beat and its beat before, does not count (one lead's T wave or artefact cannot
-//!   raise it; a true QRS the other leads missed keeps its lead's shape and counts;
-//!   with two leads, one against one cannot tell which is right). Not suppressed by
+//!   both that lead's dominant beat and its beat before, does not count (one lead's T
+//!   wave or artefact cannot raise it; a true QRS the other leads missed keeps its
+//!   lead's shape and counts; with two leads, one against one cannot tell which is
+//!   right). Not suppressed by
 //!   the pulse: a pulse deficit is common in true tachycardia.
 //! - **Ventricular tachycardia**: `vt_beats` consecutive ventricular fused beats
 //!   above the rate limit. Suppressed when the run's complexes do not resemble one
@@ -267,9 +268,9 @@ impl Default for LethalConfig {
 /// lead mixes all three electrodes, so it is unusable whenever any limb electrode is
 /// off, and while it is usable I, II and III carry its signal between them: their
 /// axes lie 60° apart, so a complex's frontal vector projects onto one of them with
-/// at least cos 30° (87 %) of its size. Analysed as well, the augmented leads would add three
-/// detectors' cost per stream and three votes cast by the same three electrodes'
-/// noise. I, II and III stay, as each survives the loss of the one electrode it does
+/// at least cos 30° (87 %) of its size. Analysed as well, the augmented leads would
+/// add three detectors' cost per stream and three votes cast by the same three
+/// electrodes' noise. I, II and III stay, as each survives the loss of the one electrode it does
 /// not use (RA off leaves III). Without all three the augmented leads are analysed:
 /// with only I and II, for one, a complex whose axis lies near 120° shows on aVF at
 /// 1.5 times its size on either.
@@ -470,17 +471,44 @@ pub struct LethalDetector {
     window: Vec<Fused>,
     quality: Vec<f32>,
     times: Vec<u64>,
+    /// The stream's lead each analysed lead reads (evidence lead `i` is stream lead
+    /// `analysed[i]`), and how many leads the stream's blocks carry.
+    analysed: Vec<usize>,
+    stream_leads: usize,
 }
 
 impl LethalDetector {
-    /// A detector for a stream of `n_ecg_leads` ECG leads at `ecg_fs` Hz and the given
-    /// pulse channels (kind and rate in Hz).
+    /// A detector for a stream of `n_ecg_leads` ECG leads at `ecg_fs` Hz, analysing
+    /// every one, and the given pulse channels (kind and rate in Hz).
     pub fn new(
         cfg: &LethalConfig,
         ecg_fs: u32,
         n_ecg_leads: usize,
         pulses: &[(PulseKind, u32)],
     ) -> Self {
+        Self::reading(cfg, ecg_fs, (0..n_ecg_leads).collect(), n_ecg_leads, pulses)
+    }
+
+    /// A detector for a stream of the ECG `leads` at `ecg_fs` Hz that analyses those
+    /// [`analysed_leads`] picks (its blocks still carry every lead of the stream), and
+    /// the given pulse channels.
+    pub fn for_leads(
+        cfg: &LethalConfig,
+        ecg_fs: u32,
+        leads: &[Lead],
+        pulses: &[(PulseKind, u32)],
+    ) -> Self {
+        Self::reading(cfg, ecg_fs, analysed_leads(cfg, leads), leads.len(), pulses)
+    }
+
+    fn reading(
+        cfg: &LethalConfig,
+        ecg_fs: u32,
+        analysed: Vec<usize>,
+        stream_leads: usize,
+        pulses: &[(PulseKind, u32)],
+    ) -> Self {
+        let n_ecg_leads = analysed.len();
         let fs = ecg_fs.max(1);
         let tick = ((cfg.tick_s.max(0.05) * fs as f32).round() as u64).max(1);
         let history_s = 17.0f32.max(cfg.asystole_s + 2.0);
@@ -529,7 +557,16 @@ impl LethalDetector {
             window: Vec::with_capacity(fused_cap),
             quality: vec![0.0; n_ecg_leads],
             times: Vec::with_capacity(fused_cap + 64),
+            analysed,
+            stream_leads,
         }
+    }
+
+    /// The stream's leads the detector analyses, by index (in order): evidence lead
+    /// `i` ([`Evidence::leads_usable`], [`Evidence::lead_quality`]) is the stream's
+    /// lead `analysed()[i]`.
+    pub fn analysed(&self) -> &[usize] {
+        &self.analysed
     }
 
     /// Samples of pulse channel `channel` (physical units) covering the same device
@@ -541,15 +578,15 @@ impl LethalDetector {
         }
     }
 
-    /// Pushes an ECG block, lead-major (`n_ecg_leads` × `n`, mV), with a lead-off
-    /// flag per lead, and appends one assessment per tick it completes.
+    /// Pushes an ECG block of every lead of the stream, lead-major (leads × `n`, mV),
+    /// with a lead-off flag per lead, and appends one assessment per tick it completes.
+    /// The analysed leads are read where they lie in the block.
     pub fn push_ecg(&mut self, ecg_mv: &[f32], lead_off: &[bool], out: &mut Vec<LethalAssessment>) {
-        let nl = self.leads.len();
-        if nl == 0 {
+        if self.leads.is_empty() {
             // No ECG lead: time still passes, every call is indeterminate.
             return;
         }
-        let n = ecg_mv.len() / nl;
+        let n = ecg_mv.len() / self.stream_leads;
         // Every lead's per-sample state at once (in the pipeline it is cold), and
         // what the assessment reads when one is due in this block.
         let mut touched = 0.0f32;
@@ -570,9 +607,9 @@ impl LethalDetector {
         while i < n {
             let due = self.next_end + self.latency;
             let m = ((due - self.n) as usize).min(n - i);
-            for (l, lead) in self.leads.iter_mut().enumerate() {
-                let off = lead_off.get(l).copied().unwrap_or(false);
-                lead.push(&self.p, &ecg_mv[l * n + i..l * n + i + m], off);
+            for (lead, &s) in self.leads.iter_mut().zip(&self.analysed) {
+                let off = lead_off.get(s).copied().unwrap_or(false);
+                lead.push(&self.p, &ecg_mv[s * n + i..s * n + i + m], off);
             }
             self.n += m as u64;
             i += m;
@@ -677,6 +714,8 @@ impl LethalDetector {
             + self.window.capacity() * std::mem::size_of::<Fused>()
             + self.quality.capacity() * 4
             + self.times.capacity() * 8
+            + self.pace.capacity() * 8
+            + self.analysed.capacity() * std::mem::size_of::<usize>()
     }
 }
 
