@@ -34,6 +34,11 @@ pub mod stream;
 pub mod window;
 
 pub use filter::MonitorFilter;
+pub use lethal::{analysed_leads, LethalAssessment, LethalCall, LethalConfig, LethalDetector};
+pub use qrs::QrsDetector;
+pub use qrs_pair::PairedQrs;
+pub use rhythm::{af_features, rr_irregular, IrregularityThresholds, AF_FEATURES};
+pub use stream::{DspConfig, DspEvent, RhythmWindow, StreamDsp};
 
 /// The sample rate `fs` (Hz) for the stages that cannot refuse one: itself when
 /// positive and finite, else 250 Hz (a stage built on a nonsense rate stays usable
@@ -45,8 +50,3 @@ pub(crate) fn usable_rate(fs: f64) -> f64 {
         250.0
     }
 }
-pub use lethal::{analysed_leads, LethalAssessment, LethalCall, LethalConfig, LethalDetector};
-pub use qrs::QrsDetector;
-pub use qrs_pair::PairedQrs;
-pub use rhythm::{af_features, rr_irregular, IrregularityThresholds, AF_FEATURES};
-pub use stream::{DspConfig, DspEvent, RhythmWindow, StreamDsp};

@@ -84,17 +84,23 @@ impl RecentPulses {
         self.at.capacity()
     }
 
+    /// Positions of the first pulse at or after `from` and of the first at or after
+    /// `to` (never before the first).
+    fn bounds(&self, from: u64, to: u64) -> (usize, usize) {
+        let a = self.at.partition_point(|&p| p < from);
+        (a, self.at.partition_point(|&p| p < to).max(a))
+    }
+
     /// The pulses in `[from, to)`, in order.
     pub fn range(&self, from: u64, to: u64) -> impl Iterator<Item = u64> + '_ {
-        let a = self.at.partition_point(|&p| p < from);
-        let b = self.at.partition_point(|&p| p < to).max(a);
+        let (a, b) = self.bounds(from, to);
         self.at.range(a..b).copied()
     }
 
     /// How many pulses lie in `[from, to)`.
     pub fn count_in(&self, from: u64, to: u64) -> usize {
-        let a = self.at.partition_point(|&p| p < from);
-        self.at.partition_point(|&p| p < to).saturating_sub(a)
+        let (a, b) = self.bounds(from, to);
+        b - a
     }
 
     /// The latest pulse at or before sample `t`.

@@ -36,13 +36,14 @@ fn pleth(from: u64, n: usize, bpm: f32, rate: u32) -> Vec<f32> {
 /// A device built from `cfg` streamed as a gateway would, in 1 s frames from `T0`:
 /// stream `{site}-{n}.ecg`, device `mon-{n}`, patient `p-{n}`.
 fn source(cfg: DeviceConfig, site: &str, n: u32) -> FrameSource {
+    let per_frame = cfg.sample_rate as usize;
     FrameSource::new(
         Device::new(cfg).unwrap(),
         StreamId::new(format!("{site}-{n}.ecg")).unwrap(),
         DeviceId::new(format!("mon-{n}")).unwrap(),
         PatientId::new(format!("p-{n}")).unwrap(),
         T0,
-        FS as usize,
+        per_frame,
         1000,
     )
 }
@@ -608,14 +609,10 @@ fn ventricular_tachycardia_through_an_undersensing_pacemaker_is_still_raised() {
 
 /// `seconds` 1 s frames of `preset` on the standard 12 leads at `fs`.
 fn twelve_lead_frames(preset: Preset, seed: u64, fs: u32, seconds: usize) -> Vec<Frame> {
-    let mut src = FrameSource::new(
-        Device::new(preset.config(seed, fs, Lead::STANDARD_12.to_vec())).unwrap(),
-        StreamId::new("ward-12.ecg").unwrap(),
-        DeviceId::new("mon-12").unwrap(),
-        PatientId::new("p-12").unwrap(),
-        T0,
-        fs as usize,
-        1000,
+    let mut src = source(
+        preset.config(seed, fs, Lead::STANDARD_12.to_vec()),
+        "ward",
+        12,
     );
     (0..seconds).map(|_| src.next_frame()).collect()
 }

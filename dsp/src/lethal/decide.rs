@@ -38,9 +38,9 @@ const BRADY_REFRACTORY_S: f32 = 0.3;
 const HORIZON_S: f32 = 16.0;
 /// Extreme tachycardia: when at least this many leads found beats in the window, a
 /// fused beat that one lead alone found, shaped unlike both that lead's dominant beat
-/// and its beat before, does not count toward the rate (a T wave, a spike or an artefact on that lead: one
-/// lead cannot raise the alarm). A true QRS that the other leads missed keeps its
-/// lead's shape and counts. With fewer leads finding beats, one lead against one cannot
+/// and its beat before, does not count toward the rate (a T wave, a spike or an
+/// artefact on that lead: one lead cannot raise the alarm). A true QRS that the other
+/// leads missed keeps its lead's shape and counts. With fewer leads finding beats, one lead against one cannot
 /// tell which is right, and every beat counts.
 const TACHY_SINGLE_LEAD_FROM: u32 = 3;
 
