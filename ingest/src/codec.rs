@@ -663,28 +663,74 @@ fn string(buf: &mut &[u8]) -> Result<String, DecodeError> {
 /// Packed zig-zag varints; one- and two-byte values (most ECG counts) without the
 /// general varint loop. Same result as prost's `sint32` decoding.
 ///
-/// Eight bytes that are eight one-byte values (a trace near its baseline) or four
-/// two-byte ones (a steeper stretch) are taken at once.
+/// Eight bytes at a time: eight one-byte values (a trace near its baseline), four
+/// two-byte ones (a steeper stretch), or any mix of one- and two-byte values (no two
+/// continuation bytes in a row), taken without a branch per value up to the last
+/// value that ends inside the eight. Longer values, and the last few bytes, take the
+/// general path.
 fn packed_sint32(mut b: &[u8], out: &mut Vec<i32>) -> Result<(), DecodeError> {
-    while let [first, rest @ ..] = b {
-        if let Some((eight, after)) = b.split_first_chunk::<8>() {
-            let continues = u64::from_le_bytes(*eight) & 0x8080_8080_8080_8080;
-            if continues == 0 {
-                out.extend(eight.iter().map(|&v| zigzag32(u64::from(v))));
-                b = after;
-                continue;
+    while let Some((eight, after)) = b.split_first_chunk::<8>() {
+        let word = u64::from_le_bytes(*eight);
+        let continues = word & 0x8080_8080_8080_8080;
+        if continues == 0 {
+            // Zig-zag in the word's eight byte lanes (each value fits an `i8`), then
+            // widened, into one copy without a length check per value.
+            let half = (word >> 1) & 0x7f7f_7f7f_7f7f_7f7f;
+            let sign = (word & 0x0101_0101_0101_0101) * 0xff;
+            let lanes = (half ^ sign).to_le_bytes();
+            let mut v = [0i32; 8];
+            for (d, &x) in v.iter_mut().zip(&lanes) {
+                *d = i32::from(x as i8);
             }
-            // Every even byte continues, every odd one ends a value.
-            if continues == 0x0080_0080_0080_0080 {
-                out.extend(
-                    eight
-                        .chunks_exact(2)
-                        .map(|p| zigzag32(u64::from(p[0] & 0x7f) | (u64::from(p[1]) << 7))),
-                );
-                b = after;
-                continue;
-            }
+            out.extend_from_slice(&v);
+            b = after;
+            continue;
         }
+        // Every even byte continues, every odd one ends a value: four 14-bit values
+        // in the word's 16-bit lanes, zig-zagged there (each fits an `i16`).
+        if continues == 0x0080_0080_0080_0080 {
+            let z = (word & 0x007f_007f_007f_007f) | ((word >> 1) & 0x3f80_3f80_3f80_3f80);
+            let half = (z >> 1) & 0x7fff_7fff_7fff_7fff;
+            let sign = (z & 0x0001_0001_0001_0001) * 0xffff;
+            let lanes = (half ^ sign).to_le_bytes();
+            let mut v = [0i32; 4];
+            for (d, p) in v.iter_mut().zip(lanes.chunks_exact(2)) {
+                *d = i32::from(i16::from_le_bytes([p[0], p[1]]));
+            }
+            out.extend_from_slice(&v);
+            b = after;
+            continue;
+        }
+        if continues & (continues << 8) != 0 {
+            // A value of three bytes or more starts in these eight: the general path
+            // up to and including it.
+            let long = (continues & (continues << 8)).trailing_zeros() as usize / 8 - 1;
+            let mut i = 0;
+            while i < long {
+                let lo = eight[i];
+                let two = usize::from(lo >> 7);
+                let hi = if two == 1 { eight[i + 1] } else { 0 };
+                out.push(zigzag32(u64::from(lo & 0x7f) | (u64::from(hi) << 7)));
+                i += 1 + two;
+            }
+            b = &b[i..];
+            out.push(zigzag32(varint(&mut b)?));
+            continue;
+        }
+        // One- and two-byte values; a value whose first byte is the eighth is left
+        // for the next round.
+        let end = 8 - (continues >> 63) as usize;
+        let mut i = 0;
+        while i < end {
+            let lo = u32::from(eight[i]);
+            let two = lo >> 7;
+            let hi = u32::from(eight[(i + 1) & 7]) * two;
+            out.push(zigzag_u32((lo & 0x7f) | (hi << 7)));
+            i += 1 + two as usize;
+        }
+        b = &b[i..];
+    }
+    while let [first, rest @ ..] = b {
         if *first < 0x80 {
             out.push(zigzag32(u64::from(*first)));
             b = rest;
@@ -705,7 +751,11 @@ fn packed_sint32(mut b: &[u8], out: &mut Vec<i32>) -> Result<(), DecodeError> {
 }
 
 fn zigzag32(v: u64) -> i32 {
-    let v = v as u32;
+    zigzag_u32(v as u32)
+}
+
+#[inline(always)]
+fn zigzag_u32(v: u32) -> i32 {
     ((v >> 1) as i32) ^ -((v & 1) as i32)
 }
 

@@ -324,6 +324,26 @@ proptest! {
         prop_assert_eq!(fast(&bytes), reference(&bytes));
     }
 
+    /// Values of one, two and more bytes in any order, so that every mix of them
+    /// within eight bytes (and a long value at every position) meets the fast path;
+    /// all within the ±100 mV bound at 1 nV, so that every frame decodes.
+    #[test]
+    fn packed_samples_of_mixed_sizes_decode_as_prost_does(
+        samples in proptest::collection::vec(
+            prop_oneof![8 => -64i32..64, 8 => -8192i32..8192, 1 => -1_048_576i32..1_048_576, 1 => -100_000_000i32..100_000_000],
+            1..80,
+        ),
+    ) {
+        let mut m = valid_pb();
+        m.scale_nv = 1;
+        m.channels.truncate(1);
+        m.channels[0].samples = samples;
+        let bytes = m.encode_to_vec();
+        let got = fast(&bytes);
+        prop_assert!(got.is_ok(), "{got:?}");
+        prop_assert_eq!(got, reference(&bytes));
+    }
+
     #[test]
     fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
         let _ = codec::decode(&bytes, None);
