@@ -232,13 +232,17 @@ impl Resampler {
         out.resize(base + ch * count, 0.0);
         let dst = &mut out[base..];
         let (p, q, d) = (self.p, self.q, self.d);
+        // Output j's position on the upsampled grid is t = j·q + d: its newest input
+        // sample is t / p and its branch t % p. Both are carried from output to output
+        // (t grows by q) instead of divided out per input sample.
+        let (q_div, q_rem) = (q / p, (q % p) as usize);
         let pos0 = self.pos;
         let mut pos_end = pos0;
         for c in 0..ch {
             let hist = &mut self.hist[c * 2 * k..(c + 1) * 2 * k];
             let mut pos = pos0;
-            let mut j = self.n_out;
-            let mut t = j * q + d;
+            let t = self.n_out * q + d;
+            let (mut newest, mut phi) = (t / p, (t % p) as usize);
             let mut o = c * count;
             for (i, &x) in input[c * n..(c + 1) * n].iter().enumerate() {
                 let x = finite(x);
@@ -247,15 +251,18 @@ impl Resampler {
                 pos = if pos + 1 == k { 0 } else { pos + 1 };
                 let kin = self.n_in + i as u64;
                 // Every output whose newest input sample is `kin`.
-                while t / p == kin {
-                    let phi = (t % p) as usize;
+                while newest == kin {
                     dst[o] = crate::fir::dot(
                         &hist[pos..pos + k],
                         &self.branches[phi * k..(phi + 1) * k],
                     );
                     o += 1;
-                    j += 1;
-                    t = j * q + d;
+                    newest += q_div;
+                    phi += q_rem;
+                    if phi >= p as usize {
+                        phi -= p as usize;
+                        newest += 1;
+                    }
                 }
             }
             pos_end = pos;
