@@ -67,6 +67,27 @@ const ART_TO: f32 = 10.0;
 const MORPH_BAD: f32 = 0.3;
 const MORPH_GOOD: f32 = 0.7;
 
+/// `m.min(v)` for an `m` that is not NaN (a running minimum): `v` when it is below
+/// `m`, else `m` (also when `v` is NaN), one compare without `min`'s NaN test of `m`.
+#[inline(always)]
+fn lower(m: f32, v: f32) -> f32 {
+    if v < m {
+        v
+    } else {
+        m
+    }
+}
+
+/// `m.max(v)` for an `m` that is not NaN (a running maximum), as [`lower`].
+#[inline(always)]
+fn higher(m: f32, v: f32) -> f32 {
+    if v > m {
+        v
+    } else {
+        m
+    }
+}
+
 /// 0 at or below `lo`, 1 at or above `hi`, linear between.
 pub(crate) fn ramp(x: f32, lo: f32, hi: f32) -> f32 {
     ((x - lo) / (hi - lo)).clamp(0.0, 1.0)
@@ -309,8 +330,11 @@ impl Decimator {
         let mut cur = self.cur;
         let mut n = 0;
         for ((g, y), b) in x.chunks_exact(D).zip(ys.iter_mut()).zip(bads.iter_mut()) {
+            // Phase 0 weighs nothing into the next output: `0.0 + v · 0.0` is +0.0
+            // for a finite `v`, the value `next` starts from.
+            cur += g[0] * D as f32;
             let mut next = 0.0f32;
-            for (ph, &v) in g.iter().enumerate() {
+            for (ph, &v) in g.iter().enumerate().skip(1) {
                 cur += v * (D - ph) as f32;
                 next += v * ph as f32;
             }
@@ -695,13 +719,16 @@ impl LeadFront {
         let mut bads = [false; CHUNK];
         for chunk in x.chunks(CHUNK * p.d) {
             let ny = self.ch.dec.run(p, chunk, off, &mut ys, &mut bads);
-            self.work(p, &ys[..ny], &bads[..ny]);
+            self.work(p, &mut ys[..ny], &bads[..ny]);
         }
     }
 
     /// The working-rate chain over a block of decimated samples; the per-sample state
     /// lives in locals and is written back at the end (and around the rare events).
-    fn work(&mut self, p: &LeadParams, ys: &[f32], bads: &[bool]) {
+    /// Each sample of `ys` is overwritten with its high-passed value, which goes into
+    /// the high-passed history in runs: before a peak's measurement reads it (up to
+    /// the current sample, as if pushed one by one) and at the end.
+    fn work(&mut self, p: &LeadParams, ys: &mut [f32], bads: &[bool]) {
         let (mut x1, mut y1, mut y2) = (self.ch.hp_x1, self.ch.hp_y1, self.ch.hp_y2);
         let mut mwi_sum = self.ch.mwi_sum;
         let mut mwi_pos = self.ch.mwi_pos;
@@ -721,7 +748,12 @@ impl LeadFront {
         let mut pending = self.ch.pending.take();
         let mut pending_due = pending.map_or(u64::MAX, |pd| self.measure_at(p, pd));
         let nm = p.mwi;
-        for (&y, &bad) in ys.iter().zip(bads) {
+        let n = ys.len().min(bads.len());
+        let (ys, bads) = (&mut ys[..n], &bads[..n]);
+        // Samples of `ys` before this hold high-passed values already in the history.
+        let mut flushed = 0;
+        for i in 0..n {
+            let (y, bad) = (ys[i], bads[i]);
             k += 1;
             let k = k - 1;
             // Baseline high-pass (first order, 0.5 Hz).
@@ -730,11 +762,11 @@ impl LeadFront {
             let (h1, h2) = (y1, y2);
             y2 = h1;
             y1 = hp;
-            self.ch.hp.push(hp);
+            ys[i] = hp;
             // Smoothing [1 2 1]/4, slope over kd samples, mean absolute slope (120 ms).
             let f = 0.25 * (hp + 2.0 * h1 + h2);
             let back = self.ch.f_hist[(f_pos + 8 - p.kd) & 7];
-            self.ch.f_hist[f_pos] = f;
+            self.ch.f_hist[f_pos & 7] = f;
             f_pos = (f_pos + 1) & 7;
             let a = ((f - back) * p.slope_scale).abs();
             mwi_sum += a - self.ch.mwi_buf[mwi_pos];
@@ -777,12 +809,12 @@ impl LeadFront {
                 c.at_min += u16::from(y == c.y_min);
             }
             c.bad += u16::from(bad);
-            c.hp_min = c.hp_min.min(hp);
-            c.hp_max = c.hp_max.max(hp);
-            c.e_min = c.e_min.min(e);
-            c.e_max = c.e_max.max(e);
-            c.hf_min = c.hf_min.min(hf);
-            c.hf_max = c.hf_max.max(hf);
+            c.hp_min = lower(c.hp_min, hp);
+            c.hp_max = higher(c.hp_max, hp);
+            c.e_min = lower(c.e_min, e);
+            c.e_max = higher(c.e_max, e);
+            c.hf_min = lower(c.hf_min, hf);
+            c.hf_max = higher(c.hf_max, hf);
 
             // Spectrum history.
             vf_acc += hp;
@@ -810,6 +842,8 @@ impl LeadFront {
                 // anything the decisions look at: not measured.
                 if v > 0.1 * E_FLOOR && v >= PEAK_MIN * self.spk_med {
                     if let Some(pd) = pending.take() {
+                        self.ch.hp.extend(&ys[flushed..=i]);
+                        flushed = i + 1;
                         self.finish(p, pd);
                     }
                     let pd = Pending { k: kc, e: v };
@@ -819,11 +853,14 @@ impl LeadFront {
             }
             if k >= pending_due {
                 if let Some(pd) = pending.take() {
+                    self.ch.hp.extend(&ys[flushed..=i]);
+                    flushed = i + 1;
                     self.finish(p, pd);
                 }
                 pending_due = u64::MAX;
             }
         }
+        self.ch.hp.extend(&ys[flushed..]);
         self.ch.k = k;
         self.ch.cur = cur;
         self.ch.cand_k = cand_k;
