@@ -1140,9 +1140,21 @@ impl LeadFront {
         // Slope centred at i: sm[i + 1 + kd/2] − sm[i + 1 + kd/2 − kd].
         let ahead = 1 + p.kd / 2;
         let mut sl = [0.0f32; SEG_MAX];
-        for (i, v) in sl[..len].iter_mut().enumerate() {
+        // Where neither end of the slope is clamped to the stretch, without the
+        // clamps; the edges with them.
+        let mid_end = len.saturating_sub(ahead);
+        let mid_start = p.kd.saturating_sub(ahead).min(mid_end);
+        for i in (0..mid_start).chain(mid_end..len) {
             let j = (i + ahead).min(len - 1);
-            *v = (sm[j] - sm[j.saturating_sub(p.kd)]).abs();
+            sl[i] = (sm[j] - sm[j.saturating_sub(p.kd)]).abs();
+        }
+        if mid_start < mid_end {
+            let ends = sm[mid_start + ahead..]
+                .iter()
+                .zip(&sm[mid_start + ahead - p.kd..]);
+            for (v, (&a, &b)) in sl[mid_start..mid_end].iter_mut().zip(ends) {
+                *v = (a - b).abs();
+            }
         }
         let ci = (c - lo) as usize;
         // Fiducial: steepest slope within ±fid_half of the expected centre.
@@ -1152,7 +1164,7 @@ impl LeadFront {
         );
         let mut fi = ci;
         let mut best = -1.0f32;
-        for (i, &a) in sl.iter().enumerate().take(f1 + 1).skip(f0) {
+        for (i, &a) in (f0..).zip(sl.get(f0..=f1).unwrap_or(&[])) {
             if a > best {
                 best = a;
                 fi = i;
@@ -1164,7 +1176,7 @@ impl LeadFront {
             (fi + p.width_half).min(len - 1),
         );
         let span = &sl[w0..=w1];
-        let smax = span.iter().copied().fold(0.0f32, f32::max);
+        let smax = span.iter().copied().fold(0.0f32, higher);
         let first = span.iter().position(|&v| v >= 0.3 * smax).unwrap_or(0);
         let last = span.iter().rposition(|&v| v >= 0.3 * smax).unwrap_or(0);
         let width = last.saturating_sub(first) as f32 / p.fw;
@@ -1172,15 +1184,16 @@ impl LeadFront {
         let nt = 2 * p.snip_half + 1;
         let s0 = fi.saturating_sub(p.snip_half);
         let mut z = [0.0f32; SNIP_MAX];
-        for (i, zi) in z[..nt].iter_mut().enumerate() {
-            *zi = seg[(s0 + i).min(len - 1)];
-        }
+        // Past the stretch's end, its last sample (`s0 < len`).
+        let inside = nt.min(len - s0);
+        z[..inside].copy_from_slice(&seg[s0..s0 + inside]);
+        z[inside..nt].fill(seg[len - 1]);
         let mean = z[..nt].iter().sum::<f32>() / nt as f32;
         let (mut mn, mut mx) = (f32::INFINITY, f32::NEG_INFINITY);
         for zi in &mut z[..nt] {
             *zi -= mean;
-            mn = mn.min(*zi);
-            mx = mx.max(*zi);
+            mn = lower(mn, *zi);
+            mx = higher(mx, *zi);
         }
         let amp = mx - mn;
         let fid = lo + fi as u64;
