@@ -67,6 +67,27 @@ const ART_TO: f32 = 10.0;
 const MORPH_BAD: f32 = 0.3;
 const MORPH_GOOD: f32 = 0.7;
 
+/// `m.min(v)` for an `m` that is not NaN (a running minimum): `v` when it is below
+/// `m`, else `m` (also when `v` is NaN), one compare without `min`'s NaN test of `m`.
+#[inline(always)]
+fn lower(m: f32, v: f32) -> f32 {
+    if v < m {
+        v
+    } else {
+        m
+    }
+}
+
+/// `m.max(v)` for an `m` that is not NaN (a running maximum), as [`lower`].
+#[inline(always)]
+fn higher(m: f32, v: f32) -> f32 {
+    if v > m {
+        v
+    } else {
+        m
+    }
+}
+
 /// 0 at or below `lo`, 1 at or above `hi`, linear between.
 pub(crate) fn ramp(x: f32, lo: f32, hi: f32) -> f32 {
     ((x - lo) / (hi - lo)).clamp(0.0, 1.0)
@@ -309,8 +330,11 @@ impl Decimator {
         let mut cur = self.cur;
         let mut n = 0;
         for ((g, y), b) in x.chunks_exact(D).zip(ys.iter_mut()).zip(bads.iter_mut()) {
+            // Phase 0 weighs nothing into the next output: `0.0 + v · 0.0` is +0.0
+            // for a finite `v`, the value `next` starts from.
+            cur += g[0] * D as f32;
             let mut next = 0.0f32;
-            for (ph, &v) in g.iter().enumerate() {
+            for (ph, &v) in g.iter().enumerate().skip(1) {
                 cur += v * (D - ph) as f32;
                 next += v * ph as f32;
             }
@@ -412,6 +436,16 @@ impl TickStats {
             ..Self::default()
         }
     }
+}
+
+/// The filters' outputs over a block of working samples ([`LeadFront::filter`]).
+struct Filtered {
+    /// High-passed signal (mV).
+    hp: [f32; CHUNK],
+    /// Detection feature (mV/s).
+    e: [f32; CHUNK],
+    /// High-frequency activity (mV/s²).
+    hf: [f32; CHUNK],
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -693,155 +727,192 @@ impl LeadFront {
         // working-rate chain over it. Hot state stays in locals.
         let mut ys = [0.0f32; CHUNK];
         let mut bads = [false; CHUNK];
+        let mut w = Filtered {
+            hp: [0.0; CHUNK],
+            e: [0.0; CHUNK],
+            hf: [0.0; CHUNK],
+        };
         for chunk in x.chunks(CHUNK * p.d) {
             let ny = self.ch.dec.run(p, chunk, off, &mut ys, &mut bads);
-            self.work(p, &ys[..ny], &bads[..ny]);
+            self.work(p, &ys[..ny], &bads[..ny], &mut w);
         }
     }
 
-    /// The working-rate chain over a block of decimated samples; the per-sample state
-    /// lives in locals and is written back at the end (and around the rare events).
-    fn work(&mut self, p: &LeadParams, ys: &[f32], bads: &[bool]) {
-        let (mut x1, mut y1, mut y2) = (self.ch.hp_x1, self.ch.hp_y1, self.ch.hp_y2);
-        let mut mwi_sum = self.ch.mwi_sum;
-        let mut mwi_pos = self.ch.mwi_pos;
-        let mut hf_sum = self.ch.hf_sum;
-        let mut hf_pos = self.ch.hf_pos;
-        let mut f_pos = self.ch.f_pos;
+    /// The working-rate chain over a block of decimated samples, in three passes
+    /// that each keep their state in registers: the filters ([`LeadFront::filter`])
+    /// over the whole block, then, per stretch of the block within one tick, the
+    /// tick's statistics and the peak detection. Each sample sees the same state as
+    /// in one pass over the samples: a tick is closed before the statistics and the
+    /// peaks of its first sample (and after the peaks before it), and the
+    /// high-passed history is filled up to the current sample before a peak's
+    /// measurement reads it.
+    fn work(&mut self, p: &LeadParams, ys: &[f32], bads: &[bool], w: &mut Filtered) {
+        let n = ys.len().min(bads.len()).min(CHUNK);
+        let (ys, bads) = (&ys[..n], &bads[..n]);
+        self.filter(p, ys, w);
+        let (hps, es, hfs) = (&w.hp[..n], &w.e[..n], &w.hf[..n]);
+        let k0 = self.ch.k;
         let (mut y_prev, mut run) = (self.ch.y_prev, self.ch.run);
         let mut e_prev = self.ch.e_prev;
-        let mut vf_acc = self.ch.vf_acc;
-        let mut vf_cnt = self.ch.vf_cnt;
-        // Also in locals: the sample index, the open tick's statistics (written back
-        // around `next_tick`, the only callee that reads them), the peak candidate and
-        // the pending peak with the working sample at which it is measured.
-        let mut k = self.ch.k;
+        // Also in locals: the open tick's statistics (written back around
+        // `next_tick`, the only callee that reads them), the peak candidate and the
+        // pending peak with the working sample at which it is measured.
         let mut cur = self.ch.cur;
         let (mut cand_k, mut cand_v) = (self.ch.cand_k, self.ch.cand_v);
         let mut pending = self.ch.pending.take();
         let mut pending_due = pending.map_or(u64::MAX, |pd| self.measure_at(p, pd));
+        // Samples of `hps` before this are in the high-passed history.
+        let mut flushed = 0;
+        let mut i0 = 0;
+        while i0 < n {
+            // Tick statistics, by the ECG time of each working sample: the tick closes
+            // at its first sample at or after `tick_end_k`.
+            let ks = k0 + i0 as u64;
+            if ks >= self.ch.tick_end_k {
+                self.ch.cur = cur;
+                self.next_tick(p, ks);
+                cur = self.ch.cur;
+            }
+            let i1 = n.min(i0 + self.ch.tick_end_k.saturating_sub(ks).max(1) as usize);
+            let c = &mut cur;
+            for i in i0..i1 {
+                let (y, hp, e, hf) = (ys[i], hps[i], es[i], hfs[i]);
+                run = if y == y_prev { run + 1 } else { 0 };
+                y_prev = y;
+                c.n = c.n.saturating_add(1);
+                if y > c.y_max {
+                    c.y_max = y;
+                    c.at_max = 0;
+                }
+                if y < c.y_min {
+                    c.y_min = y;
+                    c.at_min = 0;
+                }
+                if run >= p.stuck_run {
+                    c.at_max += u16::from(y == c.y_max);
+                    c.at_min += u16::from(y == c.y_min);
+                }
+                c.bad += u16::from(bads[i]);
+                c.hp_min = lower(c.hp_min, hp);
+                c.hp_max = higher(c.hp_max, hp);
+                c.e_min = lower(c.e_min, e);
+                c.e_max = higher(c.e_max, e);
+                c.hf_min = lower(c.hf_min, hf);
+                c.hf_max = higher(c.hf_max, hf);
+            }
+
+            // Local maxima of the detection feature, `r` apart.
+            for (i, &e) in es.iter().enumerate().take(i1).skip(i0) {
+                let k = k0 + i as u64;
+                if e > e_prev && e > cand_v {
+                    cand_k = k;
+                    cand_v = e;
+                }
+                e_prev = e;
+                if k < p.warmup {
+                    self.warm_up(p, k, e);
+                    continue;
+                }
+                if cand_v >= 0.0 && k >= cand_k + p.r as u64 {
+                    let (kc, v) = (cand_k, cand_v);
+                    cand_v = -1.0;
+                    // Tiny wiggles (below 15 % of the beat level) are neither beats
+                    // nor anything the decisions look at: not measured.
+                    if v > 0.1 * E_FLOOR && v >= PEAK_MIN * self.spk_med {
+                        if let Some(pd) = pending.take() {
+                            self.ch.hp.extend(&hps[flushed..=i]);
+                            flushed = i + 1;
+                            self.finish(p, pd);
+                        }
+                        let pd = Pending { k: kc, e: v };
+                        pending = Some(pd);
+                        pending_due = self.measure_at(p, pd);
+                    }
+                }
+                if k >= pending_due {
+                    if let Some(pd) = pending.take() {
+                        self.ch.hp.extend(&hps[flushed..=i]);
+                        flushed = i + 1;
+                        self.finish(p, pd);
+                    }
+                    pending_due = u64::MAX;
+                }
+            }
+            i0 = i1;
+        }
+        self.ch.hp.extend(&hps[flushed..]);
+        self.ch.k = k0 + n as u64;
+        self.ch.cur = cur;
+        self.ch.cand_k = cand_k;
+        self.ch.cand_v = cand_v;
+        self.ch.pending = pending;
+        self.ch.y_prev = y_prev;
+        self.ch.run = run;
+        self.ch.e_prev = e_prev;
+    }
+
+    /// The filters of [`LeadFront::work`] over a block of decimated samples: the
+    /// baseline high-pass, smoothing, slope and its moving-window integration (the
+    /// detection feature), the high-frequency activity (into `w`) and the spectrum
+    /// history.
+    fn filter(&mut self, p: &LeadParams, ys: &[f32], w: &mut Filtered) {
+        let ch = &mut self.ch;
+        let (mut x1, mut y1, mut y2) = (ch.hp_x1, ch.hp_y1, ch.hp_y2);
+        let (mut mwi_sum, mut mwi_pos) = (ch.mwi_sum, ch.mwi_pos);
+        let (mut hf_sum, mut hf_pos) = (ch.hf_sum, ch.hf_pos);
+        let mut f_pos = ch.f_pos;
+        let (mut vf_acc, mut vf_cnt) = (ch.vf_acc, ch.vf_cnt);
+        // The spectrum history's new samples, pushed at the end.
+        let mut vfs = [0.0f32; CHUNK];
+        let mut nv = 0;
         let nm = p.mwi;
-        for (&y, &bad) in ys.iter().zip(bads) {
-            k += 1;
-            let k = k - 1;
+        let out = w.hp.iter_mut().zip(&mut w.e).zip(&mut w.hf);
+        for (&y, ((hpo, eo), hfo)) in ys.iter().zip(out) {
             // Baseline high-pass (first order, 0.5 Hz).
             let hp = y - x1 + p.hp_a * y1;
             x1 = y;
             let (h1, h2) = (y1, y2);
             y2 = h1;
             y1 = hp;
-            self.ch.hp.push(hp);
+            *hpo = hp;
             // Smoothing [1 2 1]/4, slope over kd samples, mean absolute slope (120 ms).
             let f = 0.25 * (hp + 2.0 * h1 + h2);
-            let back = self.ch.f_hist[(f_pos + 8 - p.kd) & 7];
-            self.ch.f_hist[f_pos] = f;
+            let back = ch.f_hist[(f_pos + 8 - p.kd) & 7];
+            ch.f_hist[f_pos & 7] = f;
             f_pos = (f_pos + 1) & 7;
             let a = ((f - back) * p.slope_scale).abs();
-            mwi_sum += a - self.ch.mwi_buf[mwi_pos];
-            self.ch.mwi_buf[mwi_pos] = a;
+            mwi_sum += a - ch.mwi_buf[mwi_pos];
+            ch.mwi_buf[mwi_pos] = a;
             mwi_pos += 1;
             if mwi_pos == nm {
                 mwi_pos = 0;
             }
-            let e = (mwi_sum * p.inv_mwi).max(0.0);
+            *eo = (mwi_sum * p.inv_mwi).max(0.0);
             // High-frequency activity: mean absolute second difference over 48 ms.
             let a2 = (hp - 2.0 * h1 + h2).abs() * p.hf_scale;
-            hf_sum += a2 - self.ch.hf_buf[hf_pos];
-            self.ch.hf_buf[hf_pos] = a2;
+            hf_sum += a2 - ch.hf_buf[hf_pos];
+            ch.hf_buf[hf_pos] = a2;
             hf_pos += 1;
             if hf_pos == HF_LEN {
                 hf_pos = 0;
             }
-            let hf = (hf_sum * (1.0 / HF_LEN as f32)).max(0.0);
-
-            // Tick statistics, by the ECG time of this working sample.
-            if k >= self.ch.tick_end_k {
-                self.ch.cur = cur;
-                self.next_tick(p, k);
-                cur = self.ch.cur;
-            }
-            run = if y == y_prev { run + 1 } else { 0 };
-            y_prev = y;
-            let c = &mut cur;
-            c.n = c.n.saturating_add(1);
-            if y > c.y_max {
-                c.y_max = y;
-                c.at_max = 0;
-            }
-            if y < c.y_min {
-                c.y_min = y;
-                c.at_min = 0;
-            }
-            if run >= p.stuck_run {
-                c.at_max += u16::from(y == c.y_max);
-                c.at_min += u16::from(y == c.y_min);
-            }
-            c.bad += u16::from(bad);
-            c.hp_min = c.hp_min.min(hp);
-            c.hp_max = c.hp_max.max(hp);
-            c.e_min = c.e_min.min(e);
-            c.e_max = c.e_max.max(e);
-            c.hf_min = c.hf_min.min(hf);
-            c.hf_max = c.hf_max.max(hf);
-
+            *hfo = (hf_sum * (1.0 / HF_LEN as f32)).max(0.0);
             // Spectrum history.
             vf_acc += hp;
             vf_cnt += 1;
             if vf_cnt == p.vd {
-                self.ch.vf.push(vf_acc / p.vd as f32);
+                vfs[nv] = vf_acc / p.vd as f32;
+                nv += 1;
                 vf_acc = 0.0;
                 vf_cnt = 0;
             }
-
-            // Local maxima of the detection feature, `r` apart.
-            if e > e_prev && e > cand_v {
-                cand_k = k;
-                cand_v = e;
-            }
-            e_prev = e;
-            if k < p.warmup {
-                self.warm_up(p, k, e);
-                continue;
-            }
-            if cand_v >= 0.0 && k >= cand_k + p.r as u64 {
-                let (kc, v) = (cand_k, cand_v);
-                cand_v = -1.0;
-                // Tiny wiggles (below 15 % of the beat level) are neither beats nor
-                // anything the decisions look at: not measured.
-                if v > 0.1 * E_FLOOR && v >= PEAK_MIN * self.spk_med {
-                    if let Some(pd) = pending.take() {
-                        self.finish(p, pd);
-                    }
-                    let pd = Pending { k: kc, e: v };
-                    pending = Some(pd);
-                    pending_due = self.measure_at(p, pd);
-                }
-            }
-            if k >= pending_due {
-                if let Some(pd) = pending.take() {
-                    self.finish(p, pd);
-                }
-                pending_due = u64::MAX;
-            }
         }
-        self.ch.k = k;
-        self.ch.cur = cur;
-        self.ch.cand_k = cand_k;
-        self.ch.cand_v = cand_v;
-        self.ch.pending = pending;
-        self.ch.hp_x1 = x1;
-        self.ch.hp_y1 = y1;
-        self.ch.hp_y2 = y2;
-        self.ch.mwi_sum = mwi_sum;
-        self.ch.mwi_pos = mwi_pos;
-        self.ch.hf_sum = hf_sum;
-        self.ch.hf_pos = hf_pos;
-        self.ch.f_pos = f_pos;
-        self.ch.y_prev = y_prev;
-        self.ch.run = run;
-        self.ch.e_prev = e_prev;
-        self.ch.vf_acc = vf_acc;
-        self.ch.vf_cnt = vf_cnt;
+        ch.vf.extend(&vfs[..nv]);
+        (ch.hp_x1, ch.hp_y1, ch.hp_y2) = (x1, y1, y2);
+        (ch.mwi_sum, ch.mwi_pos) = (mwi_sum, mwi_pos);
+        (ch.hf_sum, ch.hf_pos) = (hf_sum, hf_pos);
+        ch.f_pos = f_pos;
+        (ch.vf_acc, ch.vf_cnt) = (vf_acc, vf_cnt);
     }
 
     /// The working sample at which a pending peak is measured: once the stretch its
@@ -852,6 +923,7 @@ impl LeadFront {
     }
 
     /// Learns the initial levels during the first `warmup` working samples.
+    #[inline(never)]
     fn warm_up(&mut self, p: &LeadParams, k: u64, e: f32) {
         self.warm_max = self.warm_max.max(e);
         self.warm_sum += e;
@@ -865,6 +937,7 @@ impl LeadFront {
 
     /// Closes the current tick (its quality) and opens the one working sample `k`
     /// belongs to.
+    #[inline(never)]
     fn next_tick(&mut self, p: &LeadParams, k: u64) {
         if self.ch.in_cur && self.ch.cur.n > 0 && p.time_of(k) >= 0 {
             let s = self.ch.cur;
@@ -1067,9 +1140,21 @@ impl LeadFront {
         // Slope centred at i: sm[i + 1 + kd/2] − sm[i + 1 + kd/2 − kd].
         let ahead = 1 + p.kd / 2;
         let mut sl = [0.0f32; SEG_MAX];
-        for (i, v) in sl[..len].iter_mut().enumerate() {
+        // Where neither end of the slope is clamped to the stretch, without the
+        // clamps; the edges with them.
+        let mid_end = len.saturating_sub(ahead);
+        let mid_start = p.kd.saturating_sub(ahead).min(mid_end);
+        for i in (0..mid_start).chain(mid_end..len) {
             let j = (i + ahead).min(len - 1);
-            *v = (sm[j] - sm[j.saturating_sub(p.kd)]).abs();
+            sl[i] = (sm[j] - sm[j.saturating_sub(p.kd)]).abs();
+        }
+        if mid_start < mid_end {
+            let ends = sm[mid_start + ahead..]
+                .iter()
+                .zip(&sm[mid_start + ahead - p.kd..]);
+            for (v, (&a, &b)) in sl[mid_start..mid_end].iter_mut().zip(ends) {
+                *v = (a - b).abs();
+            }
         }
         let ci = (c - lo) as usize;
         // Fiducial: steepest slope within ±fid_half of the expected centre.
@@ -1079,7 +1164,7 @@ impl LeadFront {
         );
         let mut fi = ci;
         let mut best = -1.0f32;
-        for (i, &a) in sl.iter().enumerate().take(f1 + 1).skip(f0) {
+        for (i, &a) in (f0..).zip(sl.get(f0..=f1).unwrap_or(&[])) {
             if a > best {
                 best = a;
                 fi = i;
@@ -1091,7 +1176,7 @@ impl LeadFront {
             (fi + p.width_half).min(len - 1),
         );
         let span = &sl[w0..=w1];
-        let smax = span.iter().copied().fold(0.0f32, f32::max);
+        let smax = span.iter().copied().fold(0.0f32, higher);
         let first = span.iter().position(|&v| v >= 0.3 * smax).unwrap_or(0);
         let last = span.iter().rposition(|&v| v >= 0.3 * smax).unwrap_or(0);
         let width = last.saturating_sub(first) as f32 / p.fw;
@@ -1099,15 +1184,16 @@ impl LeadFront {
         let nt = 2 * p.snip_half + 1;
         let s0 = fi.saturating_sub(p.snip_half);
         let mut z = [0.0f32; SNIP_MAX];
-        for (i, zi) in z[..nt].iter_mut().enumerate() {
-            *zi = seg[(s0 + i).min(len - 1)];
-        }
+        // Past the stretch's end, its last sample (`s0 < len`).
+        let inside = nt.min(len - s0);
+        z[..inside].copy_from_slice(&seg[s0..s0 + inside]);
+        z[inside..nt].fill(seg[len - 1]);
         let mean = z[..nt].iter().sum::<f32>() / nt as f32;
         let (mut mn, mut mx) = (f32::INFINITY, f32::NEG_INFINITY);
         for zi in &mut z[..nt] {
             *zi -= mean;
-            mn = mn.min(*zi);
-            mx = mx.max(*zi);
+            mn = lower(mn, *zi);
+            mx = higher(mx, *zi);
         }
         let amp = mx - mn;
         let fid = lo + fi as u64;

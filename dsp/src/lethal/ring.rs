@@ -131,6 +131,20 @@ impl History {
         self.n += 1;
     }
 
+    /// Pushes the samples of `v` in order: the same as [`History::push`] on each, as
+    /// one or two copies.
+    pub(crate) fn extend(&mut self, v: &[f32]) {
+        let cap = self.buf.len();
+        // Only the last `cap` samples stay.
+        let skip = v.len().saturating_sub(cap);
+        let v = &v[skip..];
+        let s = ((self.n + skip as u64) & self.mask) as usize;
+        let first = (cap - s).min(v.len());
+        self.buf[s..s + first].copy_from_slice(&v[..first]);
+        self.buf[..v.len() - first].copy_from_slice(&v[first..]);
+        self.n += (skip + v.len()) as u64;
+    }
+
     /// Number of samples written so far.
     pub(crate) fn count(&self) -> u64 {
         self.n
@@ -234,6 +248,31 @@ mod tests {
         assert_eq!(h.at(7), 7.0);
         assert_eq!(h.at(2), 6.0);
         assert_eq!(h.at(12), 9.0);
+    }
+
+    #[test]
+    fn history_extend_is_pushes() {
+        for cap in [2, 4, 8] {
+            for start in 0..10 {
+                for len in 0..20 {
+                    let (mut a, mut b) = (History::new(cap), History::new(cap));
+                    for i in 0..start {
+                        a.push(i as f32);
+                        b.push(i as f32);
+                    }
+                    let v: Vec<f32> = (0..len).map(|i| 100.0 + i as f32).collect();
+                    for &x in &v {
+                        a.push(x);
+                    }
+                    b.extend(&v);
+                    assert_eq!(
+                        (a.count(), &a.buf),
+                        (b.count(), &b.buf),
+                        "{cap} {start} {len}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]
