@@ -1468,6 +1468,9 @@ struct Windows<'a> {
     m: usize,
     /// Sum of squared deviations from its mean of the window at each shift.
     saa: [f32; SNIP_MAX],
+    /// The snippet followed by zeros, so that [`shifted_dots`] reads whole blocks
+    /// of shifts.
+    padded: [f32; SNIP_MAX + DOT_LANES],
 }
 
 impl<'a> Windows<'a> {
@@ -1488,7 +1491,15 @@ impl<'a> Windows<'a> {
             let sum = ps[s + m] - ps[s];
             *v = (ps2[s + m] - ps2[s]) - sum * sum / m as f32;
         }
-        Self { a, lag, m, saa }
+        let mut padded = [0.0f32; SNIP_MAX + DOT_LANES];
+        padded[..n].copy_from_slice(a);
+        Self {
+            a,
+            lag,
+            m,
+            saa,
+            padded,
+        }
     }
 
     /// The snippet.
@@ -1515,7 +1526,7 @@ impl<'a> Windows<'a> {
             *d = v - mb;
             sbb += *d * *d;
         }
-        let sabs = shifted_dots(&cc[..m], self.a);
+        let sabs = shifted_dots(&cc[..m], &self.padded, 2 * lag + 1);
         let mut best = -1.0f32;
         let mut best_lag = 0isize;
         for ((s, &sab), &saa) in sabs[..=2 * lag].iter().enumerate().zip(&self.saa) {
@@ -1529,18 +1540,31 @@ impl<'a> Windows<'a> {
     }
 }
 
-/// The dot products of `c` with every window `a[s..s + c.len()]`, `s = 0 ..=
-/// a.len() − c.len()` (at most [`SNIP_MAX`] of them). The loop runs over the shifts
-/// innermost so that they fill the vector lanes, yet each shift's sum still adds its
-/// terms in index order from −0.0, as `Iterator::sum` does: the results are
-/// bit-identical to summing shift by shift.
-fn shifted_dots(c: &[f32], a: &[f32]) -> [f32; SNIP_MAX] {
-    let shifts = (a.len() + 1).saturating_sub(c.len()).min(SNIP_MAX);
+/// Shifts summed together by [`shifted_dots`] (a whole number of vector lanes).
+const DOT_LANES: usize = 12;
+
+/// The dot products of `c` with the first `shifts` windows `a[s..s + c.len()]` of
+/// the padded snippet `a` (at most [`SNIP_MAX`] of them; the rest of the result is
+/// unspecified). The loop runs over a block of [`DOT_LANES`] shifts innermost so
+/// that they fill the vector lanes, yet each shift's sum still adds its terms in
+/// index order from −0.0, as `Iterator::sum` does: the results are bit-identical to
+/// summing shift by shift.
+fn shifted_dots(c: &[f32], a: &[f32; SNIP_MAX + DOT_LANES], shifts: usize) -> [f32; SNIP_MAX] {
     let mut dots = [-0.0f32; SNIP_MAX];
-    for (i, &x) in c.iter().enumerate() {
-        for (d, &y) in dots[..shifts].iter_mut().zip(&a[i..]) {
-            *d += x * y;
+    let blocks = shifts.min(SNIP_MAX).div_ceil(DOT_LANES);
+    for (q, out) in dots.chunks_exact_mut(DOT_LANES).take(blocks).enumerate() {
+        // Shifts 12 q ..: at most `c.len() + DOT_LANES − 1 ≤ SNIP_MAX + DOT_LANES
+        // − 12 q` samples from `12 q` on (`c.len() + shifts − 1` is the snippet's
+        // length).
+        let win = &a[q * DOT_LANES..];
+        let mut acc = [-0.0f32; DOT_LANES];
+        for (&x, ys) in c.iter().zip(win.windows(DOT_LANES)) {
+            let ys: &[f32; DOT_LANES] = ys.try_into().unwrap_or(&[0.0; DOT_LANES]);
+            for (d, &y) in acc.iter_mut().zip(ys) {
+                *d += x * y;
+            }
         }
+        out.copy_from_slice(&acc);
     }
     dots
 }
