@@ -134,7 +134,7 @@ impl LethalDetector {
     // ---------------------------------------------------------------- quality
 
     /// Per-lead quality over `[a, e)` into `self.quality`.
-    fn set_quality(&mut self, a: u64, e: u64, which: fn(&Tick) -> f32) {
+    fn set_quality(&mut self, a: u64, e: u64, which: impl Fn(&Tick) -> f32 + Copy) {
         let (t0, t1) = (a / self.tick, e.div_ceil(self.tick));
         for (q, lead) in self.quality.iter_mut().zip(&self.leads) {
             *q = lead.quality(t0, t1, which);
@@ -401,6 +401,7 @@ impl LethalDetector {
         let mut calls = [
             self.asystole(e, tick_start),
             self.brady(e, tick_start),
+            // Reads the quality `brady` leaves in `self.quality`.
             self.tachy(e, tick_start),
             self.vt(e, tick_start),
             self.vf(e),
@@ -635,7 +636,9 @@ impl LethalDetector {
         let c = Condition::ExtremeTachycardia;
         let nb = self.cfg.tachy_beats.max(2);
         let a = e.saturating_sub(self.secs(HORIZON_S));
-        self.set_quality(e.saturating_sub(self.secs(8.0)), e, q_all);
+        // The quality over the last 8 s (`q_all`): [`LethalDetector::brady`], called
+        // just before by [`LethalDetector::assess`] with the same `e`, left it in
+        // `self.quality`.
         let mut ev = self.base_evidence();
         if ev.leads_usable == 0 {
             return Self::call(c, FindingStatus::Indeterminate, a, None, ev);

@@ -1281,16 +1281,22 @@ impl LeadFront {
         p.time_of(k)
     }
 
-    /// Mean of a per-tick quality over the ticks `[t0, t1)` (0 when none is known).
-    pub(crate) fn quality(&self, t0: u64, t1: u64, which: fn(&Tick) -> f32) -> f32 {
+    /// Mean of a per-tick quality over the ticks `[t0, t1)` (0 when none is known),
+    /// summed newest first. Inlined into its callers with `which` known: the
+    /// assessments ask for it for every lead five times.
+    #[inline]
+    pub(crate) fn quality(&self, t0: u64, t1: u64, which: impl Fn(&Tick) -> f32) -> f32 {
         let (mut n, mut sum) = (0u32, 0.0f32);
-        for s in self.ticks.iter().rev() {
-            if s.tick < t0 {
-                break;
-            }
-            if s.tick < t1 {
-                n += 1;
-                sum += which(&s);
+        let (older, newer) = self.ticks.as_slices();
+        'scan: for part in [newer, older] {
+            for s in part.iter().rev() {
+                if s.tick < t0 {
+                    break 'scan;
+                }
+                if s.tick < t1 {
+                    n += 1;
+                    sum += which(s);
+                }
             }
         }
         if n == 0 {
