@@ -1115,12 +1115,16 @@ fn organised_beats(lead: &LeadFront, a: u64, e: u64, fs: f32) -> usize {
     }
     let mut others = [0.0f32; 16];
     let mut no = 0usize;
-    for b in lead.beats.iter().rev().take_while(|b| b.t >= a) {
+    lead.beats.scan_back(|b| {
+        if b.t < a {
+            return false;
+        }
         if b.t < e && !b.beat && no < others.len() {
             others[no] = b.e;
             no += 1;
         }
-    }
+        true
+    });
     let floor = if no > 0 {
         2.0 * median_small(&others[..no])
     } else {
@@ -1129,10 +1133,13 @@ fn organised_beats(lead: &LeadFront, a: u64, e: u64, fs: f32) -> usize {
     let mut iv = [0.0f32; 16];
     let (mut n, mut ni) = (0usize, 0usize);
     let mut next: Option<u64> = None;
-    for b in lead.beats.iter().rev().take_while(|b| b.t >= a) {
+    lead.beats.scan_back(|b| {
+        if b.t < a {
+            return false;
+        }
         let alike = b.corr >= 0.8; // false for NaN (no dominant beat yet)
         if b.t >= e || !b.beat || !alike || b.e < floor {
-            continue;
+            return true;
         }
         if let Some(t) = next {
             if ni < iv.len() {
@@ -1142,7 +1149,8 @@ fn organised_beats(lead: &LeadFront, a: u64, e: u64, fs: f32) -> usize {
         }
         next = Some(b.t);
         n += 1;
-    }
+        true
+    });
     if n >= 2 && median_small(&iv[..ni]) < 0.4 {
         return 0;
     }

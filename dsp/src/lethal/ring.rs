@@ -101,6 +101,21 @@ impl<T: Copy + Default> Ring<T> {
         a.iter().chain(b).copied()
     }
 
+    /// Calls `f` on the elements by reference, newest first, until it returns
+    /// false: the two slices of [`Ring::as_slices`] walked back without copying the
+    /// elements.
+    #[inline]
+    pub(crate) fn scan_back(&self, mut f: impl FnMut(&T) -> bool) {
+        let (older, newer) = self.as_slices();
+        for part in [newer, older] {
+            for x in part.iter().rev() {
+                if !f(x) {
+                    return;
+                }
+            }
+        }
+    }
+
     pub(crate) fn bytes(&self) -> usize {
         self.buf.capacity() * std::mem::size_of::<T>()
     }
