@@ -775,11 +775,13 @@ impl LeadFront {
             }
             let i1 = n.min(i0 + self.ch.tick_end_k.saturating_sub(ks).max(1) as usize);
             let c = &mut cur;
+            // One saturating add for the stretch: the same count as one per sample.
+            c.n =
+                c.n.saturating_add(u16::try_from(i1 - i0).unwrap_or(u16::MAX));
             for i in i0..i1 {
                 let (y, hp, e, hf) = (ys[i], hps[i], es[i], hfs[i]);
                 run = if y == y_prev { run + 1 } else { 0 };
                 y_prev = y;
-                c.n = c.n.saturating_add(1);
                 if y > c.y_max {
                     c.y_max = y;
                     c.at_max = 0;
