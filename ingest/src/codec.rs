@@ -665,8 +665,8 @@ fn string(buf: &mut &[u8]) -> Result<String, DecodeError> {
 ///
 /// Eight bytes at a time: eight one-byte values (a trace near its baseline), four
 /// two-byte ones (a steeper stretch), or any mix of one- and two-byte values (no two
-/// continuation bytes in a row), taken without a branch per value up to the last
-/// value that ends inside the eight. Longer values, and the last few bytes, take the
+/// continuation bytes in a row), taken in one pass over the eight bytes up to the
+/// last value that ends inside them. Longer values, and the last few bytes, take the
 /// general path.
 fn packed_sint32(mut b: &[u8], out: &mut Vec<i32>) -> Result<(), DecodeError> {
     while let Some((eight, after)) = b.split_first_chunk::<8>() {

@@ -638,7 +638,15 @@ impl LethalDetector {
         let a = e.saturating_sub(self.secs(HORIZON_S));
         // The quality over the last 8 s (`q_all`): [`LethalDetector::brady`], called
         // just before by [`LethalDetector::assess`] with the same `e`, left it in
-        // `self.quality`.
+        // `self.quality`. Debug builds (the tests) recompute it and check, so that a
+        // change to that order or to `brady` cannot silently change this call.
+        #[cfg(debug_assertions)]
+        {
+            let left: Vec<u32> = self.quality.iter().map(|q| q.to_bits()).collect();
+            self.set_quality(e.saturating_sub(self.secs(8.0)), e, q_all);
+            let now: Vec<u32> = self.quality.iter().map(|q| q.to_bits()).collect();
+            debug_assert_eq!(left, now, "tachy must read the 8 s quality brady leaves");
+        }
         let mut ev = self.base_evidence();
         if ev.leads_usable == 0 {
             return Self::call(c, FindingStatus::Indeterminate, a, None, ev);

@@ -1285,7 +1285,7 @@ impl LeadFront {
 
     /// Mean of a per-tick quality over the ticks `[t0, t1)` (0 when none is known),
     /// summed newest first. Inlined into its callers with `which` known: the
-    /// assessments ask for it for every lead five times.
+    /// assessments ask for it for every lead four times.
     #[inline]
     pub(crate) fn quality(&self, t0: u64, t1: u64, which: impl Fn(&Tick) -> f32) -> f32 {
         let (mut n, mut sum) = (0u32, 0.0f32);
