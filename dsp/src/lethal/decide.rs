@@ -398,10 +398,13 @@ impl LethalDetector {
         let tick_start = e.saturating_sub(self.tick);
         self.fuse_new(e);
         self.update_coupling(e);
+        let asystole = self.asystole(e, tick_start);
+        // Bradycardia and tachycardia both judge the leads by their quality over the
+        // last 8 s; it is set once, here, for the two.
+        self.set_quality(e.saturating_sub(self.secs(8.0)), e, q_all);
         let mut calls = [
-            self.asystole(e, tick_start),
+            asystole,
             self.brady(e, tick_start),
-            // Reads the quality `brady` leaves in `self.quality`.
             self.tachy(e, tick_start),
             self.vt(e, tick_start),
             self.vf(e),
@@ -557,7 +560,7 @@ impl LethalDetector {
         let c = Condition::ExtremeBradycardia;
         let nb = self.cfg.brady_beats.max(2);
         let a = self.connected_since(e.saturating_sub(self.secs(HORIZON_S)), e);
-        self.set_quality(e.saturating_sub(self.secs(8.0)), e, q_all);
+        // The leads' quality over the last 8 s, set by `assess`.
         let mut ev = self.base_evidence();
         // A slow rate needs the full history: in a stream's first seconds the beat
         // detectors are still learning and may miss a beat, which halves the rate.
@@ -636,17 +639,7 @@ impl LethalDetector {
         let c = Condition::ExtremeTachycardia;
         let nb = self.cfg.tachy_beats.max(2);
         let a = e.saturating_sub(self.secs(HORIZON_S));
-        // The quality over the last 8 s (`q_all`): [`LethalDetector::brady`], called
-        // just before by [`LethalDetector::assess`] with the same `e`, left it in
-        // `self.quality`. Debug builds (the tests) recompute it and check, so that a
-        // change to that order or to `brady` cannot silently change this call.
-        #[cfg(debug_assertions)]
-        {
-            let left: Vec<u32> = self.quality.iter().map(|q| q.to_bits()).collect();
-            self.set_quality(e.saturating_sub(self.secs(8.0)), e, q_all);
-            let now: Vec<u32> = self.quality.iter().map(|q| q.to_bits()).collect();
-            debug_assert_eq!(left, now, "tachy must read the 8 s quality brady leaves");
-        }
+        // The leads' quality over the last 8 s, set by `assess`.
         let mut ev = self.base_evidence();
         if ev.leads_usable == 0 {
             return Self::call(c, FindingStatus::Indeterminate, a, None, ev);
