@@ -141,14 +141,10 @@ impl StripBuffer {
             for part in x[i + (n - keep) * d..i + whole].chunks(tmp.len() * d) {
                 let out = &mut tmp[..part.len() / d];
                 match d {
-                    1 => box_means::<1>(part, k, out),
-                    2 => box_means::<2>(part, k, out),
-                    4 => box_means::<4>(part, k, out),
-                    _ => {
-                        for (o, g) in out.iter_mut().zip(part.chunks_exact(d)) {
-                            *o = kept(box_sum(g), d as u64, k);
-                        }
-                    }
+                    1 => box_means(part, 1, k, out),
+                    2 => box_means(part, 2, k, out),
+                    4 => box_means(part, 4, k, out),
+                    _ => box_means(part, d, k, out),
                 }
                 self.buf.extend(out.iter());
             }
@@ -266,13 +262,13 @@ fn box_sum(g: &[f32]) -> f32 {
         .fold(0.0f32, |a, &v| a + if v.is_finite() { v } else { 0.0 })
 }
 
-/// The kept samples of whole boxes of `D` samples each: `kept(box_sum(box), D, k)`.
-/// With the box size a constant and the rounding free of branches, the compiler
-/// computes several boxes side by side.
+/// The kept samples of whole boxes of `d` samples each: `kept(box_sum(box), d, k)`.
+/// Inlined into every call, so a call with a constant `d` gets a loop with a constant
+/// box size, whose boxes (the rounding free of branches) are computed side by side.
 #[inline(always)]
-fn box_means<const D: usize>(x: &[f32], k: f32, out: &mut [i16]) {
-    for (o, g) in out.iter_mut().zip(x.chunks_exact(D)) {
-        *o = kept(box_sum(g), D as u64, k);
+fn box_means(x: &[f32], d: usize, k: f32, out: &mut [i16]) {
+    for (o, g) in out.iter_mut().zip(x.chunks_exact(d)) {
+        *o = kept(box_sum(g), d as u64, k);
     }
 }
 
@@ -288,12 +284,8 @@ fn kept(acc: f32, decim: u64, k: f32) -> i16 {
 /// routine `f32::round` becomes on the x86-64 baseline (every strip sample of every
 /// lead passes here): [`round_to_i32`] of `x` clamped to the `i16` range.
 fn round_to_i16(x: f32) -> i16 {
-    // Clamped, `x` is below 2^23 in magnitude (or NaN, which gives 0 as in
-    // `round_to_i32`), so `round_to_i32`'s first branch is the only one taken.
-    let c = x.clamp(f32::from(i16::MIN), f32::from(i16::MAX));
-    let t = c as i32;
-    let frac = c - t as f32;
-    (t + i32::from(frac >= 0.5) - i32::from(frac <= -0.5)) as i16
+    // Clamped, `x` is below 2^23 in magnitude (or NaN), where `round_small` is exact.
+    round_small(x.clamp(f32::from(i16::MIN), f32::from(i16::MAX))) as i16
 }
 
 /// `x.round() as i32` (half away from zero, saturated, NaN as 0), without the
@@ -302,12 +294,19 @@ fn round_to_i16(x: f32) -> i16 {
 /// from there on `x` is a whole number already.
 fn round_to_i32(x: f32) -> i32 {
     if x.abs() < 8_388_608.0 {
-        let t = x as i32;
-        let frac = x - t as f32;
-        t + i32::from(frac >= 0.5) - i32::from(frac <= -0.5)
+        round_small(x)
     } else {
         x as i32
     }
+}
+
+/// `x.round() as i32` for `|x| < 2^23` (and NaN, as 0), where `x` minus its truncation
+/// is exact; without a branch.
+#[inline(always)]
+fn round_small(x: f32) -> i32 {
+    let t = x as i32;
+    let frac = x - t as f32;
+    t + i32::from(frac >= 0.5) - i32::from(frac <= -0.5)
 }
 
 #[cfg(test)]
