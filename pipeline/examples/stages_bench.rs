@@ -94,6 +94,7 @@ fn interleaved(streams: &[Vec<Frame>]) -> Vec<SourceRecord> {
     out
 }
 
+#[inline(never)]
 fn bare(streams: &[Vec<Vec<f32>>]) -> Duration {
     let cfg = DspConfig::default();
     let lead_off = [false; 12];
@@ -104,6 +105,29 @@ fn bare(streams: &[Vec<Vec<f32>>]) -> Duration {
         for b in blocks {
             events.clear();
             dsp.push(std::hint::black_box(b), &lead_off, &mut events);
+        }
+    }
+    thread_cpu() - t
+}
+
+/// The same chain on the same blocks in the order the stages read them (frame k of
+/// every stream, then frame k + 1), every stream's state kept: what the chain costs when
+/// it serves these streams at once, its state as cold as the stages find theirs.
+#[inline(never)]
+fn bare_interleaved(streams: &[Vec<Vec<f32>>]) -> Duration {
+    let cfg = DspConfig::default();
+    let lead_off = [false; 12];
+    let mut events = Vec::new();
+    let mut dsps: Vec<StreamDsp> = streams
+        .iter()
+        .map(|_| StreamDsp::new(&cfg, RATE, 12))
+        .collect();
+    let frames = streams.iter().map(Vec::len).min().unwrap_or(0);
+    let t = thread_cpu();
+    for k in 0..frames {
+        for (dsp, blocks) in dsps.iter_mut().zip(streams) {
+            events.clear();
+            dsp.push(std::hint::black_box(&blocks[k]), &lead_off, &mut events);
         }
     }
     thread_cpu() - t
@@ -217,21 +241,27 @@ fn main() {
     );
     println!(
         "round   bare us/s   stages us/s   ratio bare/stages   findings   model inputs   \
-         stages wall us/s ({threads} analyzer threads)"
+         stages wall us/s ({threads} analyzer threads)   bare interleaved us/s   ratio"
     );
     let mut ratios = Vec::new();
     let (mut b_all, mut s_all, mut walls) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut bi_all, mut ratios_i) = (Vec::new(), Vec::new());
     let mut digest = TextDigest(Sha256::new());
     for r in 1..=rounds.max(1) {
         let b = bare(&blocks).as_secs_f64() * 1e6 / stream_s;
+        let bi = bare_interleaved(&blocks).as_secs_f64() * 1e6 / stream_s;
         let d = (r == 1).then_some(&mut digest);
         let (s, wall, findings, inputs) = stages(&records, &models, threads, d);
         let s = s.as_secs_f64() * 1e6 / stream_s;
         let w = wall.as_secs_f64() * 1e6 / stream_s;
         println!(
-            "{r:>5}   {b:>9.1}   {s:>11.1}   {:>17.3}   {findings:>8}   {inputs:>12}   {w:>16.1}",
-            b / s
+            "{r:>5}   {b:>9.1}   {s:>11.1}   {:>17.3}   {findings:>8}   {inputs:>12}   {w:>16.1}   \
+             {bi:>21.1}   {:>5.3}",
+            b / s,
+            bi / s
         );
+        bi_all.push(bi);
+        ratios_i.push(bi / s);
         walls.push(w);
         ratios.push(b / s);
         b_all.push(b);
@@ -246,6 +276,13 @@ fn main() {
         1e6 / s,
         median(&mut walls),
         1e6 / median(&mut walls)
+    );
+    let bi = median(&mut bi_all);
+    println!(
+        "bare chain with the stages' order (every stream's state kept, frame k of each, then \
+         k + 1): median {bi:.1} us/s = {:.0} patients per core, ratio to the stages {:.3}",
+        1e6 / bi,
+        median(&mut ratios_i)
     );
     let hex: String = digest
         .0

@@ -266,7 +266,16 @@ fn main() {
     let mut steps: Vec<Step> = Vec::new();
     for &n in &args.patients {
         println!("\n== {n} patients");
-        let step = run_step(&args, &exe, &presets, n, dsp_patients_per_core);
+        // The same chain serving these n streams at once, measured before the step's
+        // processes start so that nothing else runs beside it.
+        let dsp_interleaved = presets.bare_chain_interleaved_patients_per_core(n);
+        println!(
+            "bare DSP chain serving {n} streams at once (every stream's state kept, frames \
+             interleaved as the analyzer meets them): {dsp_interleaved:.0} patients per core"
+        );
+        let mut step = run_step(&args, &exe, &presets, n, dsp_patients_per_core);
+        step.dsp_interleaved_patients_per_core = dsp_interleaved;
+        step.capacity_ratio_interleaved = step.pipeline_patients_per_core / dsp_interleaved;
         print_step(&step);
         let held = step.held;
         steps.push(step);
@@ -371,6 +380,45 @@ impl Presets {
                     samples += b.len() as u64;
                 }
             }
+        }
+        let per_s = samples as f64 / started.elapsed().as_secs_f64();
+        per_s / (LEADS * SAMPLE_RATE as usize) as f64
+    }
+
+    /// Patients per core of the same chain serving `n` streams at once, as the
+    /// pipeline's analyzer does: every stream's state kept (patient `i` replays the
+    /// preset of its rhythm), the 200 ms blocks pushed frame k of every stream, then
+    /// frame k + 1, for at least 3 s. With thousands of streams each block finds its
+    /// stream's state cold, as the pipeline finds its own; the figure above, one stream
+    /// after another, finds it warm.
+    fn bare_chain_interleaved_patients_per_core(&self, n: usize) -> f64 {
+        let blocks: Vec<Vec<Vec<f32>>> = self
+            .frames
+            .iter()
+            .map(|fs| fs.iter().map(Frame::samples_mv).collect())
+            .collect();
+        let cfg = ecg_dsp::stream::DspConfig::default();
+        let lead_off = [false; LEADS];
+        let mut streams: Vec<(ecg_dsp::StreamDsp, &Vec<Vec<f32>>)> = (0..n.max(1))
+            .map(|i| {
+                (
+                    ecg_dsp::StreamDsp::new(&cfg, SAMPLE_RATE, LEADS),
+                    &blocks[self.kind_of(i)],
+                )
+            })
+            .collect();
+        let started = Instant::now();
+        let mut samples = 0u64;
+        let mut events = Vec::new();
+        let mut k = 0usize;
+        while started.elapsed() < Duration::from_secs(3) {
+            for (dsp, stream) in &mut streams {
+                let b = &stream[k % stream.len()];
+                events.clear();
+                dsp.push(std::hint::black_box(b), &lead_off, &mut events);
+                samples += b.len() as u64;
+            }
+            k += 1;
         }
         let per_s = samples as f64 / started.elapsed().as_secs_f64();
         per_s / (LEADS * SAMPLE_RATE as usize) as f64
@@ -669,6 +717,11 @@ struct Step {
     pipeline_patients_per_core: f64,
     /// That over the bare DSP chain's patients per core (same run, same streams).
     capacity_ratio: f64,
+    /// Patients per core of the bare chain serving this step's streams at once
+    /// (`Presets::bare_chain_interleaved_patients_per_core`).
+    dsp_interleaved_patients_per_core: f64,
+    /// The pipeline's patients per core over that.
+    capacity_ratio_interleaved: f64,
 }
 
 /// What the scrapes of every pipeline add up to at one moment.
@@ -995,6 +1048,9 @@ fn run_step(
         usage,
         pipeline_patients_per_core,
         capacity_ratio: pipeline_patients_per_core / dsp_patients_per_core,
+        // Set by the caller, which measures it before the step.
+        dsp_interleaved_patients_per_core: f64::NAN,
+        capacity_ratio_interleaved: f64::NAN,
     }
 }
 
@@ -1082,8 +1138,9 @@ fn print_step(s: &Step) {
         );
     }
     println!(
-        "    pipeline capacity: {:.0} patients per core of pipeline CPU; {:.2} of the bare DSP chain's",
-        s.pipeline_patients_per_core, s.capacity_ratio
+        "    pipeline capacity: {:.0} patients per core of pipeline CPU; {:.2} of the bare DSP chain's \
+         ({:.2} of the chain serving these streams at once)",
+        s.pipeline_patients_per_core, s.capacity_ratio, s.capacity_ratio_interleaved
     );
 }
 
