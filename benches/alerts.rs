@@ -252,6 +252,7 @@ impl StreamGen {
             strip,
             reason: None,
             episode_start: None,
+            episode_end: None,
         }
     }
 

@@ -146,6 +146,18 @@ fn compare(dsp: DspConfig) {
         assert_eq!(p.features.len(), ecg_inference::RR_FEATURES);
         assert!(p.rr_s.len() >= 20, "{} RR intervals", p.rr_s.len());
         assert_eq!(p.rr_s, e.rr_s, "RR of the window at {} µs", e.start.0);
+        // The beats' times, which the AF episode tracker dates offsets by: the same,
+        // from the window's start, and the RR intervals are between them.
+        assert_eq!(
+            p.beats_s, e.beats_s,
+            "beats of the window at {} µs",
+            e.start.0
+        );
+        assert_eq!(p.beats_s.len(), p.rr_s.len() + 1);
+        assert!(p.beats_s[0] >= 0.0 && p.beats_s[p.beats_s.len() - 1] < 30.0);
+        for (b, r) in p.beats_s.windows(2).zip(&p.rr_s) {
+            assert!((b[1] - b[0] - r).abs() < 1e-4, "{b:?} {r}");
+        }
         assert_eq!(p.features, e.features, "features at {} µs", e.start.0);
         assert_eq!(p.quality_ok, e.quality_ok, "quality at {} µs", e.start.0);
         compared += 1;

@@ -47,6 +47,7 @@ fn finding(stream: &str, c: Condition, t_s: i64) -> Finding {
         })),
         reason: None,
         episode_start: None,
+        episode_end: None,
     }
 }
 

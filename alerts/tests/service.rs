@@ -132,6 +132,7 @@ fn finding(stream: &str, c: Condition, status: FindingStatus, t_s: i64) -> Findi
         strip: None,
         reason: None,
         episode_start: None,
+        episode_end: None,
     }
 }
 

@@ -279,6 +279,7 @@ mod tests {
             strip: None,
             reason: None,
             episode_start: None,
+            episode_end: None,
         }
     }
 

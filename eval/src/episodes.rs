@@ -5,9 +5,11 @@
 //! frames of every lead whose name the record gives, wire format v1 — through the
 //! stages the pipeline runs (`ecg_pipeline::Processor`: sequencer, analyzer, scorer
 //! with the bundled models and its AF episode tracker). An episode is what the
-//! findings of the active AF model say: from a finding's `episode_start` to the end
-//! of the last AF window segment carrying it. Output: `record,start_s,end_s`, seconds
-//! from the record's start.
+//! findings of the active AF model say: from a finding's `episode_start` to the
+//! `episode_end` of the finding that ends it (the tracker's end, which can lie inside
+//! the last window segment reported in the episode), or, for an episode still open
+//! when the record ends, to the end of the last AF window segment carrying it.
+//! Output: `record,start_s,end_s`, seconds from the record's start.
 //!
 //! Reference: the rhythm annotations `(AFIB` and `(AFL` open an AF episode, any other
 //! rhythm annotation closes it (ANSI/AAMI EC57, which counts atrial flutter with AF).
@@ -198,10 +200,15 @@ pub fn detect(
     let mut episodes: Vec<(i64, i64)> = Vec::new();
     replay_record(rec, &mut p, 64, |findings| {
         for f in findings {
-            if f.condition != Condition::AtrialFibrillation
-                || f.status != FindingStatus::Present
-                || f.source != source
-            {
+            if f.condition != Condition::AtrialFibrillation || f.source != source {
+                continue;
+            }
+            // The finding that ends an episode says when it ended (before any episode
+            // the same finding opens).
+            if let (Some(end), Some(e)) = (f.episode_end, episodes.last_mut()) {
+                e.1 = end.0.max(e.0);
+            }
+            if f.status != FindingStatus::Present {
                 continue;
             }
             let (Some(start), (_, seg_end)) = (

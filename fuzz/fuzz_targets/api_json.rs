@@ -69,6 +69,7 @@ async fn world() -> World {
         strip: None,
         reason: None,
         episode_start: None,
+        episode_end: None,
     };
     svc.on_finding(&f, Instant::now()).await.expect("finding");
     let all = Caller {

@@ -674,6 +674,7 @@ mod tests {
             leads: vec![],
             samples_mv: vec![],
             rr_s: vec![],
+            beats_s: vec![],
             features: (0..8).map(f).collect(),
             quality_ok,
         }

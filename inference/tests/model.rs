@@ -24,6 +24,7 @@ fn window(features: Vec<f32>, quality_ok: bool) -> ModelInput {
         leads: vec![],
         samples_mv: vec![],
         rr_s: vec![],
+        beats_s: vec![],
         features,
         quality_ok,
     }

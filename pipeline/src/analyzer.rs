@@ -46,7 +46,7 @@ use crate::commit::{Checkpoint, Holder};
 use crate::config::StreamSettings;
 use crate::events::{Event, Sink};
 use crate::grid::{Grid, ModelTiming, Phases};
-use crate::inputs::{Cut, InputBuilder};
+use crate::inputs::{Cut, InputBuilder, WindowBeats};
 use crate::sequencer::ingest_source;
 use crate::strip::{Signal, StripBuffer};
 
@@ -806,15 +806,14 @@ impl Ctx<'_> {
             }
             let len = a.clock.rate.us_to_samples(timing.len_us);
             let start = w.end_sample.saturating_sub(len);
-            let (rr, features, ok) = b.inputs.features(start, w.end_sample);
+            let (beats, ok) = b.inputs.features(start, w.end_sample);
             let input = b.inputs.input(
                 stream,
                 patient,
                 DeviceTimeUs(m_start_us),
                 DeviceTimeUs(end_us),
                 Vec::new(),
-                rr,
-                features,
+                beats,
                 ok,
             );
             out.inputs.push(Scoring {
@@ -1046,8 +1045,7 @@ impl Analysis {
 struct Wave {
     index: u64,
     samples_mv: Vec<f32>,
-    rr: Vec<f32>,
-    features: Vec<f32>,
+    beats: WindowBeats,
     /// Signal good in the rhythm windows that judge it (`InputBuilder::quality_of`).
     quality_ok: bool,
 }
@@ -1076,8 +1074,7 @@ impl Emit<'_, '_> {
             DeviceTimeUs(start_us),
             DeviceTimeUs(end_us),
             wave.samples_mv,
-            wave.rr,
-            wave.features,
+            wave.beats,
             wave.quality_ok,
         );
         let strip = self.ctx.active[b.model]
@@ -1107,16 +1104,15 @@ impl Builder {
                 break;
             };
             let end = h.from + len;
-            let (rr, features) = if self.inputs.collects_beats() {
+            let beats = if self.inputs.collects_beats() {
                 self.inputs.beats_in(h.from, end)
             } else {
-                (Vec::new(), Vec::new())
+                WindowBeats::default()
             };
             let wave = Wave {
                 index: h.index,
                 samples_mv: h.samples_mv,
-                rr,
-                features,
+                beats,
                 quality_ok: self.inputs.quality_of(h.from, end),
             };
             e.waveform(self, wave, out);

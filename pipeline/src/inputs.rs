@@ -40,6 +40,18 @@ use ecg_types::{DeviceTimeUs, Lead, ModelInput, PatientId, SampleRate, StreamId}
 // A model's RR-feature input is the DSP stage's feature vector.
 const _: () = assert!(ecg_inference::RR_FEATURES == ecg_dsp::rhythm::AF_FEATURES);
 
+/// The beats of a window: their times (s from the window's start), RR intervals (s)
+/// and RR features; all empty for a window that reads no beats.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct WindowBeats {
+    /// RR intervals between consecutive beats.
+    pub rr_s: Vec<f32>,
+    /// [`af_features`] of `rr_s`.
+    pub features: Vec<f32>,
+    /// The beats' times, from the window's start (empty with no RR interval).
+    pub beats_s: Vec<f32>,
+}
+
 /// Fewest RR intervals a feature window needs to be scored.
 pub const MIN_RR_INTERVALS: usize = 4;
 
@@ -271,26 +283,39 @@ impl InputBuilder {
         self.collect_beats
     }
 
-    /// The RR intervals (s) of the beats kept in source samples `[start, end)`, and
-    /// their features.
-    pub fn beats_in(&self, start: u64, end: u64) -> (Vec<f32>, Vec<f32>) {
+    /// The beats kept in source samples `[start, end)`: their times from `start`,
+    /// RR intervals and features.
+    pub fn beats_in(&self, start: u64, end: u64) -> WindowBeats {
         let beats: Vec<u64> = self
             .beats
             .iter()
             .copied()
             .filter(|&b| b >= start && b < end)
             .collect();
-        let rr = rr_intervals(&beats, self.source_rate.hz());
-        let features = af_features(&rr).to_vec();
-        (rr, features)
+        let fs = self.source_rate.hz();
+        let rr_s = rr_intervals(&beats, fs);
+        let features = af_features(&rr_s).to_vec();
+        let beats_s = if rr_s.is_empty() {
+            Vec::new()
+        } else {
+            beats
+                .iter()
+                .map(|&b| ((b - start) as f64 / fs) as f32)
+                .collect()
+        };
+        WindowBeats {
+            rr_s,
+            features,
+            beats_s,
+        }
     }
 
-    /// A feature window's RR intervals and features ([`Self::beats_in`]), and
-    /// whether it may be scored: good signal and at least [`MIN_RR_INTERVALS`].
-    pub fn features(&self, start: u64, end: u64) -> (Vec<f32>, Vec<f32>, bool) {
-        let (rr, features) = self.beats_in(start, end);
-        let ok = self.quality_of(start, end) && rr.len() >= MIN_RR_INTERVALS;
-        (rr, features, ok)
+    /// A feature window's beats ([`Self::beats_in`]), and whether it may be scored:
+    /// good signal and at least [`MIN_RR_INTERVALS`].
+    pub fn features(&self, start: u64, end: u64) -> (WindowBeats, bool) {
+        let beats = self.beats_in(start, end);
+        let ok = self.quality_of(start, end) && beats.rr_s.len() >= MIN_RR_INTERVALS;
+        (beats, ok)
     }
 
     /// Waveform hop in target samples (0 for feature models).
@@ -311,8 +336,7 @@ impl InputBuilder {
         start: DeviceTimeUs,
         end: DeviceTimeUs,
         samples_mv: Vec<f32>,
-        rr_s: Vec<f32>,
-        features: Vec<f32>,
+        beats: WindowBeats,
         quality_ok: bool,
     ) -> ModelInput {
         ModelInput {
@@ -323,8 +347,9 @@ impl InputBuilder {
             sample_rate: self.rate,
             leads: self.leads.clone(),
             samples_mv,
-            rr_s,
-            features,
+            rr_s: beats.rr_s,
+            beats_s: beats.beats_s,
+            features: beats.features,
             quality_ok,
         }
     }
@@ -424,15 +449,14 @@ pub fn record_inputs(
             let start_us = c.index as i64 * hop_us;
             let end = c.source_start + len;
             let ok = builder.quality_of(c.source_start, end);
-            let (rr, features) = builder.beats_in(c.source_start, end);
+            let beats = builder.beats_in(c.source_start, end);
             out.push(builder.input(
                 &stream,
                 &patient,
                 DeviceTimeUs(start_us),
                 DeviceTimeUs(start_us + win_us),
                 c.samples_mv,
-                rr,
-                features,
+                beats,
                 ok,
             ));
         }
@@ -448,15 +472,14 @@ pub fn record_inputs(
         }
         for s in starts {
             let end = (s + len).min(n as u64);
-            let (rr, features, ok) = builder.features(s, end);
+            let (beats, ok) = builder.features(s, end);
             out.push(builder.input(
                 &stream,
                 &patient,
                 DeviceTimeUs(clock.time_of(s)),
                 DeviceTimeUs(clock.time_of(end)),
                 Vec::new(),
-                rr,
-                features,
+                beats,
                 ok,
             ));
         }

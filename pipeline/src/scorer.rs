@@ -212,7 +212,7 @@ impl Scorer {
                 for (item, s) in chunk.iter().zip(&scored) {
                     for mut f in runner.findings(&item.input, s) {
                         if let Some(t) = episodes.as_mut() {
-                            t.apply(&mut f, &item.input.rr_s);
+                            t.apply(&mut f, &item.input.rr_s, &item.input.beats_s);
                         }
                         if f.status == FindingStatus::Present {
                             f.strip.clone_from(&item.strip);

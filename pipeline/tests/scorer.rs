@@ -39,6 +39,7 @@ fn items() -> Vec<Scoring> {
                     leads: Vec::new(),
                     samples_mv: Vec::new(),
                     rr_s: Vec::new(),
+                    beats_s: Vec::new(),
                     features: vec![0.5 + x, 0.3 * x, 0.3 * x, 0.2 * x, x, 0.6, 1.5 * x, x - 1.0],
                     quality_ok: true,
                 },

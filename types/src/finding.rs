@@ -190,6 +190,11 @@ pub struct Finding {
     /// it began (device time), so every finding of the episode dates its onset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub episode_start: Option<DeviceTimeUs>,
+    /// For an episode condition, on the finding whose window ends an episode (its
+    /// status absent): when that episode ended (device time), which can be inside an
+    /// earlier window than this one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub episode_end: Option<DeviceTimeUs>,
 }
 
 /// A short excerpt of one lead behind a finding: what a monitor prints as a rhythm strip.
@@ -262,6 +267,7 @@ impl Finding {
             strip: None,
             reason: None,
             episode_start: None,
+            episode_end: None,
         }
     }
 

@@ -24,6 +24,11 @@ pub struct ModelInput {
     pub samples_mv: Vec<f32>,
     /// RR intervals (seconds) between consecutive beats detected in the window.
     pub rr_s: Vec<f32>,
+    /// Times (seconds from `start`) of the beats detected in the window, the ones
+    /// `rr_s` lies between (empty when `rr_s` is): where in the window the rhythm
+    /// changes, for the AF episode tracker's beat-level onsets and offsets.
+    #[serde(default)]
+    pub beats_s: Vec<f32>,
     /// Per-window features for feature-based models (e.g. `af_rr_v1`), empty if none.
     pub features: Vec<f32>,
     /// Whether the signal is good enough to score; when it is not, the model stage
