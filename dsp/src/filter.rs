@@ -149,6 +149,30 @@ impl Cascade {
         }
     }
 
+    /// Filters `x` in place exactly as [`Cascade::step`] sample by sample, in `f64`
+    /// throughout: `x` holds the inputs widened from `f32` and gets the outputs before
+    /// their narrowing to `f32`. Section after section over the whole slice, so that
+    /// each section's coefficients and state stay in registers.
+    pub fn process_wide(&mut self, x: &mut [f64]) {
+        let Some(&x0) = x.first() else {
+            return;
+        };
+        if !self.started {
+            self.started = true;
+            let mut u = x0;
+            for s in &mut self.sections {
+                u = s.settle(u);
+            }
+        }
+        for s in &mut self.sections {
+            let mut sec = s.clone();
+            for v in x.iter_mut() {
+                *v = sec.step(*v);
+            }
+            *s = sec;
+        }
+    }
+
     /// Magnitude response at `f` Hz.
     pub fn magnitude(&self, f: f64, fs: f64) -> f64 {
         self.sections.iter().map(|s| s.magnitude(f, fs)).product()
@@ -279,6 +303,14 @@ impl MonitorFilter {
         self.cascade.step(x)
     }
 
+    /// Filters `x` in place as [`MonitorFilter::step`] does sample by sample, but in
+    /// `f64`: `x` holds the inputs widened from `f32`, and gets the outputs before
+    /// their narrowing to `f32` (`y as f32` is what `step` returns). Section by
+    /// section over the whole slice: fewer instructions than `step` per sample.
+    pub fn process_wide(&mut self, x: &mut [f64]) {
+        self.cascade.process_wide(x);
+    }
+
     /// Filters a lead-major block in place: `filters.len()` leads of `per_lead`
     /// samples, lead `l` by `filters[l]`. The output is bit-identical to
     /// [`MonitorFilter::process`] on each lead; four leads are stepped together so
@@ -396,5 +428,45 @@ mod tests {
         f.process(&mut s);
         let peak = s[3600..].iter().fold(0.0f32, |m, v| m.max(v.abs()));
         assert!((peak - 1.0).abs() < 0.1, "{peak}");
+    }
+
+    #[test]
+    fn process_wide_is_step_by_step() {
+        // Rates with and without the notch, an offset, steps and a spike, fed in
+        // slices of varied lengths (an empty one first: the first sample settles).
+        for (fs, mains) in [(250.0, 50.0), (125.0, 60.0), (125.0, 0.0), (500.0, 50.0)] {
+            let x: Vec<f32> = (0..4000)
+                .map(|i| {
+                    let t = i as f32 / fs as f32;
+                    1.7 + (37.0 * t).sin() * 0.8
+                        + if i % 700 < 30 { 2.5 } else { 0.0 }
+                        + if i == 1234 { 40.0 } else { 0.0 }
+                        + (i % 13) as f32 * 1e-3
+                })
+                .collect();
+            let mut one = MonitorFilter::with_mains(fs, mains);
+            let want: Vec<f32> = x.iter().map(|&v| one.step(v)).collect();
+            let mut wide = MonitorFilter::with_mains(fs, mains);
+            let mut got = Vec::new();
+            let mut at = 0;
+            for len in [0usize, 1, 2, 7, 500, 3, 1200].into_iter().cycle() {
+                if at == x.len() {
+                    break;
+                }
+                let len = len.min(x.len() - at);
+                let mut w: Vec<f64> = x[at..at + len].iter().map(|&v| f64::from(v)).collect();
+                wide.process_wide(&mut w);
+                got.extend(w.iter().map(|&y| y as f32));
+                at += len;
+            }
+            assert_eq!(got.len(), want.len());
+            for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+                assert_eq!(
+                    g.to_bits(),
+                    w.to_bits(),
+                    "fs {fs}, mains {mains}, sample {i}"
+                );
+            }
+        }
     }
 }

@@ -200,13 +200,17 @@ impl StripBuffer {
         };
         let mut filter = MonitorFilter::with_mains(f64::from(self.rate_hz), mains);
         let settle_from = from.saturating_sub((SETTLE_S * f64::from(self.rate_hz)) as usize);
-        let mut out = Vec::with_capacity(to - from);
-        for (i, &v) in self.buf.range(settle_from..to).enumerate() {
-            let y = filter.step(f32::from(v) / 1000.0);
-            if settle_from + i >= from {
-                out.push(round_to_i32(y * 1000.0));
-            }
-        }
+        // Filtered as `filter.step` sample by sample, section by section.
+        let mut wide: Vec<f64> = self
+            .buf
+            .range(settle_from..to)
+            .map(|&v| f64::from(f32::from(v) / 1000.0))
+            .collect();
+        filter.process_wide(&mut wide);
+        let out = wide[from - settle_from..]
+            .iter()
+            .map(|&y| round_to_i32(y as f32 * 1000.0))
+            .collect();
         Some((start, out))
     }
 
