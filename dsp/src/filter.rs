@@ -164,7 +164,13 @@ impl Cascade {
                 u = s.settle(u);
             }
         }
-        for s in &mut self.sections {
+        let mut pairs = self.sections.chunks_exact_mut(2);
+        for pair in &mut pairs {
+            if let [first, second] = pair {
+                run_pair(first, second, x);
+            }
+        }
+        for s in pairs.into_remainder() {
             let mut sec = s.clone();
             for v in x.iter_mut() {
                 *v = sec.step(*v);
@@ -177,6 +183,39 @@ impl Cascade {
     pub fn magnitude(&self, f: f64, fs: f64) -> f64 {
         self.sections.iter().map(|s| s.magnitude(f, fs)).product()
     }
+}
+
+/// Runs `first` and then `second` over `x` in place, exactly as a pass of
+/// [`Biquad::step`] of each would, in one pass: at each step `first` takes sample `i`
+/// while `second` takes `first`'s output for sample `i − 1`, as the two lanes of the
+/// same arithmetic (which the compiler does as one vector of two).
+fn run_pair(first: &mut Biquad, second: &mut Biquad, x: &mut [f64]) {
+    let n = x.len();
+    if n == 0 {
+        return;
+    }
+    let lanes = |f: fn(&Biquad) -> f64| [f(first), f(second)];
+    let (b0, b1, b2) = (lanes(|s| s.b[0]), lanes(|s| s.b[1]), lanes(|s| s.b[2]));
+    let (a0, a1) = (lanes(|s| s.a[0]), lanes(|s| s.a[1]));
+    let (mut s0, mut s1) = (lanes(|s| s.s[0]), lanes(|s| s.s[1]));
+    // Biquad::step in lane `l`.
+    let mut step = |l: usize, v: f64| {
+        let y = b0[l] * v + s0[l];
+        s0[l] = b1[l] * v - a0[l] * y + s1[l];
+        s1[l] = b2[l] * v - a1[l] * y;
+        y
+    };
+    // `first`'s output for the sample before, which `second` takes next.
+    let mut carry = step(0, x[0]);
+    for i in 1..n {
+        let v = [x[i], carry];
+        let y = [step(0, v[0]), step(1, v[1])];
+        x[i - 1] = y[1];
+        carry = y[0];
+    }
+    x[n - 1] = step(1, carry);
+    first.s = [s0[0], s1[0]];
+    second.s = [s0[1], s1[1]];
 }
 
 const LANES: usize = 4;
