@@ -240,18 +240,35 @@ impl Resampler {
         let mut pos_end = pos0;
         for c in 0..ch {
             let hist = &mut self.hist[c * 2 * k..(c + 1) * 2 * k];
+            let x = &input[c * n..(c + 1) * n];
             let mut pos = pos0;
             let t = self.n_out * q + d;
             let (mut newest, mut phi) = (t / p, (t % p) as usize);
             let mut o = c * count;
-            for (i, &x) in input[c * n..(c + 1) * n].iter().enumerate() {
-                let x = finite(x);
-                hist[pos] = x;
-                hist[pos + k] = x;
-                pos = if pos + 1 == k { 0 } else { pos + 1 };
-                let kin = self.n_in + i as u64;
-                // Every output whose newest input sample is `kin`.
-                while newest == kin {
+            let mut i = 0;
+            while i < n {
+                // The inputs up to the next output's newest (never one already in:
+                // every output whose newest has come was returned), or to the block's
+                // end, into the ring in runs: each sample at `pos` and `pos + k`.
+                let due = newest - self.n_in;
+                let end = if due < n as u64 { due as usize + 1 } else { n };
+                while i < end {
+                    let m = (end - i).min(k - pos);
+                    let (ring, mirror) = hist.split_at_mut(k);
+                    for ((a, b), &v) in ring[pos..pos + m]
+                        .iter_mut()
+                        .zip(&mut mirror[pos..pos + m])
+                        .zip(&x[i..i + m])
+                    {
+                        let v = finite(v);
+                        *a = v;
+                        *b = v;
+                    }
+                    pos = if pos + m == k { 0 } else { pos + m };
+                    i += m;
+                }
+                // Every output whose newest input sample is the last one written.
+                while newest + 1 == self.n_in + i as u64 {
                     dst[o] = crate::fir::dot(
                         &hist[pos..pos + k],
                         &self.branches[phi * k..(phi + 1) * k],

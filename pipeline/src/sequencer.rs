@@ -224,9 +224,8 @@ impl Sequencer {
         out: &mut Sequenced,
     ) {
         let partition = record.position.partition;
-        if !self.streams.contains_key(&frame.stream)
-            && self.streams.len() >= self.settings.max_streams
-        {
+        let known = self.streams.contains_key(&frame.stream);
+        if !known && self.streams.len() >= self.settings.max_streams {
             self.telemetry.emit(&Event::StreamLimitReached);
             if self
                 .limit_logged
@@ -245,19 +244,26 @@ impl Sequencer {
             self.dead_letter(record, "stream_limit", reason, out);
             return;
         }
+        if !known {
+            // The id is copied for a new stream only.
+            self.streams.insert(
+                frame.stream.clone(),
+                Stream {
+                    partition,
+                    patient: frame.patient.clone(),
+                    next_seq: None,
+                    timeline: None,
+                    pending: BTreeMap::new(),
+                    pending_bytes: 0,
+                    gap_before_next: false,
+                    last_seen: now,
+                },
+            );
+        }
         let st = self
             .streams
-            .entry(frame.stream.clone())
-            .or_insert_with(|| Stream {
-                partition,
-                patient: frame.patient.clone(),
-                next_seq: None,
-                timeline: None,
-                pending: BTreeMap::new(),
-                pending_bytes: 0,
-                gap_before_next: false,
-                last_seen: now,
-            });
+            .get_mut(&frame.stream)
+            .expect("the stream is known or was just inserted");
         st.last_seen = now;
         st.partition = partition;
         if st.next_seq.is_some_and(|n| frame.seq < n) || st.pending.contains_key(&frame.seq) {
@@ -304,17 +310,23 @@ impl Sequencer {
                 .map(|p| p.samples.len() * std::mem::size_of::<f32>())
                 .sum::<usize>()
             + frame.pace.len() * std::mem::size_of::<u32>();
+        let seq = frame.seq;
+        let w = Waiting {
+            frame,
+            offset: record.position.offset,
+            closed_us,
+            since: now,
+            bytes,
+        };
+        if st.pending.is_empty() && st.next_seq == Some(seq) {
+            // The next frame with none waiting: out at once, as `release` would let it
+            // out of the buffer.
+            st.next_seq = Some(seq + 1);
+            emit(st, &self.settings, &self.telemetry, w, out);
+            return;
+        }
         st.pending_bytes += bytes;
-        st.pending.insert(
-            frame.seq,
-            Waiting {
-                frame,
-                offset: record.position.offset,
-                closed_us,
-                since: now,
-                bytes,
-            },
-        );
+        st.pending.insert(seq, w);
         release(st, &self.settings, &self.telemetry, now, out);
     }
 
@@ -474,7 +486,9 @@ fn emit(
             st.timeline = None;
         }
     }
-    st.patient = frame.patient.clone();
+    if st.patient != frame.patient {
+        st.patient = frame.patient.clone();
+    }
     let n = frame.samples_per_lead() as u64;
     let tl = st.timeline.get_or_insert(Timeline {
         base: ecg_types::Timebase::new(frame.t0, frame.sample_rate),

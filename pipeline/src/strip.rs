@@ -200,14 +200,14 @@ impl StripBuffer {
         };
         let mut filter = MonitorFilter::with_mains(f64::from(self.rate_hz), mains);
         let settle_from = from.saturating_sub((SETTLE_S * f64::from(self.rate_hz)) as usize);
-        let mut out = Vec::with_capacity(to - from);
-        for (i, &v) in self.buf.range(settle_from..to).enumerate() {
-            let y = filter.step(f32::from(v) / 1000.0);
-            if settle_from + i >= from {
-                out.push(round_to_i32(y * 1000.0));
-            }
-        }
-        Some((start, out))
+        // Filtered as `filter.step` sample by sample, section by section.
+        let mut wide: Vec<f64> = self
+            .buf
+            .range(settle_from..to)
+            .map(|&v| f64::from(f32::from(v) / 1000.0))
+            .collect();
+        filter.process_wide(&mut wide);
+        Some((start, shown_counts(&wide[from - settle_from..])))
     }
 
     /// The strip of `STRIP_S` seconds ending at native sample `end_sample` (clipped to
@@ -282,10 +282,51 @@ fn kept(acc: f32, decim: u64, k: f32) -> i16 {
 /// `x.round()` (half away from zero) saturated to `i16`, NaN as 0: exactly
 /// `x.round().clamp(-32768.0, 32767.0) as i16`, without the software rounding
 /// routine `f32::round` becomes on the x86-64 baseline (every strip sample of every
-/// lead passes here): [`round_to_i32`] of `x` clamped to the `i16` range.
+/// lead passes here): [`round_below_2_22`] of `x` clamped (`max` and `min` never
+/// return NaN, so NaN is made 0 first).
+#[inline(always)]
 fn round_to_i16(x: f32) -> i16 {
-    // Clamped, `x` is below 2^23 in magnitude (or NaN), where `round_small` is exact.
-    round_small(x.clamp(f32::from(i16::MIN), f32::from(i16::MAX))) as i16
+    let x = if x.is_nan() { 0.0 } else { x };
+    round_below_2_22(x.max(f32::from(i16::MIN)).min(f32::from(i16::MAX))) as i16
+}
+
+/// The kept counts of a cut's filtered span (`f64` mV, as `MonitorFilter::step`
+/// leaves them before their narrowing): `round_to_i32(y as f32 * 1000.0)` of each.
+/// The display filter's output is far below 2^22 µV, and then every sample is
+/// rounded by [`round_below_2_22`], which the compiler does four at a time;
+/// otherwise sample by sample.
+fn shown_counts(wide: &[f64]) -> Vec<i32> {
+    let uv = |y: f64| y as f32 * 1000.0;
+    let beyond = wide
+        .iter()
+        .fold(false, |b, &y| b | (uv(y).abs() >= 4_194_304.0));
+    if beyond {
+        wide.iter().map(|&y| round_to_i32(uv(y))).collect()
+    } else {
+        wide.iter().map(|&y| round_below_2_22(uv(y))).collect()
+    }
+}
+
+/// `x.round() as i32` (half away from zero) for `|x| < 2^22`, NaN as 0, without a
+/// float-to-integer conversion: that one saturates, which the compiler does lane by
+/// lane, where every step here is done for four values at once.
+#[inline(always)]
+fn round_below_2_22(x: f32) -> i32 {
+    /// 1.5 × 2^23: added to a value in [0, 2^22), the sum's low mantissa bits hold
+    /// the value rounded to a whole number (ties to even).
+    const MAGIC: f32 = 12_582_912.0;
+    let x = if x.is_nan() { 0.0 } else { x };
+    let a = x.abs();
+    let m = a + MAGIC;
+    let even = m.to_bits() as i32 - MAGIC.to_bits() as i32;
+    // `m - MAGIC` is `a` rounded (exact), `a` minus it too: a tie that went down to
+    // even goes up instead, away from zero.
+    let n = even + i32::from(a - (m - MAGIC) == 0.5);
+    if x < 0.0 {
+        -n
+    } else {
+        n
+    }
 }
 
 /// `x.round() as i32` (half away from zero, saturated, NaN as 0), without the
@@ -407,19 +448,32 @@ mod tests {
             edges.push(x);
             x += 0.013;
         }
+        // And a sweep of bit patterns over the whole f32 range.
+        edges.extend((0..u32::MAX).step_by(997).map(f32::from_bits));
         for &x in &edges {
             assert_eq!(round_to_i16(x), reference(x), "{x:?}");
         }
-        // The i32 rounding of the cut: the same values, 2^23 and 2^31 around, and a
-        // sweep of bit patterns over the whole f32 range.
+        // The i32 rounding of the cut: the same values, and 2^23 and 2^31 around.
         for i in -70i32..=70 {
             let p = 2.0f32.powi(i.abs() / 2 + 16) * if i < 0 { -1.0 } else { 1.0 };
             edges.extend([p, p.next_up(), p.next_down(), p + 0.5, p - 0.5]);
         }
-        edges.extend((0..u32::MAX).step_by(997).map(f32::from_bits));
-        for x in edges {
+        for &x in &edges {
             assert_eq!(round_to_i32(x), x.round() as i32, "{x:?}");
+            if x.is_nan() || x.abs() < 4_194_304.0 {
+                assert_eq!(round_below_2_22(x), x.round() as i32, "{x:?}");
+            }
         }
+        // A cut's counts, below 2^22 µV and beyond it.
+        let mut wide: Vec<f64> = edges.iter().map(|&x| f64::from(x) / 1000.0).collect();
+        wide.retain(|y| y.abs() < 4_000.0 || y.is_nan());
+        let each = |w: &[f64]| -> Vec<i32> {
+            w.iter().map(|&y| round_to_i32(y as f32 * 1000.0)).collect()
+        };
+        assert_eq!(shown_counts(&wide), each(&wide));
+        wide.push(4_194.304);
+        wide.push(-1e30);
+        assert_eq!(shown_counts(&wide), each(&wide));
     }
 
     #[test]

@@ -1,4 +1,5 @@
 use std::fmt;
+use std::fmt::Write as _;
 
 use serde::{Deserialize, Serialize};
 
@@ -141,9 +142,24 @@ pub enum FindingSource {
 impl FindingSource {
     /// `detector:NAME` or `model:ID@VERSION`.
     pub fn label(&self) -> String {
+        let mut label = String::new();
+        self.push_label(&mut label);
+        label
+    }
+
+    /// Appends [`FindingSource::label`] to `out`.
+    fn push_label(&self, out: &mut String) {
         match self {
-            FindingSource::Detector { name } => format!("detector:{name}"),
-            FindingSource::Model { id, version } => format!("model:{id}@{version}"),
+            FindingSource::Detector { name } => {
+                out.push_str("detector:");
+                out.push_str(name);
+            }
+            FindingSource::Model { id, version } => {
+                out.push_str("model:");
+                out.push_str(id);
+                out.push('@');
+                out.push_str(version);
+            }
         }
     }
 }
@@ -306,6 +322,48 @@ impl Finding {
         condition: Condition,
         window_start: DeviceTimeUs,
     ) -> String {
-        format!("{stream}/{}/{condition}/{}", source.label(), window_start.0)
+        // `{stream}/{label}/{condition}/{start}`, put together piece by piece (every
+        // finding has one; `format!` takes several times the instructions).
+        let mut key = String::with_capacity(stream.as_str().len() + 64);
+        key.push_str(stream.as_str());
+        key.push('/');
+        source.push_label(&mut key);
+        key.push('/');
+        key.push_str(condition.as_str());
+        key.push('/');
+        // Writing to a `String` cannot fail.
+        let _ = write!(key, "{}", window_start.0);
+        key
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_stream_label_condition_start() {
+        let stream = StreamId::new("bed-7.ecg").unwrap();
+        let sources = [
+            FindingSource::Detector {
+                name: "rhythm".into(),
+            },
+            FindingSource::Model {
+                id: "af-cnn".into(),
+                version: "1.1.0".into(),
+            },
+        ];
+        for source in &sources {
+            for condition in [Condition::AtrialFibrillation, Condition::Pause] {
+                for start in [0, 1_800_000_000_000_000, -5, i64::MIN, i64::MAX] {
+                    assert_eq!(
+                        Finding::make_key(&stream, source, condition, DeviceTimeUs(start)),
+                        format!("{stream}/{}/{condition}/{start}", source.label())
+                    );
+                }
+            }
+        }
+        assert_eq!(sources[0].label(), "detector:rhythm");
+        assert_eq!(sources[1].label(), "model:af-cnn@1.1.0");
     }
 }
