@@ -362,15 +362,19 @@ impl Presets {
         Presets { kinds, frames }
     }
 
+    /// Every preset's frames as the blocks (mV) the bare chain takes.
+    fn blocks_mv(&self) -> Vec<Vec<Vec<f32>>> {
+        self.frames
+            .iter()
+            .map(|fs| fs.iter().map(Frame::samples_mv).collect())
+            .collect()
+    }
+
     /// Patients per core of the bare DSP chain the analyzer runs per stream:
     /// `StreamDsp::push` over every preset's 60 s in 200 ms blocks, repeated for at
     /// least 3 s of one thread's CPU; a patient is one 12-lead 500 Hz stream.
     fn bare_chain_patients_per_core(&self) -> f64 {
-        let blocks: Vec<Vec<Vec<f32>>> = self
-            .frames
-            .iter()
-            .map(|fs| fs.iter().map(Frame::samples_mv).collect())
-            .collect();
+        let blocks = self.blocks_mv();
         let cfg = ecg_dsp::stream::DspConfig::default();
         let lead_off = [false; LEADS];
         let started = Instant::now();
@@ -386,8 +390,7 @@ impl Presets {
                 }
             }
         }
-        let per_s = samples as f64 / started.elapsed().as_secs_f64();
-        per_s / (LEADS * SAMPLE_RATE as usize) as f64
+        patients_per_core(samples, started.elapsed())
     }
 
     /// Patients per core of the same chain serving `n` streams at once, as the
@@ -397,11 +400,7 @@ impl Presets {
     /// stream's state cold, as the pipeline finds its own; the figure above, one stream
     /// after another, finds it warm.
     fn bare_chain_interleaved_patients_per_core(&self, n: usize) -> f64 {
-        let blocks: Vec<Vec<Vec<f32>>> = self
-            .frames
-            .iter()
-            .map(|fs| fs.iter().map(Frame::samples_mv).collect())
-            .collect();
+        let blocks = self.blocks_mv();
         let cfg = ecg_dsp::stream::DspConfig::default();
         let lead_off = [false; LEADS];
         let mut streams: Vec<(ecg_dsp::StreamDsp, &Vec<Vec<f32>>)> = (0..n.max(1))
@@ -425,8 +424,7 @@ impl Presets {
             }
             k += 1;
         }
-        let per_s = samples as f64 / started.elapsed().as_secs_f64();
-        per_s / (LEADS * SAMPLE_RATE as usize) as f64
+        patients_per_core(samples, started.elapsed())
     }
 
     /// The rhythm of patient `i` (the demo's mix, in turn).
@@ -435,6 +433,12 @@ impl Presets {
         let p = mix[i % mix.len()];
         self.kinds.iter().position(|k| *k == p).unwrap_or(0)
     }
+}
+
+/// Patients (12-lead streams at the sample rate) per core, from the samples one thread
+/// pushed through the chain in `elapsed`.
+fn patients_per_core(samples: u64, elapsed: Duration) -> f64 {
+    samples as f64 / elapsed.as_secs_f64() / (LEADS * SAMPLE_RATE as usize) as f64
 }
 
 // ---------------------------------------------------------------------------------
