@@ -282,9 +282,12 @@ impl AfEpisodes {
         // window's start and its centre segment's end.
         let at_beat = |x: Option<f32>, edge: i64| -> i64 {
             match x {
+                // max then min, not clamp: no panic on a window whose segment ends
+                // before its start (none the pipeline builds).
                 Some(x) if s.beat_offsets => (f.window_start.0
                     + (f64::from(x) * 1e6).round() as i64)
-                    .clamp(f.window_start.0, seg_end),
+                    .max(f.window_start.0)
+                    .min(seg_end),
                 _ => edge,
             }
         };
@@ -306,8 +309,10 @@ impl AfEpisodes {
             }
         }
         st.last_end = Some(seg_end);
-        // A window the model could not score says nothing.
+        // A window the model could not score says nothing (but carries the end of an
+        // episode the jump closed).
         if f.status == FindingStatus::Indeterminate {
+            f.episode_end = closed.map(|e| DeviceTimeUs(e.end));
             return closed;
         }
         // What the window says: sustain evidence, and onset evidence (the model's
@@ -570,6 +575,23 @@ mod tests {
             .expect("closed by the gap");
         // From the stream's first window's start (its lead-in is its own).
         assert_eq!((e.start, e.end), (0, 50_000_000));
+        assert_eq!(t.open().count(), 0);
+    }
+
+    /// The finding after a jump carries the end of the episode the jump closed, also
+    /// when the model could not score it.
+    #[test]
+    fn an_indeterminate_window_after_a_jump_carries_the_closed_episodes_end() {
+        let mut t = tracker(EpisodeSettings::default());
+        for k in 0..4 {
+            t.apply(&mut window(k, FindingStatus::Present), &irregular(), &[]);
+        }
+        let mut later = window(100, FindingStatus::Indeterminate);
+        let e = t
+            .apply(&mut later, &irregular(), &[])
+            .expect("closed by the gap");
+        assert_eq!(later.episode_end, Some(DeviceTimeUs(e.end)));
+        assert_eq!(later.status, FindingStatus::Indeterminate);
         assert_eq!(t.open().count(), 0);
     }
 

@@ -403,6 +403,8 @@ impl Presets {
         let blocks = self.blocks_mv();
         let cfg = ecg_dsp::stream::DspConfig::default();
         let lead_off = [false; LEADS];
+        // Timed from the states' creation, as the warm chain times its own.
+        let started = Instant::now();
         let mut streams: Vec<(ecg_dsp::StreamDsp, &Vec<Vec<f32>>)> = (0..n.max(1))
             .map(|i| {
                 (
@@ -411,7 +413,6 @@ impl Presets {
                 )
             })
             .collect();
-        let started = Instant::now();
         let mut samples = 0u64;
         let mut events = Vec::new();
         let mut k = 0usize;
