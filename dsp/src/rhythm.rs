@@ -39,7 +39,8 @@ fn mean(x: &[f32]) -> f32 {
     }
 }
 
-fn median(x: &[f32]) -> f32 {
+/// Median of `x` (the mean of the middle two for an even count); 0 when empty.
+pub fn median(x: &[f32]) -> f32 {
     if x.is_empty() {
         return 0.0;
     }

@@ -68,7 +68,7 @@
 
 use std::collections::HashMap;
 
-use ecg_dsp::rhythm::{rr_irregular_with, IrregularityThresholds};
+use ecg_dsp::rhythm::{median, rr_irregular_with, IrregularityThresholds};
 use ecg_types::{Condition, DeviceTimeUs, Finding, FindingStatus, StreamId};
 use serde::{Deserialize, Serialize};
 
@@ -155,14 +155,7 @@ fn marks(beats_s: &[f32], min_ratio: f32) -> Vec<(f32, f32)> {
         return Vec::new();
     }
     let rr: Vec<f32> = beats_s.windows(2).map(|w| w[1] - w[0]).collect();
-    let mut sorted = rr.clone();
-    sorted.sort_unstable_by(f32::total_cmp);
-    let m = sorted.len() / 2;
-    let median = if sorted.len() % 2 == 1 {
-        sorted[m]
-    } else {
-        0.5 * (sorted[m - 1] + sorted[m])
-    };
+    let median = median(&rr);
     rr.windows(2)
         .zip(&beats_s[1..])
         .map(|(d, &t)| {
@@ -268,6 +261,13 @@ impl AfEpisodes {
         if f.condition != Condition::AtrialFibrillation {
             return None;
         }
+        let closed = self.track(f, rr_s, beats_s);
+        f.episode_end = closed.map(|e| DeviceTimeUs(e.end));
+        closed
+    }
+
+    /// [`Self::apply`] but for `episode_end`: the state machine on one AF finding.
+    fn track(&mut self, f: &mut Finding, rr_s: &[f32], beats_s: &[f32]) -> Option<Episode> {
         let (centre_start, seg_end) = self.segment(f.window_start.0, f.window_end.0);
         let s = &self.settings;
         let st = self.streams.entry(f.stream.clone()).or_default();
@@ -309,10 +309,8 @@ impl AfEpisodes {
             }
         }
         st.last_end = Some(seg_end);
-        // A window the model could not score says nothing (but carries the end of an
-        // episode the jump closed).
+        // A window the model could not score says nothing.
         if f.status == FindingStatus::Indeterminate {
-            f.episode_end = closed.map(|e| DeviceTimeUs(e.end));
             return closed;
         }
         // What the window says: sustain evidence, and onset evidence (the model's
@@ -361,8 +359,7 @@ impl AfEpisodes {
             // nor breaks the run: it is as unsure as the band says.
             None => {}
         }
-        // The finding says what the episode state is, and when the one it closed ended.
-        f.episode_end = closed.map(|e| DeviceTimeUs(e.end));
+        // The finding says what the episode state is.
         match st.open {
             Some(start) => {
                 f.status = FindingStatus::Present;
