@@ -321,7 +321,6 @@ impl Sequencer {
         if st.pending.is_empty() && st.next_seq == Some(seq) {
             // The next frame with none waiting: out at once, as `release` would let it
             // out of the buffer.
-            st.next_seq = Some(seq + 1);
             emit(st, &self.settings, &self.telemetry, w, out);
             return;
         }
@@ -420,7 +419,7 @@ fn release(
             return;
         };
         st.pending_bytes -= w.bytes;
-        st.next_seq = Some(seq + 1);
+        debug_assert_eq!(seq, w.frame.seq);
         emit(st, settings, telemetry, w, out);
     }
 }
@@ -460,6 +459,8 @@ fn emit(
     out: &mut Sequenced,
 ) {
     let frame = w.frame;
+    // The stream's next frame is the one after this.
+    st.next_seq = Some(frame.seq + 1);
     let mut restart = std::mem::take(&mut st.gap_before_next).then_some(Restart::AfterGap);
     // A new rate or lead set restarts the analysis on the frame's own clock.
     if st
