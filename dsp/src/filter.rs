@@ -129,17 +129,20 @@ impl Cascade {
     #[inline]
     pub fn step(&mut self, x: f32) -> f32 {
         let mut v = f64::from(x);
-        if !self.started {
-            self.started = true;
-            let mut u = v;
-            for s in &mut self.sections {
-                u = s.settle(u);
-            }
-        }
+        self.settle_once(v);
         for s in &mut self.sections {
             v = s.step(v);
         }
         v as f32
+    }
+
+    /// On the first sample only: settles every section to it ([`settle_chain`]).
+    #[inline]
+    fn settle_once(&mut self, x0: f64) {
+        if !self.started {
+            self.started = true;
+            settle_chain(&mut self.sections, x0);
+        }
     }
 
     /// Filters `x` in place.
@@ -157,13 +160,7 @@ impl Cascade {
         let Some(&x0) = x.first() else {
             return;
         };
-        if !self.started {
-            self.started = true;
-            let mut u = x0;
-            for s in &mut self.sections {
-                u = s.settle(u);
-            }
-        }
+        self.settle_once(x0);
         let mut pairs = self.sections.chunks_exact_mut(2);
         for pair in &mut pairs {
             if let [first, second] = pair {

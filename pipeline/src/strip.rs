@@ -335,19 +335,12 @@ fn round_below_2_22(x: f32) -> i32 {
 /// from there on `x` is a whole number already.
 fn round_to_i32(x: f32) -> i32 {
     if x.abs() < 8_388_608.0 {
-        round_small(x)
+        let t = x as i32;
+        let frac = x - t as f32;
+        t + i32::from(frac >= 0.5) - i32::from(frac <= -0.5)
     } else {
         x as i32
     }
-}
-
-/// `x.round() as i32` for `|x| < 2^23` (and NaN, as 0), where `x` minus its truncation
-/// is exact; without a branch.
-#[inline(always)]
-fn round_small(x: f32) -> i32 {
-    let t = x as i32;
-    let frac = x - t as f32;
-    t + i32::from(frac >= 0.5) - i32::from(frac <= -0.5)
 }
 
 #[cfg(test)]
