@@ -106,14 +106,10 @@ pub struct DemoReport {
     pub metrics: Metrics,
 }
 
-/// The bundled models directory of this source tree.
+/// The bundled models directory of this source tree
+/// ([`ecg_inference::bundled_models_dir`]).
 pub fn default_models_dir() -> PathBuf {
-    let local = PathBuf::from("models");
-    if local.is_dir() {
-        local
-    } else {
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models")
-    }
+    ecg_inference::bundled_models_dir()
 }
 
 fn patients(n: usize) -> Vec<DemoPatient> {

@@ -50,8 +50,10 @@ pub struct EpisodesArgs {
     #[arg(long, value_delimiter = ',')]
     pub records: Vec<String>,
     /// Models directory (`DIR/*/*.toml`); the active AF model's episodes are scored.
-    #[arg(long, default_value = "models")]
-    pub models: PathBuf,
+    /// Default: `models` in the working directory if there is one, else the bundled
+    /// models of the source tree the binary was built from.
+    #[arg(long)]
+    pub models: Option<PathBuf>,
     /// Stream the records with this noise of the MIT-BIH Noise Stress Test Database
     /// added (`super::nst`: as PhysioNet's `nst` adds it, standard protocol — clean
     /// until 5:00, then 2 min noisy / 2 min clean in turn); `em` needs record 118 in
@@ -241,7 +243,11 @@ pub fn detect(
 /// When the models or records cannot be read or the output cannot be written.
 #[allow(clippy::print_stdout)]
 pub fn run(args: &EpisodesArgs) -> anyhow::Result<()> {
-    let models = Arc::new(ecg_inference::load_models(&args.models, 1)?);
+    let dir = args
+        .models
+        .clone()
+        .unwrap_or_else(ecg_inference::bundled_models_dir);
+    let models = Arc::new(ecg_inference::load_models(&dir, 1)?);
     let names: Vec<String> = if args.records.is_empty() {
         record_names(&args.db)?
             .into_iter()

@@ -12,5 +12,7 @@ pub mod model;
 pub mod runtime;
 
 pub use manifest::{InputKind, Manifest, ManifestError, ModelMode, RR_FEATURES};
-pub use model::{load_models, LoadError, Model, ModelError, Probs, Retry, Scored};
+pub use model::{
+    bundled_models_dir, load_models, LoadError, Model, ModelError, Probs, Retry, Scored,
+};
 pub use runtime::{OrtRuntime, RuntimeError};

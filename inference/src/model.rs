@@ -473,6 +473,19 @@ impl Model {
     }
 }
 
+/// The bundled models directory: `models` in the working directory when there is
+/// one (a checkout's root, or a deployment that ships its own), else the models of the
+/// source tree this binary was built from, so that a command run from any directory
+/// finds them.
+pub fn bundled_models_dir() -> PathBuf {
+    let local = PathBuf::from("models");
+    if local.is_dir() {
+        local
+    } else {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../models")
+    }
+}
+
 /// Loads every model of a models directory: each `DIR/*/*.toml` manifest, in path
 /// order, with `intra_threads` ONNX Runtime threads each.
 ///
@@ -648,6 +661,20 @@ mod tests {
         Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("../models")
             .join(rel)
+    }
+
+    #[test]
+    fn bundled_models_are_found_from_a_directory_without_them() {
+        // Tests run in the crate's folder, which has no `models` of its own: the
+        // fallback to the source tree's models is what is found.
+        assert!(!Path::new("models").exists());
+        let dir = bundled_models_dir();
+        assert!(
+            dir.join("af-cnn/af_cnn.toml").is_file(),
+            "{}",
+            dir.display()
+        );
+        assert!(dir.join("af-rr/af_rr.toml").is_file(), "{}", dir.display());
     }
 
     fn window(i: usize, quality_ok: bool) -> ModelInput {
