@@ -106,8 +106,8 @@ pub struct DemoReport {
     pub metrics: Metrics,
 }
 
-/// The bundled models directory of this source tree
-/// ([`ecg_inference::bundled_models_dir`]).
+/// The bundled models directory: `./models` when there is one, else this source
+/// tree's ([`ecg_inference::bundled_models_dir`]).
 pub fn default_models_dir() -> PathBuf {
     ecg_inference::bundled_models_dir()
 }

@@ -13,7 +13,9 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use ecg_dsp::rhythm::{median, rr_irregular_with, without_ectopic_pairs, IrregularityThresholds};
+use ecg_dsp::rhythm::{
+    alternation_ratio, median, rr_irregular_with, without_ectopic_pairs, IrregularityThresholds,
+};
 use ecg_dsp::stream::DspConfig;
 
 fn lag_median(rr: &[f32], k: usize) -> f32 {
@@ -24,11 +26,12 @@ fn lag_median(rr: &[f32], k: usize) -> f32 {
     median(&d)
 }
 
+/// The shipped alternation ratio (d2 / d1) and, for comparison, min(d2, d3) / d1.
 fn pattern_ratio(rr: &[f32]) -> (f32, f32) {
     let d1 = lag_median(rr, 1);
     let d2 = lag_median(rr, 2);
     let d3 = lag_median(rr, 3);
-    (d2 / d1, d2.min(d3) / d1)
+    (alternation_ratio(rr), d2.min(d3) / d1)
 }
 
 fn windows(beats: &[u64], fs: u32, n: usize) -> Vec<(f64, Vec<f32>)> {
