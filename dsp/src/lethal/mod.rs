@@ -106,7 +106,7 @@ use crate::pace::RecentPulses;
 use serde::{Deserialize, Serialize};
 
 use decide::Fused;
-use lead::{LeadFront, LeadParams};
+use lead::{LeadFront, LeadParams, Scratch};
 use pulse::PulseChannel;
 use ring::Ring;
 use spectrum::Spectrum;
@@ -603,13 +603,19 @@ impl LethalDetector {
             }
         }
         std::hint::black_box(touched);
+        let mut scratch = Scratch::new();
         let mut i = 0;
         while i < n {
             let due = self.next_end + self.latency;
             let m = ((due - self.n) as usize).min(n - i);
             for (lead, &s) in self.leads.iter_mut().zip(&self.analysed) {
                 let off = lead_off.get(s).copied().unwrap_or(false);
-                lead.push(&self.p, &ecg_mv[s * n + i..s * n + i + m], off);
+                lead.push(
+                    &self.p,
+                    &ecg_mv[s * n + i..s * n + i + m],
+                    off,
+                    &mut scratch,
+                );
             }
             self.n += m as u64;
             i += m;
