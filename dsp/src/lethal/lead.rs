@@ -595,12 +595,11 @@ impl TickStats {
     }
 }
 
-/// Stack buffers of [`LeadFront::push`] for one chunk: the decimated samples, and the
+/// Buffers of [`LeadFront::push`] for one chunk: the decimated samples, and the
 /// filters' outputs over them ([`LeadFront::filter`]) with the history each filter
 /// reads before the chunk's first sample, so that the filters run as whole-array
-/// passes. Made once per block of the stream ([`LethalDetector::push_ecg`]) and used
-/// by every lead in turn (only the zeroing costs, and it once per block, not per
-/// lead); every part a chunk reads is written first.
+/// passes. One per thread, used by every lead in turn
+/// ([`LethalDetector::push_ecg`]); every part a chunk reads is written first.
 ///
 /// [`LethalDetector::push_ecg`]: super::LethalDetector::push_ecg
 #[derive(Debug)]
@@ -611,7 +610,7 @@ pub(crate) struct Scratch {
     hpx: [f32; CHUNK + 2],
     /// Smoothed signal, after the [`F_HIST`] samples before the chunk.
     fx: [f32; CHUNK + F_HIST],
-    /// Absolute slope, after the `mwi` values before the chunk.
+    /// Absolute slope, after the [`MWI_MAX`] values before the chunk.
     ax: [f32; CHUNK + MWI_MAX],
     /// Absolute second difference, after the [`HF_LEN`] values before the chunk.
     a2x: [f32; CHUNK + HF_LEN],
@@ -624,7 +623,7 @@ pub(crate) struct Scratch {
 }
 
 impl Scratch {
-    pub(crate) fn new() -> Self {
+    pub(crate) const fn new() -> Self {
         Self {
             ys: [0.0; CHUNK],
             bads: [false; CHUNK],
@@ -681,8 +680,8 @@ struct Chain {
     hf_buf: [f32; HF_LEN],
     // Ticks.
     cur: TickStats,
-    /// The moving-window integration's last `mwi` absolute slopes, oldest first
-    /// (the first `mwi` used); last, so that its unused tail is never touched.
+    /// The last [`MWI_MAX`] absolute slopes, oldest first (the moving-window
+    /// integration reads the last `mwi`): copied whole, a fixed-size block.
     mwi_buf: [f32; MWI_MAX],
 }
 
@@ -1059,12 +1058,12 @@ impl LeadFront {
             *f = 0.25 * (a + 2.0 * b + c);
         }
         // Absolute slope over kd samples, after the integration's window.
-        w.ax[..nm].copy_from_slice(&ch.mwi_buf[..nm]);
+        w.ax[..MWI_MAX].copy_from_slice(&ch.mwi_buf);
         let (fs, backs) = (
             &w.fx[F_HIST..F_HIST + n],
             &w.fx[F_HIST - kd..F_HIST - kd + n],
         );
-        for ((a, &f), &back) in w.ax[nm..nm + n].iter_mut().zip(fs).zip(backs) {
+        for ((a, &f), &back) in w.ax[MWI_MAX..MWI_MAX + n].iter_mut().zip(fs).zip(backs) {
             *a = ((f - back) * p.slope_scale).abs();
         }
         // High-frequency activity's absolute second difference.
@@ -1074,7 +1073,7 @@ impl LeadFront {
         }
         // Mean absolute slope (120 ms): the detection feature.
         let mut mwi_sum = ch.mwi_sum;
-        let (new, old) = (&w.ax[nm..nm + n], &w.ax[..n]);
+        let (new, old) = (&w.ax[MWI_MAX..MWI_MAX + n], &w.ax[MWI_MAX - nm..]);
         for ((e, &a), &o) in w.e[..n].iter_mut().zip(new).zip(old) {
             mwi_sum += a - o;
             *e = (mwi_sum * p.inv_mwi).max(0.0);
@@ -1104,7 +1103,7 @@ impl LeadFront {
         // The histories for the next chunk.
         (ch.hp_x1, ch.hp_y1, ch.hp_y2) = (x1, hp[n + 1], hp[n]);
         ch.f_hist.copy_from_slice(&w.fx[n..n + F_HIST]);
-        ch.mwi_buf[..nm].copy_from_slice(&w.ax[n..n + nm]);
+        ch.mwi_buf.copy_from_slice(&w.ax[n..n + MWI_MAX]);
         ch.hf_buf.copy_from_slice(&w.a2x[n..n + HF_LEN]);
         (ch.mwi_sum, ch.hf_sum) = (mwi_sum, hf_sum);
     }
