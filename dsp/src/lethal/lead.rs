@@ -372,7 +372,7 @@ impl Decimator {
 /// past the end. Between such samples nothing else happens, so the caller takes the
 /// samples one by one only where one does; in this loop the state stays in
 /// registers and the stop test is one compare
-/// ([`tests::candidate_scan_matches_one_by_one`]).
+/// (test `candidate_scan_matches_one_by_one`).
 #[inline(always)]
 fn scan_candidate(
     es: &[f32],
@@ -527,7 +527,7 @@ impl TickStats {
     /// extreme, restarts that extreme's count, which its extremes alone tell; a
     /// stretch with one takes the samples one by one ([`TickStats::add_rails`]).
     /// The same statistics as one sample at a time
-    /// ([`tests::tick_statistics_match_one_by_one`]).
+    /// (test `tick_statistics_match_one_by_one`).
     #[inline(always)]
     fn add(
         &mut self,
@@ -1045,7 +1045,7 @@ impl LeadFront {
     /// same operations in the same order as one pass per sample would (the
     /// histories the filters read before the chunk's first sample are copied in
     /// front of each pass's output and back after it, oldest first): bit-identical
-    /// outputs ([`tests::filter_passes_match_one_pass`]).
+    /// outputs (test `filter_passes_match_one_pass`).
     fn filter(&mut self, p: &LeadParams, n: usize, w: &mut Scratch) {
         let ch = &mut self.ch;
         let n = n.min(CHUNK);
