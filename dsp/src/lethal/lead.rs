@@ -35,6 +35,8 @@ const E_FLOOR: f32 = 0.5;
 const MWI_MAX: usize = 24;
 /// Working samples of the high-frequency activity average (48 ms at 125 Hz).
 const HF_LEN: usize = 6;
+/// Smoothed samples kept for the slope (more than its lag `kd`, at most 3).
+const F_HIST: usize = 8;
 /// Working samples per chunk: the input is decimated `CHUNK · d` samples at a time
 /// (at most `CHUNK` outputs from any phase) before the working-rate chain runs. A
 /// 200 ms frame at 500 Hz is one chunk (25 outputs); the stack buffers it fills are
@@ -269,17 +271,28 @@ impl Decimator {
         }
         let whole = (x.len() - i) / p.d * p.d;
         let body = &x[i..i + whole];
-        if body.iter().fold(true, |ok, v| ok & v.is_finite()) {
-            let (ys, bads) = (&mut ys[ny..], &mut bads[ny..]);
-            let n = match p.d {
-                2 => self.groups::<2>(p, body, off, ys, bads),
-                3 => self.groups::<3>(p, body, off, ys, bads),
-                4 => self.groups::<4>(p, body, off, ys, bads),
-                8 => self.groups::<8>(p, body, off, ys, bads),
-                _ => 0,
-            };
+        // The groups as if every sample were finite, then a check of their outputs
+        // instead of the samples (a quarter as many, or fewer): every sample weighs
+        // into its group's output with a positive weight, so a sample that is not
+        // finite makes that output not finite. Then (or when a finite sum
+        // overflowed) the groups are undone and taken sample by sample, as before.
+        let saved = (self.cur, self.last);
+        let (ys_g, bads_g) = (&mut ys[ny..], &mut bads[ny..]);
+        let n = match p.d {
+            2 => self.groups::<2>(p, body, off, ys_g, bads_g),
+            3 => self.groups::<3>(p, body, off, ys_g, bads_g),
+            4 => self.groups::<4>(p, body, off, ys_g, bads_g),
+            8 => self.groups::<8>(p, body, off, ys_g, bads_g),
+            _ => 0,
+        };
+        let not_finite = ys_g[..n]
+            .iter()
+            .fold(0u32, |r, y| r | u32::from(!y.is_finite()));
+        if not_finite == 0 {
             ny += n;
             i += n * p.d;
+        } else {
+            (self.cur, self.last) = saved;
         }
         for &raw in &x[i..] {
             if let Some((y, b)) = self.step(p, raw, off) {
@@ -351,6 +364,55 @@ impl Decimator {
     }
 }
 
+/// The local-maximum candidate of the detection feature over `es` (working samples
+/// `k0..`), as [`LeadFront::work`] moves it sample by sample: a sample above the one
+/// before and above the candidate's value becomes the candidate. Stops at the first
+/// sample at which the candidate (`cand_v ≥ 0`) is `r` samples old or `due` is
+/// reached, after moving the candidate there: returns that sample's index, or `None`
+/// past the end. Between such samples nothing else happens, so the caller takes the
+/// samples one by one only where one does; in this loop the state stays in
+/// registers and the stop test is one compare
+/// (test `candidate_scan_matches_one_by_one`).
+#[inline(always)]
+fn scan_candidate(
+    es: &[f32],
+    k0: u64,
+    r: u64,
+    due: u64,
+    (cand_k, cand_v): (&mut u64, &mut f32),
+    e_prev: &mut f32,
+) -> Option<usize> {
+    let (mut cv, mut ep) = (*cand_v, *e_prev);
+    // Sample indices relative to `k0`; the candidate's only once it moves.
+    let due = due.saturating_sub(k0);
+    let mut stop = if cv >= 0.0 {
+        (*cand_k + r).saturating_sub(k0).min(due)
+    } else {
+        due
+    };
+    let mut moved = None;
+    let mut found = None;
+    for (j, &e) in (0u64..).zip(es) {
+        // `e > ep && e > cv`: the feature is never NaN (its integration's output
+        // is clamped at zero).
+        if e > higher(ep, cv) {
+            moved = Some(j);
+            cv = e;
+            stop = (j + r).min(due);
+        }
+        ep = e;
+        if j >= stop {
+            found = Some(j as usize);
+            break;
+        }
+    }
+    if let Some(j) = moved {
+        *cand_k = k0 + j;
+    }
+    (*cand_v, *e_prev) = (cv, ep);
+    found
+}
+
 /// One detection-feature peak of a lead, a beat or not, with its morphology.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub(crate) struct Beat {
@@ -386,8 +448,7 @@ pub(crate) struct TickStats {
     /// Range of the high-passed signal (mV).
     hp_min: f32,
     hp_max: f32,
-    /// Smallest and largest detection feature (mV/s).
-    e_min: f32,
+    /// Largest detection feature (mV/s).
     e_max: f32,
     /// Range of the decimated (not high-passed) signal and the working samples in runs
     /// of identical values at its maximum or minimum (a rail).
@@ -423,13 +484,120 @@ pub(crate) struct Tick {
     bad: u16,
 }
 
+/// The smallest and largest of `lo` and `hi` and the values of `v`, as a running
+/// [`lower`] and [`higher`] over them would find them, but on four running extremes
+/// at a time (one vector). The same values: only which of two equal zeros of
+/// opposite sign is kept may differ, and no quality depends on a zero's sign (a
+/// range, a ratio capped and ramped). NaN values are skipped, as by
+/// `lower`/`higher`.
+///
+/// Not inlined, and one series at a time: otherwise its compares and selects lose
+/// their `minps`/`maxps` form.
+#[inline(never)]
+fn extremes(v: &[f32], lo: f32, hi: f32) -> (f32, f32) {
+    let mut l = [lo; 4];
+    let mut h = [hi; 4];
+    let mut blocks = v.chunks_exact(4);
+    for b in &mut blocks {
+        for q in 0..4 {
+            // `lower` and `higher`, written so that they compile to one `minps` and
+            // one `maxps` for the four (as `x > h[q]`, to a compare and blend).
+            let x = b[q];
+            l[q] = if x < l[q] { x } else { l[q] };
+            h[q] = if h[q] < x { x } else { h[q] };
+        }
+    }
+    let mut lo = lower(lower(l[0], l[1]), lower(l[2], l[3]));
+    let mut hi = higher(higher(h[0], h[1]), higher(h[2], h[3]));
+    for &x in blocks.remainder() {
+        lo = lower(lo, x);
+        hi = higher(hi, x);
+    }
+    (lo, hi)
+}
+
 impl TickStats {
+    /// Adds a stretch of working samples of this tick: decimated `ys` (with the
+    /// previous decimated sample and the run of identical ones before it, updated),
+    /// their bad flags and the filters' outputs `(hp, e, hf)`.
+    ///
+    /// The extremes four at a time ([`extremes`]). The clipping count only
+    /// changes within runs of identical decimated samples: a stretch without two
+    /// equal neighbours (nearly always) only ends any run and, where it holds a new
+    /// extreme, restarts that extreme's count, which its extremes alone tell; a
+    /// stretch with one takes the samples one by one ([`TickStats::add_rails`]).
+    /// The same statistics as one sample at a time
+    /// (test `tick_statistics_match_one_by_one`).
+    #[inline(always)]
+    fn add(
+        &mut self,
+        p: &LeadParams,
+        (y_prev, run): (&mut f32, &mut u32),
+        ys: &[f32],
+        bads: &[bool],
+        (hps, es, hfs): (&[f32], &[f32], &[f32]),
+    ) {
+        let Some(&last) = ys.last() else {
+            return;
+        };
+        // One saturating add for the stretch: the same count as one per sample.
+        self.n = self
+            .n
+            .saturating_add(u16::try_from(ys.len()).unwrap_or(u16::MAX));
+        let repeats = ys
+            .iter()
+            .zip(&ys[1..])
+            .fold(u32::from(ys[0] == *y_prev), |r, (a, b)| {
+                r | u32::from(a == b)
+            });
+        if repeats != 0 {
+            self.add_rails(p, (y_prev, run), ys);
+        } else {
+            let (lo, hi) = extremes(ys, f32::INFINITY, f32::NEG_INFINITY);
+            if hi > self.y_max {
+                self.y_max = hi;
+                self.at_max = 0;
+            }
+            if lo < self.y_min {
+                self.y_min = lo;
+                self.at_min = 0;
+            }
+            *y_prev = last;
+            *run = 0;
+        }
+        let bad = bads.iter().filter(|&&b| b).count();
+        self.bad = self.bad.wrapping_add(bad as u16);
+        (self.hp_min, self.hp_max) = extremes(hps, self.hp_min, self.hp_max);
+        (self.hf_min, self.hf_max) = extremes(hfs, self.hf_min, self.hf_max);
+        self.e_max = extremes(es, f32::INFINITY, self.e_max).1;
+    }
+
+    /// The decimated samples' range and clipping count, one sample at a time.
+    #[inline(never)]
+    fn add_rails(&mut self, p: &LeadParams, (y_prev, run): (&mut f32, &mut u32), ys: &[f32]) {
+        for &y in ys {
+            *run = if y == *y_prev { *run + 1 } else { 0 };
+            *y_prev = y;
+            if y > self.y_max {
+                self.y_max = y;
+                self.at_max = 0;
+            }
+            if y < self.y_min {
+                self.y_min = y;
+                self.at_min = 0;
+            }
+            if *run >= p.stuck_run {
+                self.at_max += u16::from(y == self.y_max);
+                self.at_min += u16::from(y == self.y_min);
+            }
+        }
+    }
+
     fn start(tick: u64) -> Self {
         Self {
             tick,
             hp_min: f32::INFINITY,
             hp_max: f32::NEG_INFINITY,
-            e_min: f32::INFINITY,
             hf_min: f32::INFINITY,
             y_min: f32::INFINITY,
             y_max: f32::NEG_INFINITY,
@@ -438,14 +606,47 @@ impl TickStats {
     }
 }
 
-/// The filters' outputs over a block of working samples ([`LeadFront::filter`]).
-struct Filtered {
-    /// High-passed signal (mV).
-    hp: [f32; CHUNK],
+/// Buffers of [`LeadFront::push`] for one chunk: the decimated samples, and the
+/// filters' outputs over them ([`LeadFront::filter`]) with the history each filter
+/// reads before the chunk's first sample, so that the filters run as whole-array
+/// passes. One per thread, used by every lead in turn
+/// ([`LethalDetector::push_ecg`]); every part a chunk reads is written first.
+///
+/// [`LethalDetector::push_ecg`]: super::LethalDetector::push_ecg
+#[derive(Debug)]
+pub(crate) struct Scratch {
+    ys: [f32; CHUNK],
+    bads: [bool; CHUNK],
+    /// High-passed signal (mV), after the two samples before the chunk.
+    hpx: [f32; CHUNK + 2],
+    /// Smoothed signal, after the [`F_HIST`] samples before the chunk.
+    fx: [f32; CHUNK + F_HIST],
+    /// Absolute slope, after the [`MWI_MAX`] values before the chunk.
+    ax: [f32; CHUNK + MWI_MAX],
+    /// Absolute second difference, after the [`HF_LEN`] values before the chunk.
+    a2x: [f32; CHUNK + HF_LEN],
     /// Detection feature (mV/s).
     e: [f32; CHUNK],
     /// High-frequency activity (mV/s²).
     hf: [f32; CHUNK],
+    /// The spectrum history's new samples.
+    vfs: [f32; CHUNK],
+}
+
+impl Scratch {
+    pub(crate) const fn new() -> Self {
+        Self {
+            ys: [0.0; CHUNK],
+            bads: [false; CHUNK],
+            hpx: [0.0; CHUNK + 2],
+            fx: [0.0; CHUNK + F_HIST],
+            ax: [0.0; CHUNK + MWI_MAX],
+            a2x: [0.0; CHUNK + HF_LEN],
+            e: [0.0; CHUNK],
+            hf: [0.0; CHUNK],
+            vfs: [0.0; CHUNK],
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -467,9 +668,6 @@ struct Chain {
     /// The current local-maximum candidate (`cand_v < 0`: none).
     cand_k: u64,
     pending: Option<Pending>,
-    f_pos: usize,
-    mwi_pos: usize,
-    hf_pos: usize,
     vf_cnt: usize,
     hp: History,
     vf: History,
@@ -487,12 +685,14 @@ struct Chain {
     run: u32,
     started: bool,
     in_cur: bool,
-    f_hist: [f32; 8],
+    /// The last smoothed samples, oldest first.
+    f_hist: [f32; F_HIST],
+    /// The last absolute second differences, oldest first.
     hf_buf: [f32; HF_LEN],
     // Ticks.
     cur: TickStats,
-    /// The moving-window integration's ring (the first `mwi` used); last, so that
-    /// its unused tail is never touched.
+    /// The last [`MWI_MAX`] absolute slopes, oldest first (the moving-window
+    /// integration reads the last `mwi`): copied whole, a fixed-size block.
     mwi_buf: [f32; MWI_MAX],
 }
 
@@ -563,9 +763,6 @@ impl LeadFront {
                 tick_end_k: p.first_k_at(0),
                 cand_k: 0,
                 pending: None,
-                f_pos: 0,
-                mwi_pos: 0,
-                hf_pos: 0,
                 vf_cnt: 0,
                 hp: History::new(p.fw as usize + 1),
                 vf: History::new(p.vf_cap),
@@ -582,7 +779,7 @@ impl LeadFront {
                 run: 0,
                 started: false,
                 in_cur: false,
-                f_hist: [0.0; 8],
+                f_hist: [0.0; F_HIST],
                 hf_buf: [0.0; HF_LEN],
                 cur: TickStats::start(0),
                 mwi_buf: [0.0; MWI_MAX],
@@ -628,9 +825,9 @@ impl LeadFront {
         // the two lines of per-tick state after it.
         (c.tick_end_k as f32 + c.hp.touch_next(0))
             + (c.vf.touch_next(0) + c.hp_y1)
-            + (c.e_prev + c.hf_buf[c.hf_pos])
+            + (c.e_prev + c.hf_buf[0])
             + (c.cur.e_max + c.mwi_buf[0])
-            + (c.mwi_buf[c.mwi_pos] + c.mwi_buf[MWI_MAX - 1])
+            + (c.mwi_buf[MWI_MAX / 2] + c.mwi_buf[MWI_MAX - 1])
             + (c.hp.touch_next(16) + c.hp.touch_next(24))
             + c.vf.touch_next(12)
             + (self.beats.len() as f32 + self.hf_ref)
@@ -710,7 +907,7 @@ impl LeadFront {
     ///
     /// # Panics
     /// Never for the chunk sizes used here (working samples per chunk ≤ input).
-    pub(crate) fn push(&mut self, p: &LeadParams, x: &[f32], off: bool) {
+    pub(crate) fn push(&mut self, p: &LeadParams, x: &[f32], off: bool, s: &mut Scratch) {
         if x.is_empty() {
             return;
         }
@@ -725,16 +922,9 @@ impl LeadFront {
         }
         // In chunks: clean and decimate into a small stack buffer, then run the
         // working-rate chain over it. Hot state stays in locals.
-        let mut ys = [0.0f32; CHUNK];
-        let mut bads = [false; CHUNK];
-        let mut w = Filtered {
-            hp: [0.0; CHUNK],
-            e: [0.0; CHUNK],
-            hf: [0.0; CHUNK],
-        };
         for chunk in x.chunks(CHUNK * p.d) {
-            let ny = self.ch.dec.run(p, chunk, off, &mut ys, &mut bads);
-            self.work(p, &ys[..ny], &bads[..ny], &mut w);
+            let ny = self.ch.dec.run(p, chunk, off, &mut s.ys, &mut s.bads);
+            self.work(p, ny, s);
         }
     }
 
@@ -746,11 +936,11 @@ impl LeadFront {
     /// peaks of its first sample (and after the peaks before it), and the
     /// high-passed history is filled up to the current sample before a peak's
     /// measurement reads it.
-    fn work(&mut self, p: &LeadParams, ys: &[f32], bads: &[bool], w: &mut Filtered) {
-        let n = ys.len().min(bads.len()).min(CHUNK);
-        let (ys, bads) = (&ys[..n], &bads[..n]);
-        self.filter(p, ys, w);
-        let (hps, es, hfs) = (&w.hp[..n], &w.e[..n], &w.hf[..n]);
+    fn work(&mut self, p: &LeadParams, n: usize, w: &mut Scratch) {
+        let n = n.min(CHUNK);
+        self.filter(p, n, w);
+        let (ys, bads) = (&w.ys[..n], &w.bads[..n]);
+        let (hps, es, hfs) = (&w.hpx[2..n + 2], &w.e[..n], &w.hf[..n]);
         let k0 = self.ch.k;
         let (mut y_prev, mut run) = (self.ch.y_prev, self.ch.run);
         let mut e_prev = self.ch.e_prev;
@@ -774,47 +964,37 @@ impl LeadFront {
                 cur = self.ch.cur;
             }
             let i1 = n.min(i0 + self.ch.tick_end_k.saturating_sub(ks).max(1) as usize);
-            let c = &mut cur;
-            // One saturating add for the stretch: the same count as one per sample.
-            c.n =
-                c.n.saturating_add(u16::try_from(i1 - i0).unwrap_or(u16::MAX));
-            for i in i0..i1 {
-                let (y, hp, e, hf) = (ys[i], hps[i], es[i], hfs[i]);
-                run = if y == y_prev { run + 1 } else { 0 };
-                y_prev = y;
-                if y > c.y_max {
-                    c.y_max = y;
-                    c.at_max = 0;
-                }
-                if y < c.y_min {
-                    c.y_min = y;
-                    c.at_min = 0;
-                }
-                if run >= p.stuck_run {
-                    c.at_max += u16::from(y == c.y_max);
-                    c.at_min += u16::from(y == c.y_min);
-                }
-                c.bad += u16::from(bads[i]);
-                c.hp_min = lower(c.hp_min, hp);
-                c.hp_max = higher(c.hp_max, hp);
-                c.e_min = lower(c.e_min, e);
-                c.e_max = higher(c.e_max, e);
-                c.hf_min = lower(c.hf_min, hf);
-                c.hf_max = higher(c.hf_max, hf);
-            }
+            cur.add(
+                p,
+                (&mut y_prev, &mut run),
+                &ys[i0..i1],
+                &bads[i0..i1],
+                (&hps[i0..i1], &es[i0..i1], &hfs[i0..i1]),
+            );
 
             // Local maxima of the detection feature, `r` apart.
-            for (i, &e) in es.iter().enumerate().take(i1).skip(i0) {
+            let mut i = i0;
+            while i < i1 {
                 let k = k0 + i as u64;
-                if e > e_prev && e > cand_v {
-                    cand_k = k;
-                    cand_v = e;
-                }
-                e_prev = e;
                 if k < p.warmup {
+                    let e = es[i];
+                    if e > e_prev && e > cand_v {
+                        cand_k = k;
+                        cand_v = e;
+                    }
+                    e_prev = e;
                     self.warm_up(p, k, e);
+                    i += 1;
                     continue;
                 }
+                // On to the next sample at which something happens.
+                let cand = (&mut cand_k, &mut cand_v);
+                let due = pending_due;
+                match scan_candidate(&es[i..i1], k, p.r as u64, due, cand, &mut e_prev) {
+                    Some(j) => i += j,
+                    None => break,
+                }
+                let k = k0 + i as u64;
                 if cand_v >= 0.0 && k >= cand_k + p.r as u64 {
                     let (kc, v) = (cand_k, cand_v);
                     cand_v = -1.0;
@@ -839,6 +1019,7 @@ impl LeadFront {
                     }
                     pending_due = u64::MAX;
                 }
+                i += 1;
             }
             i0 = i1;
         }
@@ -853,68 +1034,89 @@ impl LeadFront {
         self.ch.e_prev = e_prev;
     }
 
-    /// The filters of [`LeadFront::work`] over a block of decimated samples: the
-    /// baseline high-pass, smoothing, slope and its moving-window integration (the
-    /// detection feature), the high-frequency activity (into `w`) and the spectrum
-    /// history.
-    fn filter(&mut self, p: &LeadParams, ys: &[f32], w: &mut Filtered) {
+    /// The filters of [`LeadFront::work`] over the chunk's `n` decimated samples
+    /// (`w.ys`): the baseline high-pass, smoothing, slope and its moving-window
+    /// integration (the detection feature), the high-frequency activity (into `w`)
+    /// and the spectrum history.
+    ///
+    /// In passes over the chunk: the high-pass (a recursion), then smoothing, slope
+    /// and second difference (sample by sample independent: whole vectors at a
+    /// time), then the two running sums (recursions). Each value is computed by the
+    /// same operations in the same order as one pass per sample would (the
+    /// histories the filters read before the chunk's first sample are copied in
+    /// front of each pass's output and back after it, oldest first): bit-identical
+    /// outputs (test `filter_passes_match_one_pass`).
+    fn filter(&mut self, p: &LeadParams, n: usize, w: &mut Scratch) {
         let ch = &mut self.ch;
-        let (mut x1, mut y1, mut y2) = (ch.hp_x1, ch.hp_y1, ch.hp_y2);
-        let (mut mwi_sum, mut mwi_pos) = (ch.mwi_sum, ch.mwi_pos);
-        let (mut hf_sum, mut hf_pos) = (ch.hf_sum, ch.hf_pos);
-        let mut f_pos = ch.f_pos;
-        let (mut vf_acc, mut vf_cnt) = (ch.vf_acc, ch.vf_cnt);
-        // The spectrum history's new samples, pushed at the end.
-        let mut vfs = [0.0f32; CHUNK];
-        let mut nv = 0;
-        let nm = p.mwi;
-        let out = w.hp.iter_mut().zip(&mut w.e).zip(&mut w.hf);
-        for (&y, ((hpo, eo), hfo)) in ys.iter().zip(out) {
-            // Baseline high-pass (first order, 0.5 Hz).
+        let n = n.min(CHUNK);
+        let nm = p.mwi.min(MWI_MAX);
+        let kd = p.kd.clamp(1, F_HIST);
+        // Baseline high-pass (first order, 0.5 Hz), after the two outputs before.
+        let (mut x1, mut y1) = (ch.hp_x1, ch.hp_y1);
+        w.hpx[0] = ch.hp_y2;
+        w.hpx[1] = y1;
+        for (&y, h) in w.ys[..n].iter().zip(&mut w.hpx[2..n + 2]) {
             let hp = y - x1 + p.hp_a * y1;
             x1 = y;
-            let (h1, h2) = (y1, y2);
-            y2 = h1;
             y1 = hp;
-            *hpo = hp;
-            // Smoothing [1 2 1]/4, slope over kd samples, mean absolute slope (120 ms).
-            let f = 0.25 * (hp + 2.0 * h1 + h2);
-            let back = ch.f_hist[(f_pos + 8 - p.kd) & 7];
-            ch.f_hist[f_pos & 7] = f;
-            f_pos = (f_pos + 1) & 7;
-            let a = ((f - back) * p.slope_scale).abs();
-            mwi_sum += a - ch.mwi_buf[mwi_pos];
-            ch.mwi_buf[mwi_pos] = a;
-            mwi_pos += 1;
-            if mwi_pos == nm {
-                mwi_pos = 0;
-            }
-            *eo = (mwi_sum * p.inv_mwi).max(0.0);
-            // High-frequency activity: mean absolute second difference over 48 ms.
-            let a2 = (hp - 2.0 * h1 + h2).abs() * p.hf_scale;
-            hf_sum += a2 - ch.hf_buf[hf_pos];
-            ch.hf_buf[hf_pos] = a2;
-            hf_pos += 1;
-            if hf_pos == HF_LEN {
-                hf_pos = 0;
-            }
-            *hfo = (hf_sum * (1.0 / HF_LEN as f32)).max(0.0);
-            // Spectrum history.
-            vf_acc += hp;
+            *h = hp;
+        }
+        let hp = &w.hpx[..n + 2];
+        let (h0, h1, h2) = (&hp[2..], &hp[1..n + 1], &hp[..n]);
+        // Smoothing [1 2 1]/4, after the last smoothed samples.
+        w.fx[..F_HIST].copy_from_slice(&ch.f_hist);
+        for (((f, &a), &b), &c) in w.fx[F_HIST..F_HIST + n].iter_mut().zip(h0).zip(h1).zip(h2) {
+            *f = 0.25 * (a + 2.0 * b + c);
+        }
+        // Absolute slope over kd samples, after the integration's window.
+        w.ax[..MWI_MAX].copy_from_slice(&ch.mwi_buf);
+        let (fs, backs) = (
+            &w.fx[F_HIST..F_HIST + n],
+            &w.fx[F_HIST - kd..F_HIST - kd + n],
+        );
+        for ((a, &f), &back) in w.ax[MWI_MAX..MWI_MAX + n].iter_mut().zip(fs).zip(backs) {
+            *a = ((f - back) * p.slope_scale).abs();
+        }
+        // High-frequency activity's absolute second difference.
+        w.a2x[..HF_LEN].copy_from_slice(&ch.hf_buf);
+        for (((a2, &a), &b), &c) in w.a2x[HF_LEN..HF_LEN + n].iter_mut().zip(h0).zip(h1).zip(h2) {
+            *a2 = (a - 2.0 * b + c).abs() * p.hf_scale;
+        }
+        // Mean absolute slope (120 ms): the detection feature.
+        let mut mwi_sum = ch.mwi_sum;
+        let (new, old) = (&w.ax[MWI_MAX..MWI_MAX + n], &w.ax[MWI_MAX - nm..]);
+        for ((e, &a), &o) in w.e[..n].iter_mut().zip(new).zip(old) {
+            mwi_sum += a - o;
+            *e = (mwi_sum * p.inv_mwi).max(0.0);
+        }
+        // Mean absolute second difference over 48 ms.
+        let mut hf_sum = ch.hf_sum;
+        let (new, old) = (&w.a2x[HF_LEN..HF_LEN + n], &w.a2x[..n]);
+        for ((hf, &a), &o) in w.hf[..n].iter_mut().zip(new).zip(old) {
+            hf_sum += a - o;
+            *hf = (hf_sum * (1.0 / HF_LEN as f32)).max(0.0);
+        }
+        // Spectrum history.
+        let (mut vf_acc, mut vf_cnt) = (ch.vf_acc, ch.vf_cnt);
+        let mut nv = 0;
+        for &h in h0 {
+            vf_acc += h;
             vf_cnt += 1;
             if vf_cnt == p.vd {
-                vfs[nv] = vf_acc / p.vd as f32;
+                w.vfs[nv] = vf_acc / p.vd as f32;
                 nv += 1;
                 vf_acc = 0.0;
                 vf_cnt = 0;
             }
         }
-        ch.vf.extend(&vfs[..nv]);
-        (ch.hp_x1, ch.hp_y1, ch.hp_y2) = (x1, y1, y2);
-        (ch.mwi_sum, ch.mwi_pos) = (mwi_sum, mwi_pos);
-        (ch.hf_sum, ch.hf_pos) = (hf_sum, hf_pos);
-        ch.f_pos = f_pos;
+        ch.vf.extend(&w.vfs[..nv]);
         (ch.vf_acc, ch.vf_cnt) = (vf_acc, vf_cnt);
+        // The histories for the next chunk.
+        (ch.hp_x1, ch.hp_y1, ch.hp_y2) = (x1, hp[n + 1], hp[n]);
+        ch.f_hist.copy_from_slice(&w.fx[n..n + F_HIST]);
+        ch.mwi_buf.copy_from_slice(&w.ax[n..n + MWI_MAX]);
+        ch.hf_buf.copy_from_slice(&w.a2x[n..n + HF_LEN]);
+        (ch.mwi_sum, ch.hf_sum) = (mwi_sum, hf_sum);
     }
 
     /// The working sample at which a pending peak is measured: once the stretch its
@@ -1594,7 +1796,7 @@ mod tests {
                             as f32
                     })
                     .collect();
-                l.push(&p, &x, false);
+                l.push(&p, &x, false, &mut Scratch::new());
                 // The high-passed signal's swing over the last second.
                 let h = &l.ch.hp;
                 let (lo, hi) = (h.count() - p.fw as u64..h.count())
@@ -1608,6 +1810,293 @@ mod tests {
             // (aliasing to DC) is stopped.
             assert!(run(10.0) > 1.8, "fs {fs}");
             assert!(run(fw) < 0.05, "fs {fs}: {}", run(fw));
+        }
+    }
+
+    /// The filters as one pass per sample with rings (as before they ran in passes
+    /// over the chunk): hp, detection feature, high-frequency activity, and the
+    /// spectrum-history samples.
+    struct OnePass {
+        x1: f32,
+        y1: f32,
+        y2: f32,
+        f_hist: [f32; 8],
+        f_pos: usize,
+        mwi_buf: [f32; MWI_MAX],
+        mwi_pos: usize,
+        mwi_sum: f32,
+        hf_buf: [f32; HF_LEN],
+        hf_pos: usize,
+        hf_sum: f32,
+        vf_acc: f32,
+        vf_cnt: usize,
+        vf: Vec<f32>,
+    }
+
+    impl OnePass {
+        fn step(&mut self, p: &LeadParams, y: f32) -> (f32, f32, f32) {
+            let hp = y - self.x1 + p.hp_a * self.y1;
+            self.x1 = y;
+            let (h1, h2) = (self.y1, self.y2);
+            self.y2 = h1;
+            self.y1 = hp;
+            let f = 0.25 * (hp + 2.0 * h1 + h2);
+            let back = self.f_hist[(self.f_pos + 8 - p.kd) & 7];
+            self.f_hist[self.f_pos & 7] = f;
+            self.f_pos = (self.f_pos + 1) & 7;
+            let a = ((f - back) * p.slope_scale).abs();
+            self.mwi_sum += a - self.mwi_buf[self.mwi_pos];
+            self.mwi_buf[self.mwi_pos] = a;
+            self.mwi_pos = (self.mwi_pos + 1) % p.mwi;
+            let e = (self.mwi_sum * p.inv_mwi).max(0.0);
+            let a2 = (hp - 2.0 * h1 + h2).abs() * p.hf_scale;
+            self.hf_sum += a2 - self.hf_buf[self.hf_pos];
+            self.hf_buf[self.hf_pos] = a2;
+            self.hf_pos = (self.hf_pos + 1) % HF_LEN;
+            let hf = (self.hf_sum * (1.0 / HF_LEN as f32)).max(0.0);
+            self.vf_acc += hp;
+            self.vf_cnt += 1;
+            if self.vf_cnt == p.vd {
+                self.vf.push(self.vf_acc / p.vd as f32);
+                self.vf_acc = 0.0;
+                self.vf_cnt = 0;
+            }
+            (hp, e, hf)
+        }
+    }
+
+    /// A pseudo-random test signal: ECG-like spikes, noise, steps and flat runs.
+    fn test_signal(len: usize, seed: u64) -> Vec<f32> {
+        let mut r = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let mut next = move || {
+            r = r
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((r >> 40) as f32) / (1u64 << 24) as f32
+        };
+        let mut x = Vec::with_capacity(len);
+        let mut v = 0.0f32;
+        while x.len() < len {
+            let kind = next();
+            let run = 1 + (next() * 40.0) as usize;
+            for i in 0..run {
+                v = if kind < 0.5 {
+                    0.05 * (next() - 0.5) + (i as f32 * 0.7).sin()
+                } else if kind < 0.7 {
+                    v // flat: a run of identical values
+                } else if kind < 0.85 {
+                    if i == 0 {
+                        3.0 * (next() - 0.5)
+                    } else {
+                        v * 0.5
+                    }
+                } else {
+                    [0.0, -0.0, 1.5, -1.5][(next() * 4.0) as usize & 3]
+                };
+                x.push(v);
+            }
+        }
+        x.truncate(len);
+        x
+    }
+
+    #[test]
+    fn filter_passes_match_one_pass() {
+        for fs in [128u32, 250, 360, 500, 1000] {
+            let p = LeadParams::new(fs, u64::from(fs / 2), 6.0);
+            let mut l = LeadFront::new(&p, 17.0);
+            let mut w = Scratch::new();
+            let x = test_signal(40_000, u64::from(fs));
+            (l.ch.hp_x1, l.ch.hp_y1, l.ch.hp_y2) = (0.3, -0.2, 0.1);
+            let mut r = OnePass {
+                x1: 0.3,
+                y1: -0.2,
+                y2: 0.1,
+                f_hist: [0.0; 8],
+                f_pos: 0,
+                mwi_buf: [0.0; MWI_MAX],
+                mwi_pos: 0,
+                mwi_sum: 0.0,
+                hf_buf: [0.0; HF_LEN],
+                hf_pos: 0,
+                hf_sum: 0.0,
+                vf_acc: 0.0,
+                vf_cnt: 0,
+                vf: Vec::new(),
+            };
+            let (mut at, mut len) = (0, 0usize);
+            while at < x.len() {
+                // Chunks of every length, 0 and the largest included.
+                len = (len * 7 + 13) % (CHUNK + 1);
+                let n = len.min(x.len() - at);
+                w.ys[..n].copy_from_slice(&x[at..at + n]);
+                l.filter(&p, n, &mut w);
+                for i in 0..n {
+                    let (hp, e, hf) = r.step(&p, x[at + i]);
+                    let got = (w.hpx[2 + i], w.e[i], w.hf[i]);
+                    assert_eq!(
+                        (hp.to_bits(), e.to_bits(), hf.to_bits()),
+                        (got.0.to_bits(), got.1.to_bits(), got.2.to_bits()),
+                        "fs {fs} sample {}",
+                        at + i
+                    );
+                }
+                at += n;
+            }
+            let v = &l.ch.vf;
+            let first = v.first();
+            assert_eq!(v.count(), r.vf.len() as u64);
+            for j in first..v.count() {
+                assert_eq!(v.at(j).to_bits(), r.vf[j as usize].to_bits(), "fs {fs}");
+            }
+        }
+    }
+
+    #[test]
+    fn tick_statistics_match_one_by_one() {
+        let p = LeadParams::new(500, 250, 6.0);
+        let x = test_signal(60_000, 7);
+        let f = |i: usize| x[(i * 7919) % x.len()];
+        let (mut fast, mut slow) = (TickStats::start(0), TickStats::start(0));
+        let (mut yp_f, mut run_f, mut yp_s, mut run_s) = (f32::NAN, 0u32, f32::NAN, 0u32);
+        let (mut at, mut len) = (0, 0usize);
+        let (mut repeats, mut rails) = (0, 0);
+        while at + CHUNK < x.len() {
+            len = (len * 7 + 13) % (CHUNK + 1);
+            if at % 3000 < 64 {
+                // A new tick now and then.
+                (fast, slow) = (TickStats::start(1), TickStats::start(1));
+            }
+            let ys = &x[at..at + len];
+            let bads: Vec<bool> = (0..len).map(|i| f(at + i) > 0.3).collect();
+            let hps: Vec<f32> = (0..len).map(|i| f(at + i + 1)).collect();
+            let es: Vec<f32> = (0..len).map(|i| f(at + i + 2).abs()).collect();
+            let hfs: Vec<f32> = (0..len).map(|i| f(at + i + 3).abs()).collect();
+            fast.add(&p, (&mut yp_f, &mut run_f), ys, &bads, (&hps, &es, &hfs));
+            // One by one, as before.
+            let c = &mut slow;
+            c.n = c.n.saturating_add(len as u16);
+            for i in 0..len {
+                let (y, hp, e, hf) = (ys[i], hps[i], es[i], hfs[i]);
+                run_s = if y == yp_s { run_s + 1 } else { 0 };
+                repeats += usize::from(run_s > 0);
+                yp_s = y;
+                if y > c.y_max {
+                    c.y_max = y;
+                    c.at_max = 0;
+                }
+                if y < c.y_min {
+                    c.y_min = y;
+                    c.at_min = 0;
+                }
+                if run_s >= p.stuck_run {
+                    c.at_max += u16::from(y == c.y_max);
+                    c.at_min += u16::from(y == c.y_min);
+                }
+                c.bad += u16::from(bads[i]);
+                c.hp_min = lower(c.hp_min, hp);
+                c.hp_max = higher(c.hp_max, hp);
+                c.e_max = higher(c.e_max, e);
+                c.hf_min = lower(c.hf_min, hf);
+                c.hf_max = higher(c.hf_max, hf);
+            }
+            // Equal as numbers (a zero's sign aside), and the same counts.
+            assert_eq!(fast, slow, "at {at}");
+            assert_eq!((yp_f.to_bits(), run_f), (yp_s.to_bits(), run_s), "at {at}");
+            rails += usize::from(slow.at_max + slow.at_min > 0);
+            at += len;
+        }
+        assert!(repeats > 1000 && rails > 100, "{repeats} {rails}");
+    }
+
+    #[test]
+    fn candidate_scan_matches_one_by_one() {
+        let x = test_signal(20_000, 3);
+        for r in [1u64, 2, 19, 25] {
+            let (mut at, mut len) = (0usize, 0usize);
+            let (mut ck, mut cv, mut ep) = (0u64, -1.0f32, 0.0f32);
+            let (mut ck1, mut cv1, mut ep1) = (ck, cv, ep);
+            let mut stops = 0;
+            while at + CHUNK < x.len() {
+                len = (len * 7 + 13) % (CHUNK + 1);
+                let es: Vec<f32> = x[at..at + len].iter().map(|v| v.abs()).collect();
+                let k0 = at as u64;
+                let due = if at % 5 == 0 {
+                    u64::MAX
+                } else {
+                    k0 + (at % 37) as u64
+                };
+                let got = scan_candidate(&es, k0, r, due, (&mut ck, &mut cv), &mut ep);
+                // One by one.
+                let mut want = None;
+                for (j, &e) in es.iter().enumerate() {
+                    let k = k0 + j as u64;
+                    if e > ep1 && e > cv1 {
+                        ck1 = k;
+                        cv1 = e;
+                    }
+                    ep1 = e;
+                    if (cv1 >= 0.0 && k >= ck1 + r) || k >= due {
+                        want = Some(j);
+                        break;
+                    }
+                }
+                assert_eq!(got, want, "r {r} at {at}");
+                assert_eq!(
+                    (ck, cv.to_bits(), ep.to_bits()),
+                    (ck1, cv1.to_bits(), ep1.to_bits())
+                );
+                // Confirm as the caller does, now and then.
+                if got.is_some() {
+                    stops += 1;
+                    if at % 2 == 0 {
+                        (cv, cv1) = (-1.0, -1.0);
+                    }
+                }
+                at += got.map_or(len, |j| j + 1);
+            }
+            assert!(stops > 100, "{stops}");
+        }
+    }
+
+    #[test]
+    fn decimator_groups_match_steps_with_missing_samples() {
+        for fs in [250u32, 360, 500, 1000] {
+            let p = LeadParams::new(fs, u64::from(fs), 6.0);
+            let mut x = test_signal(20_000, u64::from(fs) + 1);
+            for (i, v) in x.iter_mut().enumerate() {
+                match (i * 7919) % 1000 {
+                    0..=9 => *v = f32::NAN,
+                    10 => *v = f32::INFINITY,
+                    11 => *v = f32::NEG_INFINITY,
+                    12 => *v = 3.0e38,
+                    _ => {}
+                }
+            }
+            let (mut fast, mut slow) = (Decimator::default(), Decimator::default());
+            let (mut ys, mut bads) = ([0.0f32; CHUNK], [false; CHUNK]);
+            let (mut at, mut len, mut k) = (0usize, 0usize, 0usize);
+            let mut outs = Vec::new();
+            while at < x.len() {
+                len = (len * 7 + 13) % (CHUNK * p.d + 1);
+                let m = len.min(x.len() - at);
+                let off = at % 3 == 0;
+                let ny = fast.run(&p, &x[at..at + m], off, &mut ys, &mut bads);
+                for &v in &x[at..at + m] {
+                    if let Some(o) = slow.step(&p, v, off) {
+                        outs.push(o);
+                    }
+                }
+                for j in 0..ny {
+                    let (y, b) = outs[k + j];
+                    assert_eq!((ys[j].to_bits(), bads[j]), (y.to_bits(), b), "fs {fs}");
+                }
+                k += ny;
+                assert_eq!(k, outs.len());
+                at += m;
+            }
         }
     }
 

@@ -106,10 +106,17 @@ use crate::pace::RecentPulses;
 use serde::{Deserialize, Serialize};
 
 use decide::Fused;
-use lead::{LeadFront, LeadParams};
+use lead::{LeadFront, LeadParams, Scratch};
 use pulse::PulseChannel;
 use ring::Ring;
 use spectrum::Spectrum;
+
+thread_local! {
+    /// The leads' chunk buffers ([`Scratch`]), one per thread: every detector's
+    /// leads use them in turn, and they are neither zeroed per block nor held per
+    /// stream.
+    static SCRATCH: std::cell::RefCell<Scratch> = const { std::cell::RefCell::new(Scratch::new()) };
+}
 
 /// Leads that can vote: the evidence masks have one bit per lead.
 pub(crate) const MAX_VOTING_LEADS: usize = 32;
@@ -603,13 +610,26 @@ impl LethalDetector {
             }
         }
         std::hint::black_box(touched);
+        SCRATCH.with_borrow_mut(|scratch| self.push_leads(ecg_mv, lead_off, n, scratch, out));
+    }
+
+    /// The body of [`LethalDetector::push_ecg`]: the leads' blocks up to each
+    /// assessment, and the assessment.
+    fn push_leads(
+        &mut self,
+        ecg_mv: &[f32],
+        lead_off: &[bool],
+        n: usize,
+        scratch: &mut Scratch,
+        out: &mut Vec<LethalAssessment>,
+    ) {
         let mut i = 0;
         while i < n {
             let due = self.next_end + self.latency;
             let m = ((due - self.n) as usize).min(n - i);
             for (lead, &s) in self.leads.iter_mut().zip(&self.analysed) {
                 let off = lead_off.get(s).copied().unwrap_or(false);
-                lead.push(&self.p, &ecg_mv[s * n + i..s * n + i + m], off);
+                lead.push(&self.p, &ecg_mv[s * n + i..s * n + i + m], off, scratch);
             }
             self.n += m as u64;
             i += m;
