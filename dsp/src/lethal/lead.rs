@@ -554,14 +554,7 @@ impl TickStats {
             self.add_rails(p, (y_prev, run), ys);
         } else {
             let (lo, hi) = extremes(ys, f32::INFINITY, f32::NEG_INFINITY);
-            if hi > self.y_max {
-                self.y_max = hi;
-                self.at_max = 0;
-            }
-            if lo < self.y_min {
-                self.y_min = lo;
-                self.at_min = 0;
-            }
+            self.widen_y(lo, hi);
             *y_prev = last;
             *run = 0;
         }
@@ -572,20 +565,27 @@ impl TickStats {
         self.e_max = extremes(es, f32::INFINITY, self.e_max).1;
     }
 
+    /// Widens the decimated samples' range to `lo..=hi`; a new extreme restarts its
+    /// rail count.
+    #[inline(always)]
+    fn widen_y(&mut self, lo: f32, hi: f32) {
+        if hi > self.y_max {
+            self.y_max = hi;
+            self.at_max = 0;
+        }
+        if lo < self.y_min {
+            self.y_min = lo;
+            self.at_min = 0;
+        }
+    }
+
     /// The decimated samples' range and clipping count, one sample at a time.
     #[inline(never)]
     fn add_rails(&mut self, p: &LeadParams, (y_prev, run): (&mut f32, &mut u32), ys: &[f32]) {
         for &y in ys {
             *run = if y == *y_prev { *run + 1 } else { 0 };
             *y_prev = y;
-            if y > self.y_max {
-                self.y_max = y;
-                self.at_max = 0;
-            }
-            if y < self.y_min {
-                self.y_min = y;
-                self.at_min = 0;
-            }
+            self.widen_y(y, y);
             if *run >= p.stuck_run {
                 self.at_max += u16::from(y == self.y_max);
                 self.at_min += u16::from(y == self.y_min);
@@ -1867,15 +1867,9 @@ mod tests {
 
     /// A pseudo-random test signal: ECG-like spikes, noise, steps and flat runs.
     fn test_signal(len: usize, seed: u64) -> Vec<f32> {
-        let mut r = seed
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        let mut next = move || {
-            r = r
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            ((r >> 40) as f32) / (1u64 << 24) as f32
-        };
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        let mut next = move || rng.random::<f32>();
         let mut x = Vec::with_capacity(len);
         let mut v = 0.0f32;
         while x.len() < len {
