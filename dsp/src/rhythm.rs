@@ -256,18 +256,17 @@ pub fn alternation_ratio(rr: &[f32]) -> f32 {
     if rr.len() < 3 {
         return 1.0;
     }
-    let lag = |k: usize| {
-        median(
-            &rr.windows(k + 1)
-                .map(|w| (w[k] - w[0]).abs())
-                .collect::<Vec<f32>>(),
-        )
-    };
-    let d1 = lag(1);
+    let d1 = median_lag_difference(rr, 1);
     if d1.is_nan() || d1 <= 0.0 {
         return 1.0;
     }
-    lag(2) / d1
+    median_lag_difference(rr, 2) / d1
+}
+
+/// Median |RR(n) − RR(n−k)| over the series (0 when it has no pair `k` apart).
+pub fn median_lag_difference(rr: &[f32], k: usize) -> f32 {
+    let d: Vec<f32> = rr.windows(k + 1).map(|w| (w[k] - w[0]).abs()).collect();
+    median(&d)
 }
 
 /// The RR series without the coupling and compensatory intervals of premature
@@ -596,6 +595,10 @@ mod tests {
         // at most in part, coupling/compensatory pairs; a VT alternating 0.50/0.60 s,
         // as in MIT-BIH 223).
         let mut rng = ChaCha8Rng::seed_from_u64(11);
+        let off = IrregularityThresholds {
+            min_alternation_ratio: 0.0,
+            ..IrregularityThresholds::default()
+        };
         for (short, long) in [(0.50f32, 0.60f32), (0.62, 0.80), (0.45, 0.62)] {
             let rr: Vec<f32> = (0..40)
                 .map(|i| {
@@ -603,10 +606,6 @@ mod tests {
                     base * rng.random_range(0.98..1.02)
                 })
                 .collect();
-            let off = IrregularityThresholds {
-                min_alternation_ratio: 0.0,
-                ..IrregularityThresholds::default()
-            };
             assert!(
                 rr_irregular_with(&rr, &off),
                 "irregular by the other indices"

@@ -14,23 +14,16 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use ecg_dsp::rhythm::{
-    alternation_ratio, median, rr_irregular_with, without_ectopic_pairs, IrregularityThresholds,
+    alternation_ratio, median_lag_difference, rr_irregular_with, without_ectopic_pairs,
+    IrregularityThresholds,
 };
 use ecg_dsp::stream::DspConfig;
 
-fn lag_median(rr: &[f32], k: usize) -> f32 {
-    if rr.len() <= k {
-        return f32::NAN;
-    }
-    let d: Vec<f32> = (k..rr.len()).map(|i| (rr[i] - rr[i - k]).abs()).collect();
-    median(&d)
-}
-
 /// The shipped alternation ratio (d2 / d1) and, for comparison, min(d2, d3) / d1.
 fn pattern_ratio(rr: &[f32]) -> (f32, f32) {
-    let d1 = lag_median(rr, 1);
-    let d2 = lag_median(rr, 2);
-    let d3 = lag_median(rr, 3);
+    let d1 = median_lag_difference(rr, 1);
+    let d2 = median_lag_difference(rr, 2);
+    let d3 = median_lag_difference(rr, 3);
     (alternation_ratio(rr), d2.min(d3) / d1)
 }
 
