@@ -19,7 +19,11 @@
 //! - **sustain evidence**: the RR intervals are irregular and the model's AF
 //!   probability is at least `stay_probability` (below the finding threshold): inside
 //!   an episode a window the model is unsure about does not end it, while a regular
-//!   rhythm, or a window the model is sure is not AF, does.
+//!   rhythm, or a window the model is sure is not AF, does. Inside an episode, the
+//!   model's call alone is sustain evidence too: AF whose ventricular rhythm is made
+//!   regular (paced beats between the conducted ones, as in MIT-BIH 217; a
+//!   regularised response) keeps its fibrillatory waves, which the model reads and
+//!   the RR intervals cannot show. An onset still needs both.
 //!
 //! The two sources fail differently: the waveform model calls AF on some regular
 //! rhythms with frequent ectopy (MIT-BIH 215), which the RR rule rejects; the RR rule
@@ -317,8 +321,12 @@ impl AfEpisodes {
         // call on top of it).
         let called = f.status == FindingStatus::Present;
         let likely = called || f.score.is_some_and(|p| p >= s.stay_probability);
-        let sustain = likely && (!s.require_rr_irregular || rr_irregular_with(rr_s, &self.rr_rule));
-        let onset = called && sustain;
+        let irregular = !s.require_rr_irregular || rr_irregular_with(rr_s, &self.rr_rule);
+        let onset = called && irregular;
+        // Inside an episode the model's own call keeps it going, whatever the RR
+        // intervals say: a ventricular rhythm made regular under AF (pacing, a
+        // regularised response) leaves the fibrillation in the waveform.
+        let sustain = likely && (irregular || (called && st.open.is_some()));
         match st.open {
             Some(_) if sustain => {
                 st.quiet_start = None;
@@ -538,22 +546,27 @@ mod tests {
         for k in 5..8 {
             assert_eq!(run(k, 0.15, &irregular()), (Present, None));
         }
-        // A regular rhythm the model still calls AF (flutter with fixed conduction,
-        // say) counts as quiet, as does a window the model rules out (p < 0.1).
+        // A regular rhythm the model still calls AF holds it (AF under paced or
+        // regularised ventricular beats; flutter with fixed conduction, which EC57
+        // counts with AF)...
         assert_eq!(run(8, 0.9, &regular()), (Present, None));
+        // ...but a regular one it is unsure about is quiet, as is a window the model
+        // rules out (p < 0.1) whatever the RR.
+        assert_eq!(run(9, 0.3, &regular()), (Present, None));
         assert_eq!(
-            run(9, 0.8, &irregular()),
+            run(10, 0.8, &irregular()),
             (Present, None),
             "quiet run broken"
         );
-        assert_eq!(run(10, 0.05, &irregular()), (Present, None));
-        let (status, closed) = run(11, 0.9, &regular());
+        assert_eq!(run(11, 0.05, &irregular()), (Present, None));
+        let (status, closed) = run(12, 0.3, &regular());
         assert_eq!(status, Absent);
+        // Ends where window 11's segment starts.
         assert_eq!(
             closed,
             Some(Episode {
                 start: 30_000_000,
-                end: 110_000_000
+                end: 120_000_000
             })
         );
     }
