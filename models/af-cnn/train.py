@@ -37,7 +37,9 @@ so that training, evaluation and serving share one builder, value for value.
 usage: train.py [--dev] [--seed S] [--checkpoint FILE | --from-checkpoint FILE [--export-only] |
                 --members F1,F2,...] [--inputs PREFIX] [--data DIR] [--out DIR] [--epochs N]
                 [--arch v1|v2|v2d] [--ema DECAY] [--mixup ALPHA]
-       train.py --cv-fold K [--folds 5] [--cv-out DIR] [--arch ...] [--ema ...] [--mixup ...]
+       train.py --cv-fold K [--folds 5] [--cv-out DIR] [--cv-onnx] [--arch ...] [--ema ...] [--mixup ...]
+       train.py --all-data --ema DECAY --checkpoint FILE
+       train.py --all-data --ema DECAY --from-checkpoint FILE --offsets N,A,O,~ --out DIR
   --dev   train, make every choice on the validation part, print; the held-out part is
           not scored and nothing is written to --out
   --checkpoint FILE       save the trained model and its validation choices (outside the
@@ -63,6 +65,16 @@ usage: train.py [--dev] [--seed S] [--checkpoint FILE | --from-checkpoint FILE [
                           schedule, score fold K with the last and the moving-average
                           weights (decay --ema, default 0.998), no epoch choice, no offsets;
                           cv_report.py pools the folds. Chooses between recipes.
+  --cv-onnx               with --cv-fold: also save the fold's moving-average network as
+                          CV_OUT/fold{K}.onnx (zero offsets) and fold{K}.pt, after the
+                          scoring (the fold's training and scores are unchanged); for the
+                          out-of-fold predictions of alldata.py
+  --all-data              train v1 with --ema on train + validation (all records outside
+                          the held-out part), fixed schedule, no choice; save --checkpoint.
+                          With --from-checkpoint and --offsets (chosen on out-of-fold
+                          predictions by alldata.py): export af_cnn.onnx with those offsets
+                          to --out, with the per-window contract checks; nothing is scored
+                          (MODEL_CARD.md, "All-data network with out-of-fold choices")
   --inputs PREFIX         train and score on the windows `cardiostream eval export-inputs`
                           wrote to PREFIX.csv/.npy instead of resampling in Python
   --data  folder holding cinc2017/ (default: $CARDIOSTREAM_DATA, else the output of
@@ -778,14 +790,18 @@ def fit(model, names, y, sigs, itr, iva, epochs, rng, t_start, ema=0.0, mixup=0.
             "training_cpu_s": time.process_time()}
 
 
-def cv_fold(names, y, sigs, fold, folds, epochs, seed, ema, out_dir, mixup=0.0):
+def cv_fold(names, y, sigs, fold, folds, epochs, seed, ema, out_dir, mixup=0.0,
+            save_onnx=False):
     """One fold of the K-fold cross-validation over train + validation (the held-out
     part is not in it): fold(name) = (sha256(name) // 5) % K. Trains on the other K-1
     folds with the recipe (fixed schedule, no epoch choice, no class offsets), then
     scores the fold's records by the argmax of their mean window probabilities, with the
     weights at the end of the schedule ("last") and with their moving average ("ema",
     decay `ema`, tracked alongside at no training cost). Writes
-    out_dir/fold{fold}.json (F1s) and .npz (record probabilities)."""
+    out_dir/fold{fold}.json (F1s) and .npz (record probabilities); with `save_onnx`
+    (--cv-onnx) also the moving-average network (zero class offsets) as
+    out_dir/fold{fold}.onnx and its weights as fold{fold}.pt, after the scoring (the
+    training and the scores are unchanged by it)."""
     import torch
 
     pool = np.array([not heldout(n) for n in names])
@@ -818,6 +834,74 @@ def cv_fold(names, y, sigs, fold, folds, epochs, seed, ema, out_dir, mixup=0.0):
     with open(os.path.join(out_dir, f"fold{fold}.json"), "w") as f:
         json.dump(out, f, indent=1)
     np.savez(os.path.join(out_dir, f"fold{fold}.npz"), **probs)
+    if save_onnx:
+        m = averaged.module
+        torch.save({"state": {k: v.detach().clone() for k, v in m.state_dict().items()},
+                    "config": config_key(seed, ema, mixup), "fold": fold, "folds": folds,
+                    "train_records": int(len(itr))},
+                   os.path.join(out_dir, f"fold{fold}.pt"))
+        ops = export_onnx(m, os.path.join(out_dir, f"fold{fold}.onnx"))
+        print(f"fold {fold}: wrote fold{fold}.onnx ({ops})", flush=True)
+
+
+def fit_all(model, names, y, sigs, epochs, rng, ema):
+    """--all-data: train on every record outside the held-out part (train + validation,
+    4,752 records) with the fixed schedule; the moving average of the weights (decay
+    `ema`) at the end is kept. No epoch, offsets or threshold are chosen here (nothing is
+    left to choose them on): they come from the out-of-fold predictions of the --cv-fold
+    networks (alldata.py). Returns the checkpoint dict."""
+    pool = np.flatnonzero(np.array([not heldout(n) for n in names]))
+    t0, c0 = time.time(), time.process_time()
+    print(f"all data: train on {len(pool)} records (train + validation)", flush=True)
+
+    def after_epoch(epoch, loss):
+        print(f"epoch {epoch:3d} loss {loss:.4f} ({time.time() - t0:.0f} s)", flush=True)
+
+    averaged = train_epochs(model, y, sigs, pool, epochs, rng, ema, after_epoch)
+    model.load_state_dict(averaged.module.state_dict())
+    return {"state": {k: v.detach().clone() for k, v in model.state_dict().items()},
+            "all_data": True, "train_records": int(len(pool)), "epochs": epochs,
+            "ema": ema, "training_wall_s": round(time.time() - t0),
+            "training_cpu_s": round(time.process_time() - c0)}
+
+
+def export_all(model, names, sigs, fitted, offsets, out_dir):
+    """--all-data --from-checkpoint F --offsets ...: the all-data network with the given
+    class offsets in its head, exported as out_dir/af_cnn.onnx, with the contract checks
+    per window (ONNX vs torch, DC offset, amplitude) on windows of the first 64 records
+    outside the held-out part; writes out_dir/export.json. No record is scored."""
+    import torch
+
+    model.load_state_dict(fitted["state"])
+    model.offsets.copy_(torch.tensor(offsets, dtype=torch.float32))
+    model.eval()
+    os.makedirs(out_dir, exist_ok=True)
+    path = os.path.join(out_dir, "af_cnn.onnx")
+    ops = export_onnx(model, path)
+    pool = [i for i, n in enumerate(names) if not heldout(n)][:64]
+    xv = np.concatenate([record_windows(sigs[i]) for i in pool])[:, None, :]
+    pred = ort_predictor(ort_session(path, 1))
+    base = pred(xv)
+    ort_diff = float(np.abs(base - torch_predictor(model)(xv)).max())
+    checks = {"windows": int(len(xv)), "onnx_vs_torch_max_abs_diff": ort_diff,
+              "window_dc_offset_0_7mV_max_abs_diff": float(np.abs(pred(xv + 0.7) - base).max()),
+              "window_dc_offset_minus_1mV_max_abs_diff": float(np.abs(pred(xv - 1.0) - base).max()),
+              "window_amplitude_x3_max_abs_diff": float(np.abs(pred(xv * 3.0) - base).max()),
+              "window_amplitude_x0_3_max_abs_diff": float(np.abs(pred(xv * 0.3) - base).max())}
+    print(f"ops {ops}; checks {json.dumps(checks)}", flush=True)
+    assert ort_diff < 1e-4, f"onnx export disagrees with torch: {ort_diff}"
+    assert checks["window_dc_offset_0_7mV_max_abs_diff"] < 1e-4
+    assert checks["window_amplitude_x3_max_abs_diff"] < 1e-2
+    report = {"model": "af-cnn", "arch": ARCH, "all_data": True,
+              "train_records": fitted["train_records"], "epochs": fitted["epochs"],
+              "ema": fitted["ema"], "class_logit_offsets": [float(v) for v in offsets],
+              "onnx_ops": ops, "checks": checks,
+              "training_wall_s": fitted["training_wall_s"],
+              "training_cpu_s": fitted["training_cpu_s"],
+              "heldout": "not scored by train.py --all-data"}
+    with open(os.path.join(out_dir, "export.json"), "w") as f:
+        json.dump(report, f, indent=2)
+    print(f"wrote {path} and export.json; no record scored", flush=True)
 
 
 def config_key(seed=SEED, ema=0.0, mixup=0.0):
@@ -862,6 +946,14 @@ def main():
                     "export af_cnn.onnx to --out and run the contract checks on the "
                     "validation part; the held-out part is not scored")
     ap.add_argument("--cv-out", default="/tmp/af_cnn_cv", help="where --cv-fold writes")
+    ap.add_argument("--cv-onnx", action="store_true", help="with --cv-fold: also save the "
+                    "fold's moving-average network as CV_OUT/fold{K}.onnx and .pt")
+    ap.add_argument("--all-data", action="store_true", help="train on train + validation "
+                    "(every record outside the held-out part) with the fixed schedule and "
+                    "--ema, save --checkpoint; with --from-checkpoint and --offsets: "
+                    "export af_cnn.onnx to --out (no record scored)")
+    ap.add_argument("--offsets", help="with --all-data --from-checkpoint: the class logit "
+                    "offsets N,A,O,~ (from the out-of-fold predictions, alldata.py)")
     args = ap.parse_args()
     t_start = time.time()
     global ARCH
@@ -896,7 +988,25 @@ def main():
         # the torch RNG; one model built and dropped here keeps them reproducible.
         build_model()
         cv_fold(names, y, sigs, args.cv_fold, args.folds, args.epochs, args.seed,
-                args.ema or 0.998, args.cv_out, args.mixup)
+                args.ema or 0.998, args.cv_out, args.mixup, args.cv_onnx)
+        return
+    if args.all_data:
+        assert args.ema > 0 and args.arch == "v1" and not args.mixup, \
+            "--all-data is the v1 recipe with --ema"
+        key = json.dumps(["all data", json.loads(config_key(args.seed, args.ema))])
+        if args.from_checkpoint:
+            fitted = torch.load(args.from_checkpoint, weights_only=False)
+            assert fitted["config"] == key, "checkpoint from another configuration"
+            offsets = [float(v) for v in args.offsets.split(",")]
+            assert len(offsets) == len(CLASSES)
+            export_all(model, names, sigs, fitted, offsets, args.out)
+            return
+        assert args.checkpoint, "--all-data trains and saves --checkpoint"
+        fitted = fit_all(model, names, y, sigs, args.epochs, rng, args.ema)
+        fitted["config"] = key
+        torch.save(fitted, args.checkpoint)
+        print(f"saved {args.checkpoint} ({fitted['training_wall_s']} s wall, "
+              f"{fitted['training_cpu_s']} s CPU)", flush=True)
         return
     if args.members:
         assert args.dev, "--members measures an ensemble on the validation part (--dev)"
