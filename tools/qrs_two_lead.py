@@ -20,6 +20,9 @@ excluded) and scores, per half (the tuning / held-out split of docs/accuracy-qrs
              plus lead 1's beats where lead 0's nearest beat's ratio is at least 0.25
              and lead 1's is below 0.8 x it, unless a kept lead-0 beat is within 150 ms
              (the same two values as `noisy`, not chosen again)
+  confirm    `cleaner`, and where the beat's own lead is noisy (its noise ratio at least
+             0.25, the same value) it must also be confirmed: a beat of the other lead
+             within 150 ms (stop 33; no new value)
 
 Beats are matched to the reference within 150 ms, each reference beat at most once,
 nearest first in time order (the test's EC57 matching); gross Se and +P over records.
@@ -113,6 +116,26 @@ def cleaner_rule(l0, n0, l1, n1, floor=0.25, margin=0.8):
     return sorted(kept + added)
 
 
+def confirm_rule(l0, n0, l1, n1, floor=0.25, margin=0.8):
+    """`cleaner`, with each beat whose own lead's noise ratio is at least `floor`
+    confirmed by a beat of the other lead within the match window."""
+    if not l0 or not l1:
+        return l0
+    kept = [
+        b
+        for b, r0 in zip(l0, n0)
+        if lead0_clean(r0, n1[nearest(l1, b)], floor, margin) and (r0 < floor or near(l1, b))
+    ]
+    added = [
+        b
+        for b, r1 in zip(l1, n1)
+        if not lead0_clean(n0[nearest(l0, b)], r1, floor, margin)
+        and not near(kept, b)
+        and (r1 < floor or near(l0, b))
+    ]
+    return sorted(kept + added)
+
+
 def main():
     d = sys.argv[1] if len(sys.argv) > 1 else "/tmp/q2"
     stems = sorted({f.rsplit(".", 1)[0] for f in os.listdir(d) if f.endswith(".l0")})
@@ -125,8 +148,9 @@ def main():
         "gap 1.3": lambda l0, l1: gap_rule(l0, l1, 1.3),
         "noisy": noisy_rule,
         "cleaner": cleaner_rule,
+        "confirm": confirm_rule,
     }
-    with_noise = {"noisy", "cleaner"}
+    with_noise = {"noisy", "cleaner", "confirm"}
     print("mixture half      " + "".join(f"{k:>16}" for k in rules))
     print("                  " + "".join(f"{'Se / +P %':>16}" for _ in rules))
     for mix in mixtures:
