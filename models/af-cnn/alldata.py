@@ -27,6 +27,10 @@ predictions of the 5 cross-validation networks, then put on the network trained 
       (a copy of the shipped manifest pointing at the graph, version 1.2.0, the OOF
       threshold).
 
+  alldata.py stay CV_DIR EXPORT_PREFIX [OOF_JSON]
+      The episode tracker's stay_probability check on the OOF windows: per true class,
+      P(A) after the OOF offsets and stacker, its 5th percentile and the share >= 0.1.
+
 Deterministic: no randomness except the stacker's CV folds (fixed); onnxruntime and BLAS
 on one thread.
 """
@@ -46,7 +50,6 @@ HERE_DIR = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE_DIR)
 import train as cnn  # noqa: E402
 import stack_rr as srr  # noqa: E402
-import stack_study as ss  # noqa: E402
 
 CLASSES = cnn.CLASSES
 FOLDS = 5
@@ -228,9 +231,30 @@ def build(cand_dir, oof_json, prefix):
     print(json.dumps({k: rep[k] for k in ("network", "graph")}, indent=1))
 
 
+def stay(cv_dir, prefix, oof_json):
+    """The episode tracker's `stay_probability` check (docs/accuracy-af.md §4) on the
+    OOF windows: P(A) of the offset-shifted, stacked OOF probabilities per true class
+    of the window's record: its 5th percentile and the shares reaching 0.1."""
+    V = load_pool(prefix)
+    p, _ = oof_probs(V, cv_dir)
+    with open(oof_json) as fh:
+        d = json.load(fh)
+    st = d["stacker"]
+    po = shifted(p.astype(np.float64), np.array(d["class_logit_offsets"]))
+    sc = (np.array(st["mu"]), np.array(st["sd"]))
+    ps = srr.stack_probs(V["feats"].astype(np.float64), po, sc, np.array(st["W"]), np.array(st["b"]))
+    wy = V["y_rec"][V["rec_of"]]
+    for c, name in enumerate(CLASSES):
+        pa = ps[wy == c, 1]
+        print(f"{name}: {len(pa)} OOF windows; P(A) 5th percentile {np.percentile(pa, 5):.3f}; "
+              f"share >= 0.1: {(pa >= 0.1).mean():.3f}")
+
+
 if __name__ == "__main__":
     a = sys.argv[1:]
-    if a[:1] == ["oof"] and len(a) in (3, 4):
+    if a[:1] == ["stay"] and len(a) in (3, 4):
+        stay(a[1], a[2], a[3] if len(a) == 4 else os.path.join(HERE_DIR, "alldata_oof.json"))
+    elif a[:1] == ["oof"] and len(a) in (3, 4):
         oof(a[1], a[2], a[3] if len(a) == 4 else os.path.join(HERE_DIR, "alldata_oof.json"))
     elif a[:1] == ["build"] and len(a) == 4:
         build(a[1], a[2], a[3])
