@@ -92,11 +92,13 @@ pub struct EpisodeSettings {
     /// rhythm calls use); off, the model's probability alone decides.
     pub require_rr_irregular: bool,
     /// Lowest AF probability that keeps an open episode going (with irregular RR).
-    /// The default 0.1 is a round value below the 5th percentile (0.14) of the
-    /// bundled af-cnn's AF probability on the AF windows of its validation part
-    /// (CinC 2017, never its held-out part): 97 % of those windows reach it, 3.4 %
-    /// of the normal-rhythm ones do (`docs/accuracy-af.md` §4). With af-cnn 1.1.0
-    /// the same windows give 0.17, 97 % and 2.4 %: the value stands.
+    /// The default 0.1 is a round value below the 5th percentile (0.14) of af-cnn
+    /// 1.0.0's AF probability on the AF windows of its validation part (CinC 2017,
+    /// never its held-out part): 97 % of those windows reach it, 3.4 % of the
+    /// normal-rhythm ones do (`docs/accuracy-af.md` §4). With af-cnn 1.1.0 the same
+    /// windows give 0.17, 97 % and 2.4 %; with 1.2.0 (trained on those records) its
+    /// out-of-fold windows give 0.084, 94 % and 3.5 % (`models/af-cnn/alldata.py
+    /// stay`): the rule would lower it, not raise it, and the value stands.
     pub stay_probability: f32,
     /// Date an offset at the beat where the RR intervals of the first window without
     /// sustain evidence turn regular ([`offset_in`]), instead of at that window's
