@@ -68,7 +68,10 @@
 //! first AF window of a run dated onsets worse on MIT-BIH (mean error 8.9 → 12.0 s,
 //! clean), where non-AF irregular rhythms (ectopy) often lead into AF; after AF the
 //! model, not the RR, is what usually ends the episode, and the RR of the window that
-//! ends it shows where the irregularity stopped.
+//! ends it shows where the irregularity stopped. Nor is it done when the last window
+//! that held the episode did so by the model's call alone: its RR was regular already,
+//! so the RR of the window after it cannot show where the AF stopped, and the offset
+//! is the segment edge.
 
 use std::collections::HashMap;
 
@@ -87,9 +90,11 @@ pub struct EpisodeSettings {
     pub offset_windows: u32,
     /// A longer jump between windows (s) ends an open episode.
     pub max_gap_s: f32,
-    /// Onset and sustain evidence both need the window's RR intervals irregularly
-    /// irregular by the DSP stage's RR rule (`[pipeline.dsp.af]`, the one the
-    /// rhythm calls use); off, the model's probability alone decides.
+    /// Onset evidence needs the window's RR intervals irregularly irregular by the
+    /// DSP stage's RR rule (`[pipeline.dsp.af]`, the one the rhythm calls use); so
+    /// does sustain evidence, except that inside an open episode a window the model
+    /// calls AF sustains it whatever the RR. Off, the model's probability alone
+    /// decides.
     pub require_rr_irregular: bool,
     /// Lowest AF probability that keeps an open episode going (with irregular RR).
     /// The default 0.1 is a round value below the 5th percentile (0.14) of af-cnn
@@ -207,6 +212,9 @@ struct State {
     /// Run of non-AF windows inside an episode: where the episode would end (the first
     /// one's segment start, or the beat where that window turns regular).
     quiet_start: Option<i64>,
+    /// The last window that sustained the open episode did so by the model's call
+    /// alone, its RR regular: the RR of the window after it cannot date the offset.
+    held_by_call: bool,
     quiet: u32,
     /// End of the last window's segment.
     last_end: Option<i64>,
@@ -334,11 +342,20 @@ impl AfEpisodes {
                 st.quiet_start = None;
                 st.quiet = 0;
                 st.last_af_end = seg_end;
+                st.held_by_call = !irregular;
             }
             Some(start) => {
-                let quiet_start = *st
-                    .quiet_start
-                    .get_or_insert_with(|| at_beat(offset_in(beats_s, min_ratio), seg_start));
+                // After a window held by the model's call alone the RR was regular
+                // already, so where it "turns regular" says nothing: the offset is the
+                // segment edge.
+                let held_by_call = st.held_by_call;
+                let quiet_start = *st.quiet_start.get_or_insert_with(|| {
+                    if held_by_call {
+                        seg_start
+                    } else {
+                        at_beat(offset_in(beats_s, min_ratio), seg_start)
+                    }
+                });
                 st.quiet += 1;
                 if st.quiet >= s.offset_windows.max(1) {
                     st.open = None;
@@ -356,6 +373,7 @@ impl AfEpisodes {
                 if st.run >= s.onset_windows.max(1) {
                     st.open = Some(start);
                     st.last_af_end = seg_end;
+                    st.held_by_call = false;
                     st.run_start = None;
                     st.run = 0;
                 }
@@ -720,6 +738,40 @@ mod tests {
             ..EpisodeSettings::default()
         });
         assert_eq!((e.start, e.end), (0, 50_000_000));
+    }
+
+    #[test]
+    fn after_a_window_held_by_the_models_call_the_offset_is_the_segment_edge() {
+        let mut t = tracker(EpisodeSettings::default());
+        let irr = beats_of(0.1, &irregular());
+        // Windows 0..2 AF with irregular RR (the episode opens at window 1, from 0 s).
+        for k in 0..3 {
+            assert!(t.apply(&mut scored(k, 0.9), &irregular(), &irr).is_none());
+        }
+        // Window 3: regular RR, but the model calls AF: it holds, up to its segment's
+        // end (50 s).
+        let reg = beats_of(0.4, &regular());
+        let mut f = scored(3, 0.9);
+        assert!(t.apply(&mut f, &regular(), &reg).is_none());
+        assert_eq!(f.status, FindingStatus::Present);
+        // Windows 4 and 5 are quiet, their RR regular from the first beat: the beats
+        // would date the end at window 4's start (40 s), inside the segment window 3
+        // held; the end is that segment's edge instead.
+        assert!(t.apply(&mut scored(4, 0.02), &regular(), &reg).is_none());
+        let e = t
+            .apply(&mut scored(5, 0.02), &regular(), &reg)
+            .expect("closed");
+        assert_eq!((e.start, e.end), (0, 50_000_000));
+        // Held by irregular RR instead, the same quiet windows date it by their beats.
+        let mut t = tracker(EpisodeSettings::default());
+        for k in 0..4 {
+            assert!(t.apply(&mut scored(k, 0.9), &irregular(), &irr).is_none());
+        }
+        assert!(t.apply(&mut scored(4, 0.02), &regular(), &reg).is_none());
+        let e = t
+            .apply(&mut scored(5, 0.02), &regular(), &reg)
+            .expect("closed");
+        assert!(e.end < 50_000_000, "{}", e.end);
     }
 
     #[test]
