@@ -18,7 +18,7 @@ predictions of the 5 cross-validation networks, then put on the network trained 
       probabilities, then the AF threshold (train.py af_threshold) on the OOF records'
       stacked probabilities. Writes OUT_JSON (default models/af-cnn/alldata_oof.json).
 
-  alldata.py build CAND_DIR [OOF_JSON] EXPORT_PREFIX
+  alldata.py build CAND_DIR OOF_JSON EXPORT_PREFIX
       CAND_DIR/af_cnn.onnx: the all-data network with the OOF offsets in its head
       (`train.py --all-data --from-checkpoint F --offsets ... --out CAND_DIR`). Appends
       the OOF stacker with stack_rr.py's build_onnx -> CAND_DIR/af_cnn_rr.onnx; checks it
@@ -31,8 +31,7 @@ predictions of the 5 cross-validation networks, then put on the network trained 
       The episode tracker's stay_probability check on the OOF windows: per true class,
       P(A) after the OOF offsets and stacker, its 5th percentile and the share >= 0.1.
 
-Deterministic: no randomness except the stacker's CV folds (fixed); onnxruntime and BLAS
-on one thread.
+Deterministic: no randomness; onnxruntime and BLAS on one thread.
 """
 import os
 

@@ -997,6 +997,7 @@ def main():
         if args.from_checkpoint:
             fitted = torch.load(args.from_checkpoint, weights_only=False)
             assert fitted["config"] == key, "checkpoint from another configuration"
+            assert args.offsets, "--all-data --from-checkpoint needs --offsets N,A,O,~"
             offsets = [float(v) for v in args.offsets.split(",")]
             assert len(offsets) == len(CLASSES)
             export_all(model, names, sigs, fitted, offsets, args.out)
