@@ -421,40 +421,51 @@ def main():
     print(f"wrote {OUT_JSON}")
 
 
+def read_labels(path):
+    """`record,label` lines (an `eval af` CSV, or REFERENCE.csv) as a dict."""
+    with open(path, newline="") as fh:
+        return {r[0]: r[1] for r in csv.reader(fh) if r}
+
+
+def reference_labels():
+    return read_labels(os.path.join(cnn.data_dir_default(), "cinc2017", "REFERENCE.csv"))
+
+
+def paired_f1(y, pn, po, new_label, old_label, paired_key):
+    """F1s of two label vectors against `y`, each with 2,000 record-resampled bootstrap
+    rounds (seed stack_study.SEED) and its confusion matrix, and their paired difference
+    on the same draws under `paired_key`. Returns (that dict, new F1s, old F1s)."""
+    keys = cnn.F1_KEYS
+    draws = cnn.resamplings(len(y), 2000, np.random.default_rng(ss.SEED))
+    fn, fo = cnn.f1_draws(y, pn, draws), cnn.f1_draws(y, po, draws)
+    ci = lambda d, j: [round(v, 4) for v in cnn.ci95(d, j)]  # noqa: E731
+    out = {}
+    for label, p, d in ((new_label, pn, fn), (old_label, po, fo)):
+        f = cnn.f1_scores(y, p)
+        out[label] = {k: [round(f[k], 4)] + ci(d, j) for j, k in enumerate(keys)}
+        out[label]["confusion"] = cnn.confusion(y, p).tolist()
+    fa, fb = cnn.f1_scores(y, pn), cnn.f1_scores(y, po)
+    out[paired_key] = {k: [round(fa[k] - fb[k], 4)] + ci(fn - fo, j) for j, k in enumerate(keys)}
+    return out, fa, fb
+
+
 def heldout(new_csv, old_csv, new_label="af-cnn 1.1.0 (stack)", old_label="af-cnn 1.0.0"):
     """Scores the held-out records from two `cardiostream eval af --split heldout` CSVs
     (one `record,label` line each, no header): the shipped model (af-cnn 1.1.0, this stack) and af-cnn 1.0.0,
     each with 2,000 record-resampled bootstrap rounds (the card's rule), and their
     paired difference on the same draws. Writes stack_rr_heldout.json."""
-    ref = {}
-    with open(os.path.join(cnn.data_dir_default(), "cinc2017", "REFERENCE.csv"), newline="") as fh:
-        for row in csv.reader(fh):
-            ref[row[0]] = row[1]
-
-    def read(path):
-        with open(path, newline="") as fh:
-            return {r[0]: r[1] for r in csv.reader(fh) if r}
-
-    new, old = read(new_csv), read(old_csv)
+    ref = reference_labels()
+    new, old = read_labels(new_csv), read_labels(old_csv)
     names = sorted(new)
     if sorted(old) != names or not all(cnn.heldout(n) for n in names):
         raise SystemExit("both CSVs must hold exactly the held-out records")
     y = np.array([CLASSES.index(ref[n]) for n in names])
     pn = np.array([CLASSES.index(new[n]) for n in names])
     po = np.array([CLASSES.index(old[n]) for n in names])
-    keys = cnn.F1_KEYS
-    draws = cnn.resamplings(len(y), 2000, np.random.default_rng(ss.SEED))
-    fn, fo = cnn.f1_draws(y, pn, draws), cnn.f1_draws(y, po, draws)
-    ci = lambda d, j: [round(v, 4) for v in cnn.ci95(d, j)]
     out = {"records": len(y), "bootstrap_rounds": 2000, "seed": ss.SEED}
-    for label, p, d in ((new_label, pn, fn), (old_label, po, fo)):
-        f = cnn.f1_scores(y, p)
-        out[label] = {k: [round(f[k], 4)] + ci(d, j) for j, k in enumerate(keys)}
-        out[label]["confusion"] = cnn.confusion(y, p).tolist()
-    fa, fb = cnn.f1_scores(y, pn), cnn.f1_scores(y, po)
-    short = lambda label: label.split(" (")[0].replace("af-cnn ", "")
-    out[f"paired difference {short(new_label)} - {short(old_label)}"] = {
-        k: [round(fa[k] - fb[k], 4)] + ci(fn - fo, j) for j, k in enumerate(keys)}
+    short = lambda label: label.split(" (")[0].replace("af-cnn ", "")  # noqa: E731
+    out.update(paired_f1(y, pn, po, new_label, old_label,
+                         f"paired difference {short(new_label)} - {short(old_label)}")[0])
     for k, v in out.items():
         print(f"{k}: {v}")
     path = os.path.join(OUT_DIR, "stack_rr_heldout.json")

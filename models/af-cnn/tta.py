@@ -44,23 +44,22 @@ bootstrap rounds (seed stack_study.SEED, train.py's resamplings) and the paired
 differences NEW - OLD on the same draws; writes tta_PART.json beside this script.
 Needs numpy, onnx, onnxruntime.
 """
-import hashlib
 import os
 import sys
 
 import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import stack_rr as srr  # noqa: E402  (sha256, the stacker, record means, paired F1s)
+import stack_study as ss  # noqa: E402  (SEED)
+import train as cnn  # noqa: E402  (split, ONNX Runtime sessions, F1, bootstrap)
+
 SRC = os.path.join(HERE, "af_cnn_rr.onnx")
 NET = os.path.join(HERE, "af_cnn.onnx")
 OUT = os.path.join(HERE, "af_cnn_tta.onnx")
 P_CNN = "p_cnn"  # the network's output inside af_cnn_rr.onnx (stack_rr.py)
 NEW = ["tta_ecg_neg", "tta_ecg_both", "tta_p_both", "tta_shape", "tta_p_pair", "tta_axes"]
-
-
-def sha256(path):
-    with open(path, "rb") as f:
-        return hashlib.sha256(f.read()).hexdigest()
 
 
 def build(src=SRC, out=OUT):
@@ -116,18 +115,8 @@ def build(src=SRC, out=OUT):
                     "inputs ecg [batch,1,3750] raw mV at 125 Hz, rr [batch,8] af_rr_v1 f0..f7")
     onnx.checker.check_model(m, full_check=True)
     onnx.save(m, out)
-    print(f"wrote {out} (from {os.path.basename(src)} sha256 {sha256(src)[:16]}…; "
-          f"sha256 {sha256(out)})")
-
-
-def session(model, threads=1):
-    import onnxruntime as ort
-
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = threads
-    so.inter_op_num_threads = 1
-    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    return ort.InferenceSession(model, so, providers=["CPUExecutionProvider"])
+    print(f"wrote {out} (from {os.path.basename(src)} sha256 {srr.sha256(src)[:16]}…; "
+          f"sha256 {srr.sha256(out)})")
 
 
 def run(sess, feeds, outputs=("probabilities",), batch=64):
@@ -138,6 +127,7 @@ def run(sess, feeds, outputs=("probabilities",), batch=64):
 
 
 def stacker_constants(path):
+    """The stacker's constants as stored in `path`'s graph (stack_rr.build_onnx)."""
     import onnx
     from onnx import numpy_helper
 
@@ -147,6 +137,8 @@ def stacker_constants(path):
 
 
 def stack(p, rr, c):
+    """stack_rr.stack_probs with the graph's own constants (the graph's eps and clip,
+    float32, not stack_rr's float64 ones: the check compares against what the file holds)."""
     z = np.log(p + c["eps"]) + np.clip((rr - c["mu"]) / c["sd"], c["clip_lo"], c["clip_hi"]) @ c["W"] + c["b"]
     z = z - z.max(1, keepdims=True)
     e = np.exp(z)
@@ -160,9 +152,8 @@ def check(prefix, limit=None):
 
     with open(prefix + ".csv", newline="") as f:
         rows = list(csv.DictReader(f))
-    # the held-out records' windows are dropped (train.py's rule: sha256(name) % 5 == 0)
-    keep = [i for i, r in enumerate(rows)
-            if int(hashlib.sha256(r["record"].encode()).hexdigest(), 16) % 5 != 0]
+    # the held-out records' windows are dropped (train.py's rule)
+    keep = [i for i, r in enumerate(rows) if not cnn.heldout(r["record"])]
     keep = keep if limit is None else keep[:int(limit)]
     rows = [rows[i] for i in keep]
     n = len(rows)
@@ -171,8 +162,8 @@ def check(prefix, limit=None):
     # the TTA graph with its internal p_both exposed as a second output (in memory only)
     m = onnx.load(OUT)
     m.graph.output.append(onnx.helper.make_tensor_value_info("tta_p_both", onnx.TensorProto.FLOAT, None))
-    s_dbg = session(m.SerializeToString())
-    s_tta, s_net, s_rr = session(OUT), session(NET), session(SRC)
+    s_dbg = cnn.ort_session(m.SerializeToString())
+    s_tta, s_net, s_rr = cnn.ort_session(OUT), cnn.ort_session(NET), cnn.ort_session(SRC)
     c = stacker_constants(SRC)
 
     # p_both for a batch of B: rows 0..B-1 = x, rows B..2B-1 = -x
@@ -213,44 +204,25 @@ def check(prefix, limit=None):
 
 
 def score(part, new_csv, old_csv):
-    import csv
     import json
-
-    sys.path.insert(0, HERE)
-    import stack_study as ss  # noqa: E402  (SEED)
-    import train as cnn  # noqa: E402  (split, F1, bootstrap)
 
     keep = {"validation": lambda n: not cnn.heldout(n) and cnn.validation(n),
             "heldout": cnn.heldout}[part]
-    with open(os.path.join(cnn.data_dir_default(), "cinc2017", "REFERENCE.csv"), newline="") as fh:
-        ref = {r[0]: r[1] for r in csv.reader(fh) if r}
-
-    def read(path):
-        with open(path, newline="") as fh:
-            return {r[0]: r[1] for r in csv.reader(fh) if r}
-
-    new, old = read(new_csv), read(old_csv)
+    ref = srr.reference_labels()
+    new, old = srr.read_labels(new_csv), srr.read_labels(old_csv)
     if sorted(new) != sorted(old):
         raise SystemExit("the two CSVs hold different records")
     names = sorted(n for n in new if keep(n))
     y = np.array([cnn.CLASSES.index(ref[n]) for n in names])
     pn = np.array([cnn.CLASSES.index(new[n]) for n in names])
     po = np.array([cnn.CLASSES.index(old[n]) for n in names])
-    keys = cnn.F1_KEYS
-    draws = cnn.resamplings(len(y), 2000, np.random.default_rng(ss.SEED))
-    fn, fo = cnn.f1_draws(y, pn, draws), cnn.f1_draws(y, po, draws)
-    ci = lambda d, j: [round(v, 4) for v in cnn.ci95(d, j)]  # noqa: E731
-    fa, fb = cnn.f1_scores(y, pn), cnn.f1_scores(y, po)
     out = {"part": part, "records": len(y),
            "records_per_class": dict(zip(cnn.CLASSES, np.bincount(y, minlength=4).tolist())),
            "bootstrap_rounds": 2000, "seed": ss.SEED,
            "new": os.path.basename(new_csv), "old": os.path.basename(old_csv),
            "labels_changed": int((pn != po).sum())}
-    for label, f, d, p in (("TTA", fa, fn, pn), ("1.1.0", fb, fo, po)):
-        out[label] = {k: [round(f[k], 4)] + ci(d, j) for j, k in enumerate(keys)}
-        out[label]["confusion"] = cnn.confusion(y, p).tolist()
-    out["TTA - 1.1.0, paired"] = {k: [round(fa[k] - fb[k], 4)] + ci(fn - fo, j)
-                                  for j, k in enumerate(keys)}
+    scored, fa, fb = srr.paired_f1(y, pn, po, "TTA", "1.1.0", "TTA - 1.1.0, paired")
+    out.update(scored)
     if part == "validation":
         adopt = fa["mean_NAO"] >= fb["mean_NAO"] and fa["A"] > fb["A"]
         out["pre-registered rule"] = ("adopt only if mean F1 (N, A, O) TTA >= 1.1.0 and "
@@ -273,10 +245,6 @@ def network(prefix):
     argmax. p_cnn(x), p_cnn(-x) and their mean; paired bootstrap as `score`."""
     import csv
 
-    sys.path.insert(0, HERE)
-    import stack_study as ss  # noqa: E402
-    import train as cnn  # noqa: E402
-
     with open(prefix + ".csv", newline="") as f:
         rows = list(csv.DictReader(f))
     keep = [i for i, r in enumerate(rows)
@@ -284,17 +252,16 @@ def network(prefix):
     x = np.ascontiguousarray(np.load(prefix + ".npy", mmap_mode="r")[keep], np.float32)
     rec = [rows[i]["record"] for i in keep]
     names = sorted(set(rec))
-    idx = np.array([names.index(r) for r in rec])
+    at = {n: i for i, n in enumerate(names)}
+    idx = np.array([at[r] for r in rec])
     lab = {rows[i]["record"]: rows[i]["label"] for i in keep}
     y = np.array([cnn.CLASSES.index(lab[n]) for n in names])
-    s_net = session(NET)
+    s_net = cnn.ort_session(NET)
     p_pos = run(s_net, {"ecg": x})[0].astype(np.float64)
     p_neg = run(s_net, {"ecg": -x})[0].astype(np.float64)
 
     def labels(pw):
-        acc = np.zeros((len(names), 4))
-        np.add.at(acc, idx, pw)
-        return (acc / np.bincount(idx)[:, None]).argmax(1)
+        return srr.record_mean(pw, idx)[1].argmax(1)
 
     preds = {"x": labels(p_pos), "-x": labels(p_neg), "mean": labels((p_pos + p_neg) / 2)}
     draws = cnn.resamplings(len(y), 2000, np.random.default_rng(ss.SEED))
