@@ -104,34 +104,26 @@ def noisy_rule(l0, n0, l1, n1, floor=0.25, margin=0.8):
     return out
 
 
-def cleaner_rule(l0, n0, l1, n1, floor=0.25, margin=0.8):
+def cleaner_rule(l0, n0, l1, n1, floor=0.25, margin=0.8, confirm=False):
+    """`cleaner`; with `confirm`, a beat whose own lead's noise ratio is at least
+    `floor` also needs a beat of the other lead within the match window (`confirm`)."""
     if not l0 or not l1:
         return l0
-    kept = [b for b, r0 in zip(l0, n0) if lead0_clean(r0, n1[nearest(l1, b)], floor, margin)]
-    added = [
-        b
-        for b, r1 in zip(l1, n1)
-        if not lead0_clean(n0[nearest(l0, b)], r1, floor, margin) and not near(kept, b)
-    ]
-    return sorted(kept + added)
 
+    def confirmed(r, other, b):
+        return not confirm or r < floor or near(other, b)
 
-def confirm_rule(l0, n0, l1, n1, floor=0.25, margin=0.8):
-    """`cleaner`, with each beat whose own lead's noise ratio is at least `floor`
-    confirmed by a beat of the other lead within the match window."""
-    if not l0 or not l1:
-        return l0
     kept = [
         b
         for b, r0 in zip(l0, n0)
-        if lead0_clean(r0, n1[nearest(l1, b)], floor, margin) and (r0 < floor or near(l1, b))
+        if lead0_clean(r0, n1[nearest(l1, b)], floor, margin) and confirmed(r0, l1, b)
     ]
     added = [
         b
         for b, r1 in zip(l1, n1)
         if not lead0_clean(n0[nearest(l0, b)], r1, floor, margin)
         and not near(kept, b)
-        and (r1 < floor or near(l0, b))
+        and confirmed(r1, l0, b)
     ]
     return sorted(kept + added)
 
@@ -148,7 +140,7 @@ def main():
         "gap 1.3": lambda l0, l1: gap_rule(l0, l1, 1.3),
         "noisy": noisy_rule,
         "cleaner": cleaner_rule,
-        "confirm": confirm_rule,
+        "confirm": lambda *a: cleaner_rule(*a, confirm=True),
     }
     with_noise = {"noisy", "cleaner", "confirm"}
     print("mixture half      " + "".join(f"{k:>16}" for k in rules))
