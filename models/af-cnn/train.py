@@ -621,6 +621,21 @@ def ort_predictor(sess, batch=64):
     return run
 
 
+# The contract's changes to a whole 30 s window: a DC offset and an amplitude gain.
+WINDOW_CHANGES = {
+    "window_dc_offset_0_7mV_max_abs_diff": lambda x: x + 0.7,
+    "window_dc_offset_minus_1mV_max_abs_diff": lambda x: x - 1.0,
+    "window_amplitude_x3_max_abs_diff": lambda x: x * 3.0,
+    "window_amplitude_x0_3_max_abs_diff": lambda x: x * 0.3,
+}
+
+
+def window_changes(pred, xv, base, names=tuple(WINDOW_CHANGES)):
+    """Max |dp| of `pred` on the windows `xv` (whose probabilities are `base`) under
+    each named change of WINDOW_CHANGES."""
+    return {n: float(np.abs(pred(WINDOW_CHANGES[n](xv)) - base).max()) for n in names}
+
+
 def throughput(path, batch=64, repeats=7, seconds=2.0, seed=0):
     """Windows/s of the ONNX file in Python onnxruntime, one intra-op thread, on random
     raw-mV windows: median and best of `repeats` timed runs of at least `seconds` each,
@@ -884,10 +899,7 @@ def export_all(model, names, sigs, fitted, offsets, out_dir):
     base = pred(xv)
     ort_diff = float(np.abs(base - torch_predictor(model)(xv)).max())
     checks = {"windows": int(len(xv)), "onnx_vs_torch_max_abs_diff": ort_diff,
-              "window_dc_offset_0_7mV_max_abs_diff": float(np.abs(pred(xv + 0.7) - base).max()),
-              "window_dc_offset_minus_1mV_max_abs_diff": float(np.abs(pred(xv - 1.0) - base).max()),
-              "window_amplitude_x3_max_abs_diff": float(np.abs(pred(xv * 3.0) - base).max()),
-              "window_amplitude_x0_3_max_abs_diff": float(np.abs(pred(xv * 0.3) - base).max())}
+              **window_changes(pred, xv, base)}
     print(f"ops {ops}; checks {json.dumps(checks)}", flush=True)
     assert ort_diff < 1e-4, f"onnx export disagrees with torch: {ort_diff}"
     assert checks["window_dc_offset_0_7mV_max_abs_diff"] < 1e-4
@@ -1085,8 +1097,8 @@ def main():
     xv = np.concatenate([record_windows(s) for s in val_sigs[:64]])[:, None, :]
     pred = ort_predictor(sess)
     base = pred(xv)
-    dc_diff = float(np.abs(pred(xv + 0.7) - base).max())
-    scale_diff = float(np.abs(pred(xv * 3.0) - base).max())
+    dc_diff, scale_diff = window_changes(pred, xv, base, (
+        "window_dc_offset_0_7mV_max_abs_diff", "window_amplitude_x3_max_abs_diff")).values()
     print(f"ops {ops}; ONNX vs torch max |dp| {ort_diff:.2e}; +0.7 mV DC max |dp| "
           f"{dc_diff:.2e}; x3 amplitude max |dp| {scale_diff:.2e}", flush=True)
     robustness = {}
