@@ -346,15 +346,14 @@ impl AfEpisodes {
             }
             Some(start) => {
                 // After a window held by the model's call alone the RR was regular
-                // already, so where it "turns regular" says nothing: the offset is the
-                // segment edge.
-                let held_by_call = st.held_by_call;
+                // already, so where it "turns regular" says nothing: no beat to date
+                // the offset by, it is the segment edge.
+                let dated = !st.held_by_call;
                 let quiet_start = *st.quiet_start.get_or_insert_with(|| {
-                    if held_by_call {
-                        seg_start
-                    } else {
-                        at_beat(offset_in(beats_s, min_ratio), seg_start)
-                    }
+                    at_beat(
+                        dated.then(|| offset_in(beats_s, min_ratio)).flatten(),
+                        seg_start,
+                    )
                 });
                 st.quiet += 1;
                 if st.quiet >= s.offset_windows.max(1) {
