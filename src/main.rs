@@ -457,8 +457,13 @@ fn model_check(manifest: &std::path::Path) -> anyhow::Result<()> {
             .collect::<Vec<_>>()
             .join(", "),
         m.input.rr_features.as_ref().map_or(String::new(), |rr| format!(
-            ", RR-feature input {rr:?} [batch, {}] float32",
-            ecg_inference::RR_FEATURES
+            ", RR-feature input {rr:?} [batch, {}] float32{}",
+            m.input.rr_len(),
+            if m.input.atrial_features {
+                " (RR features, then atrial activity)"
+            } else {
+                ""
+            }
         )),
         m.output.name,
         m.output.labels,

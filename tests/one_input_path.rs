@@ -143,7 +143,7 @@ fn compare(dsp: DspConfig) {
         assert_eq!(p.samples_mv, e.samples_mv, "window at {} µs", e.start.0);
         // The RR input: the pipeline emits the window once the rhythm windows have
         // covered it, so it has every beat of the window, as eval does.
-        assert_eq!(p.features.len(), ecg_inference::RR_FEATURES);
+        assert_eq!(p.features.len(), manifest.input.rr_len());
         assert!(p.rr_s.len() >= 20, "{} RR intervals", p.rr_s.len());
         assert_eq!(p.rr_s, e.rr_s, "RR of the window at {} µs", e.start.0);
         // The beats' times, which the AF episode tracker dates offsets by: the same,
@@ -288,7 +288,7 @@ fn a_held_window_is_emitted_when_the_stream_restarts() {
             let w = emitted.iter().find(|w| w.end.0 == after).unwrap();
             assert_eq!(w.samples_mv.len(), 3750);
             assert!(w.rr_s.len() >= 20, "{} RR intervals", w.rr_s.len());
-            assert_eq!(w.features.len(), ecg_inference::RR_FEATURES);
+            assert_eq!(w.features.len(), models[0].manifest().input.rr_len());
         }
     }
     assert!(flushed >= 1, "no stop fell while a window was held");
@@ -354,7 +354,7 @@ fn a_held_window_is_emitted_when_the_stream_is_evicted() {
             assert_eq!(late.len(), 1);
             assert_eq!(w.samples_mv.len(), 3750);
             assert!(w.rr_s.len() >= 20, "{} RR intervals", w.rr_s.len());
-            assert_eq!(w.features.len(), ecg_inference::RR_FEATURES);
+            assert_eq!(w.features.len(), models[0].manifest().input.rr_len());
         }
     }
     assert!(released >= 1, "no stop fell while a window was held");

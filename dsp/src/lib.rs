@@ -18,6 +18,7 @@
 //! Every stage works sample by sample, so outputs do not depend on how the input is
 //! split into blocks.
 
+pub mod atrial;
 pub mod curve_length;
 pub mod filter;
 pub mod fir;

@@ -7,7 +7,8 @@
 //! - `PREFIX.csv`: one line per window, `record,label,window,start_s,quality_ok,n_rr`
 //!   and the `af_rr_v1` features `f0,…,f7` of the beats the pipeline's DSP finds in
 //!   the window (a feature model's input; for a waveform model, what an RR input
-//!   beside the waveform would get);
+//!   beside the waveform would get), then, for a model with `input.atrial_features`,
+//!   the window's atrial-activity values under their names (`ln_p_amp`, …);
 //! - `PREFIX.npy` (waveform models only): float32, shape `[windows, leads, samples]`,
 //!   C order, the windows in the CSV's order (NumPy format 1.0).
 
@@ -59,6 +60,11 @@ pub fn run(args: &ExportArgs) -> anyhow::Result<()> {
     let mut header = "record,label,window,start_s,quality_ok,n_rr".to_owned();
     for i in 0..ecg_dsp::AF_FEATURES {
         header.push_str(&format!(",f{i}"));
+    }
+    if manifest.input.atrial_features {
+        for name in ecg_dsp::atrial::ATRIAL_FEATURE_NAMES {
+            header.push_str(&format!(",{name}"));
+        }
     }
     writeln!(csv, "{header}")?;
     let mut data: Vec<f32> = Vec::new();

@@ -11,7 +11,7 @@ pub mod manifest;
 pub mod model;
 pub mod runtime;
 
-pub use manifest::{InputKind, Manifest, ManifestError, ModelMode, RR_FEATURES};
+pub use manifest::{InputKind, Manifest, ManifestError, ModelMode, ATRIAL_FEATURES, RR_FEATURES};
 pub use model::{
     bundled_models_dir, load_models, LoadError, Model, ModelError, Probs, Retry, Scored,
 };

@@ -49,6 +49,10 @@
 //! leads = ["I"]
 //! rr_features = "rr"
 //! ```
+//!
+//! `atrial_features = true` beside it makes that input `[batch, 14]`: the 8 RR
+//! features, then the 6 atrial-activity values of `ecg_dsp::atrial` (P waves against
+//! fibrillatory waves, aligned to the same beats).
 
 use std::path::{Path, PathBuf};
 
@@ -135,11 +139,21 @@ pub struct InputSpec {
     /// once the rhythm windows have covered it, so every beat of the window counts.
     #[serde(default)]
     pub rr_features: Option<String>,
+    /// With `rr_features`: that input also carries the window's
+    /// [`ATRIAL_FEATURES`] atrial-activity values (`ecg_dsp::atrial`: P waves against
+    /// fibrillatory waves, aligned to the same beats) after its RR features, `[batch,
+    /// RR_FEATURES + ATRIAL_FEATURES]`.
+    #[serde(default)]
+    pub atrial_features: bool,
 }
 
 /// Values of the `af_rr_v1` feature vector (`ecg_dsp::rhythm::af_features`): the
 /// second dimension of a waveform model's `rr_features` input.
 pub const RR_FEATURES: usize = 8;
+
+/// Values of the atrial-activity features (`ecg_dsp::atrial::atrial_features`) an
+/// RR-feature input carries after the RR features when `input.atrial_features` is set.
+pub const ATRIAL_FEATURES: usize = 6;
 
 impl InputSpec {
     /// Samples per lead of a waveform window of `window_s` (0 for feature inputs).
@@ -152,12 +166,13 @@ impl InputSpec {
         }
     }
 
-    /// Values per window of the RR-feature input ([`RR_FEATURES`]; 0 without one).
+    /// Values per window of the RR-feature input ([`RR_FEATURES`], plus
+    /// [`ATRIAL_FEATURES`] with `atrial_features`; 0 without one).
     pub fn rr_len(&self) -> usize {
-        if self.rr_features.is_some() {
-            RR_FEATURES
-        } else {
-            0
+        match (&self.rr_features, self.atrial_features) {
+            (None, _) => 0,
+            (Some(_), false) => RR_FEATURES,
+            (Some(_), true) => RR_FEATURES + ATRIAL_FEATURES,
         }
     }
 
@@ -277,6 +292,13 @@ impl Manifest {
                             .into(),
                     ));
                 }
+                if m.input.atrial_features {
+                    return Err(invalid(
+                        "input.atrial_features is for waveform inputs with an RR-feature \
+                         input"
+                            .into(),
+                    ));
+                }
                 if !m.input.leads.is_empty() || m.input.sample_rate_hz != 0 {
                     return Err(invalid(
                         "input.leads and input.sample_rate_hz are for waveform inputs".into(),
@@ -309,6 +331,13 @@ impl Manifest {
                     )));
                 }
                 m.input.len = len;
+                if m.input.atrial_features && m.input.rr_features.is_none() {
+                    return Err(invalid(
+                        "input.atrial_features rides on the RR-feature input: set \
+                         input.rr_features too"
+                            .into(),
+                    ));
+                }
                 if let Some(rr) = &m.input.rr_features {
                     if *rr == m.input.name || *rr == m.output.name {
                         return Err(invalid(format!(

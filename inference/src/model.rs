@@ -8,7 +8,7 @@ use ort::memory::Allocator;
 use ort::session::{HasSelectedOutputs, OutputSelector, RunOptions, Session};
 use ort::value::{Tensor, TensorElementType, ValueType};
 
-use crate::manifest::{InputKind, Manifest, ManifestError, ModelMode, RR_FEATURES};
+use crate::manifest::{InputKind, Manifest, ManifestError, ModelMode};
 use crate::runtime::{OrtRuntime, RuntimeError};
 
 /// Why a model cannot be loaded or scored.
@@ -203,7 +203,7 @@ struct Slot {
     bytes: usize,
     /// `[rows, dims...]`, overwritten by each call.
     input: Tensor<f32>,
-    /// `[rows, RR_FEATURES]` for a waveform model with an RR-feature input.
+    /// `[rows, rr_len]` for a waveform model with an RR-feature input.
     rr: Option<Tensor<f32>>,
     /// Selects the manifest's output, preallocated as `[rows, labels]`.
     options: RunOptions<HasSelectedOutputs>,
@@ -576,7 +576,7 @@ fn check_contract(m: &Manifest, session: &Session) -> Result<(), ModelError> {
     };
     check_input("input", &m.input.name, &m.input.dims(m.window_s));
     if let Some(rr) = &m.input.rr_features {
-        check_input("RR-feature input", rr, &[RR_FEATURES]);
+        check_input("RR-feature input", rr, &[m.input.rr_len()]);
     }
     for extra in session
         .inputs()

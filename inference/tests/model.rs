@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use ecg_inference::{Model, ModelError, Scored};
+use ecg_inference::{Manifest, Model, ModelError, Scored};
 use ecg_types::{
     Condition, DeviceTimeUs, FindingStatus, ModelInput, PatientId, SampleRate, StreamId,
 };
@@ -260,14 +260,31 @@ fn waveform_model_with_rr_input_reads_both_and_rejects_a_short_rr_input() {
         w.samples_mv = wave.clone();
         w
     };
-    let (a, b, short) = (mk(regular()), mk(irregular()), mk(vec![0.5; 5]));
+    // The RR features, then (a model with `atrial_features`) atrial values: the
+    // fallback of a window without P-wave evidence.
+    let rr_input = |mut f: Vec<f32>| {
+        f.extend([-6.907_755, 0.0, 0.0, 0.0, 0.289, -6.907_755]);
+        f.truncate(m.input.rr_len());
+        f
+    };
+    let (a, b, short) = (
+        mk(rr_input(regular())),
+        mk(rr_input(irregular())),
+        mk(vec![0.5; 5]),
+    );
     let scored = model.score(&[&a, &short, &b]).unwrap();
     let p = |s: &Scored| match s {
         Scored::Probabilities(p) => p.clone(),
         other => panic!("scored window came back {other:?}"),
     };
     match &scored[1] {
-        Scored::Rejected(why) => assert_eq!(why, "RR input has 5 values, model af-cnn takes 8"),
+        Scored::Rejected(why) => assert_eq!(
+            why,
+            &format!(
+                "RR input has 5 values, model af-cnn takes {}",
+                m.input.rr_len()
+            )
+        ),
         other => panic!("expected a rejected window, got {other:?}"),
     }
     let (pa, pb) = (p(&scored[0]), p(&scored[2]));
@@ -314,6 +331,55 @@ fn rr_input_contract_is_checked() {
         msg.contains("input.rr_features is for waveform inputs"),
         "{msg}"
     );
+    let msg = load_error(&manifest(), "len = 8", "len = 8\natrial_features = true");
+    assert!(
+        msg.contains("input.atrial_features is for waveform inputs"),
+        "{msg}"
+    );
+}
+
+/// `atrial_features` widens the RR-feature input by the atrial-activity values: a
+/// graph whose `rr` input takes the RR features alone does not meet that contract,
+/// and the flag needs an RR-feature input to ride on.
+#[test]
+fn atrial_features_widen_the_rr_input() {
+    let m = Manifest::load(&af_cnn_manifest()).unwrap();
+    let (with, without) = if m.input.atrial_features {
+        ("atrial_features = true", "atrial_features = false")
+    } else {
+        (
+            "rr_features = \"rr\"",
+            "rr_features = \"rr\"\natrial_features = true",
+        )
+    };
+    let graph_len = m.input.rr_len();
+    // The same graph with the flag flipped: its rr input no longer fits.
+    let msg = load_error(&af_cnn_manifest(), with, without);
+    let flipped = if m.input.atrial_features {
+        ecg_inference::RR_FEATURES
+    } else {
+        ecg_inference::RR_FEATURES + ecg_inference::ATRIAL_FEATURES
+    };
+    assert!(
+        msg.contains(&format!(
+            "input \"rr\" has shape [-1, {graph_len}], the contract says [batch, {flipped}]"
+        )),
+        "{msg}"
+    );
+    let widened = ecg_inference::RR_FEATURES + ecg_inference::ATRIAL_FEATURES;
+    assert_eq!(widened, 14);
+    assert!(graph_len == widened || graph_len == ecg_inference::RR_FEATURES);
+    // Without an RR-feature input there is nothing to widen.
+    let text = std::fs::read_to_string(af_cnn_manifest()).unwrap();
+    let text = text
+        .replace("rr_features = \"rr\"\n", "")
+        .replace("atrial_features = true\n", "")
+        .replace("[input]\n", "[input]\natrial_features = true\n");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("af_cnn.toml");
+    std::fs::write(&path, text).unwrap();
+    let err = Manifest::load(&path).unwrap_err().to_string();
+    assert!(err.contains("set input.rr_features too"), "{err}");
 }
 
 /// A manifest or models folder that cannot be read is named with its I/O reason

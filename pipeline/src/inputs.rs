@@ -16,6 +16,9 @@
 //!   and their [`ecg_dsp::af_features`] as well: a model with an RR-feature input
 //!   (`input.rr_features`) scores them beside the waveform, and the AF episode
 //!   tracker ([`crate::episodes`]) weighs the RR intervals with an AF model's call.
+//!   A model whose RR input also takes atrial activity (`input.atrial_features`) gets
+//!   [`ecg_dsp::atrial::atrial_features`] of its first lead and the same beats after
+//!   the RR features;
 //!   The analyzer emits such a window once the rhythm windows have covered it, so it
 //!   carries every beat of the window, as offline.
 //!
@@ -37,8 +40,10 @@ use ecg_dsp::window::{ModelWindow, WindowError, WindowSpec, Windower};
 use ecg_inference::{InputKind, Manifest};
 use ecg_types::{DeviceTimeUs, Lead, ModelInput, PatientId, SampleRate, StreamId};
 
-// A model's RR-feature input is the DSP stage's feature vector.
+// A model's RR-feature input is the DSP stage's feature vector, then (with
+// `input.atrial_features`) the DSP stage's atrial-activity values.
 const _: () = assert!(ecg_inference::RR_FEATURES == ecg_dsp::rhythm::AF_FEATURES);
+const _: () = assert!(ecg_inference::ATRIAL_FEATURES == ecg_dsp::atrial::ATRIAL_FEATURES);
 
 /// The beats of a window: their times (s from the window's start), RR intervals (s)
 /// and RR features; all empty for a window that reads no beats.
@@ -115,6 +120,8 @@ pub struct InputBuilder {
     rhythm_end: u64,
     leads: Vec<Lead>,
     rate: SampleRate,
+    /// Whether a waveform window's features end with its atrial-activity values.
+    atrial: bool,
 }
 
 impl InputBuilder {
@@ -187,6 +194,7 @@ impl InputBuilder {
             rhythm_end: 0,
             leads,
             rate,
+            atrial: input.atrial_features && input.kind == InputKind::Waveform,
         })
     }
 
@@ -339,6 +347,15 @@ impl InputBuilder {
         beats: WindowBeats,
         quality_ok: bool,
     ) -> ModelInput {
+        let mut features = beats.features;
+        if self.atrial {
+            let per_lead = samples_mv.len() / self.leads.len().max(1);
+            features.extend(ecg_dsp::atrial::atrial_features(
+                &samples_mv[..per_lead],
+                self.rate.hz(),
+                &beats.beats_s,
+            ));
+        }
         ModelInput {
             stream: stream.clone(),
             patient: patient.clone(),
@@ -349,7 +366,7 @@ impl InputBuilder {
             samples_mv,
             rr_s: beats.rr_s,
             beats_s: beats.beats_s,
-            features: beats.features,
+            features,
             quality_ok,
         }
     }
@@ -535,5 +552,56 @@ mod tests {
             "it ends at the window's start"
         );
         assert!(b.quality_of(0, 8_750), "it ends after the window");
+    }
+
+    /// A model whose RR input takes atrial activity gets the atrial values of its
+    /// first lead and the window's beats after the RR features; others get the RR
+    /// features alone.
+    #[test]
+    fn atrial_values_follow_the_rr_features_when_the_model_asks() {
+        let path =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/af-cnn/af_cnn.toml");
+        let mut manifest = Manifest::load(&path).unwrap();
+        let (stream, patient) = (StreamId::new("s").unwrap(), PatientId::new("p").unwrap());
+        // 30 s at 125 Hz: a QRS and a P wave every 0.8 s.
+        let beats_s: Vec<f32> = (0..37).map(|k| 0.3 + 0.8 * k as f32).collect();
+        let samples: Vec<f32> = (0..3750)
+            .map(|i| {
+                let t = i as f32 / 125.0;
+                beats_s
+                    .iter()
+                    .map(|b| {
+                        (-((t - b) / 0.012).powi(2)).exp()
+                            + 0.1 * (-((t - b + 0.16) / 0.025).powi(2)).exp()
+                    })
+                    .sum()
+            })
+            .collect();
+        let rr_s: Vec<f32> = beats_s.windows(2).map(|p| p[1] - p[0]).collect();
+        let beats = WindowBeats {
+            features: af_features(&rr_s).to_vec(),
+            rr_s,
+            beats_s: beats_s.clone(),
+        };
+        for atrial in [false, true] {
+            manifest.input.atrial_features = atrial;
+            let b = InputBuilder::new(&manifest, 10.0, SampleRate(250), &[Lead::II]).unwrap();
+            let w = b.input(
+                &stream,
+                &patient,
+                DeviceTimeUs(0),
+                DeviceTimeUs(30_000_000),
+                samples.clone(),
+                beats.clone(),
+                true,
+            );
+            assert_eq!(w.features.len(), manifest.input.rr_len());
+            assert_eq!(w.features[..8], beats.features[..]);
+            if atrial {
+                let want = ecg_dsp::atrial::atrial_features(&samples, 125.0, &beats_s);
+                assert_eq!(w.features[8..], want[..]);
+                assert!(want[1] > 0.9, "the P waves are found: {want:?}");
+            }
+        }
     }
 }
