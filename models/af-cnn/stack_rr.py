@@ -79,6 +79,9 @@ import stack_study as ss  # noqa: E402  (lr_fit, strat_folds, SEED)
 CLASSES = cnn.CLASSES
 NF = 8
 FEATURES = [f"f{i}" for i in range(NF)]
+# dsp/src/atrial.rs ATRIAL_FEATURE_NAMES: the export's columns after the RR features when
+# the manifest has `atrial_features = true`.
+ATRIAL = ["ln_p_amp", "p_sync", "p_corr", "p_share", "pr_sd", "ln_f_tq"]
 FEATURE_NAMES = ["mean_rr_s", "nrmssd", "cv", "nmad_drr", "frac_dev20", "tpr", "sd1_sd2", "cosen"]
 EPS = 1e-6
 CLIP = 5.0
@@ -111,8 +114,11 @@ def load_validation():
     with open(prefix + ".csv", newline="") as f:
         reader = csv.DictReader(f)
         want = ["record", "label", "window", "start_s", "quality_ok", "n_rr"] + FEATURES
-        if reader.fieldnames != want:
-            raise SystemExit(f"{prefix}.csv: header {reader.fieldnames}, expected {want}")
+        # An export for a manifest with `atrial_features` has the atrial values after
+        # the RR features; they are not read here.
+        if reader.fieldnames not in (want, want + ATRIAL):
+            raise SystemExit(f"{prefix}.csv: header {reader.fieldnames}, expected {want} "
+                             f"(optionally + {ATRIAL})")
         rows = list(reader)
     n_all = len(rows)
     keep = [i for i, r in enumerate(rows)
