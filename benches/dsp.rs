@@ -175,6 +175,39 @@ fn qrs(c: &mut Criterion) {
     g.finish();
 }
 
+/// The atrial-activity values of one AF model window (30 s of a raw lead at the
+/// model's 125 Hz and its beats), computed once per window and model; beside it, the
+/// QRS detector over the same 30 s, measured in the same run as its baseline.
+fn atrial(c: &mut Criterion) {
+    const FS: u32 = 125;
+    let mut dev = Device::new(Preset::NoisyNormalSinus.config(5, FS, vec![Lead::II]))
+        .expect("valid sim config");
+    let mut x = Vec::new();
+    dev.generate(30 * FS as usize, &mut x);
+    let mut d = QrsDetector::new(f64::from(FS));
+    let mut beats = Vec::new();
+    d.push(&x, &mut beats);
+    let beats_s: Vec<f32> = beats
+        .iter()
+        .map(|&b| (b as f64 / f64::from(FS)) as f32)
+        .collect();
+    let mut g = c.benchmark_group("atrial_30s_window_125hz");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("atrial_features", |b| {
+        b.iter(|| ecg_dsp::atrial::atrial_features(black_box(&x), f64::from(FS), &beats_s))
+    });
+    let mut out = Vec::new();
+    g.bench_function("qrs_detector_same_30s", |b| {
+        b.iter(|| {
+            let mut d = QrsDetector::new(f64::from(FS));
+            out.clear();
+            d.push(black_box(&x), &mut out);
+            out.len()
+        })
+    });
+    g.finish();
+}
+
 fn monitor_filter(c: &mut Criterion) {
     let mut g = c.benchmark_group("monitor_filter_all_leads");
     for s in streams() {
@@ -316,6 +349,7 @@ criterion_group!(
     resample,
     window,
     qrs,
+    atrial,
     monitor_filter,
     quality_lead0,
     stream_dsp
