@@ -305,12 +305,18 @@ fn waveform_model_with_rr_input_reads_both_and_rejects_a_short_rr_input() {
 
 #[test]
 fn rr_input_contract_is_checked() {
+    // Without its RR-feature input (and the atrial values riding on it).
+    let rr_lines = if Manifest::load(&af_cnn_manifest())
+        .unwrap()
+        .input
+        .atrial_features
+    {
+        "rr_features = \"rr\"\natrial_features = true\n"
+    } else {
+        "rr_features = \"rr\"\n"
+    };
     for (from, to, expect) in [
-        (
-            "rr_features = \"rr\"\n",
-            "",
-            "input \"rr\" is not in the contract",
-        ),
+        (rr_lines, "", "input \"rr\" is not in the contract"),
         (
             "rr_features = \"rr\"",
             "rr_features = \"beats\"",

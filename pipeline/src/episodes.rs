@@ -103,7 +103,9 @@ pub struct EpisodeSettings {
     /// normal-rhythm ones do (`docs/accuracy-af.md` §4). With af-cnn 1.1.0 the same
     /// windows give 0.17, 97 % and 2.4 %; with 1.2.0 (trained on those records) its
     /// out-of-fold windows give 0.084, 94 % and 3.5 % (`models/af-cnn/alldata.py
-    /// stay`): the rule would lower it, not raise it, and the value stands.
+    /// stay`), with 1.3.0 (its stacker cross-fitted) 0.042, 91 % and 1.4 %
+    /// (`models/af-cnn/atrial_oof.py stay`): the rule would lower it, not raise it,
+    /// and the value stands.
     pub stay_probability: f32,
     /// Date an offset at the beat where the RR intervals of the first window without
     /// sustain evidence turn regular ([`offset_in`]), instead of at that window's

@@ -1,0 +1,189 @@
+"""Shared code of the af-cnn 1.3.0 atrial-stacker study (atrial_oof.py) and build
+(atrial_build.py); not run by itself.
+
+Data: `cardiostream eval export-inputs --model af_cnn.toml` with `atrial_features = true`
+(EXPORT_PREFIX.csv / .npy): per window record, label, window, start_s, quality_ok, n_rr,
+the 8 RR features f0..f7 and the 6 atrial values of dsp/src/atrial.rs (ln_p_amp, p_sync,
+p_corr, p_share, pr_sd, ln_f_tq). The held-out rows are dropped right after reading
+(alldata.load_pool -> stack_rr.load_validation with the 14 columns); folds
+(sha256(name) // 5) % 5.
+
+Stackers (all on the OOF network probabilities p with the OOF class offsets applied):
+  linear  probabilities = softmax(log(p + 1e-6) + clip((x - mu) / sd, -5, 5) @ W + b)
+          (stack_rr.fit: L2 0.1 on W and b, 1 / windows-of-record weights)
+  mlp     u = clip((concat(log(p + 1e-6), x) - mu) / sd, -5, 5)
+          probabilities = softmax(log(p + 1e-6) + relu(u @ W1 + b1) @ W2 + b2)
+          (16 hidden units, L2 0.01 on W1 and W2, record-weighted cross-entropy,
+          init numpy default_rng(0) normal / sqrt(fan-in) and zero biases, scipy
+          L-BFGS-B maxiter 1000; the atrial-feature study's secondary arm, MODEL_CARD.md)
+x = the 8 RR features (arm B, L), or the 8 RR + 6 atrial values (arm L, M), as the
+pipeline feeds them in the graph's `rr` input.
+"""
+import os
+
+for _v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ[_v] = "1"
+
+import json  # noqa: E402
+import sys  # noqa: E402
+
+import numpy as np  # noqa: E402
+from scipy.optimize import minimize  # noqa: E402
+
+AFCNN = os.environ.get("AFCNN_DIR", os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, AFCNN)
+import train as cnn  # noqa: E402
+import stack_rr as srr  # noqa: E402
+import alldata  # noqa: E402
+
+CLASSES = cnn.CLASSES
+KEYS = cnn.F1_KEYS
+RR_COLS = list(srr.FEATURES)  # f0..f7
+ATRIAL_COLS = ["ln_p_amp", "p_sync", "p_corr", "p_share", "pr_sd", "ln_f_tq"]
+COLS = RR_COLS + ATRIAL_COLS
+NAMES = list(srr.FEATURE_NAMES) + ATRIAL_COLS
+EPS = srr.EPS
+CLIP = srr.CLIP
+OOF_OFFSETS = [0.0, 0.5, 0.0, 0.5]
+H, L2M, MAXITER_M = 16, 0.01, 1000
+BOOT_ROUNDS = 2000
+
+
+def sha256(path):
+    return srr.sha256(path)
+
+
+def load(prefix):
+    """The export's windows outside the held-out part, with the 14 feature columns
+    (float32, as the graph's `rr` input holds them). alldata.load_pool's dict."""
+    saved = srr.FEATURES
+    srr.FEATURES = COLS  # stack_rr.load_validation checks the header against these
+    try:
+        V = alldata.load_pool(prefix)
+    finally:
+        srr.FEATURES = saved
+    assert V["feats"].shape[1] == len(COLS)
+    assert not any(cnn.heldout(r) for r in V["records"])
+    return V
+
+
+def oof_probs(V, cv_dir, cache):
+    """alldata.oof_probs (fold k's network on fold k's windows), cached in `cache` under a
+    key of the export and the five fold networks."""
+    key = sha256(V["prefix"] + ".npy") + "".join(sha256(os.path.join(cv_dir, f"fold{k}.onnx"))
+                                                 for k in range(alldata.FOLDS))
+    if os.path.exists(cache):
+        z = np.load(cache)
+        if "key" in z and str(z["key"]) == key and np.array_equal(z["rows"], V["rows"]):
+            return z["p"], True
+    p, _ = alldata.oof_probs(V, cv_dir)
+    np.savez(cache, key=np.array(key), rows=V["rows"], p=p)
+    return p, False
+
+
+def offsets_checked():
+    off = json.load(open(os.path.join(AFCNN, "alldata_oof.json")))["class_logit_offsets"]
+    assert off == OOF_OFFSETS, off
+    return np.array(off)
+
+
+# ------------------------------------------------------------- linear ----------
+def linear_fit(X, po, rec_of, y, idx):
+    return srr.fit(X, po, rec_of, y, idx)  # (sc, W, b)
+
+
+def linear_probs(X, po, P):
+    sc, W, b = P
+    return srr.stack_probs(X, po, sc, W, b)
+
+
+# ---------------------------------------------------------------- MLP ----------
+def mlp_train(U, off, yw, sw):
+    """The study's MLP fit (its secondary arm), unchanged."""
+    n, d = U.shape
+    Y = np.eye(4)[yw]
+    s = (sw / sw.mean())[:, None]
+    rng = np.random.default_rng(0)
+    w0 = np.concatenate([(rng.standard_normal((d, H)) / np.sqrt(d)).ravel(), np.zeros(H),
+                         (rng.standard_normal((H, 4)) / np.sqrt(H)).ravel(), np.zeros(4)])
+
+    def unpack(w):
+        i = 0
+        W1 = w[i:i + d * H].reshape(d, H); i += d * H  # noqa: E702
+        b1 = w[i:i + H]; i += H  # noqa: E702
+        W2 = w[i:i + H * 4].reshape(H, 4); i += H * 4  # noqa: E702
+        return W1, b1, W2, w[i:i + 4]
+
+    def f(w):
+        W1, b1, W2, b2 = unpack(w)
+        hp = U @ W1 + b1
+        h = np.maximum(hp, 0)
+        zz = off + h @ W2 + b2
+        zz = zz - zz.max(1, keepdims=True)
+        lp = zz - np.log(np.exp(zz).sum(1, keepdims=True))
+        loss = -(s * Y * lp).sum() / n + 0.5 * L2M * ((W1 ** 2).sum() + (W2 ** 2).sum())
+        g = s * (np.exp(lp) - Y) / n
+        gW2 = h.T @ g + L2M * W2
+        gb2 = g.sum(0)
+        gh = (g @ W2.T) * (hp > 0)
+        gW1 = U.T @ gh + L2M * W1
+        gb1 = gh.sum(0)
+        return loss, np.concatenate([gW1.ravel(), gb1, gW2.ravel(), gb2])
+
+    r = minimize(f, w0, jac=True, method="L-BFGS-B", options=dict(maxiter=MAXITER_M))
+    return unpack(r.x), {"nit": int(r.nit), "success": bool(r.success), "message": str(r.message),
+                         "loss": float(r.fun)}
+
+
+def mlp_fit(X, po, rec_of, y, idx):
+    """Scaler on the windows idx of [log(p + 1e-6), X]; record-weighted MLP."""
+    logp = np.log(po + EPS)
+    Z = np.column_stack([logp, X])
+    sc = srr.scaler(Z[idx])
+    sw = 1.0 / np.bincount(rec_of[idx])[rec_of[idx]]
+    (W1, b1, W2, b2), info = mlp_train(srr.design(Z[idx], sc), logp[idx], y[rec_of[idx]], sw)
+    return (sc, W1, b1, W2, b2), info
+
+
+def mlp_probs(X, po, P):
+    sc, W1, b1, W2, b2 = P
+    logp = np.log(po + EPS)
+    u = srr.design(np.column_stack([logp, X]), sc)
+    zz = logp + np.maximum(u @ W1 + b1, 0) @ W2 + b2
+    zz = zz - zz.max(1, keepdims=True)
+    e = np.exp(zz)
+    return e / e.sum(1, keepdims=True)
+
+
+ARMS = {"linear": (lambda X, po, r, y, i: (linear_fit(X, po, r, y, i), None), linear_probs),
+        "mlp": (mlp_fit, mlp_probs)}
+
+
+def crossfit_windows(kind, X, po, rec_of, y, fold):
+    """As crossfit, per window: the cross-fitted window probabilities [windows, 4]."""
+    fit, probs = ARMS[kind]
+    wfold = fold[rec_of]
+    pw = np.full((len(rec_of), 4), np.nan)
+    for k in range(alldata.FOLDS):
+        tr, te = np.flatnonzero(wfold != k), np.flatnonzero(wfold == k)
+        P, _ = fit(X, po, rec_of, y, tr)
+        pw[te] = probs(X, po, P)[te]
+    assert not np.isnan(pw).any()
+    return pw
+
+
+def crossfit(kind, X, po, rec_of, y, fold):
+    """Fit on the other 4 folds' OOF windows, apply to the fold's windows; returns the
+    cross-fitted record probabilities [records, 4] and the per-fold fit infos."""
+    fit, probs = ARMS[kind]
+    wfold = fold[rec_of]
+    prec = np.full((len(y), 4), np.nan)
+    infos = []
+    for k in range(alldata.FOLDS):
+        tr, te = np.flatnonzero(wfold != k), np.flatnonzero(wfold == k)
+        P, info = fit(X, po, rec_of, y, tr)
+        r, pr = srr.record_mean(probs(X, po, P), rec_of, te)
+        prec[r] = pr
+        infos.append(info)
+    assert not np.isnan(prec).any()
+    return prec, infos
