@@ -82,10 +82,13 @@ const MIN_TQ_S: f64 = 0.064;
 const P_LIKE: f64 = 0.5;
 /// Padding of the zero-phase filters (s).
 const PAD_S: f64 = 0.5;
+/// Highest low-pass corner, as a share of the sampling rate.
+const MAX_CORNER_OF_FS: f64 = 0.45;
 
 /// The six atrial-activity values of one window: `x` the raw lead (mV) at `fs` Hz,
-/// `beats_s` the times of its beats from its first sample (s). Trailing zeros (the
-/// padding of a record shorter than the window) are not signal.
+/// `beats_s` the times of its beats from its first sample (s), in ascending order (a
+/// beat not after the one before, by more than 0.2 s once refined, is dropped).
+/// Trailing zeros (the padding of a record shorter than the window) are not signal.
 pub fn atrial_features(x: &[f32], fs: f64, beats_s: &[f32]) -> [f32; ATRIAL_FEATURES] {
     let n = x.iter().rposition(|&v| v != 0.0).map_or(0, |i| i + 1);
     if (n as f64) < MIN_SIGNAL_S * fs || beats_s.len() < MIN_BEATS {
@@ -152,12 +155,14 @@ pub fn atrial_features(x: &[f32], fs: f64, beats_s: &[f32]) -> [f32; ATRIAL_FEAT
         .collect();
     let e_t = mean_square(&template);
     let e_b = regions.iter().map(|s| mean_square(s)).sum::<f64>() / mf;
+    if e_b <= 0.0 {
+        // Perfectly flat P regions: no P-wave evidence either (not a "consistent" one).
+        let mut out = FALLBACK;
+        out[5] = ln_f_tq;
+        return out;
+    }
     let p_amp = e_t.sqrt() / amp;
-    let p_sync = if e_b > 0.0 {
-        (mf * e_t / e_b - 1.0) / (mf - 1.0)
-    } else {
-        0.0
-    };
+    let p_sync = (mf * e_t / e_b - 1.0) / (mf - 1.0);
     let corr: Vec<f64> = regions
         .iter()
         .map(|s| {
@@ -225,8 +230,10 @@ fn centred(x: &[f32]) -> Vec<f64> {
 
 /// Band-pass `lo`-`hi` Hz (a second-order Butterworth high-pass and low-pass), run
 /// forward and then backward (zero phase) over `x` extended at both ends by its odd
-/// reflection ([`PAD_S`]), from rest.
+/// reflection ([`PAD_S`]), from rest. The low-pass corner stays below 0.45 × `fs` (at
+/// low rates the 25 Hz corner would sit at Nyquist, where the section is unstable).
 fn zero_phase(x: &[f64], lo: f64, hi: f64, fs: f64) -> Vec<f64> {
+    let hi = hi.min(MAX_CORNER_OF_FS * fs);
     let n = x.len();
     let p = ((PAD_S * fs).round() as usize).min(n.saturating_sub(1));
     let mut ext = Vec::with_capacity(n + 2 * p);
@@ -376,6 +383,36 @@ mod tests {
 
     fn times(b: &[f64]) -> Vec<f32> {
         b.iter().map(|&t| t as f32).collect()
+    }
+
+    /// The lowest rate a manifest allows (50 Hz, where the 25 Hz corner would be at
+    /// Nyquist) and a high one give finite values that still tell P waves from f waves.
+    #[test]
+    fn low_and_high_rates_give_finite_values() {
+        let sinus = regular(0.8);
+        let af = irregular();
+        for fs in [50.0, 1000.0] {
+            let at = |beats: &[f64], p: bool| {
+                let x = lead(beats, p);
+                // Resample the 125 Hz synthetic lead by linear interpolation.
+                let n = (30.0 * fs) as usize;
+                let y: Vec<f32> = (0..n)
+                    .map(|i| {
+                        let t = i as f64 * FS / fs;
+                        let k = (t.floor() as usize).min(x.len() - 2);
+                        let w = (t - k as f64) as f32;
+                        x[k] * (1.0 - w) + x[k + 1] * w
+                    })
+                    .collect();
+                atrial_features(&y, fs, &times(beats))
+            };
+            let (p, f) = (at(&sinus, true), at(&af, false));
+            assert!(
+                p.iter().chain(&f).all(|v| v.is_finite()),
+                "{fs} Hz: {p:?} {f:?}"
+            );
+            assert!(p[1] > f[1] + 0.3, "{fs} Hz p_sync: {p:?} vs {f:?}");
+        }
     }
 
     #[test]

@@ -18,7 +18,7 @@
 //!   tracker ([`crate::episodes`]) weighs the RR intervals with an AF model's call.
 //!   A model whose RR input also takes atrial activity (`input.atrial_features`) gets
 //!   [`ecg_dsp::atrial::atrial_features`] of its first lead and the same beats after
-//!   the RR features;
+//!   the RR features.
 //!   The analyzer emits such a window once the rhythm windows have covered it, so it
 //!   carries every beat of the window, as offline.
 //!
