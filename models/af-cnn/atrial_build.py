@@ -17,7 +17,7 @@ Writes
                                  float32 [batch, 4] (N, A, O, ~); opset of the network (18)
   OUT_DIR/af_cnn.toml            SRC_TOML with onnx, version 1.3.0, the OOF threshold and
                                  its comments updated
-  OUT_JSON's folder/build.json   checks, sha256s, throughput
+  OOF_JSON's folder/build.json (atrial_build.json in the repository)   checks, sha256s, throughput
 
 Graph (MLP stacker; p = the network's `probabilities`):
   logp = Log(p + 1e-6); u = Clip((Concat(logp, rr) - mu) / sd, -5, 5)

@@ -69,7 +69,7 @@ def stay(prefix, cv_dir, out_json):
 
 def main(prefix, cv_dir, out_json):
     t0 = time.time()
-    assert A.sha256(PLAN) == PLAN_SHA, "PLAN.md changed"
+    assert A.sha256(PLAN) == PLAN_SHA, "atrial_plan.md changed"
     V = A.load(prefix)
     rec_of, y, fold = V["rec_of"], V["y_rec"], V["fold"]
     print(f"export {V['n_export_rows']} windows; outside the held-out part {len(y)} records, "

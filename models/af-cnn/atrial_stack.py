@@ -16,7 +16,7 @@ Stackers (all on the OOF network probabilities p with the OOF class offsets appl
           (16 hidden units, L2 0.01 on W1 and W2, record-weighted cross-entropy,
           init numpy default_rng(0) normal / sqrt(fan-in) and zero biases, scipy
           L-BFGS-B maxiter 1000; the atrial-feature study's secondary arm, MODEL_CARD.md)
-x = the 8 RR features (arm B, L), or the 8 RR + 6 atrial values (arm L, M), as the
+x = the 8 RR features (arm B), or the 8 RR + 6 atrial values (arm L, M), as the
 pipeline feeds them in the graph's `rr` input.
 """
 import os
