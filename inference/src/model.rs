@@ -466,11 +466,48 @@ impl Model {
                 .with_shadow(shadow);
                 match scored.reason() {
                     Some(why) => f.with_reason(why),
+                    None if status == FindingStatus::Present => {
+                        match beat_evidence(&self.manifest, input) {
+                            Some(why) => f.with_reason(why),
+                            None => f,
+                        }
+                    }
                     None => f,
                 }
             })
             .collect()
     }
+}
+
+/// The beat evidence a present finding of a model that reads the window's beats was
+/// scored with, in words for the console and the alert summary: the rate and the
+/// RR irregularity (`af_rr_v1`'s mean RR and median |ΔRR| / median RR) and, for a
+/// model with atrial features, the share of RR intervals whose beat has a
+/// template-like P wave (`ecg_dsp::atrial`). Derived values only, never samples.
+fn beat_evidence(m: &Manifest, input: &ModelInput) -> Option<String> {
+    let f = &input.features;
+    // A waveform model's RR input, or a feature model's af_rr_v1 features.
+    let len = match m.input.kind {
+        InputKind::Waveform => m.input.rr_len(),
+        InputKind::AfRrV1 => m.input.len,
+    };
+    if len < crate::manifest::RR_FEATURES || f.len() != len || !f[0].is_finite() || f[0] <= 0.0 {
+        return None;
+    }
+    let mut why = format!(
+        "{:.0} bpm, RR intervals change by a median {:.0} % from beat to beat",
+        60.0 / f[0],
+        100.0 * f[3]
+    );
+    if m.input.atrial_features {
+        // RR_FEATURES, then ln_p_amp, p_sync, p_corr, p_share, ...
+        let p_share = f[crate::manifest::RR_FEATURES + 3];
+        why.push_str(&format!(
+            ", a consistent P wave before {:.0} % of beats",
+            100.0 * p_share
+        ));
+    }
+    Some(why)
 }
 
 /// The bundled models directory: `models` in the working directory when there is
@@ -853,5 +890,35 @@ mod tests {
             runner.select(m, rows).unwrap();
         }
         assert_eq!(rows_of(&runner), (13..=20).rev().collect::<Vec<_>>());
+    }
+
+    /// A present finding says, in words, what beat evidence it was scored with: the
+    /// rate and RR irregularity, and for a model with atrial features the share of
+    /// beats with a consistent P wave; nothing for a window without beats.
+    #[test]
+    fn beat_evidence_in_words() {
+        let rr = Manifest::load(&manifest("af-rr/af_rr.toml")).unwrap();
+        let mut w = window(3, true);
+        w.features = vec![0.6, 0.3, 0.25, 0.18, 0.7, 0.66, 0.9, 1.1];
+        assert_eq!(
+            beat_evidence(&rr, &w).as_deref(),
+            Some("100 bpm, RR intervals change by a median 18 % from beat to beat")
+        );
+        let mut cnn = Manifest::load(&manifest("af-cnn/af_cnn.toml")).unwrap();
+        cnn.input.atrial_features = true;
+        w.features.extend([-4.2, 0.05, 0.12, 0.125, 0.33, -2.7]);
+        assert_eq!(
+            beat_evidence(&cnn, &w).as_deref(),
+            Some(
+                "100 bpm, RR intervals change by a median 18 % from beat to beat, \
+                 a consistent P wave before 12 % of beats"
+            )
+        );
+        // The RR features alone do not fit a model that takes atrial values too.
+        w.features.truncate(8);
+        assert_eq!(beat_evidence(&cnn, &w), None);
+        // No beats: all-zero features.
+        w.features = vec![0.0; 8];
+        assert_eq!(beat_evidence(&rr, &w), None);
     }
 }
