@@ -344,44 +344,61 @@ fn rr_input_contract_is_checked() {
     );
 }
 
-/// `atrial_features` widens the RR-feature input by the atrial-activity values: a
-/// graph whose `rr` input takes the RR features alone does not meet that contract,
-/// and the flag needs an RR-feature input to ride on.
+/// `atrial_features` widens the RR-feature input by the atrial-activity values: each
+/// bundled af-cnn graph loads with the flag that fits its `rr` input (1.2.0's takes 8
+/// values, 1.3.0's 14) and is refused with the other, whichever one the manifest
+/// ships; and the flag needs an RR-feature input to ride on.
 #[test]
 fn atrial_features_widen_the_rr_input() {
-    let m = Manifest::load(&af_cnn_manifest()).unwrap();
-    let (with, without) = if m.input.atrial_features {
-        ("atrial_features = true", "atrial_features = false")
-    } else {
-        (
-            "rr_features = \"rr\"",
-            "rr_features = \"rr\"\natrial_features = true",
-        )
+    let shipped = std::fs::read_to_string(af_cnn_manifest()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let models = af_cnn_manifest().parent().unwrap().to_path_buf();
+    // The shipped manifest with another graph and the flag set or not.
+    let with = |graph: &str, atrial: bool| {
+        let mut text = String::new();
+        for line in shipped.lines() {
+            if line.starts_with("onnx = ") {
+                text.push_str(&format!("onnx = {:?}\n", models.join(graph)));
+            } else if line.starts_with("atrial_features") {
+                continue;
+            } else if line.starts_with("rr_features") {
+                text.push_str(&format!("{line}\natrial_features = {atrial}\n"));
+            } else {
+                text.push_str(line);
+                text.push('\n');
+            }
+        }
+        let path = dir.path().join(format!("{graph}-{atrial}.toml"));
+        std::fs::write(&path, text).unwrap();
+        Model::load(&path, 1)
     };
-    let graph_len = m.input.rr_len();
-    // The same graph with the flag flipped: its rr input no longer fits.
-    let msg = load_error(&af_cnn_manifest(), with, without);
-    let flipped = if m.input.atrial_features {
-        ecg_inference::RR_FEATURES
-    } else {
+    let narrow = with("af_cnn_all_rr.onnx", false).expect("1.2.0's graph without the flag");
+    assert_eq!(narrow.manifest().input.rr_len(), ecg_inference::RR_FEATURES);
+    let wide = with("af_cnn_atrial_rr.onnx", true).expect("1.3.0's graph with the flag");
+    assert_eq!(
+        wide.manifest().input.rr_len(),
         ecg_inference::RR_FEATURES + ecg_inference::ATRIAL_FEATURES
-    };
-    assert!(
-        msg.contains(&format!(
-            "input \"rr\" has shape [-1, {graph_len}], the contract says [batch, {flipped}]"
-        )),
-        "{msg}"
     );
-    let widened = ecg_inference::RR_FEATURES + ecg_inference::ATRIAL_FEATURES;
-    assert_eq!(widened, 14);
-    assert!(graph_len == widened || graph_len == ecg_inference::RR_FEATURES);
+    for (graph, atrial, has, says) in [
+        ("af_cnn_all_rr.onnx", true, 8, 14),
+        ("af_cnn_atrial_rr.onnx", false, 14, 8),
+    ] {
+        let Err(e) = with(graph, atrial) else {
+            panic!("{graph} loaded with atrial_features = {atrial}");
+        };
+        let msg = e.to_string();
+        assert!(
+            msg.contains(&format!(
+                "input \"rr\" has shape [-1, {has}], the contract says [batch, {says}]"
+            )),
+            "{msg}"
+        );
+    }
     // Without an RR-feature input there is nothing to widen.
-    let text = std::fs::read_to_string(af_cnn_manifest()).unwrap();
-    let text = text
+    let text = shipped
         .replace("rr_features = \"rr\"\n", "")
         .replace("atrial_features = true\n", "")
         .replace("[input]\n", "[input]\natrial_features = true\n");
-    let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("af_cnn.toml");
     std::fs::write(&path, text).unwrap();
     let err = Manifest::load(&path).unwrap_err().to_string();
