@@ -37,7 +37,7 @@
 //! part, out of fold (`models/af-cnn/MODEL_CARD.md`, "Atrial activity beside the
 //! waveform").
 
-use crate::filter::{Biquad, BUTTERWORTH_Q};
+use crate::filter::{run_chain, Biquad, BUTTERWORTH_Q};
 
 /// Values per window of [`atrial_features`].
 pub const ATRIAL_FEATURES: usize = 6;
@@ -246,7 +246,7 @@ fn zero_phase(x: &[f64], lo: f64, hi: f64, fs: f64) -> Vec<f64> {
             Biquad::low_pass(hi, fs, BUTTERWORTH_Q),
         ];
         for s in v.iter_mut() {
-            *s = chain.iter_mut().fold(*s, |u, b| b.step(u));
+            *s = run_chain(&mut chain, *s);
         }
     };
     pass(&mut ext);
