@@ -61,28 +61,15 @@ def stacker_params(st):
 
 
 def build_onnx(st, P, out_path, n_rr):
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
+    """NET with the chosen stacker appended (stack_rr.py's append_stacker): the MLP's
+    nodes here, the linear stacker's from stack_rr.py."""
+    from onnx import helper, numpy_helper
 
-    m = onnx.load(NET)
-    g = m.graph
-    opset = {o.domain: o.version for o in m.opset_import}.get("", 0)
-    if opset < 13:
-        raise SystemExit(f"{NET}: opset {opset} < 13")
-    if [i.name for i in g.input] != ["ecg"] or [o.name for o in g.output] != ["probabilities"]:
-        raise SystemExit(f"{NET}: unexpected inputs/outputs")
-    used = {t for n in g.node for t in list(n.input) + list(n.output)} | \
-           {i.name for i in g.initializer} | {n.name for n in g.node}
-    P_CNN = "p_cnn"
-    f32 = lambda v, name: numpy_helper.from_array(np.asarray(v, np.float32), name)  # noqa: E731
-    N = helper.make_node
-    sc = P[0]
-    inits = [f32(A.EPS, "stack_eps"), f32(sc[0], "stack_mu"), f32(sc[1], "stack_sd"),
-             f32(-A.CLIP, "stack_clip_lo"), f32(A.CLIP, "stack_clip_hi")]
-    nodes = [N("Add", [P_CNN, "stack_eps"], ["stack_p_eps"], name="stack_add_eps"),
-             N("Log", ["stack_p_eps"], ["stack_logp"], name="stack_log")]
     if st["kind"] == "mlp":
-        _, W1, b1, W2, b2 = P
+        f32 = lambda v, name: numpy_helper.from_array(np.asarray(v, np.float32), name)  # noqa: E731
+        N = helper.make_node
+        sc, W1, b1, W2, b2 = P
+        inits, nodes = srr.stacker_head(sc)
         inits += [f32(W1, "stack_W1"), f32(b1, "stack_b1"), f32(W2, "stack_W2"), f32(b2, "stack_b2")]
         nodes += [
             N("Concat", ["stack_logp", "rr"], ["stack_in"], axis=1, name="stack_concat"),
@@ -92,6 +79,8 @@ def build_onnx(st, P, out_path, n_rr):
             N("Gemm", ["stack_u", "stack_W1", "stack_b1"], ["stack_h_pre"], name="stack_gemm1"),
             N("Relu", ["stack_h_pre"], ["stack_h"], name="stack_relu"),
             N("Gemm", ["stack_h", "stack_W2", "stack_b2"], ["stack_res"], name="stack_gemm2"),
+            N("Add", ["stack_logp", "stack_res"], ["stack_logits"], name="stack_add"),
+            N("Softmax", ["stack_logits"], ["probabilities"], axis=1, name="stack_softmax"),
         ]
         doc = ("af-cnn 1.3.0: af_cnn_all.onnx + residual MLP stacker (atrial_build.py): "
                "logp = Log(p_cnn + 1e-6); u = Clip((Concat(logp, rr) - mu) / sd, -5, 5); "
@@ -99,46 +88,12 @@ def build_onnx(st, P, out_path, n_rr):
                "ecg [batch,1,3750] raw mV at 125 Hz, rr [batch,14] af_rr_v1 f0..f7 then the "
                "atrial values ln_p_amp, p_sync, p_corr, p_share, pr_sd, ln_f_tq")
     else:
-        _, W, b = P
-        inits += [f32(W, "stack_W"), f32(b, "stack_b")]
-        nodes += [
-            N("Sub", ["rr", "stack_mu"], ["stack_rr_c"], name="stack_sub"),
-            N("Div", ["stack_rr_c", "stack_sd"], ["stack_rr_z"], name="stack_div"),
-            N("Clip", ["stack_rr_z", "stack_clip_lo", "stack_clip_hi"], ["stack_u"], name="stack_clip"),
-            N("Gemm", ["stack_u", "stack_W", "stack_b"], ["stack_res"], name="stack_gemm"),
-        ]
+        inits, nodes = srr.linear_stacker(*P)
         doc = ("af-cnn 1.3.0: af_cnn_all.onnx + residual linear stacker (atrial_build.py): "
                "probabilities = Softmax(Log(p_cnn + 1e-6) + Clip((rr - mu) / sd, -5, 5) @ W + b); "
                "inputs ecg [batch,1,3750] raw mV at 125 Hz, rr [batch,14] af_rr_v1 f0..f7 then "
                "ln_p_amp, p_sync, p_corr, p_share, pr_sd, ln_f_tq")
-    nodes += [N("Add", ["stack_logp", "stack_res"], ["stack_logits"], name="stack_add"),
-              N("Softmax", ["stack_logits"], ["probabilities"], axis=1, name="stack_softmax")]
-    new = {"rr", P_CNN} | {i.name for i in inits} | {n.name for n in nodes} | \
-          {t for n in nodes for t in n.output}
-    new.discard("probabilities")  # the network's output, renamed to p_cnn below
-    if used & new:
-        raise SystemExit(f"name clash: {used & new}")
-    for n in g.node:
-        for j, o in enumerate(n.output):
-            if o == "probabilities":
-                n.output[j] = P_CNN
-        for j, i in enumerate(n.input):
-            if i == "probabilities":
-                n.input[j] = P_CNN
-    for vi in g.value_info:
-        if vi.name == "probabilities":
-            vi.name = P_CNN
-    bd = g.input[0].type.tensor_type.shape.dim[0]
-    batch = bd.dim_param if bd.dim_param else (bd.dim_value or None)
-    g.input.append(helper.make_tensor_value_info("rr", TensorProto.FLOAT, [batch, n_rr]))
-    g.initializer.extend(inits)
-    g.node.extend(nodes)
-    del g.output[:]
-    g.output.append(helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, [batch, 4]))
-    m.doc_string = doc
-    onnx.checker.check_model(m, full_check=True)
-    onnx.save(m, out_path)
-    return opset, m.ir_version
+    return srr.append_stacker(NET, out_path, n_rr, inits, nodes, doc)
 
 
 def replace_block(text, key_re, comment, line):

@@ -85,6 +85,7 @@ ATRIAL = ["ln_p_amp", "p_sync", "p_corr", "p_share", "pr_sd", "ln_f_tq"]
 FEATURE_NAMES = ["mean_rr_s", "nrmssd", "cv", "nmad_drr", "frac_dev20", "tpr", "sd1_sd2", "cosen"]
 EPS = 1e-6
 CLIP = 5.0
+P_CNN = "p_cnn"  # the network's probabilities inside a graph with a stacker appended
 L2 = 0.1
 FOLDS = 5
 REPEATS = 10
@@ -107,18 +108,22 @@ def sha256(path):
 
 
 # ---------------------------------------------------------------- data ----------
-def load_validation():
-    """The export's validation windows, in the export's order. Held-out rows are dropped
-    here, before anything is computed; so are the training part's (unused)."""
+def load_validation(columns=None):
+    """The export's validation windows, in the export's order, with the feature
+    `columns` (default the 8 RR features; the atrial values too when the export has
+    them). Held-out rows are dropped here, before anything is computed; so are the
+    training part's (unused)."""
+    columns = columns or FEATURES
     prefix = os.path.join(WORK, "afcnn_inputs")
     with open(prefix + ".csv", newline="") as f:
         reader = csv.DictReader(f)
         want = ["record", "label", "window", "start_s", "quality_ok", "n_rr"] + FEATURES
         # An export for a manifest with `atrial_features` has the atrial values after
-        # the RR features; they are not read here.
-        if reader.fieldnames not in (want, want + ATRIAL):
+        # the RR features.
+        if reader.fieldnames not in (want, want + ATRIAL) or \
+                not set(columns) <= set(reader.fieldnames):
             raise SystemExit(f"{prefix}.csv: header {reader.fieldnames}, expected {want} "
-                             f"(optionally + {ATRIAL})")
+                             f"(optionally + {ATRIAL}) with {columns}")
         rows = list(reader)
     n_all = len(rows)
     keep = [i for i, r in enumerate(rows)
@@ -141,7 +146,7 @@ def load_validation():
             if r["label"] != ws[0]["label"] or r["label"] not in CLASSES:
                 raise SystemExit(f"{r['record']}: label {r['label']!r}")
     # the features as float32 (what the ONNX input holds), then float64 for the fit
-    feats = np.array([[float(r[c]) for c in FEATURES] for r in rows], np.float32)
+    feats = np.array([[float(r[c]) for c in columns] for r in rows], np.float32)
     y_rec = np.array([CLASSES.index(rows[np.flatnonzero(rec_of == k)[0]]["label"])
                       for k in range(len(records))])
     n_rr = np.array([int(r["n_rr"]) for r in rows])
@@ -239,26 +244,65 @@ def cv(f, p, rec_of, y_rec):
 
 
 # ---------------------------------------------------------------- ONNX ----------
-def build_onnx(sc, W, b):
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
+def stacker_head(sc):
+    """The ONNX initializers and nodes every appended stacker starts with: the network's
+    log-probabilities `stack_logp` = Log(p_cnn + EPS), and the standardisation (`sc`:
+    mean, SD) and clip constants its inputs are scaled with."""
+    from onnx import helper, numpy_helper
 
-    m = onnx.load(SRC_ONNX)
+    f32 = lambda v, name: numpy_helper.from_array(np.asarray(v, np.float32), name)  # noqa: E731
+    N = helper.make_node
+    inits = [f32(EPS, "stack_eps"), f32(sc[0], "stack_mu"), f32(sc[1], "stack_sd"),
+             f32(-CLIP, "stack_clip_lo"), f32(CLIP, "stack_clip_hi")]
+    nodes = [N("Add", [P_CNN, "stack_eps"], ["stack_p_eps"], name="stack_add_eps"),
+             N("Log", ["stack_p_eps"], ["stack_logp"], name="stack_log")]
+    return inits, nodes
+
+
+def linear_stacker(sc, W, b):
+    """The residual linear stacker's initializers and nodes: probabilities =
+    Softmax(Log(p_cnn + EPS) + Clip((rr - mu) / sd, -CLIP, CLIP) @ W + b)."""
+    from onnx import helper, numpy_helper
+
+    inits, nodes = stacker_head(sc)
+    inits += [numpy_helper.from_array(np.asarray(W, np.float32), "stack_W"),
+              numpy_helper.from_array(np.asarray(b, np.float32), "stack_b")]
+    N = helper.make_node
+    nodes += [
+        N("Sub", ["rr", "stack_mu"], ["stack_rr_c"], name="stack_sub"),
+        N("Div", ["stack_rr_c", "stack_sd"], ["stack_rr_z"], name="stack_div"),
+        N("Clip", ["stack_rr_z", "stack_clip_lo", "stack_clip_hi"], ["stack_rr_x"], name="stack_clip"),
+        N("MatMul", ["stack_rr_x", "stack_W"], ["stack_rr_mm"], name="stack_matmul"),
+        N("Add", ["stack_rr_mm", "stack_b"], ["stack_rr_lin"], name="stack_add_b"),
+        N("Add", ["stack_logp", "stack_rr_lin"], ["stack_logits"], name="stack_add"),
+        N("Softmax", ["stack_logits"], ["probabilities"], axis=1, name="stack_softmax"),
+    ]
+    return inits, nodes
+
+
+def append_stacker(src, out, n_rr, inits, nodes, doc):
+    """Appends a stacker to the network `src` (input `ecg`, output `probabilities`,
+    opset >= 13) and saves the graph to `out`: the network's output becomes `p_cnn`, a
+    second input `rr` [batch, n_rr] is added, then the stacker's initializers and nodes
+    (which read `p_cnn` and `rr` and end in `probabilities`). Returns (opset, IR
+    version)."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    m = onnx.load(src)
     g = m.graph
     opset = {o.domain: o.version for o in m.opset_import}.get("", 0)
     if opset < 13:  # Clip with min/max inputs: 11; Softmax over one axis only: 13
-        raise SystemExit(f"{SRC_ONNX}: opset {opset} < 13")
+        raise SystemExit(f"{src}: opset {opset} < 13")
     if [i.name for i in g.input] != ["ecg"] or [o.name for o in g.output] != ["probabilities"]:
-        raise SystemExit(f"{SRC_ONNX}: unexpected inputs/outputs")
+        raise SystemExit(f"{src}: unexpected inputs/outputs")
     used = {t for n in g.node for t in list(n.input) + list(n.output)} | \
            {i.name for i in g.initializer} | {n.name for n in g.node}
-    P_CNN = "p_cnn"
-    new = ["rr", P_CNN] + [f"stack_{s}" for s in (
-        "eps", "mu", "sd", "clip_lo", "clip_hi", "W", "b", "p_eps", "logp", "rr_c", "rr_z",
-        "rr_x", "rr_mm", "rr_lin", "logits", "add_eps", "log", "sub", "div", "clip",
-        "matmul", "add_b", "add", "softmax")]
-    if used & set(new):
-        raise SystemExit(f"name clash: {used & set(new)}")
+    new = {"rr", P_CNN} | {i.name for i in inits} | {n.name for n in nodes} | \
+          {t for n in nodes for t in n.output}
+    new.discard("probabilities")  # the network's output, renamed to p_cnn below
+    if used & new:
+        raise SystemExit(f"name clash: {used & new}")
     for n in g.node:
         for j, o in enumerate(n.output):
             if o == "probabilities":
@@ -271,32 +315,24 @@ def build_onnx(sc, W, b):
             vi.name = P_CNN
     batch_dim = g.input[0].type.tensor_type.shape.dim[0]
     batch = batch_dim.dim_param if batch_dim.dim_param else (batch_dim.dim_value or None)
-    g.input.append(helper.make_tensor_value_info("rr", TensorProto.FLOAT, [batch, NF]))
-    f32 = lambda v, name: numpy_helper.from_array(np.asarray(v, np.float32), name)  # noqa: E731
-    g.initializer.extend([
-        f32(EPS, "stack_eps"), f32(sc[0], "stack_mu"), f32(sc[1], "stack_sd"),
-        f32(-CLIP, "stack_clip_lo"), f32(CLIP, "stack_clip_hi"),
-        f32(W, "stack_W"), f32(b, "stack_b")])
-    N = helper.make_node
-    g.node.extend([
-        N("Add", [P_CNN, "stack_eps"], ["stack_p_eps"], name="stack_add_eps"),
-        N("Log", ["stack_p_eps"], ["stack_logp"], name="stack_log"),
-        N("Sub", ["rr", "stack_mu"], ["stack_rr_c"], name="stack_sub"),
-        N("Div", ["stack_rr_c", "stack_sd"], ["stack_rr_z"], name="stack_div"),
-        N("Clip", ["stack_rr_z", "stack_clip_lo", "stack_clip_hi"], ["stack_rr_x"], name="stack_clip"),
-        N("MatMul", ["stack_rr_x", "stack_W"], ["stack_rr_mm"], name="stack_matmul"),
-        N("Add", ["stack_rr_mm", "stack_b"], ["stack_rr_lin"], name="stack_add_b"),
-        N("Add", ["stack_logp", "stack_rr_lin"], ["stack_logits"], name="stack_add"),
-        N("Softmax", ["stack_logits"], ["probabilities"], axis=1, name="stack_softmax"),
-    ])
+    g.input.append(helper.make_tensor_value_info("rr", TensorProto.FLOAT, [batch, n_rr]))
+    g.initializer.extend(inits)
+    g.node.extend(nodes)
     del g.output[:]
     g.output.append(helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, [batch, 4]))
-    m.doc_string = ("af-cnn + residual RR stacker (models/af-cnn/stack_rr.py): probabilities = "
-                    "Softmax(Log(p_cnn + 1e-6) + Clip((rr - mu) / sd, -5, 5) @ W + b); "
-                    "inputs ecg [batch,1,3750] raw mV at 125 Hz, rr [batch,8] af_rr_v1 f0..f7")
+    m.doc_string = doc
     onnx.checker.check_model(m, full_check=True)
-    onnx.save(m, OUT_ONNX)
+    onnx.save(m, out)
     return opset, m.ir_version
+
+
+def build_onnx(sc, W, b):
+    inits, nodes = linear_stacker(sc, W, b)
+    return append_stacker(
+        SRC_ONNX, OUT_ONNX, NF, inits, nodes,
+        "af-cnn + residual RR stacker (models/af-cnn/stack_rr.py): probabilities = "
+        "Softmax(Log(p_cnn + 1e-6) + Clip((rr - mu) / sd, -5, 5) @ W + b); "
+        "inputs ecg [batch,1,3750] raw mV at 125 Hz, rr [batch,8] af_rr_v1 f0..f7")
 
 
 def io_desc(sess):
