@@ -54,16 +54,17 @@ CLASSES = cnn.CLASSES
 FOLDS = 5
 
 
-def load_pool(prefix):
+def load_pool(prefix, columns=None):
     """The export's windows outside the held-out part (train + validation), in the
-    export's order, with stack_rr.py's checks. Returns stack_rr.load_validation's dict."""
+    export's order, with stack_rr.py's checks and its feature `columns` (default the RR
+    features). Returns stack_rr.load_validation's dict."""
     saved = (srr.WORK, cnn.validation)
     srr.WORK = os.path.dirname(prefix)
     assert os.path.basename(prefix) == "afcnn_inputs", "export prefix must end in afcnn_inputs"
     cnn_validation = cnn.validation
     try:
         cnn.validation = lambda name: True  # every non-held-out record
-        V = srr.load_validation()
+        V = srr.load_validation(columns)
     finally:
         cnn.validation = cnn_validation
         srr.WORK = saved[0]

@@ -60,7 +60,7 @@ def stay(prefix, cv_dir, out_json):
     rec_of, y, fold = V["rec_of"], V["y_rec"], V["fold"]
     p, _ = A.oof_probs(V, cv_dir, os.path.join(os.path.dirname(out_json), "oof_p.npz"))
     po = A.alldata.shifted(p.astype(np.float64), A.offsets_checked())
-    pw = A.crossfit_windows("mlp", V["feats"].astype(np.float64), po, rec_of, y, fold)
+    pw, _ = A.crossfit_windows("mlp", V["feats"].astype(np.float64), po, rec_of, y, fold)
     for c, name in enumerate(cnn.CLASSES):
         pa = pw[y[rec_of] == c, 1]
         print(f"{name}: {len(pa)} windows, P(A) 5th percentile {np.percentile(pa, 5):.3f}, "

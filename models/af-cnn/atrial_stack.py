@@ -38,10 +38,8 @@ import alldata  # noqa: E402
 
 CLASSES = cnn.CLASSES
 KEYS = cnn.F1_KEYS
-RR_COLS = list(srr.FEATURES)  # f0..f7
-ATRIAL_COLS = ["ln_p_amp", "p_sync", "p_corr", "p_share", "pr_sd", "ln_f_tq"]
-COLS = RR_COLS + ATRIAL_COLS
-NAMES = list(srr.FEATURE_NAMES) + ATRIAL_COLS
+COLS = srr.FEATURES + srr.ATRIAL  # f0..f7, then the atrial values
+NAMES = list(srr.FEATURE_NAMES) + srr.ATRIAL
 EPS = srr.EPS
 CLIP = srr.CLIP
 OOF_OFFSETS = [0.0, 0.5, 0.0, 0.5]
@@ -56,12 +54,7 @@ def sha256(path):
 def load(prefix):
     """The export's windows outside the held-out part, with the 14 feature columns
     (float32, as the graph's `rr` input holds them). alldata.load_pool's dict."""
-    saved = srr.FEATURES
-    srr.FEATURES = COLS  # stack_rr.load_validation checks the header against these
-    try:
-        V = alldata.load_pool(prefix)
-    finally:
-        srr.FEATURES = saved
+    V = alldata.load_pool(prefix, COLS)
     assert V["feats"].shape[1] == len(COLS)
     assert not any(cnn.heldout(r) for r in V["records"])
     return V
@@ -160,30 +153,25 @@ ARMS = {"linear": (lambda X, po, r, y, i: (linear_fit(X, po, r, y, i), None), li
 
 
 def crossfit_windows(kind, X, po, rec_of, y, fold):
-    """As crossfit, per window: the cross-fitted window probabilities [windows, 4]."""
+    """Fit on the other 4 folds' OOF windows, apply to the fold's windows; returns the
+    cross-fitted window probabilities [windows, 4] and the per-fold fit infos."""
     fit, probs = ARMS[kind]
     wfold = fold[rec_of]
     pw = np.full((len(rec_of), 4), np.nan)
-    for k in range(alldata.FOLDS):
-        tr, te = np.flatnonzero(wfold != k), np.flatnonzero(wfold == k)
-        P, _ = fit(X, po, rec_of, y, tr)
-        pw[te] = probs(X, po, P)[te]
-    assert not np.isnan(pw).any()
-    return pw
-
-
-def crossfit(kind, X, po, rec_of, y, fold):
-    """Fit on the other 4 folds' OOF windows, apply to the fold's windows; returns the
-    cross-fitted record probabilities [records, 4] and the per-fold fit infos."""
-    fit, probs = ARMS[kind]
-    wfold = fold[rec_of]
-    prec = np.full((len(y), 4), np.nan)
     infos = []
     for k in range(alldata.FOLDS):
         tr, te = np.flatnonzero(wfold != k), np.flatnonzero(wfold == k)
         P, info = fit(X, po, rec_of, y, tr)
-        r, pr = srr.record_mean(probs(X, po, P), rec_of, te)
-        prec[r] = pr
+        pw[te] = probs(X, po, P)[te]
         infos.append(info)
-    assert not np.isnan(prec).any()
+    assert not np.isnan(pw).any()
+    return pw, infos
+
+
+def crossfit(kind, X, po, rec_of, y, fold):
+    """crossfit_windows' probabilities as record probabilities [records, 4] (the mean of
+    a record's windows, all in one fold), and the per-fold fit infos."""
+    pw, infos = crossfit_windows(kind, X, po, rec_of, y, fold)
+    r, prec = srr.record_mean(pw, rec_of)
+    assert np.array_equal(r, np.arange(len(y)))
     return prec, infos
