@@ -5,20 +5,20 @@ for _v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ[_v] = "1"
 import sys, json
 import numpy as np
-from scipy.optimize import minimize
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import train as cnn  # noqa
 import stack_rr as srr  # noqa
 import stack_study as ss  # noqa
 import alldata  # noqa
+import atrial_stack  # noqa
 import atrial_feats as af  # noqa
 
 CL = cnn.CLASSES
 KEYS = cnn.F1_KEYS
 z = np.load("/tmp/atrial/feats.npz")
 rec_of, y, fold = z["rec_of"], z["y_rec"], z["fold"]
-wfold = fold[rec_of]
+wfold = fold[rec_of]  # posthoc.py
 rr = z["rr"].astype(np.float64)
 F = z["F"]
 offsets = np.array(json.load(open(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "alldata_oof.json")))["class_logit_offsets"])
@@ -30,74 +30,14 @@ NAMES_CAND = srr.FEATURE_NAMES + ANAMES
 
 
 def crossfit_linear(X):
-    pred = np.zeros(len(y), int)
-    for k in range(5):
-        tr, te = np.flatnonzero(wfold != k), np.flatnonzero(wfold == k)
-        sc, W, b = srr.fit(X, po, rec_of, y, tr)
-        r, pr = srr.record_mean(srr.stack_probs(X, po, sc, W, b), rec_of, te)
-        pred[r] = pr.argmax(1)
-    return pred
-
-
-# ---------------- MLP (secondary) -------------
-H, L2M = 16, 0.01
-
-
-def mlp_fit(U, off, yw, sw):
-    n, d = U.shape
-    Y = np.eye(4)[yw]
-    s = (sw / sw.mean())[:, None]
-    rng = np.random.default_rng(0)
-    w0 = np.concatenate([(rng.standard_normal((d, H)) / np.sqrt(d)).ravel(), np.zeros(H),
-                         (rng.standard_normal((H, 4)) / np.sqrt(H)).ravel(), np.zeros(4)])
-
-    def unpack(w):
-        i = 0
-        W1 = w[i:i + d * H].reshape(d, H); i += d * H
-        b1 = w[i:i + H]; i += H
-        W2 = w[i:i + H * 4].reshape(H, 4); i += H * 4
-        return W1, b1, W2, w[i:i + 4]
-
-    def f(w):
-        W1, b1, W2, b2 = unpack(w)
-        hp = U @ W1 + b1
-        h = np.maximum(hp, 0)
-        zz = off + h @ W2 + b2
-        zz = zz - zz.max(1, keepdims=True)
-        lp = zz - np.log(np.exp(zz).sum(1, keepdims=True))
-        loss = -(s * Y * lp).sum() / n + 0.5 * L2M * ((W1 ** 2).sum() + (W2 ** 2).sum())
-        g = s * (np.exp(lp) - Y) / n
-        gW2 = h.T @ g + L2M * W2
-        gb2 = g.sum(0)
-        gh = (g @ W2.T) * (hp > 0)
-        gW1 = U.T @ gh + L2M * W1
-        gb1 = gh.sum(0)
-        return loss, np.concatenate([gW1.ravel(), gb1, gW2.ravel(), gb2])
-
-    r = minimize(f, w0, jac=True, method="L-BFGS-B", options=dict(maxiter=1000))
-    return unpack(r.x)
-
-
-def mlp_probs(U, off, P):
-    W1, b1, W2, b2 = P
-    zz = off + np.maximum(U @ W1 + b1, 0) @ W2 + b2
-    zz = zz - zz.max(1, keepdims=True)
-    e = np.exp(zz)
-    return e / e.sum(1, keepdims=True)
+    """Record labels of the linear residual stacker, cross-fitted by fold
+    (atrial_stack.py, which step 2 shares)."""
+    return atrial_stack.crossfit("linear", X, po, rec_of, y, fold)[0].argmax(1)
 
 
 def crossfit_mlp(X):
-    logp = np.log(po + srr.EPS)
-    Z = np.column_stack([logp, X])
-    pred = np.zeros(len(y), int)
-    for k in range(5):
-        tr, te = np.flatnonzero(wfold != k), np.flatnonzero(wfold == k)
-        sc = srr.scaler(Z[tr])
-        sw = 1.0 / np.bincount(rec_of[tr])[rec_of[tr]]
-        P = mlp_fit(srr.design(Z[tr], sc), logp[tr], y[rec_of[tr]], sw)
-        r, pr = srr.record_mean(mlp_probs(srr.design(Z, sc), logp, P), rec_of, te)
-        pred[r] = pr.argmax(1)
-    return pred
+    """The same with the residual MLP (16 hidden units; the secondary arm)."""
+    return atrial_stack.crossfit("mlp", X, po, rec_of, y, fold)[0].argmax(1)
 
 
 def r4(v):
