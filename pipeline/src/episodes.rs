@@ -42,9 +42,13 @@
 //! - **offset** after `offset_windows` consecutive windows without sustain evidence:
 //!   the episode ends where the first of them begins, or, with `beat_offsets`, at the
 //!   beat of that first window where its RR intervals turn regular ([`offset_in`]);
-//! - windows the model could not score (indeterminate) change nothing; a jump of more
-//!   than `max_gap_s` between windows (a signal gap, an evicted stream) ends an open
-//!   episode at its last AF segment.
+//! - windows the model could not score (indeterminate: the quality gate failed them)
+//!   change nothing, but where an offset's first window follows such windows straight
+//!   after the episode's last AF segment, the AF ended somewhere in the unreadable
+//!   stretch between them and the episode ends in its middle, the unbiased date of a
+//!   change known only to lie in it (AF on both sides of the stretch bridges it, as
+//!   before); a jump of more than `max_gap_s` between windows (a signal gap, an
+//!   evicted stream) ends an open episode at its last AF segment.
 //!
 //! Every AF finding of the tracked model then carries the state: `present` with the
 //! episode's start while in an episode, `absent` outside one (its score unchanged), so
@@ -349,13 +353,19 @@ impl AfEpisodes {
             Some(start) => {
                 // After a window held by the model's call alone the RR was regular
                 // already, so where it "turns regular" says nothing: no beat to date
-                // the offset by, it is the segment edge.
+                // the offset by, it is the segment edge. After windows the model could
+                // not score, the AF ended somewhere in them: in their middle.
                 let dated = !st.held_by_call;
+                let last_af_end = st.last_af_end;
                 let quiet_start = *st.quiet_start.get_or_insert_with(|| {
-                    at_beat(
-                        dated.then(|| offset_in(beats_s, min_ratio)).flatten(),
-                        seg_start,
-                    )
+                    if seg_start > last_af_end {
+                        last_af_end + (seg_start - last_af_end) / 2
+                    } else {
+                        at_beat(
+                            dated.then(|| offset_in(beats_s, min_ratio)).flatten(),
+                            seg_start,
+                        )
+                    }
                 });
                 st.quiet += 1;
                 if st.quiet >= s.offset_windows.max(1) {
@@ -624,6 +634,70 @@ mod tests {
         assert_eq!(later.episode_end, Some(DeviceTimeUs(e.end)));
         assert_eq!(later.status, FindingStatus::Indeterminate);
         assert_eq!(t.open().count(), 0);
+    }
+
+    /// AF, then windows the model could not score (unreadable signal), then no AF:
+    /// the AF ended somewhere in the unreadable stretch, dated at its middle; AF on
+    /// both sides of the stretch bridges it.
+    #[test]
+    fn an_offset_after_unscored_windows_is_dated_in_their_middle() {
+        use FindingStatus::*;
+        let run = |calls: &[FindingStatus]| {
+            let mut t = tracker(EpisodeSettings::default());
+            let mut closed = Vec::new();
+            for (k, &c) in calls.iter().enumerate() {
+                let mut f = window(k as i64, c);
+                closed.extend(t.apply(&mut f, &irregular(), &[]));
+            }
+            (closed, t.open().map(|(_, e)| e).collect::<Vec<_>>())
+        };
+        let unscored = [Indeterminate; 6];
+        // Windows 0-3 AF (their segments end at 50 s), 4-9 unscored (segments 50-110
+        // s), 10-11 no AF: ends at 80 s, not where window 10's segment starts (110 s).
+        let calls: Vec<_> = [Present; 4]
+            .into_iter()
+            .chain(unscored)
+            .chain([Absent; 2])
+            .collect();
+        let (closed, open) = run(&calls);
+        assert_eq!(
+            closed,
+            vec![Episode {
+                start: 0,
+                end: 80_000_000
+            }]
+        );
+        assert!(open.is_empty());
+        // AF again after the stretch: one episode through it.
+        let calls: Vec<_> = [Present; 4]
+            .into_iter()
+            .chain(unscored)
+            .chain([Present, Absent, Absent])
+            .collect();
+        let (closed, _) = run(&calls);
+        assert_eq!(
+            closed,
+            vec![Episode {
+                start: 0,
+                end: 120_000_000
+            }]
+        );
+        // A quiet window before the stretch dates the offset as before: at its
+        // segment start (50 s), whatever follows.
+        let calls: Vec<_> = [Present; 4]
+            .into_iter()
+            .chain([Absent])
+            .chain(unscored)
+            .chain([Absent])
+            .collect();
+        let (closed, _) = run(&calls);
+        assert_eq!(
+            closed,
+            vec![Episode {
+                start: 0,
+                end: 50_000_000
+            }]
+        );
     }
 
     #[test]
