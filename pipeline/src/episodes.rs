@@ -35,10 +35,10 @@
 //!
 //! Per stream a small state machine turns segment calls into episodes:
 //!
-//! - **onset** after `onset_windows` windows with onset evidence, consecutive but
-//!   for windows with sustain evidence only (the band between `stay_probability` and
-//!   the threshold), which neither count nor break the run: the episode starts at the
-//!   first of their segments;
+//! - **onset** after `onset_windows` consecutive windows with onset evidence (a window
+//!   with sustain evidence only, in the band between `stay_probability` and the
+//!   threshold, breaks the run; a window the model could not score does not): the
+//!   episode starts at the first of their segments;
 //! - **offset** after `offset_windows` consecutive windows without sustain evidence:
 //!   the episode ends where the first of them begins, or, with `beat_offsets`, at the
 //!   beat of that first window where its RR intervals turn regular ([`offset_in`]);
@@ -389,14 +389,14 @@ impl AfEpisodes {
                     st.run = 0;
                 }
             }
-            None if !sustain => {
+            // Any other window, one in the band between `stay_probability` and the
+            // threshold too, breaks the run: a rhythm whose windows sit in the band
+            // (frequent ectopy with irregular RR) would otherwise open an episode on
+            // any two AF calls, however far apart.
+            None => {
                 st.run_start = None;
                 st.run = 0;
             }
-            // A window with sustain evidence only (in the band between
-            // `stay_probability` and the threshold) neither counts towards an onset
-            // nor breaks the run: it is as unsure as the band says.
-            None => {}
         }
         // The finding says what the episode state is.
         match st.open {
@@ -568,36 +568,38 @@ mod tests {
         // Below the threshold but irregular: no onset.
         assert_eq!(run(0, 0.3, &irregular()), (Absent, None));
         assert_eq!(run(1, 0.3, &irregular()), (Absent, None));
-        // Onset: two windows called AF with irregular RR (from window 2's segment,
-        // 30 s); a window in the band between them neither counts nor breaks the run.
+        // A window in the band between two AF calls breaks the run...
         assert_eq!(run(2, 0.8, &irregular()).0, Absent);
         assert_eq!(run(3, 0.2, &irregular()).0, Absent);
-        assert_eq!(run(4, 0.8, &irregular()).0, Present);
+        assert_eq!(run(4, 0.8, &irregular()).0, Absent);
+        // ...and two consecutive windows called AF with irregular RR open the
+        // episode, from window 4's segment (50 s).
+        assert_eq!(run(5, 0.8, &irregular()).0, Present);
         // The model's probability dips to 0.15, the RR stays irregular: it holds.
-        for k in 5..8 {
+        for k in 6..9 {
             assert_eq!(run(k, 0.15, &irregular()), (Present, None));
         }
         // A regular rhythm the model still calls AF holds it (AF under paced or
         // regularised ventricular beats; flutter with fixed conduction, which EC57
         // counts with AF)...
-        assert_eq!(run(8, 0.9, &regular()), (Present, None));
+        assert_eq!(run(9, 0.9, &regular()), (Present, None));
         // ...but a regular one it is unsure about is quiet, as is a window the model
         // rules out (p < 0.1) whatever the RR.
-        assert_eq!(run(9, 0.3, &regular()), (Present, None));
+        assert_eq!(run(10, 0.3, &regular()), (Present, None));
         assert_eq!(
-            run(10, 0.8, &irregular()),
+            run(11, 0.8, &irregular()),
             (Present, None),
             "quiet run broken"
         );
-        assert_eq!(run(11, 0.05, &irregular()), (Present, None));
-        let (status, closed) = run(12, 0.3, &regular());
+        assert_eq!(run(12, 0.05, &irregular()), (Present, None));
+        let (status, closed) = run(13, 0.3, &regular());
         assert_eq!(status, Absent);
-        // Ends where window 11's segment starts.
+        // Ends where window 12's segment starts.
         assert_eq!(
             closed,
             Some(Episode {
-                start: 30_000_000,
-                end: 120_000_000
+                start: 50_000_000,
+                end: 130_000_000
             })
         );
     }
