@@ -1,0 +1,85 @@
+#!/usr/bin/env python3
+"""Continuous AF test streams spliced from CinC 2017 records, for `eval af-episodes`.
+
+The shared MIT-BIH records hold only three with AF, and every rule of the AF episode
+tracker was found by reading some of them. This writes an independent check: twelve
+WFDB records (300 Hz, one lead named ECG, 14-24 min each) made by joining whole CinC
+2017 records of the AF model's **held-out split** (SHA-256 of the name mod 5 == 0,
+never trained or tuned on), in runs: 4-16 normal or other-rhythm records, then 3-9 AF
+records, and so on, ending with a non-AF run; noise records (`~`) are left out. Each
+record's median is removed before joining. The `.atr` file marks each run's start
+with a rhythm annotation, `(AFIB` or `(N`, so `eval af-episodes` scores the streams
+as it scores MIT-BIH. The order is drawn with a fixed seed (2017): the same folder
+gives the same streams.
+
+What it cannot be: real AF onsets. Each junction is a change of patient (a step in
+shape and size the filters see), the AF runs last 1.5-5 min, and the beat
+annotations a noise mixture needs are absent, so it is run without `--noise`.
+
+Usage:
+  tools/af_splice.py CINC2017_DIR OUT_DIR        # needs numpy and wfdb
+  cardiostream eval af-episodes --db OUT_DIR --out /tmp/splice.csv
+"""
+import hashlib
+import os
+import random
+import sys
+
+import numpy as np
+import wfdb
+
+STREAMS = 12
+
+
+def held_out(name):
+    return int(hashlib.sha256(name.encode()).hexdigest(), 16) % 5 == 0
+
+
+def main():
+    src, out = sys.argv[1], sys.argv[2]
+    os.makedirs(out, exist_ok=True)
+    with open(os.path.join(src, "REFERENCE.csv")) as f:
+        labels = dict(line.strip().split(",") for line in f if line.strip())
+    held = [r for r in sorted(labels) if held_out(r)]
+    rng = random.Random(2017)
+    af = [r for r in held if labels[r] == "A"]
+    other = [r for r in held if labels[r] in ("N", "O")]
+    rng.shuffle(af)
+    rng.shuffle(other)
+    streams = [[] for _ in range(STREAMS)]
+    ai = oi = k = 0
+    while ai < len(af):
+        s = streams[k % STREAMS]
+        k += 1
+        n = rng.randint(4, 16)
+        s.append(("N", other[oi:oi + n]))
+        oi += n
+        n = rng.randint(3, 9)
+        s.append(("A", af[ai:ai + n]))
+        ai += n
+    for i, s in enumerate(streams):
+        n = rng.randint(4, 16)
+        s.append(("N", other[oi:oi + n]))
+        oi += n
+        parts, starts, aux, t = [], [], [], 0
+        for label, records in s:
+            if not records:
+                continue
+            starts.append(t)
+            aux.append("(AFIB" if label == "A" else "(N")
+            for r in records:
+                x = wfdb.rdrecord(os.path.join(src, r)).p_signal[:, 0]
+                parts.append(x - np.median(x))
+                t += len(x)
+        x = np.concatenate(parts)
+        name = f"cs{i:02d}"
+        wfdb.wrsamp(name, fs=300, units=["mV"], sig_name=["ECG"], p_signal=x[:, None],
+                    fmt=["16"], adc_gain=[1000.0], baseline=[0], write_dir=out)
+        wfdb.wrann(name, "atr", np.array(starts), symbol=["+"] * len(starts),
+                   aux_note=aux, write_dir=out)
+        n_af = sum(len(r) for label, r in s if label == "A")
+        print(f"{name}: {t / 300 / 60:.1f} min, {n_af} AF records")
+
+
+if __name__ == "__main__":
+    main()
