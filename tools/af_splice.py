@@ -3,10 +3,11 @@
 
 The shared MIT-BIH records hold only three with AF, and every rule of the AF episode
 tracker was found by reading some of them. This writes an independent check: twelve
-WFDB records (300 Hz, one lead named ECG, 14-24 min each) made by joining whole CinC
+WFDB records (300 Hz, one lead named ECG, 14-26 min each) made by joining whole CinC
 2017 records of the AF model's **held-out split** (SHA-256 of the name mod 5 == 0,
 never trained or tuned on), in runs: 4-16 normal or other-rhythm records, then 3-9 AF
-records, and so on, ending with a non-AF run; noise records (`~`) are left out. Each
+records (the last AF run may be shorter), and so on, ending with a non-AF run; noise
+records (`~`) are left out. Each
 record's median is removed before joining. The `.atr` file marks each run's start
 with a rhythm annotation, `(AFIB` or `(N`, so `eval af-episodes` scores the streams
 as it scores MIT-BIH. The order is drawn with a fixed seed (2017): the same folder
@@ -14,7 +15,10 @@ gives the same streams.
 
 What it cannot be: real AF onsets. Each junction is a change of patient (a step in
 shape and size the filters see), the AF runs last 1.5-5 min, and the beat
-annotations a noise mixture needs are absent, so it is run without `--noise`.
+annotations a noise mixture needs are absent, so it is run without `--noise`. The
+labels are the records' own, whole: an AF record is annotated AF from end to end,
+and an "other rhythm" record, which may hold atrial flutter (AF for EC57), counts as
+not AF.
 
 Usage:
   tools/af_splice.py CINC2017_DIR OUT_DIR        # needs numpy and wfdb
@@ -36,6 +40,8 @@ def held_out(name):
 
 
 def main():
+    if len(sys.argv) != 3:
+        raise SystemExit("usage: tools/af_splice.py CINC2017_DIR OUT_DIR")
     src, out = sys.argv[1], sys.argv[2]
     os.makedirs(out, exist_ok=True)
     with open(os.path.join(src, "REFERENCE.csv")) as f:
@@ -68,7 +74,10 @@ def main():
             starts.append(t)
             aux.append("(AFIB" if label == "A" else "(N")
             for r in records:
-                x = wfdb.rdrecord(os.path.join(src, r)).p_signal[:, 0]
+                rec = wfdb.rdrecord(os.path.join(src, r))
+                if rec.fs != 300:
+                    raise SystemExit(f"{r}: {rec.fs} Hz, CinC 2017 records are 300 Hz")
+                x = rec.p_signal[:, 0]
                 parts.append(x - np.median(x))
                 t += len(x)
         x = np.concatenate(parts)
