@@ -35,20 +35,25 @@
 //!
 //! Per stream a small state machine turns segment calls into episodes:
 //!
-//! - **onset** after `onset_windows` consecutive windows with onset evidence (a window
-//!   with sustain evidence only, in the band between `stay_probability` and the
-//!   threshold, breaks the run; a window the model could not score does not): the
-//!   episode starts at the first of their segments;
+//! - **onset** after `onset_windows` consecutive windows with onset evidence (any
+//!   other window breaks the run: one with sustain evidence only, in the band between
+//!   `stay_probability` and the threshold, one the model could not score, and a gap
+//!   between windows): the episode starts at the first of their segments;
 //! - **offset** after `offset_windows` consecutive windows without sustain evidence:
 //!   the episode ends where the first of them begins, or, with `beat_offsets`, at the
 //!   beat of that first window where its RR intervals turn regular ([`offset_in`]);
-//! - windows the model could not score (indeterminate: the quality gate failed them)
-//!   change nothing, but where an offset's first window follows such windows straight
-//!   after the episode's last AF segment, the AF ended somewhere in the unreadable
-//!   stretch between them and the episode ends in its middle, the unbiased date of a
-//!   change known only to lie in it (AF on both sides of the stretch bridges it, as
-//!   before); a jump of more than `max_gap_s` between windows (a signal gap, an
-//!   evicted stream) ends an open episode at its last AF segment.
+//! - windows the model could not score (indeterminate: most often the quality gate
+//!   failed them; also a window the model rejected or failed on) say nothing about the
+//!   rhythm, but where an offset's first window follows such windows, or a signal gap
+//!   shorter than `max_gap_s`, straight after the episode's last AF segment, the AF
+//!   ended somewhere in that stretch nobody read and the episode ends in its middle,
+//!   the unbiased date of a change known only to lie in it, with or without
+//!   `beat_offsets` (AF on both sides of the stretch bridges it, however long). The
+//!   gate fails every window in which a failed rhythm window ends, so the first scored
+//!   window after a failed stretch begins after it: its beats cannot show where in the
+//!   stretch the AF stopped; a jump of more than
+//!   `max_gap_s` between windows (a signal gap, an evicted stream) ends an open
+//!   episode at its last AF segment.
 //!
 //! Every AF finding of the tracked model then carries the state: `present` with the
 //! episode's start while in an episode, `absent` outside one (its score unchanged), so
@@ -75,7 +80,8 @@
 //! ends it shows where the irregularity stopped. Nor is it done when the last window
 //! that held the episode did so by the model's call alone: its RR was regular already,
 //! so the RR of the window after it cannot show where the AF stopped, and the offset
-//! is the segment edge.
+//! is the segment edge; nor after a stretch nobody read (above), where the AF stopped
+//! before the window's beats begin.
 
 use std::collections::HashMap;
 
@@ -113,7 +119,8 @@ pub struct EpisodeSettings {
     pub stay_probability: f32,
     /// Date an offset at the beat where the RR intervals of the first window without
     /// sustain evidence turn regular ([`offset_in`]), instead of at that window's
-    /// segment start.
+    /// segment start (either way, an offset after a stretch nobody read is dated in
+    /// the middle of that stretch: see the module documentation).
     pub beat_offsets: bool,
 }
 
@@ -216,7 +223,8 @@ struct State {
     run_start: Option<i64>,
     run: u32,
     /// Run of non-AF windows inside an episode: where the episode would end (the first
-    /// one's segment start, or the beat where that window turns regular).
+    /// one's segment start, the beat where that window turns regular, or the middle
+    /// of the unread stretch before it).
     quiet_start: Option<i64>,
     /// The last window that sustained the open episode did so by the model's call
     /// alone, its RR regular: the RR of the window after it cannot date the offset.
@@ -313,8 +321,13 @@ impl AfEpisodes {
         };
         let min_ratio = self.rr_rule.min_nmad_drr;
         let mut closed = None;
-        // A jump in time ends what was open.
+        // A jump in time ends what was open; any gap between windows breaks an onset
+        // run (its windows are no longer consecutive).
         if let Some(last) = st.last_end {
+            if centre_start - last > self.hop_us / 2 {
+                st.run_start = None;
+                st.run = 0;
+            }
             if centre_start - last > (f64::from(s.max_gap_s) * 1e6) as i64 {
                 if let Some(start) = st.open.take() {
                     closed = Some(Episode {
@@ -329,8 +342,11 @@ impl AfEpisodes {
             }
         }
         st.last_end = Some(seg_end);
-        // A window the model could not score says nothing.
+        // A window the model could not score says nothing about the rhythm; it only
+        // breaks an onset run (whose windows must be consecutive).
         if f.status == FindingStatus::Indeterminate {
+            st.run_start = None;
+            st.run = 0;
             return closed;
         }
         // What the window says: sustain evidence, and onset evidence (the model's
@@ -354,7 +370,8 @@ impl AfEpisodes {
                 // After a window held by the model's call alone the RR was regular
                 // already, so where it "turns regular" says nothing: no beat to date
                 // the offset by, it is the segment edge. After windows the model could
-                // not score, the AF ended somewhere in them: in their middle.
+                // not score (or a short gap), the AF ended somewhere in that stretch:
+                // in its middle.
                 let dated = !st.held_by_call;
                 let last_af_end = st.last_af_end;
                 let quiet_start = *st.quiet_start.get_or_insert_with(|| {
@@ -700,6 +717,56 @@ mod tests {
                 end: 50_000_000
             }]
         );
+    }
+
+    /// A signal gap shorter than `max_gap_s` is time nobody read as well: an episode
+    /// whose first quiet window comes after it ends in its middle.
+    #[test]
+    fn an_offset_after_a_short_gap_is_dated_in_its_middle() {
+        let mut t = tracker(EpisodeSettings::default());
+        let mut closed = Vec::new();
+        // Windows 0-3 AF (segments to 50 s), nothing for 40 s, windows 8-9 quiet: the
+        // first window after the gap holds its lead-in, so its segment starts at its
+        // own start, 80 s; the episode ends at 65 s.
+        for k in [0, 1, 2, 3, 8, 9] {
+            let status = if k < 4 {
+                FindingStatus::Present
+            } else {
+                FindingStatus::Absent
+            };
+            closed.extend(t.apply(&mut window(k, status), &irregular(), &[]));
+        }
+        assert_eq!(
+            closed,
+            vec![Episode {
+                start: 0,
+                end: 65_000_000
+            }]
+        );
+    }
+
+    /// An onset needs consecutive windows: one the model could not score, or a gap in
+    /// the windows, between two AF calls breaks the run.
+    #[test]
+    fn unscored_windows_and_gaps_break_an_onset_run() {
+        use FindingStatus::*;
+        let opened = |windows: &[(i64, FindingStatus)]| {
+            let mut t = tracker(EpisodeSettings::default());
+            let mut states = Vec::new();
+            for &(k, c) in windows {
+                let mut f = window(k, c);
+                t.apply(&mut f, &irregular(), &[]);
+                states.push((f.status, f.episode_start.map(|d| d.0)));
+            }
+            states
+        };
+        let s = opened(&[(0, Present), (1, Indeterminate), (2, Present), (3, Present)]);
+        assert_eq!(s[2], (Absent, None), "the unscored window broke the run");
+        assert_eq!(s[3], (Present, Some(30_000_000)), "a new run from window 2");
+        let s = opened(&[(0, Present), (2, Present), (3, Present)]);
+        assert_eq!(s[1], (Absent, None), "the gap broke the run");
+        // Window 2 is the first after the gap: its segment holds its lead-in, from 20 s.
+        assert_eq!(s[2], (Present, Some(20_000_000)));
     }
 
     #[test]
