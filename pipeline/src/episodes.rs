@@ -926,7 +926,7 @@ mod tests {
             t.apply(&mut window(k, FindingStatus::Present), &irregular(), &irr);
         }
         // The quiet windows' beats are irregular throughout (the model rules AF out):
-        // the offset is the quiet window's centre end at most (40 s), not its last
+        // the offset is the quiet window's centre end at most (50 s), not its last
         // beat (near 60 s).
         let mut f = scored(3, 0.02);
         t.apply(&mut f, &irregular(), &irr);
