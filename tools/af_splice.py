@@ -24,7 +24,6 @@ Usage:
   tools/af_splice.py CINC2017_DIR OUT_DIR        # needs numpy and wfdb
   cardiostream eval af-episodes --db OUT_DIR --out /tmp/splice.csv
 """
-import hashlib
 import os
 import random
 import sys
@@ -32,11 +31,11 @@ import sys
 import numpy as np
 import wfdb
 
+# The AF model's split, from its training script (numpy only at import).
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "models", "af-cnn"))
+import train as cnn  # noqa: E402
+
 STREAMS = 12
-
-
-def held_out(name):
-    return int(hashlib.sha256(name.encode()).hexdigest(), 16) % 5 == 0
 
 
 def main():
@@ -46,7 +45,7 @@ def main():
     os.makedirs(out, exist_ok=True)
     with open(os.path.join(src, "REFERENCE.csv")) as f:
         labels = dict(line.strip().split(",") for line in f if line.strip())
-    held = [r for r in sorted(labels) if held_out(r)]
+    held = [r for r in sorted(labels) if cnn.heldout(r)]
     rng = random.Random(2017)
     af = [r for r in held if labels[r] == "A"]
     other = [r for r in held if labels[r] in ("N", "O")]
