@@ -219,17 +219,16 @@ struct State {
     open: Option<i64>,
     /// End of the last AF segment of the open episode.
     last_af_end: i64,
-    /// Run of AF windows not yet an episode: its first segment's start, its length.
-    run_start: Option<i64>,
-    run: u32,
+    /// Run of consecutive AF windows not yet an episode: its first segment's start,
+    /// its length.
+    run: Option<(i64, u32)>,
     /// Run of non-AF windows inside an episode: where the episode would end (the first
     /// one's segment start, the beat where that window turns regular, or the middle
-    /// of the unread stretch before it).
-    quiet_start: Option<i64>,
+    /// of the unread stretch before it), its length.
+    quiet: Option<(i64, u32)>,
     /// The last window that sustained the open episode did so by the model's call
     /// alone, its RR regular: the RR of the window after it cannot date the offset.
     held_by_call: bool,
-    quiet: u32,
     /// End of the last window's segment.
     last_end: Option<i64>,
 }
@@ -325,8 +324,7 @@ impl AfEpisodes {
         // run (its windows are no longer consecutive).
         if let Some(last) = st.last_end {
             if centre_start - last > self.hop_us / 2 {
-                st.run_start = None;
-                st.run = 0;
+                st.run = None;
             }
             if centre_start - last > (f64::from(s.max_gap_s) * 1e6) as i64 {
                 if let Some(start) = st.open.take() {
@@ -335,18 +333,15 @@ impl AfEpisodes {
                         end: st.last_af_end,
                     });
                 }
-                st.run_start = None;
-                st.run = 0;
-                st.quiet_start = None;
-                st.quiet = 0;
+                st.run = None;
+                st.quiet = None;
             }
         }
         st.last_end = Some(seg_end);
         // A window the model could not score says nothing about the rhythm; it only
         // breaks an onset run (whose windows must be consecutive).
         if f.status == FindingStatus::Indeterminate {
-            st.run_start = None;
-            st.run = 0;
+            st.run = None;
             return closed;
         }
         // What the window says: sustain evidence, and onset evidence (the model's
@@ -361,8 +356,7 @@ impl AfEpisodes {
         let sustain = likely && (irregular || (called && st.open.is_some()));
         match st.open {
             Some(_) if sustain => {
-                st.quiet_start = None;
-                st.quiet = 0;
+                st.quiet = None;
                 st.last_af_end = seg_end;
                 st.held_by_call = !irregular;
             }
@@ -372,48 +366,42 @@ impl AfEpisodes {
                 // the offset by, it is the segment edge. After windows the model could
                 // not score (or a short gap), the AF ended somewhere in that stretch:
                 // in its middle.
-                let dated = !st.held_by_call;
-                let last_af_end = st.last_af_end;
-                let quiet_start = *st.quiet_start.get_or_insert_with(|| {
-                    if seg_start > last_af_end {
-                        last_af_end + (seg_start - last_af_end) / 2
-                    } else {
-                        at_beat(
-                            dated.then(|| offset_in(beats_s, min_ratio)).flatten(),
-                            seg_start,
-                        )
+                let (end, n) = match st.quiet {
+                    Some((end, n)) => (end, n + 1),
+                    None if seg_start > st.last_af_end => {
+                        (st.last_af_end + (seg_start - st.last_af_end) / 2, 1)
                     }
-                });
-                st.quiet += 1;
-                if st.quiet >= s.offset_windows.max(1) {
+                    None => {
+                        let dated = !st.held_by_call;
+                        let x = dated.then(|| offset_in(beats_s, min_ratio)).flatten();
+                        (at_beat(x, seg_start), 1)
+                    }
+                };
+                st.quiet = Some((end, n));
+                if n >= s.offset_windows.max(1) {
                     st.open = None;
-                    st.quiet_start = None;
-                    st.quiet = 0;
+                    st.quiet = None;
                     closed = Some(Episode {
                         start,
-                        end: quiet_start.max(start),
+                        end: end.max(start),
                     });
                 }
             }
             None if onset => {
-                let start = *st.run_start.get_or_insert(seg_start);
-                st.run += 1;
-                if st.run >= s.onset_windows.max(1) {
+                let (start, n) = st.run.map_or((seg_start, 1), |(start, n)| (start, n + 1));
+                st.run = Some((start, n));
+                if n >= s.onset_windows.max(1) {
                     st.open = Some(start);
                     st.last_af_end = seg_end;
                     st.held_by_call = false;
-                    st.run_start = None;
-                    st.run = 0;
+                    st.run = None;
                 }
             }
             // Any other window, one in the band between `stay_probability` and the
             // threshold too, breaks the run: a rhythm whose windows sit in the band
             // (frequent ectopy with irregular RR) would otherwise open an episode on
             // any two AF calls, however far apart.
-            None => {
-                st.run_start = None;
-                st.run = 0;
-            }
+            None => st.run = None,
         }
         // The finding says what the episode state is.
         match st.open {
@@ -655,94 +643,74 @@ mod tests {
         assert_eq!(t.open().count(), 0);
     }
 
+    /// Feeds windows `(k, call)`, their RR irregular, to a tracker with the default
+    /// settings: the episodes they closed, and each finding's status and episode start.
+    fn feed(windows: &[(i64, FindingStatus)]) -> (Vec<Episode>, Vec<(FindingStatus, Option<i64>)>) {
+        let mut t = tracker(EpisodeSettings::default());
+        let mut closed = Vec::new();
+        let mut states = Vec::new();
+        for &(k, c) in windows {
+            let mut f = window(k, c);
+            closed.extend(t.apply(&mut f, &irregular(), &[]));
+            states.push((f.status, f.episode_start.map(|d| d.0)));
+        }
+        (closed, states)
+    }
+
+    /// An episode from `start_s` to `end_s` (s).
+    fn ep(start_s: i64, end_s: i64) -> Episode {
+        Episode {
+            start: start_s * 1_000_000,
+            end: end_s * 1_000_000,
+        }
+    }
+
     /// AF, then windows the model could not score (unreadable signal), then no AF:
     /// the AF ended somewhere in the unreadable stretch, dated at its middle; AF on
     /// both sides of the stretch bridges it.
     #[test]
     fn an_offset_after_unscored_windows_is_dated_in_their_middle() {
         use FindingStatus::*;
-        let run = |calls: &[FindingStatus]| {
-            let mut t = tracker(EpisodeSettings::default());
-            let mut closed = Vec::new();
-            for (k, &c) in calls.iter().enumerate() {
-                let mut f = window(k as i64, c);
-                closed.extend(t.apply(&mut f, &irregular(), &[]));
-            }
-            (closed, t.open().map(|(_, e)| e).collect::<Vec<_>>())
+        // Windows 0-3 AF (their segments end at 50 s), then `before`, six unscored
+        // windows, `after`, one after the other.
+        let closed = |before: &[FindingStatus], after: &[FindingStatus]| {
+            let calls: Vec<(i64, FindingStatus)> = [Present; 4]
+                .iter()
+                .chain(before)
+                .chain(&[Indeterminate; 6])
+                .chain(after)
+                .enumerate()
+                .map(|(k, &c)| (k as i64, c))
+                .collect();
+            feed(&calls).0
         };
-        let unscored = [Indeterminate; 6];
-        // Windows 0-3 AF (their segments end at 50 s), 4-9 unscored (segments 50-110
-        // s), 10-11 no AF: ends at 80 s, not where window 10's segment starts (110 s).
-        let calls: Vec<_> = [Present; 4]
-            .into_iter()
-            .chain(unscored)
-            .chain([Absent; 2])
-            .collect();
-        let (closed, open) = run(&calls);
-        assert_eq!(
-            closed,
-            vec![Episode {
-                start: 0,
-                end: 80_000_000
-            }]
-        );
-        assert!(open.is_empty());
+        // Unscored segments 50-110 s, then no AF: ends at 80 s, not where window 10's
+        // segment starts (110 s).
+        assert_eq!(closed(&[], &[Absent; 2]), vec![ep(0, 80)]);
         // AF again after the stretch: one episode through it.
-        let calls: Vec<_> = [Present; 4]
-            .into_iter()
-            .chain(unscored)
-            .chain([Present, Absent, Absent])
-            .collect();
-        let (closed, _) = run(&calls);
-        assert_eq!(
-            closed,
-            vec![Episode {
-                start: 0,
-                end: 120_000_000
-            }]
-        );
+        assert_eq!(closed(&[], &[Present, Absent, Absent]), vec![ep(0, 120)]);
         // A quiet window before the stretch dates the offset as before: at its
         // segment start (50 s), whatever follows.
-        let calls: Vec<_> = [Present; 4]
-            .into_iter()
-            .chain([Absent])
-            .chain(unscored)
-            .chain([Absent])
-            .collect();
-        let (closed, _) = run(&calls);
-        assert_eq!(
-            closed,
-            vec![Episode {
-                start: 0,
-                end: 50_000_000
-            }]
-        );
+        assert_eq!(closed(&[Absent], &[Absent]), vec![ep(0, 50)]);
     }
 
     /// A signal gap shorter than `max_gap_s` is time nobody read as well: an episode
     /// whose first quiet window comes after it ends in its middle.
     #[test]
     fn an_offset_after_a_short_gap_is_dated_in_its_middle() {
-        let mut t = tracker(EpisodeSettings::default());
-        let mut closed = Vec::new();
+        use FindingStatus::*;
         // Windows 0-3 AF (segments to 50 s), nothing for 40 s, windows 8-9 quiet: the
         // first window after the gap holds its lead-in, so its segment starts at its
         // own start, 80 s; the episode ends at 65 s.
-        for k in [0, 1, 2, 3, 8, 9] {
-            let status = if k < 4 {
-                FindingStatus::Present
-            } else {
-                FindingStatus::Absent
-            };
-            closed.extend(t.apply(&mut window(k, status), &irregular(), &[]));
-        }
-        assert_eq!(
-            closed,
-            vec![Episode {
-                start: 0,
-                end: 65_000_000
-            }]
-        );
+        let calls = [
+            (0, Present),
+            (1, Present),
+            (2, Present),
+            (3, Present),
+            (8, Absent),
+            (9, Absent),
+        ];
+        assert_eq!(feed(&calls).0, vec![ep(0, 65)]);
     }
 
     /// An onset needs consecutive windows: one the model could not score, or a gap in
@@ -750,20 +718,10 @@ mod tests {
     #[test]
     fn unscored_windows_and_gaps_break_an_onset_run() {
         use FindingStatus::*;
-        let opened = |windows: &[(i64, FindingStatus)]| {
-            let mut t = tracker(EpisodeSettings::default());
-            let mut states = Vec::new();
-            for &(k, c) in windows {
-                let mut f = window(k, c);
-                t.apply(&mut f, &irregular(), &[]);
-                states.push((f.status, f.episode_start.map(|d| d.0)));
-            }
-            states
-        };
-        let s = opened(&[(0, Present), (1, Indeterminate), (2, Present), (3, Present)]);
+        let (_, s) = feed(&[(0, Present), (1, Indeterminate), (2, Present), (3, Present)]);
         assert_eq!(s[2], (Absent, None), "the unscored window broke the run");
         assert_eq!(s[3], (Present, Some(30_000_000)), "a new run from window 2");
-        let s = opened(&[(0, Present), (2, Present), (3, Present)]);
+        let (_, s) = feed(&[(0, Present), (2, Present), (3, Present)]);
         assert_eq!(s[1], (Absent, None), "the gap broke the run");
         // Window 2 is the first after the gap: its segment holds its lead-in, from 20 s.
         assert_eq!(s[2], (Present, Some(20_000_000)));
