@@ -11,16 +11,14 @@ each graph gets as many of those columns as its `rr` input takes (14 for 1.3.0, 
 the mean P(A). onnxruntime on one thread; deterministic.
 """
 import csv
+import os
 import sys
 
 import numpy as np
-import onnxruntime as ort
 
-
-def session(path):
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = 1
-    return ort.InferenceSession(path, so)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import stack_rr as srr  # noqa: E402  (the export's RR and atrial column names)
+import train as cnn  # noqa: E402  (ort_session)
 
 
 def p_af(sess, x, feats):
@@ -31,11 +29,11 @@ def p_af(sess, x, feats):
 def main(prefix, new_onnx, new_thr, old_onnx, old_thr):
     with open(prefix + ".csv", newline="") as f:
         rows = list(csv.DictReader(f))
-    cols = list(rows[0].keys())[6:]
+    cols = srr.FEATURES + srr.ATRIAL
     feats = np.array([[float(r[c]) for c in cols] for r in rows], np.float32)
     x = np.load(prefix + ".npy")
-    pn = p_af(session(new_onnx), x, feats)
-    po = p_af(session(old_onnx), x, feats)
+    pn = p_af(cnn.ort_session(new_onnx), x, feats)
+    po = p_af(cnn.ort_session(old_onnx), x, feats)
     records = [r["record"] for r in rows]
     print("| record | windows | old: P(A) >= %s | new: P(A) >= %s | mean P(A) old | new |" % (old_thr, new_thr))
     print("|---|---|---|---|---|---|")
