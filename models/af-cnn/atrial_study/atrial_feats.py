@@ -171,6 +171,13 @@ def features(x, r):
         {"n_elig": m, "L": L, "fallback": 0}
 
 
+def model_columns(F):
+    """The six columns the stackers take, from features() rows: the amplitude and the
+    f-wave energy on a log scale (log(v + 1e-3)), the others as they are."""
+    return np.column_stack([np.log(F[:, 0] + 1e-3), F[:, 1], F[:, 2], F[:, 3], F[:, 4],
+                            np.log(F[:, 5] + 1e-3)])
+
+
 def window_features(w):
     """Features of one exported window (float32 [3750]): valid part, R peaks, features."""
     n = valid_length(w)

@@ -29,7 +29,7 @@ for name in ("shift_-2", "shift_+2", "jitter_pm2"):
             r = r + rng.integers(-2, 3, len(r))
         r = r[(r >= 0) & (r < n)]
         F[i] = af.features(w[:n], r)[0]
-    A = np.column_stack([np.log(F[:, 0] + 1e-3), F[:, 1], F[:, 2], F[:, 3], F[:, 4], np.log(F[:, 5] + 1e-3)])
+    A = af.model_columns(F)
     f = cnn.f1_scores(S.y, S.crossfit_linear(np.column_stack([S.rr, A])))
     out[name] = {"dF1_A": round(f["A"] - base["A"], 4), "dmean_NAO": round(f["mean_NAO"] - base["mean_NAO"], 4)}
     print(name, out[name], flush=True)
