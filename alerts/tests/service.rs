@@ -468,6 +468,39 @@ async fn group_wait_spares_episodes_that_clear_and_silences_hold_notifications()
     }
 }
 
+/// Instances started together on one new SQLite file (the deployables of a small site,
+/// or a restart of two at once) all open it: the migrations run once, and no instance
+/// fails on the tables another one created.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instances_opening_one_new_sqlite_file_at_once_all_start() {
+    for round in 0..5 {
+        let url = format!(
+            "sqlite://{}/cs-open-{:x}.db",
+            std::env::temp_dir().display(),
+            rand::random::<u64>()
+        );
+        let tasks: Vec<_> = (0..4)
+            .map(|_| {
+                let url = url.clone();
+                tokio::spawn(async move { Store::open(&url, 2).await })
+            })
+            .collect();
+        let mut opened = Vec::new();
+        for (i, t) in tasks.into_iter().enumerate() {
+            match t.await.unwrap() {
+                Ok(s) => opened.push(s),
+                Err(e) => panic!("round {round}, instance {i}: {e}"),
+            }
+        }
+        assert_eq!(opened.len(), 4);
+        let path = url.trim_start_matches("sqlite://").to_owned();
+        drop(opened);
+        for ext in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{path}{ext}"));
+        }
+    }
+}
+
 /// Several instances on one store, fed the same findings at the same time (as after
 /// a rebalance replay), notify each event exactly once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -117,6 +117,10 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     ),
 ];
 
+/// How often opening a SQLite store runs its migrations again after a failure (another
+/// instance migrating the same new file at the same time), 50 ms × the attempt apart.
+const SQLITE_MIGRATE_RETRIES: u32 = 5;
+
 const ALERT_COLUMNS: &str = "id, patient, stream, condition, priority, kind, state, team, unit, \
     visible_to, rule, model, source, summary, score, value, decision_support, since_us, fired_ms, \
     updated_ms, notified_ms, acked_ms, acked_by, verdict, level, due_ms, silenced, plan, strip";
@@ -217,11 +221,6 @@ impl Store {
             })
             .connect(&url)
             .await?;
-        if !postgres && !memory {
-            sqlx::query("PRAGMA journal_mode=WAL")
-                .execute(&pool)
-                .await?;
-        }
         let migrator = Migrator {
             migrations: Cow::Owned(
                 MIGRATIONS
@@ -233,7 +232,35 @@ impl Store {
             ),
             ..Migrator::DEFAULT
         };
-        migrator.run(&pool).await?;
+        // Instances that open one new SQLite file at the same moment all find its
+        // migrations unapplied (sqlx locks migrations on PostgreSQL only), and all but
+        // the first then fail on the tables it created ("table alerts already
+        // exists"); switching the file to WAL can meet the same race ("database is
+        // locked"). Each migration runs in its own transaction, so a failed one left
+        // nothing behind: try again, and the migrator finds them applied. A fault that
+        // is not such a race fails every attempt and is returned.
+        let sqlite_file = !postgres && !memory;
+        let prepare = || async {
+            if sqlite_file {
+                sqlx::query("PRAGMA journal_mode=WAL")
+                    .execute(&pool)
+                    .await?;
+            }
+            migrator.run(&pool).await.map_err(StoreError::from)
+        };
+        let mut attempt = 0u32;
+        loop {
+            match prepare().await {
+                Ok(()) => break,
+                Err(e) if sqlite_file && attempt < SQLITE_MIGRATE_RETRIES => {
+                    attempt += 1;
+                    tracing::debug!(error = %e, attempt, "alert store migration met another instance's; retrying");
+                    tokio::time::sleep(std::time::Duration::from_millis(50 * u64::from(attempt)))
+                        .await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
         Ok(Self { pool, postgres })
     }
 
