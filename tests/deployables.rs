@@ -17,7 +17,7 @@ use cardiostream::deployables;
 use cardiostream::devices::{self, PublishOptions};
 use ecg_ingest::codec::Encoding;
 use ecg_ingest::kafka;
-use ecg_types::{Alert, AlertState, Condition, Lead};
+use ecg_types::{Alert, AlertState, Condition, Finding, Lead};
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::Message;
 use rdkafka::mocking::MockCluster;
@@ -120,14 +120,20 @@ async fn pipeline_and_alerts_deployables_turn_frames_into_alerts() {
         .unwrap();
     reader.subscribe(&["ecg.alerts.v1"]).unwrap();
     let mut seen = std::collections::BTreeSet::new();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    // A liveness bound, not a speed check: alone the alerts come within a few
+    // seconds, but a machine busy with other work has taken over 30 s to start the
+    // deployables' consumers and models.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
     while !(seen.contains(&("p0".to_owned(), Condition::AtrialFibrillation))
         && seen.contains(&("p1".to_owned(), Condition::Bradycardia)))
     {
-        let m = tokio::time::timeout_at(deadline, reader.recv())
-            .await
-            .unwrap_or_else(|_| panic!("alerts seen so far: {seen:?}"))
-            .unwrap();
+        let Ok(m) = tokio::time::timeout_at(deadline, reader.recv()).await else {
+            panic!(
+                "alerts seen so far: {seen:?}; findings on ecg.findings.v1: {:?}",
+                findings_on_topic(&bootstrap).await
+            );
+        };
+        let m = m.unwrap();
         let a: Alert = serde_json::from_slice(m.payload().unwrap()).unwrap();
         if a.state == AlertState::Firing {
             seen.insert((a.patient.to_string(), a.condition));
@@ -158,4 +164,30 @@ async fn pipeline_and_alerts_deployables_turn_frames_into_alerts() {
     pipeline.await.unwrap().unwrap();
     alerts.await.unwrap().unwrap();
     alerts2.await.unwrap().unwrap();
+}
+
+/// What the pipeline published, for a failure message: the number of findings per
+/// (patient, condition, status) on the findings topic, read from its start for 5 s.
+async fn findings_on_topic(
+    bootstrap: &str,
+) -> std::collections::BTreeMap<(String, String, String), usize> {
+    let c: StreamConsumer = kafka::consumer_config(&kafka::connection(bootstrap), "diagnosis")
+        .create()
+        .unwrap();
+    c.subscribe(&["ecg.findings.v1"]).unwrap();
+    let mut counts = std::collections::BTreeMap::new();
+    let until = tokio::time::Instant::now() + Duration::from_secs(5);
+    while let Ok(Ok(m)) = tokio::time::timeout_at(until, c.recv()).await {
+        let Some(p) = m.payload() else { continue };
+        let key = match serde_json::from_slice::<Finding>(p) {
+            Ok(f) => (
+                f.patient.to_string(),
+                format!("{:?}", f.condition),
+                format!("{:?}", f.status),
+            ),
+            Err(e) => ("?".into(), "?".into(), format!("undecodable: {e}")),
+        };
+        *counts.entry(key).or_insert(0) += 1;
+    }
+    counts
 }
