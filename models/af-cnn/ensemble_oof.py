@@ -1,0 +1,162 @@
+#!/usr/bin/env python3
+"""af-cnn 1.4.0 candidate, step 1: the pre-registered out-of-fold comparison
+(ensemble_plan.md) of 1.3.0's MLP stacker on one fold network (M1) and on the average of
+two fold networks of the same recipe, differing only in their seed (M2).
+
+    nice -n 10 python3 models/af-cnn/ensemble_oof.py EXPORT_PREFIX CV_S0 CV_S1 OUT_JSON
+
+EXPORT_PREFIX = `cardiostream eval export-inputs --model af_cnn.toml` (the shipped 1.3.0
+manifest, `atrial_features = true`); CV_S0 and CV_S1 hold fold0.onnx .. fold4.onnx of
+`train.py --arch v1 --cv-fold K --ema 0.998 --cv-onnx` with the default seed and with
+`--seed 1`. The held-out rows are dropped right after reading; nothing here touches the
+held-out part. Each folder's OOF probabilities are cached next to OUT_JSON
+(oof_p_s0.npz, oof_p_s1.npz, keyed by the export and the fold networks).
+
+Arms (cross-fitted by fold as atrial_oof.py's arm M: fitted on the other 4 folds' OOF
+windows, applied to the fold's windows; network probabilities shifted by the OOF offsets
+0, +0.5, 0, +0.5):
+  M1  p = the S0 fold network
+  M2  p = softmax((log(p_S0 + 1e-12) + log(p_S1 + 1e-12)) / 2), the mean of the two
+      networks' logits
+Scoring: record = mean of its windows' probabilities, argmax; F1 pooled over the 4,752
+records and per fold; paired bootstrap (2,000 record resamplings, train.resamplings with
+default_rng(stack_study.SEED)), 95 % percentile CIs. Choice: M2 iff (M2 - M1) F1 A >=
++0.005, (M2 - M1) mean F1 (N, A, O) >= 0 and M2's F1 A > M1's in >= 4 of 5 folds.
+With the choice: M2's stacker refitted on all OOF windows (atrial_oof.json's "stacker"
+format, read by atrial_build.stacker_params) and the AF threshold = train.af_threshold on
+M2's cross-fitted OOF record probabilities.
+
+Deterministic (no randomness beyond the fixed seeds; BLAS and onnxruntime on one thread).
+"""
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import atrial_stack as A  # noqa: E402  (sets the thread variables first)
+
+import json  # noqa: E402
+import time  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+cnn, srr = A.cnn, A.srr
+import stack_study as ss  # noqa: E402  (SEED; on the path atrial_stack set)
+
+PLAN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "ensemble_plan.md")
+ENS_EPS = 1e-12
+MIN_DF1_A = 0.005
+
+
+def r4(v):
+    return round(float(v), 4)
+
+
+def mean_logits(p0, p1):
+    """softmax of the mean of two networks' log-probabilities (= of their logits)."""
+    z = 0.5 * (np.log(p0.astype(np.float64) + ENS_EPS) + np.log(p1.astype(np.float64) + ENS_EPS))
+    z -= z.max(1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(1, keepdims=True)
+
+
+def main(prefix, cv0, cv1, out_json):
+    t0 = time.time()
+    V = A.load(prefix)
+    rec_of, y, fold = V["rec_of"], V["y_rec"], V["fold"]
+    print(f"outside the held-out part {len(y)} records, {len(rec_of)} windows; records per fold "
+          f"{np.bincount(fold).tolist()}", flush=True)
+    cache = os.path.dirname(os.path.abspath(out_json))
+    p0, _ = A.oof_probs(V, cv0, os.path.join(cache, "oof_p_s0.npz"))
+    p1, _ = A.oof_probs(V, cv1, os.path.join(cache, "oof_p_s1.npz"))
+    off = np.array(A.OOF_OFFSETS)
+    nets = {"S0": p0.astype(np.float64), "S1": p1.astype(np.float64), "S0+S1": mean_logits(p0, p1)}
+    po = {k: A.alldata.shifted(v, off) for k, v in nets.items()}
+    F = V["feats"].astype(np.float64)
+    prec, pred = {}, {}
+    for arm, net in (("M1", "S0"), ("M2", "S0+S1"), ("M_S1", "S1")):
+        prec[arm], _ = A.crossfit("mlp", F, po[net], rec_of, y, fold)
+        pred[arm] = prec[arm].argmax(1)
+        print(f"arm {arm} ({net}) cross-fitted ({time.time() - t0:.0f} s): "
+              + " ".join(f"{k}={v:.4f}" for k, v in cnn.f1_scores(y, pred[arm]).items()), flush=True)
+    for net in nets:
+        pred["net " + net] = srr.record_mean(po[net], rec_of)[1].argmax(1)
+
+    def per_fold(pr):
+        return {str(k): {c: r4(v) for c, v in cnn.f1_scores(y[fold == k], pr[fold == k]).items()}
+                for k in range(5)}
+
+    out = {"plan": os.path.basename(PLAN), "plan_sha256": A.sha256(PLAN),
+           "script": "ensemble_oof.py (with atrial_stack.py)",
+           "export_csv_sha256": A.sha256(prefix + ".csv"), "export_npy_sha256": A.sha256(prefix + ".npy"),
+           "fold_onnx_sha256": {s: {f"fold{k}": A.sha256(os.path.join(d, f"fold{k}.onnx")) for k in range(5)}
+                                for s, d in (("S0", cv0), ("S1", cv1))},
+           "oof_class_logit_offsets": A.OOF_OFFSETS, "ensemble": "softmax(mean(log(p + 1e-12)))",
+           "records": int(len(y)), "windows": int(len(rec_of)),
+           "scoring": "record = mean of its windows' probabilities, argmax; F1 pooled over all "
+                      "records and per fold; stackers cross-fitted by fold",
+           "arms": {}}
+    desc = {"M1": "MLP stacker (atrial_oof.py arm M) on the S0 fold networks",
+            "M2": "the same on the mean of the S0 and S1 fold networks' logits",
+            "M_S1": "the same on the S1 fold networks (not part of the rule)"}
+    for a, pr in pred.items():
+        out["arms"][a] = {"description": desc.get(a, "OOF network probabilities with the OOF offsets, no stacker"),
+                          "pooled": {k: r4(v) for k, v in cnn.f1_scores(y, pr).items()},
+                          "per_fold": per_fold(pr), "confusion": cnn.confusion(y, pr).tolist()}
+
+    draws = cnn.resamplings(len(y), A.BOOT_ROUNDS, np.random.default_rng(ss.SEED))
+    f1 = {a: cnn.f1_scores(y, pred[a]) for a in ("M1", "M2")}
+    fd = {a: cnn.f1_draws(y, pred[a], draws) for a in ("M1", "M2")}
+    ff = {a: [cnn.f1_scores(y[fold == k], pred[a][fold == k]) for k in range(5)] for a in ("M1", "M2")}
+    d = {}
+    for j, k in enumerate(A.KEYS):
+        lo, hi = cnn.ci95(fd["M2"] - fd["M1"], j)
+        d[k] = {"diff": r4(f1["M2"][k] - f1["M1"][k]), "ci95": [r4(lo), r4(hi)]}
+    d["per_fold_diff_A"] = [r4(ff["M2"][k]["A"] - ff["M1"][k]["A"]) for k in range(5)]
+    d["per_fold_diff_mean_NAO"] = [r4(ff["M2"][k]["mean_NAO"] - ff["M1"][k]["mean_NAO"]) for k in range(5)]
+    d["folds_A_higher"] = int(sum(ff["M2"][k]["A"] > ff["M1"][k]["A"] for k in range(5)))
+    out["paired_difference_M2_M1"] = d
+
+    dA = f1["M2"]["A"] - f1["M1"]["A"]
+    dm = f1["M2"]["mean_NAO"] - f1["M1"]["mean_NAO"]
+    rule = {"dF1_A": r4(dA), "dF1_A_ge_0.005": bool(dA >= MIN_DF1_A),
+            "dmean_NAO": r4(dm), "dmean_ge_0": bool(dm >= 0),
+            "folds_A_higher": d["folds_A_higher"], "folds_ge_4": bool(d["folds_A_higher"] >= 4)}
+    rule["met"] = bool(rule["dF1_A_ge_0.005"] and rule["dmean_ge_0"] and rule["folds_ge_4"])
+    out["rule"] = rule
+    out["choice"] = "M2" if rule["met"] else None
+    print(json.dumps({"paired": d, "rule": rule}, indent=1), flush=True)
+
+    if rule["met"]:
+        P, info = A.mlp_fit(F, po["S0+S1"], rec_of, y, np.arange(len(rec_of)))
+        thr, f1a = cnn.af_threshold(prec["M2"], y)
+        sc, W1, b1, W2, b2 = P
+        out["stacker"] = {
+            "arm": "M2", "kind": "mlp",
+            "fitted_on": "all OOF windows (the mean of the S0 and S1 OOF networks' logits, with "
+                         "the OOF offsets)",
+            "windows": int(len(rec_of)), "eps": A.EPS, "clip": A.CLIP,
+            "inputs": ["log_p_" + c for c in A.CLASSES] + A.NAMES,
+            "form": "u = clip((concat(log(p + eps), rr) - mu) / sd, -clip, clip); "
+                    "softmax(log(p + eps) + relu(u @ W1 + b1) @ W2 + b2)",
+            "mu": sc[0].tolist(), "sd": sc[1].tolist(), "W1": W1.tolist(), "b1": b1.tolist(),
+            "W2": W2.tolist(), "b2": b2.tolist(), "hidden": A.H, "l2": A.L2M, "fit": info}
+        out["af_threshold"] = {"rule": "train.af_threshold (first t of 0.20..0.80 step 0.05 with "
+                                       "the best record F1 of A for P(A) >= t)",
+                               "on": "arm M2's cross-fitted OOF record probabilities",
+                               "threshold": thr, "oof_f1_A_at_threshold": r4(f1a)}
+        print(f"chosen M2; threshold {thr} (cross-fitted OOF F1 A {f1a:.4f})")
+    else:
+        out["note"] = "the rule is not met: af-cnn 1.3.0 stays, nothing is built"
+    out["heldout"] = "not scored"
+    out["wall_s"] = round(time.time() - t0)
+    with open(out_json, "w") as fh:
+        json.dump(out, fh, indent=1)
+        fh.write("\n")
+    print(f"wrote {out_json}")
+
+
+if __name__ == "__main__":
+    a = sys.argv[1:]
+    if len(a) != 4:
+        raise SystemExit(__doc__)
+    main(*a)
