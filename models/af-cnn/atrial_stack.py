@@ -175,3 +175,58 @@ def crossfit(kind, X, po, rec_of, y, fold):
     r, prec = srr.record_mean(pw, rec_of)
     assert np.array_equal(r, np.arange(len(y)))
     return prec, infos
+
+
+# ------------------------------------------------- two-arm comparisons ----------
+def per_fold(y, pred, fold):
+    """F1s of the records of each fold, rounded to 4 places."""
+    return {str(k): {c: round(float(v), 4) for c, v in cnn.f1_scores(y[fold == k], pred[fold == k]).items()}
+            for k in range(alldata.FOLDS)}
+
+
+def paired_rule(y, fold, new, old, seed, min_df1_a=0.005):
+    """The study rule of ensemble_plan.md and transfer_plan.md: `new` against `old`
+    (record predictions), paired bootstrap (BOOT_ROUNDS record resamplings with
+    default_rng(seed)), and the rule: F1 of A up by >= min_df1_a, mean F1 (N, A, O) not
+    down, F1 of A higher in >= 4 of the 5 folds. Returns (paired differences, rule)."""
+    r4 = lambda v: round(float(v), 4)  # noqa: E731
+    draws = cnn.resamplings(len(y), BOOT_ROUNDS, np.random.default_rng(seed))
+    f1 = {a: cnn.f1_scores(y, p) for a, p in (("new", new), ("old", old))}
+    fd = {a: cnn.f1_draws(y, p, draws) for a, p in (("new", new), ("old", old))}
+    ff = {a: [cnn.f1_scores(y[fold == k], p[fold == k]) for k in range(alldata.FOLDS)]
+          for a, p in (("new", new), ("old", old))}
+    d = {}
+    for j, k in enumerate(KEYS):
+        lo, hi = cnn.ci95(fd["new"] - fd["old"], j)
+        d[k] = {"diff": r4(f1["new"][k] - f1["old"][k]), "ci95": [r4(lo), r4(hi)]}
+    folds = range(alldata.FOLDS)
+    d["per_fold_diff_A"] = [r4(ff["new"][k]["A"] - ff["old"][k]["A"]) for k in folds]
+    d["per_fold_diff_mean_NAO"] = [r4(ff["new"][k]["mean_NAO"] - ff["old"][k]["mean_NAO"]) for k in folds]
+    d["folds_A_higher"] = int(sum(ff["new"][k]["A"] > ff["old"][k]["A"] for k in folds))
+    dA = f1["new"]["A"] - f1["old"]["A"]
+    dm = f1["new"]["mean_NAO"] - f1["old"]["mean_NAO"]
+    rule = {"dF1_A": r4(dA), f"dF1_A_ge_{min_df1_a}": bool(dA >= min_df1_a), "dmean_NAO": r4(dm),
+            "dmean_ge_0": bool(dm >= 0), "folds_A_higher": d["folds_A_higher"],
+            "folds_ge_4": bool(d["folds_A_higher"] >= 4)}
+    rule["met"] = bool(dA >= min_df1_a and dm >= 0 and d["folds_A_higher"] >= 4)
+    return d, rule
+
+
+def mlp_stacker_record(arm, P, info, fitted_on, windows):
+    """An MLP stacker's parameters in atrial_oof.json's "stacker" format (what
+    atrial_build.stacker_params reads)."""
+    sc, W1, b1, W2, b2 = P
+    return {"arm": arm, "kind": "mlp", "fitted_on": fitted_on, "windows": int(windows),
+            "eps": EPS, "clip": CLIP, "inputs": ["log_p_" + c for c in CLASSES] + NAMES,
+            "form": "u = clip((concat(log(p + eps), rr) - mu) / sd, -clip, clip); "
+                    "softmax(log(p + eps) + relu(u @ W1 + b1) @ W2 + b2)",
+            "mu": sc[0].tolist(), "sd": sc[1].tolist(), "W1": W1.tolist(), "b1": b1.tolist(),
+            "W2": W2.tolist(), "b2": b2.tolist(), "hidden": H, "l2": L2M, "fit": info}
+
+
+def af_threshold_record(prec, y, on):
+    """train.af_threshold on cross-fitted record probabilities, as the studies report it."""
+    thr, f1a = cnn.af_threshold(prec, y)
+    return {"rule": "train.af_threshold (first t of 0.20..0.80 step 0.05 with the best record "
+                    "F1 of A for P(A) >= t)", "on": on, "threshold": thr,
+            "oof_f1_A_at_threshold": round(float(f1a), 4)}

@@ -81,10 +81,6 @@ def main(prefix, cv0, cv1, out_json):
     for net in nets:
         pred["net " + net] = srr.record_mean(po[net], rec_of)[1].argmax(1)
 
-    def per_fold(pr):
-        return {str(k): {c: r4(v) for c, v in cnn.f1_scores(y[fold == k], pr[fold == k]).items()}
-                for k in range(5)}
-
     out = {"plan": os.path.basename(PLAN), "plan_sha256": A.sha256(PLAN),
            "script": "ensemble_oof.py (with atrial_stack.py)",
            "export_csv_sha256": A.sha256(prefix + ".csv"), "export_npy_sha256": A.sha256(prefix + ".npy"),
@@ -101,49 +97,21 @@ def main(prefix, cv0, cv1, out_json):
     for a, pr in pred.items():
         out["arms"][a] = {"description": desc.get(a, "OOF network probabilities with the OOF offsets, no stacker"),
                           "pooled": {k: r4(v) for k, v in cnn.f1_scores(y, pr).items()},
-                          "per_fold": per_fold(pr), "confusion": cnn.confusion(y, pr).tolist()}
+                          "per_fold": A.per_fold(y, pr, fold), "confusion": cnn.confusion(y, pr).tolist()}
 
-    draws = cnn.resamplings(len(y), A.BOOT_ROUNDS, np.random.default_rng(ss.SEED))
-    f1 = {a: cnn.f1_scores(y, pred[a]) for a in ("M1", "M2")}
-    fd = {a: cnn.f1_draws(y, pred[a], draws) for a in ("M1", "M2")}
-    ff = {a: [cnn.f1_scores(y[fold == k], pred[a][fold == k]) for k in range(5)] for a in ("M1", "M2")}
-    d = {}
-    for j, k in enumerate(A.KEYS):
-        lo, hi = cnn.ci95(fd["M2"] - fd["M1"], j)
-        d[k] = {"diff": r4(f1["M2"][k] - f1["M1"][k]), "ci95": [r4(lo), r4(hi)]}
-    d["per_fold_diff_A"] = [r4(ff["M2"][k]["A"] - ff["M1"][k]["A"]) for k in range(5)]
-    d["per_fold_diff_mean_NAO"] = [r4(ff["M2"][k]["mean_NAO"] - ff["M1"][k]["mean_NAO"]) for k in range(5)]
-    d["folds_A_higher"] = int(sum(ff["M2"][k]["A"] > ff["M1"][k]["A"] for k in range(5)))
+    d, rule = A.paired_rule(y, fold, pred["M2"], pred["M1"], ss.SEED, MIN_DF1_A)
     out["paired_difference_M2_M1"] = d
-
-    dA = f1["M2"]["A"] - f1["M1"]["A"]
-    dm = f1["M2"]["mean_NAO"] - f1["M1"]["mean_NAO"]
-    rule = {"dF1_A": r4(dA), "dF1_A_ge_0.005": bool(dA >= MIN_DF1_A),
-            "dmean_NAO": r4(dm), "dmean_ge_0": bool(dm >= 0),
-            "folds_A_higher": d["folds_A_higher"], "folds_ge_4": bool(d["folds_A_higher"] >= 4)}
-    rule["met"] = bool(rule["dF1_A_ge_0.005"] and rule["dmean_ge_0"] and rule["folds_ge_4"])
     out["rule"] = rule
     out["choice"] = "M2" if rule["met"] else None
     print(json.dumps({"paired": d, "rule": rule}, indent=1), flush=True)
 
     if rule["met"]:
         P, info = A.mlp_fit(F, po["S0+S1"], rec_of, y, np.arange(len(rec_of)))
-        thr, f1a = cnn.af_threshold(prec["M2"], y)
-        sc, W1, b1, W2, b2 = P
-        out["stacker"] = {
-            "arm": "M2", "kind": "mlp",
-            "fitted_on": "all OOF windows (the mean of the S0 and S1 OOF networks' logits, with "
-                         "the OOF offsets)",
-            "windows": int(len(rec_of)), "eps": A.EPS, "clip": A.CLIP,
-            "inputs": ["log_p_" + c for c in A.CLASSES] + A.NAMES,
-            "form": "u = clip((concat(log(p + eps), rr) - mu) / sd, -clip, clip); "
-                    "softmax(log(p + eps) + relu(u @ W1 + b1) @ W2 + b2)",
-            "mu": sc[0].tolist(), "sd": sc[1].tolist(), "W1": W1.tolist(), "b1": b1.tolist(),
-            "W2": W2.tolist(), "b2": b2.tolist(), "hidden": A.H, "l2": A.L2M, "fit": info}
-        out["af_threshold"] = {"rule": "train.af_threshold (first t of 0.20..0.80 step 0.05 with "
-                                       "the best record F1 of A for P(A) >= t)",
-                               "on": "arm M2's cross-fitted OOF record probabilities",
-                               "threshold": thr, "oof_f1_A_at_threshold": r4(f1a)}
+        out["stacker"] = A.mlp_stacker_record(
+            "M2", P, info, "all OOF windows (the mean of the S0 and S1 OOF networks' logits, with "
+            "the OOF offsets)", len(rec_of))
+        out["af_threshold"] = A.af_threshold_record(prec["M2"], y, "arm M2's cross-fitted OOF record probabilities")
+        thr, f1a = out["af_threshold"]["threshold"], out["af_threshold"]["oof_f1_A_at_threshold"]
         print(f"chosen M2; threshold {thr} (cross-fitted OOF F1 A {f1a:.4f})")
     else:
         out["note"] = "the rule is not met: af-cnn 1.3.0 stays, nothing is built"

@@ -93,10 +93,6 @@ def main(prefix, cv0, cv1, cv2, out_json):
               + " ".join(f"{k}={v:.4f}" for k, v in cnn.f1_scores(y, pred[a]).items()), flush=True)
     pred["S2 network alone"] = srr.record_mean(po["S2"], rec_of)[1].argmax(1)
 
-    def per_fold(pr):
-        return {str(k): {c: r4(v) for c, v in cnn.f1_scores(y[fold == k], pr[fold == k]).items()}
-                for k in range(5)}
-
     out = {"plan": os.path.basename(PLAN), "plan_sha256": A.sha256(PLAN),
            "script": "transfer_oof.py (with atrial_stack.py)",
            "export_csv_sha256": A.sha256(prefix + ".csv"), "export_npy_sha256": A.sha256(prefix + ".npy"),
@@ -106,26 +102,10 @@ def main(prefix, cv0, cv1, cv2, out_json):
            "scoring": "stackers cross-fitted by fold, applied to S2's OOF outputs; record = mean of "
                       "its windows' probabilities, argmax; F1 pooled over all records and per fold",
            "arms": {a: {"pooled": {k: r4(v) for k, v in cnn.f1_scores(y, pr).items()},
-                        "per_fold": per_fold(pr), "confusion": cnn.confusion(y, pr).tolist()}
+                        "per_fold": A.per_fold(y, pr, fold), "confusion": cnn.confusion(y, pr).tolist()}
                     for a, pr in pred.items()}}
-    draws = cnn.resamplings(len(y), A.BOOT_ROUNDS, np.random.default_rng(ss.SEED))
-    f1 = {a: cnn.f1_scores(y, pred[a]) for a in arms}
-    fd = {a: cnn.f1_draws(y, pred[a], draws) for a in arms}
-    ff = {a: [cnn.f1_scores(y[fold == k], pred[a][fold == k]) for k in range(5)] for a in arms}
-    d = {}
-    for j, k in enumerate(A.KEYS):
-        lo, hi = cnn.ci95(fd["T2"] - fd["T1"], j)
-        d[k] = {"diff": r4(f1["T2"][k] - f1["T1"][k]), "ci95": [r4(lo), r4(hi)]}
-    d["per_fold_diff_A"] = [r4(ff["T2"][k]["A"] - ff["T1"][k]["A"]) for k in range(5)]
-    d["per_fold_diff_mean_NAO"] = [r4(ff["T2"][k]["mean_NAO"] - ff["T1"][k]["mean_NAO"]) for k in range(5)]
-    d["folds_A_higher"] = int(sum(ff["T2"][k]["A"] > ff["T1"][k]["A"] for k in range(5)))
+    d, rule = A.paired_rule(y, fold, pred["T2"], pred["T1"], ss.SEED, MIN_DF1_A)
     out["paired_difference_T2_T1"] = d
-    dA = f1["T2"]["A"] - f1["T1"]["A"]
-    dm = f1["T2"]["mean_NAO"] - f1["T1"]["mean_NAO"]
-    rule = {"dF1_A": r4(dA), "dF1_A_ge_0.005": bool(dA >= MIN_DF1_A), "dmean_NAO": r4(dm),
-            "dmean_ge_0": bool(dm >= 0), "folds_A_higher": d["folds_A_higher"],
-            "folds_ge_4": bool(d["folds_A_higher"] >= 4)}
-    rule["met"] = bool(rule["dF1_A_ge_0.005"] and rule["dmean_ge_0"] and rule["folds_ge_4"])
     out["rule"] = rule
     out["choice"] = "T2" if rule["met"] else None
     print(json.dumps({"paired": d, "rule": rule}, indent=1), flush=True)
@@ -134,22 +114,12 @@ def main(prefix, cv0, cv1, cv2, out_json):
         n = len(rec_of)
         X, pp, r, i = doubled(F, [po["S0"], po["S1"]], rec_of, np.arange(n))
         P, info = A.mlp_fit(X, pp, r, y, i)
-        thr, f1a = cnn.af_threshold(prec["T2"], y)
-        sc, W1, b1, W2, b2 = P
-        out["stacker"] = {
-            "arm": "T2", "kind": "mlp",
-            "fitted_on": "all windows' OOF outputs of the S0 and S1 fold networks (each window "
-                         "once per network, half weight), with the OOF offsets",
-            "windows": int(2 * n), "eps": A.EPS, "clip": A.CLIP,
-            "inputs": ["log_p_" + c for c in A.CLASSES] + A.NAMES,
-            "form": "u = clip((concat(log(p + eps), rr) - mu) / sd, -clip, clip); "
-                    "softmax(log(p + eps) + relu(u @ W1 + b1) @ W2 + b2)",
-            "mu": sc[0].tolist(), "sd": sc[1].tolist(), "W1": W1.tolist(), "b1": b1.tolist(),
-            "W2": W2.tolist(), "b2": b2.tolist(), "hidden": A.H, "l2": A.L2M, "fit": info}
-        out["af_threshold"] = {"rule": "train.af_threshold (first t of 0.20..0.80 step 0.05 with "
-                                       "the best record F1 of A for P(A) >= t)",
-                               "on": "arm T2's cross-fitted record probabilities (judged on S2)",
-                               "threshold": thr, "oof_f1_A_at_threshold": r4(f1a)}
+        out["stacker"] = A.mlp_stacker_record(
+            "T2", P, info, "all windows' OOF outputs of the S0 and S1 fold networks (each window "
+            "once per network, half weight), with the OOF offsets", 2 * n)
+        out["af_threshold"] = A.af_threshold_record(prec["T2"], y, "arm T2's cross-fitted record "
+                                                    "probabilities (judged on S2)")
+        thr, f1a = out["af_threshold"]["threshold"], out["af_threshold"]["oof_f1_A_at_threshold"]
         print(f"chosen T2; threshold {thr} (cross-fitted F1 A {f1a:.4f})")
     else:
         out["note"] = "the rule is not met: af-cnn 1.3.0 stays, nothing is built"
