@@ -469,8 +469,8 @@ async fn group_wait_spares_episodes_that_clear_and_silences_hold_notifications()
 }
 
 /// Instances started together on one new SQLite file (the deployables of a small site,
-/// or a restart of two at once) all open it: the migrations run once, and no instance
-/// fails on the tables another one created.
+/// or a restart of two at once) all open it: none fails on the tables another one's
+/// migrations created.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn instances_opening_one_new_sqlite_file_at_once_all_start() {
     for round in 0..5 {
