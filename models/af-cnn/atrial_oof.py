@@ -42,15 +42,11 @@ import time  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-cnn, srr = A.cnn, A.srr
+cnn, srr, r4 = A.cnn, A.srr, A.r4
 import stack_study as ss  # noqa: E402  (SEED; on the path atrial_stack set)
 PLAN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "atrial_plan.md")
 PLAN_SHA = "ab19b8ce5033eafb59b96b3cb27367d45ab3936b7958ec604de324537a9dc876"
 BASELINE_EXPECTED = {"mean_NAO": 0.7986, "A": 0.7644}
-
-
-def r4(v):
-    return round(float(v), 4)
 
 
 def stay(prefix, cv_dir, out_json):
@@ -96,7 +92,7 @@ def main(prefix, cv_dir, out_json):
     out = {"plan": PLAN, "plan_sha256": PLAN_SHA,
            "script": "atrial_oof.py (with atrial_stack.py)",
            "export_csv_sha256": A.sha256(prefix + ".csv"), "export_npy_sha256": A.sha256(prefix + ".npy"),
-           "fold_onnx_sha256": {f"fold{k}": A.sha256(os.path.join(cv_dir, f"fold{k}.onnx")) for k in range(5)},
+           "fold_onnx_sha256": A.fold_shas(cv_dir),
            "oof_class_logit_offsets": A.OOF_OFFSETS,
            "records": int(len(y)), "windows": int(len(rec_of)),
            "records_per_class": dict(zip(A.CLASSES, np.bincount(y, minlength=4).tolist())),
@@ -107,14 +103,9 @@ def main(prefix, cv_dir, out_json):
                       "records and per fold; arms cross-fitted by fold",
            "arms": {}}
 
-    def per_fold(pr):
-        return {str(k): {c: r4(v) for c, v in cnn.f1_scores(y[fold == k], pr[fold == k]).items()}
-                for k in range(5)}
-
     for a, pr in (("network_with_offsets", pred_net), ("B", pred["B"]), ("L", pred["L"]), ("M", pred["M"])):
-        out["arms"][a] = {"description": desc.get(a, "OOF network probabilities with the OOF offsets, no stacker"),
-                          "pooled": {k: r4(v) for k, v in cnn.f1_scores(y, pr).items()},
-                          "per_fold": per_fold(pr), "confusion": cnn.confusion(y, pr).tolist()}
+        out["arms"][a] = A.arm_record(y, pr, fold, desc.get(
+            a, "OOF network probabilities with the OOF offsets, no stacker"))
     out["arms"]["M"]["fit_per_fold"] = fit_info["M"]
 
     # baseline reproduction (alldata_oof.json's cross-fitted line)
@@ -174,38 +165,28 @@ def main(prefix, cv_dir, out_json):
         kind, X = arms[choice]
         fit, probs = A.ARMS[kind]
         P, info = fit(X, po, rec_of, y, np.arange(len(rec_of)))
-        thr, f1a = cnn.af_threshold(prec[choice], y)
         ins = srr.record_mean(probs(X, po, P), rec_of)[1]
-        st = {"arm": choice, "kind": kind, "fitted_on": "all OOF windows (the OOF networks' "
-              "probabilities with the OOF offsets)", "windows": int(len(rec_of)),
-              "eps": A.EPS, "clip": A.CLIP, "inputs": out["features"][choice]}
+        fitted_on = "all OOF windows (the OOF networks' probabilities with the OOF offsets)"
         if kind == "linear":
             sc, W, b = P
-            st.update(form="softmax(log(p + eps) + clip((rr - mu) / sd, -clip, clip) @ W + b)",
-                      mu=sc[0].tolist(), sd=sc[1].tolist(), W=W.tolist(), b=b.tolist(), l2=srr.L2)
+            st = {"arm": choice, "kind": kind, "fitted_on": fitted_on, "windows": int(len(rec_of)),
+                  "eps": A.EPS, "clip": A.CLIP, "inputs": out["features"][choice],
+                  "form": "softmax(log(p + eps) + clip((rr - mu) / sd, -clip, clip) @ W + b)",
+                  "mu": sc[0].tolist(), "sd": sc[1].tolist(), "W": W.tolist(), "b": b.tolist(),
+                  "l2": srr.L2}
         else:
-            sc, W1, b1, W2, b2 = P
-            st.update(form="u = clip((concat(log(p + eps), rr) - mu) / sd, -clip, clip); "
-                           "softmax(log(p + eps) + relu(u @ W1 + b1) @ W2 + b2)",
-                      mu=sc[0].tolist(), sd=sc[1].tolist(), W1=W1.tolist(), b1=b1.tolist(),
-                      W2=W2.tolist(), b2=b2.tolist(), hidden=A.H, l2=A.L2M, fit=info)
+            st = A.mlp_stacker_record(choice, P, info, fitted_on, len(rec_of))
         out["stacker"] = st
-        out["af_threshold"] = {"rule": "train.af_threshold (first t of 0.20..0.80 step 0.05 with "
-                                       "the best record F1 of A for P(A) >= t)",
-                               "on": f"arm {choice}'s cross-fitted OOF record probabilities",
-                               "threshold": thr, "oof_f1_A_at_threshold": r4(f1a)}
+        out["af_threshold"] = A.af_threshold_record(
+            prec[choice], y, f"arm {choice}'s cross-fitted OOF record probabilities")
+        thr, f1a = out["af_threshold"]["threshold"], out["af_threshold"]["oof_f1_A_at_threshold"]
         out["final_stacker_in_sample_oof"] = {
             "note": "the all-OOF stacker scored on the same OOF records (in-sample, optimistic)",
             "argmax": {k: r4(v) for k, v in cnn.f1_scores(y, ins.argmax(1)).items()}}
         print(f"chosen {choice}; threshold {thr} (cross-fitted OOF F1 A {f1a:.4f})")
     else:
         out["note"] = "no arm met the rule: af-cnn 1.2.0 stays, nothing is built"
-    out["heldout"] = "not scored"
-    out["wall_s"] = round(time.time() - t0)
-    with open(out_json, "w") as fh:
-        json.dump(out, fh, indent=1)
-        fh.write("\n")
-    print(f"wrote {out_json}")
+    A.write_study(out, out_json, t0)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,7 @@
 """Shared code of the af-cnn 1.3.0 atrial-stacker study (atrial_oof.py) and build
-(atrial_build.py); not run by itself.
+(atrial_build.py), and of the later stacker studies (ensemble_oof.py, transfer_oof.py):
+loading, the stackers, cross-fitting by fold, and the reports (per-arm F1s, the paired
+comparison with its rule, the stacker and threshold records, writing); not run by itself.
 
 Data: `cardiostream eval export-inputs --model af_cnn.toml` with `atrial_features = true`
 (EXPORT_PREFIX.csv / .npy): per window record, label, window, start_s, quality_ok, n_rr,
@@ -26,6 +28,7 @@ for _v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 
 import json  # noqa: E402
 import sys  # noqa: E402
+import time  # noqa: E402
 
 import numpy as np  # noqa: E402
 from scipy.optimize import minimize  # noqa: E402
@@ -152,36 +155,81 @@ ARMS = {"linear": (lambda X, po, r, y, i: (linear_fit(X, po, r, y, i), None), li
         "mlp": (mlp_fit, mlp_probs)}
 
 
-def crossfit_windows(kind, X, po, rec_of, y, fold):
-    """Fit on the other 4 folds' OOF windows, apply to the fold's windows; returns the
-    cross-fitted window probabilities [windows, 4] and the per-fold fit infos."""
-    fit, probs = ARMS[kind]
+def crossfit_folds(fit_apply, rec_of, fold):
+    """For each fold K, `fit_apply(tr, te)` fits on the windows tr of the other folds and
+    returns (probabilities of the windows te of fold K, fit info); returns the cross-fitted
+    window probabilities [windows, 4] and the per-fold fit infos."""
     wfold = fold[rec_of]
     pw = np.full((len(rec_of), 4), np.nan)
     infos = []
     for k in range(alldata.FOLDS):
         tr, te = np.flatnonzero(wfold != k), np.flatnonzero(wfold == k)
-        P, info = fit(X, po, rec_of, y, tr)
-        pw[te] = probs(X, po, P)[te]
+        pw[te], info = fit_apply(tr, te)
         infos.append(info)
     assert not np.isnan(pw).any()
     return pw, infos
+
+
+def crossfit_windows(kind, X, po, rec_of, y, fold):
+    """Fit on the other 4 folds' OOF windows, apply to the fold's windows; returns the
+    cross-fitted window probabilities [windows, 4] and the per-fold fit infos."""
+    fit, probs = ARMS[kind]
+
+    def fit_apply(tr, te):
+        P, info = fit(X, po, rec_of, y, tr)
+        return probs(X, po, P)[te], info
+    return crossfit_folds(fit_apply, rec_of, fold)
+
+
+def records(pw, rec_of, y):
+    """Window probabilities as record probabilities [records, 4] (the mean of a record's
+    windows), every record present and in order."""
+    r, prec = srr.record_mean(pw, rec_of)
+    assert np.array_equal(r, np.arange(len(y)))
+    return prec
 
 
 def crossfit(kind, X, po, rec_of, y, fold):
     """crossfit_windows' probabilities as record probabilities [records, 4] (the mean of
     a record's windows, all in one fold), and the per-fold fit infos."""
     pw, infos = crossfit_windows(kind, X, po, rec_of, y, fold)
-    r, prec = srr.record_mean(pw, rec_of)
-    assert np.array_equal(r, np.arange(len(y)))
-    return prec, infos
+    return records(pw, rec_of, y), infos
 
 
 # ------------------------------------------------- two-arm comparisons ----------
+def r4(v):
+    return round(float(v), 4)
+
+
 def per_fold(y, pred, fold):
     """F1s of the records of each fold, rounded to 4 places."""
-    return {str(k): {c: round(float(v), 4) for c, v in cnn.f1_scores(y[fold == k], pred[fold == k]).items()}
+    return {str(k): {c: r4(v) for c, v in cnn.f1_scores(y[fold == k], pred[fold == k]).items()}
             for k in range(alldata.FOLDS)}
+
+
+def arm_record(y, pred, fold, description=None):
+    """An arm's record predictions as the studies report them: pooled and per-fold F1s
+    and the confusion matrix (after its description, when given)."""
+    rec = {} if description is None else {"description": description}
+    rec.update(pooled={k: r4(v) for k, v in cnn.f1_scores(y, pred).items()},
+               per_fold=per_fold(y, pred, fold), confusion=cnn.confusion(y, pred).tolist())
+    return rec
+
+
+def fold_shas(cv_dir):
+    """sha256 of the fold networks fold0.onnx .. fold4.onnx in cv_dir."""
+    return {f"fold{k}": sha256(os.path.join(cv_dir, f"fold{k}.onnx")) for k in range(alldata.FOLDS)}
+
+
+def write_study(out, out_json, t0):
+    """Ends a study's report (the held-out part not scored, wall time since t0) and
+    writes it to out_json."""
+    out["heldout"] = "not scored"
+    out["wall_s"] = round(time.time() - t0)
+    with open(out_json, "w") as fh:
+        json.dump(out, fh, indent=1)
+        fh.write("\n")
+    print(f"wrote {out_json}")
 
 
 def paired_rule(y, fold, new, old, seed, min_df1_a=0.005):
@@ -189,7 +237,6 @@ def paired_rule(y, fold, new, old, seed, min_df1_a=0.005):
     (record predictions), paired bootstrap (BOOT_ROUNDS record resamplings with
     default_rng(seed)), and the rule: F1 of A up by >= min_df1_a, mean F1 (N, A, O) not
     down, F1 of A higher in >= 4 of the 5 folds. Returns (paired differences, rule)."""
-    r4 = lambda v: round(float(v), 4)  # noqa: E731
     draws = cnn.resamplings(len(y), BOOT_ROUNDS, np.random.default_rng(seed))
     f1 = {a: cnn.f1_scores(y, p) for a, p in (("new", new), ("old", old))}
     fd = {a: cnn.f1_draws(y, p, draws) for a, p in (("new", new), ("old", old))}
@@ -229,4 +276,4 @@ def af_threshold_record(prec, y, on):
     thr, f1a = cnn.af_threshold(prec, y)
     return {"rule": "train.af_threshold (first t of 0.20..0.80 step 0.05 with the best record "
                     "F1 of A for P(A) >= t)", "on": on, "threshold": thr,
-            "oof_f1_A_at_threshold": round(float(f1a), 4)}
+            "oof_f1_A_at_threshold": r4(f1a)}

@@ -47,10 +47,6 @@ ENS_EPS = 1e-12
 MIN_DF1_A = 0.005
 
 
-def r4(v):
-    return round(float(v), 4)
-
-
 def mean_logits(p0, p1):
     """softmax of the mean of two networks' log-probabilities (= of their logits)."""
     z = 0.5 * (np.log(p0.astype(np.float64) + ENS_EPS) + np.log(p1.astype(np.float64) + ENS_EPS))
@@ -84,8 +80,7 @@ def main(prefix, cv0, cv1, out_json):
     out = {"plan": os.path.basename(PLAN), "plan_sha256": A.sha256(PLAN),
            "script": "ensemble_oof.py (with atrial_stack.py)",
            "export_csv_sha256": A.sha256(prefix + ".csv"), "export_npy_sha256": A.sha256(prefix + ".npy"),
-           "fold_onnx_sha256": {s: {f"fold{k}": A.sha256(os.path.join(d, f"fold{k}.onnx")) for k in range(5)}
-                                for s, d in (("S0", cv0), ("S1", cv1))},
+           "fold_onnx_sha256": {"S0": A.fold_shas(cv0), "S1": A.fold_shas(cv1)},
            "oof_class_logit_offsets": A.OOF_OFFSETS, "ensemble": "softmax(mean(log(p + 1e-12)))",
            "records": int(len(y)), "windows": int(len(rec_of)),
            "scoring": "record = mean of its windows' probabilities, argmax; F1 pooled over all "
@@ -95,9 +90,8 @@ def main(prefix, cv0, cv1, out_json):
             "M2": "the same on the mean of the S0 and S1 fold networks' logits",
             "M_S1": "the same on the S1 fold networks (not part of the rule)"}
     for a, pr in pred.items():
-        out["arms"][a] = {"description": desc.get(a, "OOF network probabilities with the OOF offsets, no stacker"),
-                          "pooled": {k: r4(v) for k, v in cnn.f1_scores(y, pr).items()},
-                          "per_fold": A.per_fold(y, pr, fold), "confusion": cnn.confusion(y, pr).tolist()}
+        out["arms"][a] = A.arm_record(y, pr, fold, desc.get(
+            a, "OOF network probabilities with the OOF offsets, no stacker"))
 
     d, rule = A.paired_rule(y, fold, pred["M2"], pred["M1"], ss.SEED, MIN_DF1_A)
     out["paired_difference_M2_M1"] = d
@@ -115,12 +109,7 @@ def main(prefix, cv0, cv1, out_json):
         print(f"chosen M2; threshold {thr} (cross-fitted OOF F1 A {f1a:.4f})")
     else:
         out["note"] = "the rule is not met: af-cnn 1.3.0 stays, nothing is built"
-    out["heldout"] = "not scored"
-    out["wall_s"] = round(time.time() - t0)
-    with open(out_json, "w") as fh:
-        json.dump(out, fh, indent=1)
-        fh.write("\n")
-    print(f"wrote {out_json}")
+    A.write_study(out, out_json, t0)
 
 
 if __name__ == "__main__":

@@ -39,10 +39,6 @@ PLAN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "transfer_plan.m
 MIN_DF1_A = 0.005
 
 
-def r4(v):
-    return round(float(v), 4)
-
-
 def doubled(F, pos, rec_of, idx):
     """The windows idx once per network in `pos`: features, probabilities, record of each
     row, and the row indices to fit on."""
@@ -57,19 +53,12 @@ def doubled(F, pos, rec_of, idx):
 def crossfit_on(F, fit_pos, test_po, rec_of, y, fold):
     """Record probabilities [records, 4]: for each fold K, the stacker fitted on the
     other folds' windows of every network in fit_pos, applied to test_po on fold K."""
-    wfold = fold[rec_of]
-    pw = np.full((len(rec_of), 4), np.nan)
-    infos = []
-    for k in range(5):
-        tr, te = np.flatnonzero(wfold != k), np.flatnonzero(wfold == k)
+    def fit_apply(tr, te):
         X, po, r, i = doubled(F, fit_pos, rec_of, tr)
         P, info = A.mlp_fit(X, po, r, y, i)
-        pw[te] = A.mlp_probs(F, test_po, P)[te]
-        infos.append(info)
-    assert not np.isnan(pw).any()
-    rr, prec = srr.record_mean(pw, rec_of)
-    assert np.array_equal(rr, np.arange(len(y)))
-    return prec, infos
+        return A.mlp_probs(F, test_po, P)[te], info
+    pw, infos = A.crossfit_folds(fit_apply, rec_of, fold)
+    return A.records(pw, rec_of, y), infos
 
 
 def main(prefix, cv0, cv1, cv2, out_json):
@@ -96,14 +85,11 @@ def main(prefix, cv0, cv1, cv2, out_json):
     out = {"plan": os.path.basename(PLAN), "plan_sha256": A.sha256(PLAN),
            "script": "transfer_oof.py (with atrial_stack.py)",
            "export_csv_sha256": A.sha256(prefix + ".csv"), "export_npy_sha256": A.sha256(prefix + ".npy"),
-           "fold_onnx_sha256": {s: {f"fold{k}": A.sha256(os.path.join(d, f"fold{k}.onnx")) for k in range(5)}
-                                for s, d in (("S0", cv0), ("S1", cv1), ("S2", cv2))},
+           "fold_onnx_sha256": {s: A.fold_shas(d) for s, d in (("S0", cv0), ("S1", cv1), ("S2", cv2))},
            "oof_class_logit_offsets": A.OOF_OFFSETS, "records": int(len(y)), "windows": int(len(rec_of)),
            "scoring": "stackers cross-fitted by fold, applied to S2's OOF outputs; record = mean of "
                       "its windows' probabilities, argmax; F1 pooled over all records and per fold",
-           "arms": {a: {"pooled": {k: r4(v) for k, v in cnn.f1_scores(y, pr).items()},
-                        "per_fold": A.per_fold(y, pr, fold), "confusion": cnn.confusion(y, pr).tolist()}
-                    for a, pr in pred.items()}}
+           "arms": {a: A.arm_record(y, pr, fold) for a, pr in pred.items()}}
     d, rule = A.paired_rule(y, fold, pred["T2"], pred["T1"], ss.SEED, MIN_DF1_A)
     out["paired_difference_T2_T1"] = d
     out["rule"] = rule
@@ -123,12 +109,7 @@ def main(prefix, cv0, cv1, cv2, out_json):
         print(f"chosen T2; threshold {thr} (cross-fitted F1 A {f1a:.4f})")
     else:
         out["note"] = "the rule is not met: af-cnn 1.3.0 stays, nothing is built"
-    out["heldout"] = "not scored"
-    out["wall_s"] = round(time.time() - t0)
-    with open(out_json, "w") as fh:
-        json.dump(out, fh, indent=1)
-        fh.write("\n")
-    print(f"wrote {out_json}")
+    A.write_study(out, out_json, t0)
 
 
 if __name__ == "__main__":
