@@ -51,9 +51,9 @@
 //!   `beat_offsets` (AF on both sides of the stretch bridges it, however long). The
 //!   gate fails every window in which a failed rhythm window ends, so the first scored
 //!   window after a failed stretch begins after it: its beats cannot show where in the
-//!   stretch the AF stopped; a jump of more than
-//!   `max_gap_s` between windows (a signal gap, an evicted stream) ends an open
-//!   episode at its last AF segment.
+//!   stretch the AF stopped;
+//! - a jump of more than `max_gap_s` between windows (a signal gap, an evicted stream)
+//!   ends an open episode at its last AF segment.
 //!
 //! Every AF finding of the tracked model then carries the state: `present` with the
 //! episode's start while in an episode, `absent` outside one (its score unchanged), so
