@@ -7,10 +7,9 @@ WFDB records (300 Hz, one lead named ECG, 14-26 min each) made by joining whole 
 2017 records of the AF model's **held-out split** (SHA-256 of the name mod 5 == 0,
 never trained or tuned on), in runs: 4-16 normal or other-rhythm records, then 3-9 AF
 records (the last AF run may be shorter), and so on, ending with a non-AF run; noise
-records (`~`) are left out. Each
-record's median is removed before joining. The `.atr` file marks each run's start
-with a rhythm annotation, `(AFIB` or `(N`, so `eval af-episodes` scores the streams
-as it scores MIT-BIH. The order is drawn with a fixed seed (2017): the same folder
+records (`~`) are left out. Each record's median is removed before joining. The `.atr`
+file marks each run's start with a rhythm annotation, `(AFIB` or `(N`, so `eval
+af-episodes` scores the streams as it scores MIT-BIH. The order is drawn with a fixed seed (2017): the same folder
 gives the same streams.
 
 What it cannot be: real AF onsets. Each junction is a change of patient (a step in
