@@ -1,9 +1,20 @@
 //! `cardiostream eval af`: rhythm class (N, A, O, ~) of every record of a CinC
-//! 2017-style folder, from the streaming DSP chain's rule or from an AF model.
+//! 2017-style folder, from the active AF model (the default), another AF model, or
+//! the streaming DSP chain's RR rule.
 //!
-//! **Rule** (no `--model`): each record is fed to [`StreamDsp`] in one-second blocks
-//! (10 s windows, 5 s hop; records shorter than 10 s get one window as long as the
-//! record allows). Then:
+//! **Model** (the default: the active AF model of the models directory, the one the
+//! pipeline raises AF findings from; or `--model MANIFEST`, feature or waveform): the
+//! record's windows built by the pipeline's one model-input builder
+//! (`ecg_pipeline::inputs::record_inputs`: windows from the first sample every model
+//! hop, a record shorter than a window zero-padded), scored whatever the
+//! signal-quality gate says, the class probabilities averaged over the windows; the
+//! label is their argmax. The model's own `~` class handles noise by default;
+//! `--quality-gate` also sends records whose first window mostly fails the DSP quality
+//! gate to `~`.
+//!
+//! **Rule** (`--rule`, no model; the DSP stage's classifier, kept as a baseline): each
+//! record is fed to [`StreamDsp`] in one-second blocks (10 s windows, 5 s hop; records
+//! shorter than 10 s get one window as long as the record allows). Then:
 //! 1. `~` when fewer than [`AfRule::min_good_frac`] of the windows pass the signal
 //!    quality gate (or there is no window at all);
 //! 2. `A` when at least [`AfRule::min_af_frac`] of the good windows are called AF by
@@ -15,13 +26,9 @@
 //!    `o_nmad` / `o_dev20` that falls short of AF;
 //! 4. otherwise `N`.
 //!
-//! **Model** (`--model MANIFEST`, feature or waveform): the record's windows built
-//! by the pipeline's one model-input builder (`ecg_pipeline::inputs::record_inputs`:
-//! windows from the first sample every model hop, a record shorter than a window
-//! zero-padded), scored whatever the signal-quality gate says, the class
-//! probabilities averaged over the windows; the label is their argmax. The model's
-//! own `~` class handles noise by default; `--quality-gate` also sends records whose
-//! first window mostly fails the DSP quality gate to `~`.
+//! Until stop 37 the rule was the default and a model needed `--model`: a user who
+//! ran `eval af --db DIR --out FILE` measured the RR rule, not the model the pipeline
+//! runs.
 //!
 //! `--split heldout` keeps only the records the AF model held out from training
 //! (SHA-256 of the record name, as a big integer, mod 5 == 0; `models/af-rr/train.py`),
@@ -58,18 +65,27 @@ pub struct AfArgs {
     /// Output file of `record,label` lines.
     #[arg(long)]
     pub out: PathBuf,
-    /// Classify with this model manifest instead of the RR-irregularity rule.
-    #[arg(long)]
+    /// Classify with this model manifest instead of the active AF model.
+    #[arg(long, conflicts_with_all = ["models", "rule"])]
     pub model: Option<PathBuf>,
+    /// Models directory (`DIR/*/*.toml`) whose active AF model classifies. Default:
+    /// `models` in the working directory if there is one, else the bundled models of
+    /// the source tree the binary was built from.
+    #[arg(long, conflicts_with = "rule")]
+    pub models: Option<PathBuf>,
+    /// Classify by the DSP stage's RR-irregularity rule instead of a model (a
+    /// baseline; no ONNX Runtime needed).
+    #[arg(long)]
+    pub rule: bool,
     /// Records to classify: all, the AF model's held-out split, or the rest.
     #[arg(long, value_enum, default_value_t = Split::All)]
     pub split: Split,
-    /// With `--model`: records whose first 30 s mostly fail the signal-quality gate
-    /// are `~` without asking the model.
-    #[arg(long)]
+    /// Records whose first 30 s mostly fail the signal-quality gate are `~` without
+    /// asking the model.
+    #[arg(long, conflicts_with = "rule")]
     pub quality_gate: bool,
-    /// Also write per-record rule inputs (CSV) to this file, for tuning.
-    #[arg(long)]
+    /// With `--rule`: also write per-record rule inputs (CSV) to this file, for tuning.
+    #[arg(long, requires = "rule")]
     pub dump: Option<PathBuf>,
 }
 
@@ -335,12 +351,28 @@ pub fn run(args: &AfArgs) -> anyhow::Result<()> {
     let reference = read_reference(&args.db);
     let cfg = DspConfig::default();
     let rule = AfRule::default();
-    let model = match &args.model {
-        Some(m) => Some(
-            ecg_inference::Model::load(m, 1)
-                .with_context(|| format!("loading model {}", m.display()))?,
-        ),
-        None => None,
+    let loaded: Vec<ecg_inference::Model> = match (&args.model, args.rule) {
+        (_, true) => Vec::new(),
+        (Some(m), false) => vec![ecg_inference::Model::load(m, 1)
+            .with_context(|| format!("loading model {}", m.display()))?],
+        (None, false) => {
+            let dir = args
+                .models
+                .clone()
+                .unwrap_or_else(ecg_inference::bundled_models_dir);
+            ecg_inference::load_models(&dir, 1).with_context(|| {
+                format!(
+                    "loading the models of {} (the active AF model classifies; `--rule` \
+                     classifies by the RR rule without a model)",
+                    dir.display()
+                )
+            })?
+        }
+    };
+    let model = match (&args.model, args.rule) {
+        (_, true) => None,
+        (Some(_), false) => loaded.first(),
+        (None, false) => Some(super::active_af_model(&loaded)?),
     };
     let names: Vec<String> = record_names(&args.db)?
         .into_iter()
@@ -378,7 +410,7 @@ pub fn run(args: &AfArgs) -> anyhow::Result<()> {
             Ok(rec) => {
                 let fs = rec.fs.round() as u32;
                 let sig = rec.physical(0);
-                match &model {
+                match model {
                     Some(m) => {
                         let gated = args.quality_gate && {
                             let end = (f64::from(m.manifest().window_s) * f64::from(fs)) as usize;
@@ -425,9 +457,15 @@ pub fn run(args: &AfArgs) -> anyhow::Result<()> {
     eprintln!(
         "wrote {} labels ({}, split {:?}) to {}",
         pairs.len(),
-        args.model
-            .as_deref()
-            .map_or("RR rule".to_owned(), |m| format!("model {}", m.display())),
+        match (model, &args.model) {
+            (None, _) => "RR rule".to_owned(),
+            (Some(_), Some(path)) => format!("model {}", path.display()),
+            (Some(m), None) => format!(
+                "active AF model {}@{}",
+                m.manifest().id,
+                m.manifest().version
+            ),
+        },
         args.split,
         args.out.display()
     );

@@ -29,7 +29,7 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use ecg_dsp::stream::DspConfig;
-use ecg_inference::{Model, ModelMode};
+use ecg_inference::Model;
 use ecg_pipeline::episodes::centre_segment;
 use ecg_pipeline::Processor;
 use ecg_types::{Condition, FindingStatus};
@@ -169,17 +169,6 @@ impl EpisodeCounts {
     }
 }
 
-/// The active AF model (the one whose episodes the pipeline tracks).
-fn tracked_model(models: &[Model]) -> anyhow::Result<&Model> {
-    models
-        .iter()
-        .find(|m| {
-            m.manifest().mode == ModelMode::Active
-                && m.manifest().raises(Condition::AtrialFibrillation)
-        })
-        .context("no active model raises atrial_fibrillation findings")
-}
-
 /// AF episodes of one record as the pipeline finds them (seconds from its start).
 ///
 /// # Errors
@@ -189,7 +178,7 @@ pub fn detect(
     models: &Arc<Vec<Model>>,
     dsp: &DspConfig,
 ) -> anyhow::Result<Vec<Span>> {
-    let tracked = tracked_model(models)?;
+    let tracked = super::active_af_model(models)?;
     let man = tracked.manifest();
     let source = tracked.source();
     let hop_us = ecg_types::seconds_to_us(f64::from(man.hop_s.unwrap_or(man.window_s)));

@@ -5,7 +5,8 @@
 //! [`EvalCommand`], [`compare::CompareArgs`]) and calls [`run`] or [`compare::run`].
 //!
 //! - [`qrs`]: streaming QRS detection scored beat by beat (ANSI/AAMI EC57);
-//! - [`af`]: rhythm class of CinC 2017-style records, by the RR rule or an AF model;
+//! - [`af`]: rhythm class of CinC 2017-style records, by the active AF model, another
+//!   model or the RR rule;
 //! - [`episodes`]: AF episodes of continuous recordings, scored with the EC57 episode
 //!   statistics, optionally with the noise stress test's noise added ([`nst`]);
 //! - [`alarms`]: lethal-arrhythmia alarms of CinC 2015-style records and their
@@ -32,6 +33,25 @@ use ecg_ingest::replay::RecordSource;
 use ecg_pipeline::offline::frame_record;
 use ecg_pipeline::Processor;
 use ecg_types::{Finding, Lead, ModelInput, PatientId, SampleRate, StreamId};
+
+/// The active AF model of a set of models: the one the pipeline raises AF findings
+/// from and tracks AF episodes with (`eval af` classifies with it by default, `eval
+/// af-episodes` scores its episodes).
+///
+/// # Errors
+/// When no active model raises atrial fibrillation findings.
+pub(crate) fn active_af_model(
+    models: &[ecg_inference::Model],
+) -> anyhow::Result<&ecg_inference::Model> {
+    models
+        .iter()
+        .find(|m| {
+            m.manifest().mode == ecg_inference::ModelMode::Active
+                && m.manifest()
+                    .raises(ecg_types::Condition::AtrialFibrillation)
+        })
+        .context("no active model raises atrial_fibrillation findings")
+}
 
 /// Device time of a replayed record's first sample (µs since the epoch).
 pub(crate) const T0_US: i64 = 1_800_000_000_000_000;
@@ -81,8 +101,9 @@ pub enum EvalCommand {
     /// Streaming QRS detection on lead 0 of every WFDB record in a folder, fed frame
     /// by frame, scored beat by beat against the `.atr` reference annotations.
     Qrs(qrs::QrsArgs),
-    /// Rhythm class (N, A, O, ~) of every record of a CinC 2017-style folder, from RR
-    /// irregularity or, with `--model`, from an AF model; scored against REFERENCE.csv.
+    /// Rhythm class (N, A, O, ~) of every record of a CinC 2017-style folder, from the
+    /// active AF model (or `--model`, or the RR rule with `--rule`); scored against
+    /// REFERENCE.csv.
     Af(af::AfArgs),
     /// Writes a model's inputs for every record of a folder (the training input of
     /// the bundled models), built by the pipeline's one model-input builder.
