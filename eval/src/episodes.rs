@@ -8,7 +8,11 @@
 //! findings of the active AF model say: from a finding's `episode_start` to the
 //! `episode_end` of the finding that ends it (the tracker's end, which can lie inside
 //! the last window segment reported in the episode), or, for an episode still open
-//! when the record ends, to the end of the last AF window segment carrying it.
+//! when the record ends, to the end of the last AF window segment carrying it. A
+//! record's ends go with the window nearest them: an episode open at the record's
+//! first window (which starts after the analysis's warm-up and grid phase, seconds
+//! into the record) starts at the record's first sample, and one that the record's
+//! last window carries runs to its last sample.
 //! Output: `record,start_s,end_s`, seconds from the record's start.
 //!
 //! Reference: the rhythm annotations `(AFIB` and `(AFL` open an AF episode, any other
@@ -189,11 +193,17 @@ pub fn detect(
         Arc::new(ecg_pipeline::events::Discard),
     );
     let mut episodes: Vec<(i64, i64)> = Vec::new();
+    // The record's first window's start, and whether its last window carried an
+    // episode.
+    let mut first_window: Option<i64> = None;
+    let mut last_present = false;
     replay_record(rec, &mut p, 64, |findings| {
         for f in findings {
             if f.condition != Condition::AtrialFibrillation || f.source != source {
                 continue;
             }
+            first_window.get_or_insert(f.window_start.0);
+            last_present = f.status == FindingStatus::Present;
             // The finding that ends an episode says when it ended (before any episode
             // the same finding opens).
             if let (Some(end), Some(e)) = (f.episode_end, episodes.last_mut()) {
@@ -215,6 +225,19 @@ pub fn detect(
         }
     })?;
     let end_s = rec.n_samples as f64 / rec.fs;
+    // The record's ends: no window covers the stretch before the first window (the
+    // analysis's warm-up and grid phase), and no window's centre is nearer the
+    // stretch after the last window's centre segment than the last window's. Each
+    // goes with that window: an episode open at the first window starts with the
+    // record, one the last window carries runs to its end.
+    if let (Some(first), Some(e)) = (first_window, episodes.first_mut()) {
+        if e.0 <= first {
+            e.0 = T0_US;
+        }
+    }
+    if let (true, Some(e)) = (last_present, episodes.last_mut()) {
+        e.1 = T0_US + ecg_types::seconds_to_us(end_s);
+    }
     Ok(episodes
         .into_iter()
         .map(|(s, e)| {

@@ -1,0 +1,41 @@
+//! `eval af-episodes` at a record's ends: the stretch before the first window and the
+//! one after the last window's centre segment go with the nearest window.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// The shared records (`CARDIOSTREAM_DATA` or `../shared/data/unpack`).
+fn data_dir() -> Option<PathBuf> {
+    if let Some(d) = std::env::var_os("CARDIOSTREAM_DATA") {
+        return Some(PathBuf::from(d));
+    }
+    let unpack = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/unpack");
+    let out = std::process::Command::new(unpack).output().ok()?;
+    out.status
+        .success()
+        .then(|| PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
+}
+
+#[test]
+fn a_record_in_af_from_end_to_end_is_one_episode_from_its_first_to_its_last_sample() {
+    let Some(mitdb) = data_dir().map(|d| d.join("mitdb")).filter(|d| d.is_dir()) else {
+        println!("skipping: shared records not available (../shared/data or CARDIOSTREAM_DATA)");
+        return;
+    };
+    // MIT-BIH 203: atrial fibrillation and flutter from its first to its last second
+    // (with breaks of a second or two).
+    let rec = ecg_ingest::wfdb::read_record(&mitdb.join("203")).unwrap();
+    let end_s = rec.n_samples as f64 / rec.fs;
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../models");
+    let models = Arc::new(ecg_inference::load_models(&dir, 1).unwrap());
+    let episodes = ecg_eval::episodes::detect(&rec, &models, &Default::default()).unwrap();
+    println!("203: {episodes:?} of {end_s} s");
+    let (first, last) = (episodes[0], episodes[episodes.len() - 1]);
+    // The first window starts seconds into the record (warm-up, grid phase); the
+    // episode it opens starts with the record.
+    assert_eq!(first.0, 0.0, "{episodes:?}");
+    // The last window's centre segment ends about 10 s before the record; the episode
+    // it carries runs to the record's end.
+    assert!((last.1 - end_s).abs() < 1e-6, "{episodes:?} of {end_s} s");
+}
