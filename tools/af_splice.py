@@ -13,8 +13,9 @@ af-episodes` scores the streams as it scores MIT-BIH. The order is drawn with a 
 gives the same streams.
 
 What it cannot be: real AF onsets. Each junction is a change of patient (a step in
-shape and size the filters see), the AF runs last 1.5-5 min, and the beat
-annotations a noise mixture needs are absent, so it is run without `--noise`. The
+shape and size the filters see), the AF runs last 1.5-5 min, and there are no beat
+annotations (with `--noise`, `eval af-episodes` measures the QRS amplitude that sets
+the SNR at the beats its detector finds, and resamples the 360 Hz noise to 300 Hz). The
 labels are the records' own, whole: an AF record is annotated AF from end to end,
 and an "other rhythm" record, which may hold atrial flutter (AF for EC57), counts as
 not AF.

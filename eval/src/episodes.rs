@@ -60,7 +60,8 @@ pub struct EpisodesArgs {
     pub models: Option<PathBuf>,
     /// Stream the records with this noise of the MIT-BIH Noise Stress Test Database
     /// added (`super::nst`: as PhysioNet's `nst` adds it, standard protocol — clean
-    /// until 5:00, then 2 min noisy / 2 min clean in turn); `em` needs record 118 in
+    /// until 5:00, then 2 min noisy / 2 min clean in turn; resampled to a record at
+    /// another rate); `em` is nstdb's `em` record, or without one needs record 118 in
     /// `--db`. Default: the records as they are.
     #[arg(long, value_enum, requires = "snr")]
     pub noise: Option<NoiseKind>,

@@ -4,18 +4,26 @@
 //!
 //! - `bw` (baseline wander) and `ma` (muscle artifact): the MIT-BIH Noise Stress Test
 //!   Database records, both signals, calibrated by their own RMS (`sigamp -r`);
-//! - `em` (electrode motion): the original record is not shared, so it is recovered as
-//!   `118e00 − 118` (nstdb's 118e00 is record 118 with `em` added at 0 dB by the
-//!   standard protocol), whose RMS is by construction `noise_to_signal(0)` × the QRS
-//!   amplitude of 118; it exists only in the standard protocol's noisy periods, which
-//!   are the periods it is added in.
+//! - `em` (electrode motion): nstdb's `em` record where the folder has it, as `bw` and
+//!   `ma`; else (the shared copy lacks it) recovered as `118e00 − 118` (nstdb's 118e00
+//!   is record 118 with `em` added at 0 dB by the standard protocol), whose RMS is by
+//!   construction `noise_to_signal(0)` × the QRS amplitude of 118; it exists only in
+//!   the standard protocol's noisy periods, which are the periods it is added in.
 //!
 //! Noise is added to every signal of the record (signal `i` gets noise signal `i mod`
 //! the noise's signals), at the SNR given against the record's own QRS amplitude
 //! (`sigamp -a` over its normal beats), with the standard protocol: clean until 5:00,
 //! then two minutes with noise and two without, in turn. The noise sample added at
-//! time `t` is the one the noise record holds at `t` (wrapping around its end), so
-//! the noise and the record must have the same sampling frequency (360 Hz: MIT-BIH).
+//! time `t` is the one the noise record holds at `t` (wrapping around its end).
+//!
+//! Two cases `nst` does not meet, so that any AF database can be stressed (the MIT-BIH
+//! AF Database at 250 Hz, whose `.atr` holds rhythm annotations only; the Long-Term
+//! AF Database at 128 Hz):
+//! - a record at another sampling frequency than the noise (360 Hz) gets the noise
+//!   resampled to its own (the DSP stage's polyphase resampler), at the level the
+//!   noise's own RMS sets: what a recorder at that rate would see of the same noise;
+//! - a record whose annotations hold no normal beat has its QRS amplitude measured at
+//!   the beats the streaming detector finds in that signal.
 
 use std::path::Path;
 
@@ -32,7 +40,7 @@ pub enum NoiseKind {
     Bw,
     /// Muscle artifact.
     Ma,
-    /// Electrode motion (recovered as 118e00 − 118).
+    /// Electrode motion (nstdb's `em`, or recovered as 118e00 − 118).
     Em,
 }
 
@@ -65,16 +73,26 @@ fn amplitude_beats(ann: &[Annotation]) -> Vec<u64> {
         .collect()
 }
 
-/// Loads `bw` or `ma` from `nstdb`, or recovers `em` from `nstdb`'s 118e00 and
-/// `mitdb`'s 118 (with its `.atr`).
+/// Loads `bw`, `ma` or `em` from `nstdb`; without an `em` record there, recovers `em`
+/// from `nstdb`'s 118e00 and MIT-BIH record 118 (with its `.atr`), from `mitdb` or,
+/// when it is not there (a folder of other records), from `mitdb` beside `nstdb`.
 ///
 /// # Errors
 /// When a record is missing or unreadable.
 pub fn load_noise(nstdb: &Path, mitdb: &Path, kind: NoiseKind) -> anyhow::Result<Noise> {
     let read = |p: &Path| wfdb::read_record(p).with_context(|| format!("reading {}", p.display()));
-    if kind == NoiseKind::Em {
+    if kind == NoiseKind::Em && !nstdb.join("em.hea").exists() {
         let e00 = read(&nstdb.join("118e00"))?;
-        let clean = read(&mitdb.join("118"))?;
+        let beside = nstdb.join("..").join("mitdb");
+        let mitdb = if !mitdb.join("118.hea").exists() && beside.join("118.hea").exists() {
+            beside.as_path()
+        } else {
+            mitdb
+        };
+        let clean = read(&mitdb.join("118")).context(
+            "em: nstdb holds no `em` record, and recovering it as 118e00 − 118 needs \
+             MIT-BIH record 118 in --db or in mitdb beside nstdb",
+        )?;
         let atr = mitdb.join("118.atr");
         let ann =
             wfdb::read_annotations(&atr).with_context(|| format!("reading {}", atr.display()))?;
@@ -113,9 +131,14 @@ pub fn load_noise(nstdb: &Path, mitdb: &Path, kind: NoiseKind) -> anyhow::Result
 /// `ann` are the record's reference annotations (the normal beats set the signal
 /// amplitude, as `sigamp -a` does).
 ///
+/// A record at another sampling frequency gets the noise resampled to its own, and a
+/// record whose annotations hold no normal beat has its QRS amplitude measured at the
+/// beats the streaming detector finds (module documentation).
+///
 /// # Errors
-/// When the record has no normal beat to measure its amplitude on, the noise has no
-/// signal or another sampling frequency than the record.
+/// When no beat can be found to measure the record's amplitude on, the noise has no
+/// signal, or either sampling frequency is not a whole number of hertz where they
+/// differ.
 pub fn noisy_record(
     rec: &Record,
     ann: &[Annotation],
@@ -125,24 +148,58 @@ pub fn noisy_record(
     if noise.signals.is_empty() {
         bail!("the noise record has no signal");
     }
-    if (noise.fs - rec.fs).abs() > 1e-6 {
-        bail!(
-            "{}: {} Hz, the noise {} Hz (nst adds the noise sample by sample)",
-            rec.name,
-            rec.fs,
-            noise.fs
-        );
-    }
+    let resampled;
+    let noise_signals = if (noise.fs - rec.fs).abs() > 1e-6 {
+        let hz = |fs: f64| {
+            (fs > 0.0 && (fs - fs.round()).abs() < 1e-6 && fs <= f64::from(u32::MAX))
+                .then(|| fs.round() as u32)
+        };
+        let (Some(from), Some(to)) = (hz(noise.fs), hz(rec.fs)) else {
+            bail!(
+                "{}: {} Hz, the noise {} Hz: resampling needs whole hertz",
+                rec.name,
+                rec.fs,
+                noise.fs
+            );
+        };
+        resampled = noise
+            .signals
+            .iter()
+            .map(|s| {
+                let x: Vec<f32> = s.iter().map(|&v| v as f32).collect();
+                ecg_dsp::resample::resample_offline(from, to, &x)
+                    .into_iter()
+                    .map(|v| v.round() as i32)
+                    .collect::<Vec<i32>>()
+            })
+            .collect::<Vec<_>>();
+        &resampled
+    } else {
+        &noise.signals
+    };
     let normal = amplitude_beats(ann);
     let protocol = standard_protocol(rec.n_samples, rec.fs);
     let mut out = rec.clone();
     for (sig, samples) in out.samples.iter_mut().enumerate() {
         let zero = rec.signals[sig].adc_zero;
         let clean: Vec<i32> = samples.iter().map(|&v| v - zero).collect();
-        let amp = qrs_amplitude(&clean, rec.fs, &normal)
-            .with_context(|| format!("{}: no normal beats to measure", rec.name))?;
-        let k = sig % noise.signals.len();
-        let ns = &noise.signals[k];
+        let detected;
+        let beats = if normal.is_empty() {
+            // No normal beat annotated (the AF Database's `.atr` is rhythm only): the
+            // beats the streaming detector finds in this signal.
+            detected = super::stream_beats(
+                &rec.physical(sig),
+                rec.fs.round() as u32,
+                &Default::default(),
+            );
+            &detected
+        } else {
+            &normal
+        };
+        let amp = qrs_amplitude(&clean, rec.fs, beats)
+            .with_context(|| format!("{}: no beats to measure its QRS amplitude", rec.name))?;
+        let k = sig % noise_signals.len();
+        let ns = &noise_signals[k];
         if ns.is_empty() || noise.rms[k] <= 0.0 {
             bail!("noise signal {k} is empty or flat");
         }
@@ -292,15 +349,83 @@ mod tests {
     }
 
     #[test]
-    fn another_sampling_frequency_is_refused() {
-        let (clean, beats) = spikes(250.0, 250 * 60, 100);
-        let (rec, ann) = record(250.0, clean, &beats);
+    fn noise_at_another_rate_is_resampled_to_the_records() {
+        // A 250 Hz record, noise recorded at 360 Hz: a 5 Hz sine of 1000 adu.
+        let (clean, beats) = spikes(250.0, 250 * 60 * 8, 1000);
+        let (rec, ann) = record(250.0, clean.clone(), &beats);
+        let sine =
+            |fs: f64, i: usize| 1000.0 * (2.0 * std::f64::consts::PI * 5.0 * i as f64 / fs).sin();
         let noise = Noise {
             fs: 360.0,
-            signals: vec![broadband(1000)],
+            signals: vec![(0..360 * 60 * 8)
+                .map(|i| sine(360.0, i).round() as i32)
+                .collect()],
+            rms: vec![1000.0 / 2f64.sqrt()],
+        };
+        let out = noisy_record(&rec, &ann, &noise, 0.0).expect("mixed");
+        // In the first noisy period (5:00-7:00) the added noise is the same sine at
+        // 250 Hz, scaled to 0 dB against the QRS amplitude (1000 adu): RMS 1000·√2/4.
+        let (a, b) = (250 * 310, 250 * 410);
+        let added: Vec<f64> = (a..b)
+            .map(|t| f64::from(out.samples[0][t] - clean[t]))
+            .collect();
+        let mean = added.iter().sum::<f64>() / added.len() as f64;
+        let rms =
+            (added.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / added.len() as f64).sqrt();
+        assert!((rms - 1000.0 * 2f64.sqrt() / 4.0).abs() < 5.0, "RMS {rms}");
+        // Its phase: correlation with the 5 Hz sine sampled at 250 Hz.
+        let (mut xy, mut yy) = (0.0, 0.0);
+        for (j, v) in added.iter().enumerate() {
+            let y = sine(250.0, a + j);
+            xy += (v - mean) * y;
+            yy += y * y;
+        }
+        let r = xy / (yy.sqrt() * rms * (added.len() as f64).sqrt());
+        assert!(r > 0.999, "correlation {r}");
+    }
+
+    #[test]
+    fn a_record_without_beat_annotations_is_measured_at_the_beats_found() {
+        // Eight minutes of simulated sinus rhythm at 250 Hz, 200 adu/mV.
+        let fs = 250u32;
+        let cfg = ecg_sim::Preset::NormalSinus.config(3, fs, vec![ecg_types::Lead::II]);
+        let mut dev = ecg_sim::Device::new(cfg).expect("device");
+        let mut mv = Vec::new();
+        dev.generate(fs as usize * 480, &mut mv);
+        let clean: Vec<i32> = mv
+            .iter()
+            .map(|v| 1024 + (v * 200.0).round() as i32)
+            .collect();
+        let beats: Vec<u64> = dev.truth().beats.iter().map(|b| b.sample).collect();
+        let (rec, ann) = record(f64::from(fs), clean.clone(), &beats);
+        let noise = Noise {
+            fs: f64::from(fs),
+            signals: vec![broadband(fs as usize * 480)],
             rms: vec![577.0],
         };
-        assert!(noisy_record(&rec, &ann, &noise, 6.0).is_err());
+        let added_rms = |out: &Record| {
+            let w: Vec<f64> = (fs as usize * 310..fs as usize * 410)
+                .map(|t| f64::from(out.samples[0][t] - clean[t]))
+                .collect();
+            let m = w.iter().sum::<f64>() / w.len() as f64;
+            (w.iter().map(|v| (v - m).powi(2)).sum::<f64>() / w.len() as f64).sqrt()
+        };
+        let annotated = added_rms(&noisy_record(&rec, &ann, &noise, 6.0).expect("annotated"));
+        // Rhythm annotations only, as in the MIT-BIH AF Database.
+        let rhythm = vec![Annotation {
+            sample: 0,
+            code: 28,
+            symbol: '+',
+            subtype: 0,
+            chan: 0,
+            num: 0,
+            aux: Some("(N".into()),
+        }];
+        let found = added_rms(&noisy_record(&rec, &rhythm, &noise, 6.0).expect("detected"));
+        assert!(
+            (found / annotated - 1.0).abs() < 0.05,
+            "noise RMS {found:.1} at detected beats, {annotated:.1} at annotated ones"
+        );
     }
 
     fn data_dir() -> Option<PathBuf> {
@@ -345,5 +470,44 @@ mod tests {
             // mixes recompute at each switch) add up to a few adu, never more.
             assert!(worst <= 4, "signal {sig}: differs by up to {worst} adu");
         }
+    }
+
+    /// Where nstdb holds an `em` record (the full PhysioNet copy does), it is read
+    /// as `bw` and `ma` are, without record 118: here `ma`'s files under its name.
+    #[test]
+    fn an_em_record_in_nstdb_is_read_as_it_is() {
+        let Some(d) = data_dir().filter(|d| d.join("nstdb/ma.hea").exists()) else {
+            println!(
+                "skipping: shared nstdb not found (set CARDIOSTREAM_DATA or provide ../shared/data/unpack)"
+            );
+            return;
+        };
+        let dir = tempfile::tempdir().expect("tempdir");
+        let hea = std::fs::read_to_string(d.join("nstdb/ma.hea")).expect("ma.hea");
+        let renamed: String = hea
+            .lines()
+            .map(|l| match l.strip_prefix("ma") {
+                Some(rest) => format!("em{rest}\n"),
+                None => format!("{l}\n"),
+            })
+            .collect();
+        std::fs::write(dir.path().join("em.hea"), renamed).expect("em.hea");
+        std::fs::copy(d.join("nstdb/ma.dat"), dir.path().join("em.dat")).expect("em.dat");
+        let no_mitdb = dir.path().join("no-mitdb");
+        let em = load_noise(dir.path(), &no_mitdb, NoiseKind::Em).expect("em from nstdb");
+        let ma = load_noise(&d.join("nstdb"), &no_mitdb, NoiseKind::Ma).expect("ma");
+        assert_eq!(em.signals, ma.signals);
+        assert_eq!(em.rms, ma.rms);
+        // Without it, recovering em needs record 118, and says so where it is missing.
+        let nst = dir.path().join("nstdb");
+        std::fs::create_dir(&nst).expect("nstdb");
+        for f in ["118e00.hea", "118e00.dat"] {
+            std::os::unix::fs::symlink(d.join("nstdb").join(f), nst.join(f)).expect("link");
+        }
+        let e = load_noise(&nst, &no_mitdb, NoiseKind::Em).unwrap_err();
+        assert!(format!("{e:#}").contains("record 118"), "{e:#}");
+        // With mitdb beside nstdb (the shared layout), 118 is found there.
+        let em = load_noise(&d.join("nstdb"), &no_mitdb, NoiseKind::Em).expect("118 beside");
+        assert_eq!(em.signals.len(), 2);
     }
 }
