@@ -36,9 +36,10 @@
 //! Per stream a small state machine turns segment calls into episodes:
 //!
 //! - **onset** after `onset_windows` consecutive windows with onset evidence (any
-//!   other window breaks the run: one with sustain evidence only, in the band between
-//!   `stay_probability` and the threshold, one the model could not score, and a gap
-//!   between windows): the episode starts at the first of their segments;
+//!   other scored window breaks the run, one with sustain evidence only, in the band
+//!   between `stay_probability` and the threshold, too; windows the model could not
+//!   score and signal gaps between them do not, unless the run's last window ended
+//!   more than `max_gap_s` before): the episode starts at the first of their segments;
 //! - **offset** after `offset_windows` consecutive windows without sustain evidence:
 //!   the episode ends where the first of them begins, or, with `beat_offsets`, at the
 //!   beat of that first window where its RR intervals turn regular ([`offset_in`]);
@@ -98,7 +99,8 @@ pub struct EpisodeSettings {
     pub onset_windows: u32,
     /// Consecutive windows without sustain evidence that end it.
     pub offset_windows: u32,
-    /// A longer jump between windows (s) ends an open episode.
+    /// A longer jump between windows (s) ends an open episode; a longer stretch of
+    /// unscored windows or gap after an onset run's last window breaks the run.
     pub max_gap_s: f32,
     /// Onset evidence needs the window's RR intervals irregularly irregular by the
     /// DSP stage's RR rule (`[pipeline.dsp.af]`, the one the rhythm calls use); so
@@ -220,8 +222,8 @@ struct State {
     /// End of the last AF segment of the open episode.
     last_af_end: i64,
     /// Run of consecutive AF windows not yet an episode: its first segment's start,
-    /// its length.
-    run: Option<(i64, u32)>,
+    /// its length, its last segment's end.
+    run: Option<(i64, u32, i64)>,
     /// Run of non-AF windows inside an episode: where the episode would end (the first
     /// one's segment start, the beat where that window turns regular, or the middle
     /// of the unread stretch before it), its length.
@@ -320,13 +322,10 @@ impl AfEpisodes {
         };
         let min_ratio = self.rr_rule.min_nmad_drr;
         let mut closed = None;
-        // A jump in time ends what was open; any gap between windows breaks an onset
-        // run (its windows are no longer consecutive).
+        let max_gap_us = (f64::from(s.max_gap_s) * 1e6) as i64;
+        // A jump in time longer than `max_gap_s` ends what was open.
         if let Some(last) = st.last_end {
-            if centre_start - last > self.hop_us / 2 {
-                st.run = None;
-            }
-            if centre_start - last > (f64::from(s.max_gap_s) * 1e6) as i64 {
+            if centre_start - last > max_gap_us {
                 if let Some(start) = st.open.take() {
                     closed = Some(Episode {
                         start,
@@ -338,11 +337,20 @@ impl AfEpisodes {
             }
         }
         st.last_end = Some(seg_end);
-        // A window the model could not score says nothing about the rhythm; it only
-        // breaks an onset run (whose windows must be consecutive).
+        // A window the model could not score says nothing about the rhythm. An onset
+        // run's AF calls must follow each other with nothing read between them, but
+        // windows nobody could read (or a signal gap) between two calls do not break
+        // it unless they last longer than `max_gap_s`, as a gap that long ends an
+        // episode: an AF call, an hour of unreadable signal and another call open no
+        // episode dated from before that hour.
         if f.status == FindingStatus::Indeterminate {
-            st.run = None;
             return closed;
+        }
+        if st
+            .run
+            .is_some_and(|(_, _, end)| seg_start - end > max_gap_us)
+        {
+            st.run = None;
         }
         // What the window says: sustain evidence, and onset evidence (the model's
         // call on top of it).
@@ -388,8 +396,10 @@ impl AfEpisodes {
                 }
             }
             None if onset => {
-                let (start, n) = st.run.map_or((seg_start, 1), |(start, n)| (start, n + 1));
-                st.run = Some((start, n));
+                let (start, n) = st
+                    .run
+                    .map_or((seg_start, 1), |(start, n, _)| (start, n + 1));
+                st.run = Some((start, n, seg_end));
                 if n >= s.onset_windows.max(1) {
                     st.open = Some(start);
                     st.last_af_end = seg_end;
@@ -716,15 +726,35 @@ mod tests {
     /// An onset needs consecutive windows: one the model could not score, or a gap in
     /// the windows, between two AF calls breaks the run.
     #[test]
-    fn unscored_windows_and_gaps_break_an_onset_run() {
+    fn unread_stretches_and_gaps_break_an_onset_run_only_past_max_gap() {
         use FindingStatus::*;
-        let (_, s) = feed(&[(0, Present), (1, Indeterminate), (2, Present), (3, Present)]);
-        assert_eq!(s[2], (Absent, None), "the unscored window broke the run");
-        assert_eq!(s[3], (Present, Some(30_000_000)), "a new run from window 2");
-        let (_, s) = feed(&[(0, Present), (2, Present), (3, Present)]);
-        assert_eq!(s[1], (Absent, None), "the gap broke the run");
-        // Window 2 is the first after the gap: its segment holds its lead-in, from 20 s.
-        assert_eq!(s[2], (Present, Some(20_000_000)));
+        // One unscored window, or a one-window gap, between two AF calls: an episode
+        // from the first call's segment (the stream's first window: from 0 s).
+        let (_, s) = feed(&[(0, Present), (1, Indeterminate), (2, Present)]);
+        assert_eq!(
+            s[2],
+            (Present, Some(0)),
+            "a short unread stretch kept the run"
+        );
+        let (_, s) = feed(&[(0, Present), (2, Present)]);
+        assert_eq!(s[1], (Present, Some(0)), "a short gap kept the run");
+        // 80 s unread after the first call's segment (ending at 20 s): longer than
+        // max_gap_s (60 s), so the run starts again at window 9 (its segment from 100 s,
+        // where the unread windows' segments end).
+        let mut w = vec![(0, Present)];
+        w.extend((1..=8).map(|k| (k, Indeterminate)));
+        w.extend([(9, Present), (10, Present)]);
+        let (_, s) = feed(&w);
+        assert_eq!(
+            s[9],
+            (Absent, None),
+            "the long unread stretch broke the run"
+        );
+        assert_eq!(s[10], (Present, Some(100_000_000)));
+        // The same as a gap: window 9 is the first after it and holds its lead-in.
+        let (_, s) = feed(&[(0, Present), (9, Present), (10, Present)]);
+        assert_eq!(s[1], (Absent, None), "the long gap broke the run");
+        assert_eq!(s[2], (Present, Some(90_000_000)));
     }
 
     #[test]
