@@ -3,7 +3,9 @@
 //! pipeline raises AF findings from, not the RR rule (the default until stop 37).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::Path;
 
 use clap::Parser;
 use ecg_eval::af::{run, AfArgs};
@@ -40,21 +42,9 @@ fn the_default_is_the_active_model_and_the_rule_is_asked_for() {
     }
 }
 
-/// The shared records (`CARDIOSTREAM_DATA` or `../shared/data/unpack`).
-fn data_dir() -> Option<PathBuf> {
-    if let Some(d) = std::env::var_os("CARDIOSTREAM_DATA") {
-        return Some(PathBuf::from(d));
-    }
-    let unpack = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/unpack");
-    let out = std::process::Command::new(unpack).output().ok()?;
-    out.status
-        .success()
-        .then(|| PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
-}
-
 #[test]
 fn eval_af_without_a_model_gives_the_active_models_labels() {
-    let Some(cinc) = data_dir()
+    let Some(cinc) = common::data_dir()
         .map(|d| d.join("cinc2017"))
         .filter(|d| d.is_dir())
     else {

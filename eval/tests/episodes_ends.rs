@@ -2,24 +2,17 @@
 //! one after the last window's centre segment go with the nearest window.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
+mod common;
 
-/// The shared records (`CARDIOSTREAM_DATA` or `../shared/data/unpack`).
-fn data_dir() -> Option<PathBuf> {
-    if let Some(d) = std::env::var_os("CARDIOSTREAM_DATA") {
-        return Some(PathBuf::from(d));
-    }
-    let unpack = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/unpack");
-    let out = std::process::Command::new(unpack).output().ok()?;
-    out.status
-        .success()
-        .then(|| PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
-}
+use std::path::Path;
+use std::sync::Arc;
 
 #[test]
 fn a_record_in_af_from_end_to_end_is_one_episode_from_its_first_to_its_last_sample() {
-    let Some(mitdb) = data_dir().map(|d| d.join("mitdb")).filter(|d| d.is_dir()) else {
+    let Some(mitdb) = common::data_dir()
+        .map(|d| d.join("mitdb"))
+        .filter(|d| d.is_dir())
+    else {
         println!("skipping: shared records not available (../shared/data or CARDIOSTREAM_DATA)");
         return;
     };
