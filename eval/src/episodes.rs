@@ -8,11 +8,13 @@
 //! findings of the active AF model say: from a finding's `episode_start` to the
 //! `episode_end` of the finding that ends it (the tracker's end, which can lie inside
 //! the last window segment reported in the episode), or, for an episode still open
-//! when the record ends, to the end of the last AF window segment carrying it. A
-//! record's ends go with the window nearest them: an episode open at the record's
-//! first window (which starts after the analysis's warm-up and grid phase, seconds
-//! into the record) starts at the record's first sample, and one that the record's
-//! last window carries runs to its last sample.
+//! when the record ends, to where the tracker would end it if the stream stopped there
+//! (`AfEpisodes::at_stop`: the offset a window without AF evidence has dated, or the
+//! last AF segment's end after windows it could not score). A record's ends go with
+//! the window nearest them: an episode open at the record's first window (which
+//! starts after the analysis's warm-up and grid phase, seconds into the record) starts
+//! at the record's first sample, and one that the record's last window sustained runs
+//! to its last sample.
 //! Output: `record,start_s,end_s`, seconds from the record's start.
 //!
 //! Reference: the rhythm annotations `(AFIB` and `(AFL` open an AF episode, any other
@@ -61,15 +63,16 @@ pub struct EpisodesArgs {
     /// Stream the records with this noise of the MIT-BIH Noise Stress Test Database
     /// added (`super::nst`: as PhysioNet's `nst` adds it, standard protocol — clean
     /// until 5:00, then 2 min noisy / 2 min clean in turn; resampled to a record at
-    /// another rate); `em` is nstdb's `em` record, or without one needs record 118 in
-    /// `--db`. Default: the records as they are.
+    /// another rate); `em` is nstdb's `em` record, or without one is recovered from
+    /// `118e00` and MIT-BIH record 118 (from `--db`, else `mitdb` beside `--nstdb`).
+    /// Default: the records as they are.
     #[arg(long, value_enum, requires = "snr")]
     pub noise: Option<NoiseKind>,
     /// SNR (dB) of the added noise, against each signal's QRS amplitude (`nst -s`).
     #[arg(long, requires = "noise", allow_negative_numbers = true)]
     pub snr: Option<f64>,
-    /// Folder of the noise records (`bw`, `ma`, `118e00`); default: `nstdb` next to
-    /// `--db`.
+    /// Folder of the noise records (`bw`, `ma`, `em` or `118e00`); default: `nstdb`
+    /// next to `--db`.
     #[arg(long)]
     pub nstdb: Option<PathBuf>,
 }
@@ -184,6 +187,10 @@ pub fn detect(
     dsp: &DspConfig,
 ) -> anyhow::Result<Vec<Span>> {
     let tracked = super::active_af_model(models)?;
+    let tracked_at = models
+        .iter()
+        .position(|m| std::ptr::eq(m, tracked))
+        .unwrap_or_default();
     let man = tracked.manifest();
     let source = tracked.source();
     let hop_us = ecg_types::seconds_to_us(f64::from(man.hop_s.unwrap_or(man.window_s)));
@@ -194,17 +201,14 @@ pub fn detect(
         Arc::new(ecg_pipeline::events::Discard),
     );
     let mut episodes: Vec<(i64, i64)> = Vec::new();
-    // The record's first window's start, and whether its last window carried an
-    // episode.
+    // The record's first window's start.
     let mut first_window: Option<i64> = None;
-    let mut last_present = false;
     replay_record(rec, &mut p, 64, |findings| {
         for f in findings {
             if f.condition != Condition::AtrialFibrillation || f.source != source {
                 continue;
             }
             first_window.get_or_insert(f.window_start.0);
-            last_present = f.status == FindingStatus::Present;
             // The finding that ends an episode says when it ended (before any episode
             // the same finding opens).
             if let (Some(end), Some(e)) = (f.episode_end, episodes.last_mut()) {
@@ -226,18 +230,24 @@ pub fn detect(
         }
     })?;
     let end_s = rec.n_samples as f64 / rec.fs;
-    // The record's ends: no window covers the stretch before the first window (the
-    // analysis's warm-up and grid phase), and no window's centre is nearer the
-    // stretch after the last window's centre segment than the last window's. Each
-    // goes with that window: an episode open at the first window starts with the
-    // record, one the last window carries runs to its end.
+    // An episode still open when the record ends: where the tracker would end it if
+    // the stream stopped here (the offset a window without AF evidence has dated, or
+    // the last AF segment's end after unread windows), or, when the record's last
+    // window sustained it, through the record's end: no window's centre is nearer the
+    // stretch after that window's centre segment. Likewise no window covers the
+    // stretch before the first window (the analysis's warm-up and grid phase): an
+    // episode open at the first window starts with the record.
+    if let Some((_, start, end)) = p.af_episodes_at_stop(tracked_at).into_iter().next() {
+        if let Some(e) = episodes.last_mut().filter(|e| e.0 == start) {
+            e.1 = end
+                .unwrap_or(T0_US + ecg_types::seconds_to_us(end_s))
+                .max(e.0);
+        }
+    }
     if let (Some(first), Some(e)) = (first_window, episodes.first_mut()) {
         if e.0 <= first {
             e.0 = T0_US;
         }
-    }
-    if let (true, Some(e)) = (last_present, episodes.last_mut()) {
-        e.1 = T0_US + ecg_types::seconds_to_us(end_s);
     }
     Ok(episodes
         .into_iter()

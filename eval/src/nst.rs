@@ -30,6 +30,7 @@ use std::path::Path;
 use anyhow::{bail, Context as _};
 use ecg_dsp::noise_stress::{
     is_amplitude_beat, mix, noise_to_signal, qrs_amplitude, rms_amplitude, standard_protocol,
+    LEARNING_S, PERIOD_S,
 };
 use ecg_ingest::wfdb::{self, Annotation, Record};
 
@@ -64,6 +65,10 @@ pub struct Noise {
     pub signals: Vec<Vec<i32>>,
     /// RMS amplitude per signal (adu).
     pub rms: Vec<f64>,
+    /// The noise exists only in the standard protocol's noisy periods (`em` recovered
+    /// from 118e00): a record longer than it wraps around inside whole noisy/clean
+    /// cycles after the learning period, so that noisy periods still get noise.
+    pub noisy_periods_only: bool,
 }
 
 fn amplitude_beats(ann: &[Annotation]) -> Vec<u64> {
@@ -83,15 +88,23 @@ pub fn load_noise(nstdb: &Path, mitdb: &Path, kind: NoiseKind) -> anyhow::Result
     let read = |p: &Path| wfdb::read_record(p).with_context(|| format!("reading {}", p.display()));
     if kind == NoiseKind::Em && !nstdb.join("em.hea").exists() {
         let e00 = read(&nstdb.join("118e00"))?;
-        let beside = nstdb.join("..").join("mitdb");
-        let mitdb = if !mitdb.join("118.hea").exists() && beside.join("118.hea").exists() {
-            beside.as_path()
-        } else {
-            mitdb
-        };
-        let clean = read(&mitdb.join("118")).context(
+        // MIT-BIH 118 is the record 118e00 was made from: same rate, same length. A
+        // record 118 of another database (the Long-Term AF Database has one) is not.
+        let mut found = None;
+        for dir in [mitdb.to_path_buf(), nstdb.join("..").join("mitdb")] {
+            if !dir.join("118.hea").exists() {
+                continue;
+            }
+            let r = read(&dir.join("118"))?;
+            if (r.fs - e00.fs).abs() < 1e-6 && r.n_samples == e00.n_samples {
+                found = Some((dir, r));
+                break;
+            }
+        }
+        let (mitdb, clean) = found.context(
             "em: nstdb holds no `em` record, and recovering it as 118e00 − 118 needs \
-             MIT-BIH record 118 in --db or in mitdb beside nstdb",
+             MIT-BIH record 118 (the 360 Hz record 118e00 was made from) in --db or in \
+             mitdb beside nstdb",
         )?;
         let atr = mitdb.join("118.atr");
         let ann =
@@ -110,6 +123,7 @@ pub fn load_noise(nstdb: &Path, mitdb: &Path, kind: NoiseKind) -> anyhow::Result
             fs: e00.fs,
             signals,
             rms,
+            noisy_periods_only: true,
         });
     }
     let rec = read(&nstdb.join(kind.name()))?;
@@ -124,6 +138,7 @@ pub fn load_noise(nstdb: &Path, mitdb: &Path, kind: NoiseKind) -> anyhow::Result
         fs: rec.fs,
         signals,
         rms,
+        noisy_periods_only: false,
     })
 }
 
@@ -177,34 +192,47 @@ pub fn noisy_record(
     } else {
         &noise.signals
     };
-    let normal = amplitude_beats(ann);
+    let mut beats = amplitude_beats(ann);
+    if beats.is_empty() {
+        // No normal beat annotated (the AF Database's `.atr` is rhythm only): the beats
+        // the streaming detector finds in the first signal that has any, in the first
+        // 20 minutes (the amplitude is measured on the first 300).
+        let head = rec.n_samples.min((1200.0 * rec.fs) as usize);
+        beats = (0..rec.signals.len())
+            .map(|sig| {
+                let mut mv = rec.physical(sig);
+                mv.truncate(head);
+                super::stream_beats(&mv, rec.fs.round() as u32, &Default::default())
+            })
+            .find(|b| !b.is_empty())
+            .unwrap_or_default();
+    }
     let protocol = standard_protocol(rec.n_samples, rec.fs);
+    // Where a noise that exists only in the noisy periods wraps around: after the
+    // learning period, by six whole noisy/clean cycles (24 min), as the protocol counts
+    // them in samples.
+    let learning = (LEARNING_S * rec.fs).round() as usize;
+    let cycles = 12 * (PERIOD_S * rec.fs).round() as usize;
     let mut out = rec.clone();
     for (sig, samples) in out.samples.iter_mut().enumerate() {
         let zero = rec.signals[sig].adc_zero;
         let clean: Vec<i32> = samples.iter().map(|&v| v - zero).collect();
-        let detected;
-        let beats = if normal.is_empty() {
-            // No normal beat annotated (the AF Database's `.atr` is rhythm only): the
-            // beats the streaming detector finds in this signal.
-            detected = super::stream_beats(
-                &rec.physical(sig),
-                rec.fs.round() as u32,
-                &Default::default(),
-            );
-            &detected
-        } else {
-            &normal
-        };
-        let amp = qrs_amplitude(&clean, rec.fs, beats)
+        let amp = qrs_amplitude(&clean, rec.fs, &beats)
             .with_context(|| format!("{}: no beats to measure its QRS amplitude", rec.name))?;
         let k = sig % noise_signals.len();
         let ns = &noise_signals[k];
         if ns.is_empty() || noise.rms[k] <= 0.0 {
             bail!("noise signal {k} is empty or flat");
         }
+        let n = ns.len();
+        let in_cycles = noise.noisy_periods_only && cycles > 0 && learning + cycles <= n;
+        let at = |t: usize| match t {
+            t if t < n => t,
+            t if in_cycles => learning + (t - learning) % cycles,
+            t => t % n,
+        };
         let gain = noise_to_signal(snr_db) * amp / noise.rms[k];
-        let mixed = mix(&clean, |t| ns[t % ns.len()], gain, &protocol);
+        let mixed = mix(&clean, |t| ns[at(t)], gain, &protocol);
         *samples = mixed.into_iter().map(|v| v + zero).collect();
     }
     Ok(out)
@@ -280,6 +308,7 @@ mod tests {
             fs,
             signals: vec![(0..n).map(|i| if i % 2 == 0 { 10 } else { -10 }).collect()],
             rms: vec![10.0],
+            noisy_periods_only: false,
         };
         let out = noisy_record(&rec, &ann, &noise, 0.0).expect("mixed");
         let s = &out.samples[0];
@@ -320,6 +349,7 @@ mod tests {
             fs,
             signals: vec![ns],
             rms: vec![rms],
+            noisy_periods_only: false,
         };
         let protocol = standard_protocol(n, fs);
         let noisy = noisy_spans(&protocol);
@@ -350,21 +380,28 @@ mod tests {
 
     #[test]
     fn noise_at_another_rate_is_resampled_to_the_records() {
-        // A 250 Hz record, noise recorded at 360 Hz: a 5 Hz sine of 1000 adu.
+        // A 250 Hz record, noise recorded at 360 Hz: a 5 Hz sine of 1000 adu plus a
+        // 150 Hz one of 1000 adu, above the record's Nyquist frequency (125 Hz).
         let (clean, beats) = spikes(250.0, 250 * 60 * 8, 1000);
         let (rec, ann) = record(250.0, clean.clone(), &beats);
-        let sine =
-            |fs: f64, i: usize| 1000.0 * (2.0 * std::f64::consts::PI * 5.0 * i as f64 / fs).sin();
+        let tone = |hz: f64, fs: f64, i: usize| {
+            1000.0 * (2.0 * std::f64::consts::PI * hz * i as f64 / fs).sin()
+        };
+        let sine = |fs: f64, i: usize| tone(5.0, fs, i);
         let noise = Noise {
             fs: 360.0,
             signals: vec![(0..360 * 60 * 8)
-                .map(|i| sine(360.0, i).round() as i32)
+                .map(|i| (tone(5.0, 360.0, i) + tone(150.0, 360.0, i)).round() as i32)
                 .collect()],
-            rms: vec![1000.0 / 2f64.sqrt()],
+            // Both tones: the level is set by the noise as recorded.
+            rms: vec![1000.0],
+            noisy_periods_only: false,
         };
         let out = noisy_record(&rec, &ann, &noise, 0.0).expect("mixed");
-        // In the first noisy period (5:00-7:00) the added noise is the same sine at
-        // 250 Hz, scaled to 0 dB against the QRS amplitude (1000 adu): RMS 1000·√2/4.
+        // In the first noisy period (5:00-7:00) the added noise is the 5 Hz sine at
+        // 250 Hz (the 150 Hz tone cannot pass), at the gain that brings the recorded
+        // noise to 0 dB against the QRS amplitude (1000 adu): RMS 1000·√2/4 for all of
+        // it, √½ of that for the half of its power that passes.
         let (a, b) = (250 * 310, 250 * 410);
         let added: Vec<f64> = (a..b)
             .map(|t| f64::from(out.samples[0][t] - clean[t]))
@@ -372,7 +409,10 @@ mod tests {
         let mean = added.iter().sum::<f64>() / added.len() as f64;
         let rms =
             (added.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / added.len() as f64).sqrt();
-        assert!((rms - 1000.0 * 2f64.sqrt() / 4.0).abs() < 5.0, "RMS {rms}");
+        assert!(
+            (rms - 1000.0 * 2f64.sqrt() / 4.0 / 2f64.sqrt()).abs() < 5.0,
+            "RMS {rms}"
+        );
         // Its phase: correlation with the 5 Hz sine sampled at 250 Hz.
         let (mut xy, mut yy) = (0.0, 0.0);
         for (j, v) in added.iter().enumerate() {
@@ -382,6 +422,46 @@ mod tests {
         }
         let r = xy / (yy.sqrt() * rms * (added.len() as f64).sqrt());
         assert!(r > 0.999, "correlation {r}");
+    }
+
+    #[test]
+    fn noise_of_the_noisy_periods_only_wraps_in_whole_cycles() {
+        // Recovered em: noise (±10 adu) only in its own noisy periods, 1,805.6 s long
+        // at 10 Hz, as 118e00 − 118 is; a 3 h record at 10 Hz.
+        let fs = 10.0;
+        let n_noise = 18_056;
+        let noisy_at = |t: usize| t >= 3000 && ((t - 3000) / 1200).is_multiple_of(2);
+        let em: Vec<i32> = (0..n_noise)
+            .map(|t| match (noisy_at(t), t % 2) {
+                (false, _) => 0,
+                (true, 0) => 10,
+                (true, _) => -10,
+            })
+            .collect();
+        let n = 108_000;
+        let (clean, beats) = spikes(fs, n, 100);
+        let (rec, ann) = record(fs, clean.clone(), &beats);
+        let noise = Noise {
+            fs,
+            signals: vec![em],
+            rms: vec![10.0],
+            noisy_periods_only: true,
+        };
+        let out = noisy_record(&rec, &ann, &noise, 0.0).expect("mixed");
+        // Every noisy period of the record, after the noise record's end too, has noise
+        // from start to end (sample-to-sample steps), every quiet one none.
+        for (a, b) in noisy_spans(&standard_protocol(n, fs)) {
+            let steps = (a + 1..b)
+                .filter(|&t| {
+                    (out.samples[0][t] - clean[t]) != (out.samples[0][t - 1] - clean[t - 1])
+                })
+                .count();
+            assert!(
+                steps >= b - a - 2,
+                "{a}..{b}: noise in {steps} of {} samples",
+                b - a
+            );
+        }
     }
 
     #[test]
@@ -402,6 +482,7 @@ mod tests {
             fs: f64::from(fs),
             signals: vec![broadband(fs as usize * 480)],
             rms: vec![577.0],
+            noisy_periods_only: false,
         };
         let added_rms = |out: &Record| {
             let w: Vec<f64> = (fs as usize * 310..fs as usize * 410)
@@ -426,6 +507,13 @@ mod tests {
             (found / annotated - 1.0).abs() < 0.05,
             "noise RMS {found:.1} at detected beats, {annotated:.1} at annotated ones"
         );
+        // A second, flat signal (a lead off) has no beats of its own: the first
+        // signal's beats measure it, and the record is still mixed.
+        let mut two = rec.clone();
+        two.signals.push(two.signals[0].clone());
+        two.samples.push(vec![1024; two.n_samples]);
+        let mixed = noisy_record(&two, &rhythm, &noise, 6.0).expect("a flat second signal");
+        assert_eq!(added_rms(&mixed), found);
     }
 
     fn data_dir() -> Option<PathBuf> {
@@ -506,8 +594,24 @@ mod tests {
         }
         let e = load_noise(&nst, &no_mitdb, NoiseKind::Em).unwrap_err();
         assert!(format!("{e:#}").contains("record 118"), "{e:#}");
-        // With mitdb beside nstdb (the shared layout), 118 is found there.
+        // With mitdb beside nstdb (the shared layout), 118 is found there, and it is
+        // found there too when --db holds a record 118 of another rate (the Long-Term
+        // AF Database has one): here MIT-BIH 118's header at 250 Hz.
+        let from_mitdb =
+            load_noise(&d.join("nstdb"), &d.join("mitdb"), NoiseKind::Em).expect("118");
+        assert!(from_mitdb.noisy_periods_only);
         let em = load_noise(&d.join("nstdb"), &no_mitdb, NoiseKind::Em).expect("118 beside");
-        assert_eq!(em.signals.len(), 2);
+        assert_eq!(em.signals, from_mitdb.signals);
+        let other = dir.path().join("other");
+        std::fs::create_dir(&other).expect("other");
+        let hea = std::fs::read_to_string(d.join("mitdb/118.hea")).expect("118.hea");
+        let mut lines: Vec<String> = hea.lines().map(str::to_owned).collect();
+        let first: Vec<&str> = lines[0].split_whitespace().collect();
+        assert_eq!(first[2], "360", "{}", lines[0]);
+        lines[0] = lines[0].replacen(" 360 ", " 250 ", 1);
+        std::fs::write(other.join("118.hea"), lines.join("\n") + "\n").expect("118.hea");
+        std::os::unix::fs::symlink(d.join("mitdb/118.dat"), other.join("118.dat")).expect("dat");
+        let em = load_noise(&d.join("nstdb"), &other, NoiseKind::Em).expect("118 beside");
+        assert_eq!(em.signals, from_mitdb.signals);
     }
 }

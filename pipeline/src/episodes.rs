@@ -427,6 +427,25 @@ impl AfEpisodes {
         closed
     }
 
+    /// Where each open episode would end if its stream stopped now, per stream: its
+    /// start, and `Some(end)` — the offset already dated when a window without sustain
+    /// evidence has come since its last AF segment (the first of the two an offset
+    /// needs), or that segment's end when only windows the model could not score
+    /// came after it — or `None` when the stream's last window sustained it: nothing
+    /// after that window says the AF stopped, so it runs to the stream's end.
+    pub fn at_stop(&self) -> impl Iterator<Item = (&StreamId, i64, Option<i64>)> {
+        self.streams.iter().filter_map(|(id, st)| {
+            st.open.map(|start| {
+                let end = match st.quiet {
+                    Some((end, _)) => Some(end),
+                    None if st.last_end == Some(st.last_af_end) => None,
+                    None => Some(st.last_af_end),
+                };
+                (id, start, end)
+            })
+        })
+    }
+
     /// The episodes still open, per stream (start, end of the last AF segment).
     pub fn open(&self) -> impl Iterator<Item = (&StreamId, Episode)> {
         self.streams.iter().filter_map(|(id, st)| {
@@ -723,8 +742,9 @@ mod tests {
         assert_eq!(feed(&calls).0, vec![ep(0, 65)]);
     }
 
-    /// An onset needs consecutive windows: one the model could not score, or a gap in
-    /// the windows, between two AF calls breaks the run.
+    /// An onset needs consecutive AF calls, but windows the model could not score, or
+    /// a gap in the windows, between two calls break the run only when longer than
+    /// `max_gap_s`.
     #[test]
     fn unread_stretches_and_gaps_break_an_onset_run_only_past_max_gap() {
         use FindingStatus::*;
@@ -755,6 +775,35 @@ mod tests {
         let (_, s) = feed(&[(0, Present), (9, Present), (10, Present)]);
         assert_eq!(s[1], (Absent, None), "the long gap broke the run");
         assert_eq!(s[2], (Present, Some(90_000_000)));
+    }
+
+    #[test]
+    fn at_a_stop_an_open_episode_ends_where_its_last_windows_say() {
+        use FindingStatus::*;
+        let at_stop = |windows: &[(i64, FindingStatus, &[f32])]| {
+            let mut t = tracker(EpisodeSettings::default());
+            for &(k, c, rr) in windows {
+                t.apply(&mut window(k, c), rr, &[]);
+            }
+            t.at_stop().map(|(_, s, e)| (s, e)).collect::<Vec<_>>()
+        };
+        let (af, reg) = (irregular(), regular());
+        // The last window sustained the episode: it runs to the stream's end.
+        let w = [(0, Present, &af[..]), (1, Present, &af), (2, Present, &af)];
+        assert_eq!(at_stop(&w), [(0, None)]);
+        // One window without AF evidence since (an offset needs two): the offset it
+        // dated, its segment start (no beats given).
+        let w = [(0, Present, &af[..]), (1, Present, &af), (2, Absent, &reg)];
+        assert_eq!(at_stop(&w), [(0, Some(30_000_000))]);
+        // Only unread windows since: the last AF segment's end.
+        let w = [
+            (0, Present, &af[..]),
+            (1, Present, &af),
+            (2, Indeterminate, &af),
+        ];
+        assert_eq!(at_stop(&w), [(0, Some(30_000_000))]);
+        // No episode open: nothing.
+        assert!(at_stop(&[(0, Present, &af[..])]).is_empty());
     }
 
     #[test]

@@ -9,7 +9,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use ecg_dsp::stream::DspConfig;
 use ecg_inference::Model;
 use ecg_ingest::codec::{self, Encoding, CONTENT_TYPE_PROTOBUF};
-use ecg_types::{DeadLetter, Finding, Frame, Position, SourceRecord};
+use ecg_types::{DeadLetter, Finding, Frame, Position, SourceRecord, StreamId};
 
 use crate::analyzer::{Analyzer, StreamStatus};
 use crate::commit::Checkpoint;
@@ -163,6 +163,12 @@ impl Processor {
     /// Streams with state.
     pub fn streams(&self) -> usize {
         self.analyzer.streams().max(self.sequencer.streams())
+    }
+
+    /// Where model `model`'s open AF episodes would end if their streams stopped now
+    /// ([`Scorer::af_episodes_at_stop`]).
+    pub fn af_episodes_at_stop(&self, model: usize) -> Vec<(StreamId, i64, Option<i64>)> {
+        self.scorer.af_episodes_at_stop(model)
     }
 
     /// Streams with AF episode state in the scorer ([`Scorer::episode_streams`]).

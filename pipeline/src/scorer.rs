@@ -176,6 +176,23 @@ impl Scorer {
             .sum()
     }
 
+    /// Where model `model`'s open AF episodes would end if their streams stopped now
+    /// ([`AfEpisodes::at_stop`]): stream, start, `Some(end)` or `None` (through the
+    /// stream's end). Empty for a model that tracks no episodes.
+    pub fn af_episodes_at_stop(&self, model: usize) -> Vec<(StreamId, i64, Option<i64>)> {
+        self.episodes
+            .get(model)
+            .and_then(Option::as_ref)
+            .map(|t| {
+                t.lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .at_stop()
+                    .map(|(s, start, end)| (s.clone(), start, end))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// A scorer of these runners (index = [`Scoring::model`]).
     pub fn with_runners(
         runners: Vec<Arc<dyn Runner>>,
