@@ -1,6 +1,7 @@
 //! `cardiostream eval af` classifies with the active AF model unless told otherwise:
 //! what a user who runs `eval af --db DIR --out FILE` measures is the model the
-//! pipeline raises AF findings from, not the RR rule (the default until stop 37).
+//! pipeline raises AF findings from, not the RR rule (the default until stop 37), with
+//! `--models` or with the models the binary finds itself.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -77,6 +78,8 @@ fn eval_af_without_a_model_gives_the_active_models_labels() {
     let by_default = labels(&["--models", models_arg], "default.csv");
     let by_manifest = labels(&["--model", af_cnn.to_str().unwrap()], "model.csv");
     let by_rule = labels(&["--rule"], "rule.csv");
+    // No --models either: `models` in the working directory, else the source tree's.
+    let bundled = labels(&[], "bundled.csv");
     assert_eq!(by_default.lines().count(), 60);
     assert_eq!(
         by_default, by_manifest,
@@ -85,5 +88,9 @@ fn eval_af_without_a_model_gives_the_active_models_labels() {
     assert_ne!(
         by_default, by_rule,
         "the model and the RR rule agree on all 60 records"
+    );
+    assert_eq!(
+        bundled, by_manifest,
+        "the bundled models' active AF model is not af-cnn"
     );
 }
