@@ -40,7 +40,7 @@ use ecg_pipeline::episodes::centre_segment;
 use ecg_pipeline::Processor;
 use ecg_types::{Condition, FindingStatus};
 
-use super::nst::{load_noise, noisy_record, NoiseKind};
+use super::nst::{load_noise, noisy_record_at, NoiseKind};
 use super::{record_names, replay_record, unless_unreadable, T0_US};
 
 /// Arguments of `eval af-episodes`.
@@ -71,6 +71,10 @@ pub struct EpisodesArgs {
     /// SNR (dB) of the added noise, against each signal's QRS amplitude (`nst -s`).
     #[arg(long, requires = "noise", allow_negative_numbers = true)]
     pub snr: Option<f64>,
+    /// Other noise on the same records: the noise taken this many whole noisy/clean
+    /// cycles (4 min each) further into the noise record (wrapping around its end).
+    #[arg(long, requires = "noise", default_value_t = 0)]
+    pub noise_offset_cycles: u32,
     /// Folder of the noise records (`bw`, `ma`, `em` or `118e00`); default: `nstdb`
     /// next to `--db`.
     #[arg(long)]
@@ -298,9 +302,13 @@ pub fn run(args: &EpisodesArgs) -> anyhow::Result<()> {
             let n = load_noise(&nstdb, &args.db, kind)
                 .with_context(|| format!("loading the {} noise", kind.name()))?;
             println!(
-                "noise: {} at {snr} dB SNR, standard protocol (noise from {})",
+                "noise: {} at {snr} dB SNR, standard protocol (noise from {}{})",
                 kind.name(),
-                nstdb.display()
+                nstdb.display(),
+                match args.noise_offset_cycles {
+                    0 => String::new(),
+                    k => format!(", {k} cycles = {} min further in", 4 * k),
+                }
             );
             Some((n, snr))
         }
@@ -319,7 +327,7 @@ pub fn run(args: &EpisodesArgs) -> anyhow::Result<()> {
                 .with_context(|| format!("reading {name}"))?;
             let ann = read_atr(&args.db, name)?;
             if let Some((n, snr)) = &noise {
-                rec = noisy_record(&rec, &ann, n, *snr)?;
+                rec = noisy_record_at(&rec, &ann, n, *snr, args.noise_offset_cycles)?;
             }
             let detected = detect(&rec, &models, &dsp)?;
             Ok((rec, ann, detected))

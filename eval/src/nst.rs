@@ -160,6 +160,23 @@ pub fn noisy_record(
     noise: &Noise,
     snr_db: f64,
 ) -> anyhow::Result<Record> {
+    noisy_record_at(rec, ann, noise, snr_db, 0)
+}
+
+/// [`noisy_record`] with other noise on the same record: the noise sample added at
+/// time `t` is the one the noise record holds `offset_cycles` whole noisy/clean cycles
+/// (4 min each) later, so that noise that exists only in the noisy periods (recovered
+/// `em`) still lines up with them.
+///
+/// # Errors
+/// As [`noisy_record`].
+pub fn noisy_record_at(
+    rec: &Record,
+    ann: &[Annotation],
+    noise: &Noise,
+    snr_db: f64,
+    offset_cycles: u32,
+) -> anyhow::Result<Record> {
     if noise.signals.is_empty() {
         bail!("the noise record has no signal");
     }
@@ -213,6 +230,7 @@ pub fn noisy_record(
     // them in samples.
     let learning = (LEARNING_S * rec.fs).round() as usize;
     let cycles = 12 * (PERIOD_S * rec.fs).round() as usize;
+    let offset = 2 * offset_cycles as usize * (PERIOD_S * rec.fs).round() as usize;
     let mut out = rec.clone();
     for (sig, samples) in out.samples.iter_mut().enumerate() {
         let zero = rec.signals[sig].adc_zero;
@@ -226,7 +244,7 @@ pub fn noisy_record(
         }
         let n = ns.len();
         let in_cycles = noise.noisy_periods_only && cycles > 0 && learning + cycles <= n;
-        let at = |t: usize| match t {
+        let at = |t: usize| match t + offset {
             t if t < n => t,
             t if in_cycles => learning + (t - learning) % cycles,
             t => t % n,
@@ -462,6 +480,37 @@ mod tests {
                 b - a
             );
         }
+    }
+
+    #[test]
+    fn an_offset_takes_the_noise_whole_cycles_later() {
+        // Noise that counts its samples, at 10 Hz: the sample added at t is the noise's
+        // sample at t + k·2,400 (k cycles of 4 min), wrapping as without an offset.
+        let fs = 10.0;
+        let n = 10_800;
+        let (clean, beats) = spikes(fs, n, 100);
+        let (rec, ann) = record(fs, clean.clone(), &beats);
+        let noise = Noise {
+            fs,
+            signals: vec![(0..n as i32).collect()],
+            rms: vec![1.0],
+            noisy_periods_only: false,
+        };
+        // 0 dB against 100 adu: gain 100·√2/4 / 1 per noise step.
+        let step = |out: &Record, t: usize| {
+            f64::from((out.samples[0][t] - clean[t]) - (out.samples[0][t - 1] - clean[t - 1]))
+        };
+        let plain = noisy_record(&rec, &ann, &noise, 0.0).expect("mixed");
+        let later = noisy_record_at(&rec, &ann, &noise, 0.0, 1).expect("mixed");
+        let gain = 100.0 * 2f64.sqrt() / 4.0;
+        // Inside a noisy period both add a ramp; where the offset one reaches the noise
+        // record's end (10,800 − 2,400 = 8,400, inside the noisy 7,800–9,000) its ramp
+        // falls back by 10,799 steps.
+        assert!((step(&plain, 3500) - gain).abs() < 1.0);
+        assert!((step(&later, 3500) - gain).abs() < 1.0);
+        let wrap = step(&later, 8400);
+        assert!((wrap + gain * 10_799.0).abs() < 2.0, "{wrap}");
+        assert!((step(&plain, 8400) - gain).abs() < 1.0);
     }
 
     #[test]
