@@ -54,7 +54,12 @@
 //!   window after a failed stretch begins after it: its beats cannot show where in the
 //!   stretch the AF stopped;
 //! - a jump of more than `max_gap_s` between windows (a signal gap, an evicted stream)
-//!   ends an open episode at its last AF segment.
+//!   ends an open episode at its last AF segment;
+//! - with `gated_windows` (default), the scorer also scores the windows the quality gate
+//!   failed, for the tracker only: inside an open episode, the model's call on such a
+//!   window (unless its top class is its noise class) counts as a scored window's
+//!   ([`AfEpisodes::apply_gated`]); it never starts an episode, and the published
+//!   finding stays indeterminate (the API's AF burden counts scored time only).
 //!
 //! Every AF finding of the tracked model then carries the state: `present` with the
 //! episode's start while in an episode, `absent` outside one (its score unchanged), so
@@ -124,6 +129,12 @@ pub struct EpisodeSettings {
     /// segment start (either way, an offset after a stretch nobody read is dated in
     /// the middle of that stretch: see the module documentation).
     pub beat_offsets: bool,
+    /// Windows the quality gate failed are also scored, for the tracker only: where
+    /// the model's top class is not its noise class `~`, its call counts inside an
+    /// open episode (sustaining it, or towards its offset) as a scored window's does;
+    /// it never starts one, and the published finding stays indeterminate
+    /// ([`AfEpisodes::apply_gated`]). Off, such windows say nothing.
+    pub gated_windows: bool,
 }
 
 impl Default for EpisodeSettings {
@@ -135,6 +146,7 @@ impl Default for EpisodeSettings {
             require_rr_irregular: true,
             stay_probability: 0.1,
             beat_offsets: true,
+            gated_windows: true,
         }
     }
 }
@@ -293,6 +305,35 @@ impl AfEpisodes {
         let closed = self.track(f, rr_s, beats_s);
         f.episode_end = closed.map(|e| DeviceTimeUs(e.end));
         closed
+    }
+
+    /// The model's call on a window the quality gate failed (`call`: present or absent
+    /// by the model's threshold, with its score; the published finding stays
+    /// indeterminate). Inside an open episode it counts as a scored window (it sustains
+    /// the episode, or counts towards its offset); outside one it is an unscored
+    /// window, since an onset needs windows the gate passed. Returns the episode it
+    /// closed. Needs [`EpisodeSettings::gated_windows`].
+    pub fn apply_gated(
+        &mut self,
+        call: &mut Finding,
+        rr_s: &[f32],
+        beats_s: &[f32],
+    ) -> Option<Episode> {
+        let open = self
+            .streams
+            .get(&call.stream)
+            .is_some_and(|st| st.open.is_some());
+        if !(open && self.settings.gated_windows) {
+            call.status = FindingStatus::Indeterminate;
+            call.score = None;
+        }
+        self.apply(call, rr_s, beats_s)
+    }
+
+    /// Whether windows the gate failed are scored for the tracker
+    /// ([`EpisodeSettings::gated_windows`]).
+    pub fn reads_gated_windows(&self) -> bool {
+        self.settings.gated_windows
     }
 
     /// [`Self::apply`] but for `episode_end`: the state machine on one AF finding.
@@ -775,6 +816,43 @@ mod tests {
         let (_, s) = feed(&[(0, Present), (9, Present), (10, Present)]);
         assert_eq!(s[1], (Absent, None), "the long gap broke the run");
         assert_eq!(s[2], (Present, Some(90_000_000)));
+    }
+
+    #[test]
+    fn a_gated_windows_call_counts_inside_an_episode_and_never_starts_one() {
+        use FindingStatus::*;
+        let (af, reg) = (irregular(), regular());
+        let mut t = tracker(EpisodeSettings::default());
+        let gated = |t: &mut AfEpisodes, k: i64, c: FindingStatus, rr: &[f32]| {
+            let mut f = window(k, c);
+            let closed = t.apply_gated(&mut f, rr, &[]);
+            (f.status, closed)
+        };
+        // Two AF calls on gated windows: no episode (an onset needs windows the gate
+        // passed), and they do not start a run either.
+        assert_eq!(gated(&mut t, 0, Present, &af).0, Indeterminate);
+        assert_eq!(gated(&mut t, 1, Present, &af).0, Indeterminate);
+        assert!(t.apply(&mut window(2, Present), &af, &[]).is_none());
+        assert_eq!(t.at_stop().count(), 0, "one passed window opened nothing");
+        let mut f = window(3, Present);
+        t.apply(&mut f, &af, &[]);
+        assert_eq!(f.episode_start, Some(DeviceTimeUs(30_000_000)));
+        // Inside the episode a gated AF call sustains it; two gated calls without AF
+        // end it, at the first one's segment.
+        assert_eq!(gated(&mut t, 4, Present, &af), (Present, None));
+        assert_eq!(gated(&mut t, 5, Absent, &reg), (Present, None));
+        let (_, closed) = gated(&mut t, 6, Absent, &reg);
+        assert_eq!(closed, Some(ep(30, 60)));
+        // Off, a gated window says nothing.
+        let mut t = tracker(EpisodeSettings {
+            gated_windows: false,
+            ..EpisodeSettings::default()
+        });
+        t.apply(&mut window(0, Present), &af, &[]);
+        t.apply(&mut window(1, Present), &af, &[]);
+        assert_eq!(gated(&mut t, 2, Absent, &reg).0, Indeterminate);
+        assert_eq!(gated(&mut t, 3, Absent, &reg).0, Indeterminate);
+        assert_eq!(t.at_stop().count(), 1, "still open");
     }
 
     #[test]

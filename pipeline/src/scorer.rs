@@ -41,6 +41,11 @@ pub trait Runner: Send + Sync + std::fmt::Debug {
     fn run(&self, inputs: &[&ModelInput]) -> Result<Vec<Scored>, ModelError>;
     /// The findings one scored input yields.
     fn findings(&self, input: &ModelInput, scored: &Scored) -> Vec<Finding>;
+    /// The index of the model's noise class (`~`) among its output labels, if it has
+    /// one.
+    fn noise_label(&self) -> Option<usize> {
+        None
+    }
 }
 
 impl Runner for Model {
@@ -54,6 +59,10 @@ impl Runner for Model {
 
     fn findings(&self, input: &ModelInput, scored: &Scored) -> Vec<Finding> {
         Model::findings(self, input, scored)
+    }
+
+    fn noise_label(&self) -> Option<usize> {
+        self.manifest().label_index("~")
     }
 }
 
@@ -226,10 +235,58 @@ impl Scorer {
                     .get(m)
                     .and_then(Option::as_ref)
                     .map(|t| t.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+                // The model's call on the windows the gate failed, for the episode
+                // tracker only (`EpisodeSettings::gated_windows`): each such window
+                // scored as if it had passed; a call whose top class is the model's
+                // noise class counts as no call.
+                let noise = runner.noise_label();
+                let gated: Vec<ModelInput> = match (&episodes, noise) {
+                    (Some(t), Some(_)) if t.reads_gated_windows() => chunk
+                        .iter()
+                        .filter(|s| !s.input.quality_ok)
+                        .map(|s| ModelInput {
+                            quality_ok: true,
+                            ..s.input.clone()
+                        })
+                        .collect(),
+                    _ => Vec::new(),
+                };
+                let gated_scored = if gated.is_empty() {
+                    Vec::new()
+                } else {
+                    let refs: Vec<&ModelInput> = gated.iter().collect();
+                    self.run_chunk(runner.as_ref(), &refs)?
+                };
+                let mut gated_calls = gated.iter().zip(gated_scored);
                 for (item, s) in chunk.iter().zip(&scored) {
-                    for mut f in runner.findings(&item.input, s) {
+                    let call = (!item.input.quality_ok)
+                        .then(|| gated_calls.next())
+                        .flatten()
+                        .filter(|(_, g)| match (g, noise) {
+                            (Scored::Probabilities(p), Some(k)) => p
+                                .iter()
+                                .enumerate()
+                                .max_by(|a, b| a.1.total_cmp(b.1))
+                                .is_some_and(|(top, _)| top != k),
+                            _ => false,
+                        });
+                    let calls = call.map(|(input, g)| runner.findings(input, &g));
+                    for (i, mut f) in runner.findings(&item.input, s).into_iter().enumerate() {
                         if let Some(t) = episodes.as_mut() {
-                            t.apply(&mut f, &item.input.rr_s, &item.input.beats_s);
+                            match calls.as_ref().and_then(|c| c.get(i)) {
+                                Some(c) if f.status == FindingStatus::Indeterminate => {
+                                    // The published finding stays indeterminate; it
+                                    // carries the end of an episode the call closed.
+                                    let mut c = c.clone();
+                                    t.apply_gated(&mut c, &item.input.rr_s, &item.input.beats_s);
+                                    if f.condition == Condition::AtrialFibrillation {
+                                        f.episode_end = c.episode_end;
+                                    }
+                                }
+                                _ => {
+                                    t.apply(&mut f, &item.input.rr_s, &item.input.beats_s);
+                                }
+                            }
                         }
                         if f.status == FindingStatus::Present {
                             f.strip.clone_from(&item.strip);
@@ -355,5 +412,9 @@ impl Runner for ModelAt {
 
     fn findings(&self, input: &ModelInput, scored: &Scored) -> Vec<Finding> {
         self.0[self.1].findings(input, scored)
+    }
+
+    fn noise_label(&self) -> Option<usize> {
+        Runner::noise_label(&self.0[self.1])
     }
 }

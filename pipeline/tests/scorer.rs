@@ -244,3 +244,95 @@ fn a_malformed_window_is_rejected_and_the_others_scored_by_onnx_runtime() {
         1
     );
 }
+
+/// 30 s of pseudo-random RR intervals (0.45–1.05 s): irregularly irregular.
+fn irregular_rr() -> Vec<f32> {
+    let mut x = 12_345u32;
+    let mut rr = Vec::new();
+    while rr.iter().sum::<f32>() < 30.0 {
+        x = x.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+        rr.push(0.45 + 0.6 * ((x >> 16) % 1000) as f32 / 1000.0);
+    }
+    rr
+}
+
+#[test]
+fn windows_the_gate_failed_end_an_episode_through_the_models_call_and_stay_indeterminate() {
+    let models = model();
+    let m = &models[0];
+    // Among the deterministic inputs, one the model calls AF and one it calls N (its
+    // top class; not its noise class).
+    let all = items();
+    let refs: Vec<&ModelInput> = all.iter().map(|s| &s.input).collect();
+    let scored = m.score(&refs).unwrap();
+    let argmax = |s: &Scored| match s {
+        Scored::Probabilities(p) => p
+            .iter()
+            .enumerate()
+            .max_by(|a, b| a.1.total_cmp(b.1))
+            .map(|(i, _)| i),
+        _ => None,
+    };
+    let (n, a) = (m.manifest().label_index("N"), m.manifest().label_index("A"));
+    let pick = |want| {
+        all.iter()
+            .zip(&scored)
+            .find(|(_, s)| argmax(s) == want)
+            .map(|(i, _)| i.input.features.clone())
+            .expect("an input of that class")
+    };
+    let (af, normal) = (pick(a), pick(n));
+    // One stream, windows every 10 s: two AF windows the gate passed (with irregular
+    // RR: an episode opens), then two the gate failed that the model calls N.
+    let window = |k: i64, features: &Vec<f32>, ok: bool| Scoring {
+        model: 0,
+        input: ModelInput {
+            stream: StreamId::new("s").unwrap(),
+            patient: PatientId::new("p").unwrap(),
+            start: DeviceTimeUs(k * 10_000_000),
+            end: DeviceTimeUs(k * 10_000_000 + 30_000_000),
+            sample_rate: SampleRate(250),
+            leads: Vec::new(),
+            samples_mv: Vec::new(),
+            rr_s: irregular_rr(),
+            beats_s: Vec::new(),
+            features: features.clone(),
+            quality_ok: ok,
+        },
+        closed_us: 0,
+        strip: None,
+    };
+    let run = |episodes: &EpisodeSettings| {
+        let s = Scorer::new(
+            &models,
+            settings(5.0),
+            episodes,
+            &IrregularityThresholds::default(),
+            Arc::new(ecg_pipeline::events::Discard),
+        );
+        let mut out = Vec::new();
+        for (k, f, ok) in [
+            (0, &af, true),
+            (1, &af, true),
+            (2, &normal, false),
+            (3, &normal, false),
+        ] {
+            out.extend(s.score(vec![window(k, f, ok)]).unwrap().findings);
+        }
+        out
+    };
+    let on = run(&EpisodeSettings::default());
+    let status: Vec<FindingStatus> = on.iter().map(|f| f.status).collect();
+    use FindingStatus::*;
+    assert_eq!(status, [Absent, Present, Indeterminate, Indeterminate]);
+    // The second gated window's call closed the episode: its finding carries the end
+    // (the first gated window's segment start, 20 s), and stays indeterminate.
+    assert_eq!(on[3].episode_end, Some(DeviceTimeUs(20_000_000)));
+    assert_eq!(on[3].score, None);
+    // Off, the gated windows say nothing: the episode is still open.
+    let off = run(&EpisodeSettings {
+        gated_windows: false,
+        ..EpisodeSettings::default()
+    });
+    assert!(off.iter().all(|f| f.episode_end.is_none()));
+}
