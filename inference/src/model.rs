@@ -321,6 +321,21 @@ impl Model {
     /// [`ModelError::Ort`] if ONNX Runtime fails the run (its [`ModelError::retry`]
     /// says whether running again may help).
     pub fn score(&self, inputs: &[&ModelInput]) -> Result<Vec<Scored>, ModelError> {
+        self.score_gated(inputs, true)
+    }
+
+    /// [`Self::score`], but with `gate` false the windows that failed the quality gate
+    /// are scored too, as if they had passed (what the AF episode tracker reads behind
+    /// the gate; the scorer still publishes them as indeterminate).
+    ///
+    /// # Errors
+    /// As [`Self::score`].
+    pub fn score_gated(
+        &self,
+        inputs: &[&ModelInput],
+        gate: bool,
+    ) -> Result<Vec<Scored>, ModelError> {
+        let passes = |w: &ModelInput| w.quality_ok || !gate;
         let m = &self.manifest;
         let len = m.input.len;
         let waveform = m.input.kind == InputKind::Waveform;
@@ -335,9 +350,9 @@ impl Model {
         let fits = |w: &ModelInput| {
             values(w, waveform).len() == len && (rr_len == 0 || w.features.len() == rr_len)
         };
-        let rows = inputs.iter().filter(|w| w.quality_ok && fits(w)).count();
+        let rows = inputs.iter().filter(|w| passes(w) && fits(w)).count();
         let verdict = |w: &ModelInput| {
-            if !w.quality_ok {
+            if !passes(w) {
                 Scored::Indeterminate
             } else if values(w, waveform).len() != len {
                 Scored::Rejected(format!(
@@ -370,11 +385,7 @@ impl Model {
         let slot = &mut slots[0];
         let (_, input) = slot.input.extract_tensor_mut();
         let mut rr = slot.rr.as_mut().map(|t| t.extract_tensor_mut().1);
-        for (i, w) in inputs
-            .iter()
-            .filter(|w| w.quality_ok && fits(w))
-            .enumerate()
-        {
+        for (i, w) in inputs.iter().filter(|w| passes(w) && fits(w)).enumerate() {
             input[i * len..(i + 1) * len].copy_from_slice(values(w, waveform));
             if let Some(rr) = rr.as_deref_mut() {
                 rr[i * rr_len..(i + 1) * rr_len].copy_from_slice(&w.features);
@@ -413,7 +424,7 @@ impl Model {
         Ok(inputs
             .iter()
             .map(|w| {
-                if w.quality_ok && fits(w) {
+                if passes(w) && fits(w) {
                     probs.next().map_or(Scored::Indeterminate, |p| {
                         Scored::Probabilities(Probs::from(p))
                     })

@@ -46,6 +46,14 @@ pub trait Runner: Send + Sync + std::fmt::Debug {
     fn noise_label(&self) -> Option<usize> {
         None
     }
+    /// [`Self::run`], but the windows that failed the quality gate are scored too
+    /// ([`Model::score_gated`]); by default they are not.
+    ///
+    /// # Errors
+    /// As [`Self::run`].
+    fn run_behind_gate(&self, inputs: &[&ModelInput]) -> Result<Vec<Scored>, ModelError> {
+        self.run(inputs)
+    }
 }
 
 impl Runner for Model {
@@ -64,6 +72,24 @@ impl Runner for Model {
     fn noise_label(&self) -> Option<usize> {
         self.manifest().label_index("~")
     }
+
+    fn run_behind_gate(&self, inputs: &[&ModelInput]) -> Result<Vec<Scored>, ModelError> {
+        self.score_gated(inputs, false)
+    }
+}
+
+/// The model's call on a window the gate failed, unless its top class is the model's
+/// noise class (`noise`): no call then, nor for a window it could not score.
+fn call_behind_gate(scored: Scored, noise: usize) -> Option<Scored> {
+    let Scored::Probabilities(p) = &scored else {
+        return None;
+    };
+    let top = p
+        .iter()
+        .enumerate()
+        .max_by(|a, b| a.1.total_cmp(b.1))
+        .map(|(i, _)| i);
+    (top != Some(noise)).then_some(scored)
 }
 
 /// The scorer gave up on a transient fault that outlasted its retry budget.
@@ -228,62 +254,41 @@ impl Scorer {
             let mine: Vec<&Scoring> = items.iter().filter(|s| s.model == m).collect();
             for chunk in mine.chunks(batch) {
                 let inputs: Vec<&ModelInput> = chunk.iter().map(|s| &s.input).collect();
-                let scored = self.run_chunk(runner.as_ref(), &inputs)?;
-                self.count(runner.id(), &scored);
                 let mut episodes = self
                     .episodes
                     .get(m)
                     .and_then(Option::as_ref)
                     .map(|t| t.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
-                // The model's call on the windows the gate failed, for the episode
-                // tracker only (`EpisodeSettings::gated_windows`): each such window
-                // scored as if it had passed; a call whose top class is the model's
-                // noise class counts as no call.
-                let noise = runner.noise_label();
-                let gated: Vec<ModelInput> = match (&episodes, noise) {
-                    (Some(t), Some(_)) if t.reads_gated_windows() => chunk
-                        .iter()
-                        .filter(|s| !s.input.quality_ok)
-                        .map(|s| ModelInput {
-                            quality_ok: true,
-                            ..s.input.clone()
-                        })
-                        .collect(),
-                    _ => Vec::new(),
-                };
-                let gated_scored = if gated.is_empty() {
-                    Vec::new()
-                } else {
-                    let refs: Vec<&ModelInput> = gated.iter().collect();
-                    self.run_chunk(runner.as_ref(), &refs)?
-                };
-                let mut gated_calls = gated.iter().zip(gated_scored);
-                for (item, s) in chunk.iter().zip(&scored) {
-                    let call = (!item.input.quality_ok)
-                        .then(|| gated_calls.next())
-                        .flatten()
-                        .filter(|(_, g)| match (g, noise) {
-                            (Scored::Probabilities(p), Some(k)) => p
-                                .iter()
-                                .enumerate()
-                                .max_by(|a, b| a.1.total_cmp(b.1))
-                                .is_some_and(|(top, _)| top != k),
-                            _ => false,
-                        });
-                    let calls = call.map(|(input, g)| runner.findings(input, &g));
+                // For the episode tracker only (`EpisodeSettings::gated_windows`), the
+                // windows the gate failed are scored in the same run, as if they had
+                // passed; they are published indeterminate, and a call whose top class
+                // is the model's noise class counts as no call.
+                let noise = runner
+                    .noise_label()
+                    .filter(|_| episodes.as_ref().is_some_and(|t| t.reads_gated_windows()));
+                let ran = self.run_chunk(runner.as_ref(), &inputs, noise.is_none())?;
+                let (scored, calls): (Vec<Scored>, Vec<Option<Scored>>) = ran
+                    .into_iter()
+                    .zip(&inputs)
+                    .map(|(s, w)| match noise {
+                        Some(k) if !w.quality_ok => (Scored::Indeterminate, call_behind_gate(s, k)),
+                        _ => (s, None),
+                    })
+                    .unzip();
+                self.count(runner.id(), &scored);
+                for ((item, s), call) in chunk.iter().zip(&scored).zip(&calls) {
+                    let calls = call.as_ref().map(|c| runner.findings(&item.input, c));
                     for (i, mut f) in runner.findings(&item.input, s).into_iter().enumerate() {
                         if let Some(t) = episodes.as_mut() {
                             match calls.as_ref().and_then(|c| c.get(i)) {
-                                Some(c) if f.status == FindingStatus::Indeterminate => {
+                                Some(c) => {
                                     // The published finding stays indeterminate; it
                                     // carries the end of an episode the call closed.
                                     let mut c = c.clone();
                                     t.apply_gated(&mut c, &item.input.rr_s, &item.input.beats_s);
-                                    if f.condition == Condition::AtrialFibrillation {
-                                        f.episode_end = c.episode_end;
-                                    }
+                                    f.episode_end = c.episode_end;
                                 }
-                                _ => {
+                                None => {
                                     t.apply(&mut f, &item.input.rr_s, &item.input.beats_s);
                                 }
                             }
@@ -320,13 +325,16 @@ impl Scorer {
         }
     }
 
-    /// One run with retries; a permanent failure narrowed down window by window.
+    /// One run with retries; a permanent failure narrowed down window by window. With
+    /// `gate` false the windows that failed the quality gate are scored too
+    /// ([`Runner::run_behind_gate`]).
     fn run_chunk(
         &self,
         runner: &dyn Runner,
         inputs: &[&ModelInput],
+        gate: bool,
     ) -> Result<Vec<Scored>, ScoreError> {
-        match self.run_retrying(runner, inputs)? {
+        match self.run_retrying(runner, inputs, gate)? {
             Ok(scored) => Ok(scored),
             Err(e) if inputs.len() == 1 => {
                 tracing::warn!(model = runner.id(), error = %e, "window failed permanently");
@@ -337,7 +345,7 @@ impl Scorer {
                 inputs
                     .iter()
                     .map(|w| {
-                        Ok(match self.run_retrying(runner, &[*w])? {
+                        Ok(match self.run_retrying(runner, &[*w], gate)? {
                             Ok(mut s) if s.len() == 1 => s.remove(0),
                             Ok(s) => Scored::Rejected(format!(
                                 "model returned {} results for one window",
@@ -357,13 +365,19 @@ impl Scorer {
         &self,
         runner: &dyn Runner,
         inputs: &[&ModelInput],
+        gate: bool,
     ) -> Result<Result<Vec<Scored>, ModelError>, ScoreError> {
         let started = Instant::now();
         let mut attempts = 0u32;
         loop {
             attempts += 1;
             let t = Instant::now();
-            match runner.run(inputs) {
+            let run = if gate {
+                runner.run(inputs)
+            } else {
+                runner.run_behind_gate(inputs)
+            };
+            match run {
                 Ok(scored) => {
                     let windows = scored
                         .iter()
@@ -416,5 +430,9 @@ impl Runner for ModelAt {
 
     fn noise_label(&self) -> Option<usize> {
         Runner::noise_label(&self.0[self.1])
+    }
+
+    fn run_behind_gate(&self, inputs: &[&ModelInput]) -> Result<Vec<Scored>, ModelError> {
+        self.0[self.1].score_gated(inputs, false)
     }
 }
