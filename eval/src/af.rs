@@ -351,29 +351,31 @@ pub fn run(args: &AfArgs) -> anyhow::Result<()> {
     let reference = read_reference(&args.db);
     let cfg = DspConfig::default();
     let rule = AfRule::default();
-    let loaded: Vec<ecg_inference::Model> = match (&args.model, args.rule) {
-        (_, true) => Vec::new(),
-        (Some(m), false) => vec![ecg_inference::Model::load(m, 1)
-            .with_context(|| format!("loading model {}", m.display()))?],
+    // The classifying model, if any: the models loaded, and its index among them.
+    let loaded: Option<(Vec<ecg_inference::Model>, usize)> = match (&args.model, args.rule) {
+        (_, true) => None,
+        (Some(m), false) => Some((
+            vec![ecg_inference::Model::load(m, 1)
+                .with_context(|| format!("loading model {}", m.display()))?],
+            0,
+        )),
         (None, false) => {
             let dir = args
                 .models
                 .clone()
                 .unwrap_or_else(ecg_inference::bundled_models_dir);
-            ecg_inference::load_models(&dir, 1).with_context(|| {
+            let models = ecg_inference::load_models(&dir, 1).with_context(|| {
                 format!(
                     "loading the models of {} (the active AF model classifies; `--rule` \
                      classifies by the RR rule without a model)",
                     dir.display()
                 )
-            })?
+            })?;
+            let (i, _) = super::active_af_model(&models)?;
+            Some((models, i))
         }
     };
-    let model = match (&args.model, args.rule) {
-        (_, true) => None,
-        (Some(_), false) => loaded.first(),
-        (None, false) => Some(super::active_af_model(&loaded)?),
-    };
+    let model = loaded.as_ref().map(|(models, i)| &models[*i]);
     let names: Vec<String> = record_names(&args.db)?
         .into_iter()
         .filter(|n| match args.split {

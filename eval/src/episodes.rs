@@ -40,7 +40,7 @@ use ecg_pipeline::episodes::centre_segment;
 use ecg_pipeline::Processor;
 use ecg_types::{Condition, FindingStatus};
 
-use super::nst::{load_noise, noisy_record_at, NoiseKind};
+use super::nst::{load_noise, noisy_record_at, Noise, NoiseKind};
 use super::{record_names, replay_record, unless_unreadable, T0_US};
 
 /// Arguments of `eval af-episodes`.
@@ -190,11 +190,7 @@ pub fn detect(
     models: &Arc<Vec<Model>>,
     dsp: &DspConfig,
 ) -> anyhow::Result<Vec<Span>> {
-    let tracked = super::active_af_model(models)?;
-    let tracked_at = models
-        .iter()
-        .position(|m| std::ptr::eq(m, tracked))
-        .unwrap_or_default();
+    let (tracked_at, tracked) = super::active_af_model(models)?;
     let man = tracked.manifest();
     let source = tracked.source();
     let hop_us = ecg_types::seconds_to_us(f64::from(man.hop_s.unwrap_or(man.window_s)));
@@ -321,12 +317,27 @@ pub fn run(args: &EpisodesArgs) -> anyhow::Result<()> {
         "record   dur_s   ref_AF_s  det_AF_s  both_s  ref_ep det_ep  burden_ref burden_det  error"
     );
     let mut skipped = Vec::new();
+    // The noise at the records' other rates, resampled once per rate.
+    let mut resampled: Vec<Noise> = Vec::new();
     for name in &names {
-        let one = || -> anyhow::Result<_> {
+        let mut one = || -> anyhow::Result<_> {
             let mut rec = ecg_ingest::wfdb::read_record(&args.db.join(name))
                 .with_context(|| format!("reading {name}"))?;
             let ann = read_atr(&args.db, name)?;
             if let Some((n, snr)) = &noise {
+                let same = |r: &Noise| (r.fs - rec.fs).abs() <= 1e-6;
+                let n = if same(n) {
+                    n
+                } else {
+                    let i = match resampled.iter().position(same) {
+                        Some(i) => i,
+                        None => {
+                            resampled.push(n.at_rate(rec.fs)?.into_owned());
+                            resampled.len() - 1
+                        }
+                    };
+                    &resampled[i]
+                };
                 rec = noisy_record_at(&rec, &ann, n, *snr, args.noise_offset_cycles)?;
             }
             let detected = detect(&rec, &models, &dsp)?;

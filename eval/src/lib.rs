@@ -38,14 +38,17 @@ use ecg_types::{Finding, Lead, ModelInput, PatientId, SampleRate, StreamId};
 /// from and tracks AF episodes with (`eval af` classifies with it by default, `eval
 /// af-episodes` scores its episodes).
 ///
+/// Returns its index in `models` (the scorer's model index) with it.
+///
 /// # Errors
 /// When no active model raises atrial fibrillation findings.
 pub(crate) fn active_af_model(
     models: &[ecg_inference::Model],
-) -> anyhow::Result<&ecg_inference::Model> {
+) -> anyhow::Result<(usize, &ecg_inference::Model)> {
     models
         .iter()
-        .find(|m| {
+        .enumerate()
+        .find(|(_, m)| {
             m.manifest().mode == ecg_inference::ModelMode::Active
                 && m.manifest()
                     .raises(ecg_types::Condition::AtrialFibrillation)

@@ -25,6 +25,7 @@
 //! - a record whose annotations hold no normal beat has its QRS amplitude measured at
 //!   the beats the streaming detector finds in that signal.
 
+use std::borrow::Cow;
 use std::path::Path;
 
 use anyhow::{bail, Context as _};
@@ -69,6 +70,48 @@ pub struct Noise {
     /// from 118e00): a record longer than it wraps around inside whole noisy/clean
     /// cycles after the learning period, so that noisy periods still get noise.
     pub noisy_periods_only: bool,
+}
+
+impl Noise {
+    /// This noise at `fs` Hz: itself at its own rate, else resampled (the DSP stage's
+    /// polyphase resampler) at the level its own RMS sets. A run over records at one
+    /// rate resamples it once and passes that on.
+    ///
+    /// # Errors
+    /// When either rate is not a whole number of hertz where they differ.
+    pub fn at_rate(&self, fs: f64) -> anyhow::Result<Cow<'_, Noise>> {
+        if (self.fs - fs).abs() <= 1e-6 {
+            return Ok(Cow::Borrowed(self));
+        }
+        let hz = |fs: f64| {
+            (fs > 0.0 && (fs - fs.round()).abs() < 1e-6 && fs <= f64::from(u32::MAX))
+                .then(|| fs.round() as u32)
+        };
+        let (Some(from), Some(to)) = (hz(self.fs), hz(fs)) else {
+            bail!(
+                "{} Hz, the noise {} Hz: resampling needs whole hertz",
+                fs,
+                self.fs
+            );
+        };
+        let signals = self
+            .signals
+            .iter()
+            .map(|s| {
+                let x: Vec<f32> = s.iter().map(|&v| v as f32).collect();
+                ecg_dsp::resample::resample_offline(from, to, &x)
+                    .into_iter()
+                    .map(|v| v.round() as i32)
+                    .collect()
+            })
+            .collect();
+        Ok(Cow::Owned(Noise {
+            fs,
+            signals,
+            rms: self.rms.clone(),
+            noisy_periods_only: self.noisy_periods_only,
+        }))
+    }
 }
 
 fn amplitude_beats(ann: &[Annotation]) -> Vec<u64> {
@@ -180,35 +223,10 @@ pub fn noisy_record_at(
     if noise.signals.is_empty() {
         bail!("the noise record has no signal");
     }
-    let resampled;
-    let noise_signals = if (noise.fs - rec.fs).abs() > 1e-6 {
-        let hz = |fs: f64| {
-            (fs > 0.0 && (fs - fs.round()).abs() < 1e-6 && fs <= f64::from(u32::MAX))
-                .then(|| fs.round() as u32)
-        };
-        let (Some(from), Some(to)) = (hz(noise.fs), hz(rec.fs)) else {
-            bail!(
-                "{}: {} Hz, the noise {} Hz: resampling needs whole hertz",
-                rec.name,
-                rec.fs,
-                noise.fs
-            );
-        };
-        resampled = noise
-            .signals
-            .iter()
-            .map(|s| {
-                let x: Vec<f32> = s.iter().map(|&v| v as f32).collect();
-                ecg_dsp::resample::resample_offline(from, to, &x)
-                    .into_iter()
-                    .map(|v| v.round() as i32)
-                    .collect::<Vec<i32>>()
-            })
-            .collect::<Vec<_>>();
-        &resampled
-    } else {
-        &noise.signals
-    };
+    let noise = noise
+        .at_rate(rec.fs)
+        .with_context(|| format!("{}: the noise at {} Hz", rec.name, rec.fs))?;
+    let noise_signals = &noise.signals;
     let mut beats = amplitude_beats(ann);
     if beats.is_empty() {
         // No normal beat annotated (the AF Database's `.atr` is rhythm only): the beats
