@@ -38,6 +38,7 @@ usage: train.py [--dev] [--seed S] [--checkpoint FILE | --from-checkpoint FILE [
                 --members F1,F2,...] [--inputs PREFIX] [--data DIR] [--out DIR] [--epochs N]
                 [--arch v1|v2|v2d] [--ema DECAY] [--mixup ALPHA]
        train.py --cv-fold K [--folds 5] [--cv-out DIR] [--cv-onnx] [--arch ...] [--ema ...] [--mixup ...]
+                [--teachers DIR,DIR,...]
        train.py --all-data --ema DECAY --checkpoint FILE
        train.py --all-data --ema DECAY --from-checkpoint FILE --offsets N,A,O,~ --out DIR
   --dev   train, make every choice on the validation part, print; the held-out part is
@@ -75,6 +76,12 @@ usage: train.py [--dev] [--seed S] [--checkpoint FILE | --from-checkpoint FILE [
                           predictions by alldata.py): export af_cnn.onnx with those offsets
                           to --out, with the per-window contract checks; nothing is scored
                           (MODEL_CARD.md, "All-data network with out-of-fold choices")
+  --teachers LIST         train a student (distill_plan.md; MODEL_CARD.md, "One network
+                          taught by three"): with --cv-fold, the --cv-out folders whose
+                          fold{K}.pt networks teach; with --all-data, --all-data
+                          checkpoints. Loss = (1 - DISTILL_ALPHA) x the recipe's
+                          cross-entropy + DISTILL_ALPHA x T^2 KL to the teachers' mean
+                          logits (T = DISTILL_T) on the same batch
   --inputs PREFIX         train and score on the windows `cardiostream eval export-inputs`
                           wrote to PREFIX.csv/.npy instead of resampling in Python
   --data  folder holding cinc2017/ (default: $CARDIOSTREAM_DATA, else the output of
@@ -157,6 +164,10 @@ BOOTSTRAP = 2000
 # One thread: on this shared 2-core machine two torch threads ran a training step 10-20x
 # slower than one (OpenMP workers spinning against other jobs), and one keeps it exact.
 THREADS = 1
+# Distillation (--teachers; distill_plan.md): the weight of the teachers' term in the loss
+# and the temperature both sides are softened with. Fixed by the plan, not tuned.
+DISTILL_ALPHA = 0.5
+DISTILL_T = 2.0
 
 
 def name_hash(name):
@@ -707,14 +718,52 @@ def af_threshold(p, y):
     return float(ts[i]), float(af_f1[i])
 
 
-def train_epochs(model, y, sigs, itr, epochs, rng, ema=0.0, after_epoch=None, mixup=0.0):
+def load_teachers(paths):
+    """--teachers: networks of the recipe saved by --cv-fold --cv-onnx (fold{K}.pt) or
+    --all-data --checkpoint, in eval mode, frozen. The torch RNG is left as it was, so the
+    student starts, drops out and crops exactly as it would without teachers."""
+    import torch
+
+    state = torch.get_rng_state()
+    teachers = []
+    for path in paths:
+        f = torch.load(path, weights_only=False)
+        m = build_model()
+        m.load_state_dict(f["state"])
+        assert not m.offsets.abs().sum(), f"{path}: a teacher's class offsets are not zero"
+        m.eval()
+        for q in m.parameters():
+            q.requires_grad_(False)
+        teachers.append(m)
+    torch.set_rng_state(state)
+    return teachers
+
+
+def distill_loss(out, teachers, xb):
+    """The teachers' term of the loss: T^2 KL(softmax(mean teacher logits / T) ||
+    softmax(student logits / T)), batch mean (Hinton et al., 2015)."""
+    import torch
+
+    with torch.no_grad():
+        zt = torch.stack([t.logits(xb) for t in teachers]).mean(dim=0)
+    return DISTILL_T ** 2 * torch.nn.functional.kl_div(
+        torch.log_softmax(out / DISTILL_T, dim=-1), torch.softmax(zt / DISTILL_T, dim=-1),
+        reduction="batchmean")
+
+
+def train_epochs(model, y, sigs, itr, epochs, rng, ema=0.0, after_epoch=None, mixup=0.0,
+                 teachers=None):
     """The training loop: class-weighted, label-smoothed cross-entropy, AdamW, one-cycle
     learning rate, one random view (make_batch) of every record of `itr` per epoch.
     With `mixup` > 0 each batch is mixed with a shuffled copy of itself, weight
     lam ~ Beta(mixup, mixup) (inputs and losses alike). With `ema` > 0 it also keeps an exponential moving average of the weights and of the
-    batch-norm statistics (decay `ema` per step), returned (else None).
+    batch-norm statistics (decay `ema` per step), returned (else None). With `teachers`
+    (load_teachers) the loss is (1 - DISTILL_ALPHA) * that cross-entropy + DISTILL_ALPHA *
+    distill_loss on the same batch (distill_plan.md).
     `after_epoch(epoch, mean loss)` is called after each epoch."""
     import torch
+
+    assert not (teachers and mixup), "--teachers is not combined with --mixup"
     from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
     counts = np.bincount(y[itr], minlength=len(CLASSES))
@@ -741,6 +790,10 @@ def train_epochs(model, y, sigs, itr, epochs, rng, ema=0.0, after_epoch=None, mi
                 other = torch.from_numpy(rng.permutation(len(idx)))
                 out = model.logits(lam * xb + (1 - lam) * xb[other])
                 loss = lam * lossf(out, yb) + (1 - lam) * lossf(out, yb[other])
+            elif teachers:
+                out = model.logits(xb)
+                loss = ((1 - DISTILL_ALPHA) * lossf(out, yb)
+                        + DISTILL_ALPHA * distill_loss(out, teachers, xb))
             else:
                 loss = lossf(model.logits(xb), yb)
             loss.backward()
@@ -806,7 +859,7 @@ def fit(model, names, y, sigs, itr, iva, epochs, rng, t_start, ema=0.0, mixup=0.
 
 
 def cv_fold(names, y, sigs, fold, folds, epochs, seed, ema, out_dir, mixup=0.0,
-            save_onnx=False):
+            save_onnx=False, teacher_dirs=None):
     """One fold of the K-fold cross-validation over train + validation (the held-out
     part is not in it): fold(name) = (sha256(name) // 5) % K. Trains on the other K-1
     folds with the recipe (fixed schedule, no epoch choice, no class offsets), then
@@ -816,7 +869,9 @@ def cv_fold(names, y, sigs, fold, folds, epochs, seed, ema, out_dir, mixup=0.0,
     out_dir/fold{fold}.json (F1s) and .npz (record probabilities); with `save_onnx`
     (--cv-onnx) also the moving-average network (zero class offsets) as
     out_dir/fold{fold}.onnx and its weights as fold{fold}.pt, after the scoring (the
-    training and the scores are unchanged by it)."""
+    training and the scores are unchanged by it). With `teacher_dirs` (--teachers) the
+    student learns from the fold{fold}.pt networks of those folders as well
+    (train_epochs; they were trained on the same folds, so fold K stays unseen)."""
     import torch
 
     pool = np.array([not heldout(n) for n in names])
@@ -825,18 +880,25 @@ def cv_fold(names, y, sigs, fold, folds, epochs, seed, ema, out_dir, mixup=0.0,
     isc = np.flatnonzero(pool & (fo == fold))
     rng = np.random.default_rng(seed)
     model = build_model()
+    tpaths = [os.path.join(d, f"fold{fold}.pt") for d in teacher_dirs or []]
+    teachers = load_teachers(tpaths) if tpaths else None
     t0, c0 = time.time(), time.process_time()
-    print(f"fold {fold}/{folds}: train {len(itr)}, scored {len(isc)} records", flush=True)
+    print(f"fold {fold}/{folds}: train {len(itr)}, scored {len(isc)} records"
+          + (f"; teachers {tpaths}" if tpaths else ""), flush=True)
 
     def after_epoch(epoch, loss):
         print(f"epoch {epoch:3d} loss {loss:.4f} ({time.time() - t0:.0f} s)", flush=True)
 
-    averaged = train_epochs(model, y, sigs, itr, epochs, rng, ema, after_epoch, mixup)
+    averaged = train_epochs(model, y, sigs, itr, epochs, rng, ema, after_epoch, mixup,
+                            teachers)
     sc_sigs = [sigs[i] for i in isc]
     out = {"arch": ARCH, "fold": fold, "folds": folds, "seed": seed, "epochs": epochs,
            "ema": ema, "mixup": mixup, "train_records": int(len(itr)), "scored_records": int(len(isc)),
            "training_wall_s": round(time.time() - t0),
            "training_cpu_s": round(time.process_time() - c0), "f1": {}}
+    if tpaths:
+        out["teachers"] = {p: file_sha256(p) for p in tpaths}
+        out["distill"] = {"alpha": DISTILL_ALPHA, "T": DISTILL_T}
     probs = {"names": np.array([names[i] for i in isc]), "y": y[isc]}
     for what, m in (("last", model), ("ema", averaged.module if averaged else None)):
         if m is None:
@@ -852,14 +914,14 @@ def cv_fold(names, y, sigs, fold, folds, epochs, seed, ema, out_dir, mixup=0.0,
     if save_onnx:
         m = averaged.module
         torch.save({"state": {k: v.detach().clone() for k, v in m.state_dict().items()},
-                    "config": config_key(seed, ema, mixup), "fold": fold, "folds": folds,
+                    "config": config_key(seed, ema, mixup, tpaths), "fold": fold, "folds": folds,
                     "train_records": int(len(itr))},
                    os.path.join(out_dir, f"fold{fold}.pt"))
         ops = export_onnx(m, os.path.join(out_dir, f"fold{fold}.onnx"))
         print(f"fold {fold}: wrote fold{fold}.onnx ({ops})", flush=True)
 
 
-def fit_all(model, names, y, sigs, epochs, rng, ema):
+def fit_all(model, names, y, sigs, epochs, rng, ema, teachers=None):
     """--all-data: train on every record outside the held-out part (train + validation,
     4,752 records) with the fixed schedule; the moving average of the weights (decay
     `ema`) at the end is kept. No epoch, offsets or threshold are chosen here (nothing is
@@ -872,7 +934,8 @@ def fit_all(model, names, y, sigs, epochs, rng, ema):
     def after_epoch(epoch, loss):
         print(f"epoch {epoch:3d} loss {loss:.4f} ({time.time() - t0:.0f} s)", flush=True)
 
-    averaged = train_epochs(model, y, sigs, pool, epochs, rng, ema, after_epoch)
+    averaged = train_epochs(model, y, sigs, pool, epochs, rng, ema, after_epoch,
+                            teachers=teachers)
     model.load_state_dict(averaged.module.state_dict())
     return {"state": {k: v.detach().clone() for k, v in model.state_dict().items()},
             "all_data": True, "train_records": int(len(pool)), "epochs": epochs,
@@ -916,11 +979,19 @@ def export_all(model, names, sigs, fitted, offsets, out_dir):
     print(f"wrote {path} and export.json; no record scored", flush=True)
 
 
-def config_key(seed=SEED, ema=0.0, mixup=0.0):
+def file_sha256(path):
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
+def config_key(seed=SEED, ema=0.0, mixup=0.0, teachers=None):
     """Everything that defines the trained model, to refuse a checkpoint of another.
-    (1.0.0's recipe, --arch v1 without --ema, keeps its key; the seed is last.)"""
+    (1.0.0's recipe, --arch v1 without --ema, keeps its key; the seed is last. A student
+    of --teachers carries the distillation settings and its teachers' sha256.)"""
     extra = [] if ARCH == "v1" and not ema else [ARCH, ARCHS[ARCH], SE_REDUCTION, ema]
     extra += [["mixup", mixup]] if mixup else []
+    if teachers:
+        extra += [["distill", DISTILL_ALPHA, DISTILL_T, [file_sha256(p) for p in teachers]]]
     return json.dumps(["first conv unpadded", R, WIN_S, HOP_S, BLOCKS, TAPS, AUTOCORR_TAP, AUTOCORR_LAGS,
                        AUTOCORR_CHANNELS, HEAD, DROPOUT, NORM_EPS, BATCH, LR,
                        WEIGHT_DECAY, LABEL_SMOOTHING, CLASS_WEIGHT_POWER] + extra + [seed])
@@ -966,6 +1037,10 @@ def main():
                     "export af_cnn.onnx to --out (no record scored)")
     ap.add_argument("--offsets", help="with --all-data --from-checkpoint: the class logit "
                     "offsets N,A,O,~ (from the out-of-fold predictions, alldata.py)")
+    ap.add_argument("--teachers", help="train a student (distill_plan.md): with --cv-fold, "
+                    "comma-separated --cv-out folders whose fold{K}.pt teach fold K's "
+                    "network; with --all-data, comma-separated --all-data checkpoints "
+                    "(with --from-checkpoint: the same list, to check the student's key)")
     args = ap.parse_args()
     t_start = time.time()
     global ARCH
@@ -1000,12 +1075,14 @@ def main():
         # the torch RNG; one model built and dropped here keeps them reproducible.
         build_model()
         cv_fold(names, y, sigs, args.cv_fold, args.folds, args.epochs, args.seed,
-                args.ema or 0.998, args.cv_out, args.mixup, args.cv_onnx)
+                args.ema or 0.998, args.cv_out, args.mixup, args.cv_onnx,
+                args.teachers.split(",") if args.teachers else None)
         return
     if args.all_data:
         assert args.ema > 0 and args.arch == "v1" and not args.mixup, \
             "--all-data is the v1 recipe with --ema"
-        key = json.dumps(["all data", json.loads(config_key(args.seed, args.ema))])
+        tpaths = args.teachers.split(",") if args.teachers else None
+        key = json.dumps(["all data", json.loads(config_key(args.seed, args.ema, 0.0, tpaths))])
         if args.from_checkpoint:
             fitted = torch.load(args.from_checkpoint, weights_only=False)
             assert fitted["config"] == key, "checkpoint from another configuration"
@@ -1015,7 +1092,8 @@ def main():
             export_all(model, names, sigs, fitted, offsets, args.out)
             return
         assert args.checkpoint, "--all-data trains and saves --checkpoint"
-        fitted = fit_all(model, names, y, sigs, args.epochs, rng, args.ema)
+        fitted = fit_all(model, names, y, sigs, args.epochs, rng, args.ema,
+                         load_teachers(tpaths) if tpaths else None)
         fitted["config"] = key
         torch.save(fitted, args.checkpoint)
         print(f"saved {args.checkpoint} ({fitted['training_wall_s']} s wall, "
