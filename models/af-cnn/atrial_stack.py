@@ -277,3 +277,34 @@ def af_threshold_record(prec, y, on):
     return {"rule": "train.af_threshold (first t of 0.20..0.80 step 0.05 with the best record "
                     "F1 of A for P(A) >= t)", "on": on, "threshold": thr,
             "oof_f1_A_at_threshold": r4(f1a)}
+
+
+def crossfit_arms(F, po, arms, rec_of, y, fold, t0):
+    """The studies' arms: for each (arm, network) of `arms`, the MLP stacker cross-fitted
+    by fold on po[network] (crossfit "mlp"), printed as it goes. Returns the cross-fitted
+    record probabilities and their argmax per arm."""
+    prec, pred = {}, {}
+    for arm, net in arms:
+        prec[arm], _ = crossfit("mlp", F, po[net], rec_of, y, fold)
+        pred[arm] = prec[arm].argmax(1)
+        print(f"arm {arm} ({net}) cross-fitted ({time.time() - t0:.0f} s): "
+              + " ".join(f"{k}={v:.4f}" for k, v in cnn.f1_scores(y, pred[arm]).items()), flush=True)
+    return prec, pred
+
+
+def record_arms(out, y, pred, fold, desc):
+    """out["arms"]: arm_record of every prediction, described by `desc` (the rest are the
+    networks alone, with the OOF offsets and no stacker)."""
+    out["arms"] = {a: arm_record(y, pr, fold, desc.get(
+        a, "OOF network probabilities with the OOF offsets, no stacker")) for a, pr in pred.items()}
+
+
+def choose_mlp(out, arm, F, po, rec_of, y, prec, fitted_on):
+    """A study's chosen arm: its MLP stacker refitted on all OOF windows (`po`, the arm's
+    network probabilities) into out["stacker"], and the AF threshold from the arm's
+    cross-fitted record probabilities `prec` into out["af_threshold"]."""
+    P, info = mlp_fit(F, po, rec_of, y, np.arange(len(rec_of)))
+    out["stacker"] = mlp_stacker_record(arm, P, info, fitted_on, len(rec_of))
+    out["af_threshold"] = af_threshold_record(prec, y, f"arm {arm}'s cross-fitted OOF record probabilities")
+    thr, f1a = out["af_threshold"]["threshold"], out["af_threshold"]["oof_f1_A_at_threshold"]
+    print(f"chosen {arm}; threshold {thr} (cross-fitted OOF F1 A {f1a:.4f})")

@@ -67,12 +67,7 @@ def main(prefix, cv0, cv1, cv2, cvd, out_json):
     po = {k: A.alldata.shifted(v, off) for k, v in nets.items()}
     F = V["feats"].astype(np.float64)
     arms = (("M1", "S0"), ("M_S1", "S1"), ("M_S2", "S2"), ("D", "D"), ("M3", "S0+S1+S2"))
-    prec, pred = {}, {}
-    for arm, net in arms:
-        prec[arm], _ = A.crossfit("mlp", F, po[net], rec_of, y, fold)
-        pred[arm] = prec[arm].argmax(1)
-        print(f"arm {arm} ({net}) cross-fitted ({time.time() - t0:.0f} s): "
-              + " ".join(f"{k}={v:.4f}" for k, v in cnn.f1_scores(y, pred[arm]).items()), flush=True)
+    prec, pred = A.crossfit_arms(F, po, arms, rec_of, y, fold, t0)
     for net in nets:
         pred["net " + net] = srr.record_mean(po[net], rec_of)[1].argmax(1)
 
@@ -86,14 +81,12 @@ def main(prefix, cv0, cv1, cv2, cvd, out_json):
            "records": int(len(y)), "windows": int(len(rec_of)),
            "scoring": "record = mean of its windows' probabilities, argmax; F1 pooled over all "
                       "records and per fold; stackers cross-fitted by fold",
-           "arms": {}}
-    desc = {"M1": "MLP stacker (atrial_oof.py arm M) on the S0 fold networks",
-            "M_S1": "the same on the S1 fold networks", "M_S2": "the same on the S2 fold networks",
-            "D": "the same on the student fold networks (taught by S0, S1, S2)",
-            "M3": "the same on the mean of the S0, S1 and S2 fold networks' logits (not part of the rule)"}
-    for a, pr in pred.items():
-        out["arms"][a] = A.arm_record(y, pr, fold, desc.get(
-            a, "OOF network probabilities with the OOF offsets, no stacker"))
+           }
+    A.record_arms(out, y, pred, fold, {
+        "M1": "MLP stacker (atrial_oof.py arm M) on the S0 fold networks",
+        "M_S1": "the same on the S1 fold networks", "M_S2": "the same on the S2 fold networks",
+        "D": "the same on the student fold networks (taught by S0, S1, S2)",
+        "M3": "the same on the mean of the S0, S1 and S2 fold networks' logits (not part of the rule)"})
 
     d, rule = A.paired_rule(y, fold, pred["D"], pred["M1"], ss.SEED, MIN_DF1_A)
     f1a = {a: cnn.f1_scores(y, pred[a])["A"] for a in ("M1", "M_S1", "M_S2", "D")}
@@ -110,13 +103,8 @@ def main(prefix, cv0, cv1, cv2, cvd, out_json):
     print(json.dumps({"paired": d, "rule": rule}, indent=1), flush=True)
 
     if rule["met"]:
-        P, info = A.mlp_fit(F, po["D"], rec_of, y, np.arange(len(rec_of)))
-        out["stacker"] = A.mlp_stacker_record(
-            "D", P, info, "all OOF windows (the student OOF networks, with the OOF offsets)",
-            len(rec_of))
-        out["af_threshold"] = A.af_threshold_record(prec["D"], y, "arm D's cross-fitted OOF record probabilities")
-        thr, f1 = out["af_threshold"]["threshold"], out["af_threshold"]["oof_f1_A_at_threshold"]
-        print(f"chosen D; threshold {thr} (cross-fitted OOF F1 A {f1:.4f})")
+        A.choose_mlp(out, "D", F, po["D"], rec_of, y, prec["D"],
+                     "all OOF windows (the student OOF networks, with the OOF offsets)")
     else:
         out["note"] = "the rule is not met: af-cnn 1.3.0 stays, nothing is built"
     A.write_study(out, out_json, t0)

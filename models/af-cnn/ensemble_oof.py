@@ -68,12 +68,8 @@ def main(prefix, cv0, cv1, out_json):
     nets = {"S0": p0.astype(np.float64), "S1": p1.astype(np.float64), "S0+S1": mean_logits(p0, p1)}
     po = {k: A.alldata.shifted(v, off) for k, v in nets.items()}
     F = V["feats"].astype(np.float64)
-    prec, pred = {}, {}
-    for arm, net in (("M1", "S0"), ("M2", "S0+S1"), ("M_S1", "S1")):
-        prec[arm], _ = A.crossfit("mlp", F, po[net], rec_of, y, fold)
-        pred[arm] = prec[arm].argmax(1)
-        print(f"arm {arm} ({net}) cross-fitted ({time.time() - t0:.0f} s): "
-              + " ".join(f"{k}={v:.4f}" for k, v in cnn.f1_scores(y, pred[arm]).items()), flush=True)
+    prec, pred = A.crossfit_arms(F, po, (("M1", "S0"), ("M2", "S0+S1"), ("M_S1", "S1")),
+                                 rec_of, y, fold, t0)
     for net in nets:
         pred["net " + net] = srr.record_mean(po[net], rec_of)[1].argmax(1)
 
@@ -85,13 +81,11 @@ def main(prefix, cv0, cv1, out_json):
            "records": int(len(y)), "windows": int(len(rec_of)),
            "scoring": "record = mean of its windows' probabilities, argmax; F1 pooled over all "
                       "records and per fold; stackers cross-fitted by fold",
-           "arms": {}}
-    desc = {"M1": "MLP stacker (atrial_oof.py arm M) on the S0 fold networks",
-            "M2": "the same on the mean of the S0 and S1 fold networks' logits",
-            "M_S1": "the same on the S1 fold networks (not part of the rule)"}
-    for a, pr in pred.items():
-        out["arms"][a] = A.arm_record(y, pr, fold, desc.get(
-            a, "OOF network probabilities with the OOF offsets, no stacker"))
+           }
+    A.record_arms(out, y, pred, fold, {
+        "M1": "MLP stacker (atrial_oof.py arm M) on the S0 fold networks",
+        "M2": "the same on the mean of the S0 and S1 fold networks' logits",
+        "M_S1": "the same on the S1 fold networks (not part of the rule)"})
 
     d, rule = A.paired_rule(y, fold, pred["M2"], pred["M1"], ss.SEED, MIN_DF1_A)
     out["paired_difference_M2_M1"] = d
@@ -100,13 +94,8 @@ def main(prefix, cv0, cv1, out_json):
     print(json.dumps({"paired": d, "rule": rule}, indent=1), flush=True)
 
     if rule["met"]:
-        P, info = A.mlp_fit(F, po["S0+S1"], rec_of, y, np.arange(len(rec_of)))
-        out["stacker"] = A.mlp_stacker_record(
-            "M2", P, info, "all OOF windows (the mean of the S0 and S1 OOF networks' logits, with "
-            "the OOF offsets)", len(rec_of))
-        out["af_threshold"] = A.af_threshold_record(prec["M2"], y, "arm M2's cross-fitted OOF record probabilities")
-        thr, f1a = out["af_threshold"]["threshold"], out["af_threshold"]["oof_f1_A_at_threshold"]
-        print(f"chosen M2; threshold {thr} (cross-fitted OOF F1 A {f1a:.4f})")
+        A.choose_mlp(out, "M2", F, po["S0+S1"], rec_of, y, prec["M2"], "all OOF windows (the mean "
+                     "of the S0 and S1 OOF networks' logits, with the OOF offsets)")
     else:
         out["note"] = "the rule is not met: af-cnn 1.3.0 stays, nothing is built"
     A.write_study(out, out_json, t0)
