@@ -135,6 +135,15 @@ pub struct EpisodeSettings {
     /// it never starts one, and the published finding stays indeterminate
     /// ([`AfEpisodes::apply_gated`]). Off, such windows say nothing.
     pub gated_windows: bool,
+    /// Judge RR irregularity (onset and sustain evidence) on the window's
+    /// normal-to-normal intervals: those between two consecutive beats neither of
+    /// which the DSP stage's PVC classifier called a PVC ([`nn_intervals`]). AF is a
+    /// rhythm of the conducted beats; ventricular beats (PVCs, couplets, runs) come on
+    /// their own clock and make frequent ectopy look irregularly irregular. Off, every
+    /// interval is read. Either way the ectopic-pair removal of the RR rule applies.
+    /// Off by default: it did not pass its check (`docs/accuracy-af.md`,
+    /// "Normal-to-normal intervals for the tracker's RR rule").
+    pub nn_intervals: bool,
 }
 
 impl Default for EpisodeSettings {
@@ -147,6 +156,7 @@ impl Default for EpisodeSettings {
             stay_probability: 0.1,
             beat_offsets: true,
             gated_windows: true,
+            nn_intervals: false,
         }
     }
 }
@@ -226,6 +236,18 @@ pub fn offset_in(beats_s: &[f32], min_ratio: f32) -> Option<f32> {
     }
 }
 
+/// The intervals (s) between consecutive beats of `beats_s` (times, s) neither of
+/// which is in `pvc_s` (times of the beats called PVCs, a subset of `beats_s` computed
+/// the same way; matched within 0.1 ms).
+pub fn nn_intervals(beats_s: &[f32], pvc_s: &[f32]) -> Vec<f32> {
+    let pvc = |b: f32| pvc_s.iter().any(|&p| (p - b).abs() < 1e-4);
+    beats_s
+        .windows(2)
+        .filter(|w| !pvc(w[0]) && !pvc(w[1]))
+        .map(|w| w[1] - w[0])
+        .collect()
+}
+
 /// One stream's state.
 #[derive(Debug, Clone, Default)]
 struct State {
@@ -299,9 +321,30 @@ impl AfEpisodes {
     /// episode state, and returns the episode it closed, if any (also on the finding,
     /// `episode_end`).
     pub fn apply(&mut self, f: &mut Finding, rr_s: &[f32], beats_s: &[f32]) -> Option<Episode> {
+        self.apply_beats(f, rr_s, beats_s, &[])
+    }
+
+    /// [`Self::apply`] with the times (s from the window's start) of the window's
+    /// beats the DSP stage's PVC classifier called PVCs (`ModelInput::pvc_s`): with
+    /// [`EpisodeSettings::nn_intervals`] the RR rule reads the intervals between the
+    /// other beats. With no PVC in the window that is `rr_s`.
+    pub fn apply_beats(
+        &mut self,
+        f: &mut Finding,
+        rr_s: &[f32],
+        beats_s: &[f32],
+        pvc_s: &[f32],
+    ) -> Option<Episode> {
         if f.condition != Condition::AtrialFibrillation {
             return None;
         }
+        let nn;
+        let rr_s = if self.settings.nn_intervals && !pvc_s.is_empty() {
+            nn = nn_intervals(beats_s, pvc_s);
+            &nn[..]
+        } else {
+            rr_s
+        };
         let closed = self.track(f, rr_s, beats_s);
         f.episode_end = closed.map(|e| DeviceTimeUs(e.end));
         closed
@@ -318,6 +361,7 @@ impl AfEpisodes {
         call: &mut Finding,
         rr_s: &[f32],
         beats_s: &[f32],
+        pvc_s: &[f32],
     ) -> Option<Episode> {
         let open = self
             .streams
@@ -327,7 +371,7 @@ impl AfEpisodes {
             call.status = FindingStatus::Indeterminate;
             call.score = None;
         }
-        self.apply(call, rr_s, beats_s)
+        self.apply_beats(call, rr_s, beats_s, pvc_s)
     }
 
     /// Whether windows the gate failed are scored for the tracker
@@ -556,6 +600,62 @@ mod tests {
         rr[10] = 0.5;
         rr[11] = 1.1;
         rr
+    }
+
+    #[test]
+    fn nn_intervals_leave_out_the_intervals_at_pvcs() {
+        let beats = [0.0f32, 0.8, 1.2, 2.4, 3.2, 3.6, 3.9, 5.2];
+        let nn = nn_intervals(&beats, &[1.2, 3.6, 3.9]);
+        assert_eq!(nn.len(), 2);
+        assert!(nn.iter().all(|v| (v - 0.8).abs() < 1e-5), "{nn:?}");
+        assert_eq!(nn_intervals(&beats, &[]).len(), beats.len() - 1);
+    }
+
+    /// Sinus rhythm (0.76–0.84 s) with frequent ventricular ectopy: PVCs with a
+    /// compensatory pause and couplets (a fixed LCG). Irregular by the RR rule over
+    /// every interval, regular over the intervals between the normal beats: with
+    /// `nn_intervals` the model's AF calls on it open no episode.
+    #[test]
+    fn ventricular_ectopy_opens_no_episode_on_normal_to_normal_intervals() {
+        let mut x = 2u32;
+        let mut rnd = || {
+            x = x.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+            ((x >> 16) % 1000) as f32 / 1000.0
+        };
+        let (mut beats, mut pvcs) = (vec![0.0f32], Vec::new());
+        while let Some(&t) = beats.last().filter(|&&t| t < 29.0) {
+            let nn = 0.76 + 0.08 * rnd();
+            let u = rnd();
+            if u < 0.3 {
+                let c = 0.38 + 0.2 * rnd();
+                pvcs.push(t + c);
+                beats.extend([t + c, t + 2.0 * nn]);
+            } else if u < 0.45 {
+                let (c, d) = (0.38 + 0.1 * rnd(), 0.35 + 0.15 * rnd());
+                let pause = 0.9 + 0.3 * rnd();
+                pvcs.extend([t + c, t + c + d]);
+                beats.extend([t + c, t + c + d, t + c + d + pause]);
+            } else {
+                beats.push(t + nn);
+            }
+        }
+        let rr: Vec<f32> = beats.windows(2).map(|w| w[1] - w[0]).collect();
+        let t = IrregularityThresholds::default();
+        assert!(rr_irregular_with(&rr, &t), "irregular over every interval");
+        assert!(!rr_irregular_with(&nn_intervals(&beats, &pvcs), &t));
+        for nn in [false, true] {
+            let mut tr = tracker(EpisodeSettings {
+                nn_intervals: nn,
+                ..EpisodeSettings::default()
+            });
+            let mut opened = false;
+            for k in 0..6 {
+                let mut f = scored(k, 0.7);
+                tr.apply_beats(&mut f, &rr, &beats, &pvcs);
+                opened |= f.status == FindingStatus::Present;
+            }
+            assert_eq!(opened, !nn, "nn_intervals {nn}");
+        }
     }
 
     #[test]
@@ -825,7 +925,7 @@ mod tests {
         let mut t = tracker(EpisodeSettings::default());
         let gated = |t: &mut AfEpisodes, k: i64, c: FindingStatus, rr: &[f32]| {
             let mut f = window(k, c);
-            let closed = t.apply_gated(&mut f, rr, &[]);
+            let closed = t.apply_gated(&mut f, rr, &[], &[]);
             (f.status, closed)
         };
         // Two AF calls on gated windows: no episode (an onset needs windows the gate

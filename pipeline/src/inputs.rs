@@ -55,6 +55,8 @@ pub struct WindowBeats {
     pub features: Vec<f32>,
     /// The beats' times, from the window's start (empty with no RR interval).
     pub beats_s: Vec<f32>,
+    /// Those of `beats_s` the DSP stage's PVC classifier called PVCs.
+    pub pvc_s: Vec<f32>,
 }
 
 /// Fewest RR intervals a feature window needs to be scored.
@@ -106,6 +108,8 @@ pub struct InputBuilder {
     source_rate: SampleRate,
     /// Beats (source sample index) kept for feature windows.
     beats: VecDeque<u64>,
+    /// Those of `beats` the DSP stage's PVC classifier called PVCs.
+    pvcs: VecDeque<u64>,
     /// Source samples of beats to keep behind the latest rhythm window.
     keep: u64,
     /// Whether beats are kept (feature models, and every model offline).
@@ -187,6 +191,7 @@ impl InputBuilder {
             kind,
             source_rate,
             beats: VecDeque::new(),
+            pvcs: VecDeque::new(),
             keep,
             collect_beats,
             bad_ends: VecDeque::new(),
@@ -262,6 +267,16 @@ impl InputBuilder {
             while self.beats.front().is_some_and(|&b| b < keep_from) {
                 self.beats.pop_front();
             }
+            let last = self.pvcs.back().copied();
+            self.pvcs.extend(
+                w.pvc_beats
+                    .iter()
+                    .copied()
+                    .filter(|&b| last.is_none_or(|l| b > l)),
+            );
+            while self.pvcs.front().is_some_and(|&b| b < keep_from) {
+                self.pvcs.pop_front();
+            }
         }
     }
 
@@ -303,18 +318,24 @@ impl InputBuilder {
         let fs = self.source_rate.hz();
         let rr_s = rr_intervals(&beats, fs);
         let features = af_features(&rr_s).to_vec();
-        let beats_s = if rr_s.is_empty() {
-            Vec::new()
+        let at = |b: u64| ((b - start) as f64 / fs) as f32;
+        let (beats_s, pvc_s) = if rr_s.is_empty() {
+            (Vec::new(), Vec::new())
         } else {
-            beats
+            let pvc_s = self
+                .pvcs
                 .iter()
-                .map(|&b| ((b - start) as f64 / fs) as f32)
-                .collect()
+                .copied()
+                .filter(|b| beats.binary_search(b).is_ok())
+                .map(at)
+                .collect();
+            (beats.iter().map(|&b| at(b)).collect(), pvc_s)
         };
         WindowBeats {
             rr_s,
             features,
             beats_s,
+            pvc_s,
         }
     }
 
@@ -366,6 +387,7 @@ impl InputBuilder {
             samples_mv,
             rr_s: beats.rr_s,
             beats_s: beats.beats_s,
+            pvc_s: beats.pvc_s,
             features,
             quality_ok,
         }
@@ -375,6 +397,7 @@ impl InputBuilder {
     pub fn state_bytes(&self) -> usize {
         std::mem::size_of::<Self>()
             + self.beats.capacity() * 8
+            + self.pvcs.capacity() * 8
             + match &self.kind {
                 Kind::Waveform { windower, .. } => windower.state_bytes(),
                 Kind::Features => 0,
@@ -582,6 +605,7 @@ mod tests {
             features: af_features(&rr_s).to_vec(),
             rr_s,
             beats_s: beats_s.clone(),
+            pvc_s: Vec::new(),
         };
         for atrial in [false, true] {
             manifest.input.atrial_features = atrial;

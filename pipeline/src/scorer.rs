@@ -285,11 +285,21 @@ impl Scorer {
                                     // The published finding stays indeterminate; it
                                     // carries the end of an episode the call closed.
                                     let mut c = c.clone();
-                                    t.apply_gated(&mut c, &item.input.rr_s, &item.input.beats_s);
+                                    t.apply_gated(
+                                        &mut c,
+                                        &item.input.rr_s,
+                                        &item.input.beats_s,
+                                        &item.input.pvc_s,
+                                    );
                                     f.episode_end = c.episode_end;
                                 }
                                 None => {
-                                    t.apply(&mut f, &item.input.rr_s, &item.input.beats_s);
+                                    t.apply_beats(
+                                        &mut f,
+                                        &item.input.rr_s,
+                                        &item.input.beats_s,
+                                        &item.input.pvc_s,
+                                    );
                                 }
                             }
                         }

@@ -29,6 +29,11 @@ pub struct ModelInput {
     /// changes, for the AF episode tracker's beat-level onsets and offsets.
     #[serde(default)]
     pub beats_s: Vec<f32>,
+    /// Those of `beats_s` the DSP stage's PVC classifier called premature ventricular
+    /// beats: the AF episode tracker judges RR irregularity on the intervals between
+    /// the other beats.
+    #[serde(default)]
+    pub pvc_s: Vec<f32>,
     /// Per-window features for feature-based models (e.g. `af_rr_v1`), empty if none.
     pub features: Vec<f32>,
     /// Whether the signal is good enough to score; when it is not, the model stage
