@@ -318,6 +318,13 @@ pub struct PvcConfig {
     /// After this many consecutive beats unlike the template, the template restarts
     /// from the latest beat (the dominant morphology changed).
     pub relearn_after: usize,
+    /// A stream's first template is the beat, among its first this many, most like
+    /// the others (their medoid), and its reference RR the intervals between those
+    /// of them like it; until then every beat counts as normal. A stream often opens
+    /// on an artefact (electrodes settling, fingers finding a handheld's pads), and a
+    /// template learnt from it calls every true beat after it a PVC until it gives
+    /// way. 1: the first beat.
+    pub learn_beats: usize,
     /// Frequent PVCs: at least this many PVCs per minute over the last `span_s`.
     pub frequent_per_min: f32,
     /// Look-back of the frequent-PVC rate (s).
@@ -338,6 +345,7 @@ impl Default for PvcConfig {
             wide_ratio: 0.7,
             template_update_corr: 0.9,
             relearn_after: 4,
+            learn_beats: 5,
             frequent_per_min: 6.0,
             span_s: 60.0,
             min_count: 3,
@@ -375,9 +383,17 @@ pub struct PvcClassifier {
     candidate: Vec<f32>,
     candidate_share: f32,
     mismatch_run: usize,
+    /// Consecutive beats unlike the template, alike each other, each on time against
+    /// the interval before it.
+    steady_run: usize,
     rr_ref: VecDeque<f32>,
     last_beat: Option<u64>,
     last_normal: bool,
+    /// The interval before the last beat, whatever the beats (s).
+    last_rr: Option<f32>,
+    /// The first beats (`learn_beats`): their sample, their filtered segment with the
+    /// alignment margins, their 5–15 Hz share; emptied once the template is learnt.
+    learning: Vec<(u64, Vec<f32>, f32)>,
 }
 
 fn pearson(a: &[f32], b: &[f32]) -> f32 {
@@ -466,9 +482,12 @@ impl PvcClassifier {
             candidate: Vec::new(),
             candidate_share: 0.0,
             mismatch_run: 0,
+            steady_run: 0,
             rr_ref: VecDeque::new(),
             last_beat: None,
             last_normal: false,
+            last_rr: None,
+            learning: Vec::new(),
         }
     }
 
@@ -477,6 +496,11 @@ impl PvcClassifier {
         std::mem::size_of::<Self>()
             + std::mem::size_of::<f32>()
                 * (self.template.capacity() + self.candidate.capacity() + self.rr_ref.capacity())
+            + self
+                .learning
+                .iter()
+                .map(|l| std::mem::size_of_val(l) + 4 * l.1.capacity())
+                .sum::<usize>()
     }
 
     /// Samples needed before the beat (segment plus alignment search).
@@ -487,6 +511,49 @@ impl PvcClassifier {
     /// Samples needed after the beat (segment plus alignment search).
     pub fn samples_after(&self) -> usize {
         self.post + self.lag
+    }
+
+    /// The first template and reference RR from the first `learn_beats` beats (see
+    /// [`PvcConfig::learn_beats`]); each beat counts as normal meanwhile.
+    fn learn(&mut self, beat: u64, padded: &[f32], share: f32) {
+        self.learning.push((beat, padded.to_vec(), share));
+        if self.learning.len() < self.cfg.learn_beats.max(1) {
+            return;
+        }
+        let (lag, len) = (self.lag, self.pre + self.post + 1);
+        let shifts = 2 * lag + 1;
+        let seg = |i: usize| &self.learning[i].1[lag..lag + len];
+        let n = self.learning.len();
+        // like[i][j]: beat i's segment against beat j, aligned within the lag.
+        let like: Vec<Vec<f32>> = (0..n)
+            .map(|i| {
+                (0..n)
+                    .map(|j| max_pearson(seg(i), &self.learning[j].1, shifts))
+                    .collect()
+            })
+            .collect();
+        let medoid = (0..n)
+            .max_by(|&a, &b| {
+                let sa: f32 = like[a].iter().sum();
+                let sb: f32 = like[b].iter().sum();
+                sa.total_cmp(&sb).then(b.cmp(&a))
+            })
+            .unwrap_or(0);
+        self.template = seg(medoid).to_vec();
+        self.tmpl_share = self.learning[medoid].2;
+        let alike = |i: usize| like[medoid][i] >= self.cfg.max_corr;
+        self.rr_ref.clear();
+        for i in 1..n {
+            if alike(i - 1) && alike(i) {
+                let rr = (self.learning[i].0.saturating_sub(self.learning[i - 1].0) as f64
+                    / self.fs) as f32;
+                if self.rr_ref.len() == 8 {
+                    self.rr_ref.pop_front();
+                }
+                self.rr_ref.push_back(rr);
+            }
+        }
+        self.learning = Vec::new();
     }
 
     /// Classifies the beat at sample `beat`. `filtered` and `qrs_band` hold the
@@ -543,30 +610,56 @@ impl PvcClassifier {
                     self.tmpl_share = 0.9 * self.tmpl_share + 0.1 * share;
                 }
                 if m.corr < c.max_corr {
-                    // Relearn when the dominant morphology changed: several
-                    // consecutive non-premature beats unlike the template but alike
-                    // each other.
+                    // Relearn when the dominant morphology changed: `relearn_after`
+                    // consecutive beats unlike the template but alike each other and
+                    // not premature. A run of such beats each on time against the
+                    // interval before it but premature against the reference RR is a
+                    // faster rhythm (a ventricular run): it stays unlike the template,
+                    // unless it lasts three times as long. That also breaks the
+                    // deadlock of a template and a reference RR both learnt from
+                    // something else (an artefact, a rhythm long gone): the reference
+                    // follows normal beats only, so it would never move again.
+                    let steady = match (rr, self.last_rr) {
+                        (Some(r), Some(before)) => r >= (1.0 - c.prematurity) * before,
+                        _ => !premature,
+                    };
+                    // Aligned as the template comparison is (within the same lag):
+                    // unaligned, a beat placed a sample or two off its predecessor
+                    // (sharp QRS, ±10 ms placement) rarely reaches the bar, and a
+                    // template learnt from an artefact never gave way.
                     let like_last = self.candidate.len() == len
-                        && pearson(&self.candidate, seg) >= c.template_update_corr;
+                        && max_pearson(&self.candidate, filtered, 2 * self.lag + 1)
+                            >= c.template_update_corr;
                     self.mismatch_run = if like_last && !premature {
                         self.mismatch_run + 1
                     } else {
                         usize::from(!premature)
                     };
+                    self.steady_run = if like_last && steady {
+                        self.steady_run + 1
+                    } else {
+                        usize::from(steady)
+                    };
                     self.candidate = seg.to_vec();
                     self.candidate_share = share;
-                    if self.mismatch_run >= c.relearn_after.max(1) {
+                    let after = c.relearn_after.max(1);
+                    if self.mismatch_run >= after || self.steady_run >= 3 * after {
                         self.template = self.candidate.clone();
                         self.tmpl_share = self.candidate_share;
                         self.mismatch_run = 0;
+                        self.steady_run = 0;
                         m.pvc = false;
+                        // The new dominant rhythm's reference RR starts from its own
+                        // interval.
+                        self.rr_ref.clear();
+                        self.rr_ref.extend(rr);
                     }
                 } else {
                     self.mismatch_run = 0;
+                    self.steady_run = 0;
                 }
             } else {
-                self.template = seg.to_vec();
-                self.tmpl_share = share;
+                self.learn(beat, &filtered[..need], share);
             }
         }
         // Reference RR from normal-to-normal intervals.
@@ -580,6 +673,7 @@ impl PvcClassifier {
         }
         self.last_beat = Some(beat);
         self.last_normal = !m.pvc;
+        self.last_rr = rr;
         m
     }
 }

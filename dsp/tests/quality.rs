@@ -485,6 +485,54 @@ fn simulated_pvcs_are_detected_and_sinus_has_none() {
     }
 }
 
+/// A stream that opens on an artefact (electrodes settling, fingers finding a
+/// handheld's pads: sharp swings before the ECG comes through, detected as beats)
+/// must not learn its beat template and reference RR from it: before the first
+/// template became the medoid of the first beats, every true beat after such a start
+/// was a PVC until the end of the recording (the template gave way only to beats on
+/// time against a reference RR learnt from the artefact too), and a 30 s spot check of
+/// normal rhythm was called "frequent PVCs" (CinC 2017 A00672: 42 of its 46 beats).
+#[test]
+fn a_stream_that_opens_on_an_artefact_does_not_call_every_beat_a_pvc() {
+    let cfg = DspConfig::default();
+    let fs = 300u32;
+    for seed in 1..=4 {
+        let (mut x, _) = sim(Preset::NormalSinus, seed, fs, 60);
+        // No contact for the first 2.9 s but three sharp swings, 1.2 and 1.3 s apart
+        // (longer than the rhythm's RR, so that the true beats after them look
+        // premature against intervals learnt from them).
+        for (i, v) in x.iter_mut().enumerate().take(fs as usize * 29 / 10) {
+            let t = i as f32 / fs as f32;
+            *v = [(0.3f32, 1.5f32), (1.5, -1.8), (2.8, 1.2)]
+                .iter()
+                .map(|&(at, a)| a * (t - at) / 0.02 * (-((t - at) / 0.02).powi(2)).exp())
+                .sum();
+        }
+        let w = windows(&x, fs, &cfg, false);
+        let mut pvcs: Vec<u64> = w.iter().flat_map(|w| w.pvc_beats.clone()).collect();
+        pvcs.sort_unstable();
+        pvcs.dedup();
+        let beats: usize = w.last().map_or(0, |w| w.beats.len());
+        println!(
+            "seed {seed}: {} PVCs; {beats} beats in the last window",
+            pvcs.len()
+        );
+        assert!(beats > 5, "seed {seed}: the stream has beats");
+        assert!(
+            pvcs.len() <= 2,
+            "seed {seed}: {} PVCs in normal rhythm",
+            pvcs.len()
+        );
+        assert!(
+            !w.iter().any(|w| w
+                .calls
+                .iter()
+                .any(|c| c.0 == Condition::FrequentPvcs && c.1 == FindingStatus::Present)),
+            "seed {seed}"
+        );
+    }
+}
+
 // ---------------------------------------------------------------- shared records
 
 struct Dump(Option<std::io::BufWriter<std::fs::File>>);
