@@ -718,16 +718,23 @@ def af_threshold(p, y):
     return float(ts[i]), float(af_f1[i])
 
 
-def load_teachers(paths):
-    """--teachers: networks of the recipe saved by --cv-fold --cv-onnx (fold{K}.pt) or
-    --all-data --checkpoint, in eval mode, frozen. The torch RNG is left as it was, so the
-    student starts, drops out and crops exactly as it would without teachers."""
+def load_teachers(paths, fold=None, folds=None):
+    """--teachers: networks of the recipe saved by --cv-fold --cv-onnx (fold{K}.pt; with
+    `fold`, each must be fold `fold` of `folds`, so that it never saw the student's
+    scored fold) or --all-data --checkpoint (without `fold`), in eval mode, frozen. The
+    torch RNG is left as it was, so the student starts, drops out and crops exactly as it
+    would without teachers."""
     import torch
 
     state = torch.get_rng_state()
     teachers = []
     for path in paths:
         f = torch.load(path, weights_only=False)
+        if fold is None:
+            assert f.get("all_data"), f"{path}: not an --all-data network"
+        else:
+            assert (f.get("fold"), f.get("folds")) == (fold, folds), \
+                f"{path}: fold {f.get('fold')} of {f.get('folds')}, not {fold} of {folds}"
         m = build_model()
         m.load_state_dict(f["state"])
         assert not m.offsets.abs().sum(), f"{path}: a teacher's class offsets are not zero"
@@ -881,7 +888,7 @@ def cv_fold(names, y, sigs, fold, folds, epochs, seed, ema, out_dir, mixup=0.0,
     rng = np.random.default_rng(seed)
     model = build_model()
     tpaths = [os.path.join(d, f"fold{fold}.pt") for d in teacher_dirs or []]
-    teachers = load_teachers(tpaths) if tpaths else None
+    teachers = load_teachers(tpaths, fold, folds) if tpaths else None
     t0, c0 = time.time(), time.process_time()
     print(f"fold {fold}/{folds}: train {len(itr)}, scored {len(isc)} records"
           + (f"; teachers {tpaths}" if tpaths else ""), flush=True)
@@ -1042,6 +1049,8 @@ def main():
                     "network; with --all-data, comma-separated --all-data checkpoints "
                     "(with --from-checkpoint: the same list, to check the student's key)")
     args = ap.parse_args()
+    assert not args.teachers or args.cv_fold is not None or args.all_data, \
+        "--teachers trains a student: with --cv-fold or --all-data"
     t_start = time.time()
     global ARCH
     ARCH = args.arch
