@@ -160,6 +160,16 @@ fn compare(dsp: DspConfig) {
         }
         assert_eq!(p.features, e.features, "features at {} µs", e.start.0);
         assert_eq!(p.quality_ok, e.quality_ok, "quality at {} µs", e.start.0);
+        // The beats called PVCs are beats of the window, bit for bit, on both paths
+        // (which ones may differ: the classifier learns from the stream's history,
+        // and eval's starts later).
+        for (x, what) in [(p, "pipeline"), (e, "eval")] {
+            assert!(
+                x.pvc_s.iter().all(|v| x.beats_s.contains(v)),
+                "{what}: PVCs among the beats at {} µs",
+                e.start.0
+            );
+        }
         compared += 1;
     }
     assert!(compared >= 5, "{compared} windows compared");

@@ -175,6 +175,10 @@ pub fn af_features(rr_s: &[f32]) -> [f32; AF_FEATURES] {
     f
 }
 
+/// Most beats [`PvcConfig::learn_beats`] may ask for (each is compared with every
+/// other).
+pub const MAX_LEARN_BEATS: usize = 32;
+
 /// Thresholds of the [`rr_irregular`] rule.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -323,7 +327,8 @@ pub struct PvcConfig {
     /// of them like it; until then every beat counts as normal. A stream often opens
     /// on an artefact (electrodes settling, fingers finding a handheld's pads), and a
     /// template learnt from it calls every true beat after it a PVC until it gives
-    /// way. 1: the first beat.
+    /// way. 1: the first beat; at most 32. A stream that opens in bigeminy (V N V N V)
+    /// can take a PVC for its first template, as the first-beat rule could.
     pub learn_beats: usize,
     /// Frequent PVCs: at least this many PVCs per minute over the last `span_s`.
     pub frequent_per_min: f32,
@@ -514,11 +519,12 @@ impl PvcClassifier {
     }
 
     /// The first template and reference RR from the first `learn_beats` beats (see
-    /// [`PvcConfig::learn_beats`]); each beat counts as normal meanwhile.
-    fn learn(&mut self, beat: u64, padded: &[f32], share: f32) {
+    /// [`PvcConfig::learn_beats`]); each beat counts as normal meanwhile. Returns, once
+    /// learnt, whether the last of those beats is like the template.
+    fn learn(&mut self, beat: u64, padded: &[f32], share: f32) -> Option<bool> {
         self.learning.push((beat, padded.to_vec(), share));
-        if self.learning.len() < self.cfg.learn_beats.max(1) {
-            return;
+        if self.learning.len() < self.cfg.learn_beats.clamp(1, MAX_LEARN_BEATS) {
+            return None;
         }
         let (lag, len) = (self.lag, self.pre + self.post + 1);
         let shifts = 2 * lag + 1;
@@ -553,7 +559,9 @@ impl PvcClassifier {
                 self.rr_ref.push_back(rr);
             }
         }
+        let last_alike = alike(n - 1);
         self.learning = Vec::new();
+        Some(last_alike)
     }
 
     /// Classifies the beat at sample `beat`. `filtered` and `qrs_band` hold the
@@ -576,6 +584,7 @@ impl PvcClassifier {
             width_ratio: 1.0,
             pvc: false,
         };
+        let mut learnt = None;
         if filtered.len() >= need && qrs_band.len() >= need {
             let len = self.pre + self.post + 1;
             let seg = &filtered[self.lag..self.lag + len];
@@ -644,26 +653,30 @@ impl PvcClassifier {
                     self.candidate_share = share;
                     let after = c.relearn_after.max(1);
                     if self.mismatch_run >= after || self.steady_run >= 3 * after {
+                        // A run that came early against the reference RR shows the
+                        // reference was wrong too: it starts again from the run's own
+                        // interval.
+                        if self.mismatch_run < after {
+                            self.rr_ref.clear();
+                            self.rr_ref.extend(rr);
+                        }
                         self.template = self.candidate.clone();
                         self.tmpl_share = self.candidate_share;
                         self.mismatch_run = 0;
                         self.steady_run = 0;
                         m.pvc = false;
-                        // The new dominant rhythm's reference RR starts from its own
-                        // interval.
-                        self.rr_ref.clear();
-                        self.rr_ref.extend(rr);
                     }
                 } else {
                     self.mismatch_run = 0;
                     self.steady_run = 0;
                 }
             } else {
-                self.learn(beat, &filtered[..need], share);
+                learnt = self.learn(beat, &filtered[..need], share);
             }
         }
-        // Reference RR from normal-to-normal intervals.
-        if let Some(r) = rr {
+        // Reference RR from normal-to-normal intervals (the beat that completes the
+        // learning has put its own in already, if it is one).
+        if let Some(r) = rr.filter(|_| learnt.is_none()) {
             if !m.pvc && self.last_normal {
                 if self.rr_ref.len() == 8 {
                     self.rr_ref.pop_front();
@@ -672,7 +685,7 @@ impl PvcClassifier {
             }
         }
         self.last_beat = Some(beat);
-        self.last_normal = !m.pvc;
+        self.last_normal = learnt.unwrap_or(!m.pvc);
         self.last_rr = rr;
         m
     }

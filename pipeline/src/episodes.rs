@@ -236,15 +236,19 @@ pub fn offset_in(beats_s: &[f32], min_ratio: f32) -> Option<f32> {
     }
 }
 
-/// The intervals (s) between consecutive beats of `beats_s` (times, s) neither of
-/// which is in `pvc_s` (times of the beats called PVCs, a subset of `beats_s` computed
-/// the same way; matched within 0.1 ms).
-pub fn nn_intervals(beats_s: &[f32], pvc_s: &[f32]) -> Vec<f32> {
+/// The RR intervals `rr_s` (s; `rr_s[i]` between beats `i` and `i + 1` of `beats_s`,
+/// times in s) whose two beats are not in `pvc_s` (times of the beats called PVCs, a
+/// subset of `beats_s` computed the same way; matched within 0.1 ms). `rr_s` as it is
+/// when the lengths do not pair up.
+pub fn nn_intervals(rr_s: &[f32], beats_s: &[f32], pvc_s: &[f32]) -> Vec<f32> {
+    if beats_s.len() != rr_s.len() + 1 {
+        return rr_s.to_vec();
+    }
     let pvc = |b: f32| pvc_s.iter().any(|&p| (p - b).abs() < 1e-4);
-    beats_s
-        .windows(2)
-        .filter(|w| !pvc(w[0]) && !pvc(w[1]))
-        .map(|w| w[1] - w[0])
+    rr_s.iter()
+        .zip(beats_s.windows(2))
+        .filter(|(_, w)| !pvc(w[0]) && !pvc(w[1]))
+        .map(|(&r, _)| r)
         .collect()
 }
 
@@ -340,7 +344,7 @@ impl AfEpisodes {
         }
         let nn;
         let rr_s = if self.settings.nn_intervals && !pvc_s.is_empty() {
-            nn = nn_intervals(beats_s, pvc_s);
+            nn = nn_intervals(rr_s, beats_s, pvc_s);
             &nn[..]
         } else {
             rr_s
@@ -605,10 +609,15 @@ mod tests {
     #[test]
     fn nn_intervals_leave_out_the_intervals_at_pvcs() {
         let beats = [0.0f32, 0.8, 1.2, 2.4, 3.2, 3.6, 3.9, 5.2];
-        let nn = nn_intervals(&beats, &[1.2, 3.6, 3.9]);
-        assert_eq!(nn.len(), 2);
-        assert!(nn.iter().all(|v| (v - 0.8).abs() < 1e-5), "{nn:?}");
-        assert_eq!(nn_intervals(&beats, &[]).len(), beats.len() - 1);
+        let rr: Vec<f32> = beats.windows(2).map(|w| w[1] - w[0]).collect();
+        let nn = nn_intervals(&rr, &beats, &[1.2, 3.6, 3.9]);
+        assert_eq!(nn, vec![rr[0], rr[3]]);
+        assert_eq!(nn_intervals(&rr, &beats, &[]), rr);
+        assert_eq!(
+            nn_intervals(&rr, &[], &[1.2]),
+            rr,
+            "no beats: every interval"
+        );
     }
 
     /// Sinus rhythm (0.76–0.84 s) with frequent ventricular ectopy: PVCs with a
@@ -642,7 +651,7 @@ mod tests {
         let rr: Vec<f32> = beats.windows(2).map(|w| w[1] - w[0]).collect();
         let t = IrregularityThresholds::default();
         assert!(rr_irregular_with(&rr, &t), "irregular over every interval");
-        assert!(!rr_irregular_with(&nn_intervals(&beats, &pvcs), &t));
+        assert!(!rr_irregular_with(&nn_intervals(&rr, &beats, &pvcs), &t));
         for nn in [false, true] {
             let mut tr = tracker(EpisodeSettings {
                 nn_intervals: nn,

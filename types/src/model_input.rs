@@ -30,8 +30,9 @@ pub struct ModelInput {
     #[serde(default)]
     pub beats_s: Vec<f32>,
     /// Those of `beats_s` the DSP stage's PVC classifier called premature ventricular
-    /// beats: the AF episode tracker judges RR irregularity on the intervals between
-    /// the other beats.
+    /// beats: with `nn_intervals`, the AF episode tracker judges RR irregularity on the
+    /// intervals between the other beats. The classifier learns from the stream's
+    /// history, so a window built from a later start (offline) can differ here.
     #[serde(default)]
     pub pvc_s: Vec<f32>,
     /// Per-window features for feature-based models (e.g. `af_rr_v1`), empty if none.
