@@ -111,6 +111,10 @@ pub struct RhythmWindow {
     /// Beats of the window classified as PVCs (absolute sample indices). A beat is
     /// classified when it is final, so every beat of the window is.
     pub pvc_beats: Vec<u64>,
+    /// Those of `pvc_beats` whose QRS is also wide (5–15 Hz energy share below
+    /// `pvc.wide_ratio` × the template's): ventricular by their shape, not only by
+    /// their timing.
+    pub wide_pvc_beats: Vec<u64>,
     /// PVCs per minute over the last `pvc.span_s` up to the window's end.
     pub pvc_per_min: f32,
     /// Filtered lead-0 samples of the window (mV), for display.
@@ -282,6 +286,8 @@ pub struct StreamDsp {
     pvc: PvcClassifier,
     /// PVCs of the last `pvc.span_s` (and of windows still open).
     pvcs: VecDeque<u64>,
+    /// Those of `pvcs` with a wide QRS.
+    wide_pvcs: VecDeque<u64>,
     latency: u64,
     win: u64,
     hop: u64,
@@ -358,6 +364,7 @@ impl StreamDsp {
             beats2: VecDeque::new(),
             pvc,
             pvcs: VecDeque::new(),
+            wide_pvcs: VecDeque::new(),
             latency,
             win,
             hop,
@@ -436,6 +443,7 @@ impl StreamDsp {
             - std::mem::size_of::<PvcClassifier>()
             + deque_bytes(&self.beats2)
             + deque_bytes(&self.pvcs)
+            + deque_bytes(&self.wide_pvcs)
             + self.filtered.bytes()
             + self.qrs_band.bytes()
             + deque_bytes(&self.sums)
@@ -616,6 +624,9 @@ impl StreamDsp {
         while self.pvcs.front().is_some_and(|&b| b < pvc_from) {
             self.pvcs.pop_front();
         }
+        while self.wide_pvcs.front().is_some_and(|&b| b < pvc_from) {
+            self.wide_pvcs.pop_front();
+        }
         filtered
     }
 
@@ -636,8 +647,12 @@ impl StreamDsp {
                 }
             }
         }
-        if self.pvc.classify(b, &self.seg_f, &self.seg_q).pvc {
+        let m = self.pvc.classify(b, &self.seg_f, &self.seg_q);
+        if m.pvc {
             self.pvcs.push_back(b);
+            if m.width_ratio < self.cfg.pvc.wide_ratio {
+                self.wide_pvcs.push_back(b);
+            }
         }
     }
 
@@ -716,6 +731,12 @@ impl StreamDsp {
             .copied()
             .filter(|&b| b >= start && b < end)
             .collect();
+        let wide_pvc_beats: Vec<u64> = self
+            .wide_pvcs
+            .iter()
+            .copied()
+            .filter(|&b| b >= start && b < end)
+            .collect();
         let span = self.pvc_span.min(end);
         let recent = self
             .pvcs
@@ -782,6 +803,7 @@ impl StreamDsp {
             quality_score: verdict.score,
             quality: indices,
             pvc_beats,
+            wide_pvc_beats,
             pvc_per_min,
             filtered_mv: filtered,
             rr_s: rr,

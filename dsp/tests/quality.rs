@@ -468,6 +468,19 @@ fn simulated_pvcs_are_detected_and_sinus_has_none() {
         found.len()
     );
     assert!(se > 0.9 && ppv > 0.9, "Se {se} +P {ppv}");
+    // The simulated PVCs are wide: most of the ones found are called wide too, and a
+    // wide PVC is always a PVC.
+    let mut wide: Vec<u64> = w.iter().flat_map(|w| w.wide_pvc_beats.clone()).collect();
+    wide.sort_unstable();
+    wide.dedup();
+    assert!(wide.iter().all(|b| found.binary_search(b).is_ok()));
+    println!("of them wide: {}", wide.len());
+    assert!(
+        wide.len() * 10 >= found.len() * 8,
+        "{} wide of {}",
+        wide.len(),
+        found.len()
+    );
     let present = |w: &RhythmWindow| {
         w.calls
             .iter()

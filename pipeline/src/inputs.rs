@@ -55,7 +55,8 @@ pub struct WindowBeats {
     pub features: Vec<f32>,
     /// The beats' times, from the window's start (empty with no RR interval).
     pub beats_s: Vec<f32>,
-    /// Those of `beats_s` the DSP stage's PVC classifier called PVCs.
+    /// Those of `beats_s` the DSP stage's PVC classifier called PVCs with a wide QRS
+    /// (`RhythmWindow::wide_pvc_beats`).
     pub pvc_s: Vec<f32>,
 }
 
@@ -108,7 +109,7 @@ pub struct InputBuilder {
     source_rate: SampleRate,
     /// Beats (source sample index) kept for feature windows.
     beats: VecDeque<u64>,
-    /// Those of `beats` the DSP stage's PVC classifier called PVCs.
+    /// Those of `beats` the DSP stage's PVC classifier called PVCs with a wide QRS.
     pvcs: VecDeque<u64>,
     /// Source samples of beats to keep behind the latest rhythm window.
     keep: u64,
@@ -269,7 +270,7 @@ impl InputBuilder {
             }
             let last = self.pvcs.back().copied();
             self.pvcs.extend(
-                w.pvc_beats
+                w.wide_pvc_beats
                     .iter()
                     .copied()
                     .filter(|&b| last.is_none_or(|l| b > l)),
@@ -549,6 +550,7 @@ mod tests {
             quality_score: 1.0,
             quality: QualityIndices::default(),
             pvc_beats: Vec::new(),
+            wide_pvc_beats: Vec::new(),
             pvc_per_min: 0.0,
             filtered_mv: Vec::new(),
             calls: Vec::new(),

@@ -30,7 +30,7 @@ pub struct ModelInput {
     #[serde(default)]
     pub beats_s: Vec<f32>,
     /// Those of `beats_s` the DSP stage's PVC classifier called premature ventricular
-    /// beats: with `nn_intervals`, the AF episode tracker judges RR irregularity on the
+    /// beats with a wide QRS (ventricular by their shape): with `nn_intervals`, the AF episode tracker judges RR irregularity on the
     /// intervals between the other beats. The classifier learns from the stream's
     /// history, so a window built from a later start (offline) can differ here.
     #[serde(default)]
