@@ -328,6 +328,14 @@ fn gcd(mut a: u64, mut b: u64) -> u64 {
     a
 }
 
+/// The samples of `d` in `[start, end)`, in order.
+fn within(d: &VecDeque<u64>, start: u64, end: u64) -> Vec<u64> {
+    d.iter()
+        .copied()
+        .filter(|&b| b >= start && b < end)
+        .collect()
+}
+
 fn deque_bytes<T>(d: &VecDeque<T>) -> usize {
     d.capacity() * std::mem::size_of::<T>()
 }
@@ -688,12 +696,7 @@ impl StreamDsp {
                 sums.merge(s);
             }
         }
-        let beats: Vec<u64> = self
-            .beats
-            .iter()
-            .copied()
-            .filter(|&b| b >= start && b < end)
-            .collect();
+        let beats = within(&self.beats, start, end);
         let rr = rr_intervals(&beats, self.fs);
         let window_s = (end - start) as f32 / self.fs as f32;
         let hr = if rr.is_empty() {
@@ -725,18 +728,8 @@ impl StreamDsp {
         );
         let verdict = self.cfg.quality.verdict(&indices);
         let ok = verdict.ok;
-        let pvc_beats: Vec<u64> = self
-            .pvcs
-            .iter()
-            .copied()
-            .filter(|&b| b >= start && b < end)
-            .collect();
-        let wide_pvc_beats: Vec<u64> = self
-            .wide_pvcs
-            .iter()
-            .copied()
-            .filter(|&b| b >= start && b < end)
-            .collect();
+        let pvc_beats = within(&self.pvcs, start, end);
+        let wide_pvc_beats = within(&self.wide_pvcs, start, end);
         let span = self.pvc_span.min(end);
         let recent = self
             .pvcs
