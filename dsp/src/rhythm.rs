@@ -175,6 +175,9 @@ pub fn af_features(rr_s: &[f32]) -> [f32; AF_FEATURES] {
     f
 }
 
+/// Normal-to-normal intervals the PVC classifier's reference RR is the median of.
+const REF_RR_LEN: usize = 8;
+
 /// Most beats [`PvcConfig::learn_beats`] may ask for (each is compared with every
 /// other).
 pub const MAX_LEARN_BEATS: usize = 32;
@@ -518,6 +521,15 @@ impl PvcClassifier {
         self.post + self.lag
     }
 
+    /// A normal-to-normal interval into the reference RR, which keeps the last
+    /// [`REF_RR_LEN`].
+    fn push_ref(&mut self, rr: f32) {
+        if self.rr_ref.len() == REF_RR_LEN {
+            self.rr_ref.pop_front();
+        }
+        self.rr_ref.push_back(rr);
+    }
+
     /// The first template and reference RR from the first `learn_beats` beats (see
     /// [`PvcConfig::learn_beats`]); each beat counts as normal meanwhile. Returns, once
     /// learnt, whether the last of those beats is like the template.
@@ -547,16 +559,14 @@ impl PvcClassifier {
             .unwrap_or(0);
         self.template = seg(medoid).to_vec();
         self.tmpl_share = self.learning[medoid].2;
-        let alike = |i: usize| like[medoid][i] >= self.cfg.max_corr;
+        let max_corr = self.cfg.max_corr;
+        let alike = |i: usize| like[medoid][i] >= max_corr;
         self.rr_ref.clear();
         for i in 1..n {
             if alike(i - 1) && alike(i) {
                 let rr = (self.learning[i].0.saturating_sub(self.learning[i - 1].0) as f64
                     / self.fs) as f32;
-                if self.rr_ref.len() == 8 {
-                    self.rr_ref.pop_front();
-                }
-                self.rr_ref.push_back(rr);
+                self.push_ref(rr);
             }
         }
         let last_alike = alike(n - 1);
@@ -678,10 +688,7 @@ impl PvcClassifier {
         // learning has put its own in already, if it is one).
         if let Some(r) = rr.filter(|_| learnt.is_none()) {
             if !m.pvc && self.last_normal {
-                if self.rr_ref.len() == 8 {
-                    self.rr_ref.pop_front();
-                }
-                self.rr_ref.push_back(r);
+                self.push_ref(r);
             }
         }
         self.last_beat = Some(beat);

@@ -284,10 +284,9 @@ pub struct StreamDsp {
     /// Beats of the second detector (for bSQI).
     beats2: VecDeque<u64>,
     pvc: PvcClassifier,
-    /// PVCs of the last `pvc.span_s` (and of windows still open).
-    pvcs: VecDeque<u64>,
-    /// Those of `pvcs` with a wide QRS.
-    wide_pvcs: VecDeque<u64>,
+    /// PVCs of the last `pvc.span_s` (and of windows still open), and whether each
+    /// has a wide QRS.
+    pvcs: VecDeque<(u64, bool)>,
     latency: u64,
     win: u64,
     hop: u64,
@@ -328,14 +327,6 @@ fn gcd(mut a: u64, mut b: u64) -> u64 {
     a
 }
 
-/// The samples of `d` in `[start, end)`, in order.
-fn within(d: &VecDeque<u64>, start: u64, end: u64) -> Vec<u64> {
-    d.iter()
-        .copied()
-        .filter(|&b| b >= start && b < end)
-        .collect()
-}
-
 fn deque_bytes<T>(d: &VecDeque<T>) -> usize {
     d.capacity() * std::mem::size_of::<T>()
 }
@@ -372,7 +363,6 @@ impl StreamDsp {
             beats2: VecDeque::new(),
             pvc,
             pvcs: VecDeque::new(),
-            wide_pvcs: VecDeque::new(),
             latency,
             win,
             hop,
@@ -451,7 +441,6 @@ impl StreamDsp {
             - std::mem::size_of::<PvcClassifier>()
             + deque_bytes(&self.beats2)
             + deque_bytes(&self.pvcs)
-            + deque_bytes(&self.wide_pvcs)
             + self.filtered.bytes()
             + self.qrs_band.bytes()
             + deque_bytes(&self.sums)
@@ -629,11 +618,8 @@ impl StreamDsp {
             self.beats2.pop_front();
         }
         let pvc_from = keep_from.min(t.saturating_sub(self.pvc_span));
-        while self.pvcs.front().is_some_and(|&b| b < pvc_from) {
+        while self.pvcs.front().is_some_and(|&(b, _)| b < pvc_from) {
             self.pvcs.pop_front();
-        }
-        while self.wide_pvcs.front().is_some_and(|&b| b < pvc_from) {
-            self.wide_pvcs.pop_front();
         }
         filtered
     }
@@ -657,10 +643,8 @@ impl StreamDsp {
         }
         let m = self.pvc.classify(b, &self.seg_f, &self.seg_q);
         if m.pvc {
-            self.pvcs.push_back(b);
-            if m.width_ratio < self.cfg.pvc.wide_ratio {
-                self.wide_pvcs.push_back(b);
-            }
+            self.pvcs
+                .push_back((b, m.width_ratio < self.cfg.pvc.wide_ratio));
         }
     }
 
@@ -696,7 +680,12 @@ impl StreamDsp {
                 sums.merge(s);
             }
         }
-        let beats = within(&self.beats, start, end);
+        let beats: Vec<u64> = self
+            .beats
+            .iter()
+            .copied()
+            .filter(|&b| b >= start && b < end)
+            .collect();
         let rr = rr_intervals(&beats, self.fs);
         let window_s = (end - start) as f32 / self.fs as f32;
         let hr = if rr.is_empty() {
@@ -728,13 +717,18 @@ impl StreamDsp {
         );
         let verdict = self.cfg.quality.verdict(&indices);
         let ok = verdict.ok;
-        let pvc_beats = within(&self.pvcs, start, end);
-        let wide_pvc_beats = within(&self.wide_pvcs, start, end);
+        let (mut pvc_beats, mut wide_pvc_beats) = (Vec::new(), Vec::new());
+        for &(b, wide) in self.pvcs.iter().filter(|&&(b, _)| b >= start && b < end) {
+            pvc_beats.push(b);
+            if wide {
+                wide_pvc_beats.push(b);
+            }
+        }
         let span = self.pvc_span.min(end);
         let recent = self
             .pvcs
             .iter()
-            .filter(|&&b| b < end && b + span >= end)
+            .filter(|&&(b, _)| b < end && b + span >= end)
             .count();
         let span_min = (span as f64 / self.fs / 60.0) as f32;
         let pvc_per_min = if span_min > 0.0 {

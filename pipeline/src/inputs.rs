@@ -60,6 +60,17 @@ pub struct WindowBeats {
     pub pvc_s: Vec<f32>,
 }
 
+/// Appends to `kept` the samples of `new` (in order) after its last one, and drops
+/// those before `keep_from`: successive rhythm windows overlap, so each beat is taken
+/// once.
+fn take_new(kept: &mut VecDeque<u64>, new: &[u64], keep_from: u64) {
+    let last = kept.back().copied();
+    kept.extend(new.iter().copied().filter(|&b| last.is_none_or(|l| b > l)));
+    while kept.front().is_some_and(|&b| b < keep_from) {
+        kept.pop_front();
+    }
+}
+
 /// Fewest RR intervals a feature window needs to be scored.
 pub const MIN_RR_INTERVALS: usize = 4;
 
@@ -263,21 +274,8 @@ impl InputBuilder {
             self.bad_ends.pop_front();
         }
         if self.collect_beats {
-            let last = self.beats.back().copied();
-            self.beats.extend(w.beats_after(last));
-            while self.beats.front().is_some_and(|&b| b < keep_from) {
-                self.beats.pop_front();
-            }
-            let last = self.pvcs.back().copied();
-            self.pvcs.extend(
-                w.wide_pvc_beats
-                    .iter()
-                    .copied()
-                    .filter(|&b| last.is_none_or(|l| b > l)),
-            );
-            while self.pvcs.front().is_some_and(|&b| b < keep_from) {
-                self.pvcs.pop_front();
-            }
+            take_new(&mut self.beats, &w.beats, keep_from);
+            take_new(&mut self.pvcs, &w.wide_pvc_beats, keep_from);
         }
     }
 
