@@ -325,11 +325,10 @@ pub fn run(args: &EpisodesArgs) -> anyhow::Result<()> {
                 .with_context(|| format!("reading {name}"))?;
             let ann = read_atr(&args.db, name)?;
             if let Some((n, snr)) = &noise {
-                let same = |r: &Noise| (r.fs - rec.fs).abs() <= 1e-6;
-                let n = if same(n) {
+                let n = if n.is_at(rec.fs) {
                     n
                 } else {
-                    let i = match resampled.iter().position(same) {
+                    let i = match resampled.iter().position(|r| r.is_at(rec.fs)) {
                         Some(i) => i,
                         None => {
                             resampled.push(n.at_rate(rec.fs)?.into_owned());

@@ -73,6 +73,11 @@ pub struct Noise {
 }
 
 impl Noise {
+    /// Whether this noise is at `fs` Hz already.
+    pub fn is_at(&self, fs: f64) -> bool {
+        (self.fs - fs).abs() <= 1e-6
+    }
+
     /// This noise at `fs` Hz: itself at its own rate, else resampled (the DSP stage's
     /// polyphase resampler) at the level its own RMS sets. A run over records at one
     /// rate resamples it once and passes that on.
@@ -80,7 +85,7 @@ impl Noise {
     /// # Errors
     /// When either rate is not a whole number of hertz where they differ.
     pub fn at_rate(&self, fs: f64) -> anyhow::Result<Cow<'_, Noise>> {
-        if (self.fs - fs).abs() <= 1e-6 {
+        if self.is_at(fs) {
             return Ok(Cow::Borrowed(self));
         }
         let hz = |fs: f64| {
