@@ -47,6 +47,7 @@ EPS = srr.EPS
 CLIP = srr.CLIP
 OOF_OFFSETS = [0.0, 0.5, 0.0, 0.5]
 H, L2M, MAXITER_M = 16, 0.01, 1000
+ENS_EPS = 1e-12  # floor of the probabilities whose logs mean_logits averages
 BOOT_ROUNDS = 2000
 
 
@@ -230,6 +231,29 @@ def write_study(out, out_json, t0):
         json.dump(out, fh, indent=1)
         fh.write("\n")
     print(f"wrote {out_json}")
+
+
+def mean_logits(ps):
+    """softmax of the mean of networks' log-probabilities (= of their logits)."""
+    z = np.mean([np.log(p.astype(np.float64) + ENS_EPS) for p in ps], axis=0)
+    z -= z.max(1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(1, keepdims=True)
+
+
+def conclude(out, paired, rule, arm, build, out_json, t0):
+    """Ends a study under its rule: out["rule"], out["choice"] (`arm` iff the rule is
+    met), the paired differences and the rule printed; then `build()` (the chosen arm's
+    stacker and threshold into `out`) when met, else the note that nothing is built; and
+    write_study."""
+    out["rule"] = rule
+    out["choice"] = arm if rule["met"] else None
+    print(json.dumps({"paired": paired, "rule": rule}, indent=1), flush=True)
+    if rule["met"]:
+        build()
+    else:
+        out["note"] = "the rule is not met: af-cnn 1.3.0 stays, nothing is built"
+    write_study(out, out_json, t0)
 
 
 def paired_rule(y, fold, new, old, seed, min_df1_a=0.005):

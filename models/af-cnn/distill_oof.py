@@ -30,25 +30,15 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import atrial_stack as A  # noqa: E402  (sets the thread variables first)
 
-import json  # noqa: E402
 import time  # noqa: E402
 
 import numpy as np  # noqa: E402
 
 cnn, srr = A.cnn, A.srr
 import stack_study as ss  # noqa: E402  (SEED; on the path atrial_stack set)
-from ensemble_oof import ENS_EPS  # noqa: E402
 
 PLAN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "distill_plan.md")
 MIN_DF1_A = 0.005
-
-
-def mean_logits(ps):
-    """softmax of the mean of networks' log-probabilities (= of their logits)."""
-    z = np.mean([np.log(p.astype(np.float64) + ENS_EPS) for p in ps], axis=0)
-    z -= z.max(1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(1, keepdims=True)
 
 
 def main(prefix, cv0, cv1, cv2, cvd, out_json):
@@ -62,7 +52,7 @@ def main(prefix, cv0, cv1, cv2, cvd, out_json):
     raw = {k: A.oof_probs(V, d, os.path.join(cache, f"oof_p_{k.lower()}.npz"))[0].astype(np.float64)
            for k, d in dirs.items()}
     nets = dict(raw)
-    nets["S0+S1+S2"] = mean_logits([raw["S0"], raw["S1"], raw["S2"]])
+    nets["S0+S1+S2"] = A.mean_logits([raw["S0"], raw["S1"], raw["S2"]])
     off = np.array(A.OOF_OFFSETS)
     po = {k: A.alldata.shifted(v, off) for k, v in nets.items()}
     F = V["feats"].astype(np.float64)
@@ -98,16 +88,9 @@ def main(prefix, cv0, cv1, cv2, cvd, out_json):
     out["paired_difference_D_M1"] = d
     d3, _ = A.paired_rule(y, fold, pred["D"], pred["M3"], ss.SEED, MIN_DF1_A)
     out["paired_difference_D_M3_not_in_rule"] = d3
-    out["rule"] = rule
-    out["choice"] = "D" if rule["met"] else None
-    print(json.dumps({"paired": d, "rule": rule}, indent=1), flush=True)
-
-    if rule["met"]:
-        A.choose_mlp(out, "D", F, po["D"], rec_of, y, prec["D"],
-                     "all OOF windows (the student OOF networks, with the OOF offsets)")
-    else:
-        out["note"] = "the rule is not met: af-cnn 1.3.0 stays, nothing is built"
-    A.write_study(out, out_json, t0)
+    A.conclude(out, d, rule, "D", lambda: A.choose_mlp(
+        out, "D", F, po["D"], rec_of, y, prec["D"],
+        "all OOF windows (the student OOF networks, with the OOF offsets)"), out_json, t0)
 
 
 if __name__ == "__main__":

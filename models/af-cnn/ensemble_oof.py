@@ -34,7 +34,6 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import atrial_stack as A  # noqa: E402  (sets the thread variables first)
 
-import json  # noqa: E402
 import time  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -43,16 +42,7 @@ cnn, srr = A.cnn, A.srr
 import stack_study as ss  # noqa: E402  (SEED; on the path atrial_stack set)
 
 PLAN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "ensemble_plan.md")
-ENS_EPS = 1e-12
 MIN_DF1_A = 0.005
-
-
-def mean_logits(p0, p1):
-    """softmax of the mean of two networks' log-probabilities (= of their logits)."""
-    z = 0.5 * (np.log(p0.astype(np.float64) + ENS_EPS) + np.log(p1.astype(np.float64) + ENS_EPS))
-    z -= z.max(1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(1, keepdims=True)
 
 
 def main(prefix, cv0, cv1, out_json):
@@ -65,7 +55,7 @@ def main(prefix, cv0, cv1, out_json):
     p0, _ = A.oof_probs(V, cv0, os.path.join(cache, "oof_p_s0.npz"))
     p1, _ = A.oof_probs(V, cv1, os.path.join(cache, "oof_p_s1.npz"))
     off = np.array(A.OOF_OFFSETS)
-    nets = {"S0": p0.astype(np.float64), "S1": p1.astype(np.float64), "S0+S1": mean_logits(p0, p1)}
+    nets = {"S0": p0.astype(np.float64), "S1": p1.astype(np.float64), "S0+S1": A.mean_logits([p0, p1])}
     po = {k: A.alldata.shifted(v, off) for k, v in nets.items()}
     F = V["feats"].astype(np.float64)
     prec, pred = A.crossfit_arms(F, po, (("M1", "S0"), ("M2", "S0+S1"), ("M_S1", "S1")),
@@ -89,16 +79,9 @@ def main(prefix, cv0, cv1, out_json):
 
     d, rule = A.paired_rule(y, fold, pred["M2"], pred["M1"], ss.SEED, MIN_DF1_A)
     out["paired_difference_M2_M1"] = d
-    out["rule"] = rule
-    out["choice"] = "M2" if rule["met"] else None
-    print(json.dumps({"paired": d, "rule": rule}, indent=1), flush=True)
-
-    if rule["met"]:
-        A.choose_mlp(out, "M2", F, po["S0+S1"], rec_of, y, prec["M2"], "all OOF windows (the mean "
-                     "of the S0 and S1 OOF networks' logits, with the OOF offsets)")
-    else:
-        out["note"] = "the rule is not met: af-cnn 1.3.0 stays, nothing is built"
-    A.write_study(out, out_json, t0)
+    A.conclude(out, d, rule, "M2", lambda: A.choose_mlp(
+        out, "M2", F, po["S0+S1"], rec_of, y, prec["M2"], "all OOF windows (the mean of the S0 "
+        "and S1 OOF networks' logits, with the OOF offsets)"), out_json, t0)
 
 
 if __name__ == "__main__":

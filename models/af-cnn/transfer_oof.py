@@ -27,7 +27,6 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import atrial_stack as A  # noqa: E402  (sets the thread variables first)
 
-import json  # noqa: E402
 import time  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -92,11 +91,8 @@ def main(prefix, cv0, cv1, cv2, out_json):
            "arms": {a: A.arm_record(y, pr, fold) for a, pr in pred.items()}}
     d, rule = A.paired_rule(y, fold, pred["T2"], pred["T1"], ss.SEED, MIN_DF1_A)
     out["paired_difference_T2_T1"] = d
-    out["rule"] = rule
-    out["choice"] = "T2" if rule["met"] else None
-    print(json.dumps({"paired": d, "rule": rule}, indent=1), flush=True)
 
-    if rule["met"]:
+    def build():
         n = len(rec_of)
         X, pp, r, i = doubled(F, [po["S0"], po["S1"]], rec_of, np.arange(n))
         P, info = A.mlp_fit(X, pp, r, y, i)
@@ -107,9 +103,8 @@ def main(prefix, cv0, cv1, cv2, out_json):
                                                     "probabilities (judged on S2)")
         thr, f1a = out["af_threshold"]["threshold"], out["af_threshold"]["oof_f1_A_at_threshold"]
         print(f"chosen T2; threshold {thr} (cross-fitted F1 A {f1a:.4f})")
-    else:
-        out["note"] = "the rule is not met: af-cnn 1.3.0 stays, nothing is built"
-    A.write_study(out, out_json, t0)
+
+    A.conclude(out, d, rule, "T2", build, out_json, t0)
 
 
 if __name__ == "__main__":
