@@ -62,7 +62,6 @@ for _v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_v, "1")
 
 import csv  # noqa: E402
-import hashlib  # noqa: E402
 import json  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
@@ -99,12 +98,7 @@ OUT_ONNX = os.path.join(OUT_DIR, "af_cnn_rr.onnx")
 OUT_JSON = os.path.join(OUT_DIR, "stack_rr.json")
 
 
-def sha256(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+sha256 = cnn.file_sha256
 
 
 # ---------------------------------------------------------------- data ----------

@@ -987,8 +987,12 @@ def export_all(model, names, sigs, fitted, offsets, out_dir):
 
 
 def file_sha256(path):
+    """The SHA-256 of a file, hex (the studies' `sha256` is this one)."""
+    h = hashlib.sha256()
     with open(path, "rb") as f:
-        return hashlib.sha256(f.read()).hexdigest()
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def config_key(seed=SEED, ema=0.0, mixup=0.0, teachers=None):
@@ -1049,7 +1053,8 @@ def main():
                     "network; with --all-data, comma-separated --all-data checkpoints "
                     "(with --from-checkpoint: the same list, to check the student's key)")
     args = ap.parse_args()
-    assert not args.teachers or args.cv_fold is not None or args.all_data, \
+    teachers = args.teachers.split(",") if args.teachers else None
+    assert not teachers or args.cv_fold is not None or args.all_data, \
         "--teachers trains a student: with --cv-fold or --all-data"
     t_start = time.time()
     global ARCH
@@ -1084,14 +1089,12 @@ def main():
         # the torch RNG; one model built and dropped here keeps them reproducible.
         build_model()
         cv_fold(names, y, sigs, args.cv_fold, args.folds, args.epochs, args.seed,
-                args.ema or 0.998, args.cv_out, args.mixup, args.cv_onnx,
-                args.teachers.split(",") if args.teachers else None)
+                args.ema or 0.998, args.cv_out, args.mixup, args.cv_onnx, teachers)
         return
     if args.all_data:
         assert args.ema > 0 and args.arch == "v1" and not args.mixup, \
             "--all-data is the v1 recipe with --ema"
-        tpaths = args.teachers.split(",") if args.teachers else None
-        key = json.dumps(["all data", json.loads(config_key(args.seed, args.ema, 0.0, tpaths))])
+        key = json.dumps(["all data", json.loads(config_key(args.seed, args.ema, 0.0, teachers))])
         if args.from_checkpoint:
             fitted = torch.load(args.from_checkpoint, weights_only=False)
             assert fitted["config"] == key, "checkpoint from another configuration"
@@ -1102,7 +1105,7 @@ def main():
             return
         assert args.checkpoint, "--all-data trains and saves --checkpoint"
         fitted = fit_all(model, names, y, sigs, args.epochs, rng, args.ema,
-                         load_teachers(tpaths) if tpaths else None)
+                         load_teachers(teachers) if teachers else None)
         fitted["config"] = key
         torch.save(fitted, args.checkpoint)
         print(f"saved {args.checkpoint} ({fitted['training_wall_s']} s wall, "
