@@ -750,7 +750,7 @@ mod tests {
             samples_mv: vec![],
             rr_s: vec![],
             beats_s: vec![],
-            pvc_s: Vec::new(),
+            wide_pvc: Vec::new(),
             features: (0..8).map(f).collect(),
             quality_ok,
         }

@@ -25,7 +25,7 @@ fn window(features: Vec<f32>, quality_ok: bool) -> ModelInput {
         samples_mv: vec![],
         rr_s: vec![],
         beats_s: vec![],
-        pvc_s: Vec::new(),
+        wide_pvc: Vec::new(),
         features,
         quality_ok,
     }

@@ -138,7 +138,7 @@ pub struct EpisodeSettings {
     /// Judge RR irregularity (onset and sustain evidence) on the window's
     /// normal-to-normal intervals: those between two consecutive beats neither of
     /// which the DSP stage's PVC classifier called a PVC with a wide QRS
-    /// ([`nn_intervals`]; `ModelInput::pvc_s`). AF is a
+    /// ([`nn_intervals`]; `ModelInput::wide_pvc`). AF is a
     /// rhythm of the conducted beats; ventricular beats (PVCs, couplets, runs) come on
     /// their own clock and make frequent ectopy look irregularly irregular. Off, every
     /// interval is read. Either way the ectopic-pair removal of the RR rule applies.
@@ -238,18 +238,16 @@ pub fn offset_in(beats_s: &[f32], min_ratio: f32) -> Option<f32> {
     }
 }
 
-/// The RR intervals `rr_s` (s; `rr_s[i]` between beats `i` and `i + 1` of `beats_s`,
-/// times in s) whose two beats are not in `pvc_s` (times of the beats called PVCs, a
-/// subset of `beats_s` computed the same way; matched within 0.1 ms). `rr_s` as it is
+/// The RR intervals `rr_s` (s; `rr_s[i]` between beats `i` and `i + 1`) neither of
+/// whose beats is flagged in `pvc` (one flag per beat: called a PVC). `rr_s` as it is
 /// when the lengths do not pair up.
-pub fn nn_intervals(rr_s: &[f32], beats_s: &[f32], pvc_s: &[f32]) -> Vec<f32> {
-    if beats_s.len() != rr_s.len() + 1 {
+pub fn nn_intervals(rr_s: &[f32], pvc: &[bool]) -> Vec<f32> {
+    if pvc.len() != rr_s.len() + 1 {
         return rr_s.to_vec();
     }
-    let pvc = |b: f32| pvc_s.iter().any(|&p| (p - b).abs() < 1e-4);
     rr_s.iter()
-        .zip(beats_s.windows(2))
-        .filter(|(_, w)| !pvc(w[0]) && !pvc(w[1]))
+        .zip(pvc.windows(2))
+        .filter(|(_, w)| !w[0] && !w[1])
         .map(|(&r, _)| r)
         .collect()
 }
@@ -330,8 +328,8 @@ impl AfEpisodes {
         self.apply_beats(f, rr_s, beats_s, &[])
     }
 
-    /// [`Self::apply`] with the times (s from the window's start) of the window's
-    /// beats the DSP stage's PVC classifier called PVCs (`ModelInput::pvc_s`): with
+    /// [`Self::apply`] with, for each of the window's beats, whether the DSP stage's
+    /// PVC classifier called it a PVC (`ModelInput::wide_pvc`): with
     /// [`EpisodeSettings::nn_intervals`] the RR rule reads the intervals between the
     /// other beats. With no PVC in the window that is `rr_s`.
     pub fn apply_beats(
@@ -339,14 +337,14 @@ impl AfEpisodes {
         f: &mut Finding,
         rr_s: &[f32],
         beats_s: &[f32],
-        pvc_s: &[f32],
+        wide_pvc: &[bool],
     ) -> Option<Episode> {
         if f.condition != Condition::AtrialFibrillation {
             return None;
         }
         let nn;
-        let rr_s = if self.settings.nn_intervals && !pvc_s.is_empty() {
-            nn = nn_intervals(rr_s, beats_s, pvc_s);
+        let rr_s = if self.settings.nn_intervals && wide_pvc.contains(&true) {
+            nn = nn_intervals(rr_s, wide_pvc);
             &nn[..]
         } else {
             rr_s
@@ -367,7 +365,7 @@ impl AfEpisodes {
         call: &mut Finding,
         rr_s: &[f32],
         beats_s: &[f32],
-        pvc_s: &[f32],
+        wide_pvc: &[bool],
     ) -> Option<Episode> {
         let open = self
             .streams
@@ -377,7 +375,7 @@ impl AfEpisodes {
             call.status = FindingStatus::Indeterminate;
             call.score = None;
         }
-        self.apply_beats(call, rr_s, beats_s, pvc_s)
+        self.apply_beats(call, rr_s, beats_s, wide_pvc)
     }
 
     /// Whether windows the gate failed are scored for the tracker
@@ -612,14 +610,11 @@ mod tests {
     fn nn_intervals_leave_out_the_intervals_at_pvcs() {
         let beats = [0.0f32, 0.8, 1.2, 2.4, 3.2, 3.6, 3.9, 5.2];
         let rr: Vec<f32> = beats.windows(2).map(|w| w[1] - w[0]).collect();
-        let nn = nn_intervals(&rr, &beats, &[1.2, 3.6, 3.9]);
-        assert_eq!(nn, vec![rr[0], rr[3]]);
-        assert_eq!(nn_intervals(&rr, &beats, &[]), rr);
-        assert_eq!(
-            nn_intervals(&rr, &[], &[1.2]),
-            rr,
-            "no beats: every interval"
-        );
+        // PVCs at 1.2, 3.6 and 3.9 s.
+        let pvc = [false, false, true, false, false, true, true, false];
+        assert_eq!(nn_intervals(&rr, &pvc), vec![rr[0], rr[3]]);
+        assert_eq!(nn_intervals(&rr, &[false; 8]), rr);
+        assert_eq!(nn_intervals(&rr, &[]), rr, "no flags: every interval");
     }
 
     /// Sinus rhythm (0.76–0.84 s) with frequent ventricular ectopy: PVCs with a
@@ -633,27 +628,28 @@ mod tests {
             x = x.wrapping_mul(1_103_515_245).wrapping_add(12_345);
             ((x >> 16) % 1000) as f32 / 1000.0
         };
-        let (mut beats, mut pvcs) = (vec![0.0f32], Vec::new());
+        let (mut beats, mut pvcs) = (vec![0.0f32], vec![false]);
         while let Some(&t) = beats.last().filter(|&&t| t < 29.0) {
             let nn = 0.76 + 0.08 * rnd();
             let u = rnd();
             if u < 0.3 {
                 let c = 0.38 + 0.2 * rnd();
-                pvcs.push(t + c);
                 beats.extend([t + c, t + 2.0 * nn]);
+                pvcs.extend([true, false]);
             } else if u < 0.45 {
                 let (c, d) = (0.38 + 0.1 * rnd(), 0.35 + 0.15 * rnd());
                 let pause = 0.9 + 0.3 * rnd();
-                pvcs.extend([t + c, t + c + d]);
                 beats.extend([t + c, t + c + d, t + c + d + pause]);
+                pvcs.extend([true, true, false]);
             } else {
                 beats.push(t + nn);
+                pvcs.push(false);
             }
         }
         let rr: Vec<f32> = beats.windows(2).map(|w| w[1] - w[0]).collect();
         let t = IrregularityThresholds::default();
         assert!(rr_irregular_with(&rr, &t), "irregular over every interval");
-        assert!(!rr_irregular_with(&nn_intervals(&rr, &beats, &pvcs), &t));
+        assert!(!rr_irregular_with(&nn_intervals(&rr, &pvcs), &t));
         for nn in [false, true] {
             let mut tr = tracker(EpisodeSettings {
                 nn_intervals: nn,

@@ -55,9 +55,9 @@ pub struct WindowBeats {
     pub features: Vec<f32>,
     /// The beats' times, from the window's start (empty with no RR interval).
     pub beats_s: Vec<f32>,
-    /// Those of `beats_s` the DSP stage's PVC classifier called PVCs with a wide QRS
-    /// (`RhythmWindow::wide_pvc_beats`).
-    pub pvc_s: Vec<f32>,
+    /// For each of `beats_s`, whether the DSP stage's PVC classifier called it a PVC
+    /// with a wide QRS (`RhythmWindow::wide_pvc_beats`).
+    pub wide_pvc: Vec<bool>,
 }
 
 /// Appends to `kept` the samples of `new` (in order) after its last one, and drops
@@ -318,23 +318,22 @@ impl InputBuilder {
         let rr_s = rr_intervals(&beats, fs);
         let features = af_features(&rr_s).to_vec();
         let at = |b: u64| ((b - start) as f64 / fs) as f32;
-        let (beats_s, pvc_s) = if rr_s.is_empty() {
+        let (beats_s, wide_pvc) = if rr_s.is_empty() {
             (Vec::new(), Vec::new())
         } else {
-            let pvc_s = self
-                .pvcs
-                .iter()
-                .copied()
-                .filter(|b| beats.binary_search(b).is_ok())
-                .map(at)
-                .collect();
-            (beats.iter().map(|&b| at(b)).collect(), pvc_s)
+            (
+                beats.iter().map(|&b| at(b)).collect(),
+                beats
+                    .iter()
+                    .map(|b| self.pvcs.binary_search(b).is_ok())
+                    .collect(),
+            )
         };
         WindowBeats {
             rr_s,
             features,
             beats_s,
-            pvc_s,
+            wide_pvc,
         }
     }
 
@@ -386,7 +385,7 @@ impl InputBuilder {
             samples_mv,
             rr_s: beats.rr_s,
             beats_s: beats.beats_s,
-            pvc_s: beats.pvc_s,
+            wide_pvc: beats.wide_pvc,
             features,
             quality_ok,
         }
@@ -605,7 +604,7 @@ mod tests {
             features: af_features(&rr_s).to_vec(),
             rr_s,
             beats_s: beats_s.clone(),
-            pvc_s: Vec::new(),
+            wide_pvc: Vec::new(),
         };
         for atrial in [false, true] {
             manifest.input.atrial_features = atrial;

@@ -289,7 +289,7 @@ impl Scorer {
                                         &mut c,
                                         &item.input.rr_s,
                                         &item.input.beats_s,
-                                        &item.input.pvc_s,
+                                        &item.input.wide_pvc,
                                     );
                                     f.episode_end = c.episode_end;
                                 }
@@ -298,7 +298,7 @@ impl Scorer {
                                         &mut f,
                                         &item.input.rr_s,
                                         &item.input.beats_s,
-                                        &item.input.pvc_s,
+                                        &item.input.wide_pvc,
                                     );
                                 }
                             }

@@ -29,12 +29,14 @@ pub struct ModelInput {
     /// changes, for the AF episode tracker's beat-level onsets and offsets.
     #[serde(default)]
     pub beats_s: Vec<f32>,
-    /// Those of `beats_s` the DSP stage's PVC classifier called premature ventricular
-    /// beats with a wide QRS (ventricular by their shape): with `nn_intervals`, the AF episode tracker judges RR irregularity on the
-    /// intervals between the other beats. The classifier learns from the stream's
-    /// history, so a window built from a later start (offline) can differ here.
+    /// For each of `beats_s`, whether the DSP stage's PVC classifier called it a
+    /// premature ventricular beat with a wide QRS (ventricular by its shape): with
+    /// `nn_intervals`, the AF episode tracker judges RR irregularity on the intervals
+    /// between the other beats. As long as `beats_s` (empty with it). The classifier
+    /// learns from the stream's history, so a window built from a later start
+    /// (offline) can differ here.
     #[serde(default)]
-    pub pvc_s: Vec<f32>,
+    pub wide_pvc: Vec<bool>,
     /// Per-window features for feature-based models (e.g. `af_rr_v1`), empty if none.
     pub features: Vec<f32>,
     /// Whether the signal is good enough to score; when it is not, the model stage
