@@ -101,8 +101,9 @@ pub(crate) fn replay_record(
 /// Evaluation subcommands.
 #[derive(Debug, Subcommand)]
 pub enum EvalCommand {
-    /// Streaming QRS detection on lead 0 of every WFDB record in a folder, fed frame
-    /// by frame, scored beat by beat against the `.atr` reference annotations.
+    /// Streaming QRS detection on every WFDB record in a folder as the pipeline finds
+    /// a stream's beats (its first two ECG leads where it has two, else its one), fed
+    /// frame by frame, scored beat by beat against the `.atr` reference annotations.
     Qrs(qrs::QrsArgs),
     /// Rhythm class (N, A, O, ~) of every record of a CinC 2017-style folder, from the
     /// active AF model (or `--model`, or the RR rule with `--rule`); scored against
