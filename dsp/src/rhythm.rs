@@ -370,6 +370,9 @@ pub struct BeatMorphology {
     pub rr_ratio: f32,
     /// Share of 5–15 Hz energy relative to the template's (1 = same).
     pub width_ratio: f32,
+    /// A wide QRS: `width_ratio` below [`PvcConfig::wide_ratio`] (false with no
+    /// template yet).
+    pub wide: bool,
     /// Classified as a PVC.
     pub pvc: bool,
 }
@@ -592,6 +595,7 @@ impl PvcClassifier {
             corr: 1.0,
             rr_ratio,
             width_ratio: 1.0,
+            wide: false,
             pvc: false,
         };
         let mut learnt = None;
@@ -619,9 +623,9 @@ impl PvcClassifier {
                 };
                 let c = &self.cfg;
                 let premature = rr_ratio > 0.0 && rr_ratio < 1.0 - c.prematurity;
-                let wide = m.width_ratio < c.wide_ratio;
-                m.pvc = (m.corr < c.max_corr && (premature || wide))
-                    || (m.corr < c.max_corr_not_premature && wide);
+                m.wide = m.width_ratio < c.wide_ratio;
+                m.pvc = (m.corr < c.max_corr && (premature || m.wide))
+                    || (m.corr < c.max_corr_not_premature && m.wide);
                 if m.corr >= c.template_update_corr {
                     for (t, &v) in self.template.iter_mut().zip(seg) {
                         *t = 0.9 * *t + 0.1 * v;

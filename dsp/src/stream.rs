@@ -130,11 +130,17 @@ impl RhythmWindow {
     /// windows): successive windows overlap by `window_s − hop_s`, so a consumer that
     /// collects a stream's beats window by window takes each beat once this way.
     pub fn beats_after(&self, last: Option<u64>) -> impl Iterator<Item = u64> + '_ {
-        self.beats
-            .iter()
-            .copied()
-            .filter(move |&b| last.is_none_or(|l| b > l))
+        after(&self.beats, last)
     }
+}
+
+/// The sample indices of `samples` (ascending) after `last`, the last one a consumer
+/// already took from an earlier, overlapping window (`None`: all of them).
+pub fn after(samples: &[u64], last: Option<u64>) -> impl Iterator<Item = u64> + '_ {
+    samples
+        .iter()
+        .copied()
+        .filter(move |&b| last.is_none_or(|l| b > l))
 }
 
 /// What [`StreamDsp::push`] emits.
@@ -643,8 +649,7 @@ impl StreamDsp {
         }
         let m = self.pvc.classify(b, &self.seg_f, &self.seg_q);
         if m.pvc {
-            self.pvcs
-                .push_back((b, m.width_ratio < self.cfg.pvc.wide_ratio));
+            self.pvcs.push_back((b, m.wide));
         }
     }
 

@@ -65,7 +65,7 @@ pub struct WindowBeats {
 /// once.
 fn take_new(kept: &mut VecDeque<u64>, new: &[u64], keep_from: u64) {
     let last = kept.back().copied();
-    kept.extend(new.iter().copied().filter(|&b| last.is_none_or(|l| b > l)));
+    kept.extend(ecg_dsp::stream::after(new, last));
     while kept.front().is_some_and(|&b| b < keep_from) {
         kept.pop_front();
     }
