@@ -1,8 +1,12 @@
 """Beat-by-beat matching of ANSI/AAMI EC57 (PhysioNet `bxb` style), a line-for-line port
 of `ecg_dsp::score::match_beats`, for the Python scripts that score QRS detections the
 way `cardiostream eval qrs` and the Rust tests do (scripts/eval-qrs-neurokit.py,
-tools/qrs_two_lead.py).
+tools/qrs_two_lead.py, tools/pvc_noise.py), and the MIT-BIH split they report by.
 """
+
+# The tuning half of the MIT-BIH split (dsp/tests/common/mod.rs, QRS_TUNING); the other
+# shared records are the held-out (check) half.
+QRS_TUNING = frozenset("101 104 107 109 114 116 119 124 203 207 209 217 223".split())
 
 
 def match_beats(reference, detected, tolerance):

@@ -7,17 +7,17 @@ gate, unlike `mitdb_pvc_detection`), so noise the QRS detector takes for beats c
   cargo run --release -p ecg-dsp --example nst_records -- /tmp/nst    # the mixtures
   cargo build --release -p ecg-dsp --example pvc_dump
   tools/pvc_noise.py target/release/examples/pvc_dump $D/mitdb /tmp/nst/em_12 /tmp/nst/em_6 ...
-Needs numpy and wfdb.
+Needs wfdb.
 """
 import glob
 import os
 import subprocess
 import sys
 
-import numpy as np
 import wfdb
 
-TUNING = set("101 104 107 109 114 116 119 124 203 207 209 217 223".split())
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "scripts"))
+from ec57 import QRS_TUNING as TUNING, match_beats  # noqa: E402
 
 
 def main(exe, folders):
@@ -30,18 +30,11 @@ def main(exe, folders):
                 continue
             out = subprocess.run([exe, rec], capture_output=True, text=True, check=True).stdout
             fs = float(out.split("\n")[0].split(",")[1])
-            det = np.array([int(line.split(",")[1]) for line in out.split("\n")
-                            if line.startswith("beat,") and line.endswith(",1")])
+            det = [int(line.split(",")[1]) for line in out.split("\n")
+                   if line.startswith("beat,") and line.endswith(",1")]
             ann = wfdb.rdann(rec, "atr")
-            ref = [s for s, y in zip(ann.sample, ann.symbol) if y == "V"]
-            tol, used, tp = int(0.15 * fs), set(), 0
-            for r in ref:
-                if len(det) == 0:
-                    break
-                i = int(np.argmin(np.abs(det - r)))
-                if abs(det[i] - r) <= tol and i not in used:
-                    used.add(i)
-                    tp += 1
+            ref = [int(s) for s, y in zip(ann.sample, ann.symbol) if y == "V"]
+            tp = match_beats(ref, det, int(0.15 * fs))[0]
             t = tot[name in TUNING]
             t[0] += len(ref)
             t[1] += len(det)

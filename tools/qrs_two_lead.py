@@ -40,10 +40,8 @@ import statistics
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "scripts"))
-from ec57 import match_beats  # noqa: E402  (the Rust match_beats, ported once)
+from ec57 import QRS_TUNING as TUNING, match_beats  # noqa: E402  (the Rust match_beats, ported once)
 
-# The tuning half (dsp/tests/common/mod.rs, QRS_TUNING).
-TUNING = "101 104 107 109 114 116 119 124 203 207 209 217 223".split()
 FS = 360
 WIN = round(0.150 * FS)
 
