@@ -5,6 +5,9 @@
 //! The reader is strict about structure and lenient about content: malformed input
 //! yields a [`WfdbError`] naming the file and the problem, never a panic.
 //!
+//! A record is read whole ([`read_record`]) or a block of frames at a time
+//! ([`SignalReader`], for records of days); both decode through the same code.
+//!
 //! Not supported (reported as [`WfdbError::Unsupported`]): multi-segment records,
 //! FLAC formats (508/516/524) and formats 0 (null signals) or unknown codes. Skew is
 //! parsed but not applied. Signals with several samples per frame keep all their
@@ -12,6 +15,7 @@
 
 use std::collections::HashMap;
 use std::fs;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 /// Why a record or annotation file could not be read.
@@ -104,6 +108,29 @@ pub struct SignalInfo {
 }
 
 impl SignalInfo {
+    /// Physical values of this signal's digital samples `d`: `(d - baseline) / gain`,
+    /// converted to millivolts when the units are `uV`/`µV` (or `V`); other units are
+    /// returned unconverted. Missing samples (the WFDB invalid value for the format)
+    /// become NaN.
+    pub fn physical(&self, d: &[i32]) -> Vec<f32> {
+        let scale = self.mv_per_unit().unwrap_or(1.0);
+        let invalid = invalid_value(self.format);
+        let gain = if self.gain == 0.0 {
+            DEFAULT_GAIN
+        } else {
+            self.gain
+        };
+        d.iter()
+            .map(|&v| {
+                if Some(v) == invalid {
+                    f32::NAN
+                } else {
+                    ((f64::from(v) - f64::from(self.baseline)) / gain * scale) as f32
+                }
+            })
+            .collect()
+    }
+
     /// Millivolts per physical unit when the units are a voltage (`mV`, `uV`/`µV`/
     /// `microvolts`, `V`), `None` otherwise.
     pub fn mv_per_unit(&self) -> Option<f64> {
@@ -137,30 +164,13 @@ pub struct Record {
 const INVALID_16: i32 = -32768;
 
 impl Record {
-    /// Physical values of signal `sig`: `(d - baseline) / gain`, converted to
-    /// millivolts when the units are `uV`/`µV` (or `V`); other units are returned
-    /// unconverted. Missing samples (the WFDB invalid value for the format) become
-    /// NaN. Returns an empty vector when `sig` is out of range.
+    /// Physical values of signal `sig` ([`SignalInfo::physical`]); an empty vector
+    /// when `sig` is out of range.
     pub fn physical(&self, sig: usize) -> Vec<f32> {
-        let (Some(info), Some(d)) = (self.signals.get(sig), self.samples.get(sig)) else {
-            return Vec::new();
-        };
-        let scale = info.mv_per_unit().unwrap_or(1.0);
-        let invalid = invalid_value(info.format);
-        let gain = if info.gain == 0.0 {
-            DEFAULT_GAIN
-        } else {
-            info.gain
-        };
-        d.iter()
-            .map(|&v| {
-                if Some(v) == invalid {
-                    f32::NAN
-                } else {
-                    ((f64::from(v) - f64::from(info.baseline)) / gain * scale) as f32
-                }
-            })
-            .collect()
+        match (self.signals.get(sig), self.samples.get(sig)) {
+            (Some(info), Some(d)) => info.physical(d),
+            _ => Vec::new(),
+        }
     }
 
     /// True when the sum of signal `sig`'s samples, truncated to 16 bits, matches the
@@ -427,11 +437,12 @@ where
 /// `…/mitdb/100`); signal files are looked up next to the header. A signal file
 /// name that leads outside the header's directory (absolute, or with `..`) is
 /// [`WfdbError::Unsupported`]: a header never makes the reader open other files.
+/// For a record too long to hold whole, [`SignalReader`] reads it a block at a time.
 ///
 /// # Errors
 /// A [`WfdbError`] naming the file and the problem.
 pub fn read_record(path_without_ext: &Path) -> Result<Record, WfdbError> {
-    read_record_with(path_without_ext, |p| fs::read(p))
+    SignalReader::open(path_without_ext)?.into_record()
 }
 
 /// [`read_record`] with the files read by `read` (called with the header's path,
@@ -444,131 +455,361 @@ pub fn read_record_with<F>(path_without_ext: &Path, mut read: F) -> Result<Recor
 where
     F: FnMut(&Path) -> std::io::Result<Vec<u8>>,
 {
-    let (mut header, hea) = read_header_with(path_without_ext, &mut read)?;
-    let mut read_bytes = |path: &Path| {
-        read(path).map_err(|error| WfdbError::Io {
-            path: path.to_path_buf(),
-            error,
-        })
-    };
-    let dir = hea.parent().map(Path::to_path_buf).unwrap_or_default();
+    SignalReader::open_from(path_without_ext, |p| {
+        let bytes = read(p)?;
+        let len = bytes.len() as u64;
+        Ok((Box::new(std::io::Cursor::new(bytes)) as Bytes, len))
+    })?
+    .into_record()
+}
 
-    // Group signals by file, keeping first-appearance order.
-    let mut order: Vec<String> = Vec::new();
-    let mut groups: HashMap<String, Vec<usize>> = HashMap::new();
-    for (i, s) in header.signals.iter().enumerate() {
-        if !groups.contains_key(&s.file_name) {
-            order.push(s.file_name.clone());
-        }
-        groups.entry(s.file_name.clone()).or_default().push(i);
+/// A signal file's bytes, from where they start, and how many the file holds.
+type Bytes = Box<dyn Read + Send>;
+
+/// A record's signals read a block of frames at a time, from files read as they are
+/// needed: memory stays that of a block whatever the record's length (a Holter or
+/// patch recording of days). [`read_record`] reads a record whole through one. Opening
+/// checks what [`read_record`] checks (the header, each signal file's format, offset
+/// and length against the header's frame count), so a record that opens reads to its
+/// end unless a file changes or fails underneath.
+pub struct SignalReader {
+    header: Header,
+    files: Vec<SignalFile>,
+    /// Frames of the record: the header's count, or the shortest file's.
+    n_frames: usize,
+    /// Frames handed out by [`SignalReader::read_frames`].
+    read: usize,
+}
+
+impl std::fmt::Debug for SignalReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SignalReader")
+            .field("record", &self.header.name)
+            .field("n_frames", &self.n_frames)
+            .field("read", &self.read)
+            .finish_non_exhaustive()
     }
-    let mut samples: Vec<Vec<i32>> = vec![Vec::new(); header.signals.len()];
-    let mut n_frames_min: Option<usize> = None;
-    for file in &order {
-        let idx = &groups[file];
-        let path = dir.join(file);
-        if !inside_dir(file) {
-            return Err(WfdbError::Unsupported {
-                path,
-                what: format!("signal file {file:?} outside the record's directory"),
-            });
-        }
-        let first = &header.signals[idx[0]];
-        let format = first.format;
-        if let Some(&bad) = idx.iter().find(|&&i| header.signals[i].format != format) {
-            return Err(WfdbError::Unsupported {
-                path,
-                what: format!(
-                    "signals {} and {bad} share the file with different formats",
-                    idx[0]
-                ),
-            });
-        }
-        if format == 0 {
-            continue;
-        }
-        if matches!(format, 508 | 516 | 524) {
-            return Err(WfdbError::Unsupported {
-                path,
-                what: format!("FLAC signal format {format}"),
-            });
-        }
-        let data = read_bytes(&path)?;
-        let mut offset = first.byte_offset as usize;
-        if offset == 0 && file.to_ascii_lowercase().ends_with(".mat") {
-            offset = mat4_data_offset(&data, &path)?;
-            for &i in idx {
-                header.signals[i].byte_offset = offset as u64;
+}
+
+/// One signal file of a record, decoded a block of frames at a time.
+struct SignalFile {
+    path: PathBuf,
+    bytes: Bytes,
+    format: u32,
+    /// Samples and bytes of the format's smallest whole group ([`group`]).
+    group: (usize, usize),
+    /// The record's signals this file holds, in frame order: index and samples per frame.
+    signals: Vec<(usize, usize)>,
+    /// Samples per frame over the file's signals.
+    frame: usize,
+    /// Frames the file holds (the header's count when it gives one).
+    n_frames: usize,
+    /// Frames decoded so far.
+    read: usize,
+    /// Samples decoded but not yet handed out: a block of frames can end inside a
+    /// group of a packed format (212, 310, 311).
+    carry: Vec<i32>,
+    /// Format 8: each signal's running value (its first differences add up across
+    /// blocks), from the header's initial value.
+    level: Vec<i32>,
+    buf: Vec<u8>,
+}
+
+impl SignalReader {
+    /// Opens the record at `path_without_ext` (as for [`read_record`]), its signal
+    /// files read as they are needed.
+    ///
+    /// # Errors
+    /// As [`read_record`], for everything that can be checked before the samples are
+    /// read.
+    pub fn open(path_without_ext: &Path) -> Result<Self, WfdbError> {
+        Self::open_from(path_without_ext, |p| {
+            let f = fs::File::open(p)?;
+            let len = f.metadata()?.len();
+            Ok((
+                Box::new(std::io::BufReader::with_capacity(1 << 16, f)) as Bytes,
+                len,
+            ))
+        })
+    }
+
+    /// Opens a record whose files `open` gives as a reader and a length (header first).
+    fn open_from<F>(path_without_ext: &Path, mut open: F) -> Result<Self, WfdbError>
+    where
+        F: FnMut(&Path) -> std::io::Result<(Bytes, u64)>,
+    {
+        let (mut header, hea) = read_header_with(path_without_ext, &mut |p: &Path| {
+            let mut bytes = Vec::new();
+            open(p)?.0.read_to_end(&mut bytes)?;
+            Ok(bytes)
+        })?;
+        let dir = hea.parent().map(Path::to_path_buf).unwrap_or_default();
+
+        // Group signals by file, keeping first-appearance order.
+        let mut order: Vec<String> = Vec::new();
+        let mut groups: HashMap<String, Vec<usize>> = HashMap::new();
+        for (i, s) in header.signals.iter().enumerate() {
+            if !groups.contains_key(&s.file_name) {
+                order.push(s.file_name.clone());
             }
+            groups.entry(s.file_name.clone()).or_default().push(i);
         }
-        let body = data.get(offset..).ok_or_else(|| WfdbError::Signal {
-            path: path.clone(),
-            msg: format!("byte offset {offset} beyond the end of the file"),
-        })?;
-        // Checked: two signals of 2^63 samples per frame must not wrap to a frame of
-        // 0 samples (a division by zero below).
-        let frame = idx
-            .iter()
-            .try_fold(0usize, |a, &i| {
-                a.checked_add(header.signals[i].samples_per_frame)
-            })
-            .ok_or_else(|| WfdbError::Signal {
+        let mut files = Vec::with_capacity(order.len());
+        let mut n_frames_min: Option<usize> = None;
+        for file in &order {
+            let idx = &groups[file];
+            let path = dir.join(file);
+            if !inside_dir(file) {
+                return Err(WfdbError::Unsupported {
+                    path,
+                    what: format!("signal file {file:?} outside the record's directory"),
+                });
+            }
+            let first = &header.signals[idx[0]];
+            let format = first.format;
+            if let Some(&bad) = idx.iter().find(|&&i| header.signals[i].format != format) {
+                return Err(WfdbError::Unsupported {
+                    path,
+                    what: format!(
+                        "signals {} and {bad} share the file with different formats",
+                        idx[0]
+                    ),
+                });
+            }
+            if format == 0 {
+                continue;
+            }
+            if matches!(format, 508 | 516 | 524) {
+                return Err(WfdbError::Unsupported {
+                    path,
+                    what: format!("FLAC signal format {format}"),
+                });
+            }
+            let io = |error| WfdbError::Io {
                 path: path.clone(),
-                msg: "samples per frame of the file's signals add up past the address space".into(),
-            })?;
-        let avail = samples_in_bytes(format, body.len()).ok_or_else(|| WfdbError::Unsupported {
-            path: path.clone(),
-            what: format!("signal format {format}"),
-        })?;
-        let n_frames = match header.n_samples {
-            Some(n) => {
-                if avail / frame < n {
+                error,
+            };
+            let (mut bytes, len) = open(&path).map_err(io)?;
+            let mut offset = first.byte_offset;
+            if offset == 0 && file.to_ascii_lowercase().ends_with(".mat") {
+                let mut head = Vec::with_capacity(MAT4_HEADER);
+                (&mut bytes)
+                    .take(MAT4_HEADER as u64)
+                    .read_to_end(&mut head)
+                    .map_err(io)?;
+                offset = mat4_data_offset(&head, len, &path)?;
+                skip(&mut bytes, offset - MAT4_HEADER as u64).map_err(io)?;
+                for &i in idx {
+                    header.signals[i].byte_offset = offset;
+                }
+            } else {
+                if offset > len {
                     return Err(WfdbError::Signal {
                         path,
-                        msg: format!("holds {} frames, header says {n}", avail / frame),
+                        msg: format!("byte offset {offset} beyond the end of the file"),
                     });
                 }
-                n
+                skip(&mut bytes, offset).map_err(io)?;
             }
-            None => avail / frame,
-        };
-        let flat = decode(format, body, n_frames * frame);
-        // Demultiplex.
-        let mut outs: Vec<Vec<i32>> = idx
+            // Checked: two signals of 2^63 samples per frame must not wrap to a frame of
+            // 0 samples (a division by zero below).
+            let frame = idx
+                .iter()
+                .try_fold(0usize, |a, &i| {
+                    a.checked_add(header.signals[i].samples_per_frame)
+                })
+                .ok_or_else(|| WfdbError::Signal {
+                    path: path.clone(),
+                    msg: "samples per frame of the file's signals add up past the address space"
+                        .into(),
+                })?;
+            let body = usize::try_from(len - offset).unwrap_or(usize::MAX);
+            let (Some(avail), Some(group)) = (samples_in_bytes(format, body), group(format)) else {
+                return Err(WfdbError::Unsupported {
+                    path,
+                    what: format!("signal format {format}"),
+                });
+            };
+            let n_frames = match header.n_samples {
+                Some(n) => {
+                    if avail / frame < n {
+                        return Err(WfdbError::Signal {
+                            path,
+                            msg: format!("holds {} frames, header says {n}", avail / frame),
+                        });
+                    }
+                    n
+                }
+                None => avail / frame,
+            };
+            n_frames_min = Some(n_frames_min.map_or(n_frames, |m: usize| m.min(n_frames)));
+            files.push(SignalFile {
+                signals: idx
+                    .iter()
+                    .map(|&i| (i, header.signals[i].samples_per_frame))
+                    .collect(),
+                level: idx.iter().map(|&i| header.signals[i].init_value).collect(),
+                path,
+                bytes,
+                format,
+                group,
+                frame,
+                n_frames,
+                read: 0,
+                carry: Vec::new(),
+                buf: Vec::new(),
+            });
+        }
+        let n_frames = header.n_samples.or(n_frames_min).unwrap_or(0);
+        Ok(Self {
+            header,
+            files,
+            n_frames,
+            read: 0,
+        })
+    }
+
+    /// The record's header (for a `.mat` signal file, with the data's byte offset
+    /// read from its MAT header).
+    pub fn header(&self) -> &Header {
+        &self.header
+    }
+
+    /// Frames of the record: the header's count, or the shortest signal file's.
+    pub fn n_frames(&self) -> usize {
+        self.n_frames
+    }
+
+    /// The next frames of the record: up to `max` frames of every signal, one vector
+    /// per signal in header order (a signal of several samples per frame gives that
+    /// many per frame; one stored in no file, format 0, none); `None` once the
+    /// record's frames are all read.
+    ///
+    /// # Errors
+    /// When a signal file cannot be read, or ends before the frames it held when it
+    /// was opened.
+    pub fn read_frames(&mut self, max: usize) -> Result<Option<Vec<Vec<i32>>>, WfdbError> {
+        let n = max.min(self.n_frames - self.read);
+        if n == 0 {
+            return Ok(None);
+        }
+        let mut out = vec![Vec::new(); self.header.signals.len()];
+        for file in &mut self.files {
+            let block = file.read(n)?;
+            for (&(i, _), v) in file.signals.iter().zip(block) {
+                out[i] = v;
+            }
+        }
+        self.read += n;
+        Ok(Some(out))
+    }
+
+    /// The whole record, each signal file read to its own end (when the header gives
+    /// no frame count, files may hold different numbers of frames).
+    fn into_record(mut self) -> Result<Record, WfdbError> {
+        let mut samples: Vec<Vec<i32>> = vec![Vec::new(); self.header.signals.len()];
+        for file in &mut self.files {
+            for &(i, spf) in &file.signals {
+                samples[i].reserve_exact(file.n_frames.saturating_mul(spf));
+            }
+            while file.read < file.n_frames {
+                let block = file.read(1 << 16)?;
+                for ((i, _), v) in file.signals.iter().zip(block) {
+                    samples[*i].extend_from_slice(&v);
+                }
+            }
+        }
+        let Header {
+            name,
+            fs,
+            signals,
+            comments,
+            ..
+        } = self.header;
+        Ok(Record {
+            name,
+            fs,
+            n_samples: self.n_frames,
+            signals,
+            samples,
+            comments,
+        })
+    }
+}
+
+impl SignalFile {
+    /// The file's next `frames` frames (at most those left), one vector per signal of
+    /// the file.
+    fn read(&mut self, frames: usize) -> Result<Vec<Vec<i32>>, WfdbError> {
+        let frames = frames.min(self.n_frames - self.read);
+        let want = frames * self.frame;
+        let (group_samples, group_bytes) = self.group;
+        while self.carry.len() < want {
+            let groups = (want - self.carry.len()).div_ceil(group_samples);
+            self.buf.resize(groups * group_bytes, 0);
+            let got =
+                read_up_to(&mut self.bytes, &mut self.buf).map_err(|error| WfdbError::Io {
+                    path: self.path.clone(),
+                    error,
+                })?;
+            let n = samples_in_bytes(self.format, got)
+                .unwrap_or(0)
+                .min(groups * group_samples);
+            if n == 0 {
+                return Err(WfdbError::Signal {
+                    path: self.path.clone(),
+                    msg: format!(
+                        "ends after {} frames, it held {} when opened",
+                        self.read, self.n_frames
+                    ),
+                });
+            }
+            self.carry.extend(decode(self.format, &self.buf[..got], n));
+        }
+        let mut outs: Vec<Vec<i32>> = self
+            .signals
             .iter()
-            .map(|&i| Vec::with_capacity(n_frames * header.signals[i].samples_per_frame))
+            .map(|&(_, spf)| Vec::with_capacity(frames * spf))
             .collect();
-        let mut pos = 0;
-        for _ in 0..n_frames {
-            for (k, &i) in idx.iter().enumerate() {
-                let spf = header.signals[i].samples_per_frame;
-                outs[k].extend_from_slice(&flat[pos..pos + spf]);
+        // Demultiplex.
+        for frame in self.carry[..want].chunks_exact(self.frame) {
+            let mut pos = 0;
+            for (out, &(_, spf)) in outs.iter_mut().zip(&self.signals) {
+                out.extend_from_slice(&frame[pos..pos + spf]);
                 pos += spf;
             }
         }
-        if format == 8 {
-            for (k, &i) in idx.iter().enumerate() {
-                let mut acc = header.signals[i].init_value;
-                for v in &mut outs[k] {
-                    acc = acc.wrapping_add(*v);
-                    *v = acc;
+        self.carry.drain(..want);
+        if self.format == 8 {
+            for (out, level) in outs.iter_mut().zip(&mut self.level) {
+                for v in out.iter_mut() {
+                    *level = level.wrapping_add(*v);
+                    *v = *level;
                 }
             }
         }
-        for (k, &i) in idx.iter().enumerate() {
-            samples[i] = std::mem::take(&mut outs[k]);
-        }
-        n_frames_min = Some(n_frames_min.map_or(n_frames, |m: usize| m.min(n_frames)));
+        self.read += frames;
+        Ok(outs)
     }
-    let n_samples = header.n_samples.or(n_frames_min).unwrap_or(0);
-    Ok(Record {
-        name: header.name,
-        fs: header.fs,
-        n_samples,
-        signals: header.signals,
-        samples,
-        comments: header.comments,
-    })
+}
+
+/// Reads into `buf` until it is full or the bytes end; the count read.
+fn read_up_to(bytes: &mut Bytes, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut got = 0;
+    while got < buf.len() {
+        match bytes.read(&mut buf[got..]) {
+            Ok(0) => break,
+            Ok(k) => got += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(got)
+}
+
+/// Skips `n` bytes (fewer if the bytes end first).
+fn skip(bytes: &mut Bytes, n: u64) -> std::io::Result<()> {
+    std::io::copy(&mut bytes.take(n), &mut std::io::sink()).map(|_| ())
 }
 
 /// True when a signal file name stays inside the header's directory: relative, and
@@ -580,16 +821,20 @@ fn inside_dir(file: &str) -> bool {
         .all(|c| matches!(c, Component::Normal(_) | Component::CurDir))
 }
 
-/// Byte offset of the data of a MATLAB v4 file holding one int16 matrix.
-fn mat4_data_offset(data: &[u8], path: &Path) -> Result<usize, WfdbError> {
+/// Bytes of a MATLAB v4 matrix header before the matrix's name.
+const MAT4_HEADER: usize = 20;
+
+/// Byte offset of the data of a MATLAB v4 file holding one int16 matrix, from the
+/// file's first [`MAT4_HEADER`] bytes `head` and its length `len`.
+fn mat4_data_offset(head: &[u8], len: u64, path: &Path) -> Result<u64, WfdbError> {
     let bad = |msg: &str| WfdbError::Signal {
         path: path.to_path_buf(),
         msg: format!("MAT v4 header: {msg}"),
     };
-    if data.len() < 20 {
+    if head.len() < MAT4_HEADER {
         return Err(bad("file shorter than 20 bytes"));
     }
-    let word = |i: usize| u32::from_le_bytes([data[i], data[i + 1], data[i + 2], data[i + 3]]);
+    let word = |i: usize| u32::from_le_bytes([head[i], head[i + 1], head[i + 2], head[i + 3]]);
     let ty = word(0);
     if ty >= 10000 {
         return Err(bad("not a little-endian MAT v4 file"));
@@ -597,12 +842,26 @@ fn mat4_data_offset(data: &[u8], path: &Path) -> Result<usize, WfdbError> {
     if (ty / 10) % 10 != 3 {
         return Err(bad("data type is not int16"));
     }
-    let namlen = word(16) as usize;
-    let off = 20usize
-        .checked_add(namlen)
-        .filter(|&o| o <= data.len())
-        .ok_or_else(|| bad("name runs past the end of the file"))?;
+    let off = MAT4_HEADER as u64 + u64::from(word(16));
+    if off > len {
+        return Err(bad("name runs past the end of the file"));
+    }
     Ok(off)
+}
+
+/// Samples and bytes of a format's smallest whole group: 212 packs two samples in
+/// three bytes, 310 and 311 three in four, the others one sample in whole bytes
+/// (`None`: unknown format).
+fn group(format: u32) -> Option<(usize, usize)> {
+    Some(match format {
+        8 | 80 => (1, 1),
+        16 | 61 | 160 => (1, 2),
+        24 => (1, 3),
+        32 => (1, 4),
+        212 => (2, 3),
+        310 | 311 => (3, 4),
+        _ => return None,
+    })
 }
 
 /// How many samples of `format` fit in `n` bytes (`None`: unknown format).
@@ -1161,6 +1420,90 @@ mod tests {
         let a = read_annotations(&f.join("1003.atr")).unwrap();
         assert!(!a.is_empty());
         assert!(read_record(&f.join("flacformats")).is_err());
+    }
+
+    /// The frames of a record read `block` frames at a time, one vector per signal.
+    fn in_blocks(mut r: SignalReader, block: usize) -> Vec<Vec<i32>> {
+        let mut out = vec![Vec::new(); r.header().signals.len()];
+        while let Some(b) = r.read_frames(block).unwrap() {
+            for (o, v) in out.iter_mut().zip(b) {
+                o.extend(v);
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn blocks_of_any_size_read_what_the_whole_record_holds() {
+        // Pseudo-random bytes as the signal file of every format: blocks that end
+        // inside a packed group (212, 310, 311), first differences that add up across
+        // blocks (8), two samples per frame, and a frame count the file's length gives.
+        let mut x = 0x2545_f491_u32;
+        let bytes: Vec<u8> = (0..1201)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 17;
+                x ^= x << 5;
+                x as u8
+            })
+            .collect();
+        for format in [8, 16, 24, 32, 61, 80, 160, 212, 310, 311] {
+            for (header, frames) in [
+                (format!("r 2 250\nr.dat {format} 200 12 0 5 0 0 a\nr.dat {format} 200 12 0 -3 0 0 b\n"), None),
+                (format!("r 2 250 100\nr.dat {format}x2 200 12 0 7 0 0 a\nr.dat {format} 200 12 0 0 0 0 b\n"), Some(100)),
+            ] {
+                let files = |p: &Path| -> std::io::Result<Vec<u8>> {
+                    Ok(if p.extension().is_some_and(|e| e == "hea") {
+                        header.clone().into_bytes()
+                    } else {
+                        bytes.clone()
+                    })
+                };
+                let whole = read_record_with(Path::new("r"), files).unwrap();
+                if let Some(n) = frames {
+                    assert_eq!(whole.n_samples, n, "format {format}");
+                }
+                assert!(whole.n_samples > 0, "format {format}");
+                for block in [1, 2, 3, 7, 64, 1 << 20] {
+                    let r = SignalReader::open_from(Path::new("r"), |p| {
+                        let b = files(p)?;
+                        let len = b.len() as u64;
+                        Ok((Box::new(std::io::Cursor::new(b)) as Bytes, len))
+                    })
+                    .unwrap();
+                    assert_eq!(r.n_frames(), whole.n_samples, "format {format}");
+                    assert_eq!(in_blocks(r, block), whole.samples, "format {format}, blocks of {block}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn fixtures_read_in_blocks_as_whole() {
+        let Some(dir) = data_dir() else {
+            println!("skipping: shared ECG data not found (set CARDIOSTREAM_DATA or provide ../shared/data/unpack)");
+            return;
+        };
+        let f = dir.join("wfdb-formats");
+        for name in [
+            "binformats",
+            "310derive",
+            "311derive",
+            "a103l",
+            "p10143",
+            "03700181",
+        ] {
+            let whole = read_record(&f.join(name)).unwrap();
+            for block in [1, 250, 4099] {
+                let r = SignalReader::open(&f.join(name)).unwrap();
+                assert_eq!(r.n_frames(), whole.n_samples, "{name}");
+                assert_eq!(
+                    in_blocks(r, block),
+                    whole.samples,
+                    "{name}, blocks of {block}"
+                );
+            }
+        }
     }
 
     #[test]
