@@ -27,11 +27,13 @@ pub enum Source {
 }
 
 impl Source {
-    fn next_frame(&mut self) -> Option<Frame> {
-        match self {
+    fn next_frame(&mut self) -> anyhow::Result<Option<Frame>> {
+        Ok(match self {
             Source::Sim(s) => Some(s.next_frame()),
-            Source::Record(r) => r.next_frame(),
-        }
+            Source::Record(r) => r
+                .next_frame()
+                .with_context(|| format!("replaying {}", r.stream()))?,
+        })
     }
 }
 
@@ -63,7 +65,10 @@ pub async fn publish(
 ) -> anyhow::Result<u64> {
     let started = Instant::now();
     // Pending frame of each source and the device time of the source's first frame.
-    let mut pending: Vec<Option<Frame>> = sources.iter_mut().map(Source::next_frame).collect();
+    let mut pending: Vec<Option<Frame>> = sources
+        .iter_mut()
+        .map(Source::next_frame)
+        .collect::<anyhow::Result<_>>()?;
     let origin: Vec<i64> = pending
         .iter()
         .map(|f| f.as_ref().map_or(0, |f| f.t0.0))
@@ -97,7 +102,7 @@ pub async fn publish(
                 on_sent();
                 sent += 1;
                 progressed = true;
-                pending[i] = src.next_frame();
+                pending[i] = src.next_frame()?;
                 if opts.speed <= 0.0 && sent.is_multiple_of(256) {
                     break; // let other sources and shutdown have a turn
                 }

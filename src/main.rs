@@ -432,11 +432,11 @@ fn run_replay(args: ReplayArgs) -> anyhow::Result<()> {
     let t0 = now_us();
     let mut sources = Vec::with_capacity(names.len());
     for name in &names {
-        let rec = ecg_ingest::wfdb::read_record(&args.db.join(name))
+        // Each record is read from its files as its frames go out: memory does not
+        // grow with the records' length or number.
+        let src = devices::RecordSource::open(&args.db.join(name), t0, args.frame_ms, args.seconds)
             .with_context(|| format!("reading record {name}"))?;
-        sources.push(devices::Source::Record(Box::new(
-            devices::RecordSource::new(&rec, t0, args.frame_ms, args.seconds)?,
-        )));
+        sources.push(devices::Source::Record(Box::new(src)));
     }
     publish_sources(&args.publish, sources)
 }

@@ -98,8 +98,8 @@ async fn replayed_records_give_the_offline_findings() {
     for name in ["101", "119", "201"] {
         let rec = ecg_ingest::wfdb::read_record(&data.join("mitdb").join(name)).unwrap();
         let src = RecordSource::new(&rec, T0, 200, Some(90.0)).unwrap();
-        let mut copy = src.clone();
-        while let Some(f) = copy.next_frame() {
+        let mut copy = RecordSource::new(&rec, T0, 200, Some(90.0)).unwrap();
+        while let Some(f) = copy.next_frame().unwrap() {
             msgs.push(frame_msg(&f));
         }
         sources.push(Source::Record(Box::new(src)));

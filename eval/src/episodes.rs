@@ -36,12 +36,13 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use ecg_dsp::stream::DspConfig;
 use ecg_inference::Model;
+use ecg_ingest::replay::RecordSource;
 use ecg_pipeline::episodes::centre_segment;
 use ecg_pipeline::Processor;
 use ecg_types::{Condition, FindingStatus};
 
 use super::nst::{load_noise, noisy_record_at, Noise, NoiseKind};
-use super::{record_names, replay_record, unless_unreadable, T0_US};
+use super::{record_names, replay, unless_unreadable, T0_US};
 
 /// Arguments of `eval af-episodes`.
 #[derive(Debug, clap::Args)]
@@ -181,15 +182,19 @@ impl EpisodeCounts {
     }
 }
 
-/// AF episodes of one record as the pipeline finds them (seconds from its start).
+/// AF episodes of the record `src` replays (named `name`) as the pipeline finds them
+/// (seconds from its start).
 ///
 /// # Errors
-/// When the record cannot be replayed.
+/// When the record cannot be read or replayed.
 pub fn detect(
-    rec: &ecg_ingest::wfdb::Record,
+    src: RecordSource,
+    name: &str,
     models: &Arc<Vec<Model>>,
     dsp: &DspConfig,
 ) -> anyhow::Result<Vec<Span>> {
+    let end_s = src.record_frames() as f64 / src.record_fs();
+    let t0 = src.t0_us();
     let (tracked_at, tracked) = super::active_af_model(models)?;
     let man = tracked.manifest();
     let source = tracked.source();
@@ -203,7 +208,7 @@ pub fn detect(
     let mut episodes: Vec<(i64, i64)> = Vec::new();
     // The record's first window's start.
     let mut first_window: Option<i64> = None;
-    replay_record(rec, &mut p, 64, |findings| {
+    replay(src, name, &mut p, 64, |findings| {
         for f in findings {
             if f.condition != Condition::AtrialFibrillation || f.source != source {
                 continue;
@@ -229,7 +234,6 @@ pub fn detect(
             }
         }
     })?;
-    let end_s = rec.n_samples as f64 / rec.fs;
     // An episode still open when the record ends: where the tracker would end it if
     // the stream stopped here (the offset a window without AF evidence has dated, or
     // the last AF segment's end after unread windows), or, when the record's last
@@ -239,22 +243,20 @@ pub fn detect(
     // episode open at the first window starts with the record.
     if let Some((_, start, end)) = p.af_episodes_at_stop(tracked_at).into_iter().next() {
         if let Some(e) = episodes.last_mut().filter(|e| e.0 == start) {
-            e.1 = end
-                .unwrap_or(T0_US + ecg_types::seconds_to_us(end_s))
-                .max(e.0);
+            e.1 = end.unwrap_or(t0 + ecg_types::seconds_to_us(end_s)).max(e.0);
         }
     }
     if let (Some(first), Some(e)) = (first_window, episodes.first_mut()) {
         if e.0 <= first {
-            e.0 = T0_US;
+            e.0 = t0;
         }
     }
     Ok(episodes
         .into_iter()
         .map(|(s, e)| {
             (
-                ((s - T0_US) as f64 / 1e6).max(0.0),
-                ((e - T0_US) as f64 / 1e6).min(end_s),
+                ((s - t0) as f64 / 1e6).max(0.0),
+                ((e - t0) as f64 / 1e6).min(end_s),
             )
         })
         .collect())
@@ -321,36 +323,45 @@ pub fn run(args: &EpisodesArgs) -> anyhow::Result<()> {
     let mut resampled: Vec<Noise> = Vec::new();
     for name in &names {
         let mut one = || -> anyhow::Result<_> {
-            let mut rec = ecg_ingest::wfdb::read_record(&args.db.join(name))
-                .with_context(|| format!("reading {name}"))?;
+            let path = args.db.join(name);
             let ann = read_atr(&args.db, name)?;
-            if let Some((n, snr)) = &noise {
-                let n = if n.is_at(rec.fs) {
-                    n
-                } else {
-                    let i = match resampled.iter().position(|r| r.is_at(rec.fs)) {
-                        Some(i) => i,
-                        None => {
-                            resampled.push(n.at_rate(rec.fs)?.into_owned());
-                            resampled.len() - 1
-                        }
+            let src = match &noise {
+                // Without noise the record is read from its files as it is replayed:
+                // memory does not grow with its length.
+                None => RecordSource::open(&path, T0_US, 200, None)
+                    .with_context(|| format!("reading {name}"))?,
+                Some((n, snr)) => {
+                    let rec = ecg_ingest::wfdb::read_record(&path)
+                        .with_context(|| format!("reading {name}"))?;
+                    let n = if n.is_at(rec.fs) {
+                        n
+                    } else {
+                        let i = match resampled.iter().position(|r| r.is_at(rec.fs)) {
+                            Some(i) => i,
+                            None => {
+                                resampled.push(n.at_rate(rec.fs)?.into_owned());
+                                resampled.len() - 1
+                            }
+                        };
+                        &resampled[i]
                     };
-                    &resampled[i]
-                };
-                rec = noisy_record_at(&rec, &ann, n, *snr, args.noise_offset_cycles)?;
-            }
-            let detected = detect(&rec, &models, &dsp)?;
-            Ok((rec, ann, detected))
+                    let rec = noisy_record_at(&rec, &ann, n, *snr, args.noise_offset_cycles)?;
+                    RecordSource::new(&rec, T0_US, 200, None)?
+                }
+            };
+            let (fs, frames) = (src.record_fs(), src.record_frames());
+            let detected = detect(src, name, &models, &dsp)?;
+            Ok((fs, frames, ann, detected))
         };
-        let Some((rec, ann, detected)) = unless_unreadable(name, one()) else {
+        let Some((fs, frames, ann, detected)) = unless_unreadable(name, one()) else {
             skipped.push(name.as_str());
             continue;
         };
         for (s, e) in &detected {
             writeln!(out, "{name},{s:.3},{e:.3}")?;
         }
-        let dur = rec.n_samples as f64 / rec.fs;
-        let reference = reference_episodes(&ann, rec.fs, dur);
+        let dur = frames as f64 / fs;
+        let reference = reference_episodes(&ann, fs, dur);
         let c = EpisodeCounts::of(&reference, &detected);
         let (b_ref, b_det) = (100.0 * c.ref_s / dur, 100.0 * c.det_s / dur);
         burden_err.push((b_det - b_ref).abs());

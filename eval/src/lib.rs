@@ -70,14 +70,39 @@ pub(crate) fn replay_record(
     rec: &ecg_ingest::wfdb::Record,
     p: &mut Processor,
     batch: usize,
+    each: impl FnMut(Vec<Finding>),
+) -> anyhow::Result<()> {
+    replay(
+        RecordSource::new(rec, T0_US, 200, None)?,
+        &rec.name,
+        p,
+        batch,
+        each,
+    )
+}
+
+/// [`replay_record`] of a record's frames as `src` makes them (a record held whole,
+/// or read from its files as it goes); `name` names the record in errors.
+///
+/// # Errors
+/// When the record cannot be read or a frame is dead-lettered.
+pub(crate) fn replay(
+    mut src: RecordSource,
+    name: &str,
+    p: &mut Processor,
+    batch: usize,
     mut each: impl FnMut(Vec<Finding>),
 ) -> anyhow::Result<()> {
-    let mut src = RecordSource::new(rec, T0_US, 200, None)?;
     let mut offset = 0i64;
     loop {
         let mut records = Vec::with_capacity(batch);
         while records.len() < batch {
-            let Some(f) = src.next_frame() else { break };
+            let Some(f) = src
+                .next_frame()
+                .with_context(|| format!("reading record {name}"))?
+            else {
+                break;
+            };
             records.push(frame_record(&f, offset));
             offset += 1;
         }
@@ -90,8 +115,7 @@ pub(crate) fn replay_record(
         let out = p.process(records);
         anyhow::ensure!(
             out.dead_letters.is_empty(),
-            "record {}: frames dead-lettered: {}",
-            rec.name,
+            "record {name}: frames dead-lettered: {}",
             out.dead_letters[0].reason
         );
         each(out.findings);

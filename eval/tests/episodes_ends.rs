@@ -18,11 +18,17 @@ fn a_record_in_af_from_end_to_end_is_one_episode_from_its_first_to_its_last_samp
     };
     // MIT-BIH 203: atrial fibrillation and flutter from its first to its last second
     // (with breaks of a second or two).
-    let rec = ecg_ingest::wfdb::read_record(&mitdb.join("203")).unwrap();
-    let end_s = rec.n_samples as f64 / rec.fs;
+    let src = ecg_ingest::replay::RecordSource::open(
+        &mitdb.join("203"),
+        1_800_000_000_000_000,
+        200,
+        None,
+    )
+    .unwrap();
+    let end_s = src.record_frames() as f64 / src.record_fs();
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../models");
     let models = Arc::new(ecg_inference::load_models(&dir, 1).unwrap());
-    let episodes = ecg_eval::episodes::detect(&rec, &models, &Default::default()).unwrap();
+    let episodes = ecg_eval::episodes::detect(src, "203", &models, &Default::default()).unwrap();
     println!("203: {episodes:?} of {end_s} s");
     let (first, last) = (episodes[0], episodes[episodes.len() - 1]);
     // The first window starts seconds into the record (warm-up, grid phase); the

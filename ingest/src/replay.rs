@@ -8,7 +8,7 @@ use ecg_types::{
     PulseWave, SampleRate, StreamId,
 };
 
-use crate::wfdb::Record;
+use crate::wfdb::{Record, SignalInfo, SignalReader, WfdbError};
 
 /// Why a record cannot be replayed.
 #[derive(Debug, thiserror::Error)]
@@ -27,6 +27,9 @@ pub enum ReplayError {
         /// The record.
         record: String,
     },
+    /// The record's files cannot be read.
+    #[error(transparent)]
+    Read(#[from] WfdbError),
     /// An identifier derived from the record name is not a valid one.
     #[error("{what}")]
     Id {
@@ -86,8 +89,13 @@ fn ecg_lead(desc: &str) -> Option<Lead> {
 /// lead once; or, when none does, the first signal recorded in volts that is not a
 /// pulse waveform, as an unnamed lead. `eval qrs` reads the same signals.
 pub fn lead_signals(rec: &Record) -> Vec<(usize, Lead)> {
+    leads_of(&rec.name, &rec.signals)
+}
+
+/// [`lead_signals`] of a record named `record` with these signals.
+fn leads_of(record: &str, signals: &[SignalInfo]) -> Vec<(usize, Lead)> {
     let mut out: Vec<(usize, Lead)> = Vec::new();
-    for (i, s) in rec.signals.iter().enumerate() {
+    for (i, s) in signals.iter().enumerate() {
         let desc = s.description.trim();
         if pulse_kind(desc).is_some() {
             continue;
@@ -95,19 +103,22 @@ pub fn lead_signals(rec: &Record) -> Vec<(usize, Lead)> {
         match ecg_lead(desc) {
             Some(l) if !out.iter().any(|o| o.1 == l) => out.push((i, l)),
             _ => {
-                tracing::debug!(record = %rec.name, signal = i, "signal without a known lead left out")
+                tracing::debug!(record, signal = i, "signal without a known lead left out")
             }
         }
     }
     if out.is_empty() {
         // No description names an ECG lead (`ML2`, `D1`, a vendor's label): the
         // first signal recorded in volts is taken as an unnamed lead.
-        if let Some(i) = rec
-            .signals
+        if let Some(i) = signals
             .iter()
             .position(|s| s.mv_per_unit().is_some() && pulse_kind(&s.description).is_none())
         {
-            tracing::debug!(record = %rec.name, signal = i, "no named lead: the first signal in volts is the ECG");
+            tracing::debug!(
+                record,
+                signal = i,
+                "no named lead: the first signal in volts is the ECG"
+            );
             out.push((i, Lead::Unspecified));
         }
     }
@@ -128,21 +139,133 @@ pub const REPLAY_SCALE_NV: u32 = 1000;
 /// are left out. Missing ECG samples (WFDB's invalid value) are
 /// sent as 0 with the lead flagged off for that frame; a missing pulse sample repeats
 /// the last valid one.
-#[derive(Debug, Clone)]
+///
+/// [`RecordSource::new`] replays a record held whole; [`RecordSource::open`] reads one
+/// from its files a block at a time as its frames go out, in memory that does not grow
+/// with its length (a Holter or patch recording of days). Both send the same frames.
+#[derive(Debug)]
 pub struct RecordSource {
     stream: StreamId,
     device: DeviceId,
     patient: PatientId,
     leads: Vec<Lead>,
     rate: SampleRate,
+    /// The leads' physical samples from the record's sample `base` on.
     mv: Vec<Vec<f32>>,
-    /// Pulsatile waveforms: kind and physical samples.
+    /// Pulsatile waveforms: kind and physical samples from sample `base` on.
     pulses: Vec<(PulseKind, Vec<f32>)>,
+    base: usize,
+    /// The part of a record opened from its files that is not read yet; `None` when
+    /// the source holds the whole record.
+    rest: Option<Rest>,
+    /// The record's sampling frequency and frames, as its header gives them.
+    record_fs: f64,
+    record_frames: usize,
     pos: usize,
     end: usize,
     frame_samples: usize,
     t0_us: i64,
     seq: u64,
+}
+
+/// What a [`RecordSource`] opened from files reads next.
+#[derive(Debug)]
+struct Rest {
+    reader: SignalReader,
+    /// The record's signals sent as the leads, and as the pulse waveforms, in order.
+    leads: Vec<usize>,
+    pulses: Vec<usize>,
+    /// Each pulse waveform's last valid sample (before any, its first valid one).
+    held: Vec<f32>,
+}
+
+/// Frames read from a record's files at a time: 10 s at 500 Hz.
+const BLOCK_FRAMES: usize = 5000;
+
+/// What a replay sends of a record: its rate, its leads and pulse waveforms (signal
+/// indices), and its stream's identifiers.
+struct Plan {
+    rate: SampleRate,
+    leads: Vec<(usize, Lead)>,
+    pulses: Vec<(usize, PulseKind)>,
+    stream: StreamId,
+    device: DeviceId,
+    patient: PatientId,
+}
+
+impl Plan {
+    fn of(name: &str, fs: f64, signals: &[SignalInfo]) -> Result<Self, ReplayError> {
+        let rounded = fs.round();
+        if (fs - rounded).abs() > 1e-6
+            || !(f64::from(SampleRate::MIN)..=f64::from(SampleRate::MAX)).contains(&rounded)
+        {
+            return Err(ReplayError::SampleRate {
+                record: name.to_string(),
+                fs,
+            });
+        }
+        let mut pulses: Vec<(usize, PulseKind)> = Vec::new();
+        for (i, s) in signals.iter().enumerate() {
+            if let Some(kind) = pulse_kind(s.description.trim()) {
+                if !pulses.iter().any(|p| p.1 == kind) {
+                    pulses.push((i, kind));
+                }
+            }
+        }
+        let leads = leads_of(name, signals);
+        if leads.is_empty() {
+            return Err(ReplayError::NoLead {
+                record: name.to_string(),
+            });
+        }
+        let id = format!(
+            "rec-{}",
+            name.replace(|c: char| !c.is_ascii_alphanumeric() && c != '-', "_")
+        );
+        Ok(Self {
+            rate: SampleRate(rounded as u32),
+            leads,
+            pulses,
+            stream: StreamId::new(id.clone()).map_err(|e| ReplayError::id("stream id", e))?,
+            device: DeviceId::new("replay").map_err(|e| ReplayError::id("device id", e))?,
+            patient: PatientId::new(id).map_err(|e| ReplayError::id("patient id", e))?,
+        })
+    }
+
+    /// The source, holding samples `mv` and `pulses` from the record's start, `n`
+    /// samples in all.
+    #[allow(clippy::too_many_arguments)]
+    fn source(
+        self,
+        (record_fs, record_frames): (f64, usize),
+        mv: Vec<Vec<f32>>,
+        pulses: Vec<Vec<f32>>,
+        rest: Option<Rest>,
+        n: usize,
+        t0_us: i64,
+        frame_ms: u32,
+        max_seconds: Option<f64>,
+    ) -> RecordSource {
+        let fs = f64::from(self.rate.0);
+        RecordSource {
+            stream: self.stream,
+            device: self.device,
+            patient: self.patient,
+            leads: self.leads.into_iter().map(|l| l.1).collect(),
+            rate: self.rate,
+            mv,
+            pulses: self.pulses.iter().map(|p| p.1).zip(pulses).collect(),
+            base: 0,
+            rest,
+            record_fs,
+            record_frames,
+            pos: 0,
+            end: max_seconds.map_or(n, |s| n.min((s * fs) as usize)),
+            frame_samples: ((fs * f64::from(frame_ms.max(1))) / 1000.0).ceil().max(1.0) as usize,
+            t0_us,
+            seq: 0,
+        }
+    }
 }
 
 impl RecordSource {
@@ -157,76 +280,151 @@ impl RecordSource {
         frame_ms: u32,
         max_seconds: Option<f64>,
     ) -> Result<Self, ReplayError> {
-        let fs = rec.fs.round();
-        if (rec.fs - fs).abs() > 1e-6
-            || !(f64::from(SampleRate::MIN)..=f64::from(SampleRate::MAX)).contains(&fs)
-        {
-            return Err(ReplayError::SampleRate {
-                record: rec.name.clone(),
-                fs: rec.fs,
-            });
-        }
-        let mut pulses: Vec<(PulseKind, Vec<f32>)> = Vec::new();
-        for (i, s) in rec.signals.iter().enumerate() {
-            if let Some(kind) = pulse_kind(s.description.trim()) {
-                if !pulses.iter().any(|p| p.0 == kind) {
-                    let mut v = hold_invalid(rec.physical(i));
-                    if kind == PulseKind::ArterialPressure {
-                        // The wire format's range (a flush or a zeroing goes past it).
-                        let (lo, hi) = crate::codec::ABP_RANGE_MMHG;
-                        v.iter_mut().for_each(|x| *x = x.clamp(lo, hi));
-                    }
-                    pulses.push((kind, v));
-                }
-            }
-        }
-        let (leads, mv): (Vec<Lead>, Vec<Vec<f32>>) = lead_signals(rec)
-            .into_iter()
-            .map(|(i, l)| (l, rec.physical(i)))
-            .unzip();
-        if leads.is_empty() {
-            return Err(ReplayError::NoLead {
-                record: rec.name.clone(),
-            });
-        }
-        let n = mv
+        let plan = Plan::of(&rec.name, rec.fs, &rec.signals)?;
+        let mv: Vec<Vec<f32>> = plan.leads.iter().map(|&(i, _)| rec.physical(i)).collect();
+        let pulses: Vec<Vec<f32>> = plan
+            .pulses
             .iter()
-            .map(Vec::len)
-            .chain(pulses.iter().map(|p| p.1.len()))
-            .min()
-            .unwrap_or(0);
-        let end = max_seconds.map_or(n, |s| n.min((s * fs) as usize));
-        let id = format!(
-            "rec-{}",
-            rec.name
-                .replace(|c: char| !c.is_ascii_alphanumeric() && c != '-', "_")
-        );
-        Ok(Self {
-            stream: StreamId::new(id.clone()).map_err(|e| ReplayError::id("stream id", e))?,
-            device: DeviceId::new("replay").map_err(|e| ReplayError::id("device id", e))?,
-            patient: PatientId::new(id).map_err(|e| ReplayError::id("patient id", e))?,
-            leads,
-            rate: SampleRate(fs as u32),
+            .map(|&(i, kind)| {
+                let mut v = rec.physical(i);
+                let mut held = first_valid(&v);
+                pulse_samples(kind, &mut v, &mut held);
+                v
+            })
+            .collect();
+        let n = mv.iter().chain(&pulses).map(Vec::len).min().unwrap_or(0);
+        Ok(plan.source(
+            (rec.fs, rec.n_samples),
             mv,
             pulses,
-            pos: 0,
-            end,
-            frame_samples: ((fs * f64::from(frame_ms.max(1))) / 1000.0).ceil().max(1.0) as usize,
+            None,
+            n,
             t0_us,
-            seq: 0,
-        })
+            frame_ms,
+            max_seconds,
+        ))
+    }
+
+    /// Opens the record at `path_without_ext` (as [`crate::wfdb::read_record`] takes
+    /// it) and reads it a block at a time as the frames go out: the same frames as
+    /// [`RecordSource::new`] on the record read whole.
+    ///
+    /// # Errors
+    /// As [`RecordSource::new`], and when the record's files cannot be read.
+    pub fn open(
+        path_without_ext: &std::path::Path,
+        t0_us: i64,
+        frame_ms: u32,
+        max_seconds: Option<f64>,
+    ) -> Result<Self, ReplayError> {
+        let reader = SignalReader::open(path_without_ext)?;
+        let h = reader.header();
+        let plan = Plan::of(&h.name, h.fs, &h.signals)?;
+        let chosen = plan
+            .leads
+            .iter()
+            .map(|l| l.0)
+            .chain(plan.pulses.iter().map(|p| p.0));
+        // Samples of each signal sent: a signal stored in no file (format 0) has none.
+        let n = chosen
+            .map(|i| match &h.signals[i] {
+                s if s.format == 0 => 0,
+                s => reader.n_frames().saturating_mul(s.samples_per_frame),
+            })
+            .min()
+            .unwrap_or(0);
+        // A pulse waveform that starts with missing samples repeats its first valid
+        // one: look ahead for it in a pass of its own, which stops there.
+        let held = if plan.pulses.is_empty() {
+            Vec::new()
+        } else {
+            let mut ahead = SignalReader::open(path_without_ext)?;
+            let mut found: Vec<Option<f32>> = vec![None; plan.pulses.len()];
+            while found.iter().any(Option::is_none) {
+                let Some(block) = ahead.read_frames(BLOCK_FRAMES)? else {
+                    break;
+                };
+                for (f, &(i, _)) in found.iter_mut().zip(&plan.pulses) {
+                    if f.is_none() {
+                        let v = ahead.header().signals[i].physical(&block[i]);
+                        *f = v.iter().copied().find(|x| x.is_finite());
+                    }
+                }
+            }
+            found.into_iter().map(|f| f.unwrap_or(0.0)).collect()
+        };
+        let len = (h.fs, reader.n_frames());
+        let rest = Rest {
+            leads: plan.leads.iter().map(|l| l.0).collect(),
+            pulses: plan.pulses.iter().map(|p| p.0).collect(),
+            held,
+            reader,
+        };
+        let (mv, pulses) = (
+            vec![Vec::new(); rest.leads.len()],
+            vec![Vec::new(); rest.pulses.len()],
+        );
+        Ok(plan.source(len, mv, pulses, Some(rest), n, t0_us, frame_ms, max_seconds))
+    }
+
+    /// Holds the samples up to `upto` (exclusive) of every signal, reading the next
+    /// blocks of a record opened from its files and dropping the samples already sent.
+    fn fill(&mut self, upto: usize) -> Result<(), ReplayError> {
+        let Some(rest) = &mut self.rest else {
+            return Ok(());
+        };
+        let held_to = |mv: &[Vec<f32>], pulses: &[(PulseKind, Vec<f32>)]| {
+            mv.iter()
+                .map(Vec::len)
+                .chain(pulses.iter().map(|p| p.1.len()))
+                .min()
+                .unwrap_or(0)
+        };
+        if self.base + held_to(&self.mv, &self.pulses) >= upto {
+            return Ok(());
+        }
+        let sent = self.pos - self.base;
+        self.mv.iter_mut().for_each(|v| drop(v.drain(..sent)));
+        self.pulses.iter_mut().for_each(|p| drop(p.1.drain(..sent)));
+        self.base = self.pos;
+        while self.base + held_to(&self.mv, &self.pulses) < upto {
+            let Some(block) = rest.reader.read_frames(BLOCK_FRAMES)? else {
+                // Fewer samples than the record's frame count promised (not for a
+                // record that reads): the stream ends with them.
+                self.end = self.base + held_to(&self.mv, &self.pulses);
+                break;
+            };
+            let signals = &rest.reader.header().signals;
+            for (v, &i) in self.mv.iter_mut().zip(&rest.leads) {
+                v.extend(signals[i].physical(&block[i]));
+            }
+            for ((p, &i), held) in self.pulses.iter_mut().zip(&rest.pulses).zip(&mut rest.held) {
+                let mut v = signals[i].physical(&block[i]);
+                pulse_samples(p.0, &mut v, held);
+                p.1.extend(v);
+            }
+        }
+        Ok(())
     }
 
     /// The next frame, or `None` at the end of the record.
-    pub fn next_frame(&mut self) -> Option<Frame> {
+    ///
+    /// # Errors
+    /// When the next block of a record opened from its files cannot be read.
+    pub fn next_frame(&mut self) -> Result<Option<Frame>, ReplayError> {
         if self.pos >= self.end {
-            return None;
+            return Ok(None);
+        }
+        self.fill(self.pos + self.frame_samples.min(self.end - self.pos))?;
+        if self.pos >= self.end {
+            return Ok(None);
         }
         let n = self.frame_samples.min(self.end - self.pos);
+        let (from, to) = (self.pos - self.base, self.pos - self.base + n);
         let mut samples = Vec::with_capacity(n * self.leads.len());
         let mut lead_off = vec![false; self.leads.len()];
         for (l, sig) in self.mv.iter().enumerate() {
-            for &v in &sig[self.pos..self.pos + n] {
+            for &v in &sig[from..to] {
                 if v.is_finite() {
                     samples.push((f64::from(v) * 1e6 / f64::from(REPLAY_SCALE_NV)).round() as i32);
                 } else {
@@ -252,14 +450,29 @@ impl RecordSource {
                 .map(|(kind, v)| PulseWave {
                     kind: *kind,
                     sample_rate: self.rate,
-                    samples: v[self.pos..self.pos + n].to_vec(),
+                    samples: v[from..to].to_vec(),
                 })
                 .collect(),
             pace: Vec::new(),
         };
         self.pos += n;
         self.seq += 1;
-        Some(frame)
+        Ok(Some(frame))
+    }
+
+    /// The record's sampling frequency (Hz), as its header gives it.
+    pub fn record_fs(&self) -> f64 {
+        self.record_fs
+    }
+
+    /// The record's frames: its header's count, or its shortest signal file's.
+    pub fn record_frames(&self) -> usize {
+        self.record_frames
+    }
+
+    /// Device time of the record's first sample (µs since the epoch).
+    pub fn t0_us(&self) -> i64 {
+        self.t0_us
     }
 
     /// The stream id.
@@ -273,18 +486,26 @@ impl RecordSource {
     }
 }
 
-/// A pulse signal with each invalid (non-finite) sample replaced by the last valid
-/// one (the first valid one at the start; 0 if none).
-fn hold_invalid(mut v: Vec<f32>) -> Vec<f32> {
-    let mut last = v.iter().copied().find(|x| x.is_finite()).unwrap_or(0.0);
-    for x in &mut v {
+/// The first valid (finite) sample of a signal, 0 if none.
+fn first_valid(v: &[f32]) -> f32 {
+    v.iter().copied().find(|x| x.is_finite()).unwrap_or(0.0)
+}
+
+/// A pulse waveform's physical samples as sent: each invalid (non-finite) sample
+/// replaced by `held`, the last valid one before it (which it updates), and arterial
+/// pressure clamped to the wire format's range (a flush or a zeroing goes past it).
+fn pulse_samples(kind: PulseKind, v: &mut [f32], held: &mut f32) {
+    for x in v.iter_mut() {
         if x.is_finite() {
-            last = *x;
+            *held = *x;
         } else {
-            *x = last;
+            *x = *held;
         }
     }
-    v
+    if kind == PulseKind::ArterialPressure {
+        let (lo, hi) = crate::codec::ABP_RANGE_MMHG;
+        v.iter_mut().for_each(|x| *x = x.clamp(lo, hi));
+    }
 }
 
 #[cfg(test)]
@@ -345,12 +566,75 @@ mod tests {
         let mut src = RecordSource::new(&record([("RESP", "Ohm"), ("ML2", "uV")]), 0, 1000, None)
             .expect("replayable");
         assert_eq!(src.leads(), &[Lead::Unspecified]);
-        let f = src.next_frame().expect("a frame");
+        let f = src.next_frame().unwrap().expect("a frame");
         // Signal 2 at 200 adu/uV: -50 adu is -0.25 uV, i.e. 0 counts of 1 uV.
         assert_eq!(f.samples, vec![0, 0, 0, 1]);
         // Nothing in volts: no lead, a clear error.
         let err = RecordSource::new(&record([("RESP", "Ohm"), ("X", "mmHg")]), 0, 1000, None)
             .expect_err("no ECG");
         assert!(matches!(err, ReplayError::NoLead { .. }), "{err}");
+    }
+
+    /// Every frame of a source.
+    fn frames(mut src: RecordSource) -> Vec<Frame> {
+        let mut out = Vec::new();
+        while let Some(f) = src.next_frame().unwrap() {
+            out.push(f);
+        }
+        out
+    }
+
+    #[test]
+    fn a_record_opened_from_its_files_replays_as_the_record_read_whole() {
+        // 60 s at 250 Hz, several blocks: lead II, a plethysmogram missing for its
+        // first 30 s (its first valid sample lies blocks ahead) and an arterial
+        // pressure with a gap and a flush past the wire format's range.
+        let dir = std::env::temp_dir().join(format!("replay-open-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let n = 15_000usize;
+        std::fs::write(
+            dir.join("r.hea"),
+            format!("r 3 250 {n}\nr.dat 16 200/mV 16 0 0 0 0 II\nr.dat 16 100/NU 16 0 0 0 0 PLETH\nr.dat 16 10/mmHg 16 0 0 0 0 ABP\n"),
+        )
+        .unwrap();
+        let mut dat = Vec::new();
+        for t in 0..n {
+            let ecg = ((t * 37) % 400) as i16 - 200;
+            let pleth = if t < 7_500 {
+                i16::MIN
+            } else {
+                10 + (t % 250) as i16
+            };
+            let abp = match t {
+                9_000..=9_100 => i16::MIN,
+                12_000..=12_050 => 32_000,
+                _ => 800 + (t % 250) as i16,
+            };
+            for v in [ecg, pleth, abp] {
+                dat.extend(v.to_le_bytes());
+            }
+        }
+        std::fs::write(dir.join("r.dat"), dat).unwrap();
+        let path = dir.join("r");
+        let rec = crate::wfdb::read_record(&path).unwrap();
+        for (frame_ms, max) in [(200, None), (1000, Some(41.3)), (7, Some(25.0))] {
+            let whole = frames(RecordSource::new(&rec, 5, frame_ms, max).unwrap());
+            let opened = frames(RecordSource::open(&path, 5, frame_ms, max).unwrap());
+            assert!(!whole.is_empty());
+            assert_eq!(whole.len(), opened.len(), "{frame_ms} ms");
+            assert!(whole == opened, "{frame_ms} ms frames differ");
+        }
+        // The plethysmogram's missing start repeats its first valid sample (0.1 NU).
+        let first = RecordSource::open(&path, 0, 200, None)
+            .unwrap()
+            .next_frame()
+            .unwrap()
+            .unwrap();
+        assert!(
+            first.pulses[0].samples.iter().all(|&x| x == 0.1),
+            "{:?}",
+            first.pulses[0].samples
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
