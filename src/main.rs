@@ -432,8 +432,9 @@ fn run_replay(args: ReplayArgs) -> anyhow::Result<()> {
     let t0 = now_us();
     let mut sources = Vec::with_capacity(names.len());
     for name in &names {
-        // Each record is read from its files as its frames go out: memory does not
-        // grow with the records' length or number.
+        // A long record is read from its files as its frames go out (one file open
+        // per signal file, a block in memory), a short one whole: memory does not
+        // grow with a record's length.
         let src = devices::RecordSource::open(&args.db.join(name), t0, args.frame_ms, args.seconds)
             .with_context(|| format!("reading record {name}"))?;
         sources.push(devices::Source::Record(Box::new(src)));

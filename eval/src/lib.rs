@@ -57,7 +57,7 @@ pub(crate) fn active_af_model(
 }
 
 /// Device time of a replayed record's first sample (µs since the epoch).
-pub(crate) const T0_US: i64 = 1_800_000_000_000_000;
+pub const T0_US: i64 = 1_800_000_000_000_000;
 
 /// Streams a WFDB record through the pipeline's stages as a gateway would send it
 /// (200-sample frames from [`T0_US`], protobuf wire format), `batch` frames per call

@@ -18,13 +18,9 @@ fn a_record_in_af_from_end_to_end_is_one_episode_from_its_first_to_its_last_samp
     };
     // MIT-BIH 203: atrial fibrillation and flutter from its first to its last second
     // (with breaks of a second or two).
-    let src = ecg_ingest::replay::RecordSource::open(
-        &mitdb.join("203"),
-        1_800_000_000_000_000,
-        200,
-        None,
-    )
-    .unwrap();
+    let src =
+        ecg_ingest::replay::RecordSource::open(&mitdb.join("203"), ecg_eval::T0_US, 200, None)
+            .unwrap();
     let end_s = src.record_frames() as f64 / src.record_fs();
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../models");
     let models = Arc::new(ecg_inference::load_models(&dir, 1).unwrap());

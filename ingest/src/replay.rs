@@ -30,6 +30,19 @@ pub enum ReplayError {
     /// The record's files cannot be read.
     #[error(transparent)]
     Read(#[from] WfdbError),
+    /// A signal the replay would send has several samples per frame: it runs at a
+    /// multiple of the record's rate, and a stream has one rate.
+    #[error("record {record}: signal {signal} ({desc}) has {spf} samples per frame; a stream has one sample rate: resample the record first (tools/wfdb_resample.py)")]
+    SamplesPerFrame {
+        /// The record.
+        record: String,
+        /// The signal's index and description.
+        signal: usize,
+        /// Its description.
+        desc: String,
+        /// Its samples per frame.
+        spf: usize,
+    },
     /// An identifier derived from the record name is not a valid one.
     #[error("{what}")]
     Id {
@@ -172,7 +185,8 @@ pub struct RecordSource {
 #[derive(Debug)]
 struct Rest {
     reader: SignalReader,
-    /// The record's signals sent as the leads, and as the pulse waveforms, in order.
+    /// The record's signals sent as the leads, and as the pulse waveforms, in order
+    /// (one sample per frame each: [`Plan::of`]).
     leads: Vec<usize>,
     pulses: Vec<usize>,
     /// Each pulse waveform's last valid sample (before any, its first valid one).
@@ -181,6 +195,10 @@ struct Rest {
 
 /// Frames read from a record's files at a time: 10 s at 500 Hz.
 const BLOCK_FRAMES: usize = 5000;
+
+/// Records of up to this many frames (4.4 min at 250 Hz) [`RecordSource::open`] reads
+/// whole.
+const WHOLE_FRAMES: usize = 1 << 16;
 
 /// What a replay sends of a record: its rate, its leads and pulse waveforms (signal
 /// indices), and its stream's identifiers.
@@ -217,6 +235,18 @@ impl Plan {
             return Err(ReplayError::NoLead {
                 record: name.to_string(),
             });
+        }
+        let sent = leads.iter().map(|l| l.0).chain(pulses.iter().map(|p| p.0));
+        for i in sent {
+            let s = &signals[i];
+            if s.samples_per_frame != 1 {
+                return Err(ReplayError::SamplesPerFrame {
+                    record: name.to_string(),
+                    signal: i,
+                    desc: s.description.clone(),
+                    spf: s.samples_per_frame,
+                });
+            }
         }
         let id = format!(
             "rec-{}",
@@ -281,18 +311,35 @@ impl RecordSource {
         max_seconds: Option<f64>,
     ) -> Result<Self, ReplayError> {
         let plan = Plan::of(&rec.name, rec.fs, &rec.signals)?;
-        let mv: Vec<Vec<f32>> = plan.leads.iter().map(|&(i, _)| rec.physical(i)).collect();
+        // The record's frames, as far as every signal sent has samples (a file may
+        // hold more when the header gives no frame count, as [`SignalReader`] reads).
+        let n = plan
+            .leads
+            .iter()
+            .map(|l| l.0)
+            .chain(plan.pulses.iter().map(|p| p.0))
+            .map(|i| rec.samples.get(i).map_or(0, Vec::len))
+            .fold(rec.n_samples, usize::min);
+        let mv: Vec<Vec<f32>> = plan
+            .leads
+            .iter()
+            .map(|&(i, _)| {
+                let mut v = rec.physical(i);
+                v.truncate(n);
+                v
+            })
+            .collect();
         let pulses: Vec<Vec<f32>> = plan
             .pulses
             .iter()
             .map(|&(i, kind)| {
                 let mut v = rec.physical(i);
-                let mut held = first_valid(&v);
+                v.truncate(n);
+                let mut held = first_valid(&v).unwrap_or(0.0);
                 pulse_samples(kind, &mut v, &mut held);
                 v
             })
             .collect();
-        let n = mv.iter().chain(&pulses).map(Vec::len).min().unwrap_or(0);
         Ok(plan.source(
             (rec.fs, rec.n_samples),
             mv,
@@ -306,8 +353,9 @@ impl RecordSource {
     }
 
     /// Opens the record at `path_without_ext` (as [`crate::wfdb::read_record`] takes
-    /// it) and reads it a block at a time as the frames go out: the same frames as
-    /// [`RecordSource::new`] on the record read whole.
+    /// it) and reads it a block at a time as the frames go out, with one file open per
+    /// signal file: the same frames as [`RecordSource::new`] on the record read whole.
+    /// A record of up to 2^16 frames is read whole at once and its files closed.
     ///
     /// # Errors
     /// As [`RecordSource::new`], and when the record's files cannot be read.
@@ -318,41 +366,50 @@ impl RecordSource {
         max_seconds: Option<f64>,
     ) -> Result<Self, ReplayError> {
         let reader = SignalReader::open(path_without_ext)?;
+        if reader.n_frames() <= WHOLE_FRAMES {
+            // Short: read whole and its files closed, so that replaying a folder of
+            // thousands of short records keeps no file open.
+            drop(reader);
+            let rec = crate::wfdb::read_record(path_without_ext)?;
+            return Self::new(&rec, t0_us, frame_ms, max_seconds);
+        }
         let h = reader.header();
         let plan = Plan::of(&h.name, h.fs, &h.signals)?;
-        let chosen = plan
+        // Frames sent: none when a signal sent is stored in no file (format 0).
+        let n = if plan
             .leads
             .iter()
             .map(|l| l.0)
-            .chain(plan.pulses.iter().map(|p| p.0));
-        // Samples of each signal sent: a signal stored in no file (format 0) has none.
-        let n = chosen
-            .map(|i| match &h.signals[i] {
-                s if s.format == 0 => 0,
-                s => reader.n_frames().saturating_mul(s.samples_per_frame),
-            })
-            .min()
-            .unwrap_or(0);
+            .chain(plan.pulses.iter().map(|p| p.0))
+            .any(|i| h.signals[i].format == 0)
+        {
+            0
+        } else {
+            reader.n_frames()
+        };
         // A pulse waveform that starts with missing samples repeats its first valid
         // one: look ahead for it in a pass of its own, which stops there.
-        let held = if plan.pulses.is_empty() {
-            Vec::new()
-        } else {
+        let mut held: Vec<Option<f32>> = vec![None; plan.pulses.len()];
+        if n > 0 && !held.is_empty() {
             let mut ahead = SignalReader::open(path_without_ext)?;
-            let mut found: Vec<Option<f32>> = vec![None; plan.pulses.len()];
-            while found.iter().any(Option::is_none) {
+            if ahead.header().signals.len() != h.signals.len() {
+                return Err(ReplayError::Read(WfdbError::Unsupported {
+                    path: path_without_ext.to_path_buf(),
+                    what: "a header that changed while the record was opened".into(),
+                }));
+            }
+            while held.iter().any(Option::is_none) {
                 let Some(block) = ahead.read_frames(BLOCK_FRAMES)? else {
                     break;
                 };
-                for (f, &(i, _)) in found.iter_mut().zip(&plan.pulses) {
+                for (f, &(i, _)) in held.iter_mut().zip(&plan.pulses) {
                     if f.is_none() {
-                        let v = ahead.header().signals[i].physical(&block[i]);
-                        *f = v.iter().copied().find(|x| x.is_finite());
+                        *f = first_valid(&h.signals[i].physical(&block[i]));
                     }
                 }
             }
-            found.into_iter().map(|f| f.unwrap_or(0.0)).collect()
-        };
+        }
+        let held = held.into_iter().map(|f| f.unwrap_or(0.0)).collect();
         let len = (h.fs, reader.n_frames());
         let rest = Rest {
             leads: plan.leads.iter().map(|l| l.0).collect(),
@@ -486,9 +543,9 @@ impl RecordSource {
     }
 }
 
-/// The first valid (finite) sample of a signal, 0 if none.
-fn first_valid(v: &[f32]) -> f32 {
-    v.iter().copied().find(|x| x.is_finite()).unwrap_or(0.0)
+/// The first valid (finite) sample of a signal.
+fn first_valid(v: &[f32]) -> Option<f32> {
+    v.iter().copied().find(|x| x.is_finite())
 }
 
 /// A pulse waveform's physical samples as sent: each invalid (non-finite) sample
@@ -584,40 +641,58 @@ mod tests {
         out
     }
 
+    /// A folder holding files `files` (name, bytes), removed when dropped.
+    struct Folder(std::path::PathBuf);
+
+    impl Folder {
+        fn new(name: &str, files: &[(&str, Vec<u8>)]) -> Self {
+            let dir = std::env::temp_dir().join(format!("replay-{name}-{}", std::process::id()));
+            std::fs::create_dir_all(&dir).unwrap();
+            for (f, bytes) in files {
+                std::fs::write(dir.join(f), bytes).unwrap();
+            }
+            Self(dir)
+        }
+    }
+
+    impl Drop for Folder {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    /// Format 16 bytes of interleaved signals.
+    fn format16(frames: impl Iterator<Item = Vec<i16>>) -> Vec<u8> {
+        frames.flatten().flat_map(i16::to_le_bytes).collect()
+    }
+
     #[test]
     fn a_record_opened_from_its_files_replays_as_the_record_read_whole() {
-        // 60 s at 250 Hz, several blocks: lead II, a plethysmogram missing for its
-        // first 30 s (its first valid sample lies blocks ahead) and an arterial
-        // pressure with a gap and a flush past the wire format's range.
-        let dir = std::env::temp_dir().join(format!("replay-open-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let n = 15_000usize;
-        std::fs::write(
-            dir.join("r.hea"),
-            format!("r 3 250 {n}\nr.dat 16 200/mV 16 0 0 0 0 II\nr.dat 16 100/NU 16 0 0 0 0 PLETH\nr.dat 16 10/mmHg 16 0 0 0 0 ABP\n"),
-        )
-        .unwrap();
-        let mut dat = Vec::new();
-        for t in 0..n {
+        // 320 s at 250 Hz, past what is read whole and over many blocks: lead II, a
+        // plethysmogram missing for its first 160 s (its first valid sample lies eight
+        // blocks ahead) and an arterial pressure with a gap and a flush past the wire
+        // format's range.
+        let n = 80_000usize;
+        let header = format!("r 3 250 {n}\nr.dat 16 200/mV 16 0 0 0 0 II\nr.dat 16 100/NU 16 0 0 0 0 PLETH\nr.dat 16 10/mmHg 16 0 0 0 0 ABP\n");
+        let dat = format16((0..n).map(|t| {
             let ecg = ((t * 37) % 400) as i16 - 200;
-            let pleth = if t < 7_500 {
+            let pleth = if t < 40_000 {
                 i16::MIN
             } else {
                 10 + (t % 250) as i16
             };
             let abp = match t {
-                9_000..=9_100 => i16::MIN,
-                12_000..=12_050 => 32_000,
+                45_000..=45_100 => i16::MIN,
+                60_000..=60_050 => 32_000,
                 _ => 800 + (t % 250) as i16,
             };
-            for v in [ecg, pleth, abp] {
-                dat.extend(v.to_le_bytes());
-            }
-        }
-        std::fs::write(dir.join("r.dat"), dat).unwrap();
-        let path = dir.join("r");
+            vec![ecg, pleth, abp]
+        }));
+        let dir = Folder::new("open", &[("r.hea", header.into_bytes()), ("r.dat", dat)]);
+        let path = dir.0.join("r");
         let rec = crate::wfdb::read_record(&path).unwrap();
-        for (frame_ms, max) in [(200, None), (1000, Some(41.3)), (7, Some(25.0))] {
+        // Frames of 50, 325 (not a divisor of the block) and 3 samples.
+        for (frame_ms, max) in [(200, None), (1300, Some(241.3)), (12, Some(25.0))] {
             let whole = frames(RecordSource::new(&rec, 5, frame_ms, max).unwrap());
             let opened = frames(RecordSource::open(&path, 5, frame_ms, max).unwrap());
             assert!(!whole.is_empty());
@@ -635,6 +710,59 @@ mod tests {
             "{:?}",
             first.pulses[0].samples
         );
-        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn files_of_different_lengths_and_rates_replay_alike_either_way() {
+        // No frame count in the header, and a second file (a respiration signal, not
+        // sent) shorter than the lead's: the record ends with its shortest file, read
+        // whole or from its files.
+        let (long, short) = (70_000usize, 68_000usize);
+        let header = "r 2 250\na.dat 16 200/mV 16 0 0 0 0 II\nb.dat 16 200/Ohm 16 0 0 0 0 RESP\n";
+        let dir = Folder::new(
+            "lengths",
+            &[
+                ("r.hea", header.as_bytes().to_vec()),
+                ("a.dat", format16((0..long).map(|t| vec![(t % 300) as i16]))),
+                ("b.dat", format16((0..short).map(|t| vec![(t % 50) as i16]))),
+            ],
+        );
+        let path = dir.0.join("r");
+        let whole = frames(
+            RecordSource::new(&crate::wfdb::read_record(&path).unwrap(), 0, 200, None).unwrap(),
+        );
+        let opened = frames(RecordSource::open(&path, 0, 200, None).unwrap());
+        assert_eq!(whole.iter().map(|f| f.samples.len()).sum::<usize>(), short);
+        assert!(whole == opened);
+        // A lead of two samples per frame runs at twice the record's rate: no stream
+        // carries it, either way.
+        let header = "r 1 250 70000\na.dat 16x2 200/mV 16 0 0 0 0 II\n";
+        let dir = Folder::new(
+            "spf",
+            &[
+                ("r.hea", header.as_bytes().to_vec()),
+                (
+                    "a.dat",
+                    format16((0..2 * long).map(|t| vec![(t % 300) as i16])),
+                ),
+            ],
+        );
+        let path = dir.0.join("r");
+        for err in [
+            RecordSource::new(&crate::wfdb::read_record(&path).unwrap(), 0, 200, None).unwrap_err(),
+            RecordSource::open(&path, 0, 200, None).unwrap_err(),
+        ] {
+            assert!(
+                matches!(err, ReplayError::SamplesPerFrame { spf: 2, .. }),
+                "{err}"
+            );
+        }
+        // Signals stored in no file (format 0) under a frame count of 10^11: nothing
+        // to send, found at once.
+        let header =
+            "r 2 250 100000000000\na.dat 0 200/mV 16 0 0 0 0 II\na.dat 0 100/NU 16 0 0 0 0 PLETH\n";
+        let dir = Folder::new("null", &[("r.hea", header.as_bytes().to_vec())]);
+        let mut src = RecordSource::open(&dir.0.join("r"), 0, 200, None).unwrap();
+        assert!(src.next_frame().unwrap().is_none());
     }
 }

@@ -458,13 +458,13 @@ where
     SignalReader::open_from(path_without_ext, |p| {
         let bytes = read(p)?;
         let len = bytes.len() as u64;
-        Ok((Box::new(std::io::Cursor::new(bytes)) as Bytes, len))
+        Ok((Box::new(std::io::Cursor::new(bytes)) as ByteSource, len))
     })?
     .into_record()
 }
 
-/// A signal file's bytes, from where they start, and how many the file holds.
-type Bytes = Box<dyn Read + Send>;
+/// A reader of a signal file's bytes, from the file's start.
+type ByteSource = Box<dyn Read + Send>;
 
 /// A record's signals read a block of frames at a time, from files read as they are
 /// needed: memory stays that of a block whatever the record's length (a Holter or
@@ -494,7 +494,7 @@ impl std::fmt::Debug for SignalReader {
 /// One signal file of a record, decoded a block of frames at a time.
 struct SignalFile {
     path: PathBuf,
-    bytes: Bytes,
+    bytes: ByteSource,
     format: u32,
     /// Samples and bytes of the format's smallest whole group ([`group`]).
     group: (usize, usize),
@@ -525,18 +525,24 @@ impl SignalReader {
     pub fn open(path_without_ext: &Path) -> Result<Self, WfdbError> {
         Self::open_from(path_without_ext, |p| {
             let f = fs::File::open(p)?;
-            let len = f.metadata()?.len();
-            Ok((
-                Box::new(std::io::BufReader::with_capacity(1 << 16, f)) as Bytes,
-                len,
-            ))
+            let meta = f.metadata()?;
+            if meta.is_file() {
+                // Read a block at a time, each read as large as the block.
+                Ok((Box::new(f) as ByteSource, meta.len()))
+            } else {
+                // A pipe or a device has no length to check the header against until
+                // it is read (and a directory fails here, as a read).
+                let bytes = fs::read(p)?;
+                let len = bytes.len() as u64;
+                Ok((Box::new(std::io::Cursor::new(bytes)) as ByteSource, len))
+            }
         })
     }
 
     /// Opens a record whose files `open` gives as a reader and a length (header first).
     fn open_from<F>(path_without_ext: &Path, mut open: F) -> Result<Self, WfdbError>
     where
-        F: FnMut(&Path) -> std::io::Result<(Bytes, u64)>,
+        F: FnMut(&Path) -> std::io::Result<(ByteSource, u64)>,
     {
         let (mut header, hea) = read_header_with(path_without_ext, &mut |p: &Path| {
             let mut bytes = Vec::new();
@@ -687,7 +693,8 @@ impl SignalReader {
     ///
     /// # Errors
     /// When a signal file cannot be read, or ends before the frames it held when it
-    /// was opened.
+    /// was opened. The reader then reads no further (its files are no longer in
+    /// step): every later call gives `None`.
     pub fn read_frames(&mut self, max: usize) -> Result<Option<Vec<Vec<i32>>>, WfdbError> {
         let n = max.min(self.n_frames - self.read);
         if n == 0 {
@@ -695,7 +702,7 @@ impl SignalReader {
         }
         let mut out = vec![Vec::new(); self.header.signals.len()];
         for file in &mut self.files {
-            let block = file.read(n)?;
+            let block = file.read(n).inspect_err(|_| self.n_frames = self.read)?;
             for (&(i, _), v) in file.signals.iter().zip(block) {
                 out[i] = v;
             }
@@ -759,8 +766,9 @@ impl SignalFile {
                 return Err(WfdbError::Signal {
                     path: self.path.clone(),
                     msg: format!(
-                        "ends after {} frames, it held {} when opened",
-                        self.read, self.n_frames
+                        "ends before frame {}: it held {} frames when it was opened",
+                        self.read + frames,
+                        self.n_frames
                     ),
                 });
             }
@@ -794,7 +802,7 @@ impl SignalFile {
 }
 
 /// Reads into `buf` until it is full or the bytes end; the count read.
-fn read_up_to(bytes: &mut Bytes, buf: &mut [u8]) -> std::io::Result<usize> {
+fn read_up_to(bytes: &mut ByteSource, buf: &mut [u8]) -> std::io::Result<usize> {
     let mut got = 0;
     while got < buf.len() {
         match bytes.read(&mut buf[got..]) {
@@ -808,7 +816,7 @@ fn read_up_to(bytes: &mut Bytes, buf: &mut [u8]) -> std::io::Result<usize> {
 }
 
 /// Skips `n` bytes (fewer if the bytes end first).
-fn skip(bytes: &mut Bytes, n: u64) -> std::io::Result<()> {
+fn skip(bytes: &mut ByteSource, n: u64) -> std::io::Result<()> {
     std::io::copy(&mut bytes.take(n), &mut std::io::sink()).map(|_| ())
 }
 
@@ -1468,7 +1476,7 @@ mod tests {
                     let r = SignalReader::open_from(Path::new("r"), |p| {
                         let b = files(p)?;
                         let len = b.len() as u64;
-                        Ok((Box::new(std::io::Cursor::new(b)) as Bytes, len))
+                        Ok((Box::new(std::io::Cursor::new(b)) as ByteSource, len))
                     })
                     .unwrap();
                     assert_eq!(r.n_frames(), whole.n_samples, "format {format}");
