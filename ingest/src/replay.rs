@@ -236,30 +236,35 @@ impl Plan {
                 record: name.to_string(),
             });
         }
-        let sent = leads.iter().map(|l| l.0).chain(pulses.iter().map(|p| p.0));
-        for i in sent {
-            let s = &signals[i];
-            if s.samples_per_frame != 1 {
-                return Err(ReplayError::SamplesPerFrame {
-                    record: name.to_string(),
-                    signal: i,
-                    desc: s.description.clone(),
-                    spf: s.samples_per_frame,
-                });
-            }
-        }
         let id = format!(
             "rec-{}",
             name.replace(|c: char| !c.is_ascii_alphanumeric() && c != '-', "_")
         );
-        Ok(Self {
+        let plan = Self {
             rate: SampleRate(rounded as u32),
             leads,
             pulses,
             stream: StreamId::new(id.clone()).map_err(|e| ReplayError::id("stream id", e))?,
             device: DeviceId::new("replay").map_err(|e| ReplayError::id("device id", e))?,
             patient: PatientId::new(id).map_err(|e| ReplayError::id("patient id", e))?,
-        })
+        };
+        if let Some(i) = plan.sent().find(|&i| signals[i].samples_per_frame != 1) {
+            return Err(ReplayError::SamplesPerFrame {
+                record: name.to_string(),
+                signal: i,
+                desc: signals[i].description.clone(),
+                spf: signals[i].samples_per_frame,
+            });
+        }
+        Ok(plan)
+    }
+
+    /// The signals sent: the leads', then the pulse waveforms'.
+    fn sent(&self) -> impl Iterator<Item = usize> + '_ {
+        self.leads
+            .iter()
+            .map(|l| l.0)
+            .chain(self.pulses.iter().map(|p| p.0))
     }
 
     /// The source, holding samples `mv` and `pulses` from the record's start, `n`
@@ -314,27 +319,20 @@ impl RecordSource {
         // The record's frames, as far as every signal sent has samples (a file may
         // hold more when the header gives no frame count, as [`SignalReader`] reads).
         let n = plan
-            .leads
-            .iter()
-            .map(|l| l.0)
-            .chain(plan.pulses.iter().map(|p| p.0))
+            .sent()
             .map(|i| rec.samples.get(i).map_or(0, Vec::len))
             .fold(rec.n_samples, usize::min);
-        let mv: Vec<Vec<f32>> = plan
-            .leads
-            .iter()
-            .map(|&(i, _)| {
-                let mut v = rec.physical(i);
-                v.truncate(n);
-                v
-            })
-            .collect();
+        let physical = |i: usize| {
+            let mut v = rec.physical(i);
+            v.truncate(n);
+            v
+        };
+        let mv: Vec<Vec<f32>> = plan.leads.iter().map(|&(i, _)| physical(i)).collect();
         let pulses: Vec<Vec<f32>> = plan
             .pulses
             .iter()
             .map(|&(i, kind)| {
-                let mut v = rec.physical(i);
-                v.truncate(n);
+                let mut v = physical(i);
                 let mut held = first_valid(&v).unwrap_or(0.0);
                 pulse_samples(kind, &mut v, &mut held);
                 v
@@ -376,13 +374,7 @@ impl RecordSource {
         let h = reader.header();
         let plan = Plan::of(&h.name, h.fs, &h.signals)?;
         // Frames sent: none when a signal sent is stored in no file (format 0).
-        let n = if plan
-            .leads
-            .iter()
-            .map(|l| l.0)
-            .chain(plan.pulses.iter().map(|p| p.0))
-            .any(|i| h.signals[i].format == 0)
-        {
+        let n = if plan.sent().any(|i| h.signals[i].format == 0) {
             0
         } else {
             reader.n_frames()

@@ -1409,6 +1409,16 @@ mod tests {
             "03700181",
         ] {
             let r = read_record(&f.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+            // Read a block at a time, the same samples.
+            for block in [1, 250, 4099] {
+                let blocks = SignalReader::open(&f.join(name)).unwrap();
+                assert_eq!(blocks.n_frames(), r.n_samples, "{name}");
+                assert_eq!(
+                    in_blocks(blocks, block),
+                    r.samples,
+                    "{name}, blocks of {block}"
+                );
+            }
             for (i, s) in r.signals.iter().enumerate() {
                 assert!(
                     r.checksum_ok(i),
@@ -1482,34 +1492,6 @@ mod tests {
                     assert_eq!(r.n_frames(), whole.n_samples, "format {format}");
                     assert_eq!(in_blocks(r, block), whole.samples, "format {format}, blocks of {block}");
                 }
-            }
-        }
-    }
-
-    #[test]
-    fn fixtures_read_in_blocks_as_whole() {
-        let Some(dir) = data_dir() else {
-            println!("skipping: shared ECG data not found (set CARDIOSTREAM_DATA or provide ../shared/data/unpack)");
-            return;
-        };
-        let f = dir.join("wfdb-formats");
-        for name in [
-            "binformats",
-            "310derive",
-            "311derive",
-            "a103l",
-            "p10143",
-            "03700181",
-        ] {
-            let whole = read_record(&f.join(name)).unwrap();
-            for block in [1, 250, 4099] {
-                let r = SignalReader::open(&f.join(name)).unwrap();
-                assert_eq!(r.n_frames(), whole.n_samples, "{name}");
-                assert_eq!(
-                    in_blocks(r, block),
-                    whole.samples,
-                    "{name}, blocks of {block}"
-                );
             }
         }
     }
