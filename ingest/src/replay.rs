@@ -36,7 +36,7 @@ pub enum ReplayError {
     SamplesPerFrame {
         /// The record.
         record: String,
-        /// The signal's index and description.
+        /// The signal's index.
         signal: usize,
         /// Its description.
         desc: String,
@@ -365,11 +365,10 @@ impl RecordSource {
     ) -> Result<Self, ReplayError> {
         let reader = SignalReader::open(path_without_ext)?;
         if reader.n_frames() <= WHOLE_FRAMES {
-            // Short: read whole and its files closed, so that replaying a folder of
-            // thousands of short records keeps no file open.
-            drop(reader);
-            let rec = crate::wfdb::read_record(path_without_ext)?;
-            return Self::new(&rec, t0_us, frame_ms, max_seconds);
+            // Short: read whole (its frames; a longer file than the record is not read
+            // on) and its files closed, so that replaying a folder of thousands of
+            // short records keeps no file open.
+            return Self::new(&reader.read_rest()?, t0_us, frame_ms, max_seconds);
         }
         let h = reader.header();
         let plan = Plan::of(&h.name, h.fs, &h.signals)?;
@@ -385,9 +384,9 @@ impl RecordSource {
         if n > 0 && !held.is_empty() {
             let mut ahead = SignalReader::open(path_without_ext)?;
             if ahead.header().signals.len() != h.signals.len() {
-                return Err(ReplayError::Read(WfdbError::Unsupported {
+                return Err(ReplayError::Read(WfdbError::Signal {
                     path: path_without_ext.to_path_buf(),
-                    what: "a header that changed while the record was opened".into(),
+                    msg: "the header changed while the record was opened".into(),
                 }));
             }
             while held.iter().any(Option::is_none) {
@@ -708,24 +707,26 @@ mod tests {
     fn files_of_different_lengths_and_rates_replay_alike_either_way() {
         // No frame count in the header, and a second file (a respiration signal, not
         // sent) shorter than the lead's: the record ends with its shortest file, read
-        // whole or from its files.
-        let (long, short) = (70_000usize, 68_000usize);
+        // whole or from its files, long (streamed) or short (read whole by `open` too).
         let header = "r 2 250\na.dat 16 200/mV 16 0 0 0 0 II\nb.dat 16 200/Ohm 16 0 0 0 0 RESP\n";
-        let dir = Folder::new(
-            "lengths",
-            &[
-                ("r.hea", header.as_bytes().to_vec()),
-                ("a.dat", format16((0..long).map(|t| vec![(t % 300) as i16]))),
-                ("b.dat", format16((0..short).map(|t| vec![(t % 50) as i16]))),
-            ],
-        );
-        let path = dir.0.join("r");
-        let whole = frames(
-            RecordSource::new(&crate::wfdb::read_record(&path).unwrap(), 0, 200, None).unwrap(),
-        );
-        let opened = frames(RecordSource::open(&path, 0, 200, None).unwrap());
-        assert_eq!(whole.iter().map(|f| f.samples.len()).sum::<usize>(), short);
-        assert!(whole == opened);
+        for (long, short) in [(70_000usize, 68_000usize), (3_000, 10)] {
+            let dir = Folder::new(
+                "lengths",
+                &[
+                    ("r.hea", header.as_bytes().to_vec()),
+                    ("a.dat", format16((0..long).map(|t| vec![(t % 300) as i16]))),
+                    ("b.dat", format16((0..short).map(|t| vec![(t % 50) as i16]))),
+                ],
+            );
+            let path = dir.0.join("r");
+            let whole = frames(
+                RecordSource::new(&crate::wfdb::read_record(&path).unwrap(), 0, 200, None).unwrap(),
+            );
+            let opened = frames(RecordSource::open(&path, 0, 200, None).unwrap());
+            assert_eq!(whole.iter().map(|f| f.samples.len()).sum::<usize>(), short);
+            assert!(whole == opened, "{long} and {short} frames");
+        }
+        let long = 70_000usize;
         // A lead of two samples per frame runs at twice the record's rate: no stream
         // carries it, either way.
         let header = "r 1 250 70000\na.dat 16x2 200/mV 16 0 0 0 0 II\n";

@@ -532,7 +532,8 @@ impl SignalReader {
             } else {
                 // A pipe or a device has no length to check the header against until
                 // it is read (and a directory fails here, as a read).
-                let bytes = fs::read(p)?;
+                let mut bytes = Vec::new();
+                (&f).read_to_end(&mut bytes)?;
                 let len = bytes.len() as u64;
                 Ok((Box::new(std::io::Cursor::new(bytes)) as ByteSource, len))
             }
@@ -711,6 +712,40 @@ impl SignalReader {
         Ok(Some(out))
     }
 
+    /// The rest of the record's frames, as a record: every signal up to the record's
+    /// frame count ([`SignalReader::n_frames`]).
+    ///
+    /// # Errors
+    /// As [`SignalReader::read_frames`].
+    pub fn read_rest(mut self) -> Result<Record, WfdbError> {
+        let mut samples: Vec<Vec<i32>> = vec![Vec::new(); self.header.signals.len()];
+        while let Some(block) = self.read_frames(1 << 16)? {
+            for (s, v) in samples.iter_mut().zip(block) {
+                s.extend(v);
+            }
+        }
+        Ok(self.record(samples))
+    }
+
+    /// The record of the header and these samples.
+    fn record(self, samples: Vec<Vec<i32>>) -> Record {
+        let Header {
+            name,
+            fs,
+            signals,
+            comments,
+            ..
+        } = self.header;
+        Record {
+            name,
+            fs,
+            n_samples: self.n_frames,
+            signals,
+            samples,
+            comments,
+        }
+    }
+
     /// The whole record, each signal file read to its own end (when the header gives
     /// no frame count, files may hold different numbers of frames).
     fn into_record(mut self) -> Result<Record, WfdbError> {
@@ -726,21 +761,7 @@ impl SignalReader {
                 }
             }
         }
-        let Header {
-            name,
-            fs,
-            signals,
-            comments,
-            ..
-        } = self.header;
-        Ok(Record {
-            name,
-            fs,
-            n_samples: self.n_frames,
-            signals,
-            samples,
-            comments,
-        })
+        Ok(self.record(samples))
     }
 }
 
