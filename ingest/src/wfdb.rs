@@ -451,16 +451,11 @@ pub fn read_record(path_without_ext: &Path) -> Result<Record, WfdbError> {
 ///
 /// # Errors
 /// As [`read_record`]; an error of `read` is [`WfdbError::Io`] naming the file.
-pub fn read_record_with<F>(path_without_ext: &Path, mut read: F) -> Result<Record, WfdbError>
+pub fn read_record_with<F>(path_without_ext: &Path, read: F) -> Result<Record, WfdbError>
 where
     F: FnMut(&Path) -> std::io::Result<Vec<u8>>,
 {
-    SignalReader::open_from(path_without_ext, |p| {
-        let bytes = read(p)?;
-        let len = bytes.len() as u64;
-        Ok((Box::new(std::io::Cursor::new(bytes)) as ByteSource, len))
-    })?
-    .into_record()
+    SignalReader::open_with(path_without_ext, read)?.into_record()
 }
 
 /// A reader of a signal file's bytes, from the file's start.
@@ -537,6 +532,23 @@ impl SignalReader {
                 let len = bytes.len() as u64;
                 Ok((Box::new(std::io::Cursor::new(bytes)) as ByteSource, len))
             }
+        })
+    }
+
+    /// [`SignalReader::open`] with the files read by `read`, as for
+    /// [`read_record_with`] (records in memory, the fuzzing campaigns).
+    ///
+    /// # Errors
+    /// As [`read_record_with`], for everything that can be checked before the samples
+    /// are read.
+    pub fn open_with<F>(path_without_ext: &Path, mut read: F) -> Result<Self, WfdbError>
+    where
+        F: FnMut(&Path) -> std::io::Result<Vec<u8>>,
+    {
+        Self::open_from(path_without_ext, |p| {
+            let bytes = read(p)?;
+            let len = bytes.len() as u64;
+            Ok((Box::new(std::io::Cursor::new(bytes)) as ByteSource, len))
         })
     }
 
@@ -1504,12 +1516,7 @@ mod tests {
                 }
                 assert!(whole.n_samples > 0, "format {format}");
                 for block in [1, 2, 3, 7, 64, 1 << 20] {
-                    let r = SignalReader::open_from(Path::new("r"), |p| {
-                        let b = files(p)?;
-                        let len = b.len() as u64;
-                        Ok((Box::new(std::io::Cursor::new(b)) as ByteSource, len))
-                    })
-                    .unwrap();
+                    let r = SignalReader::open_with(Path::new("r"), files).unwrap();
                     assert_eq!(r.n_frames(), whole.n_samples, "format {format}");
                     assert_eq!(in_blocks(r, block), whole.samples, "format {format}, blocks of {block}");
                 }

@@ -72,7 +72,7 @@ fn check_record(data: &[u8]) -> bool {
     let n = usize::from(u16::from_le_bytes([data[0], data[1]]));
     let rest = &data[2..];
     let (hea, sig) = rest.split_at(n.min(rest.len()));
-    let r = wfdb::read_record_with(Path::new("/fuzz/r"), |p| {
+    let files = |p: &Path| {
         if p == Path::new("/fuzz/r.hea") {
             Ok(hea.to_vec())
         } else if p.starts_with("/fuzz") {
@@ -80,10 +80,27 @@ fn check_record(data: &[u8]) -> bool {
         } else {
             Err(io::Error::other("outside the record directory"))
         }
-    });
+    };
+    let r = wfdb::read_record_with(Path::new("/fuzz/r"), files);
     let Ok(r) = r else {
         return false;
     };
+    // Read three frames at a time, the same samples, up to the record's frame count.
+    let mut blocks =
+        wfdb::SignalReader::open_with(Path::new("/fuzz/r"), files).expect("opens as it reads");
+    assert_eq!(blocks.n_frames(), r.n_samples);
+    let mut read: Vec<Vec<i32>> = vec![Vec::new(); r.signals.len()];
+    while let Some(b) = blocks.read_frames(3).expect("reads as whole") {
+        read.iter_mut().zip(b).for_each(|(v, b)| v.extend(b));
+    }
+    for (i, (v, s)) in read.iter().zip(&r.signals).enumerate() {
+        let whole = &r.samples[i];
+        assert_eq!(v[..], whole[..v.len()], "signal {i}");
+        assert!(
+            whole.is_empty() || v.len() == r.n_samples * s.samples_per_frame,
+            "signal {i}"
+        );
+    }
     assert_eq!(r.samples.len(), r.signals.len());
     for i in 0..r.signals.len() {
         let _ = r.physical(i);
