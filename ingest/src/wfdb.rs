@@ -702,7 +702,8 @@ impl SignalReader {
     /// The next frames of the record: up to `max` frames of every signal, one vector
     /// per signal in header order (a signal of several samples per frame gives that
     /// many per frame; one stored in no file, format 0, none); `None` once the
-    /// record's frames are all read.
+    /// record's frames are all read, and at once when no signal is stored in a file
+    /// (its frames hold nothing to read, however many the header counts).
     ///
     /// # Errors
     /// When a signal file cannot be read, or ends before the frames it held when it
@@ -710,7 +711,7 @@ impl SignalReader {
     /// step): every later call gives `None`.
     pub fn read_frames(&mut self, max: usize) -> Result<Option<Vec<Vec<i32>>>, WfdbError> {
         let n = max.min(self.n_frames - self.read);
-        if n == 0 {
+        if n == 0 || self.files.is_empty() {
             return Ok(None);
         }
         let mut out = vec![Vec::new(); self.header.signals.len()];
@@ -1482,6 +1483,21 @@ mod tests {
             }
         }
         out
+    }
+
+    #[test]
+    fn a_record_with_no_stored_signal_has_no_frames_to_read() {
+        // Found by the wfdb_record campaign: 2e9 frames of no signal at all, or of
+        // signals stored in no file, are not 2e9 empty blocks.
+        for header in [
+            "r 0 8 2000000000\n",
+            "r 1 250 2000000000\nr.dat 0 200 12 0 0 0 0 II\n",
+        ] {
+            let mut r = SignalReader::open_with(Path::new("r"), |_| Ok(header.as_bytes().to_vec()))
+                .unwrap();
+            assert_eq!(r.n_frames(), 2_000_000_000);
+            assert!(r.read_frames(3).unwrap().is_none());
+        }
     }
 
     #[test]
