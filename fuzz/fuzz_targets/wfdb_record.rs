@@ -1,59 +1,13 @@
-//! WFDB record reader (`ecg_ingest::wfdb::read_record_with`) on crafted files held in
-//! memory: the input is `header length (u16 LE) | header text | signal bytes`; every
-//! signal file the header names reads as the signal bytes (a `.mat` name included, so
-//! the MAT v4 header path is reached). Every signal of a record that reads is then
-//! converted to physical units and checksummed.
+//! WFDB record reader (`ecg_ingest::wfdb::read_record_with`, and
+//! `SignalReader` three frames at a time) on crafted files held in memory: the checks
+//! are in `fuzz/checks/wfdb_record.rs`, shared with the test command's short run.
 #![no_main]
 
-use std::io;
-use std::path::Path;
+#[path = "../checks/wfdb_record.rs"]
+mod checks;
 
-use ecg_ingest::wfdb;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    if data.len() < 2 {
-        return;
-    }
-    let n = usize::from(u16::from_le_bytes([data[0], data[1]]));
-    let rest = &data[2..];
-    let (hea, sig) = rest.split_at(n.min(rest.len()));
-    let rec = Path::new("/fuzz/r");
-    let files = |p: &Path| {
-        if p == Path::new("/fuzz/r.hea") {
-            Ok(hea.to_vec())
-        } else if p.starts_with("/fuzz") {
-            Ok(sig.to_vec())
-        } else {
-            Err(io::Error::other("outside the record directory"))
-        }
-    };
-    let r = wfdb::read_record_with(rec, files);
-    if let Ok(r) = r {
-        // Read three frames at a time, the same samples, up to the record's frame count.
-        let mut blocks = wfdb::SignalReader::open_with(rec, files).expect("opens as it reads");
-        assert_eq!(blocks.n_frames(), r.n_samples);
-        let mut read: Vec<Vec<i32>> = vec![Vec::new(); r.signals.len()];
-        while let Some(b) = blocks.read_frames(3).expect("reads as whole") {
-            read.iter_mut().zip(b).for_each(|(v, b)| v.extend(b));
-        }
-        for (i, (v, s)) in read.iter().zip(&r.signals).enumerate() {
-            let whole = &r.samples[i];
-            assert_eq!(v[..], whole[..v.len()], "signal {i}");
-            assert!(
-                whole.is_empty() || v.len() == r.n_samples * s.samples_per_frame,
-                "signal {i}"
-            );
-        }
-        assert_eq!(r.samples.len(), r.signals.len());
-        for i in 0..r.signals.len() {
-            let _ = r.physical(i);
-            let _ = r.checksum_ok(i);
-        }
-        // Memory stays bounded by the input: no signal has more samples than its
-        // file has bytes (every format takes at least one byte per sample). A header
-        // may name itself as a signal file, so the bound is the larger file.
-        let longest = sig.len().max(hea.len());
-        assert!(r.samples.iter().all(|v| v.len() <= longest));
-    }
+    checks::check_record(data);
 });

@@ -6,11 +6,15 @@
 //! coverage-guided inputs per target (`scripts/fuzz.sh`).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::io;
 use std::path::{Path, PathBuf};
 
 use ecg_ingest::{codec, wfdb};
 use proptest::prelude::*;
+
+/// The record harness's checks, the campaign's own.
+#[path = "../../fuzz/checks/wfdb_record.rs"]
+mod record_checks;
+use record_checks::check_record;
 
 /// The campaign's seed inputs of `target`.
 fn seeds(target: &str) -> Vec<Vec<u8>> {
@@ -61,54 +65,6 @@ fn check_header(data: &[u8]) -> bool {
     assert!(h.fs.is_finite() && h.fs > 0.0);
     assert!(h.signals.iter().all(|s| s.samples_per_frame > 0));
     assert!(h.signals.len() <= text.lines().count());
-    true
-}
-
-/// The record harness's checks; whether the input read as a record.
-fn check_record(data: &[u8]) -> bool {
-    if data.len() < 2 {
-        return false;
-    }
-    let n = usize::from(u16::from_le_bytes([data[0], data[1]]));
-    let rest = &data[2..];
-    let (hea, sig) = rest.split_at(n.min(rest.len()));
-    let files = |p: &Path| {
-        if p == Path::new("/fuzz/r.hea") {
-            Ok(hea.to_vec())
-        } else if p.starts_with("/fuzz") {
-            Ok(sig.to_vec())
-        } else {
-            Err(io::Error::other("outside the record directory"))
-        }
-    };
-    let r = wfdb::read_record_with(Path::new("/fuzz/r"), files);
-    let Ok(r) = r else {
-        return false;
-    };
-    // Read three frames at a time, the same samples, up to the record's frame count.
-    let mut blocks =
-        wfdb::SignalReader::open_with(Path::new("/fuzz/r"), files).expect("opens as it reads");
-    assert_eq!(blocks.n_frames(), r.n_samples);
-    let mut read: Vec<Vec<i32>> = vec![Vec::new(); r.signals.len()];
-    while let Some(b) = blocks.read_frames(3).expect("reads as whole") {
-        read.iter_mut().zip(b).for_each(|(v, b)| v.extend(b));
-    }
-    for (i, (v, s)) in read.iter().zip(&r.signals).enumerate() {
-        let whole = &r.samples[i];
-        assert_eq!(v[..], whole[..v.len()], "signal {i}");
-        assert!(
-            whole.is_empty() || v.len() == r.n_samples * s.samples_per_frame,
-            "signal {i}"
-        );
-    }
-    assert_eq!(r.samples.len(), r.signals.len());
-    for i in 0..r.signals.len() {
-        let _ = r.physical(i);
-        let _ = r.checksum_ok(i);
-    }
-    // Memory bounded by the input (a header may name itself as a signal file).
-    let longest = sig.len().max(hea.len());
-    assert!(r.samples.iter().all(|v| v.len() <= longest));
     true
 }
 
