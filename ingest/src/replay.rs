@@ -418,28 +418,27 @@ impl RecordSource {
     /// Holds the samples up to `upto` (exclusive) of every signal, reading the next
     /// blocks of a record opened from its files and dropping the samples already sent.
     fn fill(&mut self, upto: usize) -> Result<(), ReplayError> {
+        // Every signal sent has one sample per frame ([`Plan::of`]) and there is at
+        // least one lead, so the first lead's buffer says how far all are held.
         let Some(rest) = &mut self.rest else {
             return Ok(());
         };
-        let held_to = |mv: &[Vec<f32>], pulses: &[(PulseKind, Vec<f32>)]| {
-            mv.iter()
-                .map(Vec::len)
-                .chain(pulses.iter().map(|p| p.1.len()))
-                .min()
-                .unwrap_or(0)
-        };
-        if self.base + held_to(&self.mv, &self.pulses) >= upto {
+        if self.base + self.mv[0].len() >= upto {
             return Ok(());
         }
         let sent = self.pos - self.base;
-        self.mv.iter_mut().for_each(|v| drop(v.drain(..sent)));
-        self.pulses.iter_mut().for_each(|p| drop(p.1.drain(..sent)));
+        self.mv.iter_mut().for_each(|v| {
+            v.drain(..sent);
+        });
+        self.pulses.iter_mut().for_each(|p| {
+            p.1.drain(..sent);
+        });
         self.base = self.pos;
-        while self.base + held_to(&self.mv, &self.pulses) < upto {
+        while self.base + self.mv[0].len() < upto {
             let Some(block) = rest.reader.read_frames(BLOCK_FRAMES)? else {
                 // Fewer samples than the record's frame count promised (not for a
                 // record that reads): the stream ends with them.
-                self.end = self.base + held_to(&self.mv, &self.pulses);
+                self.end = self.base + self.mv[0].len();
                 break;
             };
             let signals = &rest.reader.header().signals;
@@ -460,10 +459,10 @@ impl RecordSource {
     /// # Errors
     /// When the next block of a record opened from its files cannot be read.
     pub fn next_frame(&mut self) -> Result<Option<Frame>, ReplayError> {
-        if self.pos >= self.end {
-            return Ok(None);
+        if self.pos < self.end {
+            self.fill(self.pos + self.frame_samples.min(self.end - self.pos))?;
         }
-        self.fill(self.pos + self.frame_samples.min(self.end - self.pos))?;
+        // (`fill` ends the stream early when the record's files hold fewer frames.)
         if self.pos >= self.end {
             return Ok(None);
         }

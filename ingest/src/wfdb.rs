@@ -731,12 +731,9 @@ impl SignalReader {
     /// # Errors
     /// As [`SignalReader::read_frames`].
     pub fn read_rest(mut self) -> Result<Record, WfdbError> {
-        let mut samples: Vec<Vec<i32>> = vec![Vec::new(); self.header.signals.len()];
-        while let Some(block) = self.read_frames(1 << 16)? {
-            for (s, v) in samples.iter_mut().zip(block) {
-                s.extend(v);
-            }
-        }
+        let samples = self
+            .read_frames(usize::MAX)?
+            .unwrap_or_else(|| vec![Vec::new(); self.header.signals.len()]);
         Ok(self.record(samples))
     }
 
@@ -787,12 +784,15 @@ impl SignalFile {
         let (group_samples, group_bytes) = self.group;
         while self.carry.len() < want {
             let groups = (want - self.carry.len()).div_ceil(group_samples);
-            self.buf.resize(groups * group_bytes, 0);
-            let got =
-                read_up_to(&mut self.bytes, &mut self.buf).map_err(|error| WfdbError::Io {
+            self.buf.clear();
+            (&mut self.bytes)
+                .take((groups * group_bytes) as u64)
+                .read_to_end(&mut self.buf)
+                .map_err(|error| WfdbError::Io {
                     path: self.path.clone(),
                     error,
                 })?;
+            let got = self.buf.len();
             let n = samples_in_bytes(self.format, got)
                 .unwrap_or(0)
                 .min(groups * group_samples);
@@ -833,20 +833,6 @@ impl SignalFile {
         self.read += frames;
         Ok(outs)
     }
-}
-
-/// Reads into `buf` until it is full or the bytes end; the count read.
-fn read_up_to(bytes: &mut ByteSource, buf: &mut [u8]) -> std::io::Result<usize> {
-    let mut got = 0;
-    while got < buf.len() {
-        match bytes.read(&mut buf[got..]) {
-            Ok(0) => break,
-            Ok(k) => got += k,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(got)
 }
 
 /// Skips `n` bytes (fewer if the bytes end first).
